@@ -1,0 +1,26 @@
+/**
+ * Engine.IO protocol v4 for Deno: bind socket.io's server core to it with `io.bind(engine)`.
+ *
+ * @example
+ * ```ts
+ * import { Server } from "socket.io";
+ * import { Engine } from "./src/engine/mod.ts";
+ *
+ * const io = new Server();
+ * const engine = new Engine({ path: "/socket.io/" });
+ * io.bind(engine);
+ * io.on("connection", (socket) => socket.emit("hello"));
+ * Deno.serve({ port: 3000 }, engine.handler());
+ * ```
+ * @module
+ */
+export {
+  type ConnectionInfo,
+  Engine,
+  ENGINE_DEFAULTS,
+  type EngineOptions,
+  ERROR_CODES,
+} from "./server.ts";
+export type { CorsOptions } from "./cors.ts";
+export { type CloseReason, EngineSocket, type HandshakeRequest } from "./socket.ts";
+export * as parser from "./parser.ts";

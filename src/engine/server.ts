@@ -1,0 +1,294 @@
+/**
+ * The Engine.IO v4 server: routes each request on its path to a handshake, a session's polling
+ * transport or a WebSocket upgrade, and emits `connection` with each new session.
+ *
+ * @example
+ * ```ts
+ * import { Server } from "socket.io";
+ * import { Engine } from "./mod.ts";
+ *
+ * const io = new Server();
+ * const engine = new Engine({ path: "/socket.io/" });
+ * io.bind(engine);
+ * Deno.serve(engine.handler());
+ * ```
+ * @module
+ */
+import { EventEmitter } from "node:events";
+import { applyCors, type CorsOptions } from "./cors.ts";
+import { EngineSocket, type HandshakeRequest, type SessionOptions } from "./socket.ts";
+import type { Transport } from "./transport.ts";
+import { errorResponse, PollingTransport } from "./transports/polling.ts";
+import { WebSocketTransport } from "./transports/websocket.ts";
+
+/** Where a request came from (`Deno.ServeHandlerInfo` satisfies it). */
+export interface ConnectionInfo {
+  remoteAddr: { hostname?: string; transport?: string } | Deno.Addr;
+}
+
+/** Engine options; the defaults are in {@link ENGINE_DEFAULTS}. */
+export interface EngineOptions extends Partial<SessionOptions> {
+  /** Endpoint path (default `/engine.io/`; socket.io clients use `/socket.io/`). */
+  path?: string;
+  /** CORS for browsers on other origins; none by default. */
+  cors?: CorsOptions;
+  /** Called on each handshake; throw (or reject) to refuse it with 403 and the error's message. */
+  allowRequest?: (request: Request, info: ConnectionInfo) => void | Promise<void>;
+  /** Accepts a WebSocket upgrade (default `Deno.upgradeWebSocket` without idle pings). */
+  upgradeWebSocket?: (request: Request) => { socket: WebSocket; response: Response };
+}
+
+/** Defaults, as in engine.io. */
+export const ENGINE_DEFAULTS = {
+  path: "/engine.io/",
+  pingInterval: 25_000,
+  pingTimeout: 20_000,
+  upgradeTimeout: 10_000,
+  maxHttpBufferSize: 1_000_000,
+} as const;
+
+/** Engine.IO's error codes, sent as `{code, message}` with HTTP 400/403. */
+export const ERROR_CODES = {
+  UNKNOWN_TRANSPORT: 0,
+  UNKNOWN_SID: 1,
+  BAD_HANDSHAKE_METHOD: 2,
+  BAD_REQUEST: 3,
+  FORBIDDEN: 4,
+  UNSUPPORTED_PROTOCOL_VERSION: 5,
+} as const;
+
+const TRANSPORTS = new Set(["polling", "websocket"]);
+
+/** A refused request: HTTP status, Engine.IO code and a message. */
+class RequestError {
+  constructor(
+    readonly status: number,
+    readonly code: number,
+    readonly message: string,
+    readonly context: Record<string, unknown> = {},
+  ) {}
+}
+
+function generateSessionId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(15));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+}
+
+function remoteAddressOf(info: ConnectionInfo): string {
+  const address = info.remoteAddr as { hostname?: string; path?: string };
+  return address.hostname ?? address.path ?? "";
+}
+
+function defaultUpgrade(request: Request): { socket: WebSocket; response: Response } {
+  // Engine.IO runs its own heartbeat; Deno's idle pings would only duplicate it.
+  return Deno.upgradeWebSocket(request, { idleTimeout: 0 });
+}
+
+/**
+ * An Engine.IO v4 server for web-standard `Request`/`Response` runtimes.
+ *
+ * Events: `connection` (EngineSocket), `connection_error` ({ req, code, message, context }).
+ */
+export class Engine extends EventEmitter {
+  readonly options: SessionOptions & { path: string };
+  readonly clients = new Map<string, EngineSocket>();
+  #cors?: CorsOptions;
+  #allowRequest?: EngineOptions["allowRequest"];
+  #upgradeWebSocket: NonNullable<EngineOptions["upgradeWebSocket"]>;
+
+  constructor(options: EngineOptions = {}) {
+    super();
+    const path = options.path ?? ENGINE_DEFAULTS.path;
+    this.options = {
+      path: path.endsWith("/") ? path : `${path}/`,
+      pingInterval: options.pingInterval ?? ENGINE_DEFAULTS.pingInterval,
+      pingTimeout: options.pingTimeout ?? ENGINE_DEFAULTS.pingTimeout,
+      upgradeTimeout: options.upgradeTimeout ?? ENGINE_DEFAULTS.upgradeTimeout,
+      maxHttpBufferSize: options.maxHttpBufferSize ?? ENGINE_DEFAULTS.maxHttpBufferSize,
+    };
+    this.#cors = options.cors;
+    this.#allowRequest = options.allowRequest;
+    this.#upgradeWebSocket = options.upgradeWebSocket ?? defaultUpgrade;
+  }
+
+  /** Number of open sessions. */
+  get clientsCount(): number {
+    return this.clients.size;
+  }
+
+  /** Whether `url` is on this engine's path. */
+  matches(url: URL): boolean {
+    return url.pathname === this.options.path || `${url.pathname}/` === this.options.path;
+  }
+
+  /** A `Deno.serve` handler: the engine's path, and 404 everywhere else. */
+  handler(): (request: Request, info: ConnectionInfo) => Promise<Response> {
+    return (request, info) => {
+      if (this.matches(new URL(request.url))) return this.handleRequest(request, info);
+      return Promise.resolve(new Response("Not Found", { status: 404 }));
+    };
+  }
+
+  /** Handles one request on the engine's path. */
+  async handleRequest(request: Request, info: ConnectionInfo): Promise<Response> {
+    const url = new URL(request.url);
+    const headers = new Headers();
+    if (this.#cors && !applyCors(this.#cors, request, headers)) {
+      return this.#refuse(
+        request,
+        headers,
+        new RequestError(403, ERROR_CODES.FORBIDDEN, "Origin not allowed"),
+      );
+    }
+    if (request.method === "OPTIONS" && this.#cors) {
+      return new Response(null, { status: 204, headers });
+    }
+    try {
+      const sid = url.searchParams.get("sid");
+      const transport = this.#verify(request, url, sid);
+      if (sid !== null) return this.#onSessionRequest(request, headers, sid, transport);
+      if (this.#allowRequest) {
+        try {
+          await this.#allowRequest(request, info);
+        } catch (reason) {
+          const message = reason instanceof Error ? reason.message : String(reason);
+          throw new RequestError(403, ERROR_CODES.FORBIDDEN, message || "Forbidden");
+        }
+      }
+      return this.#handshake(request, url, info, headers, transport);
+    } catch (error) {
+      if (error instanceof RequestError) return this.#refuse(request, headers, error);
+      throw error;
+    }
+  }
+
+  /** Closes every session (socket.io's `io.close()` calls this). */
+  close(): this {
+    for (const socket of [...this.clients.values()]) socket.close(true);
+    return this;
+  }
+
+  #verify(request: Request, url: URL, sid: string | null): string {
+    const query = url.searchParams;
+    if (query.get("EIO") !== "4") {
+      throw new RequestError(
+        400,
+        ERROR_CODES.UNSUPPORTED_PROTOCOL_VERSION,
+        "Unsupported protocol version",
+        {
+          protocol: query.get("EIO"),
+        },
+      );
+    }
+    const transport = query.get("transport") ?? "";
+    if (!TRANSPORTS.has(transport)) {
+      throw new RequestError(400, ERROR_CODES.UNKNOWN_TRANSPORT, "Transport unknown", {
+        transport,
+      });
+    }
+    const isUpgrade = request.headers.get("upgrade")?.toLowerCase() === "websocket";
+    if (transport === "websocket" && !isUpgrade) {
+      throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "WebSocket transport needs an upgrade");
+    }
+    if (sid === null) {
+      if (request.method !== "GET") {
+        throw new RequestError(400, ERROR_CODES.BAD_HANDSHAKE_METHOD, "Bad handshake method", {
+          method: request.method,
+        });
+      }
+      return transport;
+    }
+    const session = this.clients.get(sid);
+    if (!session) {
+      throw new RequestError(400, ERROR_CODES.UNKNOWN_SID, "Session ID unknown", { sid });
+    }
+    const current = session.transport.name;
+    if (transport !== current && !(transport === "websocket" && current === "polling")) {
+      throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Transport mismatch", {
+        transport,
+        previousTransport: current,
+      });
+    }
+    if (transport === "websocket" && session.upgradeState !== "none") {
+      throw new RequestError(
+        400,
+        ERROR_CODES.BAD_REQUEST,
+        "Session is already upgrading or upgraded",
+      );
+    }
+    if (transport === "polling" && request.method !== "GET" && request.method !== "POST") {
+      throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad request method", {
+        method: request.method,
+      });
+    }
+    return transport;
+  }
+
+  #onSessionRequest(
+    request: Request,
+    headers: Headers,
+    sid: string,
+    transport: string,
+  ): Promise<Response> {
+    const session = this.clients.get(sid)!;
+    if (transport === "websocket") {
+      const { socket, response } = this.#upgradeWebSocket(request);
+      session.upgrade(new WebSocketTransport(socket, this.options));
+      return Promise.resolve(response);
+    }
+    return (session.transport as PollingTransport).onRequest(request, headers);
+  }
+
+  #handshake(
+    request: Request,
+    url: URL,
+    info: ConnectionInfo,
+    headers: Headers,
+    transportName: string,
+  ): Promise<Response> {
+    const id = generateSessionId();
+    // Read the request before an upgrade: Deno.upgradeWebSocket takes it over.
+    const described = this.#describe(request, url, info);
+    let transport: Transport;
+    let upgradeResponse: Response | undefined;
+    if (transportName === "websocket") {
+      const { socket, response } = this.#upgradeWebSocket(request);
+      transport = new WebSocketTransport(socket, this.options);
+      upgradeResponse = response;
+    } else {
+      transport = new PollingTransport(this.options);
+    }
+    const session = new EngineSocket(id, transport, described, this.options);
+    this.clients.set(id, session);
+    session.once("close", () => this.clients.delete(id));
+    session.open();
+    const response = upgradeResponse
+      ? Promise.resolve(upgradeResponse)
+      : (transport as PollingTransport).onRequest(request, headers);
+    this.emit("connection", session);
+    return response;
+  }
+
+  #describe(request: Request, url: URL, info: ConnectionInfo): HandshakeRequest {
+    const headers: Record<string, string> = {};
+    request.headers.forEach((value, name) => headers[name] = value);
+    return {
+      url: url.pathname + url.search,
+      method: request.method,
+      headers,
+      _query: Object.fromEntries(url.searchParams),
+      connection: { encrypted: url.protocol === "https:", remoteAddress: remoteAddressOf(info) },
+      raw: request,
+    };
+  }
+
+  #refuse(request: Request, headers: Headers, error: RequestError): Response {
+    this.emit("connection_error", {
+      req: request,
+      code: error.code,
+      message: error.message,
+      context: error.context,
+    });
+    return errorResponse(error.status, error.code, error.message, headers);
+  }
+}

@@ -1,0 +1,252 @@
+/**
+ * One Engine.IO session: its current transport, write buffer, heartbeat and the
+ * polling → WebSocket upgrade. This is the `conn` that socket.io's server core talks to.
+ * @module
+ */
+import { EventEmitter } from "node:events";
+import type { Packet, PacketData, PacketType } from "./parser.ts";
+import { type Transport, TransportError } from "./transport.ts";
+
+/** Why a session closed, as reported to socket.io (`disconnect` reason). */
+export type CloseReason =
+  | "transport close"
+  | "transport error"
+  | "parse error"
+  | "ping timeout"
+  | "forced close"
+  | "server shutting down";
+
+/** The handshake request as socket.io reads it (`socket.handshake` is built from it). */
+export interface HandshakeRequest {
+  /** Path and query, as Node's `req.url`. */
+  url: string;
+  method: string;
+  /** Lower-case header names. */
+  headers: Record<string, string>;
+  _query: Record<string, string>;
+  connection: { encrypted: boolean; remoteAddress: string };
+  /** The original web-standard request. */
+  raw: Request;
+}
+
+/** Session timing and size settings. */
+export interface SessionOptions {
+  pingInterval: number;
+  pingTimeout: number;
+  upgradeTimeout: number;
+  maxHttpBufferSize: number;
+}
+
+type ReadyState = "opening" | "open" | "closing" | "closed";
+type UpgradeState = "none" | "upgrading" | "upgraded";
+
+/** During an upgrade, how often the paused polling GET is nudged with a noop. */
+const UPGRADE_NOOP_INTERVAL_MS = 100;
+
+/**
+ * An Engine.IO session.
+ *
+ * Events: `open`, `data`/`message` (string | Buffer), `packet`, `packetCreate`, `heartbeat`,
+ * `upgrading`, `upgrade`, `drain`, `flush`, `error`, `close` (reason, description).
+ */
+export class EngineSocket extends EventEmitter {
+  /** Protocol revision; socket.io reads it. */
+  readonly protocol = 4;
+  readyState: ReadyState = "opening";
+  transport: Transport;
+  #upgradeState: UpgradeState = "none";
+  #writeBuffer: Packet[] = [];
+  #pingIntervalTimer?: ReturnType<typeof setTimeout>;
+  #pingTimeoutTimer?: ReturnType<typeof setTimeout>;
+  #upgradeCleanup?: () => void;
+
+  constructor(
+    readonly id: string,
+    transport: Transport,
+    readonly request: HandshakeRequest,
+    private readonly options: SessionOptions,
+  ) {
+    super();
+    this.transport = transport;
+    this.#bind(transport);
+  }
+
+  /** The client's IP address. */
+  get remoteAddress(): string {
+    return this.request.connection.remoteAddress;
+  }
+
+  /** Whether this session already moved to (or is moving to) another transport. */
+  get upgradeState(): UpgradeState {
+    return this.#upgradeState;
+  }
+
+  /** Sends the open packet and starts the heartbeat. */
+  open(): void {
+    this.readyState = "open";
+    this.#sendPacket(
+      "open",
+      JSON.stringify({
+        sid: this.id,
+        upgrades: this.transport.upgradesTo,
+        pingInterval: this.options.pingInterval,
+        pingTimeout: this.options.pingTimeout,
+        maxPayload: this.options.maxHttpBufferSize,
+      }),
+    );
+    this.emit("open");
+    this.#schedulePing();
+  }
+
+  /** Sends a message packet; `callback` runs once it is handed to the transport. */
+  write(data: PacketData, _options?: unknown, callback?: () => void): this {
+    this.#sendPacket("message", data, callback);
+    return this;
+  }
+
+  /** Alias of {@link write}, as on engine.io. */
+  send(data: PacketData, options?: unknown, callback?: () => void): this {
+    return this.write(data, options, callback);
+  }
+
+  /** Closes the session once buffered packets are flushed (or at once with `discard`). */
+  close(discard = false): void {
+    if (this.readyState !== "open") return;
+    this.readyState = "closing";
+    if (this.#writeBuffer.length > 0 && !discard) {
+      this.once("drain", () => this.#onClose("forced close"));
+      return;
+    }
+    this.#onClose("forced close");
+  }
+
+  /** Ends the session right away with the given reason (server shutdown). */
+  terminate(reason: CloseReason): void {
+    this.#onClose(reason);
+  }
+
+  /** Starts an upgrade to `transport` (a WebSocket opened with this session's sid). */
+  upgrade(transport: Transport): void {
+    this.#upgradeState = "upgrading";
+    let noopTimer: ReturnType<typeof setInterval> | undefined;
+    const upgradeTimer = setTimeout(() => fail(), this.options.upgradeTimeout);
+    const cleanup = () => {
+      clearTimeout(upgradeTimer);
+      clearInterval(noopTimer);
+      transport.removeAllListeners();
+      this.#upgradeCleanup = undefined;
+    };
+    const fail = () => {
+      cleanup();
+      transport.close();
+      if (this.#upgradeState === "upgrading") this.#upgradeState = "none";
+    };
+    const sendNoop = () => {
+      if (this.transport.name === "polling" && this.transport.writable) {
+        this.transport.send([{ type: "noop" }]);
+      }
+    };
+    transport.on("packet", (packet: Packet) => {
+      if (packet.type === "ping" && packet.data === "probe") {
+        transport.send([{ type: "pong", data: "probe" }]);
+        this.emit("upgrading", transport);
+        sendNoop();
+        clearInterval(noopTimer);
+        noopTimer = setInterval(sendNoop, UPGRADE_NOOP_INTERVAL_MS);
+      } else if (packet.type === "upgrade" && this.readyState !== "closed") {
+        cleanup();
+        this.#upgradeState = "upgraded";
+        const previous = this.transport;
+        previous.removeAllListeners();
+        previous.discard();
+        this.transport = transport;
+        this.#bind(transport);
+        this.emit("upgrade", transport);
+        this.#flush();
+      } else {
+        fail();
+      }
+    });
+    transport.once("close", fail);
+    transport.once("error", fail);
+    this.#upgradeCleanup = fail;
+  }
+
+  #bind(transport: Transport): void {
+    transport.on("packet", (packet: Packet) => this.#onPacket(packet));
+    transport.on("drain", () => this.#flush());
+    transport.once("error", (error: TransportError) => {
+      this.emit("error", error);
+      this.#onClose(error.code === "parse_error" ? "parse error" : "transport error", error);
+    });
+    transport.once("close", () => this.#onClose("transport close"));
+  }
+
+  #onPacket(packet: Packet): void {
+    if (this.readyState !== "open") return;
+    this.emit("packet", packet);
+    switch (packet.type) {
+      case "pong":
+        clearTimeout(this.#pingTimeoutTimer);
+        this.#pingTimeoutTimer = undefined;
+        this.#schedulePing();
+        this.emit("heartbeat");
+        break;
+      case "message":
+        this.emit("data", packet.data);
+        this.emit("message", packet.data);
+        break;
+      default:
+        // open, ping, upgrade and noop are never sent by a v4 client on an open transport.
+        this.#onClose(
+          "parse error",
+          new TransportError("parse_error", `unexpected ${packet.type}`),
+        );
+    }
+  }
+
+  #schedulePing(): void {
+    clearTimeout(this.#pingIntervalTimer);
+    this.#pingIntervalTimer = setTimeout(() => {
+      this.#sendPacket("ping");
+      clearTimeout(this.#pingTimeoutTimer);
+      this.#pingTimeoutTimer = setTimeout(
+        () => this.#onClose("ping timeout"),
+        this.options.pingTimeout,
+      );
+    }, this.options.pingInterval);
+  }
+
+  #sendPacket(type: PacketType, data?: PacketData, callback?: () => void): void {
+    if (this.readyState === "closing" || this.readyState === "closed") return;
+    const packet: Packet = data === undefined ? { type } : { type, data };
+    this.emit("packetCreate", packet);
+    this.#writeBuffer.push(packet);
+    if (callback) this.once("flush", callback);
+    this.#flush();
+  }
+
+  #flush(): void {
+    if (this.readyState === "closed" || !this.transport.writable || !this.#writeBuffer.length) {
+      return;
+    }
+    const packets = this.#writeBuffer;
+    this.#writeBuffer = [];
+    this.transport.send(packets);
+    this.emit("flush", packets);
+    this.emit("drain");
+  }
+
+  #onClose(reason: CloseReason, description?: Error): void {
+    if (this.readyState === "closed") return;
+    this.readyState = "closed";
+    clearTimeout(this.#pingIntervalTimer);
+    clearTimeout(this.#pingTimeoutTimer);
+    this.#upgradeCleanup?.();
+    this.#writeBuffer = [];
+    const transport = this.transport;
+    transport.removeAllListeners();
+    transport.close();
+    this.emit("close", reason, description);
+  }
+}

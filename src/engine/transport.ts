@@ -1,0 +1,75 @@
+/**
+ * The runtime-neutral base of an Engine.IO transport: it turns wire data into packets for its
+ * session and reports `packet`, `drain`, `error` and `close`.
+ * @module
+ */
+import { EventEmitter } from "node:events";
+import type { Packet } from "./parser.ts";
+
+/** Transport names, as they appear in the `transport` query parameter. */
+export type TransportName = "polling" | "websocket";
+
+/** Lifecycle of a transport. */
+export type TransportState = "open" | "closing" | "closed";
+
+/** A transport-level failure with a stable reason code. */
+export class TransportError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = "TransportError";
+  }
+}
+
+/**
+ * Base class of the polling and WebSocket transports.
+ *
+ * Events: `packet` (Packet), `drain` (ready to send), `error` (TransportError), `close`.
+ */
+export abstract class Transport extends EventEmitter {
+  /** Whether `send()` reaches the client now. */
+  writable = false;
+  readyState: TransportState = "open";
+
+  abstract readonly name: TransportName;
+  /** Transports this one may upgrade to. */
+  abstract readonly upgradesTo: TransportName[];
+
+  /** Sends packets; only called while `writable`. */
+  abstract send(packets: Packet[]): void;
+
+  /** Closes the transport; `close` is emitted once it is closed. */
+  close(): void {
+    if (this.readyState !== "open") return;
+    this.readyState = "closing";
+    this.doClose();
+  }
+
+  /** Drops the transport after an upgrade, answering any waiting request without a close. */
+  discard(): void {
+    this.removeAllListeners();
+    this.readyState = "closed";
+    this.writable = false;
+  }
+
+  protected abstract doClose(): void;
+
+  protected onPacket(packet: Packet): void {
+    if (packet.type === "close") {
+      this.close();
+      return;
+    }
+    this.emit("packet", packet);
+  }
+
+  protected onError(code: string, message: string): void {
+    if (this.readyState === "closed") return;
+    this.emit("error", new TransportError(code, message));
+  }
+
+  protected onClose(): void {
+    if (this.readyState === "closed") return;
+    this.readyState = "closed";
+    this.writable = false;
+    this.emit("close");
+  }
+}

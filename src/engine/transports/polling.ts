@@ -1,0 +1,159 @@
+/**
+ * HTTP long-polling transport: a pending GET carries server → client packets, POSTs carry
+ * client → server packets. Speaks web-standard `Request`/`Response` only.
+ * @module
+ */
+import { decodePayload, encodePayload, type Packet, PacketParseError } from "../parser.ts";
+import { Transport } from "../transport.ts";
+
+/** Options the polling transport needs. */
+export interface PollingOptions {
+  /** Largest accepted POST body, in bytes. */
+  maxHttpBufferSize: number;
+}
+
+interface PendingPoll {
+  request: Request;
+  headers: Headers;
+  resolve: (response: Response) => void;
+}
+
+/** Thrown by {@link readBodyWithin} when a body exceeds the limit. */
+class BodyTooLargeError extends Error {}
+
+/** Reads a request body as UTF-8 text, stopping as soon as it exceeds `limit` bytes. */
+async function readBodyWithin(request: Request, limit: number): Promise<string> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > limit) throw new BodyTooLargeError();
+  if (request.body === null) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = request.body.getReader();
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      throw new BodyTooLargeError();
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder("utf-8", { fatal: true }).decode(body);
+}
+
+/** A JSON error response in the Engine.IO error shape. */
+export function errorResponse(
+  status: number,
+  code: number,
+  message: string,
+  headers = new Headers(),
+): Response {
+  headers.set("Content-Type", "application/json");
+  return new Response(JSON.stringify({ code, message }), { status, headers });
+}
+
+/** Engine.IO's "Bad request" error code. */
+const BAD_REQUEST = 3;
+
+/** The long-polling transport of one session. */
+export class PollingTransport extends Transport {
+  readonly name = "polling";
+  readonly upgradesTo: ("polling" | "websocket")[] = ["websocket"];
+  #pending?: PendingPoll;
+  #postInFlight = false;
+
+  constructor(private readonly options: PollingOptions) {
+    super();
+  }
+
+  /** Handles one HTTP request of this session (GET polls, POST sends). */
+  onRequest(request: Request, headers: Headers): Promise<Response> {
+    if (request.method === "GET") return this.#onPoll(request, headers);
+    if (request.method === "POST") return this.#onData(request, headers);
+    return Promise.resolve(errorResponse(400, BAD_REQUEST, "Bad request method", headers));
+  }
+
+  #onPoll(request: Request, headers: Headers): Promise<Response> {
+    if (this.#pending) {
+      this.onError("poll_overlap", "a second GET arrived while one was pending");
+      return Promise.resolve(errorResponse(400, BAD_REQUEST, "Overlapping poll request", headers));
+    }
+    if (this.readyState !== "open") {
+      return Promise.resolve(new Response(encodePayload([{ type: "close" }]), { headers }));
+    }
+    return new Promise((resolve) => {
+      const pending = { request, headers, resolve };
+      this.#pending = pending;
+      request.signal.addEventListener("abort", () => {
+        if (this.#pending === pending) {
+          this.#pending = undefined;
+          this.writable = false;
+          this.onError("poll_aborted", "the poll request closed before it was answered");
+        }
+      }, { once: true });
+      this.writable = true;
+      this.emit("drain");
+    });
+  }
+
+  async #onData(request: Request, headers: Headers): Promise<Response> {
+    if (this.#postInFlight) {
+      this.onError("post_overlap", "a second POST arrived while one was being read");
+      return errorResponse(400, BAD_REQUEST, "Overlapping data request", headers);
+    }
+    this.#postInFlight = true;
+    let payload: string;
+    try {
+      payload = await readBodyWithin(request, this.options.maxHttpBufferSize);
+    } catch (error) {
+      const tooLarge = error instanceof BodyTooLargeError;
+      this.onError(tooLarge ? "payload_too_large" : "bad_body", "the request body was refused");
+      return tooLarge
+        ? errorResponse(413, BAD_REQUEST, "Payload too large", headers)
+        : errorResponse(400, BAD_REQUEST, "Body is not valid UTF-8", headers);
+    } finally {
+      this.#postInFlight = false;
+    }
+    let packets: Packet[];
+    try {
+      packets = decodePayload(payload);
+    } catch (error) {
+      const message = error instanceof PacketParseError ? error.message : "invalid payload";
+      this.onError("parse_error", message);
+      return errorResponse(400, BAD_REQUEST, `Invalid payload: ${message}`, headers);
+    }
+    for (const packet of packets) {
+      if (this.readyState !== "open") break;
+      this.onPacket(packet);
+    }
+    headers.set("Content-Type", "text/html");
+    return new Response("ok", { headers });
+  }
+
+  send(packets: Packet[]): void {
+    const pending = this.#pending;
+    if (!pending) return;
+    this.#pending = undefined;
+    this.writable = false;
+    pending.headers.set("Content-Type", "text/plain; charset=UTF-8");
+    pending.resolve(new Response(encodePayload(packets), { headers: pending.headers }));
+  }
+
+  /** After an upgrade the waiting GET, if any, is answered with a noop so no packet is lost. */
+  override discard(): void {
+    this.send([{ type: "noop" }]);
+    super.discard();
+  }
+
+  protected doClose(): void {
+    this.send([{ type: "close" }]);
+    this.onClose();
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * WebSocket transport over a web-standard `WebSocket` (as returned by `Deno.upgradeWebSocket`):
+ * one packet per frame, text frames for text packets and binary frames for binary ones.
+ * @module
+ */
+import { decodePacket, encodePacket, type Packet, PacketParseError } from "../parser.ts";
+import { Transport } from "../transport.ts";
+
+/** Options the WebSocket transport needs. */
+export interface WebSocketOptions {
+  /** Largest accepted frame, in bytes. */
+  maxHttpBufferSize: number;
+}
+
+const encoder = new TextEncoder();
+
+function exceeds(data: string | ArrayBuffer, limit: number): boolean {
+  if (typeof data !== "string") return data.byteLength > limit;
+  // A UTF-16 unit is 1 to 3 UTF-8 bytes: encode only when the length alone cannot tell.
+  if (data.length > limit) return true;
+  if (data.length * 3 <= limit) return false;
+  return encoder.encode(data).byteLength > limit;
+}
+
+/** The WebSocket transport of one session. */
+export class WebSocketTransport extends Transport {
+  readonly name = "websocket";
+  readonly upgradesTo: ("polling" | "websocket")[] = [];
+
+  constructor(private readonly socket: WebSocket, private readonly options: WebSocketOptions) {
+    super();
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      this.writable = true;
+      this.emit("drain");
+    };
+    socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => this.#onFrame(event.data);
+    socket.onerror = () => this.onError("websocket_error", "the WebSocket failed");
+    socket.onclose = () => this.onClose();
+    if (socket.readyState === WebSocket.OPEN) this.writable = true;
+  }
+
+  #onFrame(data: string | ArrayBuffer): void {
+    if (this.readyState !== "open") return;
+    if (exceeds(data, this.options.maxHttpBufferSize)) {
+      this.onError("payload_too_large", "the frame exceeds maxHttpBufferSize");
+      return;
+    }
+    let packet: Packet;
+    try {
+      packet = decodePacket(typeof data === "string" ? data : new Uint8Array(data));
+    } catch (error) {
+      this.onError("parse_error", error instanceof PacketParseError ? error.message : "bad frame");
+      return;
+    }
+    this.onPacket(packet);
+  }
+
+  send(packets: Packet[]): void {
+    if (this.socket.readyState !== WebSocket.OPEN) return;
+    for (const packet of packets) this.socket.send(encodePacket(packet, true));
+  }
+
+  protected doClose(): void {
+    if (this.socket.readyState === WebSocket.CONNECTING) {
+      // Closing before the handshake completes throws in Deno; close as soon as it opens.
+      this.socket.onopen = () => this.socket.close();
+      this.onClose();
+      return;
+    }
+    this.socket.close();
+    this.onClose();
+  }
+}

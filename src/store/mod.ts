@@ -1,0 +1,50 @@
+/**
+ * The message store contract the chat layer depends on, and the Deno KV implementation of it.
+ *
+ * @example
+ * ```ts
+ * const store = await openKvStore(":memory:");
+ * const saved = await store.append({ user: { id: "u1", name: "Ada" }, message: "hi" });
+ * console.log(await store.latest(50)); // [saved]
+ * store.close();
+ * ```
+ * @module
+ */
+
+/** Who wrote a message, as established by their token. */
+export interface User {
+  id: string;
+  name: string;
+}
+
+/** A stored chat message. `createdAt` is an ISO-8601 string. */
+export interface ChatMessage {
+  id: string;
+  user: User;
+  message: string;
+  createdAt: string;
+}
+
+/** A message before it is stored: the store assigns `id` and `createdAt`. */
+export interface NewMessage {
+  user: User;
+  message: string;
+}
+
+/** Ordered, append-only message history. Ids sort in creation order. */
+export interface MessageStore {
+  /** Stores the message (durably, before resolving) and returns it with its id and createdAt. */
+  append(input: NewMessage): Promise<ChatMessage>;
+  /** The newest `limit` messages, oldest first. limit 0 → []. */
+  latest(limit: number): Promise<ChatMessage[]>;
+  /** Messages strictly after `id`, oldest first, at most `limit` (default 1000). */
+  after(id: string, limit?: number): Promise<ChatMessage[]>;
+  /** Up to `limit` messages strictly before `id`, oldest first (the ones right before id). */
+  before(id: string, limit: number): Promise<ChatMessage[]>;
+  close(): void;
+}
+
+export { KvMessageStore, openKvStore, StoreError } from "./kv.ts";
+export type { KvStoreOptions, StoreErrorCode } from "./kv.ts";
+export { createIdGenerator, isMessageId, timeOfId } from "./id.ts";
+export type { MessageIdGenerator } from "./id.ts";

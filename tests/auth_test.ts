@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { SignJWT } from "jose";
+import {
+  AuthError,
+  type AuthErrorCode,
+  createTokenVerifier,
+  extractToken,
+  isExpired,
+  signToken,
+} from "../src/auth.ts";
+
+const SECRET = "test-secret-that-is-long-enough";
+const key = new TextEncoder().encode(SECRET);
+const verify = createTokenVerifier({ secret: SECRET });
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+function rejectsWith(code: AuthErrorCode) {
+  return (error: unknown) => {
+    assert.ok(error instanceof AuthError, `expected AuthError, got ${error}`);
+    assert.equal(error.code, code, error.message);
+    return true;
+  };
+}
+
+function jwt(payload: Record<string, unknown>, secret: Uint8Array = key): Promise<string> {
+  return new SignJWT(payload).setProtectedHeader({ alg: "HS256" }).sign(secret);
+}
+
+function base64url(value: unknown): string {
+  return btoa(JSON.stringify(value)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+Deno.test("auth: a valid token gives the identity, name defaulting to sub", async () => {
+  const named = await verify(await signToken(SECRET, { sub: "u1", name: "Ada", ttlSeconds: 60 }));
+  assert.deepEqual(named.user, { id: "u1", name: "Ada" });
+  assert.ok(named.expiresAt !== undefined);
+  assert.ok(Math.abs(named.expiresAt - (Date.now() + 60_000)) < 2_000);
+
+  const unnamed = await verify(await signToken(SECRET, { sub: "u2" }));
+  assert.deepEqual(unnamed.user, { id: "u2", name: "u2" });
+
+  const forever = await verify(await jwt({ sub: "u3" }));
+  assert.deepEqual(forever, { user: { id: "u3", name: "u3" } });
+});
+
+Deno.test("auth: an expired token is token_expired", async () => {
+  const token = await jwt({ sub: "u1", exp: nowSeconds() - 60 });
+  await assert.rejects(verify(token), rejectsWith("token_expired"));
+  await assert.rejects(verify(token), /token has expired/);
+});
+
+Deno.test("auth: a token expired by a few seconds of clock skew is accepted", async () => {
+  const identity = await verify(await jwt({ sub: "u1", exp: nowSeconds() - 3 }));
+  assert.equal(identity.user.id, "u1");
+  const strict = createTokenVerifier({ secret: SECRET, clockToleranceSeconds: 0 });
+  await assert.rejects(
+    strict(await jwt({ sub: "u1", exp: nowSeconds() - 3 })),
+    rejectsWith("token_expired"),
+  );
+});
+
+Deno.test("auth: a token not valid yet (nbf in the future) is invalid_token", async () => {
+  const token = await jwt({ sub: "u1", nbf: nowSeconds() + 120 });
+  await assert.rejects(verify(token), rejectsWith("invalid_token"));
+  await assert.rejects(verify(token), /not valid yet/);
+});
+
+Deno.test("auth: a token signed with another secret is invalid_token", async () => {
+  const token = await signToken("some-other-secret", { sub: "u1" });
+  await assert.rejects(verify(token), rejectsWith("invalid_token"));
+  await assert.rejects(verify(token), /signature is invalid/);
+});
+
+Deno.test("auth: an unsigned alg none token is invalid_token", async () => {
+  const token = `${base64url({ alg: "none", typ: "JWT" })}.${base64url({ sub: "admin" })}.`;
+  await assert.rejects(verify(token), rejectsWith("invalid_token"));
+});
+
+Deno.test("auth: garbage is invalid_token and an empty token is auth_required", async () => {
+  for (const token of ["garbage", "a.b.c", "....", "Bearer x"]) {
+    await assert.rejects(verify(token), rejectsWith("invalid_token"));
+  }
+  await assert.rejects(verify(""), rejectsWith("auth_required"));
+});
+
+Deno.test("auth: bad sub or name claims are invalid_token", async () => {
+  const badClaims = [
+    {},
+    { sub: "" },
+    { sub: 42 },
+    { sub: "x".repeat(257) },
+    { sub: "u1", name: 7 },
+    { sub: "u1", name: "n".repeat(101) },
+  ];
+  for (const payload of badClaims) {
+    await assert.rejects(verify(await jwt(payload)), rejectsWith("invalid_token"));
+  }
+  const longest = await verify(await jwt({ sub: "x".repeat(256), name: "n".repeat(100) }));
+  assert.equal(longest.user.name.length, 100);
+});
+
+Deno.test("auth: isExpired re-checks expiry with a tolerance", () => {
+  const identity = { user: { id: "u1", name: "u1" }, expiresAt: 10_000 };
+  assert.equal(isExpired(identity, 9_000), false);
+  assert.equal(isExpired(identity, 14_999), false);
+  assert.equal(isExpired(identity, 15_000), true);
+  assert.equal(isExpired(identity, 10_500, 0), true);
+  assert.equal(isExpired({ user: identity.user }, Number.MAX_SAFE_INTEGER), false);
+});
+
+Deno.test("auth: extractToken reads auth.token, then the Bearer header", () => {
+  assert.equal(extractToken({ token: "abc" }, {}), "abc");
+  assert.equal(extractToken({}, { authorization: "Bearer xyz" }), "xyz");
+  assert.equal(extractToken(undefined, { authorization: "bearer   xyz  " }), "xyz");
+  assert.equal(extractToken(null, { authorization: ["Bearer first", "Bearer second"] }), "first");
+  assert.equal(extractToken({ token: "abc" }, { authorization: "Bearer xyz" }), "abc");
+  assert.equal(extractToken({ token: "" }, { authorization: "Bearer xyz" }), "xyz");
+  assert.equal(extractToken({ token: 42 }, { authorization: "Bearer xyz" }), "xyz");
+});
+
+Deno.test("auth: extractToken returns undefined when no usable token is present", () => {
+  assert.equal(extractToken(undefined, {}), undefined);
+  assert.equal(extractToken({ token: 42 }, {}), undefined);
+  assert.equal(extractToken({ token: "   " }, {}), undefined);
+  assert.equal(extractToken("abc", {}), undefined);
+  assert.equal(extractToken({}, { authorization: undefined }), undefined);
+  assert.equal(extractToken({}, { authorization: "Basic dXNlcjpwYXNz" }), undefined);
+  assert.equal(extractToken({}, { authorization: "Bearer" }), undefined);
+  assert.equal(extractToken({}, { authorization: "Bearer " }), undefined);
+  assert.equal(extractToken({}, { authorization: [] }), undefined);
+});

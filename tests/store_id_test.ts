@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { createIdGenerator, isMessageId, timeOfId } from "../src/store/id.ts";
+
+Deno.test("id: ids are 26 Crockford base32 characters", () => {
+  const id = createIdGenerator()();
+  assert.equal(id.length, 26);
+  assert.match(id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
+});
+
+Deno.test("id: ids from later milliseconds sort after earlier ones", () => {
+  let clock = 1_700_000_000_000;
+  const nextId = createIdGenerator(() => clock);
+  const ids: string[] = [];
+  for (let step = 0; step < 100; step++) {
+    clock += 1;
+    ids.push(nextId());
+  }
+  assert.deepEqual([...ids].sort(), ids);
+  const independent = createIdGenerator(() => clock + 1)();
+  assert.ok(independent > ids[ids.length - 1]);
+});
+
+Deno.test("id: 10k ids in one frozen millisecond are unique and in generation order", () => {
+  const nextId = createIdGenerator(() => 1_700_000_000_000);
+  const ids = Array.from({ length: 10_000 }, () => nextId());
+  assert.equal(new Set(ids).size, ids.length);
+  assert.deepEqual([...ids].sort(), ids);
+  assert.ok(ids.every((id) => timeOfId(id) === 1_700_000_000_000));
+});
+
+Deno.test("id: a clock stepping backwards keeps ids increasing on the last timestamp", () => {
+  const readings = [5_000, 5_001, 4_000, 3_000, 5_001, 5_002];
+  const nextId = createIdGenerator(() => readings.shift()!);
+  const ids = Array.from({ length: 6 }, () => nextId());
+  assert.deepEqual([...ids].sort(), ids);
+  assert.equal(new Set(ids).size, 6);
+  assert.deepEqual(ids.map(timeOfId), [5_000, 5_001, 5_001, 5_001, 5_001, 5_002]);
+});
+
+Deno.test("id: timeOfId returns the millisecond the id was made in", () => {
+  for (const time of [0, 1, 1_700_000_000_123, 2 ** 48 - 1]) {
+    assert.equal(timeOfId(createIdGenerator(() => time)()), time);
+  }
+  const before = Date.now();
+  const id = createIdGenerator()();
+  assert.ok(timeOfId(id) >= before && timeOfId(id) <= Date.now());
+  assert.throws(() => timeOfId("nope"), RangeError);
+});
+
+Deno.test("id: a clock outside the 48-bit range is refused", () => {
+  assert.throws(() => createIdGenerator(() => -1)(), RangeError);
+  assert.throws(() => createIdGenerator(() => 2 ** 48)(), RangeError);
+});
+
+Deno.test("id: isMessageId accepts generated ids and rejects everything else", () => {
+  assert.equal(isMessageId(createIdGenerator()()), true);
+  assert.equal(isMessageId("01ARZ3NDEKTSV4RRFFQ69G5FAV"), true);
+  for (const value of ["", "01ARZ3NDEKTSV4RRFFQ69G5FA", "01ARZ3NDEKTSV4RRFFQ69G5FAVX"]) {
+    assert.equal(isMessageId(value), false, value);
+  }
+  assert.equal(isMessageId("01arz3ndektsv4rrffq69g5fav"), false);
+  assert.equal(isMessageId("01ARZ3NDEKTSV4RRFFQ69G5FAU"), false, "U is not in the alphabet");
+  assert.equal(isMessageId("01ARZ3NDEKTSV4RRFFQ69G5FAI"), false, "I is not in the alphabet");
+  for (const value of [undefined, null, 42, {}, ["01ARZ3NDEKTSV4RRFFQ69G5FAV"]]) {
+    assert.equal(isMessageId(value), false);
+  }
+});

@@ -1,0 +1,179 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  type ChatMessage,
+  createIdGenerator,
+  isMessageId,
+  KvMessageStore,
+  openKvStore,
+  StoreError,
+} from "../src/store/mod.ts";
+
+const ada = { id: "u1", name: "Ada" };
+
+async function withTempDir(run: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "chat_store_test_" });
+  try {
+    await run(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function appendMany(store: KvMessageStore, count: number): Promise<ChatMessage[]> {
+  const saved: ChatMessage[] = [];
+  for (let index = 0; index < count; index++) {
+    saved.push(await store.append({ user: ada, message: `message ${index}` }));
+  }
+  return saved;
+}
+
+const texts = (messages: ChatMessage[]) => messages.map((message) => message.message);
+
+Deno.test("kv store: append returns the message with an id and createdAt", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const before = Date.now();
+    const saved = await store.append({ user: ada, message: "hello" });
+    assert.ok(isMessageId(saved.id));
+    assert.deepEqual(saved.user, ada);
+    assert.equal(saved.message, "hello");
+    const createdAt = Date.parse(saved.createdAt);
+    assert.equal(new Date(createdAt).toISOString(), saved.createdAt);
+    assert.ok(createdAt >= before && createdAt <= Date.now());
+    assert.deepEqual(await store.latest(10), [saved]);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: latest returns the newest messages, oldest first", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    assert.deepEqual(await store.latest(5), []);
+    const saved = await appendMany(store, 12);
+    assert.deepEqual(await store.latest(0), []);
+    assert.deepEqual(await store.latest(1), saved.slice(-1));
+    assert.deepEqual(await store.latest(5), saved.slice(-5));
+    assert.deepEqual(await store.latest(50), saved);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: messages in the same millisecond keep their order", async () => {
+  const store = new KvMessageStore(await Deno.openKv(":memory:"), {
+    generateId: createIdGenerator(() => 1_700_000_000_000),
+  });
+  try {
+    const saved = await appendMany(store, 30);
+    assert.deepEqual(texts(await store.latest(30)), texts(saved));
+    assert.ok(saved.every((message) => message.createdAt === "2023-11-14T22:13:20.000Z"));
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: after and before exclude the given id and page the whole history", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const saved = await appendMany(store, 120);
+    assert.deepEqual(await store.after(saved[49].id, 10), saved.slice(50, 60));
+    assert.deepEqual(await store.after(saved[0].id), saved.slice(1));
+    assert.deepEqual(await store.after(saved[119].id), []);
+    assert.deepEqual(await store.before(saved[50].id, 10), saved.slice(40, 50));
+    assert.deepEqual(await store.before(saved[5].id, 10), saved.slice(0, 5));
+    assert.deepEqual(await store.before(saved[0].id, 10), []);
+    assert.deepEqual(await store.before(saved[50].id, 0), []);
+
+    const forward: ChatMessage[] = [];
+    let cursor = createIdGenerator(() => 0)();
+    for (;;) {
+      const page = await store.after(cursor, 17);
+      if (page.length === 0) break;
+      forward.push(...page);
+      cursor = page[page.length - 1].id;
+    }
+    assert.deepEqual(forward, saved);
+
+    const backward = await store.latest(17);
+    for (;;) {
+      const page = await store.before(backward[0].id, 17);
+      if (page.length === 0) break;
+      backward.unshift(...page);
+    }
+    assert.deepEqual(backward, saved);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: after and before accept ids of messages that were never stored", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const saved = await appendMany(store, 3);
+    const ancient = createIdGenerator(() => 0)();
+    assert.deepEqual(await store.after(ancient), saved);
+    assert.deepEqual(await store.before(ancient, 10), []);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: malformed ids and limits are refused with a StoreError code", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    for (const id of ["", "42", "not-an-id", "01arz3ndektsv4rrffq69g5fav"]) {
+      await assert.rejects(store.after(id), (error) => {
+        return error instanceof StoreError && error.code === "invalid_id";
+      });
+      await assert.rejects(store.before(id, 5), (error) => {
+        return error instanceof StoreError && error.code === "invalid_id";
+      });
+    }
+    await assert.rejects(store.latest(-1), (error) => {
+      return error instanceof StoreError && error.code === "invalid_limit";
+    });
+    await assert.rejects(store.latest(1.5), (error) => {
+      return error instanceof StoreError && error.code === "invalid_limit";
+    });
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: a file store keeps its history across close and reopen", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "chat.kv");
+    const first = await openKvStore(path);
+    let saved: ChatMessage[];
+    try {
+      saved = await appendMany(first, 5);
+    } finally {
+      first.close();
+    }
+    const second = await openKvStore(path);
+    try {
+      assert.deepEqual(await second.latest(10), saved);
+      const next = await second.append({ user: ada, message: "after reopen" });
+      assert.ok(next.id > saved[4].id);
+      assert.deepEqual(await second.after(saved[4].id), [next]);
+    } finally {
+      second.close();
+    }
+  });
+});
+
+Deno.test("kv store: openKvStore creates a missing parent directory", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "nested", "deeper", "chat.kv");
+    const store = await openKvStore(path);
+    try {
+      await store.append({ user: ada, message: "hi" });
+    } finally {
+      store.close();
+    }
+    assert.ok((await Deno.stat(join(dir, "nested", "deeper"))).isDirectory);
+    assert.ok((await Deno.stat(path)).isFile);
+  });
+});
