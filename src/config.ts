@@ -132,7 +132,8 @@ export function loadConfig(env: Env): Config {
       "MAX_MESSAGE_LENGTH",
       DEFAULTS.maxMessageLength,
       1,
-      100_000,
+      // A Deno KV value holds at most 64 KiB: 10,000 characters fit even at 4 bytes each.
+      10_000,
     ),
     corsOrigin: readCors(env),
     tls: readTls(env),

@@ -35,6 +35,8 @@ export interface KvStoreOptions {
 const MESSAGES = "messages";
 const DEFAULT_AFTER_LIMIT = 1000;
 const MEMORY_PATH = ":memory:";
+const MAX_BATCH_MESSAGES = 500;
+const MAX_BATCH_BYTES = 400_000;
 
 /** Message history kept in a Deno KV database, which the store owns and closes. */
 export class KvMessageStore implements MessageStore {
@@ -47,14 +49,35 @@ export class KvMessageStore implements MessageStore {
   }
 
   async append(input: NewMessage): Promise<ChatMessage> {
-    const id = this.#generateId();
-    const stored: ChatMessage = {
-      id,
-      user: { id: input.user.id, name: input.user.name },
-      message: input.message,
-      createdAt: new Date(timeOfId(id)).toISOString(),
-    };
-    await this.#kv.set([MESSAGES, id], stored);
+    const [stored] = await this.appendMany([input]);
+    return stored;
+  }
+
+  async appendMany(inputs: readonly NewMessage[]): Promise<ChatMessage[]> {
+    const stored = inputs.map((input): ChatMessage => {
+      const id = this.#generateId();
+      return {
+        id,
+        user: { id: input.user.id, name: input.user.name },
+        message: input.message,
+        createdAt: new Date(timeOfId(id)).toISOString(),
+      };
+    });
+    // KV caps one atomic commit's mutation count and size: split large batches.
+    for (let start = 0; start < stored.length;) {
+      const atomic = this.#kv.atomic();
+      let bytes = 0;
+      let end = start;
+      while (end < stored.length && end - start < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES) {
+        const message = stored[end];
+        bytes += message.message.length * 3 + message.user.name.length * 3 + 256;
+        atomic.set([MESSAGES, message.id], message);
+        end++;
+      }
+      const result = await atomic.commit();
+      if (!result.ok) throw new Error("KV refused the message batch");
+      start = end;
+    }
     return stored;
   }
 

@@ -35,6 +35,8 @@ export interface NewMessage {
 export interface MessageStore {
   /** Stores the message (durably, before resolving) and returns it with its id and createdAt. */
   append(input: NewMessage): Promise<ChatMessage>;
+  /** Stores several messages, in order, in as few commits as the backend allows. */
+  appendMany(inputs: readonly NewMessage[]): Promise<ChatMessage[]>;
   /** The newest `limit` messages, oldest first. limit 0 → []. */
   latest(limit: number): Promise<ChatMessage[]>;
   /** Messages strictly after `id`, oldest first, at most `limit` (default 1000). */

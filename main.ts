@@ -1,0 +1,59 @@
+/**
+ * The chat server: read config → open store → build app → Deno.serve → graceful shutdown.
+ * @module
+ */
+import { createApp } from "./src/app.ts";
+import { type Config, ConfigError, loadConfig } from "./src/config.ts";
+import { type KvMessageStore, openKvStore } from "./src/store/mod.ts";
+
+let config: Config;
+try {
+  config = loadConfig(Deno.env.toObject());
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(`chat server: configuration error: ${error.message}`);
+  Deno.exit(1);
+}
+
+let store: KvMessageStore;
+try {
+  store = await openKvStore(config.kvPath);
+} catch (error) {
+  const reason = error instanceof Error ? error.message : String(error);
+  console.error(`chat server: cannot open KV_PATH "${config.kvPath}": ${reason}`);
+  if (error instanceof Deno.errors.NotCapable) {
+    console.error("chat server: `deno task start` may write only under ./data; see README");
+  }
+  Deno.exit(1);
+}
+const app = createApp(config, store);
+const tls = config.tls
+  ? {
+    cert: await Deno.readTextFile(config.tls.certFile),
+    key: await Deno.readTextFile(config.tls.keyFile),
+  }
+  : {};
+
+const server = Deno.serve({
+  port: config.port,
+  hostname: config.hostname,
+  ...tls,
+  onListen({ hostname, port }) {
+    const scheme = config.tls ? "https" : "http";
+    console.log(`chat server listening on ${scheme}://${hostname}:${port} (kv: ${config.kvPath})`);
+  },
+}, app.handler);
+
+let shuttingDown = false;
+async function shutdown(signal: string): Promise<void> {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  console.log(`chat server: ${signal} received, shutting down`);
+  await app.close();
+  await server.shutdown();
+  store.close();
+  Deno.exit(0);
+}
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => void shutdown(signal));
+}

@@ -1,0 +1,273 @@
+import assert from "node:assert/strict";
+import { ChatClient, SECRET, sleep, startChat, tokenFor } from "./helpers/chat_server.ts";
+import { signToken } from "../src/auth.ts";
+
+const MODES: Record<string, { transports?: ("polling" | "websocket")[] }> = {
+  "polling only": { transports: ["polling"] },
+  "websocket only": { transports: ["websocket"] },
+  "default (polling, then upgrade)": {},
+};
+
+for (const [mode, options] of Object.entries(MODES)) {
+  Deno.test(`chat: ${mode}: connect, load, send, ack, everyone receives`, async () => {
+    const server = await startChat();
+    const alice = await ChatClient.join(server.url, "alice", { ...options });
+    const bob = await ChatClient.join(server.url, "bob", { ...options });
+    try {
+      assert.deepEqual(alice.history, []);
+      const ack = await alice.send({ message: "  hello bob  " });
+      assert.equal(ack.ok, true);
+      if (!ack.ok) return;
+      assert.equal(ack.message.message, "hello bob");
+      assert.deepEqual(ack.message.user, { id: "alice", name: "alice" });
+      assert.match(ack.message.id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
+      assert.ok(!Number.isNaN(Date.parse(ack.message.createdAt)));
+      await bob.waitFor(() => bob.live.length === 1, "bob receives alice's message");
+      await alice.waitFor(() => alice.live.length === 1, "alice receives her own message");
+      assert.deepEqual(bob.live, [ack.message]);
+      assert.deepEqual(alice.live, [ack.message]);
+      assert.ok(bob.loads.slice(1).every((load) => load.length === 1), "one message per live load");
+      if (mode.startsWith("default")) {
+        await alice.waitFor(
+          () => alice.socket.io.engine.transport.name === "websocket",
+          "the upgrade",
+        ).catch(() => {});
+        assert.equal(alice.socket.io.engine.transport.name, "websocket");
+      }
+    } finally {
+      alice.close();
+      bob.close();
+      await server.close();
+    }
+  });
+}
+
+Deno.test("chat: three clients see each other's messages in the same order", async () => {
+  const server = await startChat();
+  const clients = await Promise.all(
+    ["ann", "ben", "cy"].map((name, i) =>
+      ChatClient.join(server.url, name, i === 1 ? { transports: ["polling"] } : {})
+    ),
+  );
+  try {
+    await Promise.all(clients.map(async (client, i) => {
+      for (let n = 0; n < 10; n++) await client.send({ message: `${i}:${n}` });
+    }));
+    for (const client of clients) {
+      await client.waitFor(() => client.live.length === 30, "30 live messages");
+    }
+    const [first, ...others] = clients.map((client) => client.live);
+    for (const other of others) assert.deepEqual(other, first);
+    const ids = first.map((message) => message.id);
+    assert.deepEqual(ids, [...ids].sort(), "delivery order is id order");
+    for (let i = 0; i < 3; i++) {
+      const own = first.filter((message) => message.message.startsWith(`${i}:`));
+      assert.deepEqual(own.map((m) => m.message), [...Array(10)].map((_, n) => `${i}:${n}`));
+    }
+    const stored = await server.store.latest(100);
+    assert.deepEqual(stored, first, "history equals what was delivered");
+  } finally {
+    clients.forEach((client) => client.close());
+    await server.close();
+  }
+});
+
+Deno.test("chat: a late joiner gets the last HISTORY_LIMIT messages, oldest first", async () => {
+  const server = await startChat({ historyLimit: 5 });
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    for (let n = 1; n <= 7; n++) await alice.send({ message: `m${n}` });
+    const late = await ChatClient.join(server.url, "late");
+    try {
+      assert.deepEqual(late.history.map((m) => m.message), ["m3", "m4", "m5", "m6", "m7"]);
+    } finally {
+      late.close();
+    }
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});
+
+Deno.test("chat: a joiner during a burst misses nothing and sees nothing twice", async () => {
+  const server = await startChat({ historyLimit: 1000 });
+  const sender = await ChatClient.join(server.url, "sender");
+  try {
+    const sends = [...Array(60)].map((_, n) => sender.send({ message: `burst ${n}` }));
+    await sleep(5);
+    const joiner = await ChatClient.join(server.url, "joiner");
+    try {
+      await Promise.all(sends);
+      await joiner.waitFor(
+        () => joiner.history.length + joiner.live.length >= 60,
+        "all 60 messages",
+      );
+      await sleep(50);
+      const seen = [...joiner.history, ...joiner.live].map((m) => m.message);
+      assert.equal(seen.length, 60);
+      assert.deepEqual(seen, [...Array(60)].map((_, n) => `burst ${n}`));
+    } finally {
+      joiner.close();
+    }
+  } finally {
+    sender.close();
+    await server.close();
+  }
+});
+
+Deno.test("chat: history survives a server restart on the same KV file", async () => {
+  const dir = await Deno.makeTempDir();
+  const kvPath = `${dir}/nested/chat.kv`;
+  try {
+    const first = await startChat({ kvPath });
+    const alice = await ChatClient.join(first.url, "alice");
+    const acks = [];
+    for (const text of ["one", "two", "three"]) acks.push(await alice.send({ message: text }));
+    alice.close();
+    await first.close();
+
+    const second = await startChat({ kvPath });
+    const bob = await ChatClient.join(second.url, "bob");
+    try {
+      assert.deepEqual(bob.history, acks.map((ack) => ack.ok && ack.message));
+    } finally {
+      bob.close();
+      await second.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("chat: auth failures reach connect_error with a stable code", async () => {
+  const server = await startChat();
+  const cases: [string, Record<string, unknown>, string][] = [
+    ["no token", {}, "auth_required"],
+    ["empty token", { token: "" }, "auth_required"],
+    ["garbage", { token: "not-a-jwt" }, "invalid_token"],
+    ["wrong secret", { token: await signToken("other", { sub: "eve" }) }, "invalid_token"],
+    ["expired", { token: await expiredToken(60) }, "token_expired"],
+  ];
+  try {
+    for (const [name, auth, code] of cases) {
+      const client = new ChatClient(server.url, { auth });
+      try {
+        const error = await client.connectError();
+        assert.equal(error.message, code, name);
+        assert.equal(error.data?.code, code, name);
+        assert.equal(typeof error.data?.message, "string", name);
+      } finally {
+        client.close();
+      }
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("chat: a Bearer token in the Authorization header is accepted", async () => {
+  const server = await startChat();
+  const token = await tokenFor("header-user", "Header User");
+  const client = new ChatClient(server.url, {
+    transports: ["websocket"],
+    extraHeaders: { Authorization: `Bearer ${token}` },
+  });
+  try {
+    await client.waitFor(() => client.loads.length > 0, "load");
+    const ack = await client.send({ message: "via header" });
+    assert.ok(ack.ok);
+    assert.deepEqual(ack.message.user, { id: "header-user", name: "Header User" });
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("chat: each bad message gets its error code and stores nothing", async () => {
+  const server = await startChat({ maxMessageLength: 10 });
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    const kept = await alice.send({ message: "keep me" });
+    assert.ok(kept.ok);
+    const cases: [unknown, string][] = [
+      ["just a string", "invalid_payload"],
+      [null, "invalid_payload"],
+      [[{ message: "in an array" }], "invalid_payload"],
+      [{}, "invalid_payload"],
+      [{ message: 42 }, "invalid_payload"],
+      [{ message: { nested: true } }, "invalid_payload"],
+      [{ message: "   " }, "invalid_payload"],
+      [{ message: "x".repeat(11) }, "message_too_long"],
+    ];
+    for (const [payload, code] of cases) {
+      const ack = await alice.send(payload);
+      assert.equal(ack.ok, false, JSON.stringify(payload));
+      if (ack.ok) continue;
+      assert.equal(ack.error.code, code, JSON.stringify(payload));
+      assert.equal(typeof ack.error.message, "string");
+    }
+    await alice.waitFor(() => alice.errors.length === cases.length, "one error event per case");
+    assert.deepEqual(alice.errors.map((e) => e.code), cases.map(([, code]) => code));
+    const ten = await alice.send({ message: "😀".repeat(10) });
+    assert.ok(ten.ok, "ten emoji are ten characters");
+    alice.socket.emit("message");
+    alice.socket.emit("message", { message: "no ack" }, "not a function");
+    await alice.waitFor(() => alice.errors.length === cases.length + 1, "error without ack");
+    assert.deepEqual(
+      (await server.store.latest(10)).map((m) => m.message),
+      ["keep me", "😀".repeat(10), "no ack"],
+    );
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});
+
+Deno.test("chat: an expired token is re-checked on each event and disconnects", async () => {
+  const server = await startChat();
+  // Expired 3 s ago: inside the 5 s tolerance at connect, outside it 2 s later.
+  const client = new ChatClient(server.url, { auth: { token: await expiredToken(3) } });
+  try {
+    await client.waitFor(() => client.loads.length > 0, "load");
+    await sleep(2200);
+    const disconnected = new Promise((resolve) => client.socket.once("disconnect", resolve));
+    client.socket.emit("message", { message: "too late" });
+    assert.equal(await disconnected, "io server disconnect");
+    assert.deepEqual(client.errors.map((e) => e.code), ["token_expired"]);
+    assert.deepEqual(await server.store.latest(10), []);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("chat: a store failure is reported as internal", async () => {
+  const server = await startChat();
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    server.store.close();
+    const ack = await alice.send({ message: "nowhere to go" });
+    assert.deepEqual(ack, {
+      ok: false,
+      error: { code: "internal", message: "the message could not be stored" },
+    });
+    await alice.waitFor(() => alice.errors.length === 1, "error event");
+    assert.equal(alice.errors[0].code, "internal");
+  } finally {
+    alice.close();
+    await server.app.close();
+    await server.close().catch(() => {});
+  }
+});
+
+/** A token whose `exp` passed `secondsAgo` seconds ago. */
+async function expiredToken(secondsAgo: number): Promise<string> {
+  const { SignJWT } = await import("jose");
+  const now = Math.floor(Date.now() / 1000);
+  return await new SignJWT({ name: "late" })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("late")
+    .setIssuedAt(now - 3600)
+    .setExpirationTime(now - secondsAgo)
+    .sign(new TextEncoder().encode(SECRET));
+}

@@ -1,0 +1,160 @@
+/**
+ * Test helpers for the chat: a real app on 127.0.0.1 port 0, signed tokens, and stock
+ * socket.io-client connections that record what they receive.
+ * @module
+ */
+import {
+  io as connect,
+  type ManagerOptions,
+  type Socket,
+  type SocketOptions,
+} from "socket.io-client";
+import { type App, createApp } from "../../src/app.ts";
+import { signToken } from "../../src/auth.ts";
+import type { ChatError, MessageAck } from "../../src/chat.ts";
+import { type Config, DEFAULTS } from "../../src/config.ts";
+import { type ChatMessage, type KvMessageStore, openKvStore } from "../../src/store/mod.ts";
+
+export const SECRET = "test-secret";
+
+/** A running chat server. */
+export interface TestServer {
+  url: string;
+  app: App;
+  store: KvMessageStore;
+  /** Stops the server and closes the store (idempotent). */
+  close(): Promise<void>;
+}
+
+/** Starts the app on an ephemeral port with `:memory:` KV unless `kvPath` is given. */
+export async function startChat(overrides: Partial<Config> = {}): Promise<TestServer> {
+  const config: Config = {
+    ...DEFAULTS,
+    jwtSecret: SECRET,
+    port: 0,
+    hostname: "127.0.0.1",
+    ...overrides,
+  };
+  const store = await openKvStore(config.kvPath === DEFAULTS.kvPath ? ":memory:" : config.kvPath);
+  const app = createApp(config, store);
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
+  let closed = false;
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    app,
+    store,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await app.close();
+      await server.shutdown();
+      store.close();
+    },
+  };
+}
+
+/** A token for `sub`, valid for an hour unless told otherwise. */
+export function tokenFor(sub: string, name?: string, ttlSeconds = 3600): Promise<string> {
+  return signToken(SECRET, { sub, name, ttlSeconds });
+}
+
+/** Rejects after `ms` with `what` in the message, so a hung test says what it waited for. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A stock socket.io-client connection that records every `load` and `error`. */
+export class ChatClient {
+  readonly socket: Socket;
+  readonly loads: ChatMessage[][] = [];
+  readonly errors: ChatError[] = [];
+  #waiters: (() => void)[] = [];
+
+  constructor(url: string, options: Partial<ManagerOptions & SocketOptions> = {}) {
+    this.socket = connect(url, { reconnection: false, forceNew: true, ...options });
+    this.socket.on("load", (messages: ChatMessage[]) => {
+      this.loads.push(messages);
+      this.#notify();
+    });
+    this.socket.on("error", (error: ChatError) => {
+      this.errors.push(error);
+      this.#notify();
+    });
+    this.socket.on("disconnect", () => this.#notify());
+  }
+
+  /** Connects with a fresh token for `sub` and waits for the first `load`. */
+  static async join(
+    url: string,
+    sub: string,
+    options: Partial<ManagerOptions & SocketOptions> = {},
+  ): Promise<ChatClient> {
+    const client = new ChatClient(url, { auth: { token: await tokenFor(sub) }, ...options });
+    await client.waitFor(() => client.loads.length > 0, `${sub}'s first load`);
+    return client;
+  }
+
+  /** The history received on connect. */
+  get history(): ChatMessage[] {
+    return this.loads[0] ?? [];
+  }
+
+  /** Live messages received after the history, in order. */
+  get live(): ChatMessage[] {
+    return this.loads.slice(1).flat();
+  }
+
+  /** Sends a message and resolves with the ack. */
+  send(payload: unknown): Promise<MessageAck> {
+    return within(this.socket.emitWithAck("message", payload), 5000, "message ack");
+  }
+
+  /** Resolves when `condition` holds, re-checked on each event (5 s limit). */
+  waitFor(condition: () => boolean, what: string, ms = 5000): Promise<void> {
+    if (condition()) return Promise.resolve();
+    return within(
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (!condition()) return;
+          this.#waiters = this.#waiters.filter((waiter) => waiter !== check);
+          resolve();
+        };
+        this.#waiters.push(check);
+      }),
+      ms,
+      what,
+    );
+  }
+
+  /** Waits for a `connect_error` and returns its `data`. */
+  connectError(): Promise<{ message: string; data?: { code: string; message: string } }> {
+    return within(
+      new Promise((resolve) => {
+        this.socket.once(
+          "connect_error",
+          (error: Error & { data?: { code: string; message: string } }) =>
+            resolve({ message: error.message, data: error.data }),
+        );
+      }),
+      5000,
+      "connect_error",
+    );
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  #notify(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+}
+
+/** Lets pending timers and sockets settle. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
