@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import { io as connect } from "socket.io-client";
+import { SECRET, tokenFor, within } from "./helpers/chat_server.ts";
+
+interface Running {
+  child: Deno.ChildProcess;
+  url: string;
+  /** Everything the process wrote to stdout so far. */
+  output: () => string;
+}
+
+const decoder = new TextDecoder();
+
+/** Starts main.ts with `env` on 127.0.0.1 port 0 and waits for its listening line. */
+async function startMain(env: Record<string, string>): Promise<Running> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"],
+    env: { JWT_SECRET: SECRET, PORT: "0", HOSTNAME: "127.0.0.1", KV_PATH: ":memory:", ...env },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let output = "";
+  const reader = child.stdout.getReader();
+  const url = await within(
+    (async () => {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`main.ts exited before listening: ${output}`);
+        output += decoder.decode(value);
+        const match = output.match(/listening on (https?:\/\/[^ ]+)/);
+        if (match) return match[1];
+      }
+    })(),
+    15_000,
+    "main.ts to listen",
+  );
+  // Keep draining stdout so the child never blocks on a full pipe.
+  (async () => {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      output += decoder.decode(value);
+    }
+  })();
+  return { child, url, output: () => output };
+}
+
+async function runMain(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"],
+    env: { JWT_SECRET: SECRET, PORT: "0", HOSTNAME: "127.0.0.1", KV_PATH: ":memory:", ...env },
+    clearEnv: true,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return { code, stderr: decoder.decode(stderr) };
+}
+
+Deno.test("main: exits 1 with one clear line when JWT_SECRET is missing", async () => {
+  const { code, stderr } = await runMain({ JWT_SECRET: "" });
+  assert.equal(code, 1);
+  assert.match(stderr.trim(), /^chat server: configuration error: JWT_SECRET: is required/);
+  assert.equal(stderr.trim().split("\n").length, 1);
+});
+
+Deno.test("main: an invalid variable is named at start", async () => {
+  for (
+    const [name, value] of [["PORT", "eighty"], ["HISTORY_LIMIT", "-1"], ["PING_TIMEOUT", "1"]]
+  ) {
+    const { code, stderr } = await runMain({ [name]: value });
+    assert.equal(code, 1, name);
+    assert.match(stderr, new RegExp(`configuration error: ${name}: `), name);
+  }
+});
+
+Deno.test("main: serves the chat and exits 0 on SIGTERM", async () => {
+  const running = await startMain({});
+  const socket = connect(running.url, {
+    auth: { token: await tokenFor("alice") },
+    transports: ["websocket"],
+    reconnection: false,
+  });
+  try {
+    const history = await within(
+      new Promise((resolve) => socket.once("load", resolve)),
+      5000,
+      "load",
+    );
+    assert.deepEqual(history, []);
+    const ack = await within(socket.emitWithAck("message", { message: "hi" }), 5000, "ack");
+    assert.equal(ack.ok, true);
+    const health = await fetch(`${running.url}/healthz`);
+    assert.deepEqual(await health.json(), { status: "ok" });
+    const disconnected = new Promise((resolve) => socket.once("disconnect", resolve));
+    running.child.kill("SIGTERM");
+    assert.equal(await within(disconnected, 5000, "disconnect"), "transport close");
+    const status = await within(running.child.status, 10_000, "exit");
+    assert.equal(status.code, 0);
+    assert.match(running.output(), /SIGTERM received, shutting down/);
+  } finally {
+    socket.close();
+    try {
+      running.child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await running.child.status;
+  }
+});
+
+Deno.test("main: TLS_CERT_FILE and TLS_KEY_FILE serve HTTPS and WSS", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeCertificate(dir);
+    const running = await startMain({
+      TLS_CERT_FILE: `${dir}/cert.pem`,
+      TLS_KEY_FILE: `${dir}/key.pem`,
+    });
+    assert.match(running.url, /^https:\/\//);
+    const cert = await Deno.readTextFile(`${dir}/ca.pem`);
+    const client = Deno.createHttpClient({ caCerts: [cert] });
+    const socket = connect(running.url, {
+      auth: { token: await tokenFor("tls-user") },
+      transports: ["websocket"],
+      reconnection: false,
+      ca: cert,
+    });
+    try {
+      const health = await fetch(`${running.url}/healthz`, { client });
+      assert.equal(health.status, 200);
+      await health.body?.cancel();
+      await within(new Promise((resolve) => socket.once("load", resolve)), 5000, "load over wss");
+      assert.equal(socket.io.engine.transport.name, "websocket");
+      const ack = await within(socket.emitWithAck("message", { message: "secure" }), 5000, "ack");
+      assert.equal(ack.ok, true);
+    } finally {
+      socket.close();
+      client.close();
+      running.child.kill("SIGTERM");
+      await running.child.status;
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Makes a throwaway CA and a 127.0.0.1 server certificate signed by it, with openssl. */
+async function makeCertificate(dir: string): Promise<void> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await Deno.writeTextFile(
+    `${dir}/leaf.ext`,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+  );
+  const steps = [
+    ["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=ca"],
+    ["req", ...ec, "-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=localhost"],
+    ["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
+      .concat(["-out", "cert.pem", "-days", "1", "-extfile", "leaf.ext"]),
+  ];
+  for (const args of steps) {
+    const result = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    })
+      .output();
+    assert.ok(result.success, `openssl ${args[0]}: ${decoder.decode(result.stderr)}`);
+  }
+}
