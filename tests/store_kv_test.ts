@@ -177,3 +177,22 @@ Deno.test("kv store: openKvStore creates a missing parent directory", async () =
     assert.ok((await Deno.stat(path)).isFile);
   });
 });
+
+Deno.test("kv store: appendMany stores a large batch in order across several commits", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const inputs = [...Array(1200)].map((_, index) => ({
+      user: ada,
+      message: `${index} ${"x".repeat(index % 7 === 0 ? 1500 : 10)}`,
+    }));
+    const saved = await store.appendMany(inputs);
+    assert.deepEqual(texts(saved), inputs.map((input) => input.message));
+    const ids = saved.map((message) => message.id);
+    assert.deepEqual(ids, [...ids].sort());
+    assert.equal(new Set(ids).size, ids.length);
+    assert.deepEqual(await store.after(ids[0], 2000), saved.slice(1));
+    assert.deepEqual(await store.appendMany([]), []);
+  } finally {
+    store.close();
+  }
+});
