@@ -17,7 +17,10 @@ try {
 
 let store: KvMessageStore;
 try {
-  store = await openKvStore(config.kvPath);
+  store = await openKvStore(config.kvPath, {
+    maxAgeMs: config.historyMaxAgeMs,
+    maxCount: config.historyMaxCount,
+  });
 } catch (error) {
   const reason = error instanceof Error ? error.message : String(error);
   console.error(`chat server: cannot open KV_PATH "${config.kvPath}": ${reason}`);

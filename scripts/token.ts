@@ -3,7 +3,7 @@
  *
  * @example
  * ```sh
- * JWT_SECRET=dev deno task token alice --name "Alice" --ttl 2h
+ * JWT_SECRET=dev deno task token alice --name "Alice" --ttl 2h --scope "chat:read chat:write"
  * ```
  * @module
  */
@@ -11,9 +11,11 @@
 import { parseArgs } from "node:util";
 import { signToken, type TokenClaims } from "../src/auth.ts";
 import { ConfigError, readJwtSecret } from "../src/config.ts";
+import { parseDuration } from "../src/duration.ts";
 
 /** How to call the script, printed with every argument error. */
-export const USAGE = "usage: deno task token <user> [--name NAME] [--ttl 90s|15m|1h|7d|SECONDS]";
+export const USAGE =
+  "usage: deno task token <user> [--name NAME] [--ttl 90s|15m|1h|7d|SECONDS] [--scope SCOPES]";
 
 /** Bad command-line arguments; the message says which. */
 export class UsageError extends Error {
@@ -24,16 +26,13 @@ export class UsageError extends Error {
   }
 }
 
-const SECONDS_PER_UNIT: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
-const DURATION_PATTERN = /^(\d+)([smhd]?)$/;
 const MAX_TTL_SECONDS = 365 * 86_400;
 
-/** Seconds in `90s`, `15m`, `1h`, `7d` or plain `3600`; undefined when not a positive duration. */
-export function parseDuration(text: string): number | undefined {
-  const match = DURATION_PATTERN.exec(text.trim());
-  if (match === null) return undefined;
-  const [, amount, unit] = match;
-  const seconds = Number(amount) * (SECONDS_PER_UNIT[unit] ?? 1);
+/** Seconds in a `--ttl` (`90s`, `15m`, `1h`, `7d` or plain seconds), up to a year; else undefined. */
+export function parseTtl(text: string): number | undefined {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms % 1000 !== 0) return undefined;
+  const seconds = ms / 1000;
   return seconds > 0 && seconds <= MAX_TTL_SECONDS ? seconds : undefined;
 }
 
@@ -44,7 +43,7 @@ export function parseTokenArgs(args: string[]): TokenClaims {
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: { name: { type: "string" }, ttl: { type: "string" } },
+      options: { name: { type: "string" }, ttl: { type: "string" }, scope: { type: "string" } },
     });
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
@@ -59,11 +58,16 @@ export function parseTokenArgs(args: string[]): TokenClaims {
     claims.name = values.name.trim();
   }
   if (values.ttl !== undefined) {
-    const ttlSeconds = parseDuration(values.ttl);
+    const ttlSeconds = parseTtl(values.ttl);
     if (ttlSeconds === undefined) {
       throw new UsageError(`--ttl "${values.ttl}" is not a duration like 90s, 15m, 1h or 7d`);
     }
     claims.ttlSeconds = ttlSeconds;
+  }
+  if (values.scope !== undefined) {
+    const scope = values.scope.trim().split(/\s+/).filter(Boolean).join(" ");
+    if (scope === "") throw new UsageError("--scope needs at least one scope, like chat:write");
+    claims.scope = scope;
   }
   return claims;
 }

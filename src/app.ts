@@ -13,12 +13,13 @@
  * @module
  */
 import { Server } from "socket.io";
-import { createTokenVerifier } from "./auth.ts";
+import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
 import { attachChat, type ChatServer, deliverTo } from "./chat.ts";
 import type { Config } from "./config.ts";
 import { type ConnectionInfo, Engine } from "./engine/mod.ts";
 import { handleHttp } from "./http.ts";
 import type { MessageStore } from "./store/mod.ts";
+import { RateLimiter } from "./rate_limit.ts";
 import { Timeline } from "./timeline.ts";
 
 /** The Socket.IO endpoint path stock clients use. */
@@ -35,14 +36,28 @@ export interface App {
 
 /** Wires config and a store into a ready-to-serve app. The caller owns and closes the store. */
 export function createApp(config: Config, store: MessageStore): App {
+  const handshakes = new RateLimiter({
+    perMinute: config.handshakeLimitPerMinute,
+    burst: Math.max(1, Math.ceil(config.handshakeLimitPerMinute / 4)),
+  });
   const engine = new Engine({
     path: SOCKET_IO_PATH,
     pingInterval: config.pingInterval,
     pingTimeout: config.pingTimeout,
     maxHttpBufferSize: config.maxHttpBufferSize,
     cors: config.corsOrigin ? { origin: config.corsOrigin, credentials: true } : undefined,
+    allowRequest(_request, info) {
+      if (config.handshakeLimitPerMinute === 0) return;
+      const address = (info.remoteAddr as { hostname?: string }).hostname ?? "";
+      if (!handshakes.take(address).ok) throw new Error("too many connections from this address");
+    },
   });
-  const io: ChatServer = new Server({ serveClient: false });
+  const io: ChatServer = new Server({
+    serveClient: false,
+    connectionStateRecovery: config.connectionRecoveryMs > 0
+      ? { maxDisconnectionDuration: config.connectionRecoveryMs, skipMiddlewares: false }
+      : undefined,
+  });
   io.bind(engine);
   const timeline = new Timeline(store, {
     historyLimit: config.historyLimit,
@@ -50,8 +65,12 @@ export function createApp(config: Config, store: MessageStore): App {
   });
   attachChat(io, {
     timeline,
-    verifyToken: createTokenVerifier({ secret: config.jwtSecret }),
+    verifyToken: createTokenVerifier(config.auth),
     maxMessageLength: config.maxMessageLength,
+    catchupLimit: config.catchupLimit,
+    rateLimit: { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
+    maxSocketsPerUser: config.maxSocketsPerUser,
+    canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
   });
   return {
     io,

@@ -1,27 +1,43 @@
 /**
- * Who is connecting: HS256 JWT verification (via `jose`) turned into an {@link Identity}, with
+ * Who is connecting: JWT verification (via `jose`) against the operator's key source — a shared
+ * secret, a PEM public key or certificate, or a remote JWKS — turned into an {@link Identity}, with
  * every failure reported as an {@link AuthError} whose `code` clients can act on.
  *
  * @example
  * ```ts
- * const verify = createTokenVerifier({ secret: config.jwtSecret });
+ * const verify = createTokenVerifier(config.auth);
  * const token = extractToken(handshake.auth, handshake.headers);
  * const identity = await verify(token ?? ""); // throws AuthError("auth_required") when absent
- * console.log(identity.user.name);
+ * if (config.auth.requireWriteScope && !hasScope(identity, WRITE_SCOPE)) refuse();
  * ```
  * @module
  */
 
-import { errors, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors,
+  importSPKI,
+  importX509,
+  type JWTPayload,
+  jwtVerify,
+  type JWTVerifyGetKey,
+  SignJWT,
+} from "jose";
+import { AUTH_DEFAULTS, type AuthConfig, type AuthKeySource } from "./config.ts";
 import type { User } from "./store/mod.ts";
 
 /** Stable reasons a client is refused. */
-export type AuthErrorCode = "auth_required" | "invalid_token" | "token_expired";
+export type AuthErrorCode =
+  | "auth_required"
+  | "invalid_token"
+  | "token_expired"
+  | "auth_unavailable";
 
 /** A refused token; `code` is stable, the message is a sentence for humans. */
 export class AuthError extends Error {
-  constructor(readonly code: AuthErrorCode, message: string) {
-    super(message);
+  constructor(readonly code: AuthErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "AuthError";
   }
 }
@@ -29,17 +45,25 @@ export class AuthError extends Error {
 /** A verified client. */
 export interface Identity {
   user: User;
+  /** OAuth scopes granted by the token (`scope`, space-separated, or `scp`); [] when none. */
+  scopes: string[];
   /** token expiry, ms since epoch, if the token has exp */
   expiresAt?: number;
 }
 
-/** Options for {@link createTokenVerifier}. */
-export interface VerifierOptions {
-  /** The HS256 secret tokens are signed with. */
-  secret: string;
-  /** Clock skew forgiven when checking `exp` and `nbf` (default 5). */
-  clockToleranceSeconds?: number;
-}
+/** The scope a token needs to send messages when `REQUIRE_WRITE_SCOPE` is on. */
+export const WRITE_SCOPE = "chat:write";
+
+/**
+ * Options for {@link createTokenVerifier}: the server's {@link AuthConfig} (only `key` is required;
+ * `algorithms` defaults by key kind), or just `{ secret }` for HS256.
+ */
+export type VerifierOptions =
+  | (
+    & Pick<AuthConfig, "key">
+    & Partial<Pick<AuthConfig, "algorithms" | "issuer" | "audience" | "clockToleranceSeconds">>
+  )
+  | { secret: string; clockToleranceSeconds?: number };
 
 /** What {@link signToken} puts in a token. */
 export interface TokenClaims {
@@ -47,16 +71,20 @@ export interface TokenClaims {
   sub: string;
   /** Display name; readers fall back to `sub` when absent. */
   name?: string;
+  /** Space-separated OAuth scopes (`scope`), e.g. `chat:write`. */
+  scope?: string;
   /** Lifetime in seconds (default 3600). */
   ttlSeconds?: number;
 }
 
-const ALGORITHM = "HS256";
-const DEFAULT_CLOCK_TOLERANCE_SECONDS = 5;
+const SIGNING_ALGORITHM = "HS256";
 const DEFAULT_TTL_SECONDS = 3600;
 const MAX_SUBJECT_LENGTH = 256;
 const MAX_NAME_LENGTH = 100;
 const BEARER_PATTERN = /^Bearer[ \t]+(\S+)[ \t]*$/i;
+const HMAC_PREFIX = "HS";
+/** Remote key sets: refreshed every 10 min, refetched for an unknown `kid` at most every 30 s. */
+const JWKS_OPTIONS = { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000, timeoutDuration: 5000 };
 
 function secretKey(secret: string): Uint8Array {
   if (secret === "") throw new TypeError("the token secret must not be empty");
@@ -67,18 +95,99 @@ function invalidToken(message: string): AuthError {
   return new AuthError("invalid_token", message);
 }
 
-function describeVerifyFailure(error: unknown): AuthError {
+/** The configured key cannot be used with the token's algorithm (e.g. an RSA key for ES256). */
+class KeyAlgorithmMismatch extends Error {}
+
+/** The remote key set could not be fetched or parsed. */
+class KeySetUnavailable extends Error {}
+
+function publicKeyResolver(pem: string): JWTVerifyGetKey {
+  const importKey = pem.includes("-----BEGIN CERTIFICATE-----") ? importX509 : importSPKI;
+  // jose needs the algorithm to import a PEM; jose has checked `alg` against the allow-list first.
+  const keysByAlgorithm = new Map<string, ReturnType<typeof importKey>>();
+  return ({ alg }) => {
+    let key = keysByAlgorithm.get(alg);
+    if (key === undefined) {
+      key = importKey(pem, alg).catch((cause) => {
+        throw new KeyAlgorithmMismatch(`token algorithm ${alg} does not match the server's key`, {
+          cause,
+        });
+      });
+      keysByAlgorithm.set(alg, key);
+    }
+    return key;
+  };
+}
+
+function jwksResolver(url: string): JWTVerifyGetKey {
+  const keySet = createRemoteJWKSet(new URL(url), JWKS_OPTIONS);
+  return async (header, token) => {
+    try {
+      return await keySet(header, token);
+    } catch (error) {
+      if (
+        error instanceof errors.JWKSNoMatchingKey ||
+        error instanceof errors.JWKSMultipleMatchingKeys
+      ) {
+        throw error;
+      }
+      throw new KeySetUnavailable("the identity provider's signing keys could not be fetched", {
+        cause: error,
+      });
+    }
+  };
+}
+
+function keyResolver(key: AuthKeySource): JWTVerifyGetKey {
+  switch (key.kind) {
+    case "secret": {
+      const secret = secretKey(key.secret);
+      return () => secret;
+    }
+    case "publicKey":
+      return publicKeyResolver(key.pem);
+    case "jwks":
+      return jwksResolver(key.url);
+  }
+}
+
+function tokenAlgorithm(token: string): string {
+  try {
+    return String(decodeProtectedHeader(token).alg);
+  } catch {
+    return "(none)";
+  }
+}
+
+function describeVerifyFailure(error: unknown, token: string): AuthError {
+  if (error instanceof KeySetUnavailable) {
+    return new AuthError("auth_unavailable", `${error.message}; try again later`, { cause: error });
+  }
+  if (error instanceof KeyAlgorithmMismatch) return invalidToken(error.message);
   if (error instanceof errors.JWTExpired) {
     return new AuthError("token_expired", "token has expired");
   }
-  if (error instanceof errors.JWTClaimValidationFailed && error.claim === "nbf") {
-    return invalidToken("token is not valid yet");
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    const missing = error.reason === "missing";
+    if (error.claim === "nbf") return invalidToken("token is not valid yet");
+    if (error.claim === "iss") {
+      return invalidToken(missing ? "token has no issuer" : "token issuer is not accepted");
+    }
+    if (error.claim === "aud") {
+      return invalidToken(missing ? "token has no audience" : "token audience is not accepted");
+    }
   }
   if (error instanceof errors.JWSSignatureVerificationFailed) {
     return invalidToken("token signature is invalid");
   }
   if (error instanceof errors.JOSEAlgNotAllowed) {
-    return invalidToken(`token must be signed with ${ALGORITHM}`);
+    return invalidToken(`token algorithm ${tokenAlgorithm(token)} is not accepted`);
+  }
+  if (error instanceof errors.JWKSNoMatchingKey) {
+    return invalidToken("token key id (kid) is not in the identity provider's key set");
+  }
+  if (error instanceof errors.JWKSMultipleMatchingKeys) {
+    return invalidToken("token does not name one key of the identity provider's key set");
   }
   if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) {
     return invalidToken("token is malformed");
@@ -86,21 +195,62 @@ function describeVerifyFailure(error: unknown): AuthError {
   return invalidToken("token is invalid");
 }
 
-/** Returns a function verifying an HS256 token → Identity, or throwing AuthError. */
+/** Scopes from `scope` (space-separated, OAuth) or else `scp` (array, or space-separated). */
+function readScopes(payload: JWTPayload): string[] {
+  const claim = payload.scope ?? payload.scp;
+  const scopes = typeof claim === "string"
+    ? claim.split(/\s+/)
+    : Array.isArray(claim)
+    ? claim.filter((scope): scope is string => typeof scope === "string")
+    : [];
+  return [...new Set(scopes.filter((scope) => scope !== ""))];
+}
+
+function normalizeOptions(options: VerifierOptions) {
+  if ("secret" in options) {
+    return {
+      key: { kind: "secret", secret: options.secret } satisfies AuthKeySource,
+      algorithms: [...AUTH_DEFAULTS.secretAlgorithms],
+      clockToleranceSeconds: options.clockToleranceSeconds,
+    };
+  }
+  const withSecret = options.key.kind === "secret";
+  const algorithms = options.algorithms ??
+    [...(withSecret ? AUTH_DEFAULTS.secretAlgorithms : AUTH_DEFAULTS.publicKeyAlgorithms)];
+  // Config refuses this too; checked again because mixing families is the HS/RS confusion attack.
+  const mixed = algorithms.find((alg) => alg.startsWith(HMAC_PREFIX) !== withSecret);
+  if (algorithms.length === 0 || mixed !== undefined || algorithms.includes("none")) {
+    throw new TypeError(
+      `algorithms [${algorithms.join(", ")}] do not suit a ${options.key.kind} key source`,
+    );
+  }
+  return { ...options, algorithms };
+}
+
+/**
+ * Returns a function verifying a token → {@link Identity}, or throwing {@link AuthError}. Keys are
+ * imported lazily (once per algorithm); a JWKS is fetched on first use and cached.
+ */
 export function createTokenVerifier(
   options: VerifierOptions,
 ): (token: string) => Promise<Identity> {
-  const key = secretKey(options.secret);
-  const clockTolerance = options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
+  const { key, algorithms, issuer, audience, clockToleranceSeconds } = normalizeOptions(options);
+  const getKey = keyResolver(key);
+  const verifyOptions = {
+    algorithms,
+    issuer,
+    audience,
+    clockTolerance: clockToleranceSeconds ?? AUTH_DEFAULTS.clockToleranceSeconds,
+  };
   return async (token) => {
     if (typeof token !== "string" || token === "") {
       throw new AuthError("auth_required", "a token is required");
     }
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, key, { algorithms: [ALGORITHM], clockTolerance }));
+      ({ payload } = await jwtVerify(token, getKey, verifyOptions));
     } catch (error) {
-      throw describeVerifyFailure(error);
+      throw describeVerifyFailure(error, token);
     }
     const { sub, name, exp } = payload;
     if (typeof sub !== "string" || sub === "" || sub.length > MAX_SUBJECT_LENGTH) {
@@ -111,17 +261,25 @@ export function createTokenVerifier(
     if (name !== undefined && (typeof name !== "string" || name.length > MAX_NAME_LENGTH)) {
       throw invalidToken(`token name must be a string of at most ${MAX_NAME_LENGTH} characters`);
     }
-    const identity: Identity = { user: { id: sub, name: name || sub } };
+    const identity: Identity = {
+      user: { id: sub, name: name || sub },
+      scopes: readScopes(payload),
+    };
     if (exp !== undefined) identity.expiresAt = exp * 1000;
     return identity;
   };
+}
+
+/** True when the token behind `identity` granted `scope` (e.g. {@link WRITE_SCOPE}). */
+export function hasScope(identity: Identity, scope: string): boolean {
+  return identity.scopes.includes(scope);
 }
 
 /** True once the token behind `identity` has expired, forgiving `toleranceMs` of clock skew. */
 export function isExpired(
   identity: Identity,
   nowMs: number = Date.now(),
-  toleranceMs: number = DEFAULT_CLOCK_TOLERANCE_SECONDS * 1000,
+  toleranceMs: number = AUTH_DEFAULTS.clockToleranceSeconds * 1000,
 ): boolean {
   return identity.expiresAt !== undefined && nowMs >= identity.expiresAt + toleranceMs;
 }
@@ -152,9 +310,11 @@ export async function signToken(secret: string, claims: TokenClaims): Promise<st
     throw new RangeError(`ttlSeconds must be a whole number above 0, got ${ttlSeconds}`);
   }
   const issuedAt = Math.floor(Date.now() / 1000);
-  const payload = claims.name === undefined ? {} : { name: claims.name };
+  const payload: JWTPayload = {};
+  if (claims.name !== undefined) payload.name = claims.name;
+  if (claims.scope !== undefined) payload.scope = claims.scope;
   return await new SignJWT(payload)
-    .setProtectedHeader({ alg: ALGORITHM, typ: "JWT" })
+    .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: "JWT" })
     .setSubject(claims.sub)
     .setIssuedAt(issuedAt)
     .setExpirationTime(issuedAt + ttlSeconds)

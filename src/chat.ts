@@ -1,44 +1,76 @@
 /**
- * The chat rules on top of socket.io: who may connect, what `load`, `message` and `error` carry,
- * and what a client's ack receives. Knows nothing of transports or storage details.
+ * The chat rules on top of socket.io: who may connect, what `load`, `message`, `history`,
+ * presence, typing and `error` carry, and what acks receive. Knows nothing of transports or of
+ * how history is stored.
  *
  * @example
  * ```ts
  * const io = new Server();
- * attachChat(io, { timeline, verifyToken, maxMessageLength: 2000 });
+ * attachChat(io, { timeline, verifyToken, maxMessageLength: 2000, ... });
  * ```
  * @module
  */
 import type { Server, Socket } from "socket.io";
 import { AuthError, extractToken, type Identity, isExpired } from "./auth.ts";
-import type { ChatMessage } from "./store/mod.ts";
-import type { Timeline } from "./timeline.ts";
+import {
+  PayloadError,
+  readHistoryQuery,
+  readLastId,
+  readMessage,
+  readRefresh,
+  readTyping,
+} from "./payloads.ts";
+import { Presence } from "./presence.ts";
+import { type RateLimit, RateLimiter } from "./rate_limit.ts";
+import type { ChatMessage, User } from "./store/mod.ts";
+import type { HistoryInfo, Timeline } from "./timeline.ts";
 
 /** Stable codes of the `error` event and of failed acks. */
 export type ChatErrorCode =
   | "invalid_payload"
   | "message_too_long"
+  | "rate_limited"
+  | "forbidden"
+  | "invalid_token"
   | "token_expired"
+  | "auth_unavailable"
   | "internal";
 
 /** The `error` event's payload, and a failed ack's `error`. */
 export interface ChatError {
   code: ChatErrorCode;
   message?: string;
+  /** With `rate_limited`: when the next message will be accepted. */
+  retryAfterMs?: number;
 }
 
+/** A failed ack. */
+export type Failure = { ok: false; error: ChatError };
 /** What a `message` ack receives. */
-export type MessageAck = { ok: true; message: ChatMessage } | { ok: false; error: ChatError };
+export type MessageAck = { ok: true; message: ChatMessage; duplicate: boolean } | Failure;
+/** What a `history` ack receives. */
+export type HistoryAck = { ok: true; messages: ChatMessage[]; hasMore: boolean } | Failure;
+/** What an `auth:refresh` ack receives. */
+export type RefreshAck = { ok: true; expiresAt: number | null } | Failure;
 
 /** Events the server sends. */
 export interface ServerToClientEvents {
-  load: (messages: ChatMessage[]) => void;
+  load: (messages: ChatMessage[], info?: HistoryInfo) => void;
+  presence: (users: User[]) => void;
+  "user:joined": (user: User) => void;
+  "user:left": (user: User) => void;
+  typing: (event: { user: User; typing: boolean }) => void;
   error: (error: ChatError) => void;
 }
 
+type Ack<T> = (result: T) => void;
+
 /** Events clients send. */
 export interface ClientToServerEvents {
-  message: (payload: unknown, ack?: (result: MessageAck) => void) => void;
+  message: (payload: unknown, ack?: Ack<MessageAck>) => void;
+  history: (payload: unknown, ack?: Ack<HistoryAck>) => void;
+  typing: (payload: unknown) => void;
+  "auth:refresh": (payload: unknown, ack?: Ack<RefreshAck>) => void;
 }
 
 /** Per-socket state set by the auth middleware. */
@@ -56,66 +88,75 @@ export interface ChatOptions {
   verifyToken: (token: string) => Promise<Identity>;
   /** Longest accepted message in characters (Unicode code points), after trimming. */
   maxMessageLength: number;
+  /** Most messages a reconnecting client's catch-up `load` carries. */
+  catchupLimit: number;
+  /** Messages per user: a token bucket. */
+  rateLimit: RateLimit;
+  /** Most simultaneous connections per user. */
+  maxSocketsPerUser: number;
+  /** Whether this identity may send messages (scopes); everyone may read. */
+  canWrite: (identity: Identity) => boolean;
 }
 
 /** Every connected, authenticated socket is in this room and receives live messages. */
 export const CHAT_ROOM = "chat";
 
-/** A message payload that failed the rules. */
-class RuleViolation extends Error {
-  constructor(readonly code: ChatErrorCode, message: string) {
-    super(message);
-  }
-}
-
-/** Validates a `message` payload and returns its trimmed text. */
-export function readMessageText(payload: unknown, maxMessageLength: number): string {
-  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
-    throw new RuleViolation("invalid_payload", 'expected an object like { message: "hi" }');
-  }
-  const text = (payload as { message?: unknown }).message;
-  if (typeof text !== "string") {
-    throw new RuleViolation("invalid_payload", "`message` must be a string");
-  }
-  const trimmed = text.trim();
-  if (trimmed.length === 0) throw new RuleViolation("invalid_payload", "`message` is empty");
-  // Count code points, so an emoji is one character as a person reads it.
-  let length = 0;
-  for (const _ of trimmed) {
-    if (++length > maxMessageLength) {
-      throw new RuleViolation(
-        "message_too_long",
-        `\`message\` is longer than ${maxMessageLength} characters`,
-      );
-    }
-  }
-  return trimmed;
-}
+/** A user's typing state is forwarded at most this often unless it changes. */
+export const TYPING_THROTTLE_MS = 1000;
 
 /** Builds the `connect_error` a refused client receives: `message` is the code. */
-function connectError(error: unknown): Error {
-  const { code, message } = error instanceof AuthError
-    ? error
-    : { code: "internal", message: "authentication failed unexpectedly" };
+function connectError(code: string, message: string): Error {
   return Object.assign(new Error(code), { data: { code, message } });
+}
+
+function describeAuthError(error: unknown): ChatError {
+  return error instanceof AuthError
+    ? { code: error.code as ChatErrorCode, message: error.message }
+    : { code: "internal", message: "authentication failed unexpectedly" };
+}
+
+/** Splits socket.io event arguments into the payload and the ack callback, if any. */
+function splitAck<T>(args: unknown[]): [unknown, Ack<T> | undefined] {
+  const last = args.at(-1);
+  return typeof last === "function"
+    ? [args.length > 1 ? args[0] : undefined, last as Ack<T>]
+    : [args[0], undefined];
 }
 
 /** Attaches the chat rules to a socket.io server; live messages go to {@link CHAT_ROOM}. */
 export function attachChat(io: ChatServer, options: ChatOptions): void {
-  const { timeline, verifyToken, maxMessageLength } = options;
+  const { timeline, verifyToken } = options;
+  const presence = new Presence();
+  const limiter = new RateLimiter(options.rateLimit);
 
   io.use(async (socket, next) => {
     const token = extractToken(socket.handshake.auth, socket.handshake.headers);
+    let identity: Identity;
     try {
-      socket.data.identity = await verifyToken(token ?? "");
-      next();
+      identity = await verifyToken(token ?? "");
     } catch (error) {
-      next(connectError(error));
+      const { code, message = "" } = describeAuthError(error);
+      return next(connectError(code, message));
     }
+    if (presence.connections(identity.user.id) >= options.maxSocketsPerUser) {
+      const limit = options.maxSocketsPerUser;
+      return next(connectError("too_many_connections", `at most ${limit} connections per user`));
+    }
+    socket.data.identity = identity;
+    next();
   });
 
   io.on("connection", (socket: ChatSocket) => {
+    const user = socket.data.identity.user;
     const sendError = (error: ChatError) => socket.emit("error", error);
+    const fail = (ack: Ack<Failure> | undefined, error: ChatError) => {
+      sendError(error);
+      ack?.({ ok: false, error });
+    };
+    const payloadFailure = (error: unknown): ChatError => {
+      if (error instanceof PayloadError) return { code: error.code, message: error.message };
+      throw error;
+    };
 
     socket.use((_packet, next) => {
       if (!isExpired(socket.data.identity)) return next();
@@ -124,33 +165,111 @@ export function attachChat(io: ChatServer, options: ChatOptions): void {
     });
 
     socket.on("message", async (...args: unknown[]) => {
-      const ack = typeof args.at(-1) === "function"
-        ? args.pop() as (result: MessageAck) => void
-        : undefined;
-      const fail = (error: ChatError) => {
-        sendError(error);
-        ack?.({ ok: false, error });
-      };
-      let text: string;
+      const [payload, ack] = splitAck<MessageAck>(args);
+      let input;
       try {
-        text = readMessageText(args[0], maxMessageLength);
+        input = readMessage(payload, options.maxMessageLength);
       } catch (error) {
-        const { code, message } = error as RuleViolation;
-        return fail({ code, message });
+        return fail(ack, payloadFailure(error));
+      }
+      if (!options.canWrite(socket.data.identity)) {
+        return fail(ack, { code: "forbidden", message: "this token may read but not write" });
+      }
+      const verdict = limiter.take(user.id);
+      if (!verdict.ok) {
+        return fail(ack, {
+          code: "rate_limited",
+          message: "too many messages; wait before sending again",
+          retryAfterMs: verdict.retryAfterMs,
+        });
       }
       try {
-        const message = await timeline.publish({ user: socket.data.identity.user, message: text });
-        ack?.({ ok: true, message });
+        const { message, created } = await timeline.publish({
+          user: socket.data.identity.user,
+          message: input.text,
+          clientId: input.clientId,
+        });
+        ack?.({ ok: true, message, duplicate: !created });
       } catch {
-        fail({ code: "internal", message: "the message could not be stored" });
+        fail(ack, { code: "internal", message: "the message could not be stored" });
       }
     });
 
-    timeline.join((history) => {
+    socket.on("history", async (...args: unknown[]) => {
+      const [payload, ack] = splitAck<HistoryAck>(args);
+      try {
+        const query = readHistoryQuery(payload);
+        const [messages, { hasMore }] = await timeline.page(query.before, query.limit);
+        ack?.({ ok: true, messages, hasMore });
+      } catch (error) {
+        fail(
+          ack,
+          error instanceof PayloadError ? payloadFailure(error) : {
+            code: "internal",
+            message: "history could not be read",
+          },
+        );
+      }
+    });
+
+    let lastTyping: { typing: boolean; at: number } | undefined;
+    socket.on("typing", (...args: unknown[]) => {
+      let typing: boolean;
+      try {
+        typing = readTyping(splitAck(args)[0]);
+      } catch (error) {
+        return sendError(payloadFailure(error));
+      }
+      const now = Date.now();
+      if (lastTyping?.typing === typing && now - lastTyping.at < TYPING_THROTTLE_MS) return;
+      lastTyping = { typing, at: now };
+      socket.to(CHAT_ROOM).emit("typing", { user, typing });
+    });
+
+    socket.on("auth:refresh", async (...args: unknown[]) => {
+      const [payload, ack] = splitAck<RefreshAck>(args);
+      let identity: Identity;
+      try {
+        identity = await verifyToken(readRefresh(payload));
+      } catch (error) {
+        return fail(
+          ack,
+          error instanceof PayloadError ? payloadFailure(error) : describeAuthError(error),
+        );
+      }
+      if (identity.user.id !== user.id) {
+        return fail(ack, { code: "forbidden", message: "the new token is for another user" });
+      }
+      socket.data.identity = { ...identity, user };
+      ack?.({ ok: true, expiresAt: identity.expiresAt ?? null });
+    });
+
+    socket.on("disconnect", () => {
+      if (presence.disconnect(user.id)) io.to(CHAT_ROOM).emit("user:left", user);
+    });
+    if (presence.connect(user)) socket.to(CHAT_ROOM).emit("user:joined", user);
+
+    // A socket.io session recovery replays what was missed and restores the room.
+    if (socket.recovered) return void socket.emit("presence", presence.online());
+
+    let afterId: string | undefined;
+    try {
+      afterId = readLastId(socket.handshake.auth);
+    } catch (error) {
+      sendError({
+        ...payloadFailure(error),
+        message: "`lastId` is not a message id; sent the latest history",
+      });
+    }
+    const limit = afterId === undefined ? undefined : options.catchupLimit;
+    timeline.join((history, info) => {
       if (!socket.connected) return;
-      socket.emit("load", history);
+      socket.emit("load", history, info);
+      socket.emit("presence", presence.online());
       socket.join(CHAT_ROOM);
-    }).catch(() => sendError({ code: "internal", message: "history could not be loaded" }));
+    }, { afterId, limit }).catch(() =>
+      sendError({ code: "internal", message: "history could not be loaded" })
+    );
   });
 }
 

@@ -11,26 +11,41 @@
  * ```
  * @module
  */
-import type { ChatMessage, MessageStore, NewMessage } from "./store/mod.ts";
+import type { AppendResult, ChatMessage, MessageStore, NewMessage } from "./store/mod.ts";
 
 /** Options of a {@link Timeline}. */
 export interface TimelineOptions {
   /** How many recent messages a joining reader gets. */
   historyLimit: number;
-  /** Called with each committed batch, in order, before the senders are answered. */
+  /** Called with each batch of new messages, in order, before the senders are answered. */
   deliver: (messages: ChatMessage[]) => void;
   /** Most messages committed together (default 128). */
   maxBatch?: number;
 }
 
+/** Which history a joining reader wants. */
+export interface JoinOptions {
+  /** Only messages after this id (a reconnecting client's last seen message). */
+  afterId?: string;
+  /** At most this many, the newest (default: `historyLimit`). */
+  limit?: number;
+}
+
+/** What a reader gets besides the messages. */
+export interface HistoryInfo {
+  /** Older messages (after `afterId`, when given) exist beyond this history. */
+  hasMore: boolean;
+}
+
 interface PendingMessage {
   input: NewMessage;
-  resolve: (message: ChatMessage) => void;
+  resolve: (result: AppendResult) => void;
   reject: (error: unknown) => void;
 }
 
 interface PendingJoin {
-  onHistory: (history: ChatMessage[]) => void;
+  onHistory: (history: ChatMessage[], info: HistoryInfo) => void;
+  options: JoinOptions;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -46,8 +61,11 @@ export class Timeline {
     this.#maxBatch = options.maxBatch ?? 128;
   }
 
-  /** Stores the message, delivers it, then resolves with the stored message. */
-  publish(input: NewMessage): Promise<ChatMessage> {
+  /**
+   * Stores the message, delivers it, then resolves with the stored message. A repeated
+   * `clientId` resolves with the earlier message (`created: false`) and delivers nothing.
+   */
+  publish(input: NewMessage): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
       this.#messages.push({ input, resolve, reject });
       this.#start();
@@ -58,11 +76,23 @@ export class Timeline {
    * Calls `onHistory` with the latest history at a point where no delivery is under way; what
    * `onHistory` subscribes synchronously receives every later delivery.
    */
-  join(onHistory: (history: ChatMessage[]) => void): Promise<void> {
+  join(
+    onHistory: (history: ChatMessage[], info: HistoryInfo) => void,
+    options: JoinOptions = {},
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#joins.push({ onHistory, resolve, reject });
+      this.#joins.push({ onHistory, options, resolve, reject });
       this.#start();
     });
+  }
+
+  /** A page of older history: up to `limit` messages before `beforeId` (or the latest). */
+  async page(beforeId: string | undefined, limit: number): Promise<[ChatMessage[], HistoryInfo]> {
+    const messages = beforeId === undefined
+      ? await this.store.latest(limit + 1)
+      : await this.store.before(beforeId, limit + 1);
+    const hasMore = messages.length > limit;
+    return [hasMore ? messages.slice(1) : messages, { hasMore }];
   }
 
   /** Resolves once every queued message and join is done. */
@@ -83,32 +113,45 @@ export class Timeline {
 
   async #commitBatch(): Promise<void> {
     const batch = this.#messages.splice(0, this.#maxBatch);
-    let stored: ChatMessage[];
+    let results: AppendResult[];
     try {
-      stored = await this.store.appendMany(batch.map((pending) => pending.input));
+      results = await this.store.appendMany(batch.map((pending) => pending.input));
     } catch (error) {
       for (const pending of batch) pending.reject(error);
       return;
     }
     try {
-      this.options.deliver(stored);
+      const created = results.filter((result) => result.created).map((result) => result.message);
+      if (created.length > 0) this.options.deliver(created);
     } finally {
-      batch.forEach((pending, index) => pending.resolve(stored[index]));
+      batch.forEach((pending, index) => pending.resolve(results[index]));
     }
   }
 
   async #admitReaders(): Promise<void> {
-    const joins = this.#joins.splice(0);
+    // Readers asking for the same history share one read.
+    const groups = new Map<string, PendingJoin[]>();
+    for (const join of this.#joins.splice(0)) {
+      const key = `${join.options.afterId ?? ""}:${join.options.limit ?? ""}`;
+      groups.set(key, [...groups.get(key) ?? [], join]);
+    }
+    await Promise.all([...groups.values()].map((joins) => this.#admitGroup(joins)));
+  }
+
+  async #admitGroup(joins: PendingJoin[]): Promise<void> {
+    const { afterId, limit = this.options.historyLimit } = joins[0].options;
     let history: ChatMessage[];
     try {
-      history = await this.store.latest(this.options.historyLimit);
+      history = await this.store.latest(limit + 1, afterId);
     } catch (error) {
       for (const join of joins) join.reject(error);
       return;
     }
+    const hasMore = history.length > limit;
+    if (hasMore) history = history.slice(1);
     for (const join of joins) {
       try {
-        join.onHistory(history);
+        join.onHistory(history, { hasMore });
         join.resolve();
       } catch (error) {
         join.reject(error);

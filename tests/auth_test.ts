@@ -5,13 +5,15 @@ import {
   type AuthErrorCode,
   createTokenVerifier,
   extractToken,
+  hasScope,
   isExpired,
   signToken,
+  WRITE_SCOPE,
 } from "../src/auth.ts";
 
 const SECRET = "test-secret-that-is-long-enough";
 const key = new TextEncoder().encode(SECRET);
-const verify = createTokenVerifier({ secret: SECRET });
+const verify = createTokenVerifier({ key: { kind: "secret", secret: SECRET } });
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 function rejectsWith(code: AuthErrorCode) {
@@ -40,7 +42,7 @@ Deno.test("auth: a valid token gives the identity, name defaulting to sub", asyn
   assert.deepEqual(unnamed.user, { id: "u2", name: "u2" });
 
   const forever = await verify(await jwt({ sub: "u3" }));
-  assert.deepEqual(forever, { user: { id: "u3", name: "u3" } });
+  assert.deepEqual(forever, { user: { id: "u3", name: "u3" }, scopes: [] });
 });
 
 Deno.test("auth: an expired token is token_expired", async () => {
@@ -52,7 +54,10 @@ Deno.test("auth: an expired token is token_expired", async () => {
 Deno.test("auth: a token expired by a few seconds of clock skew is accepted", async () => {
   const identity = await verify(await jwt({ sub: "u1", exp: nowSeconds() - 3 }));
   assert.equal(identity.user.id, "u1");
-  const strict = createTokenVerifier({ secret: SECRET, clockToleranceSeconds: 0 });
+  const strict = createTokenVerifier({
+    key: { kind: "secret", secret: SECRET },
+    clockToleranceSeconds: 0,
+  });
   await assert.rejects(
     strict(await jwt({ sub: "u1", exp: nowSeconds() - 3 })),
     rejectsWith("token_expired"),
@@ -74,6 +79,7 @@ Deno.test("auth: a token signed with another secret is invalid_token", async () 
 Deno.test("auth: an unsigned alg none token is invalid_token", async () => {
   const token = `${base64url({ alg: "none", typ: "JWT" })}.${base64url({ sub: "admin" })}.`;
   await assert.rejects(verify(token), rejectsWith("invalid_token"));
+  await assert.rejects(verify(token), /token algorithm none is not accepted/);
 });
 
 Deno.test("auth: garbage is invalid_token and an empty token is auth_required", async () => {
@@ -99,13 +105,45 @@ Deno.test("auth: bad sub or name claims are invalid_token", async () => {
   assert.equal(longest.user.name.length, 100);
 });
 
+Deno.test("auth: JWT_ALGORITHMS picks the HMAC variants a secret accepts", async () => {
+  const hs384 = await new SignJWT({ sub: "u1" }).setProtectedHeader({ alg: "HS384" }).sign(key);
+  await assert.rejects(verify(hs384), /token algorithm HS384 is not accepted/);
+  const both = createTokenVerifier({
+    key: { kind: "secret", secret: SECRET },
+    algorithms: ["HS256", "HS384"],
+  });
+  assert.equal((await both(hs384)).user.id, "u1");
+});
+
+Deno.test("auth: a secret verifier refuses public-key algorithms at creation", () => {
+  assert.throws(
+    () => createTokenVerifier({ key: { kind: "secret", secret: SECRET }, algorithms: ["RS256"] }),
+    TypeError,
+  );
+});
+
+Deno.test("auth: the bare { secret } options verify HS256 tokens", async () => {
+  const identity = await createTokenVerifier({ secret: SECRET })(await jwt({ sub: "u1" }));
+  assert.equal(identity.user.id, "u1");
+});
+
+Deno.test("auth: signToken grants scopes and hasScope reads them", async () => {
+  const writer = await verify(await signToken(SECRET, { sub: "u1", scope: "chat:write profile" }));
+  assert.deepEqual(writer.scopes, ["chat:write", "profile"]);
+  assert.equal(hasScope(writer, WRITE_SCOPE), true);
+  const reader = await verify(await signToken(SECRET, { sub: "u2" }));
+  assert.deepEqual(reader.scopes, []);
+  assert.equal(hasScope(reader, WRITE_SCOPE), false);
+  assert.equal(WRITE_SCOPE, "chat:write");
+});
+
 Deno.test("auth: isExpired re-checks expiry with a tolerance", () => {
-  const identity = { user: { id: "u1", name: "u1" }, expiresAt: 10_000 };
+  const identity = { user: { id: "u1", name: "u1" }, scopes: [], expiresAt: 10_000 };
   assert.equal(isExpired(identity, 9_000), false);
   assert.equal(isExpired(identity, 14_999), false);
   assert.equal(isExpired(identity, 15_000), true);
   assert.equal(isExpired(identity, 10_500, 0), true);
-  assert.equal(isExpired({ user: identity.user }, Number.MAX_SAFE_INTEGER), false);
+  assert.equal(isExpired({ user: identity.user, scopes: [] }, Number.MAX_SAFE_INTEGER), false);
 });
 
 Deno.test("auth: extractToken reads auth.token, then the Bearer header", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ChatClient, SECRET, sleep, startChat, tokenFor } from "./helpers/chat_server.ts";
+import { ChatClient, expiredToken, sleep, startChat, tokenFor } from "./helpers/chat_server.ts";
 import { signToken } from "../src/auth.ts";
 
 const MODES: Record<string, { transports?: ("polling" | "websocket")[] }> = {
@@ -43,7 +43,7 @@ for (const [mode, options] of Object.entries(MODES)) {
 }
 
 Deno.test("chat: three clients see each other's messages in the same order", async () => {
-  const server = await startChat();
+  const server = await startChat({ rateLimitBurst: 100 });
   const clients = await Promise.all(
     ["ann", "ben", "cy"].map((name, i) =>
       ChatClient.join(server.url, name, i === 1 ? { transports: ["polling"] } : {})
@@ -90,7 +90,7 @@ Deno.test("chat: a late joiner gets the last HISTORY_LIMIT messages, oldest firs
 });
 
 Deno.test("chat: a joiner during a burst misses nothing and sees nothing twice", async () => {
-  const server = await startChat({ historyLimit: 1000 });
+  const server = await startChat({ historyLimit: 1000, rateLimitBurst: 100 });
   const sender = await ChatClient.join(server.url, "sender");
   try {
     const sends = [...Array(60)].map((_, n) => sender.send({ message: `burst ${n}` }));
@@ -146,7 +146,7 @@ Deno.test("chat: auth failures reach connect_error with a stable code", async ()
     ["empty token", { token: "" }, "auth_required"],
     ["garbage", { token: "not-a-jwt" }, "invalid_token"],
     ["wrong secret", { token: await signToken("other", { sub: "eve" }) }, "invalid_token"],
-    ["expired", { token: await expiredToken(60) }, "token_expired"],
+    ["expired", { token: await expiredToken("late", 60) }, "token_expired"],
   ];
   try {
     for (const [name, auth, code] of cases) {
@@ -226,7 +226,7 @@ Deno.test("chat: each bad message gets its error code and stores nothing", async
 Deno.test("chat: an expired token is re-checked on each event and disconnects", async () => {
   const server = await startChat();
   // Expired 3 s ago: inside the 5 s tolerance at connect, outside it 2 s later.
-  const client = new ChatClient(server.url, { auth: { token: await expiredToken(3) } });
+  const client = new ChatClient(server.url, { auth: { token: await expiredToken("late", 3) } });
   try {
     await client.waitFor(() => client.loads.length > 0, "load");
     await sleep(2200);
@@ -259,15 +259,3 @@ Deno.test("chat: a store failure is reported as internal", async () => {
     await server.close().catch(() => {});
   }
 });
-
-/** A token whose `exp` passed `secondsAgo` seconds ago. */
-async function expiredToken(secondsAgo: number): Promise<string> {
-  const { SignJWT } = await import("jose");
-  const now = Math.floor(Date.now() / 1000);
-  return await new SignJWT({ name: "late" })
-    .setProtectedHeader({ alg: "HS256" })
-    .setSubject("late")
-    .setIssuedAt(now - 3600)
-    .setExpirationTime(now - secondsAgo)
-    .sign(new TextEncoder().encode(SECRET));
-}

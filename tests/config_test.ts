@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
-import { ConfigError, DEFAULTS, loadConfig } from "../src/config.ts";
+import { AUTH_DEFAULTS, ConfigError, DEFAULTS, loadConfig } from "../src/config.ts";
 
 const BASE = { JWT_SECRET: "s3cr3t" };
+const SECRET_AUTH = {
+  key: { kind: "secret", secret: "s3cr3t" },
+  algorithms: ["HS256"],
+  requireWriteScope: false,
+  clockToleranceSeconds: 5,
+};
 
 function refusal(env: Record<string, string>): ConfigError {
   try {
@@ -15,7 +21,7 @@ function refusal(env: Record<string, string>): ConfigError {
 
 Deno.test("config: defaults apply when only JWT_SECRET is set", () => {
   const config = loadConfig(BASE);
-  assert.equal(config.jwtSecret, "s3cr3t");
+  assert.deepEqual(config.auth, SECRET_AUTH);
   assert.equal(config.port, DEFAULTS.port);
   assert.equal(config.hostname, "0.0.0.0");
   assert.equal(config.kvPath, "./data/chat.kv");
@@ -26,6 +32,14 @@ Deno.test("config: defaults apply when only JWT_SECRET is set", () => {
   assert.equal(config.maxHttpBufferSize, 1_000_000);
   assert.equal(config.corsOrigin, undefined);
   assert.equal(config.tls, undefined);
+  assert.equal(config.catchupLimit, 1000);
+  assert.equal(config.historyMaxAgeMs, undefined);
+  assert.equal(config.historyMaxCount, undefined);
+  assert.equal(config.rateLimitPerMinute, 60);
+  assert.equal(config.rateLimitBurst, 20);
+  assert.equal(config.handshakeLimitPerMinute, 120);
+  assert.equal(config.maxSocketsPerUser, 10);
+  assert.equal(config.connectionRecoveryMs, 120_000);
 });
 
 Deno.test("config: JWT_SECRET is required", () => {
@@ -47,9 +61,17 @@ Deno.test("config: every variable is parsed", () => {
     PING_INTERVAL: "1000",
     PING_TIMEOUT: "800",
     MAX_HTTP_BUFFER_SIZE: "2048",
+    CATCHUP_LIMIT: "300",
+    HISTORY_MAX_AGE: "30d",
+    HISTORY_MAX_COUNT: "5000",
+    RATE_LIMIT_PER_MIN: "30",
+    RATE_LIMIT_BURST: "5",
+    HANDSHAKE_LIMIT_PER_MIN: "0",
+    MAX_SOCKETS_PER_USER: "3",
+    CONNECTION_RECOVERY: "30s",
   });
   assert.deepEqual(config, {
-    jwtSecret: "s3cr3t",
+    auth: SECRET_AUTH,
     port: 8080,
     hostname: "127.0.0.1",
     kvPath: ":memory:",
@@ -60,6 +82,14 @@ Deno.test("config: every variable is parsed", () => {
     pingInterval: 1000,
     pingTimeout: 800,
     maxHttpBufferSize: 2048,
+    catchupLimit: 300,
+    historyMaxAgeMs: 30 * 86_400_000,
+    historyMaxCount: 5000,
+    rateLimitPerMinute: 30,
+    rateLimitBurst: 5,
+    handshakeLimitPerMinute: 0,
+    maxSocketsPerUser: 3,
+    connectionRecoveryMs: 30_000,
   });
   assert.equal(loadConfig({ ...BASE, CORS_ORIGIN: "*" }).corsOrigin, "*");
 });
@@ -79,11 +109,165 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
     ["CORS_ORIGIN", "not a url"],
     ["CORS_ORIGIN", "https://a.example/path"],
     ["TLS_CERT_FILE", "cert.pem"],
+    ["CATCHUP_LIMIT", "0"],
+    ["HISTORY_MAX_AGE", "forever"],
+    ["HISTORY_MAX_AGE", "10s"],
+    ["HISTORY_MAX_COUNT", "10"],
+    ["RATE_LIMIT_PER_MIN", "0"],
+    ["RATE_LIMIT_BURST", "many"],
+    ["MAX_SOCKETS_PER_USER", "0"],
+    ["CONNECTION_RECOVERY", "2 minutes"],
   ];
   for (const [variable, value] of cases) {
     const error = refusal({ [variable]: value });
     const named = variable === "TLS_CERT_FILE" ? "TLS_KEY_FILE" : variable;
     assert.equal(error.variable, named, `${variable}=${value}`);
     assert.ok(error.message.startsWith(`${named}: `), error.message);
+  }
+});
+
+// Auth variables. Config checks only the PEM's shape; tests/auth_keys_test.ts uses real keys.
+const PEM =
+  "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n" +
+  "-----END PUBLIC KEY-----";
+const JWKS_URL = "https://idp.example/.well-known/jwks.json";
+
+function authRefusal(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error;
+  }
+  assert.fail(`accepted ${JSON.stringify(env)}`);
+}
+
+Deno.test("config auth: exactly one key source is required", () => {
+  const none = authRefusal({});
+  assert.equal(none.variable, "JWT_SECRET");
+  assert.match(none.message, /JWT_PUBLIC_KEY or JWT_JWKS_URL/);
+  const several = authRefusal({ JWT_SECRET: "s", JWT_JWKS_URL: JWKS_URL });
+  assert.equal(
+    several.message,
+    "JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL: set exactly one key source " +
+      "(found JWT_SECRET and JWT_JWKS_URL)",
+  );
+  const all = authRefusal({ JWT_SECRET: "s", JWT_PUBLIC_KEY: PEM, JWT_JWKS_URL: JWKS_URL });
+  assert.match(all.message, /found JWT_SECRET and JWT_PUBLIC_KEY and JWT_JWKS_URL/);
+});
+
+Deno.test("config auth: JWT_PUBLIC_KEY takes a PEM, with literal \\n, or @file", async () => {
+  const inline = loadConfig({ JWT_PUBLIC_KEY: PEM }).auth;
+  assert.deepEqual(inline, {
+    key: { kind: "publicKey", pem: PEM },
+    algorithms: ["RS256", "ES256", "EdDSA"],
+    requireWriteScope: false,
+    clockToleranceSeconds: AUTH_DEFAULTS.clockToleranceSeconds,
+  });
+  const escaped = loadConfig({ JWT_PUBLIC_KEY: PEM.replaceAll("\n", "\\n") }).auth;
+  assert.deepEqual(escaped.key, { kind: "publicKey", pem: PEM });
+  const certificate = PEM.replaceAll("PUBLIC KEY", "CERTIFICATE");
+  assert.deepEqual(loadConfig({ JWT_PUBLIC_KEY: certificate }).auth.key, {
+    kind: "publicKey",
+    pem: certificate,
+  });
+  const file = await Deno.makeTempFile({ suffix: ".pem" });
+  try {
+    await Deno.writeTextFile(file, `# the IdP's key\n${PEM}\n`);
+    assert.deepEqual(loadConfig({ JWT_PUBLIC_KEY: `@${file}` }).auth.key, {
+      kind: "publicKey",
+      pem: PEM,
+    });
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("config auth: a bad JWT_PUBLIC_KEY is refused", () => {
+  const cases = [
+    "not a key",
+    "@/nonexistent/dir/key.pem",
+    PEM.replaceAll("PUBLIC KEY", "RSA PUBLIC KEY"),
+    PEM.replaceAll("PUBLIC KEY", "PRIVATE KEY"),
+  ];
+  for (const value of cases) {
+    const error = authRefusal({ JWT_PUBLIC_KEY: value });
+    assert.equal(error.variable, "JWT_PUBLIC_KEY", value);
+  }
+  assert.match(authRefusal({ JWT_PUBLIC_KEY: "@/nonexistent/key.pem" }).message, /cannot read/);
+  assert.match(
+    authRefusal({ JWT_PUBLIC_KEY: PEM.replaceAll("PUBLIC", "PRIVATE") }).message,
+    /private key/,
+  );
+});
+
+Deno.test("config auth: JWT_JWKS_URL must be an http(s) URL", () => {
+  assert.deepEqual(loadConfig({ JWT_JWKS_URL: JWKS_URL }).auth.key, {
+    kind: "jwks",
+    url: JWKS_URL,
+  });
+  assert.equal(
+    loadConfig({ JWT_JWKS_URL: "http://127.0.0.1:8080/jwks" }).auth.algorithms.join(),
+    "RS256,ES256,EdDSA",
+  );
+  for (const value of ["idp.example/jwks", "ftp://idp.example/jwks", "file:///etc/jwks.json"]) {
+    assert.equal(authRefusal({ JWT_JWKS_URL: value }).variable, "JWT_JWKS_URL", value);
+  }
+});
+
+Deno.test("config auth: JWT_ALGORITHMS is an allow-list of known, key-appropriate names", () => {
+  assert.deepEqual(
+    loadConfig({ JWT_SECRET: "s", JWT_ALGORITHMS: " HS512, HS256,HS512 " }).auth.algorithms,
+    ["HS512", "HS256"],
+  );
+  assert.deepEqual(
+    loadConfig({ JWT_JWKS_URL: JWKS_URL, JWT_ALGORITHMS: "ES256" }).auth.algorithms,
+    ["ES256"],
+  );
+  assert.deepEqual(
+    loadConfig({ JWT_PUBLIC_KEY: PEM, JWT_ALGORITHMS: "PS256,Ed25519,ES384" }).auth.algorithms,
+    ["PS256", "Ed25519", "ES384"],
+  );
+  const refused: [Record<string, string>, RegExp][] = [
+    [{ JWT_SECRET: "s", JWT_ALGORITHMS: "none" }, /none is never accepted/],
+    [{ JWT_PUBLIC_KEY: PEM, JWT_ALGORITHMS: "RS256,NONE" }, /none is never accepted/],
+    [{ JWT_SECRET: "s", JWT_ALGORITHMS: "HS1024" }, /not a JWS algorithm/],
+    [{ JWT_PUBLIC_KEY: PEM, JWT_ALGORITHMS: "rs256" }, /not a JWS algorithm/],
+    [{ JWT_SECRET: "s", JWT_ALGORITHMS: ", ," }, /comma-separated/],
+    [{ JWT_SECRET: "s", JWT_ALGORITHMS: "HS256,RS256" }, /RS256 needs JWT_PUBLIC_KEY/],
+    [{ JWT_SECRET: "s", JWT_ALGORITHMS: "EdDSA" }, /EdDSA needs JWT_PUBLIC_KEY/],
+    [{ JWT_PUBLIC_KEY: PEM, JWT_ALGORITHMS: "RS256,HS256" }, /HS256 needs JWT_SECRET/],
+    [{ JWT_JWKS_URL: JWKS_URL, JWT_ALGORITHMS: "HS512" }, /HS512 needs JWT_SECRET/],
+  ];
+  for (const [env, message] of refused) {
+    const error = authRefusal(env);
+    assert.equal(error.variable, "JWT_ALGORITHMS", JSON.stringify(env));
+    assert.match(error.message, message);
+  }
+});
+
+Deno.test("config auth: JWT_ISSUER and JWT_AUDIENCE are optional lists", () => {
+  const auth = loadConfig({
+    JWT_JWKS_URL: JWKS_URL,
+    JWT_ISSUER: "https://idp.example/",
+    JWT_AUDIENCE: "chat, chat-staging,",
+  }).auth;
+  assert.deepEqual(auth.issuer, ["https://idp.example/"]);
+  assert.deepEqual(auth.audience, ["chat", "chat-staging"]);
+  const unset = loadConfig({ JWT_JWKS_URL: JWKS_URL, JWT_ISSUER: " ", JWT_AUDIENCE: "" }).auth;
+  assert.equal("issuer" in unset, false);
+  assert.equal("audience" in unset, false);
+});
+
+Deno.test("config auth: REQUIRE_WRITE_SCOPE is a boolean, off by default", () => {
+  const read = (value: string) => loadConfig({ ...BASE, REQUIRE_WRITE_SCOPE: value }).auth;
+  assert.equal(loadConfig(BASE).auth.requireWriteScope, false);
+  for (const value of ["1", "true", "TRUE"]) assert.equal(read(value).requireWriteScope, true);
+  for (const value of ["0", "false", ""]) assert.equal(read(value).requireWriteScope, false);
+  for (const value of ["yes", "2", "on"]) {
+    assert.equal(
+      authRefusal({ ...BASE, REQUIRE_WRITE_SCOPE: value }).variable,
+      "REQUIRE_WRITE_SCOPE",
+    );
   }
 });

@@ -185,13 +185,116 @@ Deno.test("kv store: appendMany stores a large batch in order across several com
       user: ada,
       message: `${index} ${"x".repeat(index % 7 === 0 ? 1500 : 10)}`,
     }));
-    const saved = await store.appendMany(inputs);
+    const results = await store.appendMany(inputs);
+    assert.ok(results.every((result) => result.created));
+    const saved = results.map((result) => result.message);
     assert.deepEqual(texts(saved), inputs.map((input) => input.message));
     const ids = saved.map((message) => message.id);
     assert.deepEqual(ids, [...ids].sort());
     assert.equal(new Set(ids).size, ids.length);
     assert.deepEqual(await store.after(ids[0], 2000), saved.slice(1));
     assert.deepEqual(await store.appendMany([]), []);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: a repeated clientId stores one message, per user, within and across batches", async () => {
+  const store = await openKvStore(":memory:");
+  const bob = { id: "u2", name: "Bob" };
+  try {
+    const first = await store.appendMany([
+      { user: ada, message: "once", clientId: "c1" },
+      { user: ada, message: "once (retry in the same batch)", clientId: "c1" },
+      { user: bob, message: "bob's c1", clientId: "c1" },
+      { user: ada, message: "no clientId" },
+    ]);
+    assert.deepEqual(first.map((r) => r.created), [true, false, true, true]);
+    assert.equal(first[1].message, first[0].message);
+    const again = await store.append({ user: ada, message: "once (later retry)", clientId: "c1" });
+    assert.deepEqual(again, first[0].message);
+    assert.deepEqual(texts(await store.latest(10)), ["once", "bob's c1", "no clientId"]);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: clientIds are remembered across a reopen", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "chat.kv");
+    const first = await openKvStore(path);
+    const saved = await first.append({ user: ada, message: "hi", clientId: "abc" });
+    first.close();
+    const second = await openKvStore(path);
+    try {
+      const [retry] = await second.appendMany([{ user: ada, message: "hi", clientId: "abc" }]);
+      assert.deepEqual(retry, { message: saved, created: false });
+      assert.equal((await second.latest(10)).length, 1);
+    } finally {
+      second.close();
+    }
+  });
+});
+
+Deno.test("kv store: two stores on one file share their clientIds", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "chat.kv");
+    const first = await openKvStore(path);
+    const second = await openKvStore(path);
+    try {
+      const saved = await first.append({ user: ada, message: "shared", clientId: "same" });
+      assert.deepEqual(
+        await second.append({ user: ada, message: "shared", clientId: "same" }),
+        saved,
+      );
+      assert.equal((await second.latest(100)).length, 1);
+    } finally {
+      first.close();
+      second.close();
+    }
+  });
+});
+
+Deno.test("kv store: latest(limit, afterId) returns the newest messages after an id", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const saved = await appendMany(store, 20);
+    assert.deepEqual(await store.latest(5, saved[9].id), saved.slice(15));
+    assert.deepEqual(await store.latest(50, saved[9].id), saved.slice(10));
+    assert.deepEqual(await store.latest(5, saved[19].id), []);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: maxCount trims the oldest messages and keeps the newest", async () => {
+  const store = new KvMessageStore(await Deno.openKv(":memory:"), { maxCount: 60 });
+  try {
+    const saved = await appendMany(store, 130);
+    const kept = await store.latest(1000);
+    assert.ok(kept.length <= 60 + 50, `trimmed as it went: ${kept.length} left`);
+    assert.deepEqual(kept, saved.slice(-kept.length), "only the oldest were removed");
+    await store.trim();
+    assert.deepEqual(await store.latest(1000), saved.slice(-60));
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: maxAgeMs hides expired messages from every read", async () => {
+  let now = Date.now() - 10_000;
+  const store = new KvMessageStore(await Deno.openKv(":memory:"), {
+    maxAgeMs: 5_000,
+    generateId: createIdGenerator(() => now),
+  });
+  try {
+    const old = await appendMany(store, 3);
+    now = Date.now();
+    const fresh = await appendMany(store, 3);
+    assert.deepEqual(await store.latest(10), fresh);
+    assert.deepEqual(await store.after(old[0].id), fresh);
+    assert.deepEqual(await store.before(fresh[2].id, 10), fresh.slice(0, 2));
+    assert.deepEqual(await store.before(old[2].id, 10), []);
   } finally {
     store.close();
   }

@@ -14,9 +14,9 @@ Deno.test("timeline: concurrent publishes are group-committed, delivered in id o
     maxBatch: 8,
   });
   try {
-    const results = await Promise.all(
+    const results = (await Promise.all(
       [...Array(20)].map((_, n) => timeline.publish({ user, message: `m${n}` })),
-    );
+    )).map((result) => result.message);
     assert.deepEqual(results.map((m) => m.message), [...Array(20)].map((_, n) => `m${n}`));
     const flat = delivered.flat();
     assert.deepEqual(flat, results, "every message delivered once, in publish order");
@@ -70,8 +70,55 @@ Deno.test("timeline: a failed commit rejects its senders and the next batch stil
   const timeline = new Timeline(store, { historyLimit: 10, deliver: () => {} });
   try {
     await assert.rejects(timeline.publish({ user, message: "lost" }), /disk full/);
-    const kept = await timeline.publish({ user, message: "kept" });
+    const { message: kept } = await timeline.publish({ user, message: "kept" });
     assert.deepEqual(await store.latest(10), [kept]);
+  } finally {
+    await timeline.idle();
+    store.close();
+  }
+});
+
+Deno.test("timeline: a repeated clientId resolves with the first message and is delivered once", async () => {
+  const store = await openKvStore(":memory:");
+  const delivered: ChatMessage[] = [];
+  const timeline = new Timeline(store, {
+    historyLimit: 10,
+    deliver: (messages) => delivered.push(...messages),
+  });
+  try {
+    const results = await Promise.all(
+      [...Array(20)].map(() => timeline.publish({ user, message: "once", clientId: "c" })),
+    );
+    assert.equal(new Set(results.map((result) => result.message.id)).size, 1);
+    assert.equal(results.filter((result) => result.created).length, 1);
+    assert.equal(delivered.length, 1);
+  } finally {
+    await timeline.idle();
+    store.close();
+  }
+});
+
+Deno.test("timeline: a join after an id gets the newest messages after it and hasMore", async () => {
+  const store = await openKvStore(":memory:");
+  const timeline = new Timeline(store, { historyLimit: 3, deliver: () => {} });
+  try {
+    const sent = [];
+    for (let n = 0; n < 10; n++) {
+      sent.push((await timeline.publish({ user, message: `${n}` })).message);
+    }
+    const seen: [ChatMessage[], boolean][] = [];
+    const record = (history: ChatMessage[], info: { hasMore: boolean }) =>
+      seen.push([history, info.hasMore]);
+    await timeline.join(record);
+    await timeline.join(record, { afterId: sent[4].id, limit: 3 });
+    await timeline.join(record, { afterId: sent[6].id, limit: 5 });
+    assert.deepEqual(seen, [
+      [sent.slice(7), true],
+      [sent.slice(7), true],
+      [sent.slice(7), false],
+    ]);
+    assert.deepEqual(await timeline.page(sent[3].id, 2), [sent.slice(1, 3), { hasMore: true }]);
+    assert.deepEqual(await timeline.page(sent[2].id, 5), [sent.slice(0, 2), { hasMore: false }]);
   } finally {
     await timeline.idle();
     store.close();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createTokenVerifier } from "../src/auth.ts";
-import { parseDuration, parseTokenArgs, UsageError } from "../scripts/token.ts";
+import { parseTokenArgs, parseTtl, UsageError } from "../scripts/token.ts";
 
 const projectRoot = new URL("..", import.meta.url);
 
@@ -14,14 +14,14 @@ function runTokenScript(args: string[], env: Record<string, string>) {
   }).output();
 }
 
-Deno.test("token script: parseDuration reads s, m, h, d and plain seconds", () => {
-  assert.equal(parseDuration("90s"), 90);
-  assert.equal(parseDuration("15m"), 900);
-  assert.equal(parseDuration("1h"), 3600);
-  assert.equal(parseDuration("7d"), 604_800);
-  assert.equal(parseDuration("3600"), 3600);
+Deno.test("token script: parseTtl reads s, m, h, d and plain seconds", () => {
+  assert.equal(parseTtl("90s"), 90);
+  assert.equal(parseTtl("15m"), 900);
+  assert.equal(parseTtl("1h"), 3600);
+  assert.equal(parseTtl("7d"), 604_800);
+  assert.equal(parseTtl("3600"), 3600);
   for (const text of ["", "0", "0s", "-5", "1.5h", "1w", "h", "1 h", "ten", "366d"]) {
-    assert.equal(parseDuration(text), undefined, text);
+    assert.equal(parseTtl(text), undefined, text);
   }
 });
 
@@ -33,6 +33,10 @@ Deno.test("token script: parseTokenArgs turns arguments into claims", () => {
     ttlSeconds: 120,
   });
   assert.deepEqual(parseTokenArgs(["--ttl=90", "bob"]), { sub: "bob", ttlSeconds: 90 });
+  assert.deepEqual(parseTokenArgs(["carol", "--scope", " chat:read   chat:write "]), {
+    sub: "carol",
+    scope: "chat:read chat:write",
+  });
 });
 
 Deno.test("token script: parseTokenArgs refuses bad arguments with a UsageError", () => {
@@ -44,6 +48,8 @@ Deno.test("token script: parseTokenArgs refuses bad arguments with a UsageError"
     ["alice", "--name", ""],
     ["alice", "--colour", "red"],
     ["alice", "--name"],
+    ["alice", "--scope", "  "],
+    ["alice", "--ttl", "1500ms"],
   ];
   for (const args of cases) {
     assert.throws(() => parseTokenArgs(args), (error) => {

@@ -47,7 +47,7 @@ const UPGRADE_NOOP_INTERVAL_MS = 100;
  * An Engine.IO session.
  *
  * Events: `open`, `data`/`message` (string | Buffer), `packet`, `packetCreate`, `heartbeat`,
- * `upgrading`, `upgrade`, `drain`, `flush`, `error`, `close` (reason, description).
+ * `upgrading`, `upgrade`, `drain`, `flush`, `close` (reason, description).
  */
 export class EngineSocket extends EventEmitter {
   /** Protocol revision; socket.io reads it. */
@@ -175,8 +175,9 @@ export class EngineSocket extends EventEmitter {
   #bind(transport: Transport): void {
     transport.on("packet", (packet: Packet) => this.#onPacket(packet));
     transport.on("drain", () => this.#flush());
+    // As in engine.io, a transport error only closes the session (the error is the close
+    // description): emitting "error" would throw when nobody listens, before the close ran.
     transport.once("error", (error: TransportError) => {
-      this.emit("error", error);
       this.#onClose(error.code === "parse_error" ? "parse error" : "transport error", error);
     });
     transport.once("close", () => this.#onClose("transport close"));

@@ -79,3 +79,9 @@ export function timeOfId(id: string): number {
 export function isMessageId(value: unknown): value is string {
   return typeof value === "string" && ID_PATTERN.test(value);
 }
+
+/** The smallest id that can be generated at `time` (ms since epoch): a range bound for reads. */
+export function firstIdAt(time: number): string {
+  const clamped = Math.min(MAX_TIME, Math.max(0, Math.floor(time)));
+  return encode(BigInt(clamped), TIME_LENGTH) + "0".repeat(RANDOM_LENGTH);
+}

@@ -12,8 +12,14 @@
  */
 
 import { dirname } from "node:path";
-import type { ChatMessage, MessageStore, NewMessage } from "./mod.ts";
-import { createIdGenerator, isMessageId, type MessageIdGenerator, timeOfId } from "./id.ts";
+import type { AppendResult, ChatMessage, MessageStore, NewMessage } from "./mod.ts";
+import {
+  createIdGenerator,
+  firstIdAt,
+  isMessageId,
+  type MessageIdGenerator,
+  timeOfId,
+} from "./id.ts";
 
 /** Why a store call was refused. */
 export type StoreErrorCode = "invalid_id" | "invalid_limit";
@@ -30,61 +36,208 @@ export class StoreError extends Error {
 export interface KvStoreOptions {
   /** Source of message ids (default: a fresh {@link createIdGenerator} on the real clock). */
   generateId?: MessageIdGenerator;
+  /** Messages expire this many ms after they are stored (KV `expireIn`); unset keeps them. */
+  maxAgeMs?: number;
+  /** Keep at most this many messages, deleting the oldest; unset keeps them all. */
+  maxCount?: number;
+  /** How long a `clientId` is remembered for deduplication (default 24 h). */
+  dedupeTtlMs?: number;
 }
 
 const MESSAGES = "messages";
+const DEDUPE = "dedupe";
 const DEFAULT_AFTER_LIMIT = 1000;
+const DEFAULT_DEDUPE_TTL_MS = 24 * 60 * 60 * 1000;
 const MEMORY_PATH = ":memory:";
-const MAX_BATCH_MESSAGES = 500;
+// Deno KV caps one atomic commit at 1000 mutations and ~800 KB, and getMany at 10 keys.
+const MAX_BATCH_MESSAGES = 400;
 const MAX_BATCH_BYTES = 400_000;
+const GET_MANY_LIMIT = 10;
+// A clientId whose check failed was written by another process meanwhile: retry a few times.
+const MAX_APPEND_ATTEMPTS = 5;
+
+type DedupeKey = [typeof DEDUPE, string, string];
+
+function dedupeKey(input: NewMessage): DedupeKey | undefined {
+  return input.clientId === undefined ? undefined : [DEDUPE, input.user.id, input.clientId];
+}
+
+function keyString(key: DedupeKey): string {
+  return JSON.stringify(key);
+}
 
 /** Message history kept in a Deno KV database, which the store owns and closes. */
 export class KvMessageStore implements MessageStore {
   readonly #kv: Deno.Kv;
   readonly #generateId: MessageIdGenerator;
+  readonly #options: KvStoreOptions;
+  #appendsSinceTrim = 0;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
     this.#kv = kv;
     this.#generateId = options.generateId ?? createIdGenerator();
+    this.#options = options;
   }
 
   async append(input: NewMessage): Promise<ChatMessage> {
-    const [stored] = await this.appendMany([input]);
-    return stored;
+    const [result] = await this.appendMany([input]);
+    return result.message;
   }
 
-  async appendMany(inputs: readonly NewMessage[]): Promise<ChatMessage[]> {
-    const stored = inputs.map((input): ChatMessage => {
-      const id = this.#generateId();
-      return {
-        id,
-        user: { id: input.user.id, name: input.user.name },
-        message: input.message,
-        createdAt: new Date(timeOfId(id)).toISOString(),
-      };
+  async appendMany(inputs: readonly NewMessage[]): Promise<AppendResult[]> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        const results = await this.#tryAppend(inputs);
+        await this.#trimWhenDue(results.filter((result) => result.created).length);
+        return results;
+      } catch (error) {
+        if (!(error instanceof DedupeConflict) || attempt >= MAX_APPEND_ATTEMPTS) throw error;
+      }
+    }
+  }
+
+  async #tryAppend(inputs: readonly NewMessage[]): Promise<AppendResult[]> {
+    const earlier = await this.#findEarlier(inputs);
+    const results: AppendResult[] = [];
+    const created: { message: ChatMessage; key?: DedupeKey }[] = [];
+    const createdInBatch = new Map<string, ChatMessage>();
+    for (const input of inputs) {
+      const key = dedupeKey(input);
+      const seen = key && (earlier.get(keyString(key)) ?? createdInBatch.get(keyString(key)));
+      if (seen) {
+        results.push({ message: seen, created: false });
+        continue;
+      }
+      const message = this.#newMessage(input);
+      if (key) createdInBatch.set(keyString(key), message);
+      created.push({ message, key });
+      results.push({ message, created: true });
+    }
+    await this.#commit(created);
+    return results;
+  }
+
+  /** Messages already stored under the batch's clientIds, keyed by dedupe key. */
+  async #findEarlier(inputs: readonly NewMessage[]): Promise<Map<string, ChatMessage>> {
+    const keys = [
+      ...new Map(
+        inputs.map(dedupeKey).filter((key) => key !== undefined).map((
+          key,
+        ) => [keyString(key), key]),
+      ).values(),
+    ];
+    const found = new Map<string, ChatMessage>();
+    if (keys.length === 0) return found;
+    const ids = await this.#getMany<string>(keys);
+    const messages = await this.#getMany<ChatMessage>(
+      ids.filter((id) => id !== null).map((id) => [MESSAGES, id]),
+    );
+    const byId = new Map(messages.filter((m) => m !== null).map((m) => [m.id, m]));
+    keys.forEach((key, index) => {
+      const id = ids[index];
+      // A dedupe entry whose message was trimmed still names it: answer with what is known.
+      if (id !== null) found.set(keyString(key), byId.get(id) ?? this.#placeholder(id, key));
     });
-    // KV caps one atomic commit's mutation count and size: split large batches.
-    for (let start = 0; start < stored.length;) {
+    return found;
+  }
+
+  #placeholder(id: string, key: DedupeKey): ChatMessage {
+    return {
+      id,
+      user: { id: key[1], name: key[1] },
+      message: "",
+      createdAt: new Date(timeOfId(id)).toISOString(),
+    };
+  }
+
+  async #getMany<T>(keys: Deno.KvKey[]): Promise<(T | null)[]> {
+    const chunks: Deno.KvKey[][] = [];
+    for (let i = 0; i < keys.length; i += GET_MANY_LIMIT) {
+      chunks.push(keys.slice(i, i + GET_MANY_LIMIT));
+    }
+    const entries = await Promise.all(chunks.map((chunk) => this.#kv.getMany<T[]>(chunk)));
+    return entries.flat().map((entry) => entry.value as T | null);
+  }
+
+  #newMessage(input: NewMessage): ChatMessage {
+    const id = this.#generateId();
+    return {
+      id,
+      user: { id: input.user.id, name: input.user.name },
+      message: input.message,
+      createdAt: new Date(timeOfId(id)).toISOString(),
+    };
+  }
+
+  async #commit(created: { message: ChatMessage; key?: DedupeKey }[]): Promise<void> {
+    const messageOptions = this.#options.maxAgeMs ? { expireIn: this.#options.maxAgeMs } : {};
+    const dedupeOptions = { expireIn: this.#options.dedupeTtlMs ?? DEFAULT_DEDUPE_TTL_MS };
+    for (let start = 0; start < created.length;) {
       const atomic = this.#kv.atomic();
       let bytes = 0;
       let end = start;
-      while (end < stored.length && end - start < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES) {
-        const message = stored[end];
-        bytes += message.message.length * 3 + message.user.name.length * 3 + 256;
-        atomic.set([MESSAGES, message.id], message);
+      while (end < created.length && end - start < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES) {
+        const { message, key } = created[end];
+        bytes += (message.message.length + message.user.name.length) * 3 + 512;
+        atomic.set([MESSAGES, message.id], message, messageOptions);
+        if (key) {
+          atomic.check({ key, versionstamp: null });
+          atomic.set(key, message.id, dedupeOptions);
+        }
         end++;
       }
       const result = await atomic.commit();
-      if (!result.ok) throw new Error("KV refused the message batch");
+      if (!result.ok) throw new DedupeConflict();
       start = end;
     }
-    return stored;
   }
 
-  async latest(limit: number): Promise<ChatMessage[]> {
+  /**
+   * Trims to `maxCount` once enough messages were added since the last trim: a trim reads
+   * `maxCount` entries, so doing it every `maxCount / 4` appends keeps its cost per message low.
+   */
+  async #trimWhenDue(createdCount: number): Promise<void> {
+    const { maxCount } = this.#options;
+    if (maxCount === undefined) return;
+    this.#appendsSinceTrim += createdCount;
+    if (this.#appendsSinceTrim < Math.max(50, Math.floor(maxCount / 4))) return;
+    this.#appendsSinceTrim = 0;
+    await this.trim();
+  }
+
+  /** Deletes the oldest messages beyond `maxCount` (a no-op without `maxCount`). */
+  async trim(): Promise<void> {
+    const { maxCount } = this.#options;
+    if (maxCount === undefined) return;
+    let kept = 0;
+    let boundary: string | undefined;
+    const newestFirst = { reverse: true, limit: maxCount + 1 };
+    for await (const entry of this.#kv.list({ prefix: [MESSAGES] }, newestFirst)) {
+      if (++kept > maxCount) {
+        boundary = entry.key[1] as string;
+        break;
+      }
+    }
+    if (boundary === undefined) return;
+    let atomic = this.#kv.atomic();
+    let pending = 0;
+    const selector = { prefix: [MESSAGES], end: [MESSAGES, boundary + "\u0000"] };
+    for await (const entry of this.#kv.list(selector)) {
+      atomic.delete(entry.key);
+      if (++pending === MAX_BATCH_MESSAGES) {
+        await atomic.commit();
+        atomic = this.#kv.atomic();
+        pending = 0;
+      }
+    }
+    if (pending > 0) await atomic.commit();
+  }
+
+  async latest(limit: number, afterId?: string): Promise<ChatMessage[]> {
     checkLimit(limit);
+    if (afterId !== undefined) checkId(afterId);
     if (limit === 0) return [];
-    const newestFirst = await this.#collect({ prefix: [MESSAGES] }, { reverse: true, limit });
+    const newestFirst = await this.#collect(this.#range(afterId), { reverse: true, limit });
     return newestFirst.reverse();
   }
 
@@ -92,17 +245,37 @@ export class KvMessageStore implements MessageStore {
     checkId(id);
     checkLimit(limit);
     if (limit === 0) return [];
-    // "\0" sorts right after `id` itself, which makes the start exclusive.
-    return await this.#collect({ prefix: [MESSAGES], start: [MESSAGES, id + "\u0000"] }, { limit });
+    return await this.#collect(this.#range(id), { limit });
   }
 
   async before(id: string, limit: number): Promise<ChatMessage[]> {
     checkId(id);
     checkLimit(limit);
     if (limit === 0) return [];
-    const selector = { prefix: [MESSAGES], end: [MESSAGES, id] };
-    const newestFirst = await this.#collect(selector, { reverse: true, limit });
+    const newestFirst = await this.#collect(this.#range(undefined, id), { reverse: true, limit });
     return newestFirst.reverse();
+  }
+
+  /**
+   * The key range strictly after `afterId` and before `beforeId`. With `maxAgeMs` it also starts
+   * at the oldest id still young enough: KV deletes expired entries lazily, reads must not wait.
+   */
+  #range(afterId?: string, beforeId?: string): Deno.KvListSelector {
+    // "\0" sorts right after an id itself, which makes the start exclusive.
+    let start = afterId === undefined ? undefined : afterId + "\u0000";
+    if (this.#options.maxAgeMs !== undefined) {
+      const youngest = firstIdAt(Date.now() - this.#options.maxAgeMs);
+      if (start === undefined || youngest > start) start = youngest;
+    }
+    const prefix = [MESSAGES];
+    if (start !== undefined && beforeId !== undefined) {
+      // A range whose start is past its end would be refused by KV: make it empty instead.
+      const end = start < beforeId ? beforeId : start;
+      return { start: [MESSAGES, start], end: [MESSAGES, end] };
+    }
+    if (start !== undefined) return { prefix, start: [MESSAGES, start] };
+    if (beforeId !== undefined) return { prefix, end: [MESSAGES, beforeId] };
+    return { prefix };
   }
 
   close(): void {
@@ -121,6 +294,9 @@ export class KvMessageStore implements MessageStore {
   }
 }
 
+/** Another writer stored one of the batch's clientIds between our read and our commit. */
+class DedupeConflict extends Error {}
+
 function checkId(id: string): void {
   if (!isMessageId(id)) {
     throw new StoreError("invalid_id", `"${String(id)}" is not a message id`);
@@ -137,7 +313,10 @@ function checkLimit(limit: number): void {
  * Opens the KV database at `path` (creating its directory if missing) and wraps it in a store.
  * `:memory:` gives a store that keeps nothing after close.
  */
-export async function openKvStore(path: string): Promise<KvMessageStore> {
+export async function openKvStore(
+  path: string,
+  options: KvStoreOptions = {},
+): Promise<KvMessageStore> {
   if (path !== MEMORY_PATH) await Deno.mkdir(dirname(path), { recursive: true });
-  return new KvMessageStore(await Deno.openKv(path));
+  return new KvMessageStore(await Deno.openKv(path), options);
 }

@@ -29,6 +29,18 @@ export interface ChatMessage {
 export interface NewMessage {
   user: User;
   message: string;
+  /**
+   * The sender's own id for this message (≤ 64 chars). A second append with the same user and
+   * `clientId` stores nothing and returns the first message.
+   */
+  clientId?: string;
+}
+
+/** The outcome of one append: the stored message, and whether this call created it. */
+export interface AppendResult {
+  message: ChatMessage;
+  /** False when `clientId` matched an earlier message, which is returned instead. */
+  created: boolean;
 }
 
 /** Ordered, append-only message history. Ids sort in creation order. */
@@ -36,9 +48,9 @@ export interface MessageStore {
   /** Stores the message (durably, before resolving) and returns it with its id and createdAt. */
   append(input: NewMessage): Promise<ChatMessage>;
   /** Stores several messages, in order, in as few commits as the backend allows. */
-  appendMany(inputs: readonly NewMessage[]): Promise<ChatMessage[]>;
-  /** The newest `limit` messages, oldest first. limit 0 → []. */
-  latest(limit: number): Promise<ChatMessage[]>;
+  appendMany(inputs: readonly NewMessage[]): Promise<AppendResult[]>;
+  /** The newest `limit` messages, oldest first; only those after `afterId` when given. */
+  latest(limit: number, afterId?: string): Promise<ChatMessage[]>;
   /** Messages strictly after `id`, oldest first, at most `limit` (default 1000). */
   after(id: string, limit?: number): Promise<ChatMessage[]>;
   /** Up to `limit` messages strictly before `id`, oldest first (the ones right before id). */

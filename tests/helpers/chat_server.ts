@@ -3,6 +3,7 @@
  * socket.io-client connections that record what they receive.
  * @module
  */
+import { SignJWT } from "jose";
 import {
   io as connect,
   type ManagerOptions,
@@ -17,6 +18,14 @@ import { type ChatMessage, type KvMessageStore, openKvStore } from "../../src/st
 
 export const SECRET = "test-secret";
 
+/** The auth settings test servers use: HS256 with {@link SECRET}. */
+export const TEST_AUTH: Config["auth"] = {
+  key: { kind: "secret", secret: SECRET },
+  algorithms: ["HS256"],
+  requireWriteScope: false,
+  clockToleranceSeconds: 5,
+};
+
 /** A running chat server. */
 export interface TestServer {
   url: string;
@@ -30,7 +39,7 @@ export interface TestServer {
 export async function startChat(overrides: Partial<Config> = {}): Promise<TestServer> {
   const config: Config = {
     ...DEFAULTS,
-    jwtSecret: SECRET,
+    auth: TEST_AUTH,
     port: 0,
     hostname: "127.0.0.1",
     ...overrides,
@@ -54,8 +63,24 @@ export async function startChat(overrides: Partial<Config> = {}): Promise<TestSe
 }
 
 /** A token for `sub`, valid for an hour unless told otherwise. */
-export function tokenFor(sub: string, name?: string, ttlSeconds = 3600): Promise<string> {
-  return signToken(SECRET, { sub, name, ttlSeconds });
+export function tokenFor(
+  sub: string,
+  name?: string,
+  ttlSeconds = 3600,
+  scope?: string,
+): Promise<string> {
+  return signToken(SECRET, { sub, name, ttlSeconds, scope });
+}
+
+/** A token whose `exp` passed `secondsAgo` seconds ago (the tolerance is 5 s). */
+export async function expiredToken(sub: string, secondsAgo: number): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return await new SignJWT({ name: sub })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject(sub)
+    .setIssuedAt(now - 3600)
+    .setExpirationTime(now - secondsAgo)
+    .sign(new TextEncoder().encode(SECRET));
 }
 
 /** Rejects after `ms` with `what` in the message, so a hung test says what it waited for. */
@@ -85,6 +110,8 @@ export class ChatClient {
       this.#notify();
     });
     this.socket.on("disconnect", () => this.#notify());
+    // Any-listeners run before the event's own handlers: re-check once those have run.
+    this.socket.onAny(() => queueMicrotask(() => this.#notify()));
   }
 
   /** Connects with a fresh token for `sub` and waits for the first `load`. */

@@ -95,6 +95,8 @@ export class PollingTransport extends Transport {
         if (this.#pending === pending) {
           this.#pending = undefined;
           this.writable = false;
+          // Nobody reads this, but an unsettled handler would hold up Deno.serve's shutdown.
+          resolve(new Response(null, { headers }));
           this.onError("poll_aborted", "the poll request closed before it was answered");
         }
       }, { once: true });

@@ -1,0 +1,119 @@
+/**
+ * Validation of what clients send: each reader returns a clean value or throws a
+ * {@link PayloadError} whose code goes back to the client.
+ *
+ * @example
+ * ```ts
+ * readMessage({ message: " hi ", clientId: "c1" }, 2000); // { text: "hi", clientId: "c1" }
+ * readMessage({ message: 42 }, 2000); // throws PayloadError("invalid_payload")
+ * ```
+ * @module
+ */
+import { isMessageId } from "./store/mod.ts";
+
+/** Codes a refused payload carries. */
+export type PayloadErrorCode = "invalid_payload" | "message_too_long";
+
+/** A client payload that breaks the contract. */
+export class PayloadError extends Error {
+  constructor(readonly code: PayloadErrorCode, message: string) {
+    super(message);
+    this.name = "PayloadError";
+  }
+}
+
+/** Longest accepted `clientId`. */
+export const MAX_CLIENT_ID_LENGTH = 64;
+/** Most messages one `history` request returns. */
+export const MAX_HISTORY_PAGE = 100;
+/** Messages a `history` request returns when it names no `limit`. */
+export const DEFAULT_HISTORY_PAGE = 50;
+
+function invalid(message: string): PayloadError {
+  return new PayloadError("invalid_payload", message);
+}
+
+function readObject(payload: unknown, example: string): Record<string, unknown> {
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+    throw invalid(`expected an object like ${example}`);
+  }
+  return payload as Record<string, unknown>;
+}
+
+/** A validated `message` payload. */
+export interface MessageInput {
+  text: string;
+  clientId?: string;
+}
+
+/** Reads `{ message, clientId? }`: text trimmed, at most `maxLength` code points. */
+export function readMessage(payload: unknown, maxLength: number): MessageInput {
+  const fields = readObject(payload, '{ message: "hi" }');
+  if (typeof fields.message !== "string") throw invalid("`message` must be a string");
+  const text = fields.message.trim();
+  if (text.length === 0) throw invalid("`message` is empty");
+  // Count code points, so an emoji is one character as a person reads it.
+  let length = 0;
+  for (const _ of text) {
+    if (++length > maxLength) {
+      throw new PayloadError(
+        "message_too_long",
+        `\`message\` is longer than ${maxLength} characters`,
+      );
+    }
+  }
+  const clientId = fields.clientId;
+  if (clientId === undefined) return { text };
+  if (typeof clientId !== "string" || clientId.length === 0) {
+    throw invalid("`clientId` must be a non-empty string");
+  }
+  if (clientId.length > MAX_CLIENT_ID_LENGTH) {
+    throw invalid(`\`clientId\` is longer than ${MAX_CLIENT_ID_LENGTH} characters`);
+  }
+  return { text, clientId };
+}
+
+/** A validated `history` request. */
+export interface HistoryQuery {
+  before?: string;
+  limit: number;
+}
+
+/** Reads `{ before?, limit? }` (`limit` 1–100, default 50); no payload means the latest. */
+export function readHistoryQuery(payload: unknown): HistoryQuery {
+  // JSON turns a client's `undefined` into null: both mean "no payload".
+  const fields = payload === undefined || payload === null
+    ? {}
+    : readObject(payload, "{ before: id, limit: 50 }");
+  const { before, limit = DEFAULT_HISTORY_PAGE } = fields;
+  if (before !== undefined && !isMessageId(before)) throw invalid("`before` must be a message id");
+  if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > MAX_HISTORY_PAGE) {
+    throw invalid(`\`limit\` must be a whole number from 1 to ${MAX_HISTORY_PAGE}`);
+  }
+  return { before: before as string | undefined, limit: limit as number };
+}
+
+/** Reads `{ typing: boolean }`. */
+export function readTyping(payload: unknown): boolean {
+  const fields = readObject(payload, "{ typing: true }");
+  if (typeof fields.typing !== "boolean") throw invalid("`typing` must be true or false");
+  return fields.typing;
+}
+
+/** Reads `{ token }` of `auth:refresh`. */
+export function readRefresh(payload: unknown): string {
+  const fields = readObject(payload, '{ token: "<jwt>" }');
+  if (typeof fields.token !== "string" || fields.token.length === 0) {
+    throw invalid("`token` must be a non-empty string");
+  }
+  return fields.token;
+}
+
+/** Reads the optional `lastId` of the handshake's `auth`; `undefined` when absent. */
+export function readLastId(auth: unknown): string | undefined {
+  if (typeof auth !== "object" || auth === null) return undefined;
+  const { lastId } = auth as { lastId?: unknown };
+  if (lastId === undefined || lastId === null || lastId === "") return undefined;
+  if (!isMessageId(lastId)) throw invalid("`lastId` must be a message id");
+  return lastId;
+}

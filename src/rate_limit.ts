@@ -1,0 +1,67 @@
+/**
+ * Token buckets keyed by a string (a user id, an IP address): each key may spend `burst` tokens at
+ * once and regains `perMinute` tokens a minute.
+ *
+ * @example
+ * ```ts
+ * const limiter = new RateLimiter({ perMinute: 30, burst: 5 });
+ * const verdict = limiter.take("alice");
+ * if (!verdict.ok) console.log(`retry in ${verdict.retryAfterMs} ms`);
+ * ```
+ * @module
+ */
+
+/** Bucket size and refill rate. */
+export interface RateLimit {
+  /** Tokens regained per minute. */
+  perMinute: number;
+  /** Most tokens a key can hold (and so spend at once). */
+  burst: number;
+}
+
+/** The outcome of {@link RateLimiter.take}. */
+export type RateVerdict = { ok: true } | { ok: false; retryAfterMs: number };
+
+interface Bucket {
+  tokens: number;
+  updatedAt: number;
+}
+
+/** Idle buckets are full again after this long at most, so forgetting them changes nothing. */
+const SWEEP_EVERY = 1024;
+
+/** Per-key token buckets. Memory stays bounded: full buckets are forgotten. */
+export class RateLimiter {
+  #buckets = new Map<string, Bucket>();
+  #takes = 0;
+
+  constructor(private readonly limit: RateLimit, private readonly now: () => number = Date.now) {}
+
+  /** Spends one token of `key`, or says how long until one is available. */
+  take(key: string): RateVerdict {
+    const now = this.now();
+    if (++this.#takes % SWEEP_EVERY === 0) this.#sweep(now);
+    const bucket = this.#refill(this.#buckets.get(key), now);
+    this.#buckets.set(key, bucket);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return { ok: true };
+    }
+    const msPerToken = 60_000 / this.limit.perMinute;
+    return { ok: false, retryAfterMs: Math.ceil((1 - bucket.tokens) * msPerToken) };
+  }
+
+  #refill(bucket: Bucket | undefined, now: number): Bucket {
+    if (!bucket) return { tokens: this.limit.burst, updatedAt: now };
+    const regained = ((now - bucket.updatedAt) * this.limit.perMinute) / 60_000;
+    bucket.tokens = Math.min(this.limit.burst, bucket.tokens + regained);
+    bucket.updatedAt = now;
+    return bucket;
+  }
+
+  #sweep(now: number): void {
+    for (const [key, bucket] of this.#buckets) {
+      if (this.#refill(bucket, now).tokens >= this.limit.burst) this.#buckets.delete(key);
+    }
+  }
+}

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import {
+  ChatClient,
+  expiredToken,
+  sleep,
+  startChat,
+  TEST_AUTH,
+  tokenFor,
+  within,
+} from "./helpers/chat_server.ts";
+import type { RefreshAck } from "../src/chat.ts";
+
+function refresh(client: ChatClient, payload: unknown): Promise<RefreshAck> {
+  return within(client.socket.emitWithAck("auth:refresh", payload), 5000, "refresh ack");
+}
+
+Deno.test("auth: without chat:write a reader may read but not send when REQUIRE_WRITE_SCOPE is on", async () => {
+  const server = await startChat({ auth: { ...TEST_AUTH, requireWriteScope: true } });
+  const writer = new ChatClient(server.url, {
+    auth: { token: await tokenFor("writer", undefined, 3600, "chat:read chat:write") },
+  });
+  const reader = new ChatClient(server.url, {
+    auth: { token: await tokenFor("reader", undefined, 3600, "chat:read") },
+  });
+  try {
+    await writer.waitFor(() => writer.loads.length > 0, "writer load");
+    await reader.waitFor(() => reader.loads.length > 0, "reader load");
+    const refused = await reader.send({ message: "may I?" });
+    assert.equal(!refused.ok && refused.error.code, "forbidden");
+    assert.equal((await writer.send({ message: "yes" })).ok, true);
+    await reader.waitFor(() => reader.live.length === 1, "the reader reads");
+    assert.deepEqual((await server.store.latest(10)).map((m) => m.message), ["yes"]);
+  } finally {
+    writer.close();
+    reader.close();
+    await server.close();
+  }
+});
+
+Deno.test("auth: without REQUIRE_WRITE_SCOPE a token without scopes may send", async () => {
+  const server = await startChat();
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    assert.equal((await alice.send({ message: "no scopes needed" })).ok, true);
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});
+
+Deno.test("auth: auth:refresh extends a session past the first token's expiry", async () => {
+  const server = await startChat();
+  // Expired 3 s ago: inside the 5 s tolerance now, outside it in 2 s.
+  const client = new ChatClient(server.url, { auth: { token: await expiredToken("alice", 3) } });
+  try {
+    await client.waitFor(() => client.loads.length > 0, "load");
+    const ack = await refresh(client, { token: await tokenFor("alice", "Alice", 3600) });
+    assert.ok(ack.ok);
+    assert.ok(ack.expiresAt !== null && ack.expiresAt > Date.now() + 3_500_000);
+    await sleep(2300);
+    const sent = await client.send({ message: "still here" });
+    assert.equal(sent.ok, true);
+    assert.equal(client.socket.connected, true);
+    assert.deepEqual(client.errors, []);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("auth: auth:refresh refuses another user's token, bad tokens and bad payloads", async () => {
+  const server = await startChat();
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    const cases: [unknown, string][] = [
+      [{ token: await tokenFor("mallory") }, "forbidden"],
+      [{ token: "garbage" }, "invalid_token"],
+      [{ token: await expiredToken("alice", 60) }, "token_expired"],
+      [{ token: 42 }, "invalid_payload"],
+      ["just a string", "invalid_payload"],
+    ];
+    for (const [payload, code] of cases) {
+      const ack = await refresh(alice, payload);
+      assert.equal(!ack.ok && ack.error.code, code, JSON.stringify(payload));
+    }
+    const sent = await alice.send({ message: "still alice" });
+    assert.ok(sent.ok);
+    assert.deepEqual(sent.message.user, { id: "alice", name: "alice" });
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});

@@ -1,0 +1,219 @@
+import assert from "node:assert/strict";
+import { ChatClient, sleep, startChat, tokenFor, within } from "./helpers/chat_server.ts";
+import type { ChatMessage } from "../src/store/mod.ts";
+import type { HistoryAck } from "../src/chat.ts";
+
+Deno.test("delivery: 20 concurrent retries of one clientId store one message, acked 20 times", async () => {
+  const server = await startChat({ rateLimitBurst: 100 });
+  const alice = await ChatClient.join(server.url, "alice");
+  const bob = await ChatClient.join(server.url, "bob");
+  try {
+    const acks = await Promise.all(
+      [...Array(20)].map(() => alice.send({ message: "exactly once", clientId: "retry-1" })),
+    );
+    assert.ok(acks.every((ack) => ack.ok));
+    const ids = new Set(acks.map((ack) => ack.ok && ack.message.id));
+    assert.equal(ids.size, 1, "every ack names the same stored message");
+    assert.equal(acks.filter((ack) => ack.ok && !ack.duplicate).length, 1);
+    await bob.waitFor(() => bob.live.length >= 1, "the broadcast");
+    await sleep(100);
+    assert.equal(bob.live.length, 1, "broadcast once");
+    assert.equal((await server.store.latest(100)).length, 1);
+  } finally {
+    alice.close();
+    bob.close();
+    await server.close();
+  }
+});
+
+Deno.test("delivery: a clientId is remembered across a server restart", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await startChat({ kvPath: `${dir}/chat.kv` });
+    const alice = await ChatClient.join(first.url, "alice");
+    const original = await alice.send({ message: "before restart", clientId: "abc" });
+    alice.close();
+    await first.close();
+    const second = await startChat({ kvPath: `${dir}/chat.kv` });
+    const again = await ChatClient.join(second.url, "alice");
+    try {
+      const retry = await again.send({ message: "before restart", clientId: "abc" });
+      assert.ok(original.ok && retry.ok);
+      assert.deepEqual(retry.message, original.message);
+      assert.equal(retry.duplicate, true);
+      assert.equal((await second.store.latest(10)).length, 1);
+    } finally {
+      again.close();
+      await second.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("delivery: bad clientIds are refused", async () => {
+  const server = await startChat();
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    for (const clientId of [42, "", "x".repeat(65), { id: 1 }, null]) {
+      const ack = await alice.send({ message: "hi", clientId });
+      assert.equal(ack.ok, false, JSON.stringify(clientId));
+      assert.equal(!ack.ok && ack.error.code, "invalid_payload");
+    }
+    assert.deepEqual(await server.store.latest(10), []);
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});
+
+/**
+ * A receiver whose transport is killed mid-stream reconnects (with `lastId` in its auth) while a
+ * sender keeps sending; it must end with every message exactly once, in order.
+ */
+async function dropAndCatchUp(connectionRecoveryMs: number): Promise<boolean> {
+  const server = await startChat({ connectionRecoveryMs, rateLimitBurst: 1000 });
+  const sender = await ChatClient.join(server.url, "sender");
+  const token = await tokenFor("receiver");
+  const seen: ChatMessage[] = [];
+  const receiver = new ChatClient(server.url, {
+    transports: ["websocket"],
+    reconnection: true,
+    reconnectionDelay: 50,
+    reconnectionDelayMax: 100,
+    auth: (send: (auth: Record<string, unknown>) => void) =>
+      send({ token, lastId: seen.at(-1)?.id }),
+  });
+  receiver.socket.on("load", (messages: ChatMessage[]) => seen.push(...messages));
+  let recovered = false;
+  receiver.socket.on("connect", () => recovered ||= receiver.socket.recovered === true);
+  try {
+    await receiver.waitFor(() => receiver.loads.length > 0, "first load");
+    const sending = (async () => {
+      for (let n = 0; n < 60; n++) {
+        await sender.send({ message: `${n}` });
+        if (n === 20) receiver.socket.io.engine.close();
+        await sleep(2);
+      }
+    })();
+    await sending;
+    await within(
+      (async () => {
+        while (seen.length < 60) await sleep(20);
+      })(),
+      5000,
+      `all 60 messages (seen ${seen.length})`,
+    );
+    await sleep(100);
+    assert.deepEqual(seen.map((message) => message.message), [...Array(60)].map((_, n) => `${n}`));
+    return recovered;
+  } finally {
+    receiver.close();
+    sender.close();
+    await server.close();
+  }
+}
+
+Deno.test("delivery: a dropped transport reconnects with lastId and gets exactly the gap", async () => {
+  assert.equal(await dropAndCatchUp(0), false, "recovery off: the lastId catch-up did the work");
+});
+
+Deno.test("delivery: with connection state recovery a short drop replays what was missed", async () => {
+  assert.equal(await dropAndCatchUp(60_000), true, "the session was recovered");
+});
+
+Deno.test("delivery: the catch-up is capped at CATCHUP_LIMIT with hasMore", async () => {
+  const server = await startChat({ catchupLimit: 5, rateLimitBurst: 100 });
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    const sent: ChatMessage[] = [];
+    for (let n = 0; n < 20; n++) {
+      const ack = await alice.send({ message: `${n}` });
+      if (ack.ok) sent.push(ack.message);
+    }
+    const loadInfo = (lastId: string) => {
+      const client = new ChatClient(server.url, {});
+      return tokenFor("bob").then((token) => {
+        client.socket.auth = { token, lastId };
+        return within(
+          new Promise<[ChatMessage[], { hasMore: boolean }]>((resolve) =>
+            client.socket.once("load", (messages, info) => resolve([messages, info]))
+          ),
+          5000,
+          "catch-up load",
+        ).finally(() => client.close());
+      });
+    };
+    assert.deepEqual(await loadInfo(sent[2].id), [sent.slice(15), { hasMore: true }]);
+    assert.deepEqual(await loadInfo(sent[16].id), [sent.slice(17), { hasMore: false }]);
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});
+
+Deno.test("delivery: a malformed lastId gets invalid_payload and the latest history", async () => {
+  const server = await startChat();
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    await alice.send({ message: "latest" });
+    for (const lastId of ["nope", 42, { id: "x" }]) {
+      const client = new ChatClient(server.url, { auth: { token: await tokenFor("bob"), lastId } });
+      try {
+        await client.waitFor(() => client.loads.length > 0 && client.errors.length > 0, "load");
+        assert.equal(client.errors[0].code, "invalid_payload");
+        assert.deepEqual(client.history.map((m) => m.message), ["latest"]);
+      } finally {
+        client.close();
+      }
+    }
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});
+
+Deno.test("delivery: history paging walks the whole history with no gap or overlap", async () => {
+  const server = await startChat({ rateLimitBurst: 1000, historyLimit: 10 });
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    await Promise.all([...Array(120)].map((_, n) => alice.send({ message: `${n}` })));
+    const all = await server.store.latest(1000);
+    assert.equal(all.length, 120);
+    const history = (payload: unknown) =>
+      within(alice.socket.emitWithAck("history", payload), 5000, "history ack") as Promise<
+        HistoryAck
+      >;
+    const pages: ChatMessage[][] = [];
+    let before: string | undefined = undefined;
+    while (true) {
+      const ack: HistoryAck = await history(before ? { before, limit: 25 } : { limit: 25 });
+      assert.ok(ack.ok);
+      pages.unshift(ack.messages);
+      if (!ack.hasMore) break;
+      before = ack.messages[0].id;
+    }
+    assert.equal(pages.length, 5);
+    assert.deepEqual(pages.flat(), all);
+    const defaults = await history(undefined);
+    assert.ok(defaults.ok && defaults.messages.length === 50 && defaults.hasMore);
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});
+
+Deno.test("delivery: bad history requests get invalid_payload", async () => {
+  const server = await startChat();
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    for (const payload of ["x", { before: "nope" }, { limit: 0 }, { limit: 101 }, { limit: 2.5 }]) {
+      const ack = await within(alice.socket.emitWithAck("history", payload), 5000, "ack");
+      assert.equal(ack.ok, false, JSON.stringify(payload));
+      assert.equal(ack.error.code, "invalid_payload");
+    }
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});

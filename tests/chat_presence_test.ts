@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { ChatClient, sleep, startChat, tokenFor, within } from "./helpers/chat_server.ts";
+import type { User } from "../src/store/mod.ts";
+
+/** Records presence events on a client. */
+function watchPresence(client: ChatClient) {
+  const events: string[] = [];
+  let online: User[] = [];
+  client.socket.on("presence", (users: User[]) => online = users);
+  client.socket.on("user:joined", (user: User) => events.push(`+${user.id}`));
+  client.socket.on("user:left", (user: User) => events.push(`-${user.id}`));
+  return { events, online: () => online.map((user) => user.id) };
+}
+
+Deno.test("presence: a user with two tabs is listed once and leaves with the last tab", async () => {
+  const server = await startChat();
+  const bob = new ChatClient(server.url, { auth: { token: await tokenFor("bob") } });
+  const seenByBob = watchPresence(bob);
+  await bob.waitFor(() => bob.loads.length > 0, "bob's load");
+  const tab1 = await ChatClient.join(server.url, "alice");
+  const tab2 = await ChatClient.join(server.url, "alice");
+  const carol = new ChatClient(server.url, { auth: { token: await tokenFor("carol") } });
+  const seenByCarol = watchPresence(carol);
+  try {
+    await carol.waitFor(() => seenByCarol.online().length > 0, "carol's presence");
+    assert.deepEqual(seenByCarol.online(), ["bob", "alice", "carol"]);
+    await bob.waitFor(() => seenByBob.events.length >= 2, "joins");
+    assert.deepEqual(seenByBob.events, ["+alice", "+carol"], "alice joined once");
+    tab1.close();
+    await sleep(150);
+    assert.deepEqual(seenByBob.events, ["+alice", "+carol"], "one tab left: alice still online");
+    tab2.close();
+    await bob.waitFor(() => seenByBob.events.length === 3, "alice leaves");
+    assert.deepEqual(seenByBob.events, ["+alice", "+carol", "-alice"]);
+  } finally {
+    [bob, tab1, tab2, carol].forEach((client) => client.close());
+    await server.close();
+  }
+});
+
+Deno.test("typing: rebroadcast to the others, throttled, never stored", async () => {
+  const server = await startChat();
+  const alice = await ChatClient.join(server.url, "alice");
+  const bob = await ChatClient.join(server.url, "bob");
+  const seen: { user: User; typing: boolean }[] = [];
+  bob.socket.on("typing", (event) => seen.push(event));
+  let aliceSawHerself = false;
+  alice.socket.on("typing", () => aliceSawHerself = true);
+  try {
+    for (let n = 0; n < 5; n++) alice.socket.emit("typing", { typing: true });
+    alice.socket.emit("typing", { typing: false });
+    await within(
+      (async () => {
+        while (seen.length < 2) await sleep(10);
+      })(),
+      5000,
+      "typing events",
+    );
+    await sleep(100);
+    assert.deepEqual(seen, [
+      { user: { id: "alice", name: "alice" }, typing: true },
+      { user: { id: "alice", name: "alice" }, typing: false },
+    ]);
+    assert.equal(aliceSawHerself, false);
+    alice.socket.emit("typing", { typing: "yes" });
+    await alice.waitFor(() => alice.errors.length === 1, "error");
+    assert.equal(alice.errors[0].code, "invalid_payload");
+    assert.deepEqual(await server.store.latest(10), []);
+  } finally {
+    alice.close();
+    bob.close();
+    await server.close();
+  }
+});
+
+Deno.test("limits: the per-user rate limit trips with retryAfterMs and recovers", async () => {
+  const server = await startChat({ rateLimitPerMinute: 600, rateLimitBurst: 3 });
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    const acks = [];
+    for (let n = 0; n < 5; n++) acks.push(await alice.send({ message: `${n}` }));
+    assert.deepEqual(acks.map((ack) => ack.ok), [true, true, true, false, false]);
+    const refused = acks[3];
+    assert.ok(!refused.ok);
+    assert.equal(refused.error.code, "rate_limited");
+    const retryAfterMs = refused.error.retryAfterMs!;
+    assert.ok(retryAfterMs > 0 && retryAfterMs <= 100, `retryAfterMs ${retryAfterMs}`);
+    assert.equal((await server.store.latest(10)).length, 3, "refused messages are not stored");
+    await sleep(retryAfterMs + 20);
+    const later = await alice.send({ message: "after waiting" });
+    assert.equal(later.ok, true);
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});
+
+Deno.test("limits: MAX_SOCKETS_PER_USER refuses one connection too many", async () => {
+  const server = await startChat({ maxSocketsPerUser: 2 });
+  const tabs = [
+    await ChatClient.join(server.url, "alice"),
+    await ChatClient.join(server.url, "alice"),
+  ];
+  const third = new ChatClient(server.url, { auth: { token: await tokenFor("alice") } });
+  try {
+    const error = await third.connectError();
+    assert.equal(error.message, "too_many_connections");
+    assert.equal(error.data?.code, "too_many_connections");
+  } finally {
+    [...tabs, third].forEach((client) => client.close());
+    await server.close();
+  }
+});
+
+Deno.test("limits: handshakes per IP are limited with a 403", async () => {
+  const server = await startChat({ handshakeLimitPerMinute: 4 });
+  try {
+    const handshake = () => fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+    const first = await handshake();
+    assert.equal(first.status, 200);
+    await first.body?.cancel();
+    const second = await handshake();
+    assert.equal(second.status, 403);
+    assert.deepEqual(await second.json(), {
+      code: 4,
+      message: "too many connections from this address",
+    });
+  } finally {
+    await server.close();
+  }
+});
