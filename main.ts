@@ -4,6 +4,7 @@
  */
 import { createApp } from "./src/app.ts";
 import { type Config, ConfigError, loadConfig } from "./src/config.ts";
+import { createLogger } from "./src/log.ts";
 import { type KvMessageStore, openKvStore } from "./src/store/mod.ts";
 
 let config: Config;
@@ -14,6 +15,7 @@ try {
   console.error(`chat server: configuration error: ${error.message}`);
   Deno.exit(1);
 }
+const log = createLogger(config.logLevel);
 
 let store: KvMessageStore;
 try {
@@ -29,7 +31,8 @@ try {
   }
   Deno.exit(1);
 }
-const app = createApp(config, store);
+
+const app = createApp(config, store, { log });
 const tls = config.tls
   ? {
     cert: await Deno.readTextFile(config.tls.certFile),
@@ -44,6 +47,7 @@ const server = Deno.serve({
   onListen({ hostname, port }) {
     const scheme = config.tls ? "https" : "http";
     console.log(`chat server listening on ${scheme}://${hostname}:${port} (kv: ${config.kvPath})`);
+    log.info("server.started", { hostname, port, tls: Boolean(config.tls), kv: config.kvPath });
   },
 }, app.handler);
 
@@ -52,9 +56,17 @@ async function shutdown(signal: string): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
   console.log(`chat server: ${signal} received, shutting down`);
+  log.info("shutdown.started", { signal, timeoutMs: config.shutdownTimeoutMs });
+  const deadline = setTimeout(() => {
+    log.error("shutdown.timeout", { timeoutMs: config.shutdownTimeoutMs });
+    Deno.exit(1);
+  }, config.shutdownTimeoutMs);
+  app.beginShutdown();
   await app.close();
   await server.shutdown();
   store.close();
+  clearTimeout(deadline);
+  log.info("shutdown.finished", { signal });
   Deno.exit(0);
 }
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -1,12 +1,13 @@
 /**
  * Builds the whole server from its parts: engine ← socket.io core ← chat rules ← timeline ← store,
- * plus the plain HTTP routes, behind one `Deno.serve` handler.
+ * plus the plain HTTP routes and metrics, behind one `Deno.serve` handler.
  *
  * @example
  * ```ts
  * const app = createApp(config, await openKvStore(config.kvPath));
  * const server = Deno.serve({ port: config.port }, app.handler);
- * // later
+ * // on SIGTERM
+ * app.beginShutdown();
  * await app.close();
  * await server.shutdown();
  * ```
@@ -17,25 +18,50 @@ import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
 import { attachChat, type ChatServer, deliverTo } from "./chat.ts";
 import type { Config } from "./config.ts";
 import { type ConnectionInfo, Engine } from "./engine/mod.ts";
-import { handleHttp } from "./http.ts";
-import type { MessageStore } from "./store/mod.ts";
+import { createHttpHandler, type Readiness, type Route } from "./http.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
 import { RateLimiter } from "./rate_limit.ts";
+import type { MessageStore } from "./store/mod.ts";
 import { Timeline } from "./timeline.ts";
 
 /** The Socket.IO endpoint path stock clients use. */
 export const SOCKET_IO_PATH = "/socket.io/";
+
+/** How long the readiness probe waits for the store. */
+const STORE_PROBE_TIMEOUT_MS = 1000;
 
 /** A built server: its request handler and what it owns. */
 export interface App {
   handler: (request: Request, info: ConnectionInfo) => Response | Promise<Response>;
   io: ChatServer;
   engine: Engine;
-  /** Disconnects every client and waits for queued messages to be stored. */
+  metrics: Metrics;
+  /** Stops taking new work: `/readyz` turns 503 and new handshakes are refused. */
+  beginShutdown(): void;
+  /** Waits for queued messages to be stored, then disconnects every client. */
   close(): Promise<void>;
 }
 
+/** Optional collaborators of {@link createApp}. */
+export interface AppOptions {
+  log?: Logger;
+  /** Extra HTTP routes (the demo page). */
+  routes?: Route[];
+}
+
+/** Refused handshakes during shutdown carry this status. */
+class ShuttingDown extends Error {
+  readonly status = 503;
+  constructor() {
+    super("server is shutting down");
+  }
+}
+
 /** Wires config and a store into a ready-to-serve app. The caller owns and closes the store. */
-export function createApp(config: Config, store: MessageStore): App {
+export function createApp(config: Config, store: MessageStore, options: AppOptions = {}): App {
+  const log = options.log ?? silentLogger;
+  let shuttingDown = false;
   const handshakes = new RateLimiter({
     perMinute: config.handshakeLimitPerMinute,
     burst: Math.max(1, Math.ceil(config.handshakeLimitPerMinute / 4)),
@@ -47,11 +73,24 @@ export function createApp(config: Config, store: MessageStore): App {
     maxHttpBufferSize: config.maxHttpBufferSize,
     cors: config.corsOrigin ? { origin: config.corsOrigin, credentials: true } : undefined,
     allowRequest(_request, info) {
+      if (shuttingDown) throw new ShuttingDown();
       if (config.handshakeLimitPerMinute === 0) return;
       const address = (info.remoteAddr as { hostname?: string }).hostname ?? "";
-      if (!handshakes.take(address).ok) throw new Error("too many connections from this address");
+      if (!handshakes.take(address).ok) {
+        log.info("handshake.limited", { address });
+        throw new Error("too many connections from this address");
+      }
     },
   });
+  const metrics = new Metrics({
+    socketsByTransport() {
+      const counts: Record<string, number> = { polling: 0, websocket: 0 };
+      for (const session of engine.clients.values()) counts[session.transport.name]++;
+      return counts;
+    },
+  }).start();
+  engine.on("connection", () => metrics.handshake());
+
   const io: ChatServer = new Server({
     serveClient: false,
     connectionStateRecovery: config.connectionRecoveryMs > 0
@@ -61,7 +100,8 @@ export function createApp(config: Config, store: MessageStore): App {
   io.bind(engine);
   const timeline = new Timeline(store, {
     historyLimit: config.historyLimit,
-    deliver: deliverTo(io),
+    deliver: deliverTo(io, metrics),
+    onCommit: (created, seconds) => metrics.messagesStored(created, seconds),
   });
   attachChat(io, {
     timeline,
@@ -71,17 +111,54 @@ export function createApp(config: Config, store: MessageStore): App {
     rateLimit: { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
     maxSocketsPerUser: config.maxSocketsPerUser,
     canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
+    log,
+    observer: metrics,
   });
+
+  const readiness = async (): Promise<Readiness> => {
+    let storeCheck = "ok";
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        store.latest(1),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("timeout")), STORE_PROBE_TIMEOUT_MS);
+        }),
+      ]);
+    } catch (error) {
+      storeCheck = error instanceof Error && error.message === "timeout" ? "timeout" : "error";
+    } finally {
+      clearTimeout(timer);
+    }
+    const checks = { store: storeCheck, shutdown: shuttingDown ? "in progress" : "no" };
+    return { ready: storeCheck === "ok" && !shuttingDown, checks };
+  };
+  const http = createHttpHandler({
+    readiness,
+    metrics: {
+      render: () => metrics.render(),
+      contentType: metrics.contentType,
+      token: config.metricsToken,
+    },
+    routes: options.routes,
+  });
+
   return {
     io,
     engine,
+    metrics,
     handler(request, info) {
       if (engine.matches(new URL(request.url))) return engine.handleRequest(request, info);
-      return handleHttp(request);
+      return http(request);
+    },
+    beginShutdown() {
+      shuttingDown = true;
     },
     async close() {
+      shuttingDown = true;
       await timeline.idle();
       await io.close();
+      metrics.stop();
     },
   };
 }

@@ -20,6 +20,8 @@ import {
   readRefresh,
   readTyping,
 } from "./payloads.ts";
+import type { Logger } from "./log.ts";
+import type { ChatObserver } from "./metrics.ts";
 import { Presence } from "./presence.ts";
 import { type RateLimit, RateLimiter } from "./rate_limit.ts";
 import type { ChatMessage, User } from "./store/mod.ts";
@@ -96,6 +98,8 @@ export interface ChatOptions {
   maxSocketsPerUser: number;
   /** Whether this identity may send messages (scopes); everyone may read. */
   canWrite: (identity: Identity) => boolean;
+  log: Logger;
+  observer: Pick<ChatObserver, "connectRefused" | "errorSent">;
 }
 
 /** Every connected, authenticated socket is in this room and receives live messages. */
@@ -125,22 +129,31 @@ function splitAck<T>(args: unknown[]): [unknown, Ack<T> | undefined] {
 
 /** Attaches the chat rules to a socket.io server; live messages go to {@link CHAT_ROOM}. */
 export function attachChat(io: ChatServer, options: ChatOptions): void {
-  const { timeline, verifyToken } = options;
+  const { timeline, verifyToken, log, observer } = options;
   const presence = new Presence();
   const limiter = new RateLimiter(options.rateLimit);
 
   io.use(async (socket, next) => {
+    const refuse = (code: string, message: string, user?: string) => {
+      observer.connectRefused(code);
+      log.info("connection.refused", { code, user, address: socket.handshake.address });
+      next(connectError(code, message));
+    };
     const token = extractToken(socket.handshake.auth, socket.handshake.headers);
     let identity: Identity;
     try {
       identity = await verifyToken(token ?? "");
     } catch (error) {
       const { code, message = "" } = describeAuthError(error);
-      return next(connectError(code, message));
+      return refuse(code, message);
     }
     if (presence.connections(identity.user.id) >= options.maxSocketsPerUser) {
       const limit = options.maxSocketsPerUser;
-      return next(connectError("too_many_connections", `at most ${limit} connections per user`));
+      return refuse(
+        "too_many_connections",
+        `at most ${limit} connections per user`,
+        identity.user.id,
+      );
     }
     socket.data.identity = identity;
     next();
@@ -148,7 +161,19 @@ export function attachChat(io: ChatServer, options: ChatOptions): void {
 
   io.on("connection", (socket: ChatSocket) => {
     const user = socket.data.identity.user;
-    const sendError = (error: ChatError) => socket.emit("error", error);
+    const sendError = (error: ChatError) => {
+      observer.errorSent(error.code);
+      const level = error.code === "internal" ? "warn" : "info";
+      log[level]("error.sent", { code: error.code, socket: socket.id, user: user.id });
+      socket.emit("error", error);
+    };
+    log.info("socket.connected", {
+      socket: socket.id,
+      user: user.id,
+      transport: socket.conn.transport.name,
+      address: socket.handshake.address,
+      recovered: socket.recovered,
+    });
     const fail = (ack: Ack<Failure> | undefined, error: ChatError) => {
       sendError(error);
       ack?.({ ok: false, error });
@@ -244,7 +269,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): void {
       ack?.({ ok: true, expiresAt: identity.expiresAt ?? null });
     });
 
-    socket.on("disconnect", () => {
+    socket.on("disconnect", (reason) => {
+      log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
       if (presence.disconnect(user.id)) io.to(CHAT_ROOM).emit("user:left", user);
     });
     if (presence.connect(user)) socket.to(CHAT_ROOM).emit("user:joined", user);
@@ -274,8 +300,14 @@ export function attachChat(io: ChatServer, options: ChatOptions): void {
 }
 
 /** Sends committed messages to every joined socket, each as a one-element `load`. */
-export function deliverTo(io: ChatServer): (messages: ChatMessage[]) => void {
+export function deliverTo(
+  io: ChatServer,
+  observer: Pick<ChatObserver, "broadcast">,
+): (messages: ChatMessage[]) => void {
   return (messages) => {
-    for (const message of messages) io.to(CHAT_ROOM).emit("load", [message]);
+    for (const message of messages) {
+      io.to(CHAT_ROOM).emit("load", [message]);
+      observer.broadcast();
+    }
   };
 }

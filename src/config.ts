@@ -9,6 +9,7 @@
  * @module
  */
 import { parseDuration } from "./duration.ts";
+import { LOG_LEVELS } from "./log.ts";
 
 /** Server configuration, with the defaults documented on each field. */
 export interface Config {
@@ -48,6 +49,14 @@ export interface Config {
   handshakeLimitPerMinute: number;
   /** Simultaneous connections per user (`MAX_SOCKETS_PER_USER`, default 10). */
   maxSocketsPerUser: number;
+  /** Serve `POST /dev/token` so the demo page can log in without an issuer (`DEV_LOGIN`, default off). */
+  devLogin: boolean;
+  /** Bearer token required on `/metrics` (`METRICS_TOKEN`; unset = open). */
+  metricsToken?: string;
+  /** Lowest log level written (`LOG_LEVEL`: debug, info, warn, error; default info). */
+  logLevel: "debug" | "info" | "warn" | "error";
+  /** Most ms a graceful shutdown may take before the process exits anyway (`SHUTDOWN_TIMEOUT`, default `10s`). */
+  shutdownTimeoutMs: number;
   /** How long socket.io keeps a dropped session for recovery (`CONNECTION_RECOVERY`, default `2m`; 0 = off). */
   connectionRecoveryMs: number;
 }
@@ -68,6 +77,9 @@ export const DEFAULTS = {
   handshakeLimitPerMinute: 120,
   maxSocketsPerUser: 10,
   connectionRecoveryMs: 120_000,
+  devLogin: false,
+  logLevel: "info",
+  shutdownTimeoutMs: 10_000,
 } as const;
 
 // ---- auth: JWT_SECRET | JWT_PUBLIC_KEY | JWT_JWKS_URL, JWT_ALGORITHMS, JWT_ISSUER, JWT_AUDIENCE,
@@ -368,6 +380,26 @@ export function loadConfig(env: Env): Config {
       100_000_000,
     ),
     ...readDeliveryConfig(env),
+    ...readOperationsConfig(env),
+  };
+}
+
+/** Dev login, metrics, logs and shutdown: the operator's settings. */
+function readOperationsConfig(env: Env) {
+  const logLevel = readString(env, "LOG_LEVEL")?.toLowerCase() ?? DEFAULTS.logLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError(
+      "LOG_LEVEL",
+      `expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`,
+    );
+  }
+  const shutdownTimeoutMs = readDuration(env, "SHUTDOWN_TIMEOUT", DEFAULTS.shutdownTimeoutMs)!;
+  if (shutdownTimeoutMs < 100) throw new ConfigError("SHUTDOWN_TIMEOUT", "must be at least 100ms");
+  return {
+    devLogin: readBoolean(env, "DEV_LOGIN", DEFAULTS.devLogin),
+    metricsToken: readString(env, "METRICS_TOKEN"),
+    logLevel: logLevel as Config["logLevel"],
+    shutdownTimeoutMs,
   };
 }
 

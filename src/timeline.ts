@@ -21,6 +21,8 @@ export interface TimelineOptions {
   deliver: (messages: ChatMessage[]) => void;
   /** Most messages committed together (default 128). */
   maxBatch?: number;
+  /** Told of each commit: how many messages it created and how long it took. */
+  onCommit?: (created: number, seconds: number) => void;
 }
 
 /** Which history a joining reader wants. */
@@ -114,6 +116,7 @@ export class Timeline {
   async #commitBatch(): Promise<void> {
     const batch = this.#messages.splice(0, this.#maxBatch);
     let results: AppendResult[];
+    const started = performance.now();
     try {
       results = await this.store.appendMany(batch.map((pending) => pending.input));
     } catch (error) {
@@ -122,6 +125,7 @@ export class Timeline {
     }
     try {
       const created = results.filter((result) => result.created).map((result) => result.message);
+      this.options.onCommit?.(created.length, (performance.now() - started) / 1000);
       if (created.length > 0) this.options.deliver(created);
     } finally {
       batch.forEach((pending, index) => pending.resolve(results[index]));

@@ -40,6 +40,10 @@ Deno.test("config: defaults apply when only JWT_SECRET is set", () => {
   assert.equal(config.handshakeLimitPerMinute, 120);
   assert.equal(config.maxSocketsPerUser, 10);
   assert.equal(config.connectionRecoveryMs, 120_000);
+  assert.equal(config.devLogin, false);
+  assert.equal(config.metricsToken, undefined);
+  assert.equal(config.logLevel, "info");
+  assert.equal(config.shutdownTimeoutMs, 10_000);
 });
 
 Deno.test("config: JWT_SECRET is required", () => {
@@ -69,6 +73,10 @@ Deno.test("config: every variable is parsed", () => {
     HANDSHAKE_LIMIT_PER_MIN: "0",
     MAX_SOCKETS_PER_USER: "3",
     CONNECTION_RECOVERY: "30s",
+    DEV_LOGIN: "1",
+    METRICS_TOKEN: "scrape-me",
+    LOG_LEVEL: "DEBUG",
+    SHUTDOWN_TIMEOUT: "3s",
   });
   assert.deepEqual(config, {
     auth: SECRET_AUTH,
@@ -90,6 +98,10 @@ Deno.test("config: every variable is parsed", () => {
     handshakeLimitPerMinute: 0,
     maxSocketsPerUser: 3,
     connectionRecoveryMs: 30_000,
+    devLogin: true,
+    metricsToken: "scrape-me",
+    logLevel: "debug",
+    shutdownTimeoutMs: 3000,
   });
   assert.equal(loadConfig({ ...BASE, CORS_ORIGIN: "*" }).corsOrigin, "*");
 });
@@ -117,6 +129,9 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
     ["RATE_LIMIT_BURST", "many"],
     ["MAX_SOCKETS_PER_USER", "0"],
     ["CONNECTION_RECOVERY", "2 minutes"],
+    ["DEV_LOGIN", "yes"],
+    ["LOG_LEVEL", "verbose"],
+    ["SHUTDOWN_TIMEOUT", "10ms"],
   ];
   for (const [variable, value] of cases) {
     const error = refusal({ [variable]: value });

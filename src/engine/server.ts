@@ -32,7 +32,10 @@ export interface EngineOptions extends Partial<SessionOptions> {
   path?: string;
   /** CORS for browsers on other origins; none by default. */
   cors?: CorsOptions;
-  /** Called on each handshake; throw (or reject) to refuse it with 403 and the error's message. */
+  /**
+   * Called on each handshake; throw (or reject) to refuse it with the error's message and 403,
+   * or the error's numeric `status` property when it has one.
+   */
   allowRequest?: (request: Request, info: ConnectionInfo) => void | Promise<void>;
   /** Accepts a WebSocket upgrade (default `Deno.upgradeWebSocket` without idle pings). */
   upgradeWebSocket?: (request: Request) => { socket: WebSocket; response: Response };
@@ -152,7 +155,12 @@ export class Engine extends EventEmitter {
           await this.#allowRequest(request, info);
         } catch (reason) {
           const message = reason instanceof Error ? reason.message : String(reason);
-          throw new RequestError(403, ERROR_CODES.FORBIDDEN, message || "Forbidden");
+          // An error may pick its HTTP status (503 while shutting down); 403 otherwise.
+          const status = (reason as { status?: unknown })?.status;
+          const httpStatus = typeof status === "number" && status >= 400 && status < 600
+            ? status
+            : 403;
+          throw new RequestError(httpStatus, ERROR_CODES.FORBIDDEN, message || "Forbidden");
         }
       }
       return this.#handshake(request, url, info, headers, transport);
@@ -202,11 +210,16 @@ export class Engine extends EventEmitter {
     if (!session) {
       throw new RequestError(400, ERROR_CODES.UNKNOWN_SID, "Session ID unknown", { sid });
     }
-    const current = session.transport.name;
-    if (transport !== current && !(transport === "websocket" && current === "polling")) {
+    const current = session.transport;
+    // A WebSocket on an existing sid is an upgrade: only a transport that offers one allows it
+    // (a second WebSocket must not take over a WebSocket session).
+    const allowed = transport === "websocket"
+      ? current.upgradesTo.includes("websocket")
+      : transport === current.name;
+    if (!allowed) {
       throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Transport mismatch", {
         transport,
-        previousTransport: current,
+        previousTransport: current.name,
       });
     }
     if (transport === "websocket" && session.upgradeState !== "none") {
@@ -232,7 +245,7 @@ export class Engine extends EventEmitter {
   ): Promise<Response> {
     const session = this.clients.get(sid)!;
     if (transport === "websocket") {
-      const { socket, response } = this.#upgradeWebSocket(request);
+      const { socket, response } = this.#acceptWebSocket(request);
       session.upgrade(new WebSocketTransport(socket, this.options));
       return Promise.resolve(response);
     }
@@ -252,7 +265,7 @@ export class Engine extends EventEmitter {
     let transport: Transport;
     let upgradeResponse: Response | undefined;
     if (transportName === "websocket") {
-      const { socket, response } = this.#upgradeWebSocket(request);
+      const { socket, response } = this.#acceptWebSocket(request);
       transport = new WebSocketTransport(socket, this.options);
       upgradeResponse = response;
     } else {
@@ -267,6 +280,17 @@ export class Engine extends EventEmitter {
       : (transport as PollingTransport).onRequest(request, headers);
     this.emit("connection", session);
     return response;
+  }
+
+  #acceptWebSocket(request: Request): { socket: WebSocket; response: Response } {
+    try {
+      return this.#upgradeWebSocket(request);
+    } catch (error) {
+      // A malformed upgrade (say, no Sec-WebSocket-Key) is the client's fault, not a 500.
+      throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad WebSocket upgrade", {
+        reason: error instanceof Error ? error.message : String(error),
+      });
+    }
   }
 
   #describe(request: Request, url: URL, info: ConnectionInfo): HandshakeRequest {

@@ -111,6 +111,8 @@ export class EngineSocket extends EventEmitter {
 
   /** Closes the session once buffered packets are flushed (or at once with `discard`). */
   close(discard = false): void {
+    // Engine shutdown discards: it must also end a session still waiting to flush a close.
+    if (discard && this.readyState === "closing") return this.#onClose("forced close");
     if (this.readyState !== "open") return;
     this.readyState = "closing";
     if (this.#writeBuffer.length > 0 && !discard) {

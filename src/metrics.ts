@@ -1,0 +1,165 @@
+/**
+ * Prometheus metrics (via `prom-client`): connections, handshakes, auth failures, messages,
+ * broadcasts, `error` events, KV write latency and event-loop lag. The rest of the server reports
+ * through {@link ChatObserver} and never imports this file.
+ *
+ * @example
+ * ```ts
+ * const metrics = new Metrics({ socketsByTransport: () => ({ websocket: 3 }) });
+ * metrics.messageStored(2, 0.004);
+ * console.log(await metrics.render());
+ * metrics.stop();
+ * ```
+ * @module
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/** What the chat reports as it runs; every method is optional to call and cheap. */
+export interface ChatObserver {
+  /** A transport session was opened (an Engine.IO handshake succeeded). */
+  handshake(): void;
+  /** A Socket.IO connection was refused by auth or limits, with the `connect_error` code. */
+  connectRefused(code: string): void;
+  /** `count` messages were stored in one KV commit taking `seconds`. */
+  messagesStored(count: number, seconds: number): void;
+  /** A message was broadcast to the chat room. */
+  broadcast(): void;
+  /** An `error` event with this code was sent to a client. */
+  errorSent(code: string): void;
+}
+
+/** Where the metrics read live figures from. */
+export interface MetricSources {
+  /** Open sessions by transport name. */
+  socketsByTransport: () => Record<string, number>;
+}
+
+/** How often event-loop lag is sampled. */
+const LAG_SAMPLE_MS = 500;
+
+/** The server's metrics registry; also a {@link ChatObserver}. */
+export class Metrics implements ChatObserver {
+  readonly registry = new Registry();
+  readonly #handshakes: Counter;
+  readonly #refusals: Counter<"code">;
+  readonly #stored: Counter;
+  readonly #broadcasts: Counter;
+  readonly #errors: Counter<"code">;
+  readonly #kvWrites: Histogram;
+  #lagSeconds = 0;
+  #lagTimer?: ReturnType<typeof setInterval>;
+
+  constructor(sources: MetricSources) {
+    const registers = [this.registry];
+    new Gauge({
+      name: "chat_sockets_connected",
+      help: "Open client sessions, by transport.",
+      labelNames: ["transport"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [transport, count] of Object.entries(sources.socketsByTransport())) {
+          this.set({ transport }, count);
+        }
+      },
+    });
+    this.#handshakes = new Counter({
+      name: "chat_handshakes_total",
+      help: "Transport sessions opened.",
+      registers,
+    });
+    this.#refusals = new Counter({
+      name: "chat_connections_refused_total",
+      help: "Socket.IO connections refused by auth or limits, by code (auth failures included).",
+      labelNames: ["code"],
+      registers,
+    });
+    this.#stored = new Counter({
+      name: "chat_messages_stored_total",
+      help: "Messages written to the store.",
+      registers,
+    });
+    this.#broadcasts = new Counter({
+      name: "chat_broadcasts_total",
+      help: "Messages broadcast to the chat room.",
+      registers,
+    });
+    this.#errors = new Counter({
+      name: "chat_error_events_total",
+      help: "`error` events sent to clients, by code.",
+      labelNames: ["code"],
+      registers,
+    });
+    this.#kvWrites = new Histogram({
+      name: "chat_kv_write_seconds",
+      help: "Duration of one KV commit of a message batch.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
+    const lag = () => this.#lagSeconds;
+    new Gauge({
+      name: "chat_event_loop_lag_seconds",
+      help: `Worst event-loop delay over the last ${LAG_SAMPLE_MS} ms.`,
+      registers,
+      collect() {
+        this.set(lag());
+      },
+    });
+    new Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory size in bytes.",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().rss);
+      },
+    });
+  }
+
+  /** The Content-Type of {@link render}'s output. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Starts sampling event-loop lag. */
+  start(): this {
+    let expected = performance.now() + LAG_SAMPLE_MS;
+    this.#lagTimer = setInterval(() => {
+      const now = performance.now();
+      this.#lagSeconds = Math.max(0, now - expected) / 1000;
+      expected = now + LAG_SAMPLE_MS;
+    }, LAG_SAMPLE_MS);
+    Deno.unrefTimer(this.#lagTimer as unknown as number);
+    return this;
+  }
+
+  /** Stops the lag sampler. */
+  stop(): void {
+    clearInterval(this.#lagTimer);
+  }
+
+  /** The Prometheus text exposition. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  handshake(): void {
+    this.#handshakes.inc();
+  }
+
+  connectRefused(code: string): void {
+    this.#refusals.inc({ code });
+  }
+
+  messagesStored(count: number, seconds: number): void {
+    this.#stored.inc(count);
+    this.#kvWrites.observe(seconds);
+  }
+
+  broadcast(): void {
+    this.#broadcasts.inc();
+  }
+
+  errorSent(code: string): void {
+    this.#errors.inc({ code });
+  }
+}

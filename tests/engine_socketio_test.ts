@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import type { Socket as ServerSocket } from "socket.io";
+import { io as connect, type ManagerOptions, type Socket } from "socket.io-client";
+import {
+  type SocketIoServer,
+  startSocketIo,
+  until,
+  waitFor,
+  withTimeout,
+} from "./helpers/engine_server.ts";
+
+type Transports = ManagerOptions["transports"];
+
+/** Connects the stock client (no reconnection) and waits for both ends of the connection. */
+async function connectClient(
+  target: SocketIoServer,
+  transports?: Transports,
+): Promise<{ client: Socket; socket: ServerSocket }> {
+  const connected = waitFor<[ServerSocket]>(target.io, "connection");
+  const client = connect(target.origin, {
+    reconnection: false,
+    forceNew: true,
+    ...(transports ? { transports } : {}),
+  });
+  try {
+    await waitFor(client, "connect");
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+  const [socket] = await connected;
+  return { client, socket };
+}
+
+/** Closes the client and waits for its disconnect (if it was still connected). */
+async function closeClient(client: Socket): Promise<void> {
+  if (client.connected) {
+    const disconnected = waitFor(client, "disconnect");
+    client.close();
+    await disconnected;
+  } else {
+    client.close();
+  }
+}
+
+function bytesOf(value: unknown): number[] {
+  assert.ok(
+    value instanceof ArrayBuffer || ArrayBuffer.isView(value),
+    `expected binary, got ${Object.prototype.toString.call(value)}`,
+  );
+  const view = value instanceof ArrayBuffer
+    ? new Uint8Array(value)
+    : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  return [...view];
+}
+
+/** Echoes text and binary with acks in one transport mode. */
+async function assertEcho(transports: Transports, expectedTransport: string): Promise<void> {
+  const target = startSocketIo();
+  const { client, socket } = await connectClient(target, transports);
+  try {
+    socket.on("echo", (payload: unknown, ack: (reply: unknown) => void) => ack(payload));
+    if (transports === undefined) {
+      // Default: polling first, then the client upgrades on its own.
+      await until(() => client.io.engine.transport.name === "websocket", 3_000, "the upgrade");
+      await until(() => socket.conn.transport.name === "websocket", 2_000, "the server upgrade");
+    }
+    assert.equal(client.io.engine.transport.name, expectedTransport);
+    assert.equal(socket.conn.transport.name, expectedTransport);
+
+    const text = await client.timeout(2_000).emitWithAck("echo", { text: "héllo", n: 1 });
+    assert.deepEqual(text, { text: "héllo", n: 1 });
+
+    const bytes = new Uint8Array([0, 1, 2, 127, 128, 255]);
+    const reply = await client.timeout(2_000).emitWithAck("echo", { label: "bin", bytes });
+    assert.equal(reply.label, "bin");
+    assert.deepEqual(bytesOf(reply.bytes), [...bytes]);
+
+    const fromServer = waitFor<[unknown]>(client, "blob");
+    socket.emit("blob", new Uint8Array([7, 7, 7]));
+    assert.deepEqual(bytesOf((await fromServer)[0]), [7, 7, 7]);
+  } finally {
+    await closeClient(client);
+    await target.close();
+  }
+}
+
+Deno.test("socketio: connects and echoes with ack over polling only", async () => {
+  await assertEcho(["polling"], "polling");
+});
+
+Deno.test("socketio: connects and echoes with ack over websocket only", async () => {
+  await assertEcho(["websocket"], "websocket");
+});
+
+Deno.test("socketio: by default connects over polling, upgrades and echoes over websocket", async () => {
+  await assertEcho(undefined, "websocket");
+});
+
+Deno.test("socketio: socket.disconnect() reaches the client as io server disconnect", async () => {
+  for (const transports of [["polling"], ["websocket"]] as Transports[]) {
+    const target = startSocketIo();
+    const { client, socket } = await connectClient(target, transports);
+    try {
+      const disconnected = waitFor<[string]>(client, "disconnect");
+      const serverSide = waitFor<[string]>(socket, "disconnect");
+      socket.disconnect(true);
+      assert.equal((await disconnected)[0], "io server disconnect");
+      assert.equal((await serverSide)[0], "server namespace disconnect");
+      await until(() => target.engine.clientsCount === 0, 2_000, "the session to close");
+    } finally {
+      await closeClient(client);
+      await target.close();
+    }
+  }
+});
+
+Deno.test("socketio: a client disconnect reaches the server", async () => {
+  for (const transports of [["polling"], ["websocket"]] as Transports[]) {
+    const target = startSocketIo();
+    const { client, socket } = await connectClient(target, transports);
+    try {
+      const serverSide = waitFor<[string]>(socket, "disconnect");
+      client.disconnect();
+      assert.equal((await serverSide)[0], "client namespace disconnect");
+      await until(() => target.engine.clientsCount === 0, 2_000, "the session to close");
+    } finally {
+      await closeClient(client);
+      await target.close();
+    }
+  }
+});
+
+Deno.test("socketio: io.close() ends every connection", async () => {
+  const target = startSocketIo();
+  const first = await connectClient(target, ["polling"]);
+  const second = await connectClient(target, ["websocket"]);
+  try {
+    assert.equal(target.engine.clientsCount, 2);
+    const firstGone = waitFor<[string]>(first.client, "disconnect");
+    const secondGone = waitFor<[string]>(second.client, "disconnect");
+    const serverSide = waitFor<[string]>(first.socket, "disconnect");
+    await withTimeout(target.io.close(), 2_000, "io.close()");
+    assert.equal((await serverSide)[0], "server shutting down");
+    assert.equal((await firstGone)[0], "transport close");
+    assert.equal((await secondGone)[0], "transport close");
+    assert.equal(target.engine.clientsCount, 0);
+    assert.equal(target.io.sockets.sockets.size, 0);
+  } finally {
+    await closeClient(first.client);
+    await closeClient(second.client);
+    await target.close();
+  }
+});
+
+Deno.test("socketio: the heartbeat keeps an idle client connected", async () => {
+  const target = startSocketIo({ pingInterval: 200, pingTimeout: 150 });
+  const { client, socket } = await connectClient(target);
+  try {
+    let heartbeats = 0;
+    socket.conn.on("heartbeat", () => heartbeats++);
+    await until(() => heartbeats >= 3, 3_000, "three heartbeats");
+    assert.ok(client.connected);
+    assert.ok(socket.connected);
+  } finally {
+    await closeClient(client);
+    await target.close();
+  }
+});

@@ -1,0 +1,322 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { type EngineSocket, ERROR_CODES } from "../src/engine/mod.ts";
+import {
+  delay,
+  type EngineServer,
+  errorOf,
+  type OpenPacket,
+  poll,
+  pollingHandshake,
+  post,
+  RawWebSocket,
+  request,
+  startEngine,
+  until,
+  waitFor,
+  withTimeout,
+} from "./helpers/engine_server.ts";
+
+/** Opens a direct WebSocket session; returns the client, its open packet and the server side. */
+async function openWebSocketSession(
+  target: EngineServer,
+): Promise<{ ws: RawWebSocket; open: OpenPacket; session: EngineSocket }> {
+  const connected = waitFor<[EngineSocket]>(target.engine, "connection");
+  const ws = new RawWebSocket(target.url({ transport: "websocket" }, "ws"));
+  const [session] = await connected;
+  const frame = await ws.nextText();
+  assert.equal(frame[0], "0", `not an open packet: ${frame}`);
+  return { ws, open: JSON.parse(frame.slice(1)), session };
+}
+
+Deno.test("websocket: a direct handshake gets the open packet", async () => {
+  const target = startEngine({ pingInterval: 300, pingTimeout: 200, maxHttpBufferSize: 1_234 });
+  const { ws, open, session } = await openWebSocketSession(target);
+  try {
+    assert.equal(open.sid, session.id);
+    assert.deepEqual(open.upgrades, []);
+    assert.equal(open.pingInterval, 300);
+    assert.equal(open.pingTimeout, 200);
+    assert.equal(open.maxPayload, 1_234);
+    assert.equal(session.transport.name, "websocket");
+    assert.equal(session.request.headers.upgrade?.toLowerCase(), "websocket");
+    assert.equal(session.remoteAddress, "127.0.0.1");
+    assert.equal(target.engine.clientsCount, 1);
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: a text message is echoed", async () => {
+  const target = startEngine();
+  const { ws, session } = await openWebSocketSession(target);
+  try {
+    session.on("message", (data) => session.send(data));
+    ws.send("4hello");
+    assert.equal(await ws.nextText(), "4hello");
+    ws.send("4ünïcode ✓");
+    assert.equal(await ws.nextText(), "4ünïcode ✓");
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: binary frames arrive as Buffers and are sent as binary frames", async () => {
+  const target = startEngine();
+  const { ws, session } = await openWebSocketSession(target);
+  try {
+    const received = waitFor<[Buffer]>(session, "message");
+    ws.send(new Uint8Array([1, 2, 3, 250]));
+    const [data] = await received;
+    assert.ok(Buffer.isBuffer(data));
+    assert.deepEqual([...data], [1, 2, 3, 250]);
+
+    session.send(new Uint8Array([9, 8, 7]));
+    const frame = await ws.next();
+    assert.ok(frame instanceof Uint8Array, "expected a binary frame");
+    assert.deepEqual([...frame], [9, 8, 7]);
+
+    const fromBase64 = waitFor<[Buffer]>(session, "message");
+    ws.send("bAQID");
+    assert.deepEqual([...(await fromBase64)[0]], [1, 2, 3]);
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: the ping timeout closes a silent raw websocket", async () => {
+  const target = startEngine({ pingInterval: 200, pingTimeout: 150 });
+  const { ws, session } = await openWebSocketSession(target);
+  try {
+    const closed = waitFor<[string]>(session, "close");
+    assert.equal(await ws.nextText(), "2");
+    const [reason] = await closed;
+    assert.equal(reason, "ping timeout");
+    await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+    assert.equal(ws.socket.readyState, WebSocket.CLOSED);
+    assert.equal(target.engine.clientsCount, 0);
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: answering pings keeps it open past several intervals", async () => {
+  const target = startEngine({ pingInterval: 200, pingTimeout: 150 });
+  const { ws, session } = await openWebSocketSession(target);
+  try {
+    let heartbeats = 0;
+    session.on("heartbeat", () => heartbeats++);
+    const started = Date.now();
+    for (let i = 0; i < 4; i++) {
+      assert.equal(await ws.nextText(), "2");
+      ws.send("3");
+    }
+    // Four intervals plus more than one ping timeout later, the session is still up.
+    await delay(100);
+    assert.ok(Date.now() - started >= 4 * 200);
+    assert.equal(session.readyState, "open");
+    assert.equal(ws.socket.readyState, WebSocket.OPEN);
+    assert.equal(heartbeats, 4);
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: the client closing its socket closes the session with transport close", async () => {
+  const target = startEngine();
+  const { ws, session } = await openWebSocketSession(target);
+  try {
+    const closed = waitFor<[string]>(session, "close");
+    await ws.close();
+    assert.equal((await closed)[0], "transport close");
+    assert.equal(target.engine.clientsCount, 0);
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: a close packet closes the session and the socket", async () => {
+  const target = startEngine();
+  const { ws, session } = await openWebSocketSession(target);
+  try {
+    const closed = waitFor<[string]>(session, "close");
+    ws.send("1");
+    assert.equal((await closed)[0], "transport close");
+    await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: an invalid frame closes with parse error", async () => {
+  const target = startEngine();
+  const { ws, session } = await openWebSocketSession(target);
+  try {
+    const closed = waitFor<[string]>(session, "close");
+    ws.send("9xyz");
+    assert.equal((await closed)[0], "parse error");
+    await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: an oversize frame closes the session", async () => {
+  const target = startEngine({ maxHttpBufferSize: 100 });
+  const { ws, session } = await openWebSocketSession(target);
+  try {
+    const received: unknown[] = [];
+    session.on("message", (data) => received.push(data));
+    const closed = waitFor<[string]>(session, "close");
+    ws.send("4" + "x".repeat(99));
+    ws.send("4" + "é".repeat(50));
+    ws.send(new Uint8Array(101));
+    assert.equal((await closed)[0], "transport error");
+    assert.deepEqual(received, ["x".repeat(99)]);
+    await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+    assert.equal(target.engine.clientsCount, 0);
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: a second websocket with the sid of a websocket session is refused", async () => {
+  const target = startEngine();
+  const { ws, session } = await openWebSocketSession(target);
+  const intruder = new RawWebSocket(target.url({ transport: "websocket", sid: session.id }, "ws"));
+  try {
+    await assert.rejects(intruder.opened);
+    await withTimeout(intruder.closed, 2_000, "the refused WebSocket to close");
+    assert.equal(session.upgradeState, "none");
+    session.send("still here");
+    assert.equal(await ws.nextText(), "4still here");
+  } finally {
+    await intruder.close();
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: upgrade from polling moves the session to the websocket", async () => {
+  const target = startEngine();
+  const { sid } = await pollingHandshake(target);
+  const session = target.engine.clients.get(sid)!;
+  const pending = poll(target, sid);
+  await until(() => session.transport.writable, 2_000, "the GET to be pending");
+  const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
+  let intruder: RawWebSocket | undefined;
+  try {
+    await ws.opened;
+    const upgrading = waitFor(session, "upgrading");
+    ws.send("2probe");
+    assert.equal(await ws.nextText(), "3probe");
+    await upgrading;
+    assert.equal(session.upgradeState, "upgrading");
+    assert.equal(await pending, "6");
+
+    const upgraded = waitFor(session, "upgrade");
+    ws.send("5");
+    await upgraded;
+    assert.equal(session.transport.name, "websocket");
+    assert.equal(session.upgradeState, "upgraded");
+
+    session.send("over ws");
+    assert.equal(await ws.nextText(), "4over ws");
+    const received = waitFor<[string]>(session, "message");
+    ws.send("4from client");
+    assert.deepEqual(await received, ["from client"]);
+
+    const polling = await request(target.url({ sid }));
+    assert.equal(polling.status, 400);
+    assert.equal(errorOf(polling).code, ERROR_CODES.BAD_REQUEST);
+    const posting = await post(target, sid, "4late");
+    assert.equal(posting.status, 400);
+
+    intruder = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
+    await assert.rejects(intruder.opened);
+    await withTimeout(intruder.closed, 2_000, "the refused WebSocket to close");
+    assert.equal(session.readyState, "open");
+    assert.equal(session.transport.name, "websocket");
+  } finally {
+    await intruder?.close();
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: packets written during the upgrade arrive over the websocket", async () => {
+  const target = startEngine();
+  const { sid } = await pollingHandshake(target);
+  const session = target.engine.clients.get(sid)!;
+  const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
+  try {
+    await ws.opened;
+    ws.send("2probe");
+    assert.equal(await ws.nextText(), "3probe");
+    // No GET is pending, so these wait in the buffer and move to the websocket.
+    session.send("one");
+    session.send("two");
+    const upgraded = waitFor(session, "upgrade");
+    ws.send("5");
+    await upgraded;
+    assert.equal(await ws.nextText(), "4one");
+    assert.equal(await ws.nextText(), "4two");
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: an upgrade timeout closes the websocket but keeps the polling session", async () => {
+  const target = startEngine({ upgradeTimeout: 200 });
+  const { sid } = await pollingHandshake(target);
+  const session = target.engine.clients.get(sid)!;
+  const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
+  try {
+    await ws.opened;
+    ws.send("2probe");
+    assert.equal(await ws.nextText(), "3probe");
+    await withTimeout(ws.closed, 2_000, "the upgrade timeout to close the WebSocket");
+    assert.equal(session.readyState, "open");
+    assert.equal(session.transport.name, "polling");
+    assert.equal(session.upgradeState, "none");
+
+    const received = waitFor<[string]>(session, "message");
+    assert.equal((await post(target, sid, "4still polling")).status, 200);
+    assert.deepEqual(await received, ["still polling"]);
+    session.send("reply");
+    assert.equal(await poll(target, sid), "4reply");
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
+
+Deno.test("websocket: closing the session mid-upgrade closes the probing websocket", async () => {
+  const target = startEngine();
+  const { sid } = await pollingHandshake(target);
+  const session = target.engine.clients.get(sid)!;
+  const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
+  try {
+    await ws.opened;
+    ws.send("2probe");
+    assert.equal(await ws.nextText(), "3probe");
+    const closed = waitFor<[string]>(session, "close");
+    session.close();
+    assert.equal((await closed)[0], "forced close");
+    await withTimeout(ws.closed, 2_000, "the probing WebSocket to close");
+    assert.equal(target.engine.clientsCount, 0);
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});
