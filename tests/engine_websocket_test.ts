@@ -320,3 +320,21 @@ Deno.test("websocket: closing the session mid-upgrade closes the probing websock
     await target.close();
   }
 });
+
+Deno.test("websocket: a client noop is ignored and a client ping closes with transport error", async () => {
+  const target = startEngine();
+  const { ws, session } = await openWebSocketSession(target);
+  try {
+    const messages: unknown[] = [];
+    session.on("message", (data: unknown) => messages.push(data));
+    ws.send("6");
+    ws.send("4still here");
+    const closed = waitFor<[string]>(session, "close");
+    ws.send("2");
+    assert.equal((await closed)[0], "transport error");
+    assert.deepEqual(messages, ["still here"]);
+  } finally {
+    await ws.close();
+    await target.close();
+  }
+});

@@ -73,8 +73,10 @@ Deno.test("main: an invalid variable is named at start", async () => {
   }
 });
 
-Deno.test("main: serves the chat and exits 0 on SIGTERM", async () => {
-  const running = await startMain({});
+Deno.test("main: SIGTERM stores in-flight messages, disconnects cleanly and exits 0", async () => {
+  const dir = await Deno.makeTempDir();
+  const kvPath = `${dir}/chat.kv`;
+  const running = await startMain({ KV_PATH: kvPath, RATE_LIMIT_BURST: "200" });
   const socket = connect(running.url, {
     auth: { token: await tokenFor("alice") },
     transports: ["websocket"],
@@ -87,22 +89,42 @@ Deno.test("main: serves the chat and exits 0 on SIGTERM", async () => {
       "load",
     );
     assert.deepEqual(history, []);
-    const ack = await within(socket.emitWithAck("message", { message: "hi" }), 5000, "ack");
-    assert.equal(ack.ok, true);
     const health = await fetch(`${running.url}/healthz`);
     assert.deepEqual(await health.json(), { status: "ok" });
     const disconnected = new Promise((resolve) => socket.once("disconnect", resolve));
+    // A burst still in flight when the signal lands: whatever is acked must be stored.
+    const first = await within(socket.emitWithAck("message", { message: "first" }), 5000, "ack");
+    assert.equal(first.ok, true);
+    const acks: Promise<{ ok: boolean; message?: { id: string } }>[] = [Promise.resolve(first)];
+    for (let n = 0; n < 100; n++) {
+      acks.push(
+        socket.timeout(3000).emitWithAck("message", { message: `m${n}` }).catch(() => ({
+          ok: false,
+        })),
+      );
+    }
     running.child.kill("SIGTERM");
     assert.equal(await within(disconnected, 5000, "disconnect"), "transport close");
     const status = await within(running.child.status, 10_000, "exit");
     assert.equal(status.code, 0);
     assert.match(running.output(), /SIGTERM received, shutting down/);
+    assert.match(running.output(), /"event":"shutdown.finished"/);
+    const acked = (await Promise.all(acks)).filter((ack) => ack.ok).map((ack) => ack.message!.id);
+    const kv = await Deno.openKv(kvPath);
+    try {
+      for (const id of acked) {
+        assert.ok((await kv.get(["messages", id])).value, `acked message ${id} is stored`);
+      }
+    } finally {
+      kv.close();
+    }
   } finally {
     socket.close();
     try {
       running.child.kill("SIGKILL");
     } catch { /* already exited */ }
     await running.child.status;
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -58,6 +58,7 @@ export class EngineSocket extends EventEmitter {
   #writeBuffer: Packet[] = [];
   #pingIntervalTimer?: ReturnType<typeof setTimeout>;
   #pingTimeoutTimer?: ReturnType<typeof setTimeout>;
+  #refreshedPingTimeout = false;
   #upgradeCleanup?: () => void;
 
   constructor(
@@ -188,6 +189,13 @@ export class EngineSocket extends EventEmitter {
   #onPacket(packet: Packet): void {
     if (this.readyState !== "open") return;
     this.emit("packet", packet);
+    if (
+      this.#pingTimeoutTimer !== undefined && !this.#refreshedPingTimeout && packet.type !== "pong"
+    ) {
+      // As engine.io: a client busy sending while our ping is in flight gets one extension.
+      this.#pingTimeoutTimer.refresh();
+      this.#refreshedPingTimeout = true;
+    }
     switch (packet.type) {
       case "pong":
         clearTimeout(this.#pingTimeoutTimer);
@@ -199,12 +207,15 @@ export class EngineSocket extends EventEmitter {
         this.emit("data", packet.data);
         this.emit("message", packet.data);
         break;
-      default:
-        // open, ping, upgrade and noop are never sent by a v4 client on an open transport.
+      case "ping":
+        // In v4 only the server pings.
         this.#onClose(
-          "parse error",
-          new TransportError("parse_error", `unexpected ${packet.type}`),
+          "transport error",
+          new TransportError("invalid_heartbeat", "invalid heartbeat direction"),
         );
+        break;
+      default:
+        // open, upgrade and noop mean nothing on an open transport: ignored, as by engine.io.
     }
   }
 
@@ -213,6 +224,7 @@ export class EngineSocket extends EventEmitter {
     this.#pingIntervalTimer = setTimeout(() => {
       this.#sendPacket("ping");
       clearTimeout(this.#pingTimeoutTimer);
+      this.#refreshedPingTimeout = false;
       this.#pingTimeoutTimer = setTimeout(
         () => this.#onClose("ping timeout"),
         this.options.pingTimeout,

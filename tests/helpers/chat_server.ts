@@ -10,7 +10,7 @@ import {
   type Socket,
   type SocketOptions,
 } from "socket.io-client";
-import { type App, createApp } from "../../src/app.ts";
+import { type App, type AppOptions, createApp } from "../../src/app.ts";
 import { signToken } from "../../src/auth.ts";
 import type { ChatError, MessageAck } from "../../src/chat.ts";
 import { type Config, DEFAULTS } from "../../src/config.ts";
@@ -36,7 +36,10 @@ export interface TestServer {
 }
 
 /** Starts the app on an ephemeral port with `:memory:` KV unless `kvPath` is given. */
-export async function startChat(overrides: Partial<Config> = {}): Promise<TestServer> {
+export async function startChat(
+  overrides: Partial<Config> = {},
+  options: AppOptions = {},
+): Promise<TestServer> {
   const config: Config = {
     ...DEFAULTS,
     auth: TEST_AUTH,
@@ -45,7 +48,7 @@ export async function startChat(overrides: Partial<Config> = {}): Promise<TestSe
     ...overrides,
   };
   const store = await openKvStore(config.kvPath === DEFAULTS.kvPath ? ":memory:" : config.kvPath);
-  const app = createApp(config, store);
+  const app = createApp(config, store, options);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
   let closed = false;
   return {

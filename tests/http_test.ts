@@ -1,0 +1,163 @@
+import assert from "node:assert/strict";
+import { ChatClient, startChat, tokenFor } from "./helpers/chat_server.ts";
+import { createLogger } from "../src/log.ts";
+
+Deno.test("http: /healthz is ok and unknown routes are a JSON 404", async () => {
+  const server = await startChat();
+  try {
+    const health = await fetch(`${server.url}/healthz`);
+    assert.equal(health.status, 200);
+    assert.deepEqual(await health.json(), { status: "ok" });
+    const missing = await fetch(`${server.url}/nope`);
+    assert.equal(missing.status, 404);
+    assert.equal((await missing.json()).code, "not_found");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: /readyz turns 503 and handshakes are refused once shutdown begins", async () => {
+  const server = await startChat();
+  try {
+    const ready = await fetch(`${server.url}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), {
+      status: "ready",
+      checks: { store: "ok", shutdown: "no" },
+    });
+    server.app.beginShutdown();
+    const draining = await fetch(`${server.url}/readyz`);
+    assert.equal(draining.status, 503);
+    assert.deepEqual(await draining.json(), {
+      status: "unavailable",
+      checks: { store: "ok", shutdown: "in progress" },
+    });
+    const handshake = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(handshake.status, 503);
+    assert.deepEqual(await handshake.json(), { code: 4, message: "server is shutting down" });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: /readyz reports a store that cannot be reached", async () => {
+  const server = await startChat();
+  try {
+    server.store.close();
+    const response = await fetch(`${server.url}/readyz`);
+    assert.equal(response.status, 503);
+    assert.equal((await response.json()).checks.store, "error");
+  } finally {
+    await server.app.close();
+    await server.close().catch(() => {});
+  }
+});
+
+/** The value of one sample line of a Prometheus exposition, or undefined. */
+function sample(text: string, name: string): number | undefined {
+  const line = text.split("\n").find((line) => line.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+Deno.test("http: /metrics counts a known sequence of events exactly", async () => {
+  const server = await startChat();
+  const options = { transports: ["websocket" as const] };
+  const alice = await ChatClient.join(server.url, "alice", options);
+  const bob = await ChatClient.join(server.url, "bob", options);
+  const intruder = new ChatClient(server.url, { ...options, auth: { token: "forged" } });
+  try {
+    await intruder.connectError();
+    intruder.close();
+    assert.equal((await alice.send({ message: "one" })).ok, true);
+    assert.equal((await alice.send({ message: "two" })).ok, true);
+    assert.equal((await alice.send({ message: "" })).ok, false);
+    await bob.waitFor(() => bob.live.length === 2, "two broadcasts");
+
+    const response = await fetch(`${server.url}/metrics`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    const text = await response.text();
+    assert.equal(sample(text, "chat_handshakes_total"), 3);
+    assert.equal(sample(text, 'chat_connections_refused_total{code="invalid_token"}'), 1);
+    assert.equal(sample(text, "chat_messages_stored_total"), 2);
+    assert.equal(sample(text, "chat_broadcasts_total"), 2);
+    assert.equal(sample(text, 'chat_error_events_total{code="invalid_payload"}'), 1);
+    assert.equal(sample(text, 'chat_sockets_connected{transport="websocket"}'), 2);
+    assert.equal(sample(text, 'chat_sockets_connected{transport="polling"}'), 0);
+    const commits = sample(text, "chat_kv_write_seconds_count")!;
+    assert.ok(commits >= 1 && commits <= 2, `${commits} KV commits`);
+    assert.ok(sample(text, "chat_event_loop_lag_seconds")! >= 0);
+    assert.ok(sample(text, "process_resident_memory_bytes")! > 1_000_000);
+    assert.match(text, /# TYPE chat_kv_write_seconds histogram/);
+  } finally {
+    alice.close();
+    bob.close();
+    await server.close();
+  }
+});
+
+Deno.test("http: METRICS_TOKEN guards /metrics", async () => {
+  const server = await startChat({ metricsToken: "scrape-secret" });
+  try {
+    const scrape = (headers: HeadersInit = {}) => fetch(`${server.url}/metrics`, { headers });
+    const anonymous = await scrape();
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.headers.get("www-authenticate"), 'Bearer realm="metrics"');
+    await anonymous.body?.cancel();
+    const wrong = await scrape({ Authorization: "Bearer scrape-secreT" });
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+    const right = await scrape({ Authorization: "Bearer scrape-secret" });
+    assert.equal(right.status, 200);
+    assert.match(await right.text(), /chat_handshakes_total 0/);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("logs: one JSON object per line, with ids and never tokens or message text", async () => {
+  const lines: string[] = [];
+  const server = await startChat({}, { log: createLogger("info", (line) => lines.push(line)) });
+  const token = await tokenFor("alice");
+  const alice = new ChatClient(server.url, { auth: { token } });
+  try {
+    await alice.waitFor(() => alice.loads.length > 0, "load");
+    await alice.send({ message: "a very private sentence" });
+    await alice.send({ message: 42 });
+    const refused = new ChatClient(server.url, { auth: { token: "forged-token-value" } });
+    await refused.connectError();
+    refused.close();
+  } finally {
+    alice.close();
+    await server.close();
+  }
+  const entries = lines.map((line) => JSON.parse(line));
+  for (const entry of entries) {
+    assert.ok(["debug", "info", "warn", "error"].includes(entry.level));
+    assert.ok(!Number.isNaN(Date.parse(entry.time)));
+    assert.equal(typeof entry.event, "string");
+  }
+  const events = entries.map((entry) => entry.event);
+  assert.ok(events.includes("socket.connected"));
+  assert.ok(events.includes("socket.disconnected"));
+  assert.ok(events.includes("error.sent"));
+  assert.ok(events.includes("connection.refused"));
+  const connected = entries.find((entry) => entry.event === "socket.connected");
+  assert.equal(connected.user, "alice");
+  assert.equal(typeof connected.socket, "string");
+  const all = lines.join("\n");
+  assert.ok(!all.includes(token), "no token in the logs");
+  assert.ok(!all.includes("forged-token-value"), "no refused token in the logs");
+  assert.ok(!all.includes("a very private sentence"), "no message text at info level");
+});
+
+Deno.test("logs: LOG_LEVEL filters lower levels", () => {
+  const lines: string[] = [];
+  const log = createLogger("warn", (line) => lines.push(line));
+  log.debug("a");
+  log.info("b");
+  log.warn("c", { error: new Error("boom") });
+  log.error("d");
+  assert.deepEqual(lines.map((line) => JSON.parse(line).event), ["c", "d"]);
+  assert.deepEqual(JSON.parse(lines[0]).error, { name: "Error", message: "boom" });
+});
