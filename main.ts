@@ -5,7 +5,13 @@
 import { createApp } from "./src/app.ts";
 import { type Config, ConfigError, loadConfig } from "./src/config.ts";
 import { createLogger } from "./src/log.ts";
-import { type KvMessageStore, openKvStore } from "./src/store/mod.ts";
+import { type Cluster, connectCluster } from "./src/cluster.ts";
+import {
+  createIdGenerator,
+  instanceNumber,
+  type KvMessageStore,
+  openKvStore,
+} from "./src/store/mod.ts";
 
 let config: Config;
 try {
@@ -22,17 +28,30 @@ try {
   store = await openKvStore(config.kvPath, {
     maxAgeMs: config.historyMaxAgeMs,
     maxCount: config.historyMaxCount,
+    generateId: createIdGenerator(Date.now, instanceNumber(config.instanceId)),
   });
 } catch (error) {
   const reason = error instanceof Error ? error.message : String(error);
-  console.error(`chat server: cannot open KV_PATH "${config.kvPath}": ${reason}`);
+  const variable = /^https?:/.test(config.kvPath) ? "KV_URL" : "KV_PATH";
+  console.error(`chat server: cannot open ${variable} "${config.kvPath}": ${reason}`);
   if (error instanceof Deno.errors.NotCapable) {
     console.error("chat server: `deno task start` may write only under ./data; see README");
   }
   Deno.exit(1);
 }
 
-const app = createApp(config, store, { log });
+let cluster: Cluster | undefined;
+if (config.redisUrl) {
+  try {
+    cluster = await connectCluster(config.redisUrl, log);
+  } catch (error) {
+    console.error(`chat server: ${error instanceof Error ? error.message : error}`);
+    store.close();
+    Deno.exit(1);
+  }
+}
+
+const app = createApp(config, store, { log, cluster });
 const tls = config.tls
   ? {
     cert: await Deno.readTextFile(config.tls.certFile),
@@ -47,7 +66,13 @@ const server = Deno.serve({
   onListen({ hostname, port }) {
     const scheme = config.tls ? "https" : "http";
     console.log(`chat server listening on ${scheme}://${hostname}:${port} (kv: ${config.kvPath})`);
-    log.info("server.started", { hostname, port, tls: Boolean(config.tls), kv: config.kvPath });
+    log.info("server.started", {
+      hostname,
+      port,
+      instance: config.instanceId,
+      tls: Boolean(config.tls),
+      redis: Boolean(cluster),
+    });
   },
 }, app.handler);
 
@@ -64,6 +89,7 @@ async function shutdown(signal: string): Promise<void> {
   app.beginShutdown();
   await app.close();
   await server.shutdown();
+  await cluster?.close();
   store.close();
   clearTimeout(deadline);
   log.info("shutdown.finished", { signal });

@@ -15,12 +15,14 @@
  */
 import { Server } from "socket.io";
 import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
-import { attachChat, type ChatServer, deliverTo } from "./chat.ts";
+import { attachChat, type ChatServer, deliverTo, socketDirectory } from "./chat.ts";
+import type { Cluster } from "./cluster.ts";
 import type { Config } from "./config.ts";
 import { type ConnectionInfo, Engine } from "./engine/mod.ts";
 import { createHttpHandler, type Readiness, type Route } from "./http.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
+import { ClusterPresence, LocalPresence } from "./presence.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
 import { Timeline } from "./timeline.ts";
@@ -46,6 +48,8 @@ export interface App {
 /** Optional collaborators of {@link createApp}. */
 export interface AppOptions {
   log?: Logger;
+  /** Redis fan-out to other instances; without it the chat is this process alone. */
+  cluster?: Cluster;
   /** Extra HTTP routes (the demo page). */
   routes?: Route[];
 }
@@ -93,8 +97,12 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
 
   const io: ChatServer = new Server({
     serveClient: false,
+    adapter: options.cluster?.adapter,
+    // A recovered session skips the auth middleware: socket.io admits it by its private session
+    // id, and running async middleware there would lose broadcasts made meanwhile. The restored
+    // identity keeps its token expiry, which is still checked on every event.
     connectionStateRecovery: config.connectionRecoveryMs > 0
-      ? { maxDisconnectionDuration: config.connectionRecoveryMs, skipMiddlewares: false }
+      ? { maxDisconnectionDuration: config.connectionRecoveryMs, skipMiddlewares: true }
       : undefined,
   });
   io.bind(engine);
@@ -110,6 +118,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     catchupLimit: config.catchupLimit,
     rateLimit: { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
     maxSocketsPerUser: config.maxSocketsPerUser,
+    presence: options.cluster ? new ClusterPresence(socketDirectory(io, log)) : new LocalPresence(),
     canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
     log,
     observer: metrics,
@@ -130,8 +139,16 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     } finally {
       clearTimeout(timer);
     }
-    const checks = { store: storeCheck, shutdown: shuttingDown ? "in progress" : "no" };
-    return { ready: storeCheck === "ok" && !shuttingDown, checks };
+    const checks: Record<string, string> = {
+      store: storeCheck,
+      shutdown: shuttingDown ? "in progress" : "no",
+    };
+    let ready = storeCheck === "ok" && !shuttingDown;
+    if (options.cluster) {
+      checks.redis = options.cluster.healthy() ? "ok" : "unreachable";
+      ready &&= options.cluster.healthy();
+    }
+    return { ready, checks };
   };
   const http = createHttpHandler({
     readiness,

@@ -22,7 +22,7 @@ import {
 } from "./payloads.ts";
 import type { Logger } from "./log.ts";
 import type { ChatObserver } from "./metrics.ts";
-import { Presence } from "./presence.ts";
+import type { ConnectionDirectory, Presence } from "./presence.ts";
 import { type RateLimit, RateLimiter } from "./rate_limit.ts";
 import type { ChatMessage, User } from "./store/mod.ts";
 import type { HistoryInfo, Timeline } from "./timeline.ts";
@@ -98,6 +98,8 @@ export interface ChatOptions {
   maxSocketsPerUser: number;
   /** Whether this identity may send messages (scopes); everyone may read. */
   canWrite: (identity: Identity) => boolean;
+  /** Who is online: this process's connections, or every instance's. */
+  presence: Presence;
   log: Logger;
   observer: Pick<ChatObserver, "connectRefused" | "errorSent">;
 }
@@ -130,7 +132,7 @@ function splitAck<T>(args: unknown[]): [unknown, Ack<T> | undefined] {
 /** Attaches the chat rules to a socket.io server; live messages go to {@link CHAT_ROOM}. */
 export function attachChat(io: ChatServer, options: ChatOptions): void {
   const { timeline, verifyToken, log, observer } = options;
-  const presence = new Presence();
+  const { presence } = options;
   const limiter = new RateLimiter(options.rateLimit);
 
   io.use(async (socket, next) => {
@@ -147,7 +149,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): void {
       const { code, message = "" } = describeAuthError(error);
       return refuse(code, message);
     }
-    if (presence.connections(identity.user.id) >= options.maxSocketsPerUser) {
+    if (await presence.connections(identity.user.id) >= options.maxSocketsPerUser) {
       const limit = options.maxSocketsPerUser;
       return refuse(
         "too_many_connections",
@@ -269,34 +271,77 @@ export function attachChat(io: ChatServer, options: ChatOptions): void {
       ack?.({ ok: true, expiresAt: identity.expiresAt ?? null });
     });
 
+    const connection = { socketId: socket.id, user, since: socket.handshake.issued };
     socket.on("disconnect", (reason) => {
       log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
-      if (presence.disconnect(user.id)) io.to(CHAT_ROOM).emit("user:left", user);
+      presence.depart(connection).then((wentOffline) => {
+        if (wentOffline) io.to(CHAT_ROOM).emit("user:left", user);
+      }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
     });
-    if (presence.connect(user)) socket.to(CHAT_ROOM).emit("user:joined", user);
+    socket.join(userRoom(user.id));
 
-    // A socket.io session recovery replays what was missed and restores the room.
-    if (socket.recovered) return void socket.emit("presence", presence.online());
-
-    let afterId: string | undefined;
-    try {
-      afterId = readLastId(socket.handshake.auth);
-    } catch (error) {
-      sendError({
-        ...payloadFailure(error),
-        message: "`lastId` is not a message id; sent the latest history",
-      });
-    }
-    const limit = afterId === undefined ? undefined : options.catchupLimit;
-    timeline.join((history, info) => {
-      if (!socket.connected) return;
-      socket.emit("load", history, info);
-      socket.emit("presence", presence.online());
-      socket.join(CHAT_ROOM);
-    }, { afterId, limit }).catch(() =>
-      sendError({ code: "internal", message: "history could not be loaded" })
-    );
+    const admit = async () => {
+      if (await presence.arrive(connection)) socket.to(CHAT_ROOM).emit("user:joined", user);
+      const online = await presence.online();
+      // A socket.io session recovery replays what was missed and restores the rooms.
+      if (socket.recovered) return void socket.emit("presence", online);
+      let afterId: string | undefined;
+      try {
+        afterId = readLastId(socket.handshake.auth);
+      } catch (error) {
+        sendError({
+          ...payloadFailure(error),
+          message: "`lastId` is not a message id; sent the latest history",
+        });
+      }
+      const limit = afterId === undefined ? undefined : options.catchupLimit;
+      await timeline.join((history, info) => {
+        if (!socket.connected) return;
+        socket.emit("load", history, info);
+        socket.emit("presence", online);
+        socket.join(CHAT_ROOM);
+      }, { afterId, limit });
+    };
+    admit().catch((error) => {
+      log.warn("admit.failed", { socket: socket.id, error });
+      sendError({ code: "internal", message: "history could not be loaded" });
+    });
   });
+}
+
+/** The room holding every connection of one user, on every instance. */
+export function userRoom(userId: string): string {
+  return `user:${userId}`;
+}
+
+/** How long a cluster-wide socket query waits for the other instances. */
+const DIRECTORY_TIMEOUT_MS = 1000;
+
+/**
+ * Every instance's connections, found through the socket.io adapter (`fetchSockets`). When an
+ * instance does not answer in time (it just died), this instance's own connections are used.
+ */
+export function socketDirectory(io: ChatServer, log: Logger): ConnectionDirectory {
+  type Found = { id: string; data: SocketData; handshake: { issued: number } };
+  const toConnections = (sockets: Found[]) =>
+    sockets.map((socket) => ({
+      socketId: socket.id,
+      user: socket.data.identity.user,
+      since: socket.handshake.issued,
+    }));
+  const fetch = async (room?: string): Promise<Found[]> => {
+    const everywhere = room === undefined ? io : io.in(room);
+    try {
+      return await everywhere.timeout(DIRECTORY_TIMEOUT_MS).fetchSockets();
+    } catch (error) {
+      log.warn("presence.partial", { error });
+      return await (room === undefined ? io.local : io.local.in(room)).fetchSockets();
+    }
+  };
+  return {
+    ofUser: async (userId) => toConnections(await fetch(userRoom(userId))),
+    all: async () => toConnections(await fetch()),
+  };
 }
 
 /** Sends committed messages to every joined socket, each as a one-element `load`. */

@@ -19,8 +19,15 @@ export interface Config {
   port: number;
   /** Interface to listen on (`HOSTNAME`, default `0.0.0.0`). */
   hostname: string;
-  /** Deno KV path (`KV_PATH`, default `./data/chat.kv`; `:memory:` keeps nothing). */
+  /**
+   * Deno KV location: a file (`KV_PATH`, default `./data/chat.kv`; `:memory:` keeps nothing) or a
+   * KV Connect URL (`KV_URL`, with `DENO_KV_ACCESS_TOKEN`) shared by several instances.
+   */
   kvPath: string;
+  /** Redis for fan-out across instances (`REDIS_URL`; unset = one instance, in-memory adapter). */
+  redisUrl?: string;
+  /** This instance's name in logs and message ids (`INSTANCE_ID`, default random). */
+  instanceId: string;
   /** Messages sent in `load` on connect (`HISTORY_LIMIT`, default 50). */
   historyLimit: number;
   /** Longest accepted message, in characters (`MAX_MESSAGE_LENGTH`, default 2000). */
@@ -316,6 +323,42 @@ function readDuration(env: Env, name: string, fallback?: number): number | undef
   return ms;
 }
 
+function readUrl(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = readString(env, name);
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `"${raw}" is not a URL`);
+  }
+  if (!protocols.includes(url.protocol)) {
+    throw new ConfigError(
+      name,
+      `expected a ${protocols.join(" or ")}// URL, got "${url.protocol}"`,
+    );
+  }
+  return raw;
+}
+
+function readKvLocation(env: Env): string {
+  const url = readUrl(env, "KV_URL", ["http:", "https:"]);
+  const path = readString(env, "KV_PATH");
+  if (url !== undefined && path !== undefined) {
+    throw new ConfigError("KV_URL", "set KV_PATH or KV_URL, not both");
+  }
+  return url ?? path ?? DEFAULTS.kvPath;
+}
+
+function readInstanceId(env: Env): string {
+  const raw = readString(env, "INSTANCE_ID");
+  if (raw === undefined) return crypto.randomUUID().slice(0, 8);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) {
+    throw new ConfigError("INSTANCE_ID", "use 1-64 letters, digits, '.', '_' or '-'");
+  }
+  return raw;
+}
+
 function readCors(env: Env): string[] | "*" | undefined {
   const raw = readString(env, "CORS_ORIGIN");
   if (raw === undefined) return undefined;
@@ -358,7 +401,9 @@ export function loadConfig(env: Env): Config {
     auth: readAuthConfig(env),
     port: readInteger(env, "PORT", DEFAULTS.port, 0, 65_535),
     hostname,
-    kvPath: readString(env, "KV_PATH") ?? DEFAULTS.kvPath,
+    kvPath: readKvLocation(env),
+    redisUrl: readUrl(env, "REDIS_URL", ["redis:", "rediss:"]),
+    instanceId: readInstanceId(env),
     historyLimit: readInteger(env, "HISTORY_LIMIT", DEFAULTS.historyLimit, 0, 1000),
     maxMessageLength: readInteger(
       env,

@@ -1,48 +1,103 @@
 /**
- * Who is online: connections counted per user, so a user with several tabs is listed once and
- * joins/leaves only with their first/last connection.
+ * Who is online, counted per user, so a user with several tabs is listed once and joins/leaves
+ * only with their first/last connection. {@link LocalPresence} counts this process's
+ * connections; {@link ClusterPresence} asks a directory of every instance's connections.
  *
  * @example
  * ```ts
- * const presence = new Presence();
- * presence.connect({ id: "u1", name: "Ada" }); // true: first connection, announce the join
- * presence.online(); // [{ id: "u1", name: "Ada" }]
+ * const presence = new LocalPresence();
+ * await presence.arrive({ socketId: "s1", user: { id: "u1", name: "Ada" }, since: Date.now() }); // true
+ * await presence.online(); // [{ id: "u1", name: "Ada" }]
  * ```
  * @module
  */
 import type { User } from "./store/mod.ts";
 
+/** One connection, as presence sees it. */
+export interface Connection {
+  socketId: string;
+  user: User;
+  /** When the connection was made (ms since epoch). */
+  since: number;
+}
+
+/** Where presence is kept. */
+export interface Presence {
+  /** Records a new connection; true when it makes the user come online (announce the join). */
+  arrive(connection: Connection): Promise<boolean>;
+  /** Records a closed connection; true when the user went offline (announce the leave). */
+  depart(connection: Connection): Promise<boolean>;
+  /** How many connections the user has open. */
+  connections(userId: string): Promise<number>;
+  /** Everyone online, each once. */
+  online(): Promise<User[]>;
+}
+
 /** Online users of this process. */
-export class Presence {
+export class LocalPresence implements Presence {
   #users = new Map<string, { user: User; connections: number }>();
 
-  /** Counts a connection; true when it is the user's first (they just came online). */
-  connect(user: User): boolean {
+  arrive({ user }: Connection): Promise<boolean> {
     const entry = this.#users.get(user.id);
-    if (entry) {
-      entry.connections++;
-      return false;
+    if (entry) entry.connections++;
+    else this.#users.set(user.id, { user, connections: 1 });
+    return Promise.resolve(!entry);
+  }
+
+  depart({ user }: Connection): Promise<boolean> {
+    const entry = this.#users.get(user.id);
+    if (!entry) return Promise.resolve(false);
+    if (--entry.connections > 0) return Promise.resolve(false);
+    this.#users.delete(user.id);
+    return Promise.resolve(true);
+  }
+
+  connections(userId: string): Promise<number> {
+    return Promise.resolve(this.#users.get(userId)?.connections ?? 0);
+  }
+
+  online(): Promise<User[]> {
+    return Promise.resolve([...this.#users.values()].map((entry) => entry.user));
+  }
+}
+
+/** Every instance's live connections (socket.io's `fetchSockets()` across the adapter). */
+export interface ConnectionDirectory {
+  /** The user's connections on every instance, this one included once it is registered. */
+  ofUser(userId: string): Promise<Connection[]>;
+  /** All connections on every instance. */
+  all(): Promise<Connection[]>;
+}
+
+/**
+ * Presence across instances. Nothing is stored: each question goes to the directory, so the
+ * users of a crashed instance drop out as soon as its connections stop answering.
+ */
+export class ClusterPresence implements Presence {
+  constructor(private readonly directory: ConnectionDirectory) {}
+
+  async arrive(connection: Connection): Promise<boolean> {
+    const connections = await this.directory.ofUser(connection.user.id);
+    // When two tabs connect at once, both see each other: the older one announces.
+    return connections.every((other) =>
+      other.since > connection.since ||
+      (other.since === connection.since && other.socketId >= connection.socketId)
+    );
+  }
+
+  async depart(connection: Connection): Promise<boolean> {
+    return (await this.directory.ofUser(connection.user.id)).length === 0;
+  }
+
+  async connections(userId: string): Promise<number> {
+    return (await this.directory.ofUser(userId)).length;
+  }
+
+  async online(): Promise<User[]> {
+    const users = new Map<string, User>();
+    for (const { user } of await this.directory.all()) {
+      if (!users.has(user.id)) users.set(user.id, user);
     }
-    this.#users.set(user.id, { user, connections: 1 });
-    return true;
-  }
-
-  /** Uncounts a connection; true when it was the user's last (they just went offline). */
-  disconnect(userId: string): boolean {
-    const entry = this.#users.get(userId);
-    if (!entry) return false;
-    if (--entry.connections > 0) return false;
-    this.#users.delete(userId);
-    return true;
-  }
-
-  /** How many connections the user has open. */
-  connections(userId: string): number {
-    return this.#users.get(userId)?.connections ?? 0;
-  }
-
-  /** Everyone online, each once, in the order they came online. */
-  online(): User[] {
-    return [...this.#users.values()].map((entry) => entry.user);
+    return [...users.values()];
   }
 }

@@ -102,7 +102,9 @@ async function dropAndCatchUp(connectionRecoveryMs: number): Promise<boolean> {
         while (seen.length < 60) await sleep(20);
       })(),
       5000,
-      `all 60 messages (seen ${seen.length})`,
+      `all 60 messages (seen ${seen.length}: ${
+        seen.map((m) => m.message).join(",")
+      }; recovered ${recovered})`,
     );
     await sleep(100);
     assert.deepEqual(seen.map((message) => message.message), [...Array(60)].map((_, n) => `${n}`));

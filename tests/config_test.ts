@@ -77,12 +77,16 @@ Deno.test("config: every variable is parsed", () => {
     METRICS_TOKEN: "scrape-me",
     LOG_LEVEL: "DEBUG",
     SHUTDOWN_TIMEOUT: "3s",
+    REDIS_URL: "redis://127.0.0.1:6379/0",
+    INSTANCE_ID: "chat-1",
   });
   assert.deepEqual(config, {
     auth: SECRET_AUTH,
     port: 8080,
     hostname: "127.0.0.1",
     kvPath: ":memory:",
+    redisUrl: "redis://127.0.0.1:6379/0",
+    instanceId: "chat-1",
     historyLimit: 20,
     maxMessageLength: 500,
     corsOrigin: ["https://a.example", "http://localhost:5173"],
@@ -104,6 +108,13 @@ Deno.test("config: every variable is parsed", () => {
     shutdownTimeoutMs: 3000,
   });
   assert.equal(loadConfig({ ...BASE, CORS_ORIGIN: "*" }).corsOrigin, "*");
+  const remote = loadConfig({ ...BASE, KV_URL: "https://kv.example/db" });
+  assert.equal(remote.kvPath, "https://kv.example/db");
+  assert.throws(
+    () => loadConfig({ ...BASE, KV_URL: "https://kv.example/db", KV_PATH: "x.kv" }),
+    (error: ConfigError) => error.variable === "KV_URL",
+  );
+  assert.match(loadConfig(BASE).instanceId, /^[0-9a-f]{8}$/);
 });
 
 Deno.test("config: invalid values are refused with the variable's name", () => {
@@ -132,6 +143,10 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
     ["DEV_LOGIN", "yes"],
     ["LOG_LEVEL", "verbose"],
     ["SHUTDOWN_TIMEOUT", "10ms"],
+    ["REDIS_URL", "http://127.0.0.1:6379"],
+    ["REDIS_URL", "not a url"],
+    ["KV_URL", "redis://kv.example"],
+    ["INSTANCE_ID", "has spaces"],
   ];
   for (const [variable, value] of cases) {
     const error = refusal({ [variable]: value });

@@ -1,60 +1,7 @@
 import assert from "node:assert/strict";
 import { io as connect } from "socket.io-client";
-import { SECRET, tokenFor, within } from "./helpers/chat_server.ts";
-
-interface Running {
-  child: Deno.ChildProcess;
-  url: string;
-  /** Everything the process wrote to stdout so far. */
-  output: () => string;
-}
-
-const decoder = new TextDecoder();
-
-/** Starts main.ts with `env` on 127.0.0.1 port 0 and waits for its listening line. */
-async function startMain(env: Record<string, string>): Promise<Running> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"],
-    env: { JWT_SECRET: SECRET, PORT: "0", HOSTNAME: "127.0.0.1", KV_PATH: ":memory:", ...env },
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  let output = "";
-  const reader = child.stdout.getReader();
-  const url = await within(
-    (async () => {
-      while (true) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`main.ts exited before listening: ${output}`);
-        output += decoder.decode(value);
-        const match = output.match(/listening on (https?:\/\/[^ ]+)/);
-        if (match) return match[1];
-      }
-    })(),
-    15_000,
-    "main.ts to listen",
-  );
-  // Keep draining stdout so the child never blocks on a full pipe.
-  (async () => {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      output += decoder.decode(value);
-    }
-  })();
-  return { child, url, output: () => output };
-}
-
-async function runMain(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"],
-    env: { JWT_SECRET: SECRET, PORT: "0", HOSTNAME: "127.0.0.1", KV_PATH: ":memory:", ...env },
-    clearEnv: true,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  return { code, stderr: decoder.decode(stderr) };
-}
+import { tokenFor, within } from "./helpers/chat_server.ts";
+import { runMain, startMain } from "./helpers/main_process.ts";
 
 Deno.test("main: exits 1 with one clear line when JWT_SECRET is missing", async () => {
   const { code, stderr } = await runMain({ JWT_SECRET: "" });
@@ -185,6 +132,6 @@ async function makeCertificate(dir: string): Promise<void> {
       stderr: "piped",
     })
       .output();
-    assert.ok(result.success, `openssl ${args[0]}: ${decoder.decode(result.stderr)}`);
+    assert.ok(result.success, `openssl ${args[0]}: ${new TextDecoder().decode(result.stderr)}`);
   }
 }

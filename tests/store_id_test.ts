@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createIdGenerator, isMessageId, timeOfId } from "../src/store/id.ts";
+import { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "../src/store/id.ts";
 
 Deno.test("id: ids are 26 Crockford base32 characters", () => {
   const id = createIdGenerator()();
@@ -64,4 +64,19 @@ Deno.test("id: isMessageId accepts generated ids and rejects everything else", (
   for (const value of [undefined, null, 42, {}, ["01ARZ3NDEKTSV4RRFFQ69G5FAV"]]) {
     assert.equal(isMessageId(value), false);
   }
+});
+
+Deno.test("id: instances stamped in the id keep ids of several writers apart in one millisecond", () => {
+  const frozen = () => 1_700_000_000_000;
+  const first = createIdGenerator(frozen, instanceNumber("instance-a"));
+  const second = createIdGenerator(frozen, instanceNumber("instance-b"));
+  const ids = new Set<string>();
+  for (let n = 0; n < 1000; n++) {
+    ids.add(first());
+    ids.add(second());
+  }
+  assert.equal(ids.size, 2000);
+  assert.notEqual(instanceNumber("instance-a"), instanceNumber("instance-b"));
+  assert.equal(instanceNumber("instance-a"), instanceNumber("instance-a"));
+  assert.throws(() => createIdGenerator(frozen, 70_000), RangeError);
 });

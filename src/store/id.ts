@@ -21,7 +21,6 @@ const TIME_LENGTH = 10;
 const RANDOM_LENGTH = 16;
 const ID_LENGTH = TIME_LENGTH + RANDOM_LENGTH;
 const MAX_TIME = 2 ** 48 - 1;
-const MAX_RANDOM = (1n << 80n) - 1n;
 const ID_PATTERN = new RegExp(`^[${CROCKFORD_ALPHABET}]{${ID_LENGTH}}$`);
 
 function encode(value: bigint, length: number): string {
@@ -33,18 +32,47 @@ function encode(value: bigint, length: number): string {
   return text;
 }
 
-function randomBits(): bigint {
+const SEQUENCE_BITS = 64n;
+const MAX_SEQUENCE = (1n << SEQUENCE_BITS) - 1n;
+
+function randomSequence(): bigint {
   let value = 0n;
-  for (const byte of crypto.getRandomValues(new Uint8Array(10))) {
+  // 62 random bits leave room to count up within one millisecond without overflowing 64.
+  for (const byte of crypto.getRandomValues(new Uint8Array(8))) {
     value = (value << 8n) | BigInt(byte);
   }
-  return value;
+  return value >> 2n;
 }
 
-/** Creates a monotonic id generator; `now` is injectable so tests can freeze the clock. */
-export function createIdGenerator(now: () => number = Date.now): MessageIdGenerator {
+/** A random 16-bit instance number, used when none is given. */
+export function randomInstance(): number {
+  return crypto.getRandomValues(new Uint16Array(1))[0];
+}
+
+/** Hashes an instance name (`INSTANCE_ID`) to the 16-bit instance number ids carry. */
+export function instanceNumber(name: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(name)) hash = Math.imul(hash ^ byte, 0x01000193);
+  return (hash >>> 0) & 0xffff;
+}
+
+/**
+ * Creates a monotonic id generator; `now` is injectable so tests can freeze the clock.
+ *
+ * An id is 48 bits of milliseconds, 16 bits naming the instance, then a 64-bit sequence that
+ * starts at random each millisecond and counts up within it. Several instances writing one store
+ * never collide, and each instance's ids sort in the order it made them.
+ */
+export function createIdGenerator(
+  now: () => number = Date.now,
+  instance: number = randomInstance(),
+): MessageIdGenerator {
+  if (!Number.isInteger(instance) || instance < 0 || instance > 0xffff) {
+    throw new RangeError(`instance ${instance} is outside 0-65535`);
+  }
+  const instancePart = BigInt(instance) << SEQUENCE_BITS;
   let lastTime = -1;
-  let lastRandom = 0n;
+  let sequence = 0n;
   return () => {
     const time = Math.floor(now());
     if (!Number.isSafeInteger(time) || time < 0 || time > MAX_TIME) {
@@ -52,16 +80,16 @@ export function createIdGenerator(now: () => number = Date.now): MessageIdGenera
     }
     if (time > lastTime) {
       lastTime = time;
-      lastRandom = randomBits();
-    } else if (lastRandom < MAX_RANDOM) {
+      sequence = randomSequence();
+    } else if (sequence < MAX_SEQUENCE) {
       // The clock stalled or stepped back: stay on the last timestamp so order is kept.
-      lastRandom += 1n;
+      sequence += 1n;
     } else {
-      // 2^80 ids in one millisecond cannot happen by chance; borrow the next millisecond.
+      // 2^62 ids in one millisecond cannot happen; borrow the next millisecond.
       lastTime += 1;
-      lastRandom = randomBits();
+      sequence = randomSequence();
     }
-    return encode(BigInt(lastTime), TIME_LENGTH) + encode(lastRandom, RANDOM_LENGTH);
+    return encode(BigInt(lastTime), TIME_LENGTH) + encode(instancePart | sequence, RANDOM_LENGTH);
   };
 }
 

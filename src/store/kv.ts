@@ -155,7 +155,9 @@ export class KvMessageStore implements MessageStore {
     for (let i = 0; i < keys.length; i += GET_MANY_LIMIT) {
       chunks.push(keys.slice(i, i + GET_MANY_LIMIT));
     }
-    const entries = await Promise.all(chunks.map((chunk) => this.#kv.getMany<T[]>(chunk)));
+    const entries = await Promise.all(
+      chunks.map((chunk) => whenUnlocked(() => this.#kv.getMany<T[]>(chunk))),
+    );
     return entries.flat().map((entry) => entry.value as T | null);
   }
 
@@ -186,7 +188,7 @@ export class KvMessageStore implements MessageStore {
         }
         end++;
       }
-      const result = await atomic.commit();
+      const result = await whenUnlocked(() => atomic.commit());
       if (!result.ok) throw new DedupeConflict();
       start = end;
     }
@@ -225,12 +227,12 @@ export class KvMessageStore implements MessageStore {
     for await (const entry of this.#kv.list(selector)) {
       atomic.delete(entry.key);
       if (++pending === MAX_BATCH_MESSAGES) {
-        await atomic.commit();
+        await whenUnlocked(() => atomic.commit());
         atomic = this.#kv.atomic();
         pending = 0;
       }
     }
-    if (pending > 0) await atomic.commit();
+    if (pending > 0) await whenUnlocked(() => atomic.commit());
   }
 
   async latest(limit: number, afterId?: string): Promise<ChatMessage[]> {
@@ -286,11 +288,34 @@ export class KvMessageStore implements MessageStore {
     selector: Deno.KvListSelector,
     options: Deno.KvListOptions,
   ): Promise<ChatMessage[]> {
-    const messages: ChatMessage[] = [];
-    for await (const entry of this.#kv.list<ChatMessage>(selector, options)) {
-      messages.push(entry.value);
+    return await whenUnlocked(async () => {
+      const messages: ChatMessage[] = [];
+      for await (const entry of this.#kv.list<ChatMessage>(selector, options)) {
+        messages.push(entry.value);
+      }
+      return messages;
+    });
+  }
+}
+
+/** How long an operation keeps retrying while another process holds the database lock. */
+const LOCK_WAIT_MS = 5_000;
+
+/**
+ * Runs a KV operation, retrying while another process sharing the same file holds its lock:
+ * Deno KV's SQLite backend reports "database is locked" instead of waiting. Nothing was written
+ * by a refused attempt, so retrying is safe.
+ */
+async function whenUnlocked<T>(operation: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (let delay = 2;; delay = Math.min(delay * 2, 50)) {
+    try {
+      return await operation();
+    } catch (error) {
+      const locked = error instanceof Error && /database is (locked|busy)/.test(error.message);
+      if (!locked || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
     }
-    return messages;
   }
 }
 
@@ -317,6 +342,8 @@ export async function openKvStore(
   path: string,
   options: KvStoreOptions = {},
 ): Promise<KvMessageStore> {
-  if (path !== MEMORY_PATH) await Deno.mkdir(dirname(path), { recursive: true });
+  // A KV Connect URL (several instances sharing one remote store) has no directory to create.
+  const isUrl = /^https?:\/\//.test(path);
+  if (path !== MEMORY_PATH && !isUrl) await Deno.mkdir(dirname(path), { recursive: true });
   return new KvMessageStore(await Deno.openKv(path), options);
 }

@@ -60,5 +60,5 @@ export interface MessageStore {
 
 export { KvMessageStore, openKvStore, StoreError } from "./kv.ts";
 export type { KvStoreOptions, StoreErrorCode } from "./kv.ts";
-export { createIdGenerator, isMessageId, timeOfId } from "./id.ts";
+export { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "./id.ts";
 export type { MessageIdGenerator } from "./id.ts";

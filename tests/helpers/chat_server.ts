@@ -43,6 +43,7 @@ export async function startChat(
   const config: Config = {
     ...DEFAULTS,
     auth: TEST_AUTH,
+    instanceId: "test",
     port: 0,
     hostname: "127.0.0.1",
     ...overrides,

@@ -1,0 +1,166 @@
+import assert from "node:assert/strict";
+import { ChatClient, sleep, tokenFor, within } from "./helpers/chat_server.ts";
+import { type RunningMain, startMain } from "./helpers/main_process.ts";
+import { hasRedis, type RedisServer, startRedis } from "./helpers/redis_server.ts";
+import type { ChatMessage, User } from "../src/store/mod.ts";
+
+const websocket = { transports: ["websocket" as const] };
+
+/** Waits until `condition` holds, re-checking every 20 ms. */
+async function until(condition: () => boolean, what: string, ms = 8000): Promise<void> {
+  await within(
+    (async () => {
+      while (!condition()) await sleep(20);
+    })(),
+    ms,
+    what,
+  );
+}
+
+async function readyz(instance: RunningMain): Promise<{ status: number; checks: unknown }> {
+  const response = await fetch(`${instance.url}/readyz`);
+  return { status: response.status, checks: (await response.json()).checks };
+}
+
+Deno.test({
+  name: hasRedis()
+    ? "cluster: two instances on one Redis and one KV file behave as one chat"
+    : "cluster: skipped because /usr/bin/redis-server is not installed",
+  ignore: !hasRedis(),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const redis: RedisServer = await startRedis();
+    const env = {
+      REDIS_URL: redis.url,
+      KV_PATH: `${dir}/chat.kv`,
+      RATE_LIMIT_BURST: "200",
+      CONNECTION_RECOVERY: "0",
+      LOG_LEVEL: "error",
+    };
+    const a = await startMain({ ...env, INSTANCE_ID: "a" });
+    const b = await startMain({ ...env, INSTANCE_ID: "b" });
+    const clients: ChatClient[] = [];
+    const join = async (instance: RunningMain, user: string, extra = {}) => {
+      const client = await ChatClient.join(instance.url, user, { ...websocket, ...extra });
+      clients.push(client);
+      return client;
+    };
+    try {
+      const alice = await join(a, "alice");
+      const bob = await join(b, "bob");
+      const carol = await join(a, "carol");
+      const joinedSeenByBob: string[] = [];
+      bob.socket.on("user:joined", (user: User) => joinedSeenByBob.push(user.id));
+
+      // Fan-out: messages sent on A reach A and B once each, in the same order.
+      for (let n = 0; n < 10; n++) assert.ok((await alice.send({ message: `a${n}` })).ok);
+      for (let n = 0; n < 10; n++) assert.ok((await bob.send({ message: `b${n}` })).ok);
+      for (const client of [alice, bob, carol]) {
+        await client.waitFor(() => client.live.length >= 20, "20 live messages");
+      }
+      await sleep(100);
+      const expected = [...Array(10)].map((_, n) => `a${n}`).concat(
+        [...Array(10)].map((_, n) => `b${n}`),
+      );
+      for (const client of [alice, bob, carol]) {
+        assert.deepEqual(
+          client.live.map((m) => m.message),
+          expected,
+          "each message once, in order",
+        );
+      }
+      const ids = alice.live.map((m) => m.id);
+      assert.equal(new Set(ids).size, 20, "ids are unique across instances");
+
+      // The same history from either instance.
+      const lateA = await join(a, "dave");
+      const lateB = await join(b, "erin");
+      assert.deepEqual(lateA.history, lateB.history);
+      assert.deepEqual(lateA.history.map((m) => m.message), expected);
+
+      // Presence spans both instances.
+      const presence: User[] = await within(
+        new Promise((resolve) => {
+          const client = new ChatClient(b.url, websocket);
+          clients.push(client);
+          client.socket.on("presence", resolve);
+          tokenFor("frank").then((token) => {
+            client.socket.auth = { token };
+            client.socket.connect();
+          });
+        }),
+        8000,
+        "presence",
+      );
+      assert.deepEqual(
+        presence.map((user) => user.id).sort(),
+        ["alice", "bob", "carol", "dave", "erin", "frank"],
+      );
+      await until(
+        () => joinedSeenByBob.includes("carol") || joinedSeenByBob.includes("dave"),
+        "joins",
+      );
+      assert.ok(joinedSeenByBob.includes("dave"), "bob on B saw dave join on A");
+
+      // Instance B dies: A keeps serving, and B's client catches up on A with lastId.
+      const bobLastSeen = bob.live.at(-1)!.id;
+      await b.stop();
+      for (let n = 0; n < 5; n++) assert.ok((await alice.send({ message: `after-b-${n}` })).ok);
+      await carol.waitFor(() => carol.live.length >= 25, "A still delivers");
+      const rejoined = new ChatClient(a.url, {
+        ...websocket,
+        auth: { token: await tokenFor("bob"), lastId: bobLastSeen },
+      });
+      clients.push(rejoined);
+      await rejoined.waitFor(() => rejoined.loads.length > 0, "bob's catch-up on A");
+      assert.deepEqual(
+        rejoined.history.map((m: ChatMessage) => m.message),
+        [...Array(5)].map((_, n) => `after-b-${n}`),
+        "exactly the gap",
+      );
+
+      // Redis restarts mid-test: A reports it, then fan-out resumes.
+      await redis.stop();
+      await sleep(300);
+      assert.equal((await readyz(a)).status, 503);
+      assert.ok((await alice.send({ message: "while redis is down" })).ok, "local chat goes on");
+      await redis.start();
+      await within(
+        (async () => {
+          while ((await readyz(a)).status !== 200) await sleep(100);
+        })(),
+        10_000,
+        "A to be ready again",
+      );
+      const b2 = await startMain({ ...env, INSTANCE_ID: "b2" });
+      try {
+        const george = await join(b2, "george");
+        await sleep(300);
+        assert.ok((await alice.send({ message: "after redis restart" })).ok);
+        await george.waitFor(
+          () => george.live.some((m) => m.message === "after redis restart"),
+          "fan-out after the Redis restart",
+          10_000,
+        );
+      } finally {
+        await b2.stop();
+      }
+    } finally {
+      clients.forEach((client) => client.close());
+      await a.stop();
+      await b.stop();
+      await redis.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "cluster: REDIS_URL that cannot be reached stops the start with a clear line",
+  async fn() {
+    const { runMain } = await import("./helpers/main_process.ts");
+    const { code, stderr } = await runMain({ REDIS_URL: "redis://127.0.0.1:1" });
+    assert.equal(code, 1);
+    assert.match(stderr, /chat server: cannot connect to REDIS_URL: /);
+  },
+});

@@ -1,0 +1,86 @@
+/**
+ * Runs `main.ts` as a child process, the way an operator does, for tests that need the real
+ * entry point (signals, exit codes, several instances).
+ * @module
+ */
+import { SECRET, within } from "./chat_server.ts";
+
+/** A running `main.ts`. */
+export interface RunningMain {
+  child: Deno.ChildProcess;
+  url: string;
+  /** Everything the process wrote to stdout so far. */
+  output: () => string;
+  /** Kills the process (SIGKILL) unless it already exited, and waits for it. */
+  stop(): Promise<void>;
+}
+
+const decoder = new TextDecoder();
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-write"];
+const BASE_ENV = { JWT_SECRET: SECRET, PORT: "0", HOSTNAME: "127.0.0.1", KV_PATH: ":memory:" };
+
+/** Starts main.ts with `env` on 127.0.0.1 port 0 and waits for its listening line. */
+export async function startMain(env: Record<string, string>): Promise<RunningMain> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PERMISSIONS, MAIN],
+    env: { ...BASE_ENV, ...env },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let output = "";
+  const reader = child.stdout.getReader();
+  let url: string;
+  try {
+    url = await within(
+      (async () => {
+        while (true) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`main.ts exited before listening: ${output}`);
+          output += decoder.decode(value);
+          const match = output.match(/listening on (https?:\/\/[^ ]+)/);
+          if (match) return match[1];
+        }
+      })(),
+      15_000,
+      "main.ts to listen",
+    );
+  } catch (error) {
+    child.kill("SIGKILL");
+    await child.status;
+    throw error;
+  }
+  // Keep draining stdout so the child never blocks on a full pipe.
+  (async () => {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      output += decoder.decode(value);
+    }
+  })();
+  return {
+    child,
+    url,
+    output: () => output,
+    async stop() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already exited */ }
+      await child.status;
+    },
+  };
+}
+
+/** Runs main.ts with only `env` (no inherited variables) until it exits. */
+export async function runMain(
+  env: Record<string, string>,
+): Promise<{ code: number; stderr: string }> {
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PERMISSIONS, MAIN],
+    env: { ...BASE_ENV, ...env },
+    clearEnv: true,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return { code, stderr: decoder.decode(stderr) };
+}
