@@ -29,6 +29,8 @@ try {
     maxAgeMs: config.historyMaxAgeMs,
     maxCount: config.historyMaxCount,
     generateId: createIdGenerator(Date.now, instanceNumber(config.instanceId)),
+    // Serve history from memory, unless other instances write to the same store.
+    recentWindow: config.redisUrl ? 0 : Math.max(config.historyLimit, config.catchupLimit) + 1,
   });
 } catch (error) {
   const reason = error instanceof Error ? error.message : String(error);

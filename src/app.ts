@@ -129,7 +129,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await Promise.race([
-        store.latest(1),
+        store.ping(),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error("timeout")), STORE_PROBE_TIMEOUT_MS);
         }),

@@ -13,6 +13,7 @@
 import type { Server, Socket } from "socket.io";
 import { AuthError, extractToken, type Identity, isExpired } from "./auth.ts";
 import {
+  checkEventArguments,
   PayloadError,
   readHistoryQuery,
   readLastId,
@@ -185,6 +186,15 @@ export function attachChat(io: ChatServer, options: ChatOptions): void {
       throw error;
     };
 
+    socket.use((event, next) => {
+      try {
+        checkEventArguments(event);
+      } catch (error) {
+        sendError(payloadFailure(error));
+        return next(error as Error);
+      }
+      next();
+    });
     socket.use((_packet, next) => {
       if (!isExpired(socket.data.identity)) return next();
       sendError({ code: "token_expired", message: "token has expired; reconnect with a new one" });

@@ -28,6 +28,8 @@ export const MAX_CLIENT_ID_LENGTH = 64;
 export const MAX_HISTORY_PAGE = 100;
 /** Messages a `history` request returns when it names no `limit`. */
 export const DEFAULT_HISTORY_PAGE = 50;
+/** Most arguments one client event may carry, its ack included. */
+export const MAX_EVENT_ARGUMENTS = 8;
 
 function invalid(message: string): PayloadError {
   return new PayloadError("invalid_payload", message);
@@ -38,6 +40,16 @@ function readObject(payload: unknown, example: string): Record<string, unknown> 
     throw invalid(`expected an object like ${example}`);
   }
   return payload as Record<string, unknown>;
+}
+
+/**
+ * Checks a client event (`[name, ...args]`) before any handler runs: socket.io spreads the
+ * arguments into a call, and a packet of a few hundred thousand of them overflows the stack.
+ */
+export function checkEventArguments(event: readonly unknown[]): void {
+  if (event.length - 1 > MAX_EVENT_ARGUMENTS) {
+    throw invalid(`an event carries at most ${MAX_EVENT_ARGUMENTS} arguments`);
+  }
 }
 
 /** A validated `message` payload. */

@@ -299,3 +299,10 @@ Deno.test("kv store: maxAgeMs hides expired messages from every read", async () 
     store.close();
   }
 });
+
+Deno.test("kv store: ping answers while open and fails once closed", async () => {
+  const store = await openKvStore(":memory:", { recentWindow: 10 });
+  await store.ping();
+  store.close();
+  await assert.rejects(store.ping());
+});

@@ -48,6 +48,9 @@ export const ENGINE_DEFAULTS = {
   pingTimeout: 20_000,
   upgradeTimeout: 10_000,
   maxHttpBufferSize: 1_000_000,
+  maxBufferedBytes: 1_000_000,
+  maxBufferedPackets: 1_000,
+  pollBodyTimeout: 10_000,
 } as const;
 
 /** Engine.IO's error codes, sent as `{code, message}` with HTTP 400/403. */
@@ -108,6 +111,9 @@ export class Engine extends EventEmitter {
       pingTimeout: options.pingTimeout ?? ENGINE_DEFAULTS.pingTimeout,
       upgradeTimeout: options.upgradeTimeout ?? ENGINE_DEFAULTS.upgradeTimeout,
       maxHttpBufferSize: options.maxHttpBufferSize ?? ENGINE_DEFAULTS.maxHttpBufferSize,
+      maxBufferedBytes: options.maxBufferedBytes ?? ENGINE_DEFAULTS.maxBufferedBytes,
+      maxBufferedPackets: options.maxBufferedPackets ?? ENGINE_DEFAULTS.maxBufferedPackets,
+      pollBodyTimeout: options.pollBodyTimeout ?? ENGINE_DEFAULTS.pollBodyTimeout,
     };
     this.#cors = options.cors;
     this.#allowRequest = options.allowRequest;

@@ -35,6 +35,15 @@ export interface SessionOptions {
   pingTimeout: number;
   upgradeTimeout: number;
   maxHttpBufferSize: number;
+  /**
+   * Most bytes waiting for a client that does not read (packets queued for the next poll, plus
+   * what the WebSocket has not sent yet); one more closes the session ("transport error").
+   */
+  maxBufferedBytes: number;
+  /** Most packets queued for the next poll; one more closes the session ("transport error"). */
+  maxBufferedPackets: number;
+  /** Most milliseconds a polling POST body may take to arrive; slower ones close the session. */
+  pollBodyTimeout: number;
 }
 
 type ReadyState = "opening" | "open" | "closing" | "closed";
@@ -56,6 +65,8 @@ export class EngineSocket extends EventEmitter {
   transport: Transport;
   #upgradeState: UpgradeState = "none";
   #writeBuffer: Packet[] = [];
+  /** Size of `#writeBuffer`'s data, in bytes for binary and UTF-16 units for text. */
+  #writeBufferSize = 0;
   #pingIntervalTimer?: ReturnType<typeof setTimeout>;
   #pingTimeoutTimer?: ReturnType<typeof setTimeout>;
   #refreshedPingTimeout = false;
@@ -237,8 +248,23 @@ export class EngineSocket extends EventEmitter {
     const packet: Packet = data === undefined ? { type } : { type, data };
     this.emit("packetCreate", packet);
     this.#writeBuffer.push(packet);
+    this.#writeBufferSize += data?.length ?? 0;
     if (callback) this.once("flush", callback);
     this.#flush();
+    this.#limitBacklog();
+  }
+
+  /** A client that stops reading must not make the server buffer without bound. */
+  #limitBacklog(): void {
+    const bytes = this.#writeBufferSize + this.transport.bufferedAmount;
+    if (
+      bytes <= this.options.maxBufferedBytes &&
+      this.#writeBuffer.length <= this.options.maxBufferedPackets
+    ) return;
+    this.#onClose(
+      "transport error",
+      new TransportError("send_buffer_full", "the client is not reading what it is sent"),
+    );
   }
 
   #flush(): void {
@@ -247,6 +273,7 @@ export class EngineSocket extends EventEmitter {
     }
     const packets = this.#writeBuffer;
     this.#writeBuffer = [];
+    this.#writeBufferSize = 0;
     this.transport.send(packets);
     this.emit("flush", packets);
     this.emit("drain");
@@ -259,6 +286,7 @@ export class EngineSocket extends EventEmitter {
     clearTimeout(this.#pingTimeoutTimer);
     this.#upgradeCleanup?.();
     this.#writeBuffer = [];
+    this.#writeBufferSize = 0;
     const transport = this.transport;
     transport.removeAllListeners();
     transport.close();

@@ -34,6 +34,11 @@ export abstract class Transport extends EventEmitter {
   /** Transports this one may upgrade to. */
   abstract readonly upgradesTo: TransportName[];
 
+  /** Bytes handed to `send()` that have not reached the network yet. */
+  get bufferedAmount(): number {
+    return 0;
+  }
+
   /** Sends packets; only called while `writable`. */
   abstract send(packets: Packet[]): void;
 

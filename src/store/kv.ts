@@ -13,6 +13,7 @@
 
 import { dirname } from "node:path";
 import type { AppendResult, ChatMessage, MessageStore, NewMessage } from "./mod.ts";
+import { RecentWindow } from "./recent.ts";
 import {
   createIdGenerator,
   firstIdAt,
@@ -42,6 +43,11 @@ export interface KvStoreOptions {
   maxCount?: number;
   /** How long a `clientId` is remembered for deduplication (default 24 h). */
   dedupeTtlMs?: number;
+  /**
+   * Keep the newest this many messages in memory and serve `latest` from them (default 0: off).
+   * Only for a store with a single writer process: other writers' messages would be missed.
+   */
+  recentWindow?: number;
 }
 
 const MESSAGES = "messages";
@@ -72,11 +78,24 @@ export class KvMessageStore implements MessageStore {
   readonly #generateId: MessageIdGenerator;
   readonly #options: KvStoreOptions;
   #appendsSinceTrim = 0;
+  readonly #recent?: RecentWindow;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
     this.#kv = kv;
     this.#generateId = options.generateId ?? createIdGenerator();
     this.#options = options;
+    const size = Math.min(options.recentWindow ?? 0, options.maxCount ?? Infinity);
+    if (size > 0) this.#recent = new RecentWindow(size);
+  }
+
+  /** Fills the in-memory window of recent messages, when there is one; call once, first. */
+  async warm(): Promise<void> {
+    if (!this.#recent) return;
+    const newestFirst = await this.#collect({ prefix: [MESSAGES] }, {
+      reverse: true,
+      limit: this.#recent.size,
+    });
+    this.#recent.seed(newestFirst.reverse());
   }
 
   async append(input: NewMessage): Promise<ChatMessage> {
@@ -114,6 +133,7 @@ export class KvMessageStore implements MessageStore {
       results.push({ message, created: true });
     }
     await this.#commit(created);
+    this.#recent?.add(created.map((entry) => entry.message));
     return results;
   }
 
@@ -239,8 +259,16 @@ export class KvMessageStore implements MessageStore {
     checkLimit(limit);
     if (afterId !== undefined) checkId(afterId);
     if (limit === 0) return [];
+    const cached = this.#recent?.newest(limit, afterId, this.#youngestId());
+    if (cached) return cached;
     const newestFirst = await this.#collect(this.#range(afterId), { reverse: true, limit });
     return newestFirst.reverse();
+  }
+
+  /** The oldest id still within `maxAgeMs`, when messages expire. */
+  #youngestId(): string | undefined {
+    const { maxAgeMs } = this.#options;
+    return maxAgeMs === undefined ? undefined : firstIdAt(Date.now() - maxAgeMs);
   }
 
   async after(id: string, limit: number = DEFAULT_AFTER_LIMIT): Promise<ChatMessage[]> {
@@ -265,10 +293,8 @@ export class KvMessageStore implements MessageStore {
   #range(afterId?: string, beforeId?: string): Deno.KvListSelector {
     // "\0" sorts right after an id itself, which makes the start exclusive.
     let start = afterId === undefined ? undefined : afterId + "\u0000";
-    if (this.#options.maxAgeMs !== undefined) {
-      const youngest = firstIdAt(Date.now() - this.#options.maxAgeMs);
-      if (start === undefined || youngest > start) start = youngest;
-    }
+    const youngest = this.#youngestId();
+    if (youngest !== undefined && (start === undefined || youngest > start)) start = youngest;
     const prefix = [MESSAGES];
     if (start !== undefined && beforeId !== undefined) {
       // A range whose start is past its end would be refused by KV: make it empty instead.
@@ -278,6 +304,10 @@ export class KvMessageStore implements MessageStore {
     if (start !== undefined) return { prefix, start: [MESSAGES, start] };
     if (beforeId !== undefined) return { prefix, end: [MESSAGES, beforeId] };
     return { prefix };
+  }
+
+  async ping(): Promise<void> {
+    await whenUnlocked(() => this.#kv.get([MESSAGES]));
   }
 
   close(): void {
@@ -345,5 +375,7 @@ export async function openKvStore(
   // A KV Connect URL (several instances sharing one remote store) has no directory to create.
   const isUrl = /^https?:\/\//.test(path);
   if (path !== MEMORY_PATH && !isUrl) await Deno.mkdir(dirname(path), { recursive: true });
-  return new KvMessageStore(await Deno.openKv(path), options);
+  const store = new KvMessageStore(await Deno.openKv(path), options);
+  await store.warm();
+  return store;
 }

@@ -55,6 +55,8 @@ export interface MessageStore {
   after(id: string, limit?: number): Promise<ChatMessage[]>;
   /** Up to `limit` messages strictly before `id`, oldest first (the ones right before id). */
   before(id: string, limit: number): Promise<ChatMessage[]>;
+  /** Resolves when the backend answers a read (a readiness probe); rejects otherwise. */
+  ping(): Promise<void>;
   close(): void;
 }
 

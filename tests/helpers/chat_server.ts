@@ -48,7 +48,9 @@ export async function startChat(
     hostname: "127.0.0.1",
     ...overrides,
   };
-  const store = await openKvStore(config.kvPath === DEFAULTS.kvPath ? ":memory:" : config.kvPath);
+  const store = await openKvStore(config.kvPath === DEFAULTS.kvPath ? ":memory:" : config.kvPath, {
+    recentWindow: Math.max(config.historyLimit, config.catchupLimit) + 1,
+  });
   const app = createApp(config, store, options);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
   let closed = false;

@@ -10,6 +10,8 @@ import { Transport } from "../transport.ts";
 export interface PollingOptions {
   /** Largest accepted POST body, in bytes. */
   maxHttpBufferSize: number;
+  /** Most milliseconds a POST body may take to arrive (a slow drip would hold the session). */
+  pollBodyTimeout: number;
 }
 
 interface PendingPoll {
@@ -21,23 +23,40 @@ interface PendingPoll {
 /** Thrown by {@link readBodyWithin} when a body exceeds the limit. */
 class BodyTooLargeError extends Error {}
 
-/** Reads a request body as UTF-8 text, stopping as soon as it exceeds `limit` bytes. */
-async function readBodyWithin(request: Request, limit: number): Promise<string> {
+/** Thrown by {@link readBodyWithin} when a body does not arrive in time. */
+class BodyTimeoutError extends Error {}
+
+/**
+ * Reads a request body as UTF-8 text, stopping as soon as it exceeds `limit` bytes or takes
+ * longer than `timeoutMs`.
+ */
+async function readBodyWithin(request: Request, limit: number, timeoutMs: number): Promise<string> {
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > limit) throw new BodyTooLargeError();
   if (request.body === null) return "";
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = request.body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      throw new BodyTooLargeError();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    // Cancelling settles the pending read as done.
+    reader.cancel().catch(() => {});
+  }, timeoutMs);
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (timedOut) throw new BodyTimeoutError();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) {
+        await reader.cancel();
+        throw new BodyTooLargeError();
+      }
+      chunks.push(value);
     }
-    chunks.push(value);
+  } finally {
+    clearTimeout(timer);
   }
   const body = new Uint8Array(size);
   let offset = 0;
@@ -113,13 +132,22 @@ export class PollingTransport extends Transport {
     this.#postInFlight = true;
     let payload: string;
     try {
-      payload = await readBodyWithin(request, this.options.maxHttpBufferSize);
+      payload = await readBodyWithin(
+        request,
+        this.options.maxHttpBufferSize,
+        this.options.pollBodyTimeout,
+      );
     } catch (error) {
-      const tooLarge = error instanceof BodyTooLargeError;
-      this.onError(tooLarge ? "payload_too_large" : "bad_body", "the request body was refused");
-      return tooLarge
-        ? errorResponse(413, BAD_REQUEST, "Payload too large", headers)
-        : errorResponse(400, BAD_REQUEST, "Body is not valid UTF-8", headers);
+      if (error instanceof BodyTooLargeError) {
+        this.onError("payload_too_large", "the request body was refused");
+        return errorResponse(413, BAD_REQUEST, "Payload too large", headers);
+      }
+      if (error instanceof BodyTimeoutError) {
+        this.onError("body_timeout", "the request body did not arrive in time");
+        return errorResponse(408, BAD_REQUEST, "Request body timed out", headers);
+      }
+      this.onError("bad_body", "the request body was refused");
+      return errorResponse(400, BAD_REQUEST, "Body is not valid UTF-8", headers);
     } finally {
       this.#postInFlight = false;
     }

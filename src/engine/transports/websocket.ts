@@ -56,6 +56,10 @@ export class WebSocketTransport extends Transport {
     this.onPacket(packet);
   }
 
+  override get bufferedAmount(): number {
+    return this.socket.bufferedAmount;
+  }
+
   send(packets: Packet[]): void {
     if (this.socket.readyState !== WebSocket.OPEN) return;
     for (const packet of packets) this.socket.send(encodePacket(packet, true));
