@@ -306,3 +306,23 @@ Deno.test("kv store: ping answers while open and fails once closed", async () =>
   store.close();
   await assert.rejects(store.ping());
 });
+
+Deno.test("kv store: a batch of more clientIds than one KV commit may check is split safely", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const inputs = [...Array(450)].map((_, n) => ({
+      user: ada,
+      message: `m${n}`,
+      clientId: `c${n % 300}`,
+    }));
+    const results = await store.appendMany(inputs);
+    assert.equal(results.filter((result) => result.created).length, 300);
+    results.slice(300).forEach((result, index) => {
+      assert.equal(result.created, false);
+      assert.deepEqual(result.message, results[index].message, "a repeat returns the first");
+    });
+    assert.equal((await store.latest(1000)).length, 300);
+  } finally {
+    store.close();
+  }
+});

@@ -55,8 +55,9 @@ const DEDUPE = "dedupe";
 const DEFAULT_AFTER_LIMIT = 1000;
 const DEFAULT_DEDUPE_TTL_MS = 24 * 60 * 60 * 1000;
 const MEMORY_PATH = ":memory:";
-// Deno KV caps one atomic commit at 1000 mutations and ~800 KB, and getMany at 10 keys.
+// Deno KV caps one atomic commit at 1000 mutations, 100 checks and ~800 KB, getMany at 10 keys.
 const MAX_BATCH_MESSAGES = 400;
+const MAX_BATCH_CHECKS = 100;
 const MAX_BATCH_BYTES = 400_000;
 const GET_MANY_LIMIT = 10;
 // A clientId whose check failed was written by another process meanwhile: retry a few times.
@@ -104,15 +105,20 @@ export class KvMessageStore implements MessageStore {
   }
 
   async appendMany(inputs: readonly NewMessage[]): Promise<AppendResult[]> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        const results = await this.#tryAppend(inputs);
-        await this.#trimWhenDue(results.filter((result) => result.created).length);
-        return results;
-      } catch (error) {
-        if (!(error instanceof DedupeConflict) || attempt >= MAX_APPEND_ATTEMPTS) throw error;
+    const results: AppendResult[] = [];
+    // Each chunk is one atomic commit: a conflict retries that chunk alone, never one stored.
+    for (const chunk of commitChunks(inputs)) {
+      for (let attempt = 1;; attempt++) {
+        try {
+          results.push(...await this.#tryAppend(chunk));
+          break;
+        } catch (error) {
+          if (!(error instanceof DedupeConflict) || attempt >= MAX_APPEND_ATTEMPTS) throw error;
+        }
       }
     }
+    await this.#trimWhenDue(results.filter((result) => result.created).length);
+    return results;
   }
 
   async #tryAppend(inputs: readonly NewMessage[]): Promise<AppendResult[]> {
@@ -194,24 +200,16 @@ export class KvMessageStore implements MessageStore {
   async #commit(created: { message: ChatMessage; key?: DedupeKey }[]): Promise<void> {
     const messageOptions = this.#options.maxAgeMs ? { expireIn: this.#options.maxAgeMs } : {};
     const dedupeOptions = { expireIn: this.#options.dedupeTtlMs ?? DEFAULT_DEDUPE_TTL_MS };
-    for (let start = 0; start < created.length;) {
-      const atomic = this.#kv.atomic();
-      let bytes = 0;
-      let end = start;
-      while (end < created.length && end - start < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES) {
-        const { message, key } = created[end];
-        bytes += (message.message.length + message.user.name.length) * 3 + 512;
-        atomic.set([MESSAGES, message.id], message, messageOptions);
-        if (key) {
-          atomic.check({ key, versionstamp: null });
-          atomic.set(key, message.id, dedupeOptions);
-        }
-        end++;
+    const atomic = this.#kv.atomic();
+    for (const { message, key } of created) {
+      atomic.set([MESSAGES, message.id], message, messageOptions);
+      if (key) {
+        atomic.check({ key, versionstamp: null });
+        atomic.set(key, message.id, dedupeOptions);
       }
-      const result = await whenUnlocked(() => atomic.commit());
-      if (!result.ok) throw new DedupeConflict();
-      start = end;
     }
+    const result = await whenUnlocked(() => atomic.commit());
+    if (!result.ok) throw new DedupeConflict();
   }
 
   /**
@@ -326,6 +324,31 @@ export class KvMessageStore implements MessageStore {
       return messages;
     });
   }
+}
+
+/** Splits a batch into chunks that each fit one KV atomic commit. */
+function commitChunks(inputs: readonly NewMessage[]): NewMessage[][] {
+  const chunks: NewMessage[][] = [];
+  let chunk: NewMessage[] = [];
+  let checks = 0;
+  let bytes = 0;
+  for (const input of inputs) {
+    const size = (input.message.length + input.user.name.length) * 3 + 512;
+    const check = input.clientId === undefined ? 0 : 1;
+    const full = chunk.length === MAX_BATCH_MESSAGES || checks + check > MAX_BATCH_CHECKS ||
+      bytes + size > MAX_BATCH_BYTES;
+    if (full && chunk.length > 0) {
+      chunks.push(chunk);
+      chunk = [];
+      checks = 0;
+      bytes = 0;
+    }
+    chunk.push(input);
+    checks += check;
+    bytes += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
 }
 
 /** How long an operation keeps retrying while another process holds the database lock. */
