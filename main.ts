@@ -5,6 +5,7 @@
 import { createApp } from "./src/app.ts";
 import { type Config, ConfigError, loadConfig } from "./src/config.ts";
 import { createLogger } from "./src/log.ts";
+import { pageRoutes } from "./src/page.ts";
 import { type Cluster, connectCluster } from "./src/cluster.ts";
 import {
   createIdGenerator,
@@ -53,7 +54,17 @@ if (config.redisUrl) {
   }
 }
 
-const app = createApp(config, store, { log, cluster });
+const devLoginSecret = config.devLogin && config.auth.key.kind === "secret"
+  ? config.auth.key.secret
+  : undefined;
+if (devLoginSecret) {
+  console.warn(
+    "chat server: DEV_LOGIN=1 — POST /dev/token mints a token for anyone. Never in production.",
+  );
+  log.warn("dev_login.enabled", {});
+}
+const routes = pageRoutes(devLoginSecret ? { devLogin: { secret: devLoginSecret } } : {});
+const app = createApp(config, store, { log, cluster, routes });
 const tls = config.tls
   ? {
     cert: await Deno.readTextFile(config.tls.certFile),

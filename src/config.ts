@@ -440,8 +440,12 @@ function readOperationsConfig(env: Env) {
   }
   const shutdownTimeoutMs = readDuration(env, "SHUTDOWN_TIMEOUT", DEFAULTS.shutdownTimeoutMs)!;
   if (shutdownTimeoutMs < 100) throw new ConfigError("SHUTDOWN_TIMEOUT", "must be at least 100ms");
+  const devLogin = readBoolean(env, "DEV_LOGIN", DEFAULTS.devLogin);
+  if (devLogin && readString(env, "JWT_SECRET") === undefined) {
+    throw new ConfigError("DEV_LOGIN", "needs JWT_SECRET: dev tokens are signed with it");
+  }
   return {
-    devLogin: readBoolean(env, "DEV_LOGIN", DEFAULTS.devLogin),
+    devLogin,
     metricsToken: readString(env, "METRICS_TOKEN"),
     logLevel: logLevel as Config["logLevel"],
     shutdownTimeoutMs,

@@ -301,3 +301,10 @@ Deno.test("config auth: REQUIRE_WRITE_SCOPE is a boolean, off by default", () =>
     );
   }
 });
+
+Deno.test("config: DEV_LOGIN needs JWT_SECRET", () => {
+  assert.throws(
+    () => loadConfig({ JWT_JWKS_URL: "https://idp.example/jwks.json", DEV_LOGIN: "1" }),
+    (error: ConfigError) => error.variable === "DEV_LOGIN",
+  );
+});

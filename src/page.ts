@@ -1,0 +1,220 @@
+/**
+ * The browser face of the chat: the demo page (`public/`), the stock Socket.IO browser client, and
+ * an optional dev login that mints tokens for whoever asks. Web-standard `Request` → `Response`.
+ *
+ * @example
+ * ```ts
+ * const routes = pageRoutes(config.devLogin ? { devLogin: { secret } } : {});
+ * const app = createApp(config, store, { routes });
+ * ```
+ * @module
+ */
+import { decodeJwt } from "jose";
+import { signToken } from "./auth.ts";
+import { json, type Route } from "./http.ts";
+
+/** What {@link pageRoutes} serves. */
+export interface PageOptions {
+  /** When set, `POST /dev/token` signs a token for any name: development only. */
+  devLogin?: {
+    /** The HS256 secret the server verifies tokens with. */
+    secret: string;
+    /** Lifetime of minted tokens (default 3600). */
+    ttlSeconds?: number;
+  };
+}
+
+/** Defaults of {@link PageOptions}. */
+export const PAGE_DEFAULTS = { devLoginTtlSeconds: 3600 } as const;
+
+/** Largest accepted `POST /dev/token` body, in bytes. */
+export const MAX_DEV_LOGIN_BODY = 4096;
+/** Longest dev login name, in characters, after trimming. */
+export const MAX_DEV_NAME_LENGTH = 40;
+
+const MAX_DEV_ID_LENGTH = 64;
+const DEV_ID_PATTERN = /^[A-Za-z0-9._-]+$/;
+const CONTROL_CHARACTERS = /\p{Cc}/u;
+
+/** The page may load scripts, styles and sockets from this server only. */
+const CONTENT_SECURITY_POLICY = "default-src 'self'; connect-src 'self' ws: wss:; " +
+  "img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; " +
+  "frame-ancestors 'none'";
+
+const SECURITY_HEADERS = {
+  "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+  "X-Content-Type-Options": "nosniff",
+  "Referrer-Policy": "no-referrer",
+};
+
+const HTML = "text/html; charset=utf-8";
+const CSS = "text/css; charset=utf-8";
+const JAVASCRIPT = "text/javascript; charset=utf-8";
+
+/** Where the stock Socket.IO browser bundle is served (the engine answers `/socket.io/` only). */
+export const CLIENT_SCRIPT_PATH = "/socket.io/socket.io.min.js";
+
+/** The socket.io-client package's browser bundle, found in Deno's npm cache (or the binary). */
+async function clientBundleUrl(): Promise<URL> {
+  // The literal import() puts the package in the module graph, so `deno run` downloads it and
+  // `deno compile` embeds it; until then `import.meta.resolve` cannot find its files.
+  await import("socket.io-client");
+  return new URL("dist/socket.io.min.js", import.meta.resolve("socket.io-client/package.json"));
+}
+
+interface StaticFile {
+  contentType: string;
+  location: () => URL | Promise<URL>;
+}
+
+function publicFile(name: string, contentType: string): StaticFile {
+  return { contentType, location: () => new URL(`../public/${name}`, import.meta.url) };
+}
+
+const STATIC_FILES = new Map<string, StaticFile>([
+  ["/", publicFile("index.html", HTML)],
+  ["/index.html", publicFile("index.html", HTML)],
+  ["/style.css", publicFile("style.css", CSS)],
+  ["/app.js", publicFile("app.js", JAVASCRIPT)],
+  [CLIENT_SCRIPT_PATH, { contentType: JAVASCRIPT, location: clientBundleUrl }],
+]);
+
+function isRead(request: Request): boolean {
+  return request.method === "GET" || request.method === "HEAD";
+}
+
+function invalidPayload(message: string): Response {
+  return json({ code: "invalid_payload", message }, 400);
+}
+
+/** Reads at most `limit` bytes of the body; `undefined` when it is longer. */
+async function readLimited(
+  request: Request,
+  limit: number,
+): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  const declared = Number(request.headers.get("content-length") ?? 0);
+  if (declared > limit) return undefined;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of request.body ?? []) {
+    size += chunk.byteLength;
+    if (size > limit) return undefined;
+    chunks.push(chunk);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+/** A stable user id for a display name: `dev-<slug>`, or a hash when the name has no ASCII. */
+async function devUserId(name: string): Promise<string> {
+  const slug = name.normalize("NFKD").toLowerCase().replace(/[\u0300-\u036f]/g, "")
+    .replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40).replace(/-+$/, "");
+  if (slug !== "") return `dev-${slug}`;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(name));
+  const hex = Array.from(new Uint8Array(digest).slice(0, 6), (byte) => byte.toString(16))
+    .map((pair) => pair.padStart(2, "0")).join("");
+  return `dev-${hex}`;
+}
+
+type DevLoginRequest = { id?: string; name: string } | { error: string };
+
+function readDevLogin(body: unknown): DevLoginRequest {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return { error: 'expected a JSON object like {"name": "Ada"}' };
+  }
+  const { name, id } = body as Record<string, unknown>;
+  if (typeof name !== "string") return { error: "`name` must be a string" };
+  const trimmed = name.trim();
+  const length = [...trimmed].length;
+  if (length === 0 || length > MAX_DEV_NAME_LENGTH) {
+    return { error: `\`name\` must be 1–${MAX_DEV_NAME_LENGTH} characters after trimming` };
+  }
+  if (CONTROL_CHARACTERS.test(trimmed)) return { error: "`name` has control characters" };
+  if (id === undefined) return { name: trimmed };
+  if (typeof id !== "string" || id.length > MAX_DEV_ID_LENGTH || !DEV_ID_PATTERN.test(id)) {
+    return {
+      error: `\`id\` must be 1–${MAX_DEV_ID_LENGTH} letters, digits, '.', '_' or '-'`,
+    };
+  }
+  return { id, name: trimmed };
+}
+
+/** `POST /dev/token` `{ name }` or `{ id, name }` → `{ token, user, expiresAt }`. */
+async function mintDevToken(
+  request: Request,
+  devLogin: NonNullable<PageOptions["devLogin"]>,
+): Promise<Response> {
+  const raw = await readLimited(request, MAX_DEV_LOGIN_BODY);
+  if (raw === undefined) {
+    return json({
+      code: "payload_too_large",
+      message: `the body must be at most ${MAX_DEV_LOGIN_BODY} bytes`,
+    }, 413);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
+  } catch {
+    return invalidPayload("the body must be JSON");
+  }
+  const login = readDevLogin(body);
+  if ("error" in login) return invalidPayload(login.error);
+  const user = { id: login.id ?? await devUserId(login.name), name: login.name };
+  const token = await signToken(devLogin.secret, {
+    sub: user.id,
+    name: user.name,
+    ttlSeconds: devLogin.ttlSeconds ?? PAGE_DEFAULTS.devLoginTtlSeconds,
+  });
+  return json({ token, user, expiresAt: decodeJwt(token).exp! * 1000 });
+}
+
+/**
+ * Routes of the demo page: `GET /` (index.html), `/style.css`, `/app.js`,
+ * `/socket.io/socket.io.min.js`, `GET /dev/login-enabled` → `{ enabled }`, and `POST /dev/token`
+ * (404 unless `devLogin` is set). Each static file is read once, on first request.
+ */
+export function pageRoutes(options: PageOptions): Route[] {
+  const cache = new Map<string, Promise<Uint8Array<ArrayBuffer>>>();
+  const load = (path: string, file: StaticFile): Promise<Uint8Array<ArrayBuffer>> => {
+    let bytes = cache.get(path);
+    if (bytes === undefined) {
+      bytes = Promise.resolve(file.location()).then((url) => Deno.readFile(url));
+      // A failed read (a missing file) is retried on the next request rather than remembered.
+      bytes.catch(() => cache.delete(path));
+      cache.set(path, bytes);
+    }
+    return bytes;
+  };
+  const { devLogin } = options;
+  return [
+    async (request, url) => {
+      const file = STATIC_FILES.get(url.pathname);
+      if (file === undefined || !isRead(request)) return;
+      const body = await load(url.pathname, file);
+      return new Response(request.method === "HEAD" ? null : body, {
+        headers: {
+          "Content-Type": file.contentType,
+          "Content-Length": String(body.byteLength),
+          "Cache-Control": "no-cache",
+          ...SECURITY_HEADERS,
+        },
+      });
+    },
+    (request, url) => {
+      if (url.pathname !== "/dev/login-enabled" || !isRead(request)) return;
+      return json({ enabled: devLogin !== undefined });
+    },
+    (request, url) => {
+      if (url.pathname !== "/dev/token" || request.method !== "POST") return;
+      if (devLogin === undefined) {
+        return json({ code: "not_found", message: "dev login is off (set DEV_LOGIN=1)" }, 404);
+      }
+      return mintDevToken(request, devLogin);
+    },
+  ];
+}
