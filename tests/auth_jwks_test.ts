@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
-import { AuthError, type AuthErrorCode, createTokenVerifier } from "../src/auth.ts";
+import { createTokenVerifier } from "../src/auth.ts";
 import { readAuthConfig } from "../src/config.ts";
+import { rejectsWith } from "./helpers/auth.ts";
 
 const KID = "key-2026";
 const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
@@ -26,15 +27,6 @@ function startKeySet(respond: () => Response = () => Response.json({ keys: [publ
 function sign(kid: string, sub = "u1"): Promise<string> {
   return new SignJWT({ sub }).setProtectedHeader({ alg: "ES256", kid }).setExpirationTime("1h")
     .sign(privateKey);
-}
-
-function rejectsWith(code: AuthErrorCode, message?: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof AuthError, `expected AuthError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    if (message) assert.match(error.message, message);
-    return true;
-  };
 }
 
 Deno.test("auth jwks: tokens with a known kid verify, and the key set is fetched once", async () => {

@@ -8,8 +8,9 @@ import {
   type JWTPayload,
   SignJWT,
 } from "jose";
-import { AuthError, type AuthErrorCode, createTokenVerifier, hasScope } from "../src/auth.ts";
+import { createTokenVerifier, hasScope } from "../src/auth.ts";
 import { readAuthConfig } from "../src/config.ts";
+import { rejectsWith } from "./helpers/auth.ts";
 
 type KeyPair = { publicKey: CryptoKey; privateKey: CryptoKey; pem: string };
 
@@ -32,15 +33,6 @@ function sign(
 ): Promise<string> {
   return new SignJWT(payload).setProtectedHeader({ alg, typ: "JWT" }).setExpirationTime("1h")
     .sign(key);
-}
-
-function rejectsWith(code: AuthErrorCode, message?: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof AuthError, `expected AuthError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    if (message) assert.match(error.message, message);
-    return true;
-  };
 }
 
 function base64url(value: unknown): string {
