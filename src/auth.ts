@@ -86,7 +86,7 @@ const HMAC_PREFIX = "HS";
 /** Remote key sets: refreshed every 10 min, refetched for an unknown `kid` at most every 30 s. */
 const JWKS_OPTIONS = { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000, timeoutDuration: 5000 };
 
-function secretKey(secret: string): Uint8Array {
+function secretKey(secret: string): Uint8Array<ArrayBuffer> {
   if (secret === "") throw new TypeError("the token secret must not be empty");
   return new TextEncoder().encode(secret);
 }
@@ -141,8 +141,20 @@ function jwksResolver(url: string): JWTVerifyGetKey {
 function keyResolver(key: AuthKeySource): JWTVerifyGetKey {
   switch (key.kind) {
     case "secret": {
+      // Import the secret once per HMAC hash instead of on every verification.
       const secret = secretKey(key.secret);
-      return () => secret;
+      const keysByAlgorithm = new Map<string, Promise<CryptoKey>>();
+      return ({ alg }) => {
+        let imported = keysByAlgorithm.get(alg);
+        if (!imported) {
+          const hash = `SHA-${alg.slice(2)}`;
+          imported = crypto.subtle.importKey("raw", secret, { name: "HMAC", hash }, false, [
+            "verify",
+          ]);
+          keysByAlgorithm.set(alg, imported);
+        }
+        return imported;
+      };
     }
     case "publicKey":
       return publicKeyResolver(key.pem);
