@@ -35,8 +35,12 @@ function invalid(message: string): PayloadError {
   return new PayloadError("invalid_payload", message);
 }
 
+/** Only a plain object will do: not an array, and not a binary attachment (a Buffer). */
 function readObject(payload: unknown, example: string): Record<string, unknown> {
-  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+  const prototype = typeof payload === "object" && payload !== null
+    ? Object.getPrototypeOf(payload)
+    : undefined;
+  if (prototype !== Object.prototype && prototype !== null) {
     throw invalid(`expected an object like ${example}`);
   }
   return payload as Record<string, unknown>;

@@ -213,6 +213,8 @@ Deno.test("chat: each bad message gets its error code and stores nothing", async
     alice.socket.emit("message");
     alice.socket.emit("message", { message: "no ack" }, "not a function");
     await alice.waitFor(() => alice.errors.length === cases.length + 1, "error without ack");
+    // The message without an ack is stored and broadcast: wait for it to come back.
+    await alice.waitFor(() => alice.live.some((m) => m.message === "no ack"), "the broadcast");
     assert.deepEqual(
       (await server.store.latest(10)).map((m) => m.message),
       ["keep me", "😀".repeat(10), "no ack"],

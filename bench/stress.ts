@@ -1,0 +1,173 @@
+/**
+ * Stress: opens N concurrent authenticated WebSocket connections (default 10,000) against a
+ * server it starts itself, and reports the server's memory per connection, the time to connect
+ * them all, the time to fan one message out to all of them, and whether a stock client could
+ * still connect and chat throughout. Writes the table to `bench/results/stress-<date>.md`.
+ *
+ * ```sh
+ * deno task stress                      # 10,000 connections
+ * deno task stress --connections 2000
+ * ```
+ * This process holds one fd per connection: its own `ulimit -n` must allow N plus some (the
+ * server's limit is raised with `ulimit -n` when it is spawned).
+ * @module
+ */
+import {
+  benchToken,
+  fdLimit,
+  markdownTable,
+  openClients,
+  probe,
+  type RawChatClient,
+  readProcess,
+  spawnServer,
+  writeResult,
+} from "./harness.ts";
+
+/** Figures of one stress run. */
+export interface StressResult {
+  requested: number;
+  connected: number;
+  failed: number;
+  connectSeconds: number;
+  rssBeforeKb: number;
+  rssAfterKb: number;
+  kbPerConnection: number;
+  serverFds: number;
+  fanOutMs: number;
+  probes: number[];
+  probeFailures: string[];
+}
+
+/** Users the connections are spread over (each has many tabs open). */
+const USERS = 100;
+/** How long the fan-out of one message to every connection may take. */
+const FAN_OUT_TIMEOUT_MS = 60_000;
+
+/** Runs the stress against a fresh server; the caller prints or checks the result. */
+export async function runStress(
+  connections: number,
+  log: (line: string) => void = () => {},
+): Promise<StressResult> {
+  const server = await spawnServer({ fdLimit: connections + 4096 });
+  let clients: RawChatClient[] = [];
+  try {
+    const tokens = await Promise.all(
+      Array.from({ length: USERS }, (_, n) => benchToken(server, `load-${n}`)),
+    );
+    const probeToken = await benchToken(server, "probe");
+    // Warm up (first connection compiles the handlers) before the baseline is read.
+    await probe(server.url, probeToken);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const rssBeforeKb = (await readProcess(server.pid)).rssKb;
+    const probes: number[] = [];
+    const probeFailures: string[] = [];
+    let connecting = true;
+    const prober = (async () => {
+      while (connecting) {
+        try {
+          probes.push(await probe(server.url, probeToken));
+        } catch (error) {
+          probeFailures.push(error instanceof Error ? error.message : String(error));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    })();
+    const started = performance.now();
+    let reported = 0;
+    const opened = await openClients(server.url, tokens, connections, 256, (count) => {
+      if (count - reported >= 1000) {
+        reported = count;
+        log(`  ${count} connected (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+      }
+    });
+    const connectSeconds = (performance.now() - started) / 1000;
+    clients = opened.clients;
+    connecting = false;
+    await prober;
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const { rssKb: rssAfterKb, fds: serverFds } = await readProcess(server.pid);
+
+    // One more message, delivered to every connection: how long until the last one has it.
+    const before = clients.map((client) => client.liveLoads);
+    const fanOutStarted = performance.now();
+    try {
+      probes.push(await probe(server.url, probeToken));
+    } catch (error) {
+      probeFailures.push(error instanceof Error ? error.message : String(error));
+    }
+    while (clients.some((client, n) => client.liveLoads <= before[n])) {
+      if (performance.now() - fanOutStarted > FAN_OUT_TIMEOUT_MS) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const fanOutMs = performance.now() - fanOutStarted;
+    return {
+      requested: connections,
+      connected: clients.filter((client) => !client.closed).length,
+      failed: opened.failed,
+      connectSeconds,
+      rssBeforeKb,
+      rssAfterKb,
+      kbPerConnection: (rssAfterKb - rssBeforeKb) / Math.max(1, clients.length),
+      serverFds,
+      fanOutMs,
+      probes,
+      probeFailures,
+    };
+  } finally {
+    await Promise.all(clients.map((client) => client.close()));
+    await server.stop();
+  }
+}
+
+/** The result as Markdown rows. */
+export function stressTable(result: StressResult): string {
+  const sorted = [...result.probes].sort((a, b) => a - b);
+  const percentile = (p: number) =>
+    sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN;
+  return markdownTable([
+    ["connections requested", result.requested],
+    ["connections held (authenticated, history loaded)", result.connected],
+    ["connections failed", result.failed],
+    ["time to connect all", `${result.connectSeconds.toFixed(1)} s`],
+    ["server RSS before", `${(result.rssBeforeKb / 1024).toFixed(1)} MB`],
+    ["server RSS with all connected", `${(result.rssAfterKb / 1024).toFixed(1)} MB`],
+    ["server RSS per connection", `${result.kbPerConnection.toFixed(1)} KB`],
+    ["server open fds", result.serverFds],
+    ["one message fanned out to all", `${result.fanOutMs.toFixed(0)} ms`],
+    ["stock-client probes (connect + send + echo)", result.probes.length],
+    ["probe p50 / max", `${percentile(0.5).toFixed(0)} ms / ${percentile(1).toFixed(0)} ms`],
+    ["probe failures", result.probeFailures.length],
+  ]);
+}
+
+if (import.meta.main) {
+  const flag = Deno.args.indexOf("--connections");
+  const connections = flag >= 0 ? Number(Deno.args[flag + 1]) : 10_000;
+  if (!Number.isInteger(connections) || connections < 1) {
+    console.error("usage: deno task stress [--connections N]");
+    Deno.exit(2);
+  }
+  const limit = await fdLimit();
+  if (limit < connections + 256) {
+    console.error(
+      `stress: ulimit -n is ${limit}; ${connections} connections need about ` +
+        `${connections + 256} here: run \`ulimit -n ${connections + 1024}\` first`,
+    );
+    Deno.exit(1);
+  }
+  console.log(`stress: ${connections} connections`);
+  const result = await runStress(connections, console.log);
+  const table = stressTable(result);
+  const path = await writeResult(
+    "stress",
+    `# Stress: ${connections} WebSocket connections\n\n${new Date().toISOString()}, ` +
+      `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs\n\n${table}\n` +
+      (result.probeFailures.length
+        ? `\nProbe failures:\n\n${result.probeFailures.map((f) => `- ${f}`).join("\n")}\n`
+        : ""),
+  );
+  console.log(table);
+  console.log(`written to ${path}`);
+  if (result.connected < connections || result.probeFailures.length > 0) Deno.exit(1);
+}

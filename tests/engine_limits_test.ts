@@ -1,0 +1,182 @@
+/**
+ * The engine under abuse: clients that stop reading, overlapping polls, slow-drip bodies and
+ * handshakes that are never followed up must all end their session instead of holding memory.
+ */
+import assert from "node:assert/strict";
+import type { EngineSocket } from "../src/engine/mod.ts";
+import type { TransportError } from "../src/engine/transport.ts";
+import {
+  delay,
+  errorOf,
+  pollingHandshake,
+  request,
+  startEngine,
+  until,
+  waitFor,
+  withTimeout,
+} from "./helpers/engine_server.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Reads from `conn` until `pattern` shows up in what was read; returns all of it. */
+async function readUntil(conn: Deno.Conn, pattern: RegExp, timeoutMs = 3_000): Promise<string> {
+  let text = "";
+  const buffer = new Uint8Array(4096);
+  await withTimeout(
+    (async () => {
+      while (!pattern.test(text)) {
+        const read = await conn.read(buffer);
+        if (read === null) throw new Error(`connection closed before ${pattern}: ${text}`);
+        text += decoder.decode(buffer.subarray(0, read));
+      }
+    })(),
+    timeoutMs,
+    `${pattern}`,
+  );
+  return text;
+}
+
+/** Opens a WebSocket session over a raw TCP connection that the test controls (and may not read). */
+async function rawWebSocketUpgrade(port: number, path: string): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode(
+    `GET ${path}?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+      "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+      `Sec-WebSocket-Key: ${btoa("fuzz-slow-reader")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  ));
+  await readUntil(conn, /\r\n\r\n/);
+  return conn;
+}
+
+function rssMb(): number {
+  return Deno.memoryUsage().rss / 2 ** 20;
+}
+
+Deno.test("limits: a WebSocket client that stops reading is closed, not buffered without bound", async () => {
+  const maxBufferedBytes = 256 * 1024;
+  const target = startEngine({ maxBufferedBytes });
+  const connected = waitFor<[EngineSocket]>(target.engine, "connection");
+  const conn = await rawWebSocketUpgrade(target.port, target.engine.options.path);
+  try {
+    const [session] = await connected;
+    const closed = waitFor<[string, TransportError?]>(session, "close", 20_000);
+    const rssBefore = rssMb();
+    const chunk = "x".repeat(16 * 1024);
+    let sent = 0;
+    // What a broadcast to this client does: keep writing while it never reads.
+    while (session.readyState === "open" && sent < 256 * 2 ** 20) {
+      session.send(chunk);
+      sent += chunk.length;
+      if (sent % (64 * chunk.length) === 0) await delay(1);
+    }
+    const [reason, description] = await closed;
+    assert.equal(reason, "transport error");
+    assert.equal(description?.code, "send_buffer_full");
+    // Only the socket buffers of the kernel and the limit itself were ever held.
+    assert.ok(sent < 64 * 2 ** 20, `closed only after ${sent} bytes`);
+    assert.ok(rssMb() - rssBefore < 128, `RSS grew by ${rssMb() - rssBefore} MB`);
+    assert.equal(target.engine.clientsCount, 0);
+  } finally {
+    conn.close();
+    await target.close();
+  }
+});
+
+Deno.test("limits: packets piling up for a polling client that stopped polling close it", async () => {
+  const target = startEngine({ maxBufferedPackets: 10 });
+  try {
+    const connected = waitFor<[EngineSocket]>(target.engine, "connection");
+    await pollingHandshake(target);
+    const [session] = await connected;
+    const closed = waitFor<[string, TransportError?]>(session, "close");
+    for (let n = 0; n < 10; n++) session.send(`m${n}`);
+    assert.equal(session.readyState, "open", "ten queued packets are within the limit");
+    session.send("one too many");
+    const [reason, description] = await closed;
+    assert.equal(reason, "transport error");
+    assert.equal(description?.code, "send_buffer_full");
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("limits: bytes piling up for a polling client that stopped polling close it", async () => {
+  const target = startEngine({ maxBufferedBytes: 10_000 });
+  try {
+    const connected = waitFor<[EngineSocket]>(target.engine, "connection");
+    await pollingHandshake(target);
+    const [session] = await connected;
+    const closed = waitFor<[string, TransportError?]>(session, "close");
+    session.send("x".repeat(5_000));
+    assert.equal(session.readyState, "open");
+    session.send("x".repeat(5_001));
+    const [reason] = await closed;
+    assert.equal(reason, "transport error");
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("limits: concurrent GETs on one sid are refused and end the session", async () => {
+  const target = startEngine();
+  try {
+    const { sid } = await pollingHandshake(target);
+    const first = request(target.url({ sid }));
+    await until(() => target.engine.clients.get(sid)?.transport.writable === true);
+    const second = await request(target.url({ sid }));
+    assert.equal(second.status, 400);
+    assert.equal(errorOf(second).code, 3);
+    assert.equal((await first).body, "1", "the waiting GET is answered with a close packet");
+    const after = await request(target.url({ sid }));
+    assert.equal(errorOf(after).code, 1, "the sid is gone");
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("limits: a POST body dripped slower than pollBodyTimeout is a 408 and ends the session", async () => {
+  const target = startEngine({ pollBodyTimeout: 300 });
+  const { sid } = await pollingHandshake(target);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: target.port });
+  try {
+    const closed = waitFor<[string, TransportError?]>(target.engine.clients.get(sid)!, "close");
+    const path = `${target.engine.options.path}?EIO=4&transport=polling&sid=${sid}`;
+    await conn.write(encoder.encode(
+      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n4`,
+    ));
+    const dripping = (async () => {
+      for (let n = 0; n < 20; n++) {
+        await delay(50);
+        await conn.write(encoder.encode("x")).catch(() => {});
+      }
+    })();
+    const response = await readUntil(conn, /\r\n\r\n\{[^}]*\}/, 5_000);
+    assert.match(response, /^HTTP\/1\.1 408/);
+    assert.match(response, /"code":3/);
+    const [reason, description] = await closed;
+    assert.equal(reason, "transport error");
+    assert.equal(description?.code, "body_timeout");
+    await dripping;
+  } finally {
+    conn.close();
+    await target.close();
+  }
+});
+
+Deno.test("limits: polling handshakes that are never followed up expire by ping timeout", async () => {
+  const target = startEngine({ pingInterval: 100, pingTimeout: 100 });
+  try {
+    const handshakes = 200;
+    await Promise.all(Array.from({ length: handshakes }, () => pollingHandshake(target)));
+    assert.equal(target.engine.clientsCount, handshakes);
+    const closes = [...target.engine.clients.values()].map((session) =>
+      waitFor<[string]>(session, "close", 2_000)
+    );
+    const reasons = new Set((await Promise.all(closes)).map(([reason]) => reason));
+    assert.deepEqual([...reasons], ["ping timeout"]);
+    assert.equal(target.engine.clientsCount, 0);
+  } finally {
+    await target.close();
+  }
+});

@@ -1,0 +1,411 @@
+/**
+ * Seeded fuzzing of the whole server over raw WebSocket frames and raw polling requests: every
+ * case must get the answer the contract promises, while a stock client keeps chatting, nothing
+ * reaches the store, and no exception escapes.
+ *
+ * CI runs 10,000 cases with a fixed seed. `deno task fuzz` (this file with `-- --long`) runs
+ * 200,000 with a random seed. `FUZZ_CASES` and `FUZZ_SEED` override either; `FUZZ_CASE=<index>`
+ * replays one case of a seed.
+ */
+import assert from "node:assert/strict";
+import { ChatClient, startChat, type TestServer, tokenFor } from "./helpers/chat_server.ts";
+import {
+  type FrameCase,
+  type FuzzCase,
+  type FuzzLimits,
+  generateCase,
+  type HttpCase,
+  makeTokenVariants,
+  type SessionState,
+  type TokenSet,
+} from "./helpers/fuzz.ts";
+
+const LONG = Deno.args.includes("--long");
+const SEED = Number(
+  Deno.env.get("FUZZ_SEED") ?? (LONG ? crypto.getRandomValues(new Uint32Array(1))[0] : 20261125),
+);
+const CASES = Number(Deno.env.get("FUZZ_CASES") ?? (LONG ? 200_000 : 10_000));
+const ONLY = Deno.env.get("FUZZ_CASE");
+/** Cases run at once, each worker on its own raw sessions. */
+const WORKERS = 8;
+/** A healthy client round trip and a store check after every this many cases. */
+const CHECK_EVERY = 250;
+/** Longest wait for the answer to one case. */
+const CASE_TIMEOUT_MS = 5_000;
+/** Engine-open sessions are replaced before socket.io's 45 s connect timeout drops them. */
+const SESSION_MAX_AGE_MS = 20_000;
+/** Connects to this namespace are refused at once: a cheap barrier that proves a session lives. */
+const BARRIER = "40/fuzz-barrier,{}";
+const BARRIER_REPLY = "44/fuzz-barrier,";
+const LIMITS: FuzzLimits = { maxHttpBufferSize: 1_000_000, maxMessageLength: 2000 };
+
+/** A raw WebSocket whose frames are read in order, with the close seen as `null`. */
+class RawSession {
+  readonly ws: WebSocket;
+  readonly born = Date.now();
+  state: SessionState = "open";
+  #queue: (string | Uint8Array)[] = [];
+  #closed = false;
+  #wake?: () => void;
+  readonly #closedPromise: Promise<void>;
+
+  constructor(url: string) {
+    this.ws = new WebSocket(url);
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
+      this.#queue.push(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
+      this.#wake?.();
+    };
+    this.#closedPromise = new Promise((resolve) => {
+      this.ws.onclose = () => {
+        this.#closed = true;
+        this.#wake?.();
+        resolve();
+      };
+    });
+    this.ws.onerror = () => {};
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The next frame, `null` once closed; throws after the deadline. */
+  async next(deadline: number, what: string): Promise<string | Uint8Array | null> {
+    while (true) {
+      const queued = this.#queue.shift();
+      if (queued !== undefined) return queued;
+      if (this.#closed) return null;
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new Error(`timed out waiting for ${what}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        timer = setTimeout(resolve, remaining);
+      });
+      clearTimeout(timer);
+      this.#wake = undefined;
+    }
+  }
+
+  /** Sends unless the server already closed the socket; false when it did. */
+  send(data: string | Uint8Array): boolean {
+    if (this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(data);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CONNECTING) {
+      await new Promise((resolve) => this.ws.addEventListener("open", resolve, { once: true }))
+        .catch(() => {});
+    }
+    if (!this.#closed) this.ws.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#closedPromise,
+      new Promise((resolve) => timer = setTimeout(resolve, 2_000)),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+/** One concurrent fuzzer: its user, token and current raw session. */
+class Worker {
+  session?: RawSession;
+  constructor(
+    readonly server: TestServer,
+    readonly user: string,
+    readonly token: string,
+    readonly victimSid: () => string,
+  ) {}
+
+  async runFrames(fuzzCase: FrameCase): Promise<void> {
+    const wanted = fuzzCase.state === "any" ? this.session?.state ?? "open" : fuzzCase.state;
+    const session = await this.#sessionIn(wanted);
+    const deadline = Date.now() + CASE_TIMEOUT_MS;
+    for (const frame of fuzzCase.frames) {
+      if (typeof frame === "string" || frame instanceof Uint8Array) {
+        session.send(frame);
+        continue;
+      }
+      const auth = frame.withToken
+        ? { ...(frame.connect as object), token: this.token }
+        : frame.connect;
+      session.send(auth === undefined ? "40" : `40${JSON.stringify(auth)}`);
+    }
+    const expect = fuzzCase.expect;
+    switch (expect.kind) {
+      case "close": {
+        // The barrier also ends a binary event still waiting for attachments it announced.
+        session.send(BARRIER);
+        const reply = await this.#frame(
+          session,
+          deadline,
+          (frame) => frame.startsWith(BARRIER_REPLY),
+        );
+        assert.equal(reply, null, "the session stayed open; it should have been closed");
+        return;
+      }
+      case "alive": {
+        session.send(BARRIER);
+        const reply = await this.#frame(
+          session,
+          deadline,
+          (frame) => frame.startsWith(BARRIER_REPLY),
+        );
+        assert.ok(reply !== null, "the session was closed; it should have stayed open");
+        return;
+      }
+      case "survive": {
+        session.send(BARRIER);
+        await this.#frame(session, deadline, (frame) => frame.startsWith(BARRIER_REPLY));
+        await this.#drop();
+        return;
+      }
+      case "error": {
+        const frame = await this.#frame(session, deadline, isErrorEvent);
+        assert.ok(frame !== null, `closed instead of error ${expect.code}`);
+        assert.equal(errorCodeOf(frame), expect.code, frame.slice(0, 300));
+        return;
+      }
+      case "connect_error": {
+        const frame = await this.#frame(session, deadline, (f) => /^4[04][{]/.test(f));
+        assert.ok(frame !== null, `closed instead of connect_error ${expect.code}`);
+        assert.ok(frame.startsWith("44"), `connected with a bad token: ${frame.slice(0, 200)}`);
+        assert.equal(JSON.parse(frame.slice(2)).data?.code, expect.code, frame.slice(0, 300));
+        return;
+      }
+      case "connect_then_error": {
+        const connected = await this.#frame(session, deadline, (f) => /^4[04][{]/.test(f));
+        assert.ok(connected?.startsWith("40"), `not connected: ${connected?.slice(0, 200)}`);
+        session.state = "connected";
+        const frame = await this.#frame(session, deadline, isErrorEvent);
+        assert.ok(frame !== null, `closed instead of error ${expect.code}`);
+        assert.equal(errorCodeOf(frame), expect.code, frame.slice(0, 300));
+        return;
+      }
+    }
+  }
+
+  async runHttp(fuzzCase: HttpCase): Promise<void> {
+    const base = `${this.server.url}/socket.io/`;
+    let sid = "";
+    if (fuzzCase.session === "fresh") {
+      const open = await fetch(`${base}?EIO=4&transport=polling`);
+      const body = await open.text();
+      assert.equal(open.status, 200, body);
+      sid = JSON.parse(body.slice(1)).sid;
+    }
+    for (const step of fuzzCase.steps) {
+      const query = Object.fromEntries(
+        Object.entries(step.query).map((
+          [name, value],
+        ) => [name, value.replace("{sid}", sid).replace("{victim}", this.victimSid())]),
+      );
+      const response = await fetch(`${base}?${new URLSearchParams(query)}`, {
+        method: step.method,
+        body: step.method === "GET" ? undefined : step.body ?? "",
+      });
+      const body = await response.text();
+      assert.equal(response.status, step.status, body.slice(0, 200));
+      if (step.code !== undefined) {
+        assert.match(response.headers.get("content-type") ?? "", /application\/json/);
+        assert.equal(JSON.parse(body).code, step.code, body);
+      }
+    }
+    if (fuzzCase.session !== "fresh") return;
+    if (fuzzCase.sessionClosed) {
+      const after = await fetch(`${base}?EIO=4&transport=polling&sid=${sid}`);
+      const body = await after.text();
+      assert.equal(after.status, 400, `the session should be closed: ${body}`);
+      assert.equal(JSON.parse(body).code, 1);
+    } else {
+      // A close packet ends the session so nothing is left for the ping timeout.
+      const close = await fetch(`${base}?EIO=4&transport=polling&sid=${sid}`, {
+        method: "POST",
+        body: "1",
+      });
+      await close.body?.cancel();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#drop();
+  }
+
+  async #drop(): Promise<void> {
+    const session = this.session;
+    this.session = undefined;
+    await session?.close();
+  }
+
+  async #sessionIn(state: SessionState): Promise<RawSession> {
+    let session = this.session;
+    if (session && (session.closed || Date.now() - session.born > SESSION_MAX_AGE_MS)) {
+      await this.#drop();
+      session = undefined;
+    }
+    if (session && session.state === "connected" && state === "open") {
+      await this.#drop();
+      session = undefined;
+    }
+    const deadline = Date.now() + CASE_TIMEOUT_MS;
+    if (!session) {
+      session = new RawSession(
+        `${this.server.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`,
+      );
+      this.session = session;
+      const open = await session.next(deadline, "the open packet");
+      assert.ok(typeof open === "string" && open.startsWith("0{"), `no open packet: ${open}`);
+    }
+    if (state === "connected" && session.state === "open") {
+      session.send(`40${JSON.stringify({ token: this.token })}`);
+      const reply = await this.#frame(session, deadline, (frame) => /^4[04][{]/.test(frame));
+      assert.ok(reply?.startsWith("40"), `a valid token was refused: ${reply}`);
+      session.state = "connected";
+    }
+    return session;
+  }
+
+  /** The first text frame matching `predicate` (others are skipped), `null` if closed first. */
+  async #frame(
+    session: RawSession,
+    deadline: number,
+    predicate: (frame: string) => boolean,
+  ): Promise<string | null> {
+    while (true) {
+      const frame = await session.next(deadline, "an answer");
+      if (frame === null) {
+        if (this.session === session) this.session = undefined;
+        return null;
+      }
+      if (typeof frame === "string" && predicate(frame)) return frame;
+    }
+  }
+}
+
+function isErrorEvent(frame: string): boolean {
+  return frame.startsWith('42["error",');
+}
+
+function errorCodeOf(frame: string): string | undefined {
+  return JSON.parse(frame.slice(2))[1]?.code;
+}
+
+function describe(fuzzCase: FuzzCase): string {
+  if (fuzzCase.lane === "http") return `${fuzzCase.name} (polling)`;
+  const frames = fuzzCase.frames.map((frame) =>
+    typeof frame === "string"
+      ? JSON.stringify(frame.slice(0, 80)) + (frame.length > 80 ? `…(${frame.length})` : "")
+      : frame instanceof Uint8Array
+      ? `<${frame.byteLength} bytes>`
+      : `connect ${JSON.stringify(frame.connect)?.slice(0, 80)}`
+  );
+  return `${fuzzCase.name} [${frames.join(", ")}] → ${JSON.stringify(fuzzCase.expect)}`;
+}
+
+Deno.test({
+  name: `fuzz: ${ONLY === undefined ? CASES : 1} seeded cases (seed ${SEED}) ` +
+    "get their documented answer; the server stays up and stores nothing of theirs",
+  async fn() {
+    const uncaught: unknown[] = [];
+    const onError = (event: ErrorEvent) => {
+      event.preventDefault();
+      uncaught.push(event.error);
+    };
+    const onRejection = (event: PromiseRejectionEvent) => {
+      event.preventDefault();
+      uncaught.push(event.reason);
+    };
+    globalThis.addEventListener("error", onError);
+    globalThis.addEventListener("unhandledrejection", onRejection);
+
+    const server = await startChat({
+      handshakeLimitPerMinute: 0,
+      maxSocketsPerUser: 1000,
+      rateLimitPerMinute: 1_000_000,
+      rateLimitBurst: 1000,
+      ...LIMITS,
+    });
+    const tokens: TokenSet = await makeTokenVariants();
+    const healthy = await ChatClient.join(server.url, "healthy", { transports: ["websocket"] });
+    const workers = await Promise.all(
+      Array.from({ length: WORKERS }, async (_, n) =>
+        new Worker(
+          server,
+          `fuzz-${n}`,
+          await tokenFor(`fuzz-${n}`),
+          () => healthy.socket.io.engine.id ?? "",
+        )),
+    );
+    const failures: string[] = [];
+    const started = performance.now();
+    let lastStoredId: string | undefined;
+    let checkpoints = 0;
+    const checkpoint = async () => {
+      assert.deepEqual(uncaught, [], "an exception escaped on the server");
+      checkpoints++;
+      const clientId = `healthy-${checkpoints}`;
+      const ack = await healthy.send({ message: `still here ${checkpoints}`, clientId });
+      assert.ok(ack.ok, `the healthy client's message was refused: ${JSON.stringify(ack)}`);
+      const id = ack.message.id;
+      await healthy.waitFor(() => healthy.live.some((m) => m.id === id), "the healthy broadcast");
+      const stored = lastStoredId === undefined
+        ? await server.store.latest(1000)
+        : await server.store.after(lastStoredId);
+      assert.deepEqual(
+        stored.map((m) => m.id),
+        [id],
+        `only the healthy client's message is stored: ${JSON.stringify(stored).slice(0, 1000)}`,
+      );
+      lastStoredId = id;
+    };
+
+    try {
+      assert.deepEqual(await server.store.latest(10), []);
+      const indexes = ONLY !== undefined
+        ? [Number(ONLY)]
+        : Array.from({ length: CASES }, (_, index) => index);
+      console.log(`fuzz: seed ${SEED}, ${indexes.length} cases`);
+      for (let from = 0; from < indexes.length; from += CHECK_EVERY) {
+        const chunk = indexes.slice(from, from + CHECK_EVERY);
+        let next = 0;
+        await Promise.all(workers.map(async (worker) => {
+          while (next < chunk.length) {
+            const index = chunk[next++];
+            const fuzzCase = generateCase(SEED, index, tokens, LIMITS);
+            try {
+              if (fuzzCase.lane === "http") await worker.runHttp(fuzzCase);
+              else await worker.runFrames(fuzzCase);
+            } catch (error) {
+              await worker.close();
+              const reason = error instanceof Error ? error.message : String(error);
+              failures.push(`#${index} ${describe(fuzzCase)}: ${reason.slice(0, 400)}`);
+            }
+          }
+        }));
+        await checkpoint();
+        assert.ok(failures.length < 20, `stopped after 20 failures:\n${failures.join("\n")}`);
+      }
+      assert.deepEqual(
+        failures,
+        [],
+        `seed ${SEED}; replay one with FUZZ_SEED=${SEED} FUZZ_CASE=<#>`,
+      );
+      assert.deepEqual(healthy.errors, [], "the healthy client saw no error");
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      console.log(
+        `fuzz: seed ${SEED}, ${indexes.length} cases, ${checkpoints} healthy checkpoints, ` +
+          `0 failures, ${seconds} s`,
+      );
+    } finally {
+      await Promise.all(workers.map((worker) => worker.close()));
+      healthy.close();
+      await server.close();
+      globalThis.removeEventListener("error", onError);
+      globalThis.removeEventListener("unhandledrejection", onRejection);
+    }
+    assert.deepEqual(uncaught, [], "an exception escaped on the server");
+  },
+});
