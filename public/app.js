@@ -413,13 +413,15 @@ function connect(token) {
     for (const user of users) online.set(user.id, user);
     renderPresence();
   });
-  current.on("user:joined", (/** @type {User} */ user) => {
-    online.set(user.id, user);
+  current.on("user:joined", (/** @type {User[]} */ users) => {
+    for (const user of users) online.set(user.id, user);
     renderPresence();
   });
-  current.on("user:left", (/** @type {User} */ user) => {
-    online.delete(user.id);
-    clearTyping(user.id);
+  current.on("user:left", (/** @type {User[]} */ users) => {
+    for (const user of users) {
+      online.delete(user.id);
+      clearTyping(user.id);
+    }
     renderPresence();
   });
   current.on("typing", (/** @type {{ user: User, typing: boolean }} */ { user, typing }) => {

@@ -111,7 +111,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     deliver: deliverTo(io, metrics),
     onCommit: (created, seconds) => metrics.messagesStored(created, seconds),
   });
-  attachChat(io, {
+  const chat = attachChat(io, {
     timeline,
     verifyToken: createTokenVerifier(config.auth),
     maxMessageLength: config.maxMessageLength,
@@ -175,6 +175,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       shuttingDown = true;
       await timeline.idle();
       await io.close();
+      chat.close();
       metrics.stop();
     },
   };

@@ -23,7 +23,7 @@ import {
 } from "./payloads.ts";
 import type { Logger } from "./log.ts";
 import type { ChatObserver } from "./metrics.ts";
-import type { ConnectionDirectory, Presence } from "./presence.ts";
+import { type ConnectionDirectory, type Presence, PresenceFeed } from "./presence.ts";
 import { type RateLimit, RateLimiter } from "./rate_limit.ts";
 import type { ChatMessage, User } from "./store/mod.ts";
 import type { HistoryInfo, Timeline } from "./timeline.ts";
@@ -60,8 +60,8 @@ export type RefreshAck = { ok: true; expiresAt: number | null } | Failure;
 export interface ServerToClientEvents {
   load: (messages: ChatMessage[], info?: HistoryInfo) => void;
   presence: (users: User[]) => void;
-  "user:joined": (user: User) => void;
-  "user:left": (user: User) => void;
+  "user:joined": (users: User[]) => void;
+  "user:left": (users: User[]) => void;
   typing: (event: { user: User; typing: boolean }) => void;
   error: (error: ChatError) => void;
 }
@@ -101,6 +101,8 @@ export interface ChatOptions {
   canWrite: (identity: Identity) => boolean;
   /** Who is online: this process's connections, or every instance's. */
   presence: Presence;
+  /** How long joins and leaves are gathered before they are announced (default 100 ms). */
+  presenceBatchMs?: number;
   log: Logger;
   observer: Pick<ChatObserver, "connectRefused" | "errorSent">;
 }
@@ -130,10 +132,20 @@ function splitAck<T>(args: unknown[]): [unknown, Ack<T> | undefined] {
     : [args[0], undefined];
 }
 
+/** What {@link attachChat} leaves running. */
+export interface Chat {
+  /** Stops pending presence announcements (call on shutdown). */
+  close(): void;
+}
+
 /** Attaches the chat rules to a socket.io server; live messages go to {@link CHAT_ROOM}. */
-export function attachChat(io: ChatServer, options: ChatOptions): void {
+export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   const { timeline, verifyToken, log, observer } = options;
   const { presence } = options;
+  const feed = new PresenceFeed((joined, left) => {
+    if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
+    if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
+  }, options.presenceBatchMs);
   const limiter = new RateLimiter(options.rateLimit);
 
   io.use(async (socket, next) => {
@@ -285,13 +297,13 @@ export function attachChat(io: ChatServer, options: ChatOptions): void {
     socket.on("disconnect", (reason) => {
       log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
       presence.depart(connection).then((wentOffline) => {
-        if (wentOffline) io.to(CHAT_ROOM).emit("user:left", user);
+        if (wentOffline) feed.left(user);
       }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
     });
     socket.join(userRoom(user.id));
 
     const admit = async () => {
-      if (await presence.arrive(connection)) socket.to(CHAT_ROOM).emit("user:joined", user);
+      if (await presence.arrive(connection)) feed.joined(user);
       const online = await presence.online();
       // A socket.io session recovery replays what was missed and restores the rooms.
       if (socket.recovered) return void socket.emit("presence", online);
@@ -317,6 +329,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): void {
       sendError({ code: "internal", message: "history could not be loaded" });
     });
   });
+  return { close: () => feed.close() };
 }
 
 /** The room holding every connection of one user, on every instance. */

@@ -101,3 +101,55 @@ export class ClusterPresence implements Presence {
     return [...users.values()];
   }
 }
+
+/**
+ * Announces joins and leaves in batches: during a connect storm every client gets one
+ * `user:joined` per batch instead of one per user, which keeps a storm of N connections from
+ * costing N² messages. A join and a leave of the same user within one batch cancel out.
+ */
+export class PresenceFeed {
+  #pending = new Map<string, { user: User; change: "joined" | "left" }>();
+  #timer?: ReturnType<typeof setTimeout>;
+
+  constructor(
+    private readonly announce: (joined: User[], left: User[]) => void,
+    private readonly batchMs = 100,
+  ) {}
+
+  /** A user came online. */
+  joined(user: User): void {
+    this.#note(user, "joined");
+  }
+
+  /** A user went offline. */
+  left(user: User): void {
+    this.#note(user, "left");
+  }
+
+  /** Announces what is pending now. */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const joined: User[] = [];
+    const left: User[] = [];
+    for (const { user, change } of this.#pending.values()) {
+      (change === "joined" ? joined : left).push(user);
+    }
+    this.#pending.clear();
+    if (joined.length > 0 || left.length > 0) this.announce(joined, left);
+  }
+
+  /** Drops what is pending (shutdown). */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending.clear();
+  }
+
+  #note(user: User, change: "joined" | "left"): void {
+    const pending = this.#pending.get(user.id);
+    if (pending && pending.change !== change) this.#pending.delete(user.id);
+    else this.#pending.set(user.id, { user, change });
+    this.#timer ??= setTimeout(() => this.flush(), this.batchMs);
+  }
+}

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { ClusterPresence, LocalPresence, PresenceFeed } from "../src/presence.ts";
+import type { User } from "../src/store/mod.ts";
+
+const ada: User = { id: "ada", name: "Ada" };
+const bo: User = { id: "bo", name: "Bo" };
+
+Deno.test("presence feed: joins and leaves within a batch are announced together", async () => {
+  const announced: [string[], string[]][] = [];
+  const feed = new PresenceFeed(
+    (joined, left) => announced.push([joined.map((u) => u.id), left.map((u) => u.id)]),
+    20,
+  );
+  try {
+    feed.joined(ada);
+    feed.joined(bo);
+    feed.left({ id: "cy", name: "Cy" });
+    assert.deepEqual(announced, [], "nothing before the batch ends");
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.deepEqual(announced, [[["ada", "bo"], ["cy"]]]);
+  } finally {
+    feed.close();
+  }
+});
+
+Deno.test("presence feed: a join and a leave of one user in one batch cancel out", () => {
+  const announced: [User[], User[]][] = [];
+  const feed = new PresenceFeed((joined, left) => announced.push([joined, left]), 1000);
+  feed.joined(ada);
+  feed.left(ada);
+  feed.left(bo);
+  feed.joined(bo);
+  feed.flush();
+  assert.deepEqual(announced, [], "a quick reconnect or a blink is no news");
+  feed.close();
+});
+
+Deno.test("local presence: counts tabs per user", async () => {
+  const presence = new LocalPresence();
+  const tab = (socketId: string, user: User) => ({ socketId, user, since: 0 });
+  assert.equal(await presence.arrive(tab("s1", ada)), true);
+  assert.equal(await presence.arrive(tab("s2", ada)), false);
+  assert.equal(await presence.connections("ada"), 2);
+  assert.deepEqual(await presence.online(), [ada]);
+  assert.equal(await presence.depart(tab("s1", ada)), false);
+  assert.equal(await presence.depart(tab("s2", ada)), true);
+  assert.deepEqual(await presence.online(), []);
+});
+
+Deno.test("cluster presence: the oldest of simultaneous tabs announces, once", async () => {
+  const connections = [
+    { socketId: "b", user: ada, since: 10 },
+    { socketId: "a", user: ada, since: 10 },
+    { socketId: "c", user: bo, since: 5 },
+  ];
+  const presence = new ClusterPresence({
+    ofUser: (id) => Promise.resolve(connections.filter((c) => c.user.id === id)),
+    all: () => Promise.resolve(connections),
+  });
+  assert.equal(await presence.arrive(connections[1]), true, "a sorts before b");
+  assert.equal(await presence.arrive(connections[0]), false);
+  assert.equal(await presence.connections("ada"), 2);
+  assert.deepEqual(await presence.online(), [ada, bo]);
+  assert.equal(await presence.depart(connections[2]), false, "bo is still listed");
+});
