@@ -49,6 +49,9 @@ export interface SessionOptions {
 type ReadyState = "opening" | "open" | "closing" | "closed";
 type UpgradeState = "none" | "upgrading" | "upgraded";
 
+/** Bytes sent between two checks of the transport's own send backlog. */
+const BACKLOG_CHECK_BYTES = 64 * 1024;
+
 /** During an upgrade, how often the paused polling GET is nudged with a noop. */
 const UPGRADE_NOOP_INTERVAL_MS = 100;
 
@@ -70,6 +73,7 @@ export class EngineSocket extends EventEmitter {
   #pingIntervalTimer?: ReturnType<typeof setTimeout>;
   #pingTimeoutTimer?: ReturnType<typeof setTimeout>;
   #refreshedPingTimeout = false;
+  #sentSinceBacklogCheck = 0;
   #upgradeCleanup?: () => void;
 
   constructor(
@@ -248,19 +252,25 @@ export class EngineSocket extends EventEmitter {
     const packet: Packet = data === undefined ? { type } : { type, data };
     this.emit("packetCreate", packet);
     this.#writeBuffer.push(packet);
-    this.#writeBufferSize += data?.length ?? 0;
+    const size = data?.length ?? 0;
+    this.#writeBufferSize += size;
     if (callback) this.once("flush", callback);
     this.#flush();
-    this.#limitBacklog();
+    this.#limitBacklog(size);
   }
 
   /** A client that stops reading must not make the server buffer without bound. */
-  #limitBacklog(): void {
-    const bytes = this.#writeBufferSize + this.transport.bufferedAmount;
-    if (
-      bytes <= this.options.maxBufferedBytes &&
-      this.#writeBuffer.length <= this.options.maxBufferedPackets
-    ) return;
+  #limitBacklog(size: number): void {
+    const { maxBufferedBytes, maxBufferedPackets } = this.options;
+    let full = this.#writeBuffer.length > maxBufferedPackets ||
+      this.#writeBufferSize > maxBufferedBytes;
+    // Asking the transport what it holds costs a runtime call: do it once per slice of traffic.
+    this.#sentSinceBacklogCheck += size;
+    if (!full && this.#sentSinceBacklogCheck >= BACKLOG_CHECK_BYTES) {
+      this.#sentSinceBacklogCheck = 0;
+      full = this.#writeBufferSize + this.transport.bufferedAmount > maxBufferedBytes;
+    }
+    if (!full) return;
     this.#onClose(
       "transport error",
       new TransportError("send_buffer_full", "the client is not reading what it is sent"),
