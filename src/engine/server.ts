@@ -308,7 +308,6 @@ export class Engine extends EventEmitter {
       headers,
       _query: Object.fromEntries(url.searchParams),
       connection: { encrypted: url.protocol === "https:", remoteAddress: remoteAddressOf(info) },
-      raw: request,
     };
   }
 

@@ -25,8 +25,6 @@ export interface HandshakeRequest {
   headers: Record<string, string>;
   _query: Record<string, string>;
   connection: { encrypted: boolean; remoteAddress: string };
-  /** The original web-standard request. */
-  raw: Request;
 }
 
 /** Session timing and size settings. */
