@@ -1,0 +1,522 @@
+/**
+ * The load generator: N WebSocket clients against one chat server, S of them sending R messages
+ * a second in total, and one stock `socket.io-client` among them checking that it gets every
+ * message exactly once. The raw clients speak just enough Engine.IO v4 / Socket.IO v5 and read
+ * only the send time out of each `load` frame, so they cost less per message than any server.
+ *
+ * Prints one JSON line (the {@link LoadResult}) on stdout; progress goes to stderr.
+ *
+ * ```sh
+ * deno run -A bench/loadgen.ts --url http://127.0.0.1:3000 --secret s3cr3t \
+ *   --clients 100 --senders 10 --rate 500 --warmup 3 --duration 10 [--pid 1234] [--metrics]
+ * deno run -A bench/loadgen.ts --url … --secret … --mode connect --clients 1000
+ * ```
+ * @module
+ */
+import { SignJWT } from "jose";
+import { io, type Socket } from "socket.io-client";
+import { cpuMicros, machineBusyMicros, rssKb } from "./proc.ts";
+
+/** Load generator options; defaults in {@link LOADGEN_DEFAULTS}. */
+export interface LoadOptions {
+  url: string;
+  secret: string;
+  mode: "traffic" | "connect";
+  /** Connected clients, the probe included. */
+  clients: number;
+  /** How many of the raw clients send. */
+  senders: number;
+  /** Messages per second, all senders together. */
+  rate: number;
+  warmupSeconds: number;
+  durationSeconds: number;
+  /** Characters of filler after the send time and message key. */
+  payloadSize: number;
+  /** Connects in flight at once. */
+  concurrency: number;
+  /** The server's pid, to sample its CPU time and RSS (0: don't). */
+  pid: number;
+  /** Scrape `chat_kv_write_seconds_count` from the server's `/metrics`. */
+  metrics: boolean;
+  /** Longest wait for late deliveries after the window, in seconds. */
+  drainSeconds: number;
+}
+
+export const LOADGEN_DEFAULTS: Omit<LoadOptions, "url" | "secret"> = {
+  mode: "traffic",
+  clients: 100,
+  senders: 10,
+  rate: 500,
+  warmupSeconds: 3,
+  durationSeconds: 10,
+  payloadSize: 64,
+  concurrency: 100,
+  pid: 0,
+  metrics: false,
+  drainSeconds: 10,
+};
+
+/** What one load generator run measured. */
+export interface LoadResult {
+  mode: LoadOptions["mode"];
+  clients: number;
+  rate: number;
+  connectMs: number;
+  connectsPerSecond: number;
+  connectP50Ms: number;
+  connectP99Ms: number;
+  /** Messages sent in the measured window, and deliveries expected (sent × clients). */
+  sent: number;
+  expected: number;
+  delivered: number;
+  lost: number;
+  /** Live `load` frames received during the window, per second of window. */
+  deliveriesPerSecond: number;
+  acks: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  probe: { received: number; lost: number; duplicates: number };
+  /** Clients whose connection closed before the end. */
+  disconnects: number;
+  windowSeconds: number;
+  server?: {
+    cpuMicros: number;
+    cpuMicrosPerDelivery: number;
+    cpuMicrosPerConnect: number;
+    rssWithClientsKb: number;
+    kvCommitsPerSecond?: number;
+  };
+  loadgenCpuPercent: number;
+  /** CPU used by everything else on the machine during the window (100 = one core). */
+  otherCpuPercent: number;
+}
+
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const MESSAGE_FIELD = '"message":"';
+
+/** Everything the clients record; one instance per run. */
+class Recorder {
+  windowStart = Infinity;
+  windowEnd = Infinity;
+  /** Live deliveries received while the window was open. */
+  receivedInWindow = 0;
+  /** Deliveries of messages sent in the window. */
+  delivered = 0;
+  sentInWindow = 0;
+  acks = 0;
+  disconnects = 0;
+  #latencies = new Float64Array(1 << 16);
+
+  record(sentAt: number): void {
+    const at = now();
+    if (at >= this.windowStart && at < this.windowEnd) this.receivedInWindow++;
+    if (sentAt < this.windowStart) return;
+    if (this.delivered === this.#latencies.length) {
+      const grown = new Float64Array(this.#latencies.length * 2);
+      grown.set(this.#latencies);
+      this.#latencies = grown;
+    }
+    this.#latencies[this.delivered++] = at - sentAt;
+  }
+
+  latencies(): Float64Array {
+    return this.#latencies.subarray(0, this.delivered).sort();
+  }
+}
+
+function percentile(sorted: Float64Array | number[], fraction: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)];
+}
+
+/** Engine.IO / Socket.IO frame heads the raw client tells apart, as char codes. */
+const CHAR = { "0": 48, "2": 50, "3": 51, "4": 52 } as const;
+const LOAD_EVENT = new TextEncoder().encode('["load",');
+const encoder = new TextEncoder();
+/** Frames are ASCII here; latin1 decodes fastest. */
+const decoder = new TextDecoder("latin1");
+
+/**
+ * A client speaking raw Engine.IO / Socket.IO over a hand-rolled WebSocket on a TCP connection:
+ * one read drains many frames, and only `load` frames are decoded (to find the send time).
+ * Client frames use an all-zero mask key, which servers accept and which needs no XOR.
+ */
+class RawClient {
+  #conn?: Deno.Conn;
+  #nextAckId = 0;
+  #closing = false;
+  #writes: Uint8Array[] = [];
+  #writing = false;
+
+  constructor(private readonly recorder: Recorder) {}
+
+  /** Resolves once the history `load` arrived. */
+  async connect(url: URL, token: string): Promise<void> {
+    const conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+    conn.setNoDelay(true);
+    this.#conn = conn;
+    await conn.write(encoder.encode(
+      `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: ${url.host}\r\n` +
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    let buffer = new Uint8Array(1 << 16);
+    let filled = 0;
+    const read = async () => {
+      if (filled === buffer.length) {
+        const grown = new Uint8Array(buffer.length * 2);
+        grown.set(buffer);
+        buffer = grown;
+      }
+      const count = await conn.read(buffer.subarray(filled));
+      if (count === null) throw new Error("connection closed");
+      filled += count;
+    };
+    // The HTTP 101 response.
+    let headerEnd = -1;
+    while (headerEnd < 0) {
+      await read();
+      headerEnd = decoder.decode(buffer.subarray(0, filled)).indexOf("\r\n\r\n");
+    }
+    if (decoder.decode(buffer.subarray(9, 12)) !== "101") throw new Error("upgrade refused");
+    buffer.copyWithin(0, headerEnd + 4, filled);
+    filled -= headerEnd + 4;
+
+    const { promise: loaded, resolve, reject } = Promise.withResolvers<void>();
+    let isLoaded = false;
+    const onFrame = (start: number, end: number) => {
+      const type = buffer[start];
+      if (type === CHAR["4"]) {
+        const kind = buffer[start + 1];
+        if (kind === CHAR["2"]) {
+          for (let i = 0; i < LOAD_EVENT.length; i++) {
+            if (buffer[start + 2 + i] !== LOAD_EVENT[i]) return;
+          }
+          if (!isLoaded) {
+            isLoaded = true;
+            return resolve();
+          }
+          const frame = decoder.decode(buffer.subarray(start, end));
+          const at = frame.indexOf(MESSAGE_FIELD);
+          this.recorder.record(parseFloat(frame.substr(at + MESSAGE_FIELD.length, 20)));
+        } else if (kind === CHAR["3"]) {
+          this.recorder.acks++;
+        } else if (kind === CHAR["4"]) {
+          reject(new Error(`connect_error ${decoder.decode(buffer.subarray(start, end))}`));
+        }
+      } else if (type === CHAR["2"]) {
+        this.#sendText("3");
+      } else if (type === CHAR["0"]) {
+        this.#sendText(`40${JSON.stringify({ token })}`);
+      }
+    };
+    (async () => {
+      while (true) {
+        let offset = 0;
+        while (filled - offset >= 2) {
+          const opcode = buffer[offset] & 0x0f;
+          let length = buffer[offset + 1] & 0x7f;
+          let head = 2;
+          if (length === 126) {
+            if (filled - offset < 4) break;
+            length = (buffer[offset + 2] << 8) | buffer[offset + 3];
+            head = 4;
+          } else if (length === 127) {
+            if (filled - offset < 10) break;
+            length = Number(new DataView(buffer.buffer, offset + 2, 8).getBigUint64(0));
+            head = 10;
+          }
+          if (filled - offset < head + length) break;
+          if (opcode === 0x1) onFrame(offset + head, offset + head + length);
+          else if (opcode === 0x8) throw new Error("closed by the server");
+          offset += head + length;
+        }
+        buffer.copyWithin(0, offset, filled);
+        filled -= offset;
+        await read();
+      }
+    })().catch((error) => {
+      if (!this.#closing) this.recorder.disconnects++;
+      reject(error);
+    });
+    return loaded;
+  }
+
+  send(text: string): void {
+    this.#sendText(`42${this.#nextAckId++}["message",{"message":"${text}"}]`);
+  }
+
+  /** Queues one masked text frame; writes go out in order, partial writes resumed. */
+  #sendText(text: string): void {
+    const payload = encoder.encode(text);
+    const head = payload.length < 126 ? 2 : 4;
+    const frame = new Uint8Array(head + 4 + payload.length);
+    frame[0] = 0x81;
+    if (head === 2) frame[1] = 0x80 | payload.length;
+    else [frame[1], frame[2], frame[3]] = [0x80 | 126, payload.length >> 8, payload.length & 0xff];
+    frame.set(payload, head + 4);
+    this.#writes.push(frame);
+    if (!this.#writing) this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#writes.length > 0) {
+        let chunk = this.#writes.shift()!;
+        while (chunk.length > 0) chunk = chunk.subarray(await this.#conn!.write(chunk));
+      }
+    } catch {
+      // The read loop reports the broken connection.
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  close(): void {
+    this.#closing = true;
+    try {
+      this.#conn?.close();
+    } catch {
+      // Already closed by the server.
+    }
+  }
+}
+
+/** The stock socket.io-client: counts every live message it gets, by key. */
+class Probe {
+  #socket?: Socket;
+  #closing = false;
+  readonly seen = new Map<string, number>();
+  received = 0;
+
+  constructor(private readonly recorder: Recorder) {}
+
+  connect(url: string, token: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = io(url, {
+        transports: ["websocket"],
+        auth: { token },
+        reconnection: false,
+        forceNew: true,
+      });
+      this.#socket = socket;
+      let loaded = false;
+      socket.on("load", (messages: { message: string }[]) => {
+        if (!loaded) {
+          loaded = true;
+          return resolve();
+        }
+        for (const { message } of messages) {
+          const sentAt = parseFloat(message);
+          this.recorder.record(sentAt);
+          if (sentAt < this.recorder.windowStart) continue;
+          this.received++;
+          const key = message.split(" ", 2)[1];
+          this.seen.set(key, (this.seen.get(key) ?? 0) + 1);
+        }
+      });
+      socket.on("connect_error", (error) => reject(error));
+      socket.on("disconnect", () => {
+        if (!this.#closing) this.recorder.disconnects++;
+      });
+    });
+  }
+
+  close(): void {
+    this.#closing = true;
+    this.#socket?.close();
+  }
+}
+
+function signTokens(secret: string, count: number): Promise<string[]> {
+  const key = new TextEncoder().encode(secret);
+  return Promise.all(
+    Array.from({ length: count }, (_, index) =>
+      new SignJWT({ name: `u${index}` })
+        .setProtectedHeader({ alg: "HS256" })
+        .setSubject(`u${index}`)
+        .setIssuedAt()
+        .setExpirationTime("2h")
+        .sign(key)),
+  );
+}
+
+async function scrapeKvCommits(url: string): Promise<number> {
+  const text = await (await fetch(new URL("/metrics", url))).text();
+  const match = text.match(/^chat_kv_write_seconds_count(?:\{[^}]*\})? (\S+)$/m);
+  return match ? Number(match[1]) : NaN;
+}
+
+/** Connects every client, at most `concurrency` at a time; returns each connect's duration. */
+async function connectAll(
+  connects: (() => Promise<void>)[],
+  concurrency: number,
+): Promise<number[]> {
+  const durations: number[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < connects.length) {
+      const connect = connects[next++];
+      const started = performance.now();
+      await connect();
+      durations.push(performance.now() - started);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, connects.length) }, worker));
+  return durations.sort((a, b) => a - b);
+}
+
+/** Runs one load test against the server at `options.url`. */
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const recorder = new Recorder();
+  const serverUrl = new URL(options.url);
+  const tokens = await signTokens(options.secret, options.clients);
+  const probe = new Probe(recorder);
+  const raw = Array.from({ length: options.clients - 1 }, () => new RawClient(recorder));
+  const senders = raw.slice(0, Math.min(options.senders, raw.length));
+  const cpu = () => (options.pid ? cpuMicros(options.pid) : 0);
+
+  const connectCpuStart = cpu();
+  const connectStarted = performance.now();
+  const durations = await connectAll([
+    () => probe.connect(options.url, tokens[0]),
+    ...raw.map((client, index) => () => client.connect(serverUrl, tokens[index + 1])),
+  ], options.concurrency);
+  const connectMs = performance.now() - connectStarted;
+  const connectCpu = cpu() - connectCpuStart;
+  console.error(`loadgen: ${options.clients} clients connected in ${connectMs.toFixed(0)} ms`);
+  await sleep(500);
+  const rssWithClientsKb = options.pid ? rssKb(options.pid) : NaN;
+
+  let sent = 0;
+  let windowCpu = 0;
+  let loadgenCpu = 0;
+  let otherCpu = 0;
+  let kvCommits = NaN;
+  let windowSeconds = 0;
+  if (options.mode === "traffic") {
+    const filler = "x".repeat(options.payloadSize);
+    const started = performance.now();
+    const sendTimer = setInterval(() => {
+      const due = Math.floor((performance.now() - started) / 1000 * options.rate);
+      for (; sent < due; sent++) {
+        const sentAt = now();
+        if (sentAt >= recorder.windowStart) recorder.sentInWindow++;
+        senders[sent % senders.length].send(`${sentAt.toFixed(3)} ${sent} ${filler}`);
+      }
+    }, 5);
+    await sleep(options.warmupSeconds * 1000);
+
+    const kvBefore = options.metrics ? await scrapeKvCommits(options.url) : NaN;
+    const cpuBefore = cpu();
+    const loadgenBefore = cpuMicros(Deno.pid);
+    const machineBefore = machineBusyMicros();
+    recorder.windowStart = now();
+    await sleep(options.durationSeconds * 1000);
+    clearInterval(sendTimer);
+    recorder.windowEnd = now();
+    windowCpu = cpu() - cpuBefore;
+    loadgenCpu = cpuMicros(Deno.pid) - loadgenBefore;
+    otherCpu = machineBusyMicros() - machineBefore - loadgenCpu - windowCpu;
+    windowSeconds = (recorder.windowEnd - recorder.windowStart) / 1000;
+    const kvAfter = options.metrics ? await scrapeKvCommits(options.url) : NaN;
+    kvCommits = (kvAfter - kvBefore) / windowSeconds;
+
+    // Late deliveries still count: wait until all arrived, or nothing arrived for 2 s.
+    const expected = recorder.sentInWindow * options.clients;
+    const drainUntil = performance.now() + options.drainSeconds * 1000;
+    let last = -1;
+    let quietSince = performance.now();
+    while (recorder.delivered < expected && performance.now() < drainUntil) {
+      if (recorder.delivered !== last) [last, quietSince] = [recorder.delivered, performance.now()];
+      if (performance.now() - quietSince > 2000) break;
+      await sleep(50);
+    }
+  }
+
+  probe.close();
+  for (const client of raw) client.close();
+  await sleep(200);
+
+  const latencies = recorder.latencies();
+  const expected = recorder.sentInWindow * options.clients;
+  let duplicates = 0;
+  for (const count of probe.seen.values()) duplicates += count - 1;
+  const delivered = recorder.delivered;
+  return {
+    mode: options.mode,
+    clients: options.clients,
+    rate: options.rate,
+    connectMs,
+    connectsPerSecond: options.clients / (connectMs / 1000),
+    connectP50Ms: percentile(durations, 0.5),
+    connectP99Ms: percentile(durations, 0.99),
+    sent: recorder.sentInWindow,
+    expected,
+    delivered,
+    lost: expected - delivered,
+    deliveriesPerSecond: windowSeconds ? recorder.receivedInWindow / windowSeconds : 0,
+    acks: recorder.acks,
+    p50Ms: percentile(latencies, 0.5),
+    p95Ms: percentile(latencies, 0.95),
+    p99Ms: percentile(latencies, 0.99),
+    maxMs: latencies.length ? latencies[latencies.length - 1] : NaN,
+    probe: {
+      received: probe.received,
+      lost: recorder.sentInWindow - probe.seen.size,
+      duplicates,
+    },
+    disconnects: recorder.disconnects,
+    windowSeconds,
+    server: options.pid
+      ? {
+        cpuMicros: windowCpu,
+        cpuMicrosPerDelivery: windowCpu / Math.max(1, recorder.receivedInWindow),
+        cpuMicrosPerConnect: connectCpu / options.clients,
+        rssWithClientsKb,
+        kvCommitsPerSecond: options.metrics ? kvCommits : undefined,
+      }
+      : undefined,
+    loadgenCpuPercent: windowSeconds ? loadgenCpu / (windowSeconds * 10_000) : 0,
+    otherCpuPercent: windowSeconds && options.pid ? otherCpu / (windowSeconds * 10_000) : NaN,
+  };
+}
+
+/** Parses `--name value` flags over {@link LOADGEN_DEFAULTS}. */
+export function parseLoadArgs(args: string[]): LoadOptions {
+  const values: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].replace(/^--/, "");
+    if (name === "metrics") values.metrics = "true";
+    else values[name] = args[++i];
+  }
+  if (!values.url || !values.secret) throw new Error("--url and --secret are required");
+  const number = (name: string, fallback: number) =>
+    values[name] === undefined ? fallback : Number(values[name]);
+  const d = LOADGEN_DEFAULTS;
+  return {
+    url: values.url,
+    secret: values.secret,
+    mode: values.mode === "connect" ? "connect" : "traffic",
+    clients: number("clients", d.clients),
+    senders: number("senders", d.senders),
+    rate: number("rate", d.rate),
+    warmupSeconds: number("warmup", d.warmupSeconds),
+    durationSeconds: number("duration", d.durationSeconds),
+    payloadSize: number("size", d.payloadSize),
+    concurrency: number("concurrency", d.concurrency),
+    pid: number("pid", d.pid),
+    metrics: values.metrics === "true",
+    drainSeconds: number("drain", d.drainSeconds),
+  };
+}
+
+if (import.meta.main) {
+  const result = await runLoad(parseLoadArgs(Deno.args));
+  console.log(JSON.stringify(result));
+  Deno.exit(0);
+}

@@ -1,0 +1,386 @@
+/**
+ * Turns the benchmark's runs into the results file (markdown tables, medians of runs) and a small
+ * hand-made SVG bar chart (CPU µs per delivery and p99 latency, per server and scenario).
+ * @module
+ */
+import type { RunFigures } from "./run.ts";
+
+/** Where and how the benchmark ran. */
+export interface Environment {
+  date: string;
+  cores: number;
+  memoryGb: number;
+  cpuModel: string;
+  deno: string;
+  node: string;
+  /** `git describe --always --dirty` of the tree "ours" ran from. */
+  revision: string;
+  oursSocketIo: string;
+  referenceSocketIo: string;
+  loadAverageStart: string;
+  loadAverageEnd: string;
+  pinned: boolean;
+  runs: number;
+  warmupSeconds: number;
+  durationSeconds: number;
+}
+
+/** Everything one benchmark run produced. */
+export interface Report {
+  env: Environment;
+  servers: { name: string; label: string }[];
+  runs: RunFigures[];
+}
+
+const COLORS: Record<string, string> = {
+  "ours-kv": "#1f77b4",
+  "ours-mem": "#6baed6",
+  reference: "#ff7f0e",
+  limit: "#7f7f7f",
+};
+
+function median(values: number[]): number {
+  const finite = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (finite.length === 0) return NaN;
+  const middle = Math.floor(finite.length / 2);
+  return finite.length % 2 ? finite[middle] : (finite[middle - 1] + finite[middle]) / 2;
+}
+
+/** A number for a table cell: `—` when not measured. */
+function fmt(value: number | undefined, digits = 0): string {
+  if (value === undefined || !Number.isFinite(value)) return "—";
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+/** Median figures of one server in one scenario (the worst run for losses). */
+interface Summary {
+  deliveriesPerSecond: number;
+  lostWorst: number;
+  probeLost: number;
+  probeDuplicates: number;
+  disconnects: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  cpuPerDelivery: number;
+  serverCpuPercent: number;
+  connectMs: number;
+  connectsPerSecond: number;
+  connectP50: number;
+  connectP99: number;
+  cpuPerConnect: number;
+  rssIdleMb: number;
+  rssPerClientKb: number;
+  kvCommitsPerSecond: number;
+  loadgenCpuPercent: number;
+  otherCpuPercent: number;
+}
+
+function summarize(runs: RunFigures[]): Summary {
+  const m = (pick: (run: RunFigures) => number | undefined) =>
+    median(runs.map((run) => pick(run) ?? NaN));
+  return {
+    deliveriesPerSecond: m((run) => run.result.deliveriesPerSecond),
+    lostWorst: Math.max(...runs.map((run) => run.result.lost)),
+    probeLost: runs.reduce((sum, run) => sum + run.result.probe.lost, 0),
+    probeDuplicates: runs.reduce((sum, run) => sum + run.result.probe.duplicates, 0),
+    disconnects: runs.reduce((sum, run) => sum + run.result.disconnects, 0),
+    p50: m((run) => run.result.p50Ms),
+    p95: m((run) => run.result.p95Ms),
+    p99: m((run) => run.result.p99Ms),
+    max: m((run) => run.result.maxMs),
+    cpuPerDelivery: m((run) => run.result.server?.cpuMicrosPerDelivery),
+    serverCpuPercent: m((run) =>
+      run.result.server && run.result.server.cpuMicros / (run.result.windowSeconds * 10_000)
+    ),
+    connectMs: m((run) => run.result.connectMs),
+    connectsPerSecond: m((run) => run.result.connectsPerSecond),
+    connectP50: m((run) => run.result.connectP50Ms),
+    connectP99: m((run) => run.result.connectP99Ms),
+    cpuPerConnect: m((run) => run.result.server?.cpuMicrosPerConnect),
+    rssIdleMb: m((run) => run.rssIdleKb / 1024),
+    rssPerClientKb: m((run) =>
+      run.result.server && (run.result.server.rssWithClientsKb - run.rssIdleKb) / run.clients
+    ),
+    kvCommitsPerSecond: m((run) => run.result.server?.kvCommitsPerSecond),
+    loadgenCpuPercent: m((run) => run.result.loadgenCpuPercent),
+    otherCpuPercent: m((run) => run.result.otherCpuPercent),
+  };
+}
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+/** Median summaries keyed by scenario, then server. */
+function summaries(report: Report, scenario: string): Map<string, Summary> {
+  const result = new Map<string, Summary>();
+  for (const { name } of report.servers) {
+    const runs = report.runs.filter((run) => run.scenario === scenario && run.server === name);
+    if (runs.length) result.set(name, summarize(runs));
+  }
+  return result;
+}
+
+const SCENARIO_TITLES: Record<string, string> = {
+  A: "A — 100 clients, 500 msg/s (≈50k deliveries/s)",
+  B: "B — 1000 clients, 50 msg/s (≈50k deliveries/s)",
+};
+
+function trafficSection(report: Report, scenario: string, labels: Map<string, string>): string {
+  const rows = [...summaries(report, scenario)].map(([name, s]) => [
+    labels.get(name)!,
+    fmt(s.deliveriesPerSecond),
+    fmt(s.lostWorst),
+    `${fmt(s.probeLost)} / ${fmt(s.probeDuplicates)}`,
+    fmt(s.p50, 1),
+    fmt(s.p95, 1),
+    fmt(s.p99, 1),
+    fmt(s.max, 1),
+    fmt(s.cpuPerDelivery, 1),
+    fmt(s.serverCpuPercent),
+    fmt(s.connectMs),
+    fmt(s.rssIdleMb, 1),
+    fmt(s.rssPerClientKb, 1),
+    fmt(s.kvCommitsPerSecond),
+    `${fmt(s.loadgenCpuPercent)} / ${fmt(s.otherCpuPercent)}`,
+  ]);
+  return `### ${SCENARIO_TITLES[scenario]}\n\n` + table([
+    "server",
+    "deliveries/s",
+    "lost (worst run)",
+    "probe lost / dup",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+    "CPU µs/delivery",
+    "server CPU %",
+    "connect ms",
+    "RSS idle MB",
+    "RSS/client KB",
+    "KV commits/s",
+    "loadgen / other CPU %",
+  ], rows);
+}
+
+function ratioSection(report: Report): string {
+  const rows: string[][] = [];
+  for (const scenario of ["A", "B", "D"]) {
+    const s = summaries(report, scenario);
+    for (const ours of ["ours-kv", "ours-mem"]) {
+      const mine = s.get(ours);
+      if (!mine) continue;
+      for (const other of ["reference", "limit"]) {
+        const theirs = s.get(other);
+        if (!theirs) continue;
+        const ratio = (pick: (summary: Summary) => number) => fmt(pick(mine) / pick(theirs), 2);
+        rows.push(
+          scenario === "D"
+            ? [scenario, `${ours} / ${other}`, "—", "—", "—", ratio((x) => x.connectsPerSecond)]
+            : [
+              scenario,
+              `${ours} / ${other}`,
+              ratio((x) => x.cpuPerDelivery),
+              ratio((x) => x.deliveriesPerSecond),
+              ratio((x) => x.p99),
+              "—",
+            ],
+        );
+      }
+    }
+  }
+  return table(
+    ["scenario", "ratio", "CPU µs/delivery", "deliveries/s", "p99", "connects/s"],
+    rows,
+  );
+}
+
+function sweepSection(report: Report, labels: Map<string, string>): string {
+  const rows = report.runs.filter((run) => run.scenario === "C").map((run) => {
+    const r = run.result;
+    return [
+      labels.get(run.server)!,
+      fmt(run.rate),
+      fmt(r.deliveriesPerSecond),
+      fmt(r.lost),
+      fmt(r.p50Ms, 1),
+      fmt(r.p99Ms, 1),
+      fmt(r.server?.cpuMicrosPerDelivery, 1),
+      fmt(r.server && r.server.cpuMicros / (r.windowSeconds * 10_000)),
+      `${fmt(r.loadgenCpuPercent)} / ${fmt(r.otherCpuPercent)}`,
+    ];
+  });
+  const peaks = report.servers.map(({ name }) => {
+    const runs = report.runs.filter((run) => run.scenario === "C" && run.server === name);
+    const peak = Math.max(...runs.map((run) => run.result.deliveriesPerSecond));
+    return runs.length ? `${labels.get(name)}: **${fmt(peak)}**` : "";
+  }).filter(Boolean);
+  return table([
+    "server",
+    "R msg/s",
+    "deliveries/s",
+    "lost",
+    "p50 ms",
+    "p99 ms",
+    "CPU µs/delivery",
+    "server CPU %",
+    "loadgen / other CPU %",
+  ], rows) + `\n\nPeak deliveries/s: ${peaks.join(", ")}.`;
+}
+
+function connectSection(report: Report, labels: Map<string, string>): string {
+  const rows = [...summaries(report, "D")].map(([name, s]) => [
+    labels.get(name)!,
+    fmt(s.connectsPerSecond),
+    fmt(s.connectMs),
+    fmt(s.connectP50, 1),
+    fmt(s.connectP99, 1),
+    fmt(s.cpuPerConnect),
+    fmt(s.rssIdleMb, 1),
+    fmt(s.rssPerClientKb, 1),
+  ]);
+  return table([
+    "server",
+    "connects/s",
+    "1000 connects, ms",
+    "connect p50 ms",
+    "connect p99 ms",
+    "CPU µs/connect",
+    "RSS idle MB",
+    "RSS/client KB",
+  ], rows);
+}
+
+/** The results file. */
+export function renderMarkdown(report: Report): string {
+  const { env } = report;
+  const labels = new Map(report.servers.map(({ name, label }) => [name, label]));
+  const has = (scenario: string) => report.runs.some((run) => run.scenario === scenario);
+  const sections = [
+    `# Load benchmark, ${env.date.slice(0, 16).replace("T", " ")} UTC`,
+    [
+      `- Machine: ${env.cores} cores (${env.cpuModel}), ${fmt(env.memoryGb, 1)} GB memory; ` +
+      `load average ${env.loadAverageStart} at start, ${env.loadAverageEnd} at the end.`,
+      `- Deno ${env.deno}, Node.js ${env.node}; socket.io ${env.oursSocketIo} (ours), ` +
+      `${env.referenceSocketIo} (reference); ours at \`${env.revision}\`.`,
+      `- ${env.runs} run(s) per server and scenario, median shown; warm-up ${env.warmupSeconds} s, ` +
+      `measured window ${env.durationSeconds} s; ` +
+      (env.pinned
+        ? "server pinned to CPU 0, load generator to CPU 1 (`taskset`)."
+        : "no CPU pinning."),
+      "- Servers: **ours (KV file)** and **ours (KV :memory:)** = `deno run -A main.ts` with rate " +
+      "and connection limits lifted; **Node socket.io** = `bench/reference/server.mjs` (same contract, " +
+      "history in memory); **limit** = `bench/limit_server.ts` (bare `Deno.upgradeWebSocket`, no " +
+      "storage or auth).",
+    ].join("\n"),
+  ];
+  for (const scenario of ["A", "B"]) {
+    if (has(scenario)) sections.push(trafficSection(report, scenario, labels));
+  }
+  if (has("A") || has("B") || has("D")) sections.push(`### Ratios\n\n${ratioSection(report)}`);
+  if (has("C")) {
+    sections.push(
+      `### C — saturation sweep (100 clients, one run per rate)\n\n${sweepSection(report, labels)}`,
+    );
+  }
+  if (has("D")) {
+    sections.push(
+      `### D — connect storm (1000 authenticated clients, 100 in flight, each waits for its \`load\`)\n\n${
+        connectSection(report, labels)
+      }`,
+    );
+  }
+  sections.push([
+    "### How to read this",
+    "",
+    "- **deliveries/s**: live `load` frames received by all clients during the window. **lost**: " +
+    "deliveries expected for messages sent in the window (sent × clients) that never arrived. " +
+    "**probe**: the stock `socket.io-client` among the clients (lost / duplicated messages, all runs).",
+    "- **latency**: send → delivery, in one clock (the load generator sends and receives).",
+    "- **CPU µs/delivery**: server utime + stime (`/proc/<pid>/stat`, 10 ms ticks) over the window, " +
+    "divided by deliveries in the window. **server CPU %**: 100 = one core.",
+    "- **RSS/client**: (VmRSS with the clients connected − VmRSS idle) / clients.",
+    "- **loadgen / other CPU %**: the load generator's CPU, and what everything else on the machine " +
+    "used meanwhile; a high loadgen figure means the generator, not the server, may be the limit, " +
+    "and a high other figure means the run was disturbed.",
+  ].join("\n"));
+  return sections.join("\n\n") + "\n";
+}
+
+function escapeXml(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
+/** One bar panel: groups (scenarios) of bars (servers). */
+function panel(
+  x0: number,
+  title: string,
+  groups: { scenario: string; bars: { server: string; value: number }[] }[],
+): string {
+  const width = 380;
+  const height = 240;
+  const top = 50;
+  const max = Math.max(1e-9, ...groups.flatMap((group) => group.bars.map((bar) => bar.value)))
+    .valueOf();
+  const groupWidth = width / Math.max(1, groups.length);
+  const parts = [
+    `<text x="${x0 + width / 2}" y="24" text-anchor="middle" font-weight="bold">${
+      escapeXml(title)
+    }</text>`,
+    `<line x1="${x0}" y1="${top + height}" x2="${x0 + width}" y2="${top + height}" stroke="#333"/>`,
+  ];
+  groups.forEach((group, g) => {
+    const barWidth = (groupWidth - 30) / Math.max(1, group.bars.length);
+    group.bars.forEach((bar, b) => {
+      const h = Number.isFinite(bar.value) ? (bar.value / max) * (height - 20) : 0;
+      const x = x0 + g * groupWidth + 15 + b * barWidth;
+      const y = top + height - h;
+      parts.push(
+        `<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(barWidth - 4).toFixed(1)}" ` +
+          `height="${h.toFixed(1)}" fill="${COLORS[bar.server] ?? "#999"}"/>`,
+        `<text x="${(x + (barWidth - 4) / 2).toFixed(1)}" y="${(y - 4).toFixed(1)}" ` +
+          `text-anchor="middle" font-size="11">${fmt(bar.value, bar.value < 100 ? 1 : 0)}</text>`,
+      );
+    });
+    parts.push(
+      `<text x="${x0 + g * groupWidth + groupWidth / 2}" y="${top + height + 18}" ` +
+        `text-anchor="middle">${escapeXml(SCENARIO_TITLES[group.scenario].split(" (")[0])}</text>`,
+    );
+  });
+  return parts.join("\n");
+}
+
+/** The chart: CPU µs per delivery and p99 latency, per server, for scenarios A and B. */
+export function renderSvg(report: Report): string {
+  const scenarios = ["A", "B"].filter((scenario) =>
+    report.runs.some((run) => run.scenario === scenario)
+  );
+  const groupsOf = (pick: (summary: Summary) => number) =>
+    scenarios.map((scenario) => ({
+      scenario,
+      bars: [...summaries(report, scenario)].map(([server, summary]) => ({
+        server,
+        value: pick(summary),
+      })),
+    }));
+  const legend = report.servers.map(({ name, label }, index) =>
+    `<rect x="${20 + index * 195}" y="345" width="12" height="12" fill="${COLORS[name]}"/>` +
+    `<text x="${38 + index * 195}" y="356">${escapeXml(label)}</text>`
+  ).join("\n");
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="820" height="370" ` +
+    `font-family="sans-serif" font-size="13">`,
+    `<rect width="820" height="370" fill="white"/>`,
+    panel(20, "Server CPU µs per delivery (lower is better)", groupsOf((s) => s.cpuPerDelivery)),
+    panel(430, "p99 send → deliver latency, ms (lower is better)", groupsOf((s) => s.p99)),
+    legend,
+    "</svg>",
+    "",
+  ].join("\n");
+}

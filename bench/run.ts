@@ -1,0 +1,422 @@
+/**
+ * The side-by-side load benchmark (`deno task bench`): our server (durable KV and `:memory:`),
+ * the Node.js socket.io reference and the bare-runtime limit, each started alone on 127.0.0.1,
+ * driven by `bench/loadgen.ts` in its own process. Writes `bench/results/<date>-<time>.md`,
+ * `latest.md`, `latest.json` and `latest.svg`. Asserts nothing; never runs in CI.
+ *
+ * ```sh
+ * deno run -A bench/run.ts            # everything, 3 runs each (10–20 minutes)
+ * deno run -A bench/run.ts --quick    # 4 s windows, 1 run
+ * deno run -A bench/run.ts --servers ours-kv,limit --scenarios A,D --runs 1
+ * ```
+ * @module
+ */
+import type { LoadResult } from "./loadgen.ts";
+import { rssKb } from "./proc.ts";
+import { type Environment, renderMarkdown, renderSvg, type Report } from "./report.ts";
+
+const BENCH_DIR = new URL(".", import.meta.url).pathname;
+const ROOT_DIR = new URL("..", import.meta.url).pathname;
+const REFERENCE_DIR = `${BENCH_DIR}reference/`;
+const RESULTS_DIR = `${BENCH_DIR}results/`;
+const JWT_SECRET = "bench-secret-0123456789-0123456789-0123456789";
+
+/** Benchmark options; defaults are the full run. */
+interface BenchOptions {
+  runs: number;
+  /** Re-render the results files from this `.json` instead of running. */
+  render?: string;
+  warmupSeconds: number;
+  durationSeconds: number;
+  servers: string[];
+  scenarios: string[];
+  /** Pin the server to CPU 0 and the load generator to CPU 1 (when `taskset` exists). */
+  pin: boolean;
+}
+
+/** A server under test. */
+interface ServerSpec {
+  name: string;
+  label: string;
+  command: (port: number, dataDir: string) => { args: string[]; env: Record<string, string> };
+  /** Has our `/metrics` (KV commits). */
+  metrics: boolean;
+}
+
+/** Our limits lifted as far as config allows (1000000 messages a minute per user is 16 666/s). */
+const OURS_ENV = {
+  JWT_SECRET,
+  HOSTNAME: "127.0.0.1",
+  LOG_LEVEL: "error",
+  RATE_LIMIT_PER_MIN: "1000000",
+  RATE_LIMIT_BURST: "1000000",
+  HANDSHAKE_LIMIT_PER_MIN: "0",
+  MAX_SOCKETS_PER_USER: "10000",
+};
+
+const SERVERS: ServerSpec[] = [
+  {
+    name: "ours-kv",
+    label: "ours (KV file)",
+    metrics: true,
+    command: (port, dataDir) => ({
+      args: ["deno", "run", "-A", "main.ts"],
+      env: { ...OURS_ENV, PORT: String(port), KV_PATH: `${dataDir}/chat.kv` },
+    }),
+  },
+  {
+    name: "ours-mem",
+    label: "ours (KV :memory:)",
+    metrics: true,
+    command: (port) => ({
+      args: ["deno", "run", "-A", "main.ts"],
+      env: { ...OURS_ENV, PORT: String(port), KV_PATH: ":memory:" },
+    }),
+  },
+  {
+    name: "reference",
+    label: "Node socket.io",
+    metrics: false,
+    command: (port) => ({
+      args: ["node", `${REFERENCE_DIR}server.mjs`],
+      env: { JWT_SECRET, PORT: String(port), HOSTNAME: "127.0.0.1" },
+    }),
+  },
+  {
+    name: "limit",
+    label: "limit (bare Deno WS)",
+    metrics: false,
+    command: (port) => ({
+      args: ["deno", "run", "-A", `${BENCH_DIR}limit_server.ts`],
+      env: { PORT: String(port), HOSTNAME: "127.0.0.1" },
+    }),
+  },
+];
+
+/** One scenario run's figures, as stored and reported. */
+export interface RunFigures {
+  server: string;
+  scenario: string;
+  rate: number;
+  clients: number;
+  rssIdleKb: number;
+  result: LoadResult;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function parseArgs(args: string[]): BenchOptions {
+  const options: BenchOptions = {
+    runs: 3,
+    warmupSeconds: 3,
+    durationSeconds: 10,
+    servers: SERVERS.map((server) => server.name),
+    scenarios: ["A", "B", "C", "D"],
+    pin: true,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i];
+    if (flag === "--quick") [options.durationSeconds, options.runs] = [4, 1];
+    else if (flag === "--no-pin") options.pin = false;
+    else if (flag === "--render") options.render = args[++i];
+    else if (flag === "--runs") options.runs = Number(args[++i]);
+    else if (flag === "--duration") options.durationSeconds = Number(args[++i]);
+    else if (flag === "--warmup") options.warmupSeconds = Number(args[++i]);
+    else if (flag === "--servers") options.servers = args[++i].split(",");
+    else if (flag === "--scenarios") options.scenarios = args[++i].toUpperCase().split(",");
+    else throw new Error(`unknown flag ${flag}`);
+  }
+  return options;
+}
+
+async function output(args: string[], cwd = ROOT_DIR): Promise<string> {
+  const { stdout } = await new Deno.Command(args[0], { args: args.slice(1), cwd, stderr: "null" })
+    .output();
+  return new TextDecoder().decode(stdout).trim();
+}
+
+async function hasTaskset(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("taskset", { args: ["-V"], stdout: "null" }).output()).success;
+  } catch {
+    return false;
+  }
+}
+
+async function ensureReferenceInstalled(): Promise<void> {
+  try {
+    await Deno.stat(`${REFERENCE_DIR}node_modules`);
+  } catch {
+    console.error("bench: npm ci in bench/reference");
+    const { success } = await new Deno.Command("npm", {
+      args: ["ci", "--silent"],
+      cwd: REFERENCE_DIR,
+    })
+      .output();
+    if (!success) throw new Error("npm ci failed in bench/reference");
+  }
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+async function waitForPort(port: number, child: Deno.ChildProcess): Promise<void> {
+  let exited = false;
+  child.status.then(() => exited = true);
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && !exited) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await sleep(50);
+    }
+  }
+  throw new Error(exited ? "server exited during start" : "server did not start in 30 s");
+}
+
+/** A started server: its pid, port and idle RSS. */
+interface Running {
+  pid: number;
+  url: string;
+  rssIdleKb: number;
+  stop(): Promise<void>;
+}
+
+async function startServer(spec: ServerSpec, pin: boolean): Promise<Running> {
+  const dataDir = await Deno.makeTempDir({ prefix: "chat-bench-" });
+  const port = freePort();
+  const { args, env } = spec.command(port, dataDir);
+  const argv = pin ? ["taskset", "-c", "0", ...args] : args;
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    cwd: ROOT_DIR,
+    env,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = await Deno.open(`${dataDir}/stderr.log`, { write: true, create: true });
+  const logged = child.stderr.pipeTo(log.writable).catch(() => {});
+  try {
+    await waitForPort(port, child);
+  } catch (error) {
+    console.error(await Deno.readTextFile(`${dataDir}/stderr.log`).catch(() => ""));
+    throw error;
+  }
+  await sleep(1000);
+  const rssIdleKb = rssKb(child.pid);
+  return {
+    pid: child.pid,
+    url: `http://127.0.0.1:${port}`,
+    rssIdleKb,
+    async stop() {
+      child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await child.status;
+      clearTimeout(killer);
+      await logged;
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
+
+async function runLoadgen(args: string[], pin: boolean): Promise<LoadResult> {
+  const argv = [
+    ...(pin ? ["taskset", "-c", "1"] : []),
+    "deno",
+    "run",
+    "-A",
+    `${BENCH_DIR}loadgen.ts`,
+  ];
+  const { stdout, stderr, success } = await new Deno.Command(argv[0], {
+    args: [...argv.slice(1), ...args],
+    cwd: ROOT_DIR,
+  }).output();
+  if (!success) throw new Error(`loadgen failed: ${new TextDecoder().decode(stderr)}`);
+  const lines = new TextDecoder().decode(stdout).trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]);
+}
+
+/** Starts `spec`, runs one load, stops it. */
+async function measure(
+  spec: ServerSpec,
+  scenario: string,
+  load: { clients: number; rate: number; mode?: "connect" },
+  options: BenchOptions,
+): Promise<RunFigures> {
+  const server = await startServer(spec, options.pin);
+  try {
+    const result = await runLoadgen([
+      "--url",
+      server.url,
+      "--secret",
+      JWT_SECRET,
+      "--pid",
+      String(server.pid),
+      "--clients",
+      String(load.clients),
+      "--rate",
+      String(load.rate),
+      "--warmup",
+      String(options.warmupSeconds),
+      "--duration",
+      String(options.durationSeconds),
+      ...(load.mode ? ["--mode", load.mode] : []),
+      ...(spec.metrics ? ["--metrics"] : []),
+    ], options.pin);
+    const r = result;
+    // A run with no delivery in the window has no latency: JSON turns NaN into null.
+    const num = (value: number | null | undefined, digits = 0) => (value ?? NaN).toFixed(digits);
+    console.error(
+      `  ${scenario} ${spec.name.padEnd(9)} N=${load.clients} R=${load.rate}: ` +
+        (load.mode === "connect"
+          ? `${num(r.connectsPerSecond)} connects/s`
+          : `${num(r.deliveriesPerSecond)} deliveries/s, ` +
+            `${num(r.server?.cpuMicrosPerDelivery, 1)} µs/delivery, p99 ${num(r.p99Ms, 1)} ms, ` +
+            `lost ${r.lost}, loadgen ${num(r.loadgenCpuPercent)}%, ` +
+            `other ${num(r.otherCpuPercent)}%`),
+    );
+    return { server: spec.name, scenario, ...load, rssIdleKb: server.rssIdleKb, result };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Rates the saturation sweep tries, in order, until throughput stops rising or loss appears. */
+const SWEEP_RATES = [250, 500, 1000, 2000, 4000, 8000, 16000];
+
+async function sweep(spec: ServerSpec, options: BenchOptions): Promise<RunFigures[]> {
+  const runs: RunFigures[] = [];
+  let best = 0;
+  for (const rate of SWEEP_RATES) {
+    const run = await measure(spec, "C", { clients: 100, rate }, options);
+    runs.push(run);
+    const { deliveriesPerSecond, lost, disconnects } = run.result;
+    if (lost > 0 || disconnects > 0 || deliveriesPerSecond < best * 1.05) break;
+    best = deliveriesPerSecond;
+  }
+  return runs;
+}
+
+async function environment(options: BenchOptions, pinned: boolean): Promise<Environment> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo");
+  const meminfo = await Deno.readTextFile("/proc/meminfo");
+  const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT_DIR}deno.json`));
+  const referenceSocketIo = JSON.parse(
+    await Deno.readTextFile(`${REFERENCE_DIR}node_modules/socket.io/package.json`),
+  ).version;
+  return {
+    date: new Date().toISOString(),
+    cores: navigator.hardwareConcurrency,
+    memoryGb: Number(meminfo.match(/MemTotal:\s+(\d+)/)![1]) / 1024 / 1024,
+    cpuModel: cpuinfo.match(/model name\s*:\s*(.+)/)?.[1] ?? "unknown",
+    deno: Deno.version.deno,
+    node: await output(["node", "--version"]),
+    // Other work lands in src/ all the time: say which code "ours" was.
+    revision: await output(["git", "describe", "--always", "--dirty"]),
+    oursSocketIo: String(denoJson.imports["socket.io"]).replace("npm:socket.io@", ""),
+    referenceSocketIo,
+    loadAverageStart: (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" "),
+    loadAverageEnd: "",
+    pinned,
+    runs: options.runs,
+    warmupSeconds: options.warmupSeconds,
+    durationSeconds: options.durationSeconds,
+  };
+}
+
+async function loadAverage(): Promise<number> {
+  return Number((await Deno.readTextFile("/proc/loadavg")).split(" ")[0]);
+}
+
+/** Other work skews every figure: wait up to `IDLE_WAIT_MS` for the machine to quiet down. */
+const IDLE_WAIT_MS = 180_000;
+const IDLE_LOAD_AVERAGE = 1;
+
+async function waitForQuiet(): Promise<void> {
+  const deadline = Date.now() + IDLE_WAIT_MS;
+  while (await loadAverage() >= IDLE_LOAD_AVERAGE && Date.now() < deadline) {
+    console.error(`bench: load average ${await loadAverage()}, waiting for it to drop below 1`);
+    await sleep(15_000);
+  }
+}
+
+function stamp(date: Date): string {
+  const pad = (value: number) => String(value).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}-` +
+    `${pad(date.getHours())}${pad(date.getMinutes())}`;
+}
+
+async function main(): Promise<void> {
+  const options = parseArgs(Deno.args);
+  if (options.render) {
+    return await writeResults(JSON.parse(await Deno.readTextFile(options.render)));
+  }
+  const pinned = options.pin && await hasTaskset();
+  options.pin = pinned;
+  const specs = SERVERS.filter((spec) => options.servers.includes(spec.name));
+  if (specs.some((spec) => spec.name === "reference")) await ensureReferenceInstalled();
+  await waitForQuiet();
+  const env = await environment(options, pinned);
+  console.error(`bench: load average ${env.loadAverageStart}; pinned: ${pinned}`);
+
+  const runs: RunFigures[] = [];
+  const scenarios: Record<string, { clients: number; rate: number; mode?: "connect" }> = {
+    A: { clients: 100, rate: 500 },
+    B: { clients: 1000, rate: 50 },
+    D: { clients: 1000, rate: 0, mode: "connect" },
+  };
+  const servers = specs.map(({ name, label }) => ({ name, label }));
+  await Deno.mkdir(RESULTS_DIR, { recursive: true });
+  // Saved after every measurement, so a crash keeps what was measured (`--render` it).
+  const checkpoint = `${RESULTS_DIR}${stamp(new Date(env.date))}.json`;
+  const save = () => Deno.writeTextFile(checkpoint, JSON.stringify({ env, servers, runs }) + "\n");
+  for (const scenario of options.scenarios) {
+    console.error(`bench: scenario ${scenario}`);
+    for (const spec of specs) {
+      if (scenario === "C") {
+        runs.push(...await sweep(spec, options));
+        await save();
+        continue;
+      }
+      for (let run = 0; run < options.runs; run++) {
+        runs.push(await measure(spec, scenario, scenarios[scenario], options));
+        await save();
+      }
+    }
+  }
+  env.loadAverageEnd = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+
+  const report: Report = { env, servers, runs };
+  await writeResults(report);
+}
+
+/** Writes `<date>-<time>.md` and `.json`, and `latest.md`, `latest.json`, `latest.svg`. */
+async function writeResults(report: Report): Promise<void> {
+  const markdown = renderMarkdown(report);
+  const name = stamp(new Date(report.env.date));
+  await Deno.mkdir(RESULTS_DIR, { recursive: true });
+  const json = JSON.stringify(report, null, 2) + "\n";
+  const files: [string, string][] = [
+    [`${RESULTS_DIR}${name}.md`, markdown],
+    [`${RESULTS_DIR}${name}.json`, json],
+    [`${RESULTS_DIR}latest.md`, markdown],
+    [`${RESULTS_DIR}latest.json`, json],
+  ];
+  for (const [path, text] of files) await Deno.writeTextFile(path, text);
+  const svg = `${RESULTS_DIR}latest.svg`;
+  await Deno.writeTextFile(svg, renderSvg(report));
+  // The results are committed; keep them as `deno fmt --check` wants them.
+  const paths = files.map(([path]) => path);
+  await new Deno.Command("deno", { args: ["fmt", "--quiet", ...paths, svg], cwd: ROOT_DIR })
+    .output();
+  console.log(await Deno.readTextFile(paths[2]));
+  console.error(`bench: wrote ${paths.join(", ")}, ${RESULTS_DIR}latest.svg`);
+}
+
+if (import.meta.main) await main();
