@@ -60,7 +60,8 @@ const MAX_BATCH_MESSAGES = 400;
 const MAX_BATCH_CHECKS = 100;
 const MAX_BATCH_BYTES = 400_000;
 const GET_MANY_LIMIT = 10;
-// A clientId whose check failed was written by another process meanwhile: retry a few times.
+// A failed check means a clientId was stored before (a retry) or by another process meanwhile:
+// read and try again, a few times.
 const MAX_APPEND_ATTEMPTS = 5;
 
 type DedupeKey = [typeof DEDUPE, string, string];
@@ -110,7 +111,8 @@ export class KvMessageStore implements MessageStore {
     for (const chunk of commitChunks(inputs)) {
       for (let attempt = 1;; attempt++) {
         try {
-          results.push(...await this.#tryAppend(chunk));
+          // Retries are rare: try the commit first and read earlier clientIds only if it fails.
+          results.push(...await this.#tryAppend(chunk, attempt > 1));
           break;
         } catch (error) {
           if (!(error instanceof DedupeConflict) || attempt >= MAX_APPEND_ATTEMPTS) throw error;
@@ -121,8 +123,9 @@ export class KvMessageStore implements MessageStore {
     return results;
   }
 
-  async #tryAppend(inputs: readonly NewMessage[]): Promise<AppendResult[]> {
-    const earlier = await this.#findEarlier(inputs);
+  async #tryAppend(inputs: readonly NewMessage[], readFirst: boolean): Promise<AppendResult[]> {
+    // Without the read, a clientId stored earlier makes the commit's check fail: then we read.
+    const earlier = readFirst ? await this.#findEarlier(inputs) : new Map<string, ChatMessage>();
     const results: AppendResult[] = [];
     const created: { message: ChatMessage; key?: DedupeKey }[] = [];
     const createdInBatch = new Map<string, ChatMessage>();
