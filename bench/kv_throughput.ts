@@ -95,6 +95,6 @@ const table = [
   ),
 ].join("\n") + "\n";
 console.log(table);
-const stamp = new Date().toISOString().slice(0, 16).replace(/[:T]/g, "");
+const stamp = new Date().toISOString().slice(0, 16).replace("T", "-").replace(":", "");
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(new URL(`./results/kv-${stamp}.md`, import.meta.url), table);
