@@ -29,44 +29,56 @@ async function openWebSocketSession(
   return { ws, open: JSON.parse(frame.slice(1)), session };
 }
 
-Deno.test("websocket: a direct handshake gets the open packet", async () => {
-  const target = startEngine({ pingInterval: 300, pingTimeout: 200, maxHttpBufferSize: 1_234 });
-  const { ws, open, session } = await openWebSocketSession(target);
+/** Runs `test` against a fresh engine and a direct WebSocket session, closing both after. */
+async function withWebSocketSession(
+  options: Parameters<typeof startEngine>[0],
+  test: (session: {
+    target: EngineServer;
+    ws: RawWebSocket;
+    open: OpenPacket;
+    session: EngineSocket;
+  }) => Promise<void>,
+): Promise<void> {
+  const target = startEngine(options);
   try {
-    assert.equal(open.sid, session.id);
-    assert.deepEqual(open.upgrades, []);
-    assert.equal(open.pingInterval, 300);
-    assert.equal(open.pingTimeout, 200);
-    assert.equal(open.maxPayload, 1_234);
-    assert.equal(session.transport.name, "websocket");
-    assert.equal(session.request.headers.upgrade?.toLowerCase(), "websocket");
-    assert.equal(session.remoteAddress, "127.0.0.1");
-    assert.equal(target.engine.clientsCount, 1);
+    const opened = await openWebSocketSession(target);
+    try {
+      await test({ target, ...opened });
+    } finally {
+      await opened.ws.close();
+    }
   } finally {
-    await ws.close();
     await target.close();
   }
-});
+}
 
-Deno.test("websocket: a text message is echoed", async () => {
-  const target = startEngine();
-  const { ws, session } = await openWebSocketSession(target);
-  try {
+Deno.test("websocket: a direct handshake gets the open packet", () =>
+  withWebSocketSession(
+    { pingInterval: 300, pingTimeout: 200, maxHttpBufferSize: 1_234 },
+    async ({ target, ws, open, session }) => {
+      assert.equal(open.sid, session.id);
+      assert.deepEqual(open.upgrades, []);
+      assert.equal(open.pingInterval, 300);
+      assert.equal(open.pingTimeout, 200);
+      assert.equal(open.maxPayload, 1_234);
+      assert.equal(session.transport.name, "websocket");
+      assert.equal(session.request.headers.upgrade?.toLowerCase(), "websocket");
+      assert.equal(session.remoteAddress, "127.0.0.1");
+      assert.equal(target.engine.clientsCount, 1);
+    },
+  ));
+
+Deno.test("websocket: a text message is echoed", () =>
+  withWebSocketSession({}, async ({ ws, session }) => {
     session.on("message", (data) => session.send(data));
     ws.send("4hello");
     assert.equal(await ws.nextText(), "4hello");
     ws.send("4ünïcode ✓");
     assert.equal(await ws.nextText(), "4ünïcode ✓");
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
-Deno.test("websocket: binary frames arrive as Buffers and are sent as binary frames", async () => {
-  const target = startEngine();
-  const { ws, session } = await openWebSocketSession(target);
-  try {
+Deno.test("websocket: binary frames arrive as Buffers and are sent as binary frames", () =>
+  withWebSocketSession({}, async ({ ws, session }) => {
     const received = waitFor<[Buffer]>(session, "message");
     ws.send(new Uint8Array([1, 2, 3, 250]));
     const [data] = await received;
@@ -81,16 +93,10 @@ Deno.test("websocket: binary frames arrive as Buffers and are sent as binary fra
     const fromBase64 = waitFor<[Buffer]>(session, "message");
     ws.send("bAQID");
     assert.deepEqual([...(await fromBase64)[0]], [1, 2, 3]);
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
-Deno.test("websocket: the ping timeout closes a silent raw websocket", async () => {
-  const target = startEngine({ pingInterval: 200, pingTimeout: 150 });
-  const { ws, session } = await openWebSocketSession(target);
-  try {
+Deno.test("websocket: the ping timeout closes a silent raw websocket", () =>
+  withWebSocketSession({ pingInterval: 200, pingTimeout: 150 }, async ({ target, ws, session }) => {
     const closed = waitFor<[string]>(session, "close");
     assert.equal(await ws.nextText(), "2");
     const [reason] = await closed;
@@ -98,16 +104,10 @@ Deno.test("websocket: the ping timeout closes a silent raw websocket", async () 
     await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
     assert.equal(ws.socket.readyState, WebSocket.CLOSED);
     assert.equal(target.engine.clientsCount, 0);
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
-Deno.test("websocket: answering pings keeps it open past several intervals", async () => {
-  const target = startEngine({ pingInterval: 200, pingTimeout: 150 });
-  const { ws, session } = await openWebSocketSession(target);
-  try {
+Deno.test("websocket: answering pings keeps it open past several intervals", () =>
+  withWebSocketSession({ pingInterval: 200, pingTimeout: 150 }, async ({ ws, session }) => {
     let heartbeats = 0;
     session.on("heartbeat", () => heartbeats++);
     const started = Date.now();
@@ -121,58 +121,34 @@ Deno.test("websocket: answering pings keeps it open past several intervals", asy
     assert.equal(session.readyState, "open");
     assert.equal(ws.socket.readyState, WebSocket.OPEN);
     assert.equal(heartbeats, 4);
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
-Deno.test("websocket: the client closing its socket closes the session with transport close", async () => {
-  const target = startEngine();
-  const { ws, session } = await openWebSocketSession(target);
-  try {
+Deno.test("websocket: the client closing its socket closes the session with transport close", () =>
+  withWebSocketSession({}, async ({ target, ws, session }) => {
     const closed = waitFor<[string]>(session, "close");
     await ws.close();
     assert.equal((await closed)[0], "transport close");
     assert.equal(target.engine.clientsCount, 0);
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
-Deno.test("websocket: a close packet closes the session and the socket", async () => {
-  const target = startEngine();
-  const { ws, session } = await openWebSocketSession(target);
-  try {
+Deno.test("websocket: a close packet closes the session and the socket", () =>
+  withWebSocketSession({}, async ({ ws, session }) => {
     const closed = waitFor<[string]>(session, "close");
     ws.send("1");
     assert.equal((await closed)[0], "transport close");
     await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
-Deno.test("websocket: an invalid frame closes with parse error", async () => {
-  const target = startEngine();
-  const { ws, session } = await openWebSocketSession(target);
-  try {
+Deno.test("websocket: an invalid frame closes with parse error", () =>
+  withWebSocketSession({}, async ({ ws, session }) => {
     const closed = waitFor<[string]>(session, "close");
     ws.send("9xyz");
     assert.equal((await closed)[0], "parse error");
     await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
-Deno.test("websocket: an oversize frame closes the session", async () => {
-  const target = startEngine({ maxHttpBufferSize: 100 });
-  const { ws, session } = await openWebSocketSession(target);
-  try {
+Deno.test("websocket: an oversize frame closes the session", () =>
+  withWebSocketSession({ maxHttpBufferSize: 100 }, async ({ target, ws, session }) => {
     const received: unknown[] = [];
     session.on("message", (data) => received.push(data));
     const closed = waitFor<[string]>(session, "close");
@@ -183,11 +159,7 @@ Deno.test("websocket: an oversize frame closes the session", async () => {
     assert.deepEqual(received, ["x".repeat(99)]);
     await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
     assert.equal(target.engine.clientsCount, 0);
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
 Deno.test("websocket: a second websocket with the sid of a websocket session is refused", async () => {
   const target = startEngine();
@@ -321,10 +293,8 @@ Deno.test("websocket: closing the session mid-upgrade closes the probing websock
   }
 });
 
-Deno.test("websocket: a client noop is ignored and a client ping closes with transport error", async () => {
-  const target = startEngine();
-  const { ws, session } = await openWebSocketSession(target);
-  try {
+Deno.test("websocket: a client noop is ignored and a client ping closes with transport error", () =>
+  withWebSocketSession({}, async ({ ws, session }) => {
     const messages: unknown[] = [];
     session.on("message", (data: unknown) => messages.push(data));
     ws.send("6");
@@ -333,8 +303,4 @@ Deno.test("websocket: a client noop is ignored and a client ping closes with tra
     ws.send("2");
     assert.equal((await closed)[0], "transport error");
     assert.deepEqual(messages, ["still here"]);
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
