@@ -248,12 +248,21 @@ export class EngineSocket extends EventEmitter {
   #sendPacket(type: PacketType, data?: PacketData, callback?: () => void): void {
     if (this.readyState === "closing" || this.readyState === "closed") return;
     const packet: Packet = data === undefined ? { type } : { type, data };
-    this.emit("packetCreate", packet);
-    this.#writeBuffer.push(packet);
+    if (this.listenerCount("packetCreate") > 0) this.emit("packetCreate", packet);
     const size = data?.length ?? 0;
-    this.#writeBufferSize += size;
-    if (callback) this.once("flush", callback);
-    this.#flush();
+    const transport = this.transport;
+    if (
+      transport.sendsEachPacket && transport.writable && this.#writeBuffer.length === 0 &&
+      !callback && this.listenerCount("flush") === 0 && this.listenerCount("drain") === 0
+    ) {
+      // The common case on a WebSocket: nothing queued, nobody watching: one frame, no batch.
+      transport.send([packet]);
+    } else {
+      this.#writeBuffer.push(packet);
+      this.#writeBufferSize += size;
+      if (callback) this.once("flush", callback);
+      this.#flush();
+    }
     this.#limitBacklog(size);
   }
 

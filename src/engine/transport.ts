@@ -42,6 +42,12 @@ export abstract class Transport extends EventEmitter {
   /** Sends packets; only called while `writable`. */
   abstract send(packets: Packet[]): void;
 
+  /**
+   * Whether one packet can be sent at once, without the write buffer's batching: true for
+   * transports that frame each packet (WebSocket), false for those that batch (polling).
+   */
+  readonly sendsEachPacket: boolean = false;
+
   /** Closes the transport; `close` is emitted once it is closed. */
   close(): void {
     if (this.readyState !== "open") return;

@@ -26,6 +26,7 @@ function exceeds(data: string | ArrayBuffer, limit: number): boolean {
 export class WebSocketTransport extends Transport {
   readonly name = "websocket";
   readonly upgradesTo: ("polling" | "websocket")[] = [];
+  override readonly sendsEachPacket = true;
 
   constructor(private readonly socket: WebSocket, private readonly options: WebSocketOptions) {
     super();
