@@ -140,8 +140,7 @@ export interface Chat {
 
 /** Attaches the chat rules to a socket.io server; live messages go to {@link CHAT_ROOM}. */
 export function attachChat(io: ChatServer, options: ChatOptions): Chat {
-  const { timeline, verifyToken, log, observer } = options;
-  const { presence } = options;
+  const { timeline, verifyToken, log, observer, presence } = options;
   const feed = new PresenceFeed((joined, left) => {
     if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
     if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);

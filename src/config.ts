@@ -397,6 +397,7 @@ function readTls(env: Env): Config["tls"] {
 /** Parses and validates the whole configuration; throws {@link ConfigError} on the first bad value. */
 export function loadConfig(env: Env): Config {
   const hostname = readString(env, "HOSTNAME") ?? DEFAULTS.hostname;
+  const historyLimit = readInteger(env, "HISTORY_LIMIT", DEFAULTS.historyLimit, 0, 1000);
   return {
     auth: readAuthConfig(env),
     port: readInteger(env, "PORT", DEFAULTS.port, 0, 65_535),
@@ -404,7 +405,7 @@ export function loadConfig(env: Env): Config {
     kvPath: readKvLocation(env),
     redisUrl: readUrl(env, "REDIS_URL", ["redis:", "rediss:"]),
     instanceId: readInstanceId(env),
-    historyLimit: readInteger(env, "HISTORY_LIMIT", DEFAULTS.historyLimit, 0, 1000),
+    historyLimit,
     maxMessageLength: readInteger(
       env,
       "MAX_MESSAGE_LENGTH",
@@ -424,7 +425,7 @@ export function loadConfig(env: Env): Config {
       1024,
       100_000_000,
     ),
-    ...readDeliveryConfig(env),
+    ...readDeliveryConfig(env, historyLimit),
     ...readOperationsConfig(env),
   };
 }
@@ -453,8 +454,7 @@ function readOperationsConfig(env: Env) {
 }
 
 /** History, catch-up and limits: the delivery settings. */
-function readDeliveryConfig(env: Env) {
-  const historyLimit = readInteger(env, "HISTORY_LIMIT", DEFAULTS.historyLimit, 0, 1000);
+function readDeliveryConfig(env: Env, historyLimit: number) {
   const historyMaxCount = readString(env, "HISTORY_MAX_COUNT") === undefined
     ? undefined
     : readInteger(env, "HISTORY_MAX_COUNT", 0, Math.max(1, historyLimit), 10_000_000);

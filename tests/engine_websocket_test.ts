@@ -52,6 +52,37 @@ async function withWebSocketSession(
   }
 }
 
+/**
+ * Runs `test` on a polling session whose WebSocket upgrade has been probed (`2probe` answered
+ * with `3probe`) but not completed; closes everything after.
+ */
+async function withProbedUpgrade(
+  options: Parameters<typeof startEngine>[0],
+  test: (upgrade: {
+    target: EngineServer;
+    sid: string;
+    session: EngineSocket;
+    ws: RawWebSocket;
+  }) => Promise<void>,
+): Promise<void> {
+  const target = startEngine(options);
+  try {
+    const { sid } = await pollingHandshake(target);
+    const session = target.engine.clients.get(sid)!;
+    const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
+    try {
+      await ws.opened;
+      ws.send("2probe");
+      assert.equal(await ws.nextText(), "3probe");
+      await test({ target, sid, session, ws });
+    } finally {
+      await ws.close();
+    }
+  } finally {
+    await target.close();
+  }
+}
+
 Deno.test("websocket: a direct handshake gets the open packet", () =>
   withWebSocketSession(
     { pingInterval: 300, pingTimeout: 200, maxHttpBufferSize: 1_234 },
@@ -226,15 +257,8 @@ Deno.test("websocket: upgrade from polling moves the session to the websocket", 
   }
 });
 
-Deno.test("websocket: packets written during the upgrade arrive over the websocket", async () => {
-  const target = startEngine();
-  const { sid } = await pollingHandshake(target);
-  const session = target.engine.clients.get(sid)!;
-  const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
-  try {
-    await ws.opened;
-    ws.send("2probe");
-    assert.equal(await ws.nextText(), "3probe");
+Deno.test("websocket: packets written during the upgrade arrive over the websocket", () =>
+  withProbedUpgrade({}, async ({ session, ws }) => {
     // No GET is pending, so these wait in the buffer and move to the websocket.
     session.send("one");
     session.send("two");
@@ -243,21 +267,10 @@ Deno.test("websocket: packets written during the upgrade arrive over the websock
     await upgraded;
     assert.equal(await ws.nextText(), "4one");
     assert.equal(await ws.nextText(), "4two");
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
-Deno.test("websocket: an upgrade timeout closes the websocket but keeps the polling session", async () => {
-  const target = startEngine({ upgradeTimeout: 200 });
-  const { sid } = await pollingHandshake(target);
-  const session = target.engine.clients.get(sid)!;
-  const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
-  try {
-    await ws.opened;
-    ws.send("2probe");
-    assert.equal(await ws.nextText(), "3probe");
+Deno.test("websocket: an upgrade timeout closes the websocket but keeps the polling session", () =>
+  withProbedUpgrade({ upgradeTimeout: 200 }, async ({ target, sid, session, ws }) => {
     await withTimeout(ws.closed, 2_000, "the upgrade timeout to close the WebSocket");
     assert.equal(session.readyState, "open");
     assert.equal(session.transport.name, "polling");
@@ -268,31 +281,16 @@ Deno.test("websocket: an upgrade timeout closes the websocket but keeps the poll
     assert.deepEqual(await received, ["still polling"]);
     session.send("reply");
     assert.equal(await poll(target, sid), "4reply");
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
-Deno.test("websocket: closing the session mid-upgrade closes the probing websocket", async () => {
-  const target = startEngine();
-  const { sid } = await pollingHandshake(target);
-  const session = target.engine.clients.get(sid)!;
-  const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
-  try {
-    await ws.opened;
-    ws.send("2probe");
-    assert.equal(await ws.nextText(), "3probe");
+Deno.test("websocket: closing the session mid-upgrade closes the probing websocket", () =>
+  withProbedUpgrade({}, async ({ target, session, ws }) => {
     const closed = waitFor<[string]>(session, "close");
     session.close();
     assert.equal((await closed)[0], "forced close");
     await withTimeout(ws.closed, 2_000, "the probing WebSocket to close");
     assert.equal(target.engine.clientsCount, 0);
-  } finally {
-    await ws.close();
-    await target.close();
-  }
-});
+  }));
 
 Deno.test("websocket: a client noop is ignored and a client ping closes with transport error", () =>
   withWebSocketSession({}, async ({ ws, session }) => {
