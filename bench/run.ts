@@ -8,6 +8,7 @@
  * deno run -A bench/run.ts            # everything, 3 runs each (10–20 minutes)
  * deno run -A bench/run.ts --quick    # 4 s windows, 1 run
  * deno run -A bench/run.ts --servers ours-kv,limit --scenarios A,D --runs 1
+ * deno run -A bench/run.ts --quick --out /tmp/bench   # results elsewhere, `latest.*` untouched
  * ```
  * @module
  */
@@ -18,7 +19,7 @@ import { type Environment, renderMarkdown, renderSvg, type Report } from "./repo
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
 const REFERENCE_DIR = `${BENCH_DIR}reference/`;
-const RESULTS_DIR = `${BENCH_DIR}results/`;
+let RESULTS_DIR = `${BENCH_DIR}results/`;
 const JWT_SECRET = "bench-secret-0123456789-0123456789-0123456789";
 
 /** Benchmark options; defaults are the full run. */
@@ -118,6 +119,7 @@ function parseArgs(args: string[]): BenchOptions {
     const flag = args[i];
     if (flag === "--quick") [options.durationSeconds, options.runs] = [4, 1];
     else if (flag === "--no-pin") options.pin = false;
+    else if (flag === "--out") RESULTS_DIR = args[++i].replace(/\/?$/, "/");
     else if (flag === "--render") options.render = args[++i];
     else if (flag === "--runs") options.runs = Number(args[++i]);
     else if (flag === "--duration") options.durationSeconds = Number(args[++i]);

@@ -14,6 +14,7 @@
  * @module
  */
 import { Server } from "socket.io";
+import { adapterFor } from "./adapter.ts";
 import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
 import { attachChat, type ChatServer, deliverTo, socketDirectory } from "./chat.ts";
 import type { Cluster } from "./cluster.ts";
@@ -97,7 +98,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
 
   const io: ChatServer = new Server({
     serveClient: false,
-    adapter: options.cluster?.adapter,
+    adapter: options.cluster?.adapter ?? adapterFor({ recovery: config.connectionRecoveryMs > 0 }),
     // A recovered session skips the auth middleware: socket.io admits it by its private session
     // id, and running async middleware there would lose broadcasts made meanwhile. The restored
     // identity keeps its token expiry, which is still checked on every event.

@@ -3,6 +3,7 @@ import { Buffer } from "node:buffer";
 import {
   decodePacket,
   decodePayload,
+  encodeMessageText,
   encodePacket,
   encodePayload,
   PACKET_TYPES,
@@ -106,4 +107,16 @@ Deno.test("parser: one bad packet makes the whole payload a parse error", () => 
   for (const bad of ["", "4a\x1e", "\x1e4a", "4a\x1e9xyz", "4a\x1ebAQ"]) {
     assert.throws(() => decodePayload(bad), isParseError, JSON.stringify(bad));
   }
+});
+
+Deno.test("parser: encodeMessageText frames a text message, the same for a repeated broadcast", () => {
+  const broadcast = '2["load",[{"message":"hi"}]]';
+  assert.equal(encodeMessageText(broadcast), '42["load",[{"message":"hi"}]]');
+  assert.equal(
+    encodeMessageText(broadcast),
+    encodePacket({ type: "message", data: broadcast }, true),
+  );
+  assert.equal(encodeMessageText("2other"), "42other");
+  assert.equal(encodeMessageText(""), "4");
+  assert.equal(encodeMessageText(broadcast), '42["load",[{"message":"hi"}]]');
 });

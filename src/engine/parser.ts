@@ -63,6 +63,22 @@ export function encodePacket(packet: Packet, supportsBinary: boolean): PacketDat
   return PACKET_TYPES.indexOf(packet.type) + (data ?? "");
 }
 
+let lastMessage: string | undefined;
+let lastMessageFrame = "";
+
+/**
+ * The WebSocket frame text of a text `message` packet (`"4" + data`). A broadcast hands the same
+ * string to every recipient's session, so the last frame is kept: one concatenation per
+ * broadcast instead of one per recipient.
+ */
+export function encodeMessageText(data: string): string {
+  if (data !== lastMessage) {
+    lastMessage = data;
+    lastMessageFrame = "4" + data;
+  }
+  return lastMessageFrame;
+}
+
 /** Decodes one packet; throws {@link PacketParseError} on anything that is not valid v4. */
 export function decodePacket(encoded: PacketData): Packet {
   if (typeof encoded !== "string") {

@@ -4,7 +4,7 @@
  * @module
  */
 import { EventEmitter } from "node:events";
-import type { Packet, PacketData, PacketType } from "./parser.ts";
+import { encodeMessageText, type Packet, type PacketData, type PacketType } from "./parser.ts";
 import { type Transport, TransportError } from "./transport.ts";
 
 /** Why a session closed, as reported to socket.io (`disconnect` reason). */
@@ -114,6 +114,12 @@ export class EngineSocket extends EventEmitter {
 
   /** Sends a message packet; `callback` runs once it is handed to the transport. */
   write(data: PacketData, _options?: unknown, callback?: () => void): this {
+    if (typeof data === "string" && callback === undefined && this.#sendsDirectly()) {
+      // A broadcast's hot path: no packet object, no batch, one frame text shared by all.
+      this.transport.sendText(encodeMessageText(data));
+      this.#limitBacklog(data.length);
+      return this;
+    }
     this.#sendPacket("message", data, callback);
     return this;
   }
@@ -245,19 +251,26 @@ export class EngineSocket extends EventEmitter {
     }, this.options.pingInterval);
   }
 
+  /**
+   * Whether a packet can go straight to the transport as one frame: an open session on a
+   * WebSocket with nothing queued and nobody listening for `packetCreate`, `flush` or `drain`.
+   */
+  #sendsDirectly(): boolean {
+    const transport = this.transport;
+    return this.readyState === "open" && transport.sendsEachPacket && transport.writable &&
+      this.#writeBuffer.length === 0 && this.listenerCount("packetCreate") === 0 &&
+      this.listenerCount("flush") === 0 && this.listenerCount("drain") === 0;
+  }
+
   #sendPacket(type: PacketType, data?: PacketData, callback?: () => void): void {
     if (this.readyState === "closing" || this.readyState === "closed") return;
     const packet: Packet = data === undefined ? { type } : { type, data };
-    if (this.listenerCount("packetCreate") > 0) this.emit("packetCreate", packet);
     const size = data?.length ?? 0;
-    const transport = this.transport;
-    if (
-      transport.sendsEachPacket && transport.writable && this.#writeBuffer.length === 0 &&
-      !callback && this.listenerCount("flush") === 0 && this.listenerCount("drain") === 0
-    ) {
+    if (!callback && this.#sendsDirectly()) {
       // The common case on a WebSocket: nothing queued, nobody watching: one frame, no batch.
-      transport.send([packet]);
+      this.transport.send([packet]);
     } else {
+      if (this.listenerCount("packetCreate") > 0) this.emit("packetCreate", packet);
       this.#writeBuffer.push(packet);
       this.#writeBufferSize += size;
       if (callback) this.once("flush", callback);

@@ -43,6 +43,14 @@ export abstract class Transport extends EventEmitter {
   abstract send(packets: Packet[]): void;
 
   /**
+   * Sends one already encoded text frame (see `encodeMessageText`); only on transports that
+   * {@link sendsEachPacket}, and only while `writable`.
+   */
+  sendText(_frame: string): void {
+    throw new Error(`${this.name} does not send single frames`);
+  }
+
+  /**
    * Whether one packet can be sent at once, without the write buffer's batching: true for
    * transports that frame each packet (WebSocket), false for those that batch (polling).
    */

@@ -61,6 +61,10 @@ export class WebSocketTransport extends Transport {
     return this.socket.bufferedAmount;
   }
 
+  override sendText(frame: string): void {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.send(frame);
+  }
+
   send(packets: Packet[]): void {
     if (this.socket.readyState !== WebSocket.OPEN) return;
     for (const packet of packets) this.socket.send(encodePacket(packet, true));
