@@ -70,8 +70,10 @@ export interface LoadResult {
   expected: number;
   delivered: number;
   lost: number;
-  /** Live `load` frames received during the window, per second of window. */
+  /** Live messages received during the window, per second of window. */
   deliveriesPerSecond: number;
+  /** Live messages per live `load` frame received during the window (1 = no batching). */
+  messagesPerFrame: number;
   acks: number;
   p50Ms: number;
   p95Ms: number;
@@ -101,8 +103,10 @@ const MESSAGE_FIELD = '"message":"';
 class Recorder {
   windowStart = Infinity;
   windowEnd = Infinity;
-  /** Live deliveries received while the window was open. */
+  /** Live deliveries (messages) received while the window was open. */
   receivedInWindow = 0;
+  /** Live `load` frames received while the window was open (a frame may carry several messages). */
+  framesInWindow = 0;
   /** Deliveries of messages sent in the window. */
   delivered = 0;
   sentInWindow = 0;
@@ -120,6 +124,12 @@ class Recorder {
       this.#latencies = grown;
     }
     this.#latencies[this.delivered++] = at - sentAt;
+  }
+
+  /** Counts one live `load` frame. */
+  frame(): void {
+    const at = now();
+    if (at >= this.windowStart && at < this.windowEnd) this.framesInWindow++;
   }
 
   latencies(): Float64Array {
@@ -199,9 +209,17 @@ class RawClient {
             isLoaded = true;
             return resolve();
           }
+          // A live `load` carries one or more messages (those stored by one commit).
           const frame = decoder.decode(buffer.subarray(start, end));
-          const at = frame.indexOf(MESSAGE_FIELD);
-          this.recorder.record(parseFloat(frame.substr(at + MESSAGE_FIELD.length, 20)));
+          this.recorder.frame();
+          for (
+            let at = frame.indexOf(MESSAGE_FIELD);
+            at >= 0;
+            at = frame.indexOf(MESSAGE_FIELD, at)
+          ) {
+            at += MESSAGE_FIELD.length;
+            this.recorder.record(parseFloat(frame.substr(at, 20)));
+          }
         } else if (kind === CHAR["3"]) {
           this.recorder.acks++;
         } else if (kind === CHAR["4"]) {
@@ -460,6 +478,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     delivered,
     lost: expected - delivered,
     deliveriesPerSecond: windowSeconds ? recorder.receivedInWindow / windowSeconds : 0,
+    messagesPerFrame: recorder.framesInWindow
+      ? recorder.receivedInWindow / recorder.framesInWindow
+      : 0,
     acks: recorder.acks,
     p50Ms: percentile(latencies, 0.5),
     p95Ms: percentile(latencies, 0.95),

@@ -58,6 +58,7 @@ function fmt(value: number | undefined, digits = 0): string {
 /** Median figures of one server in one scenario (the worst run for losses). */
 interface Summary {
   deliveriesPerSecond: number;
+  messagesPerFrame: number;
   lostWorst: number;
   probeLost: number;
   probeDuplicates: number;
@@ -85,6 +86,8 @@ function summarize(runs: RunFigures[]): Summary {
     median(runs.map((run) => pick(run) ?? NaN));
   return {
     deliveriesPerSecond: m((run) => run.result.deliveriesPerSecond),
+    // Results written before frames were counted have no figure: one message per frame.
+    messagesPerFrame: m((run) => run.result.messagesPerFrame ?? 1),
     lostWorst: Math.max(...runs.map((run) => run.result.lost)),
     probeLost: runs.reduce((sum, run) => sum + run.result.probe.lost, 0),
     probeDuplicates: runs.reduce((sum, run) => sum + run.result.probe.duplicates, 0),
@@ -136,6 +139,7 @@ function trafficSection(report: Report, scenario: string, labels: Map<string, st
   const rows = [...summaries(report, scenario)].map(([name, s]) => [
     labels.get(name)!,
     fmt(s.deliveriesPerSecond),
+    fmt(s.messagesPerFrame, 2),
     fmt(s.lostWorst),
     `${fmt(s.probeLost)} / ${fmt(s.probeDuplicates)}`,
     fmt(s.p50, 1),
@@ -153,6 +157,7 @@ function trafficSection(report: Report, scenario: string, labels: Map<string, st
   return `### ${SCENARIO_TITLES[scenario]}\n\n` + table([
     "server",
     "deliveries/s",
+    "messages/frame",
     "lost (worst run)",
     "probe lost / dup",
     "p50 ms",

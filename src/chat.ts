@@ -366,15 +366,30 @@ export function socketDirectory(io: ChatServer, log: Logger): ConnectionDirector
   };
 }
 
-/** Sends committed messages to every joined socket, each as a one-element `load`. */
+/** Most message text in one live `load`: a bigger commit is split over several frames. */
+export const LIVE_LOAD_MAX_CHARS = 32 * 1024;
+
+/**
+ * Sends committed messages to every joined socket as live `load` events, oldest first. Messages
+ * stored by one commit share a frame (up to {@link LIVE_LOAD_MAX_CHARS} of text each): under load,
+ * one socket write per recipient carries several messages instead of one.
+ */
 export function deliverTo(
   io: ChatServer,
   observer: Pick<ChatObserver, "broadcast">,
 ): (messages: ChatMessage[]) => void {
   return (messages) => {
-    for (const message of messages) {
-      io.to(CHAT_ROOM).emit("load", [message]);
-      observer.broadcast();
+    if (messages.length === 0) return;
+    let start = 0;
+    let chars = 0;
+    for (let end = 0; end < messages.length; end++) {
+      chars += messages[end].message.length;
+      if (end > start && chars > LIVE_LOAD_MAX_CHARS) {
+        io.to(CHAT_ROOM).emit("load", messages.slice(start, end));
+        [start, chars] = [end, messages[end].message.length];
+      }
     }
+    io.to(CHAT_ROOM).emit("load", start === 0 ? messages : messages.slice(start));
+    for (let i = 0; i < messages.length; i++) observer.broadcast();
   };
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatClient, sleep, startChat, tokenFor, within } from "./helpers/chat_server.ts";
 import type { ChatMessage } from "../src/store/mod.ts";
-import type { HistoryAck } from "../src/chat.ts";
+import { type HistoryAck, LIVE_LOAD_MAX_CHARS } from "../src/chat.ts";
 
 Deno.test("delivery: 20 concurrent retries of one clientId store one message, acked 20 times", async () => {
   const server = await startChat({ rateLimitBurst: 100 });
@@ -216,6 +216,53 @@ Deno.test("delivery: bad history requests get invalid_payload", async () => {
     }
   } finally {
     alice.close();
+    await server.close();
+  }
+});
+
+for (const transports of [["websocket"], ["polling"]] as ("websocket" | "polling")[][]) {
+  Deno.test(`delivery: messages stored in one commit reach a ${transports[0]} client in one live load, in order`, async () => {
+    const server = await startChat({ rateLimitBurst: 100 });
+    const alice = await ChatClient.join(server.url, "alice");
+    const bob = await ChatClient.join(server.url, "bob", { transports });
+    try {
+      const acks = await Promise.all(
+        [...Array(40)].map((_, i) => alice.send({ message: `burst ${i}` })),
+      );
+      const ids = acks.map((ack) => ack.ok ? ack.message.id : "refused");
+      await bob.waitFor(() => bob.live.length >= 40, "40 live messages");
+      assert.deepEqual(bob.live.map((message) => message.id), ids.toSorted());
+      assert.equal(new Set(ids).size, 40);
+      const frames = bob.loads.length - 1;
+      assert.ok(frames < 40, `40 concurrent messages took ${frames} live loads`);
+      assert.deepEqual(await server.store.latest(40), bob.live);
+    } finally {
+      alice.close();
+      bob.close();
+      await server.close();
+    }
+  });
+}
+
+Deno.test("delivery: a commit with more text than one live load holds is split, nothing lost", async () => {
+  const server = await startChat({ rateLimitBurst: 100, maxMessageLength: 9000 });
+  const alice = await ChatClient.join(server.url, "alice");
+  const bob = await ChatClient.join(server.url, "bob");
+  try {
+    const acks = await Promise.all(
+      [...Array(30)].map((_, i) => alice.send({ message: `${i} `.padEnd(8000, "x") })),
+    );
+    assert.ok(acks.every((ack) => ack.ok));
+    await bob.waitFor(() => bob.live.length >= 30, "30 live messages");
+    assert.equal(bob.live.length, 30);
+    assert.deepEqual(bob.live.map((message) => message.id), bob.live.map((m) => m.id).toSorted());
+    for (const load of bob.loads.slice(1)) {
+      const chars = load.reduce((sum, message) => sum + message.message.length, 0);
+      assert.ok(load.length === 1 || chars <= LIVE_LOAD_MAX_CHARS, `a load of ${chars} chars`);
+    }
+  } finally {
+    alice.close();
+    bob.close();
     await server.close();
   }
 });
