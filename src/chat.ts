@@ -141,9 +141,21 @@ export interface Chat {
 /** Attaches the chat rules to a socket.io server; live messages go to {@link CHAT_ROOM}. */
 export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   const { timeline, verifyToken, log, observer, presence } = options;
-  const feed = new PresenceFeed((joined, left) => {
-    if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
-    if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
+  // Batches are announced in order, each after the snapshot its newcomers get: a slow snapshot
+  // (asked across instances) must not let a later batch overtake an earlier one.
+  let announced = Promise.resolve();
+  const feed = new PresenceFeed((joined, left, welcomed) => {
+    announced = announced.then(async () => {
+      if (welcomed.length > 0) {
+        try {
+          io.to(welcomed).emit("presence", await presence.online());
+        } catch (error) {
+          log.warn("presence.failed", { sockets: welcomed.length, error });
+        }
+      }
+      if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
+      if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
+    });
   }, options.presenceBatchMs);
   const limiter = new RateLimiter(options.rateLimit);
 
@@ -303,9 +315,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
 
     const admit = async () => {
       if (await presence.arrive(connection)) feed.joined(user);
-      const online = await presence.online();
       // A socket.io session recovery replays what was missed and restores the rooms.
-      if (socket.recovered) return void socket.emit("presence", online);
+      if (socket.recovered) return void feed.welcome(socket.id);
       let afterId: string | undefined;
       try {
         afterId = readLastId(socket.handshake.auth);
@@ -319,8 +330,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       await timeline.join((history, info) => {
         if (!socket.connected) return;
         socket.emit("load", history, info);
-        socket.emit("presence", online);
         socket.join(CHAT_ROOM);
+        feed.welcome(socket.id);
       }, { afterId, limit });
     };
     admit().catch((error) => {

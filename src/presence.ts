@@ -106,13 +106,25 @@ export class ClusterPresence implements Presence {
  * Announces joins and leaves in batches: during a connect storm every client gets one
  * `user:joined` per batch instead of one per user, which keeps a storm of N connections from
  * costing N² messages. A join and a leave of the same user within one batch cancel out.
+ * Newcomers waiting for their first presence snapshot are batched the same way, so one snapshot
+ * is built and encoded per batch rather than one per connection.
+ *
+ * @example
+ * ```ts
+ * const feed = new PresenceFeed((joined, left, welcomed) => {
+ *   // send `welcomed` a snapshot, then `joined` and `left` to everyone
+ * });
+ * feed.joined({ id: "u1", name: "Ada" });
+ * feed.welcome("socket-1");
+ * ```
  */
 export class PresenceFeed {
   #pending = new Map<string, { user: User; change: "joined" | "left" }>();
+  #welcome: string[] = [];
   #timer?: ReturnType<typeof setTimeout>;
 
   constructor(
-    private readonly announce: (joined: User[], left: User[]) => void,
+    private readonly announce: (joined: User[], left: User[], welcomed: string[]) => void,
     private readonly batchMs = 100,
   ) {}
 
@@ -126,6 +138,12 @@ export class PresenceFeed {
     this.#note(user, "left");
   }
 
+  /** A connection (by socket id) waits for its first snapshot of who is online. */
+  welcome(socketId: string): void {
+    this.#welcome.push(socketId);
+    this.#schedule();
+  }
+
   /** Announces what is pending now. */
   flush(): void {
     clearTimeout(this.#timer);
@@ -136,7 +154,11 @@ export class PresenceFeed {
       (change === "joined" ? joined : left).push(user);
     }
     this.#pending.clear();
-    if (joined.length > 0 || left.length > 0) this.announce(joined, left);
+    const welcomed = this.#welcome;
+    this.#welcome = [];
+    if (joined.length > 0 || left.length > 0 || welcomed.length > 0) {
+      this.announce(joined, left, welcomed);
+    }
   }
 
   /** Drops what is pending (shutdown). */
@@ -144,12 +166,17 @@ export class PresenceFeed {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#pending.clear();
+    this.#welcome = [];
   }
 
   #note(user: User, change: "joined" | "left"): void {
     const pending = this.#pending.get(user.id);
     if (pending && pending.change !== change) this.#pending.delete(user.id);
     else this.#pending.set(user.id, { user, change });
+    this.#schedule();
+  }
+
+  #schedule(): void {
     this.#timer ??= setTimeout(() => this.flush(), this.batchMs);
   }
 }

@@ -133,3 +133,32 @@ Deno.test("limits: handshakes per IP are limited with a 403", async () => {
     await server.close();
   }
 });
+
+Deno.test("presence: clients connecting together each get a snapshot after their load, and converge", async () => {
+  const server = await startChat();
+  const names = ["ann", "ben", "cat", "dan", "eve"];
+  const clients = await Promise.all(names.map(async (name) => {
+    const client = new ChatClient(server.url, { auth: { token: await tokenFor(name) } });
+    const online = new Set<string>();
+    const order: string[] = [];
+    client.socket.on("load", () => order.push("load"));
+    client.socket.on("presence", (users: User[]) => {
+      order.push("presence");
+      online.clear();
+      users.forEach((user) => online.add(user.id));
+    });
+    client.socket.on("user:joined", (users: User[]) => users.forEach((u) => online.add(u.id)));
+    client.socket.on("user:left", (users: User[]) => users.forEach((u) => online.delete(u.id)));
+    return { client, online, order };
+  }));
+  try {
+    for (const { client, online, order } of clients) {
+      await client.waitFor(() => online.size === names.length, "everyone online");
+      assert.deepEqual(order.slice(0, 2), ["load", "presence"]);
+      assert.equal(order.filter((event) => event === "presence").length, 1);
+    }
+  } finally {
+    clients.forEach(({ client }) => client.close());
+    await server.close();
+  }
+});

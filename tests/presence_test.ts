@@ -63,3 +63,27 @@ Deno.test("cluster presence: the oldest of simultaneous tabs announces, once", a
   assert.deepEqual(await presence.online(), [ada, bo]);
   assert.equal(await presence.depart(connections[2]), false, "bo is still listed");
 });
+
+Deno.test("presence feed: newcomers of one batch are welcomed together, with the batch's changes", async () => {
+  const announced: [string[], string[], string[]][] = [];
+  const feed = new PresenceFeed(
+    (joined, left, welcomed) =>
+      announced.push([joined.map((u) => u.id), left.map((u) => u.id), welcomed]),
+    20,
+  );
+  try {
+    feed.joined(ada);
+    feed.welcome("s-ada");
+    feed.welcome("s-bo");
+    assert.deepEqual(announced, [], "nothing before the batch ends");
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.deepEqual(announced, [[["ada"], [], ["s-ada", "s-bo"]]]);
+    feed.welcome("s-cy");
+    feed.flush();
+    assert.deepEqual(announced[1], [[], [], ["s-cy"]], "a welcome alone is still sent");
+    feed.flush();
+    assert.equal(announced.length, 2, "an empty batch announces nothing");
+  } finally {
+    feed.close();
+  }
+});
