@@ -111,6 +111,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     historyLimit: config.historyLimit,
     deliver: deliverTo(io, metrics),
     onCommit: (created, seconds) => metrics.messagesStored(created, seconds),
+    gatherMs: config.commitGatherMs,
   });
   const chat = attachChat(io, {
     timeline,

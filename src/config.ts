@@ -66,6 +66,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** How long socket.io keeps a dropped session for recovery (`CONNECTION_RECOVERY`, default `2m`; 0 = off). */
   connectionRecoveryMs: number;
+  /** Under load, ms to gather messages into the next KV commit (`COMMIT_GATHER`, default `2ms`; 0 = off). */
+  commitGatherMs: number;
 }
 
 /** The defaults used when a variable is unset. */
@@ -84,6 +86,7 @@ export const DEFAULTS = {
   handshakeLimitPerMinute: 120,
   maxSocketsPerUser: 10,
   connectionRecoveryMs: 120_000,
+  commitGatherMs: 2,
   devLogin: false,
   logLevel: "info",
   shutdownTimeoutMs: 10_000,
@@ -467,8 +470,11 @@ function readDeliveryConfig(env: Env, historyLimit: number) {
     "CONNECTION_RECOVERY",
     DEFAULTS.connectionRecoveryMs,
   )!;
+  const commitGatherMs = readDuration(env, "COMMIT_GATHER", DEFAULTS.commitGatherMs)!;
+  if (commitGatherMs > 100) throw new ConfigError("COMMIT_GATHER", "must be at most 100ms");
   return {
     catchupLimit: readInteger(env, "CATCHUP_LIMIT", DEFAULTS.catchupLimit, 1, 10_000),
+    commitGatherMs,
     historyMaxAgeMs,
     historyMaxCount,
     rateLimitPerMinute: readInteger(

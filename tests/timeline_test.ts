@@ -124,3 +124,80 @@ Deno.test("timeline: a join after an id gets the newest messages after it and ha
     store.close();
   }
 });
+
+Deno.test("timeline: under load, messages arriving during the gather wait join the next commit", async () => {
+  const store = await openKvStore(":memory:");
+  const delivered: ChatMessage[][] = [];
+  const timeline = new Timeline(store, {
+    historyLimit: 10,
+    deliver: (messages) => delivered.push(messages),
+    gatherMs: 40,
+  });
+  try {
+    // A lone message is committed at once: a quiet chat never waits.
+    const started = performance.now();
+    await timeline.publish({ user, message: "alone" });
+    assert.ok(performance.now() - started < 40, "no gather wait for a lone message");
+    // Two at once make a multi-message commit; what arrives next is gathered for 40 ms.
+    await Promise.all([
+      timeline.publish({ user, message: "a1" }),
+      timeline.publish({ user, message: "a2" }),
+      (async () => {
+        for (let n = 0; n < 4; n++) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          timeline.publish({ user, message: `b${n}` });
+        }
+      })(),
+    ]);
+    await timeline.idle();
+    const batches = delivered.map((batch) => batch.map((message) => message.message));
+    assert.deepEqual(batches, [["alone"], ["a1", "a2"], ["b0", "b1", "b2", "b3"]]);
+  } finally {
+    await timeline.idle();
+    store.close();
+  }
+});
+
+Deno.test("timeline: without gatherMs, messages arriving one by one are committed one by one", async () => {
+  const store = await openKvStore(":memory:");
+  const delivered: ChatMessage[][] = [];
+  const timeline = new Timeline(store, {
+    historyLimit: 10,
+    deliver: (messages) => delivered.push(messages),
+  });
+  try {
+    await Promise.all([
+      timeline.publish({ user, message: "a1" }),
+      timeline.publish({ user, message: "a2" }),
+      (async () => {
+        for (let n = 0; n < 3; n++) {
+          await new Promise((resolve) => setTimeout(resolve, 15));
+          timeline.publish({ user, message: `b${n}` });
+        }
+      })(),
+    ]);
+    await timeline.idle();
+    const batches = delivered.map((batch) => batch.map((message) => message.message));
+    assert.deepEqual(batches.slice(-3), [["b0"], ["b1"], ["b2"]]);
+  } finally {
+    await timeline.idle();
+    store.close();
+  }
+});
+
+Deno.test("timeline: a message published as the writer finishes is still committed", async () => {
+  const store = await openKvStore(":memory:");
+  const timeline = new Timeline(store, { historyLimit: 10, deliver: () => {} });
+  try {
+    for (let n = 0; n < 20; n++) {
+      // Publish from the microtask right after a commit resolves, racing the writer's cleanup.
+      await timeline.publish({ user, message: `first ${n}` }).then(() =>
+        timeline.publish({ user, message: `second ${n}` })
+      );
+    }
+    assert.equal((await store.latest(100)).length, 40);
+  } finally {
+    await timeline.idle();
+    store.close();
+  }
+});
