@@ -14,6 +14,11 @@ import {
   openKvStore,
 } from "./src/store/mod.ts";
 
+// Deno keeps each WebSocket's write buffer as large as the largest frame it copied: the history
+// and presence frames every client gets on connect would pin tens of KB per connection. Vectored
+// writes send large frames without that copy. Read by the runtime at its first WebSocket write.
+if (Deno.env.get("DENO_USE_WRITEV") === undefined) Deno.env.set("DENO_USE_WRITEV", "1");
+
 let config: Config;
 try {
   config = loadConfig(Deno.env.toObject());

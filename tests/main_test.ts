@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { io as connect } from "socket.io-client";
-import { tokenFor, within } from "./helpers/chat_server.ts";
+import { sleep as delay, tokenFor, within } from "./helpers/chat_server.ts";
 import { runMain, startMain } from "./helpers/main_process.ts";
 
 Deno.test("main: exits 1 with one clear line when JWT_SECRET is missing", async () => {
@@ -135,3 +135,40 @@ async function makeCertificate(dir: string): Promise<void> {
     assert.ok(result.success, `openssl ${args[0]}: ${new TextDecoder().decode(result.stderr)}`);
   }
 }
+
+Deno.test("main: large frames (a 600 KB history, a big live batch) arrive whole over WebSocket", async () => {
+  const running = await startMain({
+    HISTORY_LIMIT: "300",
+    MAX_MESSAGE_LENGTH: "2000",
+    RATE_LIMIT_BURST: "400",
+  });
+  const options = { transports: ["websocket"], reconnection: false, forceNew: true };
+  const writer = connect(running.url, { auth: { token: await tokenFor("alice") }, ...options });
+  let reader: ReturnType<typeof connect> | undefined;
+  try {
+    await within(new Promise((resolve) => writer.once("load", resolve)), 5000, "writer's load");
+    const live: string[] = [];
+    writer.on("load", (messages: { message: string }[]) => {
+      live.push(...messages.map((entry) => entry.message));
+    });
+    const texts = [...Array(300)].map((_, n) => `${n} `.padEnd(2000, "abcdefgh"));
+    const acks = await Promise.all(
+      texts.map((message) => within(writer.emitWithAck("message", { message }), 10_000, "ack")),
+    );
+    assert.ok(acks.every((ack) => ack.ok));
+    const deadline = Date.now() + 5000;
+    while (live.length < texts.length && Date.now() < deadline) await delay(20);
+    assert.deepEqual(live, texts, "live batches arrive whole and in order");
+    reader = connect(running.url, { auth: { token: await tokenFor("bob") }, ...options });
+    const history = await within(
+      new Promise<{ message: string }[]>((resolve) => reader!.once("load", resolve)),
+      5000,
+      "reader's load",
+    );
+    assert.deepEqual(history.map((entry) => entry.message), texts);
+  } finally {
+    writer.close();
+    reader?.close();
+    await running.stop();
+  }
+});
