@@ -304,7 +304,9 @@ export function renderMarkdown(report: Report): string {
   sections.push([
     "### How to read this",
     "",
-    "- **deliveries/s**: live `load` frames received by all clients during the window. **lost**: " +
+    "- **deliveries/s**: live messages received by all clients during the window. " +
+    "**messages/frame**: live messages per live `load` frame (ours sends the messages of one KV " +
+    "commit in one frame; the others one frame per message). **lost**: " +
     "deliveries expected for messages sent in the window (sent × clients) that never arrived. " +
     "**probe**: the stock `socket.io-client` among the clients (lost / duplicated messages, all runs).",
     "- **latency**: send → delivery, in one clock (the load generator sends and receives).",
