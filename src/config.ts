@@ -66,7 +66,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** How long socket.io keeps a dropped session for recovery (`CONNECTION_RECOVERY`, default `2m`; 0 = off). */
   connectionRecoveryMs: number;
-  /** Under load, ms to gather messages into the next KV commit (`COMMIT_GATHER`, default `2ms`; 0 = off). */
+  /** Under load, ms to gather messages into the next KV commit (`COMMIT_GATHER`, default `1ms`; 0 = off). */
   commitGatherMs: number;
 }
 
@@ -86,7 +86,7 @@ export const DEFAULTS = {
   handshakeLimitPerMinute: 120,
   maxSocketsPerUser: 10,
   connectionRecoveryMs: 120_000,
-  commitGatherMs: 2,
+  commitGatherMs: 1,
   devLogin: false,
   logLevel: "info",
   shutdownTimeoutMs: 10_000,
