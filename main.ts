@@ -14,11 +14,6 @@ import {
   openKvStore,
 } from "./src/store/mod.ts";
 
-// Deno keeps each WebSocket's write buffer as large as the largest frame it copied: the history
-// and presence frames every client gets on connect would pin tens of KB per connection. Vectored
-// writes send large frames without that copy. Read by the runtime at its first WebSocket write.
-if (Deno.env.get("DENO_USE_WRITEV") === undefined) Deno.env.set("DENO_USE_WRITEV", "1");
-
 let config: Config;
 try {
   config = loadConfig(Deno.env.toObject());
@@ -28,6 +23,13 @@ try {
   Deno.exit(1);
 }
 const log = createLogger(config.logLevel);
+
+// Deno keeps each WebSocket's write buffer as large as the largest frame it copied: the history
+// and presence frames every client gets on connect would pin tens of KB per connection. Vectored
+// writes send large frames without that copy. The runtime reads the variable at its first
+// WebSocket write, and takes any non-empty value as on: pass it on as config understood it.
+if (config.vectoredWrites) Deno.env.set("DENO_USE_WRITEV", "1");
+else Deno.env.delete("DENO_USE_WRITEV");
 
 let store: KvMessageStore;
 try {

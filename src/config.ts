@@ -66,6 +66,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** How long socket.io keeps a dropped session for recovery (`CONNECTION_RECOVERY`, default `2m`; 0 = off). */
   connectionRecoveryMs: number;
+  /** Large WebSocket frames are written without a copy (`DENO_USE_WRITEV`, default on; see main.ts). */
+  vectoredWrites: boolean;
   /** Under load, ms to gather messages into the next KV commit (`COMMIT_GATHER`, default `1ms`; 0 = off). */
   commitGatherMs: number;
 }
@@ -87,6 +89,7 @@ export const DEFAULTS = {
   maxSocketsPerUser: 10,
   connectionRecoveryMs: 120_000,
   commitGatherMs: 1,
+  vectoredWrites: true,
   devLogin: false,
   logLevel: "info",
   shutdownTimeoutMs: 10_000,
@@ -453,6 +456,7 @@ function readOperationsConfig(env: Env) {
     metricsToken: readString(env, "METRICS_TOKEN"),
     logLevel: logLevel as Config["logLevel"],
     shutdownTimeoutMs,
+    vectoredWrites: readBoolean(env, "DENO_USE_WRITEV", DEFAULTS.vectoredWrites),
   };
 }
 
