@@ -125,64 +125,58 @@ Deno.test("timeline: a join after an id gets the newest messages after it and ha
   }
 });
 
-Deno.test("timeline: under load, messages arriving during the gather wait join the next commit", async () => {
+/**
+ * Publishes "alone", then "a1" and "a2" together, then `count` more ("b0"…) one every
+ * `intervalMs`; returns the texts of each delivered batch and how long "alone" took.
+ */
+async function deliveredBatches(
+  gatherMs: number | undefined,
+  intervalMs: number,
+  count: number,
+): Promise<{ batches: string[][]; aloneMs: number }> {
   const store = await openKvStore(":memory:");
   const delivered: ChatMessage[][] = [];
   const timeline = new Timeline(store, {
     historyLimit: 10,
     deliver: (messages) => delivered.push(messages),
-    gatherMs: 40,
+    gatherMs,
   });
   try {
-    // A lone message is committed at once: a quiet chat never waits.
     const started = performance.now();
     await timeline.publish({ user, message: "alone" });
-    assert.ok(performance.now() - started < 40, "no gather wait for a lone message");
-    // Two at once make a multi-message commit; what arrives next is gathered for 40 ms.
+    const aloneMs = performance.now() - started;
     await Promise.all([
       timeline.publish({ user, message: "a1" }),
       timeline.publish({ user, message: "a2" }),
       (async () => {
-        for (let n = 0; n < 4; n++) {
-          await new Promise((resolve) => setTimeout(resolve, 5));
+        for (let n = 0; n < count; n++) {
+          await new Promise((resolve) => setTimeout(resolve, intervalMs));
           timeline.publish({ user, message: `b${n}` });
         }
       })(),
     ]);
     await timeline.idle();
-    const batches = delivered.map((batch) => batch.map((message) => message.message));
-    assert.deepEqual(batches, [["alone"], ["a1", "a2"], ["b0", "b1", "b2", "b3"]]);
+    return {
+      batches: delivered.map((batch) => batch.map((message) => message.message)),
+      aloneMs,
+    };
   } finally {
     await timeline.idle();
     store.close();
   }
+}
+
+Deno.test("timeline: under load, messages arriving during the gather wait join the next commit", async () => {
+  const { batches, aloneMs } = await deliveredBatches(40, 5, 4);
+  // A lone message is committed at once: a quiet chat never waits.
+  assert.ok(aloneMs < 40, "no gather wait for a lone message");
+  // Two at once make a multi-message commit; what arrives next is gathered for 40 ms.
+  assert.deepEqual(batches, [["alone"], ["a1", "a2"], ["b0", "b1", "b2", "b3"]]);
 });
 
 Deno.test("timeline: without gatherMs, messages arriving one by one are committed one by one", async () => {
-  const store = await openKvStore(":memory:");
-  const delivered: ChatMessage[][] = [];
-  const timeline = new Timeline(store, {
-    historyLimit: 10,
-    deliver: (messages) => delivered.push(messages),
-  });
-  try {
-    await Promise.all([
-      timeline.publish({ user, message: "a1" }),
-      timeline.publish({ user, message: "a2" }),
-      (async () => {
-        for (let n = 0; n < 3; n++) {
-          await new Promise((resolve) => setTimeout(resolve, 15));
-          timeline.publish({ user, message: `b${n}` });
-        }
-      })(),
-    ]);
-    await timeline.idle();
-    const batches = delivered.map((batch) => batch.map((message) => message.message));
-    assert.deepEqual(batches.slice(-3), [["b0"], ["b1"], ["b2"]]);
-  } finally {
-    await timeline.idle();
-    store.close();
-  }
+  const { batches } = await deliveredBatches(undefined, 15, 3);
+  assert.deepEqual(batches.slice(-3), [["b0"], ["b1"], ["b2"]]);
 });
 
 Deno.test("timeline: a message published as the writer finishes is still committed", async () => {
