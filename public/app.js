@@ -359,6 +359,7 @@ function connect(token) {
 
   current.on("connect", () => {
     awaitingHistory = !current.recovered;
+    history = [];
     setStatus("connected", "Connected");
     showNotice();
   });
@@ -387,27 +388,25 @@ function connect(token) {
     showNotice(describe(error));
   });
 
-  current.on(
-    "load",
-    (
-      /** @type {ChatMessage[]} */ messages,
-      /** @type {{ hasMore: boolean } | undefined} */ info,
-    ) => {
-      if (awaitingHistory && info) {
-        awaitingHistory = false;
-        // A first history, or a catch-up that could not cover the whole gap: start the view afresh.
-        if (shownIds.size === 0 || info.hasMore) clearMessages();
-        const fresh = shownIds.size === 0;
-        appendMessages(messages);
-        if (fresh) {
-          view.loadOlder.hidden = !info.hasMore;
-          scrollToEnd();
-        }
-        return;
-      }
-      appendMessages(messages);
-    },
-  );
+  /** @type {ChatMessage[]} The history `load`s since connecting, until `loaded` says it is whole. */
+  let history = [];
+  current.on("load", (/** @type {ChatMessage[]} */ messages) => {
+    if (awaitingHistory) history.push(...messages);
+    else appendMessages(messages);
+  });
+  current.on("loaded", (/** @type {{ hasMore: boolean }} */ info) => {
+    if (!awaitingHistory) return;
+    awaitingHistory = false;
+    // A first history, or a catch-up that could not cover the whole gap: start the view afresh.
+    if (shownIds.size === 0 || info.hasMore) clearMessages();
+    const fresh = shownIds.size === 0;
+    appendMessages(history);
+    history = [];
+    if (fresh) {
+      view.loadOlder.hidden = !info.hasMore;
+      scrollToEnd();
+    }
+  });
   current.on("presence", (/** @type {User[]} */ users) => {
     online.clear();
     for (const user of users) online.set(user.id, user);

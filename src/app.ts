@@ -16,7 +16,7 @@
 import { Server } from "socket.io";
 import { adapterFor } from "./adapter.ts";
 import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
-import { attachChat, type ChatServer, deliverTo, socketDirectory } from "./chat.ts";
+import { attachChat, type ChatServer, deliverTo, socketDirectory } from "./chat/mod.ts";
 import type { Cluster } from "./cluster.ts";
 import type { Config } from "./config.ts";
 import { type ConnectionInfo, Engine } from "./engine/mod.ts";
@@ -24,7 +24,7 @@ import { createHttpHandler, type Readiness, type Route } from "./http.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { ClusterPresence, LocalPresence } from "./presence.ts";
-import { RateLimiter } from "./rate_limit.ts";
+import { type RateLimit, RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
 import { Timeline } from "./timeline.ts";
 
@@ -53,6 +53,11 @@ export interface AppOptions {
   cluster?: Cluster;
   /** Extra HTTP routes (the demo page). */
   routes?: Route[];
+}
+
+/** A per-minute budget whose burst is a sixth of it (at least one). */
+function budgetOf(perMinute: number): RateLimit {
+  return { perMinute, burst: Math.max(1, Math.ceil(perMinute / 6)) };
 }
 
 /** Refused handshakes during shutdown carry this status. */
@@ -113,15 +118,23 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     onCommit: (created, seconds) => metrics.messagesStored(created, seconds),
     gatherMs: config.commitGatherMs,
   });
+  const directory = options.cluster ? socketDirectory(io, log) : undefined;
   const chat = attachChat(io, {
     timeline,
     verifyToken: createTokenVerifier(config.auth),
     maxMessageLength: config.maxMessageLength,
     catchupLimit: config.catchupLimit,
-    rateLimit: { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
+    budgets: {
+      message: { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
+      typing: budgetOf(config.typingLimitPerMinute),
+      history: budgetOf(config.historyLimitPerMinute),
+      "auth:refresh": budgetOf(config.refreshLimitPerMinute),
+    },
     maxSocketsPerUser: config.maxSocketsPerUser,
-    presence: options.cluster ? new ClusterPresence(socketDirectory(io, log)) : new LocalPresence(),
+    connectionsElsewhere: directory?.elsewhere,
+    presence: directory ? new ClusterPresence(directory) : new LocalPresence(),
     canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
+    clockToleranceMs: config.auth.clockToleranceSeconds * 1000,
     log,
     observer: metrics,
   });

@@ -25,6 +25,7 @@ import {
   SignJWT,
 } from "jose";
 import { AUTH_DEFAULTS, type AuthConfig, type AuthKeySource } from "./config.ts";
+import { CodedError } from "./errors.ts";
 import type { User } from "./store/mod.ts";
 
 /** Stable reasons a client is refused. */
@@ -35,9 +36,9 @@ export type AuthErrorCode =
   | "auth_unavailable";
 
 /** A refused token; `code` is stable, the message is a sentence for humans. */
-export class AuthError extends Error {
-  constructor(readonly code: AuthErrorCode, message: string, options?: ErrorOptions) {
-    super(message, options);
+export class AuthError extends CodedError<AuthErrorCode> {
+  constructor(code: AuthErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, {}, options);
     this.name = "AuthError";
   }
 }

@@ -52,6 +52,12 @@ export interface Config {
   rateLimitPerMinute: number;
   /** Messages a user may send at once (`RATE_LIMIT_BURST`, default 20). */
   rateLimitBurst: number;
+  /** `typing` events per user per minute (`RATE_LIMIT_TYPING_PER_MIN`, default 120; burst a sixth). */
+  typingLimitPerMinute: number;
+  /** `history` requests per user per minute (`RATE_LIMIT_HISTORY_PER_MIN`, default 60; burst a sixth). */
+  historyLimitPerMinute: number;
+  /** `auth:refresh` requests per user per minute (`RATE_LIMIT_REFRESH_PER_MIN`, default 10; burst a sixth). */
+  refreshLimitPerMinute: number;
   /** New connections per client IP per minute (`HANDSHAKE_LIMIT_PER_MIN`, default 120; 0 = off). */
   handshakeLimitPerMinute: number;
   /** Simultaneous connections per user (`MAX_SOCKETS_PER_USER`, default 10). */
@@ -64,7 +70,11 @@ export interface Config {
   logLevel: "debug" | "info" | "warn" | "error";
   /** Most ms a graceful shutdown may take before the process exits anyway (`SHUTDOWN_TIMEOUT`, default `10s`). */
   shutdownTimeoutMs: number;
-  /** How long socket.io keeps a dropped session for recovery (`CONNECTION_RECOVERY`, default `2m`; 0 = off). */
+  /**
+   * How long socket.io keeps a dropped session for recovery (`CONNECTION_RECOVERY`, default 0 =
+   * off). When on, socket.io appends its offset to every broadcast: clients other than the
+   * JavaScript one then see an extra argument.
+   */
   connectionRecoveryMs: number;
   /** Large WebSocket frames are written without a copy (`DENO_USE_WRITEV`, default on; see main.ts). */
   vectoredWrites: boolean;
@@ -85,9 +95,12 @@ export const DEFAULTS = {
   catchupLimit: 1000,
   rateLimitPerMinute: 60,
   rateLimitBurst: 20,
+  typingLimitPerMinute: 120,
+  historyLimitPerMinute: 60,
+  refreshLimitPerMinute: 10,
   handshakeLimitPerMinute: 120,
   maxSocketsPerUser: 10,
-  connectionRecoveryMs: 120_000,
+  connectionRecoveryMs: 0,
   commitGatherMs: 1,
   vectoredWrites: true,
   devLogin: false,
@@ -489,6 +502,27 @@ function readDeliveryConfig(env: Env, historyLimit: number) {
       1_000_000,
     ),
     rateLimitBurst: readInteger(env, "RATE_LIMIT_BURST", DEFAULTS.rateLimitBurst, 1, 1_000_000),
+    typingLimitPerMinute: readInteger(
+      env,
+      "RATE_LIMIT_TYPING_PER_MIN",
+      DEFAULTS.typingLimitPerMinute,
+      1,
+      1_000_000,
+    ),
+    historyLimitPerMinute: readInteger(
+      env,
+      "RATE_LIMIT_HISTORY_PER_MIN",
+      DEFAULTS.historyLimitPerMinute,
+      1,
+      1_000_000,
+    ),
+    refreshLimitPerMinute: readInteger(
+      env,
+      "RATE_LIMIT_REFRESH_PER_MIN",
+      DEFAULTS.refreshLimitPerMinute,
+      1,
+      1_000_000,
+    ),
     handshakeLimitPerMinute: readInteger(
       env,
       "HANDSHAKE_LIMIT_PER_MIN",

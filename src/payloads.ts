@@ -9,15 +9,16 @@
  * ```
  * @module
  */
+import { CodedError } from "./errors.ts";
 import { isMessageId } from "./store/mod.ts";
 
 /** Codes a refused payload carries. */
 export type PayloadErrorCode = "invalid_payload" | "message_too_long";
 
 /** A client payload that breaks the contract. */
-export class PayloadError extends Error {
-  constructor(readonly code: PayloadErrorCode, message: string) {
-    super(message);
+export class PayloadError extends CodedError<PayloadErrorCode> {
+  constructor(code: PayloadErrorCode, message: string) {
+    super(code, message);
     this.name = "PayloadError";
   }
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatClient, sleep, startChat, tokenFor, within } from "./helpers/chat_server.ts";
 import type { ChatMessage } from "../src/store/mod.ts";
-import { type HistoryAck, LIVE_LOAD_MAX_CHARS } from "../src/chat.ts";
+import { type HistoryAck, LOAD_MAX_CHARS, type LoadedInfo } from "../src/chat/mod.ts";
 
 Deno.test("delivery: 20 concurrent retries of one clientId store one message, acked 20 times", async () => {
   const server = await startChat({ rateLimitBurst: 100 });
@@ -137,17 +137,25 @@ Deno.test("delivery: the catch-up is capped at CATCHUP_LIMIT with hasMore", asyn
       const client = new ChatClient(server.url, {});
       return tokenFor("bob").then((token) => {
         client.socket.auth = { token, lastId };
+        const loads: ChatMessage[][] = [];
+        client.socket.on("load", (messages: ChatMessage[]) => loads.push(messages));
         return within(
-          new Promise<[ChatMessage[], { hasMore: boolean }]>((resolve) =>
-            client.socket.once("load", (messages, info) => resolve([messages, info]))
+          new Promise<[ChatMessage[], LoadedInfo]>((resolve) =>
+            client.socket.once("loaded", (info: LoadedInfo) => resolve([loads.flat(), info]))
           ),
           5000,
           "catch-up load",
         ).finally(() => client.close());
       });
     };
-    assert.deepEqual(await loadInfo(sent[2].id), [sent.slice(15), { hasMore: true }]);
-    assert.deepEqual(await loadInfo(sent[16].id), [sent.slice(17), { hasMore: false }]);
+    assert.deepEqual(await loadInfo(sent[2].id), [sent.slice(15), {
+      hasMore: true,
+      catchUp: true,
+    }]);
+    assert.deepEqual(await loadInfo(sent[16].id), [
+      sent.slice(17),
+      { hasMore: false, catchUp: true },
+    ]);
   } finally {
     alice.close();
     await server.close();
@@ -258,7 +266,7 @@ Deno.test("delivery: a commit with more text than one live load holds is split, 
     assert.deepEqual(bob.live.map((message) => message.id), bob.live.map((m) => m.id).toSorted());
     for (const load of bob.loads.slice(1)) {
       const chars = load.reduce((sum, message) => sum + message.message.length, 0);
-      assert.ok(load.length === 1 || chars <= LIVE_LOAD_MAX_CHARS, `a load of ${chars} chars`);
+      assert.ok(load.length === 1 || chars <= LOAD_MAX_CHARS, `a load of ${chars} chars`);
     }
   } finally {
     alice.close();

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { ChatClient, expiredToken, sleep, startChat, tokenFor } from "./helpers/chat_server.ts";
+import {
+  ChatClient,
+  expiredToken,
+  sleep,
+  startChat,
+  TEST_AUTH,
+  tokenFor,
+  within,
+} from "./helpers/chat_server.ts";
 import { signToken } from "../src/auth.ts";
 
 const MODES: Record<string, { transports?: ("polling" | "websocket")[] }> = {
@@ -225,20 +233,28 @@ Deno.test("chat: each bad message gets its error code and stores nothing", async
   }
 });
 
-Deno.test("chat: an expired token is re-checked on each event and disconnects", async () => {
-  const server = await startChat();
-  // Expired 3 s ago: inside the 5 s tolerance at connect, outside it 2 s later.
-  const client = new ChatClient(server.url, { auth: { token: await expiredToken("late", 3) } });
+Deno.test("chat: a listen-only socket is cut when its token expires", async () => {
+  const server = await startChat({ auth: { ...TEST_AUTH, clockToleranceSeconds: 0 } });
+  const listener = new ChatClient(server.url, {
+    auth: { token: await tokenFor("late", "Late", 1) },
+  });
+  const sender = await ChatClient.join(server.url, "sender");
   try {
-    await client.waitFor(() => client.loads.length > 0, "load");
-    await sleep(2200);
-    const disconnected = new Promise((resolve) => client.socket.once("disconnect", resolve));
-    client.socket.emit("message", { message: "too late" });
-    assert.equal(await disconnected, "io server disconnect");
-    assert.deepEqual(client.errors.map((e) => e.code), ["token_expired"]);
-    assert.deepEqual(await server.store.latest(10), []);
+    await listener.waitFor(() => listener.loads.length > 0, "load");
+    const reason = await within(
+      new Promise((resolve) => listener.socket.once("disconnect", resolve)),
+      3000,
+      "the expiry disconnect",
+    );
+    assert.equal(reason, "io server disconnect");
+    assert.deepEqual(listener.errors.map((e) => e.code), ["token_expired"]);
+    // Nothing sent after the expiry reaches the expired listener.
+    await sender.send({ message: "after expiry" });
+    await sleep(50);
+    assert.deepEqual(listener.live, []);
   } finally {
-    client.close();
+    listener.close();
+    sender.close();
     await server.close();
   }
 });

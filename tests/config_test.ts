@@ -39,7 +39,10 @@ Deno.test("config: defaults apply when only JWT_SECRET is set", () => {
   assert.equal(config.rateLimitBurst, 20);
   assert.equal(config.handshakeLimitPerMinute, 120);
   assert.equal(config.maxSocketsPerUser, 10);
-  assert.equal(config.connectionRecoveryMs, 120_000);
+  assert.equal(config.connectionRecoveryMs, 0);
+  assert.equal(config.typingLimitPerMinute, 120);
+  assert.equal(config.historyLimitPerMinute, 60);
+  assert.equal(config.refreshLimitPerMinute, 10);
   assert.equal(config.devLogin, false);
   assert.equal(config.metricsToken, undefined);
   assert.equal(config.logLevel, "info");
@@ -70,6 +73,9 @@ Deno.test("config: every variable is parsed", () => {
     HISTORY_MAX_COUNT: "5000",
     RATE_LIMIT_PER_MIN: "30",
     RATE_LIMIT_BURST: "5",
+    RATE_LIMIT_TYPING_PER_MIN: "90",
+    RATE_LIMIT_HISTORY_PER_MIN: "30",
+    RATE_LIMIT_REFRESH_PER_MIN: "4",
     HANDSHAKE_LIMIT_PER_MIN: "0",
     MAX_SOCKETS_PER_USER: "3",
     CONNECTION_RECOVERY: "30s",
@@ -103,6 +109,9 @@ Deno.test("config: every variable is parsed", () => {
     historyMaxCount: 5000,
     rateLimitPerMinute: 30,
     rateLimitBurst: 5,
+    typingLimitPerMinute: 90,
+    historyLimitPerMinute: 30,
+    refreshLimitPerMinute: 4,
     handshakeLimitPerMinute: 0,
     maxSocketsPerUser: 3,
     connectionRecoveryMs: 30_000,

@@ -9,7 +9,7 @@ import { io as connect, type Socket } from "socket.io-client";
 import { tokenFor, within } from "./helpers/chat_server.ts";
 import { type RunningMain, startMain } from "./helpers/main_process.ts";
 import { delay } from "./helpers/engine_server.ts";
-import type { MessageAck } from "../src/chat.ts";
+import type { MessageAck } from "../src/chat/mod.ts";
 import type { ChatMessage } from "../src/store/mod.ts";
 
 const ENV = {

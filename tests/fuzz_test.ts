@@ -326,6 +326,9 @@ Deno.test({
       maxSocketsPerUser: 1000,
       rateLimitPerMinute: 1_000_000,
       rateLimitBurst: 1000,
+      typingLimitPerMinute: 1_000_000,
+      historyLimitPerMinute: 1_000_000,
+      refreshLimitPerMinute: 1_000_000,
       ...LIMITS,
     });
     const tokens: TokenSet = await makeTokenVariants();

@@ -140,7 +140,7 @@ Deno.test("logs: one JSON object per line, with ids and never tokens or message 
   const events = entries.map((entry) => entry.event);
   assert.ok(events.includes("socket.connected"));
   assert.ok(events.includes("socket.disconnected"));
-  assert.ok(events.includes("error.sent"));
+  assert.ok(events.includes("event.refused"));
   assert.ok(events.includes("connection.refused"));
   const connected = entries.find((entry) => entry.event === "socket.connected");
   assert.equal(connected.user, "alice");

@@ -136,7 +136,7 @@ async function makeCertificate(dir: string): Promise<void> {
   }
 }
 
-Deno.test("main: large frames (a 600 KB history, a big live batch) arrive whole over WebSocket", async () => {
+Deno.test("main: large frames (a 600 KB history, a big live batch) arrive whole and in order over WebSocket", async () => {
   const running = await startMain({
     HISTORY_LIMIT: "300",
     MAX_MESSAGE_LENGTH: "2000",
@@ -160,11 +160,10 @@ Deno.test("main: large frames (a 600 KB history, a big live batch) arrive whole 
     while (live.length < texts.length && Date.now() < deadline) await delay(20);
     assert.deepEqual(live, texts, "live batches arrive whole and in order");
     reader = connect(running.url, { auth: { token: await tokenFor("bob") }, ...options });
-    const history = await within(
-      new Promise<{ message: string }[]>((resolve) => reader!.once("load", resolve)),
-      5000,
-      "reader's load",
-    );
+    const frames: { message: string }[][] = [];
+    reader.on("load", (messages: { message: string }[]) => frames.push(messages));
+    await within(new Promise((resolve) => reader!.once("loaded", resolve)), 5000, "reader's load");
+    const history = frames.flat();
     assert.deepEqual(history.map((entry) => entry.message), texts);
   } finally {
     writer.close();

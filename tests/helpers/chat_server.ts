@@ -12,7 +12,7 @@ import {
 } from "socket.io-client";
 import { type App, type AppOptions, createApp } from "../../src/app.ts";
 import { signToken } from "../../src/auth.ts";
-import type { ChatError, MessageAck } from "../../src/chat.ts";
+import type { ChatError, LoadedInfo, MessageAck } from "../../src/chat/mod.ts";
 import { type Config, DEFAULTS } from "../../src/config.ts";
 import { type ChatMessage, type KvMessageStore, openKvStore } from "../../src/store/mod.ts";
 
@@ -103,12 +103,23 @@ export class ChatClient {
   readonly socket: Socket;
   readonly loads: ChatMessage[][] = [];
   readonly errors: ChatError[] = [];
+  /** The first `loaded` event: the history is complete. */
+  loaded?: LoadedInfo;
+  /** How many `load`s the history took (those before the first `loaded`). */
+  #historyFrames?: number;
   #waiters: (() => void)[] = [];
 
   constructor(url: string, options: Partial<ManagerOptions & SocketOptions> = {}) {
     this.socket = connect(url, { reconnection: false, forceNew: true, ...options });
     this.socket.on("load", (messages: ChatMessage[]) => {
       this.loads.push(messages);
+      this.#notify();
+    });
+    this.socket.on("loaded", (info: LoadedInfo) => {
+      if (this.loaded === undefined) {
+        this.loaded = info;
+        this.#historyFrames = this.loads.length;
+      }
       this.#notify();
     });
     this.socket.on("error", (error: ChatError) => {
@@ -120,25 +131,25 @@ export class ChatClient {
     this.socket.onAny(() => queueMicrotask(() => this.#notify()));
   }
 
-  /** Connects with a fresh token for `sub` and waits for the first `load`. */
+  /** Connects with a fresh token for `sub` and waits for the whole history. */
   static async join(
     url: string,
     sub: string,
     options: Partial<ManagerOptions & SocketOptions> = {},
   ): Promise<ChatClient> {
     const client = new ChatClient(url, { auth: { token: await tokenFor(sub) }, ...options });
-    await client.waitFor(() => client.loads.length > 0, `${sub}'s first load`);
+    await client.waitFor(() => client.loaded !== undefined, `${sub}'s history`);
     return client;
   }
 
-  /** The history received on connect. */
+  /** The history received on connect (every `load` before `loaded`). */
   get history(): ChatMessage[] {
-    return this.loads[0] ?? [];
+    return this.loads.slice(0, this.#historyFrames ?? this.loads.length).flat();
   }
 
   /** Live messages received after the history, in order. */
   get live(): ChatMessage[] {
-    return this.loads.slice(1).flat();
+    return this.#historyFrames === undefined ? [] : this.loads.slice(this.#historyFrames).flat();
   }
 
   /** Sends a message and resolves with the ack. */

@@ -1,0 +1,128 @@
+/**
+ * Who may open a chat connection: a valid token, at most `maxSocketsPerUser` connections per user
+ * (reserved before any await, so a burst of connects cannot overshoot), and at most one socket per
+ * transport session (further CONNECT packets on it are refused).
+ * @module
+ */
+import { extractToken, type Identity } from "../auth.ts";
+import { CodedError, type ErrorCode, toWireError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { ChatObserver, ChatSocket } from "./types.ts";
+
+/** What {@link Admission} needs. */
+export interface AdmissionOptions {
+  verifyToken: (token: string) => Promise<Identity>;
+  /** Most simultaneous connections per user. */
+  maxSocketsPerUser: number;
+  /** The user's connections on other instances (with Redis); none without. */
+  connectionsElsewhere?: (userId: string) => Promise<number>;
+  log: Logger;
+  observer: Pick<ChatObserver, "connectRefused">;
+}
+
+/** Builds the `connect_error` a refused client receives: `message` is the code. */
+function connectError(code: ErrorCode, message: string): Error {
+  return Object.assign(new Error(code), { data: { code, message } });
+}
+
+/** Per-user connection counts on this instance, and the transport sessions that hold a socket. */
+export class Admission {
+  #connections = new Map<string, number>();
+  /** Transport sessions (engine connections) that carry, or are admitting, a socket. */
+  #sessions = new WeakSet<object>();
+  /** How each admitted socket gives back what it holds; runs once. */
+  #releases = new WeakMap<ChatSocket, () => void>();
+
+  constructor(private readonly options: AdmissionOptions) {}
+
+  /** Connections `userId` holds or is being admitted with on this instance. */
+  connections(userId: string): number {
+    return this.#connections.get(userId) ?? 0;
+  }
+
+  /** The socket.io middleware. */
+  readonly middleware = async (socket: ChatSocket, next: (error?: Error) => void) => {
+    const { options } = this;
+    const session = socket.conn as object;
+    let userId: string | undefined;
+    const refuse = (error: unknown) => {
+      const { code, message = "" } = toWireError(error, "authentication failed unexpectedly");
+      options.observer.connectRefused(code);
+      options.log.info("connection.refused", {
+        code,
+        user: userId,
+        address: socket.handshake.address,
+      });
+      next(connectError(code, message));
+    };
+    if (this.#sessions.has(session)) {
+      return refuse(
+        new CodedError("already_connected", "this transport session already has a socket"),
+      );
+    }
+    this.#sessions.add(session);
+    let release = (): void => void this.#sessions.delete(session);
+    try {
+      const token = extractToken(socket.handshake.auth, socket.handshake.headers);
+      const identity = await options.verifyToken(token ?? "");
+      userId = identity.user.id;
+      if (!this.#reserve(userId)) throw this.#tooMany();
+      release = this.#holding(session, userId);
+      const elsewhere = await options.connectionsElsewhere?.(userId) ?? 0;
+      if (elsewhere + this.connections(userId) > options.maxSocketsPerUser) throw this.#tooMany();
+      socket.data.identity = identity;
+    } catch (error) {
+      release();
+      return refuse(error);
+    }
+    this.#track(socket, release);
+    next();
+  };
+
+  /**
+   * Registers a socket that skipped the middleware (a recovered session): it holds a connection
+   * and its session like any other. Does nothing for a socket the middleware admitted.
+   */
+  adopt(socket: ChatSocket): void {
+    if (this.#releases.has(socket)) return;
+    const userId = socket.data.identity.user.id;
+    this.#connections.set(userId, this.connections(userId) + 1);
+    this.#sessions.add(socket.conn as object);
+    this.#track(socket, this.#holding(socket.conn as object, userId));
+  }
+
+  /** Gives back the socket's connection and session (on disconnect; idempotent). */
+  release(socket: ChatSocket): void {
+    this.#releases.get(socket)?.();
+  }
+
+  #tooMany(): CodedError {
+    const limit = this.options.maxSocketsPerUser;
+    return new CodedError("too_many_connections", `at most ${limit} connections per user`);
+  }
+
+  #reserve(userId: string): boolean {
+    const count = this.connections(userId);
+    if (count >= this.options.maxSocketsPerUser) return false;
+    this.#connections.set(userId, count + 1);
+    return true;
+  }
+
+  #holding(session: object, userId: string): () => void {
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#sessions.delete(session);
+      const count = this.connections(userId) - 1;
+      if (count > 0) this.#connections.set(userId, count);
+      else this.#connections.delete(userId);
+    };
+  }
+
+  /** Releases when the socket disconnects, or when its transport closes before it connected. */
+  #track(socket: ChatSocket, release: () => void): void {
+    this.#releases.set(socket, release);
+    socket.conn.once("close", release);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * How messages reach clients as `load` events: live ones to the chat room as they are stored,
+ * history to one socket on connect. Both are cut into frames of bounded text, so one big history
+ * is several moderate frames rather than one the transport must hold whole.
+ * @module
+ */
+import type { ChatMessage, ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
+
+/** Every connected, authenticated socket is in this room and receives live messages. */
+export const CHAT_ROOM = "chat";
+
+/** Most message text in one `load`: more is split over several frames. */
+export const LOAD_MAX_CHARS = 32 * 1024;
+
+/** Cuts `messages` into runs of at most {@link LOAD_MAX_CHARS} of text (one message at least). */
+export function framesOf(messages: ChatMessage[]): ChatMessage[][] {
+  const frames: ChatMessage[][] = [];
+  let start = 0;
+  let chars = 0;
+  for (let end = 0; end < messages.length; end++) {
+    chars += messages[end].message.length;
+    if (end > start && chars > LOAD_MAX_CHARS) {
+      frames.push(messages.slice(start, end));
+      [start, chars] = [end, messages[end].message.length];
+    }
+  }
+  frames.push(start === 0 ? messages : messages.slice(start));
+  return frames;
+}
+
+/**
+ * Sends committed messages to every joined socket as live `load` events, oldest first. Messages
+ * stored by one commit share a frame: under load, one socket write per recipient carries several.
+ */
+export function deliverTo(
+  io: ChatServer,
+  observer: Pick<ChatObserver, "broadcast">,
+): (messages: ChatMessage[]) => void {
+  return (messages) => {
+    if (messages.length === 0) return;
+    for (const frame of framesOf(messages)) io.to(CHAT_ROOM).emit("load", frame);
+    for (let i = 0; i < messages.length; i++) observer.broadcast();
+  };
+}
+
+/** Sends a connection its history: one or more `load`s (always at least one), then `loaded`. */
+export function sendHistory(socket: ChatSocket, history: ChatMessage[], info: LoadedInfo): void {
+  for (const frame of framesOf(history)) socket.emit("load", frame);
+  socket.emit("loaded", info);
+}

@@ -1,0 +1,203 @@
+/**
+ * The chat on top of socket.io: admission, the history `load` on connect, live delivery,
+ * presence, token expiry, and the client events (see `handlers.ts`). Knows nothing of transports
+ * or of how history is stored.
+ *
+ * @example
+ * ```ts ignore
+ * const io: ChatServer = new Server();
+ * const chat = attachChat(io, options); // options: see ChatOptions
+ * // on shutdown
+ * chat.close();
+ * ```
+ * @module
+ */
+import { type Identity, isExpired } from "../auth.ts";
+import { CodedError, toWireError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { readLastId } from "../payloads.ts";
+import { type Presence, PresenceFeed } from "../presence.ts";
+import type { Timeline } from "../timeline.ts";
+import { Admission } from "./admission.ts";
+import { CHAT_ROOM, sendHistory } from "./delivery.ts";
+import { userRoom } from "./directory.ts";
+import { bindEvents, type EventBudgets, EventGate } from "./events.ts";
+import type { ChatContext } from "./handlers.ts";
+import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
+
+export { CHAT_ROOM, deliverTo, framesOf, LOAD_MAX_CHARS } from "./delivery.ts";
+export { socketDirectory, userRoom } from "./directory.ts";
+export type { EventBudgets } from "./events.ts";
+export { TYPING_THROTTLE_MS } from "./handlers.ts";
+export type * from "./types.ts";
+
+/** What the chat needs. */
+export interface ChatOptions {
+  timeline: Timeline;
+  verifyToken: (token: string) => Promise<Identity>;
+  /** Longest accepted message in characters (Unicode code points), after trimming. */
+  maxMessageLength: number;
+  /** Most messages a reconnecting client's catch-up carries. */
+  catchupLimit: number;
+  /** Per-user budget of each client event. */
+  budgets: EventBudgets;
+  /** Most simultaneous connections per user. */
+  maxSocketsPerUser: number;
+  /** The user's connections on other instances (with Redis). */
+  connectionsElsewhere?: (userId: string) => Promise<number>;
+  /** Whether this identity may send messages and typing (scopes); everyone may read. */
+  canWrite: (identity: Identity) => boolean;
+  /** Who is online: this process's connections, or every instance's. */
+  presence: Presence;
+  /** How long joins and leaves are gathered before they are announced (default 100 ms). */
+  presenceBatchMs?: number;
+  /** Clock skew forgiven on a token's `exp`, in ms. */
+  clockToleranceMs: number;
+  /** The clock (tests move it). */
+  now?: () => number;
+  log: Logger;
+  observer: Pick<ChatObserver, "connectRefused" | "errorSent">;
+}
+
+/** What {@link attachChat} leaves running. */
+export interface Chat {
+  /** Stops pending presence announcements (call on shutdown). */
+  close(): void;
+}
+
+/** The longest delay a timer takes (setTimeout fires at once beyond it). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Calls `onExpired` once the identity's token has expired (`exp` plus the tolerance), unless
+ * `extend` moves the expiry first.
+ */
+function watchExpiry(
+  identity: Identity,
+  toleranceMs: number,
+  now: () => number,
+  onExpired: () => void,
+): { extend(identity: Identity): void; stop(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let current = identity;
+  const schedule = () => {
+    clearTimeout(timer);
+    if (current.expiresAt === undefined) return;
+    const delay = current.expiresAt + toleranceMs - now();
+    timer = setTimeout(check, Math.min(Math.max(0, delay), MAX_TIMER_MS));
+  };
+  const check = () => (isExpired(current, now(), toleranceMs) ? onExpired() : schedule());
+  schedule();
+  return {
+    extend(identity) {
+      current = identity;
+      schedule();
+    },
+    stop: () => clearTimeout(timer),
+  };
+}
+
+/** Attaches the chat rules to a socket.io server; live messages go to {@link CHAT_ROOM}. */
+export function attachChat(io: ChatServer, options: ChatOptions): Chat {
+  const { timeline, log, observer, presence } = options;
+  const now = options.now ?? Date.now;
+  // Batches are announced in order, each after the snapshot its newcomers get: a slow snapshot
+  // (asked across instances) must not let a later batch overtake an earlier one.
+  let announced = Promise.resolve();
+  const feed = new PresenceFeed((joined, left, welcomed) => {
+    announced = announced.then(async () => {
+      if (welcomed.length > 0) {
+        try {
+          io.to(welcomed).emit("presence", await presence.online());
+        } catch (error) {
+          log.warn("presence.failed", { sockets: welcomed.length, error });
+        }
+      }
+      if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
+      if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
+    });
+  }, options.presenceBatchMs);
+  const gate = new EventGate(options.budgets, log, observer, now);
+  const admission = new Admission(options);
+  io.use(admission.middleware);
+
+  io.on("connection", (socket: ChatSocket) => {
+    admission.adopt(socket);
+    const user = socket.data.identity.user;
+    const expired = () =>
+      new CodedError("token_expired", "token has expired; reconnect with a new one");
+    const ctx: ChatContext = {
+      get identity() {
+        return socket.data.identity;
+      },
+      set identity(identity) {
+        socket.data.identity = identity;
+      },
+      timeline,
+      maxMessageLength: options.maxMessageLength,
+      canWrite: options.canWrite,
+      verifyToken: options.verifyToken,
+      sendTyping: (typing) => socket.to(CHAT_ROOM).volatile.emit("typing", { user, typing }),
+      onIdentityChanged: (identity) => expiry.extend(identity),
+      now,
+    };
+    const endExpired = () => {
+      report("connection", toWireError(expired()));
+      socket.disconnect(true);
+    };
+    // Checked on every packet too: a timer may run late, a packet must not slip through.
+    socket.use((_packet, next) => {
+      if (!isExpired(socket.data.identity, now(), options.clockToleranceMs)) return next();
+      endExpired();
+    });
+    const report = bindEvents(socket, ctx, gate);
+    const expiry = watchExpiry(socket.data.identity, options.clockToleranceMs, now, endExpired);
+
+    log.info("socket.connected", {
+      socket: socket.id,
+      user: user.id,
+      transport: socket.conn.transport.name,
+      address: socket.handshake.address,
+      recovered: socket.recovered,
+    });
+    const connection = { socketId: socket.id, user, since: socket.handshake.issued };
+    socket.on("disconnect", (reason) => {
+      admission.release(socket);
+      expiry.stop();
+      log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
+      presence.depart(connection).then((wentOffline) => {
+        if (wentOffline) feed.left(user);
+      }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
+    });
+    // A recovered session skipped the token check at admission: its token may have expired since.
+    if (isExpired(socket.data.identity, now(), options.clockToleranceMs)) return endExpired();
+    socket.join(userRoom(user.id));
+
+    const admit = async () => {
+      if (await presence.arrive(connection)) feed.joined(user);
+      // A socket.io session recovery replays what was missed and restores the rooms.
+      if (socket.recovered) return void feed.welcome(socket.id);
+      let afterId: string | undefined;
+      try {
+        afterId = readLastId(socket.handshake.auth);
+      } catch (error) {
+        report("connection", {
+          ...toWireError(error),
+          message: "`lastId` is not a message id; sent the latest history",
+        });
+      }
+      const limit = afterId === undefined ? undefined : options.catchupLimit;
+      await timeline.join((history, { hasMore }) => {
+        if (!socket.connected) return;
+        sendHistory(socket, history, { hasMore, catchUp: afterId !== undefined });
+        socket.join(CHAT_ROOM);
+        feed.welcome(socket.id);
+      }, { afterId, limit });
+    };
+    admit().catch((error) => {
+      log.warn("admit.failed", { socket: socket.id, error });
+      report("connection", { code: "internal", message: "history could not be loaded" });
+    });
+  });
+  return { close: () => feed.close() };
+}

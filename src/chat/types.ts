@@ -1,0 +1,80 @@
+/**
+ * The chat's contract with clients — every event in each direction, its payload and its ack — and
+ * what the chat reports to whoever observes it. Server-to-client events carry exactly one argument,
+ * so a one-argument handler in any client language receives the whole payload.
+ * @module
+ */
+import type { Server, Socket } from "socket.io";
+import type { Identity } from "../auth.ts";
+import type { WireError } from "../errors.ts";
+import type { ChatMessage, User } from "../store/mod.ts";
+
+export type { ChatMessage, User };
+
+/** The `error` event's payload, and a failed ack's `error`. */
+export type ChatError = WireError;
+
+/** A failed ack. */
+export type Failure = { ok: false; error: ChatError };
+/** What a `message` ack receives. */
+export type MessageAck = { ok: true; message: ChatMessage; duplicate: boolean } | Failure;
+/** What a `history` ack receives. */
+export type HistoryAck = { ok: true; messages: ChatMessage[]; hasMore: boolean } | Failure;
+/** What an `auth:refresh` ack receives. */
+export type RefreshAck = { ok: true; expiresAt: number | null } | Failure;
+
+/** The `loaded` event: the history `load`s sent on connect are complete. */
+export interface LoadedInfo {
+  /** Messages older than the first one loaded exist (with `lastId`: the gap was not covered). */
+  hasMore: boolean;
+  /** Whether this was a catch-up after `auth.lastId` rather than the latest history. */
+  catchUp: boolean;
+}
+
+/** A typing change of another user. */
+export interface TypingEvent {
+  user: User;
+  typing: boolean;
+}
+
+/** Events the server sends; each carries exactly one argument. */
+export interface ServerToClientEvents {
+  load: (messages: ChatMessage[]) => void;
+  loaded: (info: LoadedInfo) => void;
+  presence: (users: User[]) => void;
+  "user:joined": (users: User[]) => void;
+  "user:left": (users: User[]) => void;
+  typing: (event: TypingEvent) => void;
+  error: (error: ChatError) => void;
+}
+
+/** An acknowledgement callback. */
+export type Ack<T> = (result: T) => void;
+
+/** Events clients send. */
+export interface ClientToServerEvents {
+  message: (payload: unknown, ack?: Ack<MessageAck>) => void;
+  history: (payload: unknown, ack?: Ack<HistoryAck>) => void;
+  typing: (payload: unknown) => void;
+  "auth:refresh": (payload: unknown, ack?: Ack<RefreshAck>) => void;
+}
+
+/** Per-socket state set at admission. */
+export interface SocketData {
+  identity: Identity;
+}
+
+/** The socket.io server type the chat runs on. */
+export type ChatServer = Server<ClientToServerEvents, ServerToClientEvents, never, SocketData>;
+/** One chat connection. */
+export type ChatSocket = Socket<ClientToServerEvents, ServerToClientEvents, never, SocketData>;
+
+/** What the chat reports as it runs; every method is cheap. Metrics implement it. */
+export interface ChatObserver {
+  /** A connection was refused by auth or limits, with the `connect_error` code. */
+  connectRefused(code: string): void;
+  /** An `error` event or failed ack with this code was sent to a client. */
+  errorSent(code: string): void;
+  /** A message was broadcast to the chat room. */
+  broadcast(): void;
+}

@@ -1,0 +1,72 @@
+/**
+ * The one registry of error codes a client can receive — in the `error` event, in a failed ack
+ * (`{ ok: false, error }`) and in `connect_error` — with one base class and one wire shape.
+ *
+ * @example
+ * ```ts
+ * import { CodedError, toWireError } from "./errors.ts";
+ *
+ * const refusal = new CodedError("rate_limited", "too many messages", { retryAfterMs: 900 });
+ * toWireError(refusal); // { code: "rate_limited", message: "too many messages", retryAfterMs: 900 }
+ * ```
+ * @module
+ */
+
+/** Every code, with when it is sent (the README's table is checked against this). */
+export const ERROR_CODES = {
+  auth_required: "connect: no token in `auth.token` or an `Authorization: Bearer` header",
+  invalid_token: "connect or `auth:refresh`: the token is malformed, badly signed or not yet valid",
+  token_expired: "the token expired; at connect, or while connected (the socket is then closed)",
+  auth_unavailable: "connect: the key set (`JWT_JWKS_URL`) could not be fetched",
+  too_many_connections: "connect: the user already has `MAX_SOCKETS_PER_USER` connections",
+  already_connected: "connect: this transport session already carries a socket (one per session)",
+  invalid_payload: "a payload of the wrong shape, or an event with too many arguments",
+  message_too_long: "a message longer than `MAX_MESSAGE_LENGTH` characters",
+  rate_limited: "over the event's budget; `retryAfterMs` says when to try again; nothing stored",
+  forbidden: "the token lacks the scope the event needs, or `auth:refresh` names another user",
+  internal: "the server could not store or read; nothing was broadcast",
+} as const;
+
+/** A stable error code. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Extra fields some codes carry. */
+export interface ErrorDetails {
+  /** With `rate_limited`: milliseconds until the event is accepted again. */
+  retryAfterMs?: number;
+}
+
+/** An error as clients receive it. */
+export interface WireError extends ErrorDetails {
+  code: ErrorCode;
+  message?: string;
+}
+
+/** An error with a stable {@link ErrorCode}; the message is a sentence for humans. */
+export class CodedError<Code extends ErrorCode = ErrorCode> extends Error {
+  constructor(
+    readonly code: Code,
+    message: string,
+    readonly details: ErrorDetails = {},
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "CodedError";
+  }
+}
+
+/** The wire shape of any thrown value: a {@link CodedError} as it is, anything else `internal`. */
+export function toWireError(
+  error: unknown,
+  fallback = "the request failed unexpectedly",
+): WireError {
+  if (error instanceof CodedError) {
+    return { code: error.code, message: error.message, ...error.details };
+  }
+  return { code: "internal", message: fallback };
+}
+
+/** Whether a string is a registered code. */
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, value);
+}
