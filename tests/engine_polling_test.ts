@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { type EngineSocket, ERROR_CODES } from "../src/engine/mod.ts";
 import {
+  delay,
   type EngineServer,
   errorOf,
   poll,
@@ -206,6 +207,27 @@ Deno.test("polling: a ping is answered by a POSTed pong, and silence is a ping t
     assert.equal(await poll(target, sid), "2");
     assert.equal((await closed)[0], "ping timeout");
     assert.equal(target.engine.clientsCount, 0);
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("polling: a client that polls and sends but never pongs closes at pingInterval + pingTimeout", async () => {
+  const target = startEngine({ pingInterval: 200, pingTimeout: 300 });
+  try {
+    const started = Date.now();
+    const { sid, session } = await openSession(target);
+    const closed = waitFor<[string]>(session, "close");
+    assert.equal(await poll(target, sid), "2");
+    // Busy but deaf: a message is no pong, and earns no extension (as in engine.io 6).
+    await delay(250);
+    assert.equal((await post(target, sid, "4still here")).status, 200);
+    const { response } = await pendingPoll(target, session);
+    const [reason] = await closed;
+    const elapsed = Date.now() - started;
+    assert.equal(reason, "ping timeout");
+    assert.equal(await response, "1");
+    assert.ok(elapsed >= 490 && elapsed < 650, `closed ${elapsed} ms after the handshake`);
   } finally {
     await target.close();
   }

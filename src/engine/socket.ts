@@ -70,7 +70,6 @@ export class EngineSocket extends EventEmitter {
   #writeBufferSize = 0;
   #pingIntervalTimer?: ReturnType<typeof setTimeout>;
   #pingTimeoutTimer?: ReturnType<typeof setTimeout>;
-  #refreshedPingTimeout = false;
   #sentSinceBacklogCheck = 0;
   #upgradeCleanup?: () => void;
 
@@ -208,13 +207,6 @@ export class EngineSocket extends EventEmitter {
   #onPacket(packet: Packet): void {
     if (this.readyState !== "open") return;
     this.emit("packet", packet);
-    if (
-      this.#pingTimeoutTimer !== undefined && !this.#refreshedPingTimeout && packet.type !== "pong"
-    ) {
-      // As engine.io: a client busy sending while our ping is in flight gets one extension.
-      this.#pingTimeoutTimer.refresh();
-      this.#refreshedPingTimeout = true;
-    }
     switch (packet.type) {
       case "pong":
         clearTimeout(this.#pingTimeoutTimer);
@@ -238,12 +230,15 @@ export class EngineSocket extends EventEmitter {
     }
   }
 
+  /**
+   * Pings pingInterval after the open packet or the last pong; only a pong within pingTimeout of
+   * the ping keeps the session (other packets do not, as in engine.io 6).
+   */
   #schedulePing(): void {
     clearTimeout(this.#pingIntervalTimer);
     this.#pingIntervalTimer = setTimeout(() => {
       this.#sendPacket("ping");
       clearTimeout(this.#pingTimeoutTimer);
-      this.#refreshedPingTimeout = false;
       this.#pingTimeoutTimer = setTimeout(
         () => this.#onClose("ping timeout"),
         this.options.pingTimeout,
