@@ -160,7 +160,7 @@ Deno.test("polling: a streamed body without content-length is cut off at the lim
   }
 });
 
-Deno.test("polling: a close packet from the client closes with transport close", async () => {
+Deno.test("polling: a POSTed close packet answers the waiting GET with a noop and closes with transport close", async () => {
   const target = startEngine();
   try {
     const { sid, session } = await openSession(target);
@@ -168,8 +168,9 @@ Deno.test("polling: a close packet from the client closes with transport close",
     const { response: pending } = await pendingPoll(target, session);
     assert.equal((await post(target, sid, "1")).status, 200);
     assert.equal((await closed)[0], "transport close");
-    assert.equal(await pending, "1");
+    assert.equal(await pending, "6", "the waiting GET is answered with a noop");
     assert.equal(target.engine.clientsCount, 0);
+    assert.equal(errorOf(await request(target.url({ sid }))).code, ERROR_CODES.UNKNOWN_SID);
   } finally {
     await target.close();
   }

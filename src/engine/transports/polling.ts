@@ -182,6 +182,12 @@ export class PollingTransport extends Transport {
     super.discard();
   }
 
+  /** As engine.io: the client that sent close needs no close back; its waiting GET gets a noop. */
+  protected override onClosePacket(): void {
+    this.send([{ type: "noop" }]);
+    this.onClose();
+  }
+
   protected doClose(): void {
     this.send([{ type: "close" }]);
     this.onClose();
