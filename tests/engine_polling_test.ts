@@ -248,6 +248,35 @@ Deno.test("polling: closing the session from the server answers the pending GET"
   }
 });
 
+Deno.test("polling: a server close while no GET waits is delivered by the next GET, then the sid is unknown", async () => {
+  const target = startEngine();
+  try {
+    const { sid, session } = await openSession(target);
+    const closed = waitFor<[string]>(session, "close");
+    session.close();
+    assert.equal((await closed)[0], "forced close");
+    assert.equal(target.engine.clientsCount, 0);
+    assert.deepEqual(await pollPackets(target, sid), ["6", "1"]);
+    const after = await request(target.url({ sid }));
+    assert.equal(errorOf(after).code, ERROR_CODES.UNKNOWN_SID);
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("polling: an undelivered server close is forgotten after pingTimeout", async () => {
+  const target = startEngine({ pingInterval: 10_000, pingTimeout: 100 });
+  try {
+    const { sid, session } = await openSession(target);
+    session.close();
+    await delay(200);
+    const late = await request(target.url({ sid }));
+    assert.equal(errorOf(late).code, ERROR_CODES.UNKNOWN_SID);
+  } finally {
+    await target.close();
+  }
+});
+
 Deno.test("polling: a graceful server close flushes buffered packets first", async () => {
   const target = startEngine();
   try {
@@ -259,6 +288,7 @@ Deno.test("polling: a graceful server close flushes buffered packets first", asy
     assert.equal(await poll(target, sid), "4bye");
     assert.equal((await closed)[0], "forced close");
     assert.equal(target.engine.clientsCount, 0);
+    assert.deepEqual(await pollPackets(target, sid), ["6", "1"], "then the close");
   } finally {
     await target.close();
   }

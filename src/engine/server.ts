@@ -16,7 +16,12 @@
  */
 import { EventEmitter } from "node:events";
 import { applyCors, type CorsOptions } from "./cors.ts";
-import { EngineSocket, type HandshakeRequest, type SessionOptions } from "./socket.ts";
+import {
+  type CloseReason,
+  EngineSocket,
+  type HandshakeRequest,
+  type SessionOptions,
+} from "./socket.ts";
 import type { Transport } from "./transport.ts";
 import { errorResponse, PollingTransport } from "./transports/polling.ts";
 import { WebSocketTransport } from "./transports/websocket.ts";
@@ -75,6 +80,12 @@ class RequestError {
   ) {}
 }
 
+/** A polling session the server closed while no GET waited: its client is still owed the close. */
+interface OwedClose {
+  transport: PollingTransport;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 function generateSessionId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(15));
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
@@ -98,6 +109,7 @@ function defaultUpgrade(request: Request): { socket: WebSocket; response: Respon
 export class Engine extends EventEmitter {
   readonly options: SessionOptions & { path: string };
   readonly clients = new Map<string, EngineSocket>();
+  readonly #owedCloses = new Map<string, OwedClose>();
   #cors?: CorsOptions;
   #allowRequest?: EngineOptions["allowRequest"];
   #upgradeWebSocket: NonNullable<EngineOptions["upgradeWebSocket"]>;
@@ -179,6 +191,7 @@ export class Engine extends EventEmitter {
   /** Closes every session (socket.io's `io.close()` calls this). */
   close(): this {
     for (const socket of [...this.clients.values()]) socket.close(true);
+    for (const sid of [...this.#owedCloses.keys()]) this.#forgetOwedClose(sid);
     return this;
   }
 
@@ -214,6 +227,7 @@ export class Engine extends EventEmitter {
     }
     const session = this.clients.get(sid);
     if (!session) {
+      if (transport === "polling" && this.#owedCloses.has(sid)) return transport;
       throw new RequestError(400, ERROR_CODES.UNKNOWN_SID, "Session ID unknown", { sid });
     }
     const current = session.transport;
@@ -249,6 +263,12 @@ export class Engine extends EventEmitter {
     sid: string,
     transport: string,
   ): Promise<Response> {
+    const owed = this.#owedCloses.get(sid);
+    if (owed) {
+      // The GET that collects the close ends the sid; a racing POST is answered and dropped.
+      if (request.method === "GET") this.#forgetOwedClose(sid);
+      return owed.transport.onRequest(request, headers);
+    }
     const session = this.clients.get(sid)!;
     if (transport === "websocket") {
       const { socket, response } = this.#acceptWebSocket(request);
@@ -279,13 +299,32 @@ export class Engine extends EventEmitter {
     }
     const session = new EngineSocket(id, transport, described, this.options);
     this.clients.set(id, session);
-    session.once("close", () => this.clients.delete(id));
+    session.once("close", (reason: CloseReason) => {
+      this.clients.delete(id);
+      if (reason === "forced close") this.#oweClose(id, session.transport);
+    });
     session.open();
     const response = upgradeResponse
       ? Promise.resolve(upgradeResponse)
       : (transport as PollingTransport).onRequest(request, headers);
     this.emit("connection", session);
     return response;
+  }
+
+  /**
+   * Keeps the sid of a polling session the server closed while no GET waited, so that the next
+   * GET delivers the close (as engine.io does) instead of "Session ID unknown". A client that
+   * does not poll within pingTimeout is forgotten.
+   */
+  #oweClose(sid: string, transport: Transport): void {
+    if (!(transport instanceof PollingTransport) || !transport.closeUndelivered) return;
+    const timer = setTimeout(() => this.#owedCloses.delete(sid), this.options.pingTimeout);
+    this.#owedCloses.set(sid, { transport, timer });
+  }
+
+  #forgetOwedClose(sid: string): void {
+    clearTimeout(this.#owedCloses.get(sid)?.timer);
+    this.#owedCloses.delete(sid);
   }
 
   #acceptWebSocket(request: Request): { socket: WebSocket; response: Response } {
