@@ -231,23 +231,13 @@ export class Engine extends EventEmitter {
       throw new RequestError(400, ERROR_CODES.UNKNOWN_SID, "Session ID unknown", { sid });
     }
     const current = session.transport;
-    // A WebSocket on an existing sid is an upgrade: only a transport that offers one allows it
-    // (a second WebSocket must not take over a WebSocket session).
-    const allowed = transport === "websocket"
-      ? current.upgradesTo.includes("websocket")
-      : transport === current.name;
-    if (!allowed) {
-      throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Transport mismatch", {
+    if (transport === "polling" && current.name !== "polling") {
+      // Late polls of an upgraded session are refused; its WebSocket carries on.
+      throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad request", {
+        name: "TRANSPORT_MISMATCH",
         transport,
         previousTransport: current.name,
       });
-    }
-    if (transport === "websocket" && session.upgradeState !== "none") {
-      throw new RequestError(
-        400,
-        ERROR_CODES.BAD_REQUEST,
-        "Session is already upgrading or upgraded",
-      );
     }
     if (transport === "polling" && request.method !== "GET" && request.method !== "POST") {
       throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad request method", {
@@ -272,7 +262,13 @@ export class Engine extends EventEmitter {
     const session = this.clients.get(sid)!;
     if (transport === "websocket") {
       const { socket, response } = this.#acceptWebSocket(request);
-      session.upgrade(new WebSocketTransport(socket, this.options));
+      if (session.upgradeState === "none" && session.transport.upgradesTo.includes("websocket")) {
+        session.upgrade(new WebSocketTransport(socket, this.options));
+      } else {
+        // Already on (or moving to) a WebSocket: as the protocol asks, this one is closed at once
+        // and never takes the session over.
+        socket.onopen = () => socket.close();
+      }
       return Promise.resolve(response);
     }
     return (session.transport as PollingTransport).onRequest(request, headers);
