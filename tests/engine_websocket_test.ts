@@ -193,6 +193,13 @@ Deno.test("websocket: an oversize frame closes the session", () =>
     assert.equal(target.engine.clientsCount, 0);
   }));
 
+Deno.test("websocket: an oversize frame closes the websocket with 1009 Message Too Big", () =>
+  withWebSocketSession({ maxHttpBufferSize: 100 }, async ({ ws }) => {
+    ws.send("4" + "x".repeat(100));
+    const event = await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+    assert.equal(event.code, 1009);
+  }));
+
 Deno.test("websocket: a second websocket with the sid of a websocket session is closed at once", async () => {
   const target = startEngine();
   const { ws, session } = await openWebSocketSession(target);
