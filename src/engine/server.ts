@@ -117,14 +117,16 @@ export class Engine extends EventEmitter {
   constructor(options: EngineOptions = {}) {
     super();
     const path = options.path ?? ENGINE_DEFAULTS.path;
+    const pingTimeout = options.pingTimeout ?? ENGINE_DEFAULTS.pingTimeout;
     this.options = {
       path: path.endsWith("/") ? path : `${path}/`,
       pingInterval: options.pingInterval ?? ENGINE_DEFAULTS.pingInterval,
-      pingTimeout: options.pingTimeout ?? ENGINE_DEFAULTS.pingTimeout,
+      pingTimeout,
       upgradeTimeout: options.upgradeTimeout ?? ENGINE_DEFAULTS.upgradeTimeout,
       maxHttpBufferSize: options.maxHttpBufferSize ?? ENGINE_DEFAULTS.maxHttpBufferSize,
       maxBufferedBytes: options.maxBufferedBytes ?? ENGINE_DEFAULTS.maxBufferedBytes,
       maxBufferedPackets: options.maxBufferedPackets ?? ENGINE_DEFAULTS.maxBufferedPackets,
+      backlogGraceMs: options.backlogGraceMs ?? pingTimeout,
       pollBodyTimeout: options.pollBodyTimeout ?? ENGINE_DEFAULTS.pollBodyTimeout,
     };
     this.#cors = options.cors;
