@@ -237,6 +237,27 @@ Deno.test("handshake: a CORS preflight from an allowed origin gets 204", async (
   }
 });
 
+Deno.test("handshake: CORS with origin * sends a literal * and never credentials", async () => {
+  const target = startEngine({ cors: { origin: "*", credentials: true } });
+  try {
+    const response = await request(target.url(), { headers: { Origin: "http://b.example" } });
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("access-control-allow-origin"), "*");
+    assert.equal(response.headers.get("access-control-allow-credentials"), null);
+    assert.doesNotMatch(response.headers.get("vary") ?? "", /Origin/);
+
+    const preflight = await request(target.url(), {
+      method: "OPTIONS",
+      headers: { Origin: "http://b.example", "Access-Control-Request-Method": "POST" },
+    });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+    assert.equal(preflight.headers.get("access-control-allow-credentials"), null);
+  } finally {
+    await target.close();
+  }
+});
+
 Deno.test("handshake: a disallowed origin gets 403 and no session", async () => {
   const target = startEngine({ cors: CORS });
   try {

@@ -1,14 +1,17 @@
 /**
  * The engine under abuse: clients that stop reading, overlapping polls, slow-drip bodies and
- * handshakes that are never followed up must all end their session instead of holding memory.
+ * handshakes that are never followed up must all end their session instead of holding memory,
+ * while a client that reads keeps its session however large the frames it is sent.
  */
 import assert from "node:assert/strict";
-import type { EngineSocket } from "../src/engine/mod.ts";
+import { BACKLOG_CEILING_FACTOR, type EngineSocket } from "../src/engine/mod.ts";
 import type { TransportError } from "../src/engine/transport.ts";
 import {
   delay,
   errorOf,
+  poll,
   pollingHandshake,
+  RawWebSocket,
   request,
   startEngine,
   until,
@@ -53,9 +56,13 @@ function rssMb(): number {
   return Deno.memoryUsage().rss / 2 ** 20;
 }
 
-Deno.test("limits: a WebSocket client that stops reading is closed, not buffered without bound", async () => {
+/** A message larger than the default maxBufferedBytes (1 MB), as a long history can be. */
+const LARGE_MESSAGE = "h".repeat(2.5 * 2 ** 20);
+
+Deno.test("limits: a WebSocket client that stops reading is closed at the backlog ceiling, not buffered without bound", async () => {
   const maxBufferedBytes = 256 * 1024;
-  const target = startEngine({ maxBufferedBytes });
+  // A grace longer than the test: only the ceiling can close it.
+  const target = startEngine({ maxBufferedBytes, backlogGraceMs: 60_000 });
   const connected = waitFor<[EngineSocket]>(target.engine, "connection");
   const conn = await rawWebSocketUpgrade(target.port, target.engine.options.path);
   try {
@@ -101,19 +108,83 @@ Deno.test("limits: packets piling up for a polling client that stopped polling c
   }
 });
 
-Deno.test("limits: bytes piling up for a polling client that stopped polling close it", async () => {
-  const target = startEngine({ maxBufferedBytes: 10_000 });
+Deno.test("limits: bytes left unread by a polling client past the grace period close it", async () => {
+  const target = startEngine({ maxBufferedBytes: 10_000, backlogGraceMs: 200 });
   try {
     const connected = waitFor<[EngineSocket]>(target.engine, "connection");
     await pollingHandshake(target);
     const [session] = await connected;
     const closed = waitFor<[string, TransportError?]>(session, "close");
     session.send("x".repeat(5_000));
-    assert.equal(session.readyState, "open");
+    const overLimit = Date.now();
     session.send("x".repeat(5_001));
-    const [reason] = await closed;
+    assert.equal(session.readyState, "open", "over the limit, the client gets time to read");
+    const [reason, description] = await closed;
     assert.equal(reason, "transport error");
+    assert.equal(description?.code, "send_buffer_full");
+    assert.ok(Date.now() - overLimit >= 190, "closed only once the grace period is over");
   } finally {
+    await target.close();
+  }
+});
+
+Deno.test("limits: a backlog over the ceiling closes a polling client at once", async () => {
+  const maxBufferedBytes = 10_000;
+  const target = startEngine({ maxBufferedBytes, backlogGraceMs: 60_000 });
+  try {
+    const connected = waitFor<[EngineSocket]>(target.engine, "connection");
+    await pollingHandshake(target);
+    const [session] = await connected;
+    const closed = waitFor<[string, TransportError?]>(session, "close");
+    const chunk = "x".repeat(maxBufferedBytes);
+    for (let n = 0; n < BACKLOG_CEILING_FACTOR; n++) session.send(chunk);
+    assert.equal(session.readyState, "open", "at the ceiling, not over it");
+    session.send("x");
+    assert.equal(session.readyState, "closed");
+    const [reason, description] = await closed;
+    assert.equal(reason, "transport error");
+    assert.equal(description?.code, "send_buffer_full");
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("limits: a 2.5 MB message reaches a polling client that reads, and the session stays open", async () => {
+  const target = startEngine({ backlogGraceMs: 200 });
+  try {
+    const { sid } = await pollingHandshake(target);
+    const session = target.engine.clients.get(sid)!;
+    // Sent between two polls: it waits in the write buffer until the client's next GET.
+    session.send(LARGE_MESSAGE);
+    assert.equal(session.readyState, "open");
+    const payload = await poll(target, sid);
+    assert.equal(payload.length, LARGE_MESSAGE.length + 1);
+    assert.ok(payload === "4" + LARGE_MESSAGE, "the message arrives whole");
+    await delay(300);
+    assert.equal(session.readyState, "open", "still open after the grace period");
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("limits: a 2.5 MB message reaches a WebSocket client that reads, and the session stays open", async () => {
+  const target = startEngine({ backlogGraceMs: 200 });
+  const connected = waitFor<[EngineSocket]>(target.engine, "connection");
+  const ws = new RawWebSocket(target.url({ transport: "websocket" }, "ws"));
+  try {
+    const [session] = await connected;
+    assert.equal((await ws.nextText())[0], "0");
+    session.send(LARGE_MESSAGE);
+    assert.equal(session.readyState, "open");
+    const frame = await ws.nextText(5_000);
+    assert.equal(frame.length, LARGE_MESSAGE.length + 1);
+    assert.ok(frame === "4" + LARGE_MESSAGE, "the message arrives whole");
+    await delay(300);
+    assert.equal(session.readyState, "open", "still open after the grace period");
+    session.send("after");
+    assert.equal(await ws.nextText(), "4after");
+  } finally {
+    await ws.close();
     await target.close();
   }
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { type EngineSocket, ERROR_CODES } from "../src/engine/mod.ts";
 import {
+  delay,
   type EngineServer,
   errorOf,
   poll,
@@ -159,7 +160,7 @@ Deno.test("polling: a streamed body without content-length is cut off at the lim
   }
 });
 
-Deno.test("polling: a close packet from the client closes with transport close", async () => {
+Deno.test("polling: a POSTed close packet answers the waiting GET with a noop and closes with transport close", async () => {
   const target = startEngine();
   try {
     const { sid, session } = await openSession(target);
@@ -167,8 +168,9 @@ Deno.test("polling: a close packet from the client closes with transport close",
     const { response: pending } = await pendingPoll(target, session);
     assert.equal((await post(target, sid, "1")).status, 200);
     assert.equal((await closed)[0], "transport close");
-    assert.equal(await pending, "1");
+    assert.equal(await pending, "6", "the waiting GET is answered with a noop");
     assert.equal(target.engine.clientsCount, 0);
+    assert.equal(errorOf(await request(target.url({ sid }))).code, ERROR_CODES.UNKNOWN_SID);
   } finally {
     await target.close();
   }
@@ -211,6 +213,27 @@ Deno.test("polling: a ping is answered by a POSTed pong, and silence is a ping t
   }
 });
 
+Deno.test("polling: a client that polls and sends but never pongs closes at pingInterval + pingTimeout", async () => {
+  const target = startEngine({ pingInterval: 200, pingTimeout: 300 });
+  try {
+    const started = Date.now();
+    const { sid, session } = await openSession(target);
+    const closed = waitFor<[string]>(session, "close");
+    assert.equal(await poll(target, sid), "2");
+    // Busy but deaf: a message is no pong, and earns no extension (as in engine.io 6).
+    await delay(250);
+    assert.equal((await post(target, sid, "4still here")).status, 200);
+    const { response } = await pendingPoll(target, session);
+    const [reason] = await closed;
+    const elapsed = Date.now() - started;
+    assert.equal(reason, "ping timeout");
+    assert.equal(await response, "1");
+    assert.ok(elapsed >= 490 && elapsed < 650, `closed ${elapsed} ms after the handshake`);
+  } finally {
+    await target.close();
+  }
+});
+
 Deno.test("polling: closing the session from the server answers the pending GET", async () => {
   const target = startEngine();
   try {
@@ -220,6 +243,35 @@ Deno.test("polling: closing the session from the server answers the pending GET"
     session.close();
     assert.equal(await pending, "1");
     assert.equal((await closed)[0], "forced close");
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("polling: a server close while no GET waits is delivered by the next GET, then the sid is unknown", async () => {
+  const target = startEngine();
+  try {
+    const { sid, session } = await openSession(target);
+    const closed = waitFor<[string]>(session, "close");
+    session.close();
+    assert.equal((await closed)[0], "forced close");
+    assert.equal(target.engine.clientsCount, 0);
+    assert.deepEqual(await pollPackets(target, sid), ["6", "1"]);
+    const after = await request(target.url({ sid }));
+    assert.equal(errorOf(after).code, ERROR_CODES.UNKNOWN_SID);
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("polling: an undelivered server close is forgotten after pingTimeout", async () => {
+  const target = startEngine({ pingInterval: 10_000, pingTimeout: 100 });
+  try {
+    const { sid, session } = await openSession(target);
+    session.close();
+    await delay(200);
+    const late = await request(target.url({ sid }));
+    assert.equal(errorOf(late).code, ERROR_CODES.UNKNOWN_SID);
   } finally {
     await target.close();
   }
@@ -236,6 +288,7 @@ Deno.test("polling: a graceful server close flushes buffered packets first", asy
     assert.equal(await poll(target, sid), "4bye");
     assert.equal((await closed)[0], "forced close");
     assert.equal(target.engine.clientsCount, 0);
+    assert.deepEqual(await pollPackets(target, sid), ["6", "1"], "then the close");
   } finally {
     await target.close();
   }

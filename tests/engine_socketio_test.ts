@@ -115,6 +115,27 @@ Deno.test("socketio: socket.disconnect() reaches the client as io server disconn
   }
 });
 
+Deno.test("socketio: an engine close between two polls reaches a polling client as transport close", async () => {
+  const target = startSocketIo();
+  // The connect reply goes out with the next GET, so the close finds no GET waiting.
+  target.io.on("connection", (socket) => socket.conn.close());
+  const client = connect(target.origin, {
+    reconnection: false,
+    forceNew: true,
+    transports: ["polling"],
+  });
+  try {
+    const connected = waitFor(client, "connect");
+    const disconnected = waitFor<[string]>(client, "disconnect");
+    await connected;
+    assert.equal((await disconnected)[0], "transport close");
+    assert.equal(target.engine.clientsCount, 0);
+  } finally {
+    await closeClient(client);
+    await target.close();
+  }
+});
+
 Deno.test("socketio: a client disconnect reaches the server", async () => {
   for (const transports of [["polling"], ["websocket"]] as Transports[]) {
     const target = startSocketIo();

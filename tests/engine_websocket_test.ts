@@ -193,13 +193,20 @@ Deno.test("websocket: an oversize frame closes the session", () =>
     assert.equal(target.engine.clientsCount, 0);
   }));
 
-Deno.test("websocket: a second websocket with the sid of a websocket session is refused", async () => {
+Deno.test("websocket: an oversize frame closes the websocket with 1009 Message Too Big", () =>
+  withWebSocketSession({ maxHttpBufferSize: 100 }, async ({ ws }) => {
+    ws.send("4" + "x".repeat(100));
+    const event = await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+    assert.equal(event.code, 1009);
+  }));
+
+Deno.test("websocket: a second websocket with the sid of a websocket session is closed at once", async () => {
   const target = startEngine();
   const { ws, session } = await openWebSocketSession(target);
   const intruder = new RawWebSocket(target.url({ transport: "websocket", sid: session.id }, "ws"));
   try {
-    await assert.rejects(intruder.opened);
-    await withTimeout(intruder.closed, 2_000, "the refused WebSocket to close");
+    await intruder.opened;
+    await withTimeout(intruder.closed, 2_000, "the second WebSocket to close");
     assert.equal(session.upgradeState, "none");
     session.send("still here");
     assert.equal(await ws.nextText(), "4still here");
@@ -217,7 +224,6 @@ Deno.test("websocket: upgrade from polling moves the session to the websocket", 
   const pending = poll(target, sid);
   await until(() => session.transport.writable, 2_000, "the GET to be pending");
   const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
-  let intruder: RawWebSocket | undefined;
   try {
     await ws.opened;
     const upgrading = waitFor(session, "upgrading");
@@ -238,24 +244,56 @@ Deno.test("websocket: upgrade from polling moves the session to the websocket", 
     const received = waitFor<[string]>(session, "message");
     ws.send("4from client");
     assert.deepEqual(await received, ["from client"]);
-
-    const polling = await request(target.url({ sid }));
-    assert.equal(polling.status, 400);
-    assert.equal(errorOf(polling).code, ERROR_CODES.BAD_REQUEST);
-    const posting = await post(target, sid, "4late");
-    assert.equal(posting.status, 400);
-
-    intruder = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
-    await assert.rejects(intruder.opened);
-    await withTimeout(intruder.closed, 2_000, "the refused WebSocket to close");
-    assert.equal(session.readyState, "open");
-    assert.equal(session.transport.name, "websocket");
   } finally {
-    await intruder?.close();
     await ws.close();
     await target.close();
   }
 });
+
+Deno.test("websocket: polling requests on an upgraded sid get 400 Bad request and the websocket carries on", () =>
+  withProbedUpgrade({}, async ({ target, sid, session, ws }) => {
+    const upgraded = waitFor(session, "upgrade");
+    ws.send("5");
+    await upgraded;
+    const polling = await request(target.url({ sid }));
+    assert.equal(polling.status, 400);
+    assert.deepEqual(errorOf(polling), { code: ERROR_CODES.BAD_REQUEST, message: "Bad request" });
+    const posting = await post(target, sid, "4late");
+    assert.equal(posting.status, 400);
+    assert.deepEqual(errorOf(posting), { code: ERROR_CODES.BAD_REQUEST, message: "Bad request" });
+
+    assert.equal(session.readyState, "open");
+    session.send("still here");
+    assert.equal(await ws.nextText(), "4still here");
+    const received = waitFor<[string]>(session, "message");
+    ws.send("4and you");
+    assert.deepEqual(await received, ["and you"]);
+  }));
+
+Deno.test("websocket: a second websocket on an upgrading or upgraded sid is accepted, then closed at once", () =>
+  withProbedUpgrade({}, async ({ target, sid, session, ws }) => {
+    const url = target.url({ transport: "websocket", sid }, "ws");
+    const duringUpgrade = new RawWebSocket(url);
+    await duringUpgrade.opened;
+    await withTimeout(duringUpgrade.closed, 2_000, "the WebSocket opened mid-upgrade to close");
+    assert.equal(session.upgradeState, "upgrading");
+
+    const upgraded = waitFor(session, "upgrade");
+    ws.send("5");
+    await upgraded;
+    const afterUpgrade = new RawWebSocket(url);
+    await afterUpgrade.opened;
+    await withTimeout(
+      afterUpgrade.closed,
+      2_000,
+      "the WebSocket opened after the upgrade to close",
+    );
+
+    assert.equal(session.readyState, "open");
+    assert.equal(session.transport.name, "websocket");
+    session.send("still here");
+    assert.equal(await ws.nextText(), "4still here");
+  }));
 
 Deno.test("websocket: packets written during the upgrade arrive over the websocket", () =>
   withProbedUpgrade({}, async ({ session, ws }) => {

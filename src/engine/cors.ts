@@ -1,5 +1,6 @@
 /**
- * CORS for the Engine.IO endpoint: an origin list or `*`, with optional credentials.
+ * CORS for the Engine.IO endpoint, as the npm `cors` package answers: `*` for any origin (without
+ * credentials), or a list of origins, each echoed back with optional credentials.
  * @module
  */
 
@@ -7,7 +8,11 @@
 export interface CorsOptions {
   /** `*` for any origin, or the exact origins allowed (`https://chat.example`). */
   origin: "*" | string[];
-  /** Allow cookies and `Authorization` on cross-origin requests (default false). */
+  /**
+   * Allow cookies and `Authorization` from the listed origins (default false). Never with `*`:
+   * browsers refuse credentials with a literal `*`, and echoing any origin would grant them to
+   * every site.
+   */
   credentials?: boolean;
   /** Seconds a browser may cache a preflight answer (default 600). */
   maxAge?: number;
@@ -20,13 +25,15 @@ export interface CorsOptions {
 export function applyCors(options: CorsOptions, request: Request, headers: Headers): boolean {
   const origin = request.headers.get("origin");
   if (origin === null) return true;
-  headers.append("Vary", "Origin");
-  const allowed = options.origin === "*" || options.origin.includes(origin);
-  if (!allowed) return false;
-  // With credentials, browsers reject a literal "*": reflect the caller's origin instead.
-  const reflect = options.origin !== "*" || options.credentials;
-  headers.set("Access-Control-Allow-Origin", reflect ? origin : "*");
-  if (options.credentials) headers.set("Access-Control-Allow-Credentials", "true");
+  if (options.origin === "*") {
+    headers.set("Access-Control-Allow-Origin", "*");
+  } else {
+    // The answer depends on the caller's origin: caches must keep one per origin.
+    headers.append("Vary", "Origin");
+    if (!options.origin.includes(origin)) return false;
+    headers.set("Access-Control-Allow-Origin", origin);
+    if (options.credentials) headers.set("Access-Control-Allow-Credentials", "true");
+  }
   if (request.method === "OPTIONS") {
     headers.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     const requested = request.headers.get("access-control-request-headers");

@@ -22,5 +22,10 @@ export {
   ERROR_CODES,
 } from "./server.ts";
 export type { CorsOptions } from "./cors.ts";
-export { type CloseReason, EngineSocket, type HandshakeRequest } from "./socket.ts";
+export {
+  BACKLOG_CEILING_FACTOR,
+  type CloseReason,
+  EngineSocket,
+  type HandshakeRequest,
+} from "./socket.ts";
 export * as parser from "./parser.ts";

@@ -16,7 +16,12 @@
  */
 import { EventEmitter } from "node:events";
 import { applyCors, type CorsOptions } from "./cors.ts";
-import { EngineSocket, type HandshakeRequest, type SessionOptions } from "./socket.ts";
+import {
+  type CloseReason,
+  EngineSocket,
+  type HandshakeRequest,
+  type SessionOptions,
+} from "./socket.ts";
 import type { Transport } from "./transport.ts";
 import { errorResponse, PollingTransport } from "./transports/polling.ts";
 import { WebSocketTransport } from "./transports/websocket.ts";
@@ -75,6 +80,12 @@ class RequestError {
   ) {}
 }
 
+/** A polling session the server closed while no GET waited: its client is still owed the close. */
+interface OwedClose {
+  transport: PollingTransport;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 function generateSessionId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(15));
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
@@ -98,6 +109,7 @@ function defaultUpgrade(request: Request): { socket: WebSocket; response: Respon
 export class Engine extends EventEmitter {
   readonly options: SessionOptions & { path: string };
   readonly clients = new Map<string, EngineSocket>();
+  readonly #owedCloses = new Map<string, OwedClose>();
   #cors?: CorsOptions;
   #allowRequest?: EngineOptions["allowRequest"];
   #upgradeWebSocket: NonNullable<EngineOptions["upgradeWebSocket"]>;
@@ -105,14 +117,16 @@ export class Engine extends EventEmitter {
   constructor(options: EngineOptions = {}) {
     super();
     const path = options.path ?? ENGINE_DEFAULTS.path;
+    const pingTimeout = options.pingTimeout ?? ENGINE_DEFAULTS.pingTimeout;
     this.options = {
       path: path.endsWith("/") ? path : `${path}/`,
       pingInterval: options.pingInterval ?? ENGINE_DEFAULTS.pingInterval,
-      pingTimeout: options.pingTimeout ?? ENGINE_DEFAULTS.pingTimeout,
+      pingTimeout,
       upgradeTimeout: options.upgradeTimeout ?? ENGINE_DEFAULTS.upgradeTimeout,
       maxHttpBufferSize: options.maxHttpBufferSize ?? ENGINE_DEFAULTS.maxHttpBufferSize,
       maxBufferedBytes: options.maxBufferedBytes ?? ENGINE_DEFAULTS.maxBufferedBytes,
       maxBufferedPackets: options.maxBufferedPackets ?? ENGINE_DEFAULTS.maxBufferedPackets,
+      backlogGraceMs: options.backlogGraceMs ?? pingTimeout,
       pollBodyTimeout: options.pollBodyTimeout ?? ENGINE_DEFAULTS.pollBodyTimeout,
     };
     this.#cors = options.cors;
@@ -179,6 +193,7 @@ export class Engine extends EventEmitter {
   /** Closes every session (socket.io's `io.close()` calls this). */
   close(): this {
     for (const socket of [...this.clients.values()]) socket.close(true);
+    for (const sid of [...this.#owedCloses.keys()]) this.#forgetOwedClose(sid);
     return this;
   }
 
@@ -214,26 +229,17 @@ export class Engine extends EventEmitter {
     }
     const session = this.clients.get(sid);
     if (!session) {
+      if (transport === "polling" && this.#owedCloses.has(sid)) return transport;
       throw new RequestError(400, ERROR_CODES.UNKNOWN_SID, "Session ID unknown", { sid });
     }
     const current = session.transport;
-    // A WebSocket on an existing sid is an upgrade: only a transport that offers one allows it
-    // (a second WebSocket must not take over a WebSocket session).
-    const allowed = transport === "websocket"
-      ? current.upgradesTo.includes("websocket")
-      : transport === current.name;
-    if (!allowed) {
-      throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Transport mismatch", {
+    if (transport === "polling" && current.name !== "polling") {
+      // Late polls of an upgraded session are refused; its WebSocket carries on.
+      throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad request", {
+        name: "TRANSPORT_MISMATCH",
         transport,
         previousTransport: current.name,
       });
-    }
-    if (transport === "websocket" && session.upgradeState !== "none") {
-      throw new RequestError(
-        400,
-        ERROR_CODES.BAD_REQUEST,
-        "Session is already upgrading or upgraded",
-      );
     }
     if (transport === "polling" && request.method !== "GET" && request.method !== "POST") {
       throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad request method", {
@@ -249,10 +255,22 @@ export class Engine extends EventEmitter {
     sid: string,
     transport: string,
   ): Promise<Response> {
+    const owed = this.#owedCloses.get(sid);
+    if (owed) {
+      // The GET that collects the close ends the sid; a racing POST is answered and dropped.
+      if (request.method === "GET") this.#forgetOwedClose(sid);
+      return owed.transport.onRequest(request, headers);
+    }
     const session = this.clients.get(sid)!;
     if (transport === "websocket") {
       const { socket, response } = this.#acceptWebSocket(request);
-      session.upgrade(new WebSocketTransport(socket, this.options));
+      if (session.upgradeState === "none" && session.transport.upgradesTo.includes("websocket")) {
+        session.upgrade(new WebSocketTransport(socket, this.options));
+      } else {
+        // Already on (or moving to) a WebSocket: as the protocol asks, this one is closed at once
+        // and never takes the session over.
+        socket.onopen = () => socket.close();
+      }
       return Promise.resolve(response);
     }
     return (session.transport as PollingTransport).onRequest(request, headers);
@@ -279,13 +297,32 @@ export class Engine extends EventEmitter {
     }
     const session = new EngineSocket(id, transport, described, this.options);
     this.clients.set(id, session);
-    session.once("close", () => this.clients.delete(id));
+    session.once("close", (reason: CloseReason) => {
+      this.clients.delete(id);
+      if (reason === "forced close") this.#oweClose(id, session.transport);
+    });
     session.open();
     const response = upgradeResponse
       ? Promise.resolve(upgradeResponse)
       : (transport as PollingTransport).onRequest(request, headers);
     this.emit("connection", session);
     return response;
+  }
+
+  /**
+   * Keeps the sid of a polling session the server closed while no GET waited, so that the next
+   * GET delivers the close (as engine.io does) instead of "Session ID unknown". A client that
+   * does not poll within pingTimeout is forgotten.
+   */
+  #oweClose(sid: string, transport: Transport): void {
+    if (!(transport instanceof PollingTransport) || !transport.closeUndelivered) return;
+    const timer = setTimeout(() => this.#owedCloses.delete(sid), this.options.pingTimeout);
+    this.#owedCloses.set(sid, { transport, timer });
+  }
+
+  #forgetOwedClose(sid: string): void {
+    clearTimeout(this.#owedCloses.get(sid)?.timer);
+    this.#owedCloses.delete(sid);
   }
 
   #acceptWebSocket(request: Request): { socket: WebSocket; response: Response } {

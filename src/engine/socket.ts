@@ -27,6 +27,12 @@ export interface HandshakeRequest {
   connection: { encrypted: boolean; remoteAddress: string };
 }
 
+/**
+ * How far over {@link SessionOptions.maxBufferedBytes} a backlog may grow during its grace period
+ * before the session is closed at once.
+ */
+export const BACKLOG_CEILING_FACTOR = 8;
+
 /** Session timing and size settings. */
 export interface SessionOptions {
   pingInterval: number;
@@ -34,12 +40,19 @@ export interface SessionOptions {
   upgradeTimeout: number;
   maxHttpBufferSize: number;
   /**
-   * Most bytes waiting for a client that does not read (packets queued for the next poll, plus
-   * what the WebSocket has not sent yet); one more closes the session ("transport error").
+   * Most bytes a client may leave unread: packets queued for the next poll plus what the
+   * WebSocket has not sent yet. Only a backlog that stays over it counts: going over starts a
+   * grace period ({@link backlogGraceMs}), and a session still over it when that ends is closed
+   * ("transport error", `send_buffer_full`). A client that reads drains a large frame (a 2 MB
+   * history) within milliseconds and keeps its session. Over {@link BACKLOG_CEILING_FACTOR} times
+   * this the session is closed at once, so a client that never reads cannot make the server
+   * buffer without bound.
    */
   maxBufferedBytes: number;
-  /** Most packets queued for the next poll; one more closes the session ("transport error"). */
+  /** Most packets queued for the next poll; one more closes the session at once. */
   maxBufferedPackets: number;
+  /** Milliseconds a backlog over maxBufferedBytes has to drain (default: pingTimeout). */
+  backlogGraceMs: number;
   /** Most milliseconds a polling POST body may take to arrive; slower ones close the session. */
   pollBodyTimeout: number;
 }
@@ -70,8 +83,8 @@ export class EngineSocket extends EventEmitter {
   #writeBufferSize = 0;
   #pingIntervalTimer?: ReturnType<typeof setTimeout>;
   #pingTimeoutTimer?: ReturnType<typeof setTimeout>;
-  #refreshedPingTimeout = false;
   #sentSinceBacklogCheck = 0;
+  #backlogTimer?: ReturnType<typeof setTimeout>;
   #upgradeCleanup?: () => void;
 
   constructor(
@@ -208,13 +221,6 @@ export class EngineSocket extends EventEmitter {
   #onPacket(packet: Packet): void {
     if (this.readyState !== "open") return;
     this.emit("packet", packet);
-    if (
-      this.#pingTimeoutTimer !== undefined && !this.#refreshedPingTimeout && packet.type !== "pong"
-    ) {
-      // As engine.io: a client busy sending while our ping is in flight gets one extension.
-      this.#pingTimeoutTimer.refresh();
-      this.#refreshedPingTimeout = true;
-    }
     switch (packet.type) {
       case "pong":
         clearTimeout(this.#pingTimeoutTimer);
@@ -238,12 +244,15 @@ export class EngineSocket extends EventEmitter {
     }
   }
 
+  /**
+   * Pings pingInterval after the open packet or the last pong; only a pong within pingTimeout of
+   * the ping keeps the session (other packets do not, as in engine.io 6).
+   */
   #schedulePing(): void {
     clearTimeout(this.#pingIntervalTimer);
     this.#pingIntervalTimer = setTimeout(() => {
       this.#sendPacket("ping");
       clearTimeout(this.#pingTimeoutTimer);
-      this.#refreshedPingTimeout = false;
       this.#pingTimeoutTimer = setTimeout(
         () => this.#onClose("ping timeout"),
         this.options.pingTimeout,
@@ -279,18 +288,32 @@ export class EngineSocket extends EventEmitter {
     this.#limitBacklog(size);
   }
 
-  /** A client that stops reading must not make the server buffer without bound. */
+  /**
+   * A client that stops reading must not make the server buffer without bound, but one that
+   * reads must not be cut for a large frame: see {@link SessionOptions.maxBufferedBytes}.
+   * Called on every send, so the common case is a few comparisons.
+   */
   #limitBacklog(size: number): void {
     const { maxBufferedBytes, maxBufferedPackets } = this.options;
-    let full = this.#writeBuffer.length > maxBufferedPackets ||
-      this.#writeBufferSize > maxBufferedBytes;
+    if (this.#writeBuffer.length > maxBufferedPackets) return this.#closeUnread();
+    let backlog = this.#writeBufferSize;
     // Asking the transport what it holds costs a runtime call: do it once per slice of traffic.
     this.#sentSinceBacklogCheck += size;
-    if (!full && this.#sentSinceBacklogCheck >= BACKLOG_CHECK_BYTES) {
+    if (this.#sentSinceBacklogCheck >= BACKLOG_CHECK_BYTES) {
       this.#sentSinceBacklogCheck = 0;
-      full = this.#writeBufferSize + this.transport.bufferedAmount > maxBufferedBytes;
+      backlog += this.transport.bufferedAmount;
     }
-    if (!full) return;
+    if (backlog <= maxBufferedBytes) return;
+    if (backlog > maxBufferedBytes * BACKLOG_CEILING_FACTOR) return this.#closeUnread();
+    this.#backlogTimer ??= setTimeout(() => {
+      this.#backlogTimer = undefined;
+      if (this.#writeBufferSize + this.transport.bufferedAmount > maxBufferedBytes) {
+        this.#closeUnread();
+      }
+    }, this.options.backlogGraceMs);
+  }
+
+  #closeUnread(): void {
     this.#onClose(
       "transport error",
       new TransportError("send_buffer_full", "the client is not reading what it is sent"),
@@ -314,6 +337,7 @@ export class EngineSocket extends EventEmitter {
     this.readyState = "closed";
     clearTimeout(this.#pingIntervalTimer);
     clearTimeout(this.#pingTimeoutTimer);
+    clearTimeout(this.#backlogTimer);
     this.#upgradeCleanup?.();
     this.#writeBuffer = [];
     this.#writeBufferSize = 0;

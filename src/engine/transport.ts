@@ -74,10 +74,15 @@ export abstract class Transport extends EventEmitter {
 
   protected onPacket(packet: Packet): void {
     if (packet.type === "close") {
-      this.close();
+      this.onClosePacket();
       return;
     }
     this.emit("packet", packet);
+  }
+
+  /** The client asked to close the session: the transport closes ("transport close"). */
+  protected onClosePacket(): void {
+    this.close();
   }
 
   protected onError(code: string, message: string): void {

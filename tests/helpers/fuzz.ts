@@ -115,7 +115,10 @@ export interface HttpCase {
   /** Whether a fresh polling session is opened first (its sid fills `{sid}`). */
   session: "fresh" | "none" | "victim";
   steps: HttpStep[];
-  /** After the steps: the fresh session must be gone (a GET answers 400 unknown sid). */
+  /**
+   * After the steps: the fresh session must be gone (a GET answers 400 unknown sid, after the
+   * close if the server closed it on purpose).
+   */
   sessionClosed?: boolean;
 }
 

@@ -87,9 +87,15 @@ export class PollingTransport extends Transport {
   readonly upgradesTo: ("polling" | "websocket")[] = ["websocket"];
   #pending?: PendingPoll;
   #postInFlight = false;
+  #closeUndelivered = false;
 
   constructor(private readonly options: PollingOptions) {
     super();
+  }
+
+  /** Whether the transport closed while no GET waited, so the close packet is still owed. */
+  get closeUndelivered(): boolean {
+    return this.#closeUndelivered;
   }
 
   /** Handles one HTTP request of this session (GET polls, POST sends). */
@@ -105,7 +111,11 @@ export class PollingTransport extends Transport {
       return Promise.resolve(errorResponse(400, BAD_REQUEST, "Overlapping poll request", headers));
     }
     if (this.readyState !== "open") {
-      return Promise.resolve(new Response(encodePayload([{ type: "close" }]), { headers }));
+      // The close owed to the client (engine.io sends it after a noop, so do we).
+      this.#closeUndelivered = false;
+      headers.set("Content-Type", "text/plain; charset=UTF-8");
+      const payload = encodePayload([{ type: "noop" }, { type: "close" }]);
+      return Promise.resolve(new Response(payload, { headers }));
     }
     return new Promise((resolve) => {
       const pending = { request, headers, resolve };
@@ -182,8 +192,15 @@ export class PollingTransport extends Transport {
     super.discard();
   }
 
+  /** As engine.io: the client that sent close needs no close back; its waiting GET gets a noop. */
+  protected override onClosePacket(): void {
+    this.send([{ type: "noop" }]);
+    this.onClose();
+  }
+
   protected doClose(): void {
-    this.send([{ type: "close" }]);
+    if (this.#pending) this.send([{ type: "close" }]);
+    else this.#closeUndelivered = true;
     this.onClose();
   }
 }

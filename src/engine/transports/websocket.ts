@@ -14,6 +14,9 @@ export interface WebSocketOptions {
 
 const encoder = new TextEncoder();
 
+/** WebSocket close code for a frame over the limit ("Message Too Big", as `ws` sends it). */
+const MESSAGE_TOO_BIG = 1009;
+
 function exceeds(data: string | ArrayBuffer, limit: number): boolean {
   if (typeof data !== "string") return data.byteLength > limit;
   // A UTF-16 unit is 1 to 3 UTF-8 bytes: encode only when the length alone cannot tell.
@@ -27,6 +30,8 @@ export class WebSocketTransport extends Transport {
   readonly name = "websocket";
   readonly upgradesTo: ("polling" | "websocket")[] = [];
   override readonly sendsEachPacket = true;
+  /** The close code to send, when the close has a reason the client should see. */
+  #closeCode?: number;
 
   constructor(private readonly socket: WebSocket, private readonly options: WebSocketOptions) {
     super();
@@ -44,6 +49,7 @@ export class WebSocketTransport extends Transport {
   #onFrame(data: string | ArrayBuffer): void {
     if (this.readyState !== "open") return;
     if (exceeds(data, this.options.maxHttpBufferSize)) {
+      this.#closeCode = MESSAGE_TOO_BIG;
       this.onError("payload_too_large", "the frame exceeds maxHttpBufferSize");
       return;
     }
@@ -77,7 +83,7 @@ export class WebSocketTransport extends Transport {
       this.onClose();
       return;
     }
-    this.socket.close();
+    this.socket.close(this.#closeCode);
     this.onClose();
   }
 }
