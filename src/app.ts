@@ -17,6 +17,7 @@ import { Server } from "socket.io";
 import { adapterFor } from "./adapter.ts";
 import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
 import { attachChat, type ChatServer, deliverTo, socketDirectory } from "./chat.ts";
+import { createClientAddress } from "./client_address.ts";
 import type { Cluster } from "./cluster.ts";
 import type { Config } from "./config.ts";
 import { type ConnectionInfo, Engine } from "./engine/mod.ts";
@@ -71,16 +72,19 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     perMinute: config.handshakeLimitPerMinute,
     burst: Math.max(1, Math.ceil(config.handshakeLimitPerMinute / 4)),
   });
+  // Behind trusted proxies the client is named by X-Forwarded-For: limits and logs key on it.
+  const clientAddress = createClientAddress(config.trustedProxies);
   const engine = new Engine({
     path: SOCKET_IO_PATH,
     pingInterval: config.pingInterval,
     pingTimeout: config.pingTimeout,
     maxHttpBufferSize: config.maxHttpBufferSize,
     cors: config.corsOrigin ? { origin: config.corsOrigin, credentials: true } : undefined,
-    allowRequest(_request, info) {
+    clientAddress,
+    allowRequest(request, info) {
       if (shuttingDown) throw new ShuttingDown();
       if (config.handshakeLimitPerMinute === 0) return;
-      const address = (info.remoteAddr as { hostname?: string }).hostname ?? "";
+      const address = clientAddress(request, info);
       if (!handshakes.take(address).ok) {
         log.info("handshake.limited", { address });
         throw new Error("too many connections from this address");

@@ -8,6 +8,7 @@
  * ```
  * @module
  */
+import { parseAddressRange } from "./client_address.ts";
 import { parseDuration } from "./duration.ts";
 import { LOG_LEVELS } from "./log.ts";
 
@@ -54,6 +55,11 @@ export interface Config {
   rateLimitBurst: number;
   /** New connections per client IP per minute (`HANDSHAKE_LIMIT_PER_MIN`, default 120; 0 = off). */
   handshakeLimitPerMinute: number;
+  /**
+   * Reverse proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`, comma-separated
+   * addresses and CIDRs; default none: the TCP peer is the client).
+   */
+  trustedProxies: readonly string[];
   /** Simultaneous connections per user (`MAX_SOCKETS_PER_USER`, default 10). */
   maxSocketsPerUser: number;
   /** Serve `POST /dev/token` so the demo page can log in without an issuer (`DEV_LOGIN`, default off). */
@@ -86,6 +92,7 @@ export const DEFAULTS = {
   rateLimitPerMinute: 60,
   rateLimitBurst: 20,
   handshakeLimitPerMinute: 120,
+  trustedProxies: [],
   maxSocketsPerUser: 10,
   connectionRecoveryMs: 120_000,
   commitGatherMs: 1,
@@ -387,6 +394,19 @@ function readCors(env: Env): string[] | "*" | undefined {
   return origins;
 }
 
+function readTrustedProxies(env: Env): string[] {
+  const entries = readList(env, "TRUSTED_PROXIES") ?? [];
+  for (const entry of entries) {
+    if (parseAddressRange(entry) === undefined) {
+      throw new ConfigError(
+        "TRUSTED_PROXIES",
+        `"${entry}" is not an IPv4/IPv6 address or CIDR (like 10.0.0.0/8 or fd00::/8)`,
+      );
+    }
+  }
+  return entries;
+}
+
 function readTls(env: Env): Config["tls"] {
   const certFile = readString(env, "TLS_CERT_FILE");
   const keyFile = readString(env, "TLS_KEY_FILE");
@@ -421,6 +441,7 @@ export function loadConfig(env: Env): Config {
       10_000,
     ),
     corsOrigin: readCors(env),
+    trustedProxies: readTrustedProxies(env),
     tls: readTls(env),
     pingInterval: readInteger(env, "PING_INTERVAL", DEFAULTS.pingInterval, 100, 3_600_000),
     pingTimeout: readInteger(env, "PING_TIMEOUT", DEFAULTS.pingTimeout, 100, 3_600_000),

@@ -38,6 +38,7 @@ Deno.test("config: defaults apply when only JWT_SECRET is set", () => {
   assert.equal(config.rateLimitPerMinute, 60);
   assert.equal(config.rateLimitBurst, 20);
   assert.equal(config.handshakeLimitPerMinute, 120);
+  assert.deepEqual(config.trustedProxies, []);
   assert.equal(config.maxSocketsPerUser, 10);
   assert.equal(config.connectionRecoveryMs, 120_000);
   assert.equal(config.devLogin, false);
@@ -71,6 +72,7 @@ Deno.test("config: every variable is parsed", () => {
     RATE_LIMIT_PER_MIN: "30",
     RATE_LIMIT_BURST: "5",
     HANDSHAKE_LIMIT_PER_MIN: "0",
+    TRUSTED_PROXIES: "10.0.0.0/8, 127.0.0.1,fd00::/8",
     MAX_SOCKETS_PER_USER: "3",
     CONNECTION_RECOVERY: "30s",
     COMMIT_GATHER: "5ms",
@@ -92,6 +94,7 @@ Deno.test("config: every variable is parsed", () => {
     historyLimit: 20,
     maxMessageLength: 500,
     corsOrigin: ["https://a.example", "http://localhost:5173"],
+    trustedProxies: ["10.0.0.0/8", "127.0.0.1", "fd00::/8"],
     tls: { certFile: "cert.pem", keyFile: "key.pem" },
     pingInterval: 1000,
     pingTimeout: 800,
@@ -154,6 +157,8 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
     ["REDIS_URL", "not a url"],
     ["KV_URL", "redis://kv.example"],
     ["INSTANCE_ID", "has spaces"],
+    ["TRUSTED_PROXIES", "10.0.0.0/33"],
+    ["TRUSTED_PROXIES", "127.0.0.1, proxy.internal"],
   ];
   for (const [variable, value] of cases) {
     const error = refusal({ [variable]: value });
@@ -307,6 +312,15 @@ Deno.test("config auth: REQUIRE_WRITE_SCOPE is a boolean, off by default", () =>
       "REQUIRE_WRITE_SCOPE",
     );
   }
+});
+
+Deno.test("config: TRUSTED_PROXIES names the bad entry in one line", () => {
+  const error = refusal({ TRUSTED_PROXIES: "10.0.0.1, 300.1.1.1/8" });
+  assert.equal(
+    error.message,
+    'TRUSTED_PROXIES: "300.1.1.1/8" is not an IPv4/IPv6 address or CIDR ' +
+      "(like 10.0.0.0/8 or fd00::/8)",
+  );
 });
 
 Deno.test("config: DEV_LOGIN needs JWT_SECRET", () => {
