@@ -25,6 +25,11 @@ export interface Config {
    * KV Connect URL (`KV_URL`, with `DENO_KV_ACCESS_TOKEN`) shared by several instances.
    */
   kvPath: string;
+  /**
+   * How long this instance's claim on a KV file outlives it after a crash (`KV_LEASE`, default
+   * `15s`); a second instance on the same file without Redis is refused while it runs.
+   */
+  kvLeaseMs: number;
   /** Redis for fan-out across instances (`REDIS_URL`; unset = one instance, in-memory adapter). */
   redisUrl?: string;
   /** This instance's name in logs and message ids (`INSTANCE_ID`, default random). */
@@ -83,6 +88,7 @@ export const DEFAULTS = {
   port: 3000,
   hostname: "0.0.0.0",
   kvPath: "./data/chat.kv",
+  kvLeaseMs: 15_000,
   historyLimit: 50,
   maxMessageLength: 2000,
   pingInterval: 25_000,
@@ -363,6 +369,14 @@ function readKvLocation(env: Env): string {
   return url ?? path ?? DEFAULTS.kvPath;
 }
 
+function readKvLease(env: Env): number {
+  const leaseMs = readDuration(env, "KV_LEASE", DEFAULTS.kvLeaseMs)!;
+  if (leaseMs < 1000 || leaseMs > 600_000) {
+    throw new ConfigError("KV_LEASE", "must be from 1s to 10m");
+  }
+  return leaseMs;
+}
+
 function readInstanceId(env: Env): string {
   const raw = readString(env, "INSTANCE_ID");
   if (raw === undefined) return crypto.randomUUID().slice(0, 8);
@@ -429,6 +443,7 @@ export function loadConfig(env: Env): Config {
     port: readInteger(env, "PORT", DEFAULTS.port, 0, 65_535),
     hostname,
     kvPath: readKvLocation(env),
+    kvLeaseMs: readKvLease(env),
     redisUrl: readUrl(env, "REDIS_URL", ["redis:", "rediss:"]),
     instanceId: readInstanceId(env),
     historyLimit,

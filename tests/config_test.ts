@@ -25,6 +25,7 @@ Deno.test("config: defaults apply when only JWT_SECRET is set", () => {
   assert.equal(config.port, DEFAULTS.port);
   assert.equal(config.hostname, "0.0.0.0");
   assert.equal(config.kvPath, "./data/chat.kv");
+  assert.equal(config.kvLeaseMs, 15_000);
   assert.equal(config.historyLimit, 50);
   assert.equal(config.maxMessageLength, 2000);
   assert.equal(config.pingInterval, 25_000);
@@ -58,6 +59,7 @@ Deno.test("config: every variable is parsed", () => {
     PORT: "8080",
     HOSTNAME: "127.0.0.1",
     KV_PATH: ":memory:",
+    KV_LEASE: "30s",
     HISTORY_LIMIT: "20",
     MAX_MESSAGE_LENGTH: "500",
     CORS_ORIGIN: "https://a.example, http://localhost:5173",
@@ -89,6 +91,7 @@ Deno.test("config: every variable is parsed", () => {
     port: 8080,
     hostname: "127.0.0.1",
     kvPath: ":memory:",
+    kvLeaseMs: 30_000,
     redisUrl: "redis://127.0.0.1:6379/0",
     instanceId: "chat-1",
     historyLimit: 20,
@@ -158,6 +161,9 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
     ["KV_URL", "redis://kv.example"],
     ["INSTANCE_ID", "has spaces"],
     ["TRUSTED_PROXIES", "10.0.0.0/33"],
+    ["KV_LEASE", "500ms"],
+    ["KV_LEASE", "1h"],
+    ["KV_LEASE", "long"],
     ["TRUSTED_PROXIES", "127.0.0.1, proxy.internal"],
   ];
   for (const [variable, value] of cases) {

@@ -60,7 +60,8 @@ export interface MessageStore {
   close(): void;
 }
 
-export { KvMessageStore, openKvStore, StoreError } from "./kv.ts";
+export { isKvFile, KvMessageStore, openKv, openKvStore, StoreError } from "./kv.ts";
+export { LEASE_DEFAULTS, LeaseHeld, type LeaseHolder, WriterLease } from "./lease.ts";
 export type { KvStoreOptions, StoreErrorCode } from "./kv.ts";
 export { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "./id.ts";
 export type { MessageIdGenerator } from "./id.ts";

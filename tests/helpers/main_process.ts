@@ -71,7 +71,7 @@ export async function startMain(env: Record<string, string>): Promise<RunningMai
   };
 }
 
-/** Runs main.ts with only `env` (no inherited variables) until it exits. */
+/** Runs main.ts with only `env` (no inherited variables) until it exits, killed after 15 s. */
 export async function runMain(
   env: Record<string, string>,
 ): Promise<{ code: number; stderr: string }> {
@@ -81,6 +81,8 @@ export async function runMain(
     clearEnv: true,
     stdout: "null",
     stderr: "piped",
+    // A server that should have refused to start would otherwise hang the test.
+    signal: AbortSignal.timeout(15_000),
   }).output();
   return { code, stderr: decoder.decode(stderr) };
 }
