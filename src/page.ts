@@ -10,7 +10,7 @@
  * @module
  */
 import { decodeJwt } from "jose";
-import { signToken } from "./auth.ts";
+import { cleanDisplayName, signToken } from "./auth.ts";
 import { json, type Route } from "./http.ts";
 
 /** What {@link pageRoutes} serves. */
@@ -129,19 +129,22 @@ function readDevLogin(body: unknown): DevLoginRequest {
   }
   const { name, id } = body as Record<string, unknown>;
   if (typeof name !== "string") return { error: "`name` must be a string" };
-  const trimmed = name.trim();
-  const length = [...trimmed].length;
+  if (CONTROL_CHARACTERS.test(name)) return { error: "`name` has control characters" };
+  // The name the server will show: the token carries it already cleaned.
+  const shown = cleanDisplayName(name);
+  const length = [...shown].length;
   if (length === 0 || length > MAX_DEV_NAME_LENGTH) {
-    return { error: `\`name\` must be 1–${MAX_DEV_NAME_LENGTH} characters after trimming` };
+    return {
+      error: `\`name\` must be 1–${MAX_DEV_NAME_LENGTH} visible characters after trimming`,
+    };
   }
-  if (CONTROL_CHARACTERS.test(trimmed)) return { error: "`name` has control characters" };
-  if (id === undefined) return { name: trimmed };
+  if (id === undefined) return { name: shown };
   if (typeof id !== "string" || id.length > MAX_DEV_ID_LENGTH || !DEV_ID_PATTERN.test(id)) {
     return {
       error: `\`id\` must be 1–${MAX_DEV_ID_LENGTH} letters, digits, '.', '_' or '-'`,
     };
   }
-  return { id, name: trimmed };
+  return { id, name: shown };
 }
 
 /** `POST /dev/token` `{ name }` or `{ id, name }` → `{ token, user, expiresAt }`. */

@@ -125,6 +125,10 @@ Deno.test("page: /dev/token mints a token the server verifies, for a slug of the
       .json();
     assert.deepEqual(named.user, { id: "alice", name: "Alice" });
 
+    const cleaned = await (await postToken(url, JSON.stringify({ name: "\u202Eeve\u200b" })))
+      .json();
+    assert.deepEqual(cleaned.user, { id: "dev-eve", name: "eve" });
+
     const unicode = await (await postToken(url, JSON.stringify({ name: "日本" }))).json();
     assert.match(unicode.user.id, /^dev-[0-9a-f]{12}$/);
     const again = await (await postToken(url, JSON.stringify({ name: "日本" }))).json();
@@ -158,6 +162,7 @@ Deno.test("page: /dev/token refuses bad bodies with invalid_payload", async () =
       JSON.stringify({ name: "   " }),
       JSON.stringify({ name: "x".repeat(41) }),
       JSON.stringify({ name: "bell\u0007" }),
+      JSON.stringify({ name: "\u200b\u202e" }),
       JSON.stringify({ id: "has space", name: "Ok" }),
       JSON.stringify({ id: "", name: "Ok" }),
     ];
