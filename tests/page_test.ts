@@ -121,9 +121,9 @@ Deno.test("page: /dev/token mints a token the server verifies, for a slug of the
     assert.equal(identity.expiresAt, expiresAt);
     assert.ok(expiresAt >= before + 3599_000 && expiresAt <= Date.now() + 3600_000);
 
-    const named = await (await postToken(url, JSON.stringify({ id: "alice", name: "Alice" })))
+    const named = await (await postToken(url, JSON.stringify({ id: "dev-alice", name: "Alice" })))
       .json();
-    assert.deepEqual(named.user, { id: "alice", name: "Alice" });
+    assert.deepEqual(named.user, { id: "dev-alice", name: "Alice" });
 
     const cleaned = await (await postToken(url, JSON.stringify({ name: "\u202Eeve\u200b" })))
       .json();
@@ -133,6 +133,19 @@ Deno.test("page: /dev/token mints a token the server verifies, for a slug of the
     assert.match(unicode.user.id, /^dev-[0-9a-f]{12}$/);
     const again = await (await postToken(url, JSON.stringify({ name: "日本" }))).json();
     assert.equal(again.user.id, unicode.user.id);
+  });
+});
+
+Deno.test("page: /dev/token refuses any id outside dev-", async () => {
+  await withPageServer(DEV_LOGIN, async (url) => {
+    for (const id of ["alice", "admin", "DEV-alice", "dev-", "xdev-alice", "dev-a b"]) {
+      const response = await postToken(url, JSON.stringify({ id, name: "Mallory" }));
+      assert.equal(response.status, 400, id);
+      assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
+      const error = await response.json();
+      assert.equal(error.code, "invalid_payload", id);
+      assert.match(error.message, /dev login mints only dev- users/, id);
+    }
   });
 });
 
