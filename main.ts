@@ -3,7 +3,7 @@
  * @module
  */
 import { createApp } from "./src/app.ts";
-import { type Config, ConfigError, loadConfig } from "./src/config.ts";
+import { type Config, ConfigError, configWarnings, loadConfig } from "./src/config.ts";
 import { createLogger } from "./src/log.ts";
 import { pageRoutes } from "./src/page.ts";
 import { type Cluster, connectCluster } from "./src/cluster.ts";
@@ -26,6 +26,10 @@ try {
   Deno.exit(1);
 }
 const log = createLogger(config.logLevel);
+for (const warning of configWarnings(config)) {
+  console.warn(`chat server: WARNING: ${warning}`);
+  log.warn("config.warning", { warning });
+}
 
 // Deno keeps each WebSocket's write buffer as large as the largest frame it copied: the history
 // and presence frames every client gets on connect would pin tens of KB per connection. Vectored

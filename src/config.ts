@@ -472,6 +472,28 @@ export function loadConfig(env: Env): Config {
   };
 }
 
+/** Shortest HMAC secret, in bytes, that is as strong as HS256 itself (RFC 7518 §3.2). */
+export const MIN_SECRET_BYTES = 32;
+
+/**
+ * Settings that are accepted but weaken the server, one sentence each for the operator: a
+ * `JWT_SECRET` shorter than {@link MIN_SECRET_BYTES}.
+ */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  const { key } = config.auth;
+  if (key.kind === "secret") {
+    const bytes = new TextEncoder().encode(key.secret).length;
+    if (bytes < MIN_SECRET_BYTES) {
+      warnings.push(
+        `JWT_SECRET is ${bytes} bytes; HS256 secrets should be at least ${MIN_SECRET_BYTES} bytes ` +
+          "(RFC 7518 §3.2), or tokens can be forged by guessing it: use `openssl rand -base64 48`",
+      );
+    }
+  }
+  return warnings;
+}
+
 /** Dev login, metrics, logs and shutdown: the operator's settings. */
 function readOperationsConfig(env: Env) {
   const logLevel = readString(env, "LOG_LEVEL")?.toLowerCase() ?? DEFAULTS.logLevel;

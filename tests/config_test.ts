@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AUTH_DEFAULTS, ConfigError, DEFAULTS, loadConfig } from "../src/config.ts";
+import { AUTH_DEFAULTS, ConfigError, configWarnings, DEFAULTS, loadConfig } from "../src/config.ts";
 
 const BASE = { JWT_SECRET: "s3cr3t" };
 const SECRET_AUTH = {
@@ -327,6 +327,20 @@ Deno.test("config: TRUSTED_PROXIES names the bad entry in one line", () => {
     'TRUSTED_PROXIES: "300.1.1.1/8" is not an IPv4/IPv6 address or CIDR ' +
       "(like 10.0.0.0/8 or fd00::/8)",
   );
+});
+
+Deno.test("config: a JWT_SECRET under 32 bytes is accepted with one warning", () => {
+  const short = loadConfig({ JWT_SECRET: "x".repeat(31) });
+  assert.equal(short.auth.key.kind, "secret");
+  const warnings = configWarnings(short);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /^JWT_SECRET is 31 bytes; .*at least 32 bytes \(RFC 7518 §3\.2\)/);
+  assert.doesNotMatch(warnings[0], /\n/);
+  // Bytes, not characters: 11 two-byte letters are 22 bytes.
+  assert.match(configWarnings(loadConfig({ JWT_SECRET: "é".repeat(11) }))[0], /is 22 bytes/);
+  assert.deepEqual(configWarnings(loadConfig({ JWT_SECRET: "x".repeat(32) })), []);
+  assert.deepEqual(configWarnings(loadConfig({ JWT_SECRET: "é".repeat(16) })), []);
+  assert.deepEqual(configWarnings(loadConfig({ JWT_JWKS_URL: "https://idp.example/jwks" })), []);
 });
 
 Deno.test("config: DEV_LOGIN needs JWT_SECRET", () => {
