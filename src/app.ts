@@ -21,7 +21,7 @@ import { createClientAddress } from "./client_address.ts";
 import type { Cluster } from "./cluster.ts";
 import type { Config } from "./config.ts";
 import { type ConnectionInfo, Engine } from "./engine/mod.ts";
-import { createHttpHandler, type Readiness, type Route } from "./http.ts";
+import { createHttpHandler, type Readiness, type Route, withSecurityHeaders } from "./http.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { ClusterPresence, LocalPresence } from "./presence.ts";
@@ -170,9 +170,11 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     io,
     engine,
     metrics,
-    handler(request, info) {
-      if (engine.matches(new URL(request.url))) return engine.handleRequest(request, info);
-      return http(request);
+    async handler(request, info) {
+      const response = engine.matches(new URL(request.url))
+        ? await engine.handleRequest(request, info)
+        : await http(request);
+      return withSecurityHeaders(response, { tls: config.tls !== undefined });
     },
     beginShutdown() {
       shuttingDown = true;

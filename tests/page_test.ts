@@ -53,7 +53,9 @@ Deno.test("page: index, style and script are served with their types and securit
     assert.match(csp, /default-src 'self'/);
     assert.match(csp, /script-src 'self'(;|$)/);
     assert.match(csp, /style-src 'self'(;|$)/);
-    assert.match(csp, /connect-src 'self' ws: wss:/);
+    // Same-origin sockets only: 'self' covers ws: and wss: to this host, and nothing else.
+    assert.match(csp, /connect-src 'self';/);
+    assert.doesNotMatch(csp, /ws:|wss:/);
     assert.match(csp, /frame-ancestors 'none'/);
   });
 });
