@@ -12,6 +12,7 @@
  */
 
 import { dirname } from "node:path";
+import { PartialAppendError } from "./append_error.ts";
 import type { AppendResult, ChatMessage, MessageStore, NewMessage } from "./mod.ts";
 import { RecentWindow } from "./recent.ts";
 import {
@@ -115,7 +116,9 @@ export class KvMessageStore implements MessageStore {
           results.push(...await this.#tryAppend(chunk, attempt > 1));
           break;
         } catch (error) {
-          if (!(error instanceof DedupeConflict) || attempt >= MAX_APPEND_ATTEMPTS) throw error;
+          if (error instanceof DedupeConflict && attempt < MAX_APPEND_ATTEMPTS) continue;
+          // Earlier chunks are stored for good: say which, so their senders are answered.
+          throw results.length === 0 ? error : new PartialAppendError(results, error);
         }
       }
     }
