@@ -3,15 +3,18 @@
  * @module
  */
 import { createApp } from "./src/app.ts";
-import { type Config, ConfigError, loadConfig } from "./src/config.ts";
+import { type Config, ConfigError, configWarnings, loadConfig } from "./src/config.ts";
 import { createLogger } from "./src/log.ts";
 import { pageRoutes } from "./src/page.ts";
 import { type Cluster, connectCluster } from "./src/cluster.ts";
 import {
   createIdGenerator,
   instanceNumber,
-  type KvMessageStore,
-  openKvStore,
+  isKvFile,
+  KvMessageStore,
+  LeaseHeld,
+  openKv,
+  WriterLease,
 } from "./src/store/mod.ts";
 
 let config: Config;
@@ -23,6 +26,10 @@ try {
   Deno.exit(1);
 }
 const log = createLogger(config.logLevel);
+for (const warning of configWarnings(config)) {
+  console.warn(`chat server: WARNING: ${warning}`);
+  log.warn("config.warning", { warning });
+}
 
 // Deno keeps each WebSocket's write buffer as large as the largest frame it copied: the history
 // and presence frames every client gets on connect would pin tens of KB per connection. Vectored
@@ -31,16 +38,7 @@ const log = createLogger(config.logLevel);
 if (config.vectoredWrites) Deno.env.set("DENO_USE_WRITEV", "1");
 else Deno.env.delete("DENO_USE_WRITEV");
 
-let store: KvMessageStore;
-try {
-  store = await openKvStore(config.kvPath, {
-    maxAgeMs: config.historyMaxAgeMs,
-    maxCount: config.historyMaxCount,
-    generateId: createIdGenerator(Date.now, instanceNumber(config.instanceId)),
-    // Serve history from memory, unless other instances write to the same store.
-    recentWindow: config.redisUrl ? 0 : Math.max(config.historyLimit, config.catchupLimit) + 1,
-  });
-} catch (error) {
+function cannotOpenStore(error: unknown): never {
   const reason = error instanceof Error ? error.message : String(error);
   const variable = /^https?:/.test(config.kvPath) ? "KV_URL" : "KV_PATH";
   console.error(`chat server: cannot open ${variable} "${config.kvPath}": ${reason}`);
@@ -50,12 +48,61 @@ try {
   Deno.exit(1);
 }
 
+let kv: Deno.Kv;
+try {
+  kv = await openKv(config.kvPath);
+} catch (error) {
+  cannotOpenStore(error);
+}
+
+// Instances sharing a file through Redis see each other's messages; any other second writer would
+// serve stale history from memory and could repeat message ids: one writer per file, then.
+let lease: WriterLease | undefined;
+if (isKvFile(config.kvPath) && !config.redisUrl) {
+  try {
+    lease = await WriterLease.acquire(kv, {
+      instanceId: config.instanceId,
+      durationMs: config.kvLeaseMs,
+      onLost(holder) {
+        console.error(`chat server: lost KV_PATH to instance "${holder?.instanceId ?? "?"}"`);
+        log.error("kv.lease_lost", { holder: holder?.instanceId ?? null });
+        void shutdown("KV_PATH taken over", 1);
+      },
+    });
+  } catch (error) {
+    kv.close();
+    if (!(error instanceof LeaseHeld)) cannotOpenStore(error);
+    console.error(
+      `chat server: KV_PATH "${config.kvPath}" is in use, ${error.message} ` +
+        "(one instance per KV file, unless every instance sets REDIS_URL)",
+    );
+    Deno.exit(1);
+  }
+}
+
+let store: KvMessageStore;
+try {
+  store = new KvMessageStore(kv, {
+    maxAgeMs: config.historyMaxAgeMs,
+    maxCount: config.historyMaxCount,
+    generateId: createIdGenerator(Date.now, instanceNumber(config.instanceId)),
+    // Serve history from memory, unless other instances write to the same store.
+    recentWindow: config.redisUrl ? 0 : Math.max(config.historyLimit, config.catchupLimit) + 1,
+  });
+  await store.warm();
+} catch (error) {
+  await lease?.release();
+  kv.close();
+  cannotOpenStore(error);
+}
+
 let cluster: Cluster | undefined;
 if (config.redisUrl) {
   try {
     cluster = await connectCluster(config.redisUrl, log);
   } catch (error) {
     console.error(`chat server: ${error instanceof Error ? error.message : error}`);
+    await lease?.release();
     store.close();
     Deno.exit(1);
   }
@@ -97,11 +144,11 @@ const server = Deno.serve({
 }, app.handler);
 
 let shuttingDown = false;
-async function shutdown(signal: string): Promise<void> {
+async function shutdown(reason: string, exitCode = 0): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
-  console.log(`chat server: ${signal} received, shutting down`);
-  log.info("shutdown.started", { signal, timeoutMs: config.shutdownTimeoutMs });
+  console.log(`chat server: ${reason}, shutting down`);
+  log.info("shutdown.started", { reason, timeoutMs: config.shutdownTimeoutMs });
   const deadline = setTimeout(() => {
     log.error("shutdown.timeout", { timeoutMs: config.shutdownTimeoutMs });
     Deno.exit(1);
@@ -110,11 +157,12 @@ async function shutdown(signal: string): Promise<void> {
   await app.close();
   await server.shutdown();
   await cluster?.close();
+  await lease?.release();
   store.close();
   clearTimeout(deadline);
-  log.info("shutdown.finished", { signal });
-  Deno.exit(0);
+  log.info("shutdown.finished", { reason });
+  Deno.exit(exitCode);
 }
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  Deno.addSignalListener(signal, () => void shutdown(signal));
+  Deno.addSignalListener(signal, () => void shutdown(`${signal} received`));
 }

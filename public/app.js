@@ -209,12 +209,15 @@ function renderMessage(message) {
   item.dataset.id = message.id;
   if (me && message.user.id === me.id) item.classList.add("mine");
   const header = make("div", "meta");
-  const author = make("span", `author ${hueClass(message.user.id)}`, message.user.name);
+  // <bdi> and dir="auto" keep a right-to-left (or direction-overriding) name or text to itself.
+  const author = make("bdi", `author ${hueClass(message.user.id)}`, message.user.name);
   const time = /** @type {HTMLTimeElement} */ (make("time", "time", formatTime(message.createdAt)));
   time.dateTime = message.createdAt;
   time.title = new Date(message.createdAt).toLocaleString();
   header.append(author, time);
-  item.append(header, make("p", "text", message.message));
+  const text = make("p", "text", message.message);
+  text.dir = "auto";
+  item.append(header, text);
   return item;
 }
 
@@ -264,7 +267,7 @@ function renderPresence() {
     const item = make("li", "person");
     item.append(
       make("span", `avatar ${hueClass(user.id)}`, [...user.name][0]?.toUpperCase() ?? "?"),
-      make("span", "name", user.name),
+      make("bdi", "name", user.name),
     );
     if (me && user.id === me.id) item.append(make("span", "you", "you"));
     return item;
@@ -273,14 +276,16 @@ function renderPresence() {
 }
 
 function renderTyping() {
-  const names = [...typists.values()].map((entry) => entry.user.name);
-  view.typing.textContent = names.length === 0
-    ? ""
-    : names.length === 1
-    ? `${names[0]} is typing…`
-    : names.length === 2
-    ? `${names[0]} and ${names[1]} are typing…`
-    : `${names.length} people are typing…`;
+  const names = [...typists.values()].map((entry) => make("bdi", "", entry.user.name));
+  view.typing.replaceChildren(
+    ...names.length === 0
+      ? []
+      : names.length === 1
+      ? [names[0], " is typing…"]
+      : names.length === 2
+      ? [names[0], " and ", names[1], " are typing…"]
+      : [`${names.length} people are typing…`],
+  );
 }
 
 /** @param {string} userId */
@@ -343,7 +348,7 @@ async function send(text) {
 /** @param {string} token */
 function connect(token) {
   me = userOfToken(token);
-  view.me.textContent = me ? `Signed in as ${me.name}` : "";
+  view.me.replaceChildren(...me ? ["Signed in as ", make("bdi", "", me.name)] : []);
   view.login.hidden = true;
   view.chat.hidden = false;
   view.logout.hidden = false;

@@ -17,10 +17,11 @@ import { Server } from "socket.io";
 import { adapterFor } from "./adapter.ts";
 import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
 import { attachChat, type ChatServer, deliverTo, socketDirectory } from "./chat/mod.ts";
+import { createClientAddress } from "./client_address.ts";
 import type { Cluster } from "./cluster.ts";
 import type { Config } from "./config.ts";
 import { type ConnectionInfo, Engine } from "./engine/mod.ts";
-import { createHttpHandler, type Readiness, type Route } from "./http.ts";
+import { createHttpHandler, type Readiness, type Route, withSecurityHeaders } from "./http.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { ClusterPresence, LocalPresence } from "./presence.ts";
@@ -76,16 +77,19 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     perMinute: config.handshakeLimitPerMinute,
     burst: Math.max(1, Math.ceil(config.handshakeLimitPerMinute / 4)),
   });
+  // Behind trusted proxies the client is named by X-Forwarded-For: limits and logs key on it.
+  const clientAddress = createClientAddress(config.trustedProxies);
   const engine = new Engine({
     path: SOCKET_IO_PATH,
     pingInterval: config.pingInterval,
     pingTimeout: config.pingTimeout,
     maxHttpBufferSize: config.maxHttpBufferSize,
     cors: config.corsOrigin ? { origin: config.corsOrigin, credentials: true } : undefined,
-    allowRequest(_request, info) {
+    clientAddress,
+    allowRequest(request, info) {
       if (shuttingDown) throw new ShuttingDown();
       if (config.handshakeLimitPerMinute === 0) return;
-      const address = (info.remoteAddr as { hostname?: string }).hostname ?? "";
+      const address = clientAddress(request, info);
       if (!handshakes.take(address).ok) {
         log.info("handshake.limited", { address });
         throw new Error("too many connections from this address");
@@ -179,9 +183,11 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     io,
     engine,
     metrics,
-    handler(request, info) {
-      if (engine.matches(new URL(request.url))) return engine.handleRequest(request, info);
-      return http(request);
+    async handler(request, info) {
+      const response = engine.matches(new URL(request.url))
+        ? await engine.handleRequest(request, info)
+        : await http(request);
+      return withSecurityHeaders(response, { tls: config.tls !== undefined });
     },
     beginShutdown() {
       shuttingDown = true;

@@ -82,6 +82,14 @@ const SIGNING_ALGORITHM = "HS256";
 const DEFAULT_TTL_SECONDS = 3600;
 const MAX_SUBJECT_LENGTH = 256;
 const MAX_NAME_LENGTH = 100;
+/**
+ * Characters that show nothing or change the direction of what follows: format (Cf: bidi controls,
+ * zero-width spaces and joiners, the soft hyphen…) and control (Cc) characters, line and paragraph
+ * separators, the combining grapheme joiner and the Hangul fillers.
+ */
+const INVISIBLE_CHARACTERS = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u034F\u115F\u1160\u3164\uFFA0]/gu;
+/** Shown for a user whose name and id are both invisible. */
+const NAMELESS = "anonymous";
 const BEARER_PATTERN = /^Bearer[ \t]+(\S+)[ \t]*$/i;
 const HMAC_PREFIX = "HS";
 /** Remote key sets: refreshed every 10 min, refetched for an unknown `kid` at most every 30 s. */
@@ -275,12 +283,21 @@ export function createTokenVerifier(
       throw invalidToken(`token name must be a string of at most ${MAX_NAME_LENGTH} characters`);
     }
     const identity: Identity = {
-      user: { id: sub, name: name || sub },
+      user: { id: sub, name: cleanDisplayName(name ?? "") || cleanDisplayName(sub) || NAMELESS },
       scopes: readScopes(payload),
     };
     if (exp !== undefined) identity.expiresAt = exp * 1000;
     return identity;
   };
+}
+
+/**
+ * A name that is safe to show next to others': without bidi controls and invisible characters
+ * (which could reverse or hide the text around it, or make two names look the same), NFC-normalized
+ * and trimmed. Empty when nothing visible is left.
+ */
+export function cleanDisplayName(name: string): string {
+  return name.replace(INVISIBLE_CHARACTERS, "").normalize("NFC").trim();
 }
 
 /** True when the token behind `identity` granted `scope` (e.g. {@link WRITE_SCOPE}). */

@@ -8,6 +8,7 @@
  * ```
  * @module
  */
+import { parseAddressRange } from "./client_address.ts";
 import { parseDuration } from "./duration.ts";
 import { LOG_LEVELS } from "./log.ts";
 
@@ -24,6 +25,11 @@ export interface Config {
    * KV Connect URL (`KV_URL`, with `DENO_KV_ACCESS_TOKEN`) shared by several instances.
    */
   kvPath: string;
+  /**
+   * How long this instance's claim on a KV file outlives it after a crash (`KV_LEASE`, default
+   * `15s`); a second instance on the same file without Redis is refused while it runs.
+   */
+  kvLeaseMs: number;
   /** Redis for fan-out across instances (`REDIS_URL`; unset = one instance, in-memory adapter). */
   redisUrl?: string;
   /** This instance's name in logs and message ids (`INSTANCE_ID`, default random). */
@@ -60,6 +66,11 @@ export interface Config {
   refreshLimitPerMinute: number;
   /** New connections per client IP per minute (`HANDSHAKE_LIMIT_PER_MIN`, default 120; 0 = off). */
   handshakeLimitPerMinute: number;
+  /**
+   * Reverse proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`, comma-separated
+   * addresses and CIDRs; default none: the TCP peer is the client).
+   */
+  trustedProxies: readonly string[];
   /** Simultaneous connections per user (`MAX_SOCKETS_PER_USER`, default 10). */
   maxSocketsPerUser: number;
   /** Serve `POST /dev/token` so the demo page can log in without an issuer (`DEV_LOGIN`, default off). */
@@ -87,6 +98,7 @@ export const DEFAULTS = {
   port: 3000,
   hostname: "0.0.0.0",
   kvPath: "./data/chat.kv",
+  kvLeaseMs: 15_000,
   historyLimit: 50,
   maxMessageLength: 2000,
   pingInterval: 25_000,
@@ -99,6 +111,7 @@ export const DEFAULTS = {
   historyLimitPerMinute: 60,
   refreshLimitPerMinute: 10,
   handshakeLimitPerMinute: 120,
+  trustedProxies: [],
   maxSocketsPerUser: 10,
   connectionRecoveryMs: 0,
   commitGatherMs: 1,
@@ -369,6 +382,14 @@ function readKvLocation(env: Env): string {
   return url ?? path ?? DEFAULTS.kvPath;
 }
 
+function readKvLease(env: Env): number {
+  const leaseMs = readDuration(env, "KV_LEASE", DEFAULTS.kvLeaseMs)!;
+  if (leaseMs < 1000 || leaseMs > 600_000) {
+    throw new ConfigError("KV_LEASE", "must be from 1s to 10m");
+  }
+  return leaseMs;
+}
+
 function readInstanceId(env: Env): string {
   const raw = readString(env, "INSTANCE_ID");
   if (raw === undefined) return crypto.randomUUID().slice(0, 8);
@@ -400,6 +421,19 @@ function readCors(env: Env): string[] | "*" | undefined {
   return origins;
 }
 
+function readTrustedProxies(env: Env): string[] {
+  const entries = readList(env, "TRUSTED_PROXIES") ?? [];
+  for (const entry of entries) {
+    if (parseAddressRange(entry) === undefined) {
+      throw new ConfigError(
+        "TRUSTED_PROXIES",
+        `"${entry}" is not an IPv4/IPv6 address or CIDR (like 10.0.0.0/8 or fd00::/8)`,
+      );
+    }
+  }
+  return entries;
+}
+
 function readTls(env: Env): Config["tls"] {
   const certFile = readString(env, "TLS_CERT_FILE");
   const keyFile = readString(env, "TLS_KEY_FILE");
@@ -422,6 +456,7 @@ export function loadConfig(env: Env): Config {
     port: readInteger(env, "PORT", DEFAULTS.port, 0, 65_535),
     hostname,
     kvPath: readKvLocation(env),
+    kvLeaseMs: readKvLease(env),
     redisUrl: readUrl(env, "REDIS_URL", ["redis:", "rediss:"]),
     instanceId: readInstanceId(env),
     historyLimit,
@@ -434,6 +469,7 @@ export function loadConfig(env: Env): Config {
       10_000,
     ),
     corsOrigin: readCors(env),
+    trustedProxies: readTrustedProxies(env),
     tls: readTls(env),
     pingInterval: readInteger(env, "PING_INTERVAL", DEFAULTS.pingInterval, 100, 3_600_000),
     pingTimeout: readInteger(env, "PING_TIMEOUT", DEFAULTS.pingTimeout, 100, 3_600_000),
@@ -447,6 +483,28 @@ export function loadConfig(env: Env): Config {
     ...readDeliveryConfig(env, historyLimit),
     ...readOperationsConfig(env),
   };
+}
+
+/** Shortest HMAC secret, in bytes, that is as strong as HS256 itself (RFC 7518 §3.2). */
+export const MIN_SECRET_BYTES = 32;
+
+/**
+ * Settings that are accepted but weaken the server, one sentence each for the operator: a
+ * `JWT_SECRET` shorter than {@link MIN_SECRET_BYTES}.
+ */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  const { key } = config.auth;
+  if (key.kind === "secret") {
+    const bytes = new TextEncoder().encode(key.secret).length;
+    if (bytes < MIN_SECRET_BYTES) {
+      warnings.push(
+        `JWT_SECRET is ${bytes} bytes; HS256 secrets should be at least ${MIN_SECRET_BYTES} bytes ` +
+          "(RFC 7518 §3.2), or tokens can be forged by guessing it: use `openssl rand -base64 48`",
+      );
+    }
+  }
+  return warnings;
 }
 
 /** Dev login, metrics, logs and shutdown: the operator's settings. */

@@ -38,6 +38,28 @@ export function json(body: unknown, status = 200, headers: HeadersInit = {}): Re
   return Response.json(body, { status, headers: { "Cache-Control": "no-store", ...headers } });
 }
 
+/** HSTS for a year: browsers that saw the server over HTTPS never try plain HTTP again. */
+export const STRICT_TRANSPORT_SECURITY = "max-age=31536000";
+
+/**
+ * Adds the headers every response carries: `X-Content-Type-Options: nosniff`, and with `tls`
+ * `Strict-Transport-Security`. A response with immutable headers is copied; a WebSocket upgrade
+ * (101) is left alone.
+ */
+export function withSecurityHeaders(response: Response, { tls }: { tls: boolean }): Response {
+  if (response.status === 101) return response;
+  const extra: [string, string][] = [["X-Content-Type-Options", "nosniff"]];
+  if (tls) extra.push(["Strict-Transport-Security", STRICT_TRANSPORT_SECURITY]);
+  try {
+    for (const [name, value] of extra) response.headers.set(name, value);
+    return response;
+  } catch {
+    const copy = new Response(response.body, response);
+    for (const [name, value] of extra) copy.headers.set(name, value);
+    return copy;
+  }
+}
+
 function isRead(request: Request): boolean {
   return request.method === "GET" || request.method === "HEAD";
 }

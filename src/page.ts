@@ -10,12 +10,12 @@
  * @module
  */
 import { decodeJwt } from "jose";
-import { signToken } from "./auth.ts";
+import { cleanDisplayName, signToken } from "./auth.ts";
 import { json, type Route } from "./http.ts";
 
 /** What {@link pageRoutes} serves. */
 export interface PageOptions {
-  /** When set, `POST /dev/token` signs a token for any name: development only. */
+  /** When set, `POST /dev/token` signs a token for any name, as a `dev-` user: development only. */
   devLogin?: {
     /** The HS256 secret the server verifies tokens with. */
     secret: string;
@@ -33,11 +33,14 @@ export const MAX_DEV_LOGIN_BODY = 4096;
 export const MAX_DEV_NAME_LENGTH = 40;
 
 const MAX_DEV_ID_LENGTH = 64;
-const DEV_ID_PATTERN = /^[A-Za-z0-9._-]+$/;
+/** Dev login mints only these ids, so a dev token can never name a real user. */
+const DEV_ID_PREFIX = "dev-";
+const DEV_ID_PATTERN = /^dev-[A-Za-z0-9._-]+$/;
 const CONTROL_CHARACTERS = /\p{Cc}/u;
 
 /** The page may load scripts, styles and sockets from this server only. */
-const CONTENT_SECURITY_POLICY = "default-src 'self'; connect-src 'self' ws: wss:; " +
+// 'self' covers same-origin ws: and wss: too (CSP Level 3): the page talks to no other host.
+const CONTENT_SECURITY_POLICY = "default-src 'self'; connect-src 'self'; " +
   "img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; " +
   "frame-ancestors 'none'";
 
@@ -114,11 +117,11 @@ async function readLimited(
 async function devUserId(name: string): Promise<string> {
   const slug = name.normalize("NFKD").toLowerCase().replace(/[\u0300-\u036f]/g, "")
     .replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40).replace(/-+$/, "");
-  if (slug !== "") return `dev-${slug}`;
+  if (slug !== "") return `${DEV_ID_PREFIX}${slug}`;
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(name));
   const hex = Array.from(new Uint8Array(digest).slice(0, 6), (byte) => byte.toString(16))
     .map((pair) => pair.padStart(2, "0")).join("");
-  return `dev-${hex}`;
+  return `${DEV_ID_PREFIX}${hex}`;
 }
 
 type DevLoginRequest = { id?: string; name: string } | { error: string };
@@ -129,22 +132,26 @@ function readDevLogin(body: unknown): DevLoginRequest {
   }
   const { name, id } = body as Record<string, unknown>;
   if (typeof name !== "string") return { error: "`name` must be a string" };
-  const trimmed = name.trim();
-  const length = [...trimmed].length;
+  if (CONTROL_CHARACTERS.test(name)) return { error: "`name` has control characters" };
+  // The name the server will show: the token carries it already cleaned.
+  const shown = cleanDisplayName(name);
+  const length = [...shown].length;
   if (length === 0 || length > MAX_DEV_NAME_LENGTH) {
-    return { error: `\`name\` must be 1–${MAX_DEV_NAME_LENGTH} characters after trimming` };
-  }
-  if (CONTROL_CHARACTERS.test(trimmed)) return { error: "`name` has control characters" };
-  if (id === undefined) return { name: trimmed };
-  if (typeof id !== "string" || id.length > MAX_DEV_ID_LENGTH || !DEV_ID_PATTERN.test(id)) {
     return {
-      error: `\`id\` must be 1–${MAX_DEV_ID_LENGTH} letters, digits, '.', '_' or '-'`,
+      error: `\`name\` must be 1–${MAX_DEV_NAME_LENGTH} visible characters after trimming`,
     };
   }
-  return { id, name: trimmed };
+  if (id === undefined) return { name: shown };
+  if (typeof id !== "string" || id.length > MAX_DEV_ID_LENGTH || !DEV_ID_PATTERN.test(id)) {
+    return {
+      error: `\`id\` must be "${DEV_ID_PREFIX}" and then letters, digits, '.', '_' or '-' ` +
+        `(at most ${MAX_DEV_ID_LENGTH} characters): dev login mints only ${DEV_ID_PREFIX} users`,
+    };
+  }
+  return { id, name: shown };
 }
 
-/** `POST /dev/token` `{ name }` or `{ id, name }` → `{ token, user, expiresAt }`. */
+/** `POST /dev/token` `{ name }` or `{ id: "dev-…", name }` → `{ token, user, expiresAt }`. */
 async function mintDevToken(
   request: Request,
   devLogin: NonNullable<PageOptions["devLogin"]>,

@@ -11,7 +11,13 @@
  * ```
  * @module
  */
-import type { AppendResult, ChatMessage, MessageStore, NewMessage } from "./store/mod.ts";
+import {
+  type AppendResult,
+  type ChatMessage,
+  type MessageStore,
+  type NewMessage,
+  PartialAppendError,
+} from "./store/mod.ts";
 
 /** Options of a {@link Timeline}. */
 export interface TimelineOptions {
@@ -132,19 +138,28 @@ export class Timeline {
     const batch = this.#messages.splice(0, this.#maxBatch);
     this.#lastBatchSize = batch.length;
     let results: AppendResult[];
+    let failure: unknown;
     const started = performance.now();
     try {
       results = await this.store.appendMany(batch.map((pending) => pending.input));
     } catch (error) {
-      for (const pending of batch) pending.reject(error);
-      return;
+      if (!(error instanceof PartialAppendError)) {
+        for (const pending of batch) pending.reject(error);
+        return;
+      }
+      // The stored part of the batch is history now: deliver and answer it like any commit.
+      results = error.stored;
+      failure = error.cause;
     }
     try {
       const created = results.filter((result) => result.created).map((result) => result.message);
       this.options.onCommit?.(created.length, (performance.now() - started) / 1000);
       if (created.length > 0) this.options.deliver(created);
     } finally {
-      batch.forEach((pending, index) => pending.resolve(results[index]));
+      batch.forEach((pending, index) => {
+        if (index < results.length) pending.resolve(results[index]);
+        else pending.reject(failure);
+      });
     }
   }
 

@@ -3,6 +3,7 @@ import { SignJWT } from "jose";
 import {
   AuthError,
   type AuthErrorCode,
+  cleanDisplayName,
   createTokenVerifier,
   extractToken,
   hasScope,
@@ -43,6 +44,41 @@ Deno.test("auth: a valid token gives the identity, name defaulting to sub", asyn
 
   const forever = await verify(await jwt({ sub: "u3" }));
   assert.deepEqual(forever, { user: { id: "u3", name: "u3" }, scopes: [] });
+});
+
+Deno.test("auth: display names lose bidi controls and invisible characters", async () => {
+  const reversed = await verify(await signToken(SECRET, { sub: "u1", name: "\u202Egnp.exe" }));
+  assert.deepEqual(reversed.user, { id: "u1", name: "gnp.exe" });
+  const lookalike = await verify(await signToken(SECRET, { sub: "u2", name: "alice\u200b" }));
+  assert.deepEqual(lookalike.user, { id: "u2", name: "alice" });
+  // A name derived from sub is cleaned too; the id itself is never changed.
+  const fromSub = await verify(await jwt({ sub: "\u2067bob\u2069" }));
+  assert.deepEqual(fromSub.user, { id: "\u2067bob\u2069", name: "bob" });
+  // Nothing visible left: the sub, then a placeholder.
+  const blankName = await verify(await jwt({ sub: "carol", name: "\u200b\u3164 \u00ad" }));
+  assert.equal(blankName.user.name, "carol");
+  const blankBoth = await verify(await jwt({ sub: "\u200e", name: "\ufeff" }));
+  assert.deepEqual(blankBoth.user, { id: "\u200e", name: "anonymous" });
+});
+
+Deno.test("auth: cleanDisplayName strips every listed invisible, NFC-normalizes and trims", () => {
+  const invisible = [
+    ..."\u202A\u202B\u202C\u202D\u202E\u2066\u2067\u2068\u2069\u200E\u200F\u061C",
+    ..."\u200B\u200C\u200D\u2060\u2061\u2062\u2063\u2064\uFEFF\u180E\u00AD\u034F",
+    ..."\u115F\u1160\u3164\uFFA0\u0000\u0007\u001B\u007F\u009B\u2028\u2029\uFFF9",
+    "\u{E0041}", // a tag character (Cf) outside the BMP
+  ];
+  for (const character of invisible) {
+    const code = character.codePointAt(0)!.toString(16);
+    assert.equal(cleanDisplayName(`a${character}b`), "ab", `U+${code}`);
+  }
+  // "e" + combining acute, split by a zero-width space, becomes one precomposed "é".
+  assert.equal(cleanDisplayName(" Zoe\u200b\u0301 "), "Zo\u00e9");
+  assert.equal(
+    cleanDisplayName("\u05e9\u05dc\u05d5\u05dd Ada 日本 🙂"),
+    "\u05e9\u05dc\u05d5\u05dd Ada 日本 🙂",
+  );
+  assert.equal(cleanDisplayName("\u200b \u202e"), "");
 });
 
 Deno.test("auth: an expired token is token_expired", async () => {

@@ -112,6 +112,14 @@ Deno.test({
         await alice.locator("#messages .message").last().locator(".author").textContent(),
         "Alice",
       );
+      // Names and texts are isolated: a right-to-left override in one cannot flip its neighbours.
+      const last = alice.locator("#messages .message").last();
+      assert.equal(await last.locator(".author").evaluate((node) => node.tagName), "BDI");
+      assert.equal(await last.locator(".text").getAttribute("dir"), "auto");
+      assert.equal(
+        await alice.locator("#presence .name").first().evaluate((n) => n.tagName),
+        "BDI",
+      );
       assert.match(
         (await alice.locator("#messages .time").first().textContent()) ?? "",
         /^\d{2}:\d{2}$/,

@@ -91,3 +91,20 @@ Deno.test("auth: auth:refresh refuses another user's token, bad tokens and bad p
     await server.close();
   }
 });
+
+Deno.test("auth: a display name is cleaned of bidi controls, while message text is kept as sent", async () => {
+  const server = await startChat();
+  const client = new ChatClient(server.url, {
+    auth: { token: await tokenFor("mallory", "\u202Egnp.exe\u200b") },
+  });
+  try {
+    await client.waitFor(() => client.loads.length > 0, "load");
+    const ack = await client.send({ message: "\u202Eabc \u2066x\u2069" });
+    assert.ok(ack.ok);
+    assert.deepEqual(ack.message.user, { id: "mallory", name: "gnp.exe" });
+    assert.equal(ack.message.message, "\u202Eabc \u2066x\u2069");
+  } finally {
+    client.close();
+    await server.close();
+  }
+});

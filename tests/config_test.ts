@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AUTH_DEFAULTS, ConfigError, DEFAULTS, loadConfig } from "../src/config.ts";
+import { AUTH_DEFAULTS, ConfigError, configWarnings, DEFAULTS, loadConfig } from "../src/config.ts";
 
 const BASE = { JWT_SECRET: "s3cr3t" };
 const SECRET_AUTH = {
@@ -25,6 +25,7 @@ Deno.test("config: defaults apply when only JWT_SECRET is set", () => {
   assert.equal(config.port, DEFAULTS.port);
   assert.equal(config.hostname, "0.0.0.0");
   assert.equal(config.kvPath, "./data/chat.kv");
+  assert.equal(config.kvLeaseMs, 15_000);
   assert.equal(config.historyLimit, 50);
   assert.equal(config.maxMessageLength, 2000);
   assert.equal(config.pingInterval, 25_000);
@@ -38,6 +39,7 @@ Deno.test("config: defaults apply when only JWT_SECRET is set", () => {
   assert.equal(config.rateLimitPerMinute, 60);
   assert.equal(config.rateLimitBurst, 20);
   assert.equal(config.handshakeLimitPerMinute, 120);
+  assert.deepEqual(config.trustedProxies, []);
   assert.equal(config.maxSocketsPerUser, 10);
   assert.equal(config.connectionRecoveryMs, 0);
   assert.equal(config.typingLimitPerMinute, 120);
@@ -60,6 +62,7 @@ Deno.test("config: every variable is parsed", () => {
     PORT: "8080",
     HOSTNAME: "127.0.0.1",
     KV_PATH: ":memory:",
+    KV_LEASE: "30s",
     HISTORY_LIMIT: "20",
     MAX_MESSAGE_LENGTH: "500",
     CORS_ORIGIN: "https://a.example, http://localhost:5173",
@@ -77,6 +80,7 @@ Deno.test("config: every variable is parsed", () => {
     RATE_LIMIT_HISTORY_PER_MIN: "30",
     RATE_LIMIT_REFRESH_PER_MIN: "4",
     HANDSHAKE_LIMIT_PER_MIN: "0",
+    TRUSTED_PROXIES: "10.0.0.0/8, 127.0.0.1,fd00::/8",
     MAX_SOCKETS_PER_USER: "3",
     CONNECTION_RECOVERY: "30s",
     COMMIT_GATHER: "5ms",
@@ -93,11 +97,13 @@ Deno.test("config: every variable is parsed", () => {
     port: 8080,
     hostname: "127.0.0.1",
     kvPath: ":memory:",
+    kvLeaseMs: 30_000,
     redisUrl: "redis://127.0.0.1:6379/0",
     instanceId: "chat-1",
     historyLimit: 20,
     maxMessageLength: 500,
     corsOrigin: ["https://a.example", "http://localhost:5173"],
+    trustedProxies: ["10.0.0.0/8", "127.0.0.1", "fd00::/8"],
     tls: { certFile: "cert.pem", keyFile: "key.pem" },
     pingInterval: 1000,
     pingTimeout: 800,
@@ -163,6 +169,11 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
     ["REDIS_URL", "not a url"],
     ["KV_URL", "redis://kv.example"],
     ["INSTANCE_ID", "has spaces"],
+    ["TRUSTED_PROXIES", "10.0.0.0/33"],
+    ["KV_LEASE", "500ms"],
+    ["KV_LEASE", "1h"],
+    ["KV_LEASE", "long"],
+    ["TRUSTED_PROXIES", "127.0.0.1, proxy.internal"],
   ];
   for (const [variable, value] of cases) {
     const error = refusal({ [variable]: value });
@@ -316,6 +327,29 @@ Deno.test("config auth: REQUIRE_WRITE_SCOPE is a boolean, off by default", () =>
       "REQUIRE_WRITE_SCOPE",
     );
   }
+});
+
+Deno.test("config: TRUSTED_PROXIES names the bad entry in one line", () => {
+  const error = refusal({ TRUSTED_PROXIES: "10.0.0.1, 300.1.1.1/8" });
+  assert.equal(
+    error.message,
+    'TRUSTED_PROXIES: "300.1.1.1/8" is not an IPv4/IPv6 address or CIDR ' +
+      "(like 10.0.0.0/8 or fd00::/8)",
+  );
+});
+
+Deno.test("config: a JWT_SECRET under 32 bytes is accepted with one warning", () => {
+  const short = loadConfig({ JWT_SECRET: "x".repeat(31) });
+  assert.equal(short.auth.key.kind, "secret");
+  const warnings = configWarnings(short);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /^JWT_SECRET is 31 bytes; .*at least 32 bytes \(RFC 7518 §3\.2\)/);
+  assert.doesNotMatch(warnings[0], /\n/);
+  // Bytes, not characters: 11 two-byte letters are 22 bytes.
+  assert.match(configWarnings(loadConfig({ JWT_SECRET: "é".repeat(11) }))[0], /is 22 bytes/);
+  assert.deepEqual(configWarnings(loadConfig({ JWT_SECRET: "x".repeat(32) })), []);
+  assert.deepEqual(configWarnings(loadConfig({ JWT_SECRET: "é".repeat(16) })), []);
+  assert.deepEqual(configWarnings(loadConfig({ JWT_JWKS_URL: "https://idp.example/jwks" })), []);
 });
 
 Deno.test("config: DEV_LOGIN needs JWT_SECRET", () => {

@@ -18,6 +18,8 @@ const ENV = {
   HANDSHAKE_LIMIT_PER_MIN: "0",
   // A restarted server cannot recover sessions of the old one; catch-up is by clientId and lastId.
   CONNECTION_RECOVERY: "0",
+  // The killed server's claim on the KV file runs out this long after its last renewal.
+  KV_LEASE: "1s",
 };
 /** Messages each sender sends, numbered 0…MESSAGES-1. */
 const MESSAGES = 150;
@@ -176,6 +178,7 @@ Deno.test("crash: after SIGKILL and a restart, acked and retried messages are st
     server.down();
     running.child.kill("SIGKILL");
     await running.child.status;
+    await delay(1000);
     const ackedBeforeCrash = senders.reduce((sum, sender) => sum + sender.acked, 0);
     running = await startMain({ ...ENV, KV_PATH: kvPath });
     server.up(running.url);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatClient, startChat, tokenFor } from "./helpers/chat_server.ts";
 import { createLogger } from "../src/log.ts";
+import { pageRoutes } from "../src/page.ts";
 
 Deno.test("http: /healthz is ok and unknown routes are a JSON 404", async () => {
   const server = await startChat();
@@ -13,6 +14,39 @@ Deno.test("http: /healthz is ok and unknown routes are a JSON 404", async () => 
     assert.equal((await missing.json()).code, "not_found");
   } finally {
     await server.close();
+  }
+});
+
+Deno.test("http: every response is nosniff, and HSTS when TLS is configured", async () => {
+  const routes = pageRoutes({});
+  const plain = await startChat({}, { routes });
+  // The header follows config.tls; the test server itself speaks plain HTTP.
+  const tls = await startChat({ tls: { certFile: "cert.pem", keyFile: "key.pem" } }, { routes });
+  const paths = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/nope",
+    "/",
+    "/socket.io/?EIO=4&transport=polling",
+    "/socket.io/?EIO=3&transport=polling",
+    "/socket.io/?EIO=4&transport=polling&sid=unknown",
+  ];
+  try {
+    for (const path of paths) {
+      const [withoutTls, withTls] = await Promise.all(
+        [plain, tls].map((server) => fetch(`${server.url}${path}`)),
+      );
+      for (const response of [withoutTls, withTls]) {
+        assert.equal(response.headers.get("x-content-type-options"), "nosniff", path);
+        await response.body?.cancel();
+      }
+      assert.equal(withoutTls.headers.get("strict-transport-security"), null, path);
+      assert.equal(withTls.headers.get("strict-transport-security"), "max-age=31536000", path);
+    }
+  } finally {
+    await plain.close();
+    await tls.close();
   }
 });
 

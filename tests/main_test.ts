@@ -75,6 +75,49 @@ Deno.test("main: SIGTERM stores in-flight messages, disconnects cleanly and exit
   }
 });
 
+Deno.test("main: a JWT_SECRET under 32 bytes starts with one warning line", async () => {
+  const running = await startMain({ JWT_SECRET: "short-secret" }, { captureStderr: true });
+  try {
+    const health = await fetch(`${running.url}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    assert.match(
+      running.errors(),
+      /^chat server: WARNING: JWT_SECRET is 12 bytes; HS256 secrets should be at least 32 bytes \(RFC 7518 §3\.2\)[^\n]*\n$/,
+    );
+    assert.match(running.output(), /"level":"warn".*"event":"config.warning"/);
+  } finally {
+    await running.stop();
+  }
+  const long = await startMain({ JWT_SECRET: "x".repeat(32) }, { captureStderr: true });
+  await long.stop();
+  assert.equal(long.errors(), "");
+});
+
+Deno.test("main: a second instance on the same KV_PATH without REDIS_URL exits 1 with one line", async () => {
+  const dir = await Deno.makeTempDir();
+  // A secret long enough that no warning shares stderr with the refusal.
+  const env = { KV_PATH: `${dir}/chat.kv`, JWT_SECRET: "x".repeat(32) };
+  const first = await startMain({ ...env, INSTANCE_ID: "first" });
+  try {
+    const { code, stderr } = await runMain({ ...env, INSTANCE_ID: "second" });
+    assert.equal(code, 1);
+    assert.equal(stderr.trim().split("\n").length, 1, stderr);
+    assert.match(
+      stderr.trim(),
+      /^chat server: KV_PATH ".+" is in use, held by instance "first" until \S+Z \(one instance per KV file, unless every instance sets REDIS_URL\)$/,
+    );
+    // A clean stop frees the file at once.
+    first.child.kill("SIGTERM");
+    assert.equal((await first.child.status).code, 0);
+    const next = await startMain({ ...env, INSTANCE_ID: "next" });
+    await next.stop();
+  } finally {
+    await first.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main: TLS_CERT_FILE and TLS_KEY_FILE serve HTTPS and WSS", async () => {
   const dir = await Deno.makeTempDir();
   try {

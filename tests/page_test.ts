@@ -53,7 +53,9 @@ Deno.test("page: index, style and script are served with their types and securit
     assert.match(csp, /default-src 'self'/);
     assert.match(csp, /script-src 'self'(;|$)/);
     assert.match(csp, /style-src 'self'(;|$)/);
-    assert.match(csp, /connect-src 'self' ws: wss:/);
+    // Same-origin sockets only: 'self' covers ws: and wss: to this host, and nothing else.
+    assert.match(csp, /connect-src 'self';/);
+    assert.doesNotMatch(csp, /ws:|wss:/);
     assert.match(csp, /frame-ancestors 'none'/);
   });
 });
@@ -121,14 +123,31 @@ Deno.test("page: /dev/token mints a token the server verifies, for a slug of the
     assert.equal(identity.expiresAt, expiresAt);
     assert.ok(expiresAt >= before + 3599_000 && expiresAt <= Date.now() + 3600_000);
 
-    const named = await (await postToken(url, JSON.stringify({ id: "alice", name: "Alice" })))
+    const named = await (await postToken(url, JSON.stringify({ id: "dev-alice", name: "Alice" })))
       .json();
-    assert.deepEqual(named.user, { id: "alice", name: "Alice" });
+    assert.deepEqual(named.user, { id: "dev-alice", name: "Alice" });
+
+    const cleaned = await (await postToken(url, JSON.stringify({ name: "\u202Eeve\u200b" })))
+      .json();
+    assert.deepEqual(cleaned.user, { id: "dev-eve", name: "eve" });
 
     const unicode = await (await postToken(url, JSON.stringify({ name: "日本" }))).json();
     assert.match(unicode.user.id, /^dev-[0-9a-f]{12}$/);
     const again = await (await postToken(url, JSON.stringify({ name: "日本" }))).json();
     assert.equal(again.user.id, unicode.user.id);
+  });
+});
+
+Deno.test("page: /dev/token refuses any id outside dev-", async () => {
+  await withPageServer(DEV_LOGIN, async (url) => {
+    for (const id of ["alice", "admin", "DEV-alice", "dev-", "xdev-alice", "dev-a b"]) {
+      const response = await postToken(url, JSON.stringify({ id, name: "Mallory" }));
+      assert.equal(response.status, 400, id);
+      assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
+      const error = await response.json();
+      assert.equal(error.code, "invalid_payload", id);
+      assert.match(error.message, /dev login mints only dev- users/, id);
+    }
   });
 });
 
@@ -158,6 +177,7 @@ Deno.test("page: /dev/token refuses bad bodies with invalid_payload", async () =
       JSON.stringify({ name: "   " }),
       JSON.stringify({ name: "x".repeat(41) }),
       JSON.stringify({ name: "bell\u0007" }),
+      JSON.stringify({ name: "\u200b\u202e" }),
       JSON.stringify({ id: "has space", name: "Ok" }),
       JSON.stringify({ id: "", name: "Ok" }),
     ];

@@ -6,8 +6,10 @@ import {
   isMessageId,
   KvMessageStore,
   openKvStore,
+  PartialAppendError,
   StoreError,
 } from "../src/store/mod.ts";
+import { failingCommits } from "./helpers/failing_kv.ts";
 
 const ada = { id: "u1", name: "Ada" };
 
@@ -322,6 +324,51 @@ Deno.test("kv store: a batch of more clientIds than one KV commit may check is s
       assert.deepEqual(result.message, results[index].message, "a repeat returns the first");
     });
     assert.equal((await store.latest(1000)).length, 300);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: a batch whose second commit fails says which messages the first one stored", async () => {
+  // 150 clientIds: KV checks at most 100 per commit, so the batch takes two commits.
+  const store = new KvMessageStore(failingCommits(await Deno.openKv(":memory:"), [2]));
+  try {
+    const inputs = [...Array(150)].map((_, n) => ({
+      user: ada,
+      message: `m${n}`,
+      clientId: `c${n}`,
+    }));
+    const error = await store.appendMany(inputs).then(
+      () => assert.fail("the failing commit went unnoticed"),
+      (error) => error,
+    );
+    assert.ok(error instanceof PartialAppendError, String(error));
+    assert.equal(error.code, "partial_append");
+    assert.match(String(error.cause), /disk I\/O error/);
+    assert.deepEqual(
+      texts(error.stored.map((result) => result.message)),
+      inputs.slice(0, 100).map((input) => input.message),
+    );
+    assert.ok(error.stored.every((result) => result.created));
+    assert.deepEqual(await store.latest(1000), error.stored.map((result) => result.message));
+    // The failed part was not stored: sending it again stores it once.
+    const retried = await store.appendMany(inputs.slice(100));
+    assert.ok(retried.every((result) => result.created));
+    assert.equal((await store.latest(1000)).length, 150);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: a batch whose only commit fails rejects with the store's own error", async () => {
+  const store = new KvMessageStore(failingCommits(await Deno.openKv(":memory:"), [1]));
+  try {
+    await assert.rejects(store.appendMany([{ user: ada, message: "lost" }]), (error) => {
+      assert.ok(!(error instanceof PartialAppendError));
+      assert.match(String(error), /disk I\/O error/);
+      return true;
+    });
+    assert.deepEqual(await store.latest(10), []);
   } finally {
     store.close();
   }

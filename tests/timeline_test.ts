@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { openKvStore } from "../src/store/mod.ts";
+import { KvMessageStore, openKvStore } from "../src/store/mod.ts";
 import type { ChatMessage } from "../src/store/mod.ts";
 import { Timeline } from "../src/timeline.ts";
+import { failingCommits } from "./helpers/failing_kv.ts";
 
 const user = { id: "u", name: "U" };
 
@@ -72,6 +73,44 @@ Deno.test("timeline: a failed commit rejects its senders and the next batch stil
     await assert.rejects(timeline.publish({ user, message: "lost" }), /disk full/);
     const { message: kept } = await timeline.publish({ user, message: "kept" });
     assert.deepEqual(await store.latest(10), [kept]);
+  } finally {
+    await timeline.idle();
+    store.close();
+  }
+});
+
+Deno.test("timeline: when a batch's second KV commit fails, the first commit's messages are still delivered and acked", async () => {
+  // Commit 1 is the first publish alone (the writer starts at once); the other 150 are one batch,
+  // which takes commits 2 and 3 (KV checks at most 100 clientIds per commit). Commit 3 fails.
+  const store = new KvMessageStore(failingCommits(await Deno.openKv(":memory:"), [3]));
+  const delivered: ChatMessage[][] = [];
+  const timeline = new Timeline(store, {
+    historyLimit: 10,
+    deliver: (messages) => delivered.push(messages),
+    maxBatch: 200,
+  });
+  try {
+    const outcomes = await Promise.allSettled(
+      [...Array(151)].map((_, n) =>
+        timeline.publish({ user, message: `m${n}`, clientId: `c${n}` })
+      ),
+    );
+    const acked = outcomes.flatMap((outcome) =>
+      outcome.status === "fulfilled" ? [outcome.value.message.message] : []
+    );
+    const expected = [...Array(101)].map((_, n) => `m${n}`);
+    assert.deepEqual(acked, expected, "the first 101 are acked");
+    for (const outcome of outcomes.slice(101)) {
+      assert.equal(outcome.status, "rejected");
+      assert.match(String(outcome.reason), /disk I\/O error/);
+    }
+    assert.deepEqual(delivered.map((batch) => batch.length), [1, 100], "delivered once each");
+    assert.deepEqual(delivered.flat().map((message) => message.message), expected);
+    assert.deepEqual((await store.latest(1000)).map((message) => message.message), expected);
+    // The writer goes on: a resend of a rejected message is stored and delivered.
+    const resent = await timeline.publish({ user, message: "m101", clientId: "c101" });
+    assert.equal(resent.created, true);
+    assert.deepEqual(delivered.at(-1), [resent.message]);
   } finally {
     await timeline.idle();
     store.close();

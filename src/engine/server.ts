@@ -42,6 +42,8 @@ export interface EngineOptions extends Partial<SessionOptions> {
    * or the error's numeric `status` property when it has one.
    */
   allowRequest?: (request: Request, info: ConnectionInfo) => void | Promise<void>;
+  /** The client's address for `handshake.address` (default: the TCP peer's). */
+  clientAddress?: (request: Request, info: ConnectionInfo) => string;
   /** Accepts a WebSocket upgrade (default `Deno.upgradeWebSocket` without idle pings). */
   upgradeWebSocket?: (request: Request) => { socket: WebSocket; response: Response };
 }
@@ -112,6 +114,7 @@ export class Engine extends EventEmitter {
   readonly #owedCloses = new Map<string, OwedClose>();
   #cors?: CorsOptions;
   #allowRequest?: EngineOptions["allowRequest"];
+  #clientAddress: NonNullable<EngineOptions["clientAddress"]>;
   #upgradeWebSocket: NonNullable<EngineOptions["upgradeWebSocket"]>;
 
   constructor(options: EngineOptions = {}) {
@@ -131,6 +134,7 @@ export class Engine extends EventEmitter {
     };
     this.#cors = options.cors;
     this.#allowRequest = options.allowRequest;
+    this.#clientAddress = options.clientAddress ?? ((_request, info) => remoteAddressOf(info));
     this.#upgradeWebSocket = options.upgradeWebSocket ?? defaultUpgrade;
   }
 
@@ -344,7 +348,10 @@ export class Engine extends EventEmitter {
       method: request.method,
       headers,
       _query: Object.fromEntries(url.searchParams),
-      connection: { encrypted: url.protocol === "https:", remoteAddress: remoteAddressOf(info) },
+      connection: {
+        encrypted: url.protocol === "https:",
+        remoteAddress: this.#clientAddress(request, info),
+      },
     };
   }
 

@@ -12,6 +12,7 @@
  */
 
 import { dirname } from "node:path";
+import { PartialAppendError } from "./append_error.ts";
 import type { AppendResult, ChatMessage, MessageStore, NewMessage } from "./mod.ts";
 import { RecentWindow } from "./recent.ts";
 import {
@@ -115,7 +116,9 @@ export class KvMessageStore implements MessageStore {
           results.push(...await this.#tryAppend(chunk, attempt > 1));
           break;
         } catch (error) {
-          if (!(error instanceof DedupeConflict) || attempt >= MAX_APPEND_ATTEMPTS) throw error;
+          if (error instanceof DedupeConflict && attempt < MAX_APPEND_ATTEMPTS) continue;
+          // Earlier chunks are stored for good: say which, so their senders are answered.
+          throw results.length === 0 ? error : new PartialAppendError(results, error);
         }
       }
     }
@@ -362,7 +365,7 @@ const LOCK_WAIT_MS = 5_000;
  * Deno KV's SQLite backend reports "database is locked" instead of waiting. Nothing was written
  * by a refused attempt, so retrying is safe.
  */
-async function whenUnlocked<T>(operation: () => Promise<T>): Promise<T> {
+export async function whenUnlocked<T>(operation: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (let delay = 2;; delay = Math.min(delay * 2, 50)) {
     try {
@@ -390,6 +393,18 @@ function checkLimit(limit: number): void {
   }
 }
 
+/** Whether `path` names a KV file (not `:memory:`, not a KV Connect URL). */
+export function isKvFile(path: string): boolean {
+  return path !== MEMORY_PATH && !/^https?:\/\//.test(path);
+}
+
+/** Opens the KV database at `path`, creating its directory if missing. */
+export async function openKv(path: string): Promise<Deno.Kv> {
+  // A KV Connect URL (several instances sharing one remote store) has no directory to create.
+  if (isKvFile(path)) await Deno.mkdir(dirname(path), { recursive: true });
+  return await Deno.openKv(path);
+}
+
 /**
  * Opens the KV database at `path` (creating its directory if missing) and wraps it in a store.
  * `:memory:` gives a store that keeps nothing after close.
@@ -398,10 +413,7 @@ export async function openKvStore(
   path: string,
   options: KvStoreOptions = {},
 ): Promise<KvMessageStore> {
-  // A KV Connect URL (several instances sharing one remote store) has no directory to create.
-  const isUrl = /^https?:\/\//.test(path);
-  if (path !== MEMORY_PATH && !isUrl) await Deno.mkdir(dirname(path), { recursive: true });
-  const store = new KvMessageStore(await Deno.openKv(path), options);
+  const store = new KvMessageStore(await openKv(path), options);
   await store.warm();
   return store;
 }

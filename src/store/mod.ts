@@ -47,7 +47,11 @@ export interface AppendResult {
 export interface MessageStore {
   /** Stores the message (durably, before resolving) and returns it with its id and createdAt. */
   append(input: NewMessage): Promise<ChatMessage>;
-  /** Stores several messages, in order, in as few commits as the backend allows. */
+  /**
+   * Stores several messages, in order, in as few commits as the backend allows. When a later
+   * commit fails after earlier ones were stored, rejects with {@link PartialAppendError} naming
+   * the stored ones (a prefix of `inputs`); any other rejection stored nothing.
+   */
   appendMany(inputs: readonly NewMessage[]): Promise<AppendResult[]>;
   /** The newest `limit` messages, oldest first; only those after `afterId` when given. */
   latest(limit: number, afterId?: string): Promise<ChatMessage[]>;
@@ -60,7 +64,9 @@ export interface MessageStore {
   close(): void;
 }
 
-export { KvMessageStore, openKvStore, StoreError } from "./kv.ts";
+export { PartialAppendError } from "./append_error.ts";
+export { isKvFile, KvMessageStore, openKv, openKvStore, StoreError } from "./kv.ts";
+export { LEASE_DEFAULTS, LeaseHeld, type LeaseHolder, WriterLease } from "./lease.ts";
 export type { KvStoreOptions, StoreErrorCode } from "./kv.ts";
 export { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "./id.ts";
 export type { MessageIdGenerator } from "./id.ts";

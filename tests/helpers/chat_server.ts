@@ -16,7 +16,8 @@ import type { ChatError, LoadedInfo, MessageAck } from "../../src/chat/mod.ts";
 import { type Config, DEFAULTS } from "../../src/config.ts";
 import { type ChatMessage, type KvMessageStore, openKvStore } from "../../src/store/mod.ts";
 
-export const SECRET = "test-secret";
+/** Long enough for HS256 (32 bytes), so servers started with it print no warning. */
+export const SECRET = "test-secret-long-enough-for-hs256";
 
 /** The auth settings test servers use: HS256 with {@link SECRET}. */
 export const TEST_AUTH: Config["auth"] = {

@@ -11,6 +11,8 @@ export interface RunningMain {
   url: string;
   /** Everything the process wrote to stdout so far. */
   output: () => string;
+  /** Everything it wrote to stderr so far, when started with `captureStderr`. */
+  errors: () => string;
   /** Kills the process (SIGKILL) unless it already exited, and waits for it. */
   stop(): Promise<void>;
 }
@@ -20,14 +22,27 @@ const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-write"];
 const BASE_ENV = { JWT_SECRET: SECRET, PORT: "0", HOSTNAME: "127.0.0.1", KV_PATH: ":memory:" };
 
-/** Starts main.ts with `env` on 127.0.0.1 port 0 and waits for its listening line. */
-export async function startMain(env: Record<string, string>): Promise<RunningMain> {
+/** Keeps reading `stream` into `append` so the child never blocks on a full pipe. */
+async function drain(stream: ReadableStream<Uint8Array>, append: (text: string) => void) {
+  for await (const chunk of stream) append(decoder.decode(chunk));
+}
+
+/**
+ * Starts main.ts with `env` on 127.0.0.1 port 0 and waits for its listening line. Its stderr goes
+ * to the test's own unless `captureStderr` is set.
+ */
+export async function startMain(
+  env: Record<string, string>,
+  { captureStderr = false } = {},
+): Promise<RunningMain> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...PERMISSIONS, MAIN],
     env: { ...BASE_ENV, ...env },
     stdout: "piped",
-    stderr: "inherit",
+    stderr: captureStderr ? "piped" : "inherit",
   }).spawn();
+  let errors = "";
+  const stderrDone = captureStderr ? drain(child.stderr, (text) => errors += text) : undefined;
   let output = "";
   const reader = child.stdout.getReader();
   let url: string;
@@ -48,6 +63,7 @@ export async function startMain(env: Record<string, string>): Promise<RunningMai
   } catch (error) {
     child.kill("SIGKILL");
     await child.status;
+    await stderrDone;
     throw error;
   }
   // Keep draining stdout so the child never blocks on a full pipe.
@@ -62,16 +78,18 @@ export async function startMain(env: Record<string, string>): Promise<RunningMai
     child,
     url,
     output: () => output,
+    errors: () => errors,
     async stop() {
       try {
         child.kill("SIGKILL");
       } catch { /* already exited */ }
       await child.status;
+      await stderrDone;
     },
   };
 }
 
-/** Runs main.ts with only `env` (no inherited variables) until it exits. */
+/** Runs main.ts with only `env` (no inherited variables) until it exits, killed after 15 s. */
 export async function runMain(
   env: Record<string, string>,
 ): Promise<{ code: number; stderr: string }> {
@@ -81,6 +99,8 @@ export async function runMain(
     clearEnv: true,
     stdout: "null",
     stderr: "piped",
+    // A server that should have refused to start would otherwise hang the test.
+    signal: AbortSignal.timeout(15_000),
   }).output();
   return { code, stderr: decoder.decode(stderr) };
 }
