@@ -84,6 +84,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     pingInterval: config.pingInterval,
     pingTimeout: config.pingTimeout,
     maxHttpBufferSize: config.maxHttpBufferSize,
+    maxPacketsPerSecond: config.maxPacketsPerSecond,
     cors: config.corsOrigin ? { origin: config.corsOrigin, credentials: true } : undefined,
     clientAddress,
     allowRequest(request, info) {

@@ -73,6 +73,11 @@ export interface Config {
   trustedProxies: readonly string[];
   /** Simultaneous connections per user (`MAX_SOCKETS_PER_USER`, default 10). */
   maxSocketsPerUser: number;
+  /**
+   * Packets one connection may send per second, ten seconds' worth at once; more closes it
+   * (`MAX_PACKETS_PER_SECOND`, default 50; 0 = off).
+   */
+  maxPacketsPerSecond: number;
   /** Serve `POST /dev/token` so the demo page can log in without an issuer (`DEV_LOGIN`, default off). */
   devLogin: boolean;
   /** Bearer token required on `/metrics` (`METRICS_TOKEN`; unset = open). */
@@ -113,6 +118,7 @@ export const DEFAULTS = {
   handshakeLimitPerMinute: 120,
   trustedProxies: [],
   maxSocketsPerUser: 10,
+  maxPacketsPerSecond: 50,
   connectionRecoveryMs: 0,
   commitGatherMs: 1,
   vectoredWrites: true,
@@ -594,6 +600,13 @@ function readDeliveryConfig(env: Env, historyLimit: number) {
       DEFAULTS.maxSocketsPerUser,
       1,
       10_000,
+    ),
+    maxPacketsPerSecond: readInteger(
+      env,
+      "MAX_PACKETS_PER_SECOND",
+      DEFAULTS.maxPacketsPerSecond,
+      0,
+      1_000_000,
     ),
     connectionRecoveryMs,
   };

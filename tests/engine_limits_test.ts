@@ -10,6 +10,7 @@ import {
   delay,
   errorOf,
   poll,
+  post,
   pollingHandshake,
   RawWebSocket,
   request,
@@ -248,6 +249,53 @@ Deno.test("limits: polling handshakes that are never followed up expire by ping 
     assert.deepEqual([...reasons], ["ping timeout"]);
     assert.equal(target.engine.clientsCount, 0);
   } finally {
+    await target.close();
+  }
+});
+
+Deno.test("limits: a polling client posting packets faster than maxPacketsPerSecond is closed", async () => {
+  const target = startEngine({ maxPacketsPerSecond: 10 });
+  try {
+    const connected = waitFor<[EngineSocket]>(target.engine, "connection");
+    const { sid } = await pollingHandshake(target);
+    const [session] = await connected;
+    const closed = waitFor<[string, TransportError?]>(session, "close");
+    // Ten seconds' worth at once is allowed...
+    assert.equal((await post(target, sid, Array(100).fill("4a").join("\x1e"))).status, 200);
+    assert.equal(session.readyState, "open", "a burst of 100 is within the limit");
+    // ...one more packet is not.
+    await post(target, sid, "4b");
+    const [reason, description] = await closed;
+    assert.equal(reason, "transport error");
+    assert.equal(description?.code, "packet_rate_exceeded");
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("limits: a WebSocket client flooding packets is closed; one within the rate is not", async () => {
+  const target = startEngine({ maxPacketsPerSecond: 20 });
+  const calm = new RawWebSocket(target.url({ transport: "websocket" }, "ws"));
+  const flooder = new RawWebSocket(target.url({ transport: "websocket" }, "ws"));
+  try {
+    await calm.nextText();
+    await flooder.nextText();
+    const sessions = [...target.engine.clients.values()];
+    const closes = sessions.map((session) => waitFor<[string, TransportError?]>(session, "close"));
+    for (let n = 0; n < 150; n++) calm.send("4calm");
+    for (let n = 0; n < 1000; n++) flooder.send("4flood");
+    const [reason, description] = await Promise.race(closes);
+    assert.equal(reason, "transport error");
+    assert.equal(description?.code, "packet_rate_exceeded");
+    await delay(50);
+    assert.deepEqual(
+      sessions.map((session) => session.readyState),
+      sessions.map((_, n) => n === 0 ? "open" : "closed"),
+      "only the flooder's session closed",
+    );
+  } finally {
+    await calm.close();
+    await flooder.close();
     await target.close();
   }
 });

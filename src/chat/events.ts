@@ -5,7 +5,7 @@
  * does not type-check.
  * @module
  */
-import { CodedError, toWireError, type WireError } from "../errors.ts";
+import { toWireError, type WireError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { checkEventArguments } from "../payloads.ts";
 import { type RateLimit, RateLimiter } from "../rate_limit.ts";
@@ -59,17 +59,18 @@ export class EventGate {
     );
   }
 
-  /** Spends one unit of `userId`'s budget for `event`; throws `rate_limited` when it is spent. */
-  take(event: keyof ClientToServerEvents, userId: string): void {
+  /**
+   * Spends one unit of `userId`'s budget for `event`; when it is spent, returns the refusal (a
+   * plain value: a flood is refused without building an `Error` per event).
+   */
+  take(event: keyof ClientToServerEvents, userId: string): WireError | undefined {
     const verdict = this.#limiters[event].take(userId);
-    if (verdict.ok) return;
-    throw new CodedError(
-      "rate_limited",
-      `too many \`${event}\` events; wait before sending again`,
-      {
-        retryAfterMs: verdict.retryAfterMs,
-      },
-    );
+    if (verdict.ok) return undefined;
+    return {
+      code: "rate_limited",
+      message: `too many \`${event}\` events; wait before sending again`,
+      retryAfterMs: verdict.retryAfterMs,
+    };
   }
 
   /** Counts a refusal and logs it unless this user's refusals were logged a moment ago. */
@@ -131,22 +132,20 @@ export function bindEvents(socket: ChatSocket, ctx: ChatContext, gate: EventGate
     const event = name as keyof ClientToServerEvents;
     socket.on(event, async (...args: unknown[]) => {
       const [payload, ack] = splitAck(args);
-      try {
-        gate.take(event, userId);
-      } catch (error) {
-        if (spec.dropWhenOver) return;
-        return fail(error);
+      const refusal = gate.take(event, userId);
+      if (refusal !== undefined) {
+        if (!spec.dropWhenOver) fail(refusal);
+        return;
       }
       try {
         const result = await spec.handle(ctx, payload);
         if (result !== undefined) ack?.(result);
       } catch (error) {
-        fail(error);
+        fail(toWireError(error));
       }
-      function fail(error: unknown) {
-        const wire = toWireError(error);
-        report(event, wire);
-        ack?.({ ok: false, error: wire });
+      function fail(error: WireError) {
+        report(event, error);
+        ack?.({ ok: false, error });
       }
     });
   }

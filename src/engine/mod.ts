@@ -24,6 +24,7 @@ export {
 export type { CorsOptions } from "./cors.ts";
 export {
   BACKLOG_CEILING_FACTOR,
+  PACKET_BURST_SECONDS,
   type CloseReason,
   EngineSocket,
   type HandshakeRequest,

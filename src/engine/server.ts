@@ -58,6 +58,7 @@ export const ENGINE_DEFAULTS = {
   maxBufferedBytes: 1_000_000,
   maxBufferedPackets: 1_000,
   pollBodyTimeout: 10_000,
+  maxPacketsPerSecond: 0,
 } as const;
 
 /** Engine.IO's error codes, sent as `{code, message}` with HTTP 400/403. */
@@ -131,6 +132,7 @@ export class Engine extends EventEmitter {
       maxBufferedPackets: options.maxBufferedPackets ?? ENGINE_DEFAULTS.maxBufferedPackets,
       backlogGraceMs: options.backlogGraceMs ?? pingTimeout,
       pollBodyTimeout: options.pollBodyTimeout ?? ENGINE_DEFAULTS.pollBodyTimeout,
+      maxPacketsPerSecond: options.maxPacketsPerSecond ?? ENGINE_DEFAULTS.maxPacketsPerSecond,
     };
     this.#cors = options.cors;
     this.#allowRequest = options.allowRequest;

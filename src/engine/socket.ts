@@ -55,10 +55,19 @@ export interface SessionOptions {
   backlogGraceMs: number;
   /** Most milliseconds a polling POST body may take to arrive; slower ones close the session. */
   pollBodyTimeout: number;
+  /**
+   * Packets a client may send per second, sustained; it may send ten seconds' worth at once. One
+   * more closes the session ("transport error", `packet_rate_exceeded`): a flood is cut before
+   * the layers above spend time and memory on it. 0 turns the limit off.
+   */
+  maxPacketsPerSecond: number;
 }
 
 type ReadyState = "opening" | "open" | "closing" | "closed";
 type UpgradeState = "none" | "upgrading" | "upgraded";
+
+/** A client may send this many seconds' worth of maxPacketsPerSecond at once. */
+export const PACKET_BURST_SECONDS = 10;
 
 /** Bytes sent between two checks of the transport's own send backlog. */
 const BACKLOG_CHECK_BYTES = 64 * 1024;
@@ -84,6 +93,9 @@ export class EngineSocket extends EventEmitter {
   #pingIntervalTimer?: ReturnType<typeof setTimeout>;
   #pingTimeoutTimer?: ReturnType<typeof setTimeout>;
   #sentSinceBacklogCheck = 0;
+  /** Packets the client may still send now; unset until its first packet (a full bucket). */
+  #packetTokens?: number;
+  #packetsCountedAt = 0;
   #backlogTimer?: ReturnType<typeof setTimeout>;
   #upgradeCleanup?: () => void;
 
@@ -220,6 +232,12 @@ export class EngineSocket extends EventEmitter {
 
   #onPacket(packet: Packet): void {
     if (this.readyState !== "open") return;
+    if (!this.#takePacketToken()) {
+      return this.#onClose(
+        "transport error",
+        new TransportError("packet_rate_exceeded", "the client sends packets too fast"),
+      );
+    }
     this.emit("packet", packet);
     switch (packet.type) {
       case "pong":
@@ -248,6 +266,22 @@ export class EngineSocket extends EventEmitter {
    * Pings pingInterval after the open packet or the last pong; only a pong within pingTimeout of
    * the ping keeps the session (other packets do not, as in engine.io 6).
    */
+  /** One token of the session's packet bucket (refilled at maxPacketsPerSecond, holding 10 s). */
+  #takePacketToken(): boolean {
+    const rate = this.options.maxPacketsPerSecond;
+    if (rate === 0) return true;
+    const now = Date.now();
+    const burst = rate * PACKET_BURST_SECONDS;
+    this.#packetTokens = Math.min(
+      burst,
+      (this.#packetTokens ?? burst) + ((now - this.#packetsCountedAt) * rate) / 1000,
+    );
+    this.#packetsCountedAt = now;
+    if (this.#packetTokens < 1) return false;
+    this.#packetTokens--;
+    return true;
+  }
+
   #schedulePing(): void {
     clearTimeout(this.#pingIntervalTimer);
     this.#pingIntervalTimer = setTimeout(() => {

@@ -1,0 +1,243 @@
+/**
+ * Limits one user cannot talk their way around: the connection cap under a burst, one socket per
+ * transport session, write permission for typing, typing kept out of the recovery buffer, token
+ * expiry across a recovered session, and a catch-up too big for one frame.
+ */
+import assert from "node:assert/strict";
+import {
+  ChatClient,
+  sleep,
+  startChat,
+  TEST_AUTH,
+  tokenFor,
+  within,
+} from "./helpers/chat_server.ts";
+import type { ChatMessage } from "../src/store/mod.ts";
+import { signToken } from "../src/auth.ts";
+
+Deno.test("limits: 30 parallel connects for one user admit exactly MAX_SOCKETS_PER_USER", async () => {
+  const server = await startChat({ maxSocketsPerUser: 10, handshakeLimitPerMinute: 0 });
+  const token = await tokenFor("alice");
+  const clients = Array.from(
+    { length: 30 },
+    () => new ChatClient(server.url, { auth: { token }, transports: ["websocket"] }),
+  );
+  try {
+    const outcomes = await Promise.all(clients.map((client) =>
+      within(
+        new Promise<string>((resolve) => {
+          client.socket.once("connect", () => resolve("connected"));
+          client.socket.once("connect_error", (error) => resolve(error.message));
+        }),
+        5000,
+        "connect or connect_error",
+      )
+    ));
+    assert.equal(outcomes.filter((outcome) => outcome === "connected").length, 10);
+    assert.equal(outcomes.filter((outcome) => outcome === "too_many_connections").length, 20);
+    // Closing one frees its place.
+    clients[outcomes.indexOf("connected")].close();
+    await sleep(50);
+    const late = await ChatClient.join(server.url, "alice", { transports: ["websocket"] });
+    late.close();
+  } finally {
+    clients.forEach((client) => client.close());
+    await server.close();
+  }
+});
+
+/** A raw Engine.IO WebSocket that records every text frame. */
+async function rawSocket(url: string) {
+  const socket = new WebSocket(`${url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`);
+  const frames: string[] = [];
+  socket.onmessage = (event) => {
+    if (event.data === "2") socket.send("3");
+    else frames.push(String(event.data));
+  };
+  await within(new Promise((resolve) => socket.onopen = resolve), 2000, "websocket open");
+  const closed = new Promise((resolve) => socket.onclose = resolve);
+  return {
+    socket,
+    frames,
+    async close() {
+      socket.close();
+      await closed;
+    },
+  };
+}
+
+Deno.test("limits: several CONNECT packets in one polling request admit one socket; the rest get already_connected", async () => {
+  const server = await startChat();
+  const sender = await ChatClient.join(server.url, "sender", { transports: ["websocket"] });
+  const base = `${server.url}/socket.io/?EIO=4&transport=polling`;
+  try {
+    const open = await (await fetch(base)).text();
+    const sid = JSON.parse(open.slice(1)).sid;
+    const connect = `40${JSON.stringify({ token: await tokenFor("mallory") })}`;
+    const posted = await fetch(`${base}&sid=${sid}`, {
+      method: "POST",
+      body: Array(6).fill(connect).join("\x1e"),
+    });
+    assert.equal(await posted.text(), "ok");
+    const packets: string[] = [];
+    while (packets.filter((packet) => packet.startsWith("4")).length < 6) {
+      packets.push(...(await (await fetch(`${base}&sid=${sid}`)).text()).split("\x1e"));
+    }
+    const acks = packets.filter((packet) => /^40\{"sid"/.test(packet));
+    const refusals = packets.filter((packet) => packet.startsWith("44"));
+    assert.equal(acks.length, 1, packets.join("\n"));
+    assert.equal(refusals.length, 5);
+    for (const refusal of refusals) {
+      assert.equal(JSON.parse(refusal.slice(2)).data.code, "already_connected");
+    }
+    const ack = await sender.send({ message: "once" });
+    assert.ok(ack.ok);
+    const delivered: string[] = [];
+    while (!delivered.some((packet) => packet.includes(ack.message.id))) {
+      delivered.push(...(await (await fetch(`${base}&sid=${sid}`)).text()).split("\x1e"));
+    }
+    await sleep(100);
+    assert.equal(
+      delivered.filter((packet) => packet.includes(ack.message.id)).length,
+      1,
+      "the broadcast reached the session once",
+    );
+    await fetch(`${base}&sid=${sid}`, { method: "POST", body: "1" }).then((r) => r.body?.cancel());
+  } finally {
+    sender.close();
+    await server.close();
+  }
+});
+
+Deno.test("limits: CONNECT packets sent back to back on a WebSocket never admit a second socket", async () => {
+  const server = await startChat();
+  const raw = await rawSocket(server.url);
+  try {
+    const connect = `40${JSON.stringify({ token: await tokenFor("mallory") })}`;
+    for (let n = 0; n < 6; n++) raw.socket.send(connect);
+    await sleep(300);
+    const acks = raw.frames.filter((frame) => /^40\{"sid"/.test(frame));
+    assert.equal(acks.length, 1, raw.frames.join("\n"));
+    assert.equal(server.app.io.of("/").sockets.size <= 1, true);
+    for (const refusal of raw.frames.filter((frame) => frame.startsWith("44"))) {
+      assert.equal(JSON.parse(refusal.slice(2)).data.code, "already_connected");
+    }
+  } finally {
+    await raw.close();
+    await server.close();
+  }
+});
+
+Deno.test("typing: a token that may not write cannot type either", async () => {
+  const server = await startChat({ auth: { ...TEST_AUTH, requireWriteScope: true } });
+  const reader = await ChatClient.join(server.url, "reader");
+  const writer = new ChatClient(server.url, {
+    auth: { token: await tokenFor("writer", "Writer", 3600, "chat:write") },
+  });
+  try {
+    await writer.waitFor(() => writer.loaded !== undefined, "writer's history");
+    let typingSeen = 0;
+    writer.socket.on("typing", () => typingSeen++);
+    reader.socket.emit("typing", { typing: true });
+    await reader.waitFor(() => reader.errors.length > 0, "the refusal");
+    assert.equal(reader.errors[0].code, "forbidden");
+    await sleep(50);
+    assert.equal(typingSeen, 0);
+  } finally {
+    reader.close();
+    writer.close();
+    await server.close();
+  }
+});
+
+Deno.test("typing: never enters socket.io's recovery buffer, while messages do", async () => {
+  const server = await startChat({ connectionRecoveryMs: 60_000 });
+  const alice = await ChatClient.join(server.url, "alice");
+  const bob = await ChatClient.join(server.url, "bob");
+  const buffered = () =>
+    (server.app.io.of("/").adapter as unknown as { packets: unknown[] }).packets.length;
+  try {
+    const before = buffered();
+    const typing = new Promise((resolve) => bob.socket.once("typing", resolve));
+    alice.socket.emit("typing", { typing: true });
+    await within(typing, 2000, "bob sees alice typing");
+    assert.equal(buffered(), before, "typing is volatile");
+    assert.ok((await alice.send({ message: "kept for recovery" })).ok);
+    assert.equal(buffered(), before + 1);
+  } finally {
+    alice.close();
+    bob.close();
+    await server.close();
+  }
+});
+
+Deno.test("auth: a recovered session whose token expired meanwhile is ended with token_expired", async () => {
+  const server = await startChat({
+    connectionRecoveryMs: 60_000,
+    auth: { ...TEST_AUTH, clockToleranceSeconds: 0 },
+  });
+  const token = await signToken(TEST_AUTH.key.kind === "secret" ? TEST_AUTH.key.secret : "", {
+    sub: "brief",
+    ttlSeconds: 1,
+  });
+  const client = new ChatClient(server.url, {
+    auth: { token },
+    transports: ["websocket"],
+    reconnection: true,
+    reconnectionDelay: 1500,
+    reconnectionDelayMax: 1500,
+    randomizationFactor: 0,
+  });
+  try {
+    await client.waitFor(() => client.loaded !== undefined, "history");
+    let recovered = false;
+    client.socket.on("connect", () => recovered ||= client.socket.recovered);
+    const ended = new Promise((resolve) => {
+      client.socket.on(
+        "disconnect",
+        (reason) => reason === "io server disconnect" && resolve(reason),
+      );
+    });
+    // Drop the transport while the token is still valid; the reconnect comes after its expiry.
+    client.socket.io.engine.close();
+    await within(ended, 5000, "the server to end the recovered session");
+    assert.ok(recovered, "socket.io recovered the session");
+    assert.deepEqual(client.errors.map((error) => error.code), ["token_expired"]);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+for (const transport of ["polling", "websocket"] as const) {
+  Deno.test(`delivery: a 1,000-message catch-up of 2,000-character messages arrives whole over ${transport}`, async () => {
+    const server = await startChat({ handshakeLimitPerMinute: 0 });
+    const user = { id: "writer", name: "Writer" };
+    const [mark] = await server.store.appendMany([{ user, message: "last seen" }]);
+    const sent: ChatMessage[] = [];
+    for (let batch = 0; batch < 10; batch++) {
+      const inputs = Array.from({ length: 100 }, (_, n) => ({
+        user,
+        message: `${batch * 100 + n} `.padEnd(2000, "é"),
+      }));
+      sent.push(...(await server.store.appendMany(inputs)).map((result) => result.message));
+    }
+    const client = new ChatClient(server.url, {
+      auth: { token: await tokenFor("reader"), lastId: mark.message.id },
+      transports: [transport],
+    });
+    let disconnected = false;
+    client.socket.on("disconnect", () => disconnected = true);
+    try {
+      await client.waitFor(() => client.loaded !== undefined, "the whole catch-up", 15_000);
+      assert.deepEqual(client.history.map((message) => message.id), sent.map((m) => m.id));
+      assert.deepEqual(client.loaded, { hasMore: false, catchUp: true });
+      assert.ok(client.loads.length > 1, "the catch-up came in several frames");
+      await sleep(200);
+      assert.equal(disconnected, false);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+}
