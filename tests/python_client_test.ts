@@ -124,3 +124,30 @@ for (const transport of ["polling", "websocket"] as const) {
     },
   });
 }
+
+Deno.test({
+  name: named("the first load is the whole history, oldest first"),
+  ignore: missing.length > 0,
+  async fn() {
+    const server = await startChat();
+    try {
+      const alice = await ChatClient.join(server.url, "alice");
+      const seeded: ChatMessage[] = [];
+      try {
+        for (const text of ["one", "two", "three"]) {
+          const ack = await alice.send({ message: text });
+          assert.ok(ack.ok);
+          seeded.push(ack.message);
+        }
+      } finally {
+        alice.close();
+      }
+      const observed = await runPythonClient(server.url, "py", "websocket");
+      assert.equal(observed.historyFrames, 1);
+      assert.deepEqual(observed.history, seeded);
+      assert.deepEqual(observed.loaded, { hasMore: false, catchUp: false });
+    } finally {
+      await server.close();
+    }
+  },
+});
