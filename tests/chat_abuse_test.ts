@@ -8,7 +8,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ChatClient, sleep, tokenFor, within } from "./helpers/chat_server.ts";
+import { ChatClient, sleep, tokenFor } from "./helpers/chat_server.ts";
 import { startMain } from "./helpers/main_process.ts";
 
 const FLOOD_MS = Number(Deno.env.get("FLOOD_MS") ?? 2000);

@@ -24,9 +24,9 @@ export {
 export type { CorsOptions } from "./cors.ts";
 export {
   BACKLOG_CEILING_FACTOR,
-  PACKET_BURST_SECONDS,
   type CloseReason,
   EngineSocket,
   type HandshakeRequest,
+  PACKET_BURST_SECONDS,
 } from "./socket.ts";
 export * as parser from "./parser.ts";
