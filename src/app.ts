@@ -19,8 +19,13 @@ import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
 import { attachChat, type ChatServer, deliverTo, socketDirectory } from "./chat/mod.ts";
 import { createClientAddress } from "./client_address.ts";
 import type { Cluster } from "./cluster.ts";
-import type { Config } from "./config.ts";
-import { type ConnectionInfo, Engine } from "./engine/mod.ts";
+import { type Config, largestHistoryBytes } from "./config.ts";
+import {
+  BACKLOG_CEILING_FACTOR,
+  type ConnectionInfo,
+  Engine,
+  ENGINE_DEFAULTS,
+} from "./engine/mod.ts";
 import { createHttpHandler, type Readiness, type Route, withSecurityHeaders } from "./http.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
@@ -85,6 +90,11 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     pingTimeout: config.pingTimeout,
     maxHttpBufferSize: config.maxHttpBufferSize,
     maxPacketsPerSecond: config.maxPacketsPerSecond,
+    // A full history is queued at once: it must fit under the backlog a client may have.
+    backlogCeilingBytes: Math.max(
+      ENGINE_DEFAULTS.maxBufferedBytes * BACKLOG_CEILING_FACTOR,
+      largestHistoryBytes(config) + ENGINE_DEFAULTS.maxBufferedBytes,
+    ),
     cors: config.corsOrigin ? { origin: config.corsOrigin, credentials: true } : undefined,
     clientAddress,
     allowRequest(request, info) {

@@ -453,11 +453,42 @@ function readTls(env: Env): Config["tls"] {
   return { certFile, keyFile };
 }
 
+/**
+ * The most bytes one character of message text takes in a frame: a control character or a lone
+ * surrogate is escaped by JSON as `\uXXXX`.
+ */
+const MAX_BYTES_PER_CHARACTER = 6;
+/** A message's id, author, time and JSON punctuation, at most (ids and names are bounded). */
+const MESSAGE_OVERHEAD_BYTES = 512;
+/** The largest history (on connect or as a catch-up) the server agrees to deliver: 64 MiB. */
+export const MAX_HISTORY_BYTES = 64 * 2 ** 20;
+
+/** The most bytes one connection's history can take, however its messages are written. */
+export function largestHistoryBytes(
+  config: Pick<Config, "historyLimit" | "catchupLimit" | "maxMessageLength">,
+): number {
+  const messages = Math.max(config.historyLimit, config.catchupLimit);
+  return messages * (config.maxMessageLength * MAX_BYTES_PER_CHARACTER + MESSAGE_OVERHEAD_BYTES);
+}
+
+/** Refuses history settings whose largest history could never be delivered to one client. */
+function checkDeliverable(config: Config): void {
+  const bytes = largestHistoryBytes(config);
+  if (bytes <= MAX_HISTORY_BYTES) return;
+  const variable = config.catchupLimit >= config.historyLimit ? "CATCHUP_LIMIT" : "HISTORY_LIMIT";
+  const megabytes = (bytes / 2 ** 20).toFixed(0);
+  throw new ConfigError(
+    variable,
+    `${variable} × MAX_MESSAGE_LENGTH allows a history of up to ${megabytes} MiB, over the ` +
+      `${MAX_HISTORY_BYTES / 2 ** 20} MiB one connection may be sent; lower one of them`,
+  );
+}
+
 /** Parses and validates the whole configuration; throws {@link ConfigError} on the first bad value. */
 export function loadConfig(env: Env): Config {
   const hostname = readString(env, "HOSTNAME") ?? DEFAULTS.hostname;
   const historyLimit = readInteger(env, "HISTORY_LIMIT", DEFAULTS.historyLimit, 0, 1000);
-  return {
+  const config: Config = {
     auth: readAuthConfig(env),
     port: readInteger(env, "PORT", DEFAULTS.port, 0, 65_535),
     hostname,
@@ -489,6 +520,8 @@ export function loadConfig(env: Env): Config {
     ...readDeliveryConfig(env, historyLimit),
     ...readOperationsConfig(env),
   };
+  checkDeliverable(config);
+  return config;
 }
 
 /** Shortest HMAC secret, in bytes, that is as strong as HS256 itself (RFC 7518 §3.2). */

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { AUTH_DEFAULTS, ConfigError, configWarnings, DEFAULTS, loadConfig } from "../src/config.ts";
+import {
+  AUTH_DEFAULTS,
+  ConfigError,
+  configWarnings,
+  DEFAULTS,
+  largestHistoryBytes,
+  loadConfig,
+  MAX_HISTORY_BYTES,
+} from "../src/config.ts";
 
 const BASE = { JWT_SECRET: "s3cr3t" };
 const SECRET_AUTH = {
@@ -82,6 +90,7 @@ Deno.test("config: every variable is parsed", () => {
     HANDSHAKE_LIMIT_PER_MIN: "0",
     TRUSTED_PROXIES: "10.0.0.0/8, 127.0.0.1,fd00::/8",
     MAX_SOCKETS_PER_USER: "3",
+    MAX_PACKETS_PER_SECOND: "20",
     CONNECTION_RECOVERY: "30s",
     COMMIT_GATHER: "5ms",
     DENO_USE_WRITEV: "0",
@@ -120,6 +129,7 @@ Deno.test("config: every variable is parsed", () => {
     refreshLimitPerMinute: 4,
     handshakeLimitPerMinute: 0,
     maxSocketsPerUser: 3,
+    maxPacketsPerSecond: 20,
     connectionRecoveryMs: 30_000,
     devLogin: true,
     metricsToken: "scrape-me",
@@ -357,4 +367,17 @@ Deno.test("config: DEV_LOGIN needs JWT_SECRET", () => {
     () => loadConfig({ JWT_JWKS_URL: "https://idp.example/jwks.json", DEV_LOGIN: "1" }),
     (error: ConfigError) => error.variable === "DEV_LOGIN",
   );
+});
+
+Deno.test("config: history settings that could never be delivered are refused, naming the setting", () => {
+  assert.throws(
+    () => loadConfig({ ...BASE, CATCHUP_LIMIT: "10000", MAX_MESSAGE_LENGTH: "10000" }),
+    (error: ConfigError) =>
+      error.variable === "CATCHUP_LIMIT" && /MAX_MESSAGE_LENGTH/.test(error.message) &&
+      /64 MiB/.test(error.message),
+  );
+  const defaults = loadConfig(BASE);
+  assert.ok(largestHistoryBytes(defaults) <= MAX_HISTORY_BYTES);
+  // The largest deliverable combination at the longest messages.
+  assert.ok(loadConfig({ ...BASE, CATCHUP_LIMIT: "1000", MAX_MESSAGE_LENGTH: "10000" }));
 });

@@ -336,6 +336,7 @@ Deno.test({
       typingLimitPerMinute: 1_000_000,
       historyLimitPerMinute: 1_000_000,
       refreshLimitPerMinute: 1_000_000,
+      maxPacketsPerSecond: 0,
       ...LIMITS,
     });
     const tokens: TokenSet = await makeTokenVariants();

@@ -17,6 +17,7 @@
 import { EventEmitter } from "node:events";
 import { applyCors, type CorsOptions } from "./cors.ts";
 import {
+  BACKLOG_CEILING_FACTOR,
   type CloseReason,
   EngineSocket,
   type HandshakeRequest,
@@ -122,13 +123,15 @@ export class Engine extends EventEmitter {
     super();
     const path = options.path ?? ENGINE_DEFAULTS.path;
     const pingTimeout = options.pingTimeout ?? ENGINE_DEFAULTS.pingTimeout;
+    const maxBufferedBytes = options.maxBufferedBytes ?? ENGINE_DEFAULTS.maxBufferedBytes;
     this.options = {
       path: path.endsWith("/") ? path : `${path}/`,
       pingInterval: options.pingInterval ?? ENGINE_DEFAULTS.pingInterval,
       pingTimeout,
       upgradeTimeout: options.upgradeTimeout ?? ENGINE_DEFAULTS.upgradeTimeout,
       maxHttpBufferSize: options.maxHttpBufferSize ?? ENGINE_DEFAULTS.maxHttpBufferSize,
-      maxBufferedBytes: options.maxBufferedBytes ?? ENGINE_DEFAULTS.maxBufferedBytes,
+      maxBufferedBytes,
+      backlogCeilingBytes: options.backlogCeilingBytes ?? maxBufferedBytes * BACKLOG_CEILING_FACTOR,
       maxBufferedPackets: options.maxBufferedPackets ?? ENGINE_DEFAULTS.maxBufferedPackets,
       backlogGraceMs: options.backlogGraceMs ?? pingTimeout,
       pollBodyTimeout: options.pollBodyTimeout ?? ENGINE_DEFAULTS.pollBodyTimeout,

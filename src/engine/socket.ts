@@ -29,7 +29,7 @@ export interface HandshakeRequest {
 
 /**
  * How far over {@link SessionOptions.maxBufferedBytes} a backlog may grow during its grace period
- * before the session is closed at once.
+ * before the session is closed at once, unless {@link SessionOptions.backlogCeilingBytes} says.
  */
 export const BACKLOG_CEILING_FACTOR = 8;
 
@@ -53,6 +53,11 @@ export interface SessionOptions {
   maxBufferedPackets: number;
   /** Milliseconds a backlog over maxBufferedBytes has to drain (default: pingTimeout). */
   backlogGraceMs: number;
+  /**
+   * A backlog over this closes the session at once (default {@link BACKLOG_CEILING_FACTOR} ×
+   * maxBufferedBytes); the app raises it so its largest frame burst (a full history) fits.
+   */
+  backlogCeilingBytes: number;
   /** Most milliseconds a polling POST body may take to arrive; slower ones close the session. */
   pollBodyTimeout: number;
   /**
@@ -338,7 +343,7 @@ export class EngineSocket extends EventEmitter {
       backlog += this.transport.bufferedAmount;
     }
     if (backlog <= maxBufferedBytes) return;
-    if (backlog > maxBufferedBytes * BACKLOG_CEILING_FACTOR) return this.#closeUnread();
+    if (backlog > this.options.backlogCeilingBytes) return this.#closeUnread();
     this.#backlogTimer ??= setTimeout(() => {
       this.#backlogTimer = undefined;
       if (this.#writeBufferSize + this.transport.bufferedAmount > maxBufferedBytes) {
