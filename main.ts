@@ -1,5 +1,9 @@
 /**
  * The chat server: read config → open store → build app → Deno.serve → graceful shutdown.
+ *
+ * stdout carries only JSON log lines (one object per line, each with `instance`); what a person
+ * starting the server should read — the address, warnings, why it could not start — goes to
+ * stderr, one line each. Every startup failure is one line naming the setting, and exit code 1.
  * @module
  */
 import { createApp } from "./src/app.ts";
@@ -25,7 +29,18 @@ try {
   console.error(`chat server: configuration error: ${error.message}`);
   Deno.exit(1);
 }
-const log = createLogger(config.logLevel);
+const log = createLogger(config.logLevel, undefined, { instance: config.instanceId });
+
+/** Tells the operator why the server cannot start, in one line, and exits 1. */
+function fail(line: string): never {
+  console.error(`chat server: ${line}`);
+  log.error("server.failed", { reason: line });
+  Deno.exit(1);
+}
+
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 for (const warning of configWarnings(config)) {
   console.warn(`chat server: WARNING: ${warning}`);
   log.warn("config.warning", { warning });
@@ -39,13 +54,11 @@ if (config.vectoredWrites) Deno.env.set("DENO_USE_WRITEV", "1");
 else Deno.env.delete("DENO_USE_WRITEV");
 
 function cannotOpenStore(error: unknown): never {
-  const reason = error instanceof Error ? error.message : String(error);
   const variable = /^https?:/.test(config.kvPath) ? "KV_URL" : "KV_PATH";
-  console.error(`chat server: cannot open ${variable} "${config.kvPath}": ${reason}`);
-  if (error instanceof Deno.errors.NotCapable) {
-    console.error("chat server: `deno task start` may write only under ./data; see README");
-  }
-  Deno.exit(1);
+  const hint = error instanceof Deno.errors.NotCapable
+    ? " (`deno task start` may write only under ./data; see README)"
+    : "";
+  fail(`cannot open ${variable} "${config.kvPath}": ${reasonOf(error)}${hint}`);
 }
 
 let kv: Deno.Kv;
@@ -101,10 +114,9 @@ if (config.redisUrl) {
   try {
     cluster = await connectCluster(config.redisUrl, log);
   } catch (error) {
-    console.error(`chat server: ${error instanceof Error ? error.message : error}`);
     await lease?.release();
     store.close();
-    Deno.exit(1);
+    fail(reasonOf(error));
   }
 }
 
@@ -117,37 +129,67 @@ if (devLoginSecret) {
   );
   log.warn("dev_login.enabled", {});
 }
-const routes = pageRoutes(devLoginSecret ? { devLogin: { secret: devLoginSecret } } : {});
-const app = createApp(config, store, { log, cluster, routes });
+/** Gives back what was opened before the server could listen. */
+async function releaseAll(): Promise<void> {
+  await cluster?.close();
+  await lease?.release();
+  store.close();
+}
+
+async function readTlsFile(variable: string, path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    await releaseAll();
+    fail(`cannot read ${variable} "${path}": ${reasonOf(error)}`);
+  }
+}
+
 const tls = config.tls
   ? {
-    cert: await Deno.readTextFile(config.tls.certFile),
-    key: await Deno.readTextFile(config.tls.keyFile),
+    cert: await readTlsFile("TLS_CERT_FILE", config.tls.certFile),
+    key: await readTlsFile("TLS_KEY_FILE", config.tls.keyFile),
   }
   : {};
 
-const server = Deno.serve({
-  port: config.port,
-  hostname: config.hostname,
-  ...tls,
-  onListen({ hostname, port }) {
-    const scheme = config.tls ? "https" : "http";
-    console.log(`chat server listening on ${scheme}://${hostname}:${port} (kv: ${config.kvPath})`);
-    log.info("server.started", {
-      hostname,
-      port,
-      instance: config.instanceId,
-      tls: Boolean(config.tls),
-      redis: Boolean(cluster),
-    });
-  },
-}, app.handler);
+const routes = pageRoutes(devLoginSecret ? { devLogin: { secret: devLoginSecret } } : {});
+const app = createApp(config, store, { log, cluster, routes });
+let server: Deno.HttpServer<Deno.NetAddr>;
+try {
+  server = Deno.serve({
+    port: config.port,
+    hostname: config.hostname,
+    ...tls,
+    onListen({ hostname, port }) {
+      const url = `${config.tls ? "https" : "http"}://${hostname}:${port}`;
+      console.error(`chat server listening on ${url} (kv: ${config.kvPath})`);
+      log.info("server.started", {
+        url,
+        hostname,
+        port,
+        tls: Boolean(config.tls),
+        redis: Boolean(cluster),
+      });
+    },
+  }, app.handler);
+} catch (error) {
+  await app.close();
+  await releaseAll();
+  const where = `${config.hostname}:${config.port}`;
+  if (error instanceof Deno.errors.AddrInUse) {
+    fail(`cannot listen on ${where}: PORT ${config.port} is in use`);
+  }
+  if (error instanceof Deno.errors.InvalidData) {
+    fail(`cannot listen with TLS_CERT_FILE/TLS_KEY_FILE: ${reasonOf(error)}`);
+  }
+  fail(`cannot listen on ${where} (HOSTNAME, PORT): ${reasonOf(error)}`);
+}
 
 let shuttingDown = false;
 async function shutdown(reason: string, exitCode = 0): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
-  console.log(`chat server: ${reason}, shutting down`);
+  console.error(`chat server: ${reason}, shutting down`);
   log.info("shutdown.started", { reason, timeoutMs: config.shutdownTimeoutMs });
   const deadline = setTimeout(() => {
     log.error("shutdown.timeout", { timeoutMs: config.shutdownTimeoutMs });

@@ -73,7 +73,11 @@ export async function spawnServer(options: ServerOptions = {}): Promise<ServerPr
   const started = Date.now();
   let url: string | undefined;
   while (!url) {
-    url = output.match(/listening on (https?:\/\/[^ ]+)/)?.[1];
+    // Ours logs its address as JSON (`server.started`); the others print "listening on <url>".
+    const match = output.match(
+      /"event":"server.started"[^\n]*"url":"(https?:\/\/[^"]+)"|listening on (https?:\/\/[^ ]+)/,
+    );
+    url = match?.[1] ?? match?.[2];
     if (url) break;
     if (Date.now() - started > 20_000) {
       child.kill("SIGKILL");

@@ -32,15 +32,19 @@ function errorFields(value: unknown): unknown {
   return value instanceof Error ? { name: value.name, message: value.message } : value;
 }
 
-/** A logger writing lines at `level` and above to `write` (stdout by default). */
+/**
+ * A logger writing lines at `level` and above to `write` (stdout by default); every line carries
+ * `base` (the server passes `{ instance }`).
+ */
 export function createLogger(
   level: LogLevel,
   write: (line: string) => void = (line) => console.log(line),
+  base: LogFields = {},
 ): Logger {
   const threshold = LOG_LEVELS.indexOf(level);
   const logAt = (at: LogLevel) => (event: string, fields: LogFields = {}) => {
     if (LOG_LEVELS.indexOf(at) < threshold) return;
-    const line: LogFields = { level: at, time: new Date().toISOString(), event };
+    const line: LogFields = { level: at, time: new Date().toISOString(), event, ...base };
     for (const [key, value] of Object.entries(fields)) line[key] = errorFields(value);
     write(JSON.stringify(line));
   };

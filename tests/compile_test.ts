@@ -27,12 +27,13 @@ Deno.test({
       let output = "";
       const url = await within(
         (async () => {
-          while (!/listening on (\S+)/.test(output)) {
+          const started = /"event":"server.started"[^\n]*"url":"([^"]+)"/;
+          while (!started.test(output)) {
             const { value, done } = await reader.read();
             if (done) throw new Error(output);
             output += new TextDecoder().decode(value);
           }
-          return output.match(/listening on (\S+)/)![1];
+          return output.match(started)![1];
         })(),
         15_000,
         "the binary to listen",
@@ -45,5 +46,29 @@ Deno.test({
       await child.status;
       await child.stdout.cancel().catch(() => {});
     }
+  },
+});
+
+Deno.test({
+  name: "compile: without DENORT_BIN, `deno task compile` builds or says in one line what to set",
+  ignore: Boolean(denort),
+  async fn() {
+    const env = Deno.env.toObject();
+    delete env.DENORT_BIN;
+    const built = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", "compile"],
+      env,
+      clearEnv: true,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(built.stderr).trim();
+    if (built.success) {
+      // Where Deno's release host is reachable the runtime downloads and the build succeeds.
+      assert.ok((await Deno.stat("dist/chat-server")).isFile);
+      return;
+    }
+    assert.equal(stderr.split("\n").length, 1, stderr);
+    assert.match(stderr, /^compile: .*set DENORT_BIN/);
   },
 });

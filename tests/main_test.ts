@@ -54,7 +54,7 @@ Deno.test("main: SIGTERM stores in-flight messages, disconnects cleanly and exit
     assert.equal(await within(disconnected, 5000, "disconnect"), "transport close");
     const status = await within(running.child.status, 10_000, "exit");
     assert.equal(status.code, 0);
-    assert.match(running.output(), /SIGTERM received, shutting down/);
+    assert.match(running.output(), /"event":"shutdown.started"[^\n]*"reason":"SIGTERM received"/);
     assert.match(running.output(), /"event":"shutdown.finished"/);
     const acked = (await Promise.all(acks)).filter((ack) => ack.ok).map((ack) => ack.message!.id);
     const kv = await Deno.openKv(kvPath);
@@ -81,9 +81,11 @@ Deno.test("main: a JWT_SECRET under 32 bytes starts with one warning line", asyn
     const health = await fetch(`${running.url}/healthz`);
     assert.equal(health.status, 200);
     await health.body?.cancel();
+    const warnings = running.errors().split("\n").filter((line) => line.includes("WARNING"));
+    assert.equal(warnings.length, 1, running.errors());
     assert.match(
-      running.errors(),
-      /^chat server: WARNING: JWT_SECRET is 12 bytes; HS256 secrets should be at least 32 bytes \(RFC 7518 §3\.2\)[^\n]*\n$/,
+      warnings[0],
+      /^chat server: WARNING: JWT_SECRET is 12 bytes; HS256 secrets should be at least 32 bytes \(RFC 7518 §3\.2\)/,
     );
     assert.match(running.output(), /"level":"warn".*"event":"config.warning"/);
   } finally {
@@ -91,7 +93,7 @@ Deno.test("main: a JWT_SECRET under 32 bytes starts with one warning line", asyn
   }
   const long = await startMain({ JWT_SECRET: "x".repeat(32) }, { captureStderr: true });
   await long.stop();
-  assert.equal(long.errors(), "");
+  assert.ok(!long.errors().includes("WARNING"), long.errors());
 });
 
 Deno.test("main: a second instance on the same KV_PATH without REDIS_URL exits 1 with one line", async () => {
@@ -212,5 +214,58 @@ Deno.test("main: large frames (a 600 KB history, a big live batch) arrive whole 
     writer.close();
     reader?.close();
     await running.stop();
+  }
+});
+
+Deno.test("main: a busy port is one line naming PORT, exit 1", async () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const { code, stderr } = await runMain({ PORT: String(busy.addr.port) });
+    assert.equal(code, 1);
+    const lines = stderr.trim().split("\n");
+    assert.equal(lines.length, 1, stderr);
+    assert.match(
+      lines[0],
+      new RegExp(`^chat server: cannot listen on .*PORT ${busy.addr.port} is in use`),
+    );
+  } finally {
+    busy.close();
+  }
+});
+
+Deno.test("main: a missing TLS file is one line naming the setting, exit 1", async () => {
+  const { code, stderr } = await runMain({
+    TLS_CERT_FILE: "/nonexistent/cert.pem",
+    TLS_KEY_FILE: "/nonexistent/key.pem",
+  });
+  assert.equal(code, 1);
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  assert.match(stderr, /^chat server: cannot read TLS_CERT_FILE "\/nonexistent\/cert.pem": /);
+});
+
+Deno.test("main: an unresolvable host is one line naming HOSTNAME, exit 1", async () => {
+  const { code, stderr } = await runMain({ HOSTNAME: "no-such-host.invalid" });
+  assert.equal(code, 1);
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  assert.match(
+    stderr,
+    /^chat server: cannot listen on no-such-host.invalid:0 \(HOSTNAME, PORT\): /,
+  );
+});
+
+Deno.test("main: stdout carries only JSON lines, each with the instance", async () => {
+  const running = await startMain({ INSTANCE_ID: "door-1" });
+  try {
+    await fetch(`${running.url}/healthz`).then((response) => response.body?.cancel());
+  } finally {
+    running.child.kill("SIGTERM");
+    await running.child.status;
+    await running.stop();
+  }
+  const lines = running.output().trim().split("\n");
+  assert.ok(lines.length >= 2, running.output());
+  for (const line of lines) {
+    const entry = JSON.parse(line);
+    assert.equal(entry.instance, "door-1", line);
   }
 });

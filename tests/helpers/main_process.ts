@@ -28,8 +28,9 @@ async function drain(stream: ReadableStream<Uint8Array>, append: (text: string) 
 }
 
 /**
- * Starts main.ts with `env` on 127.0.0.1 port 0 and waits for its listening line. Its stderr goes
- * to the test's own unless `captureStderr` is set.
+ * Starts main.ts with `env` on 127.0.0.1 port 0 and waits for its listening line (on stderr, where
+ * the server writes what a person reads). Its stderr is copied to the test's own unless
+ * `captureStderr` is set.
  */
 export async function startMain(
   env: Record<string, string>,
@@ -39,54 +40,45 @@ export async function startMain(
     args: ["run", ...PERMISSIONS, MAIN],
     env: { ...BASE_ENV, ...env },
     stdout: "piped",
-    stderr: captureStderr ? "piped" : "inherit",
+    stderr: "piped",
   }).spawn();
-  let errors = "";
-  const stderrDone = captureStderr ? drain(child.stderr, (text) => errors += text) : undefined;
   let output = "";
-  const reader = child.stdout.getReader();
+  let errors = "";
+  let onStderr = () => {};
+  // Keep draining both pipes so the child never blocks on a full one.
+  const drained = Promise.all([
+    drain(child.stdout, (text) => output += text),
+    drain(child.stderr, (text) => {
+      errors += text;
+      if (!captureStderr) Deno.stderr.writeSync(new TextEncoder().encode(text));
+      onStderr();
+    }),
+  ]);
+  const stop = async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await child.status;
+    await drained;
+  };
   let url: string;
   try {
     url = await within(
-      (async () => {
-        while (true) {
-          const { value, done } = await reader.read();
-          if (done) throw new Error(`main.ts exited before listening: ${output}`);
-          output += decoder.decode(value);
-          const match = output.match(/listening on (https?:\/\/[^ ]+)/);
-          if (match) return match[1];
-        }
-      })(),
+      new Promise<string>((resolve, reject) => {
+        onStderr = () => {
+          const match = errors.match(/listening on (https?:\/\/[^ ]+)/);
+          if (match) resolve(match[1]);
+        };
+        child.status.then(() => reject(new Error(`main.ts exited before listening: ${errors}`)));
+      }),
       15_000,
       "main.ts to listen",
     );
   } catch (error) {
-    child.kill("SIGKILL");
-    await child.status;
-    await stderrDone;
+    await stop();
     throw error;
   }
-  // Keep draining stdout so the child never blocks on a full pipe.
-  (async () => {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      output += decoder.decode(value);
-    }
-  })();
-  return {
-    child,
-    url,
-    output: () => output,
-    errors: () => errors,
-    async stop() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already exited */ }
-      await child.status;
-      await stderrDone;
-    },
-  };
+  return { child, url, output: () => output, errors: () => errors, stop };
 }
 
 /** Runs main.ts with only `env` (no inherited variables) until it exits, killed after 15 s. */
