@@ -32,7 +32,7 @@ async function storedMessages(kvPath: string): Promise<ChatMessage[]> {
   const kv = await Deno.openKv(kvPath);
   try {
     const messages: ChatMessage[] = [];
-    for await (const entry of kv.list<ChatMessage>({ prefix: ["messages"] })) {
+    for await (const entry of kv.list<ChatMessage>({ prefix: ["messages", "general"] })) {
       messages.push(entry.value);
     }
     return messages;

@@ -60,7 +60,10 @@ Deno.test("main: SIGTERM stores in-flight messages, disconnects cleanly and exit
     const kv = await Deno.openKv(kvPath);
     try {
       for (const id of acked) {
-        assert.ok((await kv.get(["messages", id])).value, `acked message ${id} is stored`);
+        assert.ok(
+          (await kv.get(["messages", "general", id])).value,
+          `acked message ${id} is stored`,
+        );
       }
     } finally {
       kv.close();

@@ -373,3 +373,96 @@ Deno.test("kv store: a batch whose only commit fails rejects with the store's ow
     store.close();
   }
 });
+
+Deno.test("kv store: rooms keep separate histories; a message carries its room", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const user = { id: "u", name: "U" };
+    const general = await store.append({ user, message: "in general" });
+    const team = await store.append({ room: "team", user, message: "in team" });
+    const team2 = await store.append({ room: "team", user, message: "again" });
+    assert.equal(general.room, "general");
+    assert.equal(team.room, "team");
+    assert.deepEqual(await store.latest(10), [general]);
+    assert.deepEqual(await store.latest(10, undefined, "team"), [team, team2]);
+    assert.deepEqual(await store.before(team2.id, 10, "team"), [team]);
+    assert.deepEqual(await store.after(team.id, 10, "team"), [team2]);
+    assert.deepEqual(await store.latest(10, undefined, "empty"), []);
+    assert.equal(await store.countAfter("team", undefined, 100), 2);
+    assert.equal(await store.countAfter("team", team.id, 100), 1);
+    assert.equal(await store.countAfter("team", undefined, 1), 1, "counting stops at the cap");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: a clientId retried in another room answers with the first message", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const user = { id: "u", name: "U" };
+    const [first] = await store.appendMany([{ room: "team", user, message: "a", clientId: "c" }]);
+    const [again] = await store.appendMany([{ room: "other", user, message: "a", clientId: "c" }]);
+    assert.equal(again.created, false);
+    assert.deepEqual(again.message, first.message);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: read markers and memberships are per user and room", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const user = { id: "u", name: "U" };
+    const message = await store.append({ room: "team", user, message: "hi" });
+    await store.setReadMarker("alice", "team", message.id);
+    assert.deepEqual(await store.readMarkers("alice", ["team", "general"]), [
+      message.id,
+      undefined,
+    ]);
+    assert.deepEqual(await store.readMarkers("bob", ["team"]), [undefined]);
+    await store.addMembership("alice", "team");
+    await store.addMembership("alice", "dm:alice:bob");
+    await store.addMembership("bob", "dm:alice:bob");
+    assert.deepEqual(await store.memberships("alice", 10), ["dm:alice:bob", "team"]);
+    assert.deepEqual(await store.memberships("alice", 1), ["dm:alice:bob"]);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("kv store: messages stored before rooms move into the default room on open, once", async () => {
+  const path = await Deno.makeTempFile({ suffix: ".kv" });
+  try {
+    const kv = await Deno.openKv(path);
+    const user = { id: "u", name: "U" };
+    const legacy = [...Array(450)].map((_, n) => ({
+      id: `01JDQ7ZJ2K8M6V1T4X3N${String(n).padStart(6, "0")}`,
+      user,
+      message: `old ${n}`,
+      createdAt: "2026-11-25T21:56:24.123Z",
+    }));
+    for (const message of legacy) await kv.set(["messages", message.id], message);
+    await kv.set(["dedupe", "u", "c1"], legacy[3].id);
+    kv.close();
+    const store = await openKvStore(path, { defaultRoom: "lobby" });
+    try {
+      const history = await store.latest(1000);
+      assert.equal(history.length, 450);
+      assert.deepEqual(history[0], { ...legacy[0], room: "lobby" });
+      // A retry of a message sent before rooms still finds it.
+      const [retry] = await store.appendMany([{ user, message: "x", clientId: "c1" }]);
+      assert.equal(retry.created, false);
+      assert.equal(retry.message.id, legacy[3].id);
+    } finally {
+      store.close();
+    }
+    const again = await openKvStore(path, { defaultRoom: "lobby" });
+    try {
+      assert.equal((await again.latest(1000)).length, 450, "nothing moved twice");
+    } finally {
+      again.close();
+    }
+  } finally {
+    await Deno.remove(path);
+  }
+});

@@ -16,7 +16,7 @@ function random(seed: number): () => number {
 
 Deno.test("recent window: answers only what it can answer exactly", () => {
   const window = new RecentWindow(3);
-  const message = (id: string) => ({ id, user, message: id, createdAt: "" });
+  const message = (id: string) => ({ id, room: "general", user, message: id, createdAt: "" });
   window.seed([message("A"), message("B")]);
   assert.deepEqual(window.newest(5)?.map((m) => m.id), ["A", "B"], "complete: all of it");
   window.add([message("C"), message("D")]);

@@ -1,6 +1,8 @@
 /**
- * {@link MessageStore} over Deno KV. Each message is one entry under `["messages", id]`; ids sort
- * by creation time, so KV's key order is history order and paging is a range list.
+ * {@link MessageStore} over Deno KV. Each message is one entry under `["messages", room, id]`; ids
+ * sort by creation time, so KV's key order is each room's history order and paging is a range
+ * list. Read markers live under `["reads", user, room]` and memberships under
+ * `["members", user, room]`, so a room's unread count and a user's room list are range reads too.
  *
  * @example
  * ```ts
@@ -49,10 +51,23 @@ export interface KvStoreOptions {
    * Only for a store with a single writer process: other writers' messages would be missed.
    */
   recentWindow?: number;
+  /**
+   * The room of messages sent without one, and of messages stored before rooms existed (default
+   * `general`).
+   */
+  defaultRoom?: string;
 }
+
+/** The default room when none is configured. */
+export const DEFAULT_ROOM = "general";
 
 const MESSAGES = "messages";
 const DEDUPE = "dedupe";
+const READS = "reads";
+const MEMBERS = "members";
+/** The key layout's version: 2 keys messages by room. */
+const LAYOUT_KEY = ["meta", "layout"];
+const LAYOUT = 2;
 const DEFAULT_AFTER_LIMIT = 1000;
 const DEFAULT_DEDUPE_TTL_MS = 24 * 60 * 60 * 1000;
 const MEMORY_PATH = ":memory:";
@@ -75,30 +90,70 @@ function keyString(key: DedupeKey): string {
   return JSON.stringify(key);
 }
 
+/** A dedupe entry names the message it stored: `[room, id]` (before rooms: the id alone). */
+type DedupeValue = [string, string] | string;
+
 /** Message history kept in a Deno KV database, which the store owns and closes. */
 export class KvMessageStore implements MessageStore {
   readonly #kv: Deno.Kv;
   readonly #generateId: MessageIdGenerator;
   readonly #options: KvStoreOptions;
-  #appendsSinceTrim = 0;
+  /** Messages stored per room since that room was last trimmed. */
+  #appendsSinceTrim = new Map<string, number>();
+  /** The default room's newest messages, when kept in memory. */
   readonly #recent?: RecentWindow;
+  readonly defaultRoom: string;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
     this.#kv = kv;
     this.#generateId = options.generateId ?? createIdGenerator();
     this.#options = options;
+    this.defaultRoom = options.defaultRoom ?? DEFAULT_ROOM;
     const size = Math.min(options.recentWindow ?? 0, options.maxCount ?? Infinity);
     if (size > 0) this.#recent = new RecentWindow(size);
   }
 
-  /** Fills the in-memory window of recent messages, when there is one; call once, first. */
+  /**
+   * Brings an older key layout up to date, then fills the in-memory window of recent messages
+   * when there is one; call once, first.
+   */
   async warm(): Promise<void> {
+    await this.#migrate();
     if (!this.#recent) return;
-    const newestFirst = await this.#collect({ prefix: [MESSAGES] }, {
+    const newestFirst = await this.#collect({ prefix: [MESSAGES, this.defaultRoom] }, {
       reverse: true,
       limit: this.#recent.size,
     });
     this.#recent.seed(newestFirst.reverse());
+  }
+
+  /**
+   * Moves messages stored before rooms (`["messages", id]`) into the default room. Each batch is
+   * one commit that copies and deletes, so a crash midway leaves nothing lost or doubled, and the
+   * next start carries on.
+   */
+  async #migrate(): Promise<void> {
+    const layout = await whenUnlocked(() => this.#kv.get<number>(LAYOUT_KEY));
+    if ((layout.value ?? 0) >= LAYOUT) return;
+    while (true) {
+      const legacy: Deno.KvEntry<ChatMessage>[] = [];
+      for await (const entry of this.#kv.list<ChatMessage>({ prefix: [MESSAGES] })) {
+        if (entry.key.length !== 2) continue;
+        legacy.push(entry);
+        if (legacy.length === MAX_BATCH_CHECKS) break;
+      }
+      if (legacy.length === 0) break;
+      const atomic = this.#kv.atomic();
+      for (const entry of legacy) {
+        const message = { ...entry.value, room: this.defaultRoom };
+        atomic.check(entry).delete(entry.key).set(
+          [MESSAGES, this.defaultRoom, message.id],
+          message,
+        );
+      }
+      await whenUnlocked(() => atomic.commit());
+    }
+    await whenUnlocked(() => this.#kv.set(LAYOUT_KEY, LAYOUT));
   }
 
   async append(input: NewMessage): Promise<ChatMessage> {
@@ -122,7 +177,7 @@ export class KvMessageStore implements MessageStore {
         }
       }
     }
-    await this.#trimWhenDue(results.filter((result) => result.created).length);
+    await this.#trimWhenDue(results.filter((result) => result.created).map((r) => r.message));
     return results;
   }
 
@@ -145,7 +200,9 @@ export class KvMessageStore implements MessageStore {
       results.push({ message, created: true });
     }
     await this.#commit(created);
-    this.#recent?.add(created.map((entry) => entry.message));
+    this.#recent?.add(
+      created.map((entry) => entry.message).filter((message) => message.room === this.defaultRoom),
+    );
     return results;
   }
 
@@ -160,22 +217,27 @@ export class KvMessageStore implements MessageStore {
     ];
     const found = new Map<string, ChatMessage>();
     if (keys.length === 0) return found;
-    const ids = await this.#getMany<string>(keys);
+    const stored = (await this.#getMany<DedupeValue>(keys)).map((value) =>
+      value === null ? null : typeof value === "string" ? [this.defaultRoom, value] : value
+    );
     const messages = await this.#getMany<ChatMessage>(
-      ids.filter((id) => id !== null).map((id) => [MESSAGES, id]),
+      stored.filter((entry) => entry !== null).map(([room, id]) => [MESSAGES, room, id]),
     );
     const byId = new Map(messages.filter((m) => m !== null).map((m) => [m.id, m]));
     keys.forEach((key, index) => {
-      const id = ids[index];
+      const entry = stored[index];
+      if (entry === null) return;
       // A dedupe entry whose message was trimmed still names it: answer with what is known.
-      if (id !== null) found.set(keyString(key), byId.get(id) ?? this.#placeholder(id, key));
+      const [room, id] = entry;
+      found.set(keyString(key), byId.get(id) ?? this.#placeholder(room, id, key));
     });
     return found;
   }
 
-  #placeholder(id: string, key: DedupeKey): ChatMessage {
+  #placeholder(room: string, id: string, key: DedupeKey): ChatMessage {
     return {
       id,
+      room,
       user: { id: key[1], name: key[1] },
       message: "",
       createdAt: new Date(timeOfId(id)).toISOString(),
@@ -197,6 +259,7 @@ export class KvMessageStore implements MessageStore {
     const id = this.#generateId();
     return {
       id,
+      room: input.room ?? this.defaultRoom,
       user: { id: input.user.id, name: input.user.name },
       message: input.message,
       createdAt: new Date(timeOfId(id)).toISOString(),
@@ -208,10 +271,10 @@ export class KvMessageStore implements MessageStore {
     const dedupeOptions = { expireIn: this.#options.dedupeTtlMs ?? DEFAULT_DEDUPE_TTL_MS };
     const atomic = this.#kv.atomic();
     for (const { message, key } of created) {
-      atomic.set([MESSAGES, message.id], message, messageOptions);
+      atomic.set([MESSAGES, message.room, message.id], message, messageOptions);
       if (key) {
         atomic.check({ key, versionstamp: null });
-        atomic.set(key, message.id, dedupeOptions);
+        atomic.set(key, [message.room, message.id] satisfies DedupeValue, dedupeOptions);
       }
     }
     const result = await whenUnlocked(() => atomic.commit());
@@ -222,32 +285,37 @@ export class KvMessageStore implements MessageStore {
    * Trims to `maxCount` once enough messages were added since the last trim: a trim reads
    * `maxCount` entries, so doing it every `maxCount / 4` appends keeps its cost per message low.
    */
-  async #trimWhenDue(createdCount: number): Promise<void> {
+  async #trimWhenDue(created: readonly ChatMessage[]): Promise<void> {
     const { maxCount } = this.#options;
     if (maxCount === undefined) return;
-    this.#appendsSinceTrim += createdCount;
-    if (this.#appendsSinceTrim < Math.max(50, Math.floor(maxCount / 4))) return;
-    this.#appendsSinceTrim = 0;
-    await this.trim();
+    for (const { room } of created) {
+      const count = (this.#appendsSinceTrim.get(room) ?? 0) + 1;
+      this.#appendsSinceTrim.set(room, count);
+    }
+    for (const [room, count] of this.#appendsSinceTrim) {
+      if (count < Math.max(50, Math.floor(maxCount / 4))) continue;
+      this.#appendsSinceTrim.delete(room);
+      await this.trim(room);
+    }
   }
 
-  /** Deletes the oldest messages beyond `maxCount` (a no-op without `maxCount`). */
-  async trim(): Promise<void> {
+  /** Deletes the room's oldest messages beyond `maxCount` (a no-op without `maxCount`). */
+  async trim(room: string = this.defaultRoom): Promise<void> {
     const { maxCount } = this.#options;
     if (maxCount === undefined) return;
     let kept = 0;
     let boundary: string | undefined;
     const newestFirst = { reverse: true, limit: maxCount + 1 };
-    for await (const entry of this.#kv.list({ prefix: [MESSAGES] }, newestFirst)) {
+    for await (const entry of this.#kv.list({ prefix: [MESSAGES, room] }, newestFirst)) {
       if (++kept > maxCount) {
-        boundary = entry.key[1] as string;
+        boundary = entry.key[2] as string;
         break;
       }
     }
     if (boundary === undefined) return;
     let atomic = this.#kv.atomic();
     let pending = 0;
-    const selector = { prefix: [MESSAGES], end: [MESSAGES, boundary + "\u0000"] };
+    const selector = { prefix: [MESSAGES, room], end: [MESSAGES, room, boundary + "\u0000"] };
     for await (const entry of this.#kv.list(selector)) {
       atomic.delete(entry.key);
       if (++pending === MAX_BATCH_MESSAGES) {
@@ -259,13 +327,19 @@ export class KvMessageStore implements MessageStore {
     if (pending > 0) await whenUnlocked(() => atomic.commit());
   }
 
-  async latest(limit: number, afterId?: string): Promise<ChatMessage[]> {
+  async latest(
+    limit: number,
+    afterId?: string,
+    room: string = this.defaultRoom,
+  ): Promise<ChatMessage[]> {
     checkLimit(limit);
     if (afterId !== undefined) checkId(afterId);
     if (limit === 0) return [];
-    const cached = this.#recent?.newest(limit, afterId, this.#youngestId());
-    if (cached) return cached;
-    const newestFirst = await this.#collect(this.#range(afterId), { reverse: true, limit });
+    if (room === this.defaultRoom) {
+      const cached = this.#recent?.newest(limit, afterId, this.#youngestId());
+      if (cached) return cached;
+    }
+    const newestFirst = await this.#collect(this.#range(room, afterId), { reverse: true, limit });
     return newestFirst.reverse();
   }
 
@@ -275,38 +349,80 @@ export class KvMessageStore implements MessageStore {
     return maxAgeMs === undefined ? undefined : firstIdAt(Date.now() - maxAgeMs);
   }
 
-  async after(id: string, limit: number = DEFAULT_AFTER_LIMIT): Promise<ChatMessage[]> {
+  async after(
+    id: string,
+    limit: number = DEFAULT_AFTER_LIMIT,
+    room: string = this.defaultRoom,
+  ): Promise<ChatMessage[]> {
     checkId(id);
     checkLimit(limit);
     if (limit === 0) return [];
-    return await this.#collect(this.#range(id), { limit });
+    return await this.#collect(this.#range(room, id), { limit });
   }
 
-  async before(id: string, limit: number): Promise<ChatMessage[]> {
+  async before(id: string, limit: number, room: string = this.defaultRoom): Promise<ChatMessage[]> {
     checkId(id);
     checkLimit(limit);
     if (limit === 0) return [];
-    const newestFirst = await this.#collect(this.#range(undefined, id), { reverse: true, limit });
+    const newestFirst = await this.#collect(this.#range(room, undefined, id), {
+      reverse: true,
+      limit,
+    });
     return newestFirst.reverse();
+  }
+
+  async countAfter(room: string, afterId: string | undefined, cap: number): Promise<number> {
+    if (afterId !== undefined) checkId(afterId);
+    checkLimit(cap);
+    return await whenUnlocked(async () => {
+      let count = 0;
+      for await (const _ of this.#kv.list(this.#range(room, afterId), { limit: cap })) count++;
+      return count;
+    });
+  }
+
+  async setReadMarker(userId: string, room: string, lastId: string): Promise<void> {
+    checkId(lastId);
+    await whenUnlocked(() => this.#kv.set([READS, userId, room], lastId));
+  }
+
+  async readMarkers(userId: string, rooms: readonly string[]): Promise<(string | undefined)[]> {
+    const markers = await this.#getMany<string>(rooms.map((room) => [READS, userId, room]));
+    return markers.map((marker) => marker ?? undefined);
+  }
+
+  async addMembership(userId: string, room: string): Promise<void> {
+    await whenUnlocked(() => this.#kv.set([MEMBERS, userId, room], true));
+  }
+
+  async memberships(userId: string, limit: number): Promise<string[]> {
+    checkLimit(limit);
+    return await whenUnlocked(async () => {
+      const rooms: string[] = [];
+      for await (const entry of this.#kv.list({ prefix: [MEMBERS, userId] }, { limit })) {
+        rooms.push(entry.key[2] as string);
+      }
+      return rooms;
+    });
   }
 
   /**
    * The key range strictly after `afterId` and before `beforeId`. With `maxAgeMs` it also starts
    * at the oldest id still young enough: KV deletes expired entries lazily, reads must not wait.
    */
-  #range(afterId?: string, beforeId?: string): Deno.KvListSelector {
+  #range(room: string, afterId?: string, beforeId?: string): Deno.KvListSelector {
     // "\0" sorts right after an id itself, which makes the start exclusive.
     let start = afterId === undefined ? undefined : afterId + "\u0000";
     const youngest = this.#youngestId();
     if (youngest !== undefined && (start === undefined || youngest > start)) start = youngest;
-    const prefix = [MESSAGES];
+    const prefix = [MESSAGES, room];
     if (start !== undefined && beforeId !== undefined) {
       // A range whose start is past its end would be refused by KV: make it empty instead.
       const end = start < beforeId ? beforeId : start;
-      return { start: [MESSAGES, start], end: [MESSAGES, end] };
+      return { start: [...prefix, start], end: [...prefix, end] };
     }
-    if (start !== undefined) return { prefix, start: [MESSAGES, start] };
-    if (beforeId !== undefined) return { prefix, end: [MESSAGES, beforeId] };
+    if (start !== undefined) return { prefix, start: [...prefix, start] };
+    if (beforeId !== undefined) return { prefix, end: [...prefix, beforeId] };
     return { prefix };
   }
 
@@ -339,7 +455,8 @@ function commitChunks(inputs: readonly NewMessage[]): NewMessage[][] {
   let checks = 0;
   let bytes = 0;
   for (const input of inputs) {
-    const size = (input.message.length + input.user.name.length) * 3 + 512;
+    const size = (input.message.length + input.user.name.length + (input.room?.length ?? 0)) * 3 +
+      512;
     const check = input.clientId === undefined ? 0 : 1;
     const full = chunk.length === MAX_BATCH_MESSAGES || checks + check > MAX_BATCH_CHECKS ||
       bytes + size > MAX_BATCH_BYTES;

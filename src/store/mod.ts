@@ -20,6 +20,8 @@ export interface User {
 /** A stored chat message. `createdAt` is an ISO-8601 string. */
 export interface ChatMessage {
   id: string;
+  /** The room (conversation) it belongs to. */
+  room: string;
   user: User;
   message: string;
   createdAt: string;
@@ -27,6 +29,8 @@ export interface ChatMessage {
 
 /** A message before it is stored: the store assigns `id` and `createdAt`. */
 export interface NewMessage {
+  /** The room it goes to (default: the store's default room). */
+  room?: string;
   user: User;
   message: string;
   /**
@@ -53,19 +57,32 @@ export interface MessageStore {
    * the stored ones (a prefix of `inputs`); any other rejection stored nothing.
    */
   appendMany(inputs: readonly NewMessage[]): Promise<AppendResult[]>;
-  /** The newest `limit` messages, oldest first; only those after `afterId` when given. */
-  latest(limit: number, afterId?: string): Promise<ChatMessage[]>;
-  /** Messages strictly after `id`, oldest first, at most `limit` (default 1000). */
-  after(id: string, limit?: number): Promise<ChatMessage[]>;
-  /** Up to `limit` messages strictly before `id`, oldest first (the ones right before id). */
-  before(id: string, limit: number): Promise<ChatMessage[]>;
+  /**
+   * The newest `limit` messages of `room` (default: the default room), oldest first; only those
+   * after `afterId` when given.
+   */
+  latest(limit: number, afterId?: string, room?: string): Promise<ChatMessage[]>;
+  /** Messages of `room` strictly after `id`, oldest first, at most `limit` (default 1000). */
+  after(id: string, limit?: number, room?: string): Promise<ChatMessage[]>;
+  /** Up to `limit` messages of `room` strictly before `id`, oldest first (the ones right before id). */
+  before(id: string, limit: number, room?: string): Promise<ChatMessage[]>;
+  /** How many messages of `room` come after `afterId` (all, without it), counting up to `cap`. */
+  countAfter(room: string, afterId: string | undefined, cap: number): Promise<number>;
+  /** Stores `userId`'s read marker in `room`: the last message they have seen. */
+  setReadMarker(userId: string, room: string, lastId: string): Promise<void>;
+  /** `userId`'s read marker in each of `rooms` (undefined where none). */
+  readMarkers(userId: string, rooms: readonly string[]): Promise<(string | undefined)[]>;
+  /** Records that `userId` takes part in `room` (joined it, or a DM was started with them). */
+  addMembership(userId: string, room: string): Promise<void>;
+  /** The rooms `userId` takes part in, at most `limit`, in name order. */
+  memberships(userId: string, limit: number): Promise<string[]>;
   /** Resolves when the backend answers a read (a readiness probe); rejects otherwise. */
   ping(): Promise<void>;
   close(): void;
 }
 
 export { PartialAppendError } from "./append_error.ts";
-export { isKvFile, KvMessageStore, openKv, openKvStore, StoreError } from "./kv.ts";
+export { DEFAULT_ROOM, isKvFile, KvMessageStore, openKv, openKvStore, StoreError } from "./kv.ts";
 export { LEASE_DEFAULTS, LeaseHeld, type LeaseHolder, WriterLease } from "./lease.ts";
 export type { KvStoreOptions, StoreErrorCode } from "./kv.ts";
 export { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "./id.ts";
