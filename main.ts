@@ -99,6 +99,7 @@ try {
     maxAgeMs: config.historyMaxAgeMs,
     maxCount: config.historyMaxCount,
     generateId: createIdGenerator(Date.now, instanceNumber(config.instanceId)),
+    defaultRoom: config.defaultRoom,
     // Serve history from memory, unless other instances write to the same store.
     recentWindow: config.redisUrl ? 0 : Math.max(config.historyLimit, config.catchupLimit) + 1,
   });

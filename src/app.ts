@@ -16,7 +16,7 @@
 import { Server } from "socket.io";
 import { adapterFor } from "./adapter.ts";
 import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
-import { attachChat, type ChatServer, deliverTo, socketDirectory } from "./chat/mod.ts";
+import { attachChat, type ChatServer, deliverTo, RoomPolicy, socketDirectory } from "./chat/mod.ts";
 import { createClientAddress } from "./client_address.ts";
 import type { Cluster } from "./cluster.ts";
 import { type Config, largestHistoryBytes } from "./config.ts";
@@ -136,6 +136,10 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
   const directory = options.cluster ? socketDirectory(io, log) : undefined;
   const chat = attachChat(io, {
     timeline,
+    store,
+    policy: new RoomPolicy(config.publicRooms),
+    defaultRoom: config.defaultRoom,
+    maxRoomsPerSocket: config.maxRoomsPerSocket,
     verifyToken: createTokenVerifier(config.auth),
     maxMessageLength: config.maxMessageLength,
     catchupLimit: config.catchupLimit,
@@ -144,6 +148,10 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       typing: budgetOf(config.typingLimitPerMinute),
       history: budgetOf(config.historyLimitPerMinute),
       "auth:refresh": budgetOf(config.refreshLimitPerMinute),
+      join: budgetOf(config.joinLimitPerMinute),
+      leave: budgetOf(config.joinLimitPerMinute),
+      read: budgetOf(config.readLimitPerMinute),
+      rooms: budgetOf(config.roomsLimitPerMinute),
     },
     maxSocketsPerUser: config.maxSocketsPerUser,
     connectionsElsewhere: directory?.elsewhere,

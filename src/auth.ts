@@ -50,6 +50,11 @@ export interface Identity {
   scopes: string[];
   /** token expiry, ms since epoch, if the token has exp */
   expiresAt?: number;
+  /**
+   * Rooms this user may join besides the public ones: ids or `prefix-*` patterns from the token's
+   * `rooms` claim (an array, or space-separated); [] when none.
+   */
+  rooms: string[];
 }
 
 /** The scope a token needs to send messages when `REQUIRE_WRITE_SCOPE` is on. */
@@ -74,6 +79,8 @@ export interface TokenClaims {
   name?: string;
   /** Space-separated OAuth scopes (`scope`), e.g. `chat:write`. */
   scope?: string;
+  /** Rooms beyond the public ones this user may join: ids or `prefix-*` patterns (`rooms`). */
+  rooms?: string[];
   /** Lifetime in seconds (default 3600). */
   ttlSeconds?: number;
 }
@@ -227,6 +234,23 @@ function readScopes(payload: JWTPayload): string[] {
   return [...new Set(scopes.filter((scope) => scope !== ""))];
 }
 
+/** Most room ids or patterns taken from one token's `rooms` claim. */
+const MAX_ROOM_CLAIMS = 100;
+
+/** The `rooms` claim (array, or space-separated): room ids or `prefix-*` patterns. */
+function readRooms(payload: JWTPayload): string[] {
+  const claim = payload.rooms;
+  const rooms = typeof claim === "string"
+    ? claim.split(/\s+/)
+    : Array.isArray(claim)
+    ? claim.filter((room): room is string => typeof room === "string")
+    : [];
+  return [...new Set(rooms.filter((room) => room !== "" && room.length <= 130))].slice(
+    0,
+    MAX_ROOM_CLAIMS,
+  );
+}
+
 function normalizeOptions(options: VerifierOptions) {
   if ("secret" in options) {
     return {
@@ -285,6 +309,7 @@ export function createTokenVerifier(
     const identity: Identity = {
       user: { id: sub, name: cleanDisplayName(name ?? "") || cleanDisplayName(sub) || NAMELESS },
       scopes: readScopes(payload),
+      rooms: readRooms(payload),
     };
     if (exp !== undefined) identity.expiresAt = exp * 1000;
     return identity;
@@ -342,6 +367,7 @@ export async function signToken(secret: string, claims: TokenClaims): Promise<st
   const issuedAt = Math.floor(Date.now() / 1000);
   const payload: JWTPayload = {};
   if (claims.name !== undefined) payload.name = claims.name;
+  if (claims.rooms !== undefined) payload.rooms = claims.rooms;
   if (claims.scope !== undefined) payload.scope = claims.scope;
   return await new SignJWT(payload)
     .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: "JWT" })

@@ -73,6 +73,18 @@ export interface Config {
   trustedProxies: readonly string[];
   /** Simultaneous connections per user (`MAX_SOCKETS_PER_USER`, default 10). */
   maxSocketsPerUser: number;
+  /** The room every connection is in; events without a room go there (`DEFAULT_ROOM`, `general`). */
+  defaultRoom: string;
+  /** Room ids or `prefix-*` patterns anyone may join (`PUBLIC_ROOMS`, comma-separated; `general`). */
+  publicRooms: readonly string[];
+  /** Most rooms one connection may be in at once (`MAX_ROOMS_PER_SOCKET`, default 100). */
+  maxRoomsPerSocket: number;
+  /** `join` and `leave` per user per minute (`RATE_LIMIT_JOIN_PER_MIN`, default 60; burst a sixth). */
+  joinLimitPerMinute: number;
+  /** `read` markers per user per minute (`RATE_LIMIT_READ_PER_MIN`, default 120; burst a sixth). */
+  readLimitPerMinute: number;
+  /** `rooms` lists per user per minute (`RATE_LIMIT_ROOMS_PER_MIN`, default 12; burst a sixth). */
+  roomsLimitPerMinute: number;
   /**
    * Packets one connection may send per second, ten seconds' worth at once; more closes it
    * (`MAX_PACKETS_PER_SECOND`, default 50; 0 = off).
@@ -118,6 +130,12 @@ export const DEFAULTS = {
   handshakeLimitPerMinute: 120,
   trustedProxies: [],
   maxSocketsPerUser: 10,
+  defaultRoom: "general",
+  publicRooms: ["general"],
+  maxRoomsPerSocket: 100,
+  joinLimitPerMinute: 60,
+  readLimitPerMinute: 120,
+  roomsLimitPerMinute: 12,
   maxPacketsPerSecond: 50,
   connectionRecoveryMs: 0,
   commitGatherMs: 1,
@@ -570,6 +588,53 @@ function readOperationsConfig(env: Env) {
   };
 }
 
+/** A room pattern: a room id, or a prefix of one ending in `*`. */
+const ROOM_PATTERN = /^(?:[a-z0-9][a-z0-9_.-]{0,63}|[a-z0-9_.-]{0,63}\*)$/;
+
+/** Rooms: the default room, who may join what, and the room events' budgets. */
+function readRoomsConfig(env: Env) {
+  const defaultRoom = readString(env, "DEFAULT_ROOM") ?? DEFAULTS.defaultRoom;
+  if (!/^[a-z0-9][a-z0-9_.-]{0,63}$/.test(defaultRoom)) {
+    throw new ConfigError(
+      "DEFAULT_ROOM",
+      `expected 1-64 of a-z 0-9 _ - . starting with a letter or digit, got "${defaultRoom}"`,
+    );
+  }
+  const publicRooms = readList(env, "PUBLIC_ROOMS") ?? [...DEFAULTS.publicRooms];
+  for (const pattern of publicRooms) {
+    if (!ROOM_PATTERN.test(pattern)) {
+      throw new ConfigError(
+        "PUBLIC_ROOMS",
+        `"${pattern}" is neither a room id nor a pattern like team-*`,
+      );
+    }
+  }
+  const covers = (pattern: string) =>
+    pattern.endsWith("*") ? defaultRoom.startsWith(pattern.slice(0, -1)) : pattern === defaultRoom;
+  if (!publicRooms.some(covers)) {
+    throw new ConfigError(
+      "PUBLIC_ROOMS",
+      `must include DEFAULT_ROOM "${defaultRoom}" (every connection is in it)`,
+    );
+  }
+  const perMinute = (name: string, fallback: number) =>
+    readInteger(env, name, fallback, 1, 1_000_000);
+  return {
+    defaultRoom,
+    publicRooms,
+    maxRoomsPerSocket: readInteger(
+      env,
+      "MAX_ROOMS_PER_SOCKET",
+      DEFAULTS.maxRoomsPerSocket,
+      1,
+      10_000,
+    ),
+    joinLimitPerMinute: perMinute("RATE_LIMIT_JOIN_PER_MIN", DEFAULTS.joinLimitPerMinute),
+    readLimitPerMinute: perMinute("RATE_LIMIT_READ_PER_MIN", DEFAULTS.readLimitPerMinute),
+    roomsLimitPerMinute: perMinute("RATE_LIMIT_ROOMS_PER_MIN", DEFAULTS.roomsLimitPerMinute),
+  };
+}
+
 /** History, catch-up and limits: the delivery settings. */
 function readDeliveryConfig(env: Env, historyLimit: number) {
   const historyMaxCount = readString(env, "HISTORY_MAX_COUNT") === undefined
@@ -634,6 +699,7 @@ function readDeliveryConfig(env: Env, historyLimit: number) {
       1,
       10_000,
     ),
+    ...readRoomsConfig(env),
     maxPacketsPerSecond: readInteger(
       env,
       "MAX_PACKETS_PER_SECOND",

@@ -23,7 +23,9 @@ export const ERROR_CODES = {
   invalid_payload: "a payload of the wrong shape, or an event with too many arguments",
   message_too_long: "a message longer than `MAX_MESSAGE_LENGTH` characters",
   rate_limited: "over the event's budget; `retryAfterMs` says when to try again; nothing stored",
-  forbidden: "the token lacks the scope the event needs, or `auth:refresh` names another user",
+  forbidden:
+    "the token lacks the scope the event needs, the room is not the user's to use, or `auth:refresh` names another user",
+  too_many_rooms: "`join` while the connection is in `MAX_ROOMS_PER_SOCKET` rooms",
   internal: "the server could not store or read; nothing was broadcast",
 } as const;
 

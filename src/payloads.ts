@@ -10,6 +10,7 @@
  * @module
  */
 import { CodedError } from "./errors.ts";
+import { isRoomId } from "./chat/rooms.ts";
 import { isMessageId } from "./store/mod.ts";
 
 /** Codes a refused payload carries. */
@@ -124,6 +125,30 @@ export function readRefresh(payload: unknown): string {
     throw invalid("`token` must be a non-empty string");
   }
   return fields.token;
+}
+
+/** Most rooms a reconnecting client may catch up at once with `auth.lastIds`. */
+export const MAX_CATCH_UP_ROOMS = 100;
+
+/**
+ * Reads the optional `lastIds` of the handshake's `auth`: `{ room: lastSeenId }`, at most
+ * {@link MAX_CATCH_UP_ROOMS} rooms; empty when absent.
+ */
+export function readLastIds(auth: unknown): [string, string][] {
+  if (typeof auth !== "object" || auth === null) return [];
+  const { lastIds } = auth as { lastIds?: unknown };
+  if (lastIds === undefined || lastIds === null) return [];
+  const entries = Object.entries(readObject(lastIds, '{ general: "<message id>" }'));
+  if (entries.length > MAX_CATCH_UP_ROOMS) {
+    throw invalid(`\`lastIds\` names at most ${MAX_CATCH_UP_ROOMS} rooms`);
+  }
+  for (const [room, lastId] of entries) {
+    if (!isRoomId(room)) {
+      throw invalid(`\`lastIds\` names "${String(room).slice(0, 80)}", not a room id`);
+    }
+    if (!isMessageId(lastId)) throw invalid(`\`lastIds.${room}\` must be a message id`);
+  }
+  return entries as [string, string][];
 }
 
 /** Reads the optional `lastId` of the handshake's `auth`; `undefined` when absent. */

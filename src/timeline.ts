@@ -38,6 +38,8 @@ export interface TimelineOptions {
 
 /** Which history a joining reader wants. */
 export interface JoinOptions {
+  /** The room (default: the store's default room). */
+  room?: string;
   /** Only messages after this id (a reconnecting client's last seen message). */
   afterId?: string;
   /** At most this many, the newest (default: `historyLimit`). */
@@ -101,11 +103,18 @@ export class Timeline {
     });
   }
 
-  /** A page of older history: up to `limit` messages before `beforeId` (or the latest). */
-  async page(beforeId: string | undefined, limit: number): Promise<[ChatMessage[], HistoryInfo]> {
+  /**
+   * A page of older history of `room` (default: the default room): up to `limit` messages before
+   * `beforeId` (or the latest).
+   */
+  async page(
+    beforeId: string | undefined,
+    limit: number,
+    room?: string,
+  ): Promise<[ChatMessage[], HistoryInfo]> {
     const messages = beforeId === undefined
-      ? await this.store.latest(limit + 1)
-      : await this.store.before(beforeId, limit + 1);
+      ? await this.store.latest(limit + 1, undefined, room)
+      : await this.store.before(beforeId, limit + 1, room);
     const hasMore = messages.length > limit;
     return [hasMore ? messages.slice(1) : messages, { hasMore }];
   }
@@ -167,17 +176,18 @@ export class Timeline {
     // Readers asking for the same history share one read.
     const groups = new Map<string, PendingJoin[]>();
     for (const join of this.#joins.splice(0)) {
-      const key = `${join.options.afterId ?? ""}:${join.options.limit ?? ""}`;
+      const { room = "", afterId = "", limit = "" } = join.options;
+      const key = JSON.stringify([room, afterId, limit]);
       groups.set(key, [...groups.get(key) ?? [], join]);
     }
     await Promise.all([...groups.values()].map((joins) => this.#admitGroup(joins)));
   }
 
   async #admitGroup(joins: PendingJoin[]): Promise<void> {
-    const { afterId, limit = this.options.historyLimit } = joins[0].options;
+    const { room, afterId, limit = this.options.historyLimit } = joins[0].options;
     let history: ChatMessage[];
     try {
-      history = await this.store.latest(limit + 1, afterId);
+      history = await this.store.latest(limit + 1, afterId, room);
     } catch (error) {
       for (const join of joins) join.reject(error);
       return;

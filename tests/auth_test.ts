@@ -174,12 +174,15 @@ Deno.test("auth: signToken grants scopes and hasScope reads them", async () => {
 });
 
 Deno.test("auth: isExpired re-checks expiry with a tolerance", () => {
-  const identity = { user: { id: "u1", name: "u1" }, scopes: [], expiresAt: 10_000 };
+  const identity = { user: { id: "u1", name: "u1" }, scopes: [], rooms: [], expiresAt: 10_000 };
   assert.equal(isExpired(identity, 9_000), false);
   assert.equal(isExpired(identity, 14_999), false);
   assert.equal(isExpired(identity, 15_000), true);
   assert.equal(isExpired(identity, 10_500, 0), true);
-  assert.equal(isExpired({ user: identity.user, scopes: [] }, Number.MAX_SAFE_INTEGER), false);
+  assert.equal(
+    isExpired({ user: identity.user, scopes: [], rooms: [] }, Number.MAX_SAFE_INTEGER),
+    false,
+  );
 });
 
 Deno.test("auth: extractToken reads auth.token, then the Bearer header", () => {

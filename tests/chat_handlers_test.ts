@@ -8,37 +8,58 @@ import { CodedError } from "../src/errors.ts";
 import {
   type ChatContext,
   onHistory,
+  onJoin,
+  onLeave,
   onMessage,
+  onRead,
   onRefresh,
+  onRooms,
   onTyping,
   TYPING_THROTTLE_MS,
 } from "../src/chat/handlers.ts";
 import { EventGate, REFUSAL_LOG_INTERVAL_MS } from "../src/chat/events.ts";
+import { dmRoom, RoomPolicy } from "../src/chat/rooms.ts";
 import { createLogger } from "../src/log.ts";
 import { openKvStore } from "../src/store/mod.ts";
 import { Timeline } from "../src/timeline.ts";
 
-const alice: Identity = { user: { id: "alice", name: "Alice" }, scopes: [] };
+const alice: Identity = { user: { id: "alice", name: "Alice" }, scopes: [], rooms: [] };
 
 /** A context over a fresh in-memory store; `using` closes it. */
 async function contextFor(overrides: Partial<ChatContext> = {}) {
   const store = await openKvStore(":memory:");
   const timeline = new Timeline(store, { historyLimit: 50, deliver: () => {} });
   let clock = 1_000_000;
-  const typed: boolean[] = [];
+  const typed: (boolean | string)[] = [];
+  const joined = new Set<string>();
   const ctx: ChatContext = {
     identity: alice,
     timeline,
+    store,
+    policy: new RoomPolicy(["general", "team-*"]),
+    defaultRoom: "general",
+    maxRoomsPerSocket: 3,
     maxMessageLength: 10,
     canWrite: () => true,
     verifyToken: (token) => Promise.resolve({ ...alice, user: { id: token, name: token } }),
-    sendTyping: (typing) => typed.push(typing),
+    joined: () => joined,
+    subscribe: (room) =>
+      new Promise((resolve, reject) => {
+        timeline.join((messages, { hasMore }) => {
+          joined.add(room);
+          resolve({ messages, hasMore });
+        }, { room }).catch(reject);
+      }),
+    unsubscribe: (room) => joined.delete(room),
+    sendTyping: (room, typing) => typed.push(room === "general" ? typing : `${room}:${typing}`),
     now: () => clock,
     ...overrides,
   };
   return {
     ctx,
     typed,
+    joined,
+    store,
     advance: (ms: number) => clock += ms,
     async [Symbol.asyncDispose]() {
       await timeline.idle();
@@ -116,6 +137,10 @@ Deno.test("event gate: each event has its own per-user budget, refilled by the c
       typing: { perMinute: 60, burst: 1 },
       history: { perMinute: 60, burst: 1 },
       "auth:refresh": { perMinute: 60, burst: 1 },
+      join: { perMinute: 60, burst: 1 },
+      leave: { perMinute: 60, burst: 1 },
+      read: { perMinute: 60, burst: 1 },
+      rooms: { perMinute: 60, burst: 1 },
     },
     createLogger("error", () => {}),
     { errorSent() {} },
@@ -139,7 +164,16 @@ Deno.test("event gate: a user's refusals are logged at most once per interval, a
   const counted: string[] = [];
   const budget = { perMinute: 60, burst: 1 };
   const gate = new EventGate(
-    { message: budget, typing: budget, history: budget, "auth:refresh": budget },
+    {
+      message: budget,
+      typing: budget,
+      history: budget,
+      "auth:refresh": budget,
+      join: budget,
+      leave: budget,
+      read: budget,
+      rooms: budget,
+    },
     createLogger("info", (line) => lines.push(line)),
     { errorSent: (code) => counted.push(code) },
     () => clock,
@@ -153,4 +187,87 @@ Deno.test("event gate: a user's refusals are logged at most once per interval, a
   gate.noteRefusal("mallory", "s1", "message", refusal);
   assert.equal(lines.length, 3);
   assert.equal(JSON.parse(lines[2]).unlogged, 999, "the next line says how many went unlogged");
+});
+
+Deno.test("rooms: who may use which room — public patterns, the token's claim, a DM's two users", () => {
+  const policy = new RoomPolicy(["general", "team-*"]);
+  const bob: Identity = { user: { id: "bob", name: "Bob" }, scopes: [], rooms: ["ops", "x-*"] };
+  assert.ok(policy.canJoin(alice, "general"));
+  assert.ok(policy.canJoin(alice, "team-red"));
+  assert.ok(!policy.canJoin(alice, "ops"));
+  assert.ok(policy.canJoin(bob, "ops"));
+  assert.ok(policy.canJoin(bob, "x-files"));
+  assert.equal(dmRoom("bob", "alice"), "dm:alice:bob");
+  assert.ok(policy.canJoin(alice, "dm:alice:bob"));
+  assert.ok(policy.canJoin(bob, "dm:alice:bob"));
+  const carol: Identity = { user: { id: "carol", name: "C" }, scopes: [], rooms: ["*"] };
+  assert.ok(!policy.canJoin(carol, "dm:alice:bob"), "a wildcard claim never opens a DM");
+  assert.ok(!policy.canJoin(alice, "dm:bob:alice"), "only the sorted form is a DM id");
+  assert.deepEqual(policy.namedRooms(bob), ["general", "ops"]);
+});
+
+Deno.test("handlers: join, message, history, read and rooms per room", async () => {
+  await using chat = await contextFor();
+  const joined = await onJoin(chat.ctx, { room: "team-red" });
+  assert.deepEqual(joined, { ok: true, room: "team-red", messages: [], hasMore: false });
+  assert.ok(chat.joined.has("team-red"));
+  const sent = await onMessage(chat.ctx, { room: "team-red", message: "hi team" });
+  assert.equal(sent.message.room, "team-red");
+  await onMessage(chat.ctx, { message: "hi all" });
+  const page = await onHistory(chat.ctx, { room: "team-red" });
+  assert.deepEqual(page.messages.map((message) => message.message), ["hi team"]);
+  let rooms = await onRooms(chat.ctx);
+  assert.deepEqual(rooms.rooms.map(({ room, unread }) => [room, unread]), [
+    ["general", 1],
+    ["team-red", 1],
+  ]);
+  assert.deepEqual(await onRead(chat.ctx, { room: "team-red", lastId: sent.message.id }), {
+    ok: true,
+  });
+  rooms = await onRooms(chat.ctx);
+  assert.equal(rooms.rooms.find((summary) => summary.room === "team-red")?.unread, 0);
+  assert.deepEqual(onLeave(chat.ctx, { room: "team-red" }), { ok: true });
+  assert.ok(!chat.joined.has("team-red"));
+});
+
+Deno.test("handlers: rooms refuse malformed ids, forbidden rooms and one room too many", async () => {
+  await using chat = await contextFor();
+  assert.equal(await codeOf(() => onJoin(chat.ctx, { room: "Bad Room" })), "invalid_payload");
+  assert.equal(await codeOf(() => onJoin(chat.ctx, { room: "x".repeat(65) })), "invalid_payload");
+  assert.equal(await codeOf(() => onJoin(chat.ctx, {})), "invalid_payload");
+  assert.equal(await codeOf(() => onJoin(chat.ctx, { room: "secret" })), "forbidden");
+  assert.equal(await codeOf(() => onJoin(chat.ctx, { room: "dm:bob:carol" })), "forbidden");
+  assert.equal(
+    await codeOf(() => onMessage(chat.ctx, { room: "secret", message: "hi" })),
+    "forbidden",
+  );
+  assert.equal(await codeOf(() => onHistory(chat.ctx, { room: "dm:bob:carol" })), "forbidden");
+  assert.equal(
+    await codeOf(() => onRead(chat.ctx, { room: "general", lastId: "x" })),
+    "invalid_payload",
+  );
+  for (const room of ["general", "team-a", "team-b"]) await onJoin(chat.ctx, { room });
+  assert.equal(await codeOf(() => onJoin(chat.ctx, { room: "team-c" })), "too_many_rooms");
+  await onJoin(chat.ctx, { room: "team-a" });
+});
+
+Deno.test("handlers: a DM's first message puts it in both users' room lists", async () => {
+  await using chat = await contextFor();
+  const room = dmRoom("alice", "bob");
+  await onMessage(chat.ctx, { room, message: "psst" });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(await chat.store.memberships("bob", 10), [room]);
+  assert.deepEqual(await chat.store.memberships("alice", 10), [room]);
+});
+
+Deno.test("handlers: typing is throttled per room", async () => {
+  await using chat = await contextFor();
+  onTyping(chat.ctx, { typing: true });
+  onTyping(chat.ctx, { room: "team-x", typing: true });
+  onTyping(chat.ctx, { room: "team-x", typing: true });
+  assert.deepEqual(chat.typed, [true, "team-x:true"]);
+  assert.equal(
+    await codeOf(() => onTyping(chat.ctx, { room: "secret", typing: true })),
+    "forbidden",
+  );
 });

@@ -6,8 +6,13 @@
  */
 import type { ChatMessage, ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
 
-/** Every connected, authenticated socket is in this room and receives live messages. */
+/** Every connected, authenticated socket is in this room and hears who comes and goes. */
 export const CHAT_ROOM = "chat";
+
+/** The socket.io room of a chat room's members: they receive its live messages. */
+export function roomKey(room: string): string {
+  return `room:${room}`;
+}
 
 /** Most message text in one `load`: more is split over several frames. */
 export const LOAD_MAX_CHARS = 32 * 1024;
@@ -29,8 +34,9 @@ export function framesOf(messages: ChatMessage[]): ChatMessage[][] {
 }
 
 /**
- * Sends committed messages to every joined socket as live `load` events, oldest first. Messages
- * stored by one commit share a frame: under load, one socket write per recipient carries several.
+ * Sends committed messages to the sockets in their room as live `load` events, oldest first.
+ * Messages of one room stored by one commit share a frame: under load, one socket write per
+ * recipient carries several.
  */
 export function deliverTo(
   io: ChatServer,
@@ -38,12 +44,23 @@ export function deliverTo(
 ): (messages: ChatMessage[]) => void {
   return (messages) => {
     if (messages.length === 0) return;
-    for (const frame of framesOf(messages)) io.to(CHAT_ROOM).emit("load", frame);
+    const room = messages[0].room;
+    if (messages.every((message) => message.room === room)) {
+      for (const frame of framesOf(messages)) io.to(roomKey(room)).emit("load", frame);
+    } else {
+      const byRoom = Map.groupBy(messages, (message) => message.room);
+      for (const [room, ofRoom] of byRoom) {
+        for (const frame of framesOf(ofRoom)) io.to(roomKey(room)).emit("load", frame);
+      }
+    }
     for (let i = 0; i < messages.length; i++) observer.broadcast();
   };
 }
 
-/** Sends a connection its history: one or more `load`s (always at least one), then `loaded`. */
+/**
+ * Sends a connection a room's history: one or more `load`s (always at least one), then
+ * `loaded`.
+ */
 export function sendHistory(socket: ChatSocket, history: ChatMessage[], info: LoadedInfo): void {
   for (const frame of framesOf(history)) socket.emit("load", frame);
   socket.emit("loaded", info);

@@ -9,7 +9,17 @@ import { toWireError, type WireError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { checkEventArguments } from "../payloads.ts";
 import { type RateLimit, RateLimiter } from "../rate_limit.ts";
-import { type ChatContext, onHistory, onMessage, onRefresh, onTyping } from "./handlers.ts";
+import {
+  type ChatContext,
+  onHistory,
+  onJoin,
+  onLeave,
+  onMessage,
+  onRead,
+  onRefresh,
+  onRooms,
+  onTyping,
+} from "./handlers.ts";
 import type { Ack, ChatObserver, ChatSocket, ClientToServerEvents } from "./types.ts";
 
 /** The per-user budgets, one per client event. */
@@ -27,6 +37,10 @@ const EVENTS: Record<keyof ClientToServerEvents, EventSpec> = {
   history: { handle: onHistory },
   typing: { handle: onTyping, dropWhenOver: true },
   "auth:refresh": { handle: onRefresh },
+  join: { handle: onJoin },
+  leave: { handle: onLeave },
+  read: { handle: onRead },
+  rooms: { handle: onRooms },
 };
 
 /** A refusal of one user is logged at most once in this many ms; the rest are counted. */

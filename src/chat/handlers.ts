@@ -16,30 +16,73 @@
 import type { Identity } from "../auth.ts";
 import { CodedError } from "../errors.ts";
 import { readHistoryQuery, readMessage, readRefresh, readTyping } from "../payloads.ts";
+import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "../timeline.ts";
-import type { HistoryAck, MessageAck, RefreshAck } from "./types.ts";
+import { readRoom, type RoomPolicy } from "./rooms.ts";
+import type {
+  ChatMessage,
+  HistoryAck,
+  JoinAck,
+  MessageAck,
+  OkAck,
+  RefreshAck,
+  RoomsAck,
+  RoomSummary,
+} from "./types.ts";
+
+/** A room's history as a joining connection gets it. */
+export interface Subscription {
+  messages: ChatMessage[];
+  hasMore: boolean;
+}
 
 /** Everything a handler may use: one per connection. */
 export interface ChatContext {
   /** The connection's identity; `auth:refresh` replaces it. */
   identity: Identity;
   readonly timeline: Timeline;
+  /** Read markers, memberships and unread counts. */
+  readonly store: Pick<
+    MessageStore,
+    "latest" | "countAfter" | "setReadMarker" | "readMarkers" | "addMembership" | "memberships"
+  >;
+  /** Who may use which room. */
+  readonly policy: RoomPolicy;
+  /** The room of events that name none. */
+  readonly defaultRoom: string;
+  /** Most rooms one connection may be in at once. */
+  readonly maxRoomsPerSocket: number;
   /** Longest accepted message in characters (code points), after trimming. */
   readonly maxMessageLength: number;
   /** Whether an identity may send (messages and typing); everyone may read. */
   readonly canWrite: (identity: Identity) => boolean;
   readonly verifyToken: (token: string) => Promise<Identity>;
-  /** Tells the others that this user started or stopped typing (volatile: never stored). */
-  readonly sendTyping: (typing: boolean) => void;
+  /** The rooms this connection is in. */
+  readonly joined: () => ReadonlySet<string>;
+  /**
+   * Puts the connection in `room` and resolves with its latest history, at a point where no
+   * delivery is under way: whatever is stored after that history reaches the connection live.
+   */
+  readonly subscribe: (room: string) => Promise<Subscription>;
+  /** Takes the connection out of `room`. */
+  readonly unsubscribe: (room: string) => void;
+  /** Tells the others in `room` that this user started or stopped typing (volatile). */
+  readonly sendTyping: (room: string, typing: boolean) => void;
   /** Called when `auth:refresh` replaced the identity (the expiry moves). */
   readonly onIdentityChanged?: (identity: Identity) => void;
+  /** Reports a background failure (a membership that could not be recorded). */
+  readonly onBackgroundError?: (error: unknown) => void;
   readonly now: () => number;
-  /** The last typing state forwarded, per connection. */
-  typingState?: { typing: boolean; at: number };
+  /** The last typing state forwarded, per room. */
+  typingState?: Map<string, { typing: boolean; at: number }>;
 }
 
 /** A user's typing state is forwarded at most this often unless it changes. */
 export const TYPING_THROTTLE_MS = 1000;
+/** Most rooms the `rooms` event lists. */
+export const MAX_LISTED_ROOMS = 100;
+/** Unread counts stop at this (clients show "99+"). */
+export const UNREAD_CAP = 100;
 
 type Success<T> = Extract<T, { ok: true }>;
 
@@ -49,13 +92,32 @@ function requireWrite(ctx: ChatContext): void {
   }
 }
 
-/** `message {message, clientId?}`: stores the message, then it is broadcast; acks the stored one. */
+/** The `room` field of an object payload (the payload readers already checked it is one). */
+function roomOf(ctx: ChatContext, payload: unknown, required = false): string {
+  const field = typeof payload === "object" && payload !== null
+    ? (payload as { room?: unknown }).room
+    : undefined;
+  const room = readRoom(field, required ? undefined : ctx.defaultRoom);
+  ctx.policy.check(ctx.identity, room);
+  return room;
+}
+
+/** Records, in the background, that `users` take part in `room` (for their room lists). */
+function remember(ctx: ChatContext, room: string, users: string[]): void {
+  for (const user of users) {
+    ctx.store.addMembership(user, room).catch((error) => ctx.onBackgroundError?.(error));
+  }
+}
+
+/** `message {room?, message, clientId?}`: stores the message, then it is broadcast; acks it. */
 export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Success<MessageAck>> {
   const input = readMessage(payload, ctx.maxMessageLength);
+  const room = roomOf(ctx, payload);
   requireWrite(ctx);
   let result;
   try {
     result = await ctx.timeline.publish({
+      room,
       user: ctx.identity.user,
       message: input.text,
       clientId: input.clientId,
@@ -63,29 +125,110 @@ export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Suc
   } catch (error) {
     throw new CodedError("internal", "the message could not be stored", {}, { cause: error });
   }
+  if (result.created && room.startsWith("dm:")) {
+    // A DM exists from its first message: it shows in both users' room lists.
+    remember(ctx, room, room.slice(3).split(":"));
+  }
   return { ok: true, message: result.message, duplicate: !result.created };
 }
 
-/** `history {before?, limit?}`: a page of older messages. */
+/** `history {room?, before?, limit?}`: a page of older messages. */
 export async function onHistory(ctx: ChatContext, payload: unknown): Promise<Success<HistoryAck>> {
   const query = readHistoryQuery(payload);
+  const room = roomOf(ctx, payload);
   try {
-    const [messages, { hasMore }] = await ctx.timeline.page(query.before, query.limit);
+    const [messages, { hasMore }] = await ctx.timeline.page(query.before, query.limit, room);
     return { ok: true, messages, hasMore };
   } catch (error) {
     throw new CodedError("internal", "history could not be read", {}, { cause: error });
   }
 }
 
-/** `typing {typing}`: forwarded to the others; a repeat of the same state within a second is not. */
+/** `typing {room?, typing}`: forwarded to the room; a repeat within a second is not. */
 export function onTyping(ctx: ChatContext, payload: unknown): void {
   const typing = readTyping(payload);
+  const room = roomOf(ctx, payload);
   requireWrite(ctx);
   const now = ctx.now();
-  const last = ctx.typingState;
+  ctx.typingState ??= new Map();
+  const last = ctx.typingState.get(room);
   if (last?.typing === typing && now - last.at < TYPING_THROTTLE_MS) return;
-  ctx.typingState = { typing, at: now };
-  ctx.sendTyping(typing);
+  // One entry per joined room at most: forget rooms left meanwhile.
+  if (ctx.typingState.size >= ctx.maxRoomsPerSocket) ctx.typingState.clear();
+  ctx.typingState.set(room, { typing, at: now });
+  ctx.sendTyping(room, typing);
+}
+
+/** `join {room}`: the connection enters the room and gets its latest history in the ack. */
+export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Success<JoinAck>> {
+  const room = roomOf(ctx, objectPayload(payload, '{ room: "general" }'), true);
+  const joined = ctx.joined();
+  if (!joined.has(room) && joined.size >= ctx.maxRoomsPerSocket) {
+    throw new CodedError(
+      "too_many_rooms",
+      `a connection may be in at most ${ctx.maxRoomsPerSocket} rooms; leave one first`,
+    );
+  }
+  let subscription: Subscription;
+  try {
+    subscription = await ctx.subscribe(room);
+  } catch (error) {
+    throw new CodedError("internal", "history could not be read", {}, { cause: error });
+  }
+  // Nothing awaited between the history and this ack: no live message can come before it.
+  remember(ctx, room, [ctx.identity.user.id]);
+  return { ok: true, room, messages: subscription.messages, hasMore: subscription.hasMore };
+}
+
+/** `leave {room}`: the connection stops receiving the room. */
+export function onLeave(ctx: ChatContext, payload: unknown): Success<OkAck> {
+  const field = (objectPayload(payload, '{ room: "general" }') as { room?: unknown }).room;
+  ctx.unsubscribe(readRoom(field));
+  return { ok: true };
+}
+
+/** `read {room, lastId}`: stores the user's read marker. */
+export async function onRead(ctx: ChatContext, payload: unknown): Promise<Success<OkAck>> {
+  const fields = objectPayload(payload, '{ room: "general", lastId: "<message id>" }');
+  const room = roomOf(ctx, fields, true);
+  if (!isMessageId(fields.lastId)) {
+    throw new CodedError("invalid_payload", "`lastId` must be a message id");
+  }
+  try {
+    await ctx.store.setReadMarker(ctx.identity.user.id, room, fields.lastId);
+  } catch (error) {
+    throw new CodedError("internal", "the read marker could not be stored", {}, { cause: error });
+  }
+  return { ok: true };
+}
+
+/**
+ * `rooms`: the rooms this user may see — the named public rooms, those named in the token, and
+ * those they joined or have a DM in — with unread counts and the last message, latest first.
+ */
+export async function onRooms(ctx: ChatContext): Promise<Success<RoomsAck>> {
+  const { identity, store } = ctx;
+  const userId = identity.user.id;
+  try {
+    const candidates = new Set([
+      ...ctx.policy.namedRooms(identity),
+      ...await store.memberships(userId, MAX_LISTED_ROOMS * 2),
+    ]);
+    const rooms = [...candidates].filter((room) => ctx.policy.canJoin(identity, room))
+      .slice(0, MAX_LISTED_ROOMS);
+    const markers = await store.readMarkers(userId, rooms);
+    const summaries = await Promise.all(rooms.map(async (room, index): Promise<RoomSummary> => {
+      const [[lastMessage], unread] = await Promise.all([
+        store.latest(1, undefined, room),
+        store.countAfter(room, markers[index], UNREAD_CAP),
+      ]);
+      return lastMessage ? { room, unread, lastMessage } : { room, unread };
+    }));
+    summaries.sort((a, b) => (b.lastMessage?.id ?? "").localeCompare(a.lastMessage?.id ?? ""));
+    return { ok: true, rooms: summaries };
+  } catch (error) {
+    throw new CodedError("internal", "the room list could not be read", {}, { cause: error });
+  }
 }
 
 /** `auth:refresh {token}`: a newer token for the same user replaces the connection's. */
@@ -99,4 +242,15 @@ export async function onRefresh(ctx: ChatContext, payload: unknown): Promise<Suc
   ctx.identity = { ...identity, user };
   ctx.onIdentityChanged?.(ctx.identity);
   return { ok: true, expiresAt: identity.expiresAt ?? null };
+}
+
+/** Only a plain object will do. */
+function objectPayload(payload: unknown, example: string): Record<string, unknown> {
+  const prototype = typeof payload === "object" && payload !== null
+    ? Object.getPrototypeOf(payload)
+    : undefined;
+  if (prototype !== Object.prototype && prototype !== null) {
+    throw new CodedError("invalid_payload", `expected an object like ${example}`);
+  }
+  return payload as Record<string, unknown>;
 }

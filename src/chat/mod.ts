@@ -13,19 +13,22 @@
  * @module
  */
 import { type Identity, isExpired } from "../auth.ts";
-import { CodedError, toWireError } from "../errors.ts";
+import { CodedError, toWireError, type WireError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { readLastId } from "../payloads.ts";
+import { readLastId, readLastIds } from "../payloads.ts";
+import type { MessageStore } from "../store/mod.ts";
+import type { RoomPolicy } from "./rooms.ts";
 import { type Presence, PresenceFeed } from "../presence.ts";
 import type { Timeline } from "../timeline.ts";
 import { Admission } from "./admission.ts";
-import { CHAT_ROOM, sendHistory } from "./delivery.ts";
+import { CHAT_ROOM, roomKey, sendHistory } from "./delivery.ts";
 import { userRoom } from "./directory.ts";
 import { bindEvents, type EventBudgets, EventGate } from "./events.ts";
 import type { ChatContext } from "./handlers.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
 
-export { CHAT_ROOM, deliverTo, framesOf, LOAD_MAX_CHARS } from "./delivery.ts";
+export { CHAT_ROOM, deliverTo, framesOf, LOAD_MAX_CHARS, roomKey } from "./delivery.ts";
+export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
 export { socketDirectory, userRoom } from "./directory.ts";
 export type { EventBudgets } from "./events.ts";
 export { TYPING_THROTTLE_MS } from "./handlers.ts";
@@ -34,6 +37,14 @@ export type * from "./types.ts";
 /** What the chat needs. */
 export interface ChatOptions {
   timeline: Timeline;
+  /** Read markers, memberships and unread counts. */
+  store: ChatContext["store"];
+  /** Who may use which room. */
+  policy: RoomPolicy;
+  /** The room every connection is in and events without a room go to (`DEFAULT_ROOM`). */
+  defaultRoom: string;
+  /** Most rooms one connection may be in (`MAX_ROOMS_PER_SOCKET`). */
+  maxRoomsPerSocket: number;
   verifyToken: (token: string) => Promise<Identity>;
   /** Longest accepted message in characters (Unicode code points), after trimming. */
   maxMessageLength: number;
@@ -97,7 +108,44 @@ function watchExpiry(
   };
 }
 
-/** Attaches the chat rules to a socket.io server; live messages go to {@link CHAT_ROOM}. */
+/** The chat rooms a socket is in. */
+function joinedRooms(socket: ChatSocket): Set<string> {
+  const rooms = new Set<string>();
+  for (const name of socket.rooms) {
+    if (name.startsWith(ROOM_KEY_PREFIX)) rooms.add(name.slice(ROOM_KEY_PREFIX.length));
+  }
+  return rooms;
+}
+const ROOM_KEY_PREFIX = roomKey("");
+
+/**
+ * The rooms a connecting client catches up: `auth.lastIds` (`{ room: lastSeenId }`) and
+ * `auth.lastId` for the default room, which is always first. A malformed entry is reported and
+ * that room gets its latest history instead.
+ */
+function catchUpsOf(
+  auth: unknown,
+  defaultRoom: string,
+  report: (error: WireError) => void,
+): Map<string, string | undefined> {
+  const rooms = new Map<string, string | undefined>([[defaultRoom, undefined]]);
+  try {
+    rooms.set(defaultRoom, readLastId(auth));
+  } catch (error) {
+    report({
+      ...toWireError(error),
+      message: "`lastId` is not a message id; sent the latest history",
+    });
+  }
+  try {
+    for (const [room, lastId] of readLastIds(auth)) rooms.set(room, lastId);
+  } catch (error) {
+    report({ ...toWireError(error), message: "`lastIds` is malformed; sent the latest history" });
+  }
+  return rooms;
+}
+
+/** Attaches the chat rules to a socket.io server. */
 export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   const { timeline, log, observer, presence } = options;
   const now = options.now ?? Date.now;
@@ -134,11 +182,26 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
         socket.data.identity = identity;
       },
       timeline,
+      store: options.store,
+      policy: options.policy,
+      defaultRoom: options.defaultRoom,
+      maxRoomsPerSocket: options.maxRoomsPerSocket,
       maxMessageLength: options.maxMessageLength,
       canWrite: options.canWrite,
       verifyToken: options.verifyToken,
-      sendTyping: (typing) => socket.to(CHAT_ROOM).volatile.emit("typing", { user, typing }),
+      joined: () => joinedRooms(socket),
+      subscribe: (room) =>
+        new Promise((resolve, reject) => {
+          timeline.join((messages, { hasMore }) => {
+            if (socket.connected) socket.join(roomKey(room));
+            resolve({ messages, hasMore });
+          }, { room }).catch(reject);
+        }),
+      unsubscribe: (room) => socket.leave(roomKey(room)),
+      sendTyping: (room, typing) =>
+        socket.to(roomKey(room)).volatile.emit("typing", { room, user, typing }),
       onIdentityChanged: (identity) => expiry.extend(identity),
+      onBackgroundError: (error) => log.warn("membership.failed", { user: user.id, error }),
       now,
     };
     const endExpired = () => {
@@ -177,22 +240,28 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       if (await presence.arrive(connection)) feed.joined(user);
       // A socket.io session recovery replays what was missed and restores the rooms.
       if (socket.recovered) return void feed.welcome(socket.id);
-      let afterId: string | undefined;
-      try {
-        afterId = readLastId(socket.handshake.auth);
-      } catch (error) {
-        report("connection", {
-          ...toWireError(error),
-          message: "`lastId` is not a message id; sent the latest history",
-        });
-      }
-      const limit = afterId === undefined ? undefined : options.catchupLimit;
-      await timeline.join((history, { hasMore }) => {
-        if (!socket.connected) return;
-        sendHistory(socket, history, { hasMore, catchUp: afterId !== undefined });
-        socket.join(CHAT_ROOM);
-        feed.welcome(socket.id);
-      }, { afterId, limit });
+      const rooms = catchUpsOf(
+        socket.handshake.auth,
+        options.defaultRoom,
+        (error) => report("connection", error),
+      );
+      // The default room always, then the rooms a reconnecting client names, as far as allowed.
+      const admitted = [...rooms].filter(([room]) => {
+        if (room === options.defaultRoom || ctx.policy.canJoin(ctx.identity, room)) return true;
+        report("connection", { code: "forbidden", message: `you may not use room "${room}"` });
+        return false;
+      }).slice(0, options.maxRoomsPerSocket);
+      await Promise.all(admitted.map(([room, afterId]) =>
+        timeline.join((history, { hasMore }) => {
+          if (!socket.connected) return;
+          sendHistory(socket, history, { room, hasMore, catchUp: afterId !== undefined });
+          socket.join(roomKey(room));
+          if (room === options.defaultRoom) {
+            socket.join(CHAT_ROOM);
+            feed.welcome(socket.id);
+          }
+        }, { room, afterId, limit: afterId === undefined ? undefined : options.catchupLimit })
+      ));
     };
     admit().catch((error) => {
       log.warn("admit.failed", { socket: socket.id, error });

@@ -22,9 +22,26 @@ export type MessageAck = { ok: true; message: ChatMessage; duplicate: boolean } 
 export type HistoryAck = { ok: true; messages: ChatMessage[]; hasMore: boolean } | Failure;
 /** What an `auth:refresh` ack receives. */
 export type RefreshAck = { ok: true; expiresAt: number | null } | Failure;
+/** What a `join` ack receives: the room's latest history. */
+export type JoinAck =
+  | { ok: true; room: string; messages: ChatMessage[]; hasMore: boolean }
+  | Failure;
+/** What `leave` and `read` acks receive. */
+export type OkAck = { ok: true } | Failure;
+/** One room in the `rooms` ack. */
+export interface RoomSummary {
+  room: string;
+  /** Messages after the user's read marker (all, without one), counted up to 100. */
+  unread: number;
+  /** The newest message, when the room has any. */
+  lastMessage?: ChatMessage;
+}
+/** What a `rooms` ack receives. */
+export type RoomsAck = { ok: true; rooms: RoomSummary[] } | Failure;
 
-/** The `loaded` event: the history `load`s sent on connect are complete. */
+/** The `loaded` event: the history `load`s sent on connect for one room are complete. */
 export interface LoadedInfo {
+  room: string;
   /** Messages older than the first one loaded exist (with `lastId`: the gap was not covered). */
   hasMore: boolean;
   /** Whether this was a catch-up after `auth.lastId` rather than the latest history. */
@@ -33,6 +50,7 @@ export interface LoadedInfo {
 
 /** A typing change of another user. */
 export interface TypingEvent {
+  room: string;
   user: User;
   typing: boolean;
 }
@@ -57,6 +75,10 @@ export interface ClientToServerEvents {
   history: (payload: unknown, ack?: Ack<HistoryAck>) => void;
   typing: (payload: unknown) => void;
   "auth:refresh": (payload: unknown, ack?: Ack<RefreshAck>) => void;
+  join: (payload: unknown, ack?: Ack<JoinAck>) => void;
+  leave: (payload: unknown, ack?: Ack<OkAck>) => void;
+  read: (payload: unknown, ack?: Ack<OkAck>) => void;
+  rooms: (payload: unknown, ack?: Ack<RoomsAck>) => void;
 }
 
 /** Per-socket state set at admission. */

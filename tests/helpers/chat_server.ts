@@ -51,6 +51,7 @@ export async function startChat(
   };
   const store = await openKvStore(config.kvPath === DEFAULTS.kvPath ? ":memory:" : config.kvPath, {
     recentWindow: Math.max(config.historyLimit, config.catchupLimit) + 1,
+    defaultRoom: config.defaultRoom,
   });
   const app = createApp(config, store, options);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
