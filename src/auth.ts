@@ -26,7 +26,7 @@ import {
 } from "jose";
 import { AUTH_DEFAULTS, type AuthConfig, type AuthKeySource } from "./config.ts";
 import { CodedError } from "./errors.ts";
-import type { User } from "./store/mod.ts";
+import type { User } from "./types.ts";
 
 /** Stable reasons a client is refused. */
 export type AuthErrorCode =

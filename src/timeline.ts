@@ -11,13 +11,8 @@
  * ```
  * @module
  */
-import {
-  type AppendResult,
-  type ChatMessage,
-  type MessageStore,
-  type NewMessage,
-  PartialAppendError,
-} from "./store/mod.ts";
+import { type MessageStore, PartialAppendError } from "./store/mod.ts";
+import type { AppendResult, ChatMessage, NewMessage } from "./types.ts";
 
 /** Options of a {@link Timeline}. */
 export interface TimelineOptions {

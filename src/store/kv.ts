@@ -13,7 +13,8 @@
 
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
-import type { AppendResult, ChatMessage, MessageStore, NewMessage } from "./mod.ts";
+import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
+import type { MessageStore } from "./mod.ts";
 import { RecentWindow } from "./recent.ts";
 import {
   createIdGenerator,

@@ -1,5 +1,5 @@
 /**
- * The message store contract the chat layer depends on, and the Deno KV implementation of it.
+ * The message store contract the timeline depends on, and the Deno KV implementation of it.
  *
  * @example
  * ```ts
@@ -11,37 +11,7 @@
  * @module
  */
 
-/** Who wrote a message, as established by their token. */
-export interface User {
-  id: string;
-  name: string;
-}
-
-/** A stored chat message. `createdAt` is an ISO-8601 string. */
-export interface ChatMessage {
-  id: string;
-  user: User;
-  message: string;
-  createdAt: string;
-}
-
-/** A message before it is stored: the store assigns `id` and `createdAt`. */
-export interface NewMessage {
-  user: User;
-  message: string;
-  /**
-   * The sender's own id for this message (≤ 64 chars). A second append with the same user and
-   * `clientId` stores nothing and returns the first message.
-   */
-  clientId?: string;
-}
-
-/** The outcome of one append: the stored message, and whether this call created it. */
-export interface AppendResult {
-  message: ChatMessage;
-  /** False when `clientId` matched an earlier message, which is returned instead. */
-  created: boolean;
-}
+import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
 
 /** Ordered, append-only message history. Ids sort in creation order. */
 export interface MessageStore {

@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import type { ChatMessage } from "./mod.ts";
+import type { ChatMessage } from "../types.ts";
 
 /** A bounded, ordered window of the newest messages. */
 export class RecentWindow {
