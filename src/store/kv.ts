@@ -14,7 +14,7 @@
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
 import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
-import type { MessageStore } from "./mod.ts";
+import type { MessageStore } from "./message_store.ts";
 import { RecentWindow } from "./recent.ts";
 import {
   createIdGenerator,
