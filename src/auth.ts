@@ -4,7 +4,8 @@
  * every failure reported as an {@link AuthError} whose `code` clients can act on.
  *
  * @example
- * ```ts
+ * A sketch of admission: `config`, `handshake` and `refuse` belong to the server around it.
+ * ```ts ignore
  * const verify = createTokenVerifier(config.auth);
  * const token = extractToken(handshake.auth, handshake.headers);
  * const identity = await verify(token ?? ""); // throws AuthError("auth_required") when absent

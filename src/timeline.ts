@@ -5,9 +5,18 @@
  *
  * @example
  * ```ts
- * const timeline = new Timeline(store, { historyLimit: 50, deliver: (messages) => send(messages) });
- * await timeline.join((history) => { sendHistory(history); subscribe(); });
- * const stored = await timeline.publish({ user, message: "hi" }); // stored and delivered
+ * import { openKvStore } from "./store/mod.ts";
+ * import { Timeline } from "./timeline.ts";
+ * import type { ChatMessage } from "./types.ts";
+ *
+ * const store = await openKvStore(":memory:");
+ * const deliver = (batch: ChatMessage[]) => console.log(batch);
+ * const timeline = new Timeline(store, { historyLimit: 50, deliver });
+ * // Whatever the callback subscribes, synchronously, receives every later delivery.
+ * await timeline.join((history) => console.log(history));
+ * const ada = { id: "u1", name: "Ada" };
+ * const { message } = await timeline.publish({ user: ada, message: "hi" }); // stored, delivered
+ * store.close();
  * ```
  * @module
  */

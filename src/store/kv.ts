@@ -4,8 +4,11 @@
  *
  * @example
  * ```ts
+ * import { openKvStore } from "./mod.ts";
+ *
  * const store = await openKvStore("./data/chat.kv");
- * const page = await store.before(oldestSeenId, 50);
+ * const shown = await store.latest(50);
+ * const earlier = await store.before(shown[0].id, 50); // the 50 before the oldest shown
  * store.close();
  * ```
  * @module
