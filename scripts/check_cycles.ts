@@ -44,14 +44,19 @@ export function addModules(graph: ImportGraph, info: ModuleInfo): void {
   }
 }
 
-/**
- * One cycle per group of modules that reach each other (a strongly connected component), each as
- * a path that starts and ends at the same module; none when the graph is acyclic.
- */
-export function findCycles(graph: ImportGraph): string[][] {
+/** Modules that all reach each other through imports, and one cycle among them. */
+export interface Cycle {
+  /** Every module of the group (a strongly connected component), sorted. */
+  modules: string[];
+  /** The shortest cycle through the group's first module: it starts and ends there. */
+  path: string[];
+}
+
+/** One {@link Cycle} per group of modules that import each other; none when the graph is acyclic. */
+export function findCycles(graph: ImportGraph): Cycle[] {
   return stronglyConnected(graph)
     .filter((group) => group.length > 1 || graph.get(group[0])?.has(group[0]))
-    .map((group) => cycleThrough(graph, new Set(group)));
+    .map((modules) => ({ modules, path: cycleThrough(graph, new Set(modules)) }));
 }
 
 /** Tarjan's algorithm, iterative so a deep graph cannot overflow the stack. */
@@ -163,7 +168,13 @@ async function main(args: string[]): Promise<number> {
   }
   const cycles = findCycles(graph);
   const relative = (url: string) => url.replace(PROJECT_ROOT.href, "");
-  for (const cycle of cycles) console.error(`import cycle: ${cycle.map(relative).join(" → ")}`);
+  for (const { modules, path } of cycles) {
+    console.error(`import cycle: ${path.map(relative).join(" → ")}`);
+    // Cutting this one may leave others among the same modules.
+    if (modules.length > path.length - 1) {
+      console.error(`  in a group that imports each other: ${modules.map(relative).join(", ")}`);
+    }
+  }
   if (cycles.length > 0) return 1;
   console.log(`no import cycles among ${graph.size} modules`);
   return 0;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { addModules, findCycles, type ImportGraph } from "../scripts/check_cycles.ts";
+import { addModules, type Cycle, findCycles, type ImportGraph } from "../scripts/check_cycles.ts";
 
 /** A graph from `module: imports` pairs, the way `deno info` would report them. */
 function graphOf(edges: Record<string, string[]>): ImportGraph {
@@ -13,8 +13,9 @@ function graphOf(edges: Record<string, string[]>): ImportGraph {
   return graph;
 }
 
-function named(cycles: string[][]): string[] {
-  return cycles.map((cycle) => cycle.map((url) => url.replace("file:///p/", "")).join(" → "));
+function named(cycles: Cycle[]): string[] {
+  const name = (url: string) => url.replace("file:///p/", "");
+  return cycles.map(({ path }) => path.map(name).join(" → "));
 }
 
 Deno.test("check cycles: an acyclic graph has none", () => {
@@ -50,7 +51,12 @@ Deno.test("check cycles: each cycle is reported once, by its shortest path", () 
     "x.ts": ["x.ts"],
     "y.ts": ["a.ts"],
   });
-  assert.deepEqual(named(findCycles(graph)), ["a.ts → b.ts → d.ts → a.ts", "x.ts → x.ts"]);
+  const cycles = findCycles(graph);
+  assert.deepEqual(named(cycles), ["a.ts → b.ts → d.ts → a.ts", "x.ts → x.ts"]);
+  assert.deepEqual(
+    cycles[0].modules,
+    ["a.ts", "b.ts", "c.ts", "d.ts"].map((m) => `file:///p/${m}`),
+  );
 });
 
 Deno.test("check cycles: a module deno info could not load is an error", () => {
