@@ -4,6 +4,11 @@
  *
  * @example
  * ```ts
+ * import { createApp } from "./app.ts";
+ * import { loadConfig } from "./config.ts";
+ * import { openKvStore } from "./store/mod.ts";
+ *
+ * const config = loadConfig(Deno.env.toObject());
  * const app = createApp(config, await openKvStore(config.kvPath));
  * const server = Deno.serve({ port: config.port }, app.handler);
  * // on SIGTERM

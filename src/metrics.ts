@@ -1,32 +1,22 @@
 /**
  * Prometheus metrics (via `prom-client`): connections, handshakes, auth failures, messages,
- * broadcasts, `error` events, KV write latency and event-loop lag. The rest of the server reports
- * through {@link ChatObserver} and never imports this file.
+ * broadcasts, `error` events, KV write latency and event-loop lag. {@link Metrics} implements the
+ * chat's `ChatObserver`; the engine's handshakes and the timeline's commits are reported to it by
+ * `app.ts`, so neither imports this file.
  *
  * @example
  * ```ts
+ * import { Metrics } from "./metrics.ts";
+ *
  * const metrics = new Metrics({ socketsByTransport: () => ({ websocket: 3 }) });
- * metrics.messageStored(2, 0.004);
+ * metrics.messagesStored(2, 0.004);
  * console.log(await metrics.render());
  * metrics.stop();
  * ```
  * @module
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-
-/** What the chat reports as it runs; every method is optional to call and cheap. */
-export interface ChatObserver {
-  /** A transport session was opened (an Engine.IO handshake succeeded). */
-  handshake(): void;
-  /** A Socket.IO connection was refused by auth or limits, with the `connect_error` code. */
-  connectRefused(code: string): void;
-  /** `count` messages were stored in one KV commit taking `seconds`. */
-  messagesStored(count: number, seconds: number): void;
-  /** A message was broadcast to the chat room. */
-  broadcast(): void;
-  /** An `error` event with this code was sent to a client. */
-  errorSent(code: string): void;
-}
+import type { ChatObserver } from "./chat/mod.ts";
 
 /** Where the metrics read live figures from. */
 export interface MetricSources {
@@ -37,7 +27,7 @@ export interface MetricSources {
 /** How often event-loop lag is sampled. */
 const LAG_SAMPLE_MS = 500;
 
-/** The server's metrics registry; also a {@link ChatObserver}. */
+/** The server's metrics registry; the chat reports to it as its {@link ChatObserver}. */
 export class Metrics implements ChatObserver {
   readonly registry = new Registry();
   readonly #handshakes: Counter;
@@ -142,17 +132,19 @@ export class Metrics implements ChatObserver {
     return this.registry.metrics();
   }
 
+  /** Engine: a transport session was opened (an Engine.IO handshake succeeded). */
   handshake(): void {
     this.#handshakes.inc();
   }
 
-  connectRefused(code: string): void {
-    this.#refusals.inc({ code });
-  }
-
+  /** Store: `count` messages were stored in one KV commit taking `seconds`. */
   messagesStored(count: number, seconds: number): void {
     this.#stored.inc(count);
     this.#kvWrites.observe(seconds);
+  }
+
+  connectRefused(code: string): void {
+    this.#refusals.inc({ code });
   }
 
   broadcast(): void {

@@ -4,7 +4,7 @@
  * @example
  * ```ts
  * import { Server } from "socket.io";
- * import { Engine } from "./src/engine/mod.ts";
+ * import { Engine } from "./mod.ts";
  *
  * const io = new Server();
  * const engine = new Engine({ path: "/socket.io/" });
