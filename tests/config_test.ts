@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
+import { AUTH_DEFAULTS } from "../src/auth_config.ts";
 import {
-  AUTH_DEFAULTS,
   ConfigError,
   configWarnings,
   DEFAULTS,
