@@ -10,7 +10,19 @@
  * ```
  * @module
  */
-import { ConfigError, type Env, readBoolean, readList, readString } from "./settings.ts";
+import {
+  boolean,
+  ConfigError,
+  custom,
+  type Env,
+  list,
+  readSetting,
+  readSettings,
+  settingText,
+  type SettingValues,
+  splitList,
+  url,
+} from "./settings.ts";
 
 /** Where the keys that verify client tokens come from: exactly one source. */
 export type AuthKeySource =
@@ -20,25 +32,6 @@ export type AuthKeySource =
   | { kind: "publicKey"; pem: string }
   /** A JSON Web Key Set fetched over HTTP(S) and cached (`JWT_JWKS_URL`). */
   | { kind: "jwks"; url: string };
-
-/** How client tokens are verified. */
-export interface AuthConfig {
-  /** The key source: `JWT_SECRET`, `JWT_PUBLIC_KEY` or `JWT_JWKS_URL` (exactly one). */
-  key: AuthKeySource;
-  /**
-   * Accepted `alg` values (`JWT_ALGORITHMS`, comma-separated; default `HS256` with a secret,
-   * `RS256,ES256,EdDSA` with a public key or JWKS). HMAC only with a secret, never with a key.
-   */
-  algorithms: string[];
-  /** Accepted `iss` values (`JWT_ISSUER`, comma-separated; unset = not checked). */
-  issuer?: string[];
-  /** Accepted `aud` values (`JWT_AUDIENCE`, comma-separated; unset = not checked). */
-  audience?: string[];
-  /** Sending needs the `chat:write` scope (`REQUIRE_WRITE_SCOPE`, default false). */
-  requireWriteScope: boolean;
-  /** Clock skew forgiven when checking `exp` and `nbf`, in seconds (5; not configurable). */
-  clockToleranceSeconds: number;
-}
 
 /** JWS algorithms that verify with a shared secret. */
 export const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"] as const;
@@ -65,21 +58,100 @@ export const AUTH_DEFAULTS = {
   clockToleranceSeconds: 5,
 } as const;
 
-const KEY_SOURCE_VARIABLES = ["JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL"] as const;
+/** Shortest HMAC secret, in bytes, that is as strong as HS256 itself (RFC 7518 §3.2). */
+export const MIN_SECRET_BYTES = 32;
+
 const PEM_BLOCK_PATTERN =
   /-----BEGIN (PUBLIC KEY|CERTIFICATE)-----[A-Za-z0-9+/=\s]+-----END \1-----/;
 
+/** Where the verifying keys come from: exactly one of these is set. */
+const KEY_SOURCES = {
+  secret: custom("JWT_SECRET", (text) => text, {
+    allowed: `text, ${MIN_SECRET_BYTES} bytes or more advised`,
+    defaultDoc: "one key source required",
+    doc: "Shared secret for HS256/384/512 tokens; a shorter one than advised is accepted with a " +
+      "warning. Set **exactly one** of `JWT_SECRET`, `JWT_PUBLIC_KEY`, `JWT_JWKS_URL` (none or " +
+      "several: the server exits 1).",
+    keepsWhitespace: true,
+  }),
+  publicKey: custom("JWT_PUBLIC_KEY", parsePublicKeyPem, {
+    allowed: "PEM, or `@` and a file path",
+    defaultDoc: "unset",
+    doc: "Your identity provider's PEM public key (`-----BEGIN PUBLIC KEY-----`) or X.509 " +
+      "certificate: the PEM itself (literal `\\n` allowed) or `@/path/to/key.pem`.",
+  }),
+  jwksUrl: url("JWT_JWKS_URL", {
+    protocols: ["https:", "http:"],
+    defaultDoc: "unset",
+    doc: "Your identity provider's JSON Web Key Set; fetched on first use, cached 10 minutes, " +
+      "refetched for an unknown `kid` at most every 30 s.",
+  }),
+};
+
+/** What a token must be to be accepted. */
+const TOKEN_SETTINGS = {
+  algorithms: custom("JWT_ALGORITHMS", parseAlgorithms, {
+    allowed: "JWS algorithm names, comma-separated",
+    defaultDoc: `\`${AUTH_DEFAULTS.secretAlgorithms.join()}\` with a secret, ` +
+      `\`${AUTH_DEFAULTS.publicKeyAlgorithms.join()}\` with a key or JWKS`,
+    doc: "Allow-list of token `alg`s. `none` is always refused; `HS*` only with `JWT_SECRET`, " +
+      "`RS*`/`PS*`/`ES*`/`EdDSA` only with a key or JWKS.",
+  }),
+  issuer: list("JWT_ISSUER", {
+    defaultDoc: "unset (not checked)",
+    doc: "Accepted `iss` values; when set, tokens must match one.",
+  }),
+  audience: list("JWT_AUDIENCE", {
+    defaultDoc: "unset (not checked)",
+    doc: "Accepted `aud` values; when set, tokens must match one.",
+  }),
+  requireWriteScope: boolean("REQUIRE_WRITE_SCOPE", {
+    default: AUTH_DEFAULTS.requireWriteScope,
+    doc: "`1`/`true`: sending messages needs the `chat:write` scope in the token.",
+  }),
+};
+
+/** Every auth setting, in the order the README lists them. */
+export const AUTH_SETTINGS = { ...KEY_SOURCES, ...TOKEN_SETTINGS };
+
+/** How client tokens are verified. */
+export interface AuthConfig extends Omit<SettingValues<typeof TOKEN_SETTINGS>, "algorithms"> {
+  /** The key source: `JWT_SECRET`, `JWT_PUBLIC_KEY` or `JWT_JWKS_URL` (exactly one). */
+  key: AuthKeySource;
+  /** Accepted `alg` values: `JWT_ALGORITHMS`, else the defaults for the key's kind. */
+  algorithms: string[];
+  /** Clock skew forgiven when checking `exp` and `nbf`, in seconds (not configurable). */
+  clockToleranceSeconds: number;
+}
+
 /** Reads `JWT_SECRET` alone (the dev token script signs with it). */
 export function readJwtSecret(env: Env): string {
-  const secret = env.JWT_SECRET;
-  if (secret === undefined || secret === "") {
+  const secret = readSetting(KEY_SOURCES.secret, env);
+  if (secret === undefined) {
     throw new ConfigError("JWT_SECRET", "is required (the HS256 secret that signs client tokens)");
   }
   return secret;
 }
 
+/** Parses the auth variables; throws {@link ConfigError} naming the first bad one. */
+export function readAuthConfig(env: Env): AuthConfig {
+  const key = readKeySource(env);
+  const { algorithms, ...checks } = readSettings(TOKEN_SETTINGS, env);
+  if (algorithms !== undefined) checkAlgorithmsSuit(algorithms, key);
+  const withSecret = key.kind === "secret";
+  return {
+    key,
+    algorithms: algorithms ??
+      [...(withSecret ? AUTH_DEFAULTS.secretAlgorithms : AUTH_DEFAULTS.publicKeyAlgorithms)],
+    ...checks,
+    clockToleranceSeconds: AUTH_DEFAULTS.clockToleranceSeconds,
+  };
+}
+
 function readKeySource(env: Env): AuthKeySource {
-  const found = KEY_SOURCE_VARIABLES.filter((name) => env[name] !== undefined && env[name] !== "");
+  const sources = Object.values(KEY_SOURCES);
+  // Set means non-empty here, even if blank: a blank key or URL is refused, not skipped.
+  const found = sources.filter((setting) => (env[setting.variable] ?? "") !== "");
   if (found.length === 0) {
     throw new ConfigError(
       "JWT_SECRET",
@@ -88,17 +160,20 @@ function readKeySource(env: Env): AuthKeySource {
   }
   if (found.length > 1) {
     throw new ConfigError(
-      KEY_SOURCE_VARIABLES.join(", "),
-      `set exactly one key source (found ${found.join(" and ")})`,
+      sources.map((setting) => setting.variable).join(", "),
+      `set exactly one key source (found ${
+        found.map((setting) => setting.variable).join(" and ")
+      })`,
     );
   }
-  if (found[0] === "JWT_SECRET") return { kind: "secret", secret: readJwtSecret(env) };
-  if (found[0] === "JWT_PUBLIC_KEY") return { kind: "publicKey", pem: readPublicKeyPem(env) };
-  return { kind: "jwks", url: readJwksUrl(env) };
+  const [source] = found;
+  const value = source.parse(settingText(source, env) ?? "") ?? "";
+  if (source === KEY_SOURCES.secret) return { kind: "secret", secret: value };
+  if (source === KEY_SOURCES.publicKey) return { kind: "publicKey", pem: value };
+  return { kind: "jwks", url: value };
 }
 
-function readPublicKeyPem(env: Env): string {
-  const raw = readString(env, "JWT_PUBLIC_KEY") ?? "";
+function parsePublicKeyPem(raw: string, refuse: (detail: string) => never): string {
   let text = raw.replaceAll("\\n", "\n");
   if (raw.startsWith("@")) {
     const path = raw.slice(1);
@@ -106,87 +181,50 @@ function readPublicKeyPem(env: Env): string {
       text = Deno.readTextFileSync(path);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      throw new ConfigError("JWT_PUBLIC_KEY", `cannot read "${path}": ${reason}`);
+      refuse(`cannot read "${path}": ${reason}`);
     }
   }
   // A certificate chain starts with the signer's own certificate: that block is the one used.
   const pem = PEM_BLOCK_PATTERN.exec(text)?.[0];
   if (pem !== undefined) return pem;
   if (text.includes("PRIVATE KEY-----")) {
-    throw new ConfigError("JWT_PUBLIC_KEY", "is a private key; give the public key or certificate");
+    refuse("is a private key; give the public key or certificate");
   }
-  throw new ConfigError(
-    "JWT_PUBLIC_KEY",
+  return refuse(
     "expected a PEM public key (-----BEGIN PUBLIC KEY-----) or certificate " +
       "(-----BEGIN CERTIFICATE-----), or @/path/to/key.pem",
   );
 }
 
-function readJwksUrl(env: Env): string {
-  const raw = readString(env, "JWT_JWKS_URL") ?? "";
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError("JWT_JWKS_URL", `"${raw}" is not a URL`);
+const KNOWN_ALGORITHMS: readonly string[] = [...HMAC_ALGORITHMS, ...PUBLIC_KEY_ALGORITHMS];
+
+function parseAlgorithms(text: string, refuse: (detail: string) => never): string[] {
+  const algorithms = [...new Set(splitList(text))];
+  if (algorithms.length === 0) refuse("expected a comma-separated list like RS256,ES256");
+  for (const algorithm of algorithms) {
+    if (algorithm.toLowerCase() === "none") refuse("none is never accepted (unsigned tokens)");
+    if (!KNOWN_ALGORITHMS.includes(algorithm)) {
+      refuse(`"${algorithm}" is not a JWS algorithm (known: ${KNOWN_ALGORITHMS.join(", ")})`);
+    }
   }
-  if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw new ConfigError("JWT_JWKS_URL", `expected an https:// or http:// URL, got "${raw}"`);
-  }
-  return url.href;
+  return algorithms;
 }
 
-function readAlgorithms(env: Env, key: AuthKeySource): string[] {
-  const raw = readString(env, "JWT_ALGORITHMS");
-  const withSecret = key.kind === "secret";
-  if (raw === undefined) {
-    return [...(withSecret ? AUTH_DEFAULTS.secretAlgorithms : AUTH_DEFAULTS.publicKeyAlgorithms)];
-  }
-  const algorithms = [...new Set(raw.split(",").map((name) => name.trim()).filter(Boolean))];
-  if (algorithms.length === 0) {
-    throw new ConfigError("JWT_ALGORITHMS", "expected a comma-separated list like RS256,ES256");
-  }
+/** Mixing the families is what lets a public key be abused as an HMAC secret. */
+function checkAlgorithmsSuit(algorithms: string[], key: AuthKeySource): void {
   const hmac: readonly string[] = HMAC_ALGORITHMS;
-  const publicKey: readonly string[] = PUBLIC_KEY_ALGORITHMS;
   for (const algorithm of algorithms) {
-    if (algorithm.toLowerCase() === "none") {
-      throw new ConfigError("JWT_ALGORITHMS", "none is never accepted (unsigned tokens)");
-    }
-    if (!hmac.includes(algorithm) && !publicKey.includes(algorithm)) {
-      throw new ConfigError(
-        "JWT_ALGORITHMS",
-        `"${algorithm}" is not a JWS algorithm (known: ${[...hmac, ...publicKey].join(", ")})`,
-      );
-    }
-    // Mixing the families is what lets a public key be abused as an HMAC secret.
-    if (withSecret && !hmac.includes(algorithm)) {
+    if (key.kind === "secret" && !hmac.includes(algorithm)) {
       throw new ConfigError(
         "JWT_ALGORITHMS",
         `${algorithm} needs JWT_PUBLIC_KEY or JWT_JWKS_URL; JWT_SECRET allows only HS256, HS384, HS512`,
       );
     }
-    if (!withSecret && hmac.includes(algorithm)) {
+    if (key.kind !== "secret" && hmac.includes(algorithm)) {
       throw new ConfigError(
         "JWT_ALGORITHMS",
         `${algorithm} needs JWT_SECRET; a public key or JWKS never verifies HMAC tokens`,
       );
     }
   }
-  return algorithms;
-}
-
-/** Parses the auth variables; throws {@link ConfigError} naming the first bad one. */
-export function readAuthConfig(env: Env): AuthConfig {
-  const key = readKeySource(env);
-  const auth: AuthConfig = {
-    key,
-    algorithms: readAlgorithms(env, key),
-    requireWriteScope: readBoolean(env, "REQUIRE_WRITE_SCOPE", AUTH_DEFAULTS.requireWriteScope),
-    clockToleranceSeconds: AUTH_DEFAULTS.clockToleranceSeconds,
-  };
-  const issuer = readList(env, "JWT_ISSUER");
-  const audience = readList(env, "JWT_AUDIENCE");
-  if (issuer !== undefined) auth.issuer = issuer;
-  if (audience !== undefined) auth.audience = audience;
-  return auth;
 }

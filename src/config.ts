@@ -1,5 +1,7 @@
 /**
- * Every environment variable the server reads, parsed and validated in one place.
+ * Every environment variable the server reads, declared once in {@link SETTINGS} (the auth ones in
+ * `auth_config.ts`), parsed and validated in one place; the README's configuration table is
+ * generated from the same declarations.
  *
  * @example
  * ```ts
@@ -8,232 +10,294 @@
  * ```
  * @module
  */
+import { AUTH_SETTINGS, type AuthConfig, MIN_SECRET_BYTES, readAuthConfig } from "./auth_config.ts";
 import { parseAddressRange } from "./client_address.ts";
-import { parseDuration } from "./duration.ts";
 import { LOG_LEVELS } from "./log.ts";
-import { type AuthConfig, readAuthConfig } from "./auth_config.ts";
-import { ConfigError, type Env, readBoolean, readList, readString } from "./settings.ts";
+import {
+  boolean,
+  ConfigError,
+  custom,
+  duration,
+  type Env,
+  integer,
+  oneOf,
+  readSettings,
+  type Setting,
+  settingDefaults,
+  settingText,
+  type SettingValues,
+  splitList,
+  text,
+  url,
+} from "./settings.ts";
 
 export { ConfigError } from "./settings.ts";
 
-/** Server configuration, with the defaults documented on each field. */
-export interface Config {
-  /** How client tokens are verified (`JWT_*`, `REQUIRE_WRITE_SCOPE`); see {@link AuthConfig}. */
-  auth: AuthConfig;
-  /** TCP port (`PORT`, default 3000; 0 picks a free port). */
-  port: number;
-  /** Interface to listen on (`HOSTNAME`, default `0.0.0.0`). */
-  hostname: string;
-  /**
-   * Deno KV location: a file (`KV_PATH`, default `./data/chat.kv`; `:memory:` keeps nothing) or a
-   * KV Connect URL (`KV_URL`, with `DENO_KV_ACCESS_TOKEN`) shared by several instances.
-   */
-  kvPath: string;
-  /**
-   * How long this instance's claim on a KV file outlives it after a crash (`KV_LEASE`, default
-   * `15s`); a second instance on the same file without Redis is refused while it runs.
-   */
-  kvLeaseMs: number;
-  /** Redis for fan-out across instances (`REDIS_URL`; unset = one instance, in-memory adapter). */
-  redisUrl?: string;
-  /** This instance's name in logs and message ids (`INSTANCE_ID`, default random). */
-  instanceId: string;
-  /** Messages sent in `load` on connect (`HISTORY_LIMIT`, default 50). */
-  historyLimit: number;
-  /** Longest accepted message, in characters (`MAX_MESSAGE_LENGTH`, default 2000). */
-  maxMessageLength: number;
-  /** Allowed CORS origins (`CORS_ORIGIN`, comma-separated or `*`; unset = no CORS headers). */
-  corsOrigin?: string[] | "*";
-  /** PEM certificate and key files; both set → HTTPS/WSS (`TLS_CERT_FILE`, `TLS_KEY_FILE`). */
-  tls?: { certFile: string; keyFile: string };
-  /** Milliseconds between server pings (`PING_INTERVAL`, default 25000). */
-  pingInterval: number;
-  /** Milliseconds to wait for a pong (`PING_TIMEOUT`, default 20000). */
-  pingTimeout: number;
-  /** Largest accepted Engine.IO payload in bytes (`MAX_HTTP_BUFFER_SIZE`, default 1000000). */
-  maxHttpBufferSize: number;
-  /** Most messages in a reconnecting client's catch-up `load` (`CATCHUP_LIMIT`, default 1000). */
-  catchupLimit: number;
-  /** Messages expire this many ms after they are sent (`HISTORY_MAX_AGE`, e.g. `30d`; unset = never). */
-  historyMaxAgeMs?: number;
-  /** Keep at most this many messages (`HISTORY_MAX_COUNT`; unset = all; ≥ HISTORY_LIMIT). */
-  historyMaxCount?: number;
-  /** Messages per user per minute (`RATE_LIMIT_PER_MIN`, default 60). */
-  rateLimitPerMinute: number;
-  /** Messages a user may send at once (`RATE_LIMIT_BURST`, default 20). */
-  rateLimitBurst: number;
-  /** `typing` events per user per minute (`RATE_LIMIT_TYPING_PER_MIN`, default 120; burst a sixth). */
-  typingLimitPerMinute: number;
-  /** `history` requests per user per minute (`RATE_LIMIT_HISTORY_PER_MIN`, default 60; burst a sixth). */
-  historyLimitPerMinute: number;
-  /** `auth:refresh` requests per user per minute (`RATE_LIMIT_REFRESH_PER_MIN`, default 10; burst a sixth). */
-  refreshLimitPerMinute: number;
-  /** New connections per client IP per minute (`HANDSHAKE_LIMIT_PER_MIN`, default 120; 0 = off). */
-  handshakeLimitPerMinute: number;
-  /**
-   * Reverse proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`, comma-separated
-   * addresses and CIDRs; default none: the TCP peer is the client).
-   */
-  trustedProxies: readonly string[];
-  /** Simultaneous connections per user (`MAX_SOCKETS_PER_USER`, default 10). */
-  maxSocketsPerUser: number;
-  /**
-   * Packets one connection may send per second, ten seconds' worth at once; more closes it
-   * (`MAX_PACKETS_PER_SECOND`, default 50; 0 = off).
-   */
-  maxPacketsPerSecond: number;
-  /** Serve `POST /dev/token` so the demo page can log in without an issuer (`DEV_LOGIN`, default off). */
-  devLogin: boolean;
-  /** Bearer token required on `/metrics` (`METRICS_TOKEN`; unset = open). */
-  metricsToken?: string;
-  /** Lowest log level written (`LOG_LEVEL`: debug, info, warn, error; default info). */
-  logLevel: "debug" | "info" | "warn" | "error";
-  /** Most ms a graceful shutdown may take before the process exits anyway (`SHUTDOWN_TIMEOUT`, default `10s`). */
-  shutdownTimeoutMs: number;
-  /**
-   * How long socket.io keeps a dropped session for recovery (`CONNECTION_RECOVERY`, default 0 =
-   * off). When on, socket.io appends its offset to every broadcast: clients other than the
-   * JavaScript one then see an extra argument.
-   */
-  connectionRecoveryMs: number;
-  /** Large WebSocket frames are written without a copy (`DENO_USE_WRITEV`, default on; see main.ts). */
-  vectoredWrites: boolean;
-  /** Under load, ms to gather messages into the next KV commit (`COMMIT_GATHER`, default `1ms`; 0 = off). */
-  commitGatherMs: number;
-}
+/** Every setting but the auth ones, by its key in {@link Config}, in the README's order. */
+export const SETTINGS = {
+  port: integer("PORT", {
+    default: 3000,
+    min: 0,
+    max: 65_535,
+    doc: "TCP port; `0` picks a free one.",
+  }),
+  hostname: text("HOSTNAME", {
+    default: "0.0.0.0",
+    allowed: "address or host name",
+    doc: "Interface to listen on. Some shells and containers export `HOSTNAME` as the machine " +
+      "name: set it explicitly there.",
+  }),
+  tlsCertFile: text("TLS_CERT_FILE", {
+    allowed: "file path",
+    defaultDoc: "unset",
+    doc: "PEM certificate chain; with `TLS_KEY_FILE` (both or neither) the server speaks HTTPS " +
+      "and WSS.",
+  }),
+  tlsKeyFile: text("TLS_KEY_FILE", {
+    allowed: "file path",
+    defaultDoc: "unset",
+    doc: "PEM private key of `TLS_CERT_FILE`.",
+  }),
+  corsOrigin: custom("CORS_ORIGIN", parseCorsOrigins, {
+    allowed: "`*` or origins, comma-separated",
+    defaultDoc: "unset (no CORS headers)",
+    doc: "Origins (`https://chat.example,http://localhost:5173`) allowed to connect from " +
+      "browsers on other origins. Listed origins are echoed back with credentials allowed; `*` " +
+      "is sent as a literal `*`, without credentials.",
+  }),
+  trustedProxies: custom("TRUSTED_PROXIES", parseTrustedProxies, {
+    default: [],
+    allowed: "addresses and CIDRs, comma-separated",
+    defaultDoc: "unset (none)",
+    doc: "Your reverse proxies (`10.0.0.0/8,::1`). Only from them is the client read from " +
+      "`X-Forwarded-For` (right-most entry not a proxy); else it is ignored. The handshake limit " +
+      "and logs use that address.",
+  }),
+  kvPath: text("KV_PATH", {
+    default: "./data/chat.kv",
+    allowed: "file path or `:memory:`",
+    doc: "Deno KV file; its directory is created if missing. `:memory:` keeps nothing.",
+  }),
+  kvUrl: url("KV_URL", {
+    protocols: ["http:", "https:"],
+    defaultDoc: "unset",
+    doc: "A KV Connect URL (self-hosted `denokv`, Deno Deploy KV) instead of `KV_PATH` (not " +
+      "both), with `DENO_KV_ACCESS_TOKEN`, so instances on several hosts share one history.",
+  }),
+  kvLeaseMs: duration("KV_LEASE", {
+    default: 15_000,
+    min: 1000,
+    max: 600_000,
+    doc: "One writer per KV file: without `REDIS_URL`, a second instance on the same `KV_PATH` " +
+      "exits 1. A killed instance's claim runs out this long after its last renewal (every third " +
+      "of it); a restart before then is refused.",
+  }),
+  redisUrl: url("REDIS_URL", {
+    protocols: ["redis:", "rediss:"],
+    defaultDoc: "unset (one instance)",
+    doc: "Several instances share fan-out, sessions and presence through Redis " +
+      "(`redis://host:6379`). See [docs/scaling.md](docs/scaling.md).",
+  }),
+  instanceId: text("INSTANCE_ID", {
+    pattern: /^[A-Za-z0-9_.-]{1,64}$/,
+    allowed: "1–64 letters, digits, `.`, `_`, `-`",
+    expected: "1 to 64 letters, digits, '.', '_' or '-'",
+    defaultDoc: "random",
+    doc: "This instance's name in logs and message ids.",
+  }),
+  commitGatherMs: duration("COMMIT_GATHER", {
+    default: 1,
+    max: 100,
+    doc: "Under load (while KV commits carry several messages), how long to gather messages " +
+      "into the next commit: fewer commits and fewer frames per recipient for about a " +
+      "millisecond of latency. A quiet chat never waits. `0` turns it off.",
+  }),
+  historyLimit: integer("HISTORY_LIMIT", {
+    default: 50,
+    min: 0,
+    max: 1000,
+    doc: "Messages sent in `load` on connect.",
+  }),
+  catchupLimit: integer("CATCHUP_LIMIT", {
+    default: 1000,
+    min: 1,
+    max: 10_000,
+    doc: "Most messages in the catch-up `load` of a client that connects with `auth.lastId`.",
+  }),
+  maxMessageLength: integer("MAX_MESSAGE_LENGTH", {
+    default: 2000,
+    min: 1,
+    // A Deno KV value holds at most 64 KiB: 10,000 characters fit even at 4 bytes each.
+    max: 10_000,
+    doc: "Longest message, in characters (Unicode code points) after trimming. Times " +
+      "`HISTORY_LIMIT` or `CATCHUP_LIMIT`, it must keep one history under 64 MiB.",
+  }),
+  historyMaxAgeMs: duration("HISTORY_MAX_AGE", {
+    min: 60_000,
+    defaultDoc: "unset (keep)",
+    doc: "Messages older than this (`12h`, `30d`, …) are no longer served and are deleted.",
+  }),
+  historyMaxCount: integer("HISTORY_MAX_COUNT", {
+    min: 1,
+    max: 10_000_000,
+    allowed: "`HISTORY_LIMIT` (at least 1)–10000000",
+    defaultDoc: "unset (keep all)",
+    doc: "Keep only the newest this many messages.",
+  }),
+  pingInterval: integer("PING_INTERVAL", {
+    default: 25_000,
+    min: 100,
+    max: 3_600_000,
+    doc: "Milliseconds between server heartbeats.",
+  }),
+  pingTimeout: integer("PING_TIMEOUT", {
+    default: 20_000,
+    min: 100,
+    max: 3_600_000,
+    doc: "Milliseconds a client has to answer a heartbeat before it is dropped.",
+  }),
+  maxHttpBufferSize: integer("MAX_HTTP_BUFFER_SIZE", {
+    default: 1_000_000,
+    min: 1024,
+    max: 100_000_000,
+    doc: "Largest accepted Engine.IO packet or polling body, in bytes; larger ones close the " +
+      "session.",
+  }),
+  connectionRecoveryMs: duration("CONNECTION_RECOVERY", {
+    default: 0,
+    defaultDoc: "`0` (off)",
+    doc: "How long socket.io keeps a dropped session for recovery (`90s`, `2m`, …). When on, " +
+      "socket.io appends an offset argument to every broadcast, which clients other than the " +
+      "JavaScript one see as an extra argument (see Short drops).",
+  }),
+  vectoredWrites: boolean("DENO_USE_WRITEV", {
+    default: true,
+    doc: "Deno's own switch for vectored WebSocket writes, on by default here (`0` turns it " +
+      "off): large frames (history, presence) are sent without a copy that would otherwise keep " +
+      "a write buffer of that size per connection (about 20 KB less memory per client).",
+  }),
+  rateLimitPerMinute: integer("RATE_LIMIT_PER_MIN", {
+    default: 60,
+    min: 1,
+    max: 1_000_000,
+    doc: "Messages per user per minute (a token bucket shared by the user's connections).",
+  }),
+  rateLimitBurst: integer("RATE_LIMIT_BURST", {
+    default: 20,
+    min: 1,
+    max: 1_000_000,
+    doc: "Messages a user may send at once before the per-minute rate applies.",
+  }),
+  typingLimitPerMinute: integer("RATE_LIMIT_TYPING_PER_MIN", {
+    default: 120,
+    min: 1,
+    max: 1_000_000,
+    doc: "`typing` events per user per minute, a sixth of it at once; over it they are dropped.",
+  }),
+  historyLimitPerMinute: integer("RATE_LIMIT_HISTORY_PER_MIN", {
+    default: 60,
+    min: 1,
+    max: 1_000_000,
+    doc: "`history` requests per user per minute, a sixth of it at once; over it `rate_limited`.",
+  }),
+  refreshLimitPerMinute: integer("RATE_LIMIT_REFRESH_PER_MIN", {
+    default: 10,
+    min: 1,
+    max: 1_000_000,
+    doc: "`auth:refresh` requests per user per minute, a sixth of it at once; over it " +
+      "`rate_limited`.",
+  }),
+  maxPacketsPerSecond: integer("MAX_PACKETS_PER_SECOND", {
+    default: 50,
+    min: 0,
+    max: 1_000_000,
+    doc: "Packets one connection may send per second (ten seconds' worth at once); more closes " +
+      "the connection before anything is parsed. `0` turns it off.",
+  }),
+  maxSocketsPerUser: integer("MAX_SOCKETS_PER_USER", {
+    default: 10,
+    min: 1,
+    max: 10_000,
+    doc: "Simultaneous connections per user; one more gets `connect_error` " +
+      "`too_many_connections`.",
+  }),
+  handshakeLimitPerMinute: integer("HANDSHAKE_LIMIT_PER_MIN", {
+    default: 120,
+    min: 0,
+    max: 1_000_000,
+    doc: "New connections per client IP address per minute (bursts of a quarter of it); `0` " +
+      "turns it off.",
+  }),
+  logLevel: oneOf("LOG_LEVEL", LOG_LEVELS, {
+    default: "info",
+    doc: "Lowest level written. Logs are one JSON object per line on stdout.",
+  }),
+  metricsToken: text("METRICS_TOKEN", {
+    allowed: "text",
+    defaultDoc: "unset (open)",
+    doc: "When set, `/metrics` needs `Authorization: Bearer <METRICS_TOKEN>`.",
+  }),
+  shutdownTimeoutMs: duration("SHUTDOWN_TIMEOUT", {
+    default: 10_000,
+    min: 100,
+    doc: "Longest a graceful shutdown may take before the process exits anyway (exit code 1).",
+  }),
+  devLogin: boolean("DEV_LOGIN", {
+    default: false,
+    doc: "`1` serves `POST /dev/token` so the demo page can log in without an identity " +
+      "provider; needs `JWT_SECRET`. Development only: anyone can mint a token, though only for " +
+      "`dev-` user ids (any other requested `id` gets 400).",
+  }),
+};
+
+/** Every setting the server reads, auth first: the rows of the README's configuration table. */
+export const ALL_SETTINGS: readonly Setting<unknown>[] = [
+  ...Object.values(AUTH_SETTINGS),
+  ...Object.values(SETTINGS),
+];
 
 /** The defaults used when a variable is unset. */
-export const DEFAULTS = {
-  port: 3000,
-  hostname: "0.0.0.0",
-  kvPath: "./data/chat.kv",
-  kvLeaseMs: 15_000,
-  historyLimit: 50,
-  maxMessageLength: 2000,
-  pingInterval: 25_000,
-  pingTimeout: 20_000,
-  maxHttpBufferSize: 1_000_000,
-  catchupLimit: 1000,
-  rateLimitPerMinute: 60,
-  rateLimitBurst: 20,
-  typingLimitPerMinute: 120,
-  historyLimitPerMinute: 60,
-  refreshLimitPerMinute: 10,
-  handshakeLimitPerMinute: 120,
-  trustedProxies: [],
-  maxSocketsPerUser: 10,
-  maxPacketsPerSecond: 50,
-  connectionRecoveryMs: 0,
-  commitGatherMs: 1,
-  vectoredWrites: true,
-  devLogin: false,
-  logLevel: "info",
-  shutdownTimeoutMs: 10_000,
-} as const;
+export const DEFAULTS = settingDefaults(SETTINGS);
 
-function readInteger(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name]?.trim();
-  if (raw === undefined || raw === "") return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `expected a whole number, got "${raw}"`);
-  const value = Number(raw);
-  if (value < min || value > max) {
-    throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${value}`);
-  }
-  return value;
+/** Settings read from several variables at once, or with a default that is not a constant. */
+type ComposedSettings = "kvUrl" | "tlsCertFile" | "tlsKeyFile" | "instanceId";
+
+/** Server configuration: each setting by its key in {@link SETTINGS}, and those composed here. */
+export interface Config extends Omit<SettingValues<typeof SETTINGS>, ComposedSettings> {
+  /** How client tokens are verified (`JWT_*`, `REQUIRE_WRITE_SCOPE`); see {@link AuthConfig}. */
+  auth: AuthConfig;
+  /** Deno KV location: `KV_URL` when set, else `KV_PATH`. */
+  kvPath: string;
+  /** This instance's name (`INSTANCE_ID`, else random). */
+  instanceId: string;
+  /** PEM certificate and key files, both set → HTTPS/WSS (`TLS_CERT_FILE`, `TLS_KEY_FILE`). */
+  tls?: { certFile: string; keyFile: string };
 }
 
-function readDuration(env: Env, name: string, fallback?: number): number | undefined {
-  const raw = readString(env, name);
-  if (raw === undefined) return fallback;
-  const ms = parseDuration(raw);
-  if (ms === undefined) {
-    throw new ConfigError(name, `expected a duration like 90s, 15m, 12h or 30d, got "${raw}"`);
-  }
-  return ms;
-}
-
-function readUrl(env: Env, name: string, protocols: string[]): string | undefined {
-  const raw = readString(env, name);
-  if (raw === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError(name, `"${raw}" is not a URL`);
-  }
-  if (!protocols.includes(url.protocol)) {
-    throw new ConfigError(
-      name,
-      `expected a ${protocols.join(" or ")}// URL, got "${url.protocol}"`,
-    );
-  }
-  return raw;
-}
-
-function readKvLocation(env: Env): string {
-  const url = readUrl(env, "KV_URL", ["http:", "https:"]);
-  const path = readString(env, "KV_PATH");
-  if (url !== undefined && path !== undefined) {
+/** Parses and validates the whole configuration; throws {@link ConfigError} on the first bad value. */
+export function loadConfig(env: Env): Config {
+  const auth = readAuthConfig(env);
+  const { kvUrl, tlsCertFile, tlsKeyFile, instanceId, ...settings } = readSettings(SETTINGS, env);
+  if (kvUrl !== undefined && settingText(SETTINGS.kvPath, env) !== undefined) {
     throw new ConfigError("KV_URL", "set KV_PATH or KV_URL, not both");
   }
-  return url ?? path ?? DEFAULTS.kvPath;
-}
-
-function readKvLease(env: Env): number {
-  const leaseMs = readDuration(env, "KV_LEASE", DEFAULTS.kvLeaseMs)!;
-  if (leaseMs < 1000 || leaseMs > 600_000) {
-    throw new ConfigError("KV_LEASE", "must be from 1s to 10m");
+  const config: Config = {
+    ...settings,
+    auth,
+    kvPath: kvUrl ?? settings.kvPath,
+    instanceId: instanceId ?? crypto.randomUUID().slice(0, 8),
+  };
+  const tls = composeTls(tlsCertFile, tlsKeyFile);
+  if (tls !== undefined) config.tls = tls;
+  checkHistoryMaxCount(config, env);
+  if (config.devLogin && auth.key.kind !== "secret") {
+    throw new ConfigError("DEV_LOGIN", "needs JWT_SECRET: dev tokens are signed with it");
   }
-  return leaseMs;
+  checkDeliverable(config);
+  return config;
 }
 
-function readInstanceId(env: Env): string {
-  const raw = readString(env, "INSTANCE_ID");
-  if (raw === undefined) return crypto.randomUUID().slice(0, 8);
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) {
-    throw new ConfigError("INSTANCE_ID", "use 1-64 letters, digits, '.', '_' or '-'");
-  }
-  return raw;
-}
-
-function readCors(env: Env): string[] | "*" | undefined {
-  const raw = readString(env, "CORS_ORIGIN");
-  if (raw === undefined) return undefined;
-  if (raw === "*") return "*";
-  const origins = raw.split(",").map((origin) => origin.trim()).filter(Boolean);
-  for (const origin of origins) {
-    let parsed: URL;
-    try {
-      parsed = new URL(origin);
-    } catch {
-      throw new ConfigError(
-        "CORS_ORIGIN",
-        `"${origin}" is not an origin like https://chat.example`,
-      );
-    }
-    if (parsed.origin !== origin) {
-      throw new ConfigError("CORS_ORIGIN", `"${origin}" is not an origin (try "${parsed.origin}")`);
-    }
-  }
-  return origins;
-}
-
-function readTrustedProxies(env: Env): string[] {
-  const entries = readList(env, "TRUSTED_PROXIES") ?? [];
-  for (const entry of entries) {
-    if (parseAddressRange(entry) === undefined) {
-      throw new ConfigError(
-        "TRUSTED_PROXIES",
-        `"${entry}" is not an IPv4/IPv6 address or CIDR (like 10.0.0.0/8 or fd00::/8)`,
-      );
-    }
-  }
-  return entries;
-}
-
-function readTls(env: Env): Config["tls"] {
-  const certFile = readString(env, "TLS_CERT_FILE");
-  const keyFile = readString(env, "TLS_KEY_FILE");
+function composeTls(certFile?: string, keyFile?: string): Config["tls"] {
   if (certFile === undefined && keyFile === undefined) return undefined;
   if (certFile === undefined) {
     throw new ConfigError("TLS_CERT_FILE", "is required with TLS_KEY_FILE");
@@ -242,6 +306,42 @@ function readTls(env: Env): Config["tls"] {
     throw new ConfigError("TLS_KEY_FILE", "is required with TLS_CERT_FILE");
   }
   return { certFile, keyFile };
+}
+
+/** A store keeping fewer messages than `HISTORY_LIMIT` could not fill a connecting client's `load`. */
+function checkHistoryMaxCount(config: Config, env: Env): void {
+  const { historyMaxCount, historyLimit } = config;
+  if (historyMaxCount === undefined || historyMaxCount >= historyLimit) return;
+  const { variable, max } = SETTINGS.historyMaxCount;
+  throw new ConfigError(
+    variable,
+    `expected a whole number from ${historyLimit} (HISTORY_LIMIT) to ${max}, ` +
+      `got "${settingText(SETTINGS.historyMaxCount, env)}"`,
+  );
+}
+
+function parseCorsOrigins(text: string, refuse: (detail: string) => never): string[] | "*" {
+  if (text === "*") return "*";
+  const origins = splitList(text);
+  for (const origin of origins) {
+    if (!URL.canParse(origin)) refuse(`"${origin}" is not an origin like https://chat.example`);
+    const { origin: parsed } = new URL(origin);
+    if (parsed !== origin) refuse(`"${origin}" is not an origin (try "${parsed}")`);
+  }
+  return origins;
+}
+
+function parseTrustedProxies(
+  text: string,
+  refuse: (detail: string) => never,
+): readonly string[] | undefined {
+  const entries = splitList(text);
+  for (const entry of entries) {
+    if (parseAddressRange(entry) === undefined) {
+      refuse(`"${entry}" is not an IPv4/IPv6 address or CIDR (like 10.0.0.0/8 or fd00::/8)`);
+    }
+  }
+  return entries.length === 0 ? undefined : entries;
 }
 
 /**
@@ -275,49 +375,6 @@ function checkDeliverable(config: Config): void {
   );
 }
 
-/** Parses and validates the whole configuration; throws {@link ConfigError} on the first bad value. */
-export function loadConfig(env: Env): Config {
-  const hostname = readString(env, "HOSTNAME") ?? DEFAULTS.hostname;
-  const historyLimit = readInteger(env, "HISTORY_LIMIT", DEFAULTS.historyLimit, 0, 1000);
-  const config: Config = {
-    auth: readAuthConfig(env),
-    port: readInteger(env, "PORT", DEFAULTS.port, 0, 65_535),
-    hostname,
-    kvPath: readKvLocation(env),
-    kvLeaseMs: readKvLease(env),
-    redisUrl: readUrl(env, "REDIS_URL", ["redis:", "rediss:"]),
-    instanceId: readInstanceId(env),
-    historyLimit,
-    maxMessageLength: readInteger(
-      env,
-      "MAX_MESSAGE_LENGTH",
-      DEFAULTS.maxMessageLength,
-      1,
-      // A Deno KV value holds at most 64 KiB: 10,000 characters fit even at 4 bytes each.
-      10_000,
-    ),
-    corsOrigin: readCors(env),
-    trustedProxies: readTrustedProxies(env),
-    tls: readTls(env),
-    pingInterval: readInteger(env, "PING_INTERVAL", DEFAULTS.pingInterval, 100, 3_600_000),
-    pingTimeout: readInteger(env, "PING_TIMEOUT", DEFAULTS.pingTimeout, 100, 3_600_000),
-    maxHttpBufferSize: readInteger(
-      env,
-      "MAX_HTTP_BUFFER_SIZE",
-      DEFAULTS.maxHttpBufferSize,
-      1024,
-      100_000_000,
-    ),
-    ...readDeliveryConfig(env, historyLimit),
-    ...readOperationsConfig(env),
-  };
-  checkDeliverable(config);
-  return config;
-}
-
-/** Shortest HMAC secret, in bytes, that is as strong as HS256 itself (RFC 7518 §3.2). */
-export const MIN_SECRET_BYTES = 32;
-
 /**
  * Settings that are accepted but weaken the server, one sentence each for the operator: a
  * `JWT_SECRET` shorter than {@link MIN_SECRET_BYTES}.
@@ -335,103 +392,4 @@ export function configWarnings(config: Config): string[] {
     }
   }
   return warnings;
-}
-
-/** Dev login, metrics, logs and shutdown: the operator's settings. */
-function readOperationsConfig(env: Env) {
-  const logLevel = readString(env, "LOG_LEVEL")?.toLowerCase() ?? DEFAULTS.logLevel;
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new ConfigError(
-      "LOG_LEVEL",
-      `expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`,
-    );
-  }
-  const shutdownTimeoutMs = readDuration(env, "SHUTDOWN_TIMEOUT", DEFAULTS.shutdownTimeoutMs)!;
-  if (shutdownTimeoutMs < 100) throw new ConfigError("SHUTDOWN_TIMEOUT", "must be at least 100ms");
-  const devLogin = readBoolean(env, "DEV_LOGIN", DEFAULTS.devLogin);
-  if (devLogin && readString(env, "JWT_SECRET") === undefined) {
-    throw new ConfigError("DEV_LOGIN", "needs JWT_SECRET: dev tokens are signed with it");
-  }
-  return {
-    devLogin,
-    metricsToken: readString(env, "METRICS_TOKEN"),
-    logLevel: logLevel as Config["logLevel"],
-    shutdownTimeoutMs,
-    vectoredWrites: readBoolean(env, "DENO_USE_WRITEV", DEFAULTS.vectoredWrites),
-  };
-}
-
-/** History, catch-up and limits: the delivery settings. */
-function readDeliveryConfig(env: Env, historyLimit: number) {
-  const historyMaxCount = readString(env, "HISTORY_MAX_COUNT") === undefined
-    ? undefined
-    : readInteger(env, "HISTORY_MAX_COUNT", 0, Math.max(1, historyLimit), 10_000_000);
-  const historyMaxAgeMs = readDuration(env, "HISTORY_MAX_AGE");
-  if (historyMaxAgeMs !== undefined && historyMaxAgeMs < 60_000) {
-    throw new ConfigError("HISTORY_MAX_AGE", "must be at least 1m");
-  }
-  const connectionRecoveryMs = readDuration(
-    env,
-    "CONNECTION_RECOVERY",
-    DEFAULTS.connectionRecoveryMs,
-  )!;
-  const commitGatherMs = readDuration(env, "COMMIT_GATHER", DEFAULTS.commitGatherMs)!;
-  if (commitGatherMs > 100) throw new ConfigError("COMMIT_GATHER", "must be at most 100ms");
-  return {
-    catchupLimit: readInteger(env, "CATCHUP_LIMIT", DEFAULTS.catchupLimit, 1, 10_000),
-    commitGatherMs,
-    historyMaxAgeMs,
-    historyMaxCount,
-    rateLimitPerMinute: readInteger(
-      env,
-      "RATE_LIMIT_PER_MIN",
-      DEFAULTS.rateLimitPerMinute,
-      1,
-      1_000_000,
-    ),
-    rateLimitBurst: readInteger(env, "RATE_LIMIT_BURST", DEFAULTS.rateLimitBurst, 1, 1_000_000),
-    typingLimitPerMinute: readInteger(
-      env,
-      "RATE_LIMIT_TYPING_PER_MIN",
-      DEFAULTS.typingLimitPerMinute,
-      1,
-      1_000_000,
-    ),
-    historyLimitPerMinute: readInteger(
-      env,
-      "RATE_LIMIT_HISTORY_PER_MIN",
-      DEFAULTS.historyLimitPerMinute,
-      1,
-      1_000_000,
-    ),
-    refreshLimitPerMinute: readInteger(
-      env,
-      "RATE_LIMIT_REFRESH_PER_MIN",
-      DEFAULTS.refreshLimitPerMinute,
-      1,
-      1_000_000,
-    ),
-    handshakeLimitPerMinute: readInteger(
-      env,
-      "HANDSHAKE_LIMIT_PER_MIN",
-      DEFAULTS.handshakeLimitPerMinute,
-      0,
-      1_000_000,
-    ),
-    maxSocketsPerUser: readInteger(
-      env,
-      "MAX_SOCKETS_PER_USER",
-      DEFAULTS.maxSocketsPerUser,
-      1,
-      10_000,
-    ),
-    maxPacketsPerSecond: readInteger(
-      env,
-      "MAX_PACKETS_PER_SECOND",
-      DEFAULTS.maxPacketsPerSecond,
-      0,
-      1_000_000,
-    ),
-    connectionRecoveryMs,
-  };
 }

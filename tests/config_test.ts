@@ -193,6 +193,41 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
   }
 });
 
+Deno.test("config: a refusal says what is allowed, and where a limit comes from", () => {
+  const cases: [Record<string, string>, string][] = [
+    [{ HISTORY_LIMIT: "-1" }, 'HISTORY_LIMIT: expected a whole number from 0 to 1000, got "-1"'],
+    [{ PORT: "70000" }, 'PORT: expected a whole number from 0 to 65535, got "70000"'],
+    [
+      { HISTORY_MAX_COUNT: "10" },
+      'HISTORY_MAX_COUNT: expected a whole number from 50 (HISTORY_LIMIT) to 10000000, got "10"',
+    ],
+    [
+      { HISTORY_LIMIT: "0", HISTORY_MAX_COUNT: "0" },
+      'HISTORY_MAX_COUNT: expected a whole number from 1 to 10000000, got "0"',
+    ],
+    [
+      { KV_LEASE: "500ms" },
+      'KV_LEASE: expected a duration from 1s to 10m (like 500ms, 90s, 15m, 12h or 30d), got "500ms"',
+    ],
+    [{ COMMIT_GATHER: "1s" }, "COMMIT_GATHER: expected a duration of at most 100ms"],
+    [{ HISTORY_MAX_AGE: "forever" }, "HISTORY_MAX_AGE: expected a duration of at least 1m"],
+    [
+      { LOG_LEVEL: "verbose" },
+      'LOG_LEVEL: expected one of debug, info, warn, error, got "verbose"',
+    ],
+    [{ DEV_LOGIN: "yes" }, 'DEV_LOGIN: expected 1, true, 0 or false, got "yes"'],
+    [
+      { REDIS_URL: "http://127.0.0.1:6379" },
+      'REDIS_URL: expected a URL starting with redis:// or rediss://, got "http://127.0.0.1:6379"',
+    ],
+    [{ INSTANCE_ID: "has spaces" }, "INSTANCE_ID: expected 1 to 64 letters, digits"],
+  ];
+  for (const [env, message] of cases) {
+    const { message: actual } = refusal(env);
+    assert.ok(actual.startsWith(message), actual);
+  }
+});
+
 // Auth variables. Config checks only the PEM's shape; tests/auth_keys_test.ts uses real keys.
 const PEM =
   "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n" +
