@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { AUTH_DEFAULTS } from "../src/auth_config.ts";
+import { configurationTable, findConfigurationTable } from "../scripts/config_table.ts";
 import {
+  ALL_SETTINGS,
   ConfigError,
   configWarnings,
   DEFAULTS,
@@ -415,4 +417,29 @@ Deno.test("config: history settings that could never be delivered are refused, n
   assert.ok(largestHistoryBytes(defaults) <= MAX_HISTORY_BYTES);
   // The largest deliverable combination at the longest messages.
   assert.ok(loadConfig({ ...BASE, CATCHUP_LIMIT: "1000", MAX_MESSAGE_LENGTH: "10000" }));
+});
+
+/** A markdown table's rows as trimmed cells, so that column padding does not count. */
+function tableCells(table: string): string[][] {
+  return table.trim().split("\n").map((row) =>
+    row.slice(1, -1).split(/(?<!\\)\|/).map((cell) => cell.trim())
+  );
+}
+
+Deno.test("config: README's configuration table is the one the settings generate", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const { start, end } = findConfigurationTable(readme);
+  assert.deepEqual(
+    tableCells(readme.slice(start, end)),
+    tableCells(configurationTable()),
+    "README.md's configuration table is stale: run `deno task config-table --write`",
+  );
+});
+
+Deno.test("config: every variable is declared once, with its doc", () => {
+  const variables = ALL_SETTINGS.map((setting) => setting.variable);
+  assert.deepEqual(variables, [...new Set(variables)]);
+  for (const setting of ALL_SETTINGS) {
+    assert.ok(setting.doc && setting.allowed && setting.defaultDoc, setting.variable);
+  }
 });
