@@ -25,7 +25,7 @@ import {
   type JWTVerifyGetKey,
   SignJWT,
 } from "jose";
-import { AUTH_DEFAULTS, type AuthConfig, type AuthKeySource } from "./config.ts";
+import { AUTH_DEFAULTS, type AuthConfig, type AuthKeySource } from "./auth_config.ts";
 import { CodedError } from "./errors.ts";
 import type { User } from "./types.ts";
 
