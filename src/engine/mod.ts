@@ -15,9 +15,11 @@
  * @module
  */
 export {
+  type ConnectionError,
   type ConnectionInfo,
   Engine,
   ENGINE_DEFAULTS,
+  type EngineEvents,
   type EngineOptions,
   ERROR_CODES,
 } from "./server.ts";
@@ -26,6 +28,7 @@ export {
   BACKLOG_CEILING_FACTOR,
   type CloseReason,
   EngineSocket,
+  type EngineSocketEvents,
   type HandshakeRequest,
   PACKET_BURST_SECONDS,
 } from "./socket.ts";

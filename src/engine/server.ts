@@ -18,7 +18,6 @@ import { EventEmitter } from "node:events";
 import { applyCors, type CorsOptions } from "./cors.ts";
 import {
   BACKLOG_CEILING_FACTOR,
-  type CloseReason,
   EngineSocket,
   type HandshakeRequest,
   type SessionOptions,
@@ -105,12 +104,26 @@ function defaultUpgrade(request: Request): { socket: WebSocket; response: Respon
   return Deno.upgradeWebSocket(request, { idleTimeout: 0 });
 }
 
-/**
- * An Engine.IO v4 server for web-standard `Request`/`Response` runtimes.
- *
- * Events: `connection` (EngineSocket), `connection_error` ({ req, code, message, context }).
- */
-export class Engine extends EventEmitter {
+/** A refused request, as engine.io reports it in `connection_error`. */
+export interface ConnectionError {
+  req: Request;
+  /** One of {@link ERROR_CODES}. */
+  code: number;
+  message: string;
+  /** What was wrong (`{ sid }`, `{ transport }`, …). */
+  context: Record<string, unknown>;
+}
+
+/** What the engine reports; socket.io's server core listens to `connection`. */
+export interface EngineEvents {
+  /** A handshake opened this session. */
+  connection: [socket: EngineSocket];
+  /** A request was refused with an Engine.IO error. */
+  connection_error: [error: ConnectionError];
+}
+
+/** An Engine.IO v4 server for web-standard `Request`/`Response` runtimes. */
+export class Engine extends EventEmitter<EngineEvents> {
   readonly options: SessionOptions & { path: string };
   readonly clients = new Map<string, EngineSocket>();
   readonly #owedCloses = new Map<string, OwedClose>();
@@ -306,7 +319,7 @@ export class Engine extends EventEmitter {
     }
     const session = new EngineSocket(id, transport, described, this.options);
     this.clients.set(id, session);
-    session.once("close", (reason: CloseReason) => {
+    session.once("close", (reason) => {
       this.clients.delete(id);
       if (reason === "forced close") this.#oweClose(id, session.transport);
     });
