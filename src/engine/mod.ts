@@ -15,14 +15,13 @@
  * @module
  */
 export {
-  type ConnectionError,
   type ConnectionInfo,
   Engine,
   ENGINE_DEFAULTS,
   type EngineEvents,
   type EngineOptions,
-  ERROR_CODES,
 } from "./server.ts";
+export { type ConnectionError, ERROR_CODES, type ErrorCode, refusalReason } from "./refusals.ts";
 export type { CorsOptions } from "./cors.ts";
 export {
   BACKLOG_CEILING_FACTOR,

@@ -22,8 +22,9 @@ import {
   type HandshakeRequest,
   type SessionOptions,
 } from "./socket.ts";
+import { type ConnectionError, ERROR_CODES, errorResponse, RequestError } from "./refusals.ts";
 import type { Transport } from "./transport.ts";
-import { errorResponse, PollingTransport } from "./transports/polling.ts";
+import { PollingTransport } from "./transports/polling.ts";
 import { WebSocketTransport } from "./transports/websocket.ts";
 
 /** Where a request came from (`Deno.ServeHandlerInfo` satisfies it). */
@@ -39,7 +40,8 @@ export interface EngineOptions extends Partial<SessionOptions> {
   cors?: CorsOptions;
   /**
    * Called on each handshake; throw (or reject) to refuse it with the error's message and 403,
-   * or the error's numeric `status` property when it has one.
+   * or the error's numeric `status` property when it has one. A lower_snake `code` string on the
+   * error names the refusal's reason (`context.reason` of `connection_error`).
    */
   allowRequest?: (request: Request, info: ConnectionInfo) => void | Promise<void>;
   /** The client's address for `handshake.address` (default: the TCP peer's). */
@@ -61,27 +63,7 @@ export const ENGINE_DEFAULTS = {
   maxPacketsPerSecond: 0,
 } as const;
 
-/** Engine.IO's error codes, sent as `{code, message}` with HTTP 400/403. */
-export const ERROR_CODES = {
-  UNKNOWN_TRANSPORT: 0,
-  UNKNOWN_SID: 1,
-  BAD_HANDSHAKE_METHOD: 2,
-  BAD_REQUEST: 3,
-  FORBIDDEN: 4,
-  UNSUPPORTED_PROTOCOL_VERSION: 5,
-} as const;
-
 const TRANSPORTS = new Set(["polling", "websocket"]);
-
-/** A refused request: HTTP status, Engine.IO code and a message. */
-class RequestError {
-  constructor(
-    readonly status: number,
-    readonly code: number,
-    readonly message: string,
-    readonly context: Record<string, unknown> = {},
-  ) {}
-}
 
 /** A polling session the server closed while no GET waited: its client is still owed the close. */
 interface OwedClose {
@@ -99,19 +81,19 @@ function remoteAddressOf(info: ConnectionInfo): string {
   return address.hostname ?? address.path ?? "";
 }
 
+/** The refusal an error thrown by `allowRequest` stands for. */
+function refusedBy(error: unknown): RequestError {
+  const message = (error instanceof Error ? error.message : String(error)) || "Forbidden";
+  const { status, code } = (error ?? {}) as { status?: unknown; code?: unknown };
+  // An error may pick its HTTP status (503 while shutting down); 403 otherwise.
+  const httpStatus = typeof status === "number" && status >= 400 && status < 600 ? status : 403;
+  const context = typeof code === "string" ? { reason: code, message } : { message };
+  return new RequestError(httpStatus, ERROR_CODES.FORBIDDEN, message, context);
+}
+
 function defaultUpgrade(request: Request): { socket: WebSocket; response: Response } {
   // Engine.IO runs its own heartbeat; Deno's idle pings would only duplicate it.
   return Deno.upgradeWebSocket(request, { idleTimeout: 0 });
-}
-
-/** A refused request, as engine.io reports it in `connection_error`. */
-export interface ConnectionError {
-  req: Request;
-  /** One of {@link ERROR_CODES}. */
-  code: number;
-  message: string;
-  /** What was wrong (`{ sid }`, `{ transport }`, …). */
-  context: Record<string, unknown>;
 }
 
 /** What the engine reports; socket.io's server core listens to `connection`. */
@@ -182,7 +164,10 @@ export class Engine extends EventEmitter<EngineEvents> {
       return this.#refuse(
         request,
         headers,
-        new RequestError(403, ERROR_CODES.FORBIDDEN, "Origin not allowed"),
+        new RequestError(403, ERROR_CODES.FORBIDDEN, "Origin not allowed", {
+          reason: "cors",
+          origin: request.headers.get("origin"),
+        }),
       );
     }
     if (request.method === "OPTIONS" && this.#cors) {
@@ -195,14 +180,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       if (this.#allowRequest) {
         try {
           await this.#allowRequest(request, info);
-        } catch (reason) {
-          const message = reason instanceof Error ? reason.message : String(reason);
-          // An error may pick its HTTP status (503 while shutting down); 403 otherwise.
-          const status = (reason as { status?: unknown })?.status;
-          const httpStatus = typeof status === "number" && status >= 400 && status < 600
-            ? status
-            : 403;
-          throw new RequestError(httpStatus, ERROR_CODES.FORBIDDEN, message || "Forbidden");
+        } catch (refusal) {
+          throw refusedBy(refusal);
         }
       }
       return this.#handshake(request, url, info, headers, transport);
@@ -353,7 +332,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     } catch (error) {
       // A malformed upgrade (say, no Sec-WebSocket-Key) is the client's fault, not a 500.
       throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad WebSocket upgrade", {
-        reason: error instanceof Error ? error.message : String(error),
+        error: error instanceof Error ? error.message : String(error),
       });
     }
   }
@@ -374,12 +353,13 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   #refuse(request: Request, headers: Headers, error: RequestError): Response {
-    this.emit("connection_error", {
+    const refused: ConnectionError = {
       req: request,
       code: error.code,
       message: error.message,
       context: error.context,
-    });
+    };
+    this.emit("connection_error", refused);
     return errorResponse(error.status, error.code, error.message, headers);
   }
 }
