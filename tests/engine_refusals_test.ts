@@ -5,7 +5,9 @@ import {
   ERROR_CODES,
   refusalReason,
 } from "../src/engine/mod.ts";
+import { type EngineLogger, RefusalLog } from "../src/engine/refusals.ts";
 import {
+  delay,
   type EngineServer,
   errorOf,
   pollingHandshake,
@@ -13,6 +15,7 @@ import {
   type ReadResponse,
   request,
   startEngine,
+  until,
   waitFor,
 } from "./helpers/engine_server.ts";
 
@@ -182,4 +185,89 @@ Deno.test("refusals: a malformed WebSocket upgrade is code 3, bad_request, with 
   assert.equal(error.code, ERROR_CODES.BAD_REQUEST);
   assert.equal(typeof error.context.error, "string");
   assert.equal(refusalReason(error), "bad_request");
+});
+
+type LogLine = Record<string, unknown>;
+
+/** A logger that keeps its lines as objects. */
+function recordingLogger(): EngineLogger & { lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  return {
+    lines,
+    info: (event, fields) => lines.push({ level: "info", event, ...fields }),
+    warn: (event, fields) => lines.push({ level: "warn", event, ...fields }),
+  };
+}
+
+Deno.test("refusals: a flood of bad requests logs one line per reason, and the rest as a count", async () => {
+  const logger = recordingLogger();
+  const target = startEngine({ logger });
+  try {
+    for (let i = 0; i < 20; i++) {
+      assert.equal((await request(target.url({ sid: `gone-${i}` }))).status, 400);
+    }
+    assert.equal((await request(target.url({ EIO: "3" }))).status, 400);
+    assert.deepEqual(logger.lines, [
+      {
+        level: "info",
+        event: "request.refused",
+        reason: "unknown_sid",
+        status: 400,
+        code: ERROR_CODES.UNKNOWN_SID,
+        message: "Session ID unknown",
+        address: "127.0.0.1",
+      },
+      {
+        level: "info",
+        event: "request.refused",
+        reason: "unsupported_protocol_version",
+        status: 400,
+        code: ERROR_CODES.UNSUPPORTED_PROTOCOL_VERSION,
+        message: "Unsupported protocol version",
+        address: "127.0.0.1",
+        protocol: "3",
+      },
+    ]);
+  } finally {
+    await target.close();
+  }
+  // Closing reports what the open windows held back.
+  assert.deepEqual(logger.lines.slice(2), [
+    { level: "warn", event: "request.refused.suppressed", reason: "unknown_sid", suppressed: 19 },
+  ]);
+});
+
+Deno.test("refusals: the refusal log counts a reason's window, reports it at its end and starts afresh", async () => {
+  const windowMs = 50;
+  const logger = recordingLogger();
+  const log = new RefusalLog(logger, windowMs);
+  const describe = () => ({ address: "192.0.2.1" });
+  const events = () =>
+    logger.lines.map(({ event, reason, suppressed }) => [event, reason, suppressed]);
+  try {
+    for (let i = 0; i < 5; i++) log.record("unknown_sid", describe);
+    log.record("cors", describe);
+    assert.deepEqual(events(), [
+      ["request.refused", "unknown_sid", undefined],
+      ["request.refused", "cors", undefined],
+    ]);
+    await until(() => logger.lines.length === 3, 2_000, "the first window's count");
+    assert.deepEqual(events()[2], ["request.refused.suppressed", "unknown_sid", 4]);
+    // The count opened another window: a refusal now is counted, not logged.
+    log.record("unknown_sid", describe);
+    await until(() => logger.lines.length === 4, 2_000, "the second window's count");
+    assert.deepEqual(events()[3], ["request.refused.suppressed", "unknown_sid", 1]);
+    // A window with nothing counted ends quietly; the next refusal is logged again.
+    await delay(windowMs * 3);
+    assert.equal(logger.lines.length, 4);
+    log.record("unknown_sid", describe);
+    assert.deepEqual(logger.lines[4], {
+      level: "info",
+      event: "request.refused",
+      reason: "unknown_sid",
+      address: "192.0.2.1",
+    });
+  } finally {
+    log.close();
+  }
 });

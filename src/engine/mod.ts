@@ -21,7 +21,14 @@ export {
   type EngineEvents,
   type EngineOptions,
 } from "./server.ts";
-export { type ConnectionError, ERROR_CODES, type ErrorCode, refusalReason } from "./refusals.ts";
+export {
+  type ConnectionError,
+  type EngineLogger,
+  ERROR_CODES,
+  type ErrorCode,
+  REFUSAL_LOG_WINDOW_MS,
+  refusalReason,
+} from "./refusals.ts";
 export type { CorsOptions } from "./cors.ts";
 export {
   BACKLOG_CEILING_FACTOR,

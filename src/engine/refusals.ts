@@ -80,3 +80,72 @@ export function errorResponse(
   headers.set("Content-Type", "application/json");
   return new Response(JSON.stringify({ code, message }), { status, headers });
 }
+
+/** Where the engine logs refusals; src/log.ts's `Logger` is one. */
+export interface EngineLogger {
+  info(event: string, fields?: Record<string, unknown>): void;
+  warn(event: string, fields?: Record<string, unknown>): void;
+}
+
+/** Refusals of one reason are logged at most once per this many milliseconds. */
+export const REFUSAL_LOG_WINDOW_MS = 10_000;
+
+interface LogWindow {
+  /** Refusals counted but not logged since this reason's last line. */
+  suppressed: number;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * Logs refused requests, at most one line per reason per window, so a flood of bad requests
+ * cannot flood the log: the first refusal of a reason is logged (`request.refused`, info) and
+ * opens a window; refusals during it are only counted. A window that counted some ends with one
+ * `request.refused.suppressed` line (warn, with the count) and opens the next.
+ */
+export class RefusalLog {
+  readonly #windows = new Map<string, LogWindow>();
+
+  constructor(
+    private readonly logger: EngineLogger,
+    private readonly windowMs = REFUSAL_LOG_WINDOW_MS,
+  ) {}
+
+  /** Logs a refusal with `describe()`'s fields, or counts it while `reason`'s window is open. */
+  record(reason: string, describe: () => Record<string, unknown>): void {
+    const window = this.#windows.get(reason);
+    if (window) {
+      window.suppressed++;
+      return;
+    }
+    this.logger.info("request.refused", { reason, ...describe() });
+    this.#open(reason);
+  }
+
+  /** Logs the counts of the open windows and closes them. */
+  close(): void {
+    for (const [reason, window] of this.#windows) {
+      clearTimeout(window.timer);
+      if (window.suppressed > 0) this.#report(reason, window);
+    }
+    this.#windows.clear();
+  }
+
+  #open(reason: string): void {
+    const timer = setTimeout(() => this.#end(reason), this.windowMs);
+    // A window left open must not hold the process up after the server has shut down.
+    Deno.unrefTimer(timer as unknown as number);
+    this.#windows.set(reason, { suppressed: 0, timer });
+  }
+
+  #end(reason: string): void {
+    const window = this.#windows.get(reason)!;
+    this.#windows.delete(reason);
+    if (window.suppressed === 0) return;
+    this.#report(reason, window);
+    this.#open(reason);
+  }
+
+  #report(reason: string, window: LogWindow): void {
+    this.logger.warn("request.refused.suppressed", { reason, suppressed: window.suppressed });
+  }
+}

@@ -17,12 +17,20 @@
 import { EventEmitter } from "node:events";
 import { applyCors, type CorsOptions } from "./cors.ts";
 import {
+  type ConnectionError,
+  type EngineLogger,
+  ERROR_CODES,
+  errorResponse,
+  RefusalLog,
+  refusalReason,
+  RequestError,
+} from "./refusals.ts";
+import {
   BACKLOG_CEILING_FACTOR,
   EngineSocket,
   type HandshakeRequest,
   type SessionOptions,
 } from "./socket.ts";
-import { type ConnectionError, ERROR_CODES, errorResponse, RequestError } from "./refusals.ts";
 import type { Transport } from "./transport.ts";
 import { PollingTransport } from "./transports/polling.ts";
 import { WebSocketTransport } from "./transports/websocket.ts";
@@ -48,6 +56,11 @@ export interface EngineOptions extends Partial<SessionOptions> {
   clientAddress?: (request: Request, info: ConnectionInfo) => string;
   /** Accepts a WebSocket upgrade (default `Deno.upgradeWebSocket` without idle pings). */
   upgradeWebSocket?: (request: Request) => { socket: WebSocket; response: Response };
+  /**
+   * Logs refused requests, at most one line per reason per 10 s (see {@link RefusalLog});
+   * none by default.
+   */
+  logger?: EngineLogger;
 }
 
 /** Defaults, as in engine.io. */
@@ -113,6 +126,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   #allowRequest?: EngineOptions["allowRequest"];
   #clientAddress: NonNullable<EngineOptions["clientAddress"]>;
   #upgradeWebSocket: NonNullable<EngineOptions["upgradeWebSocket"]>;
+  #refusalLog?: RefusalLog;
 
   constructor(options: EngineOptions = {}) {
     super();
@@ -136,6 +150,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.#allowRequest = options.allowRequest;
     this.#clientAddress = options.clientAddress ?? ((_request, info) => remoteAddressOf(info));
     this.#upgradeWebSocket = options.upgradeWebSocket ?? defaultUpgrade;
+    if (options.logger) this.#refusalLog = new RefusalLog(options.logger);
   }
 
   /** Number of open sessions. */
@@ -163,6 +178,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (this.#cors && !applyCors(this.#cors, request, headers)) {
       return this.#refuse(
         request,
+        info,
         headers,
         new RequestError(403, ERROR_CODES.FORBIDDEN, "Origin not allowed", {
           reason: "cors",
@@ -186,15 +202,16 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       return this.#handshake(request, url, info, headers, transport);
     } catch (error) {
-      if (error instanceof RequestError) return this.#refuse(request, headers, error);
+      if (error instanceof RequestError) return this.#refuse(request, info, headers, error);
       throw error;
     }
   }
 
-  /** Closes every session (socket.io's `io.close()` calls this). */
+  /** Closes every session (socket.io's `io.close()` calls this) and logs suppressed refusals. */
   close(): this {
     for (const socket of [...this.clients.values()]) socket.close(true);
     for (const sid of [...this.#owedCloses.keys()]) this.#forgetOwedClose(sid);
+    this.#refusalLog?.close();
     return this;
   }
 
@@ -352,7 +369,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     };
   }
 
-  #refuse(request: Request, headers: Headers, error: RequestError): Response {
+  #refuse(
+    request: Request,
+    info: ConnectionInfo,
+    headers: Headers,
+    error: RequestError,
+  ): Response {
     const refused: ConnectionError = {
       req: request,
       code: error.code,
@@ -360,6 +382,17 @@ export class Engine extends EventEmitter<EngineEvents> {
       context: error.context,
     };
     this.emit("connection_error", refused);
+    this.#refusalLog?.record(refusalReason(refused), () => {
+      // Never the sid: whoever reads the log could poll that session with it.
+      const { sid: _sid, reason: _reason, message: _message, ...details } = error.context;
+      return {
+        status: error.status,
+        code: error.code,
+        message: error.message,
+        address: this.#clientAddress(request, info),
+        ...details,
+      };
+    });
     return errorResponse(error.status, error.code, error.message, headers);
   }
 }
