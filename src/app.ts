@@ -25,6 +25,7 @@ import {
   type ConnectionInfo,
   Engine,
   ENGINE_DEFAULTS,
+  refusalReason,
 } from "./engine/mod.ts";
 import { createHttpHandler, type Readiness, type Route, withSecurityHeaders } from "./http.ts";
 import { type Logger, silentLogger } from "./log.ts";
@@ -118,6 +119,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     },
   }).start();
   engine.on("connection", () => metrics.handshake());
+  engine.on("connection_error", (error) => metrics.requestRefused(refusalReason(error)));
 
   const io: ChatServer = new Server({
     serveClient: false,

@@ -1,6 +1,6 @@
 /**
- * Prometheus metrics (via `prom-client`): connections, handshakes, auth failures, messages,
- * broadcasts, `error` events, KV write latency and event-loop lag. The rest of the server reports
+ * Prometheus metrics (via `prom-client`): connections, handshakes, refused requests, auth
+ * failures, messages, broadcasts, `error` events, KV write latency and event-loop lag. The rest of the server reports
  * through {@link ChatObserver} and never imports this file.
  *
  * @example
@@ -41,6 +41,7 @@ const LAG_SAMPLE_MS = 500;
 export class Metrics implements ChatObserver {
   readonly registry = new Registry();
   readonly #handshakes: Counter;
+  readonly #refusedRequests: Counter<"reason">;
   readonly #refusals: Counter<"code">;
   readonly #stored: Counter;
   readonly #broadcasts: Counter;
@@ -66,6 +67,12 @@ export class Metrics implements ChatObserver {
     this.#handshakes = new Counter({
       name: "chat_handshakes_total",
       help: "Transport sessions opened.",
+      registers,
+    });
+    this.#refusedRequests = new Counter({
+      name: "chat_requests_refused_total",
+      help: "Engine.IO requests refused (unknown sid, CORS, handshake limit, …), by reason.",
+      labelNames: ["reason"],
       registers,
     });
     this.#refusals = new Counter({
@@ -144,6 +151,11 @@ export class Metrics implements ChatObserver {
 
   handshake(): void {
     this.#handshakes.inc();
+  }
+
+  /** An Engine.IO request was refused; `reason` is one lower_snake word (`unknown_sid`). */
+  requestRefused(reason: string): void {
+    this.#refusedRequests.inc({ reason });
   }
 
   connectRefused(code: string): void {
