@@ -136,8 +136,10 @@ async function projectModules(): Promise<URL[]> {
   const files = [new URL("main.ts", PROJECT_ROOT)];
   const walk = async (dir: URL) => {
     for await (const entry of Deno.readDir(dir)) {
-      if (entry.isDirectory) await walk(new URL(`${entry.name}/`, dir));
-      else if (entry.isFile && entry.name.endsWith(".ts")) files.push(new URL(entry.name, dir));
+      // Installed packages (bench/reference's node_modules) are not the project's modules.
+      if (entry.isDirectory && entry.name !== "node_modules") {
+        await walk(new URL(`${entry.name}/`, dir));
+      } else if (entry.isFile && entry.name.endsWith(".ts")) files.push(new URL(entry.name, dir));
     }
   };
   for (const dir of SOURCE_DIRS) await walk(new URL(`${dir}/`, PROJECT_ROOT));

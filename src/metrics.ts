@@ -1,8 +1,8 @@
 /**
- * Prometheus metrics (via `prom-client`): connections, handshakes, auth failures, messages,
- * broadcasts, `error` events, KV write latency and event-loop lag. {@link Metrics} implements the
- * chat's `ChatObserver`; the engine's handshakes and the timeline's commits are reported to it by
- * `app.ts`, so neither imports this file.
+ * Prometheus metrics (via `prom-client`): connections, handshakes, refused requests, auth
+ * failures, messages, broadcasts, `error` events, KV write latency and event-loop lag.
+ * {@link Metrics} implements the chat's `ChatObserver`; the engine's handshakes and refusals and
+ * the timeline's commits are reported to it by `app.ts`, so none of them imports this file.
  *
  * @example
  * ```ts
@@ -31,6 +31,7 @@ const LAG_SAMPLE_MS = 500;
 export class Metrics implements ChatObserver {
   readonly registry = new Registry();
   readonly #handshakes: Counter;
+  readonly #refusedRequests: Counter<"reason">;
   readonly #refusals: Counter<"code">;
   readonly #stored: Counter;
   readonly #broadcasts: Counter;
@@ -56,6 +57,12 @@ export class Metrics implements ChatObserver {
     this.#handshakes = new Counter({
       name: "chat_handshakes_total",
       help: "Transport sessions opened.",
+      registers,
+    });
+    this.#refusedRequests = new Counter({
+      name: "chat_requests_refused_total",
+      help: "Engine.IO requests refused (unknown sid, CORS, handshake limit, …), by reason.",
+      labelNames: ["reason"],
       registers,
     });
     this.#refusals = new Counter({
@@ -135,6 +142,11 @@ export class Metrics implements ChatObserver {
   /** Engine: a transport session was opened (an Engine.IO handshake succeeded). */
   handshake(): void {
     this.#handshakes.inc();
+  }
+
+  /** Engine: a request was refused; `reason` is one lower_snake word (`unknown_sid`). */
+  requestRefused(reason: string): void {
+    this.#refusedRequests.inc({ reason });
   }
 
   /** Store: `count` messages were stored in one KV commit taking `seconds`. */

@@ -18,14 +18,23 @@ export {
   type ConnectionInfo,
   Engine,
   ENGINE_DEFAULTS,
+  type EngineEvents,
   type EngineOptions,
-  ERROR_CODES,
 } from "./server.ts";
+export {
+  type ConnectionError,
+  type EngineLogger,
+  ERROR_CODES,
+  type ErrorCode,
+  REFUSAL_LOG_WINDOW_MS,
+  refusalReason,
+} from "./refusals.ts";
 export type { CorsOptions } from "./cors.ts";
 export {
   BACKLOG_CEILING_FACTOR,
   type CloseReason,
   EngineSocket,
+  type EngineSocketEvents,
   type HandshakeRequest,
   PACKET_BURST_SECONDS,
 } from "./socket.ts";
