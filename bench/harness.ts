@@ -5,6 +5,9 @@
  *
  * @example
  * ```ts
+ * import { signToken } from "../src/auth.ts";
+ * import { RawChatClient, readProcess, spawnServer } from "./harness.ts";
+ *
  * const server = await spawnServer({ fdLimit: 20_000 });
  * const client = new RawChatClient(server.url, await signToken(server.secret, { sub: "u1" }));
  * await client.loaded;

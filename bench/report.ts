@@ -3,7 +3,17 @@
  * hand-made SVG bar chart (CPU µs per delivery and p99 latency, per server and scenario).
  * @module
  */
-import type { RunFigures } from "./run.ts";
+import type { LoadResult } from "./loadgen.ts";
+
+/** One scenario run's figures, as stored and reported. */
+export interface RunFigures {
+  server: string;
+  scenario: string;
+  rate: number;
+  clients: number;
+  rssIdleKb: number;
+  result: LoadResult;
+}
 
 /** Where and how the benchmark ran. */
 export interface Environment {

@@ -14,7 +14,13 @@
  */
 import type { LoadResult } from "./loadgen.ts";
 import { rssKb } from "./proc.ts";
-import { type Environment, renderMarkdown, renderSvg, type Report } from "./report.ts";
+import {
+  type Environment,
+  renderMarkdown,
+  renderSvg,
+  type Report,
+  type RunFigures,
+} from "./report.ts";
 
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
@@ -93,16 +99,6 @@ const SERVERS: ServerSpec[] = [
     }),
   },
 ];
-
-/** One scenario run's figures, as stored and reported. */
-export interface RunFigures {
-  server: string;
-  scenario: string;
-  rate: number;
-  clients: number;
-  rssIdleKb: number;
-  result: LoadResult;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -10,7 +10,8 @@
 
 import { parseArgs } from "node:util";
 import { signToken, type TokenClaims } from "../src/auth.ts";
-import { ConfigError, readJwtSecret } from "../src/config.ts";
+import { readJwtSecret } from "../src/auth_config.ts";
+import { ConfigError } from "../src/settings.ts";
 import { parseDuration } from "../src/duration.ts";
 
 /** How to call the script, printed with every argument error. */

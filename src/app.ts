@@ -4,6 +4,11 @@
  *
  * @example
  * ```ts
+ * import { createApp } from "./app.ts";
+ * import { loadConfig } from "./config.ts";
+ * import { openKvStore } from "./store/mod.ts";
+ *
+ * const config = loadConfig(Deno.env.toObject());
  * const app = createApp(config, await openKvStore(config.kvPath));
  * const server = Deno.serve({ port: config.port }, app.handler);
  * // on SIGTERM
@@ -25,6 +30,7 @@ import {
   type ConnectionInfo,
   Engine,
   ENGINE_DEFAULTS,
+  refusalReason,
 } from "./engine/mod.ts";
 import { createHttpHandler, type Readiness, type Route, withSecurityHeaders } from "./http.ts";
 import { type Logger, silentLogger } from "./log.ts";
@@ -66,11 +72,14 @@ function budgetOf(perMinute: number): RateLimit {
   return { perMinute, burst: Math.max(1, Math.ceil(perMinute / 6)) };
 }
 
-/** Refused handshakes during shutdown carry this status. */
-class ShuttingDown extends Error {
-  readonly status = 503;
-  constructor() {
-    super("server is shutting down");
+/** A handshake the app refuses: `code` is the reason the engine logs and counts it under. */
+class HandshakeRefused extends Error {
+  constructor(
+    readonly code: "shutting_down" | "handshake_limited",
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
   }
 }
 
@@ -97,13 +106,13 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     ),
     cors: config.corsOrigin ? { origin: config.corsOrigin, credentials: true } : undefined,
     clientAddress,
+    logger: log,
     allowRequest(request, info) {
-      if (shuttingDown) throw new ShuttingDown();
+      if (shuttingDown) throw new HandshakeRefused("shutting_down", "server is shutting down", 503);
       if (config.handshakeLimitPerMinute === 0) return;
-      const address = clientAddress(request, info);
-      if (!handshakes.take(address).ok) {
-        log.info("handshake.limited", { address });
-        throw new Error("too many connections from this address");
+      if (!handshakes.take(clientAddress(request, info)).ok) {
+        const message = "too many connections from this address";
+        throw new HandshakeRefused("handshake_limited", message, 403);
       }
     },
   });
@@ -115,6 +124,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     },
   }).start();
   engine.on("connection", () => metrics.handshake());
+  engine.on("connection_error", (error) => metrics.requestRefused(refusalReason(error)));
 
   const io: ChatServer = new Server({
     serveClient: false,

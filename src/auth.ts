@@ -4,7 +4,8 @@
  * every failure reported as an {@link AuthError} whose `code` clients can act on.
  *
  * @example
- * ```ts
+ * A sketch of admission: `config`, `handshake` and `refuse` belong to the server around it.
+ * ```ts ignore
  * const verify = createTokenVerifier(config.auth);
  * const token = extractToken(handshake.auth, handshake.headers);
  * const identity = await verify(token ?? ""); // throws AuthError("auth_required") when absent
@@ -24,9 +25,9 @@ import {
   type JWTVerifyGetKey,
   SignJWT,
 } from "jose";
-import { AUTH_DEFAULTS, type AuthConfig, type AuthKeySource } from "./config.ts";
+import { AUTH_DEFAULTS, type AuthConfig, type AuthKeySource } from "./auth_config.ts";
 import { CodedError } from "./errors.ts";
-import type { User } from "./store/mod.ts";
+import type { User } from "./types.ts";
 
 /** Stable reasons a client is refused. */
 export type AuthErrorCode =

@@ -4,7 +4,11 @@
  *
  * @example
  * ```ts
- * const cluster = await connectCluster("redis://127.0.0.1:6379", log);
+ * import { Server } from "socket.io";
+ * import { connectCluster } from "./cluster.ts";
+ * import { silentLogger } from "./log.ts";
+ *
+ * const cluster = await connectCluster("redis://127.0.0.1:6379", silentLogger);
  * const io = new Server({ adapter: cluster.adapter });
  * cluster.healthy(); // false while Redis is unreachable
  * await cluster.close();

@@ -6,6 +6,7 @@
  * ```ts
  * parseDuration("30d"); // 2592000000 (ms)
  * parseDuration("soon"); // undefined
+ * formatDuration(600_000); // "10m"
  * ```
  * @module
  */
@@ -27,4 +28,12 @@ export function parseDuration(text: string): number | undefined {
   const [, amount, unit = "s"] = match;
   const ms = Number(amount) * MS_PER_UNIT[unit];
   return Number.isSafeInteger(ms) ? ms : undefined;
+}
+
+/** Writes milliseconds in the largest unit that holds them whole: `parseDuration` reads it back. */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return "0";
+  const units = Object.entries(MS_PER_UNIT).reverse();
+  const [unit, size] = units.find(([, size]) => ms % size === 0) ?? ["ms", 1];
+  return `${ms / size}${unit}`;
 }

@@ -1,32 +1,22 @@
 /**
- * Prometheus metrics (via `prom-client`): connections, handshakes, auth failures, messages,
- * broadcasts, `error` events, KV write latency and event-loop lag. The rest of the server reports
- * through {@link ChatObserver} and never imports this file.
+ * Prometheus metrics (via `prom-client`): connections, handshakes, refused requests, auth
+ * failures, messages, broadcasts, `error` events, KV write latency and event-loop lag.
+ * {@link Metrics} implements the chat's `ChatObserver`; the engine's handshakes and refusals and
+ * the timeline's commits are reported to it by `app.ts`, so none of them imports this file.
  *
  * @example
  * ```ts
+ * import { Metrics } from "./metrics.ts";
+ *
  * const metrics = new Metrics({ socketsByTransport: () => ({ websocket: 3 }) });
- * metrics.messageStored(2, 0.004);
+ * metrics.messagesStored(2, 0.004);
  * console.log(await metrics.render());
  * metrics.stop();
  * ```
  * @module
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-
-/** What the chat reports as it runs; every method is optional to call and cheap. */
-export interface ChatObserver {
-  /** A transport session was opened (an Engine.IO handshake succeeded). */
-  handshake(): void;
-  /** A Socket.IO connection was refused by auth or limits, with the `connect_error` code. */
-  connectRefused(code: string): void;
-  /** `count` messages were stored in one KV commit taking `seconds`. */
-  messagesStored(count: number, seconds: number): void;
-  /** A message was broadcast to the chat room. */
-  broadcast(): void;
-  /** An `error` event with this code was sent to a client. */
-  errorSent(code: string): void;
-}
+import type { ChatObserver } from "./chat/mod.ts";
 
 /** Where the metrics read live figures from. */
 export interface MetricSources {
@@ -37,10 +27,11 @@ export interface MetricSources {
 /** How often event-loop lag is sampled. */
 const LAG_SAMPLE_MS = 500;
 
-/** The server's metrics registry; also a {@link ChatObserver}. */
+/** The server's metrics registry; the chat reports to it as its {@link ChatObserver}. */
 export class Metrics implements ChatObserver {
   readonly registry = new Registry();
   readonly #handshakes: Counter;
+  readonly #refusedRequests: Counter<"reason">;
   readonly #refusals: Counter<"code">;
   readonly #stored: Counter;
   readonly #broadcasts: Counter;
@@ -66,6 +57,12 @@ export class Metrics implements ChatObserver {
     this.#handshakes = new Counter({
       name: "chat_handshakes_total",
       help: "Transport sessions opened.",
+      registers,
+    });
+    this.#refusedRequests = new Counter({
+      name: "chat_requests_refused_total",
+      help: "Engine.IO requests refused (unknown sid, CORS, handshake limit, …), by reason.",
+      labelNames: ["reason"],
       registers,
     });
     this.#refusals = new Counter({
@@ -142,17 +139,24 @@ export class Metrics implements ChatObserver {
     return this.registry.metrics();
   }
 
+  /** Engine: a transport session was opened (an Engine.IO handshake succeeded). */
   handshake(): void {
     this.#handshakes.inc();
   }
 
-  connectRefused(code: string): void {
-    this.#refusals.inc({ code });
+  /** Engine: a request was refused; `reason` is one lower_snake word (`unknown_sid`). */
+  requestRefused(reason: string): void {
+    this.#refusedRequests.inc({ reason });
   }
 
+  /** Store: `count` messages were stored in one KV commit taking `seconds`. */
   messagesStored(count: number, seconds: number): void {
     this.#stored.inc(count);
     this.#kvWrites.observe(seconds);
+  }
+
+  connectRefused(code: string): void {
+    this.#refusals.inc({ code });
   }
 
   broadcast(): void {

@@ -4,8 +4,14 @@
  *
  * @example
  * ```ts
- * const routes = pageRoutes(config.devLogin ? { devLogin: { secret } } : {});
- * const app = createApp(config, store, { routes });
+ * import { createHttpHandler } from "./http.ts";
+ * import { pageRoutes } from "./page.ts";
+ *
+ * // The server passes them to createApp(config, store, { routes }).
+ * const routes = pageRoutes({ devLogin: { secret: "a-development-secret-of-32-bytes!" } });
+ * const readiness = () => Promise.resolve({ ready: true, checks: {} });
+ * const handle = createHttpHandler({ readiness, routes });
+ * await handle(new Request("http://localhost/")); // 200, the page
  * ```
  * @module
  */

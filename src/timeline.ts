@@ -5,19 +5,23 @@
  *
  * @example
  * ```ts
- * const timeline = new Timeline(store, { historyLimit: 50, deliver: (messages) => send(messages) });
- * await timeline.join((history) => { sendHistory(history); subscribe(); });
- * const stored = await timeline.publish({ user, message: "hi" }); // stored and delivered
+ * import { openKvStore } from "./store/mod.ts";
+ * import { Timeline } from "./timeline.ts";
+ * import type { ChatMessage } from "./types.ts";
+ *
+ * const store = await openKvStore(":memory:");
+ * const deliver = (batch: ChatMessage[]) => console.log(batch);
+ * const timeline = new Timeline(store, { historyLimit: 50, deliver });
+ * // Whatever the callback subscribes, synchronously, receives every later delivery.
+ * await timeline.join((history) => console.log(history));
+ * const ada = { id: "u1", name: "Ada" };
+ * const { message } = await timeline.publish({ user: ada, message: "hi" }); // stored, delivered
+ * store.close();
  * ```
  * @module
  */
-import {
-  type AppendResult,
-  type ChatMessage,
-  type MessageStore,
-  type NewMessage,
-  PartialAppendError,
-} from "./store/mod.ts";
+import { type MessageStore, PartialAppendError } from "./store/mod.ts";
+import type { AppendResult, ChatMessage, NewMessage } from "./types.ts";
 
 /** Options of a {@link Timeline}. */
 export interface TimelineOptions {

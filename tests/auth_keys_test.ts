@@ -9,7 +9,7 @@ import {
   SignJWT,
 } from "jose";
 import { createTokenVerifier, hasScope } from "../src/auth.ts";
-import { readAuthConfig } from "../src/config.ts";
+import { readAuthConfig } from "../src/auth_config.ts";
 import { rejectsWith } from "./helpers/auth.ts";
 
 type KeyPair = { publicKey: CryptoKey; privateKey: CryptoKey; pem: string };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatClient, sleep, startChat, tokenFor, within } from "./helpers/chat_server.ts";
-import type { ChatMessage } from "../src/store/mod.ts";
+import type { ChatMessage } from "../src/types.ts";
 import { type HistoryAck, LOAD_MAX_CHARS, type LoadedInfo } from "../src/chat/mod.ts";
 
 Deno.test("delivery: 20 concurrent retries of one clientId store one message, acked 20 times", async () => {

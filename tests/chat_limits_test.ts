@@ -12,7 +12,7 @@ import {
   tokenFor,
   within,
 } from "./helpers/chat_server.ts";
-import type { ChatMessage } from "../src/store/mod.ts";
+import type { ChatMessage } from "../src/types.ts";
 import { signToken } from "../src/auth.ts";
 
 Deno.test("limits: 30 parallel connects for one user admit exactly MAX_SOCKETS_PER_USER", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatClient, sleep, startChat, tokenFor, within } from "./helpers/chat_server.ts";
-import type { User } from "../src/store/mod.ts";
+import type { User } from "../src/types.ts";
 
 /** Records presence events on a client. */
 function watchPresence(client: ChatClient, self: string) {

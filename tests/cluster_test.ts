@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ChatClient, sleep, tokenFor, within } from "./helpers/chat_server.ts";
 import { type RunningMain, startMain } from "./helpers/main_process.ts";
 import { hasRedis, type RedisServer, startRedis } from "./helpers/redis_server.ts";
-import type { ChatMessage, User } from "../src/store/mod.ts";
+import type { ChatMessage, User } from "../src/types.ts";
 
 const websocket = { transports: ["websocket" as const] };
 

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import { AUTH_DEFAULTS } from "../src/auth_config.ts";
+import { configurationTable, findConfigurationTable } from "../scripts/config_table.ts";
 import {
-  AUTH_DEFAULTS,
+  ALL_SETTINGS,
   ConfigError,
   configWarnings,
   DEFAULTS,
@@ -193,6 +195,41 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
   }
 });
 
+Deno.test("config: a refusal says what is allowed, and where a limit comes from", () => {
+  const cases: [Record<string, string>, string][] = [
+    [{ HISTORY_LIMIT: "-1" }, 'HISTORY_LIMIT: expected a whole number from 0 to 1000, got "-1"'],
+    [{ PORT: "70000" }, 'PORT: expected a whole number from 0 to 65535, got "70000"'],
+    [
+      { HISTORY_MAX_COUNT: "10" },
+      'HISTORY_MAX_COUNT: expected a whole number from 50 (HISTORY_LIMIT) to 10000000, got "10"',
+    ],
+    [
+      { HISTORY_LIMIT: "0", HISTORY_MAX_COUNT: "0" },
+      'HISTORY_MAX_COUNT: expected a whole number from 1 to 10000000, got "0"',
+    ],
+    [
+      { KV_LEASE: "500ms" },
+      'KV_LEASE: expected a duration from 1s to 10m (like 500ms, 90s, 15m, 12h or 30d), got "500ms"',
+    ],
+    [{ COMMIT_GATHER: "1s" }, "COMMIT_GATHER: expected a duration of at most 100ms"],
+    [{ HISTORY_MAX_AGE: "forever" }, "HISTORY_MAX_AGE: expected a duration of at least 1m"],
+    [
+      { LOG_LEVEL: "verbose" },
+      'LOG_LEVEL: expected one of debug, info, warn, error, got "verbose"',
+    ],
+    [{ DEV_LOGIN: "yes" }, 'DEV_LOGIN: expected 1, true, 0 or false, got "yes"'],
+    [
+      { REDIS_URL: "http://127.0.0.1:6379" },
+      'REDIS_URL: expected a URL starting with redis:// or rediss://, got "http://127.0.0.1:6379"',
+    ],
+    [{ INSTANCE_ID: "has spaces" }, "INSTANCE_ID: expected 1 to 64 letters, digits"],
+  ];
+  for (const [env, message] of cases) {
+    const { message: actual } = refusal(env);
+    assert.ok(actual.startsWith(message), actual);
+  }
+});
+
 // Auth variables. Config checks only the PEM's shape; tests/auth_keys_test.ts uses real keys.
 const PEM =
   "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n" +
@@ -380,4 +417,29 @@ Deno.test("config: history settings that could never be delivered are refused, n
   assert.ok(largestHistoryBytes(defaults) <= MAX_HISTORY_BYTES);
   // The largest deliverable combination at the longest messages.
   assert.ok(loadConfig({ ...BASE, CATCHUP_LIMIT: "1000", MAX_MESSAGE_LENGTH: "10000" }));
+});
+
+/** A markdown table's rows as trimmed cells, so that column padding does not count. */
+function tableCells(table: string): string[][] {
+  return table.trim().split("\n").map((row) =>
+    row.slice(1, -1).split(/(?<!\\)\|/).map((cell) => cell.trim())
+  );
+}
+
+Deno.test("config: README's configuration table is the one the settings generate", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const { start, end } = findConfigurationTable(readme);
+  assert.deepEqual(
+    tableCells(readme.slice(start, end)),
+    tableCells(configurationTable()),
+    "README.md's configuration table is stale: run `deno task config-table --write`",
+  );
+});
+
+Deno.test("config: every variable is declared once, with its doc", () => {
+  const variables = ALL_SETTINGS.map((setting) => setting.variable);
+  assert.deepEqual(variables, [...new Set(variables)]);
+  for (const setting of ALL_SETTINGS) {
+    assert.ok(setting.doc && setting.allowed && setting.defaultDoc, setting.variable);
+  }
 });

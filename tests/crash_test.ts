@@ -10,7 +10,7 @@ import { tokenFor, within } from "./helpers/chat_server.ts";
 import { type RunningMain, startMain } from "./helpers/main_process.ts";
 import { delay } from "./helpers/engine_server.ts";
 import type { MessageAck } from "../src/chat/mod.ts";
-import type { ChatMessage } from "../src/store/mod.ts";
+import type { ChatMessage } from "../src/types.ts";
 
 const ENV = {
   RATE_LIMIT_PER_MIN: "1000000",

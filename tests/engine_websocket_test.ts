@@ -102,7 +102,7 @@ Deno.test("websocket: a direct handshake gets the open packet", () =>
 
 Deno.test("websocket: a text message is echoed", () =>
   withWebSocketSession({}, async ({ ws, session }) => {
-    session.on("message", (data) => session.send(data));
+    session.on("message", (data) => session.send(data ?? ""));
     ws.send("4hello");
     assert.equal(await ws.nextText(), "4hello");
     ws.send("4ünïcode ✓");

@@ -130,6 +130,48 @@ Deno.test("http: /metrics counts a known sequence of events exactly", async () =
   }
 });
 
+Deno.test("http: /metrics counts refused Engine.IO requests by reason", async () => {
+  // A burst of one handshake per address.
+  const server = await startChat({ handshakeLimitPerMinute: 4 });
+  const engineUrl = (query: Record<string, string> = {}) =>
+    `${server.url}/socket.io/?${new URLSearchParams({ EIO: "4", transport: "polling", ...query })}`;
+  const refused = async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    return (reason: string) => sample(text, `chat_requests_refused_total{reason="${reason}"}`);
+  };
+  try {
+    const refusedQueries: Record<string, string>[] = [{ sid: "unknown" }, { sid: "x" }, {
+      EIO: "3",
+    }];
+    for (const query of refusedQueries) {
+      const response = await fetch(engineUrl(query));
+      assert.equal(response.status, 400);
+      await response.body?.cancel();
+    }
+    let count = await refused();
+    assert.equal(count("unknown_sid"), 2);
+    assert.equal(count("unsupported_protocol_version"), 1);
+
+    const statuses = [];
+    for (let i = 0; i < 2; i++) {
+      const response = await fetch(engineUrl());
+      statuses.push(response.status);
+      await response.body?.cancel();
+    }
+    assert.deepEqual(statuses, [200, 403]);
+    server.app.beginShutdown();
+    const closing = await fetch(engineUrl());
+    assert.equal(closing.status, 503);
+    await closing.body?.cancel();
+    count = await refused();
+    assert.equal(count("handshake_limited"), 1);
+    assert.equal(count("shutting_down"), 1);
+    assert.equal(count("unknown_sid"), 2);
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("http: METRICS_TOKEN guards /metrics", async () => {
   const server = await startChat({ metricsToken: "scrape-secret" });
   try {

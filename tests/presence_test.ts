@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ClusterPresence, LocalPresence, PresenceFeed } from "../src/presence.ts";
-import type { User } from "../src/store/mod.ts";
+import type { User } from "../src/types.ts";
 
 const ada: User = { id: "ada", name: "Ada" };
 const bo: User = { id: "bo", name: "Bo" };

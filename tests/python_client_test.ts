@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatClient, startChat, tokenFor } from "./helpers/chat_server.ts";
-import type { ChatError, ChatMessage, LoadedInfo, MessageAck } from "../src/chat/mod.ts";
+import type { ChatError, LoadedInfo, MessageAck } from "../src/chat/mod.ts";
+import type { ChatMessage } from "../src/types.ts";
 
 // Debian's python3-socketio, not whatever `python3` is first on PATH: its client needs
 // python3-websocket for the WebSocket transport and python3-requests for polling.

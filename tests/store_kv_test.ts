@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  type ChatMessage,
   createIdGenerator,
   isMessageId,
   KvMessageStore,
@@ -9,6 +8,7 @@ import {
   PartialAppendError,
   StoreError,
 } from "../src/store/mod.ts";
+import type { ChatMessage } from "../src/types.ts";
 import { failingCommits } from "./helpers/failing_kv.ts";
 
 const ada = { id: "u1", name: "Ada" };

@@ -4,7 +4,8 @@
  * is several moderate frames rather than one the transport must hold whole.
  * @module
  */
-import type { ChatMessage, ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
+import type { ChatMessage } from "../types.ts";
+import type { ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
 
 /** Every connected, authenticated socket is in this room and hears who comes and goes. */
 export const CHAT_ROOM = "chat";

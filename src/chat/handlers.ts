@@ -19,8 +19,8 @@ import { readHistoryQuery, readMessage, readRefresh, readTyping } from "../paylo
 import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "../timeline.ts";
 import { readRoom, type RoomPolicy } from "./rooms.ts";
+import type { ChatMessage } from "../types.ts";
 import type {
-  ChatMessage,
   HistoryAck,
   JoinAck,
   MessageAck,

@@ -4,6 +4,7 @@
  * or of how history is stored.
  *
  * @example
+ * A sketch: `options` are the timeline, verifier, budgets and the rest that `app.ts` builds.
  * ```ts ignore
  * const io: ChatServer = new Server();
  * const chat = attachChat(io, options); // options: see ChatOptions

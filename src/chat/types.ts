@@ -7,9 +7,7 @@
 import type { Server, Socket } from "socket.io";
 import type { Identity } from "../auth.ts";
 import type { WireError } from "../errors.ts";
-import type { ChatMessage, User } from "../store/mod.ts";
-
-export type { ChatMessage, User };
+import type { ChatMessage, User } from "../types.ts";
 
 /** The `error` event's payload, and a failed ack's `error`. */
 export type ChatError = WireError;

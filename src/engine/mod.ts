@@ -4,7 +4,7 @@
  * @example
  * ```ts
  * import { Server } from "socket.io";
- * import { Engine } from "./src/engine/mod.ts";
+ * import { Engine } from "./mod.ts";
  *
  * const io = new Server();
  * const engine = new Engine({ path: "/socket.io/" });
@@ -18,14 +18,23 @@ export {
   type ConnectionInfo,
   Engine,
   ENGINE_DEFAULTS,
+  type EngineEvents,
   type EngineOptions,
-  ERROR_CODES,
 } from "./server.ts";
+export {
+  type ConnectionError,
+  type EngineLogger,
+  ERROR_CODES,
+  type ErrorCode,
+  REFUSAL_LOG_WINDOW_MS,
+  refusalReason,
+} from "./refusals.ts";
 export type { CorsOptions } from "./cors.ts";
 export {
   BACKLOG_CEILING_FACTOR,
   type CloseReason,
   EngineSocket,
+  type EngineSocketEvents,
   type HandshakeRequest,
   PACKET_BURST_SECONDS,
 } from "./socket.ts";

@@ -17,14 +17,22 @@
 import { EventEmitter } from "node:events";
 import { applyCors, type CorsOptions } from "./cors.ts";
 import {
+  type ConnectionError,
+  type EngineLogger,
+  ERROR_CODES,
+  errorResponse,
+  RefusalLog,
+  refusalReason,
+  RequestError,
+} from "./refusals.ts";
+import {
   BACKLOG_CEILING_FACTOR,
-  type CloseReason,
   EngineSocket,
   type HandshakeRequest,
   type SessionOptions,
 } from "./socket.ts";
 import type { Transport } from "./transport.ts";
-import { errorResponse, PollingTransport } from "./transports/polling.ts";
+import { PollingTransport } from "./transports/polling.ts";
 import { WebSocketTransport } from "./transports/websocket.ts";
 
 /** Where a request came from (`Deno.ServeHandlerInfo` satisfies it). */
@@ -40,13 +48,19 @@ export interface EngineOptions extends Partial<SessionOptions> {
   cors?: CorsOptions;
   /**
    * Called on each handshake; throw (or reject) to refuse it with the error's message and 403,
-   * or the error's numeric `status` property when it has one.
+   * or the error's numeric `status` property when it has one. A lower_snake `code` string on the
+   * error names the refusal's reason (`context.reason` of `connection_error`).
    */
   allowRequest?: (request: Request, info: ConnectionInfo) => void | Promise<void>;
   /** The client's address for `handshake.address` (default: the TCP peer's). */
   clientAddress?: (request: Request, info: ConnectionInfo) => string;
   /** Accepts a WebSocket upgrade (default `Deno.upgradeWebSocket` without idle pings). */
   upgradeWebSocket?: (request: Request) => { socket: WebSocket; response: Response };
+  /**
+   * Logs refused requests, at most one line per reason per 10 s (see {@link RefusalLog});
+   * none by default.
+   */
+  logger?: EngineLogger;
 }
 
 /** Defaults, as in engine.io. */
@@ -62,27 +76,7 @@ export const ENGINE_DEFAULTS = {
   maxPacketsPerSecond: 0,
 } as const;
 
-/** Engine.IO's error codes, sent as `{code, message}` with HTTP 400/403. */
-export const ERROR_CODES = {
-  UNKNOWN_TRANSPORT: 0,
-  UNKNOWN_SID: 1,
-  BAD_HANDSHAKE_METHOD: 2,
-  BAD_REQUEST: 3,
-  FORBIDDEN: 4,
-  UNSUPPORTED_PROTOCOL_VERSION: 5,
-} as const;
-
 const TRANSPORTS = new Set(["polling", "websocket"]);
-
-/** A refused request: HTTP status, Engine.IO code and a message. */
-class RequestError {
-  constructor(
-    readonly status: number,
-    readonly code: number,
-    readonly message: string,
-    readonly context: Record<string, unknown> = {},
-  ) {}
-}
 
 /** A polling session the server closed while no GET waited: its client is still owed the close. */
 interface OwedClose {
@@ -100,17 +94,31 @@ function remoteAddressOf(info: ConnectionInfo): string {
   return address.hostname ?? address.path ?? "";
 }
 
+/** The refusal an error thrown by `allowRequest` stands for. */
+function refusedBy(error: unknown): RequestError {
+  const message = (error instanceof Error ? error.message : String(error)) || "Forbidden";
+  const { status, code } = (error ?? {}) as { status?: unknown; code?: unknown };
+  // An error may pick its HTTP status (503 while shutting down); 403 otherwise.
+  const httpStatus = typeof status === "number" && status >= 400 && status < 600 ? status : 403;
+  const context = typeof code === "string" ? { reason: code, message } : { message };
+  return new RequestError(httpStatus, ERROR_CODES.FORBIDDEN, message, context);
+}
+
 function defaultUpgrade(request: Request): { socket: WebSocket; response: Response } {
   // Engine.IO runs its own heartbeat; Deno's idle pings would only duplicate it.
   return Deno.upgradeWebSocket(request, { idleTimeout: 0 });
 }
 
-/**
- * An Engine.IO v4 server for web-standard `Request`/`Response` runtimes.
- *
- * Events: `connection` (EngineSocket), `connection_error` ({ req, code, message, context }).
- */
-export class Engine extends EventEmitter {
+/** What the engine reports; socket.io's server core listens to `connection`. */
+export interface EngineEvents {
+  /** A handshake opened this session. */
+  connection: [socket: EngineSocket];
+  /** A request was refused with an Engine.IO error. */
+  connection_error: [error: ConnectionError];
+}
+
+/** An Engine.IO v4 server for web-standard `Request`/`Response` runtimes. */
+export class Engine extends EventEmitter<EngineEvents> {
   readonly options: SessionOptions & { path: string };
   readonly clients = new Map<string, EngineSocket>();
   readonly #owedCloses = new Map<string, OwedClose>();
@@ -118,6 +126,7 @@ export class Engine extends EventEmitter {
   #allowRequest?: EngineOptions["allowRequest"];
   #clientAddress: NonNullable<EngineOptions["clientAddress"]>;
   #upgradeWebSocket: NonNullable<EngineOptions["upgradeWebSocket"]>;
+  #refusalLog?: RefusalLog;
 
   constructor(options: EngineOptions = {}) {
     super();
@@ -141,6 +150,7 @@ export class Engine extends EventEmitter {
     this.#allowRequest = options.allowRequest;
     this.#clientAddress = options.clientAddress ?? ((_request, info) => remoteAddressOf(info));
     this.#upgradeWebSocket = options.upgradeWebSocket ?? defaultUpgrade;
+    if (options.logger) this.#refusalLog = new RefusalLog(options.logger);
   }
 
   /** Number of open sessions. */
@@ -168,8 +178,12 @@ export class Engine extends EventEmitter {
     if (this.#cors && !applyCors(this.#cors, request, headers)) {
       return this.#refuse(
         request,
+        info,
         headers,
-        new RequestError(403, ERROR_CODES.FORBIDDEN, "Origin not allowed"),
+        new RequestError(403, ERROR_CODES.FORBIDDEN, "Origin not allowed", {
+          reason: "cors",
+          origin: request.headers.get("origin"),
+        }),
       );
     }
     if (request.method === "OPTIONS" && this.#cors) {
@@ -182,27 +196,22 @@ export class Engine extends EventEmitter {
       if (this.#allowRequest) {
         try {
           await this.#allowRequest(request, info);
-        } catch (reason) {
-          const message = reason instanceof Error ? reason.message : String(reason);
-          // An error may pick its HTTP status (503 while shutting down); 403 otherwise.
-          const status = (reason as { status?: unknown })?.status;
-          const httpStatus = typeof status === "number" && status >= 400 && status < 600
-            ? status
-            : 403;
-          throw new RequestError(httpStatus, ERROR_CODES.FORBIDDEN, message || "Forbidden");
+        } catch (refusal) {
+          throw refusedBy(refusal);
         }
       }
       return this.#handshake(request, url, info, headers, transport);
     } catch (error) {
-      if (error instanceof RequestError) return this.#refuse(request, headers, error);
+      if (error instanceof RequestError) return this.#refuse(request, info, headers, error);
       throw error;
     }
   }
 
-  /** Closes every session (socket.io's `io.close()` calls this). */
+  /** Closes every session (socket.io's `io.close()` calls this) and logs suppressed refusals. */
   close(): this {
     for (const socket of [...this.clients.values()]) socket.close(true);
     for (const sid of [...this.#owedCloses.keys()]) this.#forgetOwedClose(sid);
+    this.#refusalLog?.close();
     return this;
   }
 
@@ -306,7 +315,7 @@ export class Engine extends EventEmitter {
     }
     const session = new EngineSocket(id, transport, described, this.options);
     this.clients.set(id, session);
-    session.once("close", (reason: CloseReason) => {
+    session.once("close", (reason) => {
       this.clients.delete(id);
       if (reason === "forced close") this.#oweClose(id, session.transport);
     });
@@ -340,7 +349,7 @@ export class Engine extends EventEmitter {
     } catch (error) {
       // A malformed upgrade (say, no Sec-WebSocket-Key) is the client's fault, not a 500.
       throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad WebSocket upgrade", {
-        reason: error instanceof Error ? error.message : String(error),
+        error: error instanceof Error ? error.message : String(error),
       });
     }
   }
@@ -360,12 +369,29 @@ export class Engine extends EventEmitter {
     };
   }
 
-  #refuse(request: Request, headers: Headers, error: RequestError): Response {
-    this.emit("connection_error", {
+  #refuse(
+    request: Request,
+    info: ConnectionInfo,
+    headers: Headers,
+    error: RequestError,
+  ): Response {
+    const refused: ConnectionError = {
       req: request,
       code: error.code,
       message: error.message,
       context: error.context,
+    };
+    this.emit("connection_error", refused);
+    this.#refusalLog?.record(refusalReason(refused), () => {
+      // Never the sid: whoever reads the log could poll that session with it.
+      const { sid: _sid, reason: _reason, message: _message, ...details } = error.context;
+      return {
+        status: error.status,
+        code: error.code,
+        message: error.message,
+        address: this.#clientAddress(request, info),
+        ...details,
+      };
     });
     return errorResponse(error.status, error.code, error.message, headers);
   }

@@ -81,12 +81,38 @@ const BACKLOG_CHECK_BYTES = 64 * 1024;
 const UPGRADE_NOOP_INTERVAL_MS = 100;
 
 /**
- * An Engine.IO session.
- *
- * Events: `open`, `data`/`message` (string | Buffer), `packet`, `packetCreate`, `heartbeat`,
- * `upgrading`, `upgrade`, `drain`, `flush`, `close` (reason, description).
+ * What a session reports. socket.io's server core listens to `data` and `close` (and to `error`,
+ * which is never emitted: as in engine.io, a failure is the `close` description instead).
  */
-export class EngineSocket extends EventEmitter {
+export interface EngineSocketEvents {
+  /** The open packet was sent. */
+  open: [];
+  /**
+   * A message packet's data (undefined for an empty one, as in engine.io); `message` is the same
+   * under engine.io's other name.
+   */
+  data: [data: PacketData | undefined];
+  message: [data: PacketData | undefined];
+  /** Any packet from the client. */
+  packet: [packet: Packet];
+  /** A packet was queued for the client (only emitted while someone listens). */
+  packetCreate: [packet: Packet];
+  /** The client answered a ping. */
+  heartbeat: [];
+  /** The client probed this transport to upgrade to it. */
+  upgrading: [transport: Transport];
+  /** The session moved to this transport. */
+  upgrade: [transport: Transport];
+  /** The write buffer was handed to the transport. */
+  drain: [];
+  /** These packets were handed to the transport. */
+  flush: [packets: Packet[]];
+  /** The session ended; `description` says what failed, when something did. */
+  close: [reason: CloseReason, description?: Error];
+}
+
+/** An Engine.IO session; its events are {@link EngineSocketEvents}. */
+export class EngineSocket extends EventEmitter<EngineSocketEvents> {
   /** Protocol revision; socket.io reads it. */
   readonly protocol = 4;
   readyState: ReadyState = "opening";

@@ -20,12 +20,20 @@ export class TransportError extends Error {
   }
 }
 
-/**
- * Base class of the polling and WebSocket transports.
- *
- * Events: `packet` (Packet), `drain` (ready to send), `error` (TransportError), `close`.
- */
-export abstract class Transport extends EventEmitter {
+/** What a transport reports to its session. */
+export interface TransportEvents {
+  /** A packet arrived from the client (never `close`: that closes the transport). */
+  packet: [packet: Packet];
+  /** The transport can send now. */
+  drain: [];
+  /** The transport failed; its session closes with this as the description. */
+  error: [error: TransportError];
+  /** The transport closed. */
+  close: [];
+}
+
+/** Base class of the polling and WebSocket transports; its events are {@link TransportEvents}. */
+export abstract class Transport extends EventEmitter<TransportEvents> {
   /** Whether `send()` reaches the client now. */
   writable = false;
   readyState: TransportState = "open";

@@ -3,7 +3,7 @@
  * stored in several, and a later commit failed after earlier ones were stored.
  * @module
  */
-import type { AppendResult } from "./mod.ts";
+import type { AppendResult } from "../types.ts";
 
 /**
  * `appendMany` stored the first `stored.length` messages of the batch (in order), then failed on

@@ -6,8 +6,11 @@
  *
  * @example
  * ```ts
+ * import { openKvStore } from "./mod.ts";
+ *
  * const store = await openKvStore("./data/chat.kv");
- * const page = await store.before(oldestSeenId, 50);
+ * const shown = await store.latest(50);
+ * const earlier = await store.before(shown[0].id, 50); // the 50 before the oldest shown
  * store.close();
  * ```
  * @module
@@ -15,7 +18,8 @@
 
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
-import type { AppendResult, ChatMessage, MessageStore, NewMessage } from "./mod.ts";
+import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
+import type { MessageStore } from "./message_store.ts";
 import { RecentWindow } from "./recent.ts";
 import {
   createIdGenerator,

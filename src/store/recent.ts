@@ -4,14 +4,17 @@
  *
  * @example
  * ```ts
+ * import { RecentWindow } from "./recent.ts";
+ *
  * const recent = new RecentWindow(512);
- * recent.seed(await readNewest(512));
- * recent.add(justStored);
+ * recent.seed([]); // the newest 512 read from the store: none yet
+ * const user = { id: "u1", name: "Ada" };
+ * recent.add([{ id: "m1", user, message: "hi", createdAt: new Date().toISOString() }]);
  * recent.newest(51); // the newest 51, oldest first — or undefined when the window cannot tell
  * ```
  * @module
  */
-import type { ChatMessage } from "./mod.ts";
+import type { ChatMessage } from "../types.ts";
 
 /** A bounded, ordered window of the newest messages. */
 export class RecentWindow {

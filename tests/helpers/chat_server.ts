@@ -14,7 +14,8 @@ import { type App, type AppOptions, createApp } from "../../src/app.ts";
 import { signToken } from "../../src/auth.ts";
 import type { ChatError, LoadedInfo, MessageAck } from "../../src/chat/mod.ts";
 import { type Config, DEFAULTS } from "../../src/config.ts";
-import { type ChatMessage, type KvMessageStore, openKvStore } from "../../src/store/mod.ts";
+import { type KvMessageStore, openKvStore } from "../../src/store/mod.ts";
+import type { ChatMessage } from "../../src/types.ts";
 
 /** Long enough for HS256 (32 bytes), so servers started with it print no warning. */
 export const SECRET = "test-secret-long-enough-for-hs256";

@@ -78,7 +78,11 @@ export interface Listenable {
  * Resolves with the arguments of the next `event` on `emitter`, or rejects after `timeoutMs`.
  * @example
  * ```ts
- * const [reason] = await waitFor(session, "close");
+ * import { EventEmitter } from "node:events";
+ *
+ * const session = new EventEmitter();
+ * setTimeout(() => session.emit("close", "transport close"));
+ * const [reason] = await waitFor<[string]>(session, "close"); // "transport close"
  * ```
  */
 export function waitFor<T extends unknown[] = unknown[]>(

@@ -6,7 +6,7 @@
  * @example
  * ```ts
  * const tokens = await makeTokenVariants();
- * const fuzzCase = generateCase(123, 0, tokens); // { lane, name, ... expect }
+ * const fuzzCase = generateCase(123, 0, tokens, { maxHttpBufferSize: 1e6, maxMessageLength: 2000 });
  * ```
  * @module
  */

@@ -4,6 +4,7 @@
  * @module
  */
 import { decodePayload, encodePayload, type Packet, PacketParseError } from "../parser.ts";
+import { ERROR_CODES, errorResponse } from "../refusals.ts";
 import { Transport } from "../transport.ts";
 
 /** Options the polling transport needs. */
@@ -67,19 +68,7 @@ async function readBodyWithin(request: Request, limit: number, timeoutMs: number
   return new TextDecoder("utf-8", { fatal: true }).decode(body);
 }
 
-/** A JSON error response in the Engine.IO error shape. */
-export function errorResponse(
-  status: number,
-  code: number,
-  message: string,
-  headers = new Headers(),
-): Response {
-  headers.set("Content-Type", "application/json");
-  return new Response(JSON.stringify({ code, message }), { status, headers });
-}
-
-/** Engine.IO's "Bad request" error code. */
-const BAD_REQUEST = 3;
+const { BAD_REQUEST } = ERROR_CODES;
 
 /** The long-polling transport of one session. */
 export class PollingTransport extends Transport {

@@ -1,0 +1,39 @@
+/**
+ * The message store contract the timeline and the app depend on; `KvMessageStore` implements it.
+ * @module
+ */
+import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
+
+/** Ordered, append-only message history. Ids sort in creation order. */
+export interface MessageStore {
+  /** Stores the message (durably, before resolving) and returns it with its id and createdAt. */
+  append(input: NewMessage): Promise<ChatMessage>;
+  /**
+   * Stores several messages, in order, in as few commits as the backend allows. When a later
+   * commit fails after earlier ones were stored, rejects with a `PartialAppendError` naming
+   * the stored ones (a prefix of `inputs`); any other rejection stored nothing.
+   */
+  appendMany(inputs: readonly NewMessage[]): Promise<AppendResult[]>;
+  /**
+   * The newest `limit` messages of `room` (default: the default room), oldest first; only those
+   * after `afterId` when given.
+   */
+  latest(limit: number, afterId?: string, room?: string): Promise<ChatMessage[]>;
+  /** Messages of `room` strictly after `id`, oldest first, at most `limit` (default 1000). */
+  after(id: string, limit?: number, room?: string): Promise<ChatMessage[]>;
+  /** Up to `limit` messages of `room` strictly before `id`, oldest first. */
+  before(id: string, limit: number, room?: string): Promise<ChatMessage[]>;
+  /** How many messages of `room` come after `afterId` (all, without it), counting up to `cap`. */
+  countAfter(room: string, afterId: string | undefined, cap: number): Promise<number>;
+  /** Stores `userId`'s read marker in `room`: the last message they have seen. */
+  setReadMarker(userId: string, room: string, lastId: string): Promise<void>;
+  /** `userId`'s read marker in each of `rooms` (undefined where none). */
+  readMarkers(userId: string, rooms: readonly string[]): Promise<(string | undefined)[]>;
+  /** Records that `userId` takes part in `room` (joined it, or a DM was started with them). */
+  addMembership(userId: string, room: string): Promise<void>;
+  /** The rooms `userId` takes part in, at most `limit`, in name order. */
+  memberships(userId: string, limit: number): Promise<string[]>;
+  /** Resolves when the backend answers a read (a readiness probe); rejects otherwise. */
+  ping(): Promise<void>;
+  close(): void;
+}

@@ -1,0 +1,41 @@
+/**
+ * The chat message and its author: the shapes that pass between auth, the store, the timeline,
+ * presence and the chat, owned by none of them.
+ * @module
+ */
+
+/** Who wrote a message, as established by their token. */
+export interface User {
+  id: string;
+  name: string;
+}
+
+/** A stored chat message. `createdAt` is an ISO-8601 string. */
+export interface ChatMessage {
+  id: string;
+  /** The room (conversation) it belongs to. */
+  room: string;
+  user: User;
+  message: string;
+  createdAt: string;
+}
+
+/** A message before it is stored: the store assigns `id` and `createdAt`. */
+export interface NewMessage {
+  /** The room it goes to (default: the store's default room). */
+  room?: string;
+  user: User;
+  message: string;
+  /**
+   * The sender's own id for this message (≤ 64 chars). A second append with the same user and
+   * `clientId` stores nothing and returns the first message.
+   */
+  clientId?: string;
+}
+
+/** The outcome of storing one message: the stored message, and whether this call created it. */
+export interface AppendResult {
+  message: ChatMessage;
+  /** False when `clientId` matched an earlier message, which is returned instead. */
+  created: boolean;
+}
