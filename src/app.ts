@@ -164,6 +164,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       rooms: budgetOf(config.roomsLimitPerMinute),
     },
     maxSocketsPerUser: config.maxSocketsPerUser,
+    errorEventsPerSecond: config.errorEventsPerSecond,
     connectionsElsewhere: directory?.elsewhere,
     presence: directory ? new ClusterPresence(directory) : new LocalPresence(),
     canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),

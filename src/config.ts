@@ -252,6 +252,13 @@ export const SETTINGS = {
     max: 1_000_000,
     doc: "`rooms` lists per user per minute, a sixth of it at once; over it `rate_limited`.",
   }),
+  errorEventsPerSecond: integer("MAX_ERROR_EVENTS_PER_SECOND", {
+    default: 10,
+    min: 1,
+    max: 1_000_000,
+    doc: "`error` events one connection receives per second at most; acks still carry every " +
+      "refusal.",
+  }),
   maxSocketsPerUser: integer("MAX_SOCKETS_PER_USER", {
     default: 10,
     min: 1,

@@ -43,7 +43,7 @@ Deno.test("auth: a valid token gives the identity, name defaulting to sub", asyn
   assert.deepEqual(unnamed.user, { id: "u2", name: "u2" });
 
   const forever = await verify(await jwt({ sub: "u3" }));
-  assert.deepEqual(forever, { user: { id: "u3", name: "u3" }, scopes: [] });
+  assert.deepEqual(forever, { user: { id: "u3", name: "u3" }, scopes: [], rooms: [] });
 });
 
 Deno.test("auth: display names lose bidi controls and invisible characters", async () => {

@@ -149,12 +149,13 @@ Deno.test("delivery: the catch-up is capped at CATCHUP_LIMIT with hasMore", asyn
       });
     };
     assert.deepEqual(await loadInfo(sent[2].id), [sent.slice(15), {
+      room: "general",
       hasMore: true,
       catchUp: true,
     }]);
     assert.deepEqual(await loadInfo(sent[16].id), [
       sent.slice(17),
-      { hasMore: false, catchUp: true },
+      { room: "general", hasMore: false, catchUp: true },
     ]);
   } finally {
     alice.close();

@@ -231,7 +231,7 @@ for (const transport of ["polling", "websocket"] as const) {
     try {
       await client.waitFor(() => client.loaded !== undefined, "the whole catch-up", 15_000);
       assert.deepEqual(client.history.map((message) => message.id), sent.map((m) => m.id));
-      assert.deepEqual(client.loaded, { hasMore: false, catchUp: true });
+      assert.deepEqual(client.loaded, { room: "general", hasMore: false, catchUp: true });
       assert.ok(client.loads.length > 1, "the catch-up came in several frames");
       await sleep(200);
       assert.equal(disconnected, false);

@@ -62,8 +62,8 @@ Deno.test("typing: rebroadcast to the others, throttled, never stored", async ()
     );
     await sleep(100);
     assert.deepEqual(seen, [
-      { user: { id: "alice", name: "alice" }, typing: true },
-      { user: { id: "alice", name: "alice" }, typing: false },
+      { room: "general", user: { id: "alice", name: "alice" }, typing: true },
+      { room: "general", user: { id: "alice", name: "alice" }, typing: false },
     ]);
     assert.equal(aliceSawHerself, false);
     alice.socket.emit("typing", { typing: "yes" });

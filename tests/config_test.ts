@@ -93,6 +93,13 @@ Deno.test("config: every variable is parsed", () => {
     TRUSTED_PROXIES: "10.0.0.0/8, 127.0.0.1,fd00::/8",
     MAX_SOCKETS_PER_USER: "3",
     MAX_PACKETS_PER_SECOND: "20",
+    DEFAULT_ROOM: "lobby",
+    PUBLIC_ROOMS: "lobby, team-*",
+    MAX_ROOMS_PER_SOCKET: "7",
+    MAX_ERROR_EVENTS_PER_SECOND: "3",
+    RATE_LIMIT_JOIN_PER_MIN: "30",
+    RATE_LIMIT_READ_PER_MIN: "40",
+    RATE_LIMIT_ROOMS_PER_MIN: "5",
     CONNECTION_RECOVERY: "30s",
     COMMIT_GATHER: "5ms",
     DENO_USE_WRITEV: "0",
@@ -132,6 +139,13 @@ Deno.test("config: every variable is parsed", () => {
     handshakeLimitPerMinute: 0,
     maxSocketsPerUser: 3,
     maxPacketsPerSecond: 20,
+    defaultRoom: "lobby",
+    publicRooms: ["lobby", "team-*"],
+    maxRoomsPerSocket: 7,
+    errorEventsPerSecond: 3,
+    joinLimitPerMinute: 30,
+    readLimitPerMinute: 40,
+    roomsLimitPerMinute: 5,
     connectionRecoveryMs: 30_000,
     devLogin: true,
     metricsToken: "scrape-me",
@@ -442,4 +456,24 @@ Deno.test("config: every variable is declared once, with its doc", () => {
   for (const setting of ALL_SETTINGS) {
     assert.ok(setting.doc && setting.allowed && setting.defaultDoc, setting.variable);
   }
+});
+
+Deno.test("config: rooms — the default room must be public; ids and patterns are checked", () => {
+  assert.throws(
+    () => loadConfig({ ...BASE, DEFAULT_ROOM: "lobby" }),
+    (error: ConfigError) =>
+      error.variable === "PUBLIC_ROOMS" && /DEFAULT_ROOM "lobby"/.test(error.message),
+  );
+  assert.equal(
+    loadConfig({ ...BASE, DEFAULT_ROOM: "lobby", PUBLIC_ROOMS: "lob*" }).defaultRoom,
+    "lobby",
+  );
+  assert.throws(
+    () => loadConfig({ ...BASE, DEFAULT_ROOM: "Lobby" }),
+    (error: ConfigError) => error.variable === "DEFAULT_ROOM",
+  );
+  assert.throws(
+    () => loadConfig({ ...BASE, PUBLIC_ROOMS: "general, bad room" }),
+    (error: ConfigError) => error.variable === "PUBLIC_ROOMS" && /bad room/.test(error.message),
+  );
 });

@@ -337,6 +337,7 @@ Deno.test({
       historyLimitPerMinute: 1_000_000,
       refreshLimitPerMinute: 1_000_000,
       maxPacketsPerSecond: 0,
+      errorEventsPerSecond: 1_000_000,
       ...LIMITS,
     });
     const tokens: TokenSet = await makeTokenVariants();

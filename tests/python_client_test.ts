@@ -98,7 +98,7 @@ for (const transport of ["polling", "websocket"] as const) {
         assert.equal(observed.transport, transport);
         assert.deepEqual(observed.history, []);
         assert.equal(observed.historyFrames, 1);
-        assert.deepEqual(observed.loaded, { hasMore: false, catchUp: false });
+        assert.deepEqual(observed.loaded, { room: "general", hasMore: false, catchUp: false });
 
         const ack = observed.ack;
         assert.ok(ack.ok, JSON.stringify(ack));
@@ -146,7 +146,7 @@ Deno.test({
       const observed = await runPythonClient(server.url, "py", "websocket");
       assert.equal(observed.historyFrames, 1);
       assert.deepEqual(observed.history, seeded);
-      assert.deepEqual(observed.loaded, { hasMore: false, catchUp: false });
+      assert.deepEqual(observed.loaded, { room: "general", hasMore: false, catchUp: false });
     } finally {
       await server.close();
     }

@@ -45,7 +45,7 @@ const EVENTS: Record<keyof ClientToServerEvents, EventSpec> = {
 
 /** A refusal of one user is logged at most once in this many ms; the rest are counted. */
 export const REFUSAL_LOG_INTERVAL_MS = 10_000;
-/** `error` events one connection receives per second at most; acks are always answered. */
+/** `error` events one connection receives per second at most, by default; acks carry every one. */
 export const ERROR_EVENTS_PER_SECOND = 10;
 
 /** Splits socket.io event arguments into the payload and the ack callback, if any. */
@@ -67,6 +67,8 @@ export class EventGate {
     private readonly log: Logger,
     private readonly observer: Pick<ChatObserver, "errorSent">,
     private readonly now: () => number = Date.now,
+    /** `error` events one connection receives per second at most. */
+    readonly errorEventsPerSecond: number = ERROR_EVENTS_PER_SECOND,
   ) {
     this.#limiters = Object.fromEntries(
       Object.entries(budgets).map(([event, limit]) => [event, new RateLimiter(limit, now)]),
@@ -120,7 +122,7 @@ export type Reporter = (event: string, error: WireError) => void;
 
 /**
  * Registers every chat event on `socket`, and returns how refusals reach the client: the `error`
- * event, at most {@link ERROR_EVENTS_PER_SECOND} a second (acks carry every one).
+ * event, at most `gate.errorEventsPerSecond` a second (acks carry every one).
  */
 export function bindEvents(socket: ChatSocket, ctx: ChatContext, gate: EventGate): Reporter {
   const userId = ctx.identity.user.id;
@@ -129,7 +131,7 @@ export function bindEvents(socket: ChatSocket, ctx: ChatContext, gate: EventGate
     gate.noteRefusal(userId, socket.id, event, error);
     const now = ctx.now();
     if (now - errorWindow.start >= 1000) errorWindow = { start: now, sent: 0 };
-    if (++errorWindow.sent <= ERROR_EVENTS_PER_SECOND) socket.emit("error", error);
+    if (++errorWindow.sent <= gate.errorEventsPerSecond) socket.emit("error", error);
   };
 
   socket.use((event, next) => {

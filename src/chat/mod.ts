@@ -17,7 +17,6 @@ import { type Identity, isExpired } from "../auth.ts";
 import { CodedError, toWireError, type WireError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { readLastId, readLastIds } from "../payloads.ts";
-import type { MessageStore } from "../store/mod.ts";
 import type { RoomPolicy } from "./rooms.ts";
 import { type Presence, PresenceFeed } from "../presence.ts";
 import type { Timeline } from "../timeline.ts";
@@ -53,6 +52,8 @@ export interface ChatOptions {
   catchupLimit: number;
   /** Per-user budget of each client event. */
   budgets: EventBudgets;
+  /** `error` events one connection receives per second at most (default 10). */
+  errorEventsPerSecond?: number;
   /** Most simultaneous connections per user. */
   maxSocketsPerUser: number;
   /** The user's connections on other instances (with Redis). */
@@ -166,7 +167,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
     });
   }, options.presenceBatchMs);
-  const gate = new EventGate(options.budgets, log, observer, now);
+  const gate = new EventGate(options.budgets, log, observer, now, options.errorEventsPerSecond);
   const admission = new Admission(options);
   io.use(admission.middleware);
 

@@ -9,7 +9,7 @@
  * const recent = new RecentWindow(512);
  * recent.seed([]); // the newest 512 read from the store: none yet
  * const user = { id: "u1", name: "Ada" };
- * recent.add([{ id: "m1", user, message: "hi", createdAt: new Date().toISOString() }]);
+ * recent.add([{ id: "m1", room: "general", user, message: "hi", createdAt: new Date().toISOString() }]);
  * recent.newest(51); // the newest 51, oldest first — or undefined when the window cannot tell
  * ```
  * @module
