@@ -19,6 +19,7 @@ import {
   type SessionState,
   type TokenSet,
 } from "./helpers/fuzz.ts";
+import { RawSession } from "./helpers/raw_session.ts";
 
 const LONG = Deno.args.includes("--long");
 const SEED = Number(
@@ -38,77 +39,6 @@ const SESSION_MAX_AGE_MS = 20_000;
 const BARRIER = "40/fuzz-barrier,{}";
 const BARRIER_REPLY = "44/fuzz-barrier,";
 const LIMITS: FuzzLimits = { maxHttpBufferSize: 1_000_000, maxMessageLength: 2000 };
-
-/** A raw WebSocket whose frames are read in order, with the close seen as `null`. */
-class RawSession {
-  readonly ws: WebSocket;
-  readonly born = Date.now();
-  state: SessionState = "open";
-  #queue: (string | Uint8Array)[] = [];
-  #closed = false;
-  #wake?: () => void;
-  readonly #closedPromise: Promise<void>;
-
-  constructor(url: string) {
-    this.ws = new WebSocket(url);
-    this.ws.binaryType = "arraybuffer";
-    this.ws.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
-      this.#queue.push(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
-      this.#wake?.();
-    };
-    this.#closedPromise = new Promise((resolve) => {
-      this.ws.onclose = () => {
-        this.#closed = true;
-        this.#wake?.();
-        resolve();
-      };
-    });
-    this.ws.onerror = () => {};
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /** The next frame, `null` once closed; throws after the deadline. */
-  async next(deadline: number, what: string): Promise<string | Uint8Array | null> {
-    while (true) {
-      const queued = this.#queue.shift();
-      if (queued !== undefined) return queued;
-      if (this.#closed) return null;
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new Error(`timed out waiting for ${what}`);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        timer = setTimeout(resolve, remaining);
-      });
-      clearTimeout(timer);
-      this.#wake = undefined;
-    }
-  }
-
-  /** Sends unless the server already closed the socket; false when it did. */
-  send(data: string | Uint8Array): boolean {
-    if (this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(data);
-    return true;
-  }
-
-  async close(): Promise<void> {
-    if (this.ws.readyState === WebSocket.CONNECTING) {
-      await new Promise((resolve) => this.ws.addEventListener("open", resolve, { once: true }))
-        .catch(() => {});
-    }
-    if (!this.#closed) this.ws.close();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#closedPromise,
-      new Promise((resolve) => timer = setTimeout(resolve, 2_000)),
-    ]);
-    clearTimeout(timer);
-  }
-}
 
 /** One concurrent fuzzer: its user, token and current raw session. */
 class Worker {
