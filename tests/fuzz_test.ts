@@ -8,6 +8,7 @@
  * replays one case of a seed.
  */
 import assert from "node:assert/strict";
+import { ERROR_EVENTS_PER_SECOND } from "../src/chat/events.ts";
 import { ChatClient, startChat, type TestServer, tokenFor } from "./helpers/chat_server.ts";
 import {
   type FrameCase,
@@ -38,6 +39,13 @@ const SESSION_MAX_AGE_MS = 20_000;
 /** Connects to this namespace are refused at once: a cheap barrier that proves a session lives. */
 const BARRIER = "40/fuzz-barrier,{}";
 const BARRIER_REPLY = "44/fuzz-barrier,";
+/**
+ * The server sends one connection at most ERROR_EVENTS_PER_SECOND `error` events a second: a case
+ * that waits for one takes a fresh session once its own received this many lately (the margin
+ * covers any still on their way).
+ */
+const ERROR_EVENTS_BEFORE_FRESH = ERROR_EVENTS_PER_SECOND - 2;
+const ERROR_EVENT_WINDOW_MS = 1_500;
 const LIMITS: FuzzLimits = { maxHttpBufferSize: 1_000_000, maxMessageLength: 2000 };
 
 /** One concurrent fuzzer: its user, token and current raw session. */
@@ -51,6 +59,8 @@ class Worker {
   ) {}
 
   async runFrames(fuzzCase: FrameCase): Promise<void> {
+    const lately = this.session?.errorEventsWithin(ERROR_EVENT_WINDOW_MS) ?? 0;
+    if (fuzzCase.expect.kind === "error" && lately >= ERROR_EVENTS_BEFORE_FRESH) await this.#drop();
     const wanted = fuzzCase.state === "any" ? this.session?.state ?? "open" : fuzzCase.state;
     const session = await this.#sessionIn(wanted);
     const deadline = Date.now() + CASE_TIMEOUT_MS;

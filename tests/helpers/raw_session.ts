@@ -5,12 +5,17 @@
  */
 import type { SessionState } from "./fuzz.ts";
 
+/** How many `error` event arrival times a session remembers. */
+const MAX_ERROR_EVENT_TIMES = 32;
+
 /** A raw WebSocket whose frames are read in order, with the close seen as `null`. */
 export class RawSession {
   readonly ws: WebSocket;
   readonly born = Date.now();
   state: SessionState = "open";
   #queue: (string | Uint8Array)[] = [];
+  /** When the latest socket.io `error` events arrived, newest last. */
+  #errorEventTimes: number[] = [];
   #closed = false;
   #wake?: () => void;
   readonly #closedPromise: Promise<void>;
@@ -19,6 +24,10 @@ export class RawSession {
     this.ws = new WebSocket(url);
     this.ws.binaryType = "arraybuffer";
     this.ws.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
+      if (typeof event.data === "string" && event.data.startsWith('42["error",')) {
+        this.#errorEventTimes.push(Date.now());
+        if (this.#errorEventTimes.length > MAX_ERROR_EVENT_TIMES) this.#errorEventTimes.shift();
+      }
       this.#queue.push(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
       this.#wake?.();
     };
@@ -34,6 +43,12 @@ export class RawSession {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** How many `error` events arrived in the last `ms` (counting at most the latest 32). */
+  errorEventsWithin(ms: number): number {
+    const since = Date.now() - ms;
+    return this.#errorEventTimes.filter((time) => time > since).length;
   }
 
   /** The next frame, `null` once closed; throws after the deadline. */
