@@ -17,6 +17,7 @@ import {
   generateCase,
   type HttpCase,
   makeTokenVariants,
+  type Reply,
   type SessionState,
   type TokenSet,
 } from "./helpers/fuzz.ts";
@@ -55,6 +56,7 @@ class Worker {
     readonly server: TestServer,
     readonly user: string,
     readonly token: string,
+    readonly tokens: TokenSet,
     readonly victimSid: () => string,
   ) {}
 
@@ -67,6 +69,11 @@ class Worker {
     for (const frame of fuzzCase.frames) {
       if (typeof frame === "string" || frame instanceof Uint8Array) {
         session.send(frame);
+        continue;
+      }
+      if ("refresh" in frame) {
+        const token = frame.refresh === "own" ? this.token : this.tokens.foreign;
+        session.send(`42${frame.ack}${JSON.stringify(["auth:refresh", { token }])}`);
         continue;
       }
       const auth = frame.withToken
@@ -123,6 +130,28 @@ class Worker {
         const frame = await this.#frame(session, deadline, isErrorEvent);
         assert.ok(frame !== null, `closed instead of error ${expect.code}`);
         assert.equal(errorCodeOf(frame), expect.code, frame.slice(0, 300));
+        return;
+      }
+      case "replies": {
+        for (const reply of expect.replies) {
+          const frame = await this.#frame(session, deadline, (f) => answers(f, reply));
+          assert.ok(frame !== null, `closed instead of answering ${JSON.stringify(reply)}`);
+          if ("ack" in reply) assertAck(frame, reply.code);
+        }
+        session.send(BARRIER);
+        const reply = await this.#frame(session, deadline, (f) => f.startsWith(BARRIER_REPLY));
+        assert.ok(reply !== null, "the session was closed; it should have stayed open");
+        return;
+      }
+      case "no_ack": {
+        session.send(BARRIER);
+        const frame = await this.#frame(
+          session,
+          deadline,
+          (f) => f.startsWith(BARRIER_REPLY) || answers(f, { ack: expect.ack }),
+        );
+        assert.ok(frame !== null, "the session was closed; it should have stayed open");
+        assert.ok(frame.startsWith(BARRIER_REPLY), `unexpected ack: ${frame.slice(0, 300)}`);
         return;
       }
     }
@@ -232,6 +261,18 @@ class Worker {
   }
 }
 
+/** Whether `frame` is the answer `reply` waits for (an ack is matched by its id alone). */
+function answers(frame: string, reply: Reply): boolean {
+  return "frame" in reply ? frame === reply.frame : frame.startsWith(`43${reply.ack}[`);
+}
+
+/** Asserts an ack frame is `{ ok: true, … }`, or with `code` a failure with that code. */
+function assertAck(frame: string, code: string | undefined): void {
+  const [result] = JSON.parse(frame.slice(frame.indexOf("[")));
+  if (code === undefined) assert.equal(result?.ok, true, frame.slice(0, 300));
+  else assert.deepEqual([result?.ok, result?.error?.code], [false, code], frame.slice(0, 300));
+}
+
 function isErrorEvent(frame: string): boolean {
   return frame.startsWith('42["error",');
 }
@@ -247,6 +288,8 @@ function describe(fuzzCase: FuzzCase): string {
       ? JSON.stringify(frame.slice(0, 80)) + (frame.length > 80 ? `…(${frame.length})` : "")
       : frame instanceof Uint8Array
       ? `<${frame.byteLength} bytes>`
+      : "refresh" in frame
+      ? `auth:refresh ${frame.refresh} token, ack ${frame.ack}`
       : `connect ${JSON.stringify(frame.connect)?.slice(0, 80)}`
   );
   return `${fuzzCase.name} [${frames.join(", ")}] → ${JSON.stringify(fuzzCase.expect)}`;
@@ -286,6 +329,7 @@ Deno.test({
           server,
           `fuzz-${n}`,
           await tokenFor(`fuzz-${n}`),
+          tokens,
           () => healthy.socket.io.engine.id ?? "",
         )),
     );

@@ -6,7 +6,7 @@
  * @example
  * ```ts
  * const tokens = await makeTokenVariants();
- * const fuzzCase = generateCase(123, 0, tokens); // { lane, name, ... expect }
+ * const fuzzCase = generateCase(123, 0, tokens, { maxHttpBufferSize: 1e6, maxMessageLength: 2000 });
  * ```
  * @module
  */
@@ -29,7 +29,18 @@ export type Expectation =
   /** The namespace connect is refused with this `connect_error` code. */
   | { kind: "connect_error"; code: string }
   /** The connect succeeds, then a chat `error` with this code follows. */
-  | { kind: "connect_then_error"; code: string };
+  | { kind: "connect_then_error"; code: string }
+  /** These answers arrive in this order (other frames may come between); the session stays open. */
+  | { kind: "replies"; replies: Reply[] }
+  /** The session stays open and no ack with this id arrives. */
+  | { kind: "no_ack"; ack: number };
+
+/** One answer a case waits for. */
+export type Reply =
+  /** This exact frame. */
+  | { frame: string }
+  /** The ack with this id: `{ ok: true }`, or with `code` a failure with that error code. */
+  | { ack: number; code?: string };
 
 /** Which session a WebSocket case needs: engine-open only, or connected to `/` as a user. */
 export type SessionState = "open" | "connected";
@@ -40,6 +51,12 @@ export interface ConnectFrame {
   withToken?: boolean;
 }
 
+/** An `auth:refresh` with ack `ack`, carrying the worker's own token or {@link TokenSet.foreign}. */
+export interface RefreshFrame {
+  refresh: "own" | "foreign";
+  ack: number;
+}
+
 /** A case sent as WebSocket frames on a pooled session. */
 export interface FrameCase {
   lane: "frames";
@@ -47,9 +64,10 @@ export interface FrameCase {
   state: SessionState | "any";
   /**
    * Frames to send; `{ connect }` is a connect to `/` with that `auth`, plus a valid token for
-   * the worker's user when `withToken` is set.
+   * the worker's user when `withToken` is set; `{ refresh }` is an `auth:refresh` with a token
+   * the worker fills in.
    */
-  frames: (string | Uint8Array | ConnectFrame)[];
+  frames: (string | Uint8Array | ConnectFrame | RefreshFrame)[];
   expect: Expectation;
 }
 
@@ -90,6 +108,8 @@ export interface TokenVariant {
 /** Tokens signed once per run: valid ones (for the `lastId` cases) and every kind of bad one. */
 export interface TokenSet {
   valid: (sub: string) => Promise<string>;
+  /** A valid token of a user no worker is: `auth:refresh` with it is `forbidden`. */
+  foreign: string;
   bad: TokenVariant[];
 }
 
@@ -182,7 +202,7 @@ export async function makeTokenVariants(): Promise<TokenSet> {
     { name: "no auth", auth: undefined, code: "auth_required" },
     { name: "empty auth", auth: {}, code: "auth_required" },
   ];
-  return { valid, bad };
+  return { valid, foreign: good, bad };
 }
 
 /** Values of every JSON type, for "wrong type" payloads. */
@@ -213,6 +233,18 @@ function event(json: string, ackId?: number | string): string {
 
 function maybeAck(rng: Rng): number | undefined {
   return rng.chance(0.3) ? rng.int(1000) : undefined;
+}
+
+/** An ack id far above {@link maybeAck}'s: an ack an earlier case left unread never matches it. */
+function ackId(rng: Rng): number {
+  return rng.range(1_000_000, 2_000_000_000);
+}
+
+const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/** A string with the shape of a message id, naming a message that may or may not exist. */
+function messageId(rng: Rng): string {
+  return rng.string(26, CROCKFORD);
 }
 
 const INVALID = { kind: "error", code: "invalid_payload" } as const;
@@ -284,7 +316,28 @@ const RESERVED = [
 ];
 
 const socketIoCases: Generator[] = [
-  () => frames("connect to an unknown namespace", "any", ["40/nope,{}"], ALIVE),
+  (rng) => {
+    const name = unknownNamespace(rng);
+    const auth = rng.pick([
+      "",
+      ",",
+      ",{}",
+      ',{"token":"x"}',
+      `,{"pad":"${"p".repeat(rng.int(5000))}"}`,
+    ]);
+    return frames("connect to an unknown namespace", "any", [`40/${name}${auth}`], {
+      kind: "replies",
+      replies: [{ frame: invalidNamespace(name) }],
+    });
+  },
+  (rng) => {
+    const name = unknownNamespace(rng);
+    const ack = ackId(rng);
+    return frames("connect to an unknown namespace, then the socket on / answers", "connected", [
+      `40/${name},{}`,
+      event('["history",{"limit":1}]', ack),
+    ], { kind: "replies", replies: [{ frame: invalidNamespace(name) }, { ack }] });
+  },
   (rng) =>
     frames(
       "event for a namespace never joined",
@@ -465,6 +518,22 @@ const socketIoCases: Generator[] = [
     ], CLOSE),
 ];
 
+/** A namespace nobody serves: never `/` and never the harness's barrier. */
+function unknownNamespace(rng: Rng): string {
+  return rng.pick([
+    "nope",
+    "admin",
+    "chat",
+    "socket.io",
+    "n-" + rng.string(rng.range(1, 30), "abcdefghijklmnopqrstuvwxyz0123456789-_.~/\u00e9"),
+  ]);
+}
+
+/** socket.io's refusal of a connect to a namespace that does not exist. */
+function invalidNamespace(name: string): string {
+  return `44/${name},{"message":"Invalid namespace"}`;
+}
+
 // ---- chat payloads on a connected session
 
 function chatEvent(rng: Rng, name: string, payload: unknown): string {
@@ -541,6 +610,73 @@ const chatCases: Generator[] = [
     return frames(`auth:refresh with ${variant.name}`, "connected", [
       chatEvent(rng, "auth:refresh", variant.auth),
     ], { kind: "error", code: variant.code });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    const limit = () => rng.range(1, 100);
+    const query = rng.pick([
+      undefined,
+      null,
+      {},
+      { limit: limit() },
+      { before: messageId(rng) },
+      { before: messageId(rng), limit: limit() },
+      { limit: limit(), [rng.pick(["after", "__proto__", "x"])]: wrongValue(rng) },
+    ]);
+    return frames("history with a valid query", "connected", [
+      event(JSON.stringify(query === undefined ? ["history"] : ["history", query]), ack),
+    ], { kind: "replies", replies: [{ ack }] });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    const badLimit = rng.pick([0, -1, 101, 1.5, "10", null, true, [], {}]);
+    const badBefore = rng.pick([1, "", "x", "0".repeat(27), "a" + messageId(rng).slice(1), null]);
+    const query = rng.pick([
+      { before: badBefore, limit: rng.range(1, 100) },
+      { before: messageId(rng), limit: badLimit },
+      { before: badBefore, limit: badLimit },
+    ]);
+    return frames("history with a bad before or limit, acked", "connected", [
+      event(JSON.stringify(["history", query]), ack),
+    ], { kind: "replies", replies: [{ ack, code: "invalid_payload" }] });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    const payload = rng.chance(0.5)
+      ? { typing: rng.chance(0.5) }
+      : { typing: rng.chance(0.5), [rng.pick(["user", "x"])]: wrongValue(rng) };
+    // Accepted typing has no ack.
+    return frames("typing, with an ack id", "connected", [
+      event(JSON.stringify(["typing", payload]), ack),
+    ], { kind: "no_ack", ack });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    const payload = rng.chance(0.5) ? wrongValue(rng, ["object"]) : {
+      typing: wrongValue(rng, ["boolean"]),
+    };
+    return frames("typing not a boolean, acked", "connected", [
+      event(JSON.stringify(["typing", payload]), ack),
+    ], { kind: "replies", replies: [{ ack, code: "invalid_payload" }] });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    return frames(
+      "auth:refresh with the user's own token",
+      "connected",
+      [{ refresh: "own", ack }],
+      {
+        kind: "replies",
+        replies: [{ ack }],
+      },
+    );
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    return frames("auth:refresh with another user's token", "connected", [{
+      refresh: "foreign",
+      ack,
+    }], { kind: "replies", replies: [{ ack, code: "forbidden" }] });
   },
 ];
 
