@@ -1,7 +1,8 @@
 /**
  * Seeded fuzzing of the whole server over raw WebSocket frames and raw polling requests: every
  * case must get the answer the contract promises, while a stock client keeps chatting, nothing
- * reaches the store, and no exception escapes.
+ * reaches the store, and no exception escapes. Budgets run on a second, strict server (small
+ * budgets, write scope required) where valid events are stored.
  *
  * CI runs 10,000 cases with a fixed seed. `deno task fuzz` (this file with `-- --long`) runs
  * 200,000 with a random seed. `FUZZ_CASES` and `FUZZ_SEED` override either; `FUZZ_CASE=<index>`
@@ -18,10 +19,10 @@ import {
   type HttpCase,
   makeTokenVariants,
   type Reply,
-  type SessionState,
   type TokenSet,
 } from "./helpers/fuzz.ts";
-import { RawSession } from "./helpers/raw_session.ts";
+import { runStrictCase, STRICT_CONFIG } from "./helpers/fuzz_strict.ts";
+import { BARRIER, BARRIER_REPLY, RawSession, type SessionState } from "./helpers/raw_session.ts";
 
 const LONG = Deno.args.includes("--long");
 const SEED = Number(
@@ -37,9 +38,6 @@ const CHECK_EVERY = 250;
 const CASE_TIMEOUT_MS = 5_000;
 /** Engine-open sessions are replaced before socket.io's 45 s connect timeout drops them. */
 const SESSION_MAX_AGE_MS = 20_000;
-/** Connects to this namespace are refused at once: a cheap barrier that proves a session lives. */
-const BARRIER = "40/fuzz-barrier,{}";
-const BARRIER_REPLY = "44/fuzz-barrier,";
 /**
  * The server sends one connection at most ERROR_EVENTS_PER_SECOND `error` events a second: a case
  * that waits for one takes a fresh session once its own received this many lately (the margin
@@ -283,6 +281,10 @@ function errorCodeOf(frame: string): string | undefined {
 
 function describe(fuzzCase: FuzzCase): string {
   if (fuzzCase.lane === "http") return `${fuzzCase.name} (polling)`;
+  if (fuzzCase.lane === "strict") {
+    const { lane: _, name, ...rest } = fuzzCase;
+    return `${name} on the strict server ${JSON.stringify(rest).slice(0, 1500)}`;
+  }
   const frames = fuzzCase.frames.map((frame) =>
     typeof frame === "string"
       ? JSON.stringify(frame.slice(0, 80)) + (frame.length > 80 ? `…(${frame.length})` : "")
@@ -321,6 +323,7 @@ Deno.test({
       refreshLimitPerMinute: 1_000_000,
       ...LIMITS,
     });
+    const strict = await startChat(STRICT_CONFIG);
     const tokens: TokenSet = await makeTokenVariants();
     const healthy = await ChatClient.join(server.url, "healthy", { transports: ["websocket"] });
     const workers = await Promise.all(
@@ -371,7 +374,9 @@ Deno.test({
             const fuzzCase = generateCase(SEED, index, tokens, LIMITS);
             try {
               if (fuzzCase.lane === "http") await worker.runHttp(fuzzCase);
-              else await worker.runFrames(fuzzCase);
+              else if (fuzzCase.lane === "strict") {
+                await runStrictCase(strict, fuzzCase, `strict-${index}`);
+              } else await worker.runFrames(fuzzCase);
             } catch (error) {
               await worker.close();
               const reason = error instanceof Error ? error.message : String(error);
@@ -397,6 +402,7 @@ Deno.test({
       await Promise.all(workers.map((worker) => worker.close()));
       healthy.close();
       await server.close();
+      await strict.close();
       globalThis.removeEventListener("error", onError);
       globalThis.removeEventListener("unhandledrejection", onRejection);
     }

@@ -1,7 +1,7 @@
 /**
  * Seeded generators of hostile input for the fuzz suite: raw Engine.IO frames and polling
  * requests, Socket.IO packets, chat payloads and tokens, each with the answer the contract
- * promises. The same seed and case index always give the same case.
+ * promises; budgets come from `fuzz_strict.ts`. The same seed and case index always give the same case.
  *
  * @example
  * ```ts
@@ -12,6 +12,8 @@
  */
 import { SignJWT } from "jose";
 import { SECRET } from "./chat_server.ts";
+import { type StrictCase, strictCases } from "./fuzz_strict.ts";
+import type { SessionState } from "./raw_session.ts";
 import { ASCII, Rng } from "./rng.ts";
 
 const NASTY = ASCII + "\x00\x1e\x7f\u00e9\u2028\ud83d\ude00\ud800\ufeff\n\t";
@@ -42,9 +44,6 @@ export type Reply =
   /** The ack with this id: `{ ok: true }`, or with `code` a failure with that error code. */
   | { ack: number; code?: string };
 
-/** Which session a WebSocket case needs: engine-open only, or connected to `/` as a user. */
-export type SessionState = "open" | "connected";
-
 /** A Socket.IO connect to `/`. */
 export interface ConnectFrame {
   connect: unknown;
@@ -61,6 +60,7 @@ export interface RefreshFrame {
 export interface FrameCase {
   lane: "frames";
   name: string;
+  /** Which session the case needs: engine-open only, connected to `/` as a user, or either. */
   state: SessionState | "any";
   /**
    * Frames to send; `{ connect }` is a connect to `/` with that `auth`, plus a valid token for
@@ -96,7 +96,7 @@ export interface HttpCase {
 }
 
 /** A fuzz case. */
-export type FuzzCase = FrameCase | HttpCase;
+export type FuzzCase = FrameCase | HttpCase | StrictCase;
 
 /** Precomputed tokens, each with the `connect_error` code it must get. */
 export interface TokenVariant {
@@ -835,6 +835,7 @@ const FAMILIES: [number, Generator[]][] = [
   [25, chatCases],
   [10, tokenCases],
   [10, httpCases],
+  [5, strictCases],
 ];
 const TOTAL_WEIGHT = FAMILIES.reduce((sum, [weight]) => sum + weight, 0);
 
