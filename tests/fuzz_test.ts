@@ -1,8 +1,8 @@
 /**
  * Seeded fuzzing of the whole server over raw WebSocket frames and raw polling requests: every
  * case must get the answer the contract promises, while a stock client keeps chatting, nothing
- * reaches the store, and no exception escapes. Budgets run on a second, strict server (small
- * budgets, write scope required) where valid events are stored.
+ * reaches the store, and no exception escapes. Budgets and CONNECT bursts run on a second, strict
+ * server (small budgets, write scope required) where valid events are stored.
  *
  * CI runs 10,000 cases with a fixed seed. `deno task fuzz` (this file with `-- --long`) runs
  * 200,000 with a random seed. `FUZZ_CASES` and `FUZZ_SEED` override either; `FUZZ_CASE=<index>`
@@ -21,8 +21,9 @@ import {
   type Reply,
   type TokenSet,
 } from "./helpers/fuzz.ts";
-import { runStrictCase, STRICT_CONFIG } from "./helpers/fuzz_strict.ts";
+import { connectBurstCase, runStrictCase, STRICT_CONFIG } from "./helpers/fuzz_strict.ts";
 import { BARRIER, BARRIER_REPLY, RawSession, type SessionState } from "./helpers/raw_session.ts";
+import { Rng } from "./helpers/rng.ts";
 
 const LONG = Deno.args.includes("--long");
 const SEED = Number(
@@ -407,5 +408,26 @@ Deno.test({
       globalThis.removeEventListener("unhandledrejection", onRejection);
     }
     assert.deepEqual(uncaught, [], "an exception escaped on the server");
+  },
+});
+
+Deno.test({
+  name: "fuzz: several CONNECTs back to back on one WebSocket session get one socket, " +
+    "already_connected for the rest, and every broadcast once",
+  // Fails today: the server admits the first socket before it reads the next frame, and socket.io
+  // closes a session at a CONNECT for a namespace it already has a socket on ("invalid state"),
+  // taking the first socket with it, where the contract refuses that CONNECT with
+  // already_connected. Polling passes (one POST carries every CONNECT); see the strict cases.
+  ignore: true,
+  async fn() {
+    const strict = await startChat(STRICT_CONFIG);
+    try {
+      for (let index = 0; index < 50; index++) {
+        const fuzzCase = connectBurstCase(new Rng((SEED ^ index) >>> 0), "websocket");
+        await runStrictCase(strict, fuzzCase, `websocket-connects-${index}`);
+      }
+    } finally {
+      await strict.close();
+    }
   },
 });

@@ -1,7 +1,8 @@
 /**
  * Seeded generators of hostile input for the fuzz suite: raw Engine.IO frames and polling
  * requests, Socket.IO packets, chat payloads and tokens, each with the answer the contract
- * promises; budgets come from `fuzz_strict.ts`. The same seed and case index always give the same case.
+ * promises; budgets and CONNECT bursts come from `fuzz_strict.ts`. The same seed and case index
+ * always give the same case.
  *
  * @example
  * ```ts
@@ -504,6 +505,8 @@ const socketIoCases: Generator[] = [
       ["41" + rng.pick(["{}", "x", "/,"])],
       SURVIVE,
     ),
+  // What the server does today; the contract refuses it with already_connected and keeps the
+  // socket (see the ignored WebSocket CONNECT test in fuzz_test.ts).
   () => frames("second connect to /", "connected", [{ connect: {} }], CLOSE),
   (rng) =>
     frames(

@@ -1,7 +1,8 @@
 /**
  * Fuzz cases for the strict server: small budgets and `REQUIRE_WRITE_SCOPE` on, where valid
  * events are welcome and their messages stored. Each case runs as a user of its own on fresh
- * sessions, so its budgets start full: over-budget bursts of every client event.
+ * sessions, so its budgets start full: over-budget bursts of every client event, and several
+ * CONNECTs sent back to back on one transport session.
  *
  * @example
  * ```ts ignore
@@ -80,8 +81,14 @@ export interface StrictCase {
   transport: "websocket" | "polling";
   /** Whether the user's token carries the write scope. */
   canWrite: boolean;
+  /** CONNECT packets for `/` sent back to back; `{token}` becomes the user's token. */
+  connects: string[];
+  /** The first CONNECT's answer; every later one is refused with `already_connected`. */
+  connectAnswer: "ok" | ErrorCode;
   /** Once connected: events of one kind sent back to back, each with its index as ack id. */
-  burst: { event: ChatEvent; events: BurstEvent[] };
+  burst?: { event: ChatEvent; events: BurstEvent[] };
+  /** Once connected: one message whose broadcast must reach the session exactly once. */
+  probe: boolean;
 }
 
 const CONNECT = '40{"token":"{token}"}';
@@ -97,7 +104,10 @@ function burstCase(rng: Rng, event: ChatEvent, draw: (index: number) => BurstEve
     name: `over-budget burst of ${event}`,
     transport: rng.chance(0.5) ? "websocket" : "polling",
     canWrite,
+    connects: [CONNECT],
+    connectAnswer: "ok",
     burst: { event, events: canWrite ? events : events.map((each) => readOnly(event, each)) },
+    probe: false,
   };
 }
 
@@ -106,6 +116,38 @@ function readOnly(event: ChatEvent, each: BurstEvent): BurstEvent {
   const writes = event === "message" || event === "typing";
   const accepted = each.answer === "ok" || each.answer === "none";
   return writes && accepted ? { payload: each.payload, answer: "forbidden" } : each;
+}
+
+/**
+ * Several CONNECTs for `/` sent back to back, before any is answered: one POST over polling, a
+ * frame each over WebSocket. Over WebSocket the server may read the next frame only once the
+ * CONNECT before it was refused, and then judges it on its own: there the first always connects.
+ */
+export function connectBurstCase(rng: Rng, transport: StrictCase["transport"]): StrictCase {
+  const first: [string, StrictCase["connectAnswer"]] = transport === "websocket"
+    ? [CONNECT, "ok"]
+    : rng.pick([
+      [CONNECT, "ok"],
+      [CONNECT, "ok"],
+      [CONNECT, "ok"],
+      ["40", "auth_required"],
+      ["40{}", "auth_required"],
+      ['40{"token":"x"}', "invalid_token"],
+    ]);
+  const more = Array.from(
+    { length: rng.range(1, 5) },
+    () =>
+      rng.pick([CONNECT, "40", "40{}", '40{"token":"x"}', '40{"token":"{token}","lastId":"x"}']),
+  );
+  return {
+    lane: "strict",
+    name: `${more.length + 1} CONNECTs on one ${transport} session`,
+    transport,
+    canWrite: true,
+    connects: [first[0], ...more],
+    connectAnswer: first[1],
+    probe: first[1] === "ok",
+  };
 }
 
 /** Generators of strict cases, one per kind. */
@@ -158,6 +200,7 @@ export const strictCases: ((rng: Rng) => StrictCase)[] = [
         { payload: '{"token":"not.a.jwt"}', answer: "invalid_token" },
         { payload: JSON.stringify({ token: rng.pick([1, "", null]) }), answer: "invalid_payload" },
       ])),
+  (rng) => connectBurstCase(rng, "polling"),
 ];
 
 // ---- running a case
@@ -240,14 +283,58 @@ export async function runStrictCase(
 ): Promise<void> {
   const token = await tokenFor(user, undefined, 3600, fuzzCase.canWrite ? WRITE_SCOPE : undefined);
   await using session = await openSession(server, fuzzCase.transport);
-  await session.sendPackets([CONNECT.replace("{token}", token)]);
-  const connected = await readUntil(
-    session,
-    "the history",
-    (packet) => packet.startsWith("44") || packet.startsWith('42["loaded",'),
+  const { connects, connectAnswer } = fuzzCase;
+  await session.sendPackets(connects.map((packet) => packet.replace("{token}", token)));
+
+  const answers: string[] = [];
+  let loaded = 0;
+  const connected = await readUntil(session, "every CONNECT's answer", (packet) => {
+    if (/^4[04]\{/.test(packet)) answers.push(packet);
+    if (packet.startsWith('42["loaded",')) loaded++;
+    return answers.length === connects.length && (connectAnswer !== "ok" || loaded > 0);
+  });
+  const codes = answers.map((packet) => {
+    if (packet.startsWith("40")) return "ok";
+    const { message, data } = JSON.parse(packet.slice(2));
+    assert.equal(message, data?.code, `message is the code: ${packet}`);
+    return data.code;
+  });
+  const expected = [connectAnswer, ...connects.slice(1).map(() => "already_connected")];
+  assert.deepEqual(
+    codes.toSorted(),
+    expected.toSorted(),
+    `CONNECT answers: ${answers.join(" | ")}`,
   );
-  assert.ok(connected.at(-1)!.startsWith("42"), `a valid token was refused: ${connected.at(-1)}`);
-  await runBurst(server, session, fuzzCase.burst, user, token);
+  if (connectAnswer !== "ok") {
+    const late = (await drain(session)).filter((packet) => /^4[04]\{/.test(packet));
+    assert.deepEqual(late, [], "answers after every CONNECT was answered");
+    return;
+  }
+  if (fuzzCase.burst) await runBurst(server, session, fuzzCase.burst, user, token);
+  let after = connected;
+  if (fuzzCase.probe) {
+    const ack = 1;
+    await session.sendPackets([`42${ack}["message",{"message":"probe","clientId":"probe"}]`]);
+    const read = await readUntil(
+      session,
+      "the probe's ack",
+      (packet) => ackOf(packet)?.[0] === ack,
+    );
+    const last = read.at(-1)!;
+    const [, result] = ackOf(last)!;
+    assert.ok(result.ok && result.message, last);
+    const id = result.message.id;
+    after = [...connected, ...read, ...await drain(session)];
+    assert.equal(
+      loadedIds(after).filter((each) => each === id).length,
+      1,
+      "the probe's broadcasts",
+    );
+  } else {
+    after = [...connected, ...await drain(session)];
+  }
+  const histories = after.filter((packet) => packet.startsWith('42["loaded",')).length;
+  assert.equal(histories, 1, "`loaded` events");
 }
 
 /** The answer each event of a burst gets: its own within the budget, `rate_limited` beyond. */
