@@ -7,7 +7,8 @@
  * @example
  * ```ts
  * const tokens = await makeTokenVariants();
- * const fuzzCase = generateCase(123, 0, tokens, { maxHttpBufferSize: 1e6, maxMessageLength: 2000 });
+ * const limits = { maxHttpBufferSize: 1e6, maxMessageLength: 2000 };
+ * const fuzzCase = generateCase(123, 0, tokens, limits); // { lane, name, ... }
  * ```
  * @module
  */
@@ -51,7 +52,7 @@ export interface ConnectFrame {
   withToken?: boolean;
 }
 
-/** An `auth:refresh` with ack `ack`, carrying the worker's own token or {@link TokenSet.foreign}. */
+/** An `auth:refresh` with ack `ack`, with the worker's own token or {@link TokenSet.foreign}. */
 export interface RefreshFrame {
   refresh: "own" | "foreign";
   ack: number;

@@ -7,7 +7,7 @@
  * ```ts ignore
  * await using session = await PollingSession.open(`${url}/socket.io/`);
  * await session.sendPackets(["40", BARRIER]);
- * const packet = await session.next(Date.now() + 5_000, "an answer"); // "40{...}", or null if closed
+ * const packet = await session.next(Date.now() + 5_000, "an answer"); // null once closed
  * ```
  * @module
  */
