@@ -1,13 +1,15 @@
 /**
  * Seeded fuzzing of the whole server over raw WebSocket frames and raw polling requests: every
  * case must get the answer the contract promises, while a stock client keeps chatting, nothing
- * reaches the store, and no exception escapes.
+ * reaches the store, and no exception escapes. Budgets and CONNECT bursts run on a second, strict
+ * server (small budgets, write scope required) where valid events are stored.
  *
  * CI runs 10,000 cases with a fixed seed. `deno task fuzz` (this file with `-- --long`) runs
  * 200,000 with a random seed. `FUZZ_CASES` and `FUZZ_SEED` override either; `FUZZ_CASE=<index>`
  * replays one case of a seed.
  */
 import assert from "node:assert/strict";
+import { ERROR_EVENTS_PER_SECOND } from "../src/chat/events.ts";
 import { ChatClient, startChat, type TestServer, tokenFor } from "./helpers/chat_server.ts";
 import {
   type FrameCase,
@@ -16,9 +18,12 @@ import {
   generateCase,
   type HttpCase,
   makeTokenVariants,
-  type SessionState,
+  type Reply,
   type TokenSet,
 } from "./helpers/fuzz.ts";
+import { connectBurstCase, runStrictCase, STRICT_CONFIG } from "./helpers/fuzz_strict.ts";
+import { BARRIER, BARRIER_REPLY, RawSession, type SessionState } from "./helpers/raw_session.ts";
+import { Rng } from "./helpers/rng.ts";
 
 const LONG = Deno.args.includes("--long");
 const SEED = Number(
@@ -34,81 +39,14 @@ const CHECK_EVERY = 250;
 const CASE_TIMEOUT_MS = 5_000;
 /** Engine-open sessions are replaced before socket.io's 45 s connect timeout drops them. */
 const SESSION_MAX_AGE_MS = 20_000;
-/** Connects to this namespace are refused at once: a cheap barrier that proves a session lives. */
-const BARRIER = "40/fuzz-barrier,{}";
-const BARRIER_REPLY = "44/fuzz-barrier,";
+/**
+ * The server sends one connection at most ERROR_EVENTS_PER_SECOND `error` events a second: a case
+ * that waits for one takes a fresh session once its own received this many lately (the margin
+ * covers any still on their way).
+ */
+const ERROR_EVENTS_BEFORE_FRESH = ERROR_EVENTS_PER_SECOND - 2;
+const ERROR_EVENT_WINDOW_MS = 1_500;
 const LIMITS: FuzzLimits = { maxHttpBufferSize: 1_000_000, maxMessageLength: 2000 };
-
-/** A raw WebSocket whose frames are read in order, with the close seen as `null`. */
-class RawSession {
-  readonly ws: WebSocket;
-  readonly born = Date.now();
-  state: SessionState = "open";
-  #queue: (string | Uint8Array)[] = [];
-  #closed = false;
-  #wake?: () => void;
-  readonly #closedPromise: Promise<void>;
-
-  constructor(url: string) {
-    this.ws = new WebSocket(url);
-    this.ws.binaryType = "arraybuffer";
-    this.ws.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
-      this.#queue.push(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
-      this.#wake?.();
-    };
-    this.#closedPromise = new Promise((resolve) => {
-      this.ws.onclose = () => {
-        this.#closed = true;
-        this.#wake?.();
-        resolve();
-      };
-    });
-    this.ws.onerror = () => {};
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /** The next frame, `null` once closed; throws after the deadline. */
-  async next(deadline: number, what: string): Promise<string | Uint8Array | null> {
-    while (true) {
-      const queued = this.#queue.shift();
-      if (queued !== undefined) return queued;
-      if (this.#closed) return null;
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new Error(`timed out waiting for ${what}`);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        timer = setTimeout(resolve, remaining);
-      });
-      clearTimeout(timer);
-      this.#wake = undefined;
-    }
-  }
-
-  /** Sends unless the server already closed the socket; false when it did. */
-  send(data: string | Uint8Array): boolean {
-    if (this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(data);
-    return true;
-  }
-
-  async close(): Promise<void> {
-    if (this.ws.readyState === WebSocket.CONNECTING) {
-      await new Promise((resolve) => this.ws.addEventListener("open", resolve, { once: true }))
-        .catch(() => {});
-    }
-    if (!this.#closed) this.ws.close();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#closedPromise,
-      new Promise((resolve) => timer = setTimeout(resolve, 2_000)),
-    ]);
-    clearTimeout(timer);
-  }
-}
 
 /** One concurrent fuzzer: its user, token and current raw session. */
 class Worker {
@@ -117,16 +55,24 @@ class Worker {
     readonly server: TestServer,
     readonly user: string,
     readonly token: string,
+    readonly tokens: TokenSet,
     readonly victimSid: () => string,
   ) {}
 
   async runFrames(fuzzCase: FrameCase): Promise<void> {
+    const lately = this.session?.errorEventsWithin(ERROR_EVENT_WINDOW_MS) ?? 0;
+    if (fuzzCase.expect.kind === "error" && lately >= ERROR_EVENTS_BEFORE_FRESH) await this.#drop();
     const wanted = fuzzCase.state === "any" ? this.session?.state ?? "open" : fuzzCase.state;
     const session = await this.#sessionIn(wanted);
     const deadline = Date.now() + CASE_TIMEOUT_MS;
     for (const frame of fuzzCase.frames) {
       if (typeof frame === "string" || frame instanceof Uint8Array) {
         session.send(frame);
+        continue;
+      }
+      if ("refresh" in frame) {
+        const token = frame.refresh === "own" ? this.token : this.tokens.foreign;
+        session.send(`42${frame.ack}${JSON.stringify(["auth:refresh", { token }])}`);
         continue;
       }
       const auth = frame.withToken
@@ -183,6 +129,28 @@ class Worker {
         const frame = await this.#frame(session, deadline, isErrorEvent);
         assert.ok(frame !== null, `closed instead of error ${expect.code}`);
         assert.equal(errorCodeOf(frame), expect.code, frame.slice(0, 300));
+        return;
+      }
+      case "replies": {
+        for (const reply of expect.replies) {
+          const frame = await this.#frame(session, deadline, (f) => answers(f, reply));
+          assert.ok(frame !== null, `closed instead of answering ${JSON.stringify(reply)}`);
+          if ("ack" in reply) assertAck(frame, reply.code);
+        }
+        session.send(BARRIER);
+        const reply = await this.#frame(session, deadline, (f) => f.startsWith(BARRIER_REPLY));
+        assert.ok(reply !== null, "the session was closed; it should have stayed open");
+        return;
+      }
+      case "no_ack": {
+        session.send(BARRIER);
+        const frame = await this.#frame(
+          session,
+          deadline,
+          (f) => f.startsWith(BARRIER_REPLY) || answers(f, { ack: expect.ack }),
+        );
+        assert.ok(frame !== null, "the session was closed; it should have stayed open");
+        assert.ok(frame.startsWith(BARRIER_REPLY), `unexpected ack: ${frame.slice(0, 300)}`);
         return;
       }
     }
@@ -292,6 +260,18 @@ class Worker {
   }
 }
 
+/** Whether `frame` is the answer `reply` waits for (an ack is matched by its id alone). */
+function answers(frame: string, reply: Reply): boolean {
+  return "frame" in reply ? frame === reply.frame : frame.startsWith(`43${reply.ack}[`);
+}
+
+/** Asserts an ack frame is `{ ok: true, … }`, or with `code` a failure with that code. */
+function assertAck(frame: string, code: string | undefined): void {
+  const [result] = JSON.parse(frame.slice(frame.indexOf("[")));
+  if (code === undefined) assert.equal(result?.ok, true, frame.slice(0, 300));
+  else assert.deepEqual([result?.ok, result?.error?.code], [false, code], frame.slice(0, 300));
+}
+
 function isErrorEvent(frame: string): boolean {
   return frame.startsWith('42["error",');
 }
@@ -302,11 +282,17 @@ function errorCodeOf(frame: string): string | undefined {
 
 function describe(fuzzCase: FuzzCase): string {
   if (fuzzCase.lane === "http") return `${fuzzCase.name} (polling)`;
+  if (fuzzCase.lane === "strict") {
+    const { lane: _, name, ...rest } = fuzzCase;
+    return `${name} on the strict server ${JSON.stringify(rest).slice(0, 1500)}`;
+  }
   const frames = fuzzCase.frames.map((frame) =>
     typeof frame === "string"
       ? JSON.stringify(frame.slice(0, 80)) + (frame.length > 80 ? `…(${frame.length})` : "")
       : frame instanceof Uint8Array
       ? `<${frame.byteLength} bytes>`
+      : "refresh" in frame
+      ? `auth:refresh ${frame.refresh} token, ack ${frame.ack}`
       : `connect ${JSON.stringify(frame.connect)?.slice(0, 80)}`
   );
   return `${fuzzCase.name} [${frames.join(", ")}] → ${JSON.stringify(fuzzCase.expect)}`;
@@ -336,10 +322,14 @@ Deno.test({
       typingLimitPerMinute: 1_000_000,
       historyLimitPerMinute: 1_000_000,
       refreshLimitPerMinute: 1_000_000,
+      joinLimitPerMinute: 1_000_000,
+      readLimitPerMinute: 1_000_000,
+      roomsLimitPerMinute: 1_000_000,
       maxPacketsPerSecond: 0,
       errorEventsPerSecond: 1_000_000,
       ...LIMITS,
     });
+    const strict = await startChat(STRICT_CONFIG);
     const tokens: TokenSet = await makeTokenVariants();
     const healthy = await ChatClient.join(server.url, "healthy", { transports: ["websocket"] });
     const workers = await Promise.all(
@@ -348,6 +338,7 @@ Deno.test({
           server,
           `fuzz-${n}`,
           await tokenFor(`fuzz-${n}`),
+          tokens,
           () => healthy.socket.io.engine.id ?? "",
         )),
     );
@@ -389,7 +380,9 @@ Deno.test({
             const fuzzCase = generateCase(SEED, index, tokens, LIMITS);
             try {
               if (fuzzCase.lane === "http") await worker.runHttp(fuzzCase);
-              else await worker.runFrames(fuzzCase);
+              else if (fuzzCase.lane === "strict") {
+                await runStrictCase(strict, fuzzCase, `strict-${index}`);
+              } else await worker.runFrames(fuzzCase);
             } catch (error) {
               await worker.close();
               const reason = error instanceof Error ? error.message : String(error);
@@ -415,9 +408,28 @@ Deno.test({
       await Promise.all(workers.map((worker) => worker.close()));
       healthy.close();
       await server.close();
+      await strict.close();
       globalThis.removeEventListener("error", onError);
       globalThis.removeEventListener("unhandledrejection", onRejection);
     }
     assert.deepEqual(uncaught, [], "an exception escaped on the server");
+  },
+});
+
+Deno.test({
+  name: "fuzz: several CONNECTs back to back on one WebSocket session get one socket, " +
+    "already_connected for the rest, and every broadcast once",
+  // The server admits the first socket before it reads the next frame: the later CONNECTs meet
+  // an admitted socket, not one being admitted, and must be refused all the same.
+  async fn() {
+    const strict = await startChat(STRICT_CONFIG);
+    try {
+      for (let index = 0; index < 50; index++) {
+        const fuzzCase = connectBurstCase(new Rng((SEED ^ index) >>> 0), "websocket");
+        await runStrictCase(strict, fuzzCase, `websocket-connects-${index}`);
+      }
+    } finally {
+      await strict.close();
+    }
   },
 });

@@ -20,6 +20,54 @@ export interface AdmissionOptions {
   observer: Pick<ChatObserver, "connectRefused">;
 }
 
+/** A socket.io packet, as its parser decodes it. */
+interface Packet {
+  type: number;
+  nsp: string;
+  data?: unknown;
+}
+type PacketListener = (packet: Packet) => void;
+
+/** The socket.io client behind a socket: the parts {@link refuseLaterConnects} uses. */
+interface SocketIoClient {
+  nsps: Map<string, unknown>;
+  decoder: {
+    on(event: "decoded", listener: PacketListener): unknown;
+    off(event: "decoded", listener: PacketListener): unknown;
+  };
+  ondecoded: PacketListener;
+  _packet(packet: Packet): void;
+}
+
+/** socket.io's packet types (socket.io-parser), as far as they are used here. */
+const CONNECT = 0;
+const CONNECT_ERROR = 4;
+
+/**
+ * Refuses, with `already_connected`, a CONNECT for a namespace the client already has a socket
+ * on. socket.io itself would close the whole session, taking the first socket with it; CONNECTs
+ * that arrive while the first is still being admitted are refused by the middleware.
+ */
+function refuseLaterConnects(socket: ChatSocket): void {
+  const client = socket.client as unknown as SocketIoClient;
+  const original = client.ondecoded;
+  const guarded = (packet: Packet) => {
+    if (packet.type !== CONNECT || !client.nsps.has(packet.nsp || "/")) return original(packet);
+    const { code, message } = toWireError(
+      new CodedError("already_connected", "this transport session already has a socket"),
+    );
+    client._packet({
+      type: CONNECT_ERROR,
+      nsp: packet.nsp,
+      data: { message: code, data: { code, message } },
+    });
+  };
+  client.decoder.off("decoded", original);
+  client.decoder.on("decoded", guarded);
+  // socket.io's cleanup removes whatever `ondecoded` is then.
+  client.ondecoded = guarded;
+}
+
 /** Builds the `connect_error` a refused client receives: `message` is the code. */
 function connectError(code: ErrorCode, message: string): Error {
   return Object.assign(new Error(code), { data: { code, message } });
@@ -124,5 +172,10 @@ export class Admission {
   #track(socket: ChatSocket, release: () => void): void {
     this.#releases.set(socket, release);
     socket.conn.once("close", release);
+  }
+
+  /** Guards the socket's transport session against further CONNECTs once the socket is in. */
+  connected(socket: ChatSocket): void {
+    refuseLaterConnects(socket);
   }
 }

@@ -173,6 +173,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
 
   io.on("connection", (socket: ChatSocket) => {
     admission.adopt(socket);
+    admission.connected(socket);
     const user = socket.data.identity.user;
     const expired = () =>
       new CodedError("token_expired", "token has expired; reconnect with a new one");

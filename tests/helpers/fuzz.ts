@@ -1,64 +1,23 @@
 /**
  * Seeded generators of hostile input for the fuzz suite: raw Engine.IO frames and polling
  * requests, Socket.IO packets, chat payloads and tokens, each with the answer the contract
- * promises. The same seed and case index always give the same case.
+ * promises; budgets and CONNECT bursts come from `fuzz_strict.ts`. The same seed and case index
+ * always give the same case.
  *
  * @example
  * ```ts
  * const tokens = await makeTokenVariants();
- * const fuzzCase = generateCase(123, 0, tokens, { maxHttpBufferSize: 1e6, maxMessageLength: 2000 });
+ * const limits = { maxHttpBufferSize: 1e6, maxMessageLength: 2000 };
+ * const fuzzCase = generateCase(123, 0, tokens, limits); // { lane, name, ... }
  * ```
  * @module
  */
 import { SignJWT } from "jose";
 import { SECRET } from "./chat_server.ts";
+import { type StrictCase, strictCases } from "./fuzz_strict.ts";
+import type { SessionState } from "./raw_session.ts";
+import { ASCII, Rng } from "./rng.ts";
 
-/** mulberry32: a tiny, fast, seedable PRNG; returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Convenience draws on top of {@link mulberry32}. */
-export class Rng {
-  readonly #next: () => number;
-  constructor(seed: number) {
-    this.#next = mulberry32(seed);
-  }
-  /** An integer in [0, max). */
-  int(max: number): number {
-    return Math.floor(this.#next() * max);
-  }
-  /** An integer in [min, max]. */
-  range(min: number, max: number): number {
-    return min + this.int(max - min + 1);
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
-  chance(probability: number): boolean {
-    return this.#next() < probability;
-  }
-  /** Random characters from `alphabet`. */
-  string(length: number, alphabet = ASCII): string {
-    let out = "";
-    for (let i = 0; i < length; i++) out += alphabet[this.int(alphabet.length)];
-    return out;
-  }
-  bytes(length: number): Uint8Array<ArrayBuffer> {
-    const out = new Uint8Array(length);
-    for (let i = 0; i < length; i++) out[i] = this.int(256);
-    return out;
-  }
-}
-
-const ASCII = Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join("");
 const NASTY = ASCII + "\x00\x1e\x7f\u00e9\u2028\ud83d\ude00\ud800\ufeff\n\t";
 
 /** What the contract promises for a case. */
@@ -74,10 +33,18 @@ export type Expectation =
   /** The namespace connect is refused with this `connect_error` code. */
   | { kind: "connect_error"; code: string }
   /** The connect succeeds, then a chat `error` with this code follows. */
-  | { kind: "connect_then_error"; code: string };
+  | { kind: "connect_then_error"; code: string }
+  /** These answers arrive in this order (other frames may come between); the session stays open. */
+  | { kind: "replies"; replies: Reply[] }
+  /** The session stays open and no ack with this id arrives. */
+  | { kind: "no_ack"; ack: number };
 
-/** Which session a WebSocket case needs: engine-open only, or connected to `/` as a user. */
-export type SessionState = "open" | "connected";
+/** One answer a case waits for. */
+export type Reply =
+  /** This exact frame. */
+  | { frame: string }
+  /** The ack with this id: `{ ok: true }`, or with `code` a failure with that error code. */
+  | { ack: number; code?: string };
 
 /** A Socket.IO connect to `/`. */
 export interface ConnectFrame {
@@ -85,16 +52,24 @@ export interface ConnectFrame {
   withToken?: boolean;
 }
 
+/** An `auth:refresh` with ack `ack`, with the worker's own token or {@link TokenSet.foreign}. */
+export interface RefreshFrame {
+  refresh: "own" | "foreign";
+  ack: number;
+}
+
 /** A case sent as WebSocket frames on a pooled session. */
 export interface FrameCase {
   lane: "frames";
   name: string;
+  /** Which session the case needs: engine-open only, connected to `/` as a user, or either. */
   state: SessionState | "any";
   /**
    * Frames to send; `{ connect }` is a connect to `/` with that `auth`, plus a valid token for
-   * the worker's user when `withToken` is set.
+   * the worker's user when `withToken` is set; `{ refresh }` is an `auth:refresh` with a token
+   * the worker fills in.
    */
-  frames: (string | Uint8Array | ConnectFrame)[];
+  frames: (string | Uint8Array | ConnectFrame | RefreshFrame)[];
   expect: Expectation;
 }
 
@@ -123,7 +98,7 @@ export interface HttpCase {
 }
 
 /** A fuzz case. */
-export type FuzzCase = FrameCase | HttpCase;
+export type FuzzCase = FrameCase | HttpCase | StrictCase;
 
 /** Precomputed tokens, each with the `connect_error` code it must get. */
 export interface TokenVariant {
@@ -135,6 +110,8 @@ export interface TokenVariant {
 /** Tokens signed once per run: valid ones (for the `lastId` cases) and every kind of bad one. */
 export interface TokenSet {
   valid: (sub: string) => Promise<string>;
+  /** A valid token of a user no worker is: `auth:refresh` with it is `forbidden`. */
+  foreign: string;
   bad: TokenVariant[];
 }
 
@@ -227,7 +204,7 @@ export async function makeTokenVariants(): Promise<TokenSet> {
     { name: "no auth", auth: undefined, code: "auth_required" },
     { name: "empty auth", auth: {}, code: "auth_required" },
   ];
-  return { valid, bad };
+  return { valid, foreign: good, bad };
 }
 
 /** Values of every JSON type, for "wrong type" payloads. */
@@ -260,8 +237,23 @@ function maybeAck(rng: Rng): number | undefined {
   return rng.chance(0.3) ? rng.int(1000) : undefined;
 }
 
+/** An ack id far above {@link maybeAck}'s: an ack an earlier case left unread never matches it. */
+function ackId(rng: Rng): number {
+  return rng.range(1_000_000, 2_000_000_000);
+}
+
+const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/** A string with the shape of a message id, naming a message that may or may not exist. */
+function messageId(rng: Rng): string {
+  return rng.string(26, CROCKFORD);
+}
+
 const INVALID = { kind: "error", code: "invalid_payload" } as const;
 const CLOSE = { kind: "close" } as const;
+/** The refusal of a CONNECT on a session that already has a socket on `/`. */
+const ALREADY_CONNECTED = '44{"message":"already_connected","data":{"code":"already_connected",' +
+  '"message":"this transport session already has a socket"}}';
 const ALIVE = { kind: "alive" } as const;
 const SURVIVE = { kind: "survive" } as const;
 
@@ -329,7 +321,28 @@ const RESERVED = [
 ];
 
 const socketIoCases: Generator[] = [
-  () => frames("connect to an unknown namespace", "any", ["40/nope,{}"], ALIVE),
+  (rng) => {
+    const name = unknownNamespace(rng);
+    const auth = rng.pick([
+      "",
+      ",",
+      ",{}",
+      ',{"token":"x"}',
+      `,{"pad":"${"p".repeat(rng.int(5000))}"}`,
+    ]);
+    return frames("connect to an unknown namespace", "any", [`40/${name}${auth}`], {
+      kind: "replies",
+      replies: [{ frame: invalidNamespace(name) }],
+    });
+  },
+  (rng) => {
+    const name = unknownNamespace(rng);
+    const ack = ackId(rng);
+    return frames("connect to an unknown namespace, then the socket on / answers", "connected", [
+      `40/${name},{}`,
+      event('["history",{"limit":1}]', ack),
+    ], { kind: "replies", replies: [{ frame: invalidNamespace(name) }, { ack }] });
+  },
   (rng) =>
     frames(
       "event for a namespace never joined",
@@ -496,7 +509,12 @@ const socketIoCases: Generator[] = [
       ["41" + rng.pick(["{}", "x", "/,"])],
       SURVIVE,
     ),
-  () => frames("second connect to /", "connected", [{ connect: {} }], CLOSE),
+  // One socket per namespace and session: a further CONNECT is refused, the socket stays.
+  () =>
+    frames("second connect to /", "connected", [{ connect: {} }], {
+      kind: "replies",
+      replies: [{ frame: ALREADY_CONNECTED }],
+    }),
   (rng) =>
     frames(
       "socket.io event before connecting",
@@ -509,6 +527,22 @@ const socketIoCases: Generator[] = [
       "40" + rng.pick(['"t"', "[1]", "null", "true", "{"]),
     ], CLOSE),
 ];
+
+/** A namespace nobody serves: never `/` and never the harness's barrier. */
+function unknownNamespace(rng: Rng): string {
+  return rng.pick([
+    "nope",
+    "admin",
+    "chat",
+    "socket.io",
+    "n-" + rng.string(rng.range(1, 30), "abcdefghijklmnopqrstuvwxyz0123456789-_.~/\u00e9"),
+  ]);
+}
+
+/** socket.io's refusal of a connect to a namespace that does not exist. */
+function invalidNamespace(name: string): string {
+  return `44/${name},{"message":"Invalid namespace"}`;
+}
 
 // ---- chat payloads on a connected session
 
@@ -586,6 +620,73 @@ const chatCases: Generator[] = [
     return frames(`auth:refresh with ${variant.name}`, "connected", [
       chatEvent(rng, "auth:refresh", variant.auth),
     ], { kind: "error", code: variant.code });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    const limit = () => rng.range(1, 100);
+    const query = rng.pick([
+      undefined,
+      null,
+      {},
+      { limit: limit() },
+      { before: messageId(rng) },
+      { before: messageId(rng), limit: limit() },
+      { limit: limit(), [rng.pick(["after", "__proto__", "x"])]: wrongValue(rng) },
+    ]);
+    return frames("history with a valid query", "connected", [
+      event(JSON.stringify(query === undefined ? ["history"] : ["history", query]), ack),
+    ], { kind: "replies", replies: [{ ack }] });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    const badLimit = rng.pick([0, -1, 101, 1.5, "10", null, true, [], {}]);
+    const badBefore = rng.pick([1, "", "x", "0".repeat(27), "a" + messageId(rng).slice(1), null]);
+    const query = rng.pick([
+      { before: badBefore, limit: rng.range(1, 100) },
+      { before: messageId(rng), limit: badLimit },
+      { before: badBefore, limit: badLimit },
+    ]);
+    return frames("history with a bad before or limit, acked", "connected", [
+      event(JSON.stringify(["history", query]), ack),
+    ], { kind: "replies", replies: [{ ack, code: "invalid_payload" }] });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    const payload = rng.chance(0.5)
+      ? { typing: rng.chance(0.5) }
+      : { typing: rng.chance(0.5), [rng.pick(["user", "x"])]: wrongValue(rng) };
+    // Accepted typing has no ack.
+    return frames("typing, with an ack id", "connected", [
+      event(JSON.stringify(["typing", payload]), ack),
+    ], { kind: "no_ack", ack });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    const payload = rng.chance(0.5) ? wrongValue(rng, ["object"]) : {
+      typing: wrongValue(rng, ["boolean"]),
+    };
+    return frames("typing not a boolean, acked", "connected", [
+      event(JSON.stringify(["typing", payload]), ack),
+    ], { kind: "replies", replies: [{ ack, code: "invalid_payload" }] });
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    return frames(
+      "auth:refresh with the user's own token",
+      "connected",
+      [{ refresh: "own", ack }],
+      {
+        kind: "replies",
+        replies: [{ ack }],
+      },
+    );
+  },
+  (rng) => {
+    const ack = ackId(rng);
+    return frames("auth:refresh with another user's token", "connected", [{
+      refresh: "foreign",
+      ack,
+    }], { kind: "replies", replies: [{ ack, code: "forbidden" }] });
   },
 ];
 
@@ -744,6 +845,7 @@ const FAMILIES: [number, Generator[]][] = [
   [25, chatCases],
   [10, tokenCases],
   [10, httpCases],
+  [5, strictCases],
 ];
 const TOTAL_WEIGHT = FAMILIES.reduce((sum, [weight]) => sum + weight, 0);
 
