@@ -167,3 +167,76 @@ Deno.test({
     assert.match(stderr, /chat server: cannot connect to REDIS_URL: /);
   },
 });
+
+Deno.test({
+  name: hasRedis()
+    ? "cluster: a room and a DM span two instances, and stay private to their members"
+    : "cluster: rooms skipped because /usr/bin/redis-server is not installed",
+  ignore: !hasRedis(),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const redis: RedisServer = await startRedis();
+    const env = {
+      REDIS_URL: redis.url,
+      KV_PATH: `${dir}/chat.kv`,
+      PUBLIC_ROOMS: "general,team-*",
+      LOG_LEVEL: "error",
+    };
+    const a = await startMain({ ...env, INSTANCE_ID: "a" });
+    const b = await startMain({ ...env, INSTANCE_ID: "b" });
+    const clients: ChatClient[] = [];
+    const join = async (instance: RunningMain, user: string) => {
+      const client = await ChatClient.join(instance.url, user, websocket);
+      clients.push(client);
+      return client;
+    };
+    const ask = <T>(client: ChatClient, event: string, payload: unknown) =>
+      within<T>(client.socket.emitWithAck(event, payload), 5000, `${event} ack`);
+    try {
+      const alice = await join(a, "alice");
+      const bob = await join(b, "bob");
+      const carol = await join(b, "carol");
+      for (const client of [alice, bob]) {
+        assert.ok((await ask<{ ok: boolean }>(client, "join", { room: "team-x" })).ok);
+      }
+      assert.ok((await ask<{ ok: boolean }>(bob, "join", { room: "dm:alice:bob" })).ok);
+      const forbidden = await ask<{ ok: boolean; error?: { code: string } }>(carol, "join", {
+        room: "dm:alice:bob",
+      });
+      assert.equal(forbidden.error?.code, "forbidden");
+      await sleep(200);
+
+      const inRoom = await alice.send({ room: "team-x", message: "team x, from A" });
+      const inDm = await alice.send({ room: "dm:alice:bob", message: "just bob, from A" });
+      assert.ok(inRoom.ok && inDm.ok);
+      await bob.waitFor(
+        () => [inRoom.message.id, inDm.message.id].every((id) => bob.live.some((m) => m.id === id)),
+        "bob on B gets the room and the DM",
+      );
+      const general = await bob.send({ message: "to everyone, from B" });
+      assert.ok(general.ok);
+      await carol.waitFor(() => carol.live.some((m) => m.id === general.message.id), "general");
+      await sleep(200);
+      assert.equal(bob.live.filter((m) => m.id === inRoom.message.id).length, 1, "once");
+      assert.ok(
+        !carol.live.some((m) => m.room === "team-x" || m.room === "dm:alice:bob"),
+        "carol, on the same instance as bob, gets neither",
+      );
+      // The DM's history is the same from either instance, and still closed to carol.
+      const fromB = await ask<{ ok: boolean; messages: ChatMessage[] }>(bob, "history", {
+        room: "dm:alice:bob",
+      });
+      assert.deepEqual(fromB.messages.map((m) => m.id), [inDm.message.id]);
+      const snoop = await ask<{ ok: boolean; error?: { code: string } }>(carol, "history", {
+        room: "dm:alice:bob",
+      });
+      assert.equal(snoop.error?.code, "forbidden");
+    } finally {
+      clients.forEach((client) => client.close());
+      await a.stop();
+      await b.stop();
+      await redis.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
