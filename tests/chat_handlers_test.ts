@@ -51,6 +51,7 @@ async function contextFor(overrides: Partial<ChatContext> = {}) {
         }, { room }).catch(reject);
       }),
     unsubscribe: (room) => joined.delete(room),
+    membersOf: (room) => Promise.resolve(room === "team-red" ? [{ id: "bob", name: "Bob" }] : []),
     sendTyping: (room, typing) => typed.push(room === "general" ? typing : `${room}:${typing}`),
     now: () => clock,
     ...overrides,
@@ -209,7 +210,13 @@ Deno.test("rooms: who may use which room — public patterns, the token's claim,
 Deno.test("handlers: join, message, history, read and rooms per room", async () => {
   await using chat = await contextFor();
   const joined = await onJoin(chat.ctx, { room: "team-red" });
-  assert.deepEqual(joined, { ok: true, room: "team-red", messages: [], hasMore: false });
+  assert.deepEqual(joined, {
+    ok: true,
+    room: "team-red",
+    messages: [],
+    hasMore: false,
+    online: [{ id: "bob", name: "Bob" }, alice.user],
+  });
   assert.ok(chat.joined.has("team-red"));
   const sent = await onMessage(chat.ctx, { room: "team-red", message: "hi team" });
   assert.equal(sent.message.room, "team-red");

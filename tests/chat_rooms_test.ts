@@ -27,10 +27,25 @@ Deno.test("rooms: members of a room receive its messages; others and leavers do 
   const bob = await ChatClient.join(server.url, "bob");
   const carol = await ChatClient.join(server.url, "carol");
   try {
-    for (const client of [alice, bob]) {
-      const ack = await ask<JoinAck>(client, "join", { room: "team-red" });
-      assert.deepEqual(ack, { ok: true, room: "team-red", messages: [], hasMore: false });
-    }
+    const presence: unknown[] = [];
+    alice.socket.on("room:presence", (event: unknown) => presence.push(event));
+    const first = await ask<JoinAck>(alice, "join", { room: "team-red" });
+    assert.deepEqual(first, {
+      ok: true,
+      room: "team-red",
+      messages: [],
+      hasMore: false,
+      online: [{ id: "alice", name: "alice" }],
+    });
+    const second = await ask<JoinAck>(bob, "join", { room: "team-red" });
+    assert.ok(second.ok);
+    assert.deepEqual(second.online.map((user) => user.id).toSorted(), ["alice", "bob"]);
+    type RoomPresence = { room: string; joined: { id: string }[]; left: { id: string }[] };
+    const joinedIds = () =>
+      (presence as RoomPresence[]).flatMap((event) => event.joined.map((user) => user.id));
+    await alice.waitFor(() => joinedIds().includes("bob"), "alice hears bob come in");
+    assert.ok((presence as RoomPresence[]).every((event) => event.room === "team-red"));
+    const heard = presence.length;
     const sent = await alice.send({ room: "team-red", message: "red only" });
     assert.ok(sent.ok && sent.message.room === "team-red");
     await bob.waitFor(() => bob.live.some((m) => m.id === sent.message.id), "bob gets it");
@@ -49,6 +64,9 @@ Deno.test("rooms: members of a room receive its messages; others and leavers do 
     assert.deepEqual(late.messages.map((m) => m.message), ["red only"]);
 
     assert.deepEqual(await ask<OkAck>(bob, "leave", { room: "team-red" }), { ok: true });
+    const leftIds = () =>
+      (presence as RoomPresence[]).slice(heard).flatMap((event) => event.left.map((u) => u.id));
+    await alice.waitFor(() => leftIds().includes("bob"), "alice hears bob leave");
     const after = await alice.send({ room: "team-red", message: "after bob left" });
     assert.ok(after.ok);
     await carol.waitFor(() => carol.live.some((m) => m.id === after.message.id), "carol");

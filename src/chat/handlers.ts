@@ -19,7 +19,7 @@ import { readHistoryQuery, readMessage, readRefresh, readTyping } from "../paylo
 import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "../timeline.ts";
 import { readRoom, type RoomPolicy } from "./rooms.ts";
-import type { ChatMessage } from "../types.ts";
+import type { ChatMessage, User } from "../types.ts";
 import type {
   HistoryAck,
   JoinAck,
@@ -66,6 +66,8 @@ export interface ChatContext {
   readonly subscribe: (room: string) => Promise<Subscription>;
   /** Takes the connection out of `room`. */
   readonly unsubscribe: (room: string) => void;
+  /** The users with a connection in `room` now, on every instance (at most a thousand). */
+  readonly membersOf: (room: string) => Promise<User[]>;
   /** Tells the others in `room` that this user started or stopped typing (volatile). */
   readonly sendTyping: (room: string, typing: boolean) => void;
   /** Called when `auth:refresh` replaced the identity (the expiry moves). */
@@ -170,14 +172,25 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
     );
   }
   let subscription: Subscription;
+  let online: User[];
   try {
+    // Asked before joining: once joined, nothing may be awaited before the ack goes out.
+    online = await ctx.membersOf(room);
     subscription = await ctx.subscribe(room);
   } catch (error) {
     throw new CodedError("internal", "history could not be read", {}, { cause: error });
   }
   // Nothing awaited between the history and this ack: no live message can come before it.
   remember(ctx, room, [ctx.identity.user.id]);
-  return { ok: true, room, messages: subscription.messages, hasMore: subscription.hasMore };
+  const user = ctx.identity.user;
+  if (!online.some((member) => member.id === user.id)) online.push(user);
+  return {
+    ok: true,
+    room,
+    messages: subscription.messages,
+    hasMore: subscription.hasMore,
+    online,
+  };
 }
 
 /** `leave {room}`: the connection stops receiving the room. */

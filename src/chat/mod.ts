@@ -25,7 +25,9 @@ import { CHAT_ROOM, roomKey, sendHistory } from "./delivery.ts";
 import { userRoom } from "./directory.ts";
 import { bindEvents, type EventBudgets, EventGate } from "./events.ts";
 import type { ChatContext } from "./handlers.ts";
+import { RoomPresence } from "./room_presence.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
+import type { User } from "../types.ts";
 
 export { CHAT_ROOM, deliverTo, framesOf, LOAD_MAX_CHARS, roomKey } from "./delivery.ts";
 export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
@@ -77,6 +79,11 @@ export interface Chat {
   /** Stops pending presence announcements (call on shutdown). */
   close(): void;
 }
+
+/** How long a cluster-wide question about a room's members waits for the other instances. */
+const DIRECTORY_TIMEOUT_MS = 1000;
+/** Most users a `join` ack lists as online in the room. */
+const MAX_LISTED_MEMBERS = 1000;
 
 /** The longest delay a timer takes (setTimeout fires at once beyond it). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -167,6 +174,35 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
     });
   }, options.presenceBatchMs);
+  // The default room's comings and goings are the global presence events.
+  const roomPresence = new RoomPresence((room, joined, left) => {
+    io.to(roomKey(room)).emit("room:presence", { room, joined, left });
+  }, options.presenceBatchMs);
+  const enterRoom = (socket: ChatSocket, room: string) => {
+    if (socket.rooms.has(roomKey(room))) return;
+    socket.join(roomKey(room));
+    if (room !== options.defaultRoom) roomPresence.enter(room, socket.data.identity.user);
+  };
+  const leaveRoom = (socket: ChatSocket, room: string) => {
+    if (!socket.rooms.has(roomKey(room))) return;
+    socket.leave(roomKey(room));
+    if (room !== options.defaultRoom) roomPresence.exit(room, socket.data.identity.user);
+  };
+  const membersOf = async (room: string): Promise<User[]> => {
+    let sockets;
+    try {
+      sockets = await io.in(roomKey(room)).timeout(DIRECTORY_TIMEOUT_MS).fetchSockets();
+    } catch (error) {
+      log.warn("presence.partial", { room, error });
+      sockets = await io.local.in(roomKey(room)).fetchSockets();
+    }
+    const users = new Map<string, User>();
+    for (const { data } of sockets) {
+      if (users.size === MAX_LISTED_MEMBERS) break;
+      users.set(data.identity.user.id, data.identity.user);
+    }
+    return [...users.values()];
+  };
   const gate = new EventGate(options.budgets, log, observer, now, options.errorEventsPerSecond);
   const admission = new Admission(options);
   io.use(admission.middleware);
@@ -196,11 +232,12 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       subscribe: (room) =>
         new Promise((resolve, reject) => {
           timeline.join((messages, { hasMore }) => {
-            if (socket.connected) socket.join(roomKey(room));
+            if (socket.connected) enterRoom(socket, room);
             resolve({ messages, hasMore });
           }, { room }).catch(reject);
         }),
-      unsubscribe: (room) => socket.leave(roomKey(room)),
+      unsubscribe: (room) => leaveRoom(socket, room),
+      membersOf,
       sendTyping: (room, typing) =>
         socket.to(roomKey(room)).volatile.emit("typing", { room, user, typing }),
       onIdentityChanged: (identity) => expiry.extend(identity),
@@ -227,6 +264,9 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       recovered: socket.recovered,
     });
     const connection = { socketId: socket.id, user, since: socket.handshake.issued };
+    socket.on("disconnecting", () => {
+      for (const room of joinedRooms(socket)) roomPresence.exit(room, user);
+    });
     socket.on("disconnect", (reason) => {
       admission.release(socket);
       expiry.stop();
@@ -258,7 +298,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
         timeline.join((history, { hasMore }) => {
           if (!socket.connected) return;
           sendHistory(socket, history, { room, hasMore, catchUp: afterId !== undefined });
-          socket.join(roomKey(room));
+          enterRoom(socket, room);
           if (room === options.defaultRoom) {
             socket.join(CHAT_ROOM);
             feed.welcome(socket.id);
@@ -271,5 +311,10 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       report("connection", { code: "internal", message: "history could not be loaded" });
     });
   });
-  return { close: () => feed.close() };
+  return {
+    close() {
+      feed.close();
+      roomPresence.close();
+    },
+  };
 }

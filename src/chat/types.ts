@@ -22,8 +22,15 @@ export type HistoryAck = { ok: true; messages: ChatMessage[]; hasMore: boolean }
 export type RefreshAck = { ok: true; expiresAt: number | null } | Failure;
 /** What a `join` ack receives: the room's latest history. */
 export type JoinAck =
-  | { ok: true; room: string; messages: ChatMessage[]; hasMore: boolean }
+  | { ok: true; room: string; messages: ChatMessage[]; hasMore: boolean; online: User[] }
   | Failure;
+
+/** The `room:presence` event: who came into or left a room since the last one. */
+export interface RoomPresenceEvent {
+  room: string;
+  joined: User[];
+  left: User[];
+}
 /** What `leave` and `read` acks receive. */
 export type OkAck = { ok: true } | Failure;
 /** One room in the `rooms` ack. */
@@ -61,6 +68,7 @@ export interface ServerToClientEvents {
   "user:joined": (users: User[]) => void;
   "user:left": (users: User[]) => void;
   typing: (event: TypingEvent) => void;
+  "room:presence": (event: RoomPresenceEvent) => void;
   error: (error: ChatError) => void;
 }
 

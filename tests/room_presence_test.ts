@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { RoomPresence } from "../src/chat/room_presence.ts";
+
+const alice = { id: "alice", name: "Alice" };
+const bob = { id: "bob", name: "Bob" };
+
+function recorder() {
+  const announced: [string, string[], string[]][] = [];
+  const presence = new RoomPresence((room, joined, left) => {
+    announced.push([room, joined.map((u) => u.id), left.map((u) => u.id)]);
+  }, 10);
+  return { presence, announced, settle: () => new Promise((r) => setTimeout(r, 30)) };
+}
+
+Deno.test("room presence: first connection in and last connection out are announced, per room", async () => {
+  const { presence, announced, settle } = recorder();
+  presence.enter("red", alice);
+  presence.enter("red", alice);
+  presence.enter("blue", bob);
+  await settle();
+  assert.deepEqual(announced.toSorted(), [["blue", ["bob"], []], ["red", ["alice"], []]]);
+  presence.exit("red", alice);
+  await settle();
+  assert.equal(announced.length, 2, "alice still has a connection in red");
+  presence.exit("red", alice);
+  await settle();
+  assert.deepEqual(announced.at(-1), ["red", [], ["alice"]]);
+  assert.equal(presence.rooms, 1);
+  presence.close();
+});
+
+Deno.test("room presence: a join and a leave within one batch cancel out; strays are ignored", async () => {
+  const { presence, announced, settle } = recorder();
+  presence.enter("red", alice);
+  presence.exit("red", alice);
+  presence.exit("red", bob);
+  await settle();
+  assert.deepEqual(announced, []);
+  assert.equal(presence.rooms, 0);
+  presence.close();
+});
