@@ -102,6 +102,7 @@ try {
     defaultRoom: config.defaultRoom,
     // Serve history from memory, unless other instances write to the same store.
     recentWindow: config.redisUrl ? 0 : Math.max(config.historyLimit, config.catchupLimit) + 1,
+    roomWindow: config.redisUrl ? 0 : config.historyLimit + 1,
   });
   await store.warm();
 } catch (error) {

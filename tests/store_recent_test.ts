@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createIdGenerator, KvMessageStore } from "../src/store/mod.ts";
-import { RecentWindow } from "../src/store/recent.ts";
+import { RecentWindow, RoomWindows } from "../src/store/recent.ts";
 
 const user = { id: "u", name: "U" };
 
@@ -58,5 +58,63 @@ Deno.test("recent window: a store with it answers latest() exactly as one withou
     }
   } finally {
     kv.close();
+  }
+});
+
+Deno.test("room windows: the least recently read room is dropped beyond the limit", async () => {
+  const windows = new RoomWindows(2, 2);
+  const message = (room: string, id: string) => ({ id, room, user, message: id, createdAt: "" });
+  for (const room of ["a", "b", "c"]) {
+    await windows.fill(room, () => Promise.resolve([message(room, `${room}1`)]));
+    if (room === "b") windows.newest("a", 1); // a was read after b was filled
+  }
+  assert.equal(windows.rooms, 2);
+  assert.ok(windows.has("a") && windows.has("c") && !windows.has("b"));
+  assert.deepEqual(windows.newest("a", 5)?.map((m) => m.id), ["a1"]);
+  assert.equal(windows.newest("b", 5), undefined);
+  assert.equal(windows.messages, 2);
+});
+
+Deno.test("room windows: what is stored while a room is filled is merged in, once", async () => {
+  const windows = new RoomWindows(3, 10);
+  const message = (id: string) => ({ id, room: "r", user, message: id, createdAt: "" });
+  await windows.fill("r", () => {
+    // Stored while the read is under way: one the read saw, one it did not.
+    windows.add([message("B"), message("C")]);
+    return Promise.resolve([message("A"), message("B")]);
+  });
+  assert.deepEqual(windows.newest("r", 10)?.map((m) => m.id), ["A", "B", "C"]);
+  windows.add([message("D")]);
+  assert.deepEqual(windows.newest("r", 3)?.map((m) => m.id), ["B", "C", "D"]);
+  assert.equal(windows.newest("r", 4), undefined, "more than the window holds: ask the store");
+  assert.equal(windows.newest("r", 10, "A"), undefined, "A was dropped: the window cannot tell");
+});
+
+Deno.test("kv store: other rooms are served from their windows, and match KV exactly", async () => {
+  const path = await Deno.makeTempFile({ suffix: ".kv" });
+  try {
+    const cached = new KvMessageStore(await Deno.openKv(path), { roomWindow: 4, roomWindows: 2 });
+    const plain = new KvMessageStore(await Deno.openKv(path));
+    try {
+      const rng = random(7);
+      for (let n = 0; n < 60; n++) {
+        const room = ["x", "y", "z"][Math.floor(rng() * 3)];
+        await cached.append({ room, user, message: `${n}` });
+        const reader = ["x", "y", "z"][Math.floor(rng() * 3)];
+        const limit = 1 + Math.floor(rng() * 6);
+        assert.deepEqual(
+          await cached.latest(limit, undefined, reader),
+          await plain.latest(limit, undefined, reader),
+          `latest(${limit}) of ${reader} after ${n}`,
+        );
+      }
+      assert.ok(cached.memory().rooms <= 2);
+      assert.ok(cached.memory().messages <= 8);
+    } finally {
+      cached.close();
+      plain.close();
+    }
+  } finally {
+    await Deno.remove(path);
   }
 });

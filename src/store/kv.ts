@@ -20,7 +20,7 @@ import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
 import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
 import type { MessageStore } from "./message_store.ts";
-import { RecentWindow } from "./recent.ts";
+import { RecentWindow, RoomWindows } from "./recent.ts";
 import {
   createIdGenerator,
   firstIdAt,
@@ -56,11 +56,21 @@ export interface KvStoreOptions {
    */
   recentWindow?: number;
   /**
+   * Keep the newest this many messages of each other room in memory too, filled on the room's
+   * first read (default 0: off); same single-writer rule as `recentWindow`.
+   */
+  roomWindow?: number;
+  /** Most rooms whose windows are kept, the least recently read dropped first (default 256). */
+  roomWindows?: number;
+  /**
    * The room of messages sent without one, and of messages stored before rooms existed (default
    * `general`).
    */
   defaultRoom?: string;
 }
+
+/** Rooms whose recent windows are kept, by default. */
+const DEFAULT_ROOM_WINDOWS = 256;
 
 /** The default room when none is configured. */
 export const DEFAULT_ROOM = "general";
@@ -106,6 +116,8 @@ export class KvMessageStore implements MessageStore {
   #appendsSinceTrim = new Map<string, number>();
   /** The default room's newest messages, when kept in memory. */
   readonly #recent?: RecentWindow;
+  /** Other rooms' newest messages, when kept in memory. */
+  readonly #rooms?: RoomWindows;
   readonly defaultRoom: string;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
@@ -115,6 +127,18 @@ export class KvMessageStore implements MessageStore {
     this.defaultRoom = options.defaultRoom ?? DEFAULT_ROOM;
     const size = Math.min(options.recentWindow ?? 0, options.maxCount ?? Infinity);
     if (size > 0) this.#recent = new RecentWindow(size);
+    const roomSize = Math.min(options.roomWindow ?? 0, options.maxCount ?? Infinity);
+    if (roomSize > 0) {
+      this.#rooms = new RoomWindows(roomSize, options.roomWindows ?? DEFAULT_ROOM_WINDOWS);
+    }
+  }
+
+  /** What the in-memory windows hold: rooms (the default room included) and messages. */
+  memory(): { rooms: number; messages: number } {
+    return {
+      rooms: (this.#rooms?.rooms ?? 0) + (this.#recent ? 1 : 0),
+      messages: (this.#rooms?.messages ?? 0) + (this.#recent?.length ?? 0),
+    };
   }
 
   /**
@@ -204,9 +228,9 @@ export class KvMessageStore implements MessageStore {
       results.push({ message, created: true });
     }
     await this.#commit(created);
-    this.#recent?.add(
-      created.map((entry) => entry.message).filter((message) => message.room === this.defaultRoom),
-    );
+    const messages = created.map((entry) => entry.message);
+    this.#recent?.add(messages.filter((message) => message.room === this.defaultRoom));
+    this.#rooms?.add(messages.filter((message) => message.room !== this.defaultRoom));
     return results;
   }
 
@@ -341,6 +365,16 @@ export class KvMessageStore implements MessageStore {
     if (limit === 0) return [];
     if (room === this.defaultRoom) {
       const cached = this.#recent?.newest(limit, afterId, this.#youngestId());
+      if (cached) return cached;
+    } else if (this.#rooms) {
+      const rooms = this.#rooms;
+      if (!rooms.has(room)) {
+        await rooms.fill(room, async () => {
+          const range = this.#range(room);
+          return (await this.#collect(range, { reverse: true, limit: rooms.windowSize })).reverse();
+        });
+      }
+      const cached = rooms.newest(room, limit, afterId, this.#youngestId());
       if (cached) return cached;
     }
     const newestFirst = await this.#collect(this.#range(room, afterId), { reverse: true, limit });

@@ -24,10 +24,18 @@ export class RecentWindow {
 
   constructor(readonly size: number) {}
 
-  /** Starts from the newest `size` messages (oldest first) read from the store. */
-  seed(newest: ChatMessage[]): void {
+  /**
+   * Starts from the newest `size` messages (oldest first) read from the store; fewer than `size`
+   * means the whole history, unless `complete` says otherwise.
+   */
+  seed(newest: ChatMessage[], { complete = newest.length < this.size } = {}): void {
     this.#messages = newest.slice(-this.size);
-    this.#complete = newest.length < this.size;
+    this.#complete = complete && newest.length <= this.size;
+  }
+
+  /** Messages held. */
+  get length(): number {
+    return this.#messages.length;
   }
 
   /** Adds messages just stored, in id order. */
@@ -61,5 +69,93 @@ export class RecentWindow {
       return undefined;
     }
     return all.slice(Math.max(start, all.length - limit));
+  }
+}
+
+/**
+ * Recent windows of many rooms, the least recently read dropped beyond `maxRooms`, so memory
+ * stays bounded however many rooms there are. A room's window is filled on its first read; what
+ * is stored meanwhile is kept aside and merged in, so nothing slips between the read and the
+ * window.
+ *
+ * @example
+ * ```ts
+ * import { RoomWindows } from "./recent.ts";
+ *
+ * const windows = new RoomWindows(51, 256);
+ * await windows.fill("team-red", () => Promise.resolve([])); // the room's newest 51
+ * windows.newest("team-red", 50); // [] — served from memory from now on
+ * ```
+ */
+export class RoomWindows {
+  /** Each room's window, least recently used first. */
+  #windows = new Map<string, RecentWindow>();
+  /** Rooms being filled, and what was stored in them meanwhile. */
+  #filling = new Map<string, ChatMessage[]>();
+
+  constructor(readonly windowSize: number, readonly maxRooms: number) {}
+
+  /** Rooms held in memory. */
+  get rooms(): number {
+    return this.#windows.size;
+  }
+
+  /** Messages held in memory, over every room. */
+  get messages(): number {
+    let total = 0;
+    for (const window of this.#windows.values()) total += window.length;
+    return total;
+  }
+
+  /** Whether `room` has a window (or is getting one). */
+  has(room: string): boolean {
+    return this.#windows.has(room) || this.#filling.has(room);
+  }
+
+  /** Adds messages just stored, in id order, to their rooms' windows. */
+  add(messages: readonly ChatMessage[]): void {
+    for (const message of messages) {
+      const window = this.#windows.get(message.room);
+      if (window) window.add([message]);
+      else this.#filling.get(message.room)?.push(message);
+    }
+  }
+
+  /** As {@link RecentWindow.newest} for `room`; `undefined` without a window or an exact answer. */
+  newest(
+    room: string,
+    limit: number,
+    afterId?: string,
+    youngestId?: string,
+  ): ChatMessage[] | undefined {
+    const window = this.#windows.get(room);
+    if (!window) return undefined;
+    this.#windows.delete(room);
+    this.#windows.set(room, window);
+    return window.newest(limit, afterId, youngestId);
+  }
+
+  /** Gives `room` a window from `readNewest` (its newest `windowSize` messages, oldest first). */
+  async fill(room: string, readNewest: () => Promise<ChatMessage[]>): Promise<void> {
+    if (this.has(room)) return;
+    const storedMeanwhile: ChatMessage[] = [];
+    this.#filling.set(room, storedMeanwhile);
+    try {
+      const read = await readNewest();
+      const byId = new Map([...read, ...storedMeanwhile].map((message) => [message.id, message]));
+      const merged = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const window = new RecentWindow(this.windowSize);
+      // Fewer than a window's worth read means the room's whole history is here.
+      window.seed(read.length < this.windowSize ? merged : merged.slice(-this.windowSize), {
+        complete: read.length < this.windowSize,
+      });
+      this.#windows.set(room, window);
+      for (const oldest of this.#windows.keys()) {
+        if (this.#windows.size <= this.maxRooms) break;
+        this.#windows.delete(oldest);
+      }
+    } finally {
+      this.#filling.delete(room);
+    }
   }
 }

@@ -52,6 +52,7 @@ export async function startChat(
   };
   const store = await openKvStore(config.kvPath === DEFAULTS.kvPath ? ":memory:" : config.kvPath, {
     recentWindow: Math.max(config.historyLimit, config.catchupLimit) + 1,
+    roomWindow: config.historyLimit + 1,
     defaultRoom: config.defaultRoom,
   });
   const app = createApp(config, store, options);
