@@ -184,7 +184,7 @@ try {
   if (error instanceof Deno.errors.InvalidData) {
     fail(`cannot listen with TLS_CERT_FILE/TLS_KEY_FILE: ${reasonOf(error)}`);
   }
-  fail(`cannot listen on ${where} (HOSTNAME, PORT): ${reasonOf(error)}`);
+  fail(`cannot listen on ${where} (HOST, PORT): ${reasonOf(error)}`);
 }
 
 let shuttingDown = false;

@@ -56,7 +56,7 @@ export async function spawnServer(options: ServerOptions = {}): Promise<ServerPr
     env: {
       JWT_SECRET: secret,
       PORT: "0",
-      HOSTNAME: "127.0.0.1",
+      HOST: "127.0.0.1",
       KV_PATH: ":memory:",
       HANDSHAKE_LIMIT_PER_MIN: "0",
       MAX_SOCKETS_PER_USER: "10000",

@@ -53,7 +53,7 @@ interface ServerSpec {
 /** Our limits lifted as far as config allows (1000000 messages a minute per user is 16 666/s). */
 const OURS_ENV = {
   JWT_SECRET,
-  HOSTNAME: "127.0.0.1",
+  HOST: "127.0.0.1",
   LOG_LEVEL: "error",
   RATE_LIMIT_PER_MIN: "1000000",
   RATE_LIMIT_BURST: "1000000",

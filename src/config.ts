@@ -41,11 +41,11 @@ export const SETTINGS = {
     max: 65_535,
     doc: "TCP port; `0` picks a free one.",
   }),
-  hostname: text("HOSTNAME", {
+  hostname: text("HOST", {
     default: "0.0.0.0",
     allowed: "address or host name",
-    doc: "Interface to listen on. Some shells and containers export `HOSTNAME` as the machine " +
-      "name: set it explicitly there.",
+    doc: "Interface to listen on. `HOSTNAME` is not read: shells and containers set it to the " +
+      "machine's name.",
   }),
   tlsCertFile: text("TLS_CERT_FILE", {
     allowed: "file path",

@@ -18,7 +18,7 @@ Deno.test({
     }).output();
     assert.ok(built.success, new TextDecoder().decode(built.stderr));
     const child = new Deno.Command("dist/chat-server", {
-      env: { JWT_SECRET: SECRET, PORT: "0", HOSTNAME: "127.0.0.1", KV_PATH: ":memory:" },
+      env: { JWT_SECRET: SECRET, PORT: "0", HOST: "127.0.0.1", KV_PATH: ":memory:" },
       stdout: "piped",
       stderr: "inherit",
     }).spawn();

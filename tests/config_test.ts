@@ -70,7 +70,7 @@ Deno.test("config: every variable is parsed", () => {
   const config = loadConfig({
     ...BASE,
     PORT: "8080",
-    HOSTNAME: "127.0.0.1",
+    HOST: "127.0.0.1",
     KV_PATH: ":memory:",
     KV_LEASE: "30s",
     HISTORY_LIMIT: "20",
@@ -476,4 +476,9 @@ Deno.test("config: rooms — the default room must be public; ids and patterns a
     () => loadConfig({ ...BASE, PUBLIC_ROOMS: "general, bad room" }),
     (error: ConfigError) => error.variable === "PUBLIC_ROOMS" && /bad room/.test(error.message),
   );
+});
+
+Deno.test("config: HOST sets the interface; HOSTNAME, which shells set to the machine name, is not read", () => {
+  assert.equal(loadConfig({ ...BASE, HOSTNAME: "build-box-7" }).hostname, "0.0.0.0");
+  assert.equal(loadConfig({ ...BASE, HOST: "127.0.0.1", HOSTNAME: "x" }).hostname, "127.0.0.1");
 });

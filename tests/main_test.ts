@@ -246,13 +246,13 @@ Deno.test("main: a missing TLS file is one line naming the setting, exit 1", asy
   assert.match(stderr, /^chat server: cannot read TLS_CERT_FILE "\/nonexistent\/cert.pem": /);
 });
 
-Deno.test("main: an unresolvable host is one line naming HOSTNAME, exit 1", async () => {
-  const { code, stderr } = await runMain({ HOSTNAME: "no-such-host.invalid" });
+Deno.test("main: an unresolvable host is one line naming HOST, exit 1", async () => {
+  const { code, stderr } = await runMain({ HOST: "no-such-host.invalid" });
   assert.equal(code, 1);
   assert.equal(stderr.trim().split("\n").length, 1, stderr);
   assert.match(
     stderr,
-    /^chat server: cannot listen on no-such-host.invalid:0 \(HOSTNAME, PORT\): /,
+    /^chat server: cannot listen on no-such-host.invalid:0 \(HOST, PORT\): /,
   );
 });
 

@@ -20,7 +20,7 @@ export interface RunningMain {
 const decoder = new TextDecoder();
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-write"];
-const BASE_ENV = { JWT_SECRET: SECRET, PORT: "0", HOSTNAME: "127.0.0.1", KV_PATH: ":memory:" };
+const BASE_ENV = { JWT_SECRET: SECRET, PORT: "0", HOST: "127.0.0.1", KV_PATH: ":memory:" };
 
 /** Keeps reading `stream` into `append` so the child never blocks on a full pipe. */
 async function drain(stream: ReadableStream<Uint8Array>, append: (text: string) => void) {
