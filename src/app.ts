@@ -20,6 +20,7 @@
  */
 import { Server } from "socket.io";
 import { adapterFor } from "./adapter.ts";
+import { apiRoute } from "./api.ts";
 import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
 import { attachChat, type ChatServer, deliverTo, RoomPolicy, socketDirectory } from "./chat/mod.ts";
 import { createClientAddress } from "./client_address.ts";
@@ -164,6 +165,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       rooms: budgetOf(config.roomsLimitPerMinute),
     },
     maxSocketsPerUser: config.maxSocketsPerUser,
+    banOf: (userId) => store.getBan(userId),
     errorEventsPerSecond: config.errorEventsPerSecond,
     connectionsElsewhere: directory?.elsewhere,
     presence: directory ? new ClusterPresence(directory) : new LocalPresence(),
@@ -199,6 +201,19 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     }
     return { ready, checks };
   };
+  const api = apiRoute({
+    key: config.apiKey,
+    io,
+    timeline,
+    store,
+    maxMessageLength: config.maxMessageLength,
+    membersOf: (room) => chat.membersOf(room),
+    stats: () => ({
+      connections: engine.clients.size,
+      sockets: io.of("/").sockets.size,
+      rooms: [...io.of("/").adapter.rooms.keys()].filter((name) => name.startsWith("room:")).length,
+    }),
+  });
   const http = createHttpHandler({
     readiness,
     metrics: {
@@ -206,7 +221,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       contentType: metrics.contentType,
       token: config.metricsToken,
     },
-    routes: options.routes,
+    routes: [api, ...options.routes ?? []],
   });
 
   return {

@@ -277,6 +277,14 @@ export const SETTINGS = {
     default: "info",
     doc: "Lowest level written. Logs are one JSON object per line on stdout.",
   }),
+  apiKey: text("API_KEY", {
+    allowed: "a secret, at least 16 characters",
+    pattern: /^\S{16,}$/,
+    expected: "at least 16 characters without spaces",
+    defaultDoc: "unset (no server API)",
+    doc: "Turns on the server API under `/api/v1/`; requests carry `Authorization: Bearer " +
+      "<API_KEY>`.",
+  }),
   metricsToken: text("METRICS_TOKEN", {
     allowed: "text",
     defaultDoc: "unset (open)",

@@ -27,6 +27,10 @@ export const ERROR_CODES = {
     "the token lacks the scope the event needs, the room is not the user's to use, or `auth:refresh` names another user",
   too_many_rooms: "`join` while the connection is in `MAX_ROOMS_PER_SOCKET` rooms",
   internal: "the server could not store or read; nothing was broadcast",
+  banned: "connect: the user is banned; `until` says when it ends (ms since epoch), if it does",
+  unauthorized: "server API: no `Authorization: Bearer <API_KEY>`, or the wrong key",
+  not_found: "server API: no such route, room or message",
+  payload_too_large: "server API: a request body over 64 KB",
 } as const;
 
 /** A stable error code. */
@@ -36,6 +40,8 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export interface ErrorDetails {
   /** With `rate_limited`: milliseconds until the event is accepted again. */
   retryAfterMs?: number;
+  /** With `banned`: when the ban ends, in ms since epoch (absent: until it is lifted). */
+  until?: number;
 }
 
 /** An error as clients receive it. */

@@ -65,7 +65,7 @@ function isRead(request: Request): boolean {
 }
 
 /** Compares two strings in time independent of where they differ. */
-function sameSecret(given: string, expected: string): boolean {
+export function sameSecret(given: string, expected: string): boolean {
   const a = new TextEncoder().encode(given);
   const b = new TextEncoder().encode(expected);
   let difference = a.length ^ b.length;

@@ -39,3 +39,13 @@ export interface AppendResult {
   /** False when `clientId` matched an earlier message, which is returned instead. */
   created: boolean;
 }
+
+/** A user barred from connecting. */
+export interface Ban {
+  /** When it ends, in ms since epoch; a ban without it lasts until it is lifted. */
+  until?: number;
+  /** Why, for the operators (never shown to other users). */
+  reason?: string;
+  /** When it was set, in ms since epoch. */
+  since: number;
+}

@@ -5,8 +5,9 @@
  * @module
  */
 import { extractToken, type Identity } from "../auth.ts";
-import { CodedError, type ErrorCode, toWireError } from "../errors.ts";
+import { CodedError, toWireError, type WireError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import type { Ban } from "../types.ts";
 import type { ChatObserver, ChatSocket } from "./types.ts";
 
 /** What {@link Admission} needs. */
@@ -14,6 +15,8 @@ export interface AdmissionOptions {
   verifyToken: (token: string) => Promise<Identity>;
   /** Most simultaneous connections per user. */
   maxSocketsPerUser: number;
+  /** The user's ban, while it lasts. */
+  banOf?: (userId: string) => Promise<Ban | undefined>;
   /** The user's connections on other instances (with Redis); none without. */
   connectionsElsewhere?: (userId: string) => Promise<number>;
   log: Logger;
@@ -69,8 +72,8 @@ function refuseLaterConnects(socket: ChatSocket): void {
 }
 
 /** Builds the `connect_error` a refused client receives: `message` is the code. */
-function connectError(code: ErrorCode, message: string): Error {
-  return Object.assign(new Error(code), { data: { code, message } });
+function connectError(error: WireError): Error {
+  return Object.assign(new Error(error.code), { data: error });
 }
 
 /** Per-user connection counts on this instance, and the transport sessions that hold a socket. */
@@ -94,14 +97,14 @@ export class Admission {
     const session = socket.conn as object;
     let userId: string | undefined;
     const refuse = (error: unknown) => {
-      const { code, message = "" } = toWireError(error, "authentication failed unexpectedly");
-      options.observer.connectRefused(code);
+      const wire = toWireError(error, "authentication failed unexpectedly");
+      options.observer.connectRefused(wire.code);
       options.log.info("connection.refused", {
-        code,
+        code: wire.code,
         user: userId,
         address: socket.handshake.address,
       });
-      next(connectError(code, message));
+      next(connectError({ message: "", ...wire }));
     };
     if (this.#sessions.has(session)) {
       return refuse(
@@ -114,6 +117,14 @@ export class Admission {
       const token = extractToken(socket.handshake.auth, socket.handshake.headers);
       const identity = await options.verifyToken(token ?? "");
       userId = identity.user.id;
+      const ban = await options.banOf?.(userId);
+      if (ban) {
+        throw new CodedError(
+          "banned",
+          "this user is banned",
+          ban.until ? { until: ban.until } : {},
+        );
+      }
       if (!this.#reserve(userId)) throw this.#tooMany();
       release = this.#holding(session, userId);
       const elsewhere = await options.connectionsElsewhere?.(userId) ?? 0;

@@ -27,7 +27,7 @@ import { bindEvents, type EventBudgets, EventGate } from "./events.ts";
 import type { ChatContext } from "./handlers.ts";
 import { RoomPresence } from "./room_presence.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
-import type { User } from "../types.ts";
+import type { Ban, User } from "../types.ts";
 
 export { CHAT_ROOM, deliverTo, framesOf, LOAD_MAX_CHARS, roomKey } from "./delivery.ts";
 export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
@@ -58,6 +58,8 @@ export interface ChatOptions {
   errorEventsPerSecond?: number;
   /** Most simultaneous connections per user. */
   maxSocketsPerUser: number;
+  /** The user's ban, while it lasts (refused at connect with `banned`). */
+  banOf?: (userId: string) => Promise<Ban | undefined>;
   /** The user's connections on other instances (with Redis). */
   connectionsElsewhere?: (userId: string) => Promise<number>;
   /** Whether this identity may send messages and typing (scopes); everyone may read. */
@@ -76,6 +78,8 @@ export interface ChatOptions {
 
 /** What {@link attachChat} leaves running. */
 export interface Chat {
+  /** The users with a connection in `room` now, on every instance (at most a thousand). */
+  membersOf(room: string): Promise<User[]>;
   /** Stops pending presence announcements (call on shutdown). */
   close(): void;
 }
@@ -312,6 +316,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     });
   });
   return {
+    membersOf,
     close() {
       feed.close();
       roomPresence.close();

@@ -18,7 +18,7 @@
 
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
-import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
+import type { AppendResult, Ban, ChatMessage, NewMessage } from "../types.ts";
 import type { MessageStore } from "./message_store.ts";
 import { RecentWindow, RoomWindows } from "./recent.ts";
 import {
@@ -79,6 +79,7 @@ const MESSAGES = "messages";
 const DEDUPE = "dedupe";
 const READS = "reads";
 const MEMBERS = "members";
+const BANS = "bans";
 /** The key layout's version: 2 keys messages by room. */
 const LAYOUT_KEY = ["meta", "layout"];
 const LAYOUT = 2;
@@ -427,6 +428,24 @@ export class KvMessageStore implements MessageStore {
   async readMarkers(userId: string, rooms: readonly string[]): Promise<(string | undefined)[]> {
     const markers = await this.#getMany<string>(rooms.map((room) => [READS, userId, room]));
     return markers.map((marker) => marker ?? undefined);
+  }
+
+  async setBan(userId: string, ban: Ban): Promise<void> {
+    const expireIn = ban.until === undefined ? undefined : Math.max(1, ban.until - Date.now());
+    await whenUnlocked(() => this.#kv.set([BANS, userId], ban, expireIn ? { expireIn } : {}));
+  }
+
+  async getBan(userId: string): Promise<Ban | undefined> {
+    const { value } = await whenUnlocked(() => this.#kv.get<Ban>([BANS, userId]));
+    // KV deletes expired entries lazily: a ban past its end is over.
+    if (!value || (value.until !== undefined && value.until <= Date.now())) return undefined;
+    return value;
+  }
+
+  async deleteBan(userId: string): Promise<boolean> {
+    const existed = (await this.getBan(userId)) !== undefined;
+    await whenUnlocked(() => this.#kv.delete([BANS, userId]));
+    return existed;
   }
 
   async addMembership(userId: string, room: string): Promise<void> {

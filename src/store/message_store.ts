@@ -2,7 +2,7 @@
  * The message store contract the timeline and the app depend on; `KvMessageStore` implements it.
  * @module
  */
-import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
+import type { AppendResult, Ban, ChatMessage, NewMessage } from "../types.ts";
 
 /** Ordered, append-only message history. Ids sort in creation order. */
 export interface MessageStore {
@@ -33,6 +33,12 @@ export interface MessageStore {
   addMembership(userId: string, room: string): Promise<void>;
   /** The rooms `userId` takes part in, at most `limit`, in name order. */
   memberships(userId: string, limit: number): Promise<string[]>;
+  /** Bans `userId` until `ban.until` (ms since epoch; forever without it). */
+  setBan(userId: string, ban: Ban): Promise<void>;
+  /** `userId`'s ban, while it lasts. */
+  getBan(userId: string): Promise<Ban | undefined>;
+  /** Lifts `userId`'s ban; whether there was one. */
+  deleteBan(userId: string): Promise<boolean>;
   /** Resolves when the backend answers a read (a readiness probe); rejects otherwise. */
   ping(): Promise<void>;
   close(): void;

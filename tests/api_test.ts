@@ -1,0 +1,272 @@
+/**
+ * The server API over a real server: every endpoint's success and refusals, the key, bans at
+ * connect and on open sockets, and every real response validated against the OpenAPI document.
+ */
+import assert from "node:assert/strict";
+import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
+import { OPENAPI } from "../src/api_openapi.ts";
+import { ChatClient, startChat, type TestServer, tokenFor, within } from "./helpers/chat_server.ts";
+
+const KEY = "test-api-key-0123456789";
+
+const ajv = new Ajv2020({ strict: false });
+(addFormats as unknown as { default: (ajv: Ajv2020) => void }).default(ajv);
+ajv.addSchema({ $id: "openapi", components: OPENAPI.components });
+const validators = new Map<string, ValidateFunction>();
+
+/** The schema the document gives for `method path` answering `status`. */
+function validatorFor(method: string, path: string, status: number): ValidateFunction | undefined {
+  const key = `${method} ${path} ${status}`;
+  if (validators.has(key)) return validators.get(key);
+  const operation = (OPENAPI.paths as Record<string, Record<string, unknown>>)[path]?.[
+    method.toLowerCase()
+  ] as { responses: Record<string, { content?: { "application/json": { schema: unknown } } }> };
+  assert.ok(operation, `${method} ${path} is documented`);
+  const answer = operation.responses[String(status)];
+  assert.ok(answer, `${method} ${path} documents status ${status}`);
+  const schema = answer.content?.["application/json"].schema;
+  if (schema === undefined) return undefined;
+  const rewritten = JSON.parse(
+    JSON.stringify(schema).replaceAll('"#/components/', '"openapi#/components/'),
+  );
+  const validate = ajv.compile(rewritten);
+  validators.set(key, validate);
+  return validate;
+}
+
+/** A response body, already checked against its OpenAPI schema by {@link call}. */
+// deno-lint-ignore no-explicit-any
+type Checked = any;
+
+/** Calls the API and checks the answer against the OpenAPI document. */
+async function call(
+  server: TestServer,
+  method: string,
+  path: string,
+  { body, key = KEY, documented = path }: {
+    body?: unknown;
+    key?: string | null;
+    documented?: string;
+  } = {},
+): Promise<{ status: number; body: Checked }> {
+  const response = await fetch(`${server.url}/api/v1${path}`, {
+    method,
+    headers: {
+      ...(key === null ? {} : { Authorization: `Bearer ${key}` }),
+      ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+    },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const parsed = text === "" ? undefined : JSON.parse(text);
+  const validate = validatorFor(method, documented, response.status);
+  if (validate) {
+    assert.ok(
+      validate(parsed),
+      `${method} ${path} ${response.status}: ${ajv.errorsText(validate.errors)}`,
+    );
+  } else {
+    assert.equal(text, "", `${method} ${path} ${response.status} has no body`);
+  }
+  return { status: response.status, body: parsed };
+}
+
+Deno.test("api: without API_KEY the API does not exist", async () => {
+  const server = await startChat();
+  try {
+    const response = await fetch(`${server.url}/api/v1/rooms`, {
+      headers: { Authorization: `Bearer ${KEY}` },
+    });
+    assert.equal(response.status, 404);
+    await response.body?.cancel();
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("api: a missing or wrong key is 401; unknown routes and methods are 404", async () => {
+  const server = await startChat({ apiKey: KEY });
+  try {
+    for (const key of [null, "wrong-key-wrong-key", `${KEY}x`]) {
+      const answer = await call(server, "GET", "/rooms", { key });
+      assert.equal(answer.status, 401);
+      assert.equal(answer.body.error.code, "unauthorized");
+    }
+    const unknown = await fetch(`${server.url}/api/v1/nothing`, {
+      headers: { Authorization: `Bearer ${KEY}` },
+    });
+    assert.equal(unknown.status, 404);
+    assert.equal((await unknown.json()).error.code, "not_found");
+    const wrongMethod = await call(server, "DELETE", "/rooms/general/messages", {
+      documented: "/rooms/{room}/messages",
+    }).catch((error) => error);
+    assert.ok(wrongMethod instanceof Error, "DELETE on messages is not documented");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("api: publish stores then broadcasts; retries with a clientId store once; history pages", async () => {
+  const server = await startChat({ apiKey: KEY });
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    const documented = "/rooms/{room}/messages";
+    const posted = await call(server, "POST", "/rooms/general/messages", {
+      body: { message: "  maintenance at noon ", clientId: "notice-1" },
+      documented,
+    });
+    assert.equal(posted.status, 201);
+    assert.deepEqual(posted.body.message.user, { id: "system", name: "System" });
+    assert.equal(posted.body.message.message, "maintenance at noon");
+    await alice.waitFor(
+      () => alice.live.some((m) => m.id === posted.body.message.id),
+      "the broadcast",
+    );
+    const retry = await call(server, "POST", "/rooms/general/messages", {
+      body: { message: "maintenance at noon", clientId: "notice-1" },
+      documented,
+    });
+    assert.equal(retry.status, 200);
+    assert.equal(retry.body.duplicate, true);
+    assert.equal(retry.body.message.id, posted.body.message.id);
+    const onBehalf = await call(server, "POST", "/rooms/dm%3Aalice%3Abob/messages", {
+      body: { message: "from bob's backend", userId: "bob", userName: "Bob" },
+      documented,
+    });
+    assert.equal(onBehalf.status, 201);
+    assert.equal(onBehalf.body.message.room, "dm:alice:bob");
+    assert.deepEqual(onBehalf.body.message.user, { id: "bob", name: "Bob" });
+
+    const page = await call(server, "GET", "/rooms/general/messages?limit=1", { documented });
+    assert.equal(page.status, 200);
+    assert.deepEqual(page.body.messages.map((m: { id: string }) => m.id), [posted.body.message.id]);
+    for (
+      const [body, code] of [
+        [{}, "invalid_payload"],
+        [{ message: "x".repeat(2001) }, "message_too_long"],
+        [{ message: "hi", userId: "" }, "invalid_payload"],
+        ["not json", "invalid_payload"],
+      ] as const
+    ) {
+      const refused = await call(server, "POST", "/rooms/general/messages", { body, documented });
+      assert.equal(refused.status, 400, JSON.stringify(body));
+      assert.equal(refused.body.error.code, code);
+    }
+    const badRoom = await call(server, "GET", "/rooms/Bad%20Room/messages", { documented });
+    assert.equal(badRoom.status, 400);
+    const badLimit = await call(server, "GET", "/rooms/general/messages?limit=500", { documented });
+    assert.equal(badLimit.status, 400);
+    const big = await fetch(`${server.url}/api/v1/rooms/general/messages`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${KEY}` },
+      body: "x".repeat(70_000),
+    });
+    assert.equal(big.status, 413);
+    assert.equal((await big.json()).error.code, "payload_too_large");
+    assert.deepEqual(await server.store.latest(10), [posted.body.message], "nothing else stored");
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});
+
+Deno.test("api: presence, rooms and stats describe who is connected", async () => {
+  const server = await startChat({ apiKey: KEY });
+  const alice = await ChatClient.join(server.url, "alice");
+  const bob = await ChatClient.join(server.url, "bob");
+  try {
+    const presence = await call(server, "GET", "/rooms/general/presence", {
+      documented: "/rooms/{room}/presence",
+    });
+    assert.deepEqual(
+      presence.body.users.map((user: { id: string }) => user.id).toSorted(),
+      ["alice", "bob"],
+    );
+    const rooms = await call(server, "GET", "/rooms");
+    assert.deepEqual(rooms.body.rooms, [{ room: "general", connections: 2 }]);
+    const stats = await call(server, "GET", "/stats");
+    assert.equal(stats.body.sockets, 2);
+    const document = await call(server, "GET", "/openapi.json");
+    assert.equal(document.body.openapi, "3.1.0");
+  } finally {
+    alice.close();
+    bob.close();
+    await server.close();
+  }
+});
+
+Deno.test("api: disconnect cuts every socket of a user; a ban refuses them at connect until lifted", async () => {
+  const server = await startChat({ apiKey: KEY });
+  const tabs = [
+    await ChatClient.join(server.url, "mallory"),
+    await ChatClient.join(server.url, "mallory"),
+  ];
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    const closed = tabs.map((tab) =>
+      new Promise((resolve) => tab.socket.once("disconnect", resolve))
+    );
+    const cut = await call(server, "POST", "/users/mallory/disconnect", {
+      documented: "/users/{id}/disconnect",
+    });
+    assert.deepEqual(cut.body, { ok: true });
+    assert.deepEqual(await within(Promise.all(closed), 2000, "both tabs closed"), [
+      "io server disconnect",
+      "io server disconnect",
+    ]);
+    assert.ok(alice.socket.connected, "nobody else was touched");
+
+    const until = Date.now() + 3_600_000;
+    const banned = await call(server, "PUT", "/users/mallory/ban", {
+      body: { until, reason: "spam" },
+      documented: "/users/{id}/ban",
+    });
+    assert.equal(banned.body.ban.until, until);
+    const refused = new ChatClient(server.url, { auth: { token: await tokenFor("mallory") } });
+    const error = await refused.connectError();
+    assert.equal(error.message, "banned");
+    assert.equal((error.data as { until?: number }).until, until);
+    refused.close();
+    const badBan = await call(server, "PUT", "/users/mallory/ban", {
+      body: { until: 5 },
+      documented: "/users/{id}/ban",
+    });
+    assert.equal(badBan.status, 400);
+
+    const lifted = await call(server, "DELETE", "/users/mallory/ban", {
+      documented: "/users/{id}/ban",
+    });
+    assert.equal(lifted.status, 204);
+    const again = await call(server, "DELETE", "/users/mallory/ban", {
+      documented: "/users/{id}/ban",
+    });
+    assert.equal(again.status, 404);
+    const back = await ChatClient.join(server.url, "mallory");
+    back.close();
+  } finally {
+    tabs.forEach((tab) => tab.close());
+    alice.close();
+    await server.close();
+  }
+});
+
+Deno.test("api: a ban holds across a restart on the same KV file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const overrides = { apiKey: KEY, kvPath: `${dir}/chat.kv` };
+    let server = await startChat(overrides);
+    await call(server, "PUT", "/users/mallory/ban", { body: {}, documented: "/users/{id}/ban" });
+    await server.close();
+    server = await startChat(overrides);
+    try {
+      const refused = new ChatClient(server.url, { auth: { token: await tokenFor("mallory") } });
+      assert.equal((await refused.connectError()).message, "banned");
+      refused.close();
+    } finally {
+      await server.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
