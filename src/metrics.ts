@@ -1,6 +1,7 @@
 /**
  * Prometheus metrics (via `prom-client`): connections, handshakes, refused requests, auth
- * failures, messages, broadcasts, `error` events, KV write latency and event-loop lag.
+ * failures, messages, broadcasts, `error` events, KV write latency and event-loop lag, plus the
+ * process's own figures (see `runtime_metrics.ts`).
  * {@link Metrics} implements the chat's `ChatObserver`; the engine's handshakes and refusals and
  * the timeline's commits are reported to it by `app.ts`, so none of them imports this file.
  *
@@ -17,6 +18,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ChatObserver } from "./chat/mod.ts";
+import { registerRuntimeMetrics } from "./runtime_metrics.ts";
 
 /** Where the metrics read live figures from. */
 export interface MetricSources {
@@ -102,14 +104,7 @@ export class Metrics implements ChatObserver {
         this.set(lag());
       },
     });
-    new Gauge({
-      name: "process_resident_memory_bytes",
-      help: "Resident memory size in bytes.",
-      registers,
-      collect() {
-        this.set(Deno.memoryUsage().rss);
-      },
-    });
+    registerRuntimeMetrics(this.registry);
   }
 
   /** The Content-Type of {@link render}'s output. */
