@@ -1,6 +1,6 @@
 /**
  * The process's own figures under the standard Prometheus names, measured with what Deno gives
- * without extra permissions. prom-client's `collectDefaultMetrics` is not
+ * without extra permissions, and `chat_build_info`. prom-client's `collectDefaultMetrics` is not
  * used: under Deno it reports zeros for what it cannot read (`/proc/self` needs `--allow-all`)
  * and Node's version for the runtime's.
  *
@@ -11,12 +11,16 @@
  *
  * const registry = new Registry();
  * registerRuntimeMetrics(registry);
- * console.log(await registry.metrics()); // process_cpu_seconds_total …
+ * console.log(await registry.metrics()); // process_cpu_seconds_total …, chat_build_info{…} 1
  * ```
  * @module
  */
 import process from "node:process";
 import { Counter, Gauge, type Registry } from "prom-client";
+import denoConfig from "../deno.json" with { type: "json" };
+
+/** The server's version (`version` in `deno.json`). */
+export const VERSION: string = denoConfig.version;
 
 /** Where the kernel lists the process's open file descriptors (Linux). */
 const FD_DIR = "/proc/self/fd";
@@ -49,7 +53,7 @@ function maxFds(): number | undefined {
 
 /**
  * Registers CPU time, memory, start time, open and maximum file descriptors (only where
- * `/proc/self` is readable: Linux with `--allow-all`) in `registry`.
+ * `/proc/self` is readable: Linux with `--allow-all`) and `chat_build_info` in `registry`.
  */
 export function registerRuntimeMetrics(registry: Registry): void {
   const registers = [registry];
@@ -123,4 +127,11 @@ export function registerRuntimeMetrics(registry: Registry): void {
       registers,
     }).set(limit);
   }
+
+  new Gauge({
+    name: "chat_build_info",
+    help: "Always 1; the labels name the server's version and its runtime's.",
+    labelNames: ["version", "deno", "v8", "typescript"],
+    registers,
+  }).set({ version: VERSION, ...Deno.version }, 1);
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
-import { registerRuntimeMetrics } from "../src/runtime_metrics.ts";
+import denoConfig from "../deno.json" with { type: "json" };
+import { registerRuntimeMetrics, VERSION } from "../src/runtime_metrics.ts";
 
 /** Sample name (with labels) → value, from a Prometheus text exposition. */
 function samples(text: string): Map<string, number> {
@@ -54,6 +55,13 @@ Deno.test("runtime metrics: CPU, memory and start time under their standard name
   // Deno lets only --allow-all read /proc/self: without it, no made-up figure.
   const readable = canRead("/proc/self/fd");
   assert.equal(second.has("process_open_fds"), readable);
+});
+
+Deno.test("runtime metrics: chat_build_info names the deno.json version and the runtime", async () => {
+  assert.equal(VERSION, denoConfig.version);
+  const { deno, v8, typescript } = Deno.version;
+  const labels = `version="${VERSION}",deno="${deno}",v8="${v8}",typescript="${typescript}"`;
+  assert.equal((await scrape()).get(`chat_build_info{${labels}}`), 1);
 });
 
 Deno.test({
