@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (via `prom-client`): connections, handshakes, refused requests, auth
+ * Prometheus metrics (via `prom-client`): connections, users online, handshakes, refused requests, auth
  * failures, messages, broadcasts, `error` events, KV write latency and event-loop lag, plus the
  * process's own figures (see `runtime_metrics.ts`).
  * {@link Metrics} implements the chat's `ChatObserver`; the engine's handshakes and refusals and
@@ -9,7 +9,10 @@
  * ```ts
  * import { Metrics } from "./metrics.ts";
  *
- * const metrics = new Metrics({ socketsByTransport: () => ({ websocket: 3 }) });
+ * const metrics = new Metrics({
+ *   socketsByTransport: () => ({ websocket: 3 }),
+ *   usersOnline: () => 2,
+ * });
  * metrics.messagesStored(2, 0.004);
  * console.log(await metrics.render());
  * metrics.stop();
@@ -24,6 +27,8 @@ import { registerRuntimeMetrics } from "./runtime_metrics.ts";
 export interface MetricSources {
   /** Open sessions by transport name. */
   socketsByTransport: () => Record<string, number>;
+  /** Distinct users connected to this instance. */
+  usersOnline: () => number;
 }
 
 /** How often event-loop lag is sampled. */
@@ -54,6 +59,14 @@ export class Metrics implements ChatObserver {
         for (const [transport, count] of Object.entries(sources.socketsByTransport())) {
           this.set({ transport }, count);
         }
+      },
+    });
+    new Gauge({
+      name: "chat_users_online",
+      help: "Distinct users connected to this instance.",
+      registers,
+      collect() {
+        this.set(sources.usersOnline());
       },
     });
     this.#handshakes = new Counter({

@@ -74,6 +74,8 @@ export interface ChatOptions {
 
 /** What {@link attachChat} leaves running. */
 export interface Chat {
+  /** Distinct users with a connection to this instance. */
+  usersOnline(): number;
   /** Stops pending presence announcements (call on shutdown). */
   close(): void;
 }
@@ -271,5 +273,13 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       report("connection", { code: "internal", message: "history could not be loaded" });
     });
   });
-  return { close: () => feed.close() };
+  return {
+    // Counted from this instance's sockets: presence may span the cluster.
+    usersOnline() {
+      const users = new Set<string>();
+      for (const socket of io.of("/").sockets.values()) users.add(socket.data.identity.user.id);
+      return users.size;
+    },
+    close: () => feed.close(),
+  };
 }
