@@ -1,7 +1,7 @@
 /**
- * Prometheus metrics (via `prom-client`): connections, users online, handshakes, refused requests, auth
- * failures, messages, broadcasts, `error` events, KV write latency and event-loop lag, plus the
- * process's own figures (see `runtime_metrics.ts`).
+ * Prometheus metrics (via `prom-client`): connections, users online, handshakes, refused
+ * requests, auth failures, messages, broadcasts, delivery latency, `error` events, KV write
+ * latency and event-loop lag, plus the process's own figures (see `runtime_metrics.ts`).
  * {@link Metrics} implements the chat's `ChatObserver`; the engine's handshakes and refusals and
  * the timeline's commits are reported to it by `app.ts`, so none of them imports this file.
  *
@@ -44,6 +44,7 @@ export class Metrics implements ChatObserver {
   readonly #broadcasts: Counter;
   readonly #errors: Counter<"code">;
   readonly #kvWrites: Histogram;
+  readonly #deliveries: Histogram;
   #lagSeconds = 0;
   #lagTimer?: ReturnType<typeof setInterval>;
 
@@ -108,6 +109,12 @@ export class Metrics implements ChatObserver {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers,
     });
+    this.#deliveries = new Histogram({
+      name: "chat_delivery_seconds",
+      help: "From a message's arrival at the server to its broadcast to its room.",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
     const lag = () => this.#lagSeconds;
     new Gauge({
       name: "chat_event_loop_lag_seconds",
@@ -167,8 +174,9 @@ export class Metrics implements ChatObserver {
     this.#refusals.inc({ code });
   }
 
-  broadcast(): void {
+  broadcast(seconds: number): void {
     this.#broadcasts.inc();
+    this.#deliveries.observe(seconds);
   }
 
   errorSent(code: string): void {

@@ -115,6 +115,8 @@ Deno.test("http: /metrics counts a known sequence of events exactly", async () =
     assert.equal(sample(text, 'chat_connections_refused_total{code="invalid_token"}'), 1);
     assert.equal(sample(text, "chat_messages_stored_total"), 2);
     assert.equal(sample(text, "chat_broadcasts_total"), 2);
+    assert.equal(sample(text, "chat_delivery_seconds_count"), 2, "each message observed once");
+    assert.ok(sample(text, "chat_delivery_seconds_sum")! > 0);
     assert.equal(sample(text, 'chat_error_events_total{code="invalid_payload"}'), 1);
     assert.equal(sample(text, 'chat_sockets_connected{transport="websocket"}'), 2);
     assert.equal(sample(text, 'chat_sockets_connected{transport="polling"}'), 0);
@@ -124,6 +126,7 @@ Deno.test("http: /metrics counts a known sequence of events exactly", async () =
     assert.ok(sample(text, "chat_event_loop_lag_seconds")! >= 0);
     assert.ok(sample(text, "process_resident_memory_bytes")! > 1_000_000);
     assert.match(text, /# TYPE chat_kv_write_seconds histogram/);
+    assert.match(text, /# TYPE chat_delivery_seconds histogram/);
   } finally {
     alice.close();
     bob.close();
