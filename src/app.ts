@@ -123,6 +123,8 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       for (const session of engine.clients.values()) counts[session.transport.name]++;
       return counts;
     },
+    // Read at scrape time, once the chat below is attached.
+    usersOnline: () => chat.usersOnline(),
   }).start();
   engine.on("connection", () => metrics.handshake());
   engine.on("connection_error", (error) => metrics.requestRefused(refusalReason(error)));

@@ -1,6 +1,7 @@
 /**
- * Prometheus metrics (via `prom-client`): connections, handshakes, refused requests, auth
- * failures, messages, broadcasts, `error` events, KV write latency and event-loop lag.
+ * Prometheus metrics (via `prom-client`): connections, users online, handshakes, refused
+ * requests, auth failures, messages, broadcasts, delivery latency, `error` events, KV write
+ * latency and event-loop lag, plus the process's own figures (see `runtime_metrics.ts`).
  * {@link Metrics} implements the chat's `ChatObserver`; the engine's handshakes and refusals and
  * the timeline's commits are reported to it by `app.ts`, so none of them imports this file.
  *
@@ -8,7 +9,10 @@
  * ```ts
  * import { Metrics } from "./metrics.ts";
  *
- * const metrics = new Metrics({ socketsByTransport: () => ({ websocket: 3 }) });
+ * const metrics = new Metrics({
+ *   socketsByTransport: () => ({ websocket: 3 }),
+ *   usersOnline: () => 2,
+ * });
  * metrics.messagesStored(2, 0.004);
  * console.log(await metrics.render());
  * metrics.stop();
@@ -17,11 +21,14 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ChatObserver } from "./chat/mod.ts";
+import { registerRuntimeMetrics } from "./runtime_metrics.ts";
 
 /** Where the metrics read live figures from. */
 export interface MetricSources {
   /** Open sessions by transport name. */
   socketsByTransport: () => Record<string, number>;
+  /** Distinct users connected to this instance. */
+  usersOnline: () => number;
 }
 
 /** How often event-loop lag is sampled. */
@@ -37,6 +44,7 @@ export class Metrics implements ChatObserver {
   readonly #broadcasts: Counter;
   readonly #errors: Counter<"code">;
   readonly #kvWrites: Histogram;
+  readonly #deliveries: Histogram;
   #lagSeconds = 0;
   #lagTimer?: ReturnType<typeof setInterval>;
 
@@ -52,6 +60,14 @@ export class Metrics implements ChatObserver {
         for (const [transport, count] of Object.entries(sources.socketsByTransport())) {
           this.set({ transport }, count);
         }
+      },
+    });
+    new Gauge({
+      name: "chat_users_online",
+      help: "Distinct users connected to this instance.",
+      registers,
+      collect() {
+        this.set(sources.usersOnline());
       },
     });
     this.#handshakes = new Counter({
@@ -93,6 +109,12 @@ export class Metrics implements ChatObserver {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers,
     });
+    this.#deliveries = new Histogram({
+      name: "chat_delivery_seconds",
+      help: "From a message's arrival at the server to its broadcast to its room.",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
     const lag = () => this.#lagSeconds;
     new Gauge({
       name: "chat_event_loop_lag_seconds",
@@ -102,14 +124,7 @@ export class Metrics implements ChatObserver {
         this.set(lag());
       },
     });
-    new Gauge({
-      name: "process_resident_memory_bytes",
-      help: "Resident memory size in bytes.",
-      registers,
-      collect() {
-        this.set(Deno.memoryUsage().rss);
-      },
-    });
+    registerRuntimeMetrics(this.registry);
   }
 
   /** The Content-Type of {@link render}'s output. */
@@ -159,8 +174,9 @@ export class Metrics implements ChatObserver {
     this.#refusals.inc({ code });
   }
 
-  broadcast(): void {
+  broadcast(seconds: number): void {
     this.#broadcasts.inc();
+    this.#deliveries.observe(seconds);
   }
 
   errorSent(code: string): void {

@@ -27,8 +27,11 @@ import type { AppendResult, ChatMessage, NewMessage } from "./types.ts";
 export interface TimelineOptions {
   /** How many recent messages a joining reader gets. */
   historyLimit: number;
-  /** Called with each batch of new messages, in order, before the senders are answered. */
-  deliver: (messages: ChatMessage[]) => void;
+  /**
+   * Called with each batch of new messages, in order, before the senders are answered;
+   * `receivedAt[i]` is when `messages[i]` reached the server (`performance.now()`).
+   */
+  deliver: (messages: ChatMessage[], receivedAt: readonly number[]) => void;
   /** Most messages committed together (default 128). */
   maxBatch?: number;
   /** Told of each commit: how many messages it created and how long it took. */
@@ -58,6 +61,7 @@ export interface HistoryInfo {
 
 interface PendingMessage {
   input: NewMessage;
+  receivedAt: number;
   resolve: (result: AppendResult) => void;
   reject: (error: unknown) => void;
 }
@@ -85,10 +89,12 @@ export class Timeline {
   /**
    * Stores the message, delivers it, then resolves with the stored message. A repeated
    * `clientId` resolves with the earlier message (`created: false`) and delivers nothing.
+   * `receivedAt` (`performance.now()` when the message reached the server) is handed to
+   * `deliver` with it.
    */
-  publish(input: NewMessage): Promise<AppendResult> {
+  publish(input: NewMessage, receivedAt: number = performance.now()): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
-      this.#messages.push({ input, resolve, reject });
+      this.#messages.push({ input, receivedAt, resolve, reject });
       this.#start();
     });
   }
@@ -165,9 +171,15 @@ export class Timeline {
       failure = error.cause;
     }
     try {
-      const created = results.filter((result) => result.created).map((result) => result.message);
+      const created: ChatMessage[] = [];
+      const receivedAt: number[] = [];
+      results.forEach((result, index) => {
+        if (!result.created) return;
+        created.push(result.message);
+        receivedAt.push(batch[index].receivedAt);
+      });
       this.options.onCommit?.(created.length, (performance.now() - started) / 1000);
-      if (created.length > 0) this.options.deliver(created);
+      if (created.length > 0) this.options.deliver(created, receivedAt);
     } finally {
       batch.forEach((pending, index) => {
         if (index < results.length) pending.resolve(results[index]);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ChatClient, startChat, tokenFor } from "./helpers/chat_server.ts";
+import { ChatClient, sleep, startChat, tokenFor } from "./helpers/chat_server.ts";
 import { createLogger } from "../src/log.ts";
 import { pageRoutes } from "../src/page.ts";
 
@@ -115,16 +115,50 @@ Deno.test("http: /metrics counts a known sequence of events exactly", async () =
     assert.equal(sample(text, 'chat_connections_refused_total{code="invalid_token"}'), 1);
     assert.equal(sample(text, "chat_messages_stored_total"), 2);
     assert.equal(sample(text, "chat_broadcasts_total"), 2);
+    assert.equal(sample(text, "chat_delivery_seconds_count"), 2, "each message observed once");
+    assert.ok(sample(text, "chat_delivery_seconds_sum")! > 0);
     assert.equal(sample(text, 'chat_error_events_total{code="invalid_payload"}'), 1);
     assert.equal(sample(text, 'chat_sockets_connected{transport="websocket"}'), 2);
     assert.equal(sample(text, 'chat_sockets_connected{transport="polling"}'), 0);
+    assert.equal(sample(text, "chat_users_online"), 2);
     const commits = sample(text, "chat_kv_write_seconds_count")!;
     assert.ok(commits >= 1 && commits <= 2, `${commits} KV commits`);
     assert.ok(sample(text, "chat_event_loop_lag_seconds")! >= 0);
     assert.ok(sample(text, "process_resident_memory_bytes")! > 1_000_000);
     assert.match(text, /# TYPE chat_kv_write_seconds histogram/);
+    assert.match(text, /# TYPE chat_delivery_seconds histogram/);
   } finally {
     alice.close();
+    bob.close();
+    await server.close();
+  }
+});
+
+Deno.test("http: chat_users_online counts a user with two connections once", async () => {
+  const server = await startChat();
+  const online = async () =>
+    sample(await (await fetch(`${server.url}/metrics`)).text(), "chat_users_online");
+  // The server notices a close a moment after the client makes it.
+  const onlineBecomes = async (count: number) => {
+    const deadline = Date.now() + 5000;
+    while (await online() !== count) {
+      assert.ok(Date.now() < deadline, `chat_users_online never became ${count}`);
+      await sleep(10);
+    }
+  };
+  const firstTab = await ChatClient.join(server.url, "alice");
+  const secondTab = await ChatClient.join(server.url, "alice");
+  const bob = await ChatClient.join(server.url, "bob");
+  try {
+    assert.equal(await online(), 2);
+    firstTab.close();
+    bob.close();
+    await onlineBecomes(1);
+    secondTab.close();
+    await onlineBecomes(0);
+  } finally {
+    firstTab.close();
+    secondTab.close();
     bob.close();
     await server.close();
   }

@@ -30,6 +30,35 @@ Deno.test("timeline: concurrent publishes are group-committed, delivered in id o
   }
 });
 
+Deno.test("timeline: each delivered message comes with its receivedAt; a duplicate is not delivered", async () => {
+  const store = await openKvStore(":memory:");
+  const delivered: [string, number][] = [];
+  const timeline = new Timeline(store, {
+    historyLimit: 10,
+    deliver: (messages, receivedAt) => {
+      assert.equal(receivedAt.length, messages.length);
+      messages.forEach((message, index) => delivered.push([message.message, receivedAt[index]]));
+    },
+  });
+  try {
+    await Promise.all([
+      timeline.publish({ user, message: "a", clientId: "c1" }, 1),
+      timeline.publish({ user, message: "a again", clientId: "c1" }, 2),
+      timeline.publish({ user, message: "b" }, 3),
+    ]);
+    const before = performance.now();
+    await timeline.publish({ user, message: "c" });
+    assert.deepEqual(delivered.slice(0, 2), [["a", 1], ["b", 3]]);
+    const [text, receivedAt] = delivered[2];
+    assert.equal(text, "c");
+    assert.ok(receivedAt >= before && receivedAt <= performance.now(), "defaults to now");
+    assert.equal(delivered.length, 3);
+  } finally {
+    await timeline.idle();
+    store.close();
+  }
+});
+
 Deno.test("timeline: a join sees history up to a delivery boundary, and every later delivery", async () => {
   const store = await openKvStore(":memory:");
   const subscribers: ChatMessage[][] = [];

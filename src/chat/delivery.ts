@@ -35,15 +35,16 @@ export function framesOf(messages: ChatMessage[]): ChatMessage[][] {
 }
 
 /**
- * Sends committed messages to the sockets in their room as live `load` events, oldest first.
- * Messages of one room stored by one commit share a frame: under load, one socket write per
- * recipient carries several.
+ * Sends committed messages to the sockets in their room as live `load` events, oldest first,
+ * and reports each with how long it took from `receivedAt` (`performance.now()`, one per
+ * message). Messages of one room stored by one commit share a frame: under load, one socket
+ * write per recipient carries several.
  */
 export function deliverTo(
   io: ChatServer,
   observer: Pick<ChatObserver, "broadcast">,
-): (messages: ChatMessage[]) => void {
-  return (messages) => {
+): (messages: ChatMessage[], receivedAt: readonly number[]) => void {
+  return (messages, receivedAt) => {
     if (messages.length === 0) return;
     const room = messages[0].room;
     if (messages.every((message) => message.room === room)) {
@@ -54,7 +55,8 @@ export function deliverTo(
         for (const frame of framesOf(ofRoom)) io.to(roomKey(room)).emit("load", frame);
       }
     }
-    for (let i = 0; i < messages.length; i++) observer.broadcast();
+    const deliveredAt = performance.now();
+    for (const at of receivedAt) observer.broadcast((deliveredAt - at) / 1000);
   };
 }
 

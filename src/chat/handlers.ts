@@ -113,6 +113,8 @@ function remember(ctx: ChatContext, room: string, users: string[]): void {
 
 /** `message {room?, message, clientId?}`: stores the message, then it is broadcast; acks it. */
 export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Success<MessageAck>> {
+  // Delivery latency is measured from here.
+  const receivedAt = performance.now();
   const input = readMessage(payload, ctx.maxMessageLength);
   const room = roomOf(ctx, payload);
   requireWrite(ctx);
@@ -123,7 +125,7 @@ export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Suc
       user: ctx.identity.user,
       message: input.text,
       clientId: input.clientId,
-    });
+    }, receivedAt);
   } catch (error) {
     throw new CodedError("internal", "the message could not be stored", {}, { cause: error });
   }

@@ -80,6 +80,8 @@ export interface ChatOptions {
 export interface Chat {
   /** The users with a connection in `room` now, on every instance (at most a thousand). */
   membersOf(room: string): Promise<User[]>;
+  /** Distinct users with a connection to this instance. */
+  usersOnline(): number;
   /** Stops pending presence announcements (call on shutdown). */
   close(): void;
 }
@@ -317,6 +319,12 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   });
   return {
     membersOf,
+    // Counted from this instance's sockets: presence may span the cluster.
+    usersOnline() {
+      const users = new Set<string>();
+      for (const socket of io.of("/").sockets.values()) users.add(socket.data.identity.user.id);
+      return users.size;
+    },
     close() {
       feed.close();
       roomPresence.close();

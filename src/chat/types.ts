@@ -103,6 +103,6 @@ export interface ChatObserver {
   connectRefused(code: string): void;
   /** An `error` event or failed ack with this code was sent to a client. */
   errorSent(code: string): void;
-  /** A message was broadcast to the chat room. */
-  broadcast(): void;
+  /** A message was broadcast to its room, `seconds` after the server received it. */
+  broadcast(seconds: number): void;
 }
