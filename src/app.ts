@@ -125,6 +125,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     },
     // Read at scrape time, once the chat below is attached.
     usersOnline: () => chat.usersOnline(),
+    recentWindows: () => store.memory?.() ?? { rooms: 0, messages: 0 },
   }).start();
   engine.on("connection", () => metrics.handshake());
   engine.on("connection_error", (error) => metrics.requestRefused(refusalReason(error)));
@@ -210,6 +211,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     store,
     maxMessageLength: config.maxMessageLength,
     membersOf: (room) => chat.membersOf(room),
+    onRequest: (route, status) => metrics.apiRequest(route, status),
     stats: () => ({
       connections: engine.clients.size,
       sockets: io.of("/").sockets.size,

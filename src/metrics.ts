@@ -29,6 +29,8 @@ export interface MetricSources {
   socketsByTransport: () => Record<string, number>;
   /** Distinct users connected to this instance. */
   usersOnline: () => number;
+  /** What the store's in-memory windows of recent messages hold. */
+  recentWindows?: () => { rooms: number; messages: number };
 }
 
 /** How often event-loop lag is sampled. */
@@ -38,6 +40,7 @@ const LAG_SAMPLE_MS = 500;
 export class Metrics implements ChatObserver {
   readonly registry = new Registry();
   readonly #handshakes: Counter;
+  readonly #apiRequests: Counter<"route" | "status">;
   readonly #refusedRequests: Counter<"reason">;
   readonly #refusals: Counter<"code">;
   readonly #stored: Counter;
@@ -69,6 +72,29 @@ export class Metrics implements ChatObserver {
       collect() {
         this.set(sources.usersOnline());
       },
+    });
+    new Gauge({
+      name: "chat_recent_window_messages",
+      help: "Messages held in memory by the store's recent windows, over every room.",
+      registers,
+      collect() {
+        this.set(sources.recentWindows?.().messages ?? 0);
+      },
+    });
+    new Gauge({
+      name: "chat_recent_window_rooms",
+      help:
+        "Rooms whose recent messages the store holds in memory (at most 256 besides the default).",
+      registers,
+      collect() {
+        this.set(sources.recentWindows?.().rooms ?? 0);
+      },
+    });
+    this.#apiRequests = new Counter({
+      name: "chat_api_requests_total",
+      help: "Server API requests, by route and HTTP status.",
+      labelNames: ["route", "status"],
+      registers,
     });
     this.#handshakes = new Counter({
       name: "chat_handshakes_total",
@@ -157,6 +183,11 @@ export class Metrics implements ChatObserver {
   /** Engine: a transport session was opened (an Engine.IO handshake succeeded). */
   handshake(): void {
     this.#handshakes.inc();
+  }
+
+  /** Server API: a request to `route` was answered with `status`. */
+  apiRequest(route: string, status: number): void {
+    this.#apiRequests.inc({ route, status: String(status) });
   }
 
   /** Engine: a request was refused; `reason` is one lower_snake word (`unknown_sid`). */

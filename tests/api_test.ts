@@ -189,6 +189,11 @@ Deno.test("api: presence, rooms and stats describe who is connected", async () =
     assert.equal(stats.body.sockets, 2);
     const document = await call(server, "GET", "/openapi.json");
     assert.equal(document.body.openapi, "3.1.0");
+    await call(server, "GET", "/rooms", { key: "wrong-key-wrong-key" });
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /^chat_api_requests_total\{route="rooms",status="200"\} 1$/m);
+    assert.match(metrics, /^chat_api_requests_total\{route="unknown",status="401"\} 1$/m);
+    assert.match(metrics, /^chat_recent_window_rooms 1$/m, "the default room's window");
   } finally {
     alice.close();
     bob.close();

@@ -39,6 +39,8 @@ export interface MessageStore {
   getBan(userId: string): Promise<Ban | undefined>;
   /** Lifts `userId`'s ban; whether there was one. */
   deleteBan(userId: string): Promise<boolean>;
+  /** What in-memory windows of recent messages hold, when the store keeps any. */
+  memory?(): { rooms: number; messages: number };
   /** Resolves when the backend answers a read (a readiness probe); rejects otherwise. */
   ping(): Promise<void>;
   close(): void;
