@@ -56,7 +56,7 @@ else Deno.env.delete("DENO_USE_WRITEV");
 function cannotOpenStore(error: unknown): never {
   const variable = /^https?:/.test(config.kvPath) ? "KV_URL" : "KV_PATH";
   const hint = error instanceof Deno.errors.NotCapable
-    ? " (`deno task start` may write only under ./data; see README)"
+    ? " (`deno task start` may write only under ./data; see docs/operations.md)"
     : "";
   fail(`cannot open ${variable} "${config.kvPath}": ${reasonOf(error)}${hint}`);
 }

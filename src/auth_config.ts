@@ -111,7 +111,7 @@ const TOKEN_SETTINGS = {
   }),
 };
 
-/** Every auth setting, in the order the README lists them. */
+/** Every auth setting, in the order docs/configuration.md lists them. */
 export const AUTH_SETTINGS = { ...KEY_SOURCES, ...TOKEN_SETTINGS };
 
 /** How client tokens are verified. */

@@ -1,6 +1,6 @@
 /**
  * Every environment variable the server reads, declared once in {@link SETTINGS} (the auth ones in
- * `auth_config.ts`), parsed and validated in one place; the README's configuration table is
+ * `auth_config.ts`), parsed and validated in one place; the table in docs/configuration.md is
  * generated from the same declarations.
  *
  * @example
@@ -33,7 +33,7 @@ import {
 
 export { ConfigError } from "./settings.ts";
 
-/** Every setting but the auth ones, by its key in {@link Config}, in the README's order. */
+/** Every setting but the auth ones, by its key in {@link Config}, in the order docs/configuration.md lists them. */
 export const SETTINGS = {
   port: integer("PORT", {
     default: 3000,
@@ -96,7 +96,7 @@ export const SETTINGS = {
     protocols: ["redis:", "rediss:"],
     defaultDoc: "unset (one instance)",
     doc: "Several instances share fan-out, sessions and presence through Redis " +
-      "(`redis://host:6379`). See [docs/scaling.md](docs/scaling.md).",
+      "(`redis://host:6379`). See [scaling.md](scaling.md).",
   }),
   instanceId: text("INSTANCE_ID", {
     pattern: /^[A-Za-z0-9_.-]{1,64}$/,
@@ -168,7 +168,8 @@ export const SETTINGS = {
     defaultDoc: "`0` (off)",
     doc: "How long socket.io keeps a dropped session for recovery (`90s`, `2m`, …). When on, " +
       "socket.io appends an offset argument to every broadcast, which clients other than the " +
-      "JavaScript one see as an extra argument (see Short drops).",
+      "JavaScript one see as an extra argument (see short drops in " +
+      "[events.md](events.md#delivery-guarantees)).",
   }),
   vectoredWrites: boolean("DENO_USE_WRITEV", {
     default: true,
@@ -303,7 +304,7 @@ export const SETTINGS = {
   }),
 };
 
-/** Every setting the server reads, auth first: the rows of the README's configuration table. */
+/** Every setting the server reads, auth first: the rows of docs/configuration.md's table. */
 export const ALL_SETTINGS: readonly Setting<unknown>[] = [
   ...Object.values(AUTH_SETTINGS),
   ...Object.values(SETTINGS),

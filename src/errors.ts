@@ -12,7 +12,7 @@
  * @module
  */
 
-/** Every code, with when it is sent (the README's table is checked against this). */
+/** Every code, with when it is sent (docs/events.md's table is checked against this). */
 export const ERROR_CODES = {
   auth_required: "connect: no token in `auth.token` or an `Authorization: Bearer` header",
   invalid_token: "connect or `auth:refresh`: the token is malformed, badly signed or not yet valid",

@@ -23,7 +23,7 @@ import { json, type Route } from "./http.ts";
 export interface PageOptions {
   /** When set, `POST /dev/token` signs a token for any name, as a `dev-` user: development only. */
   devLogin?: {
-    /** The HS256 secret the server verifies tokens with. */
+    /** The server's `JWT_SECRET`; dev tokens are signed with it, as HS256. */
     secret: string;
     /** Lifetime of minted tokens (default 3600). */
     ttlSeconds?: number;

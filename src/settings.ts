@@ -32,11 +32,11 @@ export type Env = Record<string, string | undefined>;
 export interface Setting<T> {
   /** The environment variable. */
   readonly variable: string;
-  /** What it is for, in markdown (the README's meaning column). */
+  /** What it is for, in markdown (the configuration table's meaning column). */
   readonly doc: string;
-  /** The values it accepts, in markdown (the README's allowed column). */
+  /** The values it accepts, in markdown (the configuration table's allowed column). */
   readonly allowed: string;
-  /** What applies while it is unset, in markdown (the README's default column). */
+  /** What applies while it is unset, in markdown (the configuration table's default column). */
   readonly defaultDoc: string;
   /** The value while it is unset; a setting without one is optional. */
   readonly default?: T;

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { AUTH_DEFAULTS } from "../src/auth_config.ts";
-import { configurationTable, findConfigurationTable } from "../scripts/config_table.ts";
+import {
+  CONFIGURATION_PAGE,
+  configurationTable,
+  findConfigurationTable,
+} from "../scripts/config_table.ts";
 import {
   ALL_SETTINGS,
   ConfigError,
@@ -440,13 +444,13 @@ function tableCells(table: string): string[][] {
   );
 }
 
-Deno.test("config: README's configuration table is the one the settings generate", async () => {
-  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
-  const { start, end } = findConfigurationTable(readme);
+Deno.test("config: docs/configuration.md's table is the one the settings generate", async () => {
+  const page = await Deno.readTextFile(CONFIGURATION_PAGE);
+  const { start, end } = findConfigurationTable(page);
   assert.deepEqual(
-    tableCells(readme.slice(start, end)),
+    tableCells(page.slice(start, end)),
     tableCells(configurationTable()),
-    "README.md's configuration table is stale: run `deno task config-table --write`",
+    "docs/configuration.md's table is stale: run `deno task config-table --write`",
   );
 });
 

@@ -3,12 +3,13 @@ import { CodedError, ERROR_CODES, isErrorCode, toWireError } from "../src/errors
 import { AuthError } from "../src/auth.ts";
 import { PayloadError } from "../src/payloads.ts";
 
-Deno.test("errors: the README's error table lists exactly the registry's codes", async () => {
-  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
-  const start = readme.indexOf("Error codes —");
-  assert.ok(start >= 0, "the README has the error table");
-  const table = readme.slice(start).split("\n\n")[1];
-  const documented = [...table.matchAll(/^\| `([a-z_]+)` +\|/gm)].map((match) => match[1]);
+Deno.test("errors: docs/events.md's error table lists exactly the registry's codes", async () => {
+  const page = await Deno.readTextFile(new URL("../docs/events.md", import.meta.url));
+  const start = page.indexOf("\n## Error codes\n");
+  assert.ok(start >= 0, "docs/events.md has an error codes section");
+  const end = page.indexOf("\n## ", start + 1);
+  const section = page.slice(start, end === -1 ? undefined : end);
+  const documented = [...section.matchAll(/^\| `([a-z_]+)` +\|/gm)].map((match) => match[1]);
   assert.deepEqual(documented.toSorted(), Object.keys(ERROR_CODES).toSorted());
 });
 
