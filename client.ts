@@ -1,0 +1,91 @@
+/**
+ * The chat's contract for TypeScript clients: every event in each direction with its payload and
+ * ack, so a misspelled event or a wrong payload is a type error. Types only: it pulls in no code,
+ * and no server types.
+ *
+ * @example
+ * ```ts
+ * import { io, type Socket } from "socket.io-client";
+ * import type { AuthPayload, ClientToServerEvents, ServerToClientEvents } from "./client.ts";
+ *
+ * const auth: AuthPayload = { token: "<a JWT>" };
+ * const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io("http://localhost:3000", {
+ *   auth,
+ *   autoConnect: false,
+ * });
+ * socket.on("load", (messages) => messages.forEach((m) => console.log(m.room, m.message)));
+ * socket.on("error", (error) => console.error(error.code, error.message));
+ * socket.on("connect", async () => {
+ *   const joined = await socket.emitWithAck("join", { room: "general" });
+ *   if (joined.ok) console.log(`${joined.online.length} online`);
+ *   const sent = await socket.emitWithAck("message", { room: "general", message: "hi" });
+ *   if (!sent.ok) console.error(sent.error.code);
+ * });
+ * ```
+ * @module
+ */
+import type {
+  HistoryAck,
+  JoinAck,
+  MessageAck,
+  OkAck,
+  RefreshAck,
+  RoomsAck,
+} from "./src/chat/contract.ts";
+
+export type * from "./src/chat/contract.ts";
+export type { ChatMessage, User } from "./src/types.ts";
+export type { ErrorCode } from "./src/errors.ts";
+
+/** What a client passes as socket.io's `auth` when it connects. */
+export interface AuthPayload {
+  /** The JWT (or send `Authorization: Bearer <jwt>` as a header). */
+  token: string;
+  /** The last message seen in the default room: the first `load` is then what came after it. */
+  lastId?: string;
+  /** The last message seen per room: each is joined and caught up the same way. */
+  lastIds?: Record<string, string>;
+}
+
+/** `message`: `room` defaults to the default room; `clientId` makes retries store one message. */
+export interface MessagePayload {
+  room?: string;
+  message: string;
+  clientId?: string;
+}
+
+/** `history`: up to `limit` (1–100, default 50) messages before `before` (or the latest). */
+export interface HistoryPayload {
+  room?: string;
+  before?: string;
+  limit?: number;
+}
+
+/** `typing`: this user started or stopped typing. */
+export interface TypingPayload {
+  room?: string;
+  typing: boolean;
+}
+
+/** `join` and `leave`. */
+export interface RoomPayload {
+  room: string;
+}
+
+/** `read`: the last message this user has seen in `room`. */
+export interface ReadPayload {
+  room: string;
+  lastId: string;
+}
+
+/** Events a client sends, with their acks. */
+export interface ClientToServerEvents {
+  message: (payload: MessagePayload, ack: (result: MessageAck) => void) => void;
+  history: (payload: HistoryPayload, ack: (result: HistoryAck) => void) => void;
+  typing: (payload: TypingPayload) => void;
+  "auth:refresh": (payload: { token: string }, ack: (result: RefreshAck) => void) => void;
+  join: (payload: RoomPayload, ack: (result: JoinAck) => void) => void;
+  leave: (payload: RoomPayload, ack: (result: OkAck) => void) => void;
+  read: (payload: ReadPayload, ack: (result: OkAck) => void) => void;
+  rooms: (ack: (result: RoomsAck) => void) => void;
+}

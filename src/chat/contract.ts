@@ -1,0 +1,74 @@
+/**
+ * What clients receive: every server-to-client event and every ack, each with exactly one
+ * argument, so a one-argument handler in any language gets the whole payload. No server types
+ * here: the project's `client.ts` exports these to TypeScript clients.
+ * @module
+ */
+import type { WireError } from "../errors.ts";
+import type { ChatMessage, User } from "../types.ts";
+
+/** The `error` event's payload, and a failed ack's `error`. */
+export type ChatError = WireError;
+
+/** A failed ack. */
+export type Failure = { ok: false; error: ChatError };
+/** What a `message` ack receives. */
+export type MessageAck = { ok: true; message: ChatMessage; duplicate: boolean } | Failure;
+/** What a `history` ack receives. */
+export type HistoryAck = { ok: true; messages: ChatMessage[]; hasMore: boolean } | Failure;
+/** What an `auth:refresh` ack receives. */
+export type RefreshAck = { ok: true; expiresAt: number | null } | Failure;
+/** What a `join` ack receives: the room's latest history. */
+export type JoinAck =
+  | { ok: true; room: string; messages: ChatMessage[]; hasMore: boolean; online: User[] }
+  | Failure;
+
+/** The `room:presence` event: who came into or left a room since the last one. */
+export interface RoomPresenceEvent {
+  room: string;
+  joined: User[];
+  left: User[];
+}
+/** What `leave` and `read` acks receive. */
+export type OkAck = { ok: true } | Failure;
+/** One room in the `rooms` ack. */
+export interface RoomSummary {
+  room: string;
+  /** Messages after the user's read marker (all, without one), counted up to 100. */
+  unread: number;
+  /** The newest message, when the room has any. */
+  lastMessage?: ChatMessage;
+}
+/** What a `rooms` ack receives. */
+export type RoomsAck = { ok: true; rooms: RoomSummary[] } | Failure;
+
+/** The `loaded` event: the history `load`s sent on connect for one room are complete. */
+export interface LoadedInfo {
+  room: string;
+  /** Messages older than the first one loaded exist (with `lastId`: the gap was not covered). */
+  hasMore: boolean;
+  /** Whether this was a catch-up after `auth.lastId` rather than the latest history. */
+  catchUp: boolean;
+}
+
+/** A typing change of another user. */
+export interface TypingEvent {
+  room: string;
+  user: User;
+  typing: boolean;
+}
+
+/** Events the server sends; each carries exactly one argument. */
+export interface ServerToClientEvents {
+  load: (messages: ChatMessage[]) => void;
+  loaded: (info: LoadedInfo) => void;
+  presence: (users: User[]) => void;
+  "user:joined": (users: User[]) => void;
+  "user:left": (users: User[]) => void;
+  typing: (event: TypingEvent) => void;
+  "room:presence": (event: RoomPresenceEvent) => void;
+  error: (error: ChatError) => void;
+}
+
+/** An acknowledgement callback. */
+export type Ack<T> = (result: T) => void;
