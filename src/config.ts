@@ -348,6 +348,12 @@ export function loadConfig(env: Env): Config {
   if (config.devLogin && auth.key.kind !== "secret") {
     throw new ConfigError("DEV_LOGIN", "needs JWT_SECRET: dev tokens are signed with it");
   }
+  if (config.devLogin && !auth.algorithms.includes("HS256")) {
+    throw new ConfigError(
+      "DEV_LOGIN",
+      `dev tokens are signed HS256, which JWT_ALGORITHMS (${auth.algorithms.join(",")}) refuses`,
+    );
+  }
   checkDeliverable(config);
   return config;
 }

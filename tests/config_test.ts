@@ -486,3 +486,14 @@ Deno.test("config: HOST sets the interface; HOSTNAME, which shells set to the ma
   assert.equal(loadConfig({ ...BASE, HOSTNAME: "build-box-7" }).hostname, "0.0.0.0");
   assert.equal(loadConfig({ ...BASE, HOST: "127.0.0.1", HOSTNAME: "x" }).hostname, "127.0.0.1");
 });
+
+Deno.test("config: DEV_LOGIN with JWT_ALGORITHMS that refuse HS256 is refused at start", () => {
+  assert.throws(
+    () => loadConfig({ ...BASE, DEV_LOGIN: "1", JWT_ALGORITHMS: "HS512" }),
+    (error: ConfigError) => error.variable === "DEV_LOGIN" && /HS256/.test(error.message),
+  );
+  assert.equal(
+    loadConfig({ ...BASE, DEV_LOGIN: "1", JWT_ALGORITHMS: "HS256,HS512" }).devLogin,
+    true,
+  );
+});
