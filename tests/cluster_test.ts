@@ -17,6 +17,38 @@ async function until(condition: () => boolean, what: string, ms = 8000): Promise
   );
 }
 
+/**
+ * Two instances of main.ts (`a`, `b`) on one Redis and one KV file, with `extraEnv`; `join` connects
+ * a stock client over WebSocket; `await using` closes the clients, the instances and Redis.
+ */
+async function startCluster(extraEnv: Record<string, string>) {
+  const dir = await Deno.makeTempDir();
+  const redis: RedisServer = await startRedis();
+  const env = { REDIS_URL: redis.url, KV_PATH: `${dir}/chat.kv`, LOG_LEVEL: "error", ...extraEnv };
+  const a = await startMain({ ...env, INSTANCE_ID: "a" });
+  const b = await startMain({ ...env, INSTANCE_ID: "b" });
+  const clients: ChatClient[] = [];
+  return {
+    env,
+    redis,
+    a,
+    b,
+    clients,
+    async join(instance: RunningMain, user: string, extra = {}): Promise<ChatClient> {
+      const client = await ChatClient.join(instance.url, user, { ...websocket, ...extra });
+      clients.push(client);
+      return client;
+    },
+    async [Symbol.asyncDispose]() {
+      clients.forEach((client) => client.close());
+      await a.stop();
+      await b.stop();
+      await redis.stop();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
 async function readyz(instance: RunningMain): Promise<{ status: number; checks: unknown }> {
   const response = await fetch(`${instance.url}/readyz`);
   return { status: response.status, checks: (await response.json()).checks };
@@ -28,132 +60,109 @@ Deno.test({
     : "cluster: skipped because /usr/bin/redis-server is not installed",
   ignore: !hasRedis(),
   async fn() {
-    const dir = await Deno.makeTempDir();
-    const redis: RedisServer = await startRedis();
-    const env = {
-      REDIS_URL: redis.url,
-      KV_PATH: `${dir}/chat.kv`,
-      RATE_LIMIT_BURST: "200",
-      CONNECTION_RECOVERY: "0",
-      LOG_LEVEL: "error",
-    };
-    const a = await startMain({ ...env, INSTANCE_ID: "a" });
-    const b = await startMain({ ...env, INSTANCE_ID: "b" });
-    const clients: ChatClient[] = [];
-    const join = async (instance: RunningMain, user: string, extra = {}) => {
-      const client = await ChatClient.join(instance.url, user, { ...websocket, ...extra });
-      clients.push(client);
-      return client;
-    };
+    await using cluster = await startCluster({ RATE_LIMIT_BURST: "200", CONNECTION_RECOVERY: "0" });
+    const { a, b, redis, env, clients, join } = cluster;
+    const alice = await join(a, "alice");
+    const bob = await join(b, "bob");
+    const carol = await join(a, "carol");
+    const joinedSeenByBob: string[] = [];
+    bob.socket.on(
+      "user:joined",
+      (users: User[]) => joinedSeenByBob.push(...users.map((u) => u.id)),
+    );
+
+    // Fan-out: messages sent on A reach A and B once each, in the same order.
+    for (let n = 0; n < 10; n++) assert.ok((await alice.send({ message: `a${n}` })).ok);
+    for (let n = 0; n < 10; n++) assert.ok((await bob.send({ message: `b${n}` })).ok);
+    for (const client of [alice, bob, carol]) {
+      await client.waitFor(() => client.live.length >= 20, "20 live messages");
+    }
+    await sleep(100);
+    const expected = [...Array(10)].map((_, n) => `a${n}`).concat(
+      [...Array(10)].map((_, n) => `b${n}`),
+    );
+    for (const client of [alice, bob, carol]) {
+      assert.deepEqual(
+        client.live.map((m) => m.message),
+        expected,
+        "each message once, in order",
+      );
+    }
+    const ids = alice.live.map((m) => m.id);
+    assert.equal(new Set(ids).size, 20, "ids are unique across instances");
+
+    // The same history from either instance.
+    const lateA = await join(a, "dave");
+    const lateB = await join(b, "erin");
+    assert.deepEqual(lateA.history, lateB.history);
+    assert.deepEqual(lateA.history.map((m) => m.message), expected);
+
+    // Presence spans both instances.
+    const presence: User[] = await within(
+      new Promise((resolve) => {
+        const client = new ChatClient(b.url, websocket);
+        clients.push(client);
+        client.socket.on("presence", resolve);
+        tokenFor("frank").then((token) => {
+          client.socket.auth = { token };
+          client.socket.connect();
+        });
+      }),
+      8000,
+      "presence",
+    );
+    assert.deepEqual(
+      presence.map((user) => user.id).sort(),
+      ["alice", "bob", "carol", "dave", "erin", "frank"],
+    );
+    await until(
+      () => joinedSeenByBob.includes("dave"),
+      "dave's join",
+    );
+    assert.ok(joinedSeenByBob.includes("dave"), "bob on B saw dave join on A");
+
+    // Instance B dies: A keeps serving, and B's client catches up on A with lastId.
+    const bobLastSeen = bob.live.at(-1)!.id;
+    await b.stop();
+    for (let n = 0; n < 5; n++) assert.ok((await alice.send({ message: `after-b-${n}` })).ok);
+    await carol.waitFor(() => carol.live.length >= 25, "A still delivers");
+    const rejoined = new ChatClient(a.url, {
+      ...websocket,
+      auth: { token: await tokenFor("bob"), lastId: bobLastSeen },
+    });
+    clients.push(rejoined);
+    await rejoined.waitFor(() => rejoined.loads.length > 0, "bob's catch-up on A");
+    assert.deepEqual(
+      rejoined.history.map((m: ChatMessage) => m.message),
+      [...Array(5)].map((_, n) => `after-b-${n}`),
+      "exactly the gap",
+    );
+
+    // Redis restarts mid-test: A reports it, then fan-out resumes.
+    await redis.stop();
+    await sleep(300);
+    assert.equal((await readyz(a)).status, 503);
+    assert.ok((await alice.send({ message: "while redis is down" })).ok, "local chat goes on");
+    await redis.start();
+    await within(
+      (async () => {
+        while ((await readyz(a)).status !== 200) await sleep(100);
+      })(),
+      10_000,
+      "A to be ready again",
+    );
+    const b2 = await startMain({ ...env, INSTANCE_ID: "b2" });
     try {
-      const alice = await join(a, "alice");
-      const bob = await join(b, "bob");
-      const carol = await join(a, "carol");
-      const joinedSeenByBob: string[] = [];
-      bob.socket.on(
-        "user:joined",
-        (users: User[]) => joinedSeenByBob.push(...users.map((u) => u.id)),
-      );
-
-      // Fan-out: messages sent on A reach A and B once each, in the same order.
-      for (let n = 0; n < 10; n++) assert.ok((await alice.send({ message: `a${n}` })).ok);
-      for (let n = 0; n < 10; n++) assert.ok((await bob.send({ message: `b${n}` })).ok);
-      for (const client of [alice, bob, carol]) {
-        await client.waitFor(() => client.live.length >= 20, "20 live messages");
-      }
-      await sleep(100);
-      const expected = [...Array(10)].map((_, n) => `a${n}`).concat(
-        [...Array(10)].map((_, n) => `b${n}`),
-      );
-      for (const client of [alice, bob, carol]) {
-        assert.deepEqual(
-          client.live.map((m) => m.message),
-          expected,
-          "each message once, in order",
-        );
-      }
-      const ids = alice.live.map((m) => m.id);
-      assert.equal(new Set(ids).size, 20, "ids are unique across instances");
-
-      // The same history from either instance.
-      const lateA = await join(a, "dave");
-      const lateB = await join(b, "erin");
-      assert.deepEqual(lateA.history, lateB.history);
-      assert.deepEqual(lateA.history.map((m) => m.message), expected);
-
-      // Presence spans both instances.
-      const presence: User[] = await within(
-        new Promise((resolve) => {
-          const client = new ChatClient(b.url, websocket);
-          clients.push(client);
-          client.socket.on("presence", resolve);
-          tokenFor("frank").then((token) => {
-            client.socket.auth = { token };
-            client.socket.connect();
-          });
-        }),
-        8000,
-        "presence",
-      );
-      assert.deepEqual(
-        presence.map((user) => user.id).sort(),
-        ["alice", "bob", "carol", "dave", "erin", "frank"],
-      );
-      await until(
-        () => joinedSeenByBob.includes("dave"),
-        "dave's join",
-      );
-      assert.ok(joinedSeenByBob.includes("dave"), "bob on B saw dave join on A");
-
-      // Instance B dies: A keeps serving, and B's client catches up on A with lastId.
-      const bobLastSeen = bob.live.at(-1)!.id;
-      await b.stop();
-      for (let n = 0; n < 5; n++) assert.ok((await alice.send({ message: `after-b-${n}` })).ok);
-      await carol.waitFor(() => carol.live.length >= 25, "A still delivers");
-      const rejoined = new ChatClient(a.url, {
-        ...websocket,
-        auth: { token: await tokenFor("bob"), lastId: bobLastSeen },
-      });
-      clients.push(rejoined);
-      await rejoined.waitFor(() => rejoined.loads.length > 0, "bob's catch-up on A");
-      assert.deepEqual(
-        rejoined.history.map((m: ChatMessage) => m.message),
-        [...Array(5)].map((_, n) => `after-b-${n}`),
-        "exactly the gap",
-      );
-
-      // Redis restarts mid-test: A reports it, then fan-out resumes.
-      await redis.stop();
+      const george = await join(b2, "george");
       await sleep(300);
-      assert.equal((await readyz(a)).status, 503);
-      assert.ok((await alice.send({ message: "while redis is down" })).ok, "local chat goes on");
-      await redis.start();
-      await within(
-        (async () => {
-          while ((await readyz(a)).status !== 200) await sleep(100);
-        })(),
+      assert.ok((await alice.send({ message: "after redis restart" })).ok);
+      await george.waitFor(
+        () => george.live.some((m) => m.message === "after redis restart"),
+        "fan-out after the Redis restart",
         10_000,
-        "A to be ready again",
       );
-      const b2 = await startMain({ ...env, INSTANCE_ID: "b2" });
-      try {
-        const george = await join(b2, "george");
-        await sleep(300);
-        assert.ok((await alice.send({ message: "after redis restart" })).ok);
-        await george.waitFor(
-          () => george.live.some((m) => m.message === "after redis restart"),
-          "fan-out after the Redis restart",
-          10_000,
-        );
-      } finally {
-        await b2.stop();
-      }
     } finally {
-      clients.forEach((client) => client.close());
-      await a.stop();
-      await b.stop();
-      await redis.stop();
-      await Deno.remove(dir, { recursive: true });
+      await b2.stop();
     }
   },
 });
@@ -174,69 +183,47 @@ Deno.test({
     : "cluster: rooms skipped because /usr/bin/redis-server is not installed",
   ignore: !hasRedis(),
   async fn() {
-    const dir = await Deno.makeTempDir();
-    const redis: RedisServer = await startRedis();
-    const env = {
-      REDIS_URL: redis.url,
-      KV_PATH: `${dir}/chat.kv`,
-      PUBLIC_ROOMS: "general,team-*",
-      LOG_LEVEL: "error",
-    };
-    const a = await startMain({ ...env, INSTANCE_ID: "a" });
-    const b = await startMain({ ...env, INSTANCE_ID: "b" });
-    const clients: ChatClient[] = [];
-    const join = async (instance: RunningMain, user: string) => {
-      const client = await ChatClient.join(instance.url, user, websocket);
-      clients.push(client);
-      return client;
-    };
+    await using cluster = await startCluster({ PUBLIC_ROOMS: "general,team-*" });
+    const { a, b, join } = cluster;
     const ask = <T>(client: ChatClient, event: string, payload: unknown) =>
       within<T>(client.socket.emitWithAck(event, payload), 5000, `${event} ack`);
-    try {
-      const alice = await join(a, "alice");
-      const bob = await join(b, "bob");
-      const carol = await join(b, "carol");
-      for (const client of [alice, bob]) {
-        assert.ok((await ask<{ ok: boolean }>(client, "join", { room: "team-x" })).ok);
-      }
-      assert.ok((await ask<{ ok: boolean }>(bob, "join", { room: "dm:alice:bob" })).ok);
-      const forbidden = await ask<{ ok: boolean; error?: { code: string } }>(carol, "join", {
-        room: "dm:alice:bob",
-      });
-      assert.equal(forbidden.error?.code, "forbidden");
-      await sleep(200);
-
-      const inRoom = await alice.send({ room: "team-x", message: "team x, from A" });
-      const inDm = await alice.send({ room: "dm:alice:bob", message: "just bob, from A" });
-      assert.ok(inRoom.ok && inDm.ok);
-      await bob.waitFor(
-        () => [inRoom.message.id, inDm.message.id].every((id) => bob.live.some((m) => m.id === id)),
-        "bob on B gets the room and the DM",
-      );
-      const general = await bob.send({ message: "to everyone, from B" });
-      assert.ok(general.ok);
-      await carol.waitFor(() => carol.live.some((m) => m.id === general.message.id), "general");
-      await sleep(200);
-      assert.equal(bob.live.filter((m) => m.id === inRoom.message.id).length, 1, "once");
-      assert.ok(
-        !carol.live.some((m) => m.room === "team-x" || m.room === "dm:alice:bob"),
-        "carol, on the same instance as bob, gets neither",
-      );
-      // The DM's history is the same from either instance, and still closed to carol.
-      const fromB = await ask<{ ok: boolean; messages: ChatMessage[] }>(bob, "history", {
-        room: "dm:alice:bob",
-      });
-      assert.deepEqual(fromB.messages.map((m) => m.id), [inDm.message.id]);
-      const snoop = await ask<{ ok: boolean; error?: { code: string } }>(carol, "history", {
-        room: "dm:alice:bob",
-      });
-      assert.equal(snoop.error?.code, "forbidden");
-    } finally {
-      clients.forEach((client) => client.close());
-      await a.stop();
-      await b.stop();
-      await redis.stop();
-      await Deno.remove(dir, { recursive: true });
+    const alice = await join(a, "alice");
+    const bob = await join(b, "bob");
+    const carol = await join(b, "carol");
+    for (const client of [alice, bob]) {
+      assert.ok((await ask<{ ok: boolean }>(client, "join", { room: "team-x" })).ok);
     }
+    assert.ok((await ask<{ ok: boolean }>(bob, "join", { room: "dm:alice:bob" })).ok);
+    const forbidden = await ask<{ ok: boolean; error?: { code: string } }>(carol, "join", {
+      room: "dm:alice:bob",
+    });
+    assert.equal(forbidden.error?.code, "forbidden");
+    await sleep(200);
+
+    const inRoom = await alice.send({ room: "team-x", message: "team x, from A" });
+    const inDm = await alice.send({ room: "dm:alice:bob", message: "just bob, from A" });
+    assert.ok(inRoom.ok && inDm.ok);
+    await bob.waitFor(
+      () => [inRoom.message.id, inDm.message.id].every((id) => bob.live.some((m) => m.id === id)),
+      "bob on B gets the room and the DM",
+    );
+    const general = await bob.send({ message: "to everyone, from B" });
+    assert.ok(general.ok);
+    await carol.waitFor(() => carol.live.some((m) => m.id === general.message.id), "general");
+    await sleep(200);
+    assert.equal(bob.live.filter((m) => m.id === inRoom.message.id).length, 1, "once");
+    assert.ok(
+      !carol.live.some((m) => m.room === "team-x" || m.room === "dm:alice:bob"),
+      "carol, on the same instance as bob, gets neither",
+    );
+    // The DM's history is the same from either instance, and still closed to carol.
+    const fromB = await ask<{ ok: boolean; messages: ChatMessage[] }>(bob, "history", {
+      room: "dm:alice:bob",
+    });
+    assert.deepEqual(fromB.messages.map((m) => m.id), [inDm.message.id]);
+    const snoop = await ask<{ ok: boolean; error?: { code: string } }>(carol, "history", {
+      room: "dm:alice:bob",
+    });
+    assert.equal(snoop.error?.code, "forbidden");
   },
 });
