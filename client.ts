@@ -25,6 +25,7 @@
  * @module
  */
 import type {
+  ChangeAck,
   HistoryAck,
   JoinAck,
   MessageAck,
@@ -88,4 +89,9 @@ export interface ClientToServerEvents {
   leave: (payload: RoomPayload, ack: (result: OkAck) => void) => void;
   read: (payload: ReadPayload, ack: (result: OkAck) => void) => void;
   rooms: (ack: (result: RoomsAck) => void) => void;
+  "message:edit": (
+    payload: { id: string; message: string },
+    ack: (result: ChangeAck) => void,
+  ) => void;
+  "message:delete": (payload: { id: string }, ack: (result: ChangeAck) => void) => void;
 }

@@ -12,14 +12,14 @@
  * ```
  * @module
  */
-import { isRoomId, roomKey, userRoom } from "./chat/mod.ts";
+import { announceChange, isRoomId, roomKey, userRoom } from "./chat/mod.ts";
 import type { ChatServer } from "./chat/mod.ts";
 import { CodedError, type ErrorCode, toWireError } from "./errors.ts";
 import { json, type Route, sameSecret } from "./http.ts";
 import { readHistoryQuery, readMessage } from "./payloads.ts";
 import type { MessageStore } from "./store/mod.ts";
 import type { Timeline } from "./timeline.ts";
-import type { User } from "./types.ts";
+import type { ChatMessage, User } from "./types.ts";
 import { OPENAPI } from "./api_openapi.ts";
 
 /** The prefix of every server API path. */
@@ -37,7 +37,9 @@ export interface ApiOptions {
   key?: string;
   io: ChatServer;
   timeline: Timeline;
-  store: Pick<MessageStore, "setBan" | "getBan" | "deleteBan">;
+  store: Pick<MessageStore, "setBan" | "getBan" | "deleteBan" | "findMessage" | "changeMessage">;
+  /** Records a change of a message the API made (never the text). */
+  onModerated?: (action: "edit" | "delete", message: ChatMessage) => void;
   /** Longest message text, as for sockets. */
   maxMessageLength: number;
   /** The users with a connection in a room, on every instance. */
@@ -188,6 +190,30 @@ export function apiRoute(options: ApiOptions): Route {
     return json({ userId, ban: record });
   };
 
+  const change = (action: "edit" | "delete"): Handler => async ([id], request) => {
+    const messageId = decodeURIComponent(id);
+    let text: string | undefined;
+    if (action === "edit") {
+      text = readMessage(await readBody(request), options.maxMessageLength).text;
+    }
+    const stored = await store.findMessage(messageId);
+    if (!stored || (stored.deleted && action === "edit")) {
+      throw new CodedError("not_found", "no such message");
+    }
+    const unchanged = stored.deleted || (text !== undefined && stored.message === text);
+    const changed = unchanged ? stored : await store.changeMessage(
+      messageId,
+      text === undefined ? { deleted: true } : { message: text },
+      new Date(),
+    );
+    if (!changed) throw new CodedError("not_found", "no such message");
+    if (!unchanged) {
+      options.onModerated?.(action, changed);
+      announceChange(io, changed);
+    }
+    return json({ message: changed });
+  };
+
   const unban: Handler = async ([user]) => {
     const lifted = await store.deleteBan(readUserParam(user));
     if (!lifted) throw new CodedError("not_found", "this user is not banned");
@@ -203,6 +229,8 @@ export function apiRoute(options: ApiOptions): Route {
     ["POST", /^users\/([^/]+)\/disconnect$/, "disconnect", disconnect],
     ["PUT", /^users\/([^/]+)\/ban$/, "ban", ban],
     ["DELETE", /^users\/([^/]+)\/ban$/, "unban", unban],
+    ["PATCH", /^messages\/([^/]+)$/, "edit", change("edit")],
+    ["DELETE", /^messages\/([^/]+)$/, "delete", change("delete")],
     ["GET", /^openapi\.json$/, "openapi", () => json(OPENAPI)],
   ];
 

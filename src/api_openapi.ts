@@ -31,6 +31,13 @@ const userParam = {
   schema: { type: "string" },
 };
 
+const messageAnswer = {
+  type: "object",
+  required: ["message"],
+  properties: { message: ref("Message") },
+  additionalProperties: false,
+};
+
 /** The document. */
 export const OPENAPI = {
   openapi: "3.1.0",
@@ -58,8 +65,10 @@ export const OPENAPI = {
           id: { type: "string", pattern: "^[0-9A-HJKMNP-TV-Z]{26}$" },
           room: { type: "string" },
           user: ref("User"),
-          message: { type: "string" },
+          message: { type: "string", description: "Empty once deleted." },
           createdAt: { type: "string", format: "date-time" },
+          editedAt: { type: "string", format: "date-time" },
+          deleted: { const: true, description: "A tombstone: the message was deleted." },
         },
         additionalProperties: false,
       },
@@ -234,6 +243,29 @@ export const OPENAPI = {
         summary: "Lifts the user's ban.",
         parameters: [userParam],
         responses: { "204": answer("Lifted."), ...errors },
+      },
+    },
+    "/messages/{id}": {
+      patch: {
+        summary: "Edits a message's text; the room gets `message:updated`.",
+        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+        requestBody: jsonBody({
+          type: "object",
+          required: ["message"],
+          properties: { message: { type: "string" } },
+        }),
+        responses: {
+          "200": answer("The message as stored now.", messageAnswer),
+          ...errors,
+        },
+      },
+      delete: {
+        summary: "Deletes a message: it stays as a tombstone; the room gets `message:deleted`.",
+        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+        responses: {
+          "200": answer("The tombstone (deleting twice answers the same).", messageAnswer),
+          ...errors,
+        },
       },
     },
     "/openapi.json": {

@@ -154,6 +154,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     policy: new RoomPolicy(config.publicRooms),
     defaultRoom: config.defaultRoom,
     maxRoomsPerSocket: config.maxRoomsPerSocket,
+    editWindowMs: config.editWindowMs,
     verifyToken: createTokenVerifier(config.auth),
     maxMessageLength: config.maxMessageLength,
     catchupLimit: config.catchupLimit,
@@ -166,6 +167,9 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       leave: budgetOf(config.joinLimitPerMinute),
       read: budgetOf(config.readLimitPerMinute),
       rooms: budgetOf(config.roomsLimitPerMinute),
+      // Changing a message costs what sending one does, from the same allowance's size.
+      "message:edit": { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
+      "message:delete": { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
     },
     maxSocketsPerUser: config.maxSocketsPerUser,
     banOf: (userId) => store.getBan(userId),
@@ -212,6 +216,14 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     maxMessageLength: config.maxMessageLength,
     membersOf: (room) => chat.membersOf(room),
     onRequest: (route, status) => metrics.apiRequest(route, status),
+    onModerated: (action, message) =>
+      log.info("message.changed", {
+        action,
+        id: message.id,
+        room: message.room,
+        by: "api",
+        author: message.user.id,
+      }),
     stats: () => ({
       connections: engine.clients.size,
       sockets: io.of("/").sockets.size,

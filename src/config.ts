@@ -105,6 +105,12 @@ export const SETTINGS = {
     defaultDoc: "random",
     doc: "This instance's name in logs and message ids.",
   }),
+  editWindowMs: duration("EDIT_WINDOW", {
+    default: 15 * 60_000,
+    max: 365 * 86_400_000,
+    doc: "How long authors may edit or delete their own messages; tokens with the " +
+      "`chat:moderate` scope may at any time. `0`: authors never may.",
+  }),
   commitGatherMs: duration("COMMIT_GATHER", {
     default: 1,
     max: 100,

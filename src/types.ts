@@ -16,9 +16,17 @@ export interface ChatMessage {
   /** The room (conversation) it belongs to. */
   room: string;
   user: User;
+  /** The text; `""` once deleted. */
   message: string;
   createdAt: string;
+  /** When the text was last edited (ISO-8601), if it was. */
+  editedAt?: string;
+  /** A deleted message, kept as a tombstone so clients that cached it can drop it. */
+  deleted?: true;
 }
+
+/** What may change in a stored message: its text, or that it is gone. */
+export type MessageChange = { message: string } | { deleted: true };
 
 /** A message before it is stored: the store assigns `id` and `createdAt`. */
 export interface NewMessage {

@@ -275,3 +275,40 @@ Deno.test("api: a ban holds across a restart on the same KV file", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("api: PATCH and DELETE change a message, announce it, and answer 404 for none", async () => {
+  const server = await startChat({ apiKey: KEY });
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    const sent = await alice.send({ message: "typo" });
+    assert.ok(sent.ok);
+    const updated = new Promise((resolve) => alice.socket.once("message:updated", resolve));
+    const edited = await call(server, "PATCH", `/messages/${sent.message.id}`, {
+      body: { message: "fixed" },
+      documented: "/messages/{id}",
+    });
+    assert.equal(edited.status, 200);
+    assert.equal(edited.body.message.message, "fixed");
+    assert.deepEqual(await within(updated, 2000, "message:updated"), edited.body.message);
+    const deleted = await call(server, "DELETE", `/messages/${sent.message.id}`, {
+      documented: "/messages/{id}",
+    });
+    assert.equal(deleted.body.message.deleted, true);
+    const twice = await call(server, "DELETE", `/messages/${sent.message.id}`, {
+      documented: "/messages/{id}",
+    });
+    assert.deepEqual(twice.body, deleted.body);
+    const gone = await call(server, "PATCH", `/messages/${sent.message.id}`, {
+      body: { message: "again" },
+      documented: "/messages/{id}",
+    });
+    assert.equal(gone.status, 404);
+    const none = await call(server, "DELETE", "/messages/01JDQ7ZJ2K8M6V1T4X3N5P7R9S", {
+      documented: "/messages/{id}",
+    });
+    assert.equal(none.status, 404);
+  } finally {
+    alice.close();
+    await server.close();
+  }
+});

@@ -7,6 +7,8 @@ import type { Identity } from "../src/auth.ts";
 import { CodedError } from "../src/errors.ts";
 import {
   type ChatContext,
+  onDelete,
+  onEdit,
   onHistory,
   onJoin,
   onLeave,
@@ -22,6 +24,7 @@ import { dmRoom, RoomPolicy } from "../src/chat/rooms.ts";
 import { createLogger } from "../src/log.ts";
 import { openKvStore } from "../src/store/mod.ts";
 import { Timeline } from "../src/timeline.ts";
+import type { ChatMessage } from "../src/types.ts";
 
 const alice: Identity = { user: { id: "alice", name: "Alice" }, scopes: [], rooms: [] };
 
@@ -29,9 +32,10 @@ const alice: Identity = { user: { id: "alice", name: "Alice" }, scopes: [], room
 async function contextFor(overrides: Partial<ChatContext> = {}) {
   const store = await openKvStore(":memory:");
   const timeline = new Timeline(store, { historyLimit: 50, deliver: () => {} });
-  let clock = 1_000_000;
+  let clock = Date.now();
   const typed: (boolean | string)[] = [];
   const joined = new Set<string>();
+  const announced: ChatMessage[] = [];
   const ctx: ChatContext = {
     identity: alice,
     timeline,
@@ -51,6 +55,8 @@ async function contextFor(overrides: Partial<ChatContext> = {}) {
         }, { room }).catch(reject);
       }),
     unsubscribe: (room) => joined.delete(room),
+    editWindowMs: 60_000,
+    announceChange: (message) => announced.push(message),
     membersOf: (room) => Promise.resolve(room === "team-red" ? [{ id: "bob", name: "Bob" }] : []),
     sendTyping: (room, typing) => typed.push(room === "general" ? typing : `${room}:${typing}`),
     now: () => clock,
@@ -61,6 +67,7 @@ async function contextFor(overrides: Partial<ChatContext> = {}) {
     typed,
     joined,
     store,
+    announced,
     advance: (ms: number) => clock += ms,
     async [Symbol.asyncDispose]() {
       await timeline.idle();
@@ -142,6 +149,8 @@ Deno.test("event gate: each event has its own per-user budget, refilled by the c
       leave: { perMinute: 60, burst: 1 },
       read: { perMinute: 60, burst: 1 },
       rooms: { perMinute: 60, burst: 1 },
+      "message:edit": { perMinute: 60, burst: 1 },
+      "message:delete": { perMinute: 60, burst: 1 },
     },
     createLogger("error", () => {}),
     { errorSent() {} },
@@ -174,6 +183,8 @@ Deno.test("event gate: a user's refusals are logged at most once per interval, a
       leave: budget,
       read: budget,
       rooms: budget,
+      "message:edit": budget,
+      "message:delete": budget,
     },
     createLogger("info", (line) => lines.push(line)),
     { errorSent: (code) => counted.push(code) },
@@ -277,4 +288,52 @@ Deno.test("handlers: typing is throttled per room", async () => {
     await codeOf(() => onTyping(chat.ctx, { room: "secret", typing: true })),
     "forbidden",
   );
+});
+
+Deno.test("handlers: authors edit and delete their messages within the window; history shows it", async () => {
+  await using chat = await contextFor();
+  const sent = await onMessage(chat.ctx, { message: "helo" });
+  const edited = await onEdit(chat.ctx, { id: sent.message.id, message: " hello " });
+  assert.equal(edited.message.message, "hello");
+  assert.equal(edited.message.editedAt, new Date(chat.ctx.now()).toISOString());
+  assert.deepEqual(chat.announced.map((m) => m.message), ["hello"]);
+  const page = await onHistory(chat.ctx, {});
+  assert.deepEqual(page.messages, [edited.message], "history has the edited text");
+  const deleted = await onDelete(chat.ctx, { id: sent.message.id });
+  assert.equal(deleted.message.deleted, true);
+  assert.equal(deleted.message.message, "");
+  const again = await onDelete(chat.ctx, { id: sent.message.id });
+  assert.deepEqual(again, deleted, "deleting twice answers the same");
+  assert.equal(chat.announced.length, 2, "and is announced once");
+  assert.deepEqual((await onHistory(chat.ctx, {})).messages, [deleted.message], "a tombstone");
+  assert.equal(
+    await codeOf(() => onEdit(chat.ctx, { id: sent.message.id, message: "x" })),
+    "not_found",
+  );
+});
+
+Deno.test("handlers: after the window, or for someone else's message, only a moderator may", async () => {
+  await using chat = await contextFor();
+  const sent = await onMessage(chat.ctx, { message: "mine" });
+  chat.advance(60_001);
+  assert.equal(
+    await codeOf(() => onEdit(chat.ctx, { id: sent.message.id, message: "late" })),
+    "forbidden",
+  );
+  chat.ctx.identity = { ...alice, user: { id: "bob", name: "Bob" } };
+  assert.equal(await codeOf(() => onDelete(chat.ctx, { id: sent.message.id })), "forbidden");
+  chat.ctx.identity = { ...alice, user: { id: "mod", name: "Mod" }, scopes: ["chat:moderate"] };
+  assert.equal((await onDelete(chat.ctx, { id: sent.message.id })).message.deleted, true);
+  assert.equal(
+    await codeOf(() => onDelete(chat.ctx, { id: "01JDQ7ZJ2K8M6V1T4X3N5P7R9S" })),
+    "not_found",
+  );
+  assert.equal(await codeOf(() => onDelete(chat.ctx, { id: "nope" })), "invalid_payload");
+});
+
+Deno.test("handlers: a message in a room the user may not use is not_found, not forbidden", async () => {
+  await using chat = await contextFor();
+  const dm = await onMessage(chat.ctx, { room: dmRoom("alice", "bob"), message: "private" });
+  chat.ctx.identity = { ...alice, user: { id: "carol", name: "C" }, scopes: ["chat:moderate"] };
+  assert.equal(await codeOf(() => onDelete(chat.ctx, { id: dm.message.id })), "not_found");
 });

@@ -29,6 +29,13 @@ export interface RoomPresenceEvent {
   joined: User[];
   left: User[];
 }
+/** What `message:edit` and `message:delete` acks receive: the message as stored now. */
+export type ChangeAck = { ok: true; message: ChatMessage } | Failure;
+/** The `message:deleted` event: a message is gone (its tombstone is in history from now on). */
+export interface DeletedEvent {
+  id: string;
+  room: string;
+}
 /** What `leave` and `read` acks receive. */
 export type OkAck = { ok: true } | Failure;
 /** One room in the `rooms` ack. */
@@ -67,6 +74,8 @@ export interface ServerToClientEvents {
   "user:left": (users: User[]) => void;
   typing: (event: TypingEvent) => void;
   "room:presence": (event: RoomPresenceEvent) => void;
+  "message:updated": (message: ChatMessage) => void;
+  "message:deleted": (event: DeletedEvent) => void;
   error: (error: ChatError) => void;
 }
 

@@ -68,3 +68,10 @@ export function sendHistory(socket: ChatSocket, history: ChatMessage[], info: Lo
   for (const frame of framesOf(history)) socket.emit("load", frame);
   socket.emit("loaded", info);
 }
+
+/** Tells a message's room that it was edited (`message:updated`) or deleted (`message:deleted`). */
+export function announceChange(io: ChatServer, message: ChatMessage): void {
+  const room = io.to(roomKey(message.room));
+  if (message.deleted) room.emit("message:deleted", { id: message.id, room: message.room });
+  else room.emit("message:updated", message);
+}

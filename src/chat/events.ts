@@ -11,6 +11,8 @@ import { checkEventArguments } from "../payloads.ts";
 import { type RateLimit, RateLimiter } from "../rate_limit.ts";
 import {
   type ChatContext,
+  onDelete,
+  onEdit,
   onHistory,
   onJoin,
   onLeave,
@@ -41,6 +43,8 @@ const EVENTS: Record<keyof ClientToServerEvents, EventSpec> = {
   leave: { handle: onLeave },
   read: { handle: onRead },
   rooms: { handle: onRooms },
+  "message:edit": { handle: onEdit },
+  "message:delete": { handle: onDelete },
 };
 
 /** A refusal of one user is logged at most once in this many ms; the rest are counted. */

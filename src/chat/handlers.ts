@@ -19,8 +19,9 @@ import { readHistoryQuery, readMessage, readRefresh, readTyping } from "../paylo
 import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "../timeline.ts";
 import { readRoom, type RoomPolicy } from "./rooms.ts";
-import type { ChatMessage, User } from "../types.ts";
+import type { ChatMessage, MessageChange, User } from "../types.ts";
 import type {
+  ChangeAck,
   HistoryAck,
   JoinAck,
   MessageAck,
@@ -44,8 +45,21 @@ export interface ChatContext {
   /** Read markers, memberships and unread counts. */
   readonly store: Pick<
     MessageStore,
-    "latest" | "countAfter" | "setReadMarker" | "readMarkers" | "addMembership" | "memberships"
+    | "latest"
+    | "countAfter"
+    | "setReadMarker"
+    | "readMarkers"
+    | "addMembership"
+    | "memberships"
+    | "findMessage"
+    | "changeMessage"
   >;
+  /** How long authors may edit or delete their messages (ms); moderators always may. */
+  readonly editWindowMs: number;
+  /** Tells the message's room it changed. */
+  readonly announceChange: (message: ChatMessage) => void;
+  /** Records who changed whose message (never the text). */
+  readonly onModerated?: (action: "edit" | "delete", message: ChatMessage, by: string) => void;
   /** Who may use which room. */
   readonly policy: RoomPolicy;
   /** The room of events that name none. */
@@ -244,6 +258,70 @@ export async function onRooms(ctx: ChatContext): Promise<Success<RoomsAck>> {
   } catch (error) {
     throw new CodedError("internal", "the room list could not be read", {}, { cause: error });
   }
+}
+
+/** The scope that lets a token edit and delete anyone's messages, at any time. */
+export const MODERATE_SCOPE = "chat:moderate";
+
+/**
+ * Finds the message a change names and checks this user may change it: its author within the
+ * edit window, or a moderator. A message in a room the user may not use is `not_found`.
+ */
+async function changeable(ctx: ChatContext, payload: unknown, example: string) {
+  const fields = objectPayload(payload, example);
+  if (!isMessageId(fields.id)) throw new CodedError("invalid_payload", "`id` must be a message id");
+  requireWrite(ctx);
+  const message = await ctx.store.findMessage(fields.id);
+  if (!message || !ctx.policy.canJoin(ctx.identity, message.room)) {
+    throw new CodedError("not_found", "no such message");
+  }
+  const moderator = ctx.identity.scopes.includes(MODERATE_SCOPE);
+  const mine = message.user.id === ctx.identity.user.id;
+  const age = ctx.now() - Date.parse(message.createdAt);
+  if (!moderator && !(mine && age <= ctx.editWindowMs)) {
+    throw new CodedError(
+      "forbidden",
+      mine ? "the time to change this message has passed" : "this is someone else's message",
+    );
+  }
+  return { fields, message };
+}
+
+/** Applies a change and tells the room; a change that changes nothing is not announced. */
+async function applyChange(
+  ctx: ChatContext,
+  message: ChatMessage,
+  change: MessageChange,
+  action: "edit" | "delete",
+): Promise<Success<ChangeAck>> {
+  let changed: ChatMessage | undefined;
+  try {
+    changed = await ctx.store.changeMessage(message.id, change, new Date(ctx.now()));
+  } catch (error) {
+    throw new CodedError("internal", "the message could not be changed", {}, { cause: error });
+  }
+  if (!changed) throw new CodedError("not_found", "no such message");
+  if (changed !== message && !(message.deleted && changed.deleted)) {
+    ctx.onModerated?.(action, changed, ctx.identity.user.id);
+    ctx.announceChange(changed);
+  }
+  return { ok: true, message: changed };
+}
+
+/** `message:edit {id, message}`: new text for a message, announced as `message:updated`. */
+export async function onEdit(ctx: ChatContext, payload: unknown): Promise<Success<ChangeAck>> {
+  const { fields, message } = await changeable(ctx, payload, '{ id: "<message id>", message }');
+  const input = readMessage({ message: fields.message }, ctx.maxMessageLength);
+  if (message.deleted) throw new CodedError("not_found", "this message was deleted");
+  if (message.message === input.text) return { ok: true, message };
+  return await applyChange(ctx, message, { message: input.text }, "edit");
+}
+
+/** `message:delete {id}`: the message becomes a tombstone, announced as `message:deleted`. */
+export async function onDelete(ctx: ChatContext, payload: unknown): Promise<Success<ChangeAck>> {
+  const { message } = await changeable(ctx, payload, '{ id: "<message id>" }');
+  if (message.deleted) return { ok: true, message };
+  return await applyChange(ctx, message, { deleted: true }, "delete");
 }
 
 /** `auth:refresh {token}`: a newer token for the same user replaces the connection's. */

@@ -21,7 +21,7 @@ import type { RoomPolicy } from "./rooms.ts";
 import { type Presence, PresenceFeed } from "../presence.ts";
 import type { Timeline } from "../timeline.ts";
 import { Admission } from "./admission.ts";
-import { CHAT_ROOM, roomKey, sendHistory } from "./delivery.ts";
+import { announceChange, CHAT_ROOM, roomKey, sendHistory } from "./delivery.ts";
 import { userRoom } from "./directory.ts";
 import { bindEvents, type EventBudgets, EventGate } from "./events.ts";
 import type { ChatContext } from "./handlers.ts";
@@ -29,7 +29,14 @@ import { RoomPresence } from "./room_presence.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
 import type { Ban, User } from "../types.ts";
 
-export { CHAT_ROOM, deliverTo, framesOf, LOAD_MAX_CHARS, roomKey } from "./delivery.ts";
+export {
+  announceChange,
+  CHAT_ROOM,
+  deliverTo,
+  framesOf,
+  LOAD_MAX_CHARS,
+  roomKey,
+} from "./delivery.ts";
 export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
 export { socketDirectory, userRoom } from "./directory.ts";
 export type { EventBudgets } from "./events.ts";
@@ -47,6 +54,8 @@ export interface ChatOptions {
   defaultRoom: string;
   /** Most rooms one connection may be in (`MAX_ROOMS_PER_SOCKET`). */
   maxRoomsPerSocket: number;
+  /** How long authors may edit or delete their messages, in ms (`EDIT_WINDOW`). */
+  editWindowMs: number;
   verifyToken: (token: string) => Promise<Identity>;
   /** Longest accepted message in characters (Unicode code points), after trimming. */
   maxMessageLength: number;
@@ -244,6 +253,16 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
         }),
       unsubscribe: (room) => leaveRoom(socket, room),
       membersOf,
+      editWindowMs: options.editWindowMs,
+      announceChange: (message) => announceChange(io, message),
+      onModerated: (action, message, by) =>
+        log.info("message.changed", {
+          action,
+          id: message.id,
+          room: message.room,
+          by,
+          author: message.user.id,
+        }),
       sendTyping: (room, typing) =>
         socket.to(roomKey(room)).volatile.emit("typing", { room, user, typing }),
       onIdentityChanged: (identity) => expiry.extend(identity),

@@ -8,6 +8,7 @@ import type { Server, Socket } from "socket.io";
 import type { Identity } from "../auth.ts";
 import type {
   Ack,
+  ChangeAck,
   HistoryAck,
   JoinAck,
   MessageAck,
@@ -29,6 +30,8 @@ export interface ClientToServerEvents {
   leave: (payload: unknown, ack?: Ack<OkAck>) => void;
   read: (payload: unknown, ack?: Ack<OkAck>) => void;
   rooms: (payload: unknown, ack?: Ack<RoomsAck>) => void;
+  "message:edit": (payload: unknown, ack?: Ack<ChangeAck>) => void;
+  "message:delete": (payload: unknown, ack?: Ack<ChangeAck>) => void;
 }
 
 /** Per-socket state set at admission. */

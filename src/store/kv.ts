@@ -18,7 +18,7 @@
 
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
-import type { AppendResult, Ban, ChatMessage, NewMessage } from "../types.ts";
+import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
 import type { MessageStore } from "./message_store.ts";
 import { RecentWindow, RoomWindows } from "./recent.ts";
 import {
@@ -80,6 +80,8 @@ const DEDUPE = "dedupe";
 const READS = "reads";
 const MEMBERS = "members";
 const BANS = "bans";
+/** `["ids", id]` names the room of a message, so it can be found by its id alone. */
+const IDS = "ids";
 /** The key layout's version: 2 keys messages by room. */
 const LAYOUT_KEY = ["meta", "layout"];
 const LAYOUT = 2;
@@ -301,6 +303,7 @@ export class KvMessageStore implements MessageStore {
     const atomic = this.#kv.atomic();
     for (const { message, key } of created) {
       atomic.set([MESSAGES, message.room, message.id], message, messageOptions);
+      atomic.set([IDS, message.id], message.room, messageOptions);
       if (key) {
         atomic.check({ key, versionstamp: null });
         atomic.set(key, [message.room, message.id] satisfies DedupeValue, dedupeOptions);
@@ -428,6 +431,47 @@ export class KvMessageStore implements MessageStore {
   async readMarkers(userId: string, rooms: readonly string[]): Promise<(string | undefined)[]> {
     const markers = await this.#getMany<string>(rooms.map((room) => [READS, userId, room]));
     return markers.map((marker) => marker ?? undefined);
+  }
+
+  async findMessage(id: string): Promise<ChatMessage | undefined> {
+    if (!isMessageId(id)) return undefined;
+    const { value: room } = await whenUnlocked(() => this.#kv.get<string>([IDS, id]));
+    // Messages stored before the index went into the default room.
+    const key = [MESSAGES, room ?? this.defaultRoom, id];
+    const { value } = await whenUnlocked(() => this.#kv.get<ChatMessage>(key));
+    return value ?? undefined;
+  }
+
+  async changeMessage(
+    id: string,
+    change: MessageChange,
+    at: Date,
+  ): Promise<ChatMessage | undefined> {
+    for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt++) {
+      if (!isMessageId(id)) return undefined;
+      const { value: room } = await whenUnlocked(() => this.#kv.get<string>([IDS, id]));
+      const key = [MESSAGES, room ?? this.defaultRoom, id];
+      const entry = await whenUnlocked(() => this.#kv.get<ChatMessage>(key));
+      const stored = entry.value;
+      if (!stored) return undefined;
+      if (stored.deleted) return stored;
+      const changed: ChatMessage = "deleted" in change
+        ? { ...stored, message: "", deleted: true, editedAt: at.toISOString() }
+        : { ...stored, message: change.message, editedAt: at.toISOString() };
+      // The edit keeps the message's own expiry.
+      const { maxAgeMs } = this.#options;
+      const expireIn = maxAgeMs === undefined
+        ? undefined
+        : Math.max(1, timeOfId(id) + maxAgeMs - Date.now());
+      const result = await whenUnlocked(() =>
+        this.#kv.atomic().check(entry).set(key, changed, expireIn ? { expireIn } : {}).commit()
+      );
+      if (!result.ok) continue;
+      this.#recent?.replace(changed);
+      this.#rooms?.replace(changed);
+      return changed;
+    }
+    throw new Error(`message ${id} kept changing under this edit`);
   }
 
   async setBan(userId: string, ban: Ban): Promise<void> {

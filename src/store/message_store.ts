@@ -2,7 +2,7 @@
  * The message store contract the timeline and the app depend on; `KvMessageStore` implements it.
  * @module
  */
-import type { AppendResult, Ban, ChatMessage, NewMessage } from "../types.ts";
+import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
 
 /** Ordered, append-only message history. Ids sort in creation order. */
 export interface MessageStore {
@@ -33,6 +33,13 @@ export interface MessageStore {
   addMembership(userId: string, room: string): Promise<void>;
   /** The rooms `userId` takes part in, at most `limit`, in name order. */
   memberships(userId: string, limit: number): Promise<string[]>;
+  /** The stored message with this id (a tombstone once deleted), in whichever room it is. */
+  findMessage(id: string): Promise<ChatMessage | undefined>;
+  /**
+   * Applies `change` to the stored message (`editedAt` becomes `at`); the message as stored now,
+   * or undefined when there is none. Deleting twice changes nothing.
+   */
+  changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined>;
   /** Bans `userId` until `ban.until` (ms since epoch; forever without it). */
   setBan(userId: string, ban: Ban): Promise<void>;
   /** `userId`'s ban, while it lasts. */

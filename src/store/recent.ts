@@ -33,6 +33,12 @@ export class RecentWindow {
     this.#complete = complete && newest.length <= this.size;
   }
 
+  /** Puts a changed message (an edit, a tombstone) where the one with its id is, if held. */
+  replace(message: ChatMessage): void {
+    const index = this.#messages.findLastIndex((held) => held.id === message.id);
+    if (index >= 0) this.#messages[index] = message;
+  }
+
   /** Messages held. */
   get length(): number {
     return this.#messages.length;
@@ -92,6 +98,8 @@ export class RoomWindows {
   #windows = new Map<string, RecentWindow>();
   /** Rooms being filled, and what was stored in them meanwhile. */
   #filling = new Map<string, ChatMessage[]>();
+  /** Rooms being filled, and the messages changed in them meanwhile, by id. */
+  #changing = new Map<string, Map<string, ChatMessage>>();
 
   constructor(readonly windowSize: number, readonly maxRooms: number) {}
 
@@ -105,6 +113,12 @@ export class RoomWindows {
     let total = 0;
     for (const window of this.#windows.values()) total += window.length;
     return total;
+  }
+
+  /** Puts a changed message where the one with its id is, in its room's window. */
+  replace(message: ChatMessage): void {
+    this.#windows.get(message.room)?.replace(message);
+    this.#changing.get(message.room)?.set(message.id, message);
   }
 
   /** Whether `room` has a window (or is getting one). */
@@ -139,10 +153,13 @@ export class RoomWindows {
   async fill(room: string, readNewest: () => Promise<ChatMessage[]>): Promise<void> {
     if (this.has(room)) return;
     const storedMeanwhile: ChatMessage[] = [];
+    const changedMeanwhile = new Map<string, ChatMessage>();
     this.#filling.set(room, storedMeanwhile);
+    this.#changing.set(room, changedMeanwhile);
     try {
       const read = await readNewest();
       const byId = new Map([...read, ...storedMeanwhile].map((message) => [message.id, message]));
+      for (const [id, changed] of changedMeanwhile) if (byId.has(id)) byId.set(id, changed);
       const merged = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       const window = new RecentWindow(this.windowSize);
       // Fewer than a window's worth read means the room's whole history is here.
@@ -156,6 +173,7 @@ export class RoomWindows {
       }
     } finally {
       this.#filling.delete(room);
+      this.#changing.delete(room);
     }
   }
 }
