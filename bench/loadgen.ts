@@ -4,11 +4,19 @@
  * message exactly once. The raw clients speak just enough Engine.IO v4 / Socket.IO v5 and read
  * only the send time out of each `load` frame, so they cost less per message than any server.
  *
+ * Modes: `traffic` (everyone in the default room), `rooms` (client i joins room `bench-<i % K>`
+ * first and senders write to their own room; the probe checks it gets its room's messages once
+ * and no other room's), `rooms-storm` (every raw client joins a random `bench-*` room and leaves
+ * it, as fast as the acks come back) and `connect` (connects only).
+ *
  * Prints one JSON line (the {@link LoadResult}) on stdout; progress goes to stderr.
  *
  * ```sh
  * deno run -A bench/loadgen.ts --url http://127.0.0.1:3000 --secret s3cr3t \
  *   --clients 100 --senders 10 --rate 500 --warmup 3 --duration 10 [--pid 1234] [--metrics]
+ * deno run -A bench/loadgen.ts --url … --secret … --mode rooms --rooms 10 --clients 1000 \
+ *   --senders 100 --rate 500
+ * deno run -A bench/loadgen.ts --url … --secret … --mode rooms-storm --rooms 10 --clients 500
  * deno run -A bench/loadgen.ts --url … --secret … --mode connect --clients 1000
  * ```
  * @module
@@ -21,9 +29,11 @@ import { cpuMicros, machineBusyMicros, rssKb } from "./proc.ts";
 export interface LoadOptions {
   url: string;
   secret: string;
-  mode: "traffic" | "connect";
+  mode: "traffic" | "rooms" | "rooms-storm" | "connect";
   /** Connected clients, the probe included. */
   clients: number;
+  /** Rooms `bench-0` … `bench-<rooms - 1>` of the `rooms` and `rooms-storm` modes. */
+  rooms: number;
   /** How many of the raw clients send. */
   senders: number;
   /** Messages per second, all senders together. */
@@ -45,6 +55,7 @@ export interface LoadOptions {
 export const LOADGEN_DEFAULTS: Omit<LoadOptions, "url" | "secret"> = {
   mode: "traffic",
   clients: 100,
+  rooms: 10,
   senders: 10,
   rate: 500,
   warmupSeconds: 3,
@@ -79,7 +90,18 @@ export interface LoadResult {
   p95Ms: number;
   p99Ms: number;
   maxMs: number;
-  probe: { received: number; lost: number; duplicates: number };
+  /** `foreign`: messages of rooms the probe is not in (`rooms` mode). */
+  probe: { received: number; lost: number; duplicates: number; foreign: number };
+  /** `rooms-storm` only: joins acked in the window, and join → ack latency. */
+  storm?: {
+    joins: number;
+    joinsPerSecond: number;
+    /** Joins acked with `ok: false`. */
+    refused: number;
+    p50Ms: number;
+    p99Ms: number;
+    cpuMicrosPerJoin?: number;
+  };
   /** Clients whose connection closed before the end. */
   disconnects: number;
   windowSeconds: number;
@@ -177,6 +199,8 @@ function percentile(sorted: Float64Array | number[], fraction: number): number {
 /** Engine.IO / Socket.IO frame heads the raw client tells apart, as char codes. */
 const CHAR = { "0": 48, "2": 50, "3": 51, "4": 52 } as const;
 const LOAD_EVENT = new TextEncoder().encode('["load",');
+/** How a successful ack's body starts (`43<id>[{"ok":true,…}]`). */
+const ACK_OK = new TextEncoder().encode('[{"ok":true');
 const encoder = new TextEncoder();
 /** Frames are ASCII here; latin1 decodes fastest. */
 const decoder = new TextDecoder("latin1");
@@ -192,6 +216,8 @@ class RawClient {
   #closing = false;
   #writes: Uint8Array[] = [];
   #writing = false;
+  /** Acks awaited by {@link request}, by ack id: each settles with whether it said `ok: true`. */
+  #pending = new Map<number, { resolve: (ok: boolean) => void; reject: (error: Error) => void }>();
 
   constructor(private readonly recorder: Recorder) {}
 
@@ -251,6 +277,7 @@ class RawClient {
           }
         } else if (kind === CHAR["3"]) {
           this.recorder.acks++;
+          if (this.#pending.size > 0) this.#settle(buffer, start + 2, end);
         } else if (kind === CHAR["4"]) {
           reject(new Error(`connect_error ${decoder.decode(buffer.subarray(start, end))}`));
         }
@@ -288,12 +315,37 @@ class RawClient {
     })().catch((error) => {
       if (!this.#closing) this.recorder.disconnects++;
       reject(error);
+      for (const pending of this.#pending.values()) pending.reject(error);
+      this.#pending.clear();
     });
     return loaded;
   }
 
-  send(text: string): void {
-    this.#sendText(`42${this.#nextAckId++}["message",{"message":"${text}"}]`);
+  /** Sends a message, to `room` or else the default room; its ack is only counted. */
+  send(text: string, room?: string): void {
+    const to = room === undefined ? "" : `"room":"${room}",`;
+    this.#sendText(`42${this.#nextAckId++}["message",{${to}"message":"${text}"}]`);
+  }
+
+  /** Sends `event` with an ack; resolves with whether the ack said `ok: true`. */
+  request(event: string, payload: unknown): Promise<boolean> {
+    const id = this.#nextAckId++;
+    const { promise, resolve, reject } = Promise.withResolvers<boolean>();
+    this.#pending.set(id, { resolve, reject });
+    this.#sendText(`42${id}${JSON.stringify([event, payload])}`);
+    return promise;
+  }
+
+  /** Settles the awaited ack whose id starts at `bytes[at]`, if any. */
+  #settle(bytes: Uint8Array, at: number, end: number): void {
+    let id = 0;
+    while (at < end && bytes[at] >= 48 && bytes[at] <= 57) id = id * 10 + bytes[at++] - 48;
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    this.#pending.delete(id);
+    let i = 0;
+    while (i < ACK_OK.length && bytes[at + i] === ACK_OK[i]) i++;
+    pending.resolve(i === ACK_OK.length);
   }
 
   /** Queues one masked text frame; writes go out in order, partial writes resumed. */
@@ -333,12 +385,16 @@ class RawClient {
   }
 }
 
-/** The stock socket.io-client: counts every live message it gets, by key. */
+/** The stock socket.io-client: counts every live message of its room it gets, by key. */
 class Probe {
   #socket?: Socket;
   #closing = false;
+  /** The room it joined; without one, it is in the default room only. */
+  #room?: string;
   readonly seen = new Map<string, number>();
   received = 0;
+  /** Live messages of rooms it is not in. */
+  foreign = 0;
 
   constructor(private readonly recorder: Recorder) {}
 
@@ -352,12 +408,16 @@ class Probe {
       });
       this.#socket = socket;
       let loaded = false;
-      socket.on("load", (messages: { message: string }[]) => {
+      socket.on("load", (messages: { room: string; message: string }[]) => {
         if (!loaded) {
           loaded = true;
           return resolve();
         }
-        for (const { message } of messages) {
+        for (const { room, message } of messages) {
+          if (this.#room !== undefined && room !== this.#room) {
+            this.foreign++;
+            continue;
+          }
           const sentAt = parseFloat(message);
           this.recorder.record(sentAt);
           if (sentAt < this.recorder.windowStart) continue;
@@ -371,6 +431,12 @@ class Probe {
         if (!this.#closing) this.recorder.disconnects++;
       });
     });
+  }
+
+  async join(room: string): Promise<void> {
+    this.#room = room;
+    const ack = await this.#socket!.emitWithAck("join", { room });
+    if (!ack.ok) throw new Error(`probe: join ${room} refused: ${JSON.stringify(ack.error)}`);
   }
 
   close(): void {
@@ -398,23 +464,66 @@ async function scrapeKvCommits(url: string): Promise<number> {
   return match ? Number(match[1]) : NaN;
 }
 
-/** Connects every client, at most `concurrency` at a time; returns each connect's duration. */
-async function connectAll(
-  connects: (() => Promise<void>)[],
+/** Runs every task (a connect, a join), at most `concurrency` at a time; returns their durations. */
+async function runLimited(
+  tasks: (() => Promise<void>)[],
   concurrency: number,
 ): Promise<number[]> {
   const durations: number[] = [];
   let next = 0;
   const worker = async () => {
-    while (next < connects.length) {
-      const connect = connects[next++];
+    while (next < tasks.length) {
+      const task = tasks[next++];
       const started = performance.now();
-      await connect();
+      await task();
       durations.push(performance.now() - started);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, connects.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(concurrency, tasks.length) }, worker));
   return durations.sort((a, b) => a - b);
+}
+
+/** The room of client `index` (the probe is client 0, raw client j is client j + 1). */
+const benchRoom = (index: number, rooms: number) => `bench-${index % rooms}`;
+
+/**
+ * Every client joins a random `bench-*` room and leaves it again, each as fast as its acks come
+ * back, until `stop()`; records the latency of joins acked while the window is open.
+ */
+function startStorm(clients: RawClient[], rooms: number, recorder: Recorder) {
+  const latencies: number[] = [];
+  let refused = 0;
+  let running = true;
+  const loops = clients.map(async (client) => {
+    try {
+      while (running) {
+        const room = benchRoom(Math.floor(Math.random() * rooms), rooms);
+        const started = now();
+        const ok = await client.request("join", { room });
+        const at = now();
+        if (at >= recorder.windowStart && at < recorder.windowEnd) {
+          if (ok) latencies.push(at - started);
+          else refused++;
+        }
+        await client.request("leave", { room });
+      }
+    } catch {
+      // The read loop counted the broken connection.
+    }
+  });
+  return {
+    /** Ends every loop after its current round trip (waits at most `timeoutMs`). */
+    async stop(timeoutMs: number) {
+      running = false;
+      await Promise.race([Promise.all(loops), sleep(timeoutMs)]);
+      return { latencies: latencies.sort((a, b) => a - b), refused };
+    },
+  };
+}
+
+/** Deliveries due: each room's messages sent in the window times its members. */
+function expectedDeliveries(sentTo: number[], members: number[]): number {
+  return sentTo.reduce((sum, sent, room) => sum + sent * members[room], 0);
 }
 
 /** Runs one load test against the server at `options.url`. */
@@ -429,13 +538,30 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
 
   const connectCpuStart = cpu();
   const connectStarted = performance.now();
-  const durations = await connectAll([
+  const durations = await runLimited([
     () => probe.connect(options.url, tokens[0]),
     ...raw.map((client, index) => () => client.connect(serverUrl, tokens[index + 1])),
   ], options.concurrency);
   const connectMs = performance.now() - connectStarted;
   const connectCpu = cpu() - connectCpuStart;
   console.error(`loadgen: ${options.clients} clients connected in ${connectMs.toFixed(0)} ms`);
+  // Room r's members and the messages sent to it in the window; one room unless in `rooms` mode.
+  const roomCount = options.mode === "rooms" ? options.rooms : 1;
+  const members = Array.from(
+    { length: roomCount },
+    (_, room) => Math.ceil((options.clients - room) / roomCount),
+  );
+  const sentInWindowTo = new Array<number>(roomCount).fill(0);
+  if (options.mode === "rooms") {
+    await runLimited([
+      () => probe.join(benchRoom(0, roomCount)),
+      ...raw.map((client, index) => async () => {
+        const room = benchRoom(index + 1, roomCount);
+        if (!await client.request("join", { room })) throw new Error(`join ${room} refused`);
+      }),
+    ], options.concurrency);
+    console.error(`loadgen: joined ${roomCount} rooms of ${members[0]}`);
+  }
   await sleep(500);
   const rssWithClientsKb = options.pid ? rssKb(options.pid) : NaN;
 
@@ -445,17 +571,30 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   let otherCpu = 0;
   let kvCommits = NaN;
   let windowSeconds = 0;
-  if (options.mode === "traffic") {
+  let stormed: { latencies: number[]; refused: number } | undefined;
+  if (options.mode !== "connect") {
     const filler = "x".repeat(options.payloadSize);
     const started = performance.now();
-    const sendTimer = setInterval(() => {
+    // One timer for all senders, in turn: rooms and senders get even, interleaved shares.
+    const sendTimer = options.mode === "rooms-storm" ? undefined : setInterval(() => {
       const due = Math.floor((performance.now() - started) / 1000 * options.rate);
       for (; sent < due; sent++) {
         const sentAt = now();
-        if (sentAt >= recorder.windowStart) recorder.sentInWindow++;
-        senders[sent % senders.length].send(`${sentAt.toFixed(3)} ${sent} ${filler}`);
+        const sender = sent % senders.length;
+        const room = (sender + 1) % roomCount;
+        if (sentAt >= recorder.windowStart) {
+          recorder.sentInWindow++;
+          sentInWindowTo[room]++;
+        }
+        senders[sender].send(
+          `${sentAt.toFixed(3)} ${sent} ${filler}`,
+          options.mode === "rooms" ? benchRoom(room, roomCount) : undefined,
+        );
       }
     }, 5);
+    const storm = options.mode === "rooms-storm"
+      ? startStorm(raw, options.rooms, recorder)
+      : undefined;
     await sleep(options.warmupSeconds * 1000);
 
     const kvBefore = options.metrics ? await scrapeKvCommits(options.url) : NaN;
@@ -472,9 +611,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     windowSeconds = (recorder.windowEnd - recorder.windowStart) / 1000;
     const kvAfter = options.metrics ? await scrapeKvCommits(options.url) : NaN;
     kvCommits = (kvAfter - kvBefore) / windowSeconds;
+    stormed = await storm?.stop(options.drainSeconds * 1000);
 
     // Late deliveries still count: wait until all arrived, or nothing arrived for 2 s.
-    const expected = recorder.sentInWindow * options.clients;
+    const expected = expectedDeliveries(sentInWindowTo, members);
     const drainUntil = performance.now() + options.drainSeconds * 1000;
     let last = -1;
     let quietSince = performance.now();
@@ -490,7 +630,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   await sleep(200);
 
   const latencies = recorder.latencies();
-  const expected = recorder.sentInWindow * options.clients;
+  const expected = expectedDeliveries(sentInWindowTo, members);
   let duplicates = 0;
   for (const count of probe.seen.values()) duplicates += count - 1;
   const delivered = recorder.delivered;
@@ -517,15 +657,27 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     maxMs: latencies.length ? latencies[latencies.length - 1] : NaN,
     probe: {
       received: probe.received,
-      lost: recorder.sentInWindow - probe.seen.size,
+      lost: sentInWindowTo[0] - probe.seen.size,
       duplicates,
+      foreign: probe.foreign,
+    },
+    storm: stormed && {
+      joins: stormed.latencies.length,
+      joinsPerSecond: stormed.latencies.length / windowSeconds,
+      refused: stormed.refused,
+      p50Ms: percentile(stormed.latencies, 0.5),
+      p99Ms: percentile(stormed.latencies, 0.99),
+      cpuMicrosPerJoin: options.pid ? windowCpu / Math.max(1, stormed.latencies.length) : undefined,
     },
     disconnects: recorder.disconnects,
     windowSeconds,
     server: options.pid
       ? {
         cpuMicros: windowCpu,
-        cpuMicrosPerDelivery: windowCpu / Math.max(1, recorder.receivedInWindow),
+        // Nothing delivered (the connect and storm modes): no figure rather than a huge one.
+        cpuMicrosPerDelivery: recorder.receivedInWindow
+          ? windowCpu / recorder.receivedInWindow
+          : NaN,
         cpuMicrosPerConnect: connectCpu / options.clients,
         rssWithClientsKb,
         kvCommitsPerSecond: options.metrics ? kvCommits : undefined,
@@ -534,6 +686,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     loadgenCpuPercent: windowSeconds ? loadgenCpu / (windowSeconds * 10_000) : 0,
     otherCpuPercent: windowSeconds && options.pid ? otherCpu / (windowSeconds * 10_000) : NaN,
   };
+}
+
+const MODES: readonly LoadOptions["mode"][] = ["traffic", "rooms", "rooms-storm", "connect"];
+
+function readMode(mode: string): LoadOptions["mode"] {
+  const known = MODES.find((candidate) => candidate === mode);
+  if (!known) throw new Error(`--mode must be one of ${MODES.join(", ")}, got "${mode}"`);
+  return known;
 }
 
 /** Parses `--name value` flags over {@link LOADGEN_DEFAULTS}. */
@@ -551,8 +711,9 @@ export function parseLoadArgs(args: string[]): LoadOptions {
   return {
     url: values.url,
     secret: values.secret,
-    mode: values.mode === "connect" ? "connect" : "traffic",
+    mode: readMode(values.mode ?? d.mode),
     clients: number("clients", d.clients),
+    rooms: number("rooms", d.rooms),
     senders: number("senders", d.senders),
     rate: number("rate", d.rate),
     warmupSeconds: number("warmup", d.warmupSeconds),

@@ -72,6 +72,8 @@ interface Summary {
   lostWorst: number;
   probeLost: number;
   probeDuplicates: number;
+  /** Messages of other rooms the probe got (R), all runs. */
+  probeForeign: number;
   disconnects: number;
   p50: number;
   p95: number;
@@ -89,6 +91,12 @@ interface Summary {
   kvCommitsPerSecond: number;
   loadgenCpuPercent: number;
   otherCpuPercent: number;
+  joinsPerSecond: number;
+  joinP50: number;
+  joinP99: number;
+  /** Joins refused, all runs. */
+  joinsRefused: number;
+  cpuPerJoin: number;
 }
 
 function summarize(runs: RunFigures[]): Summary {
@@ -101,6 +109,8 @@ function summarize(runs: RunFigures[]): Summary {
     lostWorst: Math.max(...runs.map((run) => run.result.lost)),
     probeLost: runs.reduce((sum, run) => sum + run.result.probe.lost, 0),
     probeDuplicates: runs.reduce((sum, run) => sum + run.result.probe.duplicates, 0),
+    // Results written before rooms have no figure: none.
+    probeForeign: runs.reduce((sum, run) => sum + (run.result.probe.foreign ?? 0), 0),
     disconnects: runs.reduce((sum, run) => sum + run.result.disconnects, 0),
     p50: m((run) => run.result.p50Ms),
     p95: m((run) => run.result.p95Ms),
@@ -122,6 +132,11 @@ function summarize(runs: RunFigures[]): Summary {
     kvCommitsPerSecond: m((run) => run.result.server?.kvCommitsPerSecond),
     loadgenCpuPercent: m((run) => run.result.loadgenCpuPercent),
     otherCpuPercent: m((run) => run.result.otherCpuPercent),
+    joinsPerSecond: m((run) => run.result.storm?.joinsPerSecond),
+    joinP50: m((run) => run.result.storm?.p50Ms),
+    joinP99: m((run) => run.result.storm?.p99Ms),
+    joinsRefused: runs.reduce((sum, run) => sum + (run.result.storm?.refused ?? 0), 0),
+    cpuPerJoin: m((run) => run.result.storm?.cpuMicrosPerJoin),
   };
 }
 
@@ -143,7 +158,11 @@ function summaries(report: Report, scenario: string): Map<string, Summary> {
 const SCENARIO_TITLES: Record<string, string> = {
   A: "A — 100 clients, 500 msg/s (≈50k deliveries/s)",
   B: "B — 1000 clients, 50 msg/s (≈50k deliveries/s)",
+  R: "R — 1000 clients in 10 rooms of 100, 500 msg/s over the rooms (≈50k deliveries/s)",
 };
+
+/** R's CPU per delivery against B's, per server: rooms should cost at most 10 % more. */
+const ROOMS_CPU_TARGET = 1.1;
 
 function trafficSection(report: Report, scenario: string, labels: Map<string, string>): string {
   const rows = [...summaries(report, scenario)].map(([name, s]) => [
@@ -184,6 +203,7 @@ function trafficSection(report: Report, scenario: string, labels: Map<string, st
   ], rows);
 }
 
+/** Ours against the others in A, B and D; empty when only one side ran. */
 function ratioSection(report: Report): string {
   const rows: string[][] = [];
   for (const scenario of ["A", "B", "D"]) {
@@ -210,10 +230,57 @@ function ratioSection(report: Report): string {
       }
     }
   }
+  if (rows.length === 0) return "";
   return table(
     ["scenario", "ratio", "CPU µs/delivery", "deliveries/s", "p99", "connects/s"],
     rows,
   );
+}
+
+function roomsSection(report: Report, labels: Map<string, string>): string {
+  const b = summaries(report, "B");
+  const rows = [...summaries(report, "R")].map(([name, r]) => {
+    const ratio = r.cpuPerDelivery / (b.get(name)?.cpuPerDelivery ?? NaN);
+    return [
+      labels.get(name)!,
+      fmt(r.cpuPerDelivery, 1),
+      fmt(b.get(name)?.cpuPerDelivery, 1),
+      Number.isFinite(ratio) ? `${fmt(ratio, 2)} ${ratio <= ROOMS_CPU_TARGET ? "✓" : "✗"}` : "—",
+      fmt(r.probeForeign),
+    ];
+  });
+  return table([
+    "server",
+    "R CPU µs/delivery",
+    "B CPU µs/delivery",
+    `R / B (target ≤ ${fmt(ROOMS_CPU_TARGET, 2)})`,
+    "probe: other rooms' messages",
+  ], rows);
+}
+
+function stormSection(report: Report, labels: Map<string, string>): string {
+  const rows = [...summaries(report, "J")].map(([name, s]) => [
+    labels.get(name)!,
+    fmt(s.joinsPerSecond),
+    fmt(s.joinP50, 1),
+    fmt(s.joinP99, 1),
+    fmt(s.joinsRefused),
+    fmt(s.cpuPerJoin, 1),
+    fmt(s.serverCpuPercent),
+    fmt(s.disconnects),
+    `${fmt(s.loadgenCpuPercent)} / ${fmt(s.otherCpuPercent)}`,
+  ]);
+  return table([
+    "server",
+    "joins/s (acked)",
+    "join ack p50 ms",
+    "join ack p99 ms",
+    "refused",
+    "CPU µs/join",
+    "server CPU %",
+    "disconnects",
+    "loadgen / other CPU %",
+  ], rows);
 }
 
 function sweepSection(report: Report, labels: Map<string, string>): string {
@@ -293,12 +360,30 @@ export function renderMarkdown(report: Report): string {
       "and connection limits lifted; **Node socket.io** = `bench/reference/server.mjs` (same contract, " +
       "history in memory); **limit** = `bench/limit_server.ts` (bare `Deno.upgradeWebSocket`, no " +
       "storage or auth).",
+      ...(has("R") || has("J")
+        ? [
+          "- R and J run for ours only: the reference and the limit server have no rooms " +
+          "contract (`join`, `leave`, `room` on messages).",
+        ]
+        : []),
     ].join("\n"),
   ];
   for (const scenario of ["A", "B"]) {
     if (has(scenario)) sections.push(trafficSection(report, scenario, labels));
   }
-  if (has("A") || has("B") || has("D")) sections.push(`### Ratios\n\n${ratioSection(report)}`);
+  if (has("R")) {
+    sections.push(
+      `${trafficSection(report, "R", labels)}\n\n${roomsSection(report, labels)}`,
+    );
+  }
+  if (has("J")) {
+    sections.push(
+      "### J — join/leave storm (500 clients, each joins a random `bench-*` room of 10 and " +
+        `leaves it, as fast as the acks come back)\n\n${stormSection(report, labels)}`,
+    );
+  }
+  const ratios = ratioSection(report);
+  if (ratios) sections.push(`### Ratios\n\n${ratios}`);
   if (has("C")) {
     sections.push(
       `### C — saturation sweep (100 clients, one run per rate)\n\n${sweepSection(report, labels)}`,
@@ -323,6 +408,23 @@ export function renderMarkdown(report: Report): string {
     "- **CPU µs/delivery**: server utime + stime (`/proc/<pid>/stat`, 10 ms ticks) over the window, " +
     "divided by deliveries in the window. **server CPU %**: 100 = one core.",
     "- **RSS/client**: (VmRSS with the clients connected − VmRSS idle) / clients.",
+    ...(has("R")
+      ? [
+        "- **R**: client i joins `bench-<i % 10>`; 10 senders a room send in turn, so rooms get " +
+        "even, interleaved shares. **lost** counts each room's messages × its 100 members; the " +
+        "probe is in `bench-0` and must get that room's messages once and no other room's. " +
+        "**R / B**: R's CPU per delivery over B's for the same server in the same run (a run of R " +
+        "always runs B too).",
+      ]
+      : []),
+    ...(has("J")
+      ? [
+        "- **J**: 499 raw clients join → leave in a loop (the probe stays out); joins acked `ok` " +
+        "in the window per second, and the send → ack latency of those joins. Every run starts a " +
+        "fresh server, so the rooms are empty and a join ack carries no history. **CPU µs/join** " +
+        "counts the leave that follows too.",
+      ]
+      : []),
     "- **loadgen / other CPU %**: the load generator's CPU, and what everything else on the machine " +
     "used meanwhile; a high loadgen figure means the generator, not the server, may be the limit, " +
     "and a high other figure means the run was disturbed.",

@@ -4,15 +4,20 @@
  * driven by `bench/loadgen.ts` in its own process. Writes `bench/results/<date>-<time>.md`,
  * `latest.md`, `latest.json` and `latest.svg`. Asserts nothing; never runs in CI.
  *
+ * Scenarios: A, B (traffic), C (saturation sweep), D (connect storm), and for servers with rooms
+ * (ours) R (B's deliveries/s in 10 rooms of 100; B runs too, as its baseline) and J (join/leave
+ * storm).
+ *
  * ```sh
  * deno run -A bench/run.ts            # everything, 3 runs each (10–20 minutes)
  * deno run -A bench/run.ts --quick    # 4 s windows, 1 run
  * deno run -A bench/run.ts --servers ours-kv,limit --scenarios A,D --runs 1
+ * deno run -A bench/run.ts --servers ours-kv,ours-mem --scenarios R,J --quick --out /tmp/bench
  * deno run -A bench/run.ts --quick --out /tmp/bench   # results elsewhere, `latest.*` untouched
  * ```
  * @module
  */
-import type { LoadResult } from "./loadgen.ts";
+import type { LoadOptions, LoadResult } from "./loadgen.ts";
 import { rssKb } from "./proc.ts";
 import {
   type Environment,
@@ -48,17 +53,39 @@ interface ServerSpec {
   command: (port: number, dataDir: string) => { args: string[]; env: Record<string, string> };
   /** Has our `/metrics` (KV commits). */
   metrics: boolean;
+  /** Speaks our rooms contract (`join`, `leave`, `room` on messages): runs R and J. */
+  rooms: boolean;
 }
 
-/** Our limits lifted as far as config allows (1000000 messages a minute per user is 16 666/s). */
+/** One load generator run's shape. */
+interface Load {
+  clients: number;
+  rate: number;
+  mode?: LoadOptions["mode"];
+  rooms?: number;
+  senders?: number;
+}
+
+/**
+ * Our limits lifted as far as config allows (1000000 messages a minute per user is 16 666/s), and
+ * the `bench-*` rooms of R and J open to everyone.
+ */
 const OURS_ENV = {
   JWT_SECRET,
   HOST: "127.0.0.1",
   LOG_LEVEL: "error",
   RATE_LIMIT_PER_MIN: "1000000",
   RATE_LIMIT_BURST: "1000000",
+  RATE_LIMIT_JOIN_PER_MIN: "1000000",
+  RATE_LIMIT_READ_PER_MIN: "1000000",
+  RATE_LIMIT_ROOMS_PER_MIN: "1000000",
+  RATE_LIMIT_TYPING_PER_MIN: "1000000",
+  RATE_LIMIT_HISTORY_PER_MIN: "1000000",
+  MAX_PACKETS_PER_SECOND: "0",
+  MAX_ERROR_EVENTS_PER_SECOND: "1000000",
   HANDSHAKE_LIMIT_PER_MIN: "0",
   MAX_SOCKETS_PER_USER: "10000",
+  PUBLIC_ROOMS: "general,bench-*",
 };
 
 const SERVERS: ServerSpec[] = [
@@ -66,6 +93,7 @@ const SERVERS: ServerSpec[] = [
     name: "ours-kv",
     label: "ours (KV file)",
     metrics: true,
+    rooms: true,
     command: (port, dataDir) => ({
       args: ["deno", "run", "-A", "main.ts"],
       env: { ...OURS_ENV, PORT: String(port), KV_PATH: `${dataDir}/chat.kv` },
@@ -75,6 +103,7 @@ const SERVERS: ServerSpec[] = [
     name: "ours-mem",
     label: "ours (KV :memory:)",
     metrics: true,
+    rooms: true,
     command: (port) => ({
       args: ["deno", "run", "-A", "main.ts"],
       env: { ...OURS_ENV, PORT: String(port), KV_PATH: ":memory:" },
@@ -84,6 +113,7 @@ const SERVERS: ServerSpec[] = [
     name: "reference",
     label: "Node socket.io",
     metrics: false,
+    rooms: false,
     command: (port) => ({
       args: ["node", `${REFERENCE_DIR}server.mjs`],
       env: { JWT_SECRET, PORT: String(port), HOSTNAME: "127.0.0.1" },
@@ -93,6 +123,7 @@ const SERVERS: ServerSpec[] = [
     name: "limit",
     label: "limit (bare Deno WS)",
     metrics: false,
+    rooms: false,
     command: (port) => ({
       args: ["deno", "run", "-A", `${BENCH_DIR}limit_server.ts`],
       env: { PORT: String(port), HOSTNAME: "127.0.0.1" },
@@ -108,7 +139,7 @@ function parseArgs(args: string[]): BenchOptions {
     warmupSeconds: 3,
     durationSeconds: 10,
     servers: SERVERS.map((server) => server.name),
-    scenarios: ["A", "B", "C", "D"],
+    scenarios: ["A", "B", "C", "D", "R", "J"],
     pin: true,
   };
   for (let i = 0; i < args.length; i++) {
@@ -124,8 +155,15 @@ function parseArgs(args: string[]): BenchOptions {
     else if (flag === "--scenarios") options.scenarios = args[++i].toUpperCase().split(",");
     else throw new Error(`unknown flag ${flag}`);
   }
+  // R is measured against B on the same servers in the same run.
+  if (options.scenarios.includes("R") && !options.scenarios.includes("B")) {
+    options.scenarios.splice(options.scenarios.indexOf("R"), 0, "B");
+  }
   return options;
 }
+
+/** Scenarios that need the rooms contract: servers without it skip them. */
+const ROOM_SCENARIOS = ["R", "J"];
 
 async function output(args: string[], cwd = ROOT_DIR): Promise<string> {
   const { stdout } = await new Deno.Command(args[0], { args: args.slice(1), cwd, stderr: "null" })
@@ -244,7 +282,7 @@ async function runLoadgen(args: string[], pin: boolean): Promise<LoadResult> {
 async function measure(
   spec: ServerSpec,
   scenario: string,
-  load: { clients: number; rate: number; mode?: "connect" },
+  load: Load,
   options: BenchOptions,
 ): Promise<RunFigures> {
   const server = await startServer(spec, options.pin);
@@ -265,19 +303,24 @@ async function measure(
       "--duration",
       String(options.durationSeconds),
       ...(load.mode ? ["--mode", load.mode] : []),
+      ...(load.rooms ? ["--rooms", String(load.rooms)] : []),
+      ...(load.senders ? ["--senders", String(load.senders)] : []),
       ...(spec.metrics ? ["--metrics"] : []),
     ], options.pin);
     const r = result;
     // A run with no delivery in the window has no latency: JSON turns NaN into null.
     const num = (value: number | null | undefined, digits = 0) => (value ?? NaN).toFixed(digits);
+    const others = `loadgen ${num(r.loadgenCpuPercent)}%, other ${num(r.otherCpuPercent)}%`;
     console.error(
       `  ${scenario} ${spec.name.padEnd(9)} N=${load.clients} R=${load.rate}: ` +
         (load.mode === "connect"
           ? `${num(r.connectsPerSecond)} connects/s`
+          : load.mode === "rooms-storm"
+          ? `${num(r.storm?.joinsPerSecond)} joins/s, join p99 ${num(r.storm?.p99Ms, 1)} ms, ` +
+            `${num(r.storm?.cpuMicrosPerJoin, 1)} µs/join, refused ${r.storm?.refused}, ${others}`
           : `${num(r.deliveriesPerSecond)} deliveries/s, ` +
             `${num(r.server?.cpuMicrosPerDelivery, 1)} µs/delivery, p99 ${num(r.p99Ms, 1)} ms, ` +
-            `lost ${r.lost}, loadgen ${num(r.loadgenCpuPercent)}%, ` +
-            `other ${num(r.otherCpuPercent)}%`),
+            `lost ${r.lost}, probe foreign ${r.probe.foreign}, ${others}`),
     );
     return { server: spec.name, scenario, ...load, rssIdleKb: server.rssIdleKb, result };
   } finally {
@@ -305,9 +348,12 @@ async function environment(options: BenchOptions, pinned: boolean): Promise<Envi
   const cpuinfo = await Deno.readTextFile("/proc/cpuinfo");
   const meminfo = await Deno.readTextFile("/proc/meminfo");
   const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT_DIR}deno.json`));
-  const referenceSocketIo = JSON.parse(
-    await Deno.readTextFile(`${REFERENCE_DIR}node_modules/socket.io/package.json`),
-  ).version;
+  // Installed only when the reference runs.
+  const referenceSocketIo = options.servers.includes("reference")
+    ? JSON.parse(
+      await Deno.readTextFile(`${REFERENCE_DIR}node_modules/socket.io/package.json`),
+    ).version
+    : "not run";
   return {
     date: new Date().toISOString(),
     cores: navigator.hardwareConcurrency,
@@ -364,10 +410,13 @@ async function main(): Promise<void> {
   console.error(`bench: load average ${env.loadAverageStart}; pinned: ${pinned}`);
 
   const runs: RunFigures[] = [];
-  const scenarios: Record<string, { clients: number; rate: number; mode?: "connect" }> = {
+  const scenarios: Record<string, Load> = {
     A: { clients: 100, rate: 500 },
     B: { clients: 1000, rate: 50 },
     D: { clients: 1000, rate: 0, mode: "connect" },
+    // B's 50,000 deliveries/s: 500 msg/s over 10 rooms of 100, 10 senders a room at 5 msg/s each.
+    R: { clients: 1000, rate: 500, mode: "rooms", rooms: 10, senders: 100 },
+    J: { clients: 500, rate: 0, mode: "rooms-storm", rooms: 10 },
   };
   const servers = specs.map(({ name, label }) => ({ name, label }));
   await Deno.mkdir(RESULTS_DIR, { recursive: true });
@@ -377,6 +426,10 @@ async function main(): Promise<void> {
   for (const scenario of options.scenarios) {
     console.error(`bench: scenario ${scenario}`);
     for (const spec of specs) {
+      if (ROOM_SCENARIOS.includes(scenario) && !spec.rooms) {
+        console.error(`  ${scenario} ${spec.name}: skipped, it has no rooms`);
+        continue;
+      }
       if (scenario === "C") {
         runs.push(...await sweep(spec, options));
         await save();
