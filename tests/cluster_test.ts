@@ -227,3 +227,31 @@ Deno.test({
     assert.equal(snoop.error?.code, "forbidden");
   },
 });
+
+Deno.test({
+  name: hasRedis()
+    ? "cluster: a ban set through one instance cuts the user on the other and holds there"
+    : "cluster: bans skipped because /usr/bin/redis-server is not installed",
+  ignore: !hasRedis(),
+  async fn() {
+    const key = "cluster-api-key-0123456789";
+    await using cluster = await startCluster({ API_KEY: key });
+    const { a, b, join } = cluster;
+    const mallory = await join(b, "mallory");
+    const closed = new Promise((resolve) => mallory.socket.once("disconnect", resolve));
+    const banned = await fetch(`${a.url}/api/v1/users/mallory/ban`, {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ reason: "spam" }),
+    });
+    assert.equal(banned.status, 200);
+    await banned.body?.cancel();
+    assert.equal(await within(closed, 5000, "mallory cut on B"), "io server disconnect");
+    const again = new ChatClient(b.url, {
+      ...websocket,
+      auth: { token: await tokenFor("mallory") },
+    });
+    cluster.clients.push(again);
+    assert.equal((await again.connectError()).message, "banned");
+  },
+});
