@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { createTokenVerifier } from "../src/auth.ts";
 import { createHttpHandler } from "../src/http.ts";
-import { MAX_DEV_LOGIN_BODY, type PageOptions, pageRoutes } from "../src/page.ts";
+import { DEFAULTS } from "../src/config.ts";
+import { MAX_DEV_LOGIN_BODY, PAGE_SCRIPTS, type PageOptions, pageRoutes } from "../src/page.ts";
 import { SECRET, startChat } from "./helpers/chat_server.ts";
 
 /** The page routes alone behind the HTTP handler, on an ephemeral port. */
@@ -66,8 +67,39 @@ Deno.test("page: the page loads only same-origin scripts and never uses innerHTM
     const scripts = [...html.matchAll(/<script[^>]*src="([^"]+)"/g)].map((match) => match[1]);
     assert.deepEqual(scripts, ["/socket.io/socket.io.min.js", "/app.js"]);
     assert.doesNotMatch(html, /<script>|style="/);
-    const script = await (await fetch(`${url}/app.js`)).text();
-    assert.doesNotMatch(script, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+    for (const name of PAGE_SCRIPTS) {
+      const response = await fetch(`${url}/${name}`);
+      assert.equal(response.status, 200, name);
+      assert.equal(response.headers.get("content-type"), "text/javascript; charset=utf-8", name);
+      const script = await response.text();
+      assert.doesNotMatch(script, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/, name);
+      // Every module a script imports is served too.
+      for (const [, imported] of script.matchAll(/from "\.\/([\w.-]+)"/g)) {
+        assert.ok((PAGE_SCRIPTS as readonly string[]).includes(imported), `${name} → ${imported}`);
+      }
+    }
+  });
+});
+
+Deno.test("page: /page-config.json tells the page the chat's limits and whether dev login is on", async () => {
+  await withPageServer({}, async (url) => {
+    const response = await fetch(`${url}/page-config.json`);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("cache-control"), "no-store");
+    assert.deepEqual(await response.json(), {
+      maxMessageLength: DEFAULTS.maxMessageLength,
+      defaultRoom: DEFAULTS.defaultRoom,
+      devLogin: false,
+    });
+  });
+  const config = { ...DEFAULTS, maxMessageLength: 120, defaultRoom: "lobby" };
+  await withPageServer({ config, ...DEV_LOGIN }, async (url) => {
+    const response = await fetch(`${url}/page-config.json`);
+    assert.deepEqual(await response.json(), {
+      maxMessageLength: 120,
+      defaultRoom: "lobby",
+      devLogin: true,
+    });
   });
 });
 
