@@ -91,7 +91,7 @@ function publicFile(name: string, contentType: string): StaticFile {
 }
 
 /** The page's own scripts: `app.js` and the modules it imports. */
-export const PAGE_SCRIPTS = ["app.js"] as const;
+export const PAGE_SCRIPTS = ["app.js", "format.js", "outbox.js", "rooms.js", "session.js"] as const;
 
 const STATIC_FILES = new Map<string, StaticFile>([
   ["/", publicFile("index.html", HTML)],
