@@ -34,6 +34,9 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
+/** `UPDATE_SCREENSHOTS=1` writes docs/screenshot*.png from the accessibility test's chat. */
+const UPDATE_SCREENSHOTS = Deno.env.get("UPDATE_SCREENSHOTS") === "1";
+
 const XSS = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=1>";
 /** The message list on screen: the visible room's log (the others are kept off the page). */
 const LOG = "#scroller .messages";
@@ -509,6 +512,138 @@ step(
     assert.equal(socket.connected, true);
     assert.ok(socket.data.identity.expiresAt! > firstExpiry, "the token was renewed");
     assert.equal(await kim.locator("#status").getAttribute("data-state"), "connected");
+
+    assert.deepEqual(chat.problems, []);
+  },
+);
+
+/** What axe-core finds on the page: only the serious and critical, with where. */
+async function seriousViolations(page: Page, axeSource: string): Promise<string[]> {
+  // The page's CSP allows no inline script; evaluating through the DevTools protocol is allowed.
+  if (!await page.evaluate("'axe' in globalThis")) await page.evaluate(axeSource);
+  const violations = await page.evaluate(`axe.run(document).then((results) =>
+    results.violations.map(({ id, impact, nodes }) => ({
+      id, impact, where: nodes.map((node) => node.target.join(" ")),
+    })))`) as { id: string; impact: string; where: string[] }[];
+  return violations.filter(({ impact }) => impact === "serious" || impact === "critical")
+    .map(({ id, impact, where }) => `${impact} ${id}: ${where.join(", ")}`);
+}
+
+/** WCAG's contrast ratio of two `rgb(…)` colours. */
+function contrast(a: string, b: string): number {
+  const luminance = (color: string) => {
+    const [r, g, b] = color.match(/\d+(\.\d+)?/g)!.slice(0, 3).map((part) => {
+      const channel = Number(part) / 255;
+      return channel <= 0.03928 ? channel / 12.92 : ((channel + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (light + 0.05) / (dark + 0.05);
+}
+
+/** Each author colour as drawn: name on a message and on one's own, initial on the avatar. */
+function authorColours(page: Page): Promise<
+  { hue: number; name: string; message: string; mine: string; avatar: string; initial: string }[]
+> {
+  return page.evaluate(`(() => {
+    const log = document.querySelector("#scroller .messages");
+    const colours = [];
+    for (let hue = 0; hue < 8; hue++) {
+      const message = document.createElement("article");
+      message.className = "message";
+      const mine = document.createElement("article");
+      mine.className = "message mine";
+      const name = document.createElement("bdi");
+      name.className = "author hue-" + hue;
+      const avatar = document.createElement("span");
+      avatar.className = "avatar hue-" + hue;
+      message.append(name, avatar);
+      log.append(message, mine);
+      const style = (node) => getComputedStyle(node);
+      colours.push({
+        hue,
+        name: style(name).color,
+        message: style(message).backgroundColor,
+        mine: style(mine).backgroundColor,
+        avatar: style(avatar).backgroundColor,
+        initial: style(avatar).color,
+      });
+      message.remove();
+      mine.remove();
+    }
+    return colours;
+  })()`);
+}
+
+step(
+  "accessibility: no serious or critical axe-core finding on the login and chat views in light and dark; author colours reach 4.5:1",
+  async (browser) => {
+    await using chat = await startBrowserChat(browser, {
+      publicRooms: ["general", "team-*"],
+      roomsLimitPerMinute: 120,
+    });
+    const { default: axe } = await import("axe-core");
+    const ada = await chat.visit("Ada", "#team-red");
+    await ada.locator("#dev-name").waitFor();
+    for (const colorScheme of ["light", "dark"] as const) {
+      await ada.emulateMedia({ colorScheme });
+      assert.deepEqual(await seriousViolations(ada, axe.source), [], `login, ${colorScheme}`);
+    }
+    await ada.emulateMedia({ colorScheme: "light" });
+    await ada.locator("#dev-name").fill("Ada");
+    await ada.locator("#dev-name").press("Enter");
+    await connected(ada);
+    await ada.locator("#room-title", { hasText: "#team-red" }).waitFor();
+    // The messages are a log a screen reader reads out as they come, without interrupting.
+    const log = ada.getByRole("log", { name: "Messages in #team-red" });
+    assert.equal(await log.getAttribute("aria-live"), "polite");
+
+    // A conversation with a bit of everything: authors, a group, a link, badges, a DM, typing.
+    const grace = await chat.client("grace", "Grace");
+    const linus = await chat.client("linus", "Linus");
+    await ada.locator(".room-link", { hasText: "#general" }).click();
+    await ada.locator("#room-title", { hasText: "#general" }).waitFor();
+    for (const room of ["team-red", "dm:dev-ada:grace"]) {
+      assert.equal((await grace.socket.emitWithAck("join", { room })).ok, true);
+    }
+    await grace.send({ room: "team-red", message: "Red team: stand-up moved to 10:30." });
+    await grace.send({ room: "team-red", message: "Bring the deploy checklist." });
+    await grace.send({ room: "dm:dev-ada:grace", message: "Got a minute after lunch?" });
+    await grace.send({ message: "Morning! Release notes: https://example.com/releases/4.2" });
+    await linus.send({ message: "Thanks. Reading them now." });
+    await linus.send({ message: "The migration section looks right to me." });
+    await send(ada, "Great. I'll merge once CI is green.");
+    await waitForMessage(ada, "merge once CI");
+    await ada.locator(".room-link", { hasText: "Grace" }).waitFor();
+    linus.socket.emit("typing", { typing: true });
+    await ada.locator("#typing", { hasText: "Linus is typing…" }).waitFor();
+    assert.deepEqual(await sidebar(ada), ["#general", "#team-red 2", "Grace 1"]);
+
+    for (const colorScheme of ["light", "dark"] as const) {
+      await ada.emulateMedia({ colorScheme });
+      assert.deepEqual(await seriousViolations(ada, axe.source), [], `chat, ${colorScheme}`);
+      const colours = await authorColours(ada);
+      assert.equal(new Set(colours.map(({ name }) => name)).size, 8, "eight distinct colours");
+      for (const { hue, name, message, mine, avatar, initial } of colours) {
+        for (const background of [message, mine]) {
+          const ratio = contrast(name, background);
+          assert.ok(ratio >= 4.5, `hue ${hue} ${colorScheme}: ${name} on ${background} ${ratio}`);
+        }
+        assert.ok(contrast(initial, avatar) >= 4.5, `hue ${hue} avatar, ${colorScheme}`);
+      }
+      if (UPDATE_SCREENSHOTS) {
+        const suffix = colorScheme === "light" ? "" : "-dark";
+        await ada.screenshot({ path: `docs/screenshot${suffix}.png` });
+      }
+    }
+
+    // On a phone the rooms and people become strips above the messages; nothing runs off.
+    await ada.emulateMedia({ colorScheme: "light" });
+    await ada.setViewportSize({ width: 390, height: 844 });
+    assert.equal(await ada.evaluate("document.documentElement.scrollWidth"), 390);
+    assert.equal(await ada.locator("#message-input").isVisible(), true);
+    if (UPDATE_SCREENSHOTS) await ada.screenshot({ path: "docs/screenshot-phone.png" });
 
     assert.deepEqual(chat.problems, []);
   },
