@@ -154,7 +154,10 @@ const tls = config.tls
   }
   : {};
 
-const routes = pageRoutes(devLoginSecret ? { devLogin: { secret: devLoginSecret } } : {});
+const routes = pageRoutes({
+  config,
+  ...(devLoginSecret ? { devLogin: { secret: devLoginSecret } } : {}),
+});
 const app = createApp(config, store, { log, cluster, routes });
 let server: Deno.HttpServer<Deno.NetAddr>;
 try {

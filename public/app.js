@@ -3,16 +3,23 @@
 /// <reference lib="dom.iterable" />
 /// <reference lib="esnext" />
 /**
- * The chat page: log in (pasted token or dev login), then history, live messages, sending with
- * acks, presence, typing and connection state over the stock Socket.IO browser client, which
- * `/socket.io/socket.io.min.js` puts on `window.io`. User text is only ever set as text.
+ * The chat page: log in (pasted token or dev login), then rooms and direct messages, history,
+ * live messages, sending through the outbox, presence, typing and connection state over the
+ * stock Socket.IO browser client, which `/socket.io/socket.io.min.js` puts on `window.io`. User
+ * text is only ever set as text.
  */
+import { Budget, characterCount, describe, dmRoom, isRoomId } from "./format.js";
+import { Outbox } from "./outbox.js";
+import { make, Rooms } from "./rooms.js";
+import { mintDevToken, Session } from "./session.js";
 
-/** @typedef {{ id: string, name: string }} User */
-/** @typedef {{ id: string, user: User, message: string, createdAt: string }} ChatMessage */
-/** @typedef {{ code: string, message?: string, retryAfterMs?: number }} ChatError */
-/** @typedef {{ ok: true, message: ChatMessage, duplicate: boolean } | { ok: false, error: ChatError }} MessageAck */
+/** @typedef {import("./format.js").User} User */
+/** @typedef {import("./format.js").ChatMessage} ChatMessage */
+/** @typedef {import("./format.js").ChatError} ChatError */
+/** @typedef {import("./rooms.js").Room} Room */
 /** @typedef {{ ok: true, messages: ChatMessage[], hasMore: boolean } | { ok: false, error: ChatError }} HistoryAck */
+/** @typedef {{ room: string, unread: number, lastMessage?: ChatMessage }} RoomSummary */
+/** @typedef {{ maxMessageLength: number, defaultRoom: string, devLogin: boolean }} PageConfig */
 /**
  * The parts of a socket.io-client `Socket` this page uses.
  * @typedef {{
@@ -22,37 +29,28 @@
  *   io: { on(event: string, listener: (...args: any[]) => void): void },
  *   on(event: string, listener: (...args: any[]) => void): void,
  *   emit(event: string, ...args: unknown[]): void,
- *   timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<any> },
+ *   timeout(ms: number): { emitWithAck(event: string, payload?: unknown): Promise<any> },
  *   connect(): void,
  *   disconnect(): void,
  * }} Socket
  */
 
-const TOKEN_KEY = "chat.token";
 /** Typing stops being announced this long after the last keystroke. */
 const TYPING_IDLE_MS = 2000;
 /** Someone else's typing indicator fades if their "stopped" never arrives. */
 const TYPING_STALE_MS = 6000;
 const ACK_TIMEOUT_MS = 10_000;
-const SEND_ATTEMPTS = 3;
 const HISTORY_PAGE = 50;
 /** How close to the bottom counts as "following" the conversation, in pixels. */
 const FOLLOW_SLACK_PX = 80;
-const HUES = 8;
-
-/** Plain-words versions of every code in the README's error tables. */
-const ERROR_SENTENCES = /** @type {Record<string, string>} */ ({
-  auth_required: "No token was sent. Log in again.",
-  invalid_token: "The server did not accept this token. Log in again.",
-  token_expired: "Your login has expired. Log in again.",
-  auth_unavailable: "The server cannot check tokens right now. Try again in a moment.",
-  too_many_connections: "You have too many chat tabs open. Close one, then reconnect.",
-  invalid_payload: "The server did not understand that request.",
-  message_too_long: "That message is too long.",
-  rate_limited: "You are sending messages too fast.",
-  forbidden: "Your login lets you read but not send messages.",
-  internal: "Something went wrong on the server; nothing was sent. Try again.",
-});
+/** The room list is asked for as the server allows (`rooms`: 12 a minute, 2 at once)… */
+const ROOMS_BUDGET = { burst: 2, intervalMs: 5000 };
+/** …when messages arrive, and this often anyway, for DMs others start. */
+const ROOMS_POLL_MS = 30_000;
+/** A read marker waits this long for more messages before it is sent. */
+const READ_DELAY_MS = 300;
+/** Codes whose acks already tell where they happened: their `error` events add nothing. */
+const ANSWERED_BY_ACK = new Set(["rate_limited", "message_too_long", "too_many_rooms"]);
 /** Codes that mean the token itself is no good: back to the login form. */
 const LOGIN_AGAIN = new Set(["auth_required", "invalid_token", "token_expired"]);
 
@@ -78,102 +76,292 @@ const view = {
   tokenInput: /** @type {HTMLTextAreaElement} */ (element("token-input")),
   loginError: element("login-error"),
   chat: element("chat"),
+  roomList: element("room-list"),
+  dmList: element("dm-list"),
+  dmHint: element("dm-hint"),
+  roomTitle: element("room-title"),
   scroller: element("scroller"),
   loadOlder: /** @type {HTMLButtonElement} */ (element("load-older")),
   empty: element("empty"),
-  messages: element("messages"),
+  logSlot: element("log-slot"),
+  newMessages: /** @type {HTMLButtonElement} */ (element("new-messages")),
   typing: element("typing"),
   notice: element("notice"),
   composer: /** @type {HTMLFormElement} */ (element("composer")),
   input: /** @type {HTMLTextAreaElement} */ (element("message-input")),
+  counter: element("counter"),
+  people: element("people"),
+  presenceStale: element("presence-stale"),
   onlineCount: element("online-count"),
   presence: element("presence"),
 };
 
-/**
- * A sentence for an error code, with details the server gave.
- * @param {ChatError} error
- */
-function describe(error) {
-  let sentence = ERROR_SENTENCES[error.code] ?? `The server refused that (${error.code}).`;
-  if (error.code === "rate_limited" && error.retryAfterMs !== undefined) {
-    sentence += ` Try again in ${Math.ceil(error.retryAfterMs / 1000)} s.`;
-  }
-  return sentence;
-}
-
-/**
- * The user a token names, read without verifying it (the server verifies; this is for display).
- * @param {string} token
- * @returns {User | undefined}
- */
-function userOfToken(token) {
+/** The server's limits, or its defaults when the page cannot ask. */
+async function loadPageConfig() {
   try {
-    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    const bytes = Uint8Array.from(atob(part), (char) => char.charCodeAt(0));
-    const claims = JSON.parse(new TextDecoder().decode(bytes));
-    if (typeof claims.sub !== "string") return undefined;
-    return { id: claims.sub, name: typeof claims.name === "string" && claims.name || claims.sub };
+    const response = await fetch("/page-config.json");
+    if (response.ok) return /** @type {PageConfig} */ (await response.json());
   } catch {
-    return undefined;
+    // Shown as a connection problem once the socket tries.
   }
-}
-
-/**
- * One of a few colours per user, stable across reloads (a class: the CSP forbids inline styles).
- * @param {string} userId
- */
-function hueClass(userId) {
-  let hash = 0;
-  for (const char of userId) hash = (hash * 31 + (char.codePointAt(0) ?? 0)) >>> 0;
-  return `hue-${hash % HUES}`;
-}
-
-/** @param {string} iso */
-function formatTime(iso) {
-  const date = new Date(iso);
-  const sameDay = date.toDateString() === new Date().toDateString();
-  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  return sameDay
-    ? time
-    : `${date.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
-}
-
-/**
- * @param {string} tag
- * @param {string} className
- * @param {string} [text]
- */
-function make(tag, className, text) {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
+  return { maxMessageLength: 2000, defaultRoom: "general", devLogin: false };
 }
 
 // ---- state
 
+const settings = await loadPageConfig();
 /** @type {Socket | undefined} */
 let socket;
-/** @type {User | undefined} */
-let me;
-/** Id of the newest message shown: sent as `auth.lastId` so a reconnect catches up. */
-/** @type {string | undefined} */
-let lastId;
-/** Id of the oldest message shown, for "Load older". */
-/** @type {string | undefined} */
-let oldestId;
-/** @type {Set<string>} */
-const shownIds = new Set();
+/** @type {Session | undefined} */
+let session;
+const rooms = new Rooms(settings.defaultRoom);
+/** Messages that arrived in the room on screen while it was scrolled up. */
+let unseen = 0;
 /** @type {Map<string, User>} */
 const online = new Map();
-/** @type {Map<string, { user: User, timer: ReturnType<typeof setTimeout> }>} */
+/** Who is typing, by room and user. */
+/** @type {Map<string, Map<string, { user: User, timer: ReturnType<typeof setTimeout> }>>} */
 const typists = new Map();
 let amTyping = false;
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let typingTimer;
-/** The connection's first `load` (history or catch-up) is still to come. */
-let awaitingHistory = true;
+const roomsBudget = new Budget(ROOMS_BUDGET.burst, ROOMS_BUDGET.intervalMs);
+const roomsRefresh = {
+  due: Infinity,
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  timer: undefined,
+};
+
+const outbox = new Outbox({
+  send: (payload) => {
+    if (!socket) return Promise.reject(new Error("not connected"));
+    return socket.timeout(ACK_TIMEOUT_MS).emitWithAck("message", payload);
+  },
+  onChange(entry) {
+    const { room, hadFocus } = rooms.drawOutgoing(entry, () => outbox.retry(entry));
+    // Retry pressed from the keyboard: the focus goes on to the message box, not to the page.
+    if (hadFocus) view.input.focus();
+    if (room.id === rooms.current) updateEmpty();
+  },
+  onDelivered(entry, message) {
+    const room = rooms.removeOutgoing(entry.room, entry.clientId);
+    noteArrivals(room, addMessages(room, [message]));
+  },
+});
+
+// ---- rooms
+
+/**
+ * Adds messages to a room, keeping the view at the end if it was there.
+ * @param {Room} room
+ * @param {ChatMessage[]} messages
+ */
+function addMessages(room, messages) {
+  const onScreen = room.id === rooms.current;
+  const follow = onScreen && isFollowing();
+  const fresh = rooms.add(room, messages);
+  if (onScreen) {
+    updateEmpty();
+    if (follow) scrollToEnd();
+  }
+  return fresh;
+}
+
+/**
+ * Counts what arrived: unread in rooms not on screen, unseen while scrolled up.
+ * @param {Room} room
+ * @param {ChatMessage[]} fresh
+ */
+function noteArrivals(room, fresh) {
+  const me = rooms.me;
+  const others = fresh.filter((message) => message.user.id !== me?.id);
+  for (const message of fresh) clearTyping(room.id, message.user.id);
+  if (room.id !== rooms.current) {
+    room.unread += others.length;
+  } else if (isFollowing()) {
+    markRead(room);
+  } else {
+    unseen += others.length;
+    updateUnseen();
+  }
+  if (others.length > 0) scheduleRoomsRefresh(0);
+  renderRooms();
+}
+
+/**
+ * Marks the newest message of the room on screen as read, and sends that once arrivals settle.
+ * @param {Room} room
+ */
+function markRead(room) {
+  room.unread = 0;
+  // The newest message now: what arrives after the person has moved on is not read.
+  const lastId = room.messages.at(-1)?.id;
+  if (lastId === undefined || lastId <= (room.readWanted ?? "")) return;
+  room.readWanted = lastId;
+  clearTimeout(room.readTimer);
+  room.readTimer = setTimeout(() => sendRead(room), READ_DELAY_MS);
+}
+
+/**
+ * Sends a room's read marker now, if it moved.
+ * @param {Room} room
+ */
+async function sendRead(room) {
+  clearTimeout(room.readTimer);
+  const lastId = room.readWanted;
+  if (!socket?.connected || lastId === undefined || lastId <= (room.readSent ?? "")) return;
+  try {
+    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("read", { room: room.id, lastId });
+    if (ack.ok && lastId > (room.readSent ?? "")) {
+      room.readSent = lastId;
+      room.readStoredAt = performance.now();
+    }
+  } catch {
+    // The next message or visit sends it again.
+  }
+}
+
+/**
+ * Joins a room; its history comes with the ack.
+ * @param {Room} room
+ */
+async function join(room) {
+  if (!socket?.connected) return;
+  room.state = "joining";
+  try {
+    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("join", { room: room.id });
+    if (!ack.ok) return refuseRoom(room, ack.error);
+    room.state = "joined";
+    if (room.messages.length === 0) room.hasMore = ack.hasMore;
+    // Its history, not news: the room list's next refresh says how much of it is unread.
+    addMessages(room, ack.messages);
+    if (room.id === rooms.current) {
+      updateLoadOlder();
+      updateEmpty();
+      scrollToEnd();
+      markRead(room);
+    }
+    renderRooms();
+  } catch {
+    room.state = "none";
+    if (room.id === rooms.current) showNotice("No answer from the server; pick the room again.");
+  }
+}
+
+/**
+ * @param {Room} room
+ * @param {ChatError} error
+ */
+function refuseRoom(room, error) {
+  room.state = "none";
+  showNotice(describe(error));
+  if (!room.listed && room.messages.length === 0) {
+    rooms.forget(room.id);
+    if (room.id === rooms.current) {
+      history.replaceState(null, "", `#${settings.defaultRoom}`);
+      showRoom(settings.defaultRoom);
+    }
+  }
+  renderRooms();
+}
+
+/**
+ * Puts a room on screen: its messages, title and composer; joins it on the first visit.
+ * @param {string} id
+ */
+function showRoom(id) {
+  const previous = rooms.visible();
+  if (previous.id !== id) {
+    previous.following = isFollowing();
+    previous.scrollTop = view.scroller.scrollTop;
+    announceTyping(false);
+    void sendRead(previous);
+  }
+  rooms.current = id;
+  const room = rooms.visible();
+  room.unread = 0;
+  unseen = 0;
+  view.logSlot.replaceChildren(room.log);
+  showRoomName();
+  updateLoadOlder();
+  updateEmpty();
+  renderTyping();
+  if (room.following || room.scrollTop === undefined) scrollToEnd();
+  else view.scroller.scrollTop = room.scrollTop;
+  if (room.state === "none") void join(room);
+  else markRead(room);
+  renderRooms();
+}
+
+/** The room's name where it shows: heading, log, message box and document title. */
+function showRoomName() {
+  const label = rooms.label(rooms.current);
+  view.roomTitle.replaceChildren(make("bdi", "", label));
+  rooms.visible().log.setAttribute("aria-label", `Messages in ${label}`);
+  view.input.setAttribute("aria-label", `Message ${label}`);
+  updateUnseen();
+}
+
+function roomFromHash() {
+  let id = "";
+  try {
+    id = decodeURIComponent(location.hash.slice(1));
+  } catch {
+    // A malformed hash shows the default room.
+  }
+  return isRoomId(id) ? id : settings.defaultRoom;
+}
+
+/**
+ * Asks for the room list in `delay` ms, or as soon after as the budget allows.
+ * @param {number} delay
+ */
+function scheduleRoomsRefresh(delay) {
+  const due = Date.now() + Math.max(delay, roomsBudget.wait());
+  if (due >= roomsRefresh.due) return;
+  clearTimeout(roomsRefresh.timer);
+  roomsRefresh.due = due;
+  roomsRefresh.timer = setTimeout(refreshRooms, due - Date.now());
+}
+
+async function refreshRooms() {
+  roomsRefresh.due = Infinity;
+  if (!socket?.connected) return;
+  roomsBudget.take();
+  scheduleRoomsRefresh(ROOMS_POLL_MS);
+  const askedAt = performance.now();
+  try {
+    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("rooms");
+    if (!ack.ok) {
+      if (ack.error.retryAfterMs !== undefined) scheduleRoomsRefresh(ack.error.retryAfterMs);
+      return;
+    }
+    for (const summary of /** @type {RoomSummary[]} */ (ack.rooms)) {
+      const room = rooms.get(summary.room);
+      room.listed = true;
+      // A read marker on its way, or stored while the list was read: the page counts better.
+      const reading = (room.readWanted ?? "") > (room.readSent ?? "") ||
+        (room.readStoredAt ?? 0) > askedAt;
+      if (room.id === rooms.current) room.unread = 0;
+      else if (!reading) room.unread = summary.unread;
+      const last = summary.lastMessage;
+      if (last && (!room.lastMessage || room.lastMessage.id < last.id)) room.lastMessage = last;
+      if (last) rooms.names.set(last.user.id, last.user.name);
+    }
+    renderRooms();
+  } catch {
+    // Asked again at the next poll.
+  }
+}
+
+function stopRoomsRefresh() {
+  clearTimeout(roomsRefresh.timer);
+  roomsRefresh.due = Infinity;
+}
+
+function renderRooms() {
+  view.dmHint.hidden = rooms.renderList(view.roomList, view.dmList) > 0;
+}
 
 // ---- rendering
 
@@ -185,7 +373,10 @@ function setStatus(state, text) {
   view.status.dataset.state = state;
   view.status.textContent = text;
   view.reconnect.hidden = state !== "disconnected" || socket === undefined;
-  view.composer.classList.toggle("offline", state !== "connected");
+  const connected = state === "connected";
+  view.composer.classList.toggle("offline", !connected);
+  view.people.classList.toggle("stale", !connected);
+  view.presenceStale.hidden = connected || socket === undefined;
 }
 
 /** @param {string} [text] */
@@ -201,103 +392,123 @@ function isFollowing() {
 
 function scrollToEnd() {
   view.scroller.scrollTop = view.scroller.scrollHeight;
+  if (unseen === 0) return;
+  unseen = 0;
+  updateUnseen();
 }
 
-/** @param {ChatMessage} message */
-function renderMessage(message) {
-  const item = make("li", "message");
-  item.dataset.id = message.id;
-  if (me && message.user.id === me.id) item.classList.add("mine");
-  const header = make("div", "meta");
-  // <bdi> and dir="auto" keep a right-to-left (or direction-overriding) name or text to itself.
-  const author = make("bdi", `author ${hueClass(message.user.id)}`, message.user.name);
-  const time = /** @type {HTMLTimeElement} */ (make("time", "time", formatTime(message.createdAt)));
-  time.dateTime = message.createdAt;
-  time.title = new Date(message.createdAt).toLocaleString();
-  header.append(author, time);
-  const text = make("p", "text", message.message);
-  text.dir = "auto";
-  item.append(header, text);
-  return item;
+function updateEmpty() {
+  const room = rooms.visible();
+  view.empty.hidden = room.state !== "joined" || room.messages.length > 0 ||
+    room.outgoing.size > 0;
 }
 
-/**
- * Adds messages after those shown (live ones, catch-up), skipping any already shown.
- * @param {ChatMessage[]} messages
- */
-function appendMessages(messages) {
-  const follow = isFollowing();
-  for (const message of messages) {
-    if (shownIds.has(message.id)) continue;
-    shownIds.add(message.id);
-    view.messages.append(renderMessage(message));
-    lastId = message.id;
-    oldestId ??= message.id;
-    clearTyping(message.user.id);
-  }
-  view.empty.hidden = shownIds.size > 0;
-  if (follow) scrollToEnd();
+function updateLoadOlder() {
+  const room = rooms.visible();
+  view.loadOlder.hidden = !room.hasMore || room.messages.length === 0;
 }
 
-/**
- * Adds older messages above those shown, keeping the view where it was.
- * @param {ChatMessage[]} messages
- */
-function prependMessages(messages) {
-  const before = view.scroller.scrollHeight;
-  const fresh = messages.filter((message) => !shownIds.has(message.id));
-  view.messages.prepend(...fresh.map(renderMessage));
-  for (const message of fresh) shownIds.add(message.id);
-  if (fresh.length > 0) oldestId = fresh[0].id;
-  lastId ??= fresh.at(-1)?.id;
-  view.empty.hidden = shownIds.size > 0;
-  view.scroller.scrollTop += view.scroller.scrollHeight - before;
-}
-
-function clearMessages() {
-  view.messages.replaceChildren();
-  shownIds.clear();
-  lastId = undefined;
-  oldestId = undefined;
+/** The "New messages" button and the count in the title, while scrolled up. */
+function updateUnseen() {
+  view.newMessages.hidden = unseen === 0;
+  view.newMessages.textContent = unseen === 1 ? "1 new message" : `${unseen} new messages`;
+  const place = session ? `${rooms.label(rooms.current)} · Chat` : "Chat";
+  document.title = unseen > 0 ? `(${unseen}) ${place}` : place;
 }
 
 function renderPresence() {
   const people = [...online.values()].sort((a, b) => a.name.localeCompare(b.name));
   view.presence.replaceChildren(...people.map((user) => {
     const item = make("li", "person");
-    item.append(
-      make("span", `avatar ${hueClass(user.id)}`, [...user.name][0]?.toUpperCase() ?? "?"),
-      make("bdi", "name", user.name),
-    );
-    if (me && user.id === me.id) item.append(make("span", "you", "you"));
+    const avatar = make("span", `avatar ${rooms.hues.classOf(user.id)}`, [...user.name][0] ?? "?");
+    avatar.setAttribute("aria-hidden", "true");
+    const name = make("bdi", "name", user.name);
+    if (user.id === rooms.me?.id) {
+      const row = make("span", "person-row");
+      row.append(avatar, name, make("span", "you", "(you)"));
+      item.append(row);
+      return item;
+    }
+    // Everyone else is a button: a direct message with them.
+    const button = make("button", "person-row person-button");
+    button.setAttribute("type", "button");
+    button.title = `Message ${user.name} directly`;
+    button.append(avatar, make("span", "sr-only", "Message "), name);
+    button.addEventListener("click", () => startDirectMessage(user));
+    item.append(button);
     return item;
   }));
   view.onlineCount.textContent = String(people.length);
 }
 
+/** @param {User[]} users */
+function learnNames(users) {
+  let renamed = false;
+  for (const user of users) {
+    renamed ||= rooms.names.get(user.id) !== user.name;
+    rooms.names.set(user.id, user.name);
+  }
+  renderPresence();
+  if (renamed) {
+    renderRooms();
+    showRoomName();
+  }
+}
+
+/** @param {User} user */
+function startDirectMessage(user) {
+  if (!rooms.me) return;
+  location.hash = `#${dmRoom(rooms.me.id, user.id)}`;
+  view.input.focus();
+}
+
 function renderTyping() {
-  const names = [...typists.values()].map((entry) => make("bdi", "", entry.user.name));
+  const shown = [...typists.get(rooms.current)?.values() ?? []].map((entry) =>
+    make("bdi", "", entry.user.name)
+  );
   view.typing.replaceChildren(
-    ...names.length === 0
+    ...shown.length === 0
       ? []
-      : names.length === 1
-      ? [names[0], " is typing…"]
-      : names.length === 2
-      ? [names[0], " and ", names[1], " are typing…"]
-      : [`${names.length} people are typing…`],
+      : shown.length === 1
+      ? [shown[0], " is typing…"]
+      : shown.length === 2
+      ? [shown[0], " and ", shown[1], " are typing…"]
+      : [`${shown.length} people are typing…`],
   );
 }
 
-/** @param {string} userId */
-function clearTyping(userId) {
-  const entry = typists.get(userId);
+/**
+ * @param {string} room
+ * @param {string} userId
+ */
+function clearTyping(room, userId) {
+  const entry = typists.get(room)?.get(userId);
   if (!entry) return;
   clearTimeout(entry.timer);
-  typists.delete(userId);
-  renderTyping();
+  typists.get(room)?.delete(userId);
+  if (room === rooms.current) renderTyping();
 }
 
-// ---- sending
+function clearAllTyping() {
+  for (const [room, users] of typists) {
+    for (const userId of [...users.keys()]) clearTyping(room, userId);
+  }
+}
+
+/** The counter against the server's limit, and a box as tall as its text. */
+function updateComposer() {
+  const length = characterCount(view.input.value.trim());
+  const over = length > settings.maxMessageLength;
+  view.counter.replaceChildren(
+    make("span", "sr-only", "Characters: "),
+    `${length} / ${settings.maxMessageLength}`,
+  );
+  view.counter.classList.toggle("over", over);
+  view.input.setAttribute("aria-invalid", String(over));
+  view.input.style.height = "auto";
+  const border = view.input.offsetHeight - view.input.clientHeight;
+  view.input.style.height = `${view.input.scrollHeight + border}px`;
+}
 
 /** @param {boolean} typing */
 function announceTyping(typing) {
@@ -305,177 +516,205 @@ function announceTyping(typing) {
   if (typing) typingTimer = setTimeout(() => announceTyping(false), TYPING_IDLE_MS);
   if (typing === amTyping || !socket?.connected) return;
   amTyping = typing;
-  socket.emit("typing", { typing });
-}
-
-/**
- * Sends with a `clientId` and retries with the same one until acked: the server stores it once.
- * @param {string} text
- */
-async function send(text) {
-  if (!socket) return;
-  const pending = renderMessage({
-    id: "",
-    user: me ?? { id: "", name: "You" },
-    message: text,
-    createdAt: new Date().toISOString(),
-  });
-  pending.classList.add("pending", "mine");
-  view.messages.append(pending);
-  scrollToEnd();
-  const payload = { message: text, clientId: crypto.randomUUID() };
-  /** @type {MessageAck | undefined} */
-  let ack;
-  for (let attempt = 1; attempt <= SEND_ATTEMPTS && ack === undefined; attempt++) {
-    try {
-      ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("message", payload);
-    } catch {
-      // No ack in time: the socket buffers while offline, so asking again is safe and idempotent.
-    }
-  }
-  pending.remove();
-  if (ack?.ok) {
-    appendMessages([ack.message]);
-    return;
-  }
-  const reason = ack ? `${describe(ack.error)} (${ack.error.code})` : "No answer from the server.";
-  showNotice(`Not sent: ${reason}`);
-  if (view.input.value.trim() === "") view.input.value = text;
+  socket.emit("typing", { room: rooms.current, typing });
 }
 
 // ---- connection
 
-/** @param {string} token */
-function connect(token) {
-  me = userOfToken(token);
-  view.me.replaceChildren(...me ? ["Signed in as ", make("bdi", "", me.name)] : []);
+/** @param {Session} current */
+function connect(current) {
+  session = current;
+  rooms.me = current.user;
+  if (rooms.me) rooms.names.set(rooms.me.id, rooms.me.name);
+  view.me.replaceChildren(...rooms.me ? ["Signed in as ", make("bdi", "", rooms.me.name)] : []);
   view.login.hidden = true;
   view.chat.hidden = false;
   view.logout.hidden = false;
   setStatus("connecting", "Connecting…");
+  showRoom(roomFromHash());
+  updateComposer();
+  view.input.focus();
 
   const io = /** @type {(options: object) => Socket} */ (
     /** @type {any} */ (globalThis).io
   );
-  const current = io({
-    auth: (/** @type {(auth: object) => void} */ reply) => reply({ token, lastId }),
+  /** Rooms whose history the server sends on this connection, each before its `loaded`. */
+  let catchingUp = new Set();
+  const connection = io({
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 5000,
+    auth: (/** @type {(auth: object) => void} */ reply) => {
+      current.freshToken().then((token) => {
+        const lastIds = rooms.lastIds();
+        catchingUp = new Set([settings.defaultRoom, ...Object.keys(lastIds)]);
+        reply({ token, lastIds });
+      });
+    },
   });
-  socket = current;
+  socket = connection;
+  /**
+   * Listens while this connection is the page's: one replaced by a new login stays quiet.
+   * @param {string} event
+   * @param {(...args: any[]) => void} listener
+   */
+  const on = (event, listener) =>
+    connection.on(event, (...args) => {
+      if (socket === connection) listener(...args);
+    });
 
-  current.on("connect", () => {
-    awaitingHistory = !current.recovered;
-    history = [];
+  on("connect", () => {
     setStatus("connected", "Connected");
     showNotice();
+    view.tokenInput.value = "";
+    if (!connection.recovered) {
+      rooms.get(settings.defaultRoom);
+      for (const room of rooms.all()) {
+        if (catchingUp.has(room.id)) {
+          room.state = "joining";
+          room.catchUp = [];
+        } else if (room.state !== "none" || room.id === rooms.current) {
+          void join(room);
+        }
+      }
+    }
+    outbox.setConnection("connected");
+    current.keepRenewed(async (token) => {
+      if (!connection.connected) return;
+      const ack = await connection.timeout(ACK_TIMEOUT_MS).emitWithAck("auth:refresh", { token });
+      if (!ack.ok) throw new Error(ack.error.code);
+    });
+    scheduleRoomsRefresh(0);
   });
-  current.on("disconnect", (/** @type {string} */ reason) => {
+  on("disconnect", (/** @type {string} */ reason) => {
     amTyping = false;
-    for (const userId of [...typists.keys()]) clearTyping(userId);
-    if (current.active) setStatus("reconnecting", "Reconnecting…");
-    else {setStatus(
-        "disconnected",
-        reason === "io server disconnect" ? "Disconnected by the server" : "Disconnected",
-      );}
+    clearAllTyping();
+    stopRoomsRefresh();
+    if (connection.active) {
+      setStatus("reconnecting", "Reconnecting…");
+      outbox.setConnection("reconnecting");
+      return;
+    }
+    setStatus(
+      "disconnected",
+      reason === "io server disconnect" ? "Disconnected by the server" : "Disconnected",
+    );
+    outbox.setConnection("offline");
   });
-  current.io.on("reconnect_attempt", () => setStatus("reconnecting", "Reconnecting…"));
-  current.on("connect_error", (/** @type {Error & { data?: ChatError }} */ error) => {
+  connection.io.on("reconnect_attempt", () => {
+    if (socket === connection) setStatus("reconnecting", "Reconnecting…");
+  });
+  on("connect_error", (/** @type {Error & { data?: ChatError }} */ error) => {
     const code = error.data?.code;
     if (code && LOGIN_AGAIN.has(code)) return logout(describe({ code }));
-    if (current.active) {
+    if (connection.active) {
       setStatus("reconnecting", "Reconnecting…");
+      outbox.setConnection("reconnecting");
       return;
     }
     setStatus("disconnected", "Disconnected");
+    outbox.setConnection("offline");
     showNotice(code ? describe({ code }) : `Could not connect: ${error.message}`);
   });
-  current.on("error", (/** @type {ChatError} */ error) => {
+  on("error", (/** @type {ChatError} */ error) => {
     if (error.code === "token_expired") return logout(describe(error));
-    showNotice(describe(error));
+    if (!ANSWERED_BY_ACK.has(error.code)) showNotice(describe(error));
   });
 
-  /** @type {ChatMessage[]} The history `load`s since connecting, until `loaded` says it is whole. */
-  let history = [];
-  current.on("load", (/** @type {ChatMessage[]} */ messages) => {
-    if (awaitingHistory) history.push(...messages);
-    else appendMessages(messages);
-  });
-  current.on("loaded", (/** @type {{ hasMore: boolean }} */ info) => {
-    if (!awaitingHistory) return;
-    awaitingHistory = false;
-    // A first history, or a catch-up that could not cover the whole gap: start the view afresh.
-    if (shownIds.size === 0 || info.hasMore) clearMessages();
-    const fresh = shownIds.size === 0;
-    appendMessages(history);
-    history = [];
-    if (fresh) {
-      view.loadOlder.hidden = !info.hasMore;
-      scrollToEnd();
+  on("load", (/** @type {ChatMessage[]} */ messages) => {
+    /** @type {Map<string, ChatMessage[]>} */
+    const byRoom = new Map();
+    for (const message of messages) {
+      let ofRoom = byRoom.get(message.room);
+      if (!ofRoom) byRoom.set(message.room, ofRoom = []);
+      ofRoom.push(message);
+    }
+    for (const [id, ofRoom] of byRoom) {
+      const room = rooms.get(id);
+      if (room.catchUp) room.catchUp.push(...ofRoom);
+      else noteArrivals(room, addMessages(room, ofRoom));
     }
   });
-  current.on("presence", (/** @type {User[]} */ users) => {
+  on("loaded", (/** @type {{ room: string, hasMore: boolean, catchUp: boolean }} */ info) => {
+    const room = rooms.get(info.room);
+    const history = room.catchUp ?? [];
+    delete room.catchUp;
+    room.state = "joined";
+    // A catch-up that could not cover the whole gap: start the room afresh.
+    if (info.catchUp && info.hasMore) rooms.reset(room);
+    if (!info.catchUp || info.hasMore || room.messages.length === 0) room.hasMore = info.hasMore;
+    const fresh = addMessages(room, history);
+    if (info.catchUp) noteArrivals(room, fresh);
+    if (room.id === rooms.current) {
+      updateLoadOlder();
+      updateEmpty();
+      if (!info.catchUp) scrollToEnd();
+      if (isFollowing()) markRead(room);
+    }
+    renderRooms();
+  });
+  on("presence", (/** @type {User[]} */ users) => {
     online.clear();
     for (const user of users) online.set(user.id, user);
-    renderPresence();
+    learnNames(users);
   });
-  current.on("user:joined", (/** @type {User[]} */ users) => {
+  on("user:joined", (/** @type {User[]} */ users) => {
     for (const user of users) online.set(user.id, user);
-    renderPresence();
+    learnNames(users);
   });
-  current.on("user:left", (/** @type {User[]} */ users) => {
+  on("user:left", (/** @type {User[]} */ users) => {
     for (const user of users) {
       online.delete(user.id);
-      clearTyping(user.id);
+      for (const room of typists.keys()) clearTyping(room, user.id);
     }
     renderPresence();
   });
-  current.on("typing", (/** @type {{ user: User, typing: boolean }} */ { user, typing }) => {
-    clearTyping(user.id);
+  on("typing", (/** @type {{ room: string, user: User, typing: boolean }} */ event) => {
+    const { room, user, typing } = event;
+    clearTyping(room, user.id);
     if (!typing) return;
-    typists.set(user.id, { user, timer: setTimeout(() => clearTyping(user.id), TYPING_STALE_MS) });
-    renderTyping();
+    let users = typists.get(room);
+    if (!users) typists.set(room, users = new Map());
+    const timer = setTimeout(() => clearTyping(room, user.id), TYPING_STALE_MS);
+    users.set(user.id, { user, timer });
+    if (room === rooms.current) renderTyping();
   });
 }
 
 /** @param {string} [reason] */
 function logout(reason) {
-  sessionStorage.removeItem(TOKEN_KEY);
-  socket?.disconnect();
+  const pasted = session !== undefined && !session.isDev;
+  session?.end();
+  session = undefined;
+  const connection = socket;
   socket = undefined;
-  me = undefined;
-  clearMessages();
+  connection?.disconnect();
+  stopRoomsRefresh();
+  outbox.clear();
+  rooms.clear();
+  rooms.me = undefined;
   online.clear();
   renderPresence();
-  for (const userId of [...typists.keys()]) clearTyping(userId);
+  clearAllTyping();
   view.chat.hidden = true;
   view.logout.hidden = true;
   view.me.textContent = "";
+  unseen = 0;
+  updateUnseen();
   setStatus("idle", "Not connected");
   showNotice();
-  showLogin(reason);
+  showLogin(reason, pasted);
 }
 
 /**
  * Shows the token form, and the name form when the server has dev login on.
  * @param {string} [reason]
+ * @param {boolean} [pasted] the last login was a pasted token: focus it, to fix or replace
  */
-async function showLogin(reason) {
+function showLogin(reason, pasted = false) {
   view.login.hidden = false;
   view.loginError.textContent = reason ?? "";
-  try {
-    const response = await fetch("/dev/login-enabled");
-    const { enabled } = await response.json();
-    view.devLogin.hidden = !enabled;
-    (enabled ? view.devName : view.tokenInput).focus();
-  } catch {
-    view.devLogin.hidden = true;
-  }
-}
-
-/** @param {string} token */
-function login(token) {
-  sessionStorage.setItem(TOKEN_KEY, token);
-  view.loginError.textContent = "";
-  connect(token);
+  view.devLogin.hidden = !settings.devLogin;
+  (settings.devLogin && !pasted ? view.devName : view.tokenInput).focus();
 }
 
 // ---- wiring
@@ -484,27 +723,27 @@ view.tokenLogin.addEventListener("submit", (event) => {
   event.preventDefault();
   const token = view.tokenInput.value.trim();
   if (token === "") return;
-  view.tokenInput.value = "";
-  login(token);
+  view.loginError.textContent = "";
+  // The box keeps the token until the server accepts it, so a rejected one can be fixed.
+  connect(new Session({ token }));
+});
+
+view.tokenInput.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+  event.preventDefault();
+  view.tokenLogin.requestSubmit();
 });
 
 view.devLogin.addEventListener("submit", async (event) => {
   event.preventDefault();
   view.loginError.textContent = "";
   try {
-    const response = await fetch("/dev/token", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ name: view.devName.value }),
-    });
-    const body = await response.json();
-    if (!response.ok) {
-      view.loginError.textContent = body.message ?? `Dev login failed (${response.status}).`;
-      return;
-    }
-    login(body.token);
-  } catch {
-    view.loginError.textContent = "Could not reach the server.";
+    const { token, user } = await mintDevToken({ name: view.devName.value });
+    connect(new Session({ token, dev: user }));
+  } catch (error) {
+    view.loginError.textContent = error instanceof TypeError
+      ? "Could not reach the server."
+      : String(/** @type {Error} */ (error).message);
   }
 });
 
@@ -512,10 +751,20 @@ view.composer.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = view.input.value.trim();
   if (text === "") return;
+  const length = characterCount(text);
+  if (length > settings.maxMessageLength) {
+    showNotice(
+      `That message is ${length} characters long; the limit is ${settings.maxMessageLength}. ` +
+        "Shorten it to send.",
+    );
+    return;
+  }
   view.input.value = "";
+  updateComposer();
   announceTyping(false);
   showNotice();
-  send(text);
+  outbox.add(rooms.current, text);
+  scrollToEnd();
 });
 
 view.input.addEventListener("keydown", (event) => {
@@ -524,20 +773,46 @@ view.input.addEventListener("keydown", (event) => {
   view.composer.requestSubmit();
 });
 
-view.input.addEventListener("input", () => announceTyping(view.input.value.trim() !== ""));
+view.input.addEventListener("input", () => {
+  updateComposer();
+  announceTyping(view.input.value.trim() !== "");
+});
+
+view.scroller.addEventListener("scroll", () => {
+  if (!isFollowing()) return;
+  if (unseen > 0) {
+    unseen = 0;
+    updateUnseen();
+  }
+  const room = rooms.visible();
+  if (room.state === "joined") markRead(room);
+});
+
+view.newMessages.addEventListener("click", () => {
+  scrollToEnd();
+  view.input.focus();
+});
 
 view.loadOlder.addEventListener("click", async () => {
-  if (!socket || oldestId === undefined) return;
+  const room = rooms.visible();
+  const oldest = room.messages[0]?.id;
+  if (!socket || oldest === undefined) return;
   view.loadOlder.disabled = true;
   try {
     /** @type {HistoryAck} */
     const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("history", {
-      before: oldestId,
+      room: room.id,
+      before: oldest,
       limit: HISTORY_PAGE,
     });
     if (!ack.ok) return showNotice(describe(ack.error));
-    prependMessages(ack.messages);
-    view.loadOlder.hidden = !ack.hasMore;
+    const before = view.scroller.scrollHeight;
+    rooms.add(room, ack.messages);
+    room.hasMore = ack.hasMore;
+    if (room.id === rooms.current) {
+      view.scroller.scrollTop += view.scroller.scrollHeight - before;
+      updateLoadOlder();
+    }
   } catch {
     showNotice("No answer from the server; try again.");
   } finally {
@@ -545,9 +820,13 @@ view.loadOlder.addEventListener("click", async () => {
   }
 });
 
+addEventListener("hashchange", () => {
+  if (session) showRoom(roomFromHash());
+});
+
 view.reconnect.addEventListener("click", () => socket?.connect());
 view.logout.addEventListener("click", () => logout());
 
-const saved = sessionStorage.getItem(TOKEN_KEY);
+const saved = Session.restore();
 if (saved) connect(saved);
 else showLogin();

@@ -4,11 +4,15 @@
  *
  * @example
  * ```ts
+ * import { DEFAULTS } from "./config.ts";
  * import { createHttpHandler } from "./http.ts";
  * import { pageRoutes } from "./page.ts";
  *
- * // The server passes them to createApp(config, store, { routes }).
- * const routes = pageRoutes({ devLogin: { secret: "a-development-secret-of-32-bytes!" } });
+ * // The server passes them to createApp(config, store, { routes }), with its own config.
+ * const routes = pageRoutes({
+ *   config: DEFAULTS,
+ *   devLogin: { secret: "a-development-secret-of-32-bytes!" },
+ * });
  * const readiness = () => Promise.resolve({ ready: true, checks: {} });
  * const handle = createHttpHandler({ readiness, routes });
  * await handle(new Request("http://localhost/")); // 200, the page
@@ -17,10 +21,16 @@
  */
 import { decodeJwt } from "jose";
 import { cleanDisplayName, signToken } from "./auth.ts";
+import { type Config, DEFAULTS } from "./config.ts";
 import { json, type Route } from "./http.ts";
+
+/** The settings the page follows, as the chat enforces them. */
+export type PageSettings = Pick<Config, "maxMessageLength" | "defaultRoom">;
 
 /** What {@link pageRoutes} serves. */
 export interface PageOptions {
+  /** The chat's settings the page adapts to (default: the server's defaults). */
+  config?: PageSettings;
   /** When set, `POST /dev/token` signs a token for any name, as a `dev-` user: development only. */
   devLogin?: {
     /** The server's `JWT_SECRET`; dev tokens are signed with it, as HS256. */
@@ -80,11 +90,14 @@ function publicFile(name: string, contentType: string): StaticFile {
   return { contentType, location: () => new URL(`../public/${name}`, import.meta.url) };
 }
 
+/** The page's own scripts: `app.js` and the modules it imports. */
+export const PAGE_SCRIPTS = ["app.js", "format.js", "outbox.js", "rooms.js", "session.js"] as const;
+
 const STATIC_FILES = new Map<string, StaticFile>([
   ["/", publicFile("index.html", HTML)],
   ["/index.html", publicFile("index.html", HTML)],
   ["/style.css", publicFile("style.css", CSS)],
-  ["/app.js", publicFile("app.js", JAVASCRIPT)],
+  ...PAGE_SCRIPTS.map((name): [string, StaticFile] => [`/${name}`, publicFile(name, JAVASCRIPT)]),
   [CLIENT_SCRIPT_PATH, { contentType: JAVASCRIPT, location: clientBundleUrl }],
 ]);
 
@@ -186,10 +199,17 @@ async function mintDevToken(
   return json({ token, user, expiresAt: decodeJwt(token).exp! * 1000 });
 }
 
+/** What `GET /page-config.json` answers: the limits the page checks before the server does. */
+export interface PageConfig extends PageSettings {
+  /** Whether `POST /dev/token` mints tokens. */
+  devLogin: boolean;
+}
+
 /**
- * Routes of the demo page: `GET /` (index.html), `/style.css`, `/app.js`,
- * `/socket.io/socket.io.min.js`, `GET /dev/login-enabled` → `{ enabled }`, and `POST /dev/token`
- * (404 unless `devLogin` is set). Each static file is read once, on first request.
+ * Routes of the demo page: `GET /` (index.html), `/style.css`, the page's scripts
+ * ({@link PAGE_SCRIPTS}), `/socket.io/socket.io.min.js`, `GET /page-config.json` →
+ * {@link PageConfig}, `GET /dev/login-enabled` → `{ enabled }`, and `POST /dev/token` (404 unless
+ * `devLogin` is set). Each static file is read once, on first request.
  */
 export function pageRoutes(options: PageOptions): Route[] {
   const cache = new Map<string, Promise<Uint8Array<ArrayBuffer>>>();
@@ -204,6 +224,12 @@ export function pageRoutes(options: PageOptions): Route[] {
     return bytes;
   };
   const { devLogin } = options;
+  const { maxMessageLength, defaultRoom } = options.config ?? DEFAULTS;
+  const pageConfig: PageConfig = {
+    maxMessageLength,
+    defaultRoom,
+    devLogin: devLogin !== undefined,
+  };
   return [
     async (request, url) => {
       const file = STATIC_FILES.get(url.pathname);
@@ -217,6 +243,10 @@ export function pageRoutes(options: PageOptions): Route[] {
           ...SECURITY_HEADERS,
         },
       });
+    },
+    (request, url) => {
+      if (url.pathname !== "/page-config.json" || !isRead(request)) return;
+      return json(pageConfig);
     },
     (request, url) => {
       if (url.pathname !== "/dev/login-enabled" || !isRead(request)) return;

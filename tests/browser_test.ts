@@ -1,9 +1,19 @@
+import { decodeJwt } from "jose";
 import assert from "node:assert/strict";
-import type { Browser, Page } from "playwright-core";
-import { pageRoutes } from "../src/page.ts";
-import { SECRET, startChat } from "./helpers/chat_server.ts";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { ChatSocket } from "../src/chat/mod.ts";
+import { type Config, DEFAULTS } from "../src/config.ts";
+import { type PageOptions, pageRoutes } from "../src/page.ts";
+import {
+  ChatClient,
+  SECRET,
+  startChat,
+  TEST_AUTH,
+  type TestServer,
+  tokenFor,
+} from "./helpers/chat_server.ts";
 
-// Debian's chromium (`apt-get install chromium`); without it this test is skipped and says so.
+// Debian's chromium (`apt-get install chromium`); without it these tests are skipped and say so.
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = (() => {
   try {
@@ -24,34 +34,96 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-const XSS = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=1>";
+/** `UPDATE_SCREENSHOTS=1` writes docs/screenshot*.png from the accessibility test's chat. */
+const UPDATE_SCREENSHOTS = Deno.env.get("UPDATE_SCREENSHOTS") === "1";
 
-/**
- * Opens the chat in a fresh browser context (its own sessionStorage) and logs in by name; page
- * errors and console errors (a CSP violation, say) are collected in `problems`.
- */
-async function joinAs(
+const XSS = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=1>";
+/** The message list on screen: the visible room's log (the others are kept off the page). */
+const LOG = "#scroller .messages";
+const SENT = `${LOG} .message:not(.outgoing)`;
+
+/** A chat server and the people on it, each in their own browser context; closed on dispose. */
+interface BrowserChat extends AsyncDisposable {
+  server: TestServer;
+  /** Page errors and console errors (a CSP violation, say), by person. */
+  problems: string[];
+  /** A new browser context (its own sessionStorage) on the page, not logged in. */
+  visit(name: string, hash?: string): Promise<Page>;
+  /** `visit`, then dev login by name. */
+  open(name: string, hash?: string): Promise<Page>;
+  /** Someone on the stock socket.io client instead of a browser (quicker to start). */
+  client(id: string, name: string): Promise<ChatClient>;
+}
+
+/** Chromium, launched once for every step; closed on dispose. */
+async function launchBrowser(): Promise<Browser & AsyncDisposable> {
+  // is-wsl (bundled in playwright-core) probes /proc/sys at import unless this is set, and Deno
+  // allows /proc/sys only under --allow-all.
+  Deno.env.set("__IS_WSL_TEST__", "1");
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  return Object.assign(browser, { [Symbol.asyncDispose]: () => browser.close() });
+}
+
+async function startBrowserChat(
   browser: Browser,
-  url: string,
-  name: string,
-  problems: string[],
-): Promise<Page> {
-  const context = await browser.newContext({
-    viewport: { width: 960, height: 600 },
-    colorScheme: "light",
-    locale: "en-GB",
-    timezoneId: "UTC",
-  });
-  const page = await context.newPage();
-  page.on("pageerror", (error) => problems.push(`${name}: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.type() === "error") problems.push(`${name}: ${message.text()}`);
-  });
-  await page.goto(url);
-  await page.locator("#dev-name").fill(name);
-  await page.getByRole("button", { name: "Join" }).click();
-  await page.locator('#status[data-state="connected"]').waitFor();
-  return page;
+  overrides: Partial<Config> = {},
+  devLogin: PageOptions["devLogin"] = { secret: SECRET },
+): Promise<BrowserChat> {
+  // A reload is a new session anyway, and socket.io's recovery adapter starts an interval that
+  // io.close() never clears, which the sanitizers report once a browser has connected.
+  const config = { connectionRecoveryMs: 0, ...overrides };
+  // The page is told the limits the chat enforces, from the same config.
+  const routes = pageRoutes({ config: { ...DEFAULTS, ...config }, devLogin });
+  const server = await startChat(config, { routes });
+  const problems: string[] = [];
+  const contexts: BrowserContext[] = [];
+  const clients: ChatClient[] = [];
+  const visit: BrowserChat["visit"] = async (name, hash = "") => {
+    // A context per person: a tab in a shared one would be in the background, where Chromium
+    // pauses animation frames and every click waits for them.
+    const context = await browser.newContext({
+      viewport: { width: 960, height: 600 },
+      colorScheme: "light",
+      locale: "en-GB",
+      timezoneId: "UTC",
+    });
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on("pageerror", (error) => problems.push(`${name}: ${error.message}`));
+    page.on("console", (message) => {
+      if (message.type() === "error") problems.push(`${name}: ${message.text()}`);
+    });
+    await page.goto(`${server.url}/${hash}`);
+    return page;
+  };
+  return {
+    server,
+    problems,
+    visit,
+    async open(name, hash) {
+      const page = await visit(name, hash);
+      await page.locator("#dev-name").fill(name);
+      await page.getByRole("button", { name: "Join" }).click();
+      await connected(page);
+      return page;
+    },
+    async client(id, name) {
+      const client = new ChatClient(server.url, { auth: { token: await tokenFor(id, name) } });
+      clients.push(client);
+      await client.waitFor(() => client.loaded !== undefined, `${name}'s history`);
+      return client;
+    },
+    async [Symbol.asyncDispose]() {
+      for (const client of clients) client.close();
+      await Promise.all(contexts.map((context) => context.close()));
+      await server.close();
+    },
+  };
+}
+
+function connected(page: Page): Promise<void> {
+  return page.locator('#status[data-state="connected"]').waitFor();
 }
 
 async function send(page: Page, text: string): Promise<void> {
@@ -60,104 +132,519 @@ async function send(page: Page, text: string): Promise<void> {
 }
 
 function messageTexts(page: Page): Promise<string[]> {
-  return page.locator("#messages .message:not(.pending) .text").allTextContents();
+  return page.locator(`${SENT} .text`).allTextContents();
 }
 
 async function waitForMessage(page: Page, text: string): Promise<void> {
-  await page.locator("#messages .message:not(.pending) .text", { hasText: text }).first()
-    .waitFor();
+  await page.locator(`${SENT} .text`, { hasText: text }).first().waitFor();
+}
+
+/** Resolves once nothing on the page matches `selector`. */
+async function gone(page: Page, selector: string, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  const matches = page.locator(selector);
+  while (await matches.count() > 0) {
+    await matches.first().waitFor({ state: "detached", timeout: deadline - Date.now() });
+  }
+}
+
+/** The id of the element with the focus. */
+function focused(page: Page): Promise<string | undefined> {
+  return page.evaluate("document.activeElement?.id");
+}
+
+/** The room links' names and badges, as "name" or "name 3". */
+function sidebar(page: Page): Promise<string[]> {
+  return page.locator(".room-link").evaluateAll((links) =>
+    links.map((link) => {
+      const name = link.querySelector(".room-name")?.textContent ?? "";
+      const badge = link.querySelector(".badge")?.firstChild?.textContent;
+      return badge ? `${name} ${badge}` : name;
+    })
+  );
+}
+
+/** The chat sockets of one user on the server. */
+function socketsOf(server: TestServer, userId: string): ChatSocket[] {
+  return [...server.app.io.of("/").sockets.values()].filter((socket) =>
+    socket.data.identity?.user.id === userId
+  );
+}
+
+/** The browser test's steps, in order: one Chromium for all, a server of its own for each. */
+const STEPS: [string, (browser: Browser) => Promise<void>][] = [];
+function step(name: string, fn: (browser: Browser) => Promise<void>): void {
+  STEPS.push([name, fn]);
 }
 
 Deno.test({
   name: hasChromium
-    ? "browser: two people chat, see each other, reload into history, and markup stays text"
+    ? "browser: the chat page in Chromium"
     : `browser: skipped because ${CHROMIUM} is not installed (apt-get install chromium)`,
   ignore: !hasChromium,
-  async fn() {
-    // A short history, so the reload has older messages to fetch with "Load older". Recovery is
-    // off: a reload is a new session anyway, and socket.io's recovery adapter starts an interval
-    // that io.close() never clears, which the sanitizers report once a browser has connected.
-    const server = await startChat({ historyLimit: 3, connectionRecoveryMs: 0 }, {
-      routes: pageRoutes({ devLogin: { secret: SECRET } }),
-    });
-    let browser: Browser | undefined;
-    const problems: string[] = [];
-    try {
-      // is-wsl (bundled in playwright-core) probes /proc/sys at import unless this is set, and Deno
-      // allows /proc/sys only under --allow-all.
-      Deno.env.set("__IS_WSL_TEST__", "1");
-      const { chromium } = await import("playwright-core");
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-      const alice = await joinAs(browser, server.url, "Alice", problems);
-      const bob = await joinAs(browser, server.url, "Bob", problems);
-
-      for (const page of [alice, bob]) {
-        await page.locator("#online-count", { hasText: "2" }).waitFor();
-        assert.deepEqual(await page.locator("#presence .name").allTextContents(), [
-          "Alice",
-          "Bob",
-        ]);
-      }
-
-      await send(alice, "Hi Bob! The server is up.");
-      await waitForMessage(bob, "Hi Bob!");
-      await send(bob, "Hello Alice. History, presence and typing all work here.");
-      await waitForMessage(alice, "History, presence");
-      await send(alice, "Try a reload: you stay logged in and the history comes back.");
-      await waitForMessage(bob, "Try a reload");
-
-      await bob.locator("#message-input").pressSequentially("Looks good", { delay: 20 });
-      await alice.locator("#typing", { hasText: "Bob is typing…" }).waitFor();
-      assert.equal(
-        await alice.locator("#messages .message").last().locator(".author").textContent(),
-        "Alice",
-      );
-      // Names and texts are isolated: a right-to-left override in one cannot flip its neighbours.
-      const last = alice.locator("#messages .message").last();
-      assert.equal(await last.locator(".author").evaluate((node) => node.tagName), "BDI");
-      assert.equal(await last.locator(".text").getAttribute("dir"), "auto");
-      assert.equal(
-        await alice.locator("#presence .name").first().evaluate((n) => n.tagName),
-        "BDI",
-      );
-      assert.match(
-        (await alice.locator("#messages .time").first().textContent()) ?? "",
-        /^\d{2}:\d{2}$/,
-      );
-      if (Deno.env.get("UPDATE_SCREENSHOT") === "1") {
-        await alice.screenshot({ path: "docs/screenshot.png" });
-      }
-      await bob.locator("#message-input").press("Enter");
-      await waitForMessage(alice, "Looks good");
-      await alice.locator("#typing", { hasText: /^$/ }).waitFor();
-
-      await send(alice, XSS);
-      await waitForMessage(bob, "window.__pwned");
-      for (const page of [alice, bob]) {
-        const shown = page.locator("#messages .message:not(.pending) .text").last();
-        assert.equal(await shown.textContent(), XSS);
-        assert.equal(await page.locator("#messages img, #messages script").count(), 0);
-        assert.equal(await page.evaluate(() => "__pwned" in globalThis), false);
-      }
-
-      const before = await messageTexts(bob);
-      assert.equal(before.length, 5);
-      await bob.reload();
-      await bob.locator('#status[data-state="connected"]').waitFor();
-      await bob.locator("#messages .message").nth(2).waitFor();
-      assert.deepEqual(await messageTexts(bob), before.slice(-3));
-      await bob.getByRole("button", { name: "Load older messages" }).click();
-      await bob.locator("#messages .message").nth(before.length - 1).waitFor();
-      assert.deepEqual(await messageTexts(bob), before);
-      assert.equal(await bob.locator("#load-older").isHidden(), true);
-      assert.equal(await bob.locator("#me").textContent(), "Signed in as Bob");
-      assert.equal(await bob.evaluate(() => "__pwned" in globalThis), false);
-      await bob.locator("#online-count", { hasText: "2" }).waitFor();
-
-      assert.deepEqual(problems, []);
-    } finally {
-      await browser?.close();
-      await server.close();
-    }
+  async fn(t) {
+    await using browser = await launchBrowser();
+    for (const [name, run] of STEPS) await t.step(name, () => run(browser));
   },
 });
+
+step(
+  "two people chat, see each other, reload into history, and markup stays text",
+  async (browser) => {
+    // A short history, so the reload has older messages to fetch with "Load older".
+    await using chat = await startBrowserChat(browser, { historyLimit: 3 });
+    const alice = await chat.open("Alice");
+    const bob = await chat.open("Bob");
+
+    for (const page of [alice, bob]) {
+      await page.locator("#online-count", { hasText: "2" }).waitFor();
+      assert.deepEqual(await page.locator("#presence .name").allTextContents(), ["Alice", "Bob"]);
+    }
+    // Two authors, two colours.
+    const avatars = await alice.locator("#presence .avatar").evaluateAll((nodes) =>
+      nodes.map((node) => node.className)
+    );
+    assert.notEqual(avatars[0], avatars[1]);
+
+    await send(alice, "Hi Bob! The server is up.");
+    await waitForMessage(bob, "Hi Bob!");
+    await send(bob, "Hello Alice. Details: https://example.com/docs?page=1.");
+    await waitForMessage(alice, "Details:");
+    await send(alice, "Try a reload: you stay logged in and the history comes back.");
+    await waitForMessage(bob, "Try a reload");
+
+    // A link is a link, opened apart from this page; the full stop stays text.
+    const link = alice.locator(`${SENT} .text a`);
+    assert.equal(await link.getAttribute("href"), "https://example.com/docs?page=1");
+    assert.equal(await link.getAttribute("rel"), "noopener noreferrer");
+    assert.equal(await link.getAttribute("target"), "_blank");
+    assert.equal(
+      await alice.locator(`${SENT} .text`).nth(1).textContent(),
+      "Hello Alice. Details: https://example.com/docs?page=1.",
+    );
+
+    await bob.locator("#message-input").pressSequentially("Looks good", { delay: 20 });
+    await alice.locator("#typing", { hasText: "Bob is typing…" }).waitFor();
+    const last = alice.locator(SENT).last();
+    assert.equal(await last.locator(".author").textContent(), "Alice");
+    // Names and texts are isolated: a right-to-left override in one cannot flip its neighbours.
+    assert.equal(await last.locator(".author").evaluate((node) => node.tagName), "BDI");
+    assert.equal(await last.locator(".text").getAttribute("dir"), "auto");
+    assert.equal(await alice.locator("#presence .name").first().evaluate((n) => n.tagName), "BDI");
+    assert.match(
+      (await alice.locator(`${LOG} .time`).first().textContent()) ?? "",
+      /^\d{2}:\d{2}$/,
+    );
+    await bob.locator("#message-input").press("Enter");
+    await waitForMessage(alice, "Looks good");
+    await alice.locator("#typing", { hasText: /^$/ }).waitFor();
+
+    await send(alice, "And one more thing:");
+    await send(alice, XSS);
+    await waitForMessage(bob, "window.__pwned");
+    // Alice's two messages within a minute are one group: the second shows no name of its own.
+    const [first, second] = await bob.locator(`${SENT} time`).evaluateAll((times) =>
+      times.slice(-2).map((time) => time.getAttribute("datetime")!.slice(0, 16))
+    );
+    const grouped = first === second ? " continued" : "";
+    const classes = await bob.locator(SENT).evaluateAll((items) => items.map((i) => i.className));
+    assert.deepEqual(classes.slice(-3), ["message mine", "message", `message${grouped}`]);
+    if (grouped) {
+      const meta = await bob.locator(SENT).last().locator(".meta").boundingBox();
+      assert.ok(meta !== null && meta.width <= 1, "the name is for screen readers only");
+    }
+    for (const page of [alice, bob]) {
+      await waitForMessage(page, "window.__pwned");
+      const shown = page.locator(`${SENT} .text`).last();
+      assert.equal(await shown.textContent(), XSS);
+      assert.equal(await page.locator(`${LOG} img, ${LOG} script`).count(), 0);
+      assert.equal(await page.evaluate(() => "__pwned" in globalThis), false);
+    }
+
+    const before = await messageTexts(bob);
+    assert.equal(before.length, 6);
+    await bob.reload();
+    await connected(bob);
+    await bob.locator(SENT).nth(2).waitFor();
+    assert.deepEqual(await messageTexts(bob), before.slice(-3));
+    await bob.getByRole("button", { name: "Load older messages" }).click();
+    await bob.locator(SENT).nth(before.length - 1).waitFor();
+    assert.deepEqual(await messageTexts(bob), before);
+    assert.equal(await bob.locator("#load-older").isHidden(), true);
+    assert.equal(await bob.locator("#me").textContent(), "Signed in as Bob");
+    assert.equal(await bob.evaluate(() => "__pwned" in globalThis), false);
+    await bob.locator("#online-count", { hasText: "2" }).waitFor();
+
+    assert.deepEqual(chat.problems, []);
+  },
+);
+
+step(
+  "rooms: a sidebar with unread badges, the room in the hash, DMs from the presence list, and a catch-up of every room after a drop",
+  async (browser) => {
+    // The server's `rooms` budget is per user, and a reload starts the page's own copy afresh.
+    await using chat = await startBrowserChat(browser, {
+      publicRooms: ["general", "team-*"],
+      roomsLimitPerMinute: 120,
+    });
+    const alice = await chat.open("Alice");
+    const bob = await chat.open("Bob");
+    await alice.locator("#online-count", { hasText: "2" }).waitFor();
+
+    // A room by its hash: joined on the first visit, named in the sidebar and the title.
+    await alice.evaluate(() => location.hash = "#team-red");
+    await alice.locator("#room-title", { hasText: "#team-red" }).waitFor();
+    assert.equal(await alice.title(), "#team-red · Chat");
+    await send(alice, "Red team, assemble.");
+    await waitForMessage(alice, "Red team");
+    assert.deepEqual(await sidebar(alice), ["#general", "#team-red"]);
+    assert.equal(
+      await alice.locator(".room-link[aria-current=page]").textContent(),
+      "#team-red",
+    );
+
+    await bob.evaluate(() => location.hash = "#team-red");
+    await waitForMessage(bob, "Red team");
+    await bob.locator(".room-link", { hasText: "#general" }).click();
+    await bob.locator("#room-title", { hasText: "#general" }).waitFor();
+    assert.equal(new URL(bob.url()).hash, "#general");
+    // A message in a room not on screen: a badge, not a line in the room shown.
+    await send(alice, "Anyone in red?");
+    await bob.locator(".room-link", { hasText: "#team-red" }).locator(".badge", { hasText: "1" })
+      .waitFor();
+    assert.deepEqual(await sidebar(bob), ["#general", "#team-red 1"]);
+    assert.deepEqual(await messageTexts(bob), []);
+    await bob.locator(".room-link", { hasText: "#team-red" }).click();
+    await waitForMessage(bob, "Anyone in red?");
+    assert.deepEqual(await sidebar(bob), ["#general", "#team-red"]);
+
+    // A reload stays in the room of the hash.
+    await alice.reload();
+    await connected(alice);
+    await waitForMessage(alice, "Anyone in red?");
+    assert.equal(await alice.locator("#room-title").textContent(), "#team-red");
+    assert.deepEqual(await messageTexts(alice), ["Red team, assemble.", "Anyone in red?"]);
+
+    // A DM from the presence list: dm:<a>:<b>, the two ids sorted.
+    await bob.getByRole("button", { name: "Message Alice" }).click();
+    await bob.locator("#room-title", { hasText: "Alice" }).waitFor();
+    assert.equal(decodeURIComponent(new URL(bob.url()).hash), "#dm:dev-alice:dev-bob");
+    assert.equal(await focused(bob), "message-input");
+    await send(bob, "Psst, Alice.");
+    await waitForMessage(bob, "Psst");
+    // Alice learns of the DM from the room list, asked again as messages arrive.
+    await bob.locator(".room-link", { hasText: "#general" }).click();
+    await send(bob, "Lunch at noon, everyone?");
+    await alice.locator(".room-link", { hasText: "Bob" }).locator(".badge", { hasText: "1" })
+      .waitFor({ timeout: 10_000 });
+    assert.deepEqual(await sidebar(alice), ["#general 1", "#team-red", "Bob 1"]);
+    await alice.locator(".room-link", { hasText: "Bob" }).click();
+    await waitForMessage(alice, "Psst");
+    assert.deepEqual(await sidebar(alice), ["#general 1", "#team-red", "Bob"]);
+    // The read marker is the newest message of the room on screen.
+    const psst = await alice.locator(SENT).last().getAttribute("data-id");
+    for (let tries = 0; tries < 50; tries++) {
+      const [marker] = await chat.server.store.readMarkers("dev-alice", ["dm:dev-alice:dev-bob"]);
+      if (marker === psst) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual(
+      await chat.server.store.readMarkers("dev-alice", ["dm:dev-alice:dev-bob"]),
+      [psst],
+    );
+
+    // Dropped by the server: people greyed, a message fails at once and waits for Retry.
+    for (const socket of socketsOf(chat.server, "dev-alice")) socket.disconnect(true);
+    await alice.locator('#status[data-state="disconnected"]').waitFor();
+    assert.equal(await alice.locator("#people").getAttribute("class"), "people stale");
+    assert.equal(await alice.locator("#presence-stale").isVisible(), true);
+    await send(alice, "Are you still there?");
+    const failed = alice.locator(`${LOG} .message.failed`);
+    await failed.waitFor();
+    assert.match(await failed.locator(".delivery").textContent() ?? "", /offline/);
+
+    // Missed meanwhile, in three rooms.
+    await send(bob, "While you were away: general.");
+    await bob.locator(".room-link", { hasText: "#team-red" }).click();
+    await send(bob, "While you were away: red.");
+    await bob.locator(".room-link", { hasText: "Alice" }).click();
+    await send(bob, "While you were away: just us.");
+    await waitForMessage(bob, "just us");
+
+    await alice.getByRole("button", { name: "Reconnect" }).click();
+    await connected(alice);
+    const [socket] = socketsOf(chat.server, "dev-alice");
+    assert.deepEqual(Object.keys(socket.handshake.auth.lastIds).sort(), [
+      "dm:dev-alice:dev-bob",
+      "general",
+      "team-red",
+    ]);
+    await waitForMessage(alice, "just us");
+    await failed.getByRole("button", { name: "Retry" }).click();
+    await waitForMessage(alice, "Are you still there?");
+    await waitForMessage(bob, "Are you still there?");
+    assert.equal(await alice.locator(`${LOG} .outgoing`).count(), 0);
+    assert.deepEqual(await messageTexts(alice), [
+      "Psst, Alice.",
+      "While you were away: just us.",
+      "Are you still there?",
+    ]);
+    assert.deepEqual(await sidebar(alice), ["#general 2", "#team-red 1", "Bob"]);
+    await alice.locator(".room-link", { hasText: "#team-red" }).click();
+    await waitForMessage(alice, "While you were away: red.");
+    assert.deepEqual(await messageTexts(alice), [
+      "Red team, assemble.",
+      "Anyone in red?",
+      "While you were away: red.",
+    ]);
+    assert.equal(await alice.locator("#people").getAttribute("class"), "people");
+
+    assert.deepEqual(chat.problems, []);
+  },
+);
+
+step(
+  "sending: a burst of 23 is each sent or failed with Retry, Retry delivers, and the box follows the server's limit",
+  async (browser) => {
+    await using chat = await startBrowserChat(browser, { maxMessageLength: 120 });
+    const dora = await chat.open("Dora");
+    const erin = await chat.client("erin", "Erin");
+    const burst = Array.from({ length: 23 }, (_, i) => `Burst ${i + 1}`);
+    const input = dora.locator("#message-input");
+    await input.focus();
+    for (const text of burst) {
+      await dora.keyboard.insertText(text);
+      await dora.keyboard.press("Enter");
+    }
+    // The server takes 20 at once, then one a second: the rest fail, each with its reason.
+    const pending = dora.locator(`${LOG} .outgoing.pending`);
+    await gone(dora, `${LOG} .pending`);
+    const failed = dora.locator(`${LOG} .message.failed`);
+    const failedTexts = await failed.locator(".text").allTextContents();
+    assert.ok(failedTexts.length >= 1, "some of the burst is refused");
+    assert.deepEqual([...await messageTexts(dora), ...failedTexts].sort(), [...burst].sort());
+    for (const reason of await failed.locator(".delivery").allTextContents()) {
+      assert.match(
+        reason,
+        /^Not sent: You are sending messages too fast\. Try again in \d+ s\. Retry$/,
+      );
+    }
+    const retry = dora.getByRole("button", { name: "Retry" });
+    while (await retry.count() > 0) await retry.first().click();
+    await gone(dora, `${LOG} .outgoing`, 10_000);
+    assert.equal(await pending.count(), 0);
+    assert.deepEqual((await messageTexts(dora)).sort(), [...burst].sort());
+    await erin.waitFor(() => erin.live.length === burst.length, "the whole burst");
+    assert.deepEqual(erin.live.map((message) => message.message).sort(), [...burst].sort());
+
+    // The counter counts against the server's limit, and the page refuses what it would.
+    await input.fill("x".repeat(120));
+    assert.equal(await dora.locator("#counter").textContent(), "Characters: 120 / 120");
+    await input.fill("é".repeat(121));
+    assert.equal(await dora.locator("#counter").getAttribute("class"), "counter over");
+    assert.equal(await input.getAttribute("aria-invalid"), "true");
+    await input.press("Enter");
+    await dora.locator("#notice", { hasText: "the limit is 120" }).waitFor();
+    assert.equal(await input.inputValue(), "é".repeat(121));
+    assert.equal(await dora.locator(`${LOG} .outgoing`).count(), 0);
+
+    // The box grows with its text, up to a point.
+    await input.fill("one line");
+    const oneLine = (await input.boundingBox())!.height;
+    await input.fill("one\ntwo\nthree\nfour");
+    const fourLines = (await input.boundingBox())!.height;
+    assert.ok(fourLines > oneLine * 2, `${fourLines} > 2 × ${oneLine}`);
+    await input.fill("");
+
+    // Scrolled up, new messages wait behind a button and count in the title.
+    await dora.locator("#scroller").evaluate((scroller) => scroller.scrollTop = 0);
+    await erin.send({ message: "Look down, Dora." });
+    await dora.getByRole("button", { name: "1 new message" }).waitFor();
+    assert.equal(await dora.title(), "(1) #general · Chat");
+    await dora.getByRole("button", { name: "1 new message" }).click();
+    assert.equal(await dora.title(), "#general · Chat");
+    assert.equal(await dora.locator("#new-messages").isHidden(), true);
+    assert.equal(await focused(dora), "message-input");
+
+    assert.deepEqual(chat.problems, []);
+  },
+);
+
+step(
+  "login: keyboard only from name to message; a dev token is renewed before it expires; a rejected token stays in its box",
+  async (browser) => {
+    // Tokens live 2 s and the server forgives no clock skew: unrenewed, the connection ends in 2 s.
+    await using chat = await startBrowserChat(browser, {
+      auth: { ...TEST_AUTH, clockToleranceSeconds: 0 },
+      refreshLimitPerMinute: 600,
+    }, { secret: SECRET, ttlSeconds: 2 });
+    const kim = await chat.visit("Kim");
+    await kim.locator("#dev-name").waitFor();
+    assert.equal(await focused(kim), "dev-name");
+    await kim.keyboard.type("Kim");
+    await kim.keyboard.press("Tab");
+    assert.equal(await kim.evaluate("document.activeElement.textContent"), "Join");
+    await kim.keyboard.press("Enter");
+    await connected(kim);
+    assert.equal(await focused(kim), "message-input");
+    await kim.keyboard.type("Typed, not clicked.");
+    await kim.keyboard.press("Tab");
+    assert.equal(await focused(kim), "send");
+    await kim.keyboard.press("Enter");
+    await waitForMessage(kim, "Typed, not clicked.");
+    const [socket] = socketsOf(chat.server, "dev-kim");
+    const firstExpiry = decodeJwt(socket.handshake.auth.token).exp! * 1000;
+
+    const mallory = await chat.visit("Mallory");
+    await mallory.locator("#token-input").fill("not-a-token");
+    await mallory.locator("#token-input").press("Enter");
+    await mallory.locator("#login-error", { hasText: "did not accept this token" }).waitFor();
+    assert.equal(await mallory.locator("#token-input").inputValue(), "not-a-token");
+    assert.equal(await focused(mallory), "token-input");
+    assert.equal(await mallory.locator("#chat").isHidden(), true);
+
+    // Past the first token's expiry the same connection still sends: auth:refresh moved it on.
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, firstExpiry + 500 - Date.now()))
+    );
+    await send(kim, "Still here.");
+    await waitForMessage(kim, "Still here.");
+    assert.equal(socket.connected, true);
+    assert.ok(socket.data.identity.expiresAt! > firstExpiry, "the token was renewed");
+    assert.equal(await kim.locator("#status").getAttribute("data-state"), "connected");
+
+    assert.deepEqual(chat.problems, []);
+  },
+);
+
+/** What axe-core finds on the page: only the serious and critical, with where. */
+async function seriousViolations(page: Page, axeSource: string): Promise<string[]> {
+  // The page's CSP allows no inline script; evaluating through the DevTools protocol is allowed.
+  if (!await page.evaluate("'axe' in globalThis")) await page.evaluate(axeSource);
+  const violations = await page.evaluate(`axe.run(document).then((results) =>
+    results.violations.map(({ id, impact, nodes }) => ({
+      id, impact, where: nodes.map((node) => node.target.join(" ")),
+    })))`) as { id: string; impact: string; where: string[] }[];
+  return violations.filter(({ impact }) => impact === "serious" || impact === "critical")
+    .map(({ id, impact, where }) => `${impact} ${id}: ${where.join(", ")}`);
+}
+
+/** WCAG's contrast ratio of two `rgb(…)` colours. */
+function contrast(a: string, b: string): number {
+  const luminance = (color: string) => {
+    const [r, g, b] = color.match(/\d+(\.\d+)?/g)!.slice(0, 3).map((part) => {
+      const channel = Number(part) / 255;
+      return channel <= 0.03928 ? channel / 12.92 : ((channel + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (light + 0.05) / (dark + 0.05);
+}
+
+/** Each author colour as drawn: name on a message and on one's own, initial on the avatar. */
+function authorColours(page: Page): Promise<
+  { hue: number; name: string; message: string; mine: string; avatar: string; initial: string }[]
+> {
+  return page.evaluate(`(() => {
+    const log = document.querySelector("#scroller .messages");
+    const colours = [];
+    for (let hue = 0; hue < 8; hue++) {
+      const message = document.createElement("article");
+      message.className = "message";
+      const mine = document.createElement("article");
+      mine.className = "message mine";
+      const name = document.createElement("bdi");
+      name.className = "author hue-" + hue;
+      const avatar = document.createElement("span");
+      avatar.className = "avatar hue-" + hue;
+      message.append(name, avatar);
+      log.append(message, mine);
+      const style = (node) => getComputedStyle(node);
+      colours.push({
+        hue,
+        name: style(name).color,
+        message: style(message).backgroundColor,
+        mine: style(mine).backgroundColor,
+        avatar: style(avatar).backgroundColor,
+        initial: style(avatar).color,
+      });
+      message.remove();
+      mine.remove();
+    }
+    return colours;
+  })()`);
+}
+
+step(
+  "accessibility: no serious or critical axe-core finding on the login and chat views in light and dark; author colours reach 4.5:1",
+  async (browser) => {
+    await using chat = await startBrowserChat(browser, {
+      publicRooms: ["general", "team-*"],
+      roomsLimitPerMinute: 120,
+    });
+    const { default: axe } = await import("axe-core");
+    const ada = await chat.visit("Ada", "#team-red");
+    await ada.locator("#dev-name").waitFor();
+    for (const colorScheme of ["light", "dark"] as const) {
+      await ada.emulateMedia({ colorScheme });
+      assert.deepEqual(await seriousViolations(ada, axe.source), [], `login, ${colorScheme}`);
+    }
+    await ada.emulateMedia({ colorScheme: "light" });
+    await ada.locator("#dev-name").fill("Ada");
+    await ada.locator("#dev-name").press("Enter");
+    await connected(ada);
+    await ada.locator("#room-title", { hasText: "#team-red" }).waitFor();
+    // The messages are a log a screen reader reads out as they come, without interrupting.
+    const log = ada.getByRole("log", { name: "Messages in #team-red" });
+    assert.equal(await log.getAttribute("aria-live"), "polite");
+
+    // A conversation with a bit of everything: authors, a group, a link, badges, a DM, typing.
+    const grace = await chat.client("grace", "Grace");
+    const linus = await chat.client("linus", "Linus");
+    await ada.locator(".room-link", { hasText: "#general" }).click();
+    await ada.locator("#room-title", { hasText: "#general" }).waitFor();
+    for (const room of ["team-red", "dm:dev-ada:grace"]) {
+      assert.equal((await grace.socket.emitWithAck("join", { room })).ok, true);
+    }
+    await grace.send({ room: "team-red", message: "Red team: stand-up moved to 10:30." });
+    await grace.send({ room: "team-red", message: "Bring the deploy checklist." });
+    await grace.send({ room: "dm:dev-ada:grace", message: "Got a minute after lunch?" });
+    await grace.send({ message: "Morning! Release notes: https://example.com/releases/4.2" });
+    await linus.send({ message: "Thanks. Reading them now." });
+    await linus.send({ message: "The migration section looks right to me." });
+    await send(ada, "Great. I'll merge once CI is green.");
+    await waitForMessage(ada, "merge once CI");
+    await ada.locator(".room-link", { hasText: "Grace" }).waitFor();
+    linus.socket.emit("typing", { typing: true });
+    await ada.locator("#typing", { hasText: "Linus is typing…" }).waitFor();
+    assert.deepEqual(await sidebar(ada), ["#general", "#team-red 2", "Grace 1"]);
+
+    for (const colorScheme of ["light", "dark"] as const) {
+      await ada.emulateMedia({ colorScheme });
+      assert.deepEqual(await seriousViolations(ada, axe.source), [], `chat, ${colorScheme}`);
+      const colours = await authorColours(ada);
+      assert.equal(new Set(colours.map(({ name }) => name)).size, 8, "eight distinct colours");
+      for (const { hue, name, message, mine, avatar, initial } of colours) {
+        for (const background of [message, mine]) {
+          const ratio = contrast(name, background);
+          assert.ok(ratio >= 4.5, `hue ${hue} ${colorScheme}: ${name} on ${background} ${ratio}`);
+        }
+        assert.ok(contrast(initial, avatar) >= 4.5, `hue ${hue} avatar, ${colorScheme}`);
+      }
+      if (UPDATE_SCREENSHOTS) {
+        const suffix = colorScheme === "light" ? "" : "-dark";
+        await ada.screenshot({ path: `docs/screenshot${suffix}.png` });
+      }
+    }
+
+    // On a phone the rooms and people become strips above the messages; nothing runs off.
+    await ada.emulateMedia({ colorScheme: "light" });
+    await ada.setViewportSize({ width: 390, height: 844 });
+    assert.equal(await ada.evaluate("document.documentElement.scrollWidth"), 390);
+    assert.equal(await ada.locator("#message-input").isVisible(), true);
+    if (UPDATE_SCREENSHOTS) await ada.screenshot({ path: "docs/screenshot-phone.png" });
+
+    assert.deepEqual(chat.problems, []);
+  },
+);

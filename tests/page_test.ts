@@ -1,7 +1,23 @@
 import assert from "node:assert/strict";
 import { createTokenVerifier } from "../src/auth.ts";
 import { createHttpHandler } from "../src/http.ts";
-import { MAX_DEV_LOGIN_BODY, type PageOptions, pageRoutes } from "../src/page.ts";
+import { dmRoom as serverDmRoom, isRoomId as serverIsRoomId } from "../src/chat/rooms.ts";
+import { DEFAULTS } from "../src/config.ts";
+import { MAX_DEV_LOGIN_BODY, PAGE_SCRIPTS, type PageOptions, pageRoutes } from "../src/page.ts";
+import { readMessage } from "../src/payloads.ts";
+import {
+  Budget,
+  characterCount,
+  continuesGroup,
+  dmPeer,
+  dmRoom,
+  HueAssigner,
+  HUES,
+  isRoomId,
+  linkSegments,
+  renewalDelay,
+} from "../public/format.js";
+import { Outbox, type OutboxEntry } from "../public/outbox.js";
 import { SECRET, startChat } from "./helpers/chat_server.ts";
 
 /** The page routes alone behind the HTTP handler, on an ephemeral port. */
@@ -66,8 +82,39 @@ Deno.test("page: the page loads only same-origin scripts and never uses innerHTM
     const scripts = [...html.matchAll(/<script[^>]*src="([^"]+)"/g)].map((match) => match[1]);
     assert.deepEqual(scripts, ["/socket.io/socket.io.min.js", "/app.js"]);
     assert.doesNotMatch(html, /<script>|style="/);
-    const script = await (await fetch(`${url}/app.js`)).text();
-    assert.doesNotMatch(script, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+    for (const name of PAGE_SCRIPTS) {
+      const response = await fetch(`${url}/${name}`);
+      assert.equal(response.status, 200, name);
+      assert.equal(response.headers.get("content-type"), "text/javascript; charset=utf-8", name);
+      const script = await response.text();
+      assert.doesNotMatch(script, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/, name);
+      // Every module a script imports is served too.
+      for (const [, imported] of script.matchAll(/from "\.\/([\w.-]+)"/g)) {
+        assert.ok((PAGE_SCRIPTS as readonly string[]).includes(imported), `${name} → ${imported}`);
+      }
+    }
+  });
+});
+
+Deno.test("page: /page-config.json tells the page the chat's limits and whether dev login is on", async () => {
+  await withPageServer({}, async (url) => {
+    const response = await fetch(`${url}/page-config.json`);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("cache-control"), "no-store");
+    assert.deepEqual(await response.json(), {
+      maxMessageLength: DEFAULTS.maxMessageLength,
+      defaultRoom: DEFAULTS.defaultRoom,
+      devLogin: false,
+    });
+  });
+  const config = { ...DEFAULTS, maxMessageLength: 120, defaultRoom: "lobby" };
+  await withPageServer({ config, ...DEV_LOGIN }, async (url) => {
+    const response = await fetch(`${url}/page-config.json`);
+    assert.deepEqual(await response.json(), {
+      maxMessageLength: 120,
+      defaultRoom: "lobby",
+      devLogin: true,
+    });
   });
 });
 
@@ -205,4 +252,199 @@ Deno.test("page: /dev/token refuses a body over 4 KB", async () => {
     assert.equal(streamed.status, 413);
     await streamed.body?.cancel();
   });
+});
+
+// ---- the page's own modules (public/format.js, public/outbox.js), run here without a browser
+
+Deno.test("page: links are http(s) URLs, without the punctuation that ends a sentence", () => {
+  assert.deepEqual(
+    linkSegments("see https://example.com/a?b=1. Then (http://x.org/y) or ftp://z"),
+    [
+      "see ",
+      { url: "https://example.com/a?b=1" },
+      ". Then (",
+      { url: "http://x.org/y" },
+      ") or ftp://z",
+    ],
+  );
+  assert.deepEqual(linkSegments("https://en.wikipedia.org/wiki/Pipe_(Unix), nice"), [
+    { url: "https://en.wikipedia.org/wiki/Pipe_(Unix)" },
+    ", nice",
+  ]);
+  assert.deepEqual(linkSegments("javascript:alert(1) and https:// alone"), [
+    "javascript:alert(1) and https:// alone",
+  ]);
+  assert.deepEqual(linkSegments(""), []);
+});
+
+Deno.test("page: messages group by author within the same minute", () => {
+  const at = (user: string, createdAt: string) => ({
+    id: createdAt,
+    room: "general",
+    user: { id: user, name: user },
+    message: "hi",
+    createdAt,
+  });
+  const first = at("ada", "2026-01-01T10:00:05Z");
+  assert.equal(continuesGroup(undefined, first), false);
+  assert.equal(continuesGroup(first, at("ada", "2026-01-01T10:00:59Z")), true);
+  assert.equal(continuesGroup(first, at("ada", "2026-01-01T10:01:00Z")), false);
+  assert.equal(continuesGroup(first, at("bob", "2026-01-01T10:00:06Z")), false);
+});
+
+Deno.test("page: room ids and DM rooms are read as the server reads them", () => {
+  for (const [a, b] of [["alice", "bob"], ["bob", "alice"], ["dev-zoe", "dev-ada"]]) {
+    assert.equal(dmRoom(a, b), serverDmRoom(a, b));
+  }
+  const ids = [
+    "general",
+    "team-red",
+    "Team",
+    "-x",
+    "dm:a:b",
+    "dm:b:a",
+    "dm:a:a",
+    "dm:a",
+    "a".repeat(65),
+  ];
+  for (const id of ids) assert.equal(isRoomId(id), serverIsRoomId(id), id);
+  assert.equal(dmPeer("dm:alice:bob", "alice"), "bob");
+  assert.equal(dmPeer("dm:alice:bob", "bob"), "alice");
+  assert.equal(dmPeer("general", "alice"), undefined);
+});
+
+Deno.test("page: the counter counts characters as the server's limit does", () => {
+  for (const text of ["hello", "é".repeat(5), "👍🏽👍🏽", "e\u0301"]) {
+    const length = characterCount(text);
+    assert.doesNotThrow(() => readMessage({ message: text }, length));
+    assert.throws(() => readMessage({ message: text }, length - 1), /longer than/);
+  }
+});
+
+Deno.test("page: eight authors get eight colours; a ninth shares", () => {
+  const hues = new HueAssigner();
+  const classes = Array.from({ length: HUES }, (_, i) => hues.classOf(`user-${i}`));
+  assert.equal(new Set(classes).size, HUES);
+  assert.equal(hues.classOf("user-3"), classes[3]);
+  assert.match(hues.classOf("user-9"), /^hue-[0-7]$/);
+});
+
+Deno.test("page: a token is renewed a minute before it expires, or at half-life when short", () => {
+  const now = 1_000_000;
+  assert.equal(renewalDelay(now + 3_600_000, now), 3_540_000);
+  assert.equal(renewalDelay(now + 2000, now), 1000);
+  assert.equal(renewalDelay(now - 5000, now), 0);
+});
+
+Deno.test("page: the rooms budget allows a burst, then one per interval", () => {
+  let now = 0;
+  const budget = new Budget(2, 5000, () => now);
+  assert.equal(budget.wait(), 0);
+  budget.take();
+  budget.take();
+  assert.equal(budget.wait(), 5000);
+  now = 2000;
+  assert.equal(budget.wait(), 3000);
+  now = 5000;
+  assert.equal(budget.wait(), 0);
+});
+
+type Ack = Awaited<ReturnType<ConstructorParameters<typeof Outbox>[0]["send"]>>;
+
+/** An outbox whose sends are answered from `answers`, in order; what it reports is recorded. */
+function scriptedOutbox(answers: (Ack | "no answer")[]) {
+  const sent: { clientId: string; message: string }[] = [];
+  const delivered: string[] = [];
+  const changes: string[] = [];
+  let stored = 0;
+  const outbox = new Outbox({
+    send(payload) {
+      sent.push(payload);
+      const answer = answers.shift() ?? "no answer";
+      if (answer === "no answer") return Promise.reject(new Error("timeout"));
+      return Promise.resolve(answer);
+    },
+    onChange: (entry) => changes.push(`${entry.text}: ${entry.state}`),
+    onDelivered: (entry) => delivered.push(entry.text),
+    offlineLimitMs: 50,
+    newId: () => `client-${++stored}`,
+  });
+  return { outbox, sent, delivered, changes };
+}
+
+const stored = (message: string): Ack => ({
+  ok: true,
+  duplicate: false,
+  message: {
+    id: "01JDQ7ZJ2K8M6V1T4X3N5P7R9S",
+    room: "general",
+    user: { id: "ada", name: "Ada" },
+    message,
+    createdAt: new Date().toISOString(),
+  },
+});
+const refused = (code: string, retryAfterMs?: number): Ack => ({
+  ok: false,
+  error: { code, message: code, retryAfterMs },
+});
+
+/** Resolves once `entry` is no longer on its way (delivered or failed). */
+async function settled(outbox: Outbox, entry: OutboxEntry): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (entry.state === "failed" || !outbox.entriesOf(entry.room).includes(entry)) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`${entry.text} never settled`);
+}
+
+Deno.test("page outbox: a refused message stays, failed with the reason; Retry resends it with its clientId and waits out the rate limit", async () => {
+  const { outbox, sent, delivered, changes } = scriptedOutbox([
+    refused("rate_limited", 10),
+    refused("rate_limited", 10),
+    stored("hi"),
+  ]);
+  outbox.setConnection("connected");
+  const entry = outbox.add("general", "hi");
+  await settled(outbox, entry);
+  assert.equal(entry.state, "failed");
+  assert.equal(entry.error?.code, "rate_limited");
+  assert.deepEqual(outbox.entriesOf("general"), [entry]);
+  outbox.retry(entry);
+  await settled(outbox, entry);
+  assert.deepEqual(delivered, ["hi"]);
+  assert.deepEqual(outbox.entriesOf("general"), []);
+  assert.deepEqual(sent.map((payload) => payload.clientId), ["client-1", "client-1", "client-1"]);
+  assert.deepEqual(changes, ["hi: sending", "hi: failed", "hi: sending"]);
+});
+
+Deno.test("page outbox: no answer is asked again with the same clientId, then fails", async () => {
+  const { outbox, sent } = scriptedOutbox(["no answer", "no answer", "no answer"]);
+  outbox.setConnection("connected");
+  const entry = outbox.add("general", "anyone?");
+  await settled(outbox, entry);
+  assert.equal(entry.error?.code, "no_answer");
+  assert.equal(sent.length, 3);
+  assert.equal(new Set(sent.map((payload) => payload.clientId)).size, 1);
+});
+
+Deno.test("page outbox: a message waits for the connection; offline for good or too long, it fails", async () => {
+  const { outbox, sent, delivered, changes } = scriptedOutbox([stored("later")]);
+  outbox.setConnection("reconnecting");
+  const waiting = outbox.add("general", "later");
+  assert.equal(waiting.state, "waiting");
+  outbox.setConnection("connected");
+  await settled(outbox, waiting);
+  assert.deepEqual(delivered, ["later"]);
+  assert.deepEqual(changes, ["later: sending", "later: waiting", "later: sending"]);
+
+  outbox.setConnection("reconnecting");
+  const tooLong = outbox.add("general", "too long");
+  await settled(outbox, tooLong);
+  assert.equal(tooLong.error?.code, "offline");
+
+  outbox.setConnection("offline");
+  const offline = outbox.add("general", "offline");
+  await settled(outbox, offline);
+  assert.equal(offline.error?.code, "offline");
+  assert.equal(sent.length, 1);
 });

@@ -1,0 +1,311 @@
+// @ts-check
+/// <reference lib="dom" />
+/**
+ * The rooms the page knows: each one's messages in id order, drawn into its own message list
+ * (`role="log"`) that is kept while another room is on screen, what it has on its way out, its
+ * unread count, and the sidebar that lists them. User text is only ever set as text.
+ */
+import {
+  continuesGroup,
+  describe,
+  dmPeer,
+  formatTime,
+  HueAssigner,
+  linkSegments,
+} from "./format.js";
+
+/** @typedef {import("./format.js").User} User */
+/** @typedef {import("./format.js").ChatMessage} ChatMessage */
+/** @typedef {import("./outbox.js").OutboxEntry} OutboxEntry */
+/**
+ * A room as the page knows it. `state`: not joined, joining (its history is on the way) or
+ * joined; the page rejoins every room it is in after a reconnect. `catchUp` gathers the history
+ * `load`s of a (re)connection until the room's `loaded`. `readWanted` is the newest message seen
+ * on screen; `readSent` the newest the server has stored as read.
+ * @typedef {{
+ *   id: string,
+ *   log: HTMLElement,
+ *   messages: ChatMessage[],
+ *   items: Map<string, HTMLElement>,
+ *   outgoing: Map<string, HTMLElement>,
+ *   state: "none" | "joining" | "joined",
+ *   hasMore: boolean,
+ *   unread: number,
+ *   listed: boolean,
+ *   lastMessage?: ChatMessage,
+ *   readWanted?: string,
+ *   readSent?: string,
+ *   readStoredAt?: number,
+ *   readTimer?: ReturnType<typeof setTimeout>,
+ *   catchUp?: ChatMessage[],
+ *   scrollTop?: number,
+ *   following: boolean,
+ * }} Room
+ */
+
+/** Unread counts from this on show as "99+" (the server counts no further). */
+const UNREAD_SHOWN = 100;
+
+/**
+ * @param {string} tag
+ * @param {string} className
+ * @param {string} [text]
+ */
+export function make(tag, className, text) {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export class Rooms {
+  /** @type {Map<string, Room>} */
+  #rooms = new Map();
+  /** Display names of everyone seen, for naming DM rooms. */
+  /** @type {Map<string, string>} */
+  names = new Map();
+  hues = new HueAssigner();
+  /** @type {User | undefined} */
+  me;
+  /** The room on screen. */
+  current;
+
+  /** @param {string} defaultRoom */
+  constructor(defaultRoom) {
+    this.defaultRoom = defaultRoom;
+    this.current = defaultRoom;
+  }
+
+  /** @param {string} id */
+  get(id) {
+    let room = this.#rooms.get(id);
+    if (room === undefined) {
+      const log = make("div", "messages");
+      log.setAttribute("role", "log");
+      log.setAttribute("aria-live", "polite");
+      room = {
+        id,
+        log,
+        messages: [],
+        items: new Map(),
+        outgoing: new Map(),
+        state: "none",
+        hasMore: false,
+        unread: 0,
+        listed: false,
+        following: true,
+      };
+      this.#rooms.set(id, room);
+    }
+    return room;
+  }
+
+  visible() {
+    return this.get(this.current);
+  }
+
+  all() {
+    return [...this.#rooms.values()];
+  }
+
+  /** @param {string} id */
+  forget(id) {
+    this.#rooms.delete(id);
+  }
+
+  clear() {
+    for (const room of this.#rooms.values()) clearTimeout(room.readTimer);
+    this.#rooms.clear();
+  }
+
+  /**
+   * `#general`, or for a DM the other person's name.
+   * @param {string} id
+   */
+  label(id) {
+    const peer = this.me ? dmPeer(id, this.me.id) : undefined;
+    if (peer === undefined) return `#${id}`;
+    return this.names.get(peer) ?? peer;
+  }
+
+  /**
+   * The newest message id of every room the page is in: what a reconnect catches up after.
+   * @returns {Record<string, string>}
+   */
+  lastIds() {
+    /** @type {Record<string, string>} */
+    const ids = {};
+    for (const room of this.#rooms.values()) {
+      const lastId = room.messages.at(-1)?.id;
+      if (room.state !== "none" && lastId !== undefined) ids[room.id] = lastId;
+    }
+    return ids;
+  }
+
+  /**
+   * Inserts messages in id order, skipping those the room has; returns the new ones.
+   * @param {Room} room
+   * @param {ChatMessage[]} messages
+   */
+  add(room, messages) {
+    /** @type {ChatMessage[]} */
+    const fresh = [];
+    for (const message of messages) {
+      if (room.items.has(message.id)) continue;
+      this.names.set(message.user.id, message.user.name);
+      let index = room.messages.length;
+      while (index > 0 && room.messages[index - 1].id > message.id) index--;
+      const previous = room.messages[index - 1];
+      const next = room.messages[index];
+      room.messages.splice(index, 0, message);
+      const item = this.#render(message, continuesGroup(previous, message));
+      item.dataset.id = message.id;
+      // Messages on their way out stay below every stored one.
+      const before = next ? room.items.get(next.id) : room.log.querySelector(".outgoing");
+      room.log.insertBefore(item, before ?? null);
+      room.items.set(message.id, item);
+      if (next) {
+        room.items.get(next.id)?.classList.toggle("continued", continuesGroup(message, next));
+      }
+      fresh.push(message);
+    }
+    const newest = room.messages.at(-1);
+    if (newest && (!room.lastMessage || room.lastMessage.id <= newest.id)) {
+      room.lastMessage = newest;
+    }
+    return fresh;
+  }
+
+  /**
+   * Forgets a room's messages (its outgoing ones stay): a catch-up could not cover the gap.
+   * @param {Room} room
+   */
+  reset(room) {
+    for (const item of room.items.values()) item.remove();
+    room.items.clear();
+    room.messages = [];
+  }
+
+  /**
+   * Draws (or redraws in place) a message of the outbox, below the room's stored messages.
+   * @param {OutboxEntry} entry
+   * @param {() => void} retry
+   */
+  drawOutgoing(entry, retry) {
+    const room = this.get(entry.room);
+    const author = this.me ?? { id: "", name: "You" };
+    const item = this.#render({ user: author, createdAt: entry.createdAt, message: entry.text });
+    item.classList.add("outgoing", entry.state === "failed" ? "failed" : "pending");
+    item.dataset.clientId = entry.clientId;
+    const status = make("p", "delivery");
+    if (entry.state === "failed" && entry.error) {
+      const button = make("button", "quiet retry", "Retry");
+      button.setAttribute("type", "button");
+      button.addEventListener("click", retry);
+      status.append(`Not sent: ${describe(entry.error)} `, button);
+    } else {
+      status.textContent = entry.state === "waiting" ? "Waiting for the connection…" : "Sending…";
+    }
+    item.append(status);
+    const old = room.outgoing.get(entry.clientId);
+    const hadFocus = old?.contains(document.activeElement) ?? false;
+    if (old) old.replaceWith(item);
+    else room.log.append(item);
+    room.outgoing.set(entry.clientId, item);
+    return { room, hadFocus };
+  }
+
+  /**
+   * @param {string} roomId
+   * @param {string} clientId
+   */
+  removeOutgoing(roomId, clientId) {
+    const room = this.get(roomId);
+    room.outgoing.get(clientId)?.remove();
+    room.outgoing.delete(clientId);
+    return room;
+  }
+
+  /**
+   * Lists named rooms and DMs as links to their hash, with unread badges; returns how many DMs.
+   * @param {HTMLElement} namedList
+   * @param {HTMLElement} directList
+   */
+  renderList(namedList, directList) {
+    /** @type {Room[]} */
+    const named = [];
+    /** @type {Room[]} */
+    const direct = [];
+    for (const room of this.#rooms.values()) {
+      if (!room.listed && room.state === "none" && room.id !== this.current) continue;
+      (this.me && dmPeer(room.id, this.me.id) !== undefined ? direct : named).push(room);
+    }
+    const order = (/** @type {Room} */ a, /** @type {Room} */ b) =>
+      a.id === this.defaultRoom
+        ? -1
+        : b.id === this.defaultRoom
+        ? 1
+        : this.label(a.id).localeCompare(this.label(b.id));
+    namedList.replaceChildren(...named.sort(order).map((room) => this.#link(room)));
+    directList.replaceChildren(...direct.sort(order).map((room) => this.#link(room)));
+    return direct.length;
+  }
+
+  /** @param {Room} room */
+  #link(room) {
+    const item = make("li", "");
+    const link = /** @type {HTMLAnchorElement} */ (make("a", "room-link"));
+    link.href = `#${room.id}`;
+    link.append(make("bdi", "room-name", this.label(room.id)));
+    if (room.id === this.current) link.setAttribute("aria-current", "page");
+    if (room.unread > 0) {
+      const count = room.unread >= UNREAD_SHOWN ? "99+" : String(room.unread);
+      const badge = make("span", "badge", count);
+      badge.append(make("span", "sr-only", " unread"));
+      link.append(badge);
+    }
+    item.append(link);
+    return item;
+  }
+
+  /**
+   * @param {{ user: User, createdAt: string, message: string }} message
+   * @param {boolean} [continued] the same author's group goes on: no name of its own on screen
+   */
+  #render(message, continued = false) {
+    const item = make("article", "message");
+    if (continued) item.classList.add("continued");
+    if (this.me && message.user.id === this.me.id) item.classList.add("mine");
+    const header = make("div", "meta");
+    // <bdi> and dir="auto" keep a right-to-left (or direction-overriding) name or text to itself.
+    const author = make("bdi", `author ${this.hues.classOf(message.user.id)}`, message.user.name);
+    const time =
+      /** @type {HTMLTimeElement} */ (make("time", "time", formatTime(message.createdAt)));
+    time.dateTime = message.createdAt;
+    time.title = new Date(message.createdAt).toLocaleString();
+    header.append(author, time);
+    item.append(header, renderText(message.message));
+    return item;
+  }
+}
+
+/**
+ * Message text as text nodes, with http(s) links as links (built as elements, never as markup).
+ * @param {string} text
+ */
+function renderText(text) {
+  const paragraph = make("p", "text");
+  paragraph.dir = "auto";
+  for (const segment of linkSegments(text)) {
+    if (typeof segment === "string") {
+      paragraph.append(segment);
+      continue;
+    }
+    const link = /** @type {HTMLAnchorElement} */ (make("a", "", segment.url));
+    link.href = segment.url;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    paragraph.append(link);
+  }
+  return paragraph;
+}
