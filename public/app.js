@@ -115,6 +115,28 @@ let socket;
 /** @type {Session | undefined} */
 let session;
 const rooms = new Rooms(settings.defaultRoom);
+// Own messages carry Edit and Delete: the server decides whether it is still allowed.
+rooms.onChange = async (
+  /** @type {"edit" | "delete"} */ action,
+  /** @type {string} */ id,
+  /** @type {string} */ text,
+) => {
+  if (!socket) return;
+  let ack;
+  if (action === "edit") {
+    const edited = globalThis.prompt("Edit your message", text);
+    if (edited === null || edited.trim() === text) return;
+    ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("message:edit", { id, message: edited })
+      .catch(() => undefined);
+  } else {
+    if (!globalThis.confirm("Delete this message for everyone?")) return;
+    ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("message:delete", { id })
+      .catch(() => undefined);
+  }
+  if (!ack) return showNotice("The server did not answer; try again.");
+  if (!ack.ok) return showNotice(describe(ack.error));
+  rooms.change(ack.message);
+};
 /** Messages that arrived in the room on screen while it was scrolled up. */
 let unseen = 0;
 /** @type {Map<string, User>} */
@@ -667,6 +689,11 @@ function connect(current) {
       for (const room of typists.keys()) clearTyping(room, user.id);
     }
     renderPresence();
+  });
+  on("message:updated", (/** @type {ChatMessage} */ message) => rooms.change(message));
+  on("message:deleted", (/** @type {{ id: string, room: string }} */ { id, room }) => {
+    const held = rooms.get(room).messages.find((message) => message.id === id);
+    if (held) rooms.change({ ...held, message: "", deleted: true });
   });
   on("typing", (/** @type {{ room: string, user: User, typing: boolean }} */ event) => {
     const { room, user, typing } = event;

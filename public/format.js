@@ -5,7 +5,10 @@
  */
 
 /** @typedef {{ id: string, name: string }} User */
-/** @typedef {{ id: string, room: string, user: User, message: string, createdAt: string }} ChatMessage */
+/**
+ * @typedef {{ id: string, room: string, user: User, message: string, createdAt: string,
+ *   editedAt?: string, deleted?: true }} ChatMessage
+ */
 /** @typedef {{ code: string, message?: string, retryAfterMs?: number }} ChatError */
 
 /** Plain-words versions of the server's error codes, and of the page's own `offline`. */

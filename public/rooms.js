@@ -69,6 +69,11 @@ export class Rooms {
   me;
   /** The room on screen. */
   current;
+  /**
+   * Asked to edit or delete one of the user's own messages.
+   * @type {((action: "edit" | "delete", id: string, text: string) => void) | undefined}
+   */
+  onChange;
 
   /** @param {string} defaultRoom */
   constructor(defaultRoom) {
@@ -177,6 +182,22 @@ export class Rooms {
   }
 
   /**
+   * Shows a message as edited or deleted, where the room has it.
+   * @param {ChatMessage} message
+   */
+  change(message) {
+    const room = this.#rooms.get(message.room);
+    const item = room?.items.get(message.id);
+    if (!room || !item) return;
+    const index = room.messages.findIndex((held) => held.id === message.id);
+    if (index >= 0) room.messages[index] = message;
+    const redrawn = this.#render(message, item.classList.contains("continued"));
+    redrawn.dataset.id = message.id;
+    item.replaceWith(redrawn);
+    room.items.set(message.id, redrawn);
+  }
+
+  /**
    * Forgets a room's messages (its outgoing ones stay): a catch-up could not cover the gap.
    * @param {Room} room
    */
@@ -269,7 +290,7 @@ export class Rooms {
   }
 
   /**
-   * @param {{ user: User, createdAt: string, message: string }} message
+   * @param {{ id?: string, user: User, createdAt: string, message: string, editedAt?: string, deleted?: boolean }} message
    * @param {boolean} [continued] the same author's group goes on: no name of its own on screen
    */
   #render(message, continued = false) {
@@ -284,6 +305,23 @@ export class Rooms {
     time.dateTime = message.createdAt;
     time.title = new Date(message.createdAt).toLocaleString();
     header.append(author, time);
+    if (message.deleted) {
+      item.classList.add("deleted");
+      item.append(header, make("p", "text removed", "This message was deleted."));
+      return item;
+    }
+    if (message.editedAt) header.append(make("span", "edited", "(edited)"));
+    const mine = this.me !== undefined && message.user.id === this.me.id;
+    if (mine && message.id !== undefined && this.onChange) {
+      const id = message.id;
+      const edit = make("button", "link-button", "Edit");
+      edit.setAttribute("aria-label", "Edit this message");
+      edit.addEventListener("click", () => this.onChange?.("edit", id, message.message));
+      const remove = make("button", "link-button", "Delete");
+      remove.setAttribute("aria-label", "Delete this message");
+      remove.addEventListener("click", () => this.onChange?.("delete", id, message.message));
+      header.append(edit, remove);
+    }
     item.append(header, renderText(message.message));
     return item;
   }

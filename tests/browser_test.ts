@@ -648,3 +648,24 @@ step(
     assert.deepEqual(chat.problems, []);
   },
 );
+
+step("edits: an author edits and deletes a message; the other page shows both", async (browser) => {
+  await using chat = await startBrowserChat(browser);
+  const alice = await chat.open("Alice");
+  const bob = await chat.open("Bob");
+  await send(alice, "helo everyone");
+  await waitForMessage(bob, "helo everyone");
+  alice.once("dialog", (dialog) => dialog.accept("hello everyone"));
+  await alice.getByRole("button", { name: "Edit this message" }).click();
+  await waitForMessage(bob, "hello everyone");
+  await bob.locator(".message .edited", { hasText: "(edited)" }).waitFor();
+  alice.once("dialog", (dialog) => dialog.accept());
+  await alice.getByRole("button", { name: "Delete this message" }).click();
+  await bob.locator(".message.deleted .removed").waitFor();
+  assert.ok(!(await messageTexts(bob)).includes("hello everyone"), "the text is gone");
+  assert.equal(await bob.getByRole("button", { name: "Delete this message" }).count(), 0);
+  // A reload brings the tombstone from the history.
+  await bob.reload();
+  await connected(bob);
+  await bob.locator(".message.deleted .removed").waitFor();
+});
