@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { io as connect, type Socket } from "socket.io-client";
 import { adapterFor, LeanAdapter, LeanSessionAwareAdapter } from "../src/adapter.ts";
-import { delay, startSocketIo, waitFor } from "./helpers/engine_server.ts";
+import { sleep, startSocketIo, waitFor } from "./helpers/engine_server.ts";
 
 type Transports = ("polling" | "websocket")[];
 
@@ -36,7 +36,7 @@ async function receivedBy(
     broadcast((targets, except = []) => {
       server.io.to(targets).except(except).emit("note", `${targets}-${except.length}`);
     }, ids);
-    await delay(200);
+    await sleep(200);
     return received;
   } finally {
     for (const client of clients) client.disconnect();

@@ -2,20 +2,10 @@ import assert from "node:assert/strict";
 import { ChatClient, sleep, tokenFor, within } from "./helpers/chat_server.ts";
 import { type RunningMain, startMain } from "./helpers/main_process.ts";
 import { hasRedis, type RedisServer, startRedis } from "./helpers/redis_server.ts";
+import { until } from "./helpers/time.ts";
 import type { ChatMessage, User } from "../src/types.ts";
 
 const websocket = { transports: ["websocket" as const] };
-
-/** Waits until `condition` holds, re-checking every 20 ms. */
-async function until(condition: () => boolean, what: string, ms = 8000): Promise<void> {
-  await within(
-    (async () => {
-      while (!condition()) await sleep(20);
-    })(),
-    ms,
-    what,
-  );
-}
 
 /**
  * Two instances of main.ts (`a`, `b`) on one Redis and one KV file, with `extraEnv`; `join` connects
@@ -115,10 +105,7 @@ Deno.test({
       presence.map((user) => user.id).sort(),
       ["alice", "bob", "carol", "dave", "erin", "frank"],
     );
-    await until(
-      () => joinedSeenByBob.includes("dave"),
-      "dave's join",
-    );
+    await until(() => joinedSeenByBob.includes("dave"), 8000, "dave's join");
     assert.ok(joinedSeenByBob.includes("dave"), "bob on B saw dave join on A");
 
     // Instance B dies: A keeps serving, and B's client catches up on A with lastId.

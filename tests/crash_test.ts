@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { io as connect, type Socket } from "socket.io-client";
 import { tokenFor, within } from "./helpers/chat_server.ts";
 import { type RunningMain, startMain } from "./helpers/main_process.ts";
-import { delay } from "./helpers/engine_server.ts";
+import { sleep } from "./helpers/engine_server.ts";
 import type { MessageAck } from "../src/chat/mod.ts";
 import type { ChatMessage } from "../src/types.ts";
 
@@ -140,7 +140,7 @@ class Sender {
       ).catch(() => false);
       if (loaded) return this.socket = socket;
       socket.close();
-      await delay(50);
+      await sleep(50);
     }
   }
 }
@@ -157,7 +157,7 @@ function startSenders(server: CurrentServer): Sender[] {
 async function untilAcked(senders: Sender[], count: number): Promise<void> {
   await within(
     (async () => {
-      while (senders.reduce((sum, sender) => sum + sender.acked, 0) < count) await delay(10);
+      while (senders.reduce((sum, sender) => sum + sender.acked, 0) < count) await sleep(10);
     })(),
     10_000,
     `${count} acks`,
@@ -178,7 +178,7 @@ Deno.test("crash: after SIGKILL and a restart, acked and retried messages are st
     server.down();
     running.child.kill("SIGKILL");
     await running.child.status;
-    await delay(1000);
+    await sleep(1000);
     const ackedBeforeCrash = senders.reduce((sum, sender) => sum + sender.acked, 0);
     running = await startMain({ ...ENV, KV_PATH: kvPath });
     server.up(running.url);
@@ -239,7 +239,7 @@ Deno.test("crash: SIGTERM mid-load disconnects cleanly, and every acked message 
     assert.equal((await within(running.child.status, 10_000, "exit")).code, 0);
     await within(
       (async () => {
-        while (sockets.some((socket) => socket.connected)) await delay(10);
+        while (sockets.some((socket) => socket.connected)) await sleep(10);
       })(),
       5_000,
       "every client to see the disconnect",

@@ -7,17 +7,17 @@ import assert from "node:assert/strict";
 import { BACKLOG_CEILING_FACTOR, type EngineSocket } from "../src/engine/mod.ts";
 import type { TransportError } from "../src/engine/transport.ts";
 import {
-  delay,
   errorOf,
   poll,
   pollingHandshake,
   post,
   RawWebSocket,
   request,
+  sleep,
   startEngine,
   until,
   waitFor,
-  withTimeout,
+  within,
 } from "./helpers/engine_server.ts";
 
 const encoder = new TextEncoder();
@@ -27,7 +27,7 @@ const decoder = new TextDecoder();
 async function readUntil(conn: Deno.Conn, pattern: RegExp, timeoutMs = 3_000): Promise<string> {
   let text = "";
   const buffer = new Uint8Array(4096);
-  await withTimeout(
+  await within(
     (async () => {
       while (!pattern.test(text)) {
         const read = await conn.read(buffer);
@@ -76,7 +76,7 @@ Deno.test("limits: a WebSocket client that stops reading is closed at the backlo
     while (session.readyState === "open" && sent < 256 * 2 ** 20) {
       session.send(chunk);
       sent += chunk.length;
-      if (sent % (64 * chunk.length) === 0) await delay(1);
+      if (sent % (64 * chunk.length) === 0) await sleep(1);
     }
     const [reason, description] = await closed;
     assert.equal(reason, "transport error");
@@ -161,7 +161,7 @@ Deno.test("limits: a 2.5 MB message reaches a polling client that reads, and the
     const payload = await poll(target, sid);
     assert.equal(payload.length, LARGE_MESSAGE.length + 1);
     assert.ok(payload === "4" + LARGE_MESSAGE, "the message arrives whole");
-    await delay(300);
+    await sleep(300);
     assert.equal(session.readyState, "open", "still open after the grace period");
   } finally {
     await target.close();
@@ -180,7 +180,7 @@ Deno.test("limits: a 2.5 MB message reaches a WebSocket client that reads, and t
     const frame = await ws.nextText(5_000);
     assert.equal(frame.length, LARGE_MESSAGE.length + 1);
     assert.ok(frame === "4" + LARGE_MESSAGE, "the message arrives whole");
-    await delay(300);
+    await sleep(300);
     assert.equal(session.readyState, "open", "still open after the grace period");
     session.send("after");
     assert.equal(await ws.nextText(), "4after");
@@ -219,7 +219,7 @@ Deno.test("limits: a POST body dripped slower than pollBodyTimeout is a 408 and 
     ));
     const dripping = (async () => {
       for (let n = 0; n < 20; n++) {
-        await delay(50);
+        await sleep(50);
         await conn.write(encoder.encode("x")).catch(() => {});
       }
     })();
@@ -287,7 +287,7 @@ Deno.test("limits: a WebSocket client flooding packets is closed; one within the
     const [reason, description] = await Promise.race(closes);
     assert.equal(reason, "transport error");
     assert.equal(description?.code, "packet_rate_exceeded");
-    await delay(50);
+    await sleep(50);
     assert.deepEqual(
       sessions.map((session) => session.readyState),
       sessions.map((_, n) => n === 0 ? "open" : "closed"),

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { type EngineSocket, ERROR_CODES } from "../src/engine/mod.ts";
 import {
-  delay,
   type EngineServer,
   errorOf,
   poll,
@@ -10,6 +9,7 @@ import {
   pollPackets,
   post,
   request,
+  sleep,
   startEngine,
   until,
   waitFor,
@@ -221,7 +221,7 @@ Deno.test("polling: a client that polls and sends but never pongs closes at ping
     const closed = waitFor<[string]>(session, "close");
     assert.equal(await poll(target, sid), "2");
     // Busy but deaf: a message is no pong, and earns no extension (as in engine.io 6).
-    await delay(250);
+    await sleep(250);
     assert.equal((await post(target, sid, "4still here")).status, 200);
     const { response } = await pendingPoll(target, session);
     const [reason] = await closed;
@@ -269,7 +269,7 @@ Deno.test("polling: an undelivered server close is forgotten after pingTimeout",
   try {
     const { sid, session } = await openSession(target);
     session.close();
-    await delay(200);
+    await sleep(200);
     const late = await request(target.url({ sid }));
     assert.equal(errorOf(late).code, ERROR_CODES.UNKNOWN_SID);
   } finally {

@@ -7,13 +7,13 @@ import {
 } from "../src/engine/mod.ts";
 import { type EngineLogger, RefusalLog } from "../src/engine/refusals.ts";
 import {
-  delay,
   type EngineServer,
   errorOf,
   pollingHandshake,
   RawWebSocket,
   type ReadResponse,
   request,
+  sleep,
   startEngine,
   until,
   waitFor,
@@ -258,7 +258,7 @@ Deno.test("refusals: the refusal log counts a reason's window, reports it at its
     await until(() => logger.lines.length === 4, 2_000, "the second window's count");
     assert.deepEqual(events()[3], ["request.refused.suppressed", "unknown_sid", 1]);
     // A window with nothing counted ends quietly; the next refusal is logged again.
-    await delay(windowMs * 3);
+    await sleep(windowMs * 3);
     assert.equal(logger.lines.length, 4);
     log.record("unknown_sid", describe);
     assert.deepEqual(logger.lines[4], {

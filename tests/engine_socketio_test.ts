@@ -6,7 +6,7 @@ import {
   startSocketIo,
   until,
   waitFor,
-  withTimeout,
+  within,
 } from "./helpers/engine_server.ts";
 
 type Transports = ManagerOptions["transports"];
@@ -161,7 +161,7 @@ Deno.test("socketio: io.close() ends every connection", async () => {
     const firstGone = waitFor<[string]>(first.client, "disconnect");
     const secondGone = waitFor<[string]>(second.client, "disconnect");
     const serverSide = waitFor<[string]>(first.socket, "disconnect");
-    await withTimeout(target.io.close(), 2_000, "io.close()");
+    await within(target.io.close(), 2_000, "io.close()");
     assert.equal((await serverSide)[0], "server shutting down");
     assert.equal((await firstGone)[0], "transport close");
     assert.equal((await secondGone)[0], "transport close");

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { type EngineSocket, ERROR_CODES } from "../src/engine/mod.ts";
 import {
-  delay,
   type EngineServer,
   errorOf,
   type OpenPacket,
@@ -11,10 +10,11 @@ import {
   post,
   RawWebSocket,
   request,
+  sleep,
   startEngine,
   until,
   waitFor,
-  withTimeout,
+  within,
 } from "./helpers/engine_server.ts";
 
 /** Opens a direct WebSocket session; returns the client, its open packet and the server side. */
@@ -133,7 +133,7 @@ Deno.test("websocket: the ping timeout closes a silent raw websocket", () =>
     assert.equal(await ws.nextText(), "2");
     const [reason] = await closed;
     assert.equal(reason, "ping timeout");
-    await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+    await within(ws.closed, 2_000, "the server to close the WebSocket");
     assert.equal(ws.socket.readyState, WebSocket.CLOSED);
     assert.equal(target.engine.clientsCount, 0);
   }));
@@ -148,7 +148,7 @@ Deno.test("websocket: answering pings keeps it open past several intervals", () 
       ws.send("3");
     }
     // Four intervals plus more than one ping timeout later, the session is still up.
-    await delay(100);
+    await sleep(100);
     assert.ok(Date.now() - started >= 4 * 200);
     assert.equal(session.readyState, "open");
     assert.equal(ws.socket.readyState, WebSocket.OPEN);
@@ -168,7 +168,7 @@ Deno.test("websocket: a close packet closes the session and the socket", () =>
     const closed = waitFor<[string]>(session, "close");
     ws.send("1");
     assert.equal((await closed)[0], "transport close");
-    await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+    await within(ws.closed, 2_000, "the server to close the WebSocket");
   }));
 
 Deno.test("websocket: an invalid frame closes with parse error", () =>
@@ -176,7 +176,7 @@ Deno.test("websocket: an invalid frame closes with parse error", () =>
     const closed = waitFor<[string]>(session, "close");
     ws.send("9xyz");
     assert.equal((await closed)[0], "parse error");
-    await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+    await within(ws.closed, 2_000, "the server to close the WebSocket");
   }));
 
 Deno.test("websocket: an oversize frame closes the session", () =>
@@ -189,14 +189,14 @@ Deno.test("websocket: an oversize frame closes the session", () =>
     ws.send(new Uint8Array(101));
     assert.equal((await closed)[0], "transport error");
     assert.deepEqual(received, ["x".repeat(99)]);
-    await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+    await within(ws.closed, 2_000, "the server to close the WebSocket");
     assert.equal(target.engine.clientsCount, 0);
   }));
 
 Deno.test("websocket: an oversize frame closes the websocket with 1009 Message Too Big", () =>
   withWebSocketSession({ maxHttpBufferSize: 100 }, async ({ ws }) => {
     ws.send("4" + "x".repeat(100));
-    const event = await withTimeout(ws.closed, 2_000, "the server to close the WebSocket");
+    const event = await within(ws.closed, 2_000, "the server to close the WebSocket");
     assert.equal(event.code, 1009);
   }));
 
@@ -206,7 +206,7 @@ Deno.test("websocket: a second websocket with the sid of a websocket session is 
   const intruder = new RawWebSocket(target.url({ transport: "websocket", sid: session.id }, "ws"));
   try {
     await intruder.opened;
-    await withTimeout(intruder.closed, 2_000, "the second WebSocket to close");
+    await within(intruder.closed, 2_000, "the second WebSocket to close");
     assert.equal(session.upgradeState, "none");
     session.send("still here");
     assert.equal(await ws.nextText(), "4still here");
@@ -275,7 +275,7 @@ Deno.test("websocket: a second websocket on an upgrading or upgraded sid is acce
     const url = target.url({ transport: "websocket", sid }, "ws");
     const duringUpgrade = new RawWebSocket(url);
     await duringUpgrade.opened;
-    await withTimeout(duringUpgrade.closed, 2_000, "the WebSocket opened mid-upgrade to close");
+    await within(duringUpgrade.closed, 2_000, "the WebSocket opened mid-upgrade to close");
     assert.equal(session.upgradeState, "upgrading");
 
     const upgraded = waitFor(session, "upgrade");
@@ -283,7 +283,7 @@ Deno.test("websocket: a second websocket on an upgrading or upgraded sid is acce
     await upgraded;
     const afterUpgrade = new RawWebSocket(url);
     await afterUpgrade.opened;
-    await withTimeout(
+    await within(
       afterUpgrade.closed,
       2_000,
       "the WebSocket opened after the upgrade to close",
@@ -309,7 +309,7 @@ Deno.test("websocket: packets written during the upgrade arrive over the websock
 
 Deno.test("websocket: an upgrade timeout closes the websocket but keeps the polling session", () =>
   withProbedUpgrade({ upgradeTimeout: 200 }, async ({ target, sid, session, ws }) => {
-    await withTimeout(ws.closed, 2_000, "the upgrade timeout to close the WebSocket");
+    await within(ws.closed, 2_000, "the upgrade timeout to close the WebSocket");
     assert.equal(session.readyState, "open");
     assert.equal(session.transport.name, "polling");
     assert.equal(session.upgradeState, "none");
@@ -326,7 +326,7 @@ Deno.test("websocket: closing the session mid-upgrade closes the probing websock
     const closed = waitFor<[string]>(session, "close");
     session.close();
     assert.equal((await closed)[0], "forced close");
-    await withTimeout(ws.closed, 2_000, "the probing WebSocket to close");
+    await within(ws.closed, 2_000, "the probing WebSocket to close");
     assert.equal(target.engine.clientsCount, 0);
   }));
 

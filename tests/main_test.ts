@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { io as connect } from "socket.io-client";
-import { sleep as delay, tokenFor, within } from "./helpers/chat_server.ts";
+import { sleep, tokenFor, within } from "./helpers/chat_server.ts";
 import { runMain, startMain } from "./helpers/main_process.ts";
 
 Deno.test("main: exits 1 with one clear line when JWT_SECRET is missing", async () => {
@@ -205,7 +205,7 @@ Deno.test("main: large frames (a 600 KB history, a big live batch) arrive whole 
     );
     assert.ok(acks.every((ack) => ack.ok));
     const deadline = Date.now() + 5000;
-    while (live.length < texts.length && Date.now() < deadline) await delay(20);
+    while (live.length < texts.length && Date.now() < deadline) await sleep(20);
     assert.deepEqual(live, texts, "live batches arrive whole and in order");
     reader = connect(running.url, { auth: { token: await tokenFor("bob") }, ...options });
     const frames: { message: string }[][] = [];

@@ -11,6 +11,9 @@ import {
   type SocketOptions,
 } from "socket.io-client";
 import { type App, type AppOptions, createApp } from "../../src/app.ts";
+import { sleep, within } from "./time.ts";
+
+export { sleep, within };
 import { signToken } from "../../src/auth.ts";
 import type { ChatError, LoadedInfo, MessageAck } from "../../src/chat/mod.ts";
 import { type Config, DEFAULTS } from "../../src/config.ts";
@@ -91,15 +94,6 @@ export async function expiredToken(sub: string, secondsAgo: number): Promise<str
     .setIssuedAt(now - 3600)
     .setExpirationTime(now - secondsAgo)
     .sign(new TextEncoder().encode(SECRET));
-}
-
-/** Rejects after `ms` with `what` in the message, so a hung test says what it waited for. */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** A stock socket.io-client connection that records every `load` and `error`. */
@@ -200,9 +194,4 @@ export class ChatClient {
   #notify(): void {
     for (const waiter of [...this.#waiters]) waiter();
   }
-}
-
-/** Lets pending timers and sockets settle. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

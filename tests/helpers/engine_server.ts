@@ -7,6 +7,9 @@ import assert from "node:assert/strict";
 import { Server, type ServerOptions } from "socket.io";
 import { Engine, type EngineOptions } from "../../src/engine/mod.ts";
 import { RECORD_SEPARATOR } from "../../src/engine/parser.ts";
+import { sleep, until, within } from "./time.ts";
+
+export { sleep, until, within };
 
 /** A running engine on an ephemeral port. */
 export interface EngineServer {
@@ -103,27 +106,6 @@ export function waitFor<T extends unknown[] = unknown[]>(
   });
 }
 
-/** Rejects if `promise` has not settled within `timeoutMs`. */
-export function withTimeout<T>(
-  promise: Promise<T>,
-  timeoutMs = 2_000,
-  what = "promise",
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out after ${timeoutMs} ms: ${what}`)),
-      timeoutMs,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Resolves after `ms`. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** The open packet's JSON, as sent in the handshake. */
 export interface OpenPacket {
   sid: string;
@@ -217,7 +199,7 @@ export class RawWebSocket {
       waiter = resolve;
       this.#waiters.push(waiter);
     });
-    return withTimeout(received, timeoutMs, "WebSocket frame").catch((error) => {
+    return within(received, timeoutMs, "WebSocket frame").catch((error) => {
       this.#waiters = this.#waiters.filter((pending) => pending !== waiter);
       throw error;
     });
@@ -238,15 +220,6 @@ export class RawWebSocket {
   async close(): Promise<void> {
     if (this.socket.readyState === WebSocket.CONNECTING) await this.opened.catch(() => {});
     if (this.socket.readyState !== WebSocket.CLOSED) this.socket.close();
-    await withTimeout(this.closed, 2_000, "WebSocket close");
-  }
-}
-
-/** Polls `condition` every few milliseconds until it holds, or rejects after `timeoutMs`. */
-export async function until(condition: () => boolean, timeoutMs = 2_000, what = "condition") {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await delay(5);
+    await within(this.closed, 2_000, "WebSocket close");
   }
 }
