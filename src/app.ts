@@ -66,6 +66,8 @@ export interface AppOptions {
   cluster?: Cluster;
   /** Extra HTTP routes (the demo page). */
   routes?: Route[];
+  /** The chat's clock: token expiry, budgets, edit windows (tests move it). */
+  now?: () => number;
 }
 
 /** A per-minute budget whose burst is a sixth of it (at least one). */
@@ -178,6 +180,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     presence: directory ? new ClusterPresence(directory) : new LocalPresence(),
     canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
     clockToleranceMs: config.auth.clockToleranceSeconds * 1000,
+    now: options.now,
     log,
     observer: metrics,
   });

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import {
   ChatClient,
   expiredToken,
-  sleep,
   startChat,
   TEST_AUTH,
   tokenFor,
@@ -49,21 +48,33 @@ Deno.test("auth: without REQUIRE_WRITE_SCOPE a token without scopes may send", a
 });
 
 Deno.test("auth: auth:refresh extends a session past the first token's expiry", async () => {
-  const server = await startChat();
-  // Expired 3 s ago: inside the 5 s tolerance now, outside it in 2 s.
-  const client = new ChatClient(server.url, { auth: { token: await expiredToken("alice", 3) } });
+  // The chat's clock is moved by hand: the first token's expiry passes at once.
+  let skew = 0;
+  const server = await startChat({}, { now: () => Date.now() + skew });
+  const refreshed = new ChatClient(server.url, {
+    auth: { token: await tokenFor("alice", "Alice", 60) },
+  });
+  const stale = new ChatClient(server.url, { auth: { token: await tokenFor("bob", "Bob", 60) } });
   try {
-    await client.waitFor(() => client.loads.length > 0, "load");
-    const ack = await refresh(client, { token: await tokenFor("alice", "Alice", 3600) });
+    for (const client of [refreshed, stale]) {
+      await client.waitFor(() => client.loaded !== undefined, "history");
+    }
+    const ack = await refresh(refreshed, { token: await tokenFor("alice", "Alice", 3600) });
     assert.ok(ack.ok);
     assert.ok(ack.expiresAt !== null && ack.expiresAt > Date.now() + 3_500_000);
-    await sleep(2300);
-    const sent = await client.send({ message: "still here" });
+    skew = 10 * 60_000;
+    const sent = await refreshed.send({ message: "still here" });
     assert.equal(sent.ok, true);
-    assert.equal(client.socket.connected, true);
-    assert.deepEqual(client.errors, []);
+    assert.equal(refreshed.socket.connected, true);
+    assert.deepEqual(refreshed.errors, []);
+    // Without the refresh, the same moment is past the token's expiry.
+    const cut = new Promise((resolve) => stale.socket.once("disconnect", resolve));
+    stale.socket.emit("message", { message: "too late" });
+    assert.equal(await within(cut, 2000, "the stale socket cut"), "io server disconnect");
+    assert.deepEqual(stale.errors.map((error) => error.code), ["token_expired"]);
   } finally {
-    client.close();
+    refreshed.close();
+    stale.close();
     await server.close();
   }
 });
