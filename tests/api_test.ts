@@ -73,132 +73,113 @@ async function call(
 }
 
 Deno.test("api: without API_KEY the API does not exist", async () => {
-  const server = await startChat();
-  try {
-    const response = await fetch(`${server.url}/api/v1/rooms`, {
-      headers: { Authorization: `Bearer ${KEY}` },
-    });
-    assert.equal(response.status, 404);
-    await response.body?.cancel();
-  } finally {
-    await server.close();
-  }
+  await using server = await startChat();
+  const response = await fetch(`${server.url}/api/v1/rooms`, {
+    headers: { Authorization: `Bearer ${KEY}` },
+  });
+  assert.equal(response.status, 404);
+  await response.body?.cancel();
 });
 
 Deno.test("api: a missing or wrong key is 401; unknown routes and methods are 404", async () => {
-  const server = await startChat({ apiKey: KEY });
-  try {
-    for (const key of [null, "wrong-key-wrong-key", `${KEY}x`]) {
-      const answer = await call(server, "GET", "/rooms", { key });
-      assert.equal(answer.status, 401);
-      assert.equal(answer.body.error.code, "unauthorized");
-    }
-    const unknown = await fetch(`${server.url}/api/v1/nothing`, {
-      headers: { Authorization: `Bearer ${KEY}` },
-    });
-    assert.equal(unknown.status, 404);
-    assert.equal((await unknown.json()).error.code, "not_found");
-    const wrongMethod = await call(server, "DELETE", "/rooms/general/messages", {
-      documented: "/rooms/{room}/messages",
-    }).catch((error) => error);
-    assert.ok(wrongMethod instanceof Error, "DELETE on messages is not documented");
-  } finally {
-    await server.close();
+  await using server = await startChat({ apiKey: KEY });
+  for (const key of [null, "wrong-key-wrong-key", `${KEY}x`]) {
+    const answer = await call(server, "GET", "/rooms", { key });
+    assert.equal(answer.status, 401);
+    assert.equal(answer.body.error.code, "unauthorized");
   }
+  const unknown = await fetch(`${server.url}/api/v1/nothing`, {
+    headers: { Authorization: `Bearer ${KEY}` },
+  });
+  assert.equal(unknown.status, 404);
+  assert.equal((await unknown.json()).error.code, "not_found");
+  const wrongMethod = await call(server, "DELETE", "/rooms/general/messages", {
+    documented: "/rooms/{room}/messages",
+  }).catch((error) => error);
+  assert.ok(wrongMethod instanceof Error, "DELETE on messages is not documented");
 });
 
 Deno.test("api: publish stores then broadcasts; retries with a clientId store once; history pages", async () => {
-  const server = await startChat({ apiKey: KEY });
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    const documented = "/rooms/{room}/messages";
-    const posted = await call(server, "POST", "/rooms/general/messages", {
-      body: { message: "  maintenance at noon ", clientId: "notice-1" },
-      documented,
-    });
-    assert.equal(posted.status, 201);
-    assert.deepEqual(posted.body.message.user, { id: "system", name: "System" });
-    assert.equal(posted.body.message.message, "maintenance at noon");
-    await alice.waitFor(
-      () => alice.live.some((m) => m.id === posted.body.message.id),
-      "the broadcast",
-    );
-    const retry = await call(server, "POST", "/rooms/general/messages", {
-      body: { message: "maintenance at noon", clientId: "notice-1" },
-      documented,
-    });
-    assert.equal(retry.status, 200);
-    assert.equal(retry.body.duplicate, true);
-    assert.equal(retry.body.message.id, posted.body.message.id);
-    const onBehalf = await call(server, "POST", "/rooms/dm%3Aalice%3Abob/messages", {
-      body: { message: "from bob's backend", userId: "bob", userName: "Bob" },
-      documented,
-    });
-    assert.equal(onBehalf.status, 201);
-    assert.equal(onBehalf.body.message.room, "dm:alice:bob");
-    assert.deepEqual(onBehalf.body.message.user, { id: "bob", name: "Bob" });
+  await using server = await startChat({ apiKey: KEY });
+  using alice = await ChatClient.join(server.url, "alice");
+  const documented = "/rooms/{room}/messages";
+  const posted = await call(server, "POST", "/rooms/general/messages", {
+    body: { message: "  maintenance at noon ", clientId: "notice-1" },
+    documented,
+  });
+  assert.equal(posted.status, 201);
+  assert.deepEqual(posted.body.message.user, { id: "system", name: "System" });
+  assert.equal(posted.body.message.message, "maintenance at noon");
+  await alice.waitFor(
+    () => alice.live.some((m) => m.id === posted.body.message.id),
+    "the broadcast",
+  );
+  const retry = await call(server, "POST", "/rooms/general/messages", {
+    body: { message: "maintenance at noon", clientId: "notice-1" },
+    documented,
+  });
+  assert.equal(retry.status, 200);
+  assert.equal(retry.body.duplicate, true);
+  assert.equal(retry.body.message.id, posted.body.message.id);
+  const onBehalf = await call(server, "POST", "/rooms/dm%3Aalice%3Abob/messages", {
+    body: { message: "from bob's backend", userId: "bob", userName: "Bob" },
+    documented,
+  });
+  assert.equal(onBehalf.status, 201);
+  assert.equal(onBehalf.body.message.room, "dm:alice:bob");
+  assert.deepEqual(onBehalf.body.message.user, { id: "bob", name: "Bob" });
 
-    const page = await call(server, "GET", "/rooms/general/messages?limit=1", { documented });
-    assert.equal(page.status, 200);
-    assert.deepEqual(page.body.messages.map((m: { id: string }) => m.id), [posted.body.message.id]);
-    for (
-      const [body, code] of [
-        [{}, "invalid_payload"],
-        [{ message: "x".repeat(2001) }, "message_too_long"],
-        [{ message: "hi", userId: "" }, "invalid_payload"],
-        ["not json", "invalid_payload"],
-      ] as const
-    ) {
-      const refused = await call(server, "POST", "/rooms/general/messages", { body, documented });
-      assert.equal(refused.status, 400, JSON.stringify(body));
-      assert.equal(refused.body.error.code, code);
-    }
-    const badRoom = await call(server, "GET", "/rooms/Bad%20Room/messages", { documented });
-    assert.equal(badRoom.status, 400);
-    const badLimit = await call(server, "GET", "/rooms/general/messages?limit=500", { documented });
-    assert.equal(badLimit.status, 400);
-    const big = await fetch(`${server.url}/api/v1/rooms/general/messages`, {
-      method: "POST",
-      headers: { Authorization: `Bearer ${KEY}` },
-      body: "x".repeat(70_000),
-    });
-    assert.equal(big.status, 413);
-    assert.equal((await big.json()).error.code, "payload_too_large");
-    assert.deepEqual(await server.store.latest(10), [posted.body.message], "nothing else stored");
-  } finally {
-    alice.close();
-    await server.close();
+  const page = await call(server, "GET", "/rooms/general/messages?limit=1", { documented });
+  assert.equal(page.status, 200);
+  assert.deepEqual(page.body.messages.map((m: { id: string }) => m.id), [posted.body.message.id]);
+  for (
+    const [body, code] of [
+      [{}, "invalid_payload"],
+      [{ message: "x".repeat(2001) }, "message_too_long"],
+      [{ message: "hi", userId: "" }, "invalid_payload"],
+      ["not json", "invalid_payload"],
+    ] as const
+  ) {
+    const refused = await call(server, "POST", "/rooms/general/messages", { body, documented });
+    assert.equal(refused.status, 400, JSON.stringify(body));
+    assert.equal(refused.body.error.code, code);
   }
+  const badRoom = await call(server, "GET", "/rooms/Bad%20Room/messages", { documented });
+  assert.equal(badRoom.status, 400);
+  const badLimit = await call(server, "GET", "/rooms/general/messages?limit=500", { documented });
+  assert.equal(badLimit.status, 400);
+  const big = await fetch(`${server.url}/api/v1/rooms/general/messages`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${KEY}` },
+    body: "x".repeat(70_000),
+  });
+  assert.equal(big.status, 413);
+  assert.equal((await big.json()).error.code, "payload_too_large");
+  assert.deepEqual(await server.store.latest(10), [posted.body.message], "nothing else stored");
 });
 
 Deno.test("api: presence, rooms and stats describe who is connected", async () => {
-  const server = await startChat({ apiKey: KEY });
-  const alice = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
-  try {
-    const presence = await call(server, "GET", "/rooms/general/presence", {
-      documented: "/rooms/{room}/presence",
-    });
-    assert.deepEqual(
-      presence.body.users.map((user: { id: string }) => user.id).toSorted(),
-      ["alice", "bob"],
-    );
-    const rooms = await call(server, "GET", "/rooms");
-    assert.deepEqual(rooms.body.rooms, [{ room: "general", connections: 2 }]);
-    const stats = await call(server, "GET", "/stats");
-    assert.equal(stats.body.sockets, 2);
-    const document = await call(server, "GET", "/openapi.json");
-    assert.equal(document.body.openapi, "3.1.0");
-    await call(server, "GET", "/rooms", { key: "wrong-key-wrong-key" });
-    const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    assert.match(metrics, /^chat_api_requests_total\{route="rooms",status="200"\} 1$/m);
-    assert.match(metrics, /^chat_api_requests_total\{route="unknown",status="401"\} 1$/m);
-    assert.match(metrics, /^chat_recent_window_rooms 1$/m, "the default room's window");
-  } finally {
-    alice.close();
-    bob.close();
-    await server.close();
-  }
+  await using server = await startChat({ apiKey: KEY });
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  const presence = await call(server, "GET", "/rooms/general/presence", {
+    documented: "/rooms/{room}/presence",
+  });
+  assert.deepEqual(
+    presence.body.users.map((user: { id: string }) => user.id).toSorted(),
+    ["alice", "bob"],
+  );
+  const rooms = await call(server, "GET", "/rooms");
+  assert.deepEqual(rooms.body.rooms, [{ room: "general", connections: 2 }]);
+  const stats = await call(server, "GET", "/stats");
+  assert.equal(stats.body.sockets, 2);
+  const document = await call(server, "GET", "/openapi.json");
+  assert.equal(document.body.openapi, "3.1.0");
+  await call(server, "GET", "/rooms", { key: "wrong-key-wrong-key" });
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  assert.match(metrics, /^chat_api_requests_total\{route="rooms",status="200"\} 1$/m);
+  assert.match(metrics, /^chat_api_requests_total\{route="unknown",status="401"\} 1$/m);
+  assert.match(metrics, /^chat_recent_window_rooms 1$/m, "the default room's window");
 });
 
 Deno.test("api: disconnect cuts every socket of a user; a ban refuses them at connect until lifted", async () => {
@@ -277,38 +258,33 @@ Deno.test("api: a ban holds across a restart on the same KV file", async () => {
 });
 
 Deno.test("api: PATCH and DELETE change a message, announce it, and answer 404 for none", async () => {
-  const server = await startChat({ apiKey: KEY });
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    const sent = await alice.send({ message: "typo" });
-    assert.ok(sent.ok);
-    const updated = new Promise((resolve) => alice.socket.once("message:updated", resolve));
-    const edited = await call(server, "PATCH", `/messages/${sent.message.id}`, {
-      body: { message: "fixed" },
-      documented: "/messages/{id}",
-    });
-    assert.equal(edited.status, 200);
-    assert.equal(edited.body.message.message, "fixed");
-    assert.deepEqual(await within(updated, 2000, "message:updated"), edited.body.message);
-    const deleted = await call(server, "DELETE", `/messages/${sent.message.id}`, {
-      documented: "/messages/{id}",
-    });
-    assert.equal(deleted.body.message.deleted, true);
-    const twice = await call(server, "DELETE", `/messages/${sent.message.id}`, {
-      documented: "/messages/{id}",
-    });
-    assert.deepEqual(twice.body, deleted.body);
-    const gone = await call(server, "PATCH", `/messages/${sent.message.id}`, {
-      body: { message: "again" },
-      documented: "/messages/{id}",
-    });
-    assert.equal(gone.status, 404);
-    const none = await call(server, "DELETE", "/messages/01JDQ7ZJ2K8M6V1T4X3N5P7R9S", {
-      documented: "/messages/{id}",
-    });
-    assert.equal(none.status, 404);
-  } finally {
-    alice.close();
-    await server.close();
-  }
+  await using server = await startChat({ apiKey: KEY });
+  using alice = await ChatClient.join(server.url, "alice");
+  const sent = await alice.send({ message: "typo" });
+  assert.ok(sent.ok);
+  const updated = new Promise((resolve) => alice.socket.once("message:updated", resolve));
+  const edited = await call(server, "PATCH", `/messages/${sent.message.id}`, {
+    body: { message: "fixed" },
+    documented: "/messages/{id}",
+  });
+  assert.equal(edited.status, 200);
+  assert.equal(edited.body.message.message, "fixed");
+  assert.deepEqual(await within(updated, 2000, "message:updated"), edited.body.message);
+  const deleted = await call(server, "DELETE", `/messages/${sent.message.id}`, {
+    documented: "/messages/{id}",
+  });
+  assert.equal(deleted.body.message.deleted, true);
+  const twice = await call(server, "DELETE", `/messages/${sent.message.id}`, {
+    documented: "/messages/{id}",
+  });
+  assert.deepEqual(twice.body, deleted.body);
+  const gone = await call(server, "PATCH", `/messages/${sent.message.id}`, {
+    body: { message: "again" },
+    documented: "/messages/{id}",
+  });
+  assert.equal(gone.status, 404);
+  const none = await call(server, "DELETE", "/messages/01JDQ7ZJ2K8M6V1T4X3N5P7R9S", {
+    documented: "/messages/{id}",
+  });
+  assert.equal(none.status, 404);
 });

@@ -37,14 +37,9 @@ Deno.test("auth: without chat:write a reader may read but not send when REQUIRE_
 });
 
 Deno.test("auth: without REQUIRE_WRITE_SCOPE a token without scopes may send", async () => {
-  const server = await startChat();
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    assert.equal((await alice.send({ message: "no scopes needed" })).ok, true);
-  } finally {
-    alice.close();
-    await server.close();
-  }
+  await using server = await startChat();
+  using alice = await ChatClient.join(server.url, "alice");
+  assert.equal((await alice.send({ message: "no scopes needed" })).ok, true);
 });
 
 Deno.test("auth: auth:refresh extends a session past the first token's expiry", async () => {
@@ -80,27 +75,22 @@ Deno.test("auth: auth:refresh extends a session past the first token's expiry", 
 });
 
 Deno.test("auth: auth:refresh refuses another user's token, bad tokens and bad payloads", async () => {
-  const server = await startChat({ refreshLimitPerMinute: 600 });
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    const cases: [unknown, string][] = [
-      [{ token: await tokenFor("mallory") }, "forbidden"],
-      [{ token: "garbage" }, "invalid_token"],
-      [{ token: await expiredToken("alice", 60) }, "token_expired"],
-      [{ token: 42 }, "invalid_payload"],
-      ["just a string", "invalid_payload"],
-    ];
-    for (const [payload, code] of cases) {
-      const ack = await refresh(alice, payload);
-      assert.equal(!ack.ok && ack.error.code, code, JSON.stringify(payload));
-    }
-    const sent = await alice.send({ message: "still alice" });
-    assert.ok(sent.ok);
-    assert.deepEqual(sent.message.user, { id: "alice", name: "alice" });
-  } finally {
-    alice.close();
-    await server.close();
+  await using server = await startChat({ refreshLimitPerMinute: 600 });
+  using alice = await ChatClient.join(server.url, "alice");
+  const cases: [unknown, string][] = [
+    [{ token: await tokenFor("mallory") }, "forbidden"],
+    [{ token: "garbage" }, "invalid_token"],
+    [{ token: await expiredToken("alice", 60) }, "token_expired"],
+    [{ token: 42 }, "invalid_payload"],
+    ["just a string", "invalid_payload"],
+  ];
+  for (const [payload, code] of cases) {
+    const ack = await refresh(alice, payload);
+    assert.equal(!ack.ok && ack.error.code, code, JSON.stringify(payload));
   }
+  const sent = await alice.send({ message: "still alice" });
+  assert.ok(sent.ok);
+  assert.deepEqual(sent.message.user, { id: "alice", name: "alice" });
 });
 
 Deno.test("auth: a display name is cleaned of bidi controls, while message text is kept as sent", async () => {

@@ -4,26 +4,20 @@ import type { ChatMessage } from "../src/types.ts";
 import { type HistoryAck, LOAD_MAX_CHARS, type LoadedInfo } from "../src/chat/mod.ts";
 
 Deno.test("delivery: 20 concurrent retries of one clientId store one message, acked 20 times", async () => {
-  const server = await startChat({ rateLimitBurst: 100 });
-  const alice = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
-  try {
-    const acks = await Promise.all(
-      [...Array(20)].map(() => alice.send({ message: "exactly once", clientId: "retry-1" })),
-    );
-    assert.ok(acks.every((ack) => ack.ok));
-    const ids = new Set(acks.map((ack) => ack.ok && ack.message.id));
-    assert.equal(ids.size, 1, "every ack names the same stored message");
-    assert.equal(acks.filter((ack) => ack.ok && !ack.duplicate).length, 1);
-    await bob.waitFor(() => bob.live.length >= 1, "the broadcast");
-    await sleep(100);
-    assert.equal(bob.live.length, 1, "broadcast once");
-    assert.equal((await server.store.latest(100)).length, 1);
-  } finally {
-    alice.close();
-    bob.close();
-    await server.close();
-  }
+  await using server = await startChat({ rateLimitBurst: 100 });
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  const acks = await Promise.all(
+    [...Array(20)].map(() => alice.send({ message: "exactly once", clientId: "retry-1" })),
+  );
+  assert.ok(acks.every((ack) => ack.ok));
+  const ids = new Set(acks.map((ack) => ack.ok && ack.message.id));
+  assert.equal(ids.size, 1, "every ack names the same stored message");
+  assert.equal(acks.filter((ack) => ack.ok && !ack.duplicate).length, 1);
+  await bob.waitFor(() => bob.live.length >= 1, "the broadcast");
+  await sleep(100);
+  assert.equal(bob.live.length, 1, "broadcast once");
+  assert.equal((await server.store.latest(100)).length, 1);
 });
 
 Deno.test("delivery: a clientId is remembered across a server restart", async () => {
@@ -52,19 +46,14 @@ Deno.test("delivery: a clientId is remembered across a server restart", async ()
 });
 
 Deno.test("delivery: bad clientIds are refused", async () => {
-  const server = await startChat();
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    for (const clientId of [42, "", "x".repeat(65), { id: 1 }, null]) {
-      const ack = await alice.send({ message: "hi", clientId });
-      assert.equal(ack.ok, false, JSON.stringify(clientId));
-      assert.equal(!ack.ok && ack.error.code, "invalid_payload");
-    }
-    assert.deepEqual(await server.store.latest(10), []);
-  } finally {
-    alice.close();
-    await server.close();
+  await using server = await startChat();
+  using alice = await ChatClient.join(server.url, "alice");
+  for (const clientId of [42, "", "x".repeat(65), { id: 1 }, null]) {
+    const ack = await alice.send({ message: "hi", clientId });
+    assert.equal(ack.ok, false, JSON.stringify(clientId));
+    assert.equal(!ack.ok && ack.error.code, "invalid_payload");
   }
+  assert.deepEqual(await server.store.latest(10), []);
 });
 
 /**
@@ -125,107 +114,87 @@ Deno.test("delivery: with connection state recovery a short drop replays what wa
 });
 
 Deno.test("delivery: the catch-up is capped at CATCHUP_LIMIT with hasMore", async () => {
-  const server = await startChat({ catchupLimit: 5, rateLimitBurst: 100 });
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    const sent: ChatMessage[] = [];
-    for (let n = 0; n < 20; n++) {
-      const ack = await alice.send({ message: `${n}` });
-      if (ack.ok) sent.push(ack.message);
-    }
-    const loadInfo = (lastId: string) => {
-      const client = new ChatClient(server.url, {});
-      return tokenFor("bob").then((token) => {
-        client.socket.auth = { token, lastId };
-        const loads: ChatMessage[][] = [];
-        client.socket.on("load", (messages: ChatMessage[]) => loads.push(messages));
-        return within(
-          new Promise<[ChatMessage[], LoadedInfo]>((resolve) =>
-            client.socket.once("loaded", (info: LoadedInfo) => resolve([loads.flat(), info]))
-          ),
-          5000,
-          "catch-up load",
-        ).finally(() => client.close());
-      });
-    };
-    assert.deepEqual(await loadInfo(sent[2].id), [sent.slice(15), {
-      room: "general",
-      hasMore: true,
-      catchUp: true,
-    }]);
-    assert.deepEqual(await loadInfo(sent[16].id), [
-      sent.slice(17),
-      { room: "general", hasMore: false, catchUp: true },
-    ]);
-  } finally {
-    alice.close();
-    await server.close();
+  await using server = await startChat({ catchupLimit: 5, rateLimitBurst: 100 });
+  using alice = await ChatClient.join(server.url, "alice");
+  const sent: ChatMessage[] = [];
+  for (let n = 0; n < 20; n++) {
+    const ack = await alice.send({ message: `${n}` });
+    if (ack.ok) sent.push(ack.message);
   }
+  const loadInfo = (lastId: string) => {
+    const client = new ChatClient(server.url, {});
+    return tokenFor("bob").then((token) => {
+      client.socket.auth = { token, lastId };
+      const loads: ChatMessage[][] = [];
+      client.socket.on("load", (messages: ChatMessage[]) => loads.push(messages));
+      return within(
+        new Promise<[ChatMessage[], LoadedInfo]>((resolve) =>
+          client.socket.once("loaded", (info: LoadedInfo) => resolve([loads.flat(), info]))
+        ),
+        5000,
+        "catch-up load",
+      ).finally(() => client.close());
+    });
+  };
+  assert.deepEqual(await loadInfo(sent[2].id), [sent.slice(15), {
+    room: "general",
+    hasMore: true,
+    catchUp: true,
+  }]);
+  assert.deepEqual(await loadInfo(sent[16].id), [
+    sent.slice(17),
+    { room: "general", hasMore: false, catchUp: true },
+  ]);
 });
 
 Deno.test("delivery: a malformed lastId gets invalid_payload and the latest history", async () => {
-  const server = await startChat();
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    await alice.send({ message: "latest" });
-    for (const lastId of ["nope", 42, { id: "x" }]) {
-      const client = new ChatClient(server.url, { auth: { token: await tokenFor("bob"), lastId } });
-      try {
-        await client.waitFor(() => client.loads.length > 0 && client.errors.length > 0, "load");
-        assert.equal(client.errors[0].code, "invalid_payload");
-        assert.deepEqual(client.history.map((m) => m.message), ["latest"]);
-      } finally {
-        client.close();
-      }
+  await using server = await startChat();
+  using alice = await ChatClient.join(server.url, "alice");
+  await alice.send({ message: "latest" });
+  for (const lastId of ["nope", 42, { id: "x" }]) {
+    const client = new ChatClient(server.url, { auth: { token: await tokenFor("bob"), lastId } });
+    try {
+      await client.waitFor(() => client.loads.length > 0 && client.errors.length > 0, "load");
+      assert.equal(client.errors[0].code, "invalid_payload");
+      assert.deepEqual(client.history.map((m) => m.message), ["latest"]);
+    } finally {
+      client.close();
     }
-  } finally {
-    alice.close();
-    await server.close();
   }
 });
 
 Deno.test("delivery: history paging walks the whole history with no gap or overlap", async () => {
-  const server = await startChat({ rateLimitBurst: 1000, historyLimit: 10 });
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    await Promise.all([...Array(120)].map((_, n) => alice.send({ message: `${n}` })));
-    const all = await server.store.latest(1000);
-    assert.equal(all.length, 120);
-    const history = (payload: unknown) =>
-      within(alice.socket.emitWithAck("history", payload), 5000, "history ack") as Promise<
-        HistoryAck
-      >;
-    const pages: ChatMessage[][] = [];
-    let before: string | undefined = undefined;
-    while (true) {
-      const ack: HistoryAck = await history(before ? { before, limit: 25 } : { limit: 25 });
-      assert.ok(ack.ok);
-      pages.unshift(ack.messages);
-      if (!ack.hasMore) break;
-      before = ack.messages[0].id;
-    }
-    assert.equal(pages.length, 5);
-    assert.deepEqual(pages.flat(), all);
-    const defaults = await history(undefined);
-    assert.ok(defaults.ok && defaults.messages.length === 50 && defaults.hasMore);
-  } finally {
-    alice.close();
-    await server.close();
+  await using server = await startChat({ rateLimitBurst: 1000, historyLimit: 10 });
+  using alice = await ChatClient.join(server.url, "alice");
+  await Promise.all([...Array(120)].map((_, n) => alice.send({ message: `${n}` })));
+  const all = await server.store.latest(1000);
+  assert.equal(all.length, 120);
+  const history = (payload: unknown) =>
+    within(alice.socket.emitWithAck("history", payload), 5000, "history ack") as Promise<
+      HistoryAck
+    >;
+  const pages: ChatMessage[][] = [];
+  let before: string | undefined = undefined;
+  while (true) {
+    const ack: HistoryAck = await history(before ? { before, limit: 25 } : { limit: 25 });
+    assert.ok(ack.ok);
+    pages.unshift(ack.messages);
+    if (!ack.hasMore) break;
+    before = ack.messages[0].id;
   }
+  assert.equal(pages.length, 5);
+  assert.deepEqual(pages.flat(), all);
+  const defaults = await history(undefined);
+  assert.ok(defaults.ok && defaults.messages.length === 50 && defaults.hasMore);
 });
 
 Deno.test("delivery: bad history requests get invalid_payload", async () => {
-  const server = await startChat();
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    for (const payload of ["x", { before: "nope" }, { limit: 0 }, { limit: 101 }, { limit: 2.5 }]) {
-      const ack = await within(alice.socket.emitWithAck("history", payload), 5000, "ack");
-      assert.equal(ack.ok, false, JSON.stringify(payload));
-      assert.equal(ack.error.code, "invalid_payload");
-    }
-  } finally {
-    alice.close();
-    await server.close();
+  await using server = await startChat();
+  using alice = await ChatClient.join(server.url, "alice");
+  for (const payload of ["x", { before: "nope" }, { limit: 0 }, { limit: 101 }, { limit: 2.5 }]) {
+    const ack = await within(alice.socket.emitWithAck("history", payload), 5000, "ack");
+    assert.equal(ack.ok, false, JSON.stringify(payload));
+    assert.equal(ack.error.code, "invalid_payload");
   }
 });
 
@@ -254,24 +223,18 @@ for (const transports of [["websocket"], ["polling"]] as ("websocket" | "polling
 }
 
 Deno.test("delivery: a commit with more text than one live load holds is split, nothing lost", async () => {
-  const server = await startChat({ rateLimitBurst: 100, maxMessageLength: 9000 });
-  const alice = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
-  try {
-    const acks = await Promise.all(
-      [...Array(30)].map((_, i) => alice.send({ message: `${i} `.padEnd(8000, "x") })),
-    );
-    assert.ok(acks.every((ack) => ack.ok));
-    await bob.waitFor(() => bob.live.length >= 30, "30 live messages");
-    assert.equal(bob.live.length, 30);
-    assert.deepEqual(bob.live.map((message) => message.id), bob.live.map((m) => m.id).toSorted());
-    for (const load of bob.loads.slice(1)) {
-      const chars = load.reduce((sum, message) => sum + message.message.length, 0);
-      assert.ok(load.length === 1 || chars <= LOAD_MAX_CHARS, `a load of ${chars} chars`);
-    }
-  } finally {
-    alice.close();
-    bob.close();
-    await server.close();
+  await using server = await startChat({ rateLimitBurst: 100, maxMessageLength: 9000 });
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  const acks = await Promise.all(
+    [...Array(30)].map((_, i) => alice.send({ message: `${i} `.padEnd(8000, "x") })),
+  );
+  assert.ok(acks.every((ack) => ack.ok));
+  await bob.waitFor(() => bob.live.length >= 30, "30 live messages");
+  assert.equal(bob.live.length, 30);
+  assert.deepEqual(bob.live.map((message) => message.id), bob.live.map((m) => m.id).toSorted());
+  for (const load of bob.loads.slice(1)) {
+    const chars = load.reduce((sum, message) => sum + message.message.length, 0);
+    assert.ok(load.length === 1 || chars <= LOAD_MAX_CHARS, `a load of ${chars} chars`);
   }
 });

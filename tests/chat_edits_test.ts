@@ -13,59 +13,53 @@ function ask<T>(client: ChatClient, event: string, payload: unknown): Promise<T>
 }
 
 Deno.test("edits: the room hears edits and deletes; history, load and catch-up show them", async () => {
-  const server = await startChat();
-  const alice = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
-  try {
-    const before = await alice.send({ message: "before" });
-    const sent = await alice.send({ message: "helo" });
-    const kept = await alice.send({ message: "kept" });
-    assert.ok(before.ok && sent.ok && kept.ok);
-    const updates: ChatMessage[] = [];
-    const deletions: DeletedEvent[] = [];
-    bob.socket.on("message:updated", (message: ChatMessage) => updates.push(message));
-    bob.socket.on("message:deleted", (event: DeletedEvent) => deletions.push(event));
+  await using server = await startChat();
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  const before = await alice.send({ message: "before" });
+  const sent = await alice.send({ message: "helo" });
+  const kept = await alice.send({ message: "kept" });
+  assert.ok(before.ok && sent.ok && kept.ok);
+  const updates: ChatMessage[] = [];
+  const deletions: DeletedEvent[] = [];
+  bob.socket.on("message:updated", (message: ChatMessage) => updates.push(message));
+  bob.socket.on("message:deleted", (event: DeletedEvent) => deletions.push(event));
 
-    const edited = await ask<ChangeAck>(alice, "message:edit", {
-      id: sent.message.id,
-      message: "hello",
-    });
-    assert.ok(edited.ok && edited.message.message === "hello" && edited.message.editedAt);
-    await bob.waitFor(() => updates.length === 1, "message:updated");
-    assert.deepEqual(updates[0], edited.message);
-    const notYours = await ask<ChangeAck>(bob, "message:delete", { id: sent.message.id });
-    assert.equal(!notYours.ok && notYours.error.code, "forbidden");
-    const deleted = await ask<ChangeAck>(alice, "message:delete", { id: kept.message.id });
-    assert.ok(deleted.ok && deleted.message.deleted);
-    await bob.waitFor(() => deletions.length === 1, "message:deleted");
-    assert.deepEqual(deletions[0], { id: kept.message.id, room: "general" });
+  const edited = await ask<ChangeAck>(alice, "message:edit", {
+    id: sent.message.id,
+    message: "hello",
+  });
+  assert.ok(edited.ok && edited.message.message === "hello" && edited.message.editedAt);
+  await bob.waitFor(() => updates.length === 1, "message:updated");
+  assert.deepEqual(updates[0], edited.message);
+  const notYours = await ask<ChangeAck>(bob, "message:delete", { id: sent.message.id });
+  assert.equal(!notYours.ok && notYours.error.code, "forbidden");
+  const deleted = await ask<ChangeAck>(alice, "message:delete", { id: kept.message.id });
+  assert.ok(deleted.ok && deleted.message.deleted);
+  await bob.waitFor(() => deletions.length === 1, "message:deleted");
+  assert.deepEqual(deletions[0], { id: kept.message.id, room: "general" });
 
-    const expected = [before.message.id, sent.message.id, kept.message.id];
-    const late = await ChatClient.join(server.url, "carol");
-    assert.deepEqual(late.history.map((m) => m.id), expected);
-    assert.equal(late.history[1].message, "hello");
-    assert.equal(late.history[2].deleted, true);
-    assert.equal(late.history[2].message, "");
-    const catchUp = new ChatClient(server.url, {
-      auth: { token: await tokenFor("dave"), lastId: before.message.id },
-    });
-    await catchUp.waitFor(() => catchUp.loaded !== undefined, "catch-up");
-    assert.deepEqual(catchUp.history.map((m) => [m.id, m.message, m.deleted ?? false]), [
-      [sent.message.id, "hello", false],
-      [kept.message.id, "", true],
-    ]);
-    late.close();
-    catchUp.close();
-  } finally {
-    alice.close();
-    bob.close();
-    await server.close();
-  }
+  const expected = [before.message.id, sent.message.id, kept.message.id];
+  const late = await ChatClient.join(server.url, "carol");
+  assert.deepEqual(late.history.map((m) => m.id), expected);
+  assert.equal(late.history[1].message, "hello");
+  assert.equal(late.history[2].deleted, true);
+  assert.equal(late.history[2].message, "");
+  const catchUp = new ChatClient(server.url, {
+    auth: { token: await tokenFor("dave"), lastId: before.message.id },
+  });
+  await catchUp.waitFor(() => catchUp.loaded !== undefined, "catch-up");
+  assert.deepEqual(catchUp.history.map((m) => [m.id, m.message, m.deleted ?? false]), [
+    [sent.message.id, "hello", false],
+    [kept.message.id, "", true],
+  ]);
+  late.close();
+  catchUp.close();
 });
 
 Deno.test("edits: a chat:moderate token deletes anyone's message", async () => {
-  const server = await startChat();
-  const bob = await ChatClient.join(server.url, "bob");
+  await using server = await startChat();
+  using bob = await ChatClient.join(server.url, "bob");
   const moderator = new ChatClient(server.url, {
     auth: { token: await tokenFor("mod", "Mod", 3600, "chat:moderate") },
   });

@@ -63,77 +63,71 @@ async function rawSocket(url: string) {
       socket.close();
       await closed;
     },
+    async [Symbol.asyncDispose]() {
+      socket.close();
+      await closed;
+    },
   };
 }
 
 Deno.test("limits: several CONNECT packets in one polling request admit one socket; the rest get already_connected", async () => {
-  const server = await startChat();
-  const sender = await ChatClient.join(server.url, "sender", { transports: ["websocket"] });
+  await using server = await startChat();
+  using sender = await ChatClient.join(server.url, "sender", { transports: ["websocket"] });
   const base = `${server.url}/socket.io/?EIO=4&transport=polling`;
-  try {
-    const open = await (await fetch(base)).text();
-    const sid = JSON.parse(open.slice(1)).sid;
-    const connect = `40${JSON.stringify({ token: await tokenFor("mallory") })}`;
-    const posted = await fetch(`${base}&sid=${sid}`, {
-      method: "POST",
-      body: Array(6).fill(connect).join("\x1e"),
-    });
-    assert.equal(await posted.text(), "ok");
-    const packets: string[] = [];
-    while (packets.filter((packet) => packet.startsWith("4")).length < 6) {
-      packets.push(...(await (await fetch(`${base}&sid=${sid}`)).text()).split("\x1e"));
-    }
-    const acks = packets.filter((packet) => /^40\{"sid"/.test(packet));
-    const refusals = packets.filter((packet) => packet.startsWith("44"));
-    assert.equal(acks.length, 1, packets.join("\n"));
-    assert.equal(refusals.length, 5);
-    for (const refusal of refusals) {
-      assert.equal(JSON.parse(refusal.slice(2)).data.code, "already_connected");
-    }
-    const ack = await sender.send({ message: "once" });
-    assert.ok(ack.ok);
-    const delivered: string[] = [];
-    while (!delivered.some((packet) => packet.includes(ack.message.id))) {
-      delivered.push(...(await (await fetch(`${base}&sid=${sid}`)).text()).split("\x1e"));
-    }
-    await sleep(100);
-    assert.equal(
-      delivered.filter((packet) => packet.includes(ack.message.id)).length,
-      1,
-      "the broadcast reached the session once",
-    );
-    await fetch(`${base}&sid=${sid}`, { method: "POST", body: "1" }).then((r) => r.body?.cancel());
-  } finally {
-    sender.close();
-    await server.close();
+  const open = await (await fetch(base)).text();
+  const sid = JSON.parse(open.slice(1)).sid;
+  const connect = `40${JSON.stringify({ token: await tokenFor("mallory") })}`;
+  const posted = await fetch(`${base}&sid=${sid}`, {
+    method: "POST",
+    body: Array(6).fill(connect).join("\x1e"),
+  });
+  assert.equal(await posted.text(), "ok");
+  const packets: string[] = [];
+  while (packets.filter((packet) => packet.startsWith("4")).length < 6) {
+    packets.push(...(await (await fetch(`${base}&sid=${sid}`)).text()).split("\x1e"));
   }
+  const acks = packets.filter((packet) => /^40\{"sid"/.test(packet));
+  const refusals = packets.filter((packet) => packet.startsWith("44"));
+  assert.equal(acks.length, 1, packets.join("\n"));
+  assert.equal(refusals.length, 5);
+  for (const refusal of refusals) {
+    assert.equal(JSON.parse(refusal.slice(2)).data.code, "already_connected");
+  }
+  const ack = await sender.send({ message: "once" });
+  assert.ok(ack.ok);
+  const delivered: string[] = [];
+  while (!delivered.some((packet) => packet.includes(ack.message.id))) {
+    delivered.push(...(await (await fetch(`${base}&sid=${sid}`)).text()).split("\x1e"));
+  }
+  await sleep(100);
+  assert.equal(
+    delivered.filter((packet) => packet.includes(ack.message.id)).length,
+    1,
+    "the broadcast reached the session once",
+  );
+  await fetch(`${base}&sid=${sid}`, { method: "POST", body: "1" }).then((r) => r.body?.cancel());
 });
 
 Deno.test("limits: CONNECT packets sent back to back on a WebSocket admit one socket; the rest get already_connected", async () => {
-  const server = await startChat();
-  const raw = await rawSocket(server.url);
-  try {
-    const connect = `40${JSON.stringify({ token: await tokenFor("mallory") })}`;
-    for (let n = 0; n < 6; n++) raw.socket.send(connect);
-    await sleep(300);
-    const acks = raw.frames.filter((frame) => /^40\{"sid"/.test(frame));
-    const refusals = raw.frames.filter((frame) => frame.startsWith("44"));
-    assert.equal(acks.length, 1, raw.frames.join("\n"));
-    assert.equal(refusals.length, 5, raw.frames.join("\n"));
-    for (const refusal of refusals) {
-      assert.equal(JSON.parse(refusal.slice(2)).data.code, "already_connected");
-    }
-    assert.equal(server.app.io.of("/").sockets.size, 1, "the first socket is still there");
-    assert.equal(raw.socket.readyState, WebSocket.OPEN);
-  } finally {
-    await raw.close();
-    await server.close();
+  await using server = await startChat();
+  await using raw = await rawSocket(server.url);
+  const connect = `40${JSON.stringify({ token: await tokenFor("mallory") })}`;
+  for (let n = 0; n < 6; n++) raw.socket.send(connect);
+  await sleep(300);
+  const acks = raw.frames.filter((frame) => /^40\{"sid"/.test(frame));
+  const refusals = raw.frames.filter((frame) => frame.startsWith("44"));
+  assert.equal(acks.length, 1, raw.frames.join("\n"));
+  assert.equal(refusals.length, 5, raw.frames.join("\n"));
+  for (const refusal of refusals) {
+    assert.equal(JSON.parse(refusal.slice(2)).data.code, "already_connected");
   }
+  assert.equal(server.app.io.of("/").sockets.size, 1, "the first socket is still there");
+  assert.equal(raw.socket.readyState, WebSocket.OPEN);
 });
 
 Deno.test("typing: a token that may not write cannot type either", async () => {
-  const server = await startChat({ auth: { ...TEST_AUTH, requireWriteScope: true } });
-  const reader = await ChatClient.join(server.url, "reader");
+  await using server = await startChat({ auth: { ...TEST_AUTH, requireWriteScope: true } });
+  using reader = await ChatClient.join(server.url, "reader");
   const writer = new ChatClient(server.url, {
     auth: { token: await tokenFor("writer", "Writer", 3600, "chat:write") },
   });
@@ -154,28 +148,22 @@ Deno.test("typing: a token that may not write cannot type either", async () => {
 });
 
 Deno.test("typing: never enters socket.io's recovery buffer, while messages do", async () => {
-  const server = await startChat({ connectionRecoveryMs: 60_000 });
-  const alice = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
+  await using server = await startChat({ connectionRecoveryMs: 60_000 });
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
   const buffered = () =>
     (server.app.io.of("/").adapter as unknown as { packets: unknown[] }).packets.length;
-  try {
-    const before = buffered();
-    const typing = new Promise((resolve) => bob.socket.once("typing", resolve));
-    alice.socket.emit("typing", { typing: true });
-    await within(typing, 2000, "bob sees alice typing");
-    assert.equal(buffered(), before, "typing is volatile");
-    assert.ok((await alice.send({ message: "kept for recovery" })).ok);
-    assert.equal(buffered(), before + 1);
-  } finally {
-    alice.close();
-    bob.close();
-    await server.close();
-  }
+  const before = buffered();
+  const typing = new Promise((resolve) => bob.socket.once("typing", resolve));
+  alice.socket.emit("typing", { typing: true });
+  await within(typing, 2000, "bob sees alice typing");
+  assert.equal(buffered(), before, "typing is volatile");
+  assert.ok((await alice.send({ message: "kept for recovery" })).ok);
+  assert.equal(buffered(), before + 1);
 });
 
 Deno.test("auth: a recovered session whose token expired meanwhile is ended with token_expired", async () => {
-  const server = await startChat({
+  await using server = await startChat({
     connectionRecoveryMs: 60_000,
     auth: { ...TEST_AUTH, clockToleranceSeconds: 0 },
   });

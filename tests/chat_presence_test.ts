@@ -43,60 +43,49 @@ Deno.test("presence: a user with two tabs is listed once and leaves with the las
 });
 
 Deno.test("typing: rebroadcast to the others, throttled, never stored", async () => {
-  const server = await startChat();
-  const alice = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
+  await using server = await startChat();
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
   const seen: { user: User; typing: boolean }[] = [];
   bob.socket.on("typing", (event) => seen.push(event));
   let aliceSawHerself = false;
   alice.socket.on("typing", () => aliceSawHerself = true);
-  try {
-    for (let n = 0; n < 5; n++) alice.socket.emit("typing", { typing: true });
-    alice.socket.emit("typing", { typing: false });
-    await within(
-      (async () => {
-        while (seen.length < 2) await sleep(10);
-      })(),
-      5000,
-      "typing events",
-    );
-    await sleep(100);
-    assert.deepEqual(seen, [
-      { room: "general", user: { id: "alice", name: "alice" }, typing: true },
-      { room: "general", user: { id: "alice", name: "alice" }, typing: false },
-    ]);
-    assert.equal(aliceSawHerself, false);
-    alice.socket.emit("typing", { typing: "yes" });
-    await alice.waitFor(() => alice.errors.length === 1, "error");
-    assert.equal(alice.errors[0].code, "invalid_payload");
-    assert.deepEqual(await server.store.latest(10), []);
-  } finally {
-    alice.close();
-    bob.close();
-    await server.close();
-  }
+  for (let n = 0; n < 5; n++) alice.socket.emit("typing", { typing: true });
+  alice.socket.emit("typing", { typing: false });
+  await within(
+    (async () => {
+      while (seen.length < 2) await sleep(10);
+    })(),
+    5000,
+    "typing events",
+  );
+  await sleep(100);
+  assert.deepEqual(seen, [
+    { room: "general", user: { id: "alice", name: "alice" }, typing: true },
+    { room: "general", user: { id: "alice", name: "alice" }, typing: false },
+  ]);
+  assert.equal(aliceSawHerself, false);
+  alice.socket.emit("typing", { typing: "yes" });
+  await alice.waitFor(() => alice.errors.length === 1, "error");
+  assert.equal(alice.errors[0].code, "invalid_payload");
+  assert.deepEqual(await server.store.latest(10), []);
 });
 
 Deno.test("limits: the per-user rate limit trips with retryAfterMs and recovers", async () => {
-  const server = await startChat({ rateLimitPerMinute: 600, rateLimitBurst: 3 });
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    const acks = [];
-    for (let n = 0; n < 5; n++) acks.push(await alice.send({ message: `${n}` }));
-    assert.deepEqual(acks.map((ack) => ack.ok), [true, true, true, false, false]);
-    const refused = acks[3];
-    assert.ok(!refused.ok);
-    assert.equal(refused.error.code, "rate_limited");
-    const retryAfterMs = refused.error.retryAfterMs!;
-    assert.ok(retryAfterMs > 0 && retryAfterMs <= 100, `retryAfterMs ${retryAfterMs}`);
-    assert.equal((await server.store.latest(10)).length, 3, "refused messages are not stored");
-    await sleep(retryAfterMs + 20);
-    const later = await alice.send({ message: "after waiting" });
-    assert.equal(later.ok, true);
-  } finally {
-    alice.close();
-    await server.close();
-  }
+  await using server = await startChat({ rateLimitPerMinute: 600, rateLimitBurst: 3 });
+  using alice = await ChatClient.join(server.url, "alice");
+  const acks = [];
+  for (let n = 0; n < 5; n++) acks.push(await alice.send({ message: `${n}` }));
+  assert.deepEqual(acks.map((ack) => ack.ok), [true, true, true, false, false]);
+  const refused = acks[3];
+  assert.ok(!refused.ok);
+  assert.equal(refused.error.code, "rate_limited");
+  const retryAfterMs = refused.error.retryAfterMs!;
+  assert.ok(retryAfterMs > 0 && retryAfterMs <= 100, `retryAfterMs ${retryAfterMs}`);
+  assert.equal((await server.store.latest(10)).length, 3, "refused messages are not stored");
+  await sleep(retryAfterMs + 20);
+  const later = await alice.send({ message: "after waiting" });
+  assert.equal(later.ok, true);
 });
 
 Deno.test("limits: MAX_SOCKETS_PER_USER refuses one connection too many", async () => {
@@ -117,21 +106,17 @@ Deno.test("limits: MAX_SOCKETS_PER_USER refuses one connection too many", async 
 });
 
 Deno.test("limits: handshakes per IP are limited with a 403", async () => {
-  const server = await startChat({ handshakeLimitPerMinute: 4 });
-  try {
-    const handshake = () => fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
-    const first = await handshake();
-    assert.equal(first.status, 200);
-    await first.body?.cancel();
-    const second = await handshake();
-    assert.equal(second.status, 403);
-    assert.deepEqual(await second.json(), {
-      code: 4,
-      message: "too many connections from this address",
-    });
-  } finally {
-    await server.close();
-  }
+  await using server = await startChat({ handshakeLimitPerMinute: 4 });
+  const handshake = () => fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+  const first = await handshake();
+  assert.equal(first.status, 200);
+  await first.body?.cancel();
+  const second = await handshake();
+  assert.equal(second.status, 403);
+  assert.deepEqual(await second.json(), {
+    code: 4,
+    message: "too many connections from this address",
+  });
 });
 
 Deno.test("presence: clients connecting together each get a snapshot after their load, and converge", async () => {

@@ -22,155 +22,133 @@ async function joinWithRooms(url: string, sub: string, rooms: string[]): Promise
 }
 
 Deno.test("rooms: members of a room receive its messages; others and leavers do not", async () => {
-  const server = await startChat({ publicRooms: ["general", "team-*"] });
-  const alice = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
-  const carol = await ChatClient.join(server.url, "carol");
-  try {
-    const presence: unknown[] = [];
-    alice.socket.on("room:presence", (event: unknown) => presence.push(event));
-    const first = await ask<JoinAck>(alice, "join", { room: "team-red" });
-    assert.deepEqual(first, {
-      ok: true,
-      room: "team-red",
-      messages: [],
-      hasMore: false,
-      online: [{ id: "alice", name: "alice" }],
-    });
-    const second = await ask<JoinAck>(bob, "join", { room: "team-red" });
-    assert.ok(second.ok);
-    assert.deepEqual(second.online.map((user) => user.id).toSorted(), ["alice", "bob"]);
-    type RoomPresence = { room: string; joined: { id: string }[]; left: { id: string }[] };
-    const joinedIds = () =>
-      (presence as RoomPresence[]).flatMap((event) => event.joined.map((user) => user.id));
-    await alice.waitFor(() => joinedIds().includes("bob"), "alice hears bob come in");
-    assert.ok((presence as RoomPresence[]).every((event) => event.room === "team-red"));
-    const heard = presence.length;
-    const sent = await alice.send({ room: "team-red", message: "red only" });
-    assert.ok(sent.ok && sent.message.room === "team-red");
-    await bob.waitFor(() => bob.live.some((m) => m.id === sent.message.id), "bob gets it");
-    const general = await alice.send({ message: "to everyone" });
-    assert.ok(general.ok && general.message.room === "general");
-    await carol.waitFor(() => carol.live.some((m) => m.id === general.message.id), "general");
-    assert.ok(!carol.live.some((m) => m.room === "team-red"), "carol is not in team-red");
+  await using server = await startChat({ publicRooms: ["general", "team-*"] });
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  using carol = await ChatClient.join(server.url, "carol");
+  const presence: unknown[] = [];
+  alice.socket.on("room:presence", (event: unknown) => presence.push(event));
+  const first = await ask<JoinAck>(alice, "join", { room: "team-red" });
+  assert.deepEqual(first, {
+    ok: true,
+    room: "team-red",
+    messages: [],
+    hasMore: false,
+    online: [{ id: "alice", name: "alice" }],
+  });
+  const second = await ask<JoinAck>(bob, "join", { room: "team-red" });
+  assert.ok(second.ok);
+  assert.deepEqual(second.online.map((user) => user.id).toSorted(), ["alice", "bob"]);
+  type RoomPresence = { room: string; joined: { id: string }[]; left: { id: string }[] };
+  const joinedIds = () =>
+    (presence as RoomPresence[]).flatMap((event) => event.joined.map((user) => user.id));
+  await alice.waitFor(() => joinedIds().includes("bob"), "alice hears bob come in");
+  assert.ok((presence as RoomPresence[]).every((event) => event.room === "team-red"));
+  const heard = presence.length;
+  const sent = await alice.send({ room: "team-red", message: "red only" });
+  assert.ok(sent.ok && sent.message.room === "team-red");
+  await bob.waitFor(() => bob.live.some((m) => m.id === sent.message.id), "bob gets it");
+  const general = await alice.send({ message: "to everyone" });
+  assert.ok(general.ok && general.message.room === "general");
+  await carol.waitFor(() => carol.live.some((m) => m.id === general.message.id), "general");
+  assert.ok(!carol.live.some((m) => m.room === "team-red"), "carol is not in team-red");
 
-    // History and a later join see the room's messages only.
-    const page = await ask<{ ok: true; messages: ChatMessage[] }>(bob, "history", {
-      room: "team-red",
-    });
-    assert.deepEqual(page.messages.map((m) => m.message), ["red only"]);
-    const late = await ask<JoinAck>(carol, "join", { room: "team-red" });
-    assert.ok(late.ok);
-    assert.deepEqual(late.messages.map((m) => m.message), ["red only"]);
+  // History and a later join see the room's messages only.
+  const page = await ask<{ ok: true; messages: ChatMessage[] }>(bob, "history", {
+    room: "team-red",
+  });
+  assert.deepEqual(page.messages.map((m) => m.message), ["red only"]);
+  const late = await ask<JoinAck>(carol, "join", { room: "team-red" });
+  assert.ok(late.ok);
+  assert.deepEqual(late.messages.map((m) => m.message), ["red only"]);
 
-    assert.deepEqual(await ask<OkAck>(bob, "leave", { room: "team-red" }), { ok: true });
-    const leftIds = () =>
-      (presence as RoomPresence[]).slice(heard).flatMap((event) => event.left.map((u) => u.id));
-    await alice.waitFor(() => leftIds().includes("bob"), "alice hears bob leave");
-    const after = await alice.send({ room: "team-red", message: "after bob left" });
-    assert.ok(after.ok);
-    await carol.waitFor(() => carol.live.some((m) => m.id === after.message.id), "carol");
-    await sleep(50);
-    assert.ok(!bob.live.some((m) => m.id === after.message.id), "bob left the room");
-  } finally {
-    [alice, bob, carol].forEach((client) => client.close());
-    await server.close();
-  }
+  assert.deepEqual(await ask<OkAck>(bob, "leave", { room: "team-red" }), { ok: true });
+  const leftIds = () =>
+    (presence as RoomPresence[]).slice(heard).flatMap((event) => event.left.map((u) => u.id));
+  await alice.waitFor(() => leftIds().includes("bob"), "alice hears bob leave");
+  const after = await alice.send({ room: "team-red", message: "after bob left" });
+  assert.ok(after.ok);
+  await carol.waitFor(() => carol.live.some((m) => m.id === after.message.id), "carol");
+  await sleep(50);
+  assert.ok(!bob.live.some((m) => m.id === after.message.id), "bob left the room");
 });
 
 Deno.test("rooms: a DM is for its two users only, on every path", async () => {
-  const server = await startChat();
-  const alice = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
-  const mallory = await joinWithRooms(server.url, "mallory", ["*", "dm:*"]);
+  await using server = await startChat();
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  using mallory = await joinWithRooms(server.url, "mallory", ["*", "dm:*"]);
   const dm = "dm:alice:bob";
-  try {
-    assert.ok((await ask<JoinAck>(bob, "join", { room: dm })).ok);
-    const sent = await alice.send({ room: dm, message: "just us" });
-    assert.ok(sent.ok, "alice may send to her DM without joining it");
-    await bob.waitFor(() => bob.live.some((m) => m.id === sent.message.id), "bob gets the DM");
+  assert.ok((await ask<JoinAck>(bob, "join", { room: dm })).ok);
+  const sent = await alice.send({ room: dm, message: "just us" });
+  assert.ok(sent.ok, "alice may send to her DM without joining it");
+  await bob.waitFor(() => bob.live.some((m) => m.id === sent.message.id), "bob gets the DM");
 
-    const refusals = [
-      await ask<JoinAck>(mallory, "join", { room: dm }),
-      await ask<JoinAck>(mallory, "history", { room: dm }),
-      await ask<JoinAck>(mallory, "message", { room: dm, message: "let me in" }),
-      await ask<OkAck>(mallory, "read", { room: dm, lastId: sent.message.id }),
-    ];
-    for (const refusal of refusals) {
-      assert.equal(!refusal.ok && refusal.error.code, "forbidden");
-    }
-    mallory.socket.emit("typing", { room: dm, typing: true });
-    // Catch-up on connect: the DM is refused and nothing of it is sent.
-    const token = await signToken(SECRET, { sub: "mallory", rooms: ["*"] });
-    const sneaky = new ChatClient(server.url, {
-      auth: { token, lastIds: { [dm]: sent.message.id.replace(/.$/, "0") } },
-    });
-    await sneaky.waitFor(() => sneaky.loaded !== undefined && sneaky.errors.length > 0, "load");
-    assert.equal(sneaky.errors[0].code, "forbidden");
-    await sleep(100);
-    for (const client of [mallory, sneaky]) {
-      assert.ok(!client.loads.flat().some((m) => m.room === dm), "no DM message leaked");
-    }
-    const rooms = await ask<RoomsAck>(mallory, "rooms");
-    assert.ok(rooms.ok && !rooms.rooms.some((summary) => summary.room === dm));
-    const bobsRooms = await ask<RoomsAck>(bob, "rooms");
-    assert.ok(bobsRooms.ok && bobsRooms.rooms.some((summary) => summary.room === dm));
-    sneaky.close();
-  } finally {
-    [alice, bob, mallory].forEach((client) => client.close());
-    await server.close();
+  const refusals = [
+    await ask<JoinAck>(mallory, "join", { room: dm }),
+    await ask<JoinAck>(mallory, "history", { room: dm }),
+    await ask<JoinAck>(mallory, "message", { room: dm, message: "let me in" }),
+    await ask<OkAck>(mallory, "read", { room: dm, lastId: sent.message.id }),
+  ];
+  for (const refusal of refusals) {
+    assert.equal(!refusal.ok && refusal.error.code, "forbidden");
   }
+  mallory.socket.emit("typing", { room: dm, typing: true });
+  // Catch-up on connect: the DM is refused and nothing of it is sent.
+  const token = await signToken(SECRET, { sub: "mallory", rooms: ["*"] });
+  const sneaky = new ChatClient(server.url, {
+    auth: { token, lastIds: { [dm]: sent.message.id.replace(/.$/, "0") } },
+  });
+  await sneaky.waitFor(() => sneaky.loaded !== undefined && sneaky.errors.length > 0, "load");
+  assert.equal(sneaky.errors[0].code, "forbidden");
+  await sleep(100);
+  for (const client of [mallory, sneaky]) {
+    assert.ok(!client.loads.flat().some((m) => m.room === dm), "no DM message leaked");
+  }
+  const rooms = await ask<RoomsAck>(mallory, "rooms");
+  assert.ok(rooms.ok && !rooms.rooms.some((summary) => summary.room === dm));
+  const bobsRooms = await ask<RoomsAck>(bob, "rooms");
+  assert.ok(bobsRooms.ok && bobsRooms.rooms.some((summary) => summary.room === dm));
+  sneaky.close();
 });
 
 Deno.test("rooms: a token's rooms claim opens its rooms and patterns, nothing else", async () => {
-  const server = await startChat();
-  const ops = await joinWithRooms(server.url, "olga", ["ops", "proj-*"]);
-  const plain = await ChatClient.join(server.url, "pete");
-  try {
-    assert.ok((await ask<JoinAck>(ops, "join", { room: "ops" })).ok);
-    assert.ok((await ask<JoinAck>(ops, "join", { room: "proj-apollo" })).ok);
-    const other = await ask<JoinAck>(ops, "join", { room: "finance" });
-    assert.equal(!other.ok && other.error.code, "forbidden");
-    const refused = await ask<JoinAck>(plain, "join", { room: "ops" });
-    assert.equal(!refused.ok && refused.error.code, "forbidden");
-    const malformed = await ask<JoinAck>(plain, "join", { room: "Not A Room" });
-    assert.equal(!malformed.ok && malformed.error.code, "invalid_payload");
-  } finally {
-    ops.close();
-    plain.close();
-    await server.close();
-  }
+  await using server = await startChat();
+  using ops = await joinWithRooms(server.url, "olga", ["ops", "proj-*"]);
+  using plain = await ChatClient.join(server.url, "pete");
+  assert.ok((await ask<JoinAck>(ops, "join", { room: "ops" })).ok);
+  assert.ok((await ask<JoinAck>(ops, "join", { room: "proj-apollo" })).ok);
+  const other = await ask<JoinAck>(ops, "join", { room: "finance" });
+  assert.equal(!other.ok && other.error.code, "forbidden");
+  const refused = await ask<JoinAck>(plain, "join", { room: "ops" });
+  assert.equal(!refused.ok && refused.error.code, "forbidden");
+  const malformed = await ask<JoinAck>(plain, "join", { room: "Not A Room" });
+  assert.equal(!malformed.ok && malformed.error.code, "invalid_payload");
 });
 
 Deno.test("rooms: read markers drive the unread counts of the rooms list", async () => {
-  const server = await startChat({ publicRooms: ["general", "team-*"] });
-  const alice = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
-  try {
-    await ask<JoinAck>(bob, "join", { room: "team-blue" });
-    const sent: ChatMessage[] = [];
-    for (const message of ["one", "two", "three"]) {
-      const ack = await alice.send({ room: "team-blue", message });
-      assert.ok(ack.ok);
-      sent.push(ack.message);
-    }
-    let rooms = await ask<RoomsAck>(bob, "rooms");
-    assert.ok(rooms.ok);
-    const blue = rooms.rooms.find((summary) => summary.room === "team-blue");
-    assert.equal(blue?.unread, 3);
-    assert.equal(blue?.lastMessage?.id, sent[2].id);
-    assert.deepEqual(await ask<OkAck>(bob, "read", { room: "team-blue", lastId: sent[1].id }), {
-      ok: true,
-    });
-    rooms = await ask<RoomsAck>(bob, "rooms");
-    assert.ok(rooms.ok);
-    assert.equal(rooms.rooms.find((summary) => summary.room === "team-blue")?.unread, 1);
-    assert.equal(rooms.rooms[0].room, "team-blue", "the most recent room first");
-  } finally {
-    alice.close();
-    bob.close();
-    await server.close();
+  await using server = await startChat({ publicRooms: ["general", "team-*"] });
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  await ask<JoinAck>(bob, "join", { room: "team-blue" });
+  const sent: ChatMessage[] = [];
+  for (const message of ["one", "two", "three"]) {
+    const ack = await alice.send({ room: "team-blue", message });
+    assert.ok(ack.ok);
+    sent.push(ack.message);
   }
+  let rooms = await ask<RoomsAck>(bob, "rooms");
+  assert.ok(rooms.ok);
+  const blue = rooms.rooms.find((summary) => summary.room === "team-blue");
+  assert.equal(blue?.unread, 3);
+  assert.equal(blue?.lastMessage?.id, sent[2].id);
+  assert.deepEqual(await ask<OkAck>(bob, "read", { room: "team-blue", lastId: sent[1].id }), {
+    ok: true,
+  });
+  rooms = await ask<RoomsAck>(bob, "rooms");
+  assert.ok(rooms.ok);
+  assert.equal(rooms.rooms.find((summary) => summary.room === "team-blue")?.unread, 1);
+  assert.equal(rooms.rooms[0].room, "team-blue", "the most recent room first");
 });
 
 Deno.test("rooms: a reconnect after a restart catches up several rooms with no gap and no duplicate", async () => {

@@ -81,46 +81,28 @@ Deno.test("chat: three clients see each other's messages in the same order", asy
 });
 
 Deno.test("chat: a late joiner gets the last HISTORY_LIMIT messages, oldest first", async () => {
-  const server = await startChat({ historyLimit: 5 });
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    for (let n = 1; n <= 7; n++) await alice.send({ message: `m${n}` });
-    const late = await ChatClient.join(server.url, "late");
-    try {
-      assert.deepEqual(late.history.map((m) => m.message), ["m3", "m4", "m5", "m6", "m7"]);
-    } finally {
-      late.close();
-    }
-  } finally {
-    alice.close();
-    await server.close();
-  }
+  await using server = await startChat({ historyLimit: 5 });
+  using alice = await ChatClient.join(server.url, "alice");
+  for (let n = 1; n <= 7; n++) await alice.send({ message: `m${n}` });
+  using late = await ChatClient.join(server.url, "late");
+  assert.deepEqual(late.history.map((m) => m.message), ["m3", "m4", "m5", "m6", "m7"]);
 });
 
 Deno.test("chat: a joiner during a burst misses nothing and sees nothing twice", async () => {
-  const server = await startChat({ historyLimit: 1000, rateLimitBurst: 100 });
-  const sender = await ChatClient.join(server.url, "sender");
-  try {
-    const sends = [...Array(60)].map((_, n) => sender.send({ message: `burst ${n}` }));
-    await sleep(5);
-    const joiner = await ChatClient.join(server.url, "joiner");
-    try {
-      await Promise.all(sends);
-      await joiner.waitFor(
-        () => joiner.history.length + joiner.live.length >= 60,
-        "all 60 messages",
-      );
-      await sleep(50);
-      const seen = [...joiner.history, ...joiner.live].map((m) => m.message);
-      assert.equal(seen.length, 60);
-      assert.deepEqual(seen, [...Array(60)].map((_, n) => `burst ${n}`));
-    } finally {
-      joiner.close();
-    }
-  } finally {
-    sender.close();
-    await server.close();
-  }
+  await using server = await startChat({ historyLimit: 1000, rateLimitBurst: 100 });
+  using sender = await ChatClient.join(server.url, "sender");
+  const sends = [...Array(60)].map((_, n) => sender.send({ message: `burst ${n}` }));
+  await sleep(5);
+  using joiner = await ChatClient.join(server.url, "joiner");
+  await Promise.all(sends);
+  await joiner.waitFor(
+    () => joiner.history.length + joiner.live.length >= 60,
+    "all 60 messages",
+  );
+  await sleep(50);
+  const seen = [...joiner.history, ...joiner.live].map((m) => m.message);
+  assert.equal(seen.length, 60);
+  assert.deepEqual(seen, [...Array(60)].map((_, n) => `burst ${n}`));
 });
 
 Deno.test("chat: history survives a server restart on the same KV file", async () => {
@@ -148,7 +130,7 @@ Deno.test("chat: history survives a server restart on the same KV file", async (
 });
 
 Deno.test("chat: auth failures reach connect_error with a stable code", async () => {
-  const server = await startChat();
+  await using server = await startChat();
   const cases: [string, Record<string, unknown>, string][] = [
     ["no token", {}, "auth_required"],
     ["empty token", { token: "" }, "auth_required"],
@@ -156,25 +138,21 @@ Deno.test("chat: auth failures reach connect_error with a stable code", async ()
     ["wrong secret", { token: await signToken("other", { sub: "eve" }) }, "invalid_token"],
     ["expired", { token: await expiredToken("late", 60) }, "token_expired"],
   ];
-  try {
-    for (const [name, auth, code] of cases) {
-      const client = new ChatClient(server.url, { auth });
-      try {
-        const error = await client.connectError();
-        assert.equal(error.message, code, name);
-        assert.equal(error.data?.code, code, name);
-        assert.equal(typeof error.data?.message, "string", name);
-      } finally {
-        client.close();
-      }
+  for (const [name, auth, code] of cases) {
+    const client = new ChatClient(server.url, { auth });
+    try {
+      const error = await client.connectError();
+      assert.equal(error.message, code, name);
+      assert.equal(error.data?.code, code, name);
+      assert.equal(typeof error.data?.message, "string", name);
+    } finally {
+      client.close();
     }
-  } finally {
-    await server.close();
   }
 });
 
 Deno.test("chat: a Bearer token in the Authorization header is accepted", async () => {
-  const server = await startChat();
+  await using server = await startChat();
   const token = await tokenFor("header-user", "Header User");
   const client = new ChatClient(server.url, {
     transports: ["websocket"],
@@ -192,53 +170,48 @@ Deno.test("chat: a Bearer token in the Authorization header is accepted", async 
 });
 
 Deno.test("chat: each bad message gets its error code and stores nothing", async () => {
-  const server = await startChat({ maxMessageLength: 10 });
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    const kept = await alice.send({ message: "keep me" });
-    assert.ok(kept.ok);
-    const cases: [unknown, string][] = [
-      ["just a string", "invalid_payload"],
-      [null, "invalid_payload"],
-      [[{ message: "in an array" }], "invalid_payload"],
-      [{}, "invalid_payload"],
-      [{ message: 42 }, "invalid_payload"],
-      [{ message: { nested: true } }, "invalid_payload"],
-      [{ message: "   " }, "invalid_payload"],
-      [{ message: "x".repeat(11) }, "message_too_long"],
-    ];
-    for (const [payload, code] of cases) {
-      const ack = await alice.send(payload);
-      assert.equal(ack.ok, false, JSON.stringify(payload));
-      if (ack.ok) continue;
-      assert.equal(ack.error.code, code, JSON.stringify(payload));
-      assert.equal(typeof ack.error.message, "string");
-    }
-    await alice.waitFor(() => alice.errors.length === cases.length, "one error event per case");
-    assert.deepEqual(alice.errors.map((e) => e.code), cases.map(([, code]) => code));
-    const ten = await alice.send({ message: "😀".repeat(10) });
-    assert.ok(ten.ok, "ten emoji are ten characters");
-    alice.socket.emit("message");
-    alice.socket.emit("message", { message: "no ack" }, "not a function");
-    await alice.waitFor(() => alice.errors.length === cases.length + 1, "error without ack");
-    // The message without an ack is stored and broadcast: wait for it to come back.
-    await alice.waitFor(() => alice.live.some((m) => m.message === "no ack"), "the broadcast");
-    assert.deepEqual(
-      (await server.store.latest(10)).map((m) => m.message),
-      ["keep me", "😀".repeat(10), "no ack"],
-    );
-  } finally {
-    alice.close();
-    await server.close();
+  await using server = await startChat({ maxMessageLength: 10 });
+  using alice = await ChatClient.join(server.url, "alice");
+  const kept = await alice.send({ message: "keep me" });
+  assert.ok(kept.ok);
+  const cases: [unknown, string][] = [
+    ["just a string", "invalid_payload"],
+    [null, "invalid_payload"],
+    [[{ message: "in an array" }], "invalid_payload"],
+    [{}, "invalid_payload"],
+    [{ message: 42 }, "invalid_payload"],
+    [{ message: { nested: true } }, "invalid_payload"],
+    [{ message: "   " }, "invalid_payload"],
+    [{ message: "x".repeat(11) }, "message_too_long"],
+  ];
+  for (const [payload, code] of cases) {
+    const ack = await alice.send(payload);
+    assert.equal(ack.ok, false, JSON.stringify(payload));
+    if (ack.ok) continue;
+    assert.equal(ack.error.code, code, JSON.stringify(payload));
+    assert.equal(typeof ack.error.message, "string");
   }
+  await alice.waitFor(() => alice.errors.length === cases.length, "one error event per case");
+  assert.deepEqual(alice.errors.map((e) => e.code), cases.map(([, code]) => code));
+  const ten = await alice.send({ message: "😀".repeat(10) });
+  assert.ok(ten.ok, "ten emoji are ten characters");
+  alice.socket.emit("message");
+  alice.socket.emit("message", { message: "no ack" }, "not a function");
+  await alice.waitFor(() => alice.errors.length === cases.length + 1, "error without ack");
+  // The message without an ack is stored and broadcast: wait for it to come back.
+  await alice.waitFor(() => alice.live.some((m) => m.message === "no ack"), "the broadcast");
+  assert.deepEqual(
+    (await server.store.latest(10)).map((m) => m.message),
+    ["keep me", "😀".repeat(10), "no ack"],
+  );
 });
 
 Deno.test("chat: a listen-only socket is cut when its token expires", async () => {
-  const server = await startChat({ auth: { ...TEST_AUTH, clockToleranceSeconds: 0 } });
+  await using server = await startChat({ auth: { ...TEST_AUTH, clockToleranceSeconds: 0 } });
   const listener = new ChatClient(server.url, {
     auth: { token: await tokenFor("late", "Late", 1) },
   });
-  const sender = await ChatClient.join(server.url, "sender");
+  using sender = await ChatClient.join(server.url, "sender");
   try {
     await listener.waitFor(() => listener.loads.length > 0, "load");
     const reason = await within(

@@ -4,24 +4,22 @@ import { createLogger } from "../src/log.ts";
 import { pageRoutes } from "../src/page.ts";
 
 Deno.test("http: /healthz is ok and unknown routes are a JSON 404", async () => {
-  const server = await startChat();
-  try {
-    const health = await fetch(`${server.url}/healthz`);
-    assert.equal(health.status, 200);
-    assert.deepEqual(await health.json(), { status: "ok" });
-    const missing = await fetch(`${server.url}/nope`);
-    assert.equal(missing.status, 404);
-    assert.equal((await missing.json()).code, "not_found");
-  } finally {
-    await server.close();
-  }
+  await using server = await startChat();
+  const health = await fetch(`${server.url}/healthz`);
+  assert.equal(health.status, 200);
+  assert.deepEqual(await health.json(), { status: "ok" });
+  const missing = await fetch(`${server.url}/nope`);
+  assert.equal(missing.status, 404);
+  assert.equal((await missing.json()).code, "not_found");
 });
 
 Deno.test("http: every response is nosniff, and HSTS when TLS is configured", async () => {
   const routes = pageRoutes({});
-  const plain = await startChat({}, { routes });
+  await using plain = await startChat({}, { routes });
   // The header follows config.tls; the test server itself speaks plain HTTP.
-  const tls = await startChat({ tls: { certFile: "cert.pem", keyFile: "key.pem" } }, { routes });
+  await using tls = await startChat({ tls: { certFile: "cert.pem", keyFile: "key.pem" } }, {
+    routes,
+  });
   const paths = [
     "/healthz",
     "/readyz",
@@ -32,46 +30,37 @@ Deno.test("http: every response is nosniff, and HSTS when TLS is configured", as
     "/socket.io/?EIO=3&transport=polling",
     "/socket.io/?EIO=4&transport=polling&sid=unknown",
   ];
-  try {
-    for (const path of paths) {
-      const [withoutTls, withTls] = await Promise.all(
-        [plain, tls].map((server) => fetch(`${server.url}${path}`)),
-      );
-      for (const response of [withoutTls, withTls]) {
-        assert.equal(response.headers.get("x-content-type-options"), "nosniff", path);
-        await response.body?.cancel();
-      }
-      assert.equal(withoutTls.headers.get("strict-transport-security"), null, path);
-      assert.equal(withTls.headers.get("strict-transport-security"), "max-age=31536000", path);
+  for (const path of paths) {
+    const [withoutTls, withTls] = await Promise.all(
+      [plain, tls].map((server) => fetch(`${server.url}${path}`)),
+    );
+    for (const response of [withoutTls, withTls]) {
+      assert.equal(response.headers.get("x-content-type-options"), "nosniff", path);
+      await response.body?.cancel();
     }
-  } finally {
-    await plain.close();
-    await tls.close();
+    assert.equal(withoutTls.headers.get("strict-transport-security"), null, path);
+    assert.equal(withTls.headers.get("strict-transport-security"), "max-age=31536000", path);
   }
 });
 
 Deno.test("http: /readyz turns 503 and handshakes are refused once shutdown begins", async () => {
-  const server = await startChat();
-  try {
-    const ready = await fetch(`${server.url}/readyz`);
-    assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), {
-      status: "ready",
-      checks: { store: "ok", shutdown: "no" },
-    });
-    server.app.beginShutdown();
-    const draining = await fetch(`${server.url}/readyz`);
-    assert.equal(draining.status, 503);
-    assert.deepEqual(await draining.json(), {
-      status: "unavailable",
-      checks: { store: "ok", shutdown: "in progress" },
-    });
-    const handshake = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
-    assert.equal(handshake.status, 503);
-    assert.deepEqual(await handshake.json(), { code: 4, message: "server is shutting down" });
-  } finally {
-    await server.close();
-  }
+  await using server = await startChat();
+  const ready = await fetch(`${server.url}/readyz`);
+  assert.equal(ready.status, 200);
+  assert.deepEqual(await ready.json(), {
+    status: "ready",
+    checks: { store: "ok", shutdown: "no" },
+  });
+  server.app.beginShutdown();
+  const draining = await fetch(`${server.url}/readyz`);
+  assert.equal(draining.status, 503);
+  assert.deepEqual(await draining.json(), {
+    status: "unavailable",
+    checks: { store: "ok", shutdown: "in progress" },
+  });
+  const handshake = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+  assert.equal(handshake.status, 503);
+  assert.deepEqual(await handshake.json(), { code: 4, message: "server is shutting down" });
 });
 
 Deno.test("http: /readyz reports a store that cannot be reached", async () => {
@@ -94,48 +83,42 @@ function sample(text: string, name: string): number | undefined {
 }
 
 Deno.test("http: /metrics counts a known sequence of events exactly", async () => {
-  const server = await startChat();
+  await using server = await startChat();
   const options = { transports: ["websocket" as const] };
-  const alice = await ChatClient.join(server.url, "alice", options);
-  const bob = await ChatClient.join(server.url, "bob", options);
+  using alice = await ChatClient.join(server.url, "alice", options);
+  using bob = await ChatClient.join(server.url, "bob", options);
   const intruder = new ChatClient(server.url, { ...options, auth: { token: "forged" } });
-  try {
-    await intruder.connectError();
-    intruder.close();
-    assert.equal((await alice.send({ message: "one" })).ok, true);
-    assert.equal((await alice.send({ message: "two" })).ok, true);
-    assert.equal((await alice.send({ message: "" })).ok, false);
-    await bob.waitFor(() => bob.live.length === 2, "two broadcasts");
+  await intruder.connectError();
+  intruder.close();
+  assert.equal((await alice.send({ message: "one" })).ok, true);
+  assert.equal((await alice.send({ message: "two" })).ok, true);
+  assert.equal((await alice.send({ message: "" })).ok, false);
+  await bob.waitFor(() => bob.live.length === 2, "two broadcasts");
 
-    const response = await fetch(`${server.url}/metrics`);
-    assert.equal(response.status, 200);
-    assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
-    const text = await response.text();
-    assert.equal(sample(text, "chat_handshakes_total"), 3);
-    assert.equal(sample(text, 'chat_connections_refused_total{code="invalid_token"}'), 1);
-    assert.equal(sample(text, "chat_messages_stored_total"), 2);
-    assert.equal(sample(text, "chat_broadcasts_total"), 2);
-    assert.equal(sample(text, "chat_delivery_seconds_count"), 2, "each message observed once");
-    assert.ok(sample(text, "chat_delivery_seconds_sum")! > 0);
-    assert.equal(sample(text, 'chat_error_events_total{code="invalid_payload"}'), 1);
-    assert.equal(sample(text, 'chat_sockets_connected{transport="websocket"}'), 2);
-    assert.equal(sample(text, 'chat_sockets_connected{transport="polling"}'), 0);
-    assert.equal(sample(text, "chat_users_online"), 2);
-    const commits = sample(text, "chat_kv_write_seconds_count")!;
-    assert.ok(commits >= 1 && commits <= 2, `${commits} KV commits`);
-    assert.ok(sample(text, "chat_event_loop_lag_seconds")! >= 0);
-    assert.ok(sample(text, "process_resident_memory_bytes")! > 1_000_000);
-    assert.match(text, /# TYPE chat_kv_write_seconds histogram/);
-    assert.match(text, /# TYPE chat_delivery_seconds histogram/);
-  } finally {
-    alice.close();
-    bob.close();
-    await server.close();
-  }
+  const response = await fetch(`${server.url}/metrics`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  const text = await response.text();
+  assert.equal(sample(text, "chat_handshakes_total"), 3);
+  assert.equal(sample(text, 'chat_connections_refused_total{code="invalid_token"}'), 1);
+  assert.equal(sample(text, "chat_messages_stored_total"), 2);
+  assert.equal(sample(text, "chat_broadcasts_total"), 2);
+  assert.equal(sample(text, "chat_delivery_seconds_count"), 2, "each message observed once");
+  assert.ok(sample(text, "chat_delivery_seconds_sum")! > 0);
+  assert.equal(sample(text, 'chat_error_events_total{code="invalid_payload"}'), 1);
+  assert.equal(sample(text, 'chat_sockets_connected{transport="websocket"}'), 2);
+  assert.equal(sample(text, 'chat_sockets_connected{transport="polling"}'), 0);
+  assert.equal(sample(text, "chat_users_online"), 2);
+  const commits = sample(text, "chat_kv_write_seconds_count")!;
+  assert.ok(commits >= 1 && commits <= 2, `${commits} KV commits`);
+  assert.ok(sample(text, "chat_event_loop_lag_seconds")! >= 0);
+  assert.ok(sample(text, "process_resident_memory_bytes")! > 1_000_000);
+  assert.match(text, /# TYPE chat_kv_write_seconds histogram/);
+  assert.match(text, /# TYPE chat_delivery_seconds histogram/);
 });
 
 Deno.test("http: chat_users_online counts a user with two connections once", async () => {
-  const server = await startChat();
+  await using server = await startChat();
   const online = async () =>
     sample(await (await fetch(`${server.url}/metrics`)).text(), "chat_users_online");
   // The server notices a close a moment after the client makes it.
@@ -146,83 +129,68 @@ Deno.test("http: chat_users_online counts a user with two connections once", asy
       await sleep(10);
     }
   };
-  const firstTab = await ChatClient.join(server.url, "alice");
-  const secondTab = await ChatClient.join(server.url, "alice");
-  const bob = await ChatClient.join(server.url, "bob");
-  try {
-    assert.equal(await online(), 2);
-    firstTab.close();
-    bob.close();
-    await onlineBecomes(1);
-    secondTab.close();
-    await onlineBecomes(0);
-  } finally {
-    firstTab.close();
-    secondTab.close();
-    bob.close();
-    await server.close();
-  }
+  using firstTab = await ChatClient.join(server.url, "alice");
+  using secondTab = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  assert.equal(await online(), 2);
+  firstTab.close();
+  bob.close();
+  await onlineBecomes(1);
+  secondTab.close();
+  await onlineBecomes(0);
 });
 
 Deno.test("http: /metrics counts refused Engine.IO requests by reason", async () => {
   // A burst of one handshake per address.
-  const server = await startChat({ handshakeLimitPerMinute: 4 });
+  await using server = await startChat({ handshakeLimitPerMinute: 4 });
   const engineUrl = (query: Record<string, string> = {}) =>
     `${server.url}/socket.io/?${new URLSearchParams({ EIO: "4", transport: "polling", ...query })}`;
   const refused = async () => {
     const text = await (await fetch(`${server.url}/metrics`)).text();
     return (reason: string) => sample(text, `chat_requests_refused_total{reason="${reason}"}`);
   };
-  try {
-    const refusedQueries: Record<string, string>[] = [{ sid: "unknown" }, { sid: "x" }, {
-      EIO: "3",
-    }];
-    for (const query of refusedQueries) {
-      const response = await fetch(engineUrl(query));
-      assert.equal(response.status, 400);
-      await response.body?.cancel();
-    }
-    let count = await refused();
-    assert.equal(count("unknown_sid"), 2);
-    assert.equal(count("unsupported_protocol_version"), 1);
-
-    const statuses = [];
-    for (let i = 0; i < 2; i++) {
-      const response = await fetch(engineUrl());
-      statuses.push(response.status);
-      await response.body?.cancel();
-    }
-    assert.deepEqual(statuses, [200, 403]);
-    server.app.beginShutdown();
-    const closing = await fetch(engineUrl());
-    assert.equal(closing.status, 503);
-    await closing.body?.cancel();
-    count = await refused();
-    assert.equal(count("handshake_limited"), 1);
-    assert.equal(count("shutting_down"), 1);
-    assert.equal(count("unknown_sid"), 2);
-  } finally {
-    await server.close();
+  const refusedQueries: Record<string, string>[] = [{ sid: "unknown" }, { sid: "x" }, {
+    EIO: "3",
+  }];
+  for (const query of refusedQueries) {
+    const response = await fetch(engineUrl(query));
+    assert.equal(response.status, 400);
+    await response.body?.cancel();
   }
+  let count = await refused();
+  assert.equal(count("unknown_sid"), 2);
+  assert.equal(count("unsupported_protocol_version"), 1);
+
+  const statuses = [];
+  for (let i = 0; i < 2; i++) {
+    const response = await fetch(engineUrl());
+    statuses.push(response.status);
+    await response.body?.cancel();
+  }
+  assert.deepEqual(statuses, [200, 403]);
+  server.app.beginShutdown();
+  const closing = await fetch(engineUrl());
+  assert.equal(closing.status, 503);
+  await closing.body?.cancel();
+  count = await refused();
+  assert.equal(count("handshake_limited"), 1);
+  assert.equal(count("shutting_down"), 1);
+  assert.equal(count("unknown_sid"), 2);
 });
 
 Deno.test("http: METRICS_TOKEN guards /metrics", async () => {
-  const server = await startChat({ metricsToken: "scrape-secret" });
-  try {
-    const scrape = (headers: HeadersInit = {}) => fetch(`${server.url}/metrics`, { headers });
-    const anonymous = await scrape();
-    assert.equal(anonymous.status, 401);
-    assert.equal(anonymous.headers.get("www-authenticate"), 'Bearer realm="metrics"');
-    await anonymous.body?.cancel();
-    const wrong = await scrape({ Authorization: "Bearer scrape-secreT" });
-    assert.equal(wrong.status, 401);
-    await wrong.body?.cancel();
-    const right = await scrape({ Authorization: "Bearer scrape-secret" });
-    assert.equal(right.status, 200);
-    assert.match(await right.text(), /chat_handshakes_total 0/);
-  } finally {
-    await server.close();
-  }
+  await using server = await startChat({ metricsToken: "scrape-secret" });
+  const scrape = (headers: HeadersInit = {}) => fetch(`${server.url}/metrics`, { headers });
+  const anonymous = await scrape();
+  assert.equal(anonymous.status, 401);
+  assert.equal(anonymous.headers.get("www-authenticate"), 'Bearer realm="metrics"');
+  await anonymous.body?.cancel();
+  const wrong = await scrape({ Authorization: "Bearer scrape-secreT" });
+  assert.equal(wrong.status, 401);
+  await wrong.body?.cancel();
+  const right = await scrape({ Authorization: "Bearer scrape-secret" });
+  assert.equal(right.status, 200);
+  assert.match(await right.text(), /chat_handshakes_total 0/);
 });
 
 Deno.test("logs: one JSON object per line, with ids and never tokens or message text", async () => {

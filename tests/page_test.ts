@@ -131,21 +131,17 @@ Deno.test("page: HEAD answers the headers without a body; POST to a file is a 40
 });
 
 Deno.test("page: the Socket.IO browser client is served through the whole app, not the engine", async () => {
-  const server = await startChat({}, { routes: pageRoutes({}) });
-  try {
-    const response = await fetch(`${server.url}/socket.io/socket.io.min.js`);
-    assert.equal(response.status, 200);
-    assert.equal(response.headers.get("content-type"), "text/javascript; charset=utf-8");
-    const script = await response.text();
-    assert.match(script, /^\/\*!\s*\n?\s*\* Socket\.IO v4\.8\.4/);
-    assert.ok(script.length > 10_000);
-    // The engine still owns its own path.
-    const handshake = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
-    assert.equal(handshake.status, 200);
-    assert.match(await handshake.text(), /^0\{"sid"/);
-  } finally {
-    await server.close();
-  }
+  await using server = await startChat({}, { routes: pageRoutes({}) });
+  const response = await fetch(`${server.url}/socket.io/socket.io.min.js`);
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-type"), "text/javascript; charset=utf-8");
+  const script = await response.text();
+  assert.match(script, /^\/\*!\s*\n?\s*\* Socket\.IO v4\.8\.4/);
+  assert.ok(script.length > 10_000);
+  // The engine still owns its own path.
+  const handshake = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+  assert.equal(handshake.status, 200);
+  assert.match(await handshake.text(), /^0\{"sid"/);
 });
 
 Deno.test("page: /dev/login-enabled says whether dev login is on", async () => {

@@ -38,6 +38,8 @@ export interface TestServer {
   store: KvMessageStore;
   /** Stops the server and closes the store (idempotent). */
   close(): Promise<void>;
+  /** As {@link close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Starts the app on an ephemeral port with `:memory:` KV unless `kvPath` is given. */
@@ -61,17 +63,19 @@ export async function startChat(
   const app = createApp(config, store, options);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
   let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await app.close();
+    await server.shutdown();
+    store.close();
+  };
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     app,
     store,
-    async close() {
-      if (closed) return;
-      closed = true;
-      await app.close();
-      await server.shutdown();
-      store.close();
-    },
+    close,
+    [Symbol.asyncDispose]: close,
   };
 }
 
@@ -189,6 +193,11 @@ export class ChatClient {
 
   close(): void {
     this.socket.close();
+  }
+
+  /** As {@link close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   #notify(): void {
