@@ -160,8 +160,8 @@ Deno.test("api: publish stores then broadcasts; retries with a clientId store on
 
 Deno.test("api: presence, rooms and stats describe who is connected", async () => {
   await using server = await startChat({ apiKey: KEY });
-  using alice = await ChatClient.join(server.url, "alice");
-  using bob = await ChatClient.join(server.url, "bob");
+  using _alice = await ChatClient.join(server.url, "alice");
+  using _bob = await ChatClient.join(server.url, "bob");
   const presence = await call(server, "GET", "/rooms/general/presence", {
     documented: "/rooms/{room}/presence",
   });
