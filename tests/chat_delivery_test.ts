@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatClient, sleep, startChat, tokenFor, within } from "./helpers/chat_server.ts";
 import type { ChatMessage } from "../src/types.ts";
-import { type HistoryAck, LOAD_MAX_CHARS, type LoadedInfo } from "../src/chat/mod.ts";
+import { type HistoryAck, LOAD_MAX_CHARS } from "../src/chat/mod.ts";
 
 Deno.test("delivery: 20 concurrent retries of one clientId store one message, acked 20 times", async () => {
   await using server = await startChat({ rateLimitBurst: 100 });
@@ -121,20 +121,12 @@ Deno.test("delivery: the catch-up is capped at CATCHUP_LIMIT with hasMore", asyn
     const ack = await alice.send({ message: `${n}` });
     if (ack.ok) sent.push(ack.message);
   }
-  const loadInfo = (lastId: string) => {
-    const client = new ChatClient(server.url, {});
-    return tokenFor("bob").then((token) => {
-      client.socket.auth = { token, lastId };
-      const loads: ChatMessage[][] = [];
-      client.socket.on("load", (messages: ChatMessage[]) => loads.push(messages));
-      return within(
-        new Promise<[ChatMessage[], LoadedInfo]>((resolve) =>
-          client.socket.once("loaded", (info: LoadedInfo) => resolve([loads.flat(), info]))
-        ),
-        5000,
-        "catch-up load",
-      ).finally(() => client.close());
-    });
+  const loadInfo = async (lastId: string) => {
+    // The token first: a client connects as soon as it is made.
+    const token = await tokenFor("bob");
+    using client = new ChatClient(server.url, { auth: { token, lastId } });
+    await client.waitFor(() => client.loaded !== undefined, "catch-up load");
+    return [client.history, client.loaded];
   };
   assert.deepEqual(await loadInfo(sent[2].id), [sent.slice(15), {
     room: "general",

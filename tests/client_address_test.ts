@@ -124,29 +124,24 @@ async function sidOf(response: Response): Promise<string> {
 
 Deno.test("client address: a spoofed X-Forwarded-For from an untrusted peer changes nothing", async () => {
   // 4 a minute allows a burst of 1: the second handshake from one address is refused.
-  const server = await startChat({ handshakeLimitPerMinute: 4 });
-  try {
-    const sid = await sidOf(await handshake(server.url, "1.1.1.1"));
-    assert.equal(server.app.engine.clients.get(sid)?.remoteAddress, "127.0.0.1");
-    const second = await handshake(server.url, "2.2.2.2");
-    assert.equal(second.status, 403);
-    assert.equal((await second.json()).message, "too many connections from this address");
-  } finally {
-    await server.close();
-  }
+  await using server = await startChat({ handshakeLimitPerMinute: 4 });
+  const sid = await sidOf(await handshake(server.url, "1.1.1.1"));
+  assert.equal(server.app.engine.clients.get(sid)?.remoteAddress, "127.0.0.1");
+  const second = await handshake(server.url, "2.2.2.2");
+  assert.equal(second.status, 403);
+  assert.equal((await second.json()).message, "too many connections from this address");
 });
 
 Deno.test("client address: behind a trusted proxy each forwarded client has its own handshake limit", async () => {
-  const server = await startChat({ handshakeLimitPerMinute: 4, trustedProxies: ["127.0.0.1"] });
-  try {
-    const first = await sidOf(await handshake(server.url, "1.1.1.1"));
-    const second = await sidOf(await handshake(server.url, "2.2.2.2"));
-    assert.equal(server.app.engine.clients.get(first)?.remoteAddress, "1.1.1.1");
-    assert.equal(server.app.engine.clients.get(second)?.remoteAddress, "2.2.2.2");
-    const again = await handshake(server.url, "1.1.1.1");
-    assert.equal(again.status, 403);
-    await again.body?.cancel();
-  } finally {
-    await server.close();
-  }
+  await using server = await startChat({
+    handshakeLimitPerMinute: 4,
+    trustedProxies: ["127.0.0.1"],
+  });
+  const first = await sidOf(await handshake(server.url, "1.1.1.1"));
+  const second = await sidOf(await handshake(server.url, "2.2.2.2"));
+  assert.equal(server.app.engine.clients.get(first)?.remoteAddress, "1.1.1.1");
+  assert.equal(server.app.engine.clients.get(second)?.remoteAddress, "2.2.2.2");
+  const again = await handshake(server.url, "1.1.1.1");
+  assert.equal(again.status, 403);
+  await again.body?.cancel();
 });

@@ -89,15 +89,14 @@ Deno.test({
 
     // Presence spans both instances.
     const presence: User[] = await within(
-      new Promise((resolve) => {
-        const client = new ChatClient(b.url, websocket);
-        clients.push(client);
-        client.socket.on("presence", resolve);
-        tokenFor("frank").then((token) => {
-          client.socket.auth = { token };
-          client.socket.connect();
-        });
-      }),
+      // The token first: a client connects as soon as it is made.
+      tokenFor("frank").then((token) =>
+        new Promise((resolve) => {
+          const client = new ChatClient(b.url, { ...websocket, auth: { token } });
+          clients.push(client);
+          client.socket.on("presence", resolve);
+        })
+      ),
       8000,
       "presence",
     );

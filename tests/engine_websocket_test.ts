@@ -218,36 +218,31 @@ Deno.test("websocket: a second websocket with the sid of a websocket session is 
 });
 
 Deno.test("websocket: upgrade from polling moves the session to the websocket", async () => {
-  const target = startEngine();
+  await using target = startEngine();
   const { sid } = await pollingHandshake(target);
   const session = target.engine.clients.get(sid)!;
   const pending = poll(target, sid);
   await until(() => session.transport.writable, 2_000, "the GET to be pending");
-  const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
-  try {
-    await ws.opened;
-    const upgrading = waitFor(session, "upgrading");
-    ws.send("2probe");
-    assert.equal(await ws.nextText(), "3probe");
-    await upgrading;
-    assert.equal(session.upgradeState, "upgrading");
-    assert.equal(await pending, "6");
+  await using ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
+  await ws.opened;
+  const upgrading = waitFor(session, "upgrading");
+  ws.send("2probe");
+  assert.equal(await ws.nextText(), "3probe");
+  await upgrading;
+  assert.equal(session.upgradeState, "upgrading");
+  assert.equal(await pending, "6");
 
-    const upgraded = waitFor(session, "upgrade");
-    ws.send("5");
-    await upgraded;
-    assert.equal(session.transport.name, "websocket");
-    assert.equal(session.upgradeState, "upgraded");
+  const upgraded = waitFor(session, "upgrade");
+  ws.send("5");
+  await upgraded;
+  assert.equal(session.transport.name, "websocket");
+  assert.equal(session.upgradeState, "upgraded");
 
-    session.send("over ws");
-    assert.equal(await ws.nextText(), "4over ws");
-    const received = waitFor<[string]>(session, "message");
-    ws.send("4from client");
-    assert.deepEqual(await received, ["from client"]);
-  } finally {
-    await ws.close();
-    await target.close();
-  }
+  session.send("over ws");
+  assert.equal(await ws.nextText(), "4over ws");
+  const received = waitFor<[string]>(session, "message");
+  ws.send("4from client");
+  assert.deepEqual(await received, ["from client"]);
 });
 
 Deno.test("websocket: polling requests on an upgraded sid get 400 Bad request and the websocket carries on", () =>

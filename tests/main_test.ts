@@ -221,19 +221,15 @@ Deno.test("main: large frames (a 600 KB history, a big live batch) arrive whole 
 });
 
 Deno.test("main: a busy port is one line naming PORT, exit 1", async () => {
-  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  try {
-    const { code, stderr } = await runMain({ PORT: String(busy.addr.port) });
-    assert.equal(code, 1);
-    const lines = stderr.trim().split("\n");
-    assert.equal(lines.length, 1, stderr);
-    assert.match(
-      lines[0],
-      new RegExp(`^chat server: cannot listen on .*PORT ${busy.addr.port} is in use`),
-    );
-  } finally {
-    busy.close();
-  }
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stderr } = await runMain({ PORT: String(busy.addr.port) });
+  assert.equal(code, 1);
+  const lines = stderr.trim().split("\n");
+  assert.equal(lines.length, 1, stderr);
+  assert.match(
+    lines[0],
+    new RegExp(`^chat server: cannot listen on .*PORT ${busy.addr.port} is in use`),
+  );
 });
 
 Deno.test("main: a missing TLS file is one line naming the setting, exit 1", async () => {

@@ -33,115 +33,91 @@ async function appendMany(store: KvMessageStore, count: number): Promise<ChatMes
 const texts = (messages: ChatMessage[]) => messages.map((message) => message.message);
 
 Deno.test("kv store: append returns the message with an id and createdAt", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    const before = Date.now();
-    const saved = await store.append({ user: ada, message: "hello" });
-    assert.ok(isMessageId(saved.id));
-    assert.deepEqual(saved.user, ada);
-    assert.equal(saved.message, "hello");
-    const createdAt = Date.parse(saved.createdAt);
-    assert.equal(new Date(createdAt).toISOString(), saved.createdAt);
-    assert.ok(createdAt >= before && createdAt <= Date.now());
-    assert.deepEqual(await store.latest(10), [saved]);
-  } finally {
-    store.close();
-  }
+  using store = await openKvStore(":memory:");
+  const before = Date.now();
+  const saved = await store.append({ user: ada, message: "hello" });
+  assert.ok(isMessageId(saved.id));
+  assert.deepEqual(saved.user, ada);
+  assert.equal(saved.message, "hello");
+  const createdAt = Date.parse(saved.createdAt);
+  assert.equal(new Date(createdAt).toISOString(), saved.createdAt);
+  assert.ok(createdAt >= before && createdAt <= Date.now());
+  assert.deepEqual(await store.latest(10), [saved]);
 });
 
 Deno.test("kv store: latest returns the newest messages, oldest first", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    assert.deepEqual(await store.latest(5), []);
-    const saved = await appendMany(store, 12);
-    assert.deepEqual(await store.latest(0), []);
-    assert.deepEqual(await store.latest(1), saved.slice(-1));
-    assert.deepEqual(await store.latest(5), saved.slice(-5));
-    assert.deepEqual(await store.latest(50), saved);
-  } finally {
-    store.close();
-  }
+  using store = await openKvStore(":memory:");
+  assert.deepEqual(await store.latest(5), []);
+  const saved = await appendMany(store, 12);
+  assert.deepEqual(await store.latest(0), []);
+  assert.deepEqual(await store.latest(1), saved.slice(-1));
+  assert.deepEqual(await store.latest(5), saved.slice(-5));
+  assert.deepEqual(await store.latest(50), saved);
 });
 
 Deno.test("kv store: messages in the same millisecond keep their order", async () => {
-  const store = new KvMessageStore(await Deno.openKv(":memory:"), {
+  using store = new KvMessageStore(await Deno.openKv(":memory:"), {
     generateId: createIdGenerator(() => 1_700_000_000_000),
   });
-  try {
-    const saved = await appendMany(store, 30);
-    assert.deepEqual(texts(await store.latest(30)), texts(saved));
-    assert.ok(saved.every((message) => message.createdAt === "2023-11-14T22:13:20.000Z"));
-  } finally {
-    store.close();
-  }
+  const saved = await appendMany(store, 30);
+  assert.deepEqual(texts(await store.latest(30)), texts(saved));
+  assert.ok(saved.every((message) => message.createdAt === "2023-11-14T22:13:20.000Z"));
 });
 
 Deno.test("kv store: after and before exclude the given id and page the whole history", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    const saved = await appendMany(store, 120);
-    assert.deepEqual(await store.after(saved[49].id, 10), saved.slice(50, 60));
-    assert.deepEqual(await store.after(saved[0].id), saved.slice(1));
-    assert.deepEqual(await store.after(saved[119].id), []);
-    assert.deepEqual(await store.before(saved[50].id, 10), saved.slice(40, 50));
-    assert.deepEqual(await store.before(saved[5].id, 10), saved.slice(0, 5));
-    assert.deepEqual(await store.before(saved[0].id, 10), []);
-    assert.deepEqual(await store.before(saved[50].id, 0), []);
+  using store = await openKvStore(":memory:");
+  const saved = await appendMany(store, 120);
+  assert.deepEqual(await store.after(saved[49].id, 10), saved.slice(50, 60));
+  assert.deepEqual(await store.after(saved[0].id), saved.slice(1));
+  assert.deepEqual(await store.after(saved[119].id), []);
+  assert.deepEqual(await store.before(saved[50].id, 10), saved.slice(40, 50));
+  assert.deepEqual(await store.before(saved[5].id, 10), saved.slice(0, 5));
+  assert.deepEqual(await store.before(saved[0].id, 10), []);
+  assert.deepEqual(await store.before(saved[50].id, 0), []);
 
-    const forward: ChatMessage[] = [];
-    let cursor = createIdGenerator(() => 0)();
-    for (;;) {
-      const page = await store.after(cursor, 17);
-      if (page.length === 0) break;
-      forward.push(...page);
-      cursor = page[page.length - 1].id;
-    }
-    assert.deepEqual(forward, saved);
-
-    const backward = await store.latest(17);
-    for (;;) {
-      const page = await store.before(backward[0].id, 17);
-      if (page.length === 0) break;
-      backward.unshift(...page);
-    }
-    assert.deepEqual(backward, saved);
-  } finally {
-    store.close();
+  const forward: ChatMessage[] = [];
+  let cursor = createIdGenerator(() => 0)();
+  for (;;) {
+    const page = await store.after(cursor, 17);
+    if (page.length === 0) break;
+    forward.push(...page);
+    cursor = page[page.length - 1].id;
   }
+  assert.deepEqual(forward, saved);
+
+  const backward = await store.latest(17);
+  for (;;) {
+    const page = await store.before(backward[0].id, 17);
+    if (page.length === 0) break;
+    backward.unshift(...page);
+  }
+  assert.deepEqual(backward, saved);
 });
 
 Deno.test("kv store: after and before accept ids of messages that were never stored", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    const saved = await appendMany(store, 3);
-    const ancient = createIdGenerator(() => 0)();
-    assert.deepEqual(await store.after(ancient), saved);
-    assert.deepEqual(await store.before(ancient, 10), []);
-  } finally {
-    store.close();
-  }
+  using store = await openKvStore(":memory:");
+  const saved = await appendMany(store, 3);
+  const ancient = createIdGenerator(() => 0)();
+  assert.deepEqual(await store.after(ancient), saved);
+  assert.deepEqual(await store.before(ancient, 10), []);
 });
 
 Deno.test("kv store: malformed ids and limits are refused with a StoreError code", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    for (const id of ["", "42", "not-an-id", "01arz3ndektsv4rrffq69g5fav"]) {
-      await assert.rejects(store.after(id), (error) => {
-        return error instanceof StoreError && error.code === "invalid_id";
-      });
-      await assert.rejects(store.before(id, 5), (error) => {
-        return error instanceof StoreError && error.code === "invalid_id";
-      });
-    }
-    await assert.rejects(store.latest(-1), (error) => {
-      return error instanceof StoreError && error.code === "invalid_limit";
+  using store = await openKvStore(":memory:");
+  for (const id of ["", "42", "not-an-id", "01arz3ndektsv4rrffq69g5fav"]) {
+    await assert.rejects(store.after(id), (error) => {
+      return error instanceof StoreError && error.code === "invalid_id";
     });
-    await assert.rejects(store.latest(1.5), (error) => {
-      return error instanceof StoreError && error.code === "invalid_limit";
+    await assert.rejects(store.before(id, 5), (error) => {
+      return error instanceof StoreError && error.code === "invalid_id";
     });
-  } finally {
-    store.close();
   }
+  await assert.rejects(store.latest(-1), (error) => {
+    return error instanceof StoreError && error.code === "invalid_limit";
+  });
+  await assert.rejects(store.latest(1.5), (error) => {
+    return error instanceof StoreError && error.code === "invalid_limit";
+  });
 });
 
 Deno.test("kv store: a file store keeps its history across close and reopen", async () => {
@@ -181,44 +157,36 @@ Deno.test("kv store: openKvStore creates a missing parent directory", async () =
 });
 
 Deno.test("kv store: appendMany stores a large batch in order across several commits", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    const inputs = [...Array(1200)].map((_, index) => ({
-      user: ada,
-      message: `${index} ${"x".repeat(index % 7 === 0 ? 1500 : 10)}`,
-    }));
-    const results = await store.appendMany(inputs);
-    assert.ok(results.every((result) => result.created));
-    const saved = results.map((result) => result.message);
-    assert.deepEqual(texts(saved), inputs.map((input) => input.message));
-    const ids = saved.map((message) => message.id);
-    assert.deepEqual(ids, [...ids].sort());
-    assert.equal(new Set(ids).size, ids.length);
-    assert.deepEqual(await store.after(ids[0], 2000), saved.slice(1));
-    assert.deepEqual(await store.appendMany([]), []);
-  } finally {
-    store.close();
-  }
+  using store = await openKvStore(":memory:");
+  const inputs = [...Array(1200)].map((_, index) => ({
+    user: ada,
+    message: `${index} ${"x".repeat(index % 7 === 0 ? 1500 : 10)}`,
+  }));
+  const results = await store.appendMany(inputs);
+  assert.ok(results.every((result) => result.created));
+  const saved = results.map((result) => result.message);
+  assert.deepEqual(texts(saved), inputs.map((input) => input.message));
+  const ids = saved.map((message) => message.id);
+  assert.deepEqual(ids, [...ids].sort());
+  assert.equal(new Set(ids).size, ids.length);
+  assert.deepEqual(await store.after(ids[0], 2000), saved.slice(1));
+  assert.deepEqual(await store.appendMany([]), []);
 });
 
 Deno.test("kv store: a repeated clientId stores one message, per user, within and across batches", async () => {
-  const store = await openKvStore(":memory:");
+  using store = await openKvStore(":memory:");
   const bob = { id: "u2", name: "Bob" };
-  try {
-    const first = await store.appendMany([
-      { user: ada, message: "once", clientId: "c1" },
-      { user: ada, message: "once (retry in the same batch)", clientId: "c1" },
-      { user: bob, message: "bob's c1", clientId: "c1" },
-      { user: ada, message: "no clientId" },
-    ]);
-    assert.deepEqual(first.map((r) => r.created), [true, false, true, true]);
-    assert.equal(first[1].message, first[0].message);
-    const again = await store.append({ user: ada, message: "once (later retry)", clientId: "c1" });
-    assert.deepEqual(again, first[0].message);
-    assert.deepEqual(texts(await store.latest(10)), ["once", "bob's c1", "no clientId"]);
-  } finally {
-    store.close();
-  }
+  const first = await store.appendMany([
+    { user: ada, message: "once", clientId: "c1" },
+    { user: ada, message: "once (retry in the same batch)", clientId: "c1" },
+    { user: bob, message: "bob's c1", clientId: "c1" },
+    { user: ada, message: "no clientId" },
+  ]);
+  assert.deepEqual(first.map((r) => r.created), [true, false, true, true]);
+  assert.equal(first[1].message, first[0].message);
+  const again = await store.append({ user: ada, message: "once (later retry)", clientId: "c1" });
+  assert.deepEqual(again, first[0].message);
+  assert.deepEqual(texts(await store.latest(10)), ["once", "bob's c1", "no clientId"]);
 });
 
 Deno.test("kv store: clientIds are remembered across a reopen", async () => {
@@ -258,48 +226,36 @@ Deno.test("kv store: two stores on one file share their clientIds", async () => 
 });
 
 Deno.test("kv store: latest(limit, afterId) returns the newest messages after an id", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    const saved = await appendMany(store, 20);
-    assert.deepEqual(await store.latest(5, saved[9].id), saved.slice(15));
-    assert.deepEqual(await store.latest(50, saved[9].id), saved.slice(10));
-    assert.deepEqual(await store.latest(5, saved[19].id), []);
-  } finally {
-    store.close();
-  }
+  using store = await openKvStore(":memory:");
+  const saved = await appendMany(store, 20);
+  assert.deepEqual(await store.latest(5, saved[9].id), saved.slice(15));
+  assert.deepEqual(await store.latest(50, saved[9].id), saved.slice(10));
+  assert.deepEqual(await store.latest(5, saved[19].id), []);
 });
 
 Deno.test("kv store: maxCount trims the oldest messages and keeps the newest", async () => {
-  const store = new KvMessageStore(await Deno.openKv(":memory:"), { maxCount: 60 });
-  try {
-    const saved = await appendMany(store, 130);
-    const kept = await store.latest(1000);
-    assert.ok(kept.length <= 60 + 50, `trimmed as it went: ${kept.length} left`);
-    assert.deepEqual(kept, saved.slice(-kept.length), "only the oldest were removed");
-    await store.trim();
-    assert.deepEqual(await store.latest(1000), saved.slice(-60));
-  } finally {
-    store.close();
-  }
+  using store = new KvMessageStore(await Deno.openKv(":memory:"), { maxCount: 60 });
+  const saved = await appendMany(store, 130);
+  const kept = await store.latest(1000);
+  assert.ok(kept.length <= 60 + 50, `trimmed as it went: ${kept.length} left`);
+  assert.deepEqual(kept, saved.slice(-kept.length), "only the oldest were removed");
+  await store.trim();
+  assert.deepEqual(await store.latest(1000), saved.slice(-60));
 });
 
 Deno.test("kv store: maxAgeMs hides expired messages from every read", async () => {
   let now = Date.now() - 10_000;
-  const store = new KvMessageStore(await Deno.openKv(":memory:"), {
+  using store = new KvMessageStore(await Deno.openKv(":memory:"), {
     maxAgeMs: 5_000,
     generateId: createIdGenerator(() => now),
   });
-  try {
-    const old = await appendMany(store, 3);
-    now = Date.now();
-    const fresh = await appendMany(store, 3);
-    assert.deepEqual(await store.latest(10), fresh);
-    assert.deepEqual(await store.after(old[0].id), fresh);
-    assert.deepEqual(await store.before(fresh[2].id, 10), fresh.slice(0, 2));
-    assert.deepEqual(await store.before(old[2].id, 10), []);
-  } finally {
-    store.close();
-  }
+  const old = await appendMany(store, 3);
+  now = Date.now();
+  const fresh = await appendMany(store, 3);
+  assert.deepEqual(await store.latest(10), fresh);
+  assert.deepEqual(await store.after(old[0].id), fresh);
+  assert.deepEqual(await store.before(fresh[2].id, 10), fresh.slice(0, 2));
+  assert.deepEqual(await store.before(old[2].id, 10), []);
 });
 
 Deno.test("kv store: ping answers while open and fails once closed", async () => {
@@ -310,124 +266,100 @@ Deno.test("kv store: ping answers while open and fails once closed", async () =>
 });
 
 Deno.test("kv store: a batch of more clientIds than one KV commit may check is split safely", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    const inputs = [...Array(450)].map((_, n) => ({
-      user: ada,
-      message: `m${n}`,
-      clientId: `c${n % 300}`,
-    }));
-    const results = await store.appendMany(inputs);
-    assert.equal(results.filter((result) => result.created).length, 300);
-    results.slice(300).forEach((result, index) => {
-      assert.equal(result.created, false);
-      assert.deepEqual(result.message, results[index].message, "a repeat returns the first");
-    });
-    assert.equal((await store.latest(1000)).length, 300);
-  } finally {
-    store.close();
-  }
+  using store = await openKvStore(":memory:");
+  const inputs = [...Array(450)].map((_, n) => ({
+    user: ada,
+    message: `m${n}`,
+    clientId: `c${n % 300}`,
+  }));
+  const results = await store.appendMany(inputs);
+  assert.equal(results.filter((result) => result.created).length, 300);
+  results.slice(300).forEach((result, index) => {
+    assert.equal(result.created, false);
+    assert.deepEqual(result.message, results[index].message, "a repeat returns the first");
+  });
+  assert.equal((await store.latest(1000)).length, 300);
 });
 
 Deno.test("kv store: a batch whose second commit fails says which messages the first one stored", async () => {
   // 150 clientIds: KV checks at most 100 per commit, so the batch takes two commits.
-  const store = new KvMessageStore(failingCommits(await Deno.openKv(":memory:"), [2]));
-  try {
-    const inputs = [...Array(150)].map((_, n) => ({
-      user: ada,
-      message: `m${n}`,
-      clientId: `c${n}`,
-    }));
-    const error = await store.appendMany(inputs).then(
-      () => assert.fail("the failing commit went unnoticed"),
-      (error) => error,
-    );
-    assert.ok(error instanceof PartialAppendError, String(error));
-    assert.equal(error.code, "partial_append");
-    assert.match(String(error.cause), /disk I\/O error/);
-    assert.deepEqual(
-      texts(error.stored.map((result) => result.message)),
-      inputs.slice(0, 100).map((input) => input.message),
-    );
-    assert.ok(error.stored.every((result) => result.created));
-    assert.deepEqual(await store.latest(1000), error.stored.map((result) => result.message));
-    // The failed part was not stored: sending it again stores it once.
-    const retried = await store.appendMany(inputs.slice(100));
-    assert.ok(retried.every((result) => result.created));
-    assert.equal((await store.latest(1000)).length, 150);
-  } finally {
-    store.close();
-  }
+  using store = new KvMessageStore(failingCommits(await Deno.openKv(":memory:"), [2]));
+  const inputs = [...Array(150)].map((_, n) => ({
+    user: ada,
+    message: `m${n}`,
+    clientId: `c${n}`,
+  }));
+  const error = await store.appendMany(inputs).then(
+    () => assert.fail("the failing commit went unnoticed"),
+    (error) => error,
+  );
+  assert.ok(error instanceof PartialAppendError, String(error));
+  assert.equal(error.code, "partial_append");
+  assert.match(String(error.cause), /disk I\/O error/);
+  assert.deepEqual(
+    texts(error.stored.map((result) => result.message)),
+    inputs.slice(0, 100).map((input) => input.message),
+  );
+  assert.ok(error.stored.every((result) => result.created));
+  assert.deepEqual(await store.latest(1000), error.stored.map((result) => result.message));
+  // The failed part was not stored: sending it again stores it once.
+  const retried = await store.appendMany(inputs.slice(100));
+  assert.ok(retried.every((result) => result.created));
+  assert.equal((await store.latest(1000)).length, 150);
 });
 
 Deno.test("kv store: a batch whose only commit fails rejects with the store's own error", async () => {
-  const store = new KvMessageStore(failingCommits(await Deno.openKv(":memory:"), [1]));
-  try {
-    await assert.rejects(store.appendMany([{ user: ada, message: "lost" }]), (error) => {
-      assert.ok(!(error instanceof PartialAppendError));
-      assert.match(String(error), /disk I\/O error/);
-      return true;
-    });
-    assert.deepEqual(await store.latest(10), []);
-  } finally {
-    store.close();
-  }
+  using store = new KvMessageStore(failingCommits(await Deno.openKv(":memory:"), [1]));
+  await assert.rejects(store.appendMany([{ user: ada, message: "lost" }]), (error) => {
+    assert.ok(!(error instanceof PartialAppendError));
+    assert.match(String(error), /disk I\/O error/);
+    return true;
+  });
+  assert.deepEqual(await store.latest(10), []);
 });
 
 Deno.test("kv store: rooms keep separate histories; a message carries its room", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    const user = { id: "u", name: "U" };
-    const general = await store.append({ user, message: "in general" });
-    const team = await store.append({ room: "team", user, message: "in team" });
-    const team2 = await store.append({ room: "team", user, message: "again" });
-    assert.equal(general.room, "general");
-    assert.equal(team.room, "team");
-    assert.deepEqual(await store.latest(10), [general]);
-    assert.deepEqual(await store.latest(10, undefined, "team"), [team, team2]);
-    assert.deepEqual(await store.before(team2.id, 10, "team"), [team]);
-    assert.deepEqual(await store.after(team.id, 10, "team"), [team2]);
-    assert.deepEqual(await store.latest(10, undefined, "empty"), []);
-    assert.equal(await store.countAfter("team", undefined, 100), 2);
-    assert.equal(await store.countAfter("team", team.id, 100), 1);
-    assert.equal(await store.countAfter("team", undefined, 1), 1, "counting stops at the cap");
-  } finally {
-    store.close();
-  }
+  using store = await openKvStore(":memory:");
+  const user = { id: "u", name: "U" };
+  const general = await store.append({ user, message: "in general" });
+  const team = await store.append({ room: "team", user, message: "in team" });
+  const team2 = await store.append({ room: "team", user, message: "again" });
+  assert.equal(general.room, "general");
+  assert.equal(team.room, "team");
+  assert.deepEqual(await store.latest(10), [general]);
+  assert.deepEqual(await store.latest(10, undefined, "team"), [team, team2]);
+  assert.deepEqual(await store.before(team2.id, 10, "team"), [team]);
+  assert.deepEqual(await store.after(team.id, 10, "team"), [team2]);
+  assert.deepEqual(await store.latest(10, undefined, "empty"), []);
+  assert.equal(await store.countAfter("team", undefined, 100), 2);
+  assert.equal(await store.countAfter("team", team.id, 100), 1);
+  assert.equal(await store.countAfter("team", undefined, 1), 1, "counting stops at the cap");
 });
 
 Deno.test("kv store: a clientId retried in another room answers with the first message", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    const user = { id: "u", name: "U" };
-    const [first] = await store.appendMany([{ room: "team", user, message: "a", clientId: "c" }]);
-    const [again] = await store.appendMany([{ room: "other", user, message: "a", clientId: "c" }]);
-    assert.equal(again.created, false);
-    assert.deepEqual(again.message, first.message);
-  } finally {
-    store.close();
-  }
+  using store = await openKvStore(":memory:");
+  const user = { id: "u", name: "U" };
+  const [first] = await store.appendMany([{ room: "team", user, message: "a", clientId: "c" }]);
+  const [again] = await store.appendMany([{ room: "other", user, message: "a", clientId: "c" }]);
+  assert.equal(again.created, false);
+  assert.deepEqual(again.message, first.message);
 });
 
 Deno.test("kv store: read markers and memberships are per user and room", async () => {
-  const store = await openKvStore(":memory:");
-  try {
-    const user = { id: "u", name: "U" };
-    const message = await store.append({ room: "team", user, message: "hi" });
-    await store.setReadMarker("alice", "team", message.id);
-    assert.deepEqual(await store.readMarkers("alice", ["team", "general"]), [
-      message.id,
-      undefined,
-    ]);
-    assert.deepEqual(await store.readMarkers("bob", ["team"]), [undefined]);
-    await store.addMembership("alice", "team");
-    await store.addMembership("alice", "dm:alice:bob");
-    await store.addMembership("bob", "dm:alice:bob");
-    assert.deepEqual(await store.memberships("alice", 10), ["dm:alice:bob", "team"]);
-    assert.deepEqual(await store.memberships("alice", 1), ["dm:alice:bob"]);
-  } finally {
-    store.close();
-  }
+  using store = await openKvStore(":memory:");
+  const user = { id: "u", name: "U" };
+  const message = await store.append({ room: "team", user, message: "hi" });
+  await store.setReadMarker("alice", "team", message.id);
+  assert.deepEqual(await store.readMarkers("alice", ["team", "general"]), [
+    message.id,
+    undefined,
+  ]);
+  assert.deepEqual(await store.readMarkers("bob", ["team"]), [undefined]);
+  await store.addMembership("alice", "team");
+  await store.addMembership("alice", "dm:alice:bob");
+  await store.addMembership("bob", "dm:alice:bob");
+  assert.deepEqual(await store.memberships("alice", 10), ["dm:alice:bob", "team"]);
+  assert.deepEqual(await store.memberships("alice", 1), ["dm:alice:bob"]);
 });
 
 Deno.test("kv store: messages stored before rooms move into the default room on open, once", async () => {

@@ -31,33 +31,29 @@ Deno.test("recent window: a store with it answers latest() exactly as one withou
   const next = random(42);
   let clock = 1_700_000_000_000;
   const generateId = createIdGenerator(() => clock);
-  const kv = await Deno.openKv(":memory:");
+  using kv = await Deno.openKv(":memory:");
   const plain = new KvMessageStore(kv, { generateId });
   const cached = new KvMessageStore(kv, { generateId, recentWindow: 20 });
-  try {
-    await cached.warm();
-    const ids: string[] = [];
-    for (let step = 0; step < 300; step++) {
-      if (next() < 0.6) {
-        clock += Math.floor(next() * 3);
-        const count = 1 + Math.floor(next() * 4);
-        const results = await cached.appendMany(
-          [...Array(count)].map(() => ({ user, message: `m${ids.length}` })),
-        );
-        ids.push(...results.map((result) => result.message.id));
-      }
-      const limit = 1 + Math.floor(next() * 30);
-      const afterId = ids.length > 0 && next() < 0.5
-        ? ids[Math.floor(next() * ids.length)]
-        : undefined;
-      assert.deepEqual(
-        await cached.latest(limit, afterId),
-        await plain.latest(limit, afterId),
-        `step ${step}: latest(${limit}, ${afterId})`,
+  await cached.warm();
+  const ids: string[] = [];
+  for (let step = 0; step < 300; step++) {
+    if (next() < 0.6) {
+      clock += Math.floor(next() * 3);
+      const count = 1 + Math.floor(next() * 4);
+      const results = await cached.appendMany(
+        [...Array(count)].map(() => ({ user, message: `m${ids.length}` })),
       );
+      ids.push(...results.map((result) => result.message.id));
     }
-  } finally {
-    kv.close();
+    const limit = 1 + Math.floor(next() * 30);
+    const afterId = ids.length > 0 && next() < 0.5
+      ? ids[Math.floor(next() * ids.length)]
+      : undefined;
+    assert.deepEqual(
+      await cached.latest(limit, afterId),
+      await plain.latest(limit, afterId),
+      `step ${step}: latest(${limit}, ${afterId})`,
+    );
   }
 });
 

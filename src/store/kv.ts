@@ -535,6 +535,11 @@ export class KvMessageStore implements MessageStore {
     this.#kv.close();
   }
 
+  /** As {@link close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   async #collect(
     selector: Deno.KvListSelector,
     options: Deno.KvListOptions,

@@ -18,8 +18,10 @@ export interface EngineServer {
   port: number;
   /** `http://127.0.0.1:PORT<path>?EIO=4&transport=…[&sid=…]` for this engine. */
   url(query?: Record<string, string>, protocol?: "http" | "ws"): string;
-  /** Closes every session, then shuts the HTTP server down. */
+  /** Closes every session, then shuts the HTTP server down (idempotent). */
   close(): Promise<void>;
+  /** As {@link close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Starts an engine on 127.0.0.1 port 0. */
@@ -27,6 +29,13 @@ export function startEngine(options: EngineOptions = {}): EngineServer {
   const engine = new Engine(options);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, engine.handler());
   const port = server.addr.port;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    engine.close();
+    await server.shutdown();
+  };
   return {
     engine,
     server,
@@ -35,10 +44,8 @@ export function startEngine(options: EngineOptions = {}): EngineServer {
       const search = new URLSearchParams({ EIO: "4", transport: "polling", ...query });
       return `${protocol}://127.0.0.1:${port}${engine.options.path}?${search}`;
     },
-    async close() {
-      engine.close();
-      await server.shutdown();
-    },
+    close,
+    [Symbol.asyncDispose]: close,
   };
 }
 
@@ -57,14 +64,19 @@ export function startSocketIo(
   const started = startEngine({ path: "/socket.io/", ...engineOptions });
   const io = new Server(ioOptions);
   io.bind(started.engine as never);
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await io.close();
+    await started.close();
+  };
   return {
     ...started,
     io,
     origin: `http://127.0.0.1:${started.port}`,
-    async close() {
-      await io.close();
-      await started.close();
-    },
+    close,
+    [Symbol.asyncDispose]: close,
   };
 }
 
@@ -221,5 +233,9 @@ export class RawWebSocket {
     if (this.socket.readyState === WebSocket.CONNECTING) await this.opened.catch(() => {});
     if (this.socket.readyState !== WebSocket.CLOSED) this.socket.close();
     await within(this.closed, 2_000, "WebSocket close");
+  }
+  /** As {@link close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
