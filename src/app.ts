@@ -127,6 +127,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     },
     // Read at scrape time, once the chat below is attached.
     usersOnline: () => chat.usersOnline(),
+    roomsOccupied: () => chat.roomsOccupied(),
     recentWindows: () => store.memory?.() ?? { rooms: 0, messages: 0 },
   }).start();
   engine.on("connection", () => metrics.handshake());

@@ -31,6 +31,8 @@ export interface MetricSources {
   usersOnline: () => number;
   /** What the store's in-memory windows of recent messages hold. */
   recentWindows?: () => { rooms: number; messages: number };
+  /** Rooms (besides the default) with someone in them on this instance. */
+  roomsOccupied?: () => number;
 }
 
 /** How often event-loop lag is sampled. */
@@ -71,6 +73,14 @@ export class Metrics implements ChatObserver {
       registers,
       collect() {
         this.set(sources.usersOnline());
+      },
+    });
+    new Gauge({
+      name: "chat_rooms_occupied",
+      help: "Rooms besides the default with a connection in them on this instance.",
+      registers,
+      collect() {
+        this.set(sources.roomsOccupied?.() ?? 0);
       },
     });
     new Gauge({

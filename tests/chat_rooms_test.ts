@@ -36,6 +36,8 @@ Deno.test("rooms: members of a room receive its messages; others and leavers do 
     hasMore: false,
     online: [{ id: "alice", name: "alice" }],
   });
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  assert.match(metrics, /^chat_rooms_occupied 1$/m, "team-red is occupied");
   const second = await ask<JoinAck>(bob, "join", { room: "team-red" });
   assert.ok(second.ok);
   assert.deepEqual(second.online.map((user) => user.id).toSorted(), ["alice", "bob"]);

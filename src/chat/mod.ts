@@ -91,6 +91,8 @@ export interface Chat {
   membersOf(room: string): Promise<User[]>;
   /** Distinct users with a connection to this instance. */
   usersOnline(): number;
+  /** Rooms other than the default with someone in them on this instance (room presence's map). */
+  roomsOccupied(): number;
   /** Stops pending presence announcements (call on shutdown). */
   close(): void;
 }
@@ -339,6 +341,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   return {
     membersOf,
     // Counted from this instance's sockets: presence may span the cluster.
+    roomsOccupied: () => roomPresence.rooms,
     usersOnline() {
       const users = new Set<string>();
       for (const socket of io.of("/").sockets.values()) users.add(socket.data.identity.user.id);
