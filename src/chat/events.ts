@@ -22,7 +22,7 @@ import {
   onRooms,
   onTyping,
 } from "./handlers.ts";
-import type { Ack, ChatObserver, ChatSocket, ClientToServerEvents } from "./types.ts";
+import type { Ack, ChatObserver, ClientToServerEvents } from "./types.ts";
 
 /** The per-user budgets, one per client event. */
 export type EventBudgets = Record<keyof ClientToServerEvents, RateLimit>;
@@ -121,53 +121,47 @@ export class EventGate {
   }
 }
 
-/** Sends a refusal to the client as the `error` event, and counts and logs it. */
-export type Reporter = (event: string, error: WireError) => void;
+/** A connection as its events see it: the handlers' context, and where its refusals go. */
+export interface EventContext extends ChatContext {
+  /** Sends a refusal to the client as the `error` event, and counts and logs it. */
+  report(event: string, error: WireError): void;
+}
 
 /**
- * Registers every chat event on `socket`, and returns how refusals reach the client: the `error`
- * event, at most `gate.errorEventsPerSecond` a second (acks carry every one).
+ * Handles one client event as socket.io decoded it (`[name, ...args]`, the last argument the ack
+ * callback when the client asked for one): checks its arguments and its owner's budget, runs its handler and answers
+ * the ack; a refusal goes to `ctx.report` and the ack. Events that are not the chat's are dropped.
+ * One function for every event and connection, so a connection holds no listener per event.
  */
-export function bindEvents(socket: ChatSocket, ctx: ChatContext, gate: EventGate): Reporter {
-  const userId = ctx.identity.user.id;
-  let errorWindow = { start: 0, sent: 0 };
-  const report: Reporter = (event, error) => {
-    gate.noteRefusal(userId, socket.id, event, error);
-    const now = ctx.now();
-    if (now - errorWindow.start >= 1000) errorWindow = { start: now, sent: 0 };
-    if (++errorWindow.sent <= gate.errorEventsPerSecond) socket.emit("error", error);
-  };
-
-  socket.use((event, next) => {
-    try {
-      checkEventArguments(event);
-    } catch (error) {
-      report(String(event[0]), toWireError(error));
-      return next(error as Error);
-    }
-    next();
-  });
-
-  for (const [name, spec] of Object.entries(EVENTS)) {
-    const event = name as keyof ClientToServerEvents;
-    socket.on(event, async (...args: unknown[]) => {
-      const [payload, ack] = splitAck(args);
-      const refusal = gate.take(event, userId);
-      if (refusal !== undefined) {
-        if (!spec.dropWhenOver) fail(refusal);
-        return;
-      }
-      try {
-        const result = await spec.handle(ctx, payload);
-        if (result !== undefined) ack?.(result);
-      } catch (error) {
-        fail(toWireError(error));
-      }
-      function fail(error: WireError) {
-        report(event, error);
-        ack?.({ ok: false, error });
-      }
-    });
+export async function dispatchEvent(
+  ctx: EventContext,
+  gate: EventGate,
+  packet: unknown[],
+): Promise<void> {
+  const name = String(packet[0]);
+  try {
+    checkEventArguments(packet);
+  } catch (error) {
+    return ctx.report(name, toWireError(error));
   }
-  return report;
+  if (!Object.hasOwn(EVENTS, name)) return;
+  const args = packet.slice(1);
+  const event = name as keyof ClientToServerEvents;
+  const spec = EVENTS[event];
+  const [payload, ack] = splitAck(args);
+  const fail = (error: WireError) => {
+    ctx.report(event, error);
+    ack?.({ ok: false, error });
+  };
+  const refusal = gate.take(event, ctx.identity.user.id);
+  if (refusal !== undefined) {
+    if (!spec.dropWhenOver) fail(refusal);
+    return;
+  }
+  try {
+    const result = await spec.handle(ctx, payload);
+    if (result !== undefined) ack?.(result);
+  } catch (error) {
+    fail(toWireError(error));
+  }
 }

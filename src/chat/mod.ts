@@ -23,11 +23,11 @@ import type { Timeline } from "../timeline.ts";
 import { Admission } from "./admission.ts";
 import { announceChange, CHAT_ROOM, roomKey, sendHistory } from "./delivery.ts";
 import { userRoom } from "./directory.ts";
-import { bindEvents, type EventBudgets, EventGate } from "./events.ts";
-import type { ChatContext } from "./handlers.ts";
+import { dispatchEvent, type EventBudgets, type EventContext, EventGate } from "./events.ts";
+import type { ChatContext, Subscription } from "./handlers.ts";
 import { RoomPresence } from "./room_presence.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
-import type { Ban, User } from "../types.ts";
+import type { Ban, ChatMessage, User } from "../types.ts";
 
 export {
   announceChange,
@@ -105,33 +105,150 @@ const MAX_LISTED_MEMBERS = 1000;
 /** The longest delay a timer takes (setTimeout fires at once beyond it). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** What every connection's context shares: built once per server. */
+interface Shared {
+  readonly io: ChatServer;
+  readonly options: ChatOptions;
+  readonly now: () => number;
+  readonly gate: EventGate;
+  readonly enterRoom: (socket: ChatSocket, room: string) => void;
+  readonly leaveRoom: (socket: ChatSocket, room: string) => void;
+  readonly membersOf: (room: string) => Promise<User[]>;
+}
+
 /**
- * Calls `onExpired` once the identity's token has expired (`exp` plus the tolerance), unless
- * `extend` moves the expiry first.
+ * One connection's {@link ChatContext}. Its own state lives in a few fields and everything else on
+ * the prototype: thousands of connections cost one small object each, not a closure per
+ * capability.
  */
-function watchExpiry(
-  identity: Identity,
-  toleranceMs: number,
-  now: () => number,
-  onExpired: () => void,
-): { extend(identity: Identity): void; stop(): void } {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let current = identity;
-  const schedule = () => {
-    clearTimeout(timer);
-    if (current.expiresAt === undefined) return;
-    const delay = current.expiresAt + toleranceMs - now();
-    timer = setTimeout(check, Math.min(Math.max(0, delay), MAX_TIMER_MS));
-  };
-  const check = () => (isExpired(current, now(), toleranceMs) ? onExpired() : schedule());
-  schedule();
-  return {
-    extend(identity) {
-      current = identity;
-      schedule();
-    },
-    stop: () => clearTimeout(timer),
-  };
+class Connection implements EventContext {
+  typingState?: Map<string, { typing: boolean; at: number }>;
+  #expiryTimer?: ReturnType<typeof setTimeout>;
+  /** `error` events sent in the current one-second window, and when it began. */
+  #errorsSent = 0;
+  #errorWindowStart = 0;
+
+  constructor(readonly socket: ChatSocket, readonly shared: Shared) {}
+
+  get identity(): Identity {
+    return this.socket.data.identity;
+  }
+  set identity(identity: Identity) {
+    this.socket.data.identity = identity;
+  }
+  get timeline(): Timeline {
+    return this.shared.options.timeline;
+  }
+  get store(): ChatContext["store"] {
+    return this.shared.options.store;
+  }
+  get policy(): RoomPolicy {
+    return this.shared.options.policy;
+  }
+  get defaultRoom(): string {
+    return this.shared.options.defaultRoom;
+  }
+  get maxRoomsPerSocket(): number {
+    return this.shared.options.maxRoomsPerSocket;
+  }
+  get maxMessageLength(): number {
+    return this.shared.options.maxMessageLength;
+  }
+  get editWindowMs(): number {
+    return this.shared.options.editWindowMs;
+  }
+  now(): number {
+    return this.shared.now();
+  }
+  canWrite(identity: Identity): boolean {
+    return this.shared.options.canWrite(identity);
+  }
+  verifyToken(token: string): Promise<Identity> {
+    return this.shared.options.verifyToken(token);
+  }
+  joined(): ReadonlySet<string> {
+    return joinedRooms(this.socket);
+  }
+  subscribe(room: string): Promise<Subscription> {
+    return new Promise((resolve, reject) => {
+      this.timeline.join((messages, { hasMore }) => {
+        if (this.socket.connected) this.shared.enterRoom(this.socket, room);
+        resolve({ messages, hasMore });
+      }, { room }).catch(reject);
+    });
+  }
+  unsubscribe(room: string): void {
+    this.shared.leaveRoom(this.socket, room);
+  }
+  membersOf(room: string): Promise<User[]> {
+    return this.shared.membersOf(room);
+  }
+  announceChange(message: ChatMessage): void {
+    announceChange(this.shared.io, message);
+  }
+  onModerated(action: "edit" | "delete", message: ChatMessage, by: string): void {
+    this.shared.options.log.info("message.changed", {
+      action,
+      id: message.id,
+      room: message.room,
+      by,
+      author: message.user.id,
+    });
+  }
+  sendTyping(room: string, typing: boolean): void {
+    const user = this.identity.user;
+    this.socket.to(roomKey(room)).volatile.emit("typing", { room, user, typing });
+  }
+  onIdentityChanged(): void {
+    this.watchExpiry();
+  }
+  onBackgroundError(error: unknown): void {
+    this.shared.options.log.warn("membership.failed", { user: this.identity.user.id, error });
+  }
+
+  /**
+   * Sends a refusal as the `error` event, at most `errorEventsPerSecond` a second (acks carry
+   * every one), and counts and logs it.
+   */
+  report(event: string, error: WireError): void {
+    const { gate } = this.shared;
+    gate.noteRefusal(this.identity.user.id, this.socket.id, event, error);
+    const now = this.now();
+    if (now - this.#errorWindowStart >= 1000) [this.#errorWindowStart, this.#errorsSent] = [now, 0];
+    if (++this.#errorsSent <= gate.errorEventsPerSecond) this.socket.emit("error", error);
+  }
+
+  /** Whether the token has expired (`exp` plus the tolerance). */
+  expired(): boolean {
+    return isExpired(this.identity, this.now(), this.shared.options.clockToleranceMs);
+  }
+
+  /** Ends the connection once its token expires; called again when `auth:refresh` moves it. */
+  watchExpiry(): void {
+    clearTimeout(this.#expiryTimer);
+    const { expiresAt } = this.identity;
+    if (expiresAt === undefined) return;
+    const delay = expiresAt + this.shared.options.clockToleranceMs - this.now();
+    this.#expiryTimer = setTimeout(checkExpiry, Math.min(Math.max(0, delay), MAX_TIMER_MS), this);
+  }
+
+  stopWatchingExpiry(): void {
+    clearTimeout(this.#expiryTimer);
+  }
+
+  endExpired(): void {
+    this.report(
+      "connection",
+      toWireError(new CodedError("token_expired", "token has expired; reconnect with a new one")),
+    );
+    this.socket.disconnect(true);
+  }
+}
+
+/** A connection's expiry timer fired: a timer may run early by the clock's reckoning. */
+function checkExpiry(connection: Connection): void {
+  if (connection.expired()) connection.endExpired();
+  else connection.watchExpiry();
 }
 
 /** The chat rooms a socket is in. */
@@ -223,65 +340,21 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   const gate = new EventGate(options.budgets, log, observer, now, options.errorEventsPerSecond);
   const admission = new Admission(options);
   io.use(admission.middleware);
+  const shared: Shared = { io, options, now, gate, enterRoom, leaveRoom, membersOf };
 
   io.on("connection", (socket: ChatSocket) => {
     admission.adopt(socket);
     admission.connected(socket);
     const user = socket.data.identity.user;
-    const expired = () =>
-      new CodedError("token_expired", "token has expired; reconnect with a new one");
-    const ctx: ChatContext = {
-      get identity() {
-        return socket.data.identity;
-      },
-      set identity(identity) {
-        socket.data.identity = identity;
-      },
-      timeline,
-      store: options.store,
-      policy: options.policy,
-      defaultRoom: options.defaultRoom,
-      maxRoomsPerSocket: options.maxRoomsPerSocket,
-      maxMessageLength: options.maxMessageLength,
-      canWrite: options.canWrite,
-      verifyToken: options.verifyToken,
-      joined: () => joinedRooms(socket),
-      subscribe: (room) =>
-        new Promise((resolve, reject) => {
-          timeline.join((messages, { hasMore }) => {
-            if (socket.connected) enterRoom(socket, room);
-            resolve({ messages, hasMore });
-          }, { room }).catch(reject);
-        }),
-      unsubscribe: (room) => leaveRoom(socket, room),
-      membersOf,
-      editWindowMs: options.editWindowMs,
-      announceChange: (message) => announceChange(io, message),
-      onModerated: (action, message, by) =>
-        log.info("message.changed", {
-          action,
-          id: message.id,
-          room: message.room,
-          by,
-          author: message.user.id,
-        }),
-      sendTyping: (room, typing) =>
-        socket.to(roomKey(room)).volatile.emit("typing", { room, user, typing }),
-      onIdentityChanged: (identity) => expiry.extend(identity),
-      onBackgroundError: (error) => log.warn("membership.failed", { user: user.id, error }),
-      now,
-    };
-    const endExpired = () => {
-      report("connection", toWireError(expired()));
-      socket.disconnect(true);
-    };
-    // Checked on every packet too: a timer may run late, a packet must not slip through.
-    socket.use((_packet, next) => {
-      if (!isExpired(socket.data.identity, now(), options.clockToleranceMs)) return next();
-      endExpired();
+    const connection = new Connection(socket, shared);
+    // One middleware takes every client event and handles it; socket.io never emits them, so a
+    // connection holds no listener per event, and an event's arguments are checked before anything
+    // spreads them. A timer may run late: the expiry is checked on every event too.
+    socket.use((event) => {
+      if (connection.expired()) return connection.endExpired();
+      void dispatchEvent(connection, gate, event);
     });
-    const report = bindEvents(socket, ctx, gate);
-    const expiry = watchExpiry(socket.data.identity, options.clockToleranceMs, now, endExpired);
+    connection.watchExpiry();
 
     log.info("socket.connected", {
       socket: socket.id,
@@ -290,35 +363,40 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       address: socket.handshake.address,
       recovered: socket.recovered,
     });
-    const connection = { socketId: socket.id, user, since: socket.handshake.issued };
+    const presenceEntry = { socketId: socket.id, user, since: socket.handshake.issued };
     socket.on("disconnecting", () => {
       for (const room of joinedRooms(socket)) roomPresence.exit(room, user);
     });
     socket.on("disconnect", (reason) => {
       admission.release(socket);
-      expiry.stop();
+      connection.stopWatchingExpiry();
       log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
-      presence.depart(connection).then((wentOffline) => {
+      presence.depart(presenceEntry).then((wentOffline) => {
         if (wentOffline) feed.left(user);
       }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
     });
     // A recovered session skipped the token check at admission: its token may have expired since.
-    if (isExpired(socket.data.identity, now(), options.clockToleranceMs)) return endExpired();
+    if (connection.expired()) return connection.endExpired();
     socket.join(userRoom(user.id));
 
     const admit = async () => {
-      if (await presence.arrive(connection)) feed.joined(user);
+      if (await presence.arrive(presenceEntry)) feed.joined(user);
       // A socket.io session recovery replays what was missed and restores the rooms.
       if (socket.recovered) return void feed.welcome(socket.id);
       const rooms = catchUpsOf(
         socket.handshake.auth,
         options.defaultRoom,
-        (error) => report("connection", error),
+        (error) => connection.report("connection", error),
       );
       // The default room always, then the rooms a reconnecting client names, as far as allowed.
       const admitted = [...rooms].filter(([room]) => {
-        if (room === options.defaultRoom || ctx.policy.canJoin(ctx.identity, room)) return true;
-        report("connection", { code: "forbidden", message: `you may not use room "${room}"` });
+        if (room === options.defaultRoom || options.policy.canJoin(connection.identity, room)) {
+          return true;
+        }
+        connection.report("connection", {
+          code: "forbidden",
+          message: `you may not use room "${room}"`,
+        });
         return false;
       }).slice(0, options.maxRoomsPerSocket);
       await Promise.all(admitted.map(([room, afterId]) =>
@@ -335,7 +413,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     };
     admit().catch((error) => {
       log.warn("admit.failed", { socket: socket.id, error });
-      report("connection", { code: "internal", message: "history could not be loaded" });
+      connection.report("connection", { code: "internal", message: "history could not be loaded" });
     });
   });
   return {
