@@ -152,6 +152,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
   });
   const directory = options.cluster ? socketDirectory(io, log) : undefined;
   const chat = attachChat(io, {
+    connectionRecovery: config.connectionRecoveryMs > 0,
     timeline,
     store,
     policy: new RoomPolicy(config.publicRooms),

@@ -60,12 +60,45 @@ export function deliverTo(
   };
 }
 
+/** socket.io's per-connection client, as far as writing an encoded packet goes. */
+interface PacketWriter {
+  encoder: { encode(packet: object): unknown[] };
+  _packet(encoded: unknown[], options: { preEncoded: true; compress: boolean }): void;
+}
+
+/** socket.io-parser's EVENT packet type. */
+const EVENT = 2;
+
+/**
+ * A history's `load` packets, encoded: the connections the timeline admits together share one
+ * history array, so a connect storm encodes each history once, not once per connection.
+ */
+const encodedHistories = new WeakMap<ChatMessage[], unknown[]>();
+
 /**
  * Sends a connection a room's history: one or more `load`s (always at least one), then
- * `loaded`.
+ * `loaded`. With `recovery` (socket.io's connection state recovery), every emit takes socket.io's
+ * own path, which keeps it for the session; otherwise the encoded frames are shared.
  */
-export function sendHistory(socket: ChatSocket, history: ChatMessage[], info: LoadedInfo): void {
-  for (const frame of framesOf(history)) socket.emit("load", frame);
+export function sendHistory(
+  socket: ChatSocket,
+  history: ChatMessage[],
+  info: LoadedInfo,
+  recovery = false,
+): void {
+  if (recovery) {
+    for (const frame of framesOf(history)) socket.emit("load", frame);
+  } else {
+    const client = socket.client as unknown as PacketWriter;
+    let encoded = encodedHistories.get(history);
+    if (!encoded) {
+      encoded = framesOf(history).flatMap((frame) =>
+        client.encoder.encode({ type: EVENT, nsp: socket.nsp.name, data: ["load", frame] })
+      );
+      encodedHistories.set(history, encoded);
+    }
+    client._packet(encoded, { preEncoded: true, compress: true });
+  }
   socket.emit("loaded", info);
 }
 

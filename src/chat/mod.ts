@@ -59,6 +59,8 @@ export interface ChatOptions {
   verifyToken: (token: string) => Promise<Identity>;
   /** Longest accepted message in characters (Unicode code points), after trimming. */
   maxMessageLength: number;
+  /** Whether socket.io's connection state recovery is on (it must see every emit). */
+  connectionRecovery?: boolean;
   /** Most messages a reconnecting client's catch-up carries. */
   catchupLimit: number;
   /** Per-user budget of each client event. */
@@ -402,7 +404,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       await Promise.all(admitted.map(([room, afterId]) =>
         timeline.join((history, { hasMore }) => {
           if (!socket.connected) return;
-          sendHistory(socket, history, { room, hasMore, catchUp: afterId !== undefined });
+          const info = { room, hasMore, catchUp: afterId !== undefined };
+          sendHistory(socket, history, info, options.connectionRecovery);
           enterRoom(socket, room);
           if (room === options.defaultRoom) {
             socket.join(CHAT_ROOM);
