@@ -158,6 +158,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     policy: new RoomPolicy(config.publicRooms),
     defaultRoom: config.defaultRoom,
     maxRoomsPerSocket: config.maxRoomsPerSocket,
+    maxListedUsers: config.maxListedUsers,
     editWindowMs: config.editWindowMs,
     verifyToken: createTokenVerifier(config.auth),
     maxMessageLength: config.maxMessageLength,

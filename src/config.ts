@@ -240,6 +240,13 @@ export const SETTINGS = {
     max: 10_000,
     doc: "Rooms one connection may be in at once; one more `join` gets `too_many_rooms`.",
   }),
+  maxListedUsers: integer("MAX_LISTED_USERS", {
+    default: 1000,
+    min: 1,
+    max: 100_000,
+    doc: "Most users a `presence` snapshot or a `join` ack's `online` lists; `user:joined` and " +
+      "`user:left` still report everyone. Bounds what each connect costs when many are online.",
+  }),
   joinLimitPerMinute: integer("RATE_LIMIT_JOIN_PER_MIN", {
     default: 60,
     min: 1,

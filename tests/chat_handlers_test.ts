@@ -43,6 +43,7 @@ async function contextFor(overrides: Partial<ChatContext> = {}) {
     policy: new RoomPolicy(["general", "team-*"]),
     defaultRoom: "general",
     maxRoomsPerSocket: 3,
+    maxListedUsers: 1000,
     maxMessageLength: 10,
     canWrite: () => true,
     verifyToken: (token) => Promise.resolve({ ...alice, user: { id: token, name: token } }),

@@ -147,3 +147,27 @@ Deno.test("presence: clients connecting together each get a snapshot after their
     await server.close();
   }
 });
+
+Deno.test("presence: MAX_LISTED_USERS bounds the snapshot and a join's online list; joins and leaves still reach everyone", async () => {
+  await using server = await startChat({ maxListedUsers: 2, publicRooms: ["general", "team-*"] });
+  using alice = await ChatClient.join(server.url, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  using carol = await ChatClient.join(server.url, "carol");
+  for (const client of [alice, bob, carol]) {
+    const ack = await client.socket.emitWithAck("join", { room: "team-red" });
+    assert.equal(ack.ok, true);
+  }
+  const dave = new ChatClient(server.url, { auth: { token: await tokenFor("dave") } });
+  using _dave = dave;
+  const seenByDave = watchPresence(dave, "dave");
+  await dave.waitFor(() => seenByDave.online().length > 0, "dave's presence");
+  assert.equal(seenByDave.online().length, 2, "the snapshot lists two of the four online");
+  const join = await dave.socket.emitWithAck("join", { room: "team-red" });
+  assert.equal(join.ok, true);
+  assert.equal(join.online.length, 2, "the join ack lists two of the four in the room");
+  const seenByAlice = watchPresence(alice, "alice");
+  using erin = await ChatClient.join(server.url, "erin");
+  await alice.waitFor(() => seenByAlice.events.includes("+erin"), "erin's join reaches alice");
+  erin.close();
+  await alice.waitFor(() => seenByAlice.events.includes("-erin"), "erin's leave reaches alice");
+});

@@ -80,8 +80,10 @@ export interface ChatContext {
   readonly subscribe: (room: string) => Promise<Subscription>;
   /** Takes the connection out of `room`. */
   readonly unsubscribe: (room: string) => void;
-  /** The users with a connection in `room` now, on every instance (at most a thousand). */
+  /** The users with a connection in `room` now, on every instance (at most `maxListedUsers`). */
   readonly membersOf: (room: string) => Promise<User[]>;
+  /** Most users a join's `online` lists. */
+  readonly maxListedUsers: number;
   /** Tells the others in `room` that this user started or stopped typing (volatile). */
   readonly sendTyping: (room: string, typing: boolean) => void;
   /** Called when `auth:refresh` replaced the identity (the expiry moves). */
@@ -199,7 +201,10 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
   // Nothing awaited between the history and this ack: no live message can come before it.
   remember(ctx, room, [ctx.identity.user.id]);
   const user = ctx.identity.user;
-  if (!online.some((member) => member.id === user.id)) online.push(user);
+  // The joiner is always listed, last, within the bound.
+  if (!online.some((member) => member.id === user.id)) {
+    online = [...online.slice(0, ctx.maxListedUsers - 1), user];
+  }
   return {
     ok: true,
     room,

@@ -54,6 +54,8 @@ export interface ChatOptions {
   defaultRoom: string;
   /** Most rooms one connection may be in (`MAX_ROOMS_PER_SOCKET`). */
   maxRoomsPerSocket: number;
+  /** Most users a `presence` snapshot or a join's `online` lists (`MAX_LISTED_USERS`). */
+  maxListedUsers: number;
   /** How long authors may edit or delete their messages, in ms (`EDIT_WINDOW`). */
   editWindowMs: number;
   verifyToken: (token: string) => Promise<Identity>;
@@ -89,7 +91,7 @@ export interface ChatOptions {
 
 /** What {@link attachChat} leaves running. */
 export interface Chat {
-  /** The users with a connection in `room` now, on every instance (at most a thousand). */
+  /** The users with a connection in `room` now, on every instance (at most `MAX_LISTED_USERS`). */
   membersOf(room: string): Promise<User[]>;
   /** Distinct users with a connection to this instance. */
   usersOnline(): number;
@@ -101,8 +103,6 @@ export interface Chat {
 
 /** How long a cluster-wide question about a room's members waits for the other instances. */
 const DIRECTORY_TIMEOUT_MS = 1000;
-/** Most users a `join` ack lists as online in the room. */
-const MAX_LISTED_MEMBERS = 1000;
 
 /** The longest delay a timer takes (setTimeout fires at once beyond it). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -155,6 +155,9 @@ class Connection implements EventContext {
   }
   get maxMessageLength(): number {
     return this.shared.options.maxMessageLength;
+  }
+  get maxListedUsers(): number {
+    return this.shared.options.maxListedUsers;
   }
   get editWindowMs(): number {
     return this.shared.options.editWindowMs;
@@ -301,7 +304,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     announced = announced.then(async () => {
       if (welcomed.length > 0) {
         try {
-          io.to(welcomed).emit("presence", await presence.online());
+          const online = await presence.online();
+          io.to(welcomed).emit("presence", online.slice(0, options.maxListedUsers));
         } catch (error) {
           log.warn("presence.failed", { sockets: welcomed.length, error });
         }
@@ -334,7 +338,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     }
     const users = new Map<string, User>();
     for (const { data } of sockets) {
-      if (users.size === MAX_LISTED_MEMBERS) break;
+      if (users.size === options.maxListedUsers) break;
       users.set(data.identity.user.id, data.identity.user);
     }
     return [...users.values()];
