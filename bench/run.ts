@@ -13,7 +13,7 @@
  * or MISS.
  *
  * ```sh
- * deno run -A bench/run.ts            # everything, 3 runs each (10–20 minutes)
+ * deno run -A bench/run.ts            # everything, 3 runs each (20–30 minutes)
  * deno run -A bench/run.ts --quick    # 4 s windows, 1 run
  * deno run -A bench/run.ts --servers ours-kv,limit --scenarios A,D --runs 1
  * deno run -A bench/run.ts --servers ours-kv,ours-mem --scenarios R,J --quick --out /tmp/bench
