@@ -149,6 +149,8 @@ export interface LoadResult {
     redisCpuMicros?: number;
   };
   loadgenCpuPercent: number;
+  /** The load generator's own RSS with every client connected, in KB. */
+  loadgenRssKb: number;
   /** CPU used by everything else on the machine during the window (100 = one core). */
   otherCpuPercent: number;
 }
@@ -355,6 +357,11 @@ class RawClient {
         }
         buffer.copyWithin(0, offset, filled);
         filled -= offset;
+        // A large frame (a history, ours' online list at thousands of clients) grew the buffer:
+        // give the memory back once it is read, or 10,000 clients keep 10,000 large buffers.
+        if (buffer.length > this.bufferSize && filled <= this.bufferSize) {
+          buffer = buffer.slice(0, this.bufferSize);
+        }
         await read();
       }
     })().catch((error) => {
@@ -696,6 +703,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   }
   await sleep(options.mode === "fanout" ? 2000 : 500);
   const rssWithClientsKb = pids.length ? pids.reduce((sum, pid) => sum + rssKb(pid), 0) : NaN;
+  const loadgenRssKb = rssKb(Deno.pid);
 
   let sent = 0;
   let windowCpu = 0;
@@ -839,6 +847,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       }
       : undefined,
     loadgenCpuPercent: windowSeconds ? loadgenCpu / (windowSeconds * 10_000) : 0,
+    loadgenRssKb,
     otherCpuPercent: windowSeconds && pids.length ? otherCpu / (windowSeconds * 10_000) : NaN,
   };
 }

@@ -123,6 +123,8 @@ interface Summary {
   fanoutP50: number;
   /** F: every message's "last client" time, all runs. */
   fanoutLastAll: number[];
+  /** The load generator's RSS with every client connected. */
+  loadgenRssMb: number;
 }
 
 /** The median of an array, for F's per-message figures. */
@@ -184,6 +186,8 @@ function summarize(runs: RunFigures[]): Summary {
     fanoutLast: m((run) => medianOf(run.result.fanout?.lastMs)),
     fanoutP50: m((run) => medianOf(run.result.fanout?.p50Ms)),
     fanoutLastAll: runs.flatMap((run) => run.result.fanout?.lastMs ?? []),
+    // Results written before it was recorded have no figure.
+    loadgenRssMb: m((run) => (run.result.loadgenRssKb ?? NaN) / 1024),
   };
 }
 
@@ -433,6 +437,7 @@ function fanoutSection(report: Report, labels: Map<string, string>): string {
     fmt(s.disconnects),
     fmt(s.cpuPerDelivery, 1),
     fmt(s.rssPerClientKb, 1),
+    fmt(s.loadgenRssMb),
     `${fmt(s.loadgenCpuPercent)} / ${fmt(s.otherCpuPercent)}`,
   ]);
   return table([
@@ -446,6 +451,7 @@ function fanoutSection(report: Report, labels: Map<string, string>): string {
     "disconnects",
     "CPU µs/delivery",
     "RSS/client KB",
+    "loadgen RSS MB",
     "loadgen / other CPU %",
   ], rows);
 }
@@ -700,7 +706,9 @@ export function renderMarkdown(report: Report): string {
         "the previous; **last client** is send → the last client's receipt, as the load " +
         "generator (one process reading 10,000 sockets) sees it, median of the 5 messages. " +
         "**CPU µs/delivery**: all the server's CPU from the first send to the last message's " +
-        "end (idle time between messages included). **RSS/client**: with the 10,000 connected.",
+        "end (idle time between messages included). **RSS/client**: with the 10,000 connected. " +
+        "Ours also sends each newcomer the online list (`presence`) and everyone `user:joined` " +
+        "batches while they connect; the reference and the limit server have no presence.",
       ]
       : []),
     "- **Targets**: ours (KV file) against the reference (Node socket.io) in the same run, medians " +

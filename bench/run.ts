@@ -398,6 +398,7 @@ async function measure(
           ? `last client ${r.fanout?.lastMs.map((ms) => num(ms)).join("/")} ms, ` +
             `p50 ${r.fanout?.p50Ms.map((ms) => num(ms)).join("/")} ms, lost ${r.lost}, ` +
             `connected in ${num(r.connectMs)} ms, ${num(rssPerClient, 1)} KB/client, ${history}, ` +
+            `loadgen RSS ${num(r.loadgenRssKb / 1024)} MB, ` +
             others
           : load.mode === "rooms-storm"
           ? `${num(r.storm?.joinsPerSecond)} joins/s, join p99 ${num(r.storm?.p99Ms, 1)} ms, ` +
