@@ -256,10 +256,10 @@ function trafficSection(report: Report, scenario: string, labels: Map<string, st
   ], rows);
 }
 
-/** Ours against the others in A, B and D; empty when only one side ran. */
+/** Ours against the others in A, B, T and D; empty when only one side ran. */
 function ratioSection(report: Report): string {
   const rows: string[][] = [];
-  for (const scenario of ["A", "B", "D"]) {
+  for (const scenario of ["A", "B", "T", "D"]) {
     const s = summaries(report, scenario);
     for (const ours of ["ours-kv", "ours-mem"]) {
       const mine = s.get(ours);
