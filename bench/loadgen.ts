@@ -7,7 +7,14 @@
  * Modes: `traffic` (everyone in the default room), `rooms` (client i joins room `bench-<i % K>`
  * first and senders write to their own room; the probe checks it gets its room's messages once
  * and no other room's), `rooms-storm` (every raw client joins a random `bench-*` room and leaves
- * it, as fast as the acks come back) and `connect` (connects only).
+ * it, as fast as the acks come back), `connect` (connects only) and `fanout` (one sender sends
+ * `--messages` messages `--interval` seconds apart; each is timed until the last client has it).
+ *
+ * Before any client connects, `--seed N` has a separate client send N messages to every server
+ * (acked one by one), so each connect carries an N-message history; the probe reports the history
+ * length it got. `--url` and `--pid` take comma-separated lists (several instances sharing one
+ * Redis): clients are dealt out to the URLs in turn, and server CPU and memory are summed over the
+ * pids; `--redis-pid` samples redis-server's CPU separately.
  *
  * Prints one JSON line (the {@link LoadResult}) on stdout; progress goes to stderr.
  *
@@ -17,7 +24,10 @@
  * deno run -A bench/loadgen.ts --url … --secret … --mode rooms --rooms 10 --clients 1000 \
  *   --senders 100 --rate 500
  * deno run -A bench/loadgen.ts --url … --secret … --mode rooms-storm --rooms 10 --clients 500
- * deno run -A bench/loadgen.ts --url … --secret … --mode connect --clients 1000
+ * deno run -A bench/loadgen.ts --url … --secret … --mode connect --clients 1000 --seed 50
+ * deno run -A bench/loadgen.ts --url http://127.0.0.1:3000,http://127.0.0.1:3001 --pid 11,12 \
+ *   --redis-pid 10 --secret … --clients 1000 --senders 10 --rate 50 --seed 50
+ * deno run -A bench/loadgen.ts --url … --secret … --mode fanout --clients 10000 --messages 5
  * ```
  * @module
  */
@@ -27,9 +37,10 @@ import { cpuMicros, machineBusyMicros, rssKb } from "./proc.ts";
 
 /** Load generator options; defaults in {@link LOADGEN_DEFAULTS}. */
 export interface LoadOptions {
+  /** One server, or several (comma-separated): clients are dealt out to them in turn. */
   url: string;
   secret: string;
-  mode: "traffic" | "rooms" | "rooms-storm" | "connect";
+  mode: "traffic" | "rooms" | "rooms-storm" | "connect" | "fanout";
   /** Connected clients, the probe included. */
   clients: number;
   /** Rooms `bench-0` … `bench-<rooms - 1>` of the `rooms` and `rooms-storm` modes. */
@@ -44,8 +55,15 @@ export interface LoadOptions {
   payloadSize: number;
   /** Connects in flight at once. */
   concurrency: number;
-  /** The server's pid, to sample its CPU time and RSS (0: don't). */
-  pid: number;
+  /** The servers' pids (comma-separated), to sample their CPU time and RSS ("" or 0: don't). */
+  pid: string;
+  /** redis-server's pid, to sample its CPU time apart from the servers' (0: don't). */
+  redisPid: number;
+  /** Messages a separate client sends to every server before the clients connect (the history). */
+  seed: number;
+  /** `fanout` only: messages sent, and seconds between them. */
+  messages: number;
+  intervalSeconds: number;
   /** Scrape `chat_kv_write_seconds_count` from the server's `/metrics`. */
   metrics: boolean;
   /** Longest wait for late deliveries after the window, in seconds. */
@@ -62,7 +80,11 @@ export const LOADGEN_DEFAULTS: Omit<LoadOptions, "url" | "secret"> = {
   durationSeconds: 10,
   payloadSize: 64,
   concurrency: 100,
-  pid: 0,
+  pid: "",
+  redisPid: 0,
+  seed: 0,
+  messages: 5,
+  intervalSeconds: 2,
   metrics: false,
   drainSeconds: 10,
 };
@@ -76,6 +98,8 @@ export interface LoadResult {
   connectsPerSecond: number;
   connectP50Ms: number;
   connectP99Ms: number;
+  /** Messages in the probe's history `load` on connect (after `--seed`). */
+  historyLength: number;
   /** Messages sent in the measured window, and deliveries expected (sent × clients). */
   sent: number;
   expected: number;
@@ -102,6 +126,13 @@ export interface LoadResult {
     p99Ms: number;
     cpuMicrosPerJoin?: number;
   };
+  /** `fanout` only: per message, when the median and the last client had it (ms after sending). */
+  fanout?: {
+    p50Ms: number[];
+    lastMs: number[];
+    /** Clients that had each message. */
+    reached: number[];
+  };
   /** Clients whose connection closed before the end. */
   disconnects: number;
   windowSeconds: number;
@@ -109,10 +140,17 @@ export interface LoadResult {
     cpuMicros: number;
     cpuMicrosPerDelivery: number;
     cpuMicrosPerConnect: number;
+    /** Summed over the server processes. */
     rssWithClientsKb: number;
     kvCommitsPerSecond?: number;
+    /** Server processes sampled. */
+    processes?: number;
+    /** redis-server's CPU over the window (not in `cpuMicros`), with `--redis-pid`. */
+    redisCpuMicros?: number;
   };
   loadgenCpuPercent: number;
+  /** The load generator's own RSS with every client connected, in KB. */
+  loadgenRssKb: number;
   /** CPU used by everything else on the machine during the window (100 = one core). */
   otherCpuPercent: number;
 }
@@ -189,6 +227,11 @@ class Recorder {
   latencies(): Float64Array {
     return this.#latencies.subarray(0, this.delivered).sort();
   }
+
+  /** A sorted copy of the latencies recorded since the `from`-th. */
+  latenciesSince(from: number): Float64Array {
+    return this.#latencies.slice(from, this.delivered).sort();
+  }
 }
 
 function percentile(sorted: Float64Array | number[], fraction: number): number {
@@ -219,7 +262,11 @@ class RawClient {
   /** Acks awaited by {@link request}, by ack id: each settles with whether it said `ok: true`. */
   #pending = new Map<number, { resolve: (ok: boolean) => void; reject: (error: Error) => void }>();
 
-  constructor(private readonly recorder: Recorder) {}
+  /**
+   * @param bufferSize the read buffer's first size (it grows to fit a frame): small when there
+   * are thousands of clients.
+   */
+  constructor(private readonly recorder: Recorder, private readonly bufferSize = 1 << 16) {}
 
   /** Resolves once the history `load` arrived. */
   async connect(url: URL, token: string): Promise<void> {
@@ -231,7 +278,7 @@ class RawClient {
         "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     ));
-    let buffer = new Uint8Array(1 << 16);
+    let buffer = new Uint8Array(this.bufferSize);
     let filled = 0;
     const read = async () => {
       if (filled === buffer.length) {
@@ -310,6 +357,11 @@ class RawClient {
         }
         buffer.copyWithin(0, offset, filled);
         filled -= offset;
+        // A large frame (a history, ours' online list at thousands of clients) grew the buffer:
+        // give the memory back once it is read, or 10,000 clients keep 10,000 large buffers.
+        if (buffer.length > this.bufferSize && filled <= this.bufferSize) {
+          buffer = buffer.slice(0, this.bufferSize);
+        }
         await read();
       }
     })().catch((error) => {
@@ -393,6 +445,8 @@ class Probe {
   #room?: string;
   readonly seen = new Map<string, number>();
   received = 0;
+  /** Messages in the history `load` on connect. */
+  historyLength = NaN;
   /** Live messages of rooms it is not in. */
   foreign = 0;
 
@@ -411,6 +465,7 @@ class Probe {
       socket.on("load", (messages: { room: string; message: string }[]) => {
         if (!loaded) {
           loaded = true;
+          this.historyLength = messages.length;
           return resolve();
         }
         for (const { room, message } of messages) {
@@ -445,17 +500,87 @@ class Probe {
   }
 }
 
-function signTokens(secret: string, count: number): Promise<string[]> {
+function signTokens(secret: string, count: number, prefix = "u"): Promise<string[]> {
   const key = new TextEncoder().encode(secret);
   return Promise.all(
     Array.from({ length: count }, (_, index) =>
-      new SignJWT({ name: `u${index}` })
+      new SignJWT({ name: `${prefix}${index}` })
         .setProtectedHeader({ alg: "HS256" })
-        .setSubject(`u${index}`)
+        .setSubject(`${prefix}${index}`)
         .setIssuedAt()
         .setExpirationTime("2h")
         .sign(key)),
   );
+}
+
+/**
+ * Gives every server an N-message history before the clients connect: a separate client (user
+ * `seed0`) sends `count` messages, each after the previous one's ack, then leaves.
+ */
+async function seedHistory(
+  urls: URL[],
+  secret: string,
+  count: number,
+  payloadSize: number,
+): Promise<void> {
+  const [token] = await signTokens(secret, 1, "seed");
+  const filler = "x".repeat(payloadSize);
+  for (const url of urls) {
+    const client = new RawClient(new Recorder());
+    await client.connect(url, token);
+    for (let i = 0; i < count; i++) {
+      if (!await client.request("message", { message: `seed ${i} ${filler}` })) {
+        throw new Error(`seed message ${i} refused by ${url}`);
+      }
+    }
+    client.close();
+  }
+  console.error(`loadgen: seeded ${count} messages on ${urls.length} server(s)`);
+}
+
+/** Longest wait for one `fanout` message to reach every client. */
+const FANOUT_TIMEOUT_MS = 30_000;
+/** A `fanout` message that reached no further client for this long is counted as done. */
+const FANOUT_QUIET_MS = 5_000;
+
+/**
+ * `fanout`: `sender` sends `messages` messages `intervalSeconds` apart (each after the previous one
+ * reached every client, or stopped arriving); returns when the median and the last client had
+ * each one, and how many clients did.
+ */
+async function fanOut(
+  sender: RawClient,
+  clients: number,
+  options: LoadOptions,
+  recorder: Recorder,
+): Promise<NonNullable<LoadResult["fanout"]>> {
+  const result = { p50Ms: [] as number[], lastMs: [] as number[], reached: [] as number[] };
+  const filler = "x".repeat(options.payloadSize);
+  for (let k = 0; k < options.messages; k++) {
+    const from = recorder.delivered;
+    const sentAt = now();
+    recorder.sentInWindow++;
+    sender.send(`${sentAt.toFixed(3)} ${k} ${filler}`);
+    const deadline = performance.now() + FANOUT_TIMEOUT_MS;
+    let last = from;
+    let quietSince = performance.now();
+    while (recorder.delivered - from < clients && performance.now() < deadline) {
+      if (recorder.delivered !== last) [last, quietSince] = [recorder.delivered, performance.now()];
+      if (performance.now() - quietSince > FANOUT_QUIET_MS) break;
+      await sleep(5);
+    }
+    const latencies = recorder.latenciesSince(from);
+    result.p50Ms.push(percentile(latencies, 0.5));
+    result.lastMs.push(latencies.length ? latencies[latencies.length - 1] : NaN);
+    result.reached.push(latencies.length);
+    console.error(
+      `loadgen: message ${k} reached ${latencies.length} of ${clients}, ` +
+        `last after ${result.lastMs[k].toFixed(1)} ms`,
+    );
+    const wait = sentAt + options.intervalSeconds * 1000 - now();
+    if (k < options.messages - 1 && wait > 0) await sleep(wait);
+  }
+  return result;
 }
 
 async function scrapeKvCommits(url: string): Promise<number> {
@@ -529,18 +654,32 @@ function expectedDeliveries(sentTo: number[], members: number[]): number {
 /** Runs one load test against the server at `options.url`. */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const recorder = new Recorder();
-  const serverUrl = new URL(options.url);
+  const urls = options.url.split(",");
+  const serverUrls = urls.map((url) => new URL(url));
+  const pids = String(options.pid).split(",").map(Number).filter((pid) => pid > 0);
   const tokens = await signTokens(options.secret, options.clients);
+  if (options.seed > 0) {
+    await seedHistory(serverUrls, options.secret, options.seed, options.payloadSize);
+  }
   const probe = new Probe(recorder);
-  const raw = Array.from({ length: options.clients - 1 }, () => new RawClient(recorder));
+  // At thousands of clients, 64 KB each would be most of the generator's memory.
+  const bufferSize = options.clients > 2000 ? 1 << 14 : 1 << 16;
+  const raw = Array.from(
+    { length: options.clients - 1 },
+    () => new RawClient(recorder, bufferSize),
+  );
   const senders = raw.slice(0, Math.min(options.senders, raw.length));
-  const cpu = () => (options.pid ? cpuMicros(options.pid) : 0);
+  const cpu = () => pids.reduce((sum, pid) => sum + cpuMicros(pid), 0);
+  const redisCpu = () => (options.redisPid ? cpuMicros(options.redisPid) : 0);
 
   const connectCpuStart = cpu();
   const connectStarted = performance.now();
+  // Client i (the probe is client 0) connects to server i mod the number of servers.
   const durations = await runLimited([
-    () => probe.connect(options.url, tokens[0]),
-    ...raw.map((client, index) => () => client.connect(serverUrl, tokens[index + 1])),
+    () => probe.connect(urls[0], tokens[0]),
+    ...raw.map((client, index) => () =>
+      client.connect(serverUrls[(index + 1) % urls.length], tokens[index + 1])
+    ),
   ], options.concurrency);
   const connectMs = performance.now() - connectStarted;
   const connectCpu = cpu() - connectCpuStart;
@@ -562,17 +701,47 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     ], options.concurrency);
     console.error(`loadgen: joined ${roomCount} rooms of ${members[0]}`);
   }
-  await sleep(500);
-  const rssWithClientsKb = options.pid ? rssKb(options.pid) : NaN;
+  await sleep(options.mode === "fanout" ? 2000 : 500);
+  const rssWithClientsKb = pids.length ? pids.reduce((sum, pid) => sum + rssKb(pid), 0) : NaN;
+  const loadgenRssKb = rssKb(Deno.pid);
 
   let sent = 0;
   let windowCpu = 0;
+  let windowRedisCpu = 0;
   let loadgenCpu = 0;
   let otherCpu = 0;
   let kvCommits = NaN;
   let windowSeconds = 0;
   let stormed: { latencies: number[]; refused: number } | undefined;
-  if (options.mode !== "connect") {
+  let fanout: LoadResult["fanout"];
+  const scrapeKv = async () =>
+    options.metrics
+      ? (await Promise.all(urls.map(scrapeKvCommits))).reduce((sum, count) => sum + count, 0)
+      : NaN;
+  /** Opens the measured window; the function it returns closes it and reads the counters. */
+  const openWindow = async () => {
+    const kvBefore = await scrapeKv();
+    const cpuBefore = cpu();
+    const redisBefore = redisCpu();
+    const loadgenBefore = cpuMicros(Deno.pid);
+    const machineBefore = machineBusyMicros();
+    recorder.windowStart = now();
+    return async () => {
+      recorder.windowEnd = now();
+      windowCpu = cpu() - cpuBefore;
+      windowRedisCpu = redisCpu() - redisBefore;
+      loadgenCpu = cpuMicros(Deno.pid) - loadgenBefore;
+      otherCpu = machineBusyMicros() - machineBefore - loadgenCpu - windowCpu - windowRedisCpu;
+      windowSeconds = (recorder.windowEnd - recorder.windowStart) / 1000;
+      kvCommits = (await scrapeKv() - kvBefore) / windowSeconds;
+    };
+  };
+  if (options.mode === "fanout") {
+    const closeWindow = await openWindow();
+    fanout = await fanOut(raw[0], options.clients, options, recorder);
+    sentInWindowTo[0] = recorder.sentInWindow;
+    await closeWindow();
+  } else if (options.mode !== "connect") {
     const filler = "x".repeat(options.payloadSize);
     const started = performance.now();
     // One timer for all senders, in turn: rooms and senders get even, interleaved shares.
@@ -597,20 +766,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       : undefined;
     await sleep(options.warmupSeconds * 1000);
 
-    const kvBefore = options.metrics ? await scrapeKvCommits(options.url) : NaN;
-    const cpuBefore = cpu();
-    const loadgenBefore = cpuMicros(Deno.pid);
-    const machineBefore = machineBusyMicros();
-    recorder.windowStart = now();
+    const closeWindow = await openWindow();
     await sleep(options.durationSeconds * 1000);
     clearInterval(sendTimer);
-    recorder.windowEnd = now();
-    windowCpu = cpu() - cpuBefore;
-    loadgenCpu = cpuMicros(Deno.pid) - loadgenBefore;
-    otherCpu = machineBusyMicros() - machineBefore - loadgenCpu - windowCpu;
-    windowSeconds = (recorder.windowEnd - recorder.windowStart) / 1000;
-    const kvAfter = options.metrics ? await scrapeKvCommits(options.url) : NaN;
-    kvCommits = (kvAfter - kvBefore) / windowSeconds;
+    await closeWindow();
     stormed = await storm?.stop(options.drainSeconds * 1000);
 
     // Late deliveries still count: wait until all arrived, or nothing arrived for 2 s.
@@ -642,6 +801,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     connectsPerSecond: options.clients / (connectMs / 1000),
     connectP50Ms: percentile(durations, 0.5),
     connectP99Ms: percentile(durations, 0.99),
+    historyLength: probe.historyLength,
     sent: recorder.sentInWindow,
     expected,
     delivered,
@@ -667,11 +827,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       refused: stormed.refused,
       p50Ms: percentile(stormed.latencies, 0.5),
       p99Ms: percentile(stormed.latencies, 0.99),
-      cpuMicrosPerJoin: options.pid ? windowCpu / Math.max(1, stormed.latencies.length) : undefined,
+      cpuMicrosPerJoin: pids.length ? windowCpu / Math.max(1, stormed.latencies.length) : undefined,
     },
+    fanout,
     disconnects: recorder.disconnects,
     windowSeconds,
-    server: options.pid
+    server: pids.length
       ? {
         cpuMicros: windowCpu,
         // Nothing delivered (the connect and storm modes): no figure rather than a huge one.
@@ -681,14 +842,23 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         cpuMicrosPerConnect: connectCpu / options.clients,
         rssWithClientsKb,
         kvCommitsPerSecond: options.metrics ? kvCommits : undefined,
+        processes: pids.length,
+        redisCpuMicros: options.redisPid ? windowRedisCpu : undefined,
       }
       : undefined,
     loadgenCpuPercent: windowSeconds ? loadgenCpu / (windowSeconds * 10_000) : 0,
-    otherCpuPercent: windowSeconds && options.pid ? otherCpu / (windowSeconds * 10_000) : NaN,
+    loadgenRssKb,
+    otherCpuPercent: windowSeconds && pids.length ? otherCpu / (windowSeconds * 10_000) : NaN,
   };
 }
 
-const MODES: readonly LoadOptions["mode"][] = ["traffic", "rooms", "rooms-storm", "connect"];
+const MODES: readonly LoadOptions["mode"][] = [
+  "traffic",
+  "rooms",
+  "rooms-storm",
+  "connect",
+  "fanout",
+];
 
 function readMode(mode: string): LoadOptions["mode"] {
   const known = MODES.find((candidate) => candidate === mode);
@@ -720,7 +890,11 @@ export function parseLoadArgs(args: string[]): LoadOptions {
     durationSeconds: number("duration", d.durationSeconds),
     payloadSize: number("size", d.payloadSize),
     concurrency: number("concurrency", d.concurrency),
-    pid: number("pid", d.pid),
+    pid: values.pid ?? d.pid,
+    redisPid: number("redis-pid", d.redisPid),
+    seed: number("seed", d.seed),
+    messages: number("messages", d.messages),
+    intervalSeconds: number("interval", d.intervalSeconds),
     metrics: values.metrics === "true",
     drainSeconds: number("drain", d.drainSeconds),
   };

@@ -1,6 +1,7 @@
 /**
- * Turns the benchmark's runs into the results file (markdown tables, medians of runs) and a small
- * hand-made SVG bar chart (CPU µs per delivery and p99 latency, per server and scenario).
+ * Turns the benchmark's runs into the results file (markdown tables, medians of runs, and the
+ * targets with PASS or MISS) and a small hand-made SVG bar chart (CPU µs per delivery and p99
+ * latency, per server and scenario).
  * @module
  */
 import type { LoadResult } from "./loadgen.ts";
@@ -11,8 +12,19 @@ export interface RunFigures {
   scenario: string;
   rate: number;
   clients: number;
+  /** Server processes (T: two sharing one redis-server); one when unset. */
+  instances?: number;
+  /** Summed over the instances. */
   rssIdleKb: number;
   result: LoadResult;
+}
+
+/** One target line: what was aimed at, what was measured, and whether it was met. */
+export interface Target {
+  target: string;
+  measured: string;
+  /** `not measured` when a server or scenario it needs did not run. */
+  result: "PASS" | "MISS" | "not measured";
 }
 
 /** Where and how the benchmark ran. */
@@ -27,6 +39,8 @@ export interface Environment {
   revision: string;
   oursSocketIo: string;
   referenceSocketIo: string;
+  /** redis-server's version, when T ran. */
+  redis?: string;
   loadAverageStart: string;
   loadAverageEnd: string;
   pinned: boolean;
@@ -40,6 +54,8 @@ export interface Report {
   env: Environment;
   servers: { name: string; label: string }[];
   runs: RunFigures[];
+  /** Filled in from the runs when the results are written. */
+  targets?: Target[];
 }
 
 const COLORS: Record<string, string> = {
@@ -97,6 +113,23 @@ interface Summary {
   /** Joins refused, all runs. */
   joinsRefused: number;
   cpuPerJoin: number;
+  /** Shortest history `load` a probe got on connect (every run). */
+  historyLength: number;
+  /** redis-server's CPU per delivery (T; not in `cpuPerDelivery`). */
+  redisCpuPerDelivery: number;
+  redisCpuPercent: number;
+  /** F: per run the median over its messages, then the median of runs. */
+  fanoutLast: number;
+  fanoutP50: number;
+  /** F: every message's "last client" time, all runs. */
+  fanoutLastAll: number[];
+  /** The load generator's RSS with every client connected. */
+  loadgenRssMb: number;
+}
+
+/** The median of an array, for F's per-message figures. */
+function medianOf(values: number[] | undefined): number {
+  return median(values ?? []);
 }
 
 function summarize(runs: RunFigures[]): Summary {
@@ -137,6 +170,24 @@ function summarize(runs: RunFigures[]): Summary {
     joinP99: m((run) => run.result.storm?.p99Ms),
     joinsRefused: runs.reduce((sum, run) => sum + (run.result.storm?.refused ?? 0), 0),
     cpuPerJoin: m((run) => run.result.storm?.cpuMicrosPerJoin),
+    // Results written before seeding have no figure.
+    historyLength: Math.min(...runs.map((run) => run.result.historyLength ?? NaN)),
+    redisCpuPerDelivery: m((run) =>
+      run.result.server?.redisCpuMicros !== undefined
+        ? run.result.server.redisCpuMicros /
+          (run.result.deliveriesPerSecond * run.result.windowSeconds)
+        : NaN
+    ),
+    redisCpuPercent: m((run) =>
+      run.result.server?.redisCpuMicros !== undefined
+        ? run.result.server.redisCpuMicros / (run.result.windowSeconds * 10_000)
+        : NaN
+    ),
+    fanoutLast: m((run) => medianOf(run.result.fanout?.lastMs)),
+    fanoutP50: m((run) => medianOf(run.result.fanout?.p50Ms)),
+    fanoutLastAll: runs.flatMap((run) => run.result.fanout?.lastMs ?? []),
+    // Results written before it was recorded have no figure.
+    loadgenRssMb: m((run) => (run.result.loadgenRssKb ?? NaN) / 1024),
   };
 }
 
@@ -159,6 +210,8 @@ const SCENARIO_TITLES: Record<string, string> = {
   A: "A — 100 clients, 500 msg/s (≈50k deliveries/s)",
   B: "B — 1000 clients, 50 msg/s (≈50k deliveries/s)",
   R: "R — 1000 clients in 10 rooms of 100, 500 msg/s over the rooms (≈50k deliveries/s)",
+  T: "T — two instances sharing one Redis, 1000 clients (500 on each), 50 msg/s (≈50k deliveries/s)",
+  F: "F — fan-out to 10,000 clients, one message at a time (5 messages, 2 s apart)",
 };
 
 /** R's CPU per delivery against B's, per server: rooms should cost at most 10 % more. */
@@ -203,10 +256,10 @@ function trafficSection(report: Report, scenario: string, labels: Map<string, st
   ], rows);
 }
 
-/** Ours against the others in A, B and D; empty when only one side ran. */
+/** Ours against the others in A, B, T and D; empty when only one side ran. */
 function ratioSection(report: Report): string {
   const rows: string[][] = [];
-  for (const scenario of ["A", "B", "D"]) {
+  for (const scenario of ["A", "B", "T", "D"]) {
     const s = summaries(report, scenario);
     for (const ours of ["ours-kv", "ours-mem"]) {
       const mine = s.get(ours);
@@ -339,6 +392,208 @@ function connectSection(report: Report, labels: Map<string, string>): string {
   ], rows);
 }
 
+function clusterSection(report: Report, labels: Map<string, string>): string {
+  const rows = [...summaries(report, "T")].map(([name, s]) => [
+    labels.get(name)!,
+    fmt(s.deliveriesPerSecond),
+    fmt(s.messagesPerFrame, 2),
+    fmt(s.lostWorst),
+    `${fmt(s.probeLost)} / ${fmt(s.probeDuplicates)}`,
+    fmt(s.p50, 1),
+    fmt(s.p99, 1),
+    fmt(s.cpuPerDelivery, 1),
+    fmt(s.redisCpuPerDelivery, 2),
+    fmt(s.serverCpuPercent),
+    fmt(s.redisCpuPercent),
+    fmt(s.rssPerClientKb, 1),
+    `${fmt(s.loadgenCpuPercent)} / ${fmt(s.otherCpuPercent)}`,
+  ]);
+  return table([
+    "server",
+    "deliveries/s",
+    "messages/frame",
+    "lost (worst run)",
+    "probe lost / dup",
+    "p50 ms",
+    "p99 ms",
+    "CPU µs/delivery, both instances",
+    "redis-server CPU µs/delivery (not included)",
+    "instances' CPU %",
+    "redis-server CPU %",
+    "RSS/client KB",
+    "loadgen / other CPU %",
+  ], rows);
+}
+
+function fanoutSection(report: Report, labels: Map<string, string>): string {
+  const rows = [...summaries(report, "F")].map(([name, s]) => [
+    labels.get(name)!,
+    fmt(s.connectMs / 1000, 1),
+    fmt(s.connectsPerSecond),
+    fmt(s.fanoutLast, 1),
+    s.fanoutLastAll.map((ms) => fmt(ms)).join(", "),
+    fmt(s.fanoutP50, 1),
+    fmt(s.lostWorst),
+    fmt(s.disconnects),
+    fmt(s.cpuPerDelivery, 1),
+    fmt(s.rssPerClientKb, 1),
+    fmt(s.loadgenRssMb),
+    `${fmt(s.loadgenCpuPercent)} / ${fmt(s.otherCpuPercent)}`,
+  ]);
+  return table([
+    "server",
+    "10,000 connects, s",
+    "connects/s",
+    "last client ms (median)",
+    "last client ms, each message",
+    "p50 ms (median)",
+    "lost (worst run)",
+    "disconnects",
+    "CPU µs/delivery",
+    "RSS/client KB",
+    "loadgen RSS MB",
+    "loadgen / other CPU %",
+  ], rows);
+}
+
+/** Ours, as the targets mean it: with a KV file. */
+const OURS = "ours-kv";
+const REFERENCE = "reference";
+/** Our CPU per delivery against the reference's, in B and T. */
+const CPU_TARGET = 0.8;
+/** Our connects/s against the reference's, in D. */
+const CONNECT_TARGET = 1.5;
+
+/**
+ * The targets of "Performance round 2", each PASS or MISS: ours (KV file) against the reference
+ * (Node socket.io), and ours' rooms against its single room.
+ */
+export function computeTargets(report: Report): Target[] {
+  const both = (scenario: string) => {
+    const s = summaries(report, scenario);
+    return { ours: s.get(OURS), reference: s.get(REFERENCE) };
+  };
+  const verdict = (value: number, pass: (value: number) => boolean): Target["result"] =>
+    Number.isFinite(value) ? (pass(value) ? "PASS" : "MISS") : "not measured";
+  const notMeasured = (target: string, what: string): Target => ({
+    target,
+    measured: `${what} did not run`,
+    result: "not measured",
+  });
+  /** Ours against the reference on one figure. */
+  const compare = (
+    target: string,
+    scenario: string,
+    pick: (summary: Summary) => number,
+    unit: string,
+    digits: number,
+    pass: (ratio: number) => boolean,
+    extra: (ours: Summary, reference: Summary) => string = () => "",
+  ): Target => {
+    const { ours, reference } = both(scenario);
+    if (!ours || !reference) return notMeasured(target, `${scenario} for ${OURS} and ${REFERENCE}`);
+    const ratio = pick(ours) / pick(reference);
+    return {
+      target,
+      measured: `${fmt(pick(ours), digits)} ${unit} against ${fmt(pick(reference), digits)} ` +
+        `${unit}: ${fmt(ratio, 2)}×${extra(ours, reference)}`,
+      result: verdict(ratio, pass),
+    };
+  };
+  const targets = [
+    compare(
+      "Memory per connected client ≤ reference (B: 1,000 authenticated connects, each with a " +
+        "50-message history; RSS/client)",
+      "B",
+      (s) => s.rssPerClientKb,
+      "KB",
+      1,
+      (ratio) => ratio <= 1,
+      (ours, reference) =>
+        `; history on connect ${fmt(ours.historyLength)} / ${
+          fmt(reference.historyLength)
+        } messages`,
+    ),
+    compare("p99 ≤ reference, A", "A", (s) => s.p99, "ms", 1, (ratio) => ratio <= 1),
+    compare("p99 ≤ reference, B", "B", (s) => s.p99, "ms", 1, (ratio) => ratio <= 1),
+    compare(
+      `CPU per delivery ≤ ${CPU_TARGET}× reference, B`,
+      "B",
+      (s) => s.cpuPerDelivery,
+      "µs",
+      1,
+      (ratio) => ratio <= CPU_TARGET,
+      (ours, reference) =>
+        `; messages/frame ${fmt(ours.messagesPerFrame, 2)} / ${fmt(reference.messagesPerFrame, 2)}`,
+    ),
+    compare(
+      `connects/s ≥ ${CONNECT_TARGET}× reference, D`,
+      "D",
+      (s) => s.connectsPerSecond,
+      "connects/s",
+      0,
+      (ratio) => ratio >= CONNECT_TARGET,
+    ),
+    compare(
+      `CPU per delivery over both instances ≤ ${CPU_TARGET}× reference, T (two instances, one Redis)`,
+      "T",
+      (s) => s.cpuPerDelivery,
+      "µs",
+      1,
+      (ratio) => ratio <= CPU_TARGET,
+      (ours, reference) =>
+        `; redis-server, not included: ${fmt(ours.redisCpuPerDelivery, 2)} / ` +
+        `${fmt(reference.redisCpuPerDelivery, 2)} µs; lost ${fmt(ours.lostWorst)} / ` +
+        `${fmt(reference.lostWorst)}`,
+    ),
+  ];
+  const fanout = both("F");
+  const fanoutTarget =
+    "Fan-out to 10,000 clients completes with nothing lost, F (a figure, no ratio)";
+  if (!fanout.ours) targets.push(notMeasured(fanoutTarget, `F for ${OURS}`));
+  else {
+    const side = (name: string, s: Summary) =>
+      `${name}: last client ${fmt(s.fanoutLast)} ms (median), p50 ${fmt(s.fanoutP50)} ms, ` +
+      `lost ${fmt(s.lostWorst)}, disconnects ${fmt(s.disconnects)}`;
+    const complete = fanout.ours.lostWorst === 0 && fanout.ours.disconnects === 0 &&
+      fanout.ours.fanoutLastAll.length > 0;
+    targets.push({
+      target: fanoutTarget,
+      measured: [
+        side(OURS, fanout.ours),
+        fanout.reference ? side(REFERENCE, fanout.reference) : `${REFERENCE} did not run`,
+      ].join("; "),
+      result: complete ? "PASS" : "MISS",
+    });
+  }
+  const rooms = summaries(report, "R").get(OURS);
+  const single = summaries(report, "B").get(OURS);
+  const roomsTarget = `Rooms: R / B CPU per delivery ≤ ${fmt(ROOMS_CPU_TARGET, 2)} (${OURS})`;
+  if (!rooms || !single) targets.push(notMeasured(roomsTarget, `R and B for ${OURS}`));
+  else {
+    const ratio = rooms.cpuPerDelivery / single.cpuPerDelivery;
+    targets.push({
+      target: roomsTarget,
+      measured: `${fmt(rooms.cpuPerDelivery, 1)} µs against ${fmt(single.cpuPerDelivery, 1)} µs: ` +
+        `${fmt(ratio, 2)}×`,
+      result: verdict(ratio, (value) => value <= ROOMS_CPU_TARGET),
+    });
+  }
+  return targets;
+}
+
+function targetsSection(targets: Target[]): string {
+  const rows = targets.map(({ target, measured, result }) => [
+    target,
+    measured,
+    result === "not measured" ? result : `**${result}**`,
+  ]);
+  const passed = targets.filter((target) => target.result === "PASS").length;
+  const measured = targets.filter((target) => target.result !== "not measured").length;
+  return `${table(["target", "measured (ours, KV file / reference)", "result"], rows)}\n\n` +
+    `${passed} of ${measured} measured targets met.`;
+}
+
 /** The results file. */
 export function renderMarkdown(report: Report): string {
   const { env } = report;
@@ -350,7 +605,8 @@ export function renderMarkdown(report: Report): string {
       `- Machine: ${env.cores} cores (${env.cpuModel}), ${fmt(env.memoryGb, 1)} GB memory; ` +
       `load average ${env.loadAverageStart} at start, ${env.loadAverageEnd} at the end.`,
       `- Deno ${env.deno}, Node.js ${env.node}; socket.io ${env.oursSocketIo} (ours), ` +
-      `${env.referenceSocketIo} (reference); ours at \`${env.revision}\`.`,
+      `${env.referenceSocketIo} (reference); ours at \`${env.revision}\`` +
+      (env.redis ? `; redis-server ${env.redis} (T).` : "."),
       `- ${env.runs} run(s) per server and scenario, median shown; warm-up ${env.warmupSeconds} s, ` +
       `measured window ${env.durationSeconds} s; ` +
       (env.pinned
@@ -360,6 +616,9 @@ export function renderMarkdown(report: Report): string {
       "and connection limits lifted; **Node socket.io** = `bench/reference/server.mjs` (same contract, " +
       "history in memory); **limit** = `bench/limit_server.ts` (bare `Deno.upgradeWebSocket`, no " +
       "storage or auth).",
+      "- Before the clients connect, a separate client sends 50 messages to every server (acked " +
+      "one by one), so every connect gets a 50-message history (the limit server keeps none). " +
+      "The servers take turns run by run; the C sweep runs one server after the other.",
       ...(has("R") || has("J")
         ? [
           "- R and J run for ours only: the reference and the limit server have no rooms " +
@@ -382,6 +641,10 @@ export function renderMarkdown(report: Report): string {
         `leaves it, as fast as the acks come back)\n\n${stormSection(report, labels)}`,
     );
   }
+  if (has("T")) {
+    sections.push(`### ${SCENARIO_TITLES.T}\n\n${clusterSection(report, labels)}`);
+  }
+  if (has("F")) sections.push(`### ${SCENARIO_TITLES.F}\n\n${fanoutSection(report, labels)}`);
   const ratios = ratioSection(report);
   if (ratios) sections.push(`### Ratios\n\n${ratios}`);
   if (has("C")) {
@@ -396,6 +659,7 @@ export function renderMarkdown(report: Report): string {
       }`,
     );
   }
+  sections.push(`### Targets\n\n${targetsSection(report.targets ?? computeTargets(report))}`);
   sections.push([
     "### How to read this",
     "",
@@ -425,9 +689,34 @@ export function renderMarkdown(report: Report): string {
         "counts the leave that follows too.",
       ]
       : []),
+    ...(has("T")
+      ? [
+        "- **T**: two processes of the same server share fan-out through one redis-server started " +
+        "for the run (ours: `REDIS_URL`, one KV file; the reference: `REDIS_URL` too, history per " +
+        "process), both with `@socket.io/redis-streams-adapter` and `redis`; the clients alternate " +
+        "between the instances and every message reaches all 1000. **CPU µs/delivery** sums both " +
+        "instances; redis-server's CPU is measured apart and not included. Instances and " +
+        "redis-server share the server CPU when pinned.",
+      ]
+      : []),
+    ...(has("F")
+      ? [
+        "- **F**: 10,000 raw clients connect (100 in flight), then one client sends a message, " +
+        "waits until every client has it (or none got it for 5 s), and sends the next 2 s after " +
+        "the previous; **last client** is send → the last client's receipt, as the load " +
+        "generator (one process reading 10,000 sockets) sees it, median of the 5 messages. " +
+        "**CPU µs/delivery**: all the server's CPU from the first send to the last message's " +
+        "end (idle time between messages included). **RSS/client**: with the 10,000 connected. " +
+        "Ours also sends each newcomer the online list (`presence`) and everyone `user:joined` " +
+        "batches while they connect; the reference and the limit server have no presence.",
+      ]
+      : []),
+    "- **Targets**: ours (KV file) against the reference (Node socket.io) in the same run, medians " +
+    "of runs; `not measured` when a server or scenario a target needs did not run.",
     "- **loadgen / other CPU %**: the load generator's CPU, and what everything else on the machine " +
     "used meanwhile; a high loadgen figure means the generator, not the server, may be the limit, " +
-    "and a high other figure means the run was disturbed.",
+    "and a high other figure means the run was disturbed (redis-server's CPU in T is not " +
+    "counted as other).",
   ].join("\n"));
   return sections.join("\n\n") + "\n";
 }

@@ -4,12 +4,16 @@
  * driven by `bench/loadgen.ts` in its own process. Writes `bench/results/<date>-<time>.md`,
  * `latest.md`, `latest.json` and `latest.svg`. Asserts nothing; never runs in CI.
  *
- * Scenarios: A, B (traffic), C (saturation sweep), D (connect storm), and for servers with rooms
- * (ours) R (B's deliveries/s in 10 rooms of 100; B runs too, as its baseline) and J (join/leave
- * storm).
+ * Scenarios: A, B (traffic), C (saturation sweep), D (connect storm), T (B over two instances of
+ * a server sharing one redis-server started for the run), F (one message at a time fanned out to
+ * 10,000 clients), and for servers with rooms (ours) R (B's deliveries/s in 10 rooms of 100; B runs
+ * too, as its baseline) and J (join/leave storm). Every server gets a 50-message history before
+ * the clients connect. The runs of a scenario take the servers in turn (run 1 of each, then run 2
+ * of each, …); C sweeps one server after the other. The results end with the targets, each PASS
+ * or MISS.
  *
  * ```sh
- * deno run -A bench/run.ts            # everything, 3 runs each (10–20 minutes)
+ * deno run -A bench/run.ts            # everything, 3 runs each (20–30 minutes)
  * deno run -A bench/run.ts --quick    # 4 s windows, 1 run
  * deno run -A bench/run.ts --servers ours-kv,limit --scenarios A,D --runs 1
  * deno run -A bench/run.ts --servers ours-kv,ours-mem --scenarios R,J --quick --out /tmp/bench
@@ -20,6 +24,7 @@
 import type { LoadOptions, LoadResult } from "./loadgen.ts";
 import { rssKb } from "./proc.ts";
 import {
+  computeTargets,
   type Environment,
   renderMarkdown,
   renderSvg,
@@ -55,6 +60,8 @@ interface ServerSpec {
   metrics: boolean;
   /** Speaks our rooms contract (`join`, `leave`, `room` on messages): runs R and J. */
   rooms: boolean;
+  /** Shares fan-out through Redis when given `REDIS_URL`: runs T. */
+  cluster: boolean;
 }
 
 /** One load generator run's shape. */
@@ -64,7 +71,16 @@ interface Load {
   mode?: LoadOptions["mode"];
   rooms?: number;
   senders?: number;
+  /** Server processes sharing one redis-server (T); one, without Redis, when unset. */
+  instances?: number;
+  /** `fanout` mode: messages sent, 2 s apart. */
+  messages?: number;
 }
+
+/** Messages every server holds before the clients connect: each connect gets a full history. */
+const HISTORY = 50;
+/** The soft `ulimit -n` asked for the servers and the load generator (capped at the hard limit). */
+const FD_LIMIT = 65_536;
 
 /**
  * Our limits lifted as far as config allows (1000000 messages a minute per user is 16 666/s), and
@@ -94,6 +110,7 @@ const SERVERS: ServerSpec[] = [
     label: "ours (KV file)",
     metrics: true,
     rooms: true,
+    cluster: true,
     command: (port, dataDir) => ({
       args: ["deno", "run", "-A", "main.ts"],
       env: { ...OURS_ENV, PORT: String(port), KV_PATH: `${dataDir}/chat.kv` },
@@ -104,6 +121,7 @@ const SERVERS: ServerSpec[] = [
     label: "ours (KV :memory:)",
     metrics: true,
     rooms: true,
+    cluster: true,
     command: (port) => ({
       args: ["deno", "run", "-A", "main.ts"],
       env: { ...OURS_ENV, PORT: String(port), KV_PATH: ":memory:" },
@@ -114,6 +132,7 @@ const SERVERS: ServerSpec[] = [
     label: "Node socket.io",
     metrics: false,
     rooms: false,
+    cluster: true,
     command: (port) => ({
       args: ["node", `${REFERENCE_DIR}server.mjs`],
       env: { JWT_SECRET, PORT: String(port), HOSTNAME: "127.0.0.1" },
@@ -124,6 +143,7 @@ const SERVERS: ServerSpec[] = [
     label: "limit (bare Deno WS)",
     metrics: false,
     rooms: false,
+    cluster: false,
     command: (port) => ({
       args: ["deno", "run", "-A", `${BENCH_DIR}limit_server.ts`],
       env: { PORT: String(port), HOSTNAME: "127.0.0.1" },
@@ -139,7 +159,7 @@ function parseArgs(args: string[]): BenchOptions {
     warmupSeconds: 3,
     durationSeconds: 10,
     servers: SERVERS.map((server) => server.name),
-    scenarios: ["A", "B", "C", "D", "R", "J"],
+    scenarios: ["A", "B", "C", "D", "R", "J", "T", "F"],
     pin: true,
   };
   for (let i = 0; i < args.length; i++) {
@@ -164,6 +184,8 @@ function parseArgs(args: string[]): BenchOptions {
 
 /** Scenarios that need the rooms contract: servers without it skip them. */
 const ROOM_SCENARIOS = ["R", "J"];
+/** Scenarios that need several instances sharing Redis: servers without it skip them. */
+const CLUSTER_SCENARIOS = ["T"];
 
 async function output(args: string[], cwd = ROOT_DIR): Promise<string> {
   const { stdout } = await new Deno.Command(args[0], { args: args.slice(1), cwd, stderr: "null" })
@@ -181,7 +203,8 @@ async function hasTaskset(): Promise<boolean> {
 
 async function ensureReferenceInstalled(): Promise<void> {
   try {
-    await Deno.stat(`${REFERENCE_DIR}node_modules`);
+    // The last package added: an older install lacks it.
+    await Deno.stat(`${REFERENCE_DIR}node_modules/@socket.io/redis-streams-adapter`);
   } catch {
     console.error("bench: npm ci in bench/reference");
     const { success } = await new Deno.Command("npm", {
@@ -215,7 +238,17 @@ async function waitForPort(port: number, child: Deno.ChildProcess): Promise<void
   throw new Error(exited ? "server exited during start" : "server did not start in 30 s");
 }
 
-/** A started server: its pid, port and idle RSS. */
+/**
+ * `argv` run by bash with the soft fd limit raised to {@link FD_LIMIT} (within the hard limit), as
+ * `bench/harness.ts` does; `exec` keeps the pid.
+ */
+function withFdLimit(argv: string[]): string[] {
+  const raise = `want=${FD_LIMIT}; hard=$(ulimit -Hn); ` +
+    `if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then want=$hard; fi; ulimit -n "$want"`;
+  return ["bash", "-c", `${raise} && exec "$@"`, "bash", ...argv];
+}
+
+/** A started process: its pid, port and idle RSS. */
 interface Running {
   pid: number;
   url: string;
@@ -223,25 +256,35 @@ interface Running {
   stop(): Promise<void>;
 }
 
-async function startServer(spec: ServerSpec, pin: boolean): Promise<Running> {
-  const dataDir = await Deno.makeTempDir({ prefix: "chat-bench-" });
+/**
+ * Starts one instance of `spec`; its stderr goes to `<dataDir>/stderr-<index>.log`. Instances of
+ * one run share `dataDir` (our KV file) and `env` (`REDIS_URL`).
+ */
+async function startServer(
+  spec: ServerSpec,
+  pin: boolean,
+  dataDir: string,
+  env: Record<string, string> = {},
+  index = 0,
+): Promise<Running> {
   const port = freePort();
-  const { args, env } = spec.command(port, dataDir);
-  const argv = pin ? ["taskset", "-c", "0", ...args] : args;
+  const command = spec.command(port, dataDir);
+  const argv = [...(pin ? ["taskset", "-c", "0"] : []), ...withFdLimit(command.args)];
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     cwd: ROOT_DIR,
-    env,
+    env: { ...command.env, ...env },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const log = await Deno.open(`${dataDir}/stderr.log`, { write: true, create: true });
+  const logPath = `${dataDir}/stderr-${index}.log`;
+  const log = await Deno.open(logPath, { write: true, create: true });
   const logged = child.stderr.pipeTo(log.writable).catch(() => {});
   try {
     await waitForPort(port, child);
   } catch (error) {
-    console.error(await Deno.readTextFile(`${dataDir}/stderr.log`).catch(() => ""));
+    console.error(await Deno.readTextFile(logPath).catch(() => ""));
     throw error;
   }
   await sleep(1000);
@@ -256,7 +299,31 @@ async function startServer(spec: ServerSpec, pin: boolean): Promise<Running> {
       await child.status;
       clearTimeout(killer);
       await logged;
-      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
+
+/** A redis-server for one run of T: a free port, no persistence, on the servers' CPU. */
+async function startRedis(pin: boolean): Promise<Running> {
+  const port = freePort();
+  const args = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", ""];
+  const argv = [...(pin ? ["taskset", "-c", "0"] : []), ...args, "--appendonly", "no"];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitForPort(port, child);
+  return {
+    pid: child.pid,
+    url: `redis://127.0.0.1:${port}`,
+    rssIdleKb: rssKb(child.pid),
+    async stop() {
+      child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await child.status;
+      clearTimeout(killer);
     },
   };
 }
@@ -264,10 +331,7 @@ async function startServer(spec: ServerSpec, pin: boolean): Promise<Running> {
 async function runLoadgen(args: string[], pin: boolean): Promise<LoadResult> {
   const argv = [
     ...(pin ? ["taskset", "-c", "1"] : []),
-    "deno",
-    "run",
-    "-A",
-    `${BENCH_DIR}loadgen.ts`,
+    ...withFdLimit(["deno", "run", "-A", `${BENCH_DIR}loadgen.ts`]),
   ];
   const { stdout, stderr, success } = await new Deno.Command(argv[0], {
     args: [...argv.slice(1), ...args],
@@ -278,22 +342,34 @@ async function runLoadgen(args: string[], pin: boolean): Promise<LoadResult> {
   return JSON.parse(lines[lines.length - 1]);
 }
 
-/** Starts `spec`, runs one load, stops it. */
+/** Starts `spec` (and Redis for several instances), runs one load, stops them. */
 async function measure(
   spec: ServerSpec,
   scenario: string,
   load: Load,
   options: BenchOptions,
 ): Promise<RunFigures> {
-  const server = await startServer(spec, options.pin);
+  const dataDir = await Deno.makeTempDir({ prefix: "chat-bench-" });
+  const servers: Running[] = [];
+  let redis: Running | undefined;
   try {
+    if (load.instances) redis = await startRedis(options.pin);
+    for (let index = 0; index < (load.instances ?? 1); index++) {
+      const env: Record<string, string> = redis
+        ? { REDIS_URL: redis.url, INSTANCE_ID: `bench-${index}` }
+        : {};
+      servers.push(await startServer(spec, options.pin, dataDir, env, index));
+    }
     const result = await runLoadgen([
       "--url",
-      server.url,
+      servers.map((server) => server.url).join(","),
       "--secret",
       JWT_SECRET,
       "--pid",
-      String(server.pid),
+      servers.map((server) => server.pid).join(","),
+      ...(redis ? ["--redis-pid", String(redis.pid)] : []),
+      "--seed",
+      String(HISTORY),
       "--clients",
       String(load.clients),
       "--rate",
@@ -305,27 +381,52 @@ async function measure(
       ...(load.mode ? ["--mode", load.mode] : []),
       ...(load.rooms ? ["--rooms", String(load.rooms)] : []),
       ...(load.senders ? ["--senders", String(load.senders)] : []),
+      ...(load.messages ? ["--messages", String(load.messages)] : []),
       ...(spec.metrics ? ["--metrics"] : []),
     ], options.pin);
     const r = result;
+    const rssPerClient = r.server && (r.server.rssWithClientsKb - sumIdle(servers)) / load.clients;
     // A run with no delivery in the window has no latency: JSON turns NaN into null.
     const num = (value: number | null | undefined, digits = 0) => (value ?? NaN).toFixed(digits);
     const others = `loadgen ${num(r.loadgenCpuPercent)}%, other ${num(r.otherCpuPercent)}%`;
+    const history = `history ${r.historyLength}`;
     console.error(
       `  ${scenario} ${spec.name.padEnd(9)} N=${load.clients} R=${load.rate}: ` +
         (load.mode === "connect"
-          ? `${num(r.connectsPerSecond)} connects/s`
+          ? `${num(r.connectsPerSecond)} connects/s, ${num(rssPerClient, 1)} KB/client, ${history}`
+          : load.mode === "fanout"
+          ? `last client ${r.fanout?.lastMs.map((ms) => num(ms)).join("/")} ms, ` +
+            `p50 ${r.fanout?.p50Ms.map((ms) => num(ms)).join("/")} ms, lost ${r.lost}, ` +
+            `connected in ${num(r.connectMs)} ms, ${num(rssPerClient, 1)} KB/client, ${history}, ` +
+            `loadgen RSS ${num(r.loadgenRssKb / 1024)} MB, ` +
+            others
           : load.mode === "rooms-storm"
           ? `${num(r.storm?.joinsPerSecond)} joins/s, join p99 ${num(r.storm?.p99Ms, 1)} ms, ` +
             `${num(r.storm?.cpuMicrosPerJoin, 1)} µs/join, refused ${r.storm?.refused}, ${others}`
           : `${num(r.deliveriesPerSecond)} deliveries/s, ` +
             `${num(r.server?.cpuMicrosPerDelivery, 1)} µs/delivery, p99 ${num(r.p99Ms, 1)} ms, ` +
-            `lost ${r.lost}, probe foreign ${r.probe.foreign}, ${others}`),
+            `lost ${r.lost}, probe foreign ${r.probe.foreign}, ` +
+            (redis
+              ? `redis ${
+                num(
+                  (r.server?.redisCpuMicros ?? NaN) / (r.deliveriesPerSecond * r.windowSeconds),
+                  2,
+                )
+              } µs, `
+              : "") +
+            `${num(r.messagesPerFrame, 2)} msg/frame, ${num(rssPerClient, 1)} KB/client, ` +
+            `${history}, ${others}`),
     );
-    return { server: spec.name, scenario, ...load, rssIdleKb: server.rssIdleKb, result };
+    return { server: spec.name, scenario, ...load, rssIdleKb: sumIdle(servers), result };
   } finally {
-    await server.stop();
+    for (const server of servers) await server.stop();
+    await redis?.stop();
+    await Deno.remove(dataDir, { recursive: true });
   }
+}
+
+function sumIdle(servers: Running[]): number {
+  return servers.reduce((sum, server) => sum + server.rssIdleKb, 0);
 }
 
 /** Rates the saturation sweep tries, in order, until throughput stops rising or loss appears. */
@@ -365,6 +466,9 @@ async function environment(options: BenchOptions, pinned: boolean): Promise<Envi
     revision: await output(["git", "describe", "--always", "--dirty"]),
     oursSocketIo: String(denoJson.imports["socket.io"]).replace("npm:socket.io@", ""),
     referenceSocketIo,
+    redis: options.scenarios.includes("T")
+      ? (await output(["redis-server", "--version"])).match(/v=(\S+)/)?.[1]
+      : undefined,
     loadAverageStart: (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" "),
     loadAverageEnd: "",
     pinned,
@@ -417,6 +521,10 @@ async function main(): Promise<void> {
     // B's 50,000 deliveries/s: 500 msg/s over 10 rooms of 100, 10 senders a room at 5 msg/s each.
     R: { clients: 1000, rate: 500, mode: "rooms", rooms: 10, senders: 100 },
     J: { clients: 500, rate: 0, mode: "rooms-storm", rooms: 10 },
+    // B over two instances sharing one redis-server: 500 clients each, everyone gets everything.
+    T: { clients: 1000, rate: 50, instances: 2 },
+    // 10,000 clients; one message at a time, 5 messages 2 s apart.
+    F: { clients: 10_000, rate: 0, mode: "fanout", messages: 5 },
   };
   const servers = specs.map(({ name, label }) => ({ name, label }));
   await Deno.mkdir(RESULTS_DIR, { recursive: true });
@@ -425,17 +533,25 @@ async function main(): Promise<void> {
   const save = () => Deno.writeTextFile(checkpoint, JSON.stringify({ env, servers, runs }) + "\n");
   for (const scenario of options.scenarios) {
     console.error(`bench: scenario ${scenario}`);
-    for (const spec of specs) {
-      if (ROOM_SCENARIOS.includes(scenario) && !spec.rooms) {
-        console.error(`  ${scenario} ${spec.name}: skipped, it has no rooms`);
-        continue;
-      }
-      if (scenario === "C") {
+    const runnable = specs.filter((spec) => {
+      const skip = ROOM_SCENARIOS.includes(scenario) && !spec.rooms
+        ? "it has no rooms"
+        : CLUSTER_SCENARIOS.includes(scenario) && !spec.cluster
+        ? "it cannot share fan-out through Redis"
+        : undefined;
+      if (skip) console.error(`  ${scenario} ${spec.name}: skipped, ${skip}`);
+      return !skip;
+    });
+    if (scenario === "C") {
+      for (const spec of runnable) {
         runs.push(...await sweep(spec, options));
         await save();
-        continue;
       }
-      for (let run = 0; run < options.runs; run++) {
+      continue;
+    }
+    // The servers take turns, so a disturbance on the machine hits them more evenly.
+    for (let run = 0; run < options.runs; run++) {
+      for (const spec of runnable) {
         runs.push(await measure(spec, scenario, scenarios[scenario], options));
         await save();
       }
@@ -449,6 +565,7 @@ async function main(): Promise<void> {
 
 /** Writes `<date>-<time>.md` and `.json`, and `latest.md`, `latest.json`, `latest.svg`. */
 async function writeResults(report: Report): Promise<void> {
+  report.targets = computeTargets(report);
   const markdown = renderMarkdown(report);
   const name = stamp(new Date(report.env.date));
   await Deno.mkdir(RESULTS_DIR, { recursive: true });

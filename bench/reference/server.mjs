@@ -19,6 +19,7 @@ const CHAT_ROOM = "chat";
 const port = Number(process.env.PORT ?? 3000);
 const hostname = process.env.HOSTNAME ?? "127.0.0.1";
 const secret = new TextEncoder().encode(process.env.JWT_SECRET ?? "");
+const redisUrl = process.env.REDIS_URL;
 
 /** The newest messages, oldest first; never longer than HISTORY_LIMIT. */
 const history = [];
@@ -26,6 +27,18 @@ let nextId = 0;
 
 const httpServer = createServer();
 const io = new Server(httpServer, { serveClient: false });
+/** The Redis client when REDIS_URL is set; configured as our server's `src/cluster.ts` does. */
+let redis;
+if (redisUrl) {
+  const [{ createClient }, { createAdapter }] = await Promise.all([
+    import("redis"),
+    import("@socket.io/redis-streams-adapter"),
+  ]);
+  redis = createClient({ url: redisUrl });
+  redis.on("error", (error) => console.error(`redis: ${error.message}`));
+  await redis.connect();
+  io.adapter(createAdapter(redis, { blockTimeInMs: 1_000 }));
+}
 
 io.use(async (socket, next) => {
   try {
@@ -69,6 +82,7 @@ httpServer.listen(port, hostname, () => {
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {
     io.close();
+    redis?.destroy();
     process.exit(0);
   });
 }
