@@ -612,7 +612,7 @@ export function renderMarkdown(report: Report): string {
       (env.pinned
         ? "server pinned to CPU 0, load generator to CPU 1 (`taskset`)."
         : "no CPU pinning."),
-      "- Servers: **ours (KV file)** and **ours (KV :memory:)** = `deno run -A main.ts` with rate " +
+      "- Servers: **ours (KV file)** and **ours (KV :memory:)** = `deno run -A main.ts` with `deno task start`'s V8 flags, rate " +
       "and connection limits lifted; **Node socket.io** = `bench/reference/server.mjs` (same contract, " +
       "history in memory); **limit** = `bench/limit_server.ts` (bare `Deno.upgradeWebSocket`, no " +
       "storage or auth).",
