@@ -128,23 +128,17 @@ Deno.test("limits: CONNECT packets sent back to back on a WebSocket admit one so
 Deno.test("typing: a token that may not write cannot type either", async () => {
   await using server = await startChat({ auth: { ...TEST_AUTH, requireWriteScope: true } });
   using reader = await ChatClient.join(server.url, "reader");
-  const writer = new ChatClient(server.url, {
+  using writer = new ChatClient(server.url, {
     auth: { token: await tokenFor("writer", "Writer", 3600, "chat:write") },
   });
-  try {
-    await writer.waitFor(() => writer.loaded !== undefined, "writer's history");
-    let typingSeen = 0;
-    writer.socket.on("typing", () => typingSeen++);
-    reader.socket.emit("typing", { typing: true });
-    await reader.waitFor(() => reader.errors.length > 0, "the refusal");
-    assert.equal(reader.errors[0].code, "forbidden");
-    await sleep(50);
-    assert.equal(typingSeen, 0);
-  } finally {
-    reader.close();
-    writer.close();
-    await server.close();
-  }
+  await writer.waitFor(() => writer.loaded !== undefined, "writer's history");
+  let typingSeen = 0;
+  writer.socket.on("typing", () => typingSeen++);
+  reader.socket.emit("typing", { typing: true });
+  await reader.waitFor(() => reader.errors.length > 0, "the refusal");
+  assert.equal(reader.errors[0].code, "forbidden");
+  await sleep(50);
+  assert.equal(typingSeen, 0);
 });
 
 Deno.test("typing: never enters socket.io's recovery buffer, while messages do", async () => {
@@ -171,7 +165,7 @@ Deno.test("auth: a recovered session whose token expired meanwhile is ended with
     sub: "brief",
     ttlSeconds: 1,
   });
-  const client = new ChatClient(server.url, {
+  using client = new ChatClient(server.url, {
     auth: { token },
     transports: ["websocket"],
     reconnection: true,
@@ -179,30 +173,25 @@ Deno.test("auth: a recovered session whose token expired meanwhile is ended with
     reconnectionDelayMax: 1500,
     randomizationFactor: 0,
   });
-  try {
-    await client.waitFor(() => client.loaded !== undefined, "history");
-    let recovered = false;
-    client.socket.on("connect", () => recovered ||= client.socket.recovered);
-    const ended = new Promise((resolve) => {
-      client.socket.on(
-        "disconnect",
-        (reason) => reason === "io server disconnect" && resolve(reason),
-      );
-    });
-    // Drop the transport while the token is still valid; the reconnect comes after its expiry.
-    client.socket.io.engine.close();
-    await within(ended, 5000, "the server to end the recovered session");
-    assert.ok(recovered, "socket.io recovered the session");
-    assert.deepEqual(client.errors.map((error) => error.code), ["token_expired"]);
-  } finally {
-    client.close();
-    await server.close();
-  }
+  await client.waitFor(() => client.loaded !== undefined, "history");
+  let recovered = false;
+  client.socket.on("connect", () => recovered ||= client.socket.recovered);
+  const ended = new Promise((resolve) => {
+    client.socket.on(
+      "disconnect",
+      (reason) => reason === "io server disconnect" && resolve(reason),
+    );
+  });
+  // Drop the transport while the token is still valid; the reconnect comes after its expiry.
+  client.socket.io.engine.close();
+  await within(ended, 5000, "the server to end the recovered session");
+  assert.ok(recovered, "socket.io recovered the session");
+  assert.deepEqual(client.errors.map((error) => error.code), ["token_expired"]);
 });
 
 for (const transport of ["polling", "websocket"] as const) {
   Deno.test(`delivery: a 1,000-message catch-up of 2,000-character messages arrives whole over ${transport}`, async () => {
-    const server = await startChat({ handshakeLimitPerMinute: 0 });
+    await using server = await startChat({ handshakeLimitPerMinute: 0 });
     const user = { id: "writer", name: "Writer" };
     const [mark] = await server.store.appendMany([{ user, message: "last seen" }]);
     const sent: ChatMessage[] = [];
@@ -213,22 +202,17 @@ for (const transport of ["polling", "websocket"] as const) {
       }));
       sent.push(...(await server.store.appendMany(inputs)).map((result) => result.message));
     }
-    const client = new ChatClient(server.url, {
+    using client = new ChatClient(server.url, {
       auth: { token: await tokenFor("reader"), lastId: mark.message.id },
       transports: [transport],
     });
     let disconnected = false;
     client.socket.on("disconnect", () => disconnected = true);
-    try {
-      await client.waitFor(() => client.loaded !== undefined, "the whole catch-up", 15_000);
-      assert.deepEqual(client.history.map((message) => message.id), sent.map((m) => m.id));
-      assert.deepEqual(client.loaded, { room: "general", hasMore: false, catchUp: true });
-      assert.ok(client.loads.length > 1, "the catch-up came in several frames");
-      await sleep(200);
-      assert.equal(disconnected, false);
-    } finally {
-      client.close();
-      await server.close();
-    }
+    await client.waitFor(() => client.loaded !== undefined, "the whole catch-up", 15_000);
+    assert.deepEqual(client.history.map((message) => message.id), sent.map((m) => m.id));
+    assert.deepEqual(client.loaded, { room: "general", hasMore: false, catchUp: true });
+    assert.ok(client.loads.length > 1, "the catch-up came in several frames");
+    await sleep(200);
+    assert.equal(disconnected, false);
   });
 }

@@ -18,34 +18,28 @@ const MODES: Record<string, { transports?: ("polling" | "websocket")[] }> = {
 
 for (const [mode, options] of Object.entries(MODES)) {
   Deno.test(`chat: ${mode}: connect, load, send, ack, everyone receives`, async () => {
-    const server = await startChat();
-    const alice = await ChatClient.join(server.url, "alice", { ...options });
-    const bob = await ChatClient.join(server.url, "bob", { ...options });
-    try {
-      assert.deepEqual(alice.history, []);
-      const ack = await alice.send({ message: "  hello bob  " });
-      assert.equal(ack.ok, true);
-      if (!ack.ok) return;
-      assert.equal(ack.message.message, "hello bob");
-      assert.deepEqual(ack.message.user, { id: "alice", name: "alice" });
-      assert.match(ack.message.id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
-      assert.ok(!Number.isNaN(Date.parse(ack.message.createdAt)));
-      await bob.waitFor(() => bob.live.length === 1, "bob receives alice's message");
-      await alice.waitFor(() => alice.live.length === 1, "alice receives her own message");
-      assert.deepEqual(bob.live, [ack.message]);
-      assert.deepEqual(alice.live, [ack.message]);
-      assert.ok(bob.loads.slice(1).every((load) => load.length === 1), "one message per live load");
-      if (mode.startsWith("default")) {
-        await alice.waitFor(
-          () => alice.socket.io.engine.transport.name === "websocket",
-          "the upgrade",
-        ).catch(() => {});
-        assert.equal(alice.socket.io.engine.transport.name, "websocket");
-      }
-    } finally {
-      alice.close();
-      bob.close();
-      await server.close();
+    await using server = await startChat();
+    using alice = await ChatClient.join(server.url, "alice", { ...options });
+    using bob = await ChatClient.join(server.url, "bob", { ...options });
+    assert.deepEqual(alice.history, []);
+    const ack = await alice.send({ message: "  hello bob  " });
+    assert.equal(ack.ok, true);
+    if (!ack.ok) return;
+    assert.equal(ack.message.message, "hello bob");
+    assert.deepEqual(ack.message.user, { id: "alice", name: "alice" });
+    assert.match(ack.message.id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
+    assert.ok(!Number.isNaN(Date.parse(ack.message.createdAt)));
+    await bob.waitFor(() => bob.live.length === 1, "bob receives alice's message");
+    await alice.waitFor(() => alice.live.length === 1, "alice receives her own message");
+    assert.deepEqual(bob.live, [ack.message]);
+    assert.deepEqual(alice.live, [ack.message]);
+    assert.ok(bob.loads.slice(1).every((load) => load.length === 1), "one message per live load");
+    if (mode.startsWith("default")) {
+      await alice.waitFor(
+        () => alice.socket.io.engine.transport.name === "websocket",
+        "the upgrade",
+      ).catch(() => {});
+      assert.equal(alice.socket.io.engine.transport.name, "websocket");
     }
   });
 }
@@ -116,14 +110,9 @@ Deno.test("chat: history survives a server restart on the same KV file", async (
     alice.close();
     await first.close();
 
-    const second = await startChat({ kvPath });
-    const bob = await ChatClient.join(second.url, "bob");
-    try {
-      assert.deepEqual(bob.history, acks.map((ack) => ack.ok && ack.message));
-    } finally {
-      bob.close();
-      await second.close();
-    }
+    await using second = await startChat({ kvPath });
+    using bob = await ChatClient.join(second.url, "bob");
+    assert.deepEqual(bob.history, acks.map((ack) => ack.ok && ack.message));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -139,34 +128,25 @@ Deno.test("chat: auth failures reach connect_error with a stable code", async ()
     ["expired", { token: await expiredToken("late", 60) }, "token_expired"],
   ];
   for (const [name, auth, code] of cases) {
-    const client = new ChatClient(server.url, { auth });
-    try {
-      const error = await client.connectError();
-      assert.equal(error.message, code, name);
-      assert.equal(error.data?.code, code, name);
-      assert.equal(typeof error.data?.message, "string", name);
-    } finally {
-      client.close();
-    }
+    using client = new ChatClient(server.url, { auth });
+    const error = await client.connectError();
+    assert.equal(error.message, code, name);
+    assert.equal(error.data?.code, code, name);
+    assert.equal(typeof error.data?.message, "string", name);
   }
 });
 
 Deno.test("chat: a Bearer token in the Authorization header is accepted", async () => {
   await using server = await startChat();
   const token = await tokenFor("header-user", "Header User");
-  const client = new ChatClient(server.url, {
+  using client = new ChatClient(server.url, {
     transports: ["websocket"],
     extraHeaders: { Authorization: `Bearer ${token}` },
   });
-  try {
-    await client.waitFor(() => client.loads.length > 0, "load");
-    const ack = await client.send({ message: "via header" });
-    assert.ok(ack.ok);
-    assert.deepEqual(ack.message.user, { id: "header-user", name: "Header User" });
-  } finally {
-    client.close();
-    await server.close();
-  }
+  await client.waitFor(() => client.loads.length > 0, "load");
+  const ack = await client.send({ message: "via header" });
+  assert.ok(ack.ok);
+  assert.deepEqual(ack.message.user, { id: "header-user", name: "Header User" });
 });
 
 Deno.test("chat: each bad message gets its error code and stores nothing", async () => {
@@ -208,28 +188,22 @@ Deno.test("chat: each bad message gets its error code and stores nothing", async
 
 Deno.test("chat: a listen-only socket is cut when its token expires", async () => {
   await using server = await startChat({ auth: { ...TEST_AUTH, clockToleranceSeconds: 0 } });
-  const listener = new ChatClient(server.url, {
+  using listener = new ChatClient(server.url, {
     auth: { token: await tokenFor("late", "Late", 1) },
   });
   using sender = await ChatClient.join(server.url, "sender");
-  try {
-    await listener.waitFor(() => listener.loads.length > 0, "load");
-    const reason = await within(
-      new Promise((resolve) => listener.socket.once("disconnect", resolve)),
-      3000,
-      "the expiry disconnect",
-    );
-    assert.equal(reason, "io server disconnect");
-    assert.deepEqual(listener.errors.map((e) => e.code), ["token_expired"]);
-    // Nothing sent after the expiry reaches the expired listener.
-    await sender.send({ message: "after expiry" });
-    await sleep(50);
-    assert.deepEqual(listener.live, []);
-  } finally {
-    listener.close();
-    sender.close();
-    await server.close();
-  }
+  await listener.waitFor(() => listener.loads.length > 0, "load");
+  const reason = await within(
+    new Promise((resolve) => listener.socket.once("disconnect", resolve)),
+    3000,
+    "the expiry disconnect",
+  );
+  assert.equal(reason, "io server disconnect");
+  assert.deepEqual(listener.errors.map((e) => e.code), ["token_expired"]);
+  // Nothing sent after the expiry reaches the expired listener.
+  await sender.send({ message: "after expiry" });
+  await sleep(50);
+  assert.deepEqual(listener.live, []);
 });
 
 Deno.test("chat: a store failure is reported as internal", async () => {

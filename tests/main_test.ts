@@ -57,16 +57,12 @@ Deno.test("main: SIGTERM stores in-flight messages, disconnects cleanly and exit
     assert.match(running.output(), /"event":"shutdown.started"[^\n]*"reason":"SIGTERM received"/);
     assert.match(running.output(), /"event":"shutdown.finished"/);
     const acked = (await Promise.all(acks)).filter((ack) => ack.ok).map((ack) => ack.message!.id);
-    const kv = await Deno.openKv(kvPath);
-    try {
-      for (const id of acked) {
-        assert.ok(
-          (await kv.get(["messages", "general", id])).value,
-          `acked message ${id} is stored`,
-        );
-      }
-    } finally {
-      kv.close();
+    using kv = await Deno.openKv(kvPath);
+    for (const id of acked) {
+      assert.ok(
+        (await kv.get(["messages", "general", id])).value,
+        `acked message ${id} is stored`,
+      );
     }
   } finally {
     socket.close();

@@ -130,15 +130,11 @@ Deno.test("kv store: a file store keeps its history across close and reopen", as
     } finally {
       first.close();
     }
-    const second = await openKvStore(path);
-    try {
-      assert.deepEqual(await second.latest(10), saved);
-      const next = await second.append({ user: ada, message: "after reopen" });
-      assert.ok(next.id > saved[4].id);
-      assert.deepEqual(await second.after(saved[4].id), [next]);
-    } finally {
-      second.close();
-    }
+    using second = await openKvStore(path);
+    assert.deepEqual(await second.latest(10), saved);
+    const next = await second.append({ user: ada, message: "after reopen" });
+    assert.ok(next.id > saved[4].id);
+    assert.deepEqual(await second.after(saved[4].id), [next]);
   });
 });
 
@@ -195,33 +191,24 @@ Deno.test("kv store: clientIds are remembered across a reopen", async () => {
     const first = await openKvStore(path);
     const saved = await first.append({ user: ada, message: "hi", clientId: "abc" });
     first.close();
-    const second = await openKvStore(path);
-    try {
-      const [retry] = await second.appendMany([{ user: ada, message: "hi", clientId: "abc" }]);
-      assert.deepEqual(retry, { message: saved, created: false });
-      assert.equal((await second.latest(10)).length, 1);
-    } finally {
-      second.close();
-    }
+    using second = await openKvStore(path);
+    const [retry] = await second.appendMany([{ user: ada, message: "hi", clientId: "abc" }]);
+    assert.deepEqual(retry, { message: saved, created: false });
+    assert.equal((await second.latest(10)).length, 1);
   });
 });
 
 Deno.test("kv store: two stores on one file share their clientIds", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "chat.kv");
-    const first = await openKvStore(path);
-    const second = await openKvStore(path);
-    try {
-      const saved = await first.append({ user: ada, message: "shared", clientId: "same" });
-      assert.deepEqual(
-        await second.append({ user: ada, message: "shared", clientId: "same" }),
-        saved,
-      );
-      assert.equal((await second.latest(100)).length, 1);
-    } finally {
-      first.close();
-      second.close();
-    }
+    using first = await openKvStore(path);
+    using second = await openKvStore(path);
+    const saved = await first.append({ user: ada, message: "shared", clientId: "same" });
+    assert.deepEqual(
+      await second.append({ user: ada, message: "shared", clientId: "same" }),
+      saved,
+    );
+    assert.equal((await second.latest(100)).length, 1);
   });
 });
 
@@ -388,12 +375,8 @@ Deno.test("kv store: messages stored before rooms move into the default room on 
     } finally {
       store.close();
     }
-    const again = await openKvStore(path, { defaultRoom: "lobby" });
-    try {
-      assert.equal((await again.latest(1000)).length, 450, "nothing moved twice");
-    } finally {
-      again.close();
-    }
+    using again = await openKvStore(path, { defaultRoom: "lobby" });
+    assert.equal((await again.latest(1000)).length, 450, "nothing moved twice");
   } finally {
     await Deno.remove(path);
   }

@@ -89,27 +89,22 @@ Deno.test("room windows: what is stored while a room is filled is merged in, onc
 Deno.test("kv store: other rooms are served from their windows, and match KV exactly", async () => {
   const path = await Deno.makeTempFile({ suffix: ".kv" });
   try {
-    const cached = new KvMessageStore(await Deno.openKv(path), { roomWindow: 4, roomWindows: 2 });
-    const plain = new KvMessageStore(await Deno.openKv(path));
-    try {
-      const rng = random(7);
-      for (let n = 0; n < 60; n++) {
-        const room = ["x", "y", "z"][Math.floor(rng() * 3)];
-        await cached.append({ room, user, message: `${n}` });
-        const reader = ["x", "y", "z"][Math.floor(rng() * 3)];
-        const limit = 1 + Math.floor(rng() * 6);
-        assert.deepEqual(
-          await cached.latest(limit, undefined, reader),
-          await plain.latest(limit, undefined, reader),
-          `latest(${limit}) of ${reader} after ${n}`,
-        );
-      }
-      assert.ok(cached.memory().rooms <= 2);
-      assert.ok(cached.memory().messages <= 8);
-    } finally {
-      cached.close();
-      plain.close();
+    using cached = new KvMessageStore(await Deno.openKv(path), { roomWindow: 4, roomWindows: 2 });
+    using plain = new KvMessageStore(await Deno.openKv(path));
+    const rng = random(7);
+    for (let n = 0; n < 60; n++) {
+      const room = ["x", "y", "z"][Math.floor(rng() * 3)];
+      await cached.append({ room, user, message: `${n}` });
+      const reader = ["x", "y", "z"][Math.floor(rng() * 3)];
+      const limit = 1 + Math.floor(rng() * 6);
+      assert.deepEqual(
+        await cached.latest(limit, undefined, reader),
+        await plain.latest(limit, undefined, reader),
+        `latest(${limit}) of ${reader} after ${n}`,
+      );
     }
+    assert.ok(cached.memory().rooms <= 2);
+    assert.ok(cached.memory().messages <= 8);
   } finally {
     await Deno.remove(path);
   }
