@@ -43,6 +43,8 @@ export interface MainOptions {
   clearEnv?: boolean;
   /** `deno run` permission flags (default: net, env, read and write). */
   permissions?: string[];
+  /** Working directory, against which relative paths in `permissions` resolve (default: ours). */
+  cwd?: string | URL;
   /** Raise the server's soft `ulimit -n` to this, capped at the hard limit (default: unchanged). */
   fdLimit?: number;
   /** Copy the server's stderr to ours as it arrives (default false). */
@@ -64,7 +66,7 @@ const decoder = new TextDecoder();
 function mainCommand(options: MainOptions, io: Deno.CommandOptions): Deno.Command {
   const deno = Deno.execPath();
   const args = ["run", ...(options.permissions ?? MAIN_PERMISSIONS), MAIN];
-  const common = { env: options.env, clearEnv: options.clearEnv, ...io };
+  const common = { env: options.env, clearEnv: options.clearEnv, cwd: options.cwd, ...io };
   if (options.fdLimit === undefined) return new Deno.Command(deno, { args, ...common });
   const raise = `want=${options.fdLimit}; hard=$(ulimit -Hn); ` +
     `if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then want=$hard; fi; ulimit -n "$want"`;

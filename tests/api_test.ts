@@ -7,7 +7,7 @@ import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import { OPENAPI } from "../src/api_openapi.ts";
 import { ChatClient, startChat, type TestServer, tokenFor, within } from "./helpers/chat_server.ts";
-import { tempDir } from "./helpers/temp.ts";
+import { tempDir } from "./helpers/dispose.ts";
 
 const KEY = "test-api-key-0123456789";
 

@@ -11,7 +11,7 @@ import {
 import { createTokenVerifier, hasScope } from "../src/auth.ts";
 import { readAuthConfig } from "../src/auth_config.ts";
 import { rejectsWith } from "./helpers/auth.ts";
-import { tempDir } from "./helpers/temp.ts";
+import { tempDir } from "./helpers/dispose.ts";
 
 type KeyPair = { publicKey: CryptoKey; privateKey: CryptoKey; pem: string };
 

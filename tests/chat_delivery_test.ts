@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatClient, sleep, startChat, tokenFor, within } from "./helpers/chat_server.ts";
-import { tempDir } from "./helpers/temp.ts";
+import { tempDir } from "./helpers/dispose.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { type HistoryAck, LOAD_MAX_CHARS } from "../src/chat/mod.ts";
 

@@ -16,34 +16,30 @@ import type { ChatMessage } from "../src/types.ts";
 import { signToken } from "../src/auth.ts";
 
 Deno.test("limits: 30 parallel connects for one user admit exactly MAX_SOCKETS_PER_USER", async () => {
-  const server = await startChat({ maxSocketsPerUser: 10, handshakeLimitPerMinute: 0 });
+  await using server = await startChat({ maxSocketsPerUser: 10, handshakeLimitPerMinute: 0 });
   const token = await tokenFor("alice");
+  using opened = new DisposableStack();
   const clients = Array.from(
     { length: 30 },
-    () => new ChatClient(server.url, { auth: { token }, transports: ["websocket"] }),
+    () => opened.use(new ChatClient(server.url, { auth: { token }, transports: ["websocket"] })),
   );
-  try {
-    const outcomes = await Promise.all(clients.map((client) =>
-      within(
-        new Promise<string>((resolve) => {
-          client.socket.once("connect", () => resolve("connected"));
-          client.socket.once("connect_error", (error) => resolve(error.message));
-        }),
-        5000,
-        "connect or connect_error",
-      )
-    ));
-    assert.equal(outcomes.filter((outcome) => outcome === "connected").length, 10);
-    assert.equal(outcomes.filter((outcome) => outcome === "too_many_connections").length, 20);
-    // Closing one frees its place.
-    clients[outcomes.indexOf("connected")].close();
-    await sleep(50);
-    const late = await ChatClient.join(server.url, "alice", { transports: ["websocket"] });
-    late.close();
-  } finally {
-    clients.forEach((client) => client.close());
-    await server.close();
-  }
+  const outcomes = await Promise.all(clients.map((client) =>
+    within(
+      new Promise<string>((resolve) => {
+        client.socket.once("connect", () => resolve("connected"));
+        client.socket.once("connect_error", (error) => resolve(error.message));
+      }),
+      5000,
+      "connect or connect_error",
+    )
+  ));
+  assert.equal(outcomes.filter((outcome) => outcome === "connected").length, 10);
+  assert.equal(outcomes.filter((outcome) => outcome === "too_many_connections").length, 20);
+  // Closing one frees its place.
+  clients[outcomes.indexOf("connected")].close();
+  await sleep(50);
+  const late = await ChatClient.join(server.url, "alice", { transports: ["websocket"] });
+  late.close();
 });
 
 /** A raw Engine.IO WebSocket that records every text frame. */

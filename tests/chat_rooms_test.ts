@@ -7,7 +7,7 @@ import { signToken } from "../src/auth.ts";
 import type { JoinAck, OkAck, RoomsAck } from "../src/chat/mod.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { ChatClient, SECRET, sleep, startChat, within } from "./helpers/chat_server.ts";
-import { tempDir } from "./helpers/temp.ts";
+import { tempDir } from "./helpers/dispose.ts";
 
 /** Sends `event` and resolves with its ack. */
 function ask<T>(client: ChatClient, event: string, payload?: unknown): Promise<T> {

@@ -8,6 +8,7 @@ import {
   tokenFor,
   within,
 } from "./helpers/chat_server.ts";
+import { tempDir } from "./helpers/dispose.ts";
 import { signToken } from "../src/auth.ts";
 
 const MODES: Record<string, { transports?: ("polling" | "websocket")[] }> = {
@@ -45,33 +46,31 @@ for (const [mode, options] of Object.entries(MODES)) {
 }
 
 Deno.test("chat: three clients see each other's messages in the same order", async () => {
-  const server = await startChat({ rateLimitBurst: 100 });
+  await using server = await startChat({ rateLimitBurst: 100 });
+  using opened = new DisposableStack();
   const clients = await Promise.all(
-    ["ann", "ben", "cy"].map((name, i) =>
-      ChatClient.join(server.url, name, i === 1 ? { transports: ["polling"] } : {})
+    ["ann", "ben", "cy"].map(async (name, i) =>
+      opened.use(
+        await ChatClient.join(server.url, name, i === 1 ? { transports: ["polling"] } : {}),
+      )
     ),
   );
-  try {
-    await Promise.all(clients.map(async (client, i) => {
-      for (let n = 0; n < 10; n++) await client.send({ message: `${i}:${n}` });
-    }));
-    for (const client of clients) {
-      await client.waitFor(() => client.live.length === 30, "30 live messages");
-    }
-    const [first, ...others] = clients.map((client) => client.live);
-    for (const other of others) assert.deepEqual(other, first);
-    const ids = first.map((message) => message.id);
-    assert.deepEqual(ids, [...ids].sort(), "delivery order is id order");
-    for (let i = 0; i < 3; i++) {
-      const own = first.filter((message) => message.message.startsWith(`${i}:`));
-      assert.deepEqual(own.map((m) => m.message), [...Array(10)].map((_, n) => `${i}:${n}`));
-    }
-    const stored = await server.store.latest(100);
-    assert.deepEqual(stored, first, "history equals what was delivered");
-  } finally {
-    clients.forEach((client) => client.close());
-    await server.close();
+  await Promise.all(clients.map(async (client, i) => {
+    for (let n = 0; n < 10; n++) await client.send({ message: `${i}:${n}` });
+  }));
+  for (const client of clients) {
+    await client.waitFor(() => client.live.length === 30, "30 live messages");
   }
+  const [first, ...others] = clients.map((client) => client.live);
+  for (const other of others) assert.deepEqual(other, first);
+  const ids = first.map((message) => message.id);
+  assert.deepEqual(ids, [...ids].sort(), "delivery order is id order");
+  for (let i = 0; i < 3; i++) {
+    const own = first.filter((message) => message.message.startsWith(`${i}:`));
+    assert.deepEqual(own.map((m) => m.message), [...Array(10)].map((_, n) => `${i}:${n}`));
+  }
+  const stored = await server.store.latest(100);
+  assert.deepEqual(stored, first, "history equals what was delivered");
 });
 
 Deno.test("chat: a late joiner gets the last HISTORY_LIMIT messages, oldest first", async () => {
@@ -100,22 +99,18 @@ Deno.test("chat: a joiner during a burst misses nothing and sees nothing twice",
 });
 
 Deno.test("chat: history survives a server restart on the same KV file", async () => {
-  const dir = await Deno.makeTempDir();
-  const kvPath = `${dir}/nested/chat.kv`;
-  try {
-    const first = await startChat({ kvPath });
-    const alice = await ChatClient.join(first.url, "alice");
-    const acks = [];
+  await using temp = await tempDir();
+  const kvPath = `${temp.path}/nested/chat.kv`;
+  const acks = [];
+  {
+    await using first = await startChat({ kvPath });
+    using alice = await ChatClient.join(first.url, "alice");
     for (const text of ["one", "two", "three"]) acks.push(await alice.send({ message: text }));
-    alice.close();
-    await first.close();
-
-    await using second = await startChat({ kvPath });
-    using bob = await ChatClient.join(second.url, "bob");
-    assert.deepEqual(bob.history, acks.map((ack) => ack.ok && ack.message));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
   }
+
+  await using second = await startChat({ kvPath });
+  using bob = await ChatClient.join(second.url, "bob");
+  assert.deepEqual(bob.history, acks.map((ack) => ack.ok && ack.message));
 });
 
 Deno.test("chat: auth failures reach connect_error with a stable code", async () => {

@@ -18,6 +18,7 @@ import {
   until,
   waitFor,
 } from "./helpers/engine_server.ts";
+import { closing } from "./helpers/dispose.ts";
 
 /** Sends one request that `target` refuses; returns its response and its `connection_error`. */
 async function refusal(
@@ -197,8 +198,8 @@ function recordingLogger(): EngineLogger & { lines: LogLine[] } {
 
 Deno.test("refusals: a flood of bad requests logs one line per reason, and the rest as a count", async () => {
   const logger = recordingLogger();
-  const target = startEngine({ logger });
-  try {
+  {
+    await using target = startEngine({ logger });
     for (let i = 0; i < 20; i++) {
       assert.equal((await request(target.url({ sid: `gone-${i}` }))).status, 400);
     }
@@ -224,8 +225,6 @@ Deno.test("refusals: a flood of bad requests logs one line per reason, and the r
         protocol: "3",
       },
     ]);
-  } finally {
-    await target.close();
   }
   // Closing reports what the open windows held back.
   assert.deepEqual(logger.lines.slice(2), [
@@ -236,8 +235,7 @@ Deno.test("refusals: a flood of bad requests logs one line per reason, and the r
 Deno.test("refusals: the refusal log counts a reason's window, reports it at its end and starts afresh", async () => {
   const windowMs = 50;
   const logger = recordingLogger();
-  using cleanup = new DisposableStack();
-  const log = cleanup.adopt(new RefusalLog(logger, windowMs), (log) => log.close());
+  using log = closing(new RefusalLog(logger, windowMs));
   const describe = () => ({ address: "192.0.2.1" });
   const events = () =>
     logger.lines.map(({ event, reason, suppressed }) => [event, reason, suppressed]);
