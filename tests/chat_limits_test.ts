@@ -140,7 +140,13 @@ Deno.test("typing: a token that may not write cannot type either", async () => {
 Deno.test("typing: never enters socket.io's recovery buffer, while messages do", async () => {
   await using server = await startChat({ connectionRecoveryMs: 60_000 });
   using alice = await ChatClient.join(server.url, "alice");
+  let bobAnnounced = false;
+  alice.socket.on("user:joined", (users: { id: string }[]) => {
+    bobAnnounced ||= users.some((user) => user.id === "bob");
+  });
   using bob = await ChatClient.join(server.url, "bob");
+  // Arrivals are announced in batches, and buffered like messages: count after bob's is out.
+  await alice.waitFor(() => bobAnnounced, "bob's arrival announced");
   const buffered = () =>
     (server.app.io.of("/").adapter as unknown as { packets: unknown[] }).packets.length;
   const before = buffered();
