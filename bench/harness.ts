@@ -1,6 +1,6 @@
 /**
  * Shared parts of the load benchmarks (`stress`, `soak`) and their CI-sized test: the server as
- * a child process with a raised fd limit, raw chat clients that speak just enough Engine.IO v4 /
+ * a child process with a raised fd limit (started by `scripts/main_process.ts`), raw chat clients that speak just enough Engine.IO v4 /
  * Socket.IO v5, a stock-client probe, and the server's memory and open fds from /proc.
  *
  * @example
@@ -8,31 +8,21 @@
  * import { signToken } from "../src/auth.ts";
  * import { RawChatClient, readProcess, spawnServer } from "./harness.ts";
  *
- * const server = await spawnServer({ fdLimit: 20_000 });
+ * await using server = await spawnServer({ fdLimit: 20_000 });
  * const client = new RawChatClient(server.url, await signToken(server.secret, { sub: "u1" }));
  * await client.loaded;
  * console.log(await readProcess(server.pid)); // { rssKb, fds }
- * client.close();
- * await server.stop();
+ * await client.close();
  * ```
  * @module
  */
 import { io as connect } from "socket.io-client";
 import { signToken } from "../src/auth.ts";
+import { type MainProcess, spawnMain } from "../scripts/main_process.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-const decoder = new TextDecoder();
-
-/** A `main.ts` child process. */
-export interface ServerProcess {
-  pid: number;
-  url: string;
+/** A `main.ts` child process; `stop()` and `await using` send SIGTERM, then SIGKILL after 10 s. */
+export interface ServerProcess extends MainProcess {
   secret: string;
-  child: Deno.ChildProcess;
-  /** Everything the server wrote to stdout and stderr so far. */
-  output(): string;
-  /** SIGTERM, then SIGKILL if it has not exited after 10 s. */
-  stop(): Promise<void>;
 }
 
 /** How to start the server. */
@@ -43,16 +33,10 @@ export interface ServerOptions {
   fdLimit?: number;
 }
 
-/** Starts main.ts on 127.0.0.1 port 0 under `bash -c "ulimit -n …; exec deno run …"`. */
+/** Starts main.ts on 127.0.0.1 port 0 with a raised fd limit and limits out of the load's way. */
 export async function spawnServer(options: ServerOptions = {}): Promise<ServerProcess> {
   const secret = "bench-secret";
-  const deno = Deno.execPath();
-  const permissions = "--allow-net --allow-env --allow-read --allow-write";
-  // Raise the soft fd limit as far as asked, within the hard limit.
-  const raise = `want=${options.fdLimit ?? 65_536}; hard=$(ulimit -Hn); ` +
-    `if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then want=$hard; fi; ulimit -n "$want"`;
-  const child = new Deno.Command("bash", {
-    args: ["-c", `${raise} && exec "${deno}" run ${permissions} "${MAIN}"`],
+  const server = await spawnMain({
     env: {
       JWT_SECRET: secret,
       PORT: "0",
@@ -65,50 +49,11 @@ export async function spawnServer(options: ServerOptions = {}): Promise<ServerPr
       LOG_LEVEL: "warn",
       ...options.env,
     },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let output = "";
-  const drain = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) output += decoder.decode(chunk);
-  };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  const started = Date.now();
-  let url: string | undefined;
-  while (!url) {
-    // Ours logs its address as JSON (`server.started`); the others print "listening on <url>".
-    const match = output.match(
-      /"event":"server.started"[^\n]*"url":"(https?:\/\/[^"]+)"|listening on (https?:\/\/[^ ]+)/,
-    );
-    url = match?.[1] ?? match?.[2];
-    if (url) break;
-    if (Date.now() - started > 20_000) {
-      child.kill("SIGKILL");
-      await child.status;
-      throw new Error(`the server did not start: ${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return {
-    pid: child.pid,
-    url,
-    secret,
-    child,
-    output: () => output,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already exited */ }
-      const timer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* exited meanwhile */ }
-      }, 10_000);
-      await child.status;
-      clearTimeout(timer);
-      await drained;
-    },
-  };
+    fdLimit: options.fdLimit ?? 65_536,
+    listenTimeoutMs: 20_000,
+    stopGraceMs: 10_000,
+  });
+  return Object.assign(server, { secret });
 }
 
 /** The soft `ulimit -n` this process passes on to its children. */

@@ -48,6 +48,8 @@ const FAN_OUT_TIMEOUT_MS = 60_000;
 export async function runStress(
   connections: number,
   log: (line: string) => void = () => {},
+  /** How long the server settles after the connects before its memory is read (default 2 s). */
+  settleMs = 2000,
 ): Promise<StressResult> {
   const server = await spawnServer({ fdLimit: connections + 4096 });
   let clients: RawChatClient[] = [];
@@ -63,6 +65,8 @@ export async function runStress(
     const probes: number[] = [];
     const probeFailures: string[] = [];
     let connecting = true;
+    // The pause between probes ends early once every connection is open.
+    let endPause = () => {};
     const prober = (async () => {
       while (connecting) {
         try {
@@ -70,7 +74,13 @@ export async function runStress(
         } catch (error) {
           probeFailures.push(error instanceof Error ? error.message : String(error));
         }
-        await new Promise((resolve) => setTimeout(resolve, 1000));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 1000);
+          endPause = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
       }
     })();
     const started = performance.now();
@@ -84,8 +94,9 @@ export async function runStress(
     const connectSeconds = (performance.now() - started) / 1000;
     clients = opened.clients;
     connecting = false;
+    endPause();
     await prober;
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
     const { rssKb: rssAfterKb, fds: serverFds } = await readProcess(server.pid);
 
     // One more message, delivered to every connection: how long until the last one has it.

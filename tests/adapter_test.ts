@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { io as connect, type Socket } from "socket.io-client";
 import { adapterFor, LeanAdapter, LeanSessionAwareAdapter } from "../src/adapter.ts";
-import { sleep, startSocketIo, waitFor } from "./helpers/engine_server.ts";
+import { startSocketIo, waitFor } from "./helpers/engine_server.ts";
 
 type Transports = ("polling" | "websocket")[];
 
 /**
  * Four clients in rooms a = {0, 1, 2} and b = {2, 3}; runs `broadcast` on the server and returns
- * what each client received of the `note` event within a short wait.
+ * what each client received of the `note` event before a `barrier` sent to each afterwards.
  */
 async function receivedBy(
   recovery: boolean,
@@ -22,21 +22,26 @@ async function receivedBy(
   const clients: Socket[] = [];
   const received: string[][] = rooms.map(() => []);
   try {
-    const ids: string[] = [];
+    const sockets: { id: string; emit(event: string): void }[] = [];
     for (const [index, joined] of rooms.entries()) {
       const joinedOnServer = waitFor(server.io, "connection");
       const client = connect(server.origin, { transports, reconnection: false, forceNew: true });
       clients.push(client);
       client.on("note", (text: string) => received[index].push(text));
-      const [socket] = await joinedOnServer as [{ id: string; join(rooms: string[]): void }];
+      const [socket] = await joinedOnServer as [
+        { id: string; join(rooms: string[]): void; emit(event: string): void },
+      ];
       socket.join(joined);
-      ids.push(socket.id);
+      sockets.push(socket);
       await waitFor(client, "connect");
     }
     broadcast((targets, except = []) => {
       server.io.to(targets).except(except).emit("note", `${targets}-${except.length}`);
-    }, ids);
-    await sleep(200);
+    }, sockets.map((socket) => socket.id));
+    // A connection delivers in order: a client that has the barrier has every note sent before it.
+    const barriers = clients.map((client) => waitFor(client, "barrier"));
+    for (const socket of sockets) socket.emit("barrier");
+    await Promise.all(barriers);
     return received;
   } finally {
     for (const client of clients) client.disconnect();

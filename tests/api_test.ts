@@ -7,6 +7,7 @@ import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import { OPENAPI } from "../src/api_openapi.ts";
 import { ChatClient, startChat, type TestServer, tokenFor, within } from "./helpers/chat_server.ts";
+import { tempDir } from "./helpers/dispose.ts";
 
 const KEY = "test-api-key-0123456789";
 
@@ -183,78 +184,63 @@ Deno.test("api: presence, rooms and stats describe who is connected", async () =
 });
 
 Deno.test("api: disconnect cuts every socket of a user; a ban refuses them at connect until lifted", async () => {
-  const server = await startChat({ apiKey: KEY });
-  const tabs = [
-    await ChatClient.join(server.url, "mallory"),
-    await ChatClient.join(server.url, "mallory"),
-  ];
-  const alice = await ChatClient.join(server.url, "alice");
-  try {
-    const closed = tabs.map((tab) =>
-      new Promise((resolve) => tab.socket.once("disconnect", resolve))
-    );
-    const cut = await call(server, "POST", "/users/mallory/disconnect", {
-      documented: "/users/{id}/disconnect",
-    });
-    assert.deepEqual(cut.body, { ok: true });
-    assert.deepEqual(await within(Promise.all(closed), 2000, "both tabs closed"), [
-      "io server disconnect",
-      "io server disconnect",
-    ]);
-    assert.ok(alice.socket.connected, "nobody else was touched");
+  await using server = await startChat({ apiKey: KEY });
+  using firstTab = await ChatClient.join(server.url, "mallory");
+  using secondTab = await ChatClient.join(server.url, "mallory");
+  const tabs = [firstTab, secondTab];
+  using alice = await ChatClient.join(server.url, "alice");
+  const closed = tabs.map((tab) =>
+    new Promise((resolve) => tab.socket.once("disconnect", resolve))
+  );
+  const cut = await call(server, "POST", "/users/mallory/disconnect", {
+    documented: "/users/{id}/disconnect",
+  });
+  assert.deepEqual(cut.body, { ok: true });
+  assert.deepEqual(await within(Promise.all(closed), 2000, "both tabs closed"), [
+    "io server disconnect",
+    "io server disconnect",
+  ]);
+  assert.ok(alice.socket.connected, "nobody else was touched");
 
-    const until = Date.now() + 3_600_000;
-    const banned = await call(server, "PUT", "/users/mallory/ban", {
-      body: { until, reason: "spam" },
-      documented: "/users/{id}/ban",
-    });
-    assert.equal(banned.body.ban.until, until);
-    const refused = new ChatClient(server.url, { auth: { token: await tokenFor("mallory") } });
-    const error = await refused.connectError();
-    assert.equal(error.message, "banned");
-    assert.equal((error.data as { until?: number }).until, until);
-    refused.close();
-    const badBan = await call(server, "PUT", "/users/mallory/ban", {
-      body: { until: 5 },
-      documented: "/users/{id}/ban",
-    });
-    assert.equal(badBan.status, 400);
+  const until = Date.now() + 3_600_000;
+  const banned = await call(server, "PUT", "/users/mallory/ban", {
+    body: { until, reason: "spam" },
+    documented: "/users/{id}/ban",
+  });
+  assert.equal(banned.body.ban.until, until);
+  const refused = new ChatClient(server.url, { auth: { token: await tokenFor("mallory") } });
+  const error = await refused.connectError();
+  assert.equal(error.message, "banned");
+  assert.equal((error.data as { until?: number }).until, until);
+  refused.close();
+  const badBan = await call(server, "PUT", "/users/mallory/ban", {
+    body: { until: 5 },
+    documented: "/users/{id}/ban",
+  });
+  assert.equal(badBan.status, 400);
 
-    const lifted = await call(server, "DELETE", "/users/mallory/ban", {
-      documented: "/users/{id}/ban",
-    });
-    assert.equal(lifted.status, 204);
-    const again = await call(server, "DELETE", "/users/mallory/ban", {
-      documented: "/users/{id}/ban",
-    });
-    assert.equal(again.status, 404);
-    const back = await ChatClient.join(server.url, "mallory");
-    back.close();
-  } finally {
-    tabs.forEach((tab) => tab.close());
-    alice.close();
-    await server.close();
-  }
+  const lifted = await call(server, "DELETE", "/users/mallory/ban", {
+    documented: "/users/{id}/ban",
+  });
+  assert.equal(lifted.status, 204);
+  const again = await call(server, "DELETE", "/users/mallory/ban", {
+    documented: "/users/{id}/ban",
+  });
+  assert.equal(again.status, 404);
+  const back = await ChatClient.join(server.url, "mallory");
+  back.close();
 });
 
 Deno.test("api: a ban holds across a restart on the same KV file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const overrides = { apiKey: KEY, kvPath: `${dir}/chat.kv` };
-    let server = await startChat(overrides);
-    await call(server, "PUT", "/users/mallory/ban", { body: {}, documented: "/users/{id}/ban" });
-    await server.close();
-    server = await startChat(overrides);
-    try {
-      const refused = new ChatClient(server.url, { auth: { token: await tokenFor("mallory") } });
-      assert.equal((await refused.connectError()).message, "banned");
-      refused.close();
-    } finally {
-      await server.close();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using temp = await tempDir();
+  const overrides = { apiKey: KEY, kvPath: `${temp.path}/chat.kv` };
+  {
+    await using first = await startChat(overrides);
+    await call(first, "PUT", "/users/mallory/ban", { body: {}, documented: "/users/{id}/ban" });
   }
+  await using server = await startChat(overrides);
+  using refused = new ChatClient(server.url, { auth: { token: await tokenFor("mallory") } });
+  assert.equal((await refused.connectError()).message, "banned");
 });
 
 Deno.test("api: PATCH and DELETE change a message, announce it, and answer 404 for none", async () => {

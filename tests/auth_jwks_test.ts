@@ -21,6 +21,7 @@ function startKeySet(respond: () => Response = () => Response.json({ keys: [publ
       return requests;
     },
     close: () => server.shutdown(),
+    [Symbol.asyncDispose]: () => server.shutdown(),
   };
 }
 
@@ -30,35 +31,27 @@ function sign(kid: string, sub = "u1"): Promise<string> {
 }
 
 Deno.test("auth jwks: tokens with a known kid verify, and the key set is fetched once", async () => {
-  const keySet = startKeySet();
-  try {
-    const verify = createTokenVerifier(readAuthConfig({ JWT_JWKS_URL: keySet.url }));
-    for (const sub of ["u1", "u2", "u3", "u4"]) {
-      assert.equal((await verify(await sign(KID, sub))).user.id, sub);
-    }
-    const concurrent = await Promise.all(
-      ["a", "b", "c"].map(async (sub) => verify(await sign(KID, sub))),
-    );
-    assert.deepEqual(concurrent.map((identity) => identity.user.id), ["a", "b", "c"]);
-    assert.equal(keySet.requests, 1);
-  } finally {
-    await keySet.close();
+  await using keySet = startKeySet();
+  const verify = createTokenVerifier(readAuthConfig({ JWT_JWKS_URL: keySet.url }));
+  for (const sub of ["u1", "u2", "u3", "u4"]) {
+    assert.equal((await verify(await sign(KID, sub))).user.id, sub);
   }
+  const concurrent = await Promise.all(
+    ["a", "b", "c"].map(async (sub) => verify(await sign(KID, sub))),
+  );
+  assert.deepEqual(concurrent.map((identity) => identity.user.id), ["a", "b", "c"]);
+  assert.equal(keySet.requests, 1);
 });
 
 Deno.test("auth jwks: a token with an unknown kid is invalid_token", async () => {
-  const keySet = startKeySet();
-  try {
-    const verify = createTokenVerifier({ key: { kind: "jwks", url: keySet.url } });
-    await assert.rejects(
-      verify(await sign("some-other-key")),
-      rejectsWith("invalid_token", /key id \(kid\) is not in/),
-    );
-    assert.equal((await verify(await sign(KID))).user.id, "u1");
-    assert.equal(keySet.requests, 1);
-  } finally {
-    await keySet.close();
-  }
+  await using keySet = startKeySet();
+  const verify = createTokenVerifier({ key: { kind: "jwks", url: keySet.url } });
+  await assert.rejects(
+    verify(await sign("some-other-key")),
+    rejectsWith("invalid_token", /key id \(kid\) is not in/),
+  );
+  assert.equal((await verify(await sign(KID))).user.id, "u1");
+  assert.equal(keySet.requests, 1);
 });
 
 Deno.test("auth jwks: an unreachable key set is auth_unavailable", async () => {
@@ -78,28 +71,20 @@ Deno.test("auth jwks: a key set answering with an error or garbage is auth_unava
     () => Response.json({ keys: "none" }),
   ];
   for (const respond of responses) {
-    const keySet = startKeySet(respond);
-    try {
-      const verify = createTokenVerifier({ key: { kind: "jwks", url: keySet.url } });
-      await assert.rejects(verify(await sign(KID)), rejectsWith("auth_unavailable"));
-    } finally {
-      await keySet.close();
-    }
+    await using keySet = startKeySet(respond);
+    const verify = createTokenVerifier({ key: { kind: "jwks", url: keySet.url } });
+    await assert.rejects(verify(await sign(KID)), rejectsWith("auth_unavailable"));
   }
 });
 
 Deno.test("auth jwks: HMAC tokens are refused before any key is fetched", async () => {
-  const keySet = startKeySet();
-  try {
-    const verify = createTokenVerifier({ key: { kind: "jwks", url: keySet.url } });
-    const forged = await new SignJWT({ sub: "admin" }).setProtectedHeader({
-      alg: "HS256",
-      kid: KID,
-    })
-      .sign(new TextEncoder().encode(JSON.stringify(publicJwk)));
-    await assert.rejects(verify(forged), rejectsWith("invalid_token", /HS256 is not accepted/));
-    assert.equal(keySet.requests, 0);
-  } finally {
-    await keySet.close();
-  }
+  await using keySet = startKeySet();
+  const verify = createTokenVerifier({ key: { kind: "jwks", url: keySet.url } });
+  const forged = await new SignJWT({ sub: "admin" }).setProtectedHeader({
+    alg: "HS256",
+    kid: KID,
+  })
+    .sign(new TextEncoder().encode(JSON.stringify(publicJwk)));
+  await assert.rejects(verify(forged), rejectsWith("invalid_token", /HS256 is not accepted/));
+  assert.equal(keySet.requests, 0);
 });

@@ -11,6 +11,7 @@ import {
 import { createTokenVerifier, hasScope } from "../src/auth.ts";
 import { readAuthConfig } from "../src/auth_config.ts";
 import { rejectsWith } from "./helpers/auth.ts";
+import { tempDir } from "./helpers/dispose.ts";
 
 type KeyPair = { publicKey: CryptoKey; privateKey: CryptoKey; pem: string };
 
@@ -153,40 +154,37 @@ Deno.test("auth keys: scopes come from scope (string) or scp (array)", async () 
 });
 
 Deno.test("auth keys: a PEM X.509 certificate verifies tokens signed by its key", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const openssl = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=idp.test",
-        "-days",
-        "1",
-        "-keyout",
-        `${dir}/key.pem`,
-        "-out",
-        `${dir}/cert.pem`,
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert.equal(openssl.code, 0, new TextDecoder().decode(openssl.stderr));
-    const auth = readAuthConfig({ JWT_PUBLIC_KEY: `@${dir}/cert.pem` });
-    assert.equal(auth.key.kind, "publicKey");
-    const privateKey = await importPKCS8(await Deno.readTextFile(`${dir}/key.pem`), "ES256");
-    const identity = await createTokenVerifier(auth)(await sign("ES256", privateKey));
-    assert.equal(identity.user.id, "u1");
-    await assert.rejects(
-      createTokenVerifier(auth)(await sign("ES256", ec.privateKey)),
-      rejectsWith("invalid_token", /signature is invalid/),
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir();
+  const dir = temp.path;
+  const openssl = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-subj",
+      "/CN=idp.test",
+      "-days",
+      "1",
+      "-keyout",
+      `${dir}/key.pem`,
+      "-out",
+      `${dir}/cert.pem`,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(openssl.code, 0, new TextDecoder().decode(openssl.stderr));
+  const auth = readAuthConfig({ JWT_PUBLIC_KEY: `@${dir}/cert.pem` });
+  assert.equal(auth.key.kind, "publicKey");
+  const privateKey = await importPKCS8(await Deno.readTextFile(`${dir}/key.pem`), "ES256");
+  const identity = await createTokenVerifier(auth)(await sign("ES256", privateKey));
+  assert.equal(identity.user.id, "u1");
+  await assert.rejects(
+    createTokenVerifier(auth)(await sign("ES256", ec.privateKey)),
+    rejectsWith("invalid_token", /signature is invalid/),
+  );
 });

@@ -65,67 +65,61 @@ async function flood(url: string, token: string, frames: string[], ms: number) {
 }
 
 Deno.test("abuse: a flood of each event from one user keeps memory bounded and disturbs no one", async () => {
-  const running = await startMain({});
-  const watcher = await ChatClient.join(running.url, "watcher", { transports: ["polling"] });
-  const neighbour = await ChatClient.join(running.url, "neighbour", { transports: ["websocket"] });
+  await using running = await startMain({});
+  using watcher = await ChatClient.join(running.url, "watcher", { transports: ["polling"] });
+  using neighbour = await ChatClient.join(running.url, "neighbour", { transports: ["websocket"] });
   const disconnects: string[] = [];
   for (const client of [watcher, neighbour]) {
     client.socket.on("disconnect", (reason) => disconnects.push(reason));
   }
   let typingSeen = 0;
   watcher.socket.on("typing", () => typingSeen++);
-  try {
-    // Some long messages, so that each history page is worth pulling.
-    for (let n = 0; n < 20; n++) {
-      assert.ok((await neighbour.send({ message: `${n} `.padEnd(2000, "x") })).ok);
-    }
-    const token = await tokenFor("mallory");
-    const floods: Record<string, string[]> = {
-      typing: ['42["typing",{"typing":true}]', '42["typing",{"typing":false}]'],
-      history: ['421["history",{"limit":100}]'],
-      "auth:refresh": [`422["auth:refresh",{"token":"${token}"}]`],
-      message: ['423["message",{"message":"flood"}]'],
-      "bad events": ['42["message",42]', '42["typing","yes"]', '42["no such event",1]'],
-    };
-    const before = await residentBytes(running.url);
-    const replies: Record<string, string[]> = {};
-    const floodConnections: Record<string, number> = {};
-    for (const [name, frames] of Object.entries(floods)) {
-      const { sent, received, connections } = await flood(running.url, token, frames, FLOOD_MS);
-      assert.ok(sent >= 1000, `${name}: the flood sent only ${sent} events`);
-      replies[name] = received;
-      floodConnections[name] = connections;
-      // The others still chat.
-      const ack = await neighbour.send({ message: `after the ${name} flood` });
-      assert.ok(ack.ok, `${name}: the neighbour can still send`);
-      await watcher.waitFor(
-        () => watcher.live.some((message) => message.id === ack.message.id),
-        `the watcher gets the message after the ${name} flood`,
-      );
-    }
-    const growth = await residentBytes(running.url) - before;
-    assert.ok(growth < MAX_RSS_GROWTH_BYTES, `RSS grew by ${(growth / 2 ** 20).toFixed(1)} MB`);
-    assert.deepEqual(disconnects, [], "nobody else was disconnected");
-    // Budgets, not luck: at most a burst plus the refill got through.
-    const okAcks = (received: string[], id: number) =>
-      received.filter((data) => data.startsWith(`43${id}[{"ok":true`)).length;
-    const seconds = FLOOD_MS / 1000;
-    assert.ok(typingSeen <= 20 + 2 * seconds + 2, `the watcher saw ${typingSeen} typing events`);
-    assert.ok(okAcks(replies.history, 1) <= 10 + seconds + 1, "history pages served");
-    assert.ok(okAcks(replies["auth:refresh"], 2) <= 2 + seconds, "refreshes served");
-    assert.ok(okAcks(replies.message, 3) <= 20 + seconds + 1, "messages stored");
-    const errors = replies["bad events"].filter((data) => data.startsWith('42["error"')).length;
-    // `error` events are capped per connection; acks carry every refusal.
-    const errorCap = 10 * (seconds + 1) * floodConnections["bad events"];
-    assert.ok(errors <= errorCap, `${errors} error events for the bad-event flood`);
-    // Refusals are logged at most once per user per 10 s, not once per event.
-    const refusalLines = running.output().split("\n").filter((line) =>
-      line.includes('"event.refused"') && line.includes('"mallory"')
-    );
-    assert.ok(refusalLines.length <= 5 * (seconds / 10 + 1), `${refusalLines.length} log lines`);
-  } finally {
-    watcher.close();
-    neighbour.close();
-    await running.stop();
+  // Some long messages, so that each history page is worth pulling.
+  for (let n = 0; n < 20; n++) {
+    assert.ok((await neighbour.send({ message: `${n} `.padEnd(2000, "x") })).ok);
   }
+  const token = await tokenFor("mallory");
+  const floods: Record<string, string[]> = {
+    typing: ['42["typing",{"typing":true}]', '42["typing",{"typing":false}]'],
+    history: ['421["history",{"limit":100}]'],
+    "auth:refresh": [`422["auth:refresh",{"token":"${token}"}]`],
+    message: ['423["message",{"message":"flood"}]'],
+    "bad events": ['42["message",42]', '42["typing","yes"]', '42["no such event",1]'],
+  };
+  const before = await residentBytes(running.url);
+  const replies: Record<string, string[]> = {};
+  const floodConnections: Record<string, number> = {};
+  for (const [name, frames] of Object.entries(floods)) {
+    const { sent, received, connections } = await flood(running.url, token, frames, FLOOD_MS);
+    assert.ok(sent >= 1000, `${name}: the flood sent only ${sent} events`);
+    replies[name] = received;
+    floodConnections[name] = connections;
+    // The others still chat.
+    const ack = await neighbour.send({ message: `after the ${name} flood` });
+    assert.ok(ack.ok, `${name}: the neighbour can still send`);
+    await watcher.waitFor(
+      () => watcher.live.some((message) => message.id === ack.message.id),
+      `the watcher gets the message after the ${name} flood`,
+    );
+  }
+  const growth = await residentBytes(running.url) - before;
+  assert.ok(growth < MAX_RSS_GROWTH_BYTES, `RSS grew by ${(growth / 2 ** 20).toFixed(1)} MB`);
+  assert.deepEqual(disconnects, [], "nobody else was disconnected");
+  // Budgets, not luck: at most a burst plus the refill got through.
+  const okAcks = (received: string[], id: number) =>
+    received.filter((data) => data.startsWith(`43${id}[{"ok":true`)).length;
+  const seconds = FLOOD_MS / 1000;
+  assert.ok(typingSeen <= 20 + 2 * seconds + 2, `the watcher saw ${typingSeen} typing events`);
+  assert.ok(okAcks(replies.history, 1) <= 10 + seconds + 1, "history pages served");
+  assert.ok(okAcks(replies["auth:refresh"], 2) <= 2 + seconds, "refreshes served");
+  assert.ok(okAcks(replies.message, 3) <= 20 + seconds + 1, "messages stored");
+  const errors = replies["bad events"].filter((data) => data.startsWith('42["error"')).length;
+  // `error` events are capped per connection; acks carry every refusal.
+  const errorCap = 10 * (seconds + 1) * floodConnections["bad events"];
+  assert.ok(errors <= errorCap, `${errors} error events for the bad-event flood`);
+  // Refusals are logged at most once per user per 10 s, not once per event.
+  const refusalLines = running.output().split("\n").filter((line) =>
+    line.includes('"event.refused"') && line.includes('"mallory"')
+  );
+  assert.ok(refusalLines.length <= 5 * (seconds / 10 + 1), `${refusalLines.length} log lines`);
 });

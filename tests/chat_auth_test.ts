@@ -14,26 +14,20 @@ function refresh(client: ChatClient, payload: unknown): Promise<RefreshAck> {
 }
 
 Deno.test("auth: without chat:write a reader may read but not send when REQUIRE_WRITE_SCOPE is on", async () => {
-  const server = await startChat({ auth: { ...TEST_AUTH, requireWriteScope: true } });
-  const writer = new ChatClient(server.url, {
+  await using server = await startChat({ auth: { ...TEST_AUTH, requireWriteScope: true } });
+  using writer = new ChatClient(server.url, {
     auth: { token: await tokenFor("writer", undefined, 3600, "chat:read chat:write") },
   });
-  const reader = new ChatClient(server.url, {
+  using reader = new ChatClient(server.url, {
     auth: { token: await tokenFor("reader", undefined, 3600, "chat:read") },
   });
-  try {
-    await writer.waitFor(() => writer.loads.length > 0, "writer load");
-    await reader.waitFor(() => reader.loads.length > 0, "reader load");
-    const refused = await reader.send({ message: "may I?" });
-    assert.equal(!refused.ok && refused.error.code, "forbidden");
-    assert.equal((await writer.send({ message: "yes" })).ok, true);
-    await reader.waitFor(() => reader.live.length === 1, "the reader reads");
-    assert.deepEqual((await server.store.latest(10)).map((m) => m.message), ["yes"]);
-  } finally {
-    writer.close();
-    reader.close();
-    await server.close();
-  }
+  await writer.waitFor(() => writer.loads.length > 0, "writer load");
+  await reader.waitFor(() => reader.loads.length > 0, "reader load");
+  const refused = await reader.send({ message: "may I?" });
+  assert.equal(!refused.ok && refused.error.code, "forbidden");
+  assert.equal((await writer.send({ message: "yes" })).ok, true);
+  await reader.waitFor(() => reader.live.length === 1, "the reader reads");
+  assert.deepEqual((await server.store.latest(10)).map((m) => m.message), ["yes"]);
 });
 
 Deno.test("auth: without REQUIRE_WRITE_SCOPE a token without scopes may send", async () => {
@@ -45,33 +39,27 @@ Deno.test("auth: without REQUIRE_WRITE_SCOPE a token without scopes may send", a
 Deno.test("auth: auth:refresh extends a session past the first token's expiry", async () => {
   // The chat's clock is moved by hand: the first token's expiry passes at once.
   let skew = 0;
-  const server = await startChat({}, { now: () => Date.now() + skew });
-  const refreshed = new ChatClient(server.url, {
+  await using server = await startChat({}, { now: () => Date.now() + skew });
+  using refreshed = new ChatClient(server.url, {
     auth: { token: await tokenFor("alice", "Alice", 60) },
   });
-  const stale = new ChatClient(server.url, { auth: { token: await tokenFor("bob", "Bob", 60) } });
-  try {
-    for (const client of [refreshed, stale]) {
-      await client.waitFor(() => client.loaded !== undefined, "history");
-    }
-    const ack = await refresh(refreshed, { token: await tokenFor("alice", "Alice", 3600) });
-    assert.ok(ack.ok);
-    assert.ok(ack.expiresAt !== null && ack.expiresAt > Date.now() + 3_500_000);
-    skew = 10 * 60_000;
-    const sent = await refreshed.send({ message: "still here" });
-    assert.equal(sent.ok, true);
-    assert.equal(refreshed.socket.connected, true);
-    assert.deepEqual(refreshed.errors, []);
-    // Without the refresh, the same moment is past the token's expiry.
-    const cut = new Promise((resolve) => stale.socket.once("disconnect", resolve));
-    stale.socket.emit("message", { message: "too late" });
-    assert.equal(await within(cut, 2000, "the stale socket cut"), "io server disconnect");
-    assert.deepEqual(stale.errors.map((error) => error.code), ["token_expired"]);
-  } finally {
-    refreshed.close();
-    stale.close();
-    await server.close();
+  using stale = new ChatClient(server.url, { auth: { token: await tokenFor("bob", "Bob", 60) } });
+  for (const client of [refreshed, stale]) {
+    await client.waitFor(() => client.loaded !== undefined, "history");
   }
+  const ack = await refresh(refreshed, { token: await tokenFor("alice", "Alice", 3600) });
+  assert.ok(ack.ok);
+  assert.ok(ack.expiresAt !== null && ack.expiresAt > Date.now() + 3_500_000);
+  skew = 10 * 60_000;
+  const sent = await refreshed.send({ message: "still here" });
+  assert.equal(sent.ok, true);
+  assert.equal(refreshed.socket.connected, true);
+  assert.deepEqual(refreshed.errors, []);
+  // Without the refresh, the same moment is past the token's expiry.
+  const cut = new Promise((resolve) => stale.socket.once("disconnect", resolve));
+  stale.socket.emit("message", { message: "too late" });
+  assert.equal(await within(cut, 2000, "the stale socket cut"), "io server disconnect");
+  assert.deepEqual(stale.errors.map((error) => error.code), ["token_expired"]);
 });
 
 Deno.test("auth: auth:refresh refuses another user's token, bad tokens and bad payloads", async () => {
@@ -94,18 +82,13 @@ Deno.test("auth: auth:refresh refuses another user's token, bad tokens and bad p
 });
 
 Deno.test("auth: a display name is cleaned of bidi controls, while message text is kept as sent", async () => {
-  const server = await startChat();
-  const client = new ChatClient(server.url, {
+  await using server = await startChat();
+  using client = new ChatClient(server.url, {
     auth: { token: await tokenFor("mallory", "\u202Egnp.exe\u200b") },
   });
-  try {
-    await client.waitFor(() => client.loads.length > 0, "load");
-    const ack = await client.send({ message: "\u202Eabc \u2066x\u2069" });
-    assert.ok(ack.ok);
-    assert.deepEqual(ack.message.user, { id: "mallory", name: "gnp.exe" });
-    assert.equal(ack.message.message, "\u202Eabc \u2066x\u2069");
-  } finally {
-    client.close();
-    await server.close();
-  }
+  await client.waitFor(() => client.loads.length > 0, "load");
+  const ack = await client.send({ message: "\u202Eabc \u2066x\u2069" });
+  assert.ok(ack.ok);
+  assert.deepEqual(ack.message.user, { id: "mallory", name: "gnp.exe" });
+  assert.equal(ack.message.message, "\u202Eabc \u2066x\u2069");
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatClient, sleep, startChat, tokenFor, within } from "./helpers/chat_server.ts";
+import { tempDir } from "./helpers/dispose.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { type HistoryAck, LOAD_MAX_CHARS } from "../src/chat/mod.ts";
 
@@ -21,28 +22,21 @@ Deno.test("delivery: 20 concurrent retries of one clientId store one message, ac
 });
 
 Deno.test("delivery: a clientId is remembered across a server restart", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const first = await startChat({ kvPath: `${dir}/chat.kv` });
-    const alice = await ChatClient.join(first.url, "alice");
-    const original = await alice.send({ message: "before restart", clientId: "abc" });
-    alice.close();
-    await first.close();
-    const second = await startChat({ kvPath: `${dir}/chat.kv` });
-    const again = await ChatClient.join(second.url, "alice");
-    try {
-      const retry = await again.send({ message: "before restart", clientId: "abc" });
-      assert.ok(original.ok && retry.ok);
-      assert.deepEqual(retry.message, original.message);
-      assert.equal(retry.duplicate, true);
-      assert.equal((await second.store.latest(10)).length, 1);
-    } finally {
-      again.close();
-      await second.close();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using temp = await tempDir();
+  const dir = temp.path;
+  let original;
+  {
+    await using first = await startChat({ kvPath: `${dir}/chat.kv` });
+    using alice = await ChatClient.join(first.url, "alice");
+    original = await alice.send({ message: "before restart", clientId: "abc" });
   }
+  await using second = await startChat({ kvPath: `${dir}/chat.kv` });
+  using again = await ChatClient.join(second.url, "alice");
+  const retry = await again.send({ message: "before restart", clientId: "abc" });
+  assert.ok(original.ok && retry.ok);
+  assert.deepEqual(retry.message, original.message);
+  assert.equal(retry.duplicate, true);
+  assert.equal((await second.store.latest(10)).length, 1);
 });
 
 Deno.test("delivery: bad clientIds are refused", async () => {
@@ -61,11 +55,11 @@ Deno.test("delivery: bad clientIds are refused", async () => {
  * sender keeps sending; it must end with every message exactly once, in order.
  */
 async function dropAndCatchUp(connectionRecoveryMs: number): Promise<boolean> {
-  const server = await startChat({ connectionRecoveryMs, rateLimitBurst: 1000 });
-  const sender = await ChatClient.join(server.url, "sender");
+  await using server = await startChat({ connectionRecoveryMs, rateLimitBurst: 1000 });
+  using sender = await ChatClient.join(server.url, "sender");
   const token = await tokenFor("receiver");
   const seen: ChatMessage[] = [];
-  const receiver = new ChatClient(server.url, {
+  using receiver = new ChatClient(server.url, {
     transports: ["websocket"],
     reconnection: true,
     reconnectionDelay: 50,
@@ -76,33 +70,27 @@ async function dropAndCatchUp(connectionRecoveryMs: number): Promise<boolean> {
   receiver.socket.on("load", (messages: ChatMessage[]) => seen.push(...messages));
   let recovered = false;
   receiver.socket.on("connect", () => recovered ||= receiver.socket.recovered === true);
-  try {
-    await receiver.waitFor(() => receiver.loads.length > 0, "first load");
-    const sending = (async () => {
-      for (let n = 0; n < 60; n++) {
-        await sender.send({ message: `${n}` });
-        if (n === 20) receiver.socket.io.engine.close();
-        await sleep(2);
-      }
-    })();
-    await sending;
-    await within(
-      (async () => {
-        while (seen.length < 60) await sleep(20);
-      })(),
-      5000,
-      `all 60 messages (seen ${seen.length}: ${
-        seen.map((m) => m.message).join(",")
-      }; recovered ${recovered})`,
-    );
-    await sleep(100);
-    assert.deepEqual(seen.map((message) => message.message), [...Array(60)].map((_, n) => `${n}`));
-    return recovered;
-  } finally {
-    receiver.close();
-    sender.close();
-    await server.close();
-  }
+  await receiver.waitFor(() => receiver.loads.length > 0, "first load");
+  const sending = (async () => {
+    for (let n = 0; n < 60; n++) {
+      await sender.send({ message: `${n}` });
+      if (n === 20) receiver.socket.io.engine.close();
+      await sleep(2);
+    }
+  })();
+  await sending;
+  await within(
+    (async () => {
+      while (seen.length < 60) await sleep(20);
+    })(),
+    5000,
+    `all 60 messages (seen ${seen.length}: ${
+      seen.map((m) => m.message).join(",")
+    }; recovered ${recovered})`,
+  );
+  await sleep(100);
+  assert.deepEqual(seen.map((message) => message.message), [...Array(60)].map((_, n) => `${n}`));
+  return recovered;
 }
 
 Deno.test("delivery: a dropped transport reconnects with lastId and gets exactly the gap", async () => {
@@ -144,14 +132,10 @@ Deno.test("delivery: a malformed lastId gets invalid_payload and the latest hist
   using alice = await ChatClient.join(server.url, "alice");
   await alice.send({ message: "latest" });
   for (const lastId of ["nope", 42, { id: "x" }]) {
-    const client = new ChatClient(server.url, { auth: { token: await tokenFor("bob"), lastId } });
-    try {
-      await client.waitFor(() => client.loads.length > 0 && client.errors.length > 0, "load");
-      assert.equal(client.errors[0].code, "invalid_payload");
-      assert.deepEqual(client.history.map((m) => m.message), ["latest"]);
-    } finally {
-      client.close();
-    }
+    using client = new ChatClient(server.url, { auth: { token: await tokenFor("bob"), lastId } });
+    await client.waitFor(() => client.loads.length > 0 && client.errors.length > 0, "load");
+    assert.equal(client.errors[0].code, "invalid_payload");
+    assert.deepEqual(client.history.map((m) => m.message), ["latest"]);
   }
 });
 
@@ -192,25 +176,19 @@ Deno.test("delivery: bad history requests get invalid_payload", async () => {
 
 for (const transports of [["websocket"], ["polling"]] as ("websocket" | "polling")[][]) {
   Deno.test(`delivery: messages stored in one commit reach a ${transports[0]} client in one live load, in order`, async () => {
-    const server = await startChat({ rateLimitBurst: 100 });
-    const alice = await ChatClient.join(server.url, "alice");
-    const bob = await ChatClient.join(server.url, "bob", { transports });
-    try {
-      const acks = await Promise.all(
-        [...Array(40)].map((_, i) => alice.send({ message: `burst ${i}` })),
-      );
-      const ids = acks.map((ack) => ack.ok ? ack.message.id : "refused");
-      await bob.waitFor(() => bob.live.length >= 40, "40 live messages");
-      assert.deepEqual(bob.live.map((message) => message.id), ids.toSorted());
-      assert.equal(new Set(ids).size, 40);
-      const frames = bob.loads.length - 1;
-      assert.ok(frames < 40, `40 concurrent messages took ${frames} live loads`);
-      assert.deepEqual(await server.store.latest(40), bob.live);
-    } finally {
-      alice.close();
-      bob.close();
-      await server.close();
-    }
+    await using server = await startChat({ rateLimitBurst: 100 });
+    using alice = await ChatClient.join(server.url, "alice");
+    using bob = await ChatClient.join(server.url, "bob", { transports });
+    const acks = await Promise.all(
+      [...Array(40)].map((_, i) => alice.send({ message: `burst ${i}` })),
+    );
+    const ids = acks.map((ack) => ack.ok ? ack.message.id : "refused");
+    await bob.waitFor(() => bob.live.length >= 40, "40 live messages");
+    assert.deepEqual(bob.live.map((message) => message.id), ids.toSorted());
+    assert.equal(new Set(ids).size, 40);
+    const frames = bob.loads.length - 1;
+    assert.ok(frames < 40, `40 concurrent messages took ${frames} live loads`);
+    assert.deepEqual(await server.store.latest(40), bob.live);
   });
 }
 

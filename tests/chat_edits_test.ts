@@ -60,19 +60,13 @@ Deno.test("edits: the room hears edits and deletes; history, load and catch-up s
 Deno.test("edits: a chat:moderate token deletes anyone's message", async () => {
   await using server = await startChat();
   using bob = await ChatClient.join(server.url, "bob");
-  const moderator = new ChatClient(server.url, {
+  using moderator = new ChatClient(server.url, {
     auth: { token: await tokenFor("mod", "Mod", 3600, "chat:moderate") },
   });
-  try {
-    await moderator.waitFor(() => moderator.loaded !== undefined, "moderator's history");
-    const sent = await bob.send({ message: "spam" });
-    assert.ok(sent.ok);
-    const removed = await ask<ChangeAck>(moderator, "message:delete", { id: sent.message.id });
-    assert.ok(removed.ok && removed.message.deleted);
-    assert.equal((await server.store.findMessage(sent.message.id))?.deleted, true);
-  } finally {
-    bob.close();
-    moderator.close();
-    await server.close();
-  }
+  await moderator.waitFor(() => moderator.loaded !== undefined, "moderator's history");
+  const sent = await bob.send({ message: "spam" });
+  assert.ok(sent.ok);
+  const removed = await ask<ChangeAck>(moderator, "message:delete", { id: sent.message.id });
+  assert.ok(removed.ok && removed.message.deleted);
+  assert.equal((await server.store.findMessage(sent.message.id))?.deleted, true);
 });

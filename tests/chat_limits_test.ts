@@ -16,34 +16,30 @@ import type { ChatMessage } from "../src/types.ts";
 import { signToken } from "../src/auth.ts";
 
 Deno.test("limits: 30 parallel connects for one user admit exactly MAX_SOCKETS_PER_USER", async () => {
-  const server = await startChat({ maxSocketsPerUser: 10, handshakeLimitPerMinute: 0 });
+  await using server = await startChat({ maxSocketsPerUser: 10, handshakeLimitPerMinute: 0 });
   const token = await tokenFor("alice");
+  using opened = new DisposableStack();
   const clients = Array.from(
     { length: 30 },
-    () => new ChatClient(server.url, { auth: { token }, transports: ["websocket"] }),
+    () => opened.use(new ChatClient(server.url, { auth: { token }, transports: ["websocket"] })),
   );
-  try {
-    const outcomes = await Promise.all(clients.map((client) =>
-      within(
-        new Promise<string>((resolve) => {
-          client.socket.once("connect", () => resolve("connected"));
-          client.socket.once("connect_error", (error) => resolve(error.message));
-        }),
-        5000,
-        "connect or connect_error",
-      )
-    ));
-    assert.equal(outcomes.filter((outcome) => outcome === "connected").length, 10);
-    assert.equal(outcomes.filter((outcome) => outcome === "too_many_connections").length, 20);
-    // Closing one frees its place.
-    clients[outcomes.indexOf("connected")].close();
-    await sleep(50);
-    const late = await ChatClient.join(server.url, "alice", { transports: ["websocket"] });
-    late.close();
-  } finally {
-    clients.forEach((client) => client.close());
-    await server.close();
-  }
+  const outcomes = await Promise.all(clients.map((client) =>
+    within(
+      new Promise<string>((resolve) => {
+        client.socket.once("connect", () => resolve("connected"));
+        client.socket.once("connect_error", (error) => resolve(error.message));
+      }),
+      5000,
+      "connect or connect_error",
+    )
+  ));
+  assert.equal(outcomes.filter((outcome) => outcome === "connected").length, 10);
+  assert.equal(outcomes.filter((outcome) => outcome === "too_many_connections").length, 20);
+  // Closing one frees its place.
+  clients[outcomes.indexOf("connected")].close();
+  await sleep(50);
+  const late = await ChatClient.join(server.url, "alice", { transports: ["websocket"] });
+  late.close();
 });
 
 /** A raw Engine.IO WebSocket that records every text frame. */
@@ -128,29 +124,29 @@ Deno.test("limits: CONNECT packets sent back to back on a WebSocket admit one so
 Deno.test("typing: a token that may not write cannot type either", async () => {
   await using server = await startChat({ auth: { ...TEST_AUTH, requireWriteScope: true } });
   using reader = await ChatClient.join(server.url, "reader");
-  const writer = new ChatClient(server.url, {
+  using writer = new ChatClient(server.url, {
     auth: { token: await tokenFor("writer", "Writer", 3600, "chat:write") },
   });
-  try {
-    await writer.waitFor(() => writer.loaded !== undefined, "writer's history");
-    let typingSeen = 0;
-    writer.socket.on("typing", () => typingSeen++);
-    reader.socket.emit("typing", { typing: true });
-    await reader.waitFor(() => reader.errors.length > 0, "the refusal");
-    assert.equal(reader.errors[0].code, "forbidden");
-    await sleep(50);
-    assert.equal(typingSeen, 0);
-  } finally {
-    reader.close();
-    writer.close();
-    await server.close();
-  }
+  await writer.waitFor(() => writer.loaded !== undefined, "writer's history");
+  let typingSeen = 0;
+  writer.socket.on("typing", () => typingSeen++);
+  reader.socket.emit("typing", { typing: true });
+  await reader.waitFor(() => reader.errors.length > 0, "the refusal");
+  assert.equal(reader.errors[0].code, "forbidden");
+  await sleep(50);
+  assert.equal(typingSeen, 0);
 });
 
 Deno.test("typing: never enters socket.io's recovery buffer, while messages do", async () => {
   await using server = await startChat({ connectionRecoveryMs: 60_000 });
   using alice = await ChatClient.join(server.url, "alice");
+  let bobAnnounced = false;
+  alice.socket.on("user:joined", (users: { id: string }[]) => {
+    bobAnnounced ||= users.some((user) => user.id === "bob");
+  });
   using bob = await ChatClient.join(server.url, "bob");
+  // Arrivals are announced in batches, and buffered like messages: count after bob's is out.
+  await alice.waitFor(() => bobAnnounced, "bob's arrival announced");
   const buffered = () =>
     (server.app.io.of("/").adapter as unknown as { packets: unknown[] }).packets.length;
   const before = buffered();
@@ -163,46 +159,44 @@ Deno.test("typing: never enters socket.io's recovery buffer, while messages do",
 });
 
 Deno.test("auth: a recovered session whose token expired meanwhile is ended with token_expired", async () => {
+  // The chat's clock is moved by hand while the client is away, past its token's expiry.
+  let skew = 0;
   await using server = await startChat({
     connectionRecoveryMs: 60_000,
     auth: { ...TEST_AUTH, clockToleranceSeconds: 0 },
-  });
+  }, { now: () => Date.now() + skew });
   const token = await signToken(TEST_AUTH.key.kind === "secret" ? TEST_AUTH.key.secret : "", {
     sub: "brief",
-    ttlSeconds: 1,
+    ttlSeconds: 60,
   });
-  const client = new ChatClient(server.url, {
+  using client = new ChatClient(server.url, {
     auth: { token },
     transports: ["websocket"],
     reconnection: true,
-    reconnectionDelay: 1500,
-    reconnectionDelayMax: 1500,
+    reconnectionDelay: 50,
+    reconnectionDelayMax: 50,
     randomizationFactor: 0,
   });
-  try {
-    await client.waitFor(() => client.loaded !== undefined, "history");
-    let recovered = false;
-    client.socket.on("connect", () => recovered ||= client.socket.recovered);
-    const ended = new Promise((resolve) => {
-      client.socket.on(
-        "disconnect",
-        (reason) => reason === "io server disconnect" && resolve(reason),
-      );
-    });
-    // Drop the transport while the token is still valid; the reconnect comes after its expiry.
-    client.socket.io.engine.close();
-    await within(ended, 5000, "the server to end the recovered session");
-    assert.ok(recovered, "socket.io recovered the session");
-    assert.deepEqual(client.errors.map((error) => error.code), ["token_expired"]);
-  } finally {
-    client.close();
-    await server.close();
-  }
+  await client.waitFor(() => client.loaded !== undefined, "history");
+  let recovered = false;
+  client.socket.on("connect", () => recovered ||= client.socket.recovered);
+  const ended = new Promise((resolve) => {
+    client.socket.on(
+      "disconnect",
+      (reason) => reason === "io server disconnect" && resolve(reason),
+    );
+  });
+  // Drop the transport while the token is still valid; the reconnect comes after its expiry.
+  client.socket.io.engine.close();
+  skew = 2 * 60_000;
+  await within(ended, 5000, "the server to end the recovered session");
+  assert.ok(recovered, "socket.io recovered the session");
+  assert.deepEqual(client.errors.map((error) => error.code), ["token_expired"]);
 });
 
 for (const transport of ["polling", "websocket"] as const) {
   Deno.test(`delivery: a 1,000-message catch-up of 2,000-character messages arrives whole over ${transport}`, async () => {
-    const server = await startChat({ handshakeLimitPerMinute: 0 });
+    await using server = await startChat({ handshakeLimitPerMinute: 0 });
     const user = { id: "writer", name: "Writer" };
     const [mark] = await server.store.appendMany([{ user, message: "last seen" }]);
     const sent: ChatMessage[] = [];
@@ -213,22 +207,17 @@ for (const transport of ["polling", "websocket"] as const) {
       }));
       sent.push(...(await server.store.appendMany(inputs)).map((result) => result.message));
     }
-    const client = new ChatClient(server.url, {
+    using client = new ChatClient(server.url, {
       auth: { token: await tokenFor("reader"), lastId: mark.message.id },
       transports: [transport],
     });
     let disconnected = false;
     client.socket.on("disconnect", () => disconnected = true);
-    try {
-      await client.waitFor(() => client.loaded !== undefined, "the whole catch-up", 15_000);
-      assert.deepEqual(client.history.map((message) => message.id), sent.map((m) => m.id));
-      assert.deepEqual(client.loaded, { room: "general", hasMore: false, catchUp: true });
-      assert.ok(client.loads.length > 1, "the catch-up came in several frames");
-      await sleep(200);
-      assert.equal(disconnected, false);
-    } finally {
-      client.close();
-      await server.close();
-    }
+    await client.waitFor(() => client.loaded !== undefined, "the whole catch-up", 15_000);
+    assert.deepEqual(client.history.map((message) => message.id), sent.map((m) => m.id));
+    assert.deepEqual(client.loaded, { room: "general", hasMore: false, catchUp: true });
+    assert.ok(client.loads.length > 1, "the catch-up came in several frames");
+    await sleep(200);
+    assert.equal(disconnected, false);
   });
 }

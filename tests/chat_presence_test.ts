@@ -16,30 +16,25 @@ function watchPresence(client: ChatClient, self: string) {
 }
 
 Deno.test("presence: a user with two tabs is listed once and leaves with the last tab", async () => {
-  const server = await startChat();
-  const bob = new ChatClient(server.url, { auth: { token: await tokenFor("bob") } });
+  await using server = await startChat();
+  using bob = new ChatClient(server.url, { auth: { token: await tokenFor("bob") } });
   const seenByBob = watchPresence(bob, "bob");
   await bob.waitFor(() => bob.loads.length > 0, "bob's load");
-  const tab1 = await ChatClient.join(server.url, "alice");
-  const tab2 = await ChatClient.join(server.url, "alice");
-  const carol = new ChatClient(server.url, { auth: { token: await tokenFor("carol") } });
+  using tab1 = await ChatClient.join(server.url, "alice");
+  using tab2 = await ChatClient.join(server.url, "alice");
+  using carol = new ChatClient(server.url, { auth: { token: await tokenFor("carol") } });
   const seenByCarol = watchPresence(carol, "carol");
-  try {
-    await carol.waitFor(() => seenByCarol.online().length > 0, "carol's presence");
-    assert.deepEqual(seenByCarol.online(), ["bob", "alice", "carol"]);
-    await bob.waitFor(() => seenByBob.events.length >= 2, "joins");
-    await sleep(250);
-    assert.deepEqual(seenByBob.events, ["+alice", "+carol"], "alice joined once");
-    tab1.close();
-    await sleep(150);
-    assert.deepEqual(seenByBob.events, ["+alice", "+carol"], "one tab left: alice still online");
-    tab2.close();
-    await bob.waitFor(() => seenByBob.events.length === 3, "alice leaves");
-    assert.deepEqual(seenByBob.events, ["+alice", "+carol", "-alice"]);
-  } finally {
-    [bob, tab1, tab2, carol].forEach((client) => client.close());
-    await server.close();
-  }
+  await carol.waitFor(() => seenByCarol.online().length > 0, "carol's presence");
+  assert.deepEqual(seenByCarol.online(), ["bob", "alice", "carol"]);
+  await bob.waitFor(() => seenByBob.events.length >= 2, "joins");
+  await sleep(250);
+  assert.deepEqual(seenByBob.events, ["+alice", "+carol"], "alice joined once");
+  tab1.close();
+  await sleep(150);
+  assert.deepEqual(seenByBob.events, ["+alice", "+carol"], "one tab left: alice still online");
+  tab2.close();
+  await bob.waitFor(() => seenByBob.events.length === 3, "alice leaves");
+  assert.deepEqual(seenByBob.events, ["+alice", "+carol", "-alice"]);
 });
 
 Deno.test("typing: rebroadcast to the others, throttled, never stored", async () => {
@@ -72,7 +67,11 @@ Deno.test("typing: rebroadcast to the others, throttled, never stored", async ()
 });
 
 Deno.test("limits: the per-user rate limit trips with retryAfterMs and recovers", async () => {
-  await using server = await startChat({ rateLimitPerMinute: 600, rateLimitBurst: 3 });
+  // The chat's clock stands still unless moved: nothing refills between the sends, however slow.
+  let clock = Date.now();
+  await using server = await startChat({ rateLimitPerMinute: 600, rateLimitBurst: 3 }, {
+    now: () => clock,
+  });
   using alice = await ChatClient.join(server.url, "alice");
   const acks = [];
   for (let n = 0; n < 5; n++) acks.push(await alice.send({ message: `${n}` }));
@@ -83,26 +82,19 @@ Deno.test("limits: the per-user rate limit trips with retryAfterMs and recovers"
   const retryAfterMs = refused.error.retryAfterMs!;
   assert.ok(retryAfterMs > 0 && retryAfterMs <= 100, `retryAfterMs ${retryAfterMs}`);
   assert.equal((await server.store.latest(10)).length, 3, "refused messages are not stored");
-  await sleep(retryAfterMs + 20);
+  clock += retryAfterMs;
   const later = await alice.send({ message: "after waiting" });
   assert.equal(later.ok, true);
 });
 
 Deno.test("limits: MAX_SOCKETS_PER_USER refuses one connection too many", async () => {
-  const server = await startChat({ maxSocketsPerUser: 2 });
-  const tabs = [
-    await ChatClient.join(server.url, "alice"),
-    await ChatClient.join(server.url, "alice"),
-  ];
-  const third = new ChatClient(server.url, { auth: { token: await tokenFor("alice") } });
-  try {
-    const error = await third.connectError();
-    assert.equal(error.message, "too_many_connections");
-    assert.equal(error.data?.code, "too_many_connections");
-  } finally {
-    [...tabs, third].forEach((client) => client.close());
-    await server.close();
-  }
+  await using server = await startChat({ maxSocketsPerUser: 2 });
+  using _firstTab = await ChatClient.join(server.url, "alice");
+  using _secondTab = await ChatClient.join(server.url, "alice");
+  using third = new ChatClient(server.url, { auth: { token: await tokenFor("alice") } });
+  const error = await third.connectError();
+  assert.equal(error.message, "too_many_connections");
+  assert.equal(error.data?.code, "too_many_connections");
 });
 
 Deno.test("limits: handshakes per IP are limited with a 403", async () => {
@@ -120,10 +112,13 @@ Deno.test("limits: handshakes per IP are limited with a 403", async () => {
 });
 
 Deno.test("presence: clients connecting together each get a snapshot after their load, and converge", async () => {
-  const server = await startChat();
+  await using server = await startChat();
   const names = ["ann", "ben", "cat", "dan", "eve"];
+  using opened = new DisposableStack();
   const clients = await Promise.all(names.map(async (name) => {
-    const client = new ChatClient(server.url, { auth: { token: await tokenFor(name) } });
+    const client = opened.use(
+      new ChatClient(server.url, { auth: { token: await tokenFor(name) } }),
+    );
     const online = new Set<string>();
     const order: string[] = [];
     client.socket.on("load", () => order.push("load"));
@@ -136,15 +131,10 @@ Deno.test("presence: clients connecting together each get a snapshot after their
     client.socket.on("user:left", (users: User[]) => users.forEach((u) => online.delete(u.id)));
     return { client, online, order };
   }));
-  try {
-    for (const { client, online, order } of clients) {
-      await client.waitFor(() => online.size === names.length, "everyone online");
-      assert.deepEqual(order.slice(0, 2), ["load", "presence"]);
-      assert.equal(order.filter((event) => event === "presence").length, 1);
-    }
-  } finally {
-    clients.forEach(({ client }) => client.close());
-    await server.close();
+  for (const { client, online, order } of clients) {
+    await client.waitFor(() => online.size === names.length, "everyone online");
+    assert.deepEqual(order.slice(0, 2), ["load", "presence"]);
+    assert.equal(order.filter((event) => event === "presence").length, 1);
   }
 });
 

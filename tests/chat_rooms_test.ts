@@ -7,6 +7,7 @@ import { signToken } from "../src/auth.ts";
 import type { JoinAck, OkAck, RoomsAck } from "../src/chat/mod.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { ChatClient, SECRET, sleep, startChat, within } from "./helpers/chat_server.ts";
+import { tempDir } from "./helpers/dispose.ts";
 
 /** Sends `event` and resolves with its ack. */
 function ask<T>(client: ChatClient, event: string, payload?: unknown): Promise<T> {
@@ -154,61 +155,54 @@ Deno.test("rooms: read markers drive the unread counts of the rooms list", async
 });
 
 Deno.test("rooms: a reconnect after a restart catches up several rooms with no gap and no duplicate", async () => {
-  const dir = await Deno.makeTempDir();
-  const kvPath = `${dir}/chat.kv`;
+  await using temp = await tempDir();
+  const kvPath = `${temp.path}/chat.kv`;
   const overrides = { kvPath, publicRooms: ["general", "team-*"], rateLimitBurst: 100 };
-  let server = await startChat(overrides);
-  try {
-    const writer = await ChatClient.join(server.url, "writer");
-    const lastSeen: Record<string, string> = {};
+  const lastSeen: Record<string, string> = {};
+  {
+    await using server = await startChat(overrides);
+    using writer = await ChatClient.join(server.url, "writer");
     for (const room of ["general", "team-a", "team-b"]) {
       const ack = await writer.send({ room, message: `${room} before` });
       assert.ok(ack.ok);
       lastSeen[room] = ack.message.id;
     }
-    writer.close();
-    await server.close();
-    server = await startChat(overrides);
-    const writer2 = await ChatClient.join(server.url, "writer");
-    const missed: ChatMessage[] = [];
-    for (const room of ["team-a", "team-b", "general", "team-a"]) {
-      const ack = await writer2.send({ room, message: `${room} while away` });
-      assert.ok(ack.ok);
-      missed.push(ack.message);
-    }
-    writer2.close();
-    const reader = new ChatClient(server.url, {
-      auth: {
-        token: await signToken(SECRET, { sub: "reader" }),
-        lastIds: { "team-a": lastSeen["team-a"], "team-b": lastSeen["team-b"] },
-        lastId: lastSeen.general,
-      },
-    });
-    const loaded: string[] = [];
-    reader.socket.on("loaded", (info: { room: string }) => loaded.push(info.room));
-    await reader.waitFor(() => loaded.length === 3, "three rooms loaded");
-    const received = reader.loads.flat();
-    assert.deepEqual(
-      received.map((m) => m.id).toSorted(),
-      missed.map((m) => m.id).toSorted(),
-      "exactly the missed messages, each once",
-    );
-    for (const room of ["general", "team-a", "team-b"]) {
-      const ofRoom = received.filter((m) => m.room === room).map((m) => m.id);
-      assert.deepEqual(ofRoom, missed.filter((m) => m.room === room).map((m) => m.id));
-    }
-    // And the rooms are live: a new message in team-b arrives.
-    const live = new ChatClient(server.url, {
-      auth: { token: await signToken(SECRET, { sub: "w3" }) },
-    });
-    await live.waitFor(() => live.loaded !== undefined, "w3 history");
-    const ack = await live.send({ room: "team-b", message: "live" });
-    assert.ok(ack.ok);
-    await reader.waitFor(() => reader.loads.flat().some((m) => m.id === ack.message.id), "live");
-    live.close();
-    reader.close();
-  } finally {
-    await server.close();
-    await Deno.remove(dir, { recursive: true });
   }
+  await using server = await startChat(overrides);
+  const writer2 = await ChatClient.join(server.url, "writer");
+  const missed: ChatMessage[] = [];
+  for (const room of ["team-a", "team-b", "general", "team-a"]) {
+    const ack = await writer2.send({ room, message: `${room} while away` });
+    assert.ok(ack.ok);
+    missed.push(ack.message);
+  }
+  writer2.close();
+  using reader = new ChatClient(server.url, {
+    auth: {
+      token: await signToken(SECRET, { sub: "reader" }),
+      lastIds: { "team-a": lastSeen["team-a"], "team-b": lastSeen["team-b"] },
+      lastId: lastSeen.general,
+    },
+  });
+  const loaded: string[] = [];
+  reader.socket.on("loaded", (info: { room: string }) => loaded.push(info.room));
+  await reader.waitFor(() => loaded.length === 3, "three rooms loaded");
+  const received = reader.loads.flat();
+  assert.deepEqual(
+    received.map((m) => m.id).toSorted(),
+    missed.map((m) => m.id).toSorted(),
+    "exactly the missed messages, each once",
+  );
+  for (const room of ["general", "team-a", "team-b"]) {
+    const ofRoom = received.filter((m) => m.room === room).map((m) => m.id);
+    assert.deepEqual(ofRoom, missed.filter((m) => m.room === room).map((m) => m.id));
+  }
+  // And the rooms are live: a new message in team-b arrives.
+  using live = new ChatClient(server.url, {
+    auth: { token: await signToken(SECRET, { sub: "w3" }) },
+  });
+  await live.waitFor(() => live.loaded !== undefined, "w3 history");
+  const ack = await live.send({ room: "team-b", message: "live" });
+  assert.ok(ack.ok);
+  await reader.waitFor(() => reader.loads.flat().some((m) => m.id === ack.message.id), "live");
 });

@@ -8,6 +8,7 @@ import {
   tokenFor,
   within,
 } from "./helpers/chat_server.ts";
+import { tempDir } from "./helpers/dispose.ts";
 import { signToken } from "../src/auth.ts";
 
 const MODES: Record<string, { transports?: ("polling" | "websocket")[] }> = {
@@ -18,66 +19,58 @@ const MODES: Record<string, { transports?: ("polling" | "websocket")[] }> = {
 
 for (const [mode, options] of Object.entries(MODES)) {
   Deno.test(`chat: ${mode}: connect, load, send, ack, everyone receives`, async () => {
-    const server = await startChat();
-    const alice = await ChatClient.join(server.url, "alice", { ...options });
-    const bob = await ChatClient.join(server.url, "bob", { ...options });
-    try {
-      assert.deepEqual(alice.history, []);
-      const ack = await alice.send({ message: "  hello bob  " });
-      assert.equal(ack.ok, true);
-      if (!ack.ok) return;
-      assert.equal(ack.message.message, "hello bob");
-      assert.deepEqual(ack.message.user, { id: "alice", name: "alice" });
-      assert.match(ack.message.id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
-      assert.ok(!Number.isNaN(Date.parse(ack.message.createdAt)));
-      await bob.waitFor(() => bob.live.length === 1, "bob receives alice's message");
-      await alice.waitFor(() => alice.live.length === 1, "alice receives her own message");
-      assert.deepEqual(bob.live, [ack.message]);
-      assert.deepEqual(alice.live, [ack.message]);
-      assert.ok(bob.loads.slice(1).every((load) => load.length === 1), "one message per live load");
-      if (mode.startsWith("default")) {
-        await alice.waitFor(
-          () => alice.socket.io.engine.transport.name === "websocket",
-          "the upgrade",
-        ).catch(() => {});
-        assert.equal(alice.socket.io.engine.transport.name, "websocket");
-      }
-    } finally {
-      alice.close();
-      bob.close();
-      await server.close();
+    await using server = await startChat();
+    using alice = await ChatClient.join(server.url, "alice", { ...options });
+    using bob = await ChatClient.join(server.url, "bob", { ...options });
+    assert.deepEqual(alice.history, []);
+    const ack = await alice.send({ message: "  hello bob  " });
+    assert.equal(ack.ok, true);
+    if (!ack.ok) return;
+    assert.equal(ack.message.message, "hello bob");
+    assert.deepEqual(ack.message.user, { id: "alice", name: "alice" });
+    assert.match(ack.message.id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
+    assert.ok(!Number.isNaN(Date.parse(ack.message.createdAt)));
+    await bob.waitFor(() => bob.live.length === 1, "bob receives alice's message");
+    await alice.waitFor(() => alice.live.length === 1, "alice receives her own message");
+    assert.deepEqual(bob.live, [ack.message]);
+    assert.deepEqual(alice.live, [ack.message]);
+    assert.ok(bob.loads.slice(1).every((load) => load.length === 1), "one message per live load");
+    if (mode.startsWith("default")) {
+      await alice.waitFor(
+        () => alice.socket.io.engine.transport.name === "websocket",
+        "the upgrade",
+      ).catch(() => {});
+      assert.equal(alice.socket.io.engine.transport.name, "websocket");
     }
   });
 }
 
 Deno.test("chat: three clients see each other's messages in the same order", async () => {
-  const server = await startChat({ rateLimitBurst: 100 });
+  await using server = await startChat({ rateLimitBurst: 100 });
+  using opened = new DisposableStack();
   const clients = await Promise.all(
-    ["ann", "ben", "cy"].map((name, i) =>
-      ChatClient.join(server.url, name, i === 1 ? { transports: ["polling"] } : {})
+    ["ann", "ben", "cy"].map(async (name, i) =>
+      opened.use(
+        await ChatClient.join(server.url, name, i === 1 ? { transports: ["polling"] } : {}),
+      )
     ),
   );
-  try {
-    await Promise.all(clients.map(async (client, i) => {
-      for (let n = 0; n < 10; n++) await client.send({ message: `${i}:${n}` });
-    }));
-    for (const client of clients) {
-      await client.waitFor(() => client.live.length === 30, "30 live messages");
-    }
-    const [first, ...others] = clients.map((client) => client.live);
-    for (const other of others) assert.deepEqual(other, first);
-    const ids = first.map((message) => message.id);
-    assert.deepEqual(ids, [...ids].sort(), "delivery order is id order");
-    for (let i = 0; i < 3; i++) {
-      const own = first.filter((message) => message.message.startsWith(`${i}:`));
-      assert.deepEqual(own.map((m) => m.message), [...Array(10)].map((_, n) => `${i}:${n}`));
-    }
-    const stored = await server.store.latest(100);
-    assert.deepEqual(stored, first, "history equals what was delivered");
-  } finally {
-    clients.forEach((client) => client.close());
-    await server.close();
+  await Promise.all(clients.map(async (client, i) => {
+    for (let n = 0; n < 10; n++) await client.send({ message: `${i}:${n}` });
+  }));
+  for (const client of clients) {
+    await client.waitFor(() => client.live.length === 30, "30 live messages");
   }
+  const [first, ...others] = clients.map((client) => client.live);
+  for (const other of others) assert.deepEqual(other, first);
+  const ids = first.map((message) => message.id);
+  assert.deepEqual(ids, [...ids].sort(), "delivery order is id order");
+  for (let i = 0; i < 3; i++) {
+    const own = first.filter((message) => message.message.startsWith(`${i}:`));
+    assert.deepEqual(own.map((m) => m.message), [...Array(10)].map((_, n) => `${i}:${n}`));
+  }
+  const stored = await server.store.latest(100);
+  assert.deepEqual(stored, first, "history equals what was delivered");
 });
 
 Deno.test("chat: a late joiner gets the last HISTORY_LIMIT messages, oldest first", async () => {
@@ -106,27 +99,18 @@ Deno.test("chat: a joiner during a burst misses nothing and sees nothing twice",
 });
 
 Deno.test("chat: history survives a server restart on the same KV file", async () => {
-  const dir = await Deno.makeTempDir();
-  const kvPath = `${dir}/nested/chat.kv`;
-  try {
-    const first = await startChat({ kvPath });
-    const alice = await ChatClient.join(first.url, "alice");
-    const acks = [];
+  await using temp = await tempDir();
+  const kvPath = `${temp.path}/nested/chat.kv`;
+  const acks = [];
+  {
+    await using first = await startChat({ kvPath });
+    using alice = await ChatClient.join(first.url, "alice");
     for (const text of ["one", "two", "three"]) acks.push(await alice.send({ message: text }));
-    alice.close();
-    await first.close();
-
-    const second = await startChat({ kvPath });
-    const bob = await ChatClient.join(second.url, "bob");
-    try {
-      assert.deepEqual(bob.history, acks.map((ack) => ack.ok && ack.message));
-    } finally {
-      bob.close();
-      await second.close();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
   }
+
+  await using second = await startChat({ kvPath });
+  using bob = await ChatClient.join(second.url, "bob");
+  assert.deepEqual(bob.history, acks.map((ack) => ack.ok && ack.message));
 });
 
 Deno.test("chat: auth failures reach connect_error with a stable code", async () => {
@@ -139,34 +123,25 @@ Deno.test("chat: auth failures reach connect_error with a stable code", async ()
     ["expired", { token: await expiredToken("late", 60) }, "token_expired"],
   ];
   for (const [name, auth, code] of cases) {
-    const client = new ChatClient(server.url, { auth });
-    try {
-      const error = await client.connectError();
-      assert.equal(error.message, code, name);
-      assert.equal(error.data?.code, code, name);
-      assert.equal(typeof error.data?.message, "string", name);
-    } finally {
-      client.close();
-    }
+    using client = new ChatClient(server.url, { auth });
+    const error = await client.connectError();
+    assert.equal(error.message, code, name);
+    assert.equal(error.data?.code, code, name);
+    assert.equal(typeof error.data?.message, "string", name);
   }
 });
 
 Deno.test("chat: a Bearer token in the Authorization header is accepted", async () => {
   await using server = await startChat();
   const token = await tokenFor("header-user", "Header User");
-  const client = new ChatClient(server.url, {
+  using client = new ChatClient(server.url, {
     transports: ["websocket"],
     extraHeaders: { Authorization: `Bearer ${token}` },
   });
-  try {
-    await client.waitFor(() => client.loads.length > 0, "load");
-    const ack = await client.send({ message: "via header" });
-    assert.ok(ack.ok);
-    assert.deepEqual(ack.message.user, { id: "header-user", name: "Header User" });
-  } finally {
-    client.close();
-    await server.close();
-  }
+  await client.waitFor(() => client.loads.length > 0, "load");
+  const ack = await client.send({ message: "via header" });
+  assert.ok(ack.ok);
+  assert.deepEqual(ack.message.user, { id: "header-user", name: "Header User" });
 });
 
 Deno.test("chat: each bad message gets its error code and stores nothing", async () => {
@@ -208,28 +183,22 @@ Deno.test("chat: each bad message gets its error code and stores nothing", async
 
 Deno.test("chat: a listen-only socket is cut when its token expires", async () => {
   await using server = await startChat({ auth: { ...TEST_AUTH, clockToleranceSeconds: 0 } });
-  const listener = new ChatClient(server.url, {
+  using listener = new ChatClient(server.url, {
     auth: { token: await tokenFor("late", "Late", 1) },
   });
   using sender = await ChatClient.join(server.url, "sender");
-  try {
-    await listener.waitFor(() => listener.loads.length > 0, "load");
-    const reason = await within(
-      new Promise((resolve) => listener.socket.once("disconnect", resolve)),
-      3000,
-      "the expiry disconnect",
-    );
-    assert.equal(reason, "io server disconnect");
-    assert.deepEqual(listener.errors.map((e) => e.code), ["token_expired"]);
-    // Nothing sent after the expiry reaches the expired listener.
-    await sender.send({ message: "after expiry" });
-    await sleep(50);
-    assert.deepEqual(listener.live, []);
-  } finally {
-    listener.close();
-    sender.close();
-    await server.close();
-  }
+  await listener.waitFor(() => listener.loads.length > 0, "load");
+  const reason = await within(
+    new Promise((resolve) => listener.socket.once("disconnect", resolve)),
+    3000,
+    "the expiry disconnect",
+  );
+  assert.equal(reason, "io server disconnect");
+  assert.deepEqual(listener.errors.map((e) => e.code), ["token_expired"]);
+  // Nothing sent after the expiry reaches the expired listener.
+  await sender.send({ message: "after expiry" });
+  await sleep(50);
+  assert.deepEqual(listener.live, []);
 });
 
 Deno.test("chat: a store failure is reported as internal", async () => {

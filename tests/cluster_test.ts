@@ -137,19 +137,15 @@ Deno.test({
       10_000,
       "A to be ready again",
     );
-    const b2 = await startMain({ ...env, INSTANCE_ID: "b2" });
-    try {
-      const george = await join(b2, "george");
-      await sleep(300);
-      assert.ok((await alice.send({ message: "after redis restart" })).ok);
-      await george.waitFor(
-        () => george.live.some((m) => m.message === "after redis restart"),
-        "fan-out after the Redis restart",
-        10_000,
-      );
-    } finally {
-      await b2.stop();
-    }
+    await using b2 = await startMain({ ...env, INSTANCE_ID: "b2" });
+    const george = await join(b2, "george");
+    await sleep(300);
+    assert.ok((await alice.send({ message: "after redis restart" })).ok);
+    await george.waitFor(
+      () => george.live.some((m) => m.message === "after redis restart"),
+      "fan-out after the Redis restart",
+      10_000,
+    );
   },
 });
 

@@ -14,6 +14,7 @@ import {
   loadConfig,
   MAX_HISTORY_BYTES,
 } from "../src/config.ts";
+import { tempFile } from "./helpers/dispose.ts";
 
 const BASE = { JWT_SECRET: "s3cr3t" };
 const SECRET_AUTH = {
@@ -297,16 +298,12 @@ Deno.test("config auth: JWT_PUBLIC_KEY takes a PEM, with literal \\n, or @file",
     kind: "publicKey",
     pem: certificate,
   });
-  const file = await Deno.makeTempFile({ suffix: ".pem" });
-  try {
-    await Deno.writeTextFile(file, `# the IdP's key\n${PEM}\n`);
-    assert.deepEqual(loadConfig({ JWT_PUBLIC_KEY: `@${file}` }).auth.key, {
-      kind: "publicKey",
-      pem: PEM,
-    });
-  } finally {
-    await Deno.remove(file);
-  }
+  await using file = await tempFile({ suffix: ".pem" });
+  await Deno.writeTextFile(file.path, `# the IdP's key\n${PEM}\n`);
+  assert.deepEqual(loadConfig({ JWT_PUBLIC_KEY: `@${file.path}` }).auth.key, {
+    kind: "publicKey",
+    pem: PEM,
+  });
 });
 
 Deno.test("config auth: a bad JWT_PUBLIC_KEY is refused", () => {

@@ -29,16 +29,12 @@ const ACK_TIMEOUT_MS = 1_500;
 
 /** Every stored message, read straight from the KV file once no server uses it. */
 async function storedMessages(kvPath: string): Promise<ChatMessage[]> {
-  const kv = await Deno.openKv(kvPath);
-  try {
-    const messages: ChatMessage[] = [];
-    for await (const entry of kv.list<ChatMessage>({ prefix: ["messages", "general"] })) {
-      messages.push(entry.value);
-    }
-    return messages;
-  } finally {
-    kv.close();
+  using kv = await Deno.openKv(kvPath);
+  const messages: ChatMessage[] = [];
+  for await (const entry of kv.list<ChatMessage>({ prefix: ["messages", "general"] })) {
+    messages.push(entry.value);
   }
+  return messages;
 }
 
 /** The URL of the server that is up now; `next()` waits for a restart. */

@@ -17,7 +17,9 @@
 import assert from "node:assert/strict";
 import { createTokenVerifier, signToken } from "../src/auth.ts";
 import { ALL_SETTINGS } from "../src/config.ts";
-import { ChatClient, within } from "./helpers/chat_server.ts";
+import { ChatClient } from "./helpers/chat_server.ts";
+import { tempDir } from "./helpers/dispose.ts";
+import { type MainProcess, spawnMain } from "../scripts/main_process.ts";
 import type { ChatMessage } from "../src/types.ts";
 
 const ROOT = new URL("..", import.meta.url);
@@ -278,21 +280,12 @@ async function commandsToRun(kind: "token" | "start"): Promise<ShellCommand[]> {
   return [...unique.values()];
 }
 
-/** A server started the way a doc says, with its stdout and stderr drained. */
-interface RunningServer {
-  url: string;
-  /** Sends SIGTERM and resolves with the exit code. */
-  stop(): Promise<number>;
-}
-
 /** Runs `deno task start`'s own command line (not through `deno task`, so SIGTERM reaches it). */
-async function startServer(env: Record<string, string>): Promise<RunningServer> {
+async function startServer(env: Record<string, string>): Promise<MainProcess> {
   const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
-  const [deno, ...args] = (config.tasks.start as string).split(/\s+/);
-  assert.equal(deno, "deno");
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT,
+  const [deno, run, ...args] = (config.tasks.start as string).split(/\s+/);
+  assert.deepEqual([deno, run, args.at(-1)], ["deno", "run", "main.ts"]);
+  return await spawnMain({
     env: {
       ...environmentWithoutSettings(),
       ...env,
@@ -301,47 +294,9 @@ async function startServer(env: Record<string, string>): Promise<RunningServer> 
       KV_PATH: ":memory:",
     },
     clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let errors = "";
-  let onStderr = () => {};
-  const drained = Promise.all([
-    child.stdout.pipeTo(new WritableStream()),
-    child.stderr.pipeTo(
-      new WritableStream({
-        write(chunk) {
-          errors += decoder.decode(chunk);
-          onStderr();
-        },
-      }),
-    ),
-  ]);
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already exited */ }
-    const { code } = await child.status;
-    await drained;
-    return code;
-  };
-  try {
-    const url = await within(
-      new Promise<string>((resolve, reject) => {
-        onStderr = () => {
-          const match = errors.match(/listening on (http:\/\/[^ ]+)/);
-          if (match) resolve(match[1]);
-        };
-        child.status.then(() => reject(new Error(`the server exited: ${errors}`)));
-      }),
-      15_000,
-      "the server to listen",
-    );
-    return { url, stop };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
+    permissions: args.slice(0, -1),
+    cwd: ROOT,
+  });
 }
 
 Deno.test("docs: every relative link in README.md and docs/ reaches a file, and its anchor a heading", async () => {
@@ -440,7 +395,6 @@ Deno.test("docs: `deno task start`, as written, serves /healthz (and dev login w
   assert.ok(commands.length > 0);
   for (const command of commands) {
     const server = await startServer(command.env);
-    let code: number;
     try {
       const health = await fetch(`${server.url}/healthz`);
       assert.equal(health.status, 200, command.where);
@@ -459,9 +413,9 @@ Deno.test("docs: `deno task start`, as written, serves /healthz (and dev login w
         assert.equal((await createTokenVerifier({ secret })(token)).user.name, "Alice");
       }
     } finally {
-      code = await server.stop();
+      await server.stop();
     }
-    assert.equal(code, 0, `${command.where}: exit code after SIGTERM`);
+    assert.equal((await server.child.status).code, 0, `${command.where}: exit code after SIGTERM`);
   }
 });
 
@@ -490,37 +444,32 @@ async function runExamples(
   fileName: string,
 ): Promise<void> {
   assert.ok(examples.length > 0);
-  const server = await startServer({ JWT_SECRET: SECRET, PUBLIC_ROOMS: "general,team-*" });
-  const dir = await Deno.makeTempDir();
-  const watcher = new ChatClient(server.url, {
+  await using server = await startServer({ JWT_SECRET: SECRET, PUBLIC_ROOMS: "general,team-*" });
+  await using temp = await tempDir();
+  const dir = temp.path;
+  using watcher = new ChatClient(server.url, {
     auth: { token: await signToken(SECRET, { sub: "watcher" }) },
   });
-  try {
-    await watcher.waitFor(() => watcher.loaded !== undefined, "the watcher's history");
-    await watcher.socket.emitWithAck("join", { room: "team-red" });
-    const token = await signToken(SECRET, { sub: "alice", name: "Alice" });
-    for (const example of examples) {
-      const where = `${example.doc.path}:${example.line}`;
-      const file = `${dir}/${fileName}`;
-      await Deno.writeTextFile(file, example.body.replaceAll("http://localhost:3000", server.url));
-      const text = sentText(example);
-      const arrived = (message: ChatMessage) =>
-        message.user.id === "alice" && message.message === text;
-      // Two examples may send the same text: count, rather than look for, its arrivals.
-      const before = watcher.live.filter(arrived).length;
-      const output = await run(file, { TOKEN: token });
-      const stdout = decoder.decode(output.stdout);
-      assert.equal(output.code, 0, `${where}: ${stdout}${decoder.decode(output.stderr)}`);
-      assert.doesNotMatch(stdout, /refused/, where);
-      await watcher.waitFor(
-        () => watcher.live.filter(arrived).length > before,
-        `"${text}" from ${where}`,
-      );
-    }
-  } finally {
-    watcher.close();
-    await Deno.remove(dir, { recursive: true });
-    await server.stop();
+  await watcher.waitFor(() => watcher.loaded !== undefined, "the watcher's history");
+  await watcher.socket.emitWithAck("join", { room: "team-red" });
+  const token = await signToken(SECRET, { sub: "alice", name: "Alice" });
+  for (const example of examples) {
+    const where = `${example.doc.path}:${example.line}`;
+    const file = `${dir}/${fileName}`;
+    await Deno.writeTextFile(file, example.body.replaceAll("http://localhost:3000", server.url));
+    const text = sentText(example);
+    const arrived = (message: ChatMessage) =>
+      message.user.id === "alice" && message.message === text;
+    // Two examples may send the same text: count, rather than look for, its arrivals.
+    const before = watcher.live.filter(arrived).length;
+    const output = await run(file, { TOKEN: token });
+    const stdout = decoder.decode(output.stdout);
+    assert.equal(output.code, 0, `${where}: ${stdout}${decoder.decode(output.stderr)}`);
+    assert.doesNotMatch(stdout, /refused/, where);
+    await watcher.waitFor(
+      () => watcher.live.filter(arrived).length > before,
+      `"${text}" from ${where}`,
+    );
   }
 }
 

@@ -18,23 +18,20 @@ import {
   until,
   waitFor,
 } from "./helpers/engine_server.ts";
+import { closing } from "./helpers/dispose.ts";
 
 /** Sends one request that `target` refuses; returns its response and its `connection_error`. */
 async function refusal(
   options: EngineOptions,
   send: (target: EngineServer) => Promise<ReadResponse>,
 ): Promise<{ response: ReadResponse; error: ConnectionError }> {
-  const target = startEngine(options);
-  try {
-    const refused = waitFor<[ConnectionError]>(target.engine, "connection_error");
-    const response = await send(target);
-    const [error] = await refused;
-    assert.ok(error.req instanceof Request);
-    assert.deepEqual(errorOf(response), { code: error.code, message: error.message });
-    return { response, error };
-  } finally {
-    await target.close();
-  }
+  await using target = startEngine(options);
+  const refused = waitFor<[ConnectionError]>(target.engine, "connection_error");
+  const response = await send(target);
+  const [error] = await refused;
+  assert.ok(error.req instanceof Request);
+  assert.deepEqual(errorOf(response), { code: error.code, message: error.message });
+  return { response, error };
 }
 
 Deno.test("refusals: an unsupported protocol version is code 5, unsupported_protocol_version", async () => {
@@ -201,8 +198,8 @@ function recordingLogger(): EngineLogger & { lines: LogLine[] } {
 
 Deno.test("refusals: a flood of bad requests logs one line per reason, and the rest as a count", async () => {
   const logger = recordingLogger();
-  const target = startEngine({ logger });
-  try {
+  {
+    await using target = startEngine({ logger });
     for (let i = 0; i < 20; i++) {
       assert.equal((await request(target.url({ sid: `gone-${i}` }))).status, 400);
     }
@@ -228,8 +225,6 @@ Deno.test("refusals: a flood of bad requests logs one line per reason, and the r
         protocol: "3",
       },
     ]);
-  } finally {
-    await target.close();
   }
   // Closing reports what the open windows held back.
   assert.deepEqual(logger.lines.slice(2), [
@@ -240,34 +235,30 @@ Deno.test("refusals: a flood of bad requests logs one line per reason, and the r
 Deno.test("refusals: the refusal log counts a reason's window, reports it at its end and starts afresh", async () => {
   const windowMs = 50;
   const logger = recordingLogger();
-  const log = new RefusalLog(logger, windowMs);
+  using log = closing(new RefusalLog(logger, windowMs));
   const describe = () => ({ address: "192.0.2.1" });
   const events = () =>
     logger.lines.map(({ event, reason, suppressed }) => [event, reason, suppressed]);
-  try {
-    for (let i = 0; i < 5; i++) log.record("unknown_sid", describe);
-    log.record("cors", describe);
-    assert.deepEqual(events(), [
-      ["request.refused", "unknown_sid", undefined],
-      ["request.refused", "cors", undefined],
-    ]);
-    await until(() => logger.lines.length === 3, 2_000, "the first window's count");
-    assert.deepEqual(events()[2], ["request.refused.suppressed", "unknown_sid", 4]);
-    // The count opened another window: a refusal now is counted, not logged.
-    log.record("unknown_sid", describe);
-    await until(() => logger.lines.length === 4, 2_000, "the second window's count");
-    assert.deepEqual(events()[3], ["request.refused.suppressed", "unknown_sid", 1]);
-    // A window with nothing counted ends quietly; the next refusal is logged again.
-    await sleep(windowMs * 3);
-    assert.equal(logger.lines.length, 4);
-    log.record("unknown_sid", describe);
-    assert.deepEqual(logger.lines[4], {
-      level: "info",
-      event: "request.refused",
-      reason: "unknown_sid",
-      address: "192.0.2.1",
-    });
-  } finally {
-    log.close();
-  }
+  for (let i = 0; i < 5; i++) log.record("unknown_sid", describe);
+  log.record("cors", describe);
+  assert.deepEqual(events(), [
+    ["request.refused", "unknown_sid", undefined],
+    ["request.refused", "cors", undefined],
+  ]);
+  await until(() => logger.lines.length === 3, 2_000, "the first window's count");
+  assert.deepEqual(events()[2], ["request.refused.suppressed", "unknown_sid", 4]);
+  // The count opened another window: a refusal now is counted, not logged.
+  log.record("unknown_sid", describe);
+  await until(() => logger.lines.length === 4, 2_000, "the second window's count");
+  assert.deepEqual(events()[3], ["request.refused.suppressed", "unknown_sid", 1]);
+  // A window with nothing counted ends quietly; the next refusal is logged again.
+  await sleep(windowMs * 3);
+  assert.equal(logger.lines.length, 4);
+  log.record("unknown_sid", describe);
+  assert.deepEqual(logger.lines[4], {
+    level: "info",
+    event: "request.refused",
+    reason: "unknown_sid",
+    address: "192.0.2.1",
+  });
 });

@@ -39,16 +39,12 @@ async function withWebSocketSession(
     session: EngineSocket;
   }) => Promise<void>,
 ): Promise<void> {
-  const target = startEngine(options);
+  await using target = startEngine(options);
+  const opened = await openWebSocketSession(target);
   try {
-    const opened = await openWebSocketSession(target);
-    try {
-      await test({ target, ...opened });
-    } finally {
-      await opened.ws.close();
-    }
+    await test({ target, ...opened });
   } finally {
-    await target.close();
+    await opened.ws.close();
   }
 }
 
@@ -65,22 +61,14 @@ async function withProbedUpgrade(
     ws: RawWebSocket;
   }) => Promise<void>,
 ): Promise<void> {
-  const target = startEngine(options);
-  try {
-    const { sid } = await pollingHandshake(target);
-    const session = target.engine.clients.get(sid)!;
-    const ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
-    try {
-      await ws.opened;
-      ws.send("2probe");
-      assert.equal(await ws.nextText(), "3probe");
-      await test({ target, sid, session, ws });
-    } finally {
-      await ws.close();
-    }
-  } finally {
-    await target.close();
-  }
+  await using target = startEngine(options);
+  const { sid } = await pollingHandshake(target);
+  const session = target.engine.clients.get(sid)!;
+  await using ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
+  await ws.opened;
+  ws.send("2probe");
+  assert.equal(await ws.nextText(), "3probe");
+  await test({ target, sid, session, ws });
 }
 
 Deno.test("websocket: a direct handshake gets the open packet", () =>

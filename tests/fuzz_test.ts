@@ -422,14 +422,10 @@ Deno.test({
   // The server admits the first socket before it reads the next frame: the later CONNECTs meet
   // an admitted socket, not one being admitted, and must be refused all the same.
   async fn() {
-    const strict = await startChat(STRICT_CONFIG);
-    try {
-      for (let index = 0; index < 50; index++) {
-        const fuzzCase = connectBurstCase(new Rng((SEED ^ index) >>> 0), "websocket");
-        await runStrictCase(strict, fuzzCase, `websocket-connects-${index}`);
-      }
-    } finally {
-      await strict.close();
+    await using strict = await startChat(STRICT_CONFIG);
+    for (let index = 0; index < 50; index++) {
+      const fuzzCase = connectBurstCase(new Rng((SEED ^ index) >>> 0), "websocket");
+      await runStrictCase(strict, fuzzCase, `websocket-connects-${index}`);
     }
   },
 });

@@ -56,12 +56,10 @@ Deno.test("dashboard: the PromQL reader finds metric names and nothing else", ()
 });
 
 Deno.test("dashboard: every metric docs/grafana-dashboard.json queries is in a real /metrics scrape", async () => {
-  const server = await startChat();
   let exposition;
-  try {
+  {
+    await using server = await startChat();
     exposition = await (await fetch(`${server.url}/metrics`)).text();
-  } finally {
-    await server.close();
   }
   const exported = exportedTypes(exposition);
   const exists = (name: string) => {

@@ -195,19 +195,19 @@ Deno.test("http: METRICS_TOKEN guards /metrics", async () => {
 
 Deno.test("logs: one JSON object per line, with ids and never tokens or message text", async () => {
   const lines: string[] = [];
-  const server = await startChat({}, { log: createLogger("info", (line) => lines.push(line)) });
   const token = await tokenFor("alice");
-  const alice = new ChatClient(server.url, { auth: { token } });
-  try {
+  {
+    // Closed before the lines are read: the disconnects are logged too.
+    await using server = await startChat({}, {
+      log: createLogger("info", (line) => lines.push(line)),
+    });
+    using alice = new ChatClient(server.url, { auth: { token } });
     await alice.waitFor(() => alice.loads.length > 0, "load");
     await alice.send({ message: "a very private sentence" });
     await alice.send({ message: 42 });
     const refused = new ChatClient(server.url, { auth: { token: "forged-token-value" } });
     await refused.connectError();
     refused.close();
-  } finally {
-    alice.close();
-    await server.close();
   }
   const entries = lines.map((line) => JSON.parse(line));
   for (const entry of entries) {

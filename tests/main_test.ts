@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { io as connect } from "socket.io-client";
 import { sleep, tokenFor, within } from "./helpers/chat_server.ts";
 import { runMain, startMain } from "./helpers/main_process.ts";
+import { closing, tempDir } from "./helpers/dispose.ts";
 
 Deno.test("main: exits 1 with one clear line when JWT_SECRET is missing", async () => {
   const { code, stderr } = await runMain({ JWT_SECRET: "" });
@@ -21,66 +22,53 @@ Deno.test("main: an invalid variable is named at start", async () => {
 });
 
 Deno.test("main: SIGTERM stores in-flight messages, disconnects cleanly and exits 0", async () => {
-  const dir = await Deno.makeTempDir();
-  const kvPath = `${dir}/chat.kv`;
-  const running = await startMain({ KV_PATH: kvPath, RATE_LIMIT_BURST: "200" });
-  const socket = connect(running.url, {
+  await using temp = await tempDir();
+  const kvPath = `${temp.path}/chat.kv`;
+  await using running = await startMain({ KV_PATH: kvPath, RATE_LIMIT_BURST: "200" });
+  using socket = closing(connect(running.url, {
     auth: { token: await tokenFor("alice") },
     transports: ["websocket"],
     reconnection: false,
-  });
-  try {
-    const history = await within(
-      new Promise((resolve) => socket.once("load", resolve)),
-      5000,
-      "load",
+  }));
+  const history = await within(
+    new Promise((resolve) => socket.once("load", resolve)),
+    5000,
+    "load",
+  );
+  assert.deepEqual(history, []);
+  const health = await fetch(`${running.url}/healthz`);
+  assert.deepEqual(await health.json(), { status: "ok" });
+  const disconnected = new Promise((resolve) => socket.once("disconnect", resolve));
+  // A burst still in flight when the signal lands: whatever is acked must be stored.
+  const first = await within(socket.emitWithAck("message", { message: "first" }), 5000, "ack");
+  assert.equal(first.ok, true);
+  const acks: Promise<{ ok: boolean; message?: { id: string } }>[] = [Promise.resolve(first)];
+  for (let n = 0; n < 100; n++) {
+    acks.push(
+      socket.timeout(3000).emitWithAck("message", { message: `m${n}` }).catch(() => ({
+        ok: false,
+      })),
     );
-    assert.deepEqual(history, []);
-    const health = await fetch(`${running.url}/healthz`);
-    assert.deepEqual(await health.json(), { status: "ok" });
-    const disconnected = new Promise((resolve) => socket.once("disconnect", resolve));
-    // A burst still in flight when the signal lands: whatever is acked must be stored.
-    const first = await within(socket.emitWithAck("message", { message: "first" }), 5000, "ack");
-    assert.equal(first.ok, true);
-    const acks: Promise<{ ok: boolean; message?: { id: string } }>[] = [Promise.resolve(first)];
-    for (let n = 0; n < 100; n++) {
-      acks.push(
-        socket.timeout(3000).emitWithAck("message", { message: `m${n}` }).catch(() => ({
-          ok: false,
-        })),
-      );
-    }
-    running.child.kill("SIGTERM");
-    assert.equal(await within(disconnected, 5000, "disconnect"), "transport close");
-    const status = await within(running.child.status, 10_000, "exit");
-    assert.equal(status.code, 0);
-    assert.match(running.output(), /"event":"shutdown.started"[^\n]*"reason":"SIGTERM received"/);
-    assert.match(running.output(), /"event":"shutdown.finished"/);
-    const acked = (await Promise.all(acks)).filter((ack) => ack.ok).map((ack) => ack.message!.id);
-    const kv = await Deno.openKv(kvPath);
-    try {
-      for (const id of acked) {
-        assert.ok(
-          (await kv.get(["messages", "general", id])).value,
-          `acked message ${id} is stored`,
-        );
-      }
-    } finally {
-      kv.close();
-    }
-  } finally {
-    socket.close();
-    try {
-      running.child.kill("SIGKILL");
-    } catch { /* already exited */ }
-    await running.child.status;
-    await Deno.remove(dir, { recursive: true });
+  }
+  running.child.kill("SIGTERM");
+  assert.equal(await within(disconnected, 5000, "disconnect"), "transport close");
+  const status = await within(running.child.status, 10_000, "exit");
+  assert.equal(status.code, 0);
+  assert.match(running.output(), /"event":"shutdown.started"[^\n]*"reason":"SIGTERM received"/);
+  assert.match(running.output(), /"event":"shutdown.finished"/);
+  const acked = (await Promise.all(acks)).filter((ack) => ack.ok).map((ack) => ack.message!.id);
+  using kv = await Deno.openKv(kvPath);
+  for (const id of acked) {
+    assert.ok(
+      (await kv.get(["messages", "general", id])).value,
+      `acked message ${id} is stored`,
+    );
   }
 });
 
 Deno.test("main: a JWT_SECRET under 32 bytes starts with one warning line", async () => {
-  const running = await startMain({ JWT_SECRET: "short-secret" }, { captureStderr: true });
-  try {
+  {
+    await using running = await startMain({ JWT_SECRET: "short-secret" }, { captureStderr: true });
     const health = await fetch(`${running.url}/healthz`);
     assert.equal(health.status, 200);
     await health.body?.cancel();
@@ -91,8 +79,6 @@ Deno.test("main: a JWT_SECRET under 32 bytes starts with one warning line", asyn
       /^chat server: WARNING: JWT_SECRET is 12 bytes; HS256 secrets should be at least 32 bytes \(RFC 7518 §3\.2\)/,
     );
     assert.match(running.output(), /"level":"warn".*"event":"config.warning"/);
-  } finally {
-    await running.stop();
   }
   const long = await startMain({ JWT_SECRET: "x".repeat(32) }, { captureStderr: true });
   await long.stop();
@@ -100,65 +86,50 @@ Deno.test("main: a JWT_SECRET under 32 bytes starts with one warning line", asyn
 });
 
 Deno.test("main: a second instance on the same KV_PATH without REDIS_URL exits 1 with one line", async () => {
-  const dir = await Deno.makeTempDir();
+  await using temp = await tempDir();
   // A secret long enough that no warning shares stderr with the refusal.
-  const env = { KV_PATH: `${dir}/chat.kv`, JWT_SECRET: "x".repeat(32) };
-  const first = await startMain({ ...env, INSTANCE_ID: "first" });
-  try {
-    const { code, stderr } = await runMain({ ...env, INSTANCE_ID: "second" });
-    assert.equal(code, 1);
-    assert.equal(stderr.trim().split("\n").length, 1, stderr);
-    assert.match(
-      stderr.trim(),
-      /^chat server: KV_PATH ".+" is in use, held by instance "first" until \S+Z \(one instance per KV file, unless every instance sets REDIS_URL\)$/,
-    );
-    // A clean stop frees the file at once.
-    first.child.kill("SIGTERM");
-    assert.equal((await first.child.status).code, 0);
-    const next = await startMain({ ...env, INSTANCE_ID: "next" });
-    await next.stop();
-  } finally {
-    await first.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  const env = { KV_PATH: `${temp.path}/chat.kv`, JWT_SECRET: "x".repeat(32) };
+  await using first = await startMain({ ...env, INSTANCE_ID: "first" });
+  const { code, stderr } = await runMain({ ...env, INSTANCE_ID: "second" });
+  assert.equal(code, 1);
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  assert.match(
+    stderr.trim(),
+    /^chat server: KV_PATH ".+" is in use, held by instance "first" until \S+Z \(one instance per KV file, unless every instance sets REDIS_URL\)$/,
+  );
+  // A clean stop frees the file at once.
+  first.child.kill("SIGTERM");
+  assert.equal((await first.child.status).code, 0);
+  const next = await startMain({ ...env, INSTANCE_ID: "next" });
+  await next.stop();
 });
 
 Deno.test("main: TLS_CERT_FILE and TLS_KEY_FILE serve HTTPS and WSS", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await makeCertificate(dir);
-    const running = await startMain({
-      TLS_CERT_FILE: `${dir}/cert.pem`,
-      TLS_KEY_FILE: `${dir}/key.pem`,
-    });
-    assert.match(running.url, /^https:\/\//);
-    const cert = await Deno.readTextFile(`${dir}/ca.pem`);
-    const client = Deno.createHttpClient({ caCerts: [cert] });
-    const socket = connect(running.url, {
-      auth: { token: await tokenFor("tls-user") },
-      transports: ["websocket"],
-      reconnection: false,
-      ca: cert,
-    });
-    // Listened for at once: the history may arrive while /healthz is being fetched.
-    const loaded = new Promise((resolve) => socket.once("load", resolve));
-    try {
-      const health = await fetch(`${running.url}/healthz`, { client });
-      assert.equal(health.status, 200);
-      await health.body?.cancel();
-      await within(loaded, 5000, "load over wss");
-      assert.equal(socket.io.engine.transport.name, "websocket");
-      const ack = await within(socket.emitWithAck("message", { message: "secure" }), 5000, "ack");
-      assert.equal(ack.ok, true);
-    } finally {
-      socket.close();
-      client.close();
-      running.child.kill("SIGTERM");
-      await running.child.status;
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir();
+  const dir = temp.path;
+  await makeCertificate(dir);
+  await using running = await startMain({
+    TLS_CERT_FILE: `${dir}/cert.pem`,
+    TLS_KEY_FILE: `${dir}/key.pem`,
+  });
+  assert.match(running.url, /^https:\/\//);
+  const cert = await Deno.readTextFile(`${dir}/ca.pem`);
+  using client = Deno.createHttpClient({ caCerts: [cert] });
+  using socket = closing(connect(running.url, {
+    auth: { token: await tokenFor("tls-user") },
+    transports: ["websocket"],
+    reconnection: false,
+    ca: cert,
+  }));
+  // Listened for at once: the history may arrive while /healthz is being fetched.
+  const loaded = new Promise((resolve) => socket.once("load", resolve));
+  const health = await fetch(`${running.url}/healthz`, { client });
+  assert.equal(health.status, 200);
+  await health.body?.cancel();
+  await within(loaded, 5000, "load over wss");
+  assert.equal(socket.io.engine.transport.name, "websocket");
+  const ack = await within(socket.emitWithAck("message", { message: "secure" }), 5000, "ack");
+  assert.equal(ack.ok, true);
 });
 
 /** Makes a throwaway CA and a 127.0.0.1 server certificate signed by it, with openssl. */
@@ -187,39 +158,36 @@ async function makeCertificate(dir: string): Promise<void> {
 }
 
 Deno.test("main: large frames (a 600 KB history, a big live batch) arrive whole and in order over WebSocket", async () => {
-  const running = await startMain({
+  await using running = await startMain({
     HISTORY_LIMIT: "300",
     MAX_MESSAGE_LENGTH: "2000",
     RATE_LIMIT_BURST: "400",
   });
   const options = { transports: ["websocket"], reconnection: false, forceNew: true };
-  const writer = connect(running.url, { auth: { token: await tokenFor("alice") }, ...options });
-  let reader: ReturnType<typeof connect> | undefined;
-  try {
-    await within(new Promise((resolve) => writer.once("load", resolve)), 5000, "writer's load");
-    const live: string[] = [];
-    writer.on("load", (messages: { message: string }[]) => {
-      live.push(...messages.map((entry) => entry.message));
-    });
-    const texts = [...Array(300)].map((_, n) => `${n} `.padEnd(2000, "abcdefgh"));
-    const acks = await Promise.all(
-      texts.map((message) => within(writer.emitWithAck("message", { message }), 10_000, "ack")),
-    );
-    assert.ok(acks.every((ack) => ack.ok));
-    const deadline = Date.now() + 5000;
-    while (live.length < texts.length && Date.now() < deadline) await sleep(20);
-    assert.deepEqual(live, texts, "live batches arrive whole and in order");
-    reader = connect(running.url, { auth: { token: await tokenFor("bob") }, ...options });
-    const frames: { message: string }[][] = [];
-    reader.on("load", (messages: { message: string }[]) => frames.push(messages));
-    await within(new Promise((resolve) => reader!.once("loaded", resolve)), 5000, "reader's load");
-    const history = frames.flat();
-    assert.deepEqual(history.map((entry) => entry.message), texts);
-  } finally {
-    writer.close();
-    reader?.close();
-    await running.stop();
-  }
+  using writer = closing(
+    connect(running.url, { auth: { token: await tokenFor("alice") }, ...options }),
+  );
+  await within(new Promise((resolve) => writer.once("load", resolve)), 5000, "writer's load");
+  const live: string[] = [];
+  writer.on("load", (messages: { message: string }[]) => {
+    live.push(...messages.map((entry) => entry.message));
+  });
+  const texts = [...Array(300)].map((_, n) => `${n} `.padEnd(2000, "abcdefgh"));
+  const acks = await Promise.all(
+    texts.map((message) => within(writer.emitWithAck("message", { message }), 10_000, "ack")),
+  );
+  assert.ok(acks.every((ack) => ack.ok));
+  const deadline = Date.now() + 5000;
+  while (live.length < texts.length && Date.now() < deadline) await sleep(20);
+  assert.deepEqual(live, texts, "live batches arrive whole and in order");
+  using reader = closing(
+    connect(running.url, { auth: { token: await tokenFor("bob") }, ...options }),
+  );
+  const frames: { message: string }[][] = [];
+  reader.on("load", (messages: { message: string }[]) => frames.push(messages));
+  await within(new Promise((resolve) => reader.once("loaded", resolve)), 5000, "reader's load");
+  const history = frames.flat();
+  assert.deepEqual(history.map((entry) => entry.message), texts);
 });
 
 Deno.test("main: a busy port is one line naming PORT, exit 1", async () => {

@@ -29,12 +29,8 @@ async function withPageServer(
     readiness: () => Promise.resolve({ ready: true, checks: {} }),
     routes: pageRoutes(options),
   });
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handle);
-  try {
-    await test(`http://127.0.0.1:${server.addr.port}`);
-  } finally {
-    await server.shutdown();
-  }
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handle);
+  await test(`http://127.0.0.1:${server.addr.port}`);
 }
 
 const DEV_LOGIN: PageOptions = { devLogin: { secret: SECRET } };

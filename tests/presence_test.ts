@@ -1,31 +1,30 @@
 import assert from "node:assert/strict";
 import { ClusterPresence, LocalPresence, PresenceFeed } from "../src/presence.ts";
 import type { User } from "../src/types.ts";
+import { closing } from "./helpers/dispose.ts";
 
 const ada: User = { id: "ada", name: "Ada" };
 const bo: User = { id: "bo", name: "Bo" };
 
 Deno.test("presence feed: joins and leaves within a batch are announced together", async () => {
   const announced: [string[], string[]][] = [];
-  const feed = new PresenceFeed(
-    (joined, left) => announced.push([joined.map((u) => u.id), left.map((u) => u.id)]),
-    20,
+  using feed = closing(
+    new PresenceFeed(
+      (joined, left) => announced.push([joined.map((u) => u.id), left.map((u) => u.id)]),
+      20,
+    ),
   );
-  try {
-    feed.joined(ada);
-    feed.joined(bo);
-    feed.left({ id: "cy", name: "Cy" });
-    assert.deepEqual(announced, [], "nothing before the batch ends");
-    await new Promise((resolve) => setTimeout(resolve, 60));
-    assert.deepEqual(announced, [[["ada", "bo"], ["cy"]]]);
-  } finally {
-    feed.close();
-  }
+  feed.joined(ada);
+  feed.joined(bo);
+  feed.left({ id: "cy", name: "Cy" });
+  assert.deepEqual(announced, [], "nothing before the batch ends");
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.deepEqual(announced, [[["ada", "bo"], ["cy"]]]);
 });
 
 Deno.test("presence feed: a join and a leave of one user in one batch cancel out", () => {
   const announced: [User[], User[]][] = [];
-  const feed = new PresenceFeed((joined, left) => announced.push([joined, left]), 1000);
+  using feed = closing(new PresenceFeed((joined, left) => announced.push([joined, left]), 1000));
   feed.joined(ada);
   feed.left(ada);
   feed.left(bo);
@@ -66,24 +65,22 @@ Deno.test("cluster presence: the oldest of simultaneous tabs announces, once", a
 
 Deno.test("presence feed: newcomers of one batch are welcomed together, with the batch's changes", async () => {
   const announced: [string[], string[], string[]][] = [];
-  const feed = new PresenceFeed(
-    (joined, left, welcomed) =>
-      announced.push([joined.map((u) => u.id), left.map((u) => u.id), welcomed]),
-    20,
+  using feed = closing(
+    new PresenceFeed(
+      (joined, left, welcomed) =>
+        announced.push([joined.map((u) => u.id), left.map((u) => u.id), welcomed]),
+      20,
+    ),
   );
-  try {
-    feed.joined(ada);
-    feed.welcome("s-ada");
-    feed.welcome("s-bo");
-    assert.deepEqual(announced, [], "nothing before the batch ends");
-    await new Promise((resolve) => setTimeout(resolve, 60));
-    assert.deepEqual(announced, [[["ada"], [], ["s-ada", "s-bo"]]]);
-    feed.welcome("s-cy");
-    feed.flush();
-    assert.deepEqual(announced[1], [[], [], ["s-cy"]], "a welcome alone is still sent");
-    feed.flush();
-    assert.equal(announced.length, 2, "an empty batch announces nothing");
-  } finally {
-    feed.close();
-  }
+  feed.joined(ada);
+  feed.welcome("s-ada");
+  feed.welcome("s-bo");
+  assert.deepEqual(announced, [], "nothing before the batch ends");
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.deepEqual(announced, [[["ada"], [], ["s-ada", "s-bo"]]]);
+  feed.welcome("s-cy");
+  feed.flush();
+  assert.deepEqual(announced[1], [[], [], ["s-cy"]], "a welcome alone is still sent");
+  feed.flush();
+  assert.equal(announced.length, 2, "an empty batch announces nothing");
 });

@@ -91,37 +91,32 @@ for (const transport of ["polling", "websocket"] as const) {
     name: named(`${transport}: load, ack, own broadcast, invalid_payload error`),
     ignore: missing.length > 0,
     async fn() {
-      const server = await startChat();
-      const bob = await ChatClient.join(server.url, "bob");
-      try {
-        const observed = await runPythonClient(server.url, "py", transport);
-        assert.equal(observed.transport, transport);
-        assert.deepEqual(observed.history, []);
-        assert.equal(observed.historyFrames, 1);
-        assert.deepEqual(observed.loaded, { room: "general", hasMore: false, catchUp: false });
+      await using server = await startChat();
+      using bob = await ChatClient.join(server.url, "bob");
+      const observed = await runPythonClient(server.url, "py", transport);
+      assert.equal(observed.transport, transport);
+      assert.deepEqual(observed.history, []);
+      assert.equal(observed.historyFrames, 1);
+      assert.deepEqual(observed.loaded, { room: "general", hasMore: false, catchUp: false });
 
-        const ack = observed.ack;
-        assert.ok(ack.ok, JSON.stringify(ack));
-        assert.equal(ack.duplicate, false);
-        assert.equal(ack.message.message, `hello over ${transport}`);
-        assert.deepEqual(ack.message.user, { id: "py", name: "PY" });
-        assert.deepEqual(await server.store.latest(10), [ack.message]);
-        assert.deepEqual(observed.broadcast, [ack.message]);
-        await bob.waitFor(() => bob.live.length === 1, "bob receives the Python message");
-        assert.deepEqual(bob.live, [ack.message]);
+      const ack = observed.ack;
+      assert.ok(ack.ok, JSON.stringify(ack));
+      assert.equal(ack.duplicate, false);
+      assert.equal(ack.message.message, `hello over ${transport}`);
+      assert.deepEqual(ack.message.user, { id: "py", name: "PY" });
+      assert.deepEqual(await server.store.latest(10), [ack.message]);
+      assert.deepEqual(observed.broadcast, [ack.message]);
+      await bob.waitFor(() => bob.live.length === 1, "bob receives the Python message");
+      assert.deepEqual(bob.live, [ack.message]);
 
-        assert.ok(!observed.badAck.ok);
-        assert.equal(observed.badAck.error.code, "invalid_payload");
-        assert.deepEqual(observed.errors.map((error) => error.code), ["invalid_payload"]);
-        assert.deepEqual(
-          await server.store.latest(10),
-          [ack.message],
-          "the bad payload stored nothing",
-        );
-      } finally {
-        bob.close();
-        await server.close();
-      }
+      assert.ok(!observed.badAck.ok);
+      assert.equal(observed.badAck.error.code, "invalid_payload");
+      assert.deepEqual(observed.errors.map((error) => error.code), ["invalid_payload"]);
+      assert.deepEqual(
+        await server.store.latest(10),
+        [ack.message],
+        "the bad payload stored nothing",
+      );
     },
   });
 }
@@ -130,25 +125,21 @@ Deno.test({
   name: named("the first load is the whole history, oldest first"),
   ignore: missing.length > 0,
   async fn() {
-    const server = await startChat();
+    await using server = await startChat();
+    const alice = await ChatClient.join(server.url, "alice");
+    const seeded: ChatMessage[] = [];
     try {
-      const alice = await ChatClient.join(server.url, "alice");
-      const seeded: ChatMessage[] = [];
-      try {
-        for (const text of ["one", "two", "three"]) {
-          const ack = await alice.send({ message: text });
-          assert.ok(ack.ok);
-          seeded.push(ack.message);
-        }
-      } finally {
-        alice.close();
+      for (const text of ["one", "two", "three"]) {
+        const ack = await alice.send({ message: text });
+        assert.ok(ack.ok);
+        seeded.push(ack.message);
       }
-      const observed = await runPythonClient(server.url, "py", "websocket");
-      assert.equal(observed.historyFrames, 1);
-      assert.deepEqual(observed.history, seeded);
-      assert.deepEqual(observed.loaded, { room: "general", hasMore: false, catchUp: false });
     } finally {
-      await server.close();
+      alice.close();
     }
+    const observed = await runPythonClient(server.url, "py", "websocket");
+    assert.equal(observed.historyFrames, 1);
+    assert.deepEqual(observed.history, seeded);
+    assert.deepEqual(observed.loaded, { room: "general", hasMore: false, catchUp: false });
   },
 });

@@ -10,16 +10,13 @@ import {
 } from "../src/store/mod.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { failingCommits } from "./helpers/failing_kv.ts";
+import { tempDir, tempFile } from "./helpers/dispose.ts";
 
 const ada = { id: "u1", name: "Ada" };
 
 async function withTempDir(run: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "chat_store_test_" });
-  try {
-    await run(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir({ prefix: "chat_store_test_" });
+  await run(temp.path);
 }
 
 async function appendMany(store: KvMessageStore, count: number): Promise<ChatMessage[]> {
@@ -123,33 +120,25 @@ Deno.test("kv store: malformed ids and limits are refused with a StoreError code
 Deno.test("kv store: a file store keeps its history across close and reopen", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "chat.kv");
-    const first = await openKvStore(path);
     let saved: ChatMessage[];
-    try {
+    {
+      using first = await openKvStore(path);
       saved = await appendMany(first, 5);
-    } finally {
-      first.close();
     }
-    const second = await openKvStore(path);
-    try {
-      assert.deepEqual(await second.latest(10), saved);
-      const next = await second.append({ user: ada, message: "after reopen" });
-      assert.ok(next.id > saved[4].id);
-      assert.deepEqual(await second.after(saved[4].id), [next]);
-    } finally {
-      second.close();
-    }
+    using second = await openKvStore(path);
+    assert.deepEqual(await second.latest(10), saved);
+    const next = await second.append({ user: ada, message: "after reopen" });
+    assert.ok(next.id > saved[4].id);
+    assert.deepEqual(await second.after(saved[4].id), [next]);
   });
 });
 
 Deno.test("kv store: openKvStore creates a missing parent directory", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "nested", "deeper", "chat.kv");
-    const store = await openKvStore(path);
-    try {
+    {
+      using store = await openKvStore(path);
       await store.append({ user: ada, message: "hi" });
-    } finally {
-      store.close();
     }
     assert.ok((await Deno.stat(join(dir, "nested", "deeper"))).isDirectory);
     assert.ok((await Deno.stat(path)).isFile);
@@ -195,33 +184,24 @@ Deno.test("kv store: clientIds are remembered across a reopen", async () => {
     const first = await openKvStore(path);
     const saved = await first.append({ user: ada, message: "hi", clientId: "abc" });
     first.close();
-    const second = await openKvStore(path);
-    try {
-      const [retry] = await second.appendMany([{ user: ada, message: "hi", clientId: "abc" }]);
-      assert.deepEqual(retry, { message: saved, created: false });
-      assert.equal((await second.latest(10)).length, 1);
-    } finally {
-      second.close();
-    }
+    using second = await openKvStore(path);
+    const [retry] = await second.appendMany([{ user: ada, message: "hi", clientId: "abc" }]);
+    assert.deepEqual(retry, { message: saved, created: false });
+    assert.equal((await second.latest(10)).length, 1);
   });
 });
 
 Deno.test("kv store: two stores on one file share their clientIds", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "chat.kv");
-    const first = await openKvStore(path);
-    const second = await openKvStore(path);
-    try {
-      const saved = await first.append({ user: ada, message: "shared", clientId: "same" });
-      assert.deepEqual(
-        await second.append({ user: ada, message: "shared", clientId: "same" }),
-        saved,
-      );
-      assert.equal((await second.latest(100)).length, 1);
-    } finally {
-      first.close();
-      second.close();
-    }
+    using first = await openKvStore(path);
+    using second = await openKvStore(path);
+    const saved = await first.append({ user: ada, message: "shared", clientId: "same" });
+    assert.deepEqual(
+      await second.append({ user: ada, message: "shared", clientId: "same" }),
+      saved,
+    );
+    assert.equal((await second.latest(100)).length, 1);
   });
 });
 
@@ -363,38 +343,30 @@ Deno.test("kv store: read markers and memberships are per user and room", async 
 });
 
 Deno.test("kv store: messages stored before rooms move into the default room on open, once", async () => {
-  const path = await Deno.makeTempFile({ suffix: ".kv" });
-  try {
-    const kv = await Deno.openKv(path);
-    const user = { id: "u", name: "U" };
-    const legacy = [...Array(450)].map((_, n) => ({
-      id: `01JDQ7ZJ2K8M6V1T4X3N${String(n).padStart(6, "0")}`,
-      user,
-      message: `old ${n}`,
-      createdAt: "2026-11-25T21:56:24.123Z",
-    }));
+  await using temp = await tempFile({ suffix: ".kv" });
+  const path = temp.path;
+  const user = { id: "u", name: "U" };
+  const legacy = [...Array(450)].map((_, n) => ({
+    id: `01JDQ7ZJ2K8M6V1T4X3N${String(n).padStart(6, "0")}`,
+    user,
+    message: `old ${n}`,
+    createdAt: "2026-11-25T21:56:24.123Z",
+  }));
+  {
+    using kv = await Deno.openKv(path);
     for (const message of legacy) await kv.set(["messages", message.id], message);
     await kv.set(["dedupe", "u", "c1"], legacy[3].id);
-    kv.close();
-    const store = await openKvStore(path, { defaultRoom: "lobby" });
-    try {
-      const history = await store.latest(1000);
-      assert.equal(history.length, 450);
-      assert.deepEqual(history[0], { ...legacy[0], room: "lobby" });
-      // A retry of a message sent before rooms still finds it.
-      const [retry] = await store.appendMany([{ user, message: "x", clientId: "c1" }]);
-      assert.equal(retry.created, false);
-      assert.equal(retry.message.id, legacy[3].id);
-    } finally {
-      store.close();
-    }
-    const again = await openKvStore(path, { defaultRoom: "lobby" });
-    try {
-      assert.equal((await again.latest(1000)).length, 450, "nothing moved twice");
-    } finally {
-      again.close();
-    }
-  } finally {
-    await Deno.remove(path);
   }
+  {
+    using store = await openKvStore(path, { defaultRoom: "lobby" });
+    const history = await store.latest(1000);
+    assert.equal(history.length, 450);
+    assert.deepEqual(history[0], { ...legacy[0], room: "lobby" });
+    // A retry of a message sent before rooms still finds it.
+    const [retry] = await store.appendMany([{ user, message: "x", clientId: "c1" }]);
+    assert.equal(retry.created, false);
+    assert.equal(retry.message.id, legacy[3].id);
+  }
+  using again = await openKvStore(path, { defaultRoom: "lobby" });
+  assert.equal((await again.latest(1000)).length, 450, "nothing moved twice");
 });

@@ -1,20 +1,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LEASE_KEY, LeaseHeld, type LeaseHolder, WriterLease } from "../src/store/lease.ts";
+import { tempDir } from "./helpers/dispose.ts";
 
 /** Two handles on one KV file, as two processes would have, closed after `run`. */
 async function withTwoHandles(run: (first: Deno.Kv, second: Deno.Kv) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "chat_lease_test_" });
-  const path = join(dir, "chat.kv");
-  const first = await Deno.openKv(path);
-  const second = await Deno.openKv(path);
-  try {
-    await run(first, second);
-  } finally {
-    first.close();
-    second.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir({ prefix: "chat_lease_test_" });
+  const path = join(temp.path, "chat.kv");
+  using first = await Deno.openKv(path);
+  using second = await Deno.openKv(path);
+  await run(first, second);
 }
 
 /** A clock that moves only when told. */

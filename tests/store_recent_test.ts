@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createIdGenerator, KvMessageStore } from "../src/store/mod.ts";
 import { RecentWindow, RoomWindows } from "../src/store/recent.ts";
+import { tempFile } from "./helpers/dispose.ts";
 
 const user = { id: "u", name: "U" };
 
@@ -87,30 +88,22 @@ Deno.test("room windows: what is stored while a room is filled is merged in, onc
 });
 
 Deno.test("kv store: other rooms are served from their windows, and match KV exactly", async () => {
-  const path = await Deno.makeTempFile({ suffix: ".kv" });
-  try {
-    const cached = new KvMessageStore(await Deno.openKv(path), { roomWindow: 4, roomWindows: 2 });
-    const plain = new KvMessageStore(await Deno.openKv(path));
-    try {
-      const rng = random(7);
-      for (let n = 0; n < 60; n++) {
-        const room = ["x", "y", "z"][Math.floor(rng() * 3)];
-        await cached.append({ room, user, message: `${n}` });
-        const reader = ["x", "y", "z"][Math.floor(rng() * 3)];
-        const limit = 1 + Math.floor(rng() * 6);
-        assert.deepEqual(
-          await cached.latest(limit, undefined, reader),
-          await plain.latest(limit, undefined, reader),
-          `latest(${limit}) of ${reader} after ${n}`,
-        );
-      }
-      assert.ok(cached.memory().rooms <= 2);
-      assert.ok(cached.memory().messages <= 8);
-    } finally {
-      cached.close();
-      plain.close();
-    }
-  } finally {
-    await Deno.remove(path);
+  await using temp = await tempFile({ suffix: ".kv" });
+  const path = temp.path;
+  using cached = new KvMessageStore(await Deno.openKv(path), { roomWindow: 4, roomWindows: 2 });
+  using plain = new KvMessageStore(await Deno.openKv(path));
+  const rng = random(7);
+  for (let n = 0; n < 60; n++) {
+    const room = ["x", "y", "z"][Math.floor(rng() * 3)];
+    await cached.append({ room, user, message: `${n}` });
+    const reader = ["x", "y", "z"][Math.floor(rng() * 3)];
+    const limit = 1 + Math.floor(rng() * 6);
+    assert.deepEqual(
+      await cached.latest(limit, undefined, reader),
+      await plain.latest(limit, undefined, reader),
+      `latest(${limit}) of ${reader} after ${n}`,
+    );
   }
+  assert.ok(cached.memory().rooms <= 2);
+  assert.ok(cached.memory().messages <= 8);
 });
