@@ -11,6 +11,7 @@
  * @module
  */
 import { signToken } from "../src/auth.ts";
+import { START_V8_FLAGS } from "../scripts/main_process.ts";
 import { openClients, probe, readProcess } from "./harness.ts";
 
 const args = Deno.args;
@@ -37,7 +38,7 @@ listener.close();
 const child = new Deno.Command(reference ? "node" : Deno.execPath(), {
   args: reference
     ? [new URL("./reference/server.mjs", import.meta.url).pathname]
-    : ["run", "-A", new URL("./heap_server.ts", import.meta.url).pathname],
+    : ["run", "-A", ...START_V8_FLAGS, new URL("./heap_server.ts", import.meta.url).pathname],
   env: {
     HOSTNAME: "127.0.0.1",
     JWT_SECRET: secret,

@@ -21,6 +21,7 @@
  * ```
  * @module
  */
+import { START_V8_FLAGS } from "../scripts/main_process.ts";
 import type { LoadOptions, LoadResult } from "./loadgen.ts";
 import { rssKb } from "./proc.ts";
 import {
@@ -34,10 +35,6 @@ import {
 
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
-/** The V8 flags `deno task start` runs with: ours is measured as users run it. */
-const START_V8_FLAGS: string[] =
-  JSON.parse(Deno.readTextFileSync(`${ROOT_DIR}deno.json`)).tasks.start.match(/--v8-flags=\S+/g) ??
-    [];
 const REFERENCE_DIR = `${BENCH_DIR}reference/`;
 let RESULTS_DIR = `${BENCH_DIR}results/`;
 const JWT_SECRET = "bench-secret-0123456789-0123456789-0123456789";

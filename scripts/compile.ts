@@ -3,15 +3,12 @@
  * the `denort` runtime cannot be downloaded, says so in one line with the way out (`DENORT_BIN`).
  * @module
  */
-/** The V8 flags `deno task start` runs with (`deno.json`), embedded in the binary too. */
-const START_TASK: string = JSON.parse(
-  await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
-).tasks.start;
-const V8_FLAGS = START_TASK.match(/--v8-flags=\S+/g) ?? [];
+import { START_V8_FLAGS } from "./main_process.ts";
 
 const ARGS = [
   "compile",
-  ...V8_FLAGS,
+  // The binary runs with the V8 flags `deno task start` does.
+  ...START_V8_FLAGS,
   "--allow-net",
   "--allow-env",
   "--allow-read",

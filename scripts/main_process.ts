@@ -58,6 +58,11 @@ export interface MainOptions {
 /** The permissions `deno task start` grants (writes unrestricted: tests use temporary KV files). */
 export const MAIN_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-write"];
 
+/** The V8 flags `deno task start` runs with (`deno.json`): every spawned server gets them too. */
+export const START_V8_FLAGS: string[] = JSON.parse(
+  Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
+).tasks.start.match(/--v8-flags=\S+/g) ?? [];
+
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const LISTENING = /listening on (https?:\/\/[^ ]+)/;
 const decoder = new TextDecoder();
@@ -65,7 +70,7 @@ const decoder = new TextDecoder();
 /** The command that runs main.ts, under `bash -c "ulimit -n …; exec deno run …"` for `fdLimit`. */
 function mainCommand(options: MainOptions, io: Deno.CommandOptions): Deno.Command {
   const deno = Deno.execPath();
-  const args = ["run", ...(options.permissions ?? MAIN_PERMISSIONS), MAIN];
+  const args = ["run", ...START_V8_FLAGS, ...(options.permissions ?? MAIN_PERMISSIONS), MAIN];
   const common = { env: options.env, clearEnv: options.clearEnv, cwd: options.cwd, ...io };
   if (options.fdLimit === undefined) return new Deno.Command(deno, { args, ...common });
   const raise = `want=${options.fdLimit}; hard=$(ulimit -Hn); ` +
