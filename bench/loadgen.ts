@@ -142,6 +142,8 @@ export interface LoadResult {
     cpuMicrosPerConnect: number;
     /** Summed over the server processes. */
     rssWithClientsKb: number;
+    /** The same with only the probe connected, after the seeding (summed). */
+    rssBeforeClientsKb?: number;
     kvCommitsPerSecond?: number;
     /** Server processes sampled. */
     processes?: number;
@@ -672,15 +674,22 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const cpu = () => pids.reduce((sum, pid) => sum + cpuMicros(pid), 0);
   const redisCpu = () => (options.redisPid ? cpuMicros(options.redisPid) : 0);
 
+  // The probe (client 0) connects first and alone: the servers' memory is read once the history
+  // is seeded and one client has been served, so RSS per client is what each further client
+  // costs, not the one-time warm-up (code compiled on first use, the seeded history).
+  await probe.connect(urls[0], tokens[0]);
+  await sleep(500);
+  const rssBeforeClientsKb = pids.length ? pids.reduce((sum, pid) => sum + rssKb(pid), 0) : NaN;
+
   const connectCpuStart = cpu();
   const connectStarted = performance.now();
   // Client i (the probe is client 0) connects to server i mod the number of servers.
-  const durations = await runLimited([
-    () => probe.connect(urls[0], tokens[0]),
-    ...raw.map((client, index) => () =>
+  const durations = await runLimited(
+    raw.map((client, index) => () =>
       client.connect(serverUrls[(index + 1) % urls.length], tokens[index + 1])
     ),
-  ], options.concurrency);
+    options.concurrency,
+  );
   const connectMs = performance.now() - connectStarted;
   const connectCpu = cpu() - connectCpuStart;
   console.error(`loadgen: ${options.clients} clients connected in ${connectMs.toFixed(0)} ms`);
@@ -798,7 +807,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     clients: options.clients,
     rate: options.rate,
     connectMs,
-    connectsPerSecond: options.clients / (connectMs / 1000),
+    connectsPerSecond: raw.length / (connectMs / 1000),
     connectP50Ms: percentile(durations, 0.5),
     connectP99Ms: percentile(durations, 0.99),
     historyLength: probe.historyLength,
@@ -839,8 +848,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         cpuMicrosPerDelivery: recorder.receivedInWindow
           ? windowCpu / recorder.receivedInWindow
           : NaN,
-        cpuMicrosPerConnect: connectCpu / options.clients,
+        cpuMicrosPerConnect: connectCpu / raw.length,
         rssWithClientsKb,
+        rssBeforeClientsKb,
         kvCommitsPerSecond: options.metrics ? kvCommits : undefined,
         processes: pids.length,
         redisCpuMicros: options.redisPid ? windowRedisCpu : undefined,

@@ -159,9 +159,7 @@ function summarize(runs: RunFigures[]): Summary {
     connectP99: m((run) => run.result.connectP99Ms),
     cpuPerConnect: m((run) => run.result.server?.cpuMicrosPerConnect),
     rssIdleMb: m((run) => run.rssIdleKb / 1024),
-    rssPerClientKb: m((run) =>
-      run.result.server && (run.result.server.rssWithClientsKb - run.rssIdleKb) / run.clients
-    ),
+    rssPerClientKb: m((run) => rssPerClientKb(run.result, run.clients, run.rssIdleKb)),
     kvCommitsPerSecond: m((run) => run.result.server?.kvCommitsPerSecond),
     loadgenCpuPercent: m((run) => run.result.loadgenCpuPercent),
     otherCpuPercent: m((run) => run.result.otherCpuPercent),
@@ -594,6 +592,22 @@ function targetsSection(targets: Target[]): string {
     `${passed} of ${measured} measured targets met.`;
 }
 
+/**
+ * What each client costs the servers: from their memory with only the probe connected (after the
+ * seeding) where the run read it, else (older runs) from idle.
+ */
+export function rssPerClientKb(
+  result: LoadResult,
+  clients: number,
+  rssIdleKb: number,
+): number | undefined {
+  const server = result.server;
+  if (!server) return undefined;
+  return typeof server.rssBeforeClientsKb === "number"
+    ? (server.rssWithClientsKb - server.rssBeforeClientsKb) / (clients - 1)
+    : (server.rssWithClientsKb - rssIdleKb) / clients;
+}
+
 /** The results file. */
 export function renderMarkdown(report: Report): string {
   const { env } = report;
@@ -671,7 +685,10 @@ export function renderMarkdown(report: Report): string {
     "- **latency**: send → delivery, in one clock (the load generator sends and receives).",
     "- **CPU µs/delivery**: server utime + stime (`/proc/<pid>/stat`, 10 ms ticks) over the window, " +
     "divided by deliveries in the window. **server CPU %**: 100 = one core.",
-    "- **RSS/client**: (VmRSS with the clients connected − VmRSS idle) / clients.",
+    "- **RSS/client**: (VmRSS with the clients connected − VmRSS once the history was seeded and " +
+    "the probe alone connected) / the other clients: what each further client costs, without " +
+    "the one-time warm-up (code compiled on first use, the history). **RSS idle**: before " +
+    "anything.",
     ...(has("R")
       ? [
         "- **R**: client i joins `bench-<i % 10>`; 10 senders a room send in turn, so rooms get " +

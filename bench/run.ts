@@ -30,6 +30,7 @@ import {
   renderMarkdown,
   renderSvg,
   type Report,
+  rssPerClientKb,
   type RunFigures,
 } from "./report.ts";
 
@@ -386,7 +387,7 @@ async function measure(
       ...(spec.metrics ? ["--metrics"] : []),
     ], options.pin);
     const r = result;
-    const rssPerClient = r.server && (r.server.rssWithClientsKb - sumIdle(servers)) / load.clients;
+    const rssPerClient = rssPerClientKb(r, load.clients, sumIdle(servers));
     // A run with no delivery in the window has no latency: JSON turns NaN into null.
     const num = (value: number | null | undefined, digits = 0) => (value ?? NaN).toFixed(digits);
     const others = `loadgen ${num(r.loadgenCpuPercent)}%, other ${num(r.otherCpuPercent)}%`;
