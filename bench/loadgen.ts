@@ -142,8 +142,10 @@ export interface LoadResult {
     cpuMicrosPerConnect: number;
     /** Summed over the server processes. */
     rssWithClientsKb: number;
-    /** The same with only the probe connected, after the seeding (summed). */
+    /** The same with one client on each server, after the seeding (summed). */
     rssBeforeClientsKb?: number;
+    /** Clients connected before `rssBeforeClientsKb` was read (one per server). */
+    warmClients?: number;
     kvCommitsPerSecond?: number;
     /** Server processes sampled. */
     processes?: number;
@@ -674,20 +676,23 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const cpu = () => pids.reduce((sum, pid) => sum + cpuMicros(pid), 0);
   const redisCpu = () => (options.redisPid ? cpuMicros(options.redisPid) : 0);
 
-  // The probe (client 0) connects first and alone: the servers' memory is read once the history
-  // is seeded and one client has been served, so RSS per client is what each further client
-  // costs, not the one-time warm-up (code compiled on first use, the seeded history).
+  // Client i (the probe is client 0) connects to server i mod the number of servers. The first
+  // client of each server connects before the others, alone: the servers' memory is read once the
+  // history is seeded and each has served one client, so RSS per client is what each further
+  // client costs, not the one-time warm-up (code compiled on first use, the seeded history).
+  const connectRaw = (index: number) =>
+    raw[index].connect(serverUrls[(index + 1) % urls.length], tokens[index + 1]);
+  const warmed = Math.min(urls.length, options.clients);
   await probe.connect(urls[0], tokens[0]);
+  for (let index = 0; index < warmed - 1; index++) await connectRaw(index);
   await sleep(500);
   const rssBeforeClientsKb = pids.length ? pids.reduce((sum, pid) => sum + rssKb(pid), 0) : NaN;
 
   const connectCpuStart = cpu();
   const connectStarted = performance.now();
-  // Client i (the probe is client 0) connects to server i mod the number of servers.
+  const inStorm = raw.slice(warmed - 1);
   const durations = await runLimited(
-    raw.map((client, index) => () =>
-      client.connect(serverUrls[(index + 1) % urls.length], tokens[index + 1])
-    ),
+    inStorm.map((_, offset) => () => connectRaw(offset + warmed - 1)),
     options.concurrency,
   );
   const connectMs = performance.now() - connectStarted;
@@ -807,7 +812,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     clients: options.clients,
     rate: options.rate,
     connectMs,
-    connectsPerSecond: raw.length / (connectMs / 1000),
+    connectsPerSecond: inStorm.length / (connectMs / 1000),
     connectP50Ms: percentile(durations, 0.5),
     connectP99Ms: percentile(durations, 0.99),
     historyLength: probe.historyLength,
@@ -848,9 +853,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         cpuMicrosPerDelivery: recorder.receivedInWindow
           ? windowCpu / recorder.receivedInWindow
           : NaN,
-        cpuMicrosPerConnect: connectCpu / raw.length,
+        cpuMicrosPerConnect: connectCpu / inStorm.length,
         rssWithClientsKb,
         rssBeforeClientsKb,
+        warmClients: warmed,
         kvCommitsPerSecond: options.metrics ? kvCommits : undefined,
         processes: pids.length,
         redisCpuMicros: options.redisPid ? windowRedisCpu : undefined,

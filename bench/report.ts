@@ -593,7 +593,7 @@ function targetsSection(targets: Target[]): string {
 }
 
 /**
- * What each client costs the servers: from their memory with only the probe connected (after the
+ * What each client costs the servers: from their memory with one client on each (after the
  * seeding) where the run read it, else (older runs) from idle.
  */
 export function rssPerClientKb(
@@ -604,7 +604,7 @@ export function rssPerClientKb(
   const server = result.server;
   if (!server) return undefined;
   return typeof server.rssBeforeClientsKb === "number"
-    ? (server.rssWithClientsKb - server.rssBeforeClientsKb) / (clients - 1)
+    ? (server.rssWithClientsKb - server.rssBeforeClientsKb) / (clients - (server.warmClients ?? 1))
     : (server.rssWithClientsKb - rssIdleKb) / clients;
 }
 
@@ -686,7 +686,7 @@ export function renderMarkdown(report: Report): string {
     "- **CPU µs/delivery**: server utime + stime (`/proc/<pid>/stat`, 10 ms ticks) over the window, " +
     "divided by deliveries in the window. **server CPU %**: 100 = one core.",
     "- **RSS/client**: (VmRSS with the clients connected − VmRSS once the history was seeded and " +
-    "the probe alone connected) / the other clients: what each further client costs, without " +
+    "one client on each server connected) / the other clients: what each further client costs, without " +
     "the one-time warm-up (code compiled on first use, the history). **RSS idle**: before " +
     "anything.",
     ...(has("R")

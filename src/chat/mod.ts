@@ -305,7 +305,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       if (welcomed.length > 0) {
         try {
           const online = await presence.online();
-          io.to(welcomed).emit("presence", online.slice(0, options.maxListedUsers));
+          // Newcomers are this instance's own sockets: no other instance needs the snapshot.
+          io.local.to(welcomed).emit("presence", online.slice(0, options.maxListedUsers));
         } catch (error) {
           log.warn("presence.failed", { sockets: welcomed.length, error });
         }
