@@ -29,8 +29,8 @@ export interface Presence {
   depart(connection: Connection): Promise<boolean>;
   /** How many connections the user has open. */
   connections(userId: string): Promise<number>;
-  /** Everyone online, each once. */
-  online(): Promise<User[]>;
+  /** Everyone online, each once; at most `limit` (default: all). */
+  online(limit?: number): Promise<User[]>;
 }
 
 /** Online users of this process. */
@@ -56,8 +56,13 @@ export class LocalPresence implements Presence {
     return Promise.resolve(this.#users.get(userId)?.connections ?? 0);
   }
 
-  online(): Promise<User[]> {
-    return Promise.resolve([...this.#users.values()].map((entry) => entry.user));
+  online(limit = Infinity): Promise<User[]> {
+    const users: User[] = [];
+    for (const { user } of this.#users.values()) {
+      if (users.length >= limit) break;
+      users.push(user);
+    }
+    return Promise.resolve(users);
   }
 }
 
@@ -65,8 +70,8 @@ export class LocalPresence implements Presence {
 export interface ConnectionDirectory {
   /** The user's connections on every instance, this one included once it is registered. */
   ofUser(userId: string): Promise<Connection[]>;
-  /** All connections on every instance. */
-  all(): Promise<Connection[]>;
+  /** Users with a connection on any instance, each once, at most `limit`. */
+  users(limit: number): Promise<User[]>;
 }
 
 /**
@@ -93,12 +98,8 @@ export class ClusterPresence implements Presence {
     return (await this.directory.ofUser(userId)).length;
   }
 
-  async online(): Promise<User[]> {
-    const users = new Map<string, User>();
-    for (const { user } of await this.directory.all()) {
-      if (!users.has(user.id)) users.set(user.id, user);
-    }
-    return [...users.values()];
+  online(limit = Infinity): Promise<User[]> {
+    return this.directory.users(limit);
   }
 }
 

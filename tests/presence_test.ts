@@ -41,6 +41,7 @@ Deno.test("local presence: counts tabs per user", async () => {
   assert.equal(await presence.arrive(tab("s2", ada)), false);
   assert.equal(await presence.connections("ada"), 2);
   assert.deepEqual(await presence.online(), [ada]);
+  assert.deepEqual(await presence.online(0), [], "at most the limit");
   assert.equal(await presence.depart(tab("s1", ada)), false);
   assert.equal(await presence.depart(tab("s2", ada)), true);
   assert.deepEqual(await presence.online(), []);
@@ -54,12 +55,16 @@ Deno.test("cluster presence: the oldest of simultaneous tabs announces, once", a
   ];
   const presence = new ClusterPresence({
     ofUser: (id) => Promise.resolve(connections.filter((c) => c.user.id === id)),
-    all: () => Promise.resolve(connections),
+    users: (limit) =>
+      Promise.resolve(
+        [...new Map(connections.map((c) => [c.user.id, c.user])).values()].slice(0, limit),
+      ),
   });
   assert.equal(await presence.arrive(connections[1]), true, "a sorts before b");
   assert.equal(await presence.arrive(connections[0]), false);
   assert.equal(await presence.connections("ada"), 2);
   assert.deepEqual(await presence.online(), [ada, bo]);
+  assert.deepEqual(await presence.online(1), [ada], "at most the limit");
   assert.equal(await presence.depart(connections[2]), false, "bo is still listed");
 });
 

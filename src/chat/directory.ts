@@ -1,10 +1,12 @@
 /**
- * Every instance's chat connections, found through the socket.io adapter (`fetchSockets`): what
- * cluster presence and the cluster-wide connection cap ask.
+ * Every instance's chat connections, found through the socket.io adapter (`fetchSockets`, and a
+ * server-side event for who is online): what cluster presence and the cluster-wide connection cap
+ * ask.
  * @module
  */
 import type { Logger } from "../log.ts";
 import type { ConnectionDirectory } from "../presence.ts";
+import type { User } from "../types.ts";
 import type { ChatServer, SocketData } from "./types.ts";
 
 /** The room holding every connection of one user, on every instance. */
@@ -25,24 +27,64 @@ export function socketDirectory(io: ChatServer, log: Logger): ConnectionDirector
   /** How many connections the user has on the other instances. */
   elsewhere(userId: string): Promise<number>;
 } {
+  /** This instance's connected users, each once, at most `limit`. */
+  const localUsers = (limit: number): User[] => {
+    const users = new Map<string, User>();
+    for (const socket of io.of("/").sockets.values()) {
+      if (users.size >= limit) break;
+      const { user } = socket.data.identity;
+      if (!users.has(user.id)) users.set(user.id, user);
+    }
+    return [...users.values()];
+  };
+  // Only users cross between instances, not whole sockets as `fetchSockets` would send.
+  // A limit of "all" (Infinity) crosses Redis as JSON's null.
+  io.on("presence:users", (limit, answer) => {
+    answer(localUsers(Number.isFinite(limit) && limit >= 0 ? Math.floor(limit) : Infinity));
+  });
   const toConnections = (sockets: Found[]) =>
     sockets.map((socket) => ({
       socketId: socket.id,
       user: socket.data.identity.user,
       since: socket.handshake.issued,
     }));
-  const fetch = async (room?: string): Promise<Found[]> => {
-    const everywhere = room === undefined ? io : io.in(room);
+  const fetch = async (room: string): Promise<Found[]> => {
     try {
-      return await everywhere.timeout(DIRECTORY_TIMEOUT_MS).fetchSockets();
+      return await io.in(room).timeout(DIRECTORY_TIMEOUT_MS).fetchSockets();
     } catch (error) {
       log.warn("presence.partial", { error });
-      return await (room === undefined ? io.local : io.local.in(room)).fetchSockets();
+      return await io.local.in(room).fetchSockets();
     }
   };
   return {
     ofUser: async (userId) => toConnections(await fetch(userRoom(userId))),
-    all: async () => toConnections(await fetch()),
+    async users(limit) {
+      const found = new Map<string, User>();
+      const add = (users: readonly User[]) => {
+        for (const user of users) {
+          if (found.size >= limit) return;
+          if (!found.has(user.id)) found.set(user.id, user);
+        }
+      };
+      add(localUsers(limit));
+      // socket.io's own wait for the other instances is 5 s; one that died would hold every
+      // snapshot that long: past DIRECTORY_TIMEOUT_MS this instance's users are the answer.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const answers = await Promise.race([
+        io.serverSideEmitWithAck("presence:users", limit).catch((error) => {
+          log.warn("presence.partial", { error });
+          return [];
+        }),
+        new Promise<unknown[]>((resolve) => {
+          timer = setTimeout(() => {
+            log.warn("presence.partial", { error: "an instance did not answer in time" });
+            resolve([]);
+          }, DIRECTORY_TIMEOUT_MS);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      for (const users of answers) if (Array.isArray(users)) add(users);
+      return [...found.values()];
+    },
     async elsewhere(userId) {
       const local = io.sockets.sockets;
       return (await fetch(userRoom(userId))).filter((socket) => !local.has(socket.id)).length;

@@ -304,9 +304,9 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     announced = announced.then(async () => {
       if (welcomed.length > 0) {
         try {
-          const online = await presence.online();
+          const online = await presence.online(options.maxListedUsers);
           // Newcomers are this instance's own sockets: no other instance needs the snapshot.
-          io.local.to(welcomed).emit("presence", online.slice(0, options.maxListedUsers));
+          io.local.to(welcomed).emit("presence", online);
         } catch (error) {
           log.warn("presence.failed", { sockets: welcomed.length, error });
         }

@@ -6,6 +6,7 @@
  */
 import type { Server, Socket } from "socket.io";
 import type { Identity } from "../auth.ts";
+import type { User } from "../types.ts";
 import type {
   Ack,
   ChangeAck,
@@ -39,10 +40,26 @@ export interface SocketData {
   identity: Identity;
 }
 
+/** What instances ask each other (socket.io server-side events, through the adapter). */
+export interface ServerSideEvents {
+  /** Every other instance answers with up to `limit` of its connected users, each once. */
+  "presence:users": (limit: number, answer: (users: User[]) => void) => void;
+}
+
 /** The socket.io server type the chat runs on. */
-export type ChatServer = Server<ClientToServerEvents, ServerToClientEvents, never, SocketData>;
+export type ChatServer = Server<
+  ClientToServerEvents,
+  ServerToClientEvents,
+  ServerSideEvents,
+  SocketData
+>;
 /** One chat connection. */
-export type ChatSocket = Socket<ClientToServerEvents, ServerToClientEvents, never, SocketData>;
+export type ChatSocket = Socket<
+  ClientToServerEvents,
+  ServerToClientEvents,
+  ServerSideEvents,
+  SocketData
+>;
 
 /** What the chat reports as it runs; every method is cheap. Metrics implement it. */
 export interface ChatObserver {
