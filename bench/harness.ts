@@ -1,7 +1,8 @@
 /**
  * Shared parts of the load benchmarks (`stress`, `soak`) and their CI-sized test: the server as
- * a child process with a raised fd limit (started by `scripts/main_process.ts`), raw chat clients that speak just enough Engine.IO v4 /
- * Socket.IO v5, a stock-client probe, and the server's memory and open fds from /proc.
+ * a child process with a raised fd limit (started by `scripts/main_process.ts`), raw chat clients
+ * that speak just enough Engine.IO v4 / Socket.IO v5, a stock-client probe, and the server's
+ * memory and open fds from /proc.
  *
  * @example
  * ```ts

@@ -129,8 +129,9 @@ export interface EventContext extends ChatContext {
 
 /**
  * Handles one client event as socket.io decoded it (`[name, ...args]`, the last argument the ack
- * callback when the client asked for one): checks its arguments and its owner's budget, runs its handler and answers
- * the ack; a refusal goes to `ctx.report` and the ack. Events that are not the chat's are dropped.
+ * callback when the client asked for one): checks its arguments and its owner's budget, runs its
+ * handler and answers the ack; a refusal goes to `ctx.report` and the ack. Events that are not the
+ * chat's are dropped.
  * One function for every event and connection, so a connection holds no listener per event.
  */
 export async function dispatchEvent(
