@@ -1,6 +1,6 @@
 /**
  * Shared parts of the load benchmarks (`stress`, `soak`) and their CI-sized test: the server as
- * a child process with a raised fd limit (started by `scripts/main_process.ts`), raw chat clients
+ * a child process with a raised fd limit (started by `scripts/server_process.ts`), raw chat clients
  * that speak just enough Engine.IO v4 / Socket.IO v5, a stock-client probe, and the server's
  * memory and open fds from /proc.
  *
@@ -19,10 +19,10 @@
  */
 import { io as connect } from "socket.io-client";
 import { signToken } from "../src/auth.ts";
-import { type MainProcess, spawnMain } from "../scripts/main_process.ts";
+import { type MainProcess, spawnMain } from "../scripts/server_process.ts";
 
 /** A `main.ts` child process; `stop()` and `await using` send SIGTERM, then SIGKILL after 10 s. */
-export interface ServerProcess extends MainProcess {
+export interface BenchServer extends MainProcess {
   secret: string;
 }
 
@@ -35,7 +35,7 @@ export interface ServerOptions {
 }
 
 /** Starts main.ts on 127.0.0.1 port 0 with a raised fd limit and limits out of the load's way. */
-export async function spawnServer(options: ServerOptions = {}): Promise<ServerProcess> {
+export async function spawnServer(options: ServerOptions = {}): Promise<BenchServer> {
   const secret = "bench-secret";
   const server = await spawnMain({
     env: {
@@ -87,7 +87,7 @@ export async function readProcess(pid: number): Promise<ProcessReading> {
 }
 
 /** A token for `sub` signed with the server's secret. */
-export function benchToken(server: ServerProcess, sub: string): Promise<string> {
+export function benchToken(server: BenchServer, sub: string): Promise<string> {
   return signToken(server.secret, { sub, ttlSeconds: 24 * 3600 });
 }
 

@@ -11,7 +11,7 @@
  * @module
  */
 import { signToken } from "../src/auth.ts";
-import { START_V8_FLAGS } from "../scripts/main_process.ts";
+import { START_V8_FLAGS } from "../scripts/server_process.ts";
 import { openClients, probe, readProcess } from "./harness.ts";
 
 const args = Deno.args;

@@ -21,7 +21,7 @@
  * ```
  * @module
  */
-import { START_V8_FLAGS } from "../scripts/main_process.ts";
+import { START_V8_FLAGS } from "../scripts/server_process.ts";
 import type { LoadOptions, LoadResult } from "./loadgen.ts";
 import { rssKb } from "./proc.ts";
 import {

@@ -13,11 +13,11 @@
  */
 import { io as connect, type Socket } from "socket.io-client";
 import {
+  type BenchServer,
   benchToken,
   openClients,
   RawChatClient,
   readProcess,
-  type ServerProcess,
   spawnServer,
   writeResult,
 } from "./harness.ts";
@@ -38,7 +38,7 @@ interface Sample {
   failed: number;
 }
 
-async function startSender(server: ServerProcess, n: number): Promise<Socket> {
+async function startSender(server: BenchServer, n: number): Promise<Socket> {
   const socket = connect(server.url, {
     auth: { token: await benchToken(server, `sender-${n}`) },
     transports: n % 2 === 0 ? ["websocket"] : ["polling", "websocket"],

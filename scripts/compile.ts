@@ -3,7 +3,7 @@
  * the `denort` runtime cannot be downloaded, says so in one line with the way out (`DENORT_BIN`).
  * @module
  */
-import { START_V8_FLAGS } from "./main_process.ts";
+import { START_V8_FLAGS } from "./server_process.ts";
 
 const ARGS = [
   "compile",

@@ -19,7 +19,7 @@ import { createTokenVerifier, signToken } from "../src/auth.ts";
 import { ALL_SETTINGS } from "../src/config.ts";
 import { ChatClient } from "./helpers/chat_server.ts";
 import { tempDir } from "./helpers/dispose.ts";
-import { type MainProcess, spawnMain } from "../scripts/main_process.ts";
+import { type MainProcess, spawnMain } from "../scripts/server_process.ts";
 import type { ChatMessage } from "../src/types.ts";
 
 const ROOT = new URL("..", import.meta.url);

@@ -3,7 +3,11 @@
  * (signals, exit codes, several instances): the test secret, 127.0.0.1 port 0, in-memory KV.
  * @module
  */
-import { type MainProcess, runMain as runMainWith, spawnMain } from "../../scripts/main_process.ts";
+import {
+  type MainProcess,
+  runMain as runMainWith,
+  spawnMain,
+} from "../../scripts/server_process.ts";
 import { SECRET } from "./chat_server.ts";
 
 /** A running `main.ts`; `stop()` and `await using` kill it (SIGKILL) and wait for the exit. */
