@@ -2,12 +2,14 @@
  * A throwaway `redis-server` on a free loopback port, with persistence off, for cluster tests.
  * @module
  */
-import { within } from "./chat_server.ts";
+import { freePort, type ServerProcess, spawnServerProcess } from "../../scripts/server_process.ts";
+
+const REDIS_SERVER = "/usr/bin/redis-server";
 
 /** Whether Debian's redis-server is installed (`.ci/run` installs it). */
 export function hasRedis(): boolean {
   try {
-    return Deno.statSync("/usr/bin/redis-server").isFile;
+    return Deno.statSync(REDIS_SERVER).isFile;
   } catch {
     return false;
   }
@@ -22,52 +24,26 @@ export interface RedisServer {
   start(): Promise<void>;
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-async function waitUntilListening(port: number): Promise<void> {
-  await within(
-    (async () => {
-      while (true) {
-        try {
-          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-          return;
-        } catch {
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-      }
-    })(),
-    5000,
-    "redis-server to listen",
-  );
-}
-
 /** Starts redis-server on a free port with no persistence. */
 export async function startRedis(): Promise<RedisServer> {
   const port = freePort();
-  let child: Deno.ChildProcess | undefined;
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+  let server: ServerProcess | undefined;
   const start = async () => {
-    child = new Deno.Command("/usr/bin/redis-server", {
-      args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    await waitUntilListening(port);
+    server = await spawnServerProcess({
+      argv: [REDIS_SERVER, ...args],
+      ready: { port },
+      stdout: "drop",
+      readyTimeoutMs: 5000,
+      stopGraceMs: 0,
+    });
   };
   await start();
   return {
     url: `redis://127.0.0.1:${port}`,
     async stop() {
-      if (!child) return;
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already exited */ }
-      await child.status;
-      child = undefined;
+      await server?.stop();
+      server = undefined;
     },
     start,
   };
