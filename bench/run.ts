@@ -21,7 +21,13 @@
  * ```
  * @module
  */
-import { START_V8_FLAGS } from "../scripts/server_process.ts";
+import {
+  freePort,
+  type ServerProcess,
+  spawnMain,
+  spawnServerProcess,
+  withFdLimit,
+} from "../scripts/server_process.ts";
 import type { LoadOptions, LoadResult } from "./loadgen.ts";
 import { rssKb } from "./proc.ts";
 import {
@@ -57,7 +63,10 @@ interface BenchOptions {
 interface ServerSpec {
   name: string;
   label: string;
-  command: (port: number, dataDir: string) => { args: string[]; env: Record<string, string> };
+  /** Its command; `main.ts` as `deno task start` runs it (V8 flags included) when unset. */
+  argv?: string[];
+  /** Its environment, given its port and the run's data directory. */
+  env: (port: number, dataDir: string) => Record<string, string>;
   /** Has our `/metrics` (KV commits). */
   metrics: boolean;
   /** Speaks our rooms contract (`join`, `leave`, `room` on messages): runs R and J. */
@@ -113,10 +122,7 @@ const SERVERS: ServerSpec[] = [
     metrics: true,
     rooms: true,
     cluster: true,
-    command: (port, dataDir) => ({
-      args: ["deno", "run", "-A", ...START_V8_FLAGS, "main.ts"],
-      env: { ...OURS_ENV, PORT: String(port), KV_PATH: `${dataDir}/chat.kv` },
-    }),
+    env: (port, dataDir) => ({ ...OURS_ENV, PORT: String(port), KV_PATH: `${dataDir}/chat.kv` }),
   },
   {
     name: "ours-mem",
@@ -124,10 +130,7 @@ const SERVERS: ServerSpec[] = [
     metrics: true,
     rooms: true,
     cluster: true,
-    command: (port) => ({
-      args: ["deno", "run", "-A", ...START_V8_FLAGS, "main.ts"],
-      env: { ...OURS_ENV, PORT: String(port), KV_PATH: ":memory:" },
-    }),
+    env: (port) => ({ ...OURS_ENV, PORT: String(port), KV_PATH: ":memory:" }),
   },
   {
     name: "reference",
@@ -135,10 +138,8 @@ const SERVERS: ServerSpec[] = [
     metrics: false,
     rooms: false,
     cluster: true,
-    command: (port) => ({
-      args: ["node", `${REFERENCE_DIR}server.mjs`],
-      env: { JWT_SECRET, PORT: String(port), HOSTNAME: "127.0.0.1" },
-    }),
+    argv: ["node", `${REFERENCE_DIR}server.mjs`],
+    env: (port) => ({ JWT_SECRET, PORT: String(port), HOSTNAME: "127.0.0.1" }),
   },
   {
     name: "limit",
@@ -146,10 +147,8 @@ const SERVERS: ServerSpec[] = [
     metrics: false,
     rooms: false,
     cluster: false,
-    command: (port) => ({
-      args: ["deno", "run", "-A", `${BENCH_DIR}limit_server.ts`],
-      env: { PORT: String(port), HOSTNAME: "127.0.0.1" },
-    }),
+    argv: [Deno.execPath(), "run", "-A", `${BENCH_DIR}limit_server.ts`],
+    env: (port) => ({ PORT: String(port), HOSTNAME: "127.0.0.1" }),
   },
 ];
 
@@ -218,44 +217,17 @@ async function ensureReferenceInstalled(): Promise<void> {
   }
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
+/** The servers' and redis-server's CPU when pinned; the load generator gets the other. */
+const SERVER_CPU = ["taskset", "-c", "0"];
+const LOADGEN_CPU = ["taskset", "-c", "1"];
+/** How long a server may take to start. */
+const START_TIMEOUT_MS = 30_000;
 
-async function waitForPort(port: number, child: Deno.ChildProcess): Promise<void> {
-  let exited = false;
-  child.status.then(() => exited = true);
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline && !exited) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await sleep(50);
-    }
-  }
-  throw new Error(exited ? "server exited during start" : "server did not start in 30 s");
-}
-
-/**
- * `argv` run by bash with the soft fd limit raised to {@link FD_LIMIT} (within the hard limit), as
- * `bench/harness.ts` does; `exec` keeps the pid.
- */
-function withFdLimit(argv: string[]): string[] {
-  const raise = `want=${FD_LIMIT}; hard=$(ulimit -Hn); ` +
-    `if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then want=$hard; fi; ulimit -n "$want"`;
-  return ["bash", "-c", `${raise} && exec "$@"`, "bash", ...argv];
-}
-
-/** A started process: its pid, port and idle RSS. */
+/** A started server: its process, where to reach it, and its idle RSS. */
 interface Running {
-  pid: number;
+  process: ServerProcess;
   url: string;
   rssIdleKb: number;
-  stop(): Promise<void>;
 }
 
 /**
@@ -270,75 +242,50 @@ async function startServer(
   index = 0,
 ): Promise<Running> {
   const port = freePort();
-  const command = spec.command(port, dataDir);
-  const argv = [...(pin ? ["taskset", "-c", "0"] : []), ...withFdLimit(command.args)];
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
+  const options = {
+    name: spec.name,
+    prefix: pin ? SERVER_CPU : undefined,
+    fdLimit: FD_LIMIT,
+    env: { ...spec.env(port, dataDir), ...env },
     cwd: ROOT_DIR,
-    env: { ...command.env, ...env },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const logPath = `${dataDir}/stderr-${index}.log`;
-  const log = await Deno.open(logPath, { write: true, create: true });
-  const logged = child.stderr.pipeTo(log.writable).catch(() => {});
-  try {
-    await waitForPort(port, child);
-  } catch (error) {
-    console.error(await Deno.readTextFile(logPath).catch(() => ""));
-    throw error;
-  }
-  await sleep(1000);
-  const rssIdleKb = rssKb(child.pid);
-  return {
-    pid: child.pid,
-    url: `http://127.0.0.1:${port}`,
-    rssIdleKb,
-    async stop() {
-      child.kill("SIGTERM");
-      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      await child.status;
-      clearTimeout(killer);
-      await logged;
-    },
+    stdout: "drop" as const,
+    stderrLog: `${dataDir}/stderr-${index}.log`,
+    stopGraceMs: 15_000,
   };
+  const started = spec.argv
+    ? await spawnServerProcess({
+      ...options,
+      argv: spec.argv,
+      ready: { port },
+      readyTimeoutMs: START_TIMEOUT_MS,
+    })
+    : await spawnMain({ ...options, permissions: ["-A"], listenTimeoutMs: START_TIMEOUT_MS });
+  await sleep(1000);
+  return { process: started, url: started.url, rssIdleKb: rssKb(started.pid) };
 }
 
 /** A redis-server for one run of T: a free port, no persistence, on the servers' CPU. */
 async function startRedis(pin: boolean): Promise<Running> {
   const port = freePort();
-  const args = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", ""];
-  const argv = [...(pin ? ["taskset", "-c", "0"] : []), ...args, "--appendonly", "no"];
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await waitForPort(port, child);
-  return {
-    pid: child.pid,
-    url: `redis://127.0.0.1:${port}`,
-    rssIdleKb: rssKb(child.pid),
-    async stop() {
-      child.kill("SIGTERM");
-      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      await child.status;
-      clearTimeout(killer);
-    },
-  };
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+  const started = await spawnServerProcess({
+    argv: ["redis-server", ...args],
+    prefix: pin ? SERVER_CPU : undefined,
+    ready: { port },
+    stdout: "drop",
+    readyTimeoutMs: START_TIMEOUT_MS,
+    stopGraceMs: 15_000,
+  });
+  return { process: started, url: `redis://127.0.0.1:${port}`, rssIdleKb: rssKb(started.pid) };
 }
 
 async function runLoadgen(args: string[], pin: boolean): Promise<LoadResult> {
-  const argv = [
-    ...(pin ? ["taskset", "-c", "1"] : []),
-    ...withFdLimit(["deno", "run", "-A", `${BENCH_DIR}loadgen.ts`]),
+  const [program, ...argv] = [
+    ...(pin ? LOADGEN_CPU : []),
+    ...withFdLimit([Deno.execPath(), "run", "-A", `${BENCH_DIR}loadgen.ts`, ...args], FD_LIMIT),
   ];
-  const { stdout, stderr, success } = await new Deno.Command(argv[0], {
-    args: [...argv.slice(1), ...args],
-    cwd: ROOT_DIR,
-  }).output();
+  const { stdout, stderr, success } = await new Deno.Command(program, { args: argv, cwd: ROOT_DIR })
+    .output();
   if (!success) throw new Error(`loadgen failed: ${new TextDecoder().decode(stderr)}`);
   const lines = new TextDecoder().decode(stdout).trim().split("\n");
   return JSON.parse(lines[lines.length - 1]);
@@ -368,8 +315,8 @@ async function measure(
       "--secret",
       JWT_SECRET,
       "--pid",
-      servers.map((server) => server.pid).join(","),
-      ...(redis ? ["--redis-pid", String(redis.pid)] : []),
+      servers.map((server) => server.process.pid).join(","),
+      ...(redis ? ["--redis-pid", String(redis.process.pid)] : []),
       "--seed",
       String(HISTORY),
       "--clients",
@@ -421,8 +368,8 @@ async function measure(
     );
     return { server: spec.name, scenario, ...load, rssIdleKb: sumIdle(servers), result };
   } finally {
-    for (const server of servers) await server.stop();
-    await redis?.stop();
+    for (const server of servers) await server.process.stop();
+    await redis?.process.stop();
     await Deno.remove(dataDir, { recursive: true });
   }
 }
