@@ -11,7 +11,7 @@
  * @module
  */
 import { signToken } from "../src/auth.ts";
-import { START_V8_FLAGS } from "../scripts/server_process.ts";
+import { freePort, spawnServerProcess, START_V8_FLAGS } from "../scripts/server_process.ts";
 import { openClients, probe, readProcess } from "./harness.ts";
 
 const args = Deno.args;
@@ -31,18 +31,20 @@ const keep = args.includes("--keep") ? args[args.indexOf("--keep") + 1] : undefi
 if (keep) await Deno.mkdir(keep, { recursive: true });
 const dir = keep ?? await Deno.makeTempDir({ prefix: "chat-heap-" });
 
-// The reference prints the port it was given: give it a free one.
-const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-const port = String((listener.addr as Deno.NetAddr).port);
-listener.close();
-const child = new Deno.Command(reference ? "node" : Deno.execPath(), {
-  args: reference
-    ? [new URL("./reference/server.mjs", import.meta.url).pathname]
-    : ["run", "-A", ...START_V8_FLAGS, new URL("./heap_server.ts", import.meta.url).pathname],
+const port = freePort();
+const server = await spawnServerProcess({
+  argv: reference ? ["node", new URL("./reference/server.mjs", import.meta.url).pathname] : [
+    Deno.execPath(),
+    "run",
+    "-A",
+    ...START_V8_FLAGS,
+    new URL("./heap_server.ts", import.meta.url).pathname,
+  ],
+  name: reference ? "the reference" : "heap_server.ts",
   env: {
     HOSTNAME: "127.0.0.1",
     JWT_SECRET: secret,
-    PORT: port,
+    PORT: String(port),
     HOST: "127.0.0.1",
     KV_PATH: ":memory:",
     LOG_LEVEL: "error",
@@ -53,30 +55,26 @@ const child = new Deno.Command(reference ? "node" : Deno.execPath(), {
     RATE_LIMIT_BURST: "1000000",
     MAX_SOCKETS_PER_USER: "10000",
   },
-  stdout: "piped",
-  stderr: "piped",
-}).spawn();
-// Ours says where it listens on stderr, the reference on stdout.
-let stderr = "";
-const drain = async (stream: ReadableStream<Uint8Array>) => {
-  const decoder = new TextDecoder();
-  for await (const chunk of stream) stderr += decoder.decode(chunk, { stream: true });
-};
-const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-const waitFor = async (pattern: RegExp, from = 0): Promise<RegExpMatchArray> => {
+  ready: { port },
+  stdout: "drop",
+  readyTimeoutMs: 30_000,
+});
+const url = server.url;
+
+/** The first match of `pattern` in what the server wrote to stderr after `from` characters. */
+async function waitFor(pattern: RegExp, from = 0): Promise<RegExpMatchArray> {
   for (let tries = 0; tries < 600; tries++) {
-    const match = stderr.slice(from).match(pattern);
+    const match = server.errors().slice(from).match(pattern);
     if (match) return match;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error(`no ${pattern} in: ${stderr}`);
-};
-const url = (await waitFor(/listening on (\S+)/))[1];
+  throw new Error(`no ${pattern} in: ${server.errors()}`);
+}
 
 /** Takes a snapshot and waits for the file. */
 async function snapshot(): Promise<string> {
-  const from = stderr.length;
-  Deno.kill(child.pid, "SIGUSR2");
+  const from = server.errors().length;
+  Deno.kill(server.pid, "SIGUSR2");
   const [, path, memory] = await waitFor(/heap snapshot (\S+) (\{.*\})/, from);
   console.error(`memory before the snapshot: ${memory}`);
   return path;
@@ -96,14 +94,14 @@ seeder.close();
 await probe(url, await signToken(secret, { sub: "warm" }));
 await new Promise((resolve) => setTimeout(resolve, 500));
 
-const rssBefore = (await readProcess(child.pid)).rssKb;
+const rssBefore = (await readProcess(server.pid)).rssKb;
 const before = snapshots ? await snapshot() : "";
 const tokens = await Promise.all(
   Array.from({ length: connections }, (_, n) => signToken(secret, { sub: `user-${n}` })),
 );
 const { clients, failed } = await openClients(url, tokens, connections, 100);
 await new Promise((resolve) => setTimeout(resolve, 2000));
-const rssAfter = (await readProcess(child.pid)).rssKb;
+const rssAfter = (await readProcess(server.pid)).rssKb;
 console.log(
   `${clients.length} connected (${failed} failed); RSS ${rssBefore} → ${rssAfter} KB: ` +
     `${((rssAfter - rssBefore) / clients.length).toFixed(1)} KB per connection`,
@@ -150,9 +148,7 @@ await stop();
 
 async function stop(): Promise<never> {
   await Promise.all(clients.map((client) => client.close()));
-  child.kill("SIGTERM");
-  await child.status;
-  await drained;
+  await server.stop();
   if (!keep) await Deno.remove(dir, { recursive: true });
   Deno.exit(0);
 }
