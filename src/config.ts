@@ -112,11 +112,11 @@ export const SETTINGS = {
       "`chat:moderate` scope may at any time. `0`: authors never may.",
   }),
   commitGatherMs: duration("COMMIT_GATHER", {
-    default: 1,
+    default: 10,
     max: 100,
     doc: "Under load (while KV commits carry several messages), how long to gather messages " +
-      "into the next commit: fewer commits and fewer frames per recipient for about a " +
-      "millisecond of latency. A quiet chat never waits. `0` turns it off.",
+      "into the next commit: fewer commits, and several messages of a room in one frame per " +
+      "recipient, for at most that much latency. A quiet chat never waits. `0` turns it off.",
   }),
   historyLimit: integer("HISTORY_LIMIT", {
     default: 50,
