@@ -473,11 +473,13 @@ step(
 step(
   "login: keyboard only from name to message; a dev token is renewed before it expires; a rejected token stays in its box",
   async (browser) => {
-    // Tokens live 2 s and the server forgives no clock skew: unrenewed, the connection ends in 2 s.
+    // Tokens live 4 s (3–4 s, as `exp` is in whole seconds) and the server forgives no clock skew:
+    // unrenewed, the connection ends within 4 s. The page renews at half the time left, which
+    // leaves a busy machine over a second for the renewal's round trips.
     await using chat = await startBrowserChat(browser, {
       auth: { ...TEST_AUTH, clockToleranceSeconds: 0 },
       refreshLimitPerMinute: 600,
-    }, { secret: SECRET, ttlSeconds: 2 });
+    }, { secret: SECRET, ttlSeconds: 4 });
     const kim = await chat.visit("Kim");
     await kim.locator("#dev-name").waitFor();
     assert.equal(await focused(kim), "dev-name");

@@ -4,9 +4,9 @@
  * reaches the store, and no exception escapes. Budgets and CONNECT bursts run on a second, strict
  * server (small budgets, write scope required) where valid events are stored.
  *
- * CI runs 10,000 cases with a fixed seed. `deno task fuzz` (this file with `-- --long`) runs
- * 200,000 with a random seed. `FUZZ_CASES` and `FUZZ_SEED` override either; `FUZZ_CASE=<index>`
- * replays one case of a seed.
+ * CI runs 10,000 cases with a fixed seed and a 200 KB buffer limit (see `LIMITS`). `deno task fuzz`
+ * (this file with `-- --long`) runs 200,000 with a random seed and the default 1 MB. `FUZZ_CASES`
+ * and `FUZZ_SEED` override either; `FUZZ_CASE=<index>` replays one case of a seed.
  */
 import assert from "node:assert/strict";
 import { ERROR_EVENTS_PER_SECOND } from "../src/chat/events.ts";
@@ -46,7 +46,15 @@ const SESSION_MAX_AGE_MS = 20_000;
  */
 const ERROR_EVENTS_BEFORE_FRESH = ERROR_EVENTS_PER_SECOND - 2;
 const ERROR_EVENT_WINDOW_MS = 1_500;
-const LIMITS: FuzzLimits = { maxHttpBufferSize: 1_000_000, maxMessageLength: 2000 };
+/**
+ * The server's limits for the run. CI's run takes a 200 KB buffer, so the cases sized to it (frames
+ * one byte over, depth bombs and huge payloads just under) move a fifth of the bytes; the long run
+ * keeps the default 1 MB.
+ */
+const LIMITS: FuzzLimits = {
+  maxHttpBufferSize: LONG ? 1_000_000 : 200_000,
+  maxMessageLength: 2000,
+};
 
 /** One concurrent fuzzer: its user, token and current raw session. */
 class Worker {

@@ -265,6 +265,14 @@ export interface FuzzLimits {
   maxMessageLength: number;
 }
 
+/**
+ * A size bound written for a 1 MB `maxHttpBufferSize`, scaled to `limits` (at least 2,000), so a
+ * case stays under a smaller buffer and its size stays in proportion.
+ */
+function sized(limits: FuzzLimits, forOneMegabyte: number): number {
+  return Math.max(2_000, Math.floor(forOneMegabyte * limits.maxHttpBufferSize / 1_000_000));
+}
+
 function frames(
   name: string,
   state: FrameCase["state"],
@@ -465,10 +473,10 @@ const socketIoCases: Generator[] = [
       ['451-["message",{"message":{"_placeholder":true,"num":0}}]', rng.bytes(8)],
       INVALID,
     ),
-  (rng) => {
+  (rng, _tokens, limits) => {
     // Sized to stay under maxHttpBufferSize: 6 bytes a level for objects, 2 for arrays.
     const objects = rng.chance(0.5);
-    const depth = rng.range(1_000, objects ? 150_000 : 450_000);
+    const depth = rng.range(1_000, sized(limits, objects ? 150_000 : 450_000));
     return frames(
       `depth bomb of ${objects ? "objects" : "arrays"}`,
       "connected",
@@ -476,29 +484,35 @@ const socketIoCases: Generator[] = [
       INVALID,
     );
   },
-  (rng) =>
+  (rng, _tokens, limits) =>
     frames(
       "depth bomb in a binary event",
       "connected",
       [
-        `451-["message",${depthBomb(rng.range(1_000, 100_000), '{"_placeholder":true,"num":0}')}]`,
+        `451-["message",${
+          depthBomb(rng.range(1_000, sized(limits, 100_000)), '{"_placeholder":true,"num":0}')
+        }]`,
         rng.bytes(2),
       ],
       SURVIVE,
     ),
-  (rng) =>
+  (rng, _tokens, limits) =>
     frames(
       "huge array payload",
       "connected",
-      [event(`["message",[${Array(rng.range(10_000, 200_000)).fill(0).join(",")}]]`)],
+      [event(
+        `["message",[${Array(rng.range(10_000, sized(limits, 200_000))).fill(0).join(",")}]]`,
+      )],
       INVALID,
     ),
-  (rng) =>
+  (rng, _tokens, limits) =>
     frames(
       "huge argument list",
       "connected",
       [event(
-        `["${rng.pick(["message", "history", "typing"])}"${",0".repeat(rng.range(9, 300_000))}]`,
+        `["${rng.pick(["message", "history", "typing"])}"${
+          ",0".repeat(rng.range(9, sized(limits, 300_000)))
+        }]`,
       )],
       INVALID,
     ),
