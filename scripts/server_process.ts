@@ -260,7 +260,8 @@ export const START_V8_FLAGS: string[] = JSON.parse(
 ).tasks.start.match(/--v8-flags=\S+/g) ?? [];
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-const LISTENING = /listening on (https?:\/\/[^ ]+)/;
+/** The line main.ts (and the binary `deno task compile` builds of it) prints once it listens. */
+export const MAIN_LISTENING = /listening on (https?:\/\/[^ ]+)/;
 
 function mainArgv(permissions = MAIN_PERMISSIONS): string[] {
   return [Deno.execPath(), "run", ...START_V8_FLAGS, ...permissions, MAIN];
@@ -272,7 +273,7 @@ export function spawnMain(options: MainOptions = {}): Promise<MainProcess> {
   return spawnServerProcess({
     ...rest,
     argv: mainArgv(permissions),
-    ready: { stderr: LISTENING },
+    ready: { stderr: MAIN_LISTENING },
     name: "main.ts",
     readyTimeoutMs: listenTimeoutMs,
   });

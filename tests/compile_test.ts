@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { SECRET, within } from "./helpers/chat_server.ts";
+import { MAIN_LISTENING, spawnServerProcess } from "../scripts/server_process.ts";
+import { SECRET } from "./helpers/chat_server.ts";
 
 // `deno compile` downloads the denort runtime unless DENORT_BIN points at one; where neither is
 // possible (an offline machine) this test is skipped and says so in its name.
@@ -17,35 +18,13 @@ Deno.test({
       stderr: "piped",
     }).output();
     assert.ok(built.success, new TextDecoder().decode(built.stderr));
-    const child = new Deno.Command("dist/chat-server", {
+    await using server = await spawnServerProcess({
+      argv: ["dist/chat-server"],
+      ready: { stderr: MAIN_LISTENING },
       env: { JWT_SECRET: SECRET, PORT: "0", HOST: "127.0.0.1", KV_PATH: ":memory:" },
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    try {
-      const reader = child.stdout.getReader();
-      let output = "";
-      const url = await within(
-        (async () => {
-          const started = /"event":"server.started"[^\n]*"url":"([^"]+)"/;
-          while (!started.test(output)) {
-            const { value, done } = await reader.read();
-            if (done) throw new Error(output);
-            output += new TextDecoder().decode(value);
-          }
-          return output.match(started)![1];
-        })(),
-        15_000,
-        "the binary to listen",
-      );
-      reader.releaseLock();
-      const health = await fetch(`${url}/healthz`);
-      assert.deepEqual(await health.json(), { status: "ok" });
-    } finally {
-      child.kill("SIGTERM");
-      await child.status;
-      await child.stdout.cancel().catch(() => {});
-    }
+    });
+    const health = await fetch(`${server.url}/healthz`);
+    assert.deepEqual(await health.json(), { status: "ok" });
   },
 });
 
