@@ -175,7 +175,10 @@ Deno.test("polling: a ping is answered by a POSTed pong, and silence is a ping t
 });
 
 Deno.test("polling: a client that polls and sends but never pongs closes at pingInterval + pingTimeout", async () => {
-  await using target = startEngine({ pingInterval: 200, pingTimeout: 300 });
+  // Closes 800 ms after the handshake. Had the message counted as a pong (sent at ~450 ms), the
+  // next ping would come at ~650 ms and the timeout at ~1,250 ms: the bounds tell the two apart
+  // with room for a busy machine.
+  await using target = startEngine({ pingInterval: 200, pingTimeout: 600 });
   const started = Date.now();
   const { sid, session } = await openSession(target);
   const closed = waitFor<[string]>(session, "close");
@@ -188,7 +191,7 @@ Deno.test("polling: a client that polls and sends but never pongs closes at ping
   const elapsed = Date.now() - started;
   assert.equal(reason, "ping timeout");
   assert.equal(await response, "1");
-  assert.ok(elapsed >= 490 && elapsed < 650, `closed ${elapsed} ms after the handshake`);
+  assert.ok(elapsed >= 790 && elapsed < 1_150, `closed ${elapsed} ms after the handshake`);
 });
 
 Deno.test("polling: closing the session from the server answers the pending GET", async () => {
