@@ -61,8 +61,11 @@ Deno.test({
       (users: User[]) => joinedSeenByBob.push(...users.map((u) => u.id)),
     );
 
-    // Fan-out: messages sent on A reach A and B once each, in the same order.
+    // Fan-out: messages sent on A reach A and B once each, in the same order. Bob answers once he
+    // has A's last message: what reaches B through Redis a few milliseconds later may otherwise
+    // arrive after B's own newer ones (docs/scaling.md, "Order").
     for (let n = 0; n < 10; n++) assert.ok((await alice.send({ message: `a${n}` })).ok);
+    await bob.waitFor(() => bob.live.some((m) => m.message === "a9"), "A's messages on B");
     for (let n = 0; n < 10; n++) assert.ok((await bob.send({ message: `b${n}` })).ok);
     for (const client of [alice, bob, carol]) {
       await client.waitFor(() => client.live.length >= 20, "20 live messages");
