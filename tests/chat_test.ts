@@ -1,3 +1,4 @@
+import { decodeJwt } from "jose";
 import assert from "node:assert/strict";
 import {
   ChatClient,
@@ -182,11 +183,17 @@ Deno.test("chat: each bad message gets its error code and stores nothing", async
 });
 
 Deno.test("chat: a listen-only socket is cut when its token expires", async () => {
-  await using server = await startChat({ auth: { ...TEST_AUTH, clockToleranceSeconds: 0 } });
-  using listener = new ChatClient(server.url, {
-    auth: { token: await tokenFor("late", "Late", 1) },
-  });
-  // Listened for from the start: under load the 1 s token may expire soon after the load.
+  // The chat's clock runs ahead so that the token, valid for a minute to the verifier, has 1.5 s
+  // left to the chat: no whole-second `exp` can leave it less.
+  let skew = 0;
+  await using server = await startChat(
+    { auth: { ...TEST_AUTH, clockToleranceSeconds: 0 } },
+    { now: () => Date.now() + skew },
+  );
+  const token = await tokenFor("late", "Late", 60);
+  skew = decodeJwt(token).exp! * 1000 - 1500 - Date.now();
+  using listener = new ChatClient(server.url, { auth: { token } });
+  // Listened for from the start: under load the expiry may come soon after the load.
   const disconnected = new Promise((resolve) => listener.socket.once("disconnect", resolve));
   using sender = await ChatClient.join(server.url, "sender");
   await listener.waitFor(() => listener.loads.length > 0, "load");
