@@ -103,31 +103,53 @@ export class ClusterPresence implements Presence {
   }
 }
 
+/** How long announcements wait per client that will receive them, in a big room. */
+export const PRESENCE_MS_PER_RECIPIENT = 0.1;
+/** The longest announcements wait, reached at 10,000 recipients. */
+export const PRESENCE_MAX_WINDOW_MS = 1000;
+
 /**
  * Announces joins and leaves in batches: during a connect storm every client gets one
  * `user:joined` per batch instead of one per user, which keeps a storm of N connections from
  * costing N² messages. A join and a leave of the same user within one batch cancel out.
- * Newcomers waiting for their first presence snapshot are batched the same way, so one snapshot
- * is built and encoded per batch rather than one per connection.
+ *
+ * A batch is `batchMs` long, and longer for a big audience: every announcement is one frame per
+ * recipient, so the changes wait {@link PRESENCE_MS_PER_RECIPIENT} per recipient (up to
+ * {@link PRESENCE_MAX_WINDOW_MS}), which keeps presence to about a tenth of a core however many
+ * connect at once. Newcomers waiting for their first snapshot of who is online are batched every
+ * `batchMs` whatever the audience (one snapshot built and encoded per batch, not per connection);
+ * changes still pending then follow later, and clients apply them as set operations.
  *
  * @example
  * ```ts
  * const feed = new PresenceFeed((joined, left, welcomed) => {
  *   // send `welcomed` a snapshot, then `joined` and `left` to everyone
- * });
+ * }, 100, () => 2_000); // 2,000 recipients: changes wait 200 ms
  * feed.joined({ id: "u1", name: "Ada" });
  * feed.welcome("socket-1");
  * ```
  */
 export class PresenceFeed {
   #pending = new Map<string, { user: User; change: "joined" | "left" }>();
+  /** When the oldest pending change was noted (`performance.now()`). */
+  #pendingSince = 0;
   #welcome: string[] = [];
   #timer?: ReturnType<typeof setTimeout>;
+  /** When the timer fires (`performance.now()`). */
+  #timerDue = 0;
 
   constructor(
     private readonly announce: (joined: User[], left: User[], welcomed: string[]) => void,
     private readonly batchMs = 100,
+    /** How many clients an announcement reaches. */
+    private readonly audience: () => number = () => 0,
   ) {}
+
+  /** How long changes are gathered for, given the audience now. */
+  windowMs(): number {
+    const scaled = Math.min(PRESENCE_MAX_WINDOW_MS, this.audience() * PRESENCE_MS_PER_RECIPIENT);
+    return Math.max(this.batchMs, scaled);
+  }
 
   /** A user came online. */
   joined(user: User): void {
@@ -145,21 +167,9 @@ export class PresenceFeed {
     this.#schedule();
   }
 
-  /** Announces what is pending now. */
+  /** Announces everything pending now, whatever its window. */
   flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const joined: User[] = [];
-    const left: User[] = [];
-    for (const { user, change } of this.#pending.values()) {
-      (change === "joined" ? joined : left).push(user);
-    }
-    this.#pending.clear();
-    const welcomed = this.#welcome;
-    this.#welcome = [];
-    if (joined.length > 0 || left.length > 0 || welcomed.length > 0) {
-      this.announce(joined, left, welcomed);
-    }
+    this.#announce(true);
   }
 
   /** Drops what is pending (shutdown). */
@@ -170,14 +180,46 @@ export class PresenceFeed {
     this.#welcome = [];
   }
 
+  /** Announces the welcomes, and the changes if `all` or their window has passed. */
+  #announce(all: boolean): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const joined: User[] = [];
+    const left: User[] = [];
+    // A small audience has one batch for all; a timer fires no earlier than asked, and the
+    // millisecond covers rounding.
+    const window = this.windowMs();
+    if (all || window <= this.batchMs || performance.now() + 1 >= this.#pendingSince + window) {
+      for (const { user, change } of this.#pending.values()) {
+        (change === "joined" ? joined : left).push(user);
+      }
+      this.#pending.clear();
+    }
+    const welcomed = this.#welcome;
+    this.#welcome = [];
+    if (joined.length > 0 || left.length > 0 || welcomed.length > 0) {
+      this.announce(joined, left, welcomed);
+    }
+    if (this.#pending.size > 0) this.#schedule();
+  }
+
   #note(user: User, change: "joined" | "left"): void {
+    if (this.#pending.size === 0) this.#pendingSince = performance.now();
     const pending = this.#pending.get(user.id);
     if (pending && pending.change !== change) this.#pending.delete(user.id);
     else this.#pending.set(user.id, { user, change });
     this.#schedule();
   }
 
+  /** Fires at the next welcome batch or when the pending changes' window ends, whichever first. */
   #schedule(): void {
-    this.#timer ??= setTimeout(() => this.flush(), this.batchMs);
+    const now = performance.now();
+    const due = this.#welcome.length > 0
+      ? now + this.batchMs
+      : this.#pendingSince + this.windowMs();
+    if (this.#timer !== undefined && this.#timerDue <= due) return;
+    clearTimeout(this.#timer);
+    this.#timerDue = due;
+    this.#timer = setTimeout(() => this.#announce(false), Math.max(0, due - now));
   }
 }

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
-import { ClusterPresence, LocalPresence, PresenceFeed } from "../src/presence.ts";
+import {
+  ClusterPresence,
+  LocalPresence,
+  PRESENCE_MAX_WINDOW_MS,
+  PresenceFeed,
+} from "../src/presence.ts";
 import type { User } from "../src/types.ts";
 import { closing } from "./helpers/dispose.ts";
+import { until } from "./helpers/time.ts";
 
 const ada: User = { id: "ada", name: "Ada" };
 const bo: User = { id: "bo", name: "Bo" };
@@ -88,4 +94,42 @@ Deno.test("presence feed: newcomers of one batch are welcomed together, with the
   assert.deepEqual(announced[1], [[], [], ["s-cy"]], "a welcome alone is still sent");
   feed.flush();
   assert.equal(announced.length, 2, "an empty batch announces nothing");
+});
+
+Deno.test("presence feed: changes wait 0.1 ms per recipient, from the batch up to a second", () => {
+  const window = (audience: number) => new PresenceFeed(() => {}, 100, () => audience).windowMs();
+  assert.equal(window(0), 100);
+  assert.equal(window(1_000), 100, "a thousand recipients: the batch");
+  assert.equal(window(5_000), 500);
+  assert.equal(window(10_000), PRESENCE_MAX_WINDOW_MS);
+  assert.equal(window(1_000_000), PRESENCE_MAX_WINDOW_MS, "never longer");
+});
+
+Deno.test("presence feed: with a big audience newcomers are welcomed at once and changes follow their window", async () => {
+  const announced: [string[], string[], string[]][] = [];
+  let audience = 10_000;
+  using feed = closing(
+    new PresenceFeed(
+      (joined, left, welcomed) =>
+        announced.push([joined.map((u) => u.id), left.map((u) => u.id), welcomed]),
+      20,
+      () => audience,
+    ),
+  );
+  const started = performance.now();
+  feed.joined(ada);
+  feed.welcome("s-ada");
+  await until(() => announced.length > 0, 2_000, "the welcome");
+  assert.deepEqual(announced, [[[], [], ["s-ada"]]], "the snapshot does not wait for the window");
+  feed.left(bo);
+  await until(() => announced.length > 1, 5_000, "the changes");
+  const waited = performance.now() - started;
+  assert.ok(waited >= PRESENCE_MAX_WINDOW_MS - 1, `changes announced after ${waited} ms`);
+  assert.deepEqual(announced[1], [["ada"], ["bo"], []], "one batch, from the oldest change");
+  // A small audience again: one batch for everything, as before.
+  audience = 0;
+  feed.joined({ id: "cy", name: "Cy" });
+  feed.welcome("s-cy");
+  await until(() => announced.length > 2, 2_000, "the small batch");
+  assert.deepEqual(announced[2], [["cy"], [], ["s-cy"]]);
 });

@@ -300,21 +300,26 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   // Batches are announced in order, each after the snapshot its newcomers get: a slow snapshot
   // (asked across instances) must not let a later batch overtake an earlier one.
   let announced = Promise.resolve();
-  const feed = new PresenceFeed((joined, left, welcomed) => {
-    announced = announced.then(async () => {
-      if (welcomed.length > 0) {
-        try {
-          const online = await presence.online(options.maxListedUsers);
-          // Newcomers are this instance's own sockets: no other instance needs the snapshot.
-          io.local.to(welcomed).emit("presence", online);
-        } catch (error) {
-          log.warn("presence.failed", { sockets: welcomed.length, error });
+  const feed = new PresenceFeed(
+    (joined, left, welcomed) => {
+      announced = announced.then(async () => {
+        if (welcomed.length > 0) {
+          try {
+            const online = await presence.online(options.maxListedUsers);
+            // Newcomers are this instance's own sockets: no other instance needs the snapshot.
+            io.local.to(welcomed).emit("presence", online);
+          } catch (error) {
+            log.warn("presence.failed", { sockets: welcomed.length, error });
+          }
         }
-      }
-      if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
-      if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
-    });
-  }, options.presenceBatchMs);
+        if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
+        if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
+      });
+      // A big audience makes changes wait longer (a frame each): this instance's share of it.
+    },
+    options.presenceBatchMs,
+    () => io.of("/").adapter.rooms.get(CHAT_ROOM)?.size ?? 0,
+  );
   // The default room's comings and goings are the global presence events.
   const roomPresence = new RoomPresence((room, joined, left) => {
     io.to(roomKey(room)).emit("room:presence", { room, joined, left });
