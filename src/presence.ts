@@ -109,14 +109,25 @@ export const PRESENCE_MS_PER_RECIPIENT = 0.1;
 export const PRESENCE_MAX_WINDOW_MS = 1000;
 
 /**
+ * How long presence changes are gathered for an audience of `recipients`: `batchMs`, or
+ * {@link PRESENCE_MS_PER_RECIPIENT} per recipient up to {@link PRESENCE_MAX_WINDOW_MS}, whichever
+ * is longer. Every announcement is a frame to each recipient, so this keeps presence to about a
+ * tenth of a core however many connect at once.
+ */
+export function presenceWindowMs(batchMs: number, recipients: number): number {
+  return Math.max(
+    batchMs,
+    Math.min(PRESENCE_MAX_WINDOW_MS, recipients * PRESENCE_MS_PER_RECIPIENT),
+  );
+}
+
+/**
  * Announces joins and leaves in batches: during a connect storm every client gets one
  * `user:joined` per batch instead of one per user, which keeps a storm of N connections from
  * costing N² messages. A join and a leave of the same user within one batch cancel out.
  *
- * A batch is `batchMs` long, and longer for a big audience: every announcement is one frame per
- * recipient, so the changes wait {@link PRESENCE_MS_PER_RECIPIENT} per recipient (up to
- * {@link PRESENCE_MAX_WINDOW_MS}), which keeps presence to about a tenth of a core however many
- * connect at once. Newcomers waiting for their first snapshot of who is online are batched every
+ * A batch is `batchMs` long, and longer for a big audience ({@link presenceWindowMs}).
+ * Newcomers waiting for their first snapshot of who is online are batched every
  * `batchMs` whatever the audience (one snapshot built and encoded per batch, not per connection);
  * changes still pending then follow later, and clients apply them as set operations.
  *
@@ -147,8 +158,7 @@ export class PresenceFeed {
 
   /** How long changes are gathered for, given the audience now. */
   windowMs(): number {
-    const scaled = Math.min(PRESENCE_MAX_WINDOW_MS, this.audience() * PRESENCE_MS_PER_RECIPIENT);
-    return Math.max(this.batchMs, scaled);
+    return presenceWindowMs(this.batchMs, this.audience());
   }
 
   /** A user came online. */

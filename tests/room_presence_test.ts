@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { RoomPresence } from "../src/chat/room_presence.ts";
+import { until } from "./helpers/time.ts";
 
 const alice = { id: "alice", name: "Alice" };
 const bob = { id: "bob", name: "Bob" };
@@ -37,5 +38,22 @@ Deno.test("room presence: a join and a leave within one batch cancel out; strays
   await settle();
   assert.deepEqual(announced, []);
   assert.equal(presence.rooms, 0);
+  presence.close();
+});
+
+Deno.test("room presence: a big room gathers 0.1 ms per member while a small one announces at the batch", async () => {
+  const { presence, announced } = recorder();
+  const members = Array.from({ length: 5_000 }, (_, n) => ({ id: `u${n}`, name: `U${n}` }));
+  const started = performance.now();
+  for (const member of members) presence.enter("big", member);
+  presence.enter("small", alice);
+  assert.equal(presence.windowMs("big"), 500);
+  assert.equal(presence.windowMs("small"), 10);
+  await until(() => announced.length > 0, 2_000, "the small room");
+  assert.deepEqual(announced, [["small", ["alice"], []]], "the small room does not wait");
+  await until(() => announced.length > 1, 5_000, "the big room");
+  assert.ok(performance.now() - started >= 499, "the big room waited its window");
+  assert.equal(announced[1][0], "big");
+  assert.equal(announced[1][1].length, 5_000, "in one event");
   presence.close();
 });

@@ -2,7 +2,8 @@
  * Who is in each room, as this instance sees it: users come into a room with their first
  * connection in it and leave with their last. Changes are gathered for a moment and announced
  * per room in one `room:presence` event, so a join storm costs one event per room and batch, not
- * one per connection.
+ * one per connection. A big room gathers longer ({@link presenceWindowMs}: each event is a frame
+ * to every member).
  *
  * @example
  * ```ts
@@ -15,11 +16,14 @@
  * ```
  * @module
  */
+import { presenceWindowMs } from "../presence.ts";
 import type { User } from "../types.ts";
 
 interface PendingChanges {
   joined: Map<string, User>;
   left: Map<string, User>;
+  /** When the room's first pending change was noted (`performance.now()`). */
+  since: number;
 }
 
 /** Per-room connection counts of this instance, and their batched announcements. */
@@ -28,6 +32,8 @@ export class RoomPresence {
   #counts = new Map<string, Map<string, number>>();
   #pending = new Map<string, PendingChanges>();
   #timer?: ReturnType<typeof setTimeout>;
+  /** When the timer fires (`performance.now()`). */
+  #timerDue = 0;
 
   constructor(
     private readonly announce: (room: string, joined: User[], left: User[]) => void,
@@ -66,24 +72,48 @@ export class RoomPresence {
     this.#pending.clear();
   }
 
+  /** How long `room`'s changes are gathered, given its members on this instance now. */
+  windowMs(room: string): number {
+    return presenceWindowMs(this.batchMs, this.#counts.get(room)?.size ?? 0);
+  }
+
   #note(room: string, user: User, change: "joined" | "left"): void {
-    const pending = this.#pending.get(room) ?? { joined: new Map(), left: new Map() };
-    this.#pending.set(room, pending);
+    let pending = this.#pending.get(room);
+    if (!pending) {
+      pending = { joined: new Map(), left: new Map(), since: performance.now() };
+      this.#pending.set(room, pending);
+    }
     const opposite = change === "joined" ? pending.left : pending.joined;
     // A join and a leave within one batch cancel out.
     if (opposite.has(user.id)) opposite.delete(user.id);
     else pending[change].set(user.id, user);
-    this.#timer ??= setTimeout(() => this.#flush(), this.batchMs);
+    this.#schedule(pending.since + this.windowMs(room));
   }
 
+  #schedule(due: number): void {
+    if (this.#timer !== undefined && this.#timerDue <= due) return;
+    clearTimeout(this.#timer);
+    this.#timerDue = due;
+    this.#timer = setTimeout(() => this.#flush(), Math.max(0, due - performance.now()));
+  }
+
+  /** Announces the rooms whose window has passed, and waits again for the others. */
   #flush(): void {
     this.#timer = undefined;
-    const pending = this.#pending;
-    this.#pending = new Map();
-    for (const [room, { joined, left }] of pending) {
+    // A timer fires no earlier than asked; the millisecond covers rounding.
+    const now = performance.now() + 1;
+    let next = Infinity;
+    for (const [room, { joined, left, since }] of this.#pending) {
+      const due = since + this.windowMs(room);
+      if (due > now) {
+        next = Math.min(next, due);
+        continue;
+      }
+      this.#pending.delete(room);
       if (joined.size > 0 || left.size > 0) {
         this.announce(room, [...joined.values()], [...left.values()]);
       }
     }
+    if (next !== Infinity) this.#schedule(next);
   }
 }
