@@ -274,7 +274,13 @@ Deno.test("handlers: a DM's first message puts it in both users' room lists", as
   await using chat = await contextFor();
   const room = dmRoom("alice", "bob");
   await onMessage(chat.ctx, { room, message: "psst" });
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  // The memberships are written in the background, after the ack.
+  const both = async () =>
+    (await chat.store.memberships("bob", 10)).length > 0 &&
+    (await chat.store.memberships("alice", 10)).length > 0;
+  for (let tries = 0; tries < 400 && !await both(); tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
   assert.deepEqual(await chat.store.memberships("bob", 10), [room]);
   assert.deepEqual(await chat.store.memberships("alice", 10), [room]);
 });

@@ -24,7 +24,7 @@ Deno.test("presence feed: joins and leaves within a batch are announced together
   feed.joined(bo);
   feed.left({ id: "cy", name: "Cy" });
   assert.deepEqual(announced, [], "nothing before the batch ends");
-  await new Promise((resolve) => setTimeout(resolve, 60));
+  await until(() => announced.length > 0, 2_000, "the batch");
   assert.deepEqual(announced, [[["ada", "bo"], ["cy"]]]);
 });
 
@@ -87,7 +87,7 @@ Deno.test("presence feed: newcomers of one batch are welcomed together, with the
   feed.welcome("s-ada");
   feed.welcome("s-bo");
   assert.deepEqual(announced, [], "nothing before the batch ends");
-  await new Promise((resolve) => setTimeout(resolve, 60));
+  await until(() => announced.length > 0, 2_000, "the batch");
   assert.deepEqual(announced, [[["ada"], [], ["s-ada", "s-bo"]]]);
   feed.welcome("s-cy");
   feed.flush();

@@ -18,13 +18,13 @@ Deno.test("room presence: first connection in and last connection out are announ
   presence.enter("red", alice);
   presence.enter("red", alice);
   presence.enter("blue", bob);
-  await settle();
+  await until(() => announced.length === 2, 2_000, "both rooms");
   assert.deepEqual(announced.toSorted(), [["blue", ["bob"], []], ["red", ["alice"], []]]);
   presence.exit("red", alice);
   await settle();
   assert.equal(announced.length, 2, "alice still has a connection in red");
   presence.exit("red", alice);
-  await settle();
+  await until(() => announced.length === 3, 2_000, "alice leaving red");
   assert.deepEqual(announced.at(-1), ["red", [], ["alice"]]);
   assert.equal(presence.rooms, 1);
   presence.close();
