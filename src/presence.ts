@@ -124,7 +124,8 @@ export function presenceWindowMs(batchMs: number, recipients: number): number {
 /**
  * Announces joins and leaves in batches: during a connect storm every client gets one
  * `user:joined` per batch instead of one per user, which keeps a storm of N connections from
- * costing N² messages. A join and a leave of the same user within one batch cancel out.
+ * costing N² messages. A join and a leave of the same user within one batch cancel out, unless a
+ * newcomer's snapshot went out between them and showed the first.
  *
  * A batch is `batchMs` long, and longer for a big audience ({@link presenceWindowMs}).
  * Newcomers waiting for their first snapshot of who is online are batched every
@@ -141,13 +142,15 @@ export function presenceWindowMs(batchMs: number, recipients: number): number {
  * ```
  */
 export class PresenceFeed {
-  #pending = new Map<string, { user: User; change: "joined" | "left" }>();
+  /** `seen`: a newcomer's snapshot went out while the change was pending, so it cannot cancel. */
+  #pending = new Map<string, { user: User; change: "joined" | "left"; seen: boolean }>();
   /** When the oldest pending change was noted (`performance.now()`). */
   #pendingSince = 0;
   #welcome: string[] = [];
   #timer?: ReturnType<typeof setTimeout>;
   /** When the timer fires (`performance.now()`). */
   #timerDue = 0;
+  #closed = false;
 
   constructor(
     private readonly announce: (joined: User[], left: User[], welcomed: string[]) => void,
@@ -173,8 +176,18 @@ export class PresenceFeed {
 
   /** A connection (by socket id) waits for its first snapshot of who is online. */
   welcome(socketId: string): void {
+    if (this.#closed) return;
     this.#welcome.push(socketId);
     this.#schedule();
+  }
+
+  /**
+   * A snapshot of who is online was just taken: the changes pending now may show in it, so none
+   * of them may cancel out any more. Called for each welcome batch, and again when its snapshot
+   * arrives (it may be built after more changes came in).
+   */
+  observed(): void {
+    for (const pending of this.#pending.values()) pending.seen = true;
   }
 
   /** Announces everything pending now, whatever its window. */
@@ -182,8 +195,9 @@ export class PresenceFeed {
     this.#announce(true);
   }
 
-  /** Drops what is pending (shutdown). */
+  /** Drops what is pending and ignores what comes after (shutdown). */
   close(): void {
+    this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#pending.clear();
@@ -207,6 +221,8 @@ export class PresenceFeed {
     }
     const welcomed = this.#welcome;
     this.#welcome = [];
+    // The newcomers' snapshot shows the changes still pending: undoing one is news to them.
+    if (welcomed.length > 0) this.observed();
     if (joined.length > 0 || left.length > 0 || welcomed.length > 0) {
       this.announce(joined, left, welcomed);
     }
@@ -214,10 +230,13 @@ export class PresenceFeed {
   }
 
   #note(user: User, change: "joined" | "left"): void {
+    if (this.#closed) return;
     if (this.#pending.size === 0) this.#pendingSince = performance.now();
     const pending = this.#pending.get(user.id);
-    if (pending && pending.change !== change) this.#pending.delete(user.id);
-    else this.#pending.set(user.id, { user, change });
+    // A join and a leave cancel out, unless a snapshot showed the first: then the latest stands
+    // (and stays seen, so a later pair cannot hide it either).
+    if (pending && pending.change !== change && !pending.seen) this.#pending.delete(user.id);
+    else this.#pending.set(user.id, { user, change, seen: pending?.seen ?? false });
     this.#schedule();
   }
 

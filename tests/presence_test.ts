@@ -133,3 +133,38 @@ Deno.test("presence feed: with a big audience newcomers are welcomed at once and
   await until(() => announced.length > 2, 2_000, "the small batch");
   assert.deepEqual(announced[2], [["cy"], [], ["s-cy"]]);
 });
+
+Deno.test("presence feed: a change a newcomer's snapshot showed is not cancelled out by its undoing", async () => {
+  // A newcomer applying the snapshot and then the changes, as set operations, ends up with who
+  // is online, when the snapshot came while a change waited its (1 s) window.
+  const online = new Set(["yu"]);
+  let view: Set<string> | undefined;
+  let announcements = 0;
+  using feed = closing(
+    new PresenceFeed(
+      (joined, left, welcomed) => {
+        announcements++;
+        if (welcomed.includes("s-new")) view = new Set(online);
+        for (const user of joined) view?.add(user.id);
+        for (const user of left) view?.delete(user.id);
+      },
+      20,
+      () => 10_000,
+    ),
+  );
+  const come = (id: string) => (online.add(id), feed.joined({ id, name: id }));
+  const go = (id: string) => (online.delete(id), feed.left({ id, name: id }));
+  come("xi");
+  go("yu");
+  feed.welcome("s-new");
+  await until(() => view !== undefined, 2_000, "the snapshot");
+  assert.deepEqual([...view!].sort(), ["xi"], "the snapshot shows both pending changes");
+  go("xi");
+  come("yu");
+  // Unseen, a pair still cancels out.
+  come("zo");
+  go("zo");
+  feed.flush();
+  assert.deepEqual([...view!].sort(), [...online].sort(), "the newcomer's list is who is online");
+  assert.equal(announcements, 2);
+});

@@ -57,3 +57,16 @@ Deno.test("room presence: a big room gathers 0.1 ms per member while a small one
   assert.equal(announced[1][1].length, 5_000, "in one event");
   presence.close();
 });
+
+Deno.test("room presence: after a member list was taken, a join and a leave no longer cancel out", async () => {
+  const { presence, announced } = recorder();
+  presence.enter("red", alice);
+  presence.observed("red"); // someone's `join` ack lists alice
+  presence.exit("red", alice);
+  presence.enter("blue", bob);
+  presence.exit("blue", bob);
+  await until(() => announced.length > 0, 2_000, "red's change");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(announced, [["red", [], ["alice"]]], "red's list-taker learns alice left");
+  presence.close();
+});

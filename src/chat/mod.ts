@@ -306,6 +306,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
         if (welcomed.length > 0) {
           try {
             const online = await presence.online(options.maxListedUsers);
+            feed.observed();
             // Newcomers are this instance's own sockets: no other instance needs the snapshot.
             io.local.to(welcomed).emit("presence", online);
           } catch (error) {
@@ -315,9 +316,9 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
         if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
         if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
       });
-      // A big audience makes changes wait longer (a frame each): this instance's share of it.
     },
     options.presenceBatchMs,
+    // A big audience makes changes wait longer (a frame each): this instance's share of it.
     () => io.of("/").adapter.rooms.get(CHAT_ROOM)?.size ?? 0,
   );
   // The default room's comings and goings are the global presence events.
@@ -335,6 +336,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     if (room !== options.defaultRoom) roomPresence.exit(room, socket.data.identity.user);
   };
   const membersOf = async (room: string): Promise<User[]> => {
+    // Changes pending now or while the list is fetched may show in it: they may not cancel out.
+    roomPresence.observed(room);
     let sockets;
     try {
       sockets = await io.in(roomKey(room)).timeout(DIRECTORY_TIMEOUT_MS).fetchSockets();
@@ -342,6 +345,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       log.warn("presence.partial", { room, error });
       sockets = await io.local.in(roomKey(room)).fetchSockets();
     }
+    roomPresence.observed(room);
     const users = new Map<string, User>();
     for (const { data } of sockets) {
       if (users.size === options.maxListedUsers) break;

@@ -24,6 +24,8 @@ interface PendingChanges {
   left: Map<string, User>;
   /** When the room's first pending change was noted (`performance.now()`). */
   since: number;
+  /** A list of the room's members was taken meanwhile: a change it may show cannot cancel out. */
+  seen: boolean;
 }
 
 /** Per-room connection counts of this instance, and their batched announcements. */
@@ -72,6 +74,15 @@ export class RoomPresence {
     this.#pending.clear();
   }
 
+  /**
+   * A list of `room`'s members is being taken (a `join` ack's `online`): its pending changes may
+   * show in it, so they no longer cancel out. Call it before and after taking the list.
+   */
+  observed(room: string): void {
+    const pending = this.#pending.get(room);
+    if (pending) pending.seen = true;
+  }
+
   /** How long `room`'s changes are gathered, given its members on this instance now. */
   windowMs(room: string): number {
     return presenceWindowMs(this.batchMs, this.#counts.get(room)?.size ?? 0);
@@ -80,13 +91,14 @@ export class RoomPresence {
   #note(room: string, user: User, change: "joined" | "left"): void {
     let pending = this.#pending.get(room);
     if (!pending) {
-      pending = { joined: new Map(), left: new Map(), since: performance.now() };
+      pending = { joined: new Map(), left: new Map(), since: performance.now(), seen: false };
       this.#pending.set(room, pending);
     }
     const opposite = change === "joined" ? pending.left : pending.joined;
-    // A join and a leave within one batch cancel out.
-    if (opposite.has(user.id)) opposite.delete(user.id);
-    else pending[change].set(user.id, user);
+    // A join and a leave within one batch cancel out, unless someone was given the room's members
+    // between them: then the latest stands.
+    const cancels = opposite.delete(user.id);
+    if (!cancels || pending.seen) pending[change].set(user.id, user);
     this.#schedule(pending.since + this.windowMs(room));
   }
 
