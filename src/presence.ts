@@ -23,6 +23,11 @@ export interface Connection {
 
 /** Where presence is kept. */
 export interface Presence {
+  /**
+   * Whether other instances read it (a newcomer there may be listed this instance's users at any
+   * moment): then a join and a leave never cancel out, as someone may have seen the first.
+   */
+  readonly shared: boolean;
   /** Records a new connection; true when it makes the user come online (announce the join). */
   arrive(connection: Connection): Promise<boolean>;
   /** Records a closed connection; true when the user went offline (announce the leave). */
@@ -35,6 +40,7 @@ export interface Presence {
 
 /** Online users of this process. */
 export class LocalPresence implements Presence {
+  readonly shared = false;
   #users = new Map<string, { user: User; connections: number }>();
 
   arrive({ user }: Connection): Promise<boolean> {
@@ -79,6 +85,8 @@ export interface ConnectionDirectory {
  * users of a crashed instance drop out as soon as its connections stop answering.
  */
 export class ClusterPresence implements Presence {
+  readonly shared = true;
+
   constructor(private readonly directory: ConnectionDirectory) {}
 
   async arrive(connection: Connection): Promise<boolean> {
@@ -108,6 +116,17 @@ export const PRESENCE_MS_PER_RECIPIENT = 0.1;
 /** The longest announcements wait, reached at 10,000 recipients. */
 export const PRESENCE_MAX_WINDOW_MS = 1000;
 
+/** How presence changes are gathered. */
+export interface PresenceBatching {
+  /** The shortest gathering, in ms (default 100). */
+  batchMs?: number;
+  /**
+   * Whether a join and a leave of one user within a batch cancel out (default true). Off where
+   * others may have seen the first (presence shared across instances).
+   */
+  cancelOut?: boolean;
+}
+
 /**
  * How long presence changes are gathered for an audience of `recipients`: `batchMs`, or
  * {@link PRESENCE_MS_PER_RECIPIENT} per recipient up to {@link PRESENCE_MAX_WINDOW_MS}, whichever
@@ -136,7 +155,7 @@ export function presenceWindowMs(batchMs: number, recipients: number): number {
  * ```ts
  * const feed = new PresenceFeed((joined, left, welcomed) => {
  *   // send `welcomed` a snapshot, then `joined` and `left` to everyone
- * }, 100, () => 2_000); // 2,000 recipients: changes wait 200 ms
+ * }, { audience: () => 2_000 }); // 2,000 recipients: changes wait 200 ms
  * feed.joined({ id: "u1", name: "Ada" });
  * feed.welcome("socket-1");
  * ```
@@ -152,12 +171,21 @@ export class PresenceFeed {
   #timerDue = 0;
   #closed = false;
 
+  private readonly batchMs: number;
+  private readonly audience: () => number;
+  private readonly cancelOut: boolean;
+
   constructor(
     private readonly announce: (joined: User[], left: User[], welcomed: string[]) => void,
-    private readonly batchMs = 100,
-    /** How many clients an announcement reaches. */
-    private readonly audience: () => number = () => 0,
-  ) {}
+    options: PresenceBatching & {
+      /** How many clients an announcement reaches (default 0: the batch). */
+      audience?: () => number;
+    } = {},
+  ) {
+    this.batchMs = options.batchMs ?? 100;
+    this.audience = options.audience ?? (() => 0);
+    this.cancelOut = options.cancelOut ?? true;
+  }
 
   /** How long changes are gathered for, given the audience now. */
   windowMs(): number {
@@ -235,8 +263,9 @@ export class PresenceFeed {
     const pending = this.#pending.get(user.id);
     // A join and a leave cancel out, unless a snapshot showed the first: then the latest stands
     // (and stays seen, so a later pair cannot hide it either).
-    if (pending && pending.change !== change && !pending.seen) this.#pending.delete(user.id);
-    else this.#pending.set(user.id, { user, change, seen: pending?.seen ?? false });
+    if (pending && pending.change !== change && !pending.seen && this.cancelOut) {
+      this.#pending.delete(user.id);
+    } else this.#pending.set(user.id, { user, change, seen: pending?.seen ?? false });
     this.#schedule();
   }
 

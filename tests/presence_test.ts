@@ -17,7 +17,7 @@ Deno.test("presence feed: joins and leaves within a batch are announced together
   using feed = closing(
     new PresenceFeed(
       (joined, left) => announced.push([joined.map((u) => u.id), left.map((u) => u.id)]),
-      20,
+      { batchMs: 20 },
     ),
   );
   feed.joined(ada);
@@ -30,7 +30,9 @@ Deno.test("presence feed: joins and leaves within a batch are announced together
 
 Deno.test("presence feed: a join and a leave of one user in one batch cancel out", () => {
   const announced: [User[], User[]][] = [];
-  using feed = closing(new PresenceFeed((joined, left) => announced.push([joined, left]), 1000));
+  using feed = closing(
+    new PresenceFeed((joined, left) => announced.push([joined, left]), { batchMs: 1000 }),
+  );
   feed.joined(ada);
   feed.left(ada);
   feed.left(bo);
@@ -66,6 +68,7 @@ Deno.test("cluster presence: the oldest of simultaneous tabs announces, once", a
         [...new Map(connections.map((c) => [c.user.id, c.user])).values()].slice(0, limit),
       ),
   });
+  assert.equal(presence.shared, true, "other instances list its users");
   assert.equal(await presence.arrive(connections[1]), true, "a sorts before b");
   assert.equal(await presence.arrive(connections[0]), false);
   assert.equal(await presence.connections("ada"), 2);
@@ -80,7 +83,7 @@ Deno.test("presence feed: newcomers of one batch are welcomed together, with the
     new PresenceFeed(
       (joined, left, welcomed) =>
         announced.push([joined.map((u) => u.id), left.map((u) => u.id), welcomed]),
-      20,
+      { batchMs: 20 },
     ),
   );
   feed.joined(ada);
@@ -97,7 +100,8 @@ Deno.test("presence feed: newcomers of one batch are welcomed together, with the
 });
 
 Deno.test("presence feed: changes wait 0.1 ms per recipient, from the batch up to a second", () => {
-  const window = (audience: number) => new PresenceFeed(() => {}, 100, () => audience).windowMs();
+  const window = (audience: number) =>
+    new PresenceFeed(() => {}, { audience: () => audience }).windowMs();
   assert.equal(window(0), 100);
   assert.equal(window(1_000), 100, "a thousand recipients: the batch");
   assert.equal(window(5_000), 500);
@@ -112,8 +116,7 @@ Deno.test("presence feed: with a big audience newcomers are welcomed at once and
     new PresenceFeed(
       (joined, left, welcomed) =>
         announced.push([joined.map((u) => u.id), left.map((u) => u.id), welcomed]),
-      20,
-      () => audience,
+      { batchMs: 20, audience: () => audience },
     ),
   );
   const started = performance.now();
@@ -148,8 +151,7 @@ Deno.test("presence feed: a change a newcomer's snapshot showed is not cancelled
         for (const user of joined) view?.add(user.id);
         for (const user of left) view?.delete(user.id);
       },
-      20,
-      () => 10_000,
+      { batchMs: 20, audience: () => 10_000 },
     ),
   );
   const come = (id: string) => (online.add(id), feed.joined({ id, name: id }));
@@ -167,4 +169,22 @@ Deno.test("presence feed: a change a newcomer's snapshot showed is not cancelled
   feed.flush();
   assert.deepEqual([...view!].sort(), [...online].sort(), "the newcomer's list is who is online");
   assert.equal(announcements, 2);
+});
+
+Deno.test("presence feed: shared across instances, nothing cancels out: the latest change stands", () => {
+  // Another instance may have listed ada to its newcomer between her join and her leave here.
+  assert.equal(new LocalPresence().shared, false);
+  const announced: [string[], string[]][] = [];
+  using feed = closing(
+    new PresenceFeed(
+      (joined, left) => announced.push([joined.map((u) => u.id), left.map((u) => u.id)]),
+      { batchMs: 1000, cancelOut: false },
+    ),
+  );
+  feed.joined(ada);
+  feed.left(ada);
+  feed.left(bo);
+  feed.joined(bo);
+  feed.flush();
+  assert.deepEqual(announced, [[["bo"], ["ada"]]]);
 });

@@ -9,7 +9,7 @@ function recorder() {
   const announced: [string, string[], string[]][] = [];
   const presence = new RoomPresence((room, joined, left) => {
     announced.push([room, joined.map((u) => u.id), left.map((u) => u.id)]);
-  }, 10);
+  }, { batchMs: 10 });
   return { presence, announced, settle: () => new Promise((r) => setTimeout(r, 30)) };
 }
 
@@ -68,5 +68,17 @@ Deno.test("room presence: after a member list was taken, a join and a leave no l
   await until(() => announced.length > 0, 2_000, "red's change");
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(announced, [["red", [], ["alice"]]], "red's list-taker learns alice left");
+  presence.close();
+});
+
+Deno.test("room presence: shared across instances, a join and a leave do not cancel out", async () => {
+  const announced: [string, string[], string[]][] = [];
+  const presence = new RoomPresence((room, joined, left) => {
+    announced.push([room, joined.map((u) => u.id), left.map((u) => u.id)]);
+  }, { batchMs: 10, cancelOut: false });
+  presence.enter("red", alice);
+  presence.exit("red", alice);
+  await until(() => announced.length > 0, 2_000, "red's change");
+  assert.deepEqual(announced, [["red", [], ["alice"]]]);
   presence.close();
 });

@@ -300,6 +300,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   // Batches are announced in order, each after the snapshot its newcomers get: a slow snapshot
   // (asked across instances) must not let a later batch overtake an earlier one.
   let announced = Promise.resolve();
+  const batching = { batchMs: options.presenceBatchMs, cancelOut: !presence.shared };
   const feed = new PresenceFeed(
     (joined, left, welcomed) => {
       announced = announced.then(async () => {
@@ -317,14 +318,16 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
         if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
       });
     },
-    options.presenceBatchMs,
-    // A big audience makes changes wait longer (a frame each): this instance's share of it.
-    () => io.of("/").adapter.rooms.get(CHAT_ROOM)?.size ?? 0,
+    {
+      ...batching,
+      // A big audience makes changes wait longer (a frame each): this instance's share of it.
+      audience: () => io.of("/").adapter.rooms.get(CHAT_ROOM)?.size ?? 0,
+    },
   );
   // The default room's comings and goings are the global presence events.
   const roomPresence = new RoomPresence((room, joined, left) => {
     io.to(roomKey(room)).emit("room:presence", { room, joined, left });
-  }, options.presenceBatchMs);
+  }, batching);
   const enterRoom = (socket: ChatSocket, room: string) => {
     if (socket.rooms.has(roomKey(room))) return;
     socket.join(roomKey(room));

@@ -16,7 +16,7 @@
  * ```
  * @module
  */
-import { presenceWindowMs } from "../presence.ts";
+import { type PresenceBatching, presenceWindowMs } from "../presence.ts";
 import type { User } from "../types.ts";
 
 interface PendingChanges {
@@ -37,10 +37,16 @@ export class RoomPresence {
   /** When the timer fires (`performance.now()`). */
   #timerDue = 0;
 
+  private readonly batchMs: number;
+  private readonly cancelOut: boolean;
+
   constructor(
     private readonly announce: (room: string, joined: User[], left: User[]) => void,
-    private readonly batchMs = 100,
-  ) {}
+    options: PresenceBatching = {},
+  ) {
+    this.batchMs = options.batchMs ?? 100;
+    this.cancelOut = options.cancelOut ?? true;
+  }
 
   /** A connection of `user` entered `room`. */
   enter(room: string, user: User): void {
@@ -98,7 +104,7 @@ export class RoomPresence {
     // A join and a leave within one batch cancel out, unless someone was given the room's members
     // between them: then the latest stands.
     const cancels = opposite.delete(user.id);
-    if (!cancels || pending.seen) pending[change].set(user.id, user);
+    if (!cancels || pending.seen || !this.cancelOut) pending[change].set(user.id, user);
     this.#schedule(pending.since + this.windowMs(room));
   }
 
