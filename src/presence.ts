@@ -115,6 +115,12 @@ export class ClusterPresence implements Presence {
 export const PRESENCE_MS_PER_RECIPIENT = 0.1;
 /** The longest announcements wait, reached at 10,000 recipients. */
 export const PRESENCE_MAX_WINDOW_MS = 1000;
+/**
+ * Most users one announcement gathers before it goes out, window or not: every recipient's
+ * socket gets its own copy of the frame at once, so the frame's size bounds that burst of memory
+ * (250 users are about 10 KB; at 10,000 recipients, 100 MB in flight).
+ */
+export const PRESENCE_MAX_BATCH_USERS = 250;
 
 /** How presence changes are gathered. */
 export interface PresenceBatching {
@@ -146,7 +152,8 @@ export function presenceWindowMs(batchMs: number, recipients: number): number {
  * costing N² messages. A join and a leave of the same user within one batch cancel out, unless a
  * newcomer's snapshot went out between them and showed the first.
  *
- * A batch is `batchMs` long, and longer for a big audience ({@link presenceWindowMs}).
+ * A batch is `batchMs` long, and longer for a big audience ({@link presenceWindowMs}), but
+ * goes out once it holds {@link PRESENCE_MAX_BATCH_USERS} changes.
  * Newcomers waiting for their first snapshot of who is online are batched every
  * `batchMs` whatever the audience (one snapshot built and encoded per batch, not per connection);
  * changes still pending then follow later, and clients apply them as set operations.
@@ -240,8 +247,7 @@ export class PresenceFeed {
     const left: User[] = [];
     // A small audience has one batch for all; a timer fires no earlier than asked, and the
     // millisecond covers rounding.
-    const window = this.windowMs();
-    if (all || window <= this.batchMs || performance.now() + 1 >= this.#pendingSince + window) {
+    if (all || this.#changesDue(performance.now() + 1)) {
       for (const { user, change } of this.#pending.values()) {
         (change === "joined" ? joined : left).push(user);
       }
@@ -257,6 +263,13 @@ export class PresenceFeed {
     if (this.#pending.size > 0) this.#schedule();
   }
 
+  /** Whether the pending changes go out at `time`: a small audience's batch, a full one, or late. */
+  #changesDue(time: number): boolean {
+    const window = this.windowMs();
+    return window <= this.batchMs || this.#pending.size >= PRESENCE_MAX_BATCH_USERS ||
+      time >= this.#pendingSince + window;
+  }
+
   #note(user: User, change: "joined" | "left"): void {
     if (this.#closed) return;
     if (this.#pending.size === 0) this.#pendingSince = performance.now();
@@ -269,13 +282,17 @@ export class PresenceFeed {
     this.#schedule();
   }
 
-  /** Fires at the next welcome batch or when the pending changes' window ends, whichever first. */
+  /** Fires at the next welcome batch or when the pending changes are due, whichever first. */
   #schedule(): void {
     const now = performance.now();
-    const due = this.#welcome.length > 0
-      ? now + this.batchMs
+    const changes = this.#pending.size === 0
+      ? Infinity
+      : this.#pending.size >= PRESENCE_MAX_BATCH_USERS
+      ? now
       : this.#pendingSince + this.windowMs();
-    if (this.#timer !== undefined && this.#timerDue <= due) return;
+    const welcomes = this.#welcome.length > 0 ? now + this.batchMs : Infinity;
+    const due = Math.min(changes, welcomes);
+    if (due === Infinity || (this.#timer !== undefined && this.#timerDue <= due)) return;
     clearTimeout(this.#timer);
     this.#timerDue = due;
     this.#timer = setTimeout(() => this.#announce(false), Math.max(0, due - now));

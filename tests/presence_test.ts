@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   ClusterPresence,
   LocalPresence,
+  PRESENCE_MAX_BATCH_USERS,
   PRESENCE_MAX_WINDOW_MS,
   PresenceFeed,
 } from "../src/presence.ts";
@@ -187,4 +188,23 @@ Deno.test("presence feed: shared across instances, nothing cancels out: the late
   feed.joined(bo);
   feed.flush();
   assert.deepEqual(announced, [[["bo"], ["ada"]]]);
+});
+
+Deno.test("presence feed: a batch goes out once it holds PRESENCE_MAX_BATCH_USERS changes, window or not", async () => {
+  const announced: number[] = [];
+  using feed = closing(
+    new PresenceFeed((joined) => announced.push(joined.length), {
+      batchMs: 20,
+      audience: () => 10_000,
+    }),
+  );
+  for (let n = 0; n < PRESENCE_MAX_BATCH_USERS + 10; n++) {
+    feed.joined({ id: `u${n}`, name: `U${n}` });
+  }
+  // Noted in one go, all of them go out together, at once rather than after the 1 s window.
+  await until(() => announced.length > 0, 500, "the full batch");
+  assert.deepEqual(announced, [PRESENCE_MAX_BATCH_USERS + 10]);
+  feed.joined(ada);
+  feed.flush();
+  assert.deepEqual(announced, [PRESENCE_MAX_BATCH_USERS + 10, 1], "the next batch starts afresh");
 });

@@ -3,7 +3,7 @@
  * connection in it and leave with their last. Changes are gathered for a moment and announced
  * per room in one `room:presence` event, so a join storm costs one event per room and batch, not
  * one per connection. A big room gathers longer ({@link presenceWindowMs}: each event is a frame
- * to every member).
+ * to every member), up to {@link PRESENCE_MAX_BATCH_USERS} changes.
  *
  * @example
  * ```ts
@@ -16,7 +16,7 @@
  * ```
  * @module
  */
-import { type PresenceBatching, presenceWindowMs } from "../presence.ts";
+import { PRESENCE_MAX_BATCH_USERS, type PresenceBatching, presenceWindowMs } from "../presence.ts";
 import type { User } from "../types.ts";
 
 interface PendingChanges {
@@ -105,7 +105,14 @@ export class RoomPresence {
     // between them: then the latest stands.
     const cancels = opposite.delete(user.id);
     if (!cancels || pending.seen || !this.cancelOut) pending[change].set(user.id, user);
-    this.#schedule(pending.since + this.windowMs(room));
+    this.#schedule(this.#due(room, pending));
+  }
+
+  /** When `room`'s changes go out: at the end of its window, or at once when the batch is full. */
+  #due(room: string, { joined, left, since }: PendingChanges): number {
+    return joined.size + left.size >= PRESENCE_MAX_BATCH_USERS
+      ? performance.now()
+      : since + this.windowMs(room);
   }
 
   #schedule(due: number): void {
@@ -121,8 +128,9 @@ export class RoomPresence {
     // A timer fires no earlier than asked; the millisecond covers rounding.
     const now = performance.now() + 1;
     let next = Infinity;
-    for (const [room, { joined, left, since }] of this.#pending) {
-      const due = since + this.windowMs(room);
+    for (const [room, pending] of this.#pending) {
+      const { joined, left } = pending;
+      const due = this.#due(room, pending);
       if (due > now) {
         next = Math.min(next, due);
         continue;
