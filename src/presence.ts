@@ -116,9 +116,10 @@ export const PRESENCE_MS_PER_RECIPIENT = 0.1;
 /** The longest announcements wait, reached at 10,000 recipients. */
 export const PRESENCE_MAX_WINDOW_MS = 1000;
 /**
- * Most users one announcement gathers before it goes out, window or not: every recipient's
- * socket gets its own copy of the frame at once, so the frame's size bounds that burst of memory
- * (250 users are about 10 KB; at 10,000 recipients, 100 MB in flight).
+ * A batch goes out as soon as this many users are pending, window or not: every recipient's
+ * socket gets its own copy of the frame at once, so while changes trickle in over a long window
+ * this keeps each frame near 10 KB (at 10,000 recipients, 100 MB in flight). Changes noted all in
+ * one go (a mass disconnect) still go out together, as they would in a 100 ms batch.
  */
 export const PRESENCE_MAX_BATCH_USERS = 250;
 

@@ -161,3 +161,27 @@ Deno.test("presence: MAX_LISTED_USERS bounds the snapshot and a join's online li
   erin.close();
   await alice.waitFor(() => seenByAlice.events.includes("-erin"), "erin's leave reaches alice");
 });
+
+Deno.test("presence: a join ack's list of the default room plus the changes after it stays right when a user blinks meanwhile", async () => {
+  await using server = await startChat({ connectionRecoveryMs: 0 });
+  using carol = await ChatClient.join(server.url, "carol");
+  const first = await ChatClient.join(server.url, "xavier");
+  await sleep(300);
+  // Carol keeps the list from her `join` ack, then applies the changes that follow it.
+  let view: Set<string> | undefined;
+  const after = (sign: 1 | -1) => (users: User[]) => {
+    for (const { id } of users) sign > 0 ? view?.add(id) : view?.delete(id);
+  };
+  carol.socket.on("user:joined", after(1));
+  carol.socket.on("user:left", after(-1));
+  // Xavier leaves and comes back within one batch, around Carol's join: the leave is in her list.
+  first.close();
+  await sleep(15);
+  const ack = await carol.socket.emitWithAck("join", { room: "general" });
+  assert.ok(ack.ok);
+  view = new Set(ack.online.map((user: User) => user.id));
+  using second = new ChatClient(server.url, { auth: { token: await tokenFor("xavier") } });
+  await second.waitFor(() => second.loads.length > 0, "xavier's return");
+  await sleep(400);
+  assert.deepEqual([...view].sort(), ["carol", "xavier"]);
+});

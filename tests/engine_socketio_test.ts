@@ -163,7 +163,7 @@ Deno.test("socketio: io.close() ends every connection", async () => {
 });
 
 Deno.test("socketio: the heartbeat keeps an idle client connected", async () => {
-  // A pong has 500 ms: the stock client answers from its own timers, late on a busy machine.
+  // A pong has 500 ms: the stock client answers at once, but a busy event loop can hold it back.
   await using target = startSocketIo({ pingInterval: 200, pingTimeout: 500 });
   await using connection = await connectClient(target);
   const { client, socket } = connection;

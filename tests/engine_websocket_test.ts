@@ -127,7 +127,8 @@ Deno.test("websocket: the ping timeout closes a silent raw websocket", () =>
   }));
 
 Deno.test("websocket: answering pings keeps it open past several intervals", () =>
-  // Unanswered, the session would close at 600 ms, before the fourth ping; a pong has 400 ms.
+  // Unanswered, the session would close at 600 ms (pingInterval + pingTimeout), before the test's
+  // 800 ms; a pong has 400 ms.
   withWebSocketSession({ pingInterval: 200, pingTimeout: 400 }, async ({ ws, session }) => {
     let heartbeats = 0;
     session.on("heartbeat", () => heartbeats++);

@@ -89,3 +89,22 @@ Deno.test("room presence: shared across instances, a join and a leave do not can
   assert.deepEqual(announced, [["red", [], ["alice"]]]);
   presence.close();
 });
+
+Deno.test("room presence: changes trickling into a big room go out once 250 are pending, before the window", async () => {
+  const { presence, announced } = recorder();
+  const total = () => announced.reduce((sum, [, joined]) => sum + joined.length, 0);
+  for (let n = 0; n < 10_000; n++) presence.enter("huge", { id: `u${n}`, name: `U${n}` });
+  await until(() => total() === 10_000, 2_000, "the first 10,000");
+  assert.equal(presence.windowMs("huge"), 1_000);
+  announced.length = 0;
+  const started = performance.now();
+  // Ten at a time, a millisecond apart: without the cap they would wait the whole second.
+  for (let n = 0; n < 260; n++) {
+    presence.enter("huge", { id: `late${n}`, name: `Late${n}` });
+    if (n % 10 === 9) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await until(() => announced.length > 0, 2_000, "the full batch");
+  assert.ok(performance.now() - started < 900, "sent before the window ended");
+  assert.ok(announced[0][1].length >= 250 && announced[0][1].length <= 260, "one full batch");
+  presence.close();
+});

@@ -340,7 +340,10 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   };
   const membersOf = async (room: string): Promise<User[]> => {
     // Changes pending now or while the list is fetched may show in it: they may not cancel out.
-    roomPresence.observed(room);
+    // The default room's comings and goings are the feed's (user:joined / user:left).
+    const observed = () =>
+      room === options.defaultRoom ? feed.observed() : roomPresence.observed(room);
+    observed();
     let sockets;
     try {
       sockets = await io.in(roomKey(room)).timeout(DIRECTORY_TIMEOUT_MS).fetchSockets();
@@ -348,7 +351,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       log.warn("presence.partial", { room, error });
       sockets = await io.local.in(roomKey(room)).fetchSockets();
     }
-    roomPresence.observed(room);
+    observed();
     const users = new Map<string, User>();
     for (const { data } of sockets) {
       if (users.size === options.maxListedUsers) break;
