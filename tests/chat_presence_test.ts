@@ -168,9 +168,9 @@ Deno.test("presence: a join ack's list of the default room plus the changes afte
   const first = await ChatClient.join(server.url, "xavier");
   await sleep(300);
   // Carol keeps the list from her `join` ack, then applies the changes that follow it.
-  let view: Set<string> | undefined;
+  const view = new Set<string>();
   const after = (sign: 1 | -1) => (users: User[]) => {
-    for (const { id } of users) sign > 0 ? view?.add(id) : view?.delete(id);
+    for (const { id } of users) sign > 0 ? view.add(id) : view.delete(id);
   };
   carol.socket.on("user:joined", after(1));
   carol.socket.on("user:left", after(-1));
@@ -179,7 +179,8 @@ Deno.test("presence: a join ack's list of the default room plus the changes afte
   await sleep(15);
   const ack = await carol.socket.emitWithAck("join", { room: "general" });
   assert.ok(ack.ok);
-  view = new Set(ack.online.map((user: User) => user.id));
+  view.clear();
+  for (const user of ack.online as User[]) view.add(user.id);
   using second = new ChatClient(server.url, { auth: { token: await tokenFor("xavier") } });
   await second.waitFor(() => second.loads.length > 0, "xavier's return");
   await sleep(400);
