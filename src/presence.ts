@@ -123,6 +123,30 @@ export const PRESENCE_MAX_WINDOW_MS = 1000;
  */
 export const PRESENCE_MAX_BATCH_USERS = 250;
 
+/** One timer that fires at the earliest time asked of it (on the `performance.now()` clock). */
+export class EarliestTimer {
+  #timer?: ReturnType<typeof setTimeout>;
+  #due = 0;
+
+  constructor(private readonly fire: () => void) {}
+
+  /** Fires at `due`, unless already set to fire earlier. */
+  at(due: number): void {
+    if (this.#timer !== undefined && this.#due <= due) return;
+    clearTimeout(this.#timer);
+    this.#due = due;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.fire();
+    }, Math.max(0, due - performance.now()));
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
 /** How presence changes are gathered. */
 export interface PresenceBatching {
   /** The shortest gathering, in ms (default 100). */
@@ -174,9 +198,7 @@ export class PresenceFeed {
   /** When the oldest pending change was noted (`performance.now()`). */
   #pendingSince = 0;
   #welcome: string[] = [];
-  #timer?: ReturnType<typeof setTimeout>;
-  /** When the timer fires (`performance.now()`). */
-  #timerDue = 0;
+  #timer = new EarliestTimer(() => this.#announce(false));
   #closed = false;
 
   private readonly batchMs: number;
@@ -234,16 +256,14 @@ export class PresenceFeed {
   /** Drops what is pending and ignores what comes after (shutdown). */
   close(): void {
     this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#timer.clear();
     this.#pending.clear();
     this.#welcome = [];
   }
 
   /** Announces the welcomes, and the changes if `all` or their window has passed. */
   #announce(all: boolean): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#timer.clear();
     const joined: User[] = [];
     const left: User[] = [];
     // A small audience has one batch for all; a timer fires no earlier than asked, and the
@@ -293,9 +313,6 @@ export class PresenceFeed {
       : this.#pendingSince + this.windowMs();
     const welcomes = this.#welcome.length > 0 ? now + this.batchMs : Infinity;
     const due = Math.min(changes, welcomes);
-    if (due === Infinity || (this.#timer !== undefined && this.#timerDue <= due)) return;
-    clearTimeout(this.#timer);
-    this.#timerDue = due;
-    this.#timer = setTimeout(() => this.#announce(false), Math.max(0, due - now));
+    if (due !== Infinity) this.#timer.at(due);
   }
 }

@@ -16,7 +16,12 @@
  * ```
  * @module
  */
-import { PRESENCE_MAX_BATCH_USERS, type PresenceBatching, presenceWindowMs } from "../presence.ts";
+import {
+  EarliestTimer,
+  PRESENCE_MAX_BATCH_USERS,
+  type PresenceBatching,
+  presenceWindowMs,
+} from "../presence.ts";
 import type { User } from "../types.ts";
 
 interface PendingChanges {
@@ -33,9 +38,7 @@ export class RoomPresence {
   /** room → user id → connections of that user in the room. */
   #counts = new Map<string, Map<string, number>>();
   #pending = new Map<string, PendingChanges>();
-  #timer?: ReturnType<typeof setTimeout>;
-  /** When the timer fires (`performance.now()`). */
-  #timerDue = 0;
+  #timer = new EarliestTimer(() => this.#flush());
 
   private readonly batchMs: number;
   private readonly cancelOut: boolean;
@@ -75,8 +78,7 @@ export class RoomPresence {
 
   /** Drops pending announcements (shutdown). */
   close(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#timer.clear();
     this.#pending.clear();
   }
 
@@ -105,7 +107,7 @@ export class RoomPresence {
     // between them: then the latest stands.
     const cancels = opposite.delete(user.id);
     if (!cancels || pending.seen || !this.cancelOut) pending[change].set(user.id, user);
-    this.#schedule(this.#due(room, pending));
+    this.#timer.at(this.#due(room, pending));
   }
 
   /** When `room`'s changes go out: at the end of its window, or at once when the batch is full. */
@@ -115,16 +117,8 @@ export class RoomPresence {
       : since + this.windowMs(room);
   }
 
-  #schedule(due: number): void {
-    if (this.#timer !== undefined && this.#timerDue <= due) return;
-    clearTimeout(this.#timer);
-    this.#timerDue = due;
-    this.#timer = setTimeout(() => this.#flush(), Math.max(0, due - performance.now()));
-  }
-
   /** Announces the rooms whose window has passed, and waits again for the others. */
   #flush(): void {
-    this.#timer = undefined;
     // A timer fires no earlier than asked; the millisecond covers rounding.
     const now = performance.now() + 1;
     let next = Infinity;
@@ -140,6 +134,6 @@ export class RoomPresence {
         this.announce(room, [...joined.values()], [...left.values()]);
       }
     }
-    if (next !== Infinity) this.#schedule(next);
+    if (next !== Infinity) this.#timer.at(next);
   }
 }
