@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import { isUserId, USER_ID_RULE } from "./auth.ts";
 import { announceChange, isRoomId, roomKey, userRoom } from "./chat/mod.ts";
 import type { ChatServer } from "./chat/mod.ts";
 import { CodedError, type ErrorCode, toWireError } from "./errors.ts";
@@ -28,8 +29,6 @@ export const API_PREFIX = "/api/v1/";
 export const MAX_API_BODY_BYTES = 64 * 1024;
 /** The sender of messages the backend publishes without a `userId`. */
 export const SYSTEM_USER: User = { id: "system", name: "System" };
-/** A user id as tokens carry it (`sub`). */
-const USER_ID = /^[^\s]{1,256}$/;
 
 /** What the API needs. */
 export interface ApiOptions {
@@ -83,15 +82,24 @@ async function readBody(request: Request): Promise<unknown> {
   }
 }
 
+/** A path segment, %-decoded; a malformed escape is the client's error. */
+function decodeParam(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw new CodedError("invalid_payload", "the path has a malformed %-escape");
+  }
+}
+
 function readRoomParam(value: string): string {
-  const room = decodeURIComponent(value);
+  const room = decodeParam(value);
   if (!isRoomId(room)) throw new CodedError("invalid_payload", `"${room}" is not a room id`);
   return room;
 }
 
 function readUserParam(value: string): string {
-  const user = decodeURIComponent(value);
-  if (!USER_ID.test(user)) throw new CodedError("invalid_payload", "not a user id");
+  const user = decodeParam(value);
+  if (!isUserId(user)) throw new CodedError("invalid_payload", `not a user id (${USER_ID_RULE})`);
   return user;
 }
 
@@ -108,7 +116,7 @@ export function apiRoute(options: ApiOptions): Route {
     const fields = body as { userId?: unknown; userName?: unknown };
     let user = SYSTEM_USER;
     if (fields.userId !== undefined) {
-      if (typeof fields.userId !== "string" || !USER_ID.test(fields.userId)) {
+      if (typeof fields.userId !== "string" || !isUserId(fields.userId)) {
         throw new CodedError("invalid_payload", "`userId` must be a user id");
       }
       const name = fields.userName ?? fields.userId;
@@ -191,7 +199,7 @@ export function apiRoute(options: ApiOptions): Route {
   };
 
   const change = (action: "edit" | "delete"): Handler => async ([id], request) => {
-    const messageId = decodeURIComponent(id);
+    const messageId = decodeParam(id);
     let text: string | undefined;
     if (action === "edit") {
       text = readMessage(await readBody(request), options.maxMessageLength).text;

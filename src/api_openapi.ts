@@ -27,7 +27,8 @@ const userParam = {
   name: "id",
   in: "path",
   required: true,
-  description: "A user id (a token's `sub`), URL-encoded.",
+  description:
+    "A user id (a token's `sub`: 1-256 characters of well-formed Unicode without control characters), URL-encoded.",
   schema: { type: "string" },
 };
 

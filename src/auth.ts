@@ -88,7 +88,8 @@ export interface TokenClaims {
 
 const SIGNING_ALGORITHM = "HS256";
 const DEFAULT_TTL_SECONDS = 3600;
-const MAX_SUBJECT_LENGTH = 256;
+/** Longest user id (`sub`), in UTF-16 code units. */
+export const MAX_USER_ID_LENGTH = 256;
 const MAX_NAME_LENGTH = 100;
 /**
  * Characters that show nothing or change the direction of what follows: format (Cf: bidi controls,
@@ -299,11 +300,7 @@ export function createTokenVerifier(
       throw describeVerifyFailure(error, token);
     }
     const { sub, name, exp } = payload;
-    if (typeof sub !== "string" || sub === "" || sub.length > MAX_SUBJECT_LENGTH) {
-      throw invalidToken(
-        `token subject must be a non-empty string of at most ${MAX_SUBJECT_LENGTH} characters`,
-      );
-    }
+    if (!isUserId(sub)) throw invalidToken(`token subject is not a user id: ${USER_ID_RULE}`);
     if (name !== undefined && (typeof name !== "string" || name.length > MAX_NAME_LENGTH)) {
       throw invalidToken(`token name must be a string of at most ${MAX_NAME_LENGTH} characters`);
     }
@@ -316,6 +313,21 @@ export function createTokenVerifier(
     return identity;
   };
 }
+
+/** The rule {@link isUserId} applies, in words for error messages and docs. */
+export const USER_ID_RULE =
+  `1-${MAX_USER_ID_LENGTH} characters of well-formed Unicode without control characters`;
+
+/**
+ * Whether `value` can be a user id: the one rule for a token's `sub` and for every user id the
+ * server API takes, so any user who can connect can be named, banned and disconnected. Ids are
+ * compared exactly as given (no normalisation): an identity provider's subjects stay distinct.
+ */
+export function isUserId(value: unknown): value is string {
+  return typeof value === "string" && value.length > 0 && value.length <= MAX_USER_ID_LENGTH &&
+    value.isWellFormed() && !CONTROL_CHARACTER.test(value);
+}
+const CONTROL_CHARACTER = /\p{Cc}/u;
 
 /**
  * A name that is safe to show next to others': without bidi controls and invisible characters

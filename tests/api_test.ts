@@ -231,6 +231,36 @@ Deno.test("api: disconnect cuts every socket of a user; a ban refuses them at co
   back.close();
 });
 
+Deno.test("api: every user who can connect can be disconnected and banned, whatever their id", async () => {
+  await using server = await startChat({ apiKey: KEY });
+  for (const sub of ["mallory x", "mallory\u00a0", "mallory\u3000", "mallory\ufeff", "m/a%l?"]) {
+    using mallory = await ChatClient.join(server.url, sub);
+    const closed = new Promise((resolve) => mallory.socket.once("disconnect", resolve));
+    const path = `/users/${encodeURIComponent(sub)}`;
+    const cut = await call(server, "POST", `${path}/disconnect`, {
+      documented: "/users/{id}/disconnect",
+    });
+    assert.equal(cut.status, 200, `${JSON.stringify(sub)} disconnected`);
+    await within(closed, 2000, `${JSON.stringify(sub)} closed`);
+    const banned = await call(server, "PUT", `${path}/ban`, { documented: "/users/{id}/ban" });
+    assert.equal(banned.status, 200, `${JSON.stringify(sub)} banned`);
+    assert.equal(banned.body.userId, sub);
+    const refused = new ChatClient(server.url, { auth: { token: await tokenFor(sub) } });
+    assert.equal((await refused.connectError()).message, "banned");
+    refused.close();
+  }
+  // An id no token may carry is refused alike, and so is a path that is not %-encoding.
+  const control = await call(server, "PUT", "/users/mallory%09/ban", {
+    documented: "/users/{id}/ban",
+  });
+  assert.equal(control.status, 400);
+  const malformed = await call(server, "GET", "/rooms/%E0%A4%A/messages", {
+    documented: "/rooms/{room}/messages",
+  });
+  assert.equal(malformed.status, 400);
+  assert.equal(malformed.body.error.code, "invalid_payload");
+});
+
 Deno.test("api: a ban holds across a restart on the same KV file", async () => {
   await using temp = await tempDir();
   const overrides = { apiKey: KEY, kvPath: `${temp.path}/chat.kv` };

@@ -131,11 +131,19 @@ Deno.test("auth: bad sub or name claims are invalid_token", async () => {
     { sub: "" },
     { sub: 42 },
     { sub: "x".repeat(257) },
+    { sub: "mallory\t" },
+    { sub: "mallory\n" },
+    { sub: "mallory\u0000" },
+    { sub: "mallory\ud800" },
     { sub: "u1", name: 7 },
     { sub: "u1", name: "n".repeat(101) },
   ];
   for (const payload of badClaims) {
     await assert.rejects(verify(await jwt(payload)), rejectsWith("invalid_token"));
+  }
+  // Ids are opaque and exact: spaces and invisible characters pass unchanged (names are cleaned).
+  for (const sub of ["mallory x", "mallory\u00a0", "mallory\u3000", "mallory\ufeff"]) {
+    assert.equal((await verify(await jwt({ sub }))).user.id, sub);
   }
   const longest = await verify(await jwt({ sub: "x".repeat(256), name: "n".repeat(100) }));
   assert.equal(longest.user.name.length, 100);
