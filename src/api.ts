@@ -13,7 +13,7 @@
  * @module
  */
 import { isUserId, USER_ID_RULE } from "./auth.ts";
-import { announceChange, isRoomId, roomKey, userRoom } from "./chat/mod.ts";
+import { announceChange, isRoomId, roomKey } from "./chat/mod.ts";
 import type { ChatServer } from "./chat/mod.ts";
 import { CodedError, type ErrorCode, toWireError } from "./errors.ts";
 import { json, type Route, sameSecret } from "./http.ts";
@@ -41,6 +41,8 @@ export interface ApiOptions {
   onModerated?: (action: "edit" | "delete", message: ChatMessage) => void;
   /** Longest message text, as for sockets. */
   maxMessageLength: number;
+  /** Closes every socket of a user on every instance; resolves once none is left. */
+  disconnectUser: (userId: string) => Promise<void>;
   /** The users with a connection in a room, on every instance. */
   membersOf: (room: string) => Promise<User[]>;
   /** Figures for `GET /api/v1/stats`. */
@@ -162,8 +164,8 @@ export function apiRoute(options: ApiOptions): Route {
     return json({ rooms: active });
   };
 
-  const disconnect: Handler = ([user]) => {
-    io.in(userRoom(readUserParam(user))).disconnectSockets(true);
+  const disconnect: Handler = async ([user]) => {
+    await options.disconnectUser(readUserParam(user));
     return json({ ok: true });
   };
 
@@ -193,8 +195,9 @@ export function apiRoute(options: ApiOptions): Route {
       ...(body.reason === undefined ? {} : { reason: body.reason as string }),
     };
     await store.setBan(userId, record);
-    // Every instance cuts the user's open sockets; the ban refuses them at connect from now on.
-    io.in(userRoom(userId)).disconnectSockets(true);
+    // Every instance cuts the user's open sockets; the ban refuses them at connect from now on,
+    // and a connect admitted meanwhile reads it again once its socket can be cut.
+    await options.disconnectUser(userId);
     return json({ userId, ban: record });
   };
 

@@ -137,8 +137,8 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     serveClient: false,
     adapter: options.cluster?.adapter ?? adapterFor({ recovery: config.connectionRecoveryMs > 0 }),
     // A recovered session skips the auth middleware: socket.io admits it by its private session
-    // id, and running async middleware there would lose broadcasts made meanwhile. The restored
-    // identity keeps its token expiry, which is still checked on every event.
+    // id, and running async middleware there would lose broadcasts made meanwhile. The chat lets
+    // a session be restored only where a fresh connect would be admitted (ban, expiry, socket cap).
     connectionStateRecovery: config.connectionRecoveryMs > 0
       ? { maxDisconnectionDuration: config.connectionRecoveryMs, skipMiddlewares: true }
       : undefined,
@@ -163,6 +163,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     verifyToken: createTokenVerifier(config.auth),
     maxMessageLength: config.maxMessageLength,
     catchupLimit: config.catchupLimit,
+    historyLimit: config.historyLimit,
     budgets: {
       message: { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
       typing: budgetOf(config.typingLimitPerMinute),
@@ -221,6 +222,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     store,
     maxMessageLength: config.maxMessageLength,
     membersOf: (room) => chat.membersOf(room),
+    disconnectUser: (userId) => chat.disconnectUser(userId),
     onRequest: (route, status) => metrics.apiRequest(route, status),
     onModerated: (action, message) =>
       log.info("message.changed", {

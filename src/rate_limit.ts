@@ -51,6 +51,24 @@ export class RateLimiter {
     return { ok: false, retryAfterMs: Math.ceil((1 - bucket.tokens) * msPerToken) };
   }
 
+  /**
+   * Spends as many whole tokens of `key` as it has, up to `most`, and says how many: a cost that is
+   * only known after the work (a read of unknown length) is taken up front, bounded by the budget.
+   */
+  takeUpTo(key: string, most: number): number {
+    const bucket = this.#refill(this.#buckets.get(key), this.now());
+    this.#buckets.set(key, bucket);
+    const taken = Math.max(0, Math.min(most, Math.floor(bucket.tokens)));
+    bucket.tokens -= taken;
+    return taken;
+  }
+
+  /** Gives back tokens taken by {@link takeUpTo} that the work did not need. */
+  giveBack(key: string, tokens: number): void {
+    const bucket = this.#buckets.get(key);
+    if (bucket) bucket.tokens = Math.min(this.limit.burst, bucket.tokens + tokens);
+  }
+
   #refill(bucket: Bucket | undefined, now: number): Bucket {
     if (!bucket) return { tokens: this.limit.burst, updatedAt: now };
     const regained = ((now - bucket.updatedAt) * this.limit.perMinute) / 60_000;

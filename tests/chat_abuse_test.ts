@@ -9,7 +9,9 @@
  */
 import assert from "node:assert/strict";
 import { ChatClient, sleep, tokenFor } from "./helpers/chat_server.ts";
+import { tempDir } from "./helpers/dispose.ts";
 import { startMain } from "./helpers/main_process.ts";
+import { openKvStore } from "../src/store/mod.ts";
 
 const FLOOD_MS = Number(Deno.env.get("FLOOD_MS") ?? 2000);
 /** How much the server's resident memory may grow over all the floods. */
@@ -21,8 +23,69 @@ async function residentBytes(url: string): Promise<number> {
   return Number(text.match(/^process_resident_memory_bytes (\d+)/m)?.[1]);
 }
 
+/** Rooms the catch-up floods name, each with some long history in the KV file. */
+const ROOMS = Array.from({ length: 100 }, (_, n) => `room-${n}`);
+
+/** Writes every room's history into a KV file before the server opens it; the rooms' last ids. */
+async function seedRooms(kvPath: string): Promise<Record<string, string>> {
+  const store = await openKvStore(kvPath);
+  const lastIds: Record<string, string> = {};
+  try {
+    const user = { id: "seeder", name: "Seeder" };
+    for (const room of ROOMS) {
+      const [first] = await store.appendMany([{ room, user, message: "seen" }]);
+      lastIds[room] = first.message.id;
+      await store.appendMany(
+        Array.from({ length: 30 }, (_, n) => ({ room, user, message: `${n} `.padEnd(2000, "x") })),
+      );
+    }
+  } finally {
+    store.close();
+  }
+  return lastIds;
+}
+
+/**
+ * A raw WebSocket that asks for a Socket.IO connection with `auth` and then never reads a byte:
+ * what the server sends piles up in its buffers. Closed by the returned function.
+ */
+async function stalledConnection(url: string, auth: unknown): Promise<() => void> {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  const request = `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: ${hostname}\r\n` +
+    `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n` +
+    "Sec-WebSocket-Version: 13\r\n\r\n";
+  const writer = conn.writable.getWriter();
+  await writer.write(new TextEncoder().encode(request));
+  await writer.write(maskedTextFrame(`40${JSON.stringify(auth)}`));
+  writer.releaseLock();
+  return () => conn.close();
+}
+
+/** A client-to-server WebSocket text frame (masked, as clients must send). */
+function maskedTextFrame(text: string): Uint8Array {
+  const payload = new TextEncoder().encode(text);
+  const length = payload.length < 126
+    ? [payload.length]
+    : [126, payload.length >> 8, payload.length & 255];
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  const frame = new Uint8Array(2 + length.length - 1 + 4 + payload.length);
+  frame.set([0x81, 0x80 | length[0], ...length.slice(1)]);
+  frame.set(mask, 1 + length.length);
+  const start = 1 + length.length + 4;
+  payload.forEach((byte, n) => frame[start + n] = byte ^ mask[n % 4]);
+  return frame;
+}
+
 /** One raw Socket.IO connection over a WebSocket, sending `frames` round-robin until it closes. */
-async function floodOnce(url: string, token: string, frames: string[], end: number) {
+async function floodOnce(
+  url: string,
+  token: string,
+  frames: string[],
+  end: number,
+  auth: Record<string, unknown> = {},
+) {
   const socket = new WebSocket(`${url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`);
   const received: string[] = [];
   let connected = false;
@@ -31,7 +94,7 @@ async function floodOnce(url: string, token: string, frames: string[], end: numb
   socket.onmessage = (event) => {
     const data = String(event.data);
     if (data === "2") return socket.send("3");
-    if (data.startsWith("0")) socket.send(`40${JSON.stringify({ token })}`);
+    if (data.startsWith("0")) socket.send(`40${JSON.stringify({ token, ...auth })}`);
     else if (data.startsWith("40")) connected = true;
     received.push(data);
   };
@@ -48,13 +111,19 @@ async function floodOnce(url: string, token: string, frames: string[], end: numb
 }
 
 /** Floods for `ms` as an attacker would: when the server cuts the connection, connect again. */
-async function flood(url: string, token: string, frames: string[], ms: number) {
+async function flood(
+  url: string,
+  token: string,
+  frames: string[],
+  ms: number,
+  auth: Record<string, unknown> = {},
+) {
   const end = Date.now() + ms;
   const received: string[] = [];
   let sent = 0;
   let connections = 0;
   while (Date.now() < end) {
-    const once = await floodOnce(url, token, frames, end);
+    const once = await floodOnce(url, token, frames, end, auth);
     connections++;
     sent += once.sent;
     received.push(...once.received);
@@ -64,8 +133,47 @@ async function flood(url: string, token: string, frames: string[], ms: number) {
   return { sent, received, connections };
 }
 
+/**
+ * Reconnects for `ms`, each time naming every room in `lastIds` to catch up on, and reads what
+ * comes: the rooms it was let into and the messages it was sent.
+ */
+async function catchUpFlood(
+  url: string,
+  token: string,
+  lastIds: Record<string, string>,
+  ms: number,
+) {
+  const end = Date.now() + ms;
+  let rooms = 0;
+  let messages = 0;
+  let connections = 0;
+  while (Date.now() < end) {
+    const socket = new WebSocket(
+      `${url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`,
+    );
+    const closed = new Promise((resolve) => socket.onclose = resolve);
+    socket.onerror = () => {};
+    socket.onmessage = (event) => {
+      const data = String(event.data);
+      if (data === "2") return socket.send("3");
+      if (data.startsWith("0")) socket.send(`40${JSON.stringify({ token, lastIds })}`);
+      else if (data.startsWith('42["loaded",')) {
+        if (!data.includes('"room":"general"')) rooms++;
+      } else if (data.startsWith('42["load",')) messages += JSON.parse(data.slice(2))[1].length;
+    };
+    connections++;
+    await sleep(200);
+    socket.close();
+    await closed;
+  }
+  return { rooms, messages, connections };
+}
+
 Deno.test("abuse: a flood of each event from one user keeps memory bounded and disturbs no one", async () => {
-  await using running = await startMain({});
+  await using temp = await tempDir({ prefix: "chat_abuse_test_" });
+  const kvPath = `${temp.path}/chat.kv`;
+  const lastIds = await seedRooms(kvPath);
+  await using running = await startMain({ KV_PATH: kvPath, PUBLIC_ROOMS: "general,room-*" });
   using watcher = await ChatClient.join(running.url, "watcher", { transports: ["polling"] });
   using neighbour = await ChatClient.join(running.url, "neighbour", { transports: ["websocket"] });
   const disconnects: string[] = [];
@@ -91,6 +199,11 @@ Deno.test("abuse: a flood of each event from one user keeps memory bounded and d
     "bad events": ['42["message",42]', '42["typing","yes"]', '42["no such event",1]'],
   };
   const before = await residentBytes(running.url);
+  // Sockets that ask for every room's catch-up and never read what they are sent.
+  const stalled = await Promise.all(
+    [1, 2, 3, 4].map(() => stalledConnection(running.url, { token, lastIds })),
+  );
+  const catchUps = catchUpFlood(running.url, token, lastIds, FLOOD_MS);
   const replies: Record<string, string[]> = {};
   const floodConnections: Record<string, number> = {};
   // Every flood at once, one connection each, as one attacker would: the budgets are per user.
@@ -122,9 +235,11 @@ Deno.test("abuse: a flood of each event from one user keeps memory bounded and d
   })();
   await floodsDone.finally(() => flooding = false);
   await during;
+  const caughtUp = await catchUps;
   assert.ok(chats >= 2, `only ${chats} messages went through during the floods`);
   await chat("after");
   const growth = await residentBytes(running.url) - before;
+  for (const close of stalled) close();
   assert.ok(growth < MAX_RSS_GROWTH_BYTES, `RSS grew by ${(growth / 2 ** 20).toFixed(1)} MB`);
   assert.deepEqual(disconnects, [], "nobody else was disconnected");
   // Budgets, not luck: at most a burst plus the refill got through.
@@ -135,6 +250,13 @@ Deno.test("abuse: a flood of each event from one user keeps memory bounded and d
   assert.ok(okAcks(replies.history, 1) <= 10 + seconds + 1, "history pages served");
   assert.ok(okAcks(replies["auth:refresh"], 2) <= 2 + seconds, "refreshes served");
   assert.ok(okAcks(replies.message, 3) <= 20 + seconds + 1, "messages stored");
+  // Catch-ups are joins and history pages: the stalled sockets' and the reconnects' rooms share
+  // one join budget (a burst of 10, one a second), and pages past a join's 50 messages share the
+  // history budget with the history flood.
+  assert.ok(caughtUp.connections >= 3, `${caughtUp.connections} catch-up connects`);
+  assert.ok(caughtUp.rooms <= 10 + seconds + 1, `${caughtUp.rooms} rooms caught up`);
+  const perConnect = caughtUp.connections + caughtUp.rooms;
+  assert.ok(caughtUp.messages <= perConnect * 50, `${caughtUp.messages} catch-up messages`);
   const errors = replies["bad events"].filter((data) => data.startsWith('42["error"')).length;
   // `error` events are capped per connection; acks carry every refusal.
   const errorCap = 10 * (seconds + 1) * floodConnections["bad events"];

@@ -240,3 +240,59 @@ Deno.test({
     assert.equal((await again.connectError()).message, "banned");
   },
 });
+
+Deno.test({
+  name: hasRedis()
+    ? "cluster: a ban races connects on both instances and no socket survives it (20 rounds)"
+    : "cluster: ban race skipped because /usr/bin/redis-server is not installed",
+  ignore: !hasRedis(),
+  async fn() {
+    const key = "cluster-api-key-0123456789";
+    await using cluster = await startCluster({
+      API_KEY: key,
+      HANDSHAKE_LIMIT_PER_MIN: "0",
+      MAX_SOCKETS_PER_USER: "10",
+    });
+    const { a, b } = cluster;
+    for (let round = 0; round < 20; round++) {
+      const user = `mallory-${round}`;
+      const token = await tokenFor(user);
+      // Connects on both instances, some admitted before the ban, some racing it.
+      const settled: Promise<string>[] = [];
+      const clients: ChatClient[] = [];
+      const connect = (instance: RunningMain) => {
+        const client = new ChatClient(instance.url, { ...websocket, auth: { token } });
+        clients.push(client);
+        cluster.clients.push(client);
+        settled.push(
+          new Promise((resolve) => {
+            client.socket.once("connect_error", (error) => resolve(`refused ${error.message}`));
+            client.socket.once("disconnect", (reason) => resolve(`cut ${reason}`));
+          }),
+        );
+      };
+      for (let n = 0; n < 3; n++) connect(b);
+      connect(a);
+      await sleep(round % 4 * 5);
+      const ban = fetch(`${a.url}/api/v1/users/${user}/ban`, {
+        method: "PUT",
+        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+        body: "{}",
+      });
+      connect(b);
+      connect(a);
+      const answered = await ban;
+      assert.equal(answered.status, 200);
+      await answered.body?.cancel();
+      const outcomes = await within(
+        Promise.all(settled),
+        3000,
+        `round ${round}: every socket of ${user} cut or refused`,
+      );
+      for (const outcome of outcomes) {
+        assert.match(outcome, /^(refused banned|cut io server disconnect)$/, `round ${round}`);
+      }
+      for (const client of clients) client.close();
+    }
+  },
+});

@@ -23,6 +23,11 @@ export interface AdmissionOptions {
   observer: Pick<ChatObserver, "connectRefused">;
 }
 
+/** The adapter's session restore (socket.io's connection state recovery), which we gate. */
+export interface RecoveringAdapter {
+  restoreSession(pid: string, offset: string): Promise<{ data?: unknown } | null>;
+}
+
 /** A socket.io packet, as its parser decodes it. */
 interface Packet {
   type: number;
@@ -140,14 +145,41 @@ export class Admission {
 
   /**
    * Registers a socket that skipped the middleware (a recovered session): it holds a connection
-   * and its session like any other. Does nothing for a socket the middleware admitted.
+   * and its session like any other, if the user has one to spare; false (nothing held) if not.
+   * True at once for a socket the middleware admitted.
    */
-  adopt(socket: ChatSocket): void {
-    if (this.#releases.has(socket)) return;
+  adopt(socket: ChatSocket): boolean {
+    if (this.#releases.has(socket)) return true;
     const userId = socket.data.identity.user.id;
-    this.#connections.set(userId, this.connections(userId) + 1);
+    if (!this.#reserve(userId)) return false;
     this.#sessions.add(socket.conn as object);
     this.#track(socket, this.#holding(socket.conn as object, userId));
+    return true;
+  }
+
+  /** The refusal of a recovered socket that {@link adopt} could not take in. */
+  tooMany(): WireError {
+    return toWireError(this.#tooMany());
+  }
+
+  /**
+   * Lets socket.io restore a dropped session (which skips the middleware) only for a user who
+   * could connect afresh now: not banned, token unexpired, a connection to spare. Otherwise the
+   * client's CONNECT goes through the middleware like a new one, which checks the token it sends
+   * now and says why it is refused, if it is.
+   */
+  guardRecovery(adapter: RecoveringAdapter, expired: (identity: Identity) => boolean): void {
+    const restore = adapter.restoreSession.bind(adapter);
+    adapter.restoreSession = async (pid, offset) => {
+      const session = await restore(pid, offset);
+      const identity = (session?.data as { identity?: Identity } | undefined)?.identity;
+      if (!session || !identity) return session;
+      const userId = identity.user.id;
+      if (expired(identity) || await this.options.banOf?.(userId)) return null;
+      const elsewhere = await this.options.connectionsElsewhere?.(userId) ?? 0;
+      if (elsewhere + this.connections(userId) >= this.options.maxSocketsPerUser) return null;
+      return session;
+    };
   }
 
   /** Gives back the socket's connection and session (on disconnect; idempotent). */

@@ -93,6 +93,16 @@ export class EventGate {
     };
   }
 
+  /** Spends up to `most` units of `userId`'s budget for `event` at once; says how many. */
+  takeUpTo(event: keyof ClientToServerEvents, userId: string, most: number): number {
+    return this.#limiters[event].takeUpTo(userId, most);
+  }
+
+  /** Gives back units {@link takeUpTo} took that were not needed. */
+  giveBack(event: keyof ClientToServerEvents, userId: string, units: number): void {
+    if (units > 0) this.#limiters[event].giveBack(userId, units);
+  }
+
   /** Counts a refusal and logs it unless this user's refusals were logged a moment ago. */
   noteRefusal(userId: string, socketId: string, event: string, error: WireError): void {
     this.observer.errorSent(error.code);

@@ -20,8 +20,9 @@ import { readLastId, readLastIds } from "../payloads.ts";
 import type { RoomPolicy } from "./rooms.ts";
 import { type Presence, PresenceFeed } from "../presence.ts";
 import type { Timeline } from "../timeline.ts";
-import { Admission } from "./admission.ts";
-import { announceChange, CHAT_ROOM, roomKey, sendHistory } from "./delivery.ts";
+import { Admission, type RecoveringAdapter } from "./admission.ts";
+import { loadRooms } from "./catch_up.ts";
+import { announceChange, CHAT_ROOM, roomKey } from "./delivery.ts";
 import { userRoom } from "./directory.ts";
 import { dispatchEvent, type EventBudgets, type EventContext, EventGate } from "./events.ts";
 import type { ChatContext, Subscription } from "./handlers.ts";
@@ -63,8 +64,10 @@ export interface ChatOptions {
   maxMessageLength: number;
   /** Whether socket.io's connection state recovery is on (it must see every emit). */
   connectionRecovery?: boolean;
-  /** Most messages a reconnecting client's catch-up carries. */
+  /** Most messages a reconnecting client's catch-up of one room carries. */
   catchupLimit: number;
+  /** Messages a joining client's history holds (the timeline's `historyLimit`). */
+  historyLimit: number;
   /** Per-user budget of each client event. */
   budgets: EventBudgets;
   /** `error` events one connection receives per second at most (default 10). */
@@ -97,12 +100,22 @@ export interface Chat {
   usersOnline(): number;
   /** Rooms other than the default with someone in them on this instance (room presence's map). */
   roomsOccupied(): number;
+  /**
+   * Closes every socket of `userId` on every instance, and resolves once none is left (or after
+   * {@link DISCONNECT_TIMEOUT_MS}, with a warning): a ban's answer means the user is out.
+   */
+  disconnectUser(userId: string): Promise<void>;
   /** Stops pending presence announcements (call on shutdown). */
   close(): void;
 }
 
 /** How long a cluster-wide question about a room's members waits for the other instances. */
 const DIRECTORY_TIMEOUT_MS = 1000;
+
+/** How long {@link Chat.disconnectUser} waits for other instances to close a user's sockets. */
+const DISCONNECT_TIMEOUT_MS = 3000;
+/** How often it looks again meanwhile. */
+const DISCONNECT_RECHECK_MS = 25;
 
 /** The longest delay a timer takes (setTimeout fires at once beyond it). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -256,6 +269,22 @@ function checkExpiry(connection: Connection): void {
   else connection.watchExpiry();
 }
 
+/** Reads the user's ban once more; a banned user's socket is told and closed. */
+async function stillUnbanned(
+  connection: Connection,
+  banOf: (userId: string) => Promise<Ban | undefined>,
+): Promise<boolean> {
+  const ban = await banOf(connection.identity.user.id);
+  if (!ban) return true;
+  const details = ban.until ? { until: ban.until } : {};
+  connection.report(
+    "connection",
+    toWireError(new CodedError("banned", "this user is banned", details)),
+  );
+  connection.socket.disconnect(true);
+  return false;
+}
+
 /** The chat rooms a socket is in. */
 function joinedRooms(socket: ChatSocket): Set<string> {
   const rooms = new Set<string>();
@@ -295,7 +324,7 @@ function catchUpsOf(
 
 /** Attaches the chat rules to a socket.io server. */
 export function attachChat(io: ChatServer, options: ChatOptions): Chat {
-  const { timeline, log, observer, presence } = options;
+  const { log, observer, presence } = options;
   const now = options.now ?? Date.now;
   // Batches are announced in order, each after the snapshot its newcomers get: a slow snapshot
   // (asked across instances) must not let a later batch overtake an earlier one.
@@ -362,18 +391,39 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   const gate = new EventGate(options.budgets, log, observer, now, options.errorEventsPerSecond);
   const admission = new Admission(options);
   io.use(admission.middleware);
+  if (options.connectionRecovery) {
+    const clockTolerance = options.clockToleranceMs;
+    admission.guardRecovery(
+      io.of("/").adapter as unknown as RecoveringAdapter,
+      (identity) => isExpired(identity, now(), clockTolerance),
+    );
+  }
   const shared: Shared = { io, options, now, gate, enterRoom, leaveRoom, membersOf };
 
   io.on("connection", (socket: ChatSocket) => {
-    admission.adopt(socket);
+    const connection = new Connection(socket, shared);
+    if (!admission.adopt(socket)) {
+      connection.report("connection", admission.tooMany());
+      return void socket.disconnect(true);
+    }
     admission.connected(socket);
     const user = socket.data.identity.user;
-    const connection = new Connection(socket, shared);
+    // A ban set while this socket was admitted found no socket to close: once the socket is in its
+    // user room (below) a ban's disconnect reaches it, so the ban is read again, and until it is,
+    // the socket's events wait and it is sent no history.
+    let unbanned: Promise<boolean> | undefined = options.banOf
+      ? stillUnbanned(connection, options.banOf).finally(() => unbanned = undefined)
+      : undefined;
     // One middleware takes every client event and handles it; socket.io never emits them, so a
     // connection holds no listener per event, and an event's arguments are checked before anything
     // spreads them. A timer may run late: the expiry is checked on every event too.
     socket.use((event) => {
       if (connection.expired()) return connection.endExpired();
+      if (unbanned) {
+        return void unbanned.then((ok) => {
+          if (ok) void dispatchEvent(connection, gate, event);
+        });
+      }
       void dispatchEvent(connection, gate, event);
     });
     connection.watchExpiry();
@@ -402,6 +452,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     socket.join(userRoom(user.id));
 
     const admit = async () => {
+      if (unbanned && !(await unbanned)) return;
       if (await presence.arrive(presenceEntry)) feed.joined(user);
       // A socket.io session recovery replays what was missed and restores the rooms.
       if (socket.recovered) return void feed.welcome(socket.id);
@@ -410,29 +461,18 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
         options.defaultRoom,
         (error) => connection.report("connection", error),
       );
-      // The default room always, then the rooms a reconnecting client names, as far as allowed.
-      const admitted = [...rooms].filter(([room]) => {
-        if (room === options.defaultRoom || options.policy.canJoin(connection.identity, room)) {
-          return true;
-        }
-        connection.report("connection", {
-          code: "forbidden",
-          message: `you may not use room "${room}"`,
-        });
-        return false;
-      }).slice(0, options.maxRoomsPerSocket);
-      await Promise.all(admitted.map(([room, afterId]) =>
-        timeline.join((history, { hasMore }) => {
-          if (!socket.connected) return;
-          const info = { room, hasMore, catchUp: afterId !== undefined };
-          sendHistory(socket, history, info, options.connectionRecovery);
+      await loadRooms(
+        socket,
+        rooms,
+        { ...options, gate },
+        (error) => connection.report("connection", error),
+        (room) => {
           enterRoom(socket, room);
-          if (room === options.defaultRoom) {
-            socket.join(CHAT_ROOM);
-            feed.welcome(socket.id);
-          }
-        }, { room, afterId, limit: afterId === undefined ? undefined : options.catchupLimit })
-      ));
+          if (room !== options.defaultRoom) return;
+          socket.join(CHAT_ROOM);
+          feed.welcome(socket.id);
+        },
+      );
     };
     admit().catch((error) => {
       log.warn("admit.failed", { socket: socket.id, error });
@@ -447,6 +487,25 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       const users = new Set<string>();
       for (const socket of io.of("/").sockets.values()) users.add(socket.data.identity.user.id);
       return users.size;
+    },
+    async disconnectUser(userId) {
+      const sockets = () => io.in(userRoom(userId));
+      const deadline = performance.now() + DISCONNECT_TIMEOUT_MS;
+      for (;;) {
+        sockets().disconnectSockets(true);
+        let left: number;
+        try {
+          left = (await sockets().timeout(DIRECTORY_TIMEOUT_MS).fetchSockets()).length;
+        } catch (error) {
+          log.warn("disconnect.partial", { user: userId, error });
+          return;
+        }
+        if (left === 0) return;
+        if (performance.now() > deadline) {
+          return log.warn("disconnect.slow", { user: userId, sockets: left });
+        }
+        await new Promise((resolve) => setTimeout(resolve, DISCONNECT_RECHECK_MS));
+      }
     },
     close() {
       feed.close();

@@ -146,6 +146,11 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     return this.request.connection.remoteAddress;
   }
 
+  /** Bytes sent to the client that it has not read yet: queued packets and the transport's own. */
+  get backlogBytes(): number {
+    return this.#writeBufferSize + this.transport.bufferedAmount;
+  }
+
   /** Whether this session already moved to (or is moving to) another transport. */
   get upgradeState(): UpgradeState {
     return this.#upgradeState;
