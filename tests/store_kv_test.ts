@@ -370,3 +370,25 @@ Deno.test("kv store: messages stored before rooms move into the default room on 
   using again = await openKvStore(path, { defaultRoom: "lobby" });
   assert.equal((await again.latest(1000)).length, 450, "nothing moved twice");
 });
+
+Deno.test("kv store: concurrent changes of one message from two stores on one file all apply", async () => {
+  await using temp = await tempFile({ suffix: ".kv" });
+  using first = await openKvStore(temp.path);
+  using second = new KvMessageStore(await Deno.openKv(temp.path));
+  const message = await first.append({ user: ada, message: "draft" });
+  const changes = [...Array(16)].map((_, index) =>
+    (index % 2 === 0 ? first : second).changeMessage(
+      message.id,
+      { message: `edit ${index}` },
+      new Date(),
+    )
+  );
+  const changed = await Promise.all(changes);
+  assert.ok(changed.every((result) => result?.message.startsWith("edit")));
+  const stored = await first.findMessage(message.id);
+  assert.ok(changed.some((result) => result?.message === stored?.message));
+  const removed = await first.changeMessage(message.id, { deleted: true }, new Date());
+  assert.equal(removed?.deleted, true);
+  const late = await second.changeMessage(message.id, { message: "too late" }, new Date());
+  assert.equal(late, undefined, "a deleted message has nothing left to edit");
+});

@@ -96,6 +96,9 @@ const GET_MANY_LIMIT = 10;
 // A failed check means a clientId was stored before (a retry) or by another process meanwhile:
 // read and try again, a few times.
 const MAX_APPEND_ATTEMPTS = 5;
+// Changes of one message on this instance wait their turn; only another instance sharing the KV
+// store can make a change's check fail, so a few retries, spread by jitter, are enough.
+const MAX_CHANGE_ATTEMPTS = 10;
 
 type DedupeKey = [typeof DEDUPE, string, string];
 
@@ -122,6 +125,8 @@ export class KvMessageStore implements MessageStore {
   /** Other rooms' newest messages, when kept in memory. */
   readonly #rooms?: RoomWindows;
   readonly defaultRoom: string;
+  /** The tail of each message's pending changes; removed once idle. */
+  readonly #changes = new Map<string, Promise<unknown>>();
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
     this.#kv = kv;
@@ -442,19 +447,32 @@ export class KvMessageStore implements MessageStore {
     return value ?? undefined;
   }
 
-  async changeMessage(
+  changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined> {
+    // Changes of one message run one after the other, in the order asked: none races another.
+    const previous = this.#changes.get(id) ?? Promise.resolve();
+    const result = previous.then(() => this.#change(id, change, at));
+    const tail = result.catch(() => {});
+    this.#changes.set(id, tail);
+    tail.then(() => {
+      if (this.#changes.get(id) === tail) this.#changes.delete(id);
+    });
+    return result;
+  }
+
+  async #change(
     id: string,
     change: MessageChange,
     at: Date,
   ): Promise<ChatMessage | undefined> {
-    for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt++) {
-      if (!isMessageId(id)) return undefined;
+    if (!isMessageId(id)) return undefined;
+    for (let attempt = 1, delay = 2;; attempt++, delay = Math.min(delay * 2, 50)) {
       const { value: room } = await whenUnlocked(() => this.#kv.get<string>([IDS, id]));
       const key = [MESSAGES, room ?? this.defaultRoom, id];
       const entry = await whenUnlocked(() => this.#kv.get<ChatMessage>(key));
       const stored = entry.value;
       if (!stored) return undefined;
-      if (stored.deleted) return stored;
+      // Deleting twice changes nothing; a deleted message has no text left to edit.
+      if (stored.deleted) return "deleted" in change ? stored : undefined;
       const changed: ChatMessage = "deleted" in change
         ? { ...stored, message: "", deleted: true, editedAt: at.toISOString() }
         : { ...stored, message: change.message, editedAt: at.toISOString() };
@@ -466,12 +484,17 @@ export class KvMessageStore implements MessageStore {
       const result = await whenUnlocked(() =>
         this.#kv.atomic().check(entry).set(key, changed, expireIn ? { expireIn } : {}).commit()
       );
-      if (!result.ok) continue;
-      this.#recent?.replace(changed);
-      this.#rooms?.replace(changed);
-      return changed;
+      if (result.ok) {
+        this.#recent?.replace(changed);
+        this.#rooms?.replace(changed);
+        return changed;
+      }
+      // Another instance sharing the store changed it meanwhile: read again, after a jittered wait.
+      if (attempt === MAX_CHANGE_ATTEMPTS) {
+        throw new Error(`message ${id} kept changing under this edit`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
     }
-    throw new Error(`message ${id} kept changing under this edit`);
   }
 
   async setBan(userId: string, ban: Ban): Promise<void> {

@@ -37,7 +37,8 @@ export interface MessageStore {
   findMessage(id: string): Promise<ChatMessage | undefined>;
   /**
    * Applies `change` to the stored message (`editedAt` becomes `at`); the message as stored now,
-   * or undefined when there is none. Deleting twice changes nothing.
+   * or undefined when there is none, or when an edit finds it deleted. Deleting twice changes
+   * nothing. Changes of one message apply one at a time, in the order they were asked for.
    */
   changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined>;
   /** Bans `userId` until `ban.until` (ms since epoch; forever without it). */
