@@ -97,6 +97,7 @@ let store: KvMessageStore;
 try {
   store = new KvMessageStore(kv, {
     maxAgeMs: config.historyMaxAgeMs,
+    membershipMaxAgeMs: config.membershipMaxAgeMs,
     maxCount: config.historyMaxCount,
     generateId: createIdGenerator(Date.now, instanceNumber(config.instanceId)),
     defaultRoom: config.defaultRoom,

@@ -150,6 +150,14 @@ export const SETTINGS = {
     defaultDoc: "unset (keep all)",
     doc: "Keep only the newest this many messages.",
   }),
+  membershipMaxAgeMs: duration("MEMBERSHIP_MAX_AGE", {
+    default: 90 * 86_400_000,
+    min: 60_000,
+    defaultDoc: "`HISTORY_MAX_AGE` when set, else `90d`",
+    doc: "A user's read marker and room-list membership (a joined room, a DM) of a room they " +
+      "have not sent to, read or joined for this long are deleted: the room leaves their " +
+      "`rooms` list and its unread count starts from the oldest message kept.",
+  }),
   pingInterval: integer("PING_INTERVAL", {
     default: 25_000,
     min: 100,
@@ -356,6 +364,10 @@ export function loadConfig(env: Env): Config {
   };
   const tls = composeTls(tlsCertFile, tlsKeyFile);
   if (tls !== undefined) config.tls = tls;
+  // Markers and memberships need not outlive the history they point into.
+  if (settingText(SETTINGS.membershipMaxAgeMs, env) === undefined) {
+    config.membershipMaxAgeMs = config.historyMaxAgeMs ?? config.membershipMaxAgeMs;
+  }
   checkHistoryMaxCount(config, env);
   checkDefaultRoom(config);
   if (config.devLogin && auth.key.kind !== "secret") {

@@ -70,3 +70,42 @@ Deno.test("edits: a chat:moderate token deletes anyone's message", async () => {
   assert.ok(removed.ok && removed.message.deleted);
   assert.equal((await server.store.findMessage(sent.message.id))?.deleted, true);
 });
+
+Deno.test("edits: concurrent edits and a delete of one message all answer, applied one at a time", async () => {
+  await using server = await startChat({ rateLimitPerMinute: 100_000, rateLimitBurst: 10_000 });
+  using alice = await ChatClient.join(server.url, "alice");
+  for (let round = 0; round < 20; round++) {
+    const sent = await alice.send({ message: `round ${round}` });
+    assert.ok(sent.ok);
+    const id = sent.message.id;
+    const deleting = round % 2 === 0;
+    // Acks in the order they arrive, which is the order the changes were applied in.
+    const answers: { event: string; ack: ChangeAck }[] = [];
+    const change = async (event: string, payload: unknown) => {
+      answers.push({ event, ack: await ask<ChangeAck>(alice, event, payload) });
+    };
+    await Promise.all(
+      [...Array(17)].map((_, index) =>
+        deleting && index === 8
+          ? change("message:delete", { id })
+          : change("message:edit", { id, message: `round ${round} edit ${index}` })
+      ),
+    );
+    const codes = answers.map(({ ack }) => ack.ok ? "ok" : ack.error.code);
+    assert.ok(codes.every((code) => code === "ok" || code === "not_found"), codes.join());
+    const stored = await server.store.findMessage(id);
+    if (deleting) {
+      assert.equal(stored?.deleted, true);
+      const removal = answers.findIndex(({ event }) => event === "message:delete");
+      assert.ok(answers[removal].ack.ok, "the delete answers ok");
+      // Edits answered before the delete were applied; those after found it deleted.
+      assert.deepEqual(codes.slice(removal + 1), codes.slice(removal + 1).map(() => "not_found"));
+      assert.ok(codes.slice(0, removal).every((code) => code === "ok"), codes.join());
+    } else {
+      assert.deepEqual(codes, codes.map(() => "ok"));
+      const last = answers.at(-1)!.ack;
+      assert.ok(last.ok);
+      assert.deepEqual(stored, last.message, "the last edit applied is the one stored");
+    }
+  }
+});

@@ -50,6 +50,7 @@ Deno.test("config: defaults apply when only JWT_SECRET is set", () => {
   assert.equal(config.tls, undefined);
   assert.equal(config.catchupLimit, 1000);
   assert.equal(config.historyMaxAgeMs, undefined);
+  assert.equal(config.membershipMaxAgeMs, 90 * 86_400_000);
   assert.equal(config.historyMaxCount, undefined);
   assert.equal(config.rateLimitPerMinute, 60);
   assert.equal(config.rateLimitBurst, 20);
@@ -137,6 +138,7 @@ Deno.test("config: every variable is parsed", () => {
     commitGatherMs: 5,
     vectoredWrites: false,
     historyMaxAgeMs: 30 * 86_400_000,
+    membershipMaxAgeMs: 30 * 86_400_000,
     historyMaxCount: 5000,
     rateLimitPerMinute: 30,
     rateLimitBurst: 5,
@@ -190,6 +192,7 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
     ["HISTORY_MAX_AGE", "forever"],
     ["HISTORY_MAX_AGE", "10s"],
     ["HISTORY_MAX_COUNT", "10"],
+    ["MEMBERSHIP_MAX_AGE", "10s"],
     ["RATE_LIMIT_PER_MIN", "0"],
     ["RATE_LIMIT_BURST", "many"],
     ["MAX_SOCKETS_PER_USER", "0"],
@@ -423,6 +426,13 @@ Deno.test("config: DEV_LOGIN needs JWT_SECRET", () => {
     () => loadConfig({ JWT_JWKS_URL: "https://idp.example/jwks.json", DEV_LOGIN: "1" }),
     (error: ConfigError) => error.variable === "DEV_LOGIN",
   );
+});
+
+Deno.test("config: MEMBERSHIP_MAX_AGE follows HISTORY_MAX_AGE unless set", () => {
+  assert.equal(loadConfig(BASE).membershipMaxAgeMs, 90 * 86_400_000);
+  assert.equal(loadConfig({ ...BASE, HISTORY_MAX_AGE: "12h" }).membershipMaxAgeMs, 43_200_000);
+  const both = loadConfig({ ...BASE, HISTORY_MAX_AGE: "12h", MEMBERSHIP_MAX_AGE: "7d" });
+  assert.equal(both.membershipMaxAgeMs, 7 * 86_400_000);
 });
 
 Deno.test("config: history settings that could never be delivered are refused, naming the setting", () => {

@@ -370,3 +370,139 @@ Deno.test("kv store: messages stored before rooms move into the default room on 
   using again = await openKvStore(path, { defaultRoom: "lobby" });
   assert.equal((await again.latest(1000)).length, 450, "nothing moved twice");
 });
+
+const DAY = 86_400_000;
+
+/** Wraps `kv`, counting its writes: `set`s and atomic commits. */
+function countingWrites(kv: Deno.Kv): { kv: Deno.Kv; writes: () => number } {
+  let writes = 0;
+  const counted = new Proxy(kv, {
+    get(target, property) {
+      if (property === "set") {
+        return (...args: Parameters<Deno.Kv["set"]>) => (writes++, target.set(...args));
+      }
+      if (property === "atomic") {
+        return () => {
+          const atomic = target.atomic();
+          const commit = atomic.commit.bind(atomic);
+          atomic.commit = () => (writes++, commit());
+          return atomic;
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { kv: counted, writes: () => writes };
+}
+
+Deno.test("kv store: markers and memberships untouched for membershipMaxAgeMs are gone; touched ones stay", async () => {
+  let now = Date.now();
+  using store = new KvMessageStore(await Deno.openKv(":memory:"), {
+    membershipMaxAgeMs: 10 * DAY,
+    now: () => now,
+  });
+  const message = await store.append({ room: "team", user: ada, message: "hi" });
+  for (const room of ["team", "quiet", "dm:alice:bob"]) {
+    await store.addMembership("alice", room);
+    await store.setReadMarker("alice", room, message.id);
+  }
+  now += 6 * DAY;
+  await store.touchRoom("alice", "team"); // sent or joined
+  await store.setReadMarker("alice", "dm:alice:bob", message.id); // read
+  now += 6 * DAY;
+  assert.deepEqual(await store.memberships("alice", 10), ["dm:alice:bob", "team"]);
+  assert.deepEqual(await store.readMarkers("alice", ["team", "quiet", "dm:alice:bob"]), [
+    message.id,
+    undefined,
+    message.id,
+  ]);
+  now += 10 * DAY;
+  assert.deepEqual(await store.memberships("alice", 10), []);
+  assert.deepEqual(await store.readMarkers("alice", ["team", "dm:alice:bob"]), [
+    undefined,
+    undefined,
+  ]);
+  // A touch does not bring back what expired; a join does.
+  await store.touchRoom("alice", "team");
+  assert.deepEqual(await store.memberships("alice", 10), []);
+  await store.addMembership("alice", "team");
+  assert.deepEqual(await store.memberships("alice", 10), ["team"]);
+});
+
+Deno.test("kv store: touching a room writes at most once per refresh interval", async () => {
+  const start = Date.now();
+  let now = start;
+  const { kv, writes } = countingWrites(await Deno.openKv(":memory:"));
+  using store = new KvMessageStore(kv, { membershipMaxAgeMs: 10 * DAY, now: () => now });
+  const message = await store.append({ room: "team", user: ada, message: "hi" });
+  await store.addMembership("alice", "team");
+  await store.setReadMarker("alice", "team", message.id);
+  const before = writes();
+  // A message every 7.2 s for two hours, each a touch and a DM's membership: refreshed once.
+  for (let sent = 0; sent < 1000; sent++) {
+    await store.touchRoom("alice", "team");
+    await store.addMembership("alice", "team");
+    now += 7200;
+  }
+  assert.equal(writes() - before, 1);
+  now = start + 10 * DAY + 30 * 60_000;
+  assert.deepEqual(await store.memberships("alice", 10), ["team"], "the refresh kept it");
+  assert.deepEqual(await store.readMarkers("alice", ["team"]), [message.id]);
+});
+
+Deno.test("kv store: one user creates a bounded number of memberships in others' room lists", async () => {
+  const now = Date.now();
+  using store = new KvMessageStore(await Deno.openKv(":memory:"), {
+    peerMembershipsPerMinute: 30,
+    now: () => now,
+  });
+  const peers = [...Array(100)].map((_, index) => `peer${index}`);
+  for (const peer of peers) await store.addMembership(peer, `dm:mallory:${peer}`, "mallory");
+  const listed = await Promise.all(peers.map((peer) => store.memberships(peer, 10)));
+  assert.equal(listed.filter((rooms) => rooms.length > 0).length, 30);
+  await store.addMembership("mallory", "dm:mallory:peer99");
+  await store.addMembership("alice", "dm:alice:bob", "bob");
+  assert.deepEqual(await store.memberships("mallory", 10), ["dm:mallory:peer99"]);
+  assert.deepEqual(await store.memberships("alice", 10), ["dm:alice:bob"], "others are not held");
+});
+
+Deno.test("kv store: markers and memberships stored without a touch time get one on open, and expire", async () => {
+  await using temp = await tempFile({ suffix: ".kv" });
+  let now = Date.now();
+  const id = createIdGenerator()();
+  {
+    using kv = await Deno.openKv(temp.path);
+    await kv.set(["meta", "layout"], 2);
+    await kv.set(["reads", "alice", "team"], id);
+    await kv.set(["members", "alice", "team"], true);
+  }
+  using store = await openKvStore(temp.path, { membershipMaxAgeMs: 10 * DAY, now: () => now });
+  assert.deepEqual(await store.readMarkers("alice", ["team"]), [id]);
+  assert.deepEqual(await store.memberships("alice", 10), ["team"]);
+  now += 10 * DAY;
+  assert.deepEqual(await store.readMarkers("alice", ["team"]), [undefined]);
+  assert.deepEqual(await store.memberships("alice", 10), []);
+});
+
+Deno.test("kv store: concurrent changes of one message from two stores on one file all apply", async () => {
+  await using temp = await tempFile({ suffix: ".kv" });
+  using first = await openKvStore(temp.path);
+  using second = new KvMessageStore(await Deno.openKv(temp.path));
+  const message = await first.append({ user: ada, message: "draft" });
+  const changes = [...Array(16)].map((_, index) =>
+    (index % 2 === 0 ? first : second).changeMessage(
+      message.id,
+      { message: `edit ${index}` },
+      new Date(),
+    )
+  );
+  const changed = await Promise.all(changes);
+  assert.ok(changed.every((result) => result?.message.startsWith("edit")));
+  const stored = await first.findMessage(message.id);
+  assert.ok(changed.some((result) => result?.message === stored?.message));
+  const removed = await first.changeMessage(message.id, { deleted: true }, new Date());
+  assert.equal(removed?.deleted, true);
+  const late = await second.changeMessage(message.id, { message: "too late" }, new Date());
+  assert.equal(late, undefined, "a deleted message has nothing left to edit");
+});

@@ -18,7 +18,7 @@ import { CodedError } from "../errors.ts";
 import { readHistoryQuery, readMessage, readRefresh, readTyping } from "../payloads.ts";
 import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "../timeline.ts";
-import { readRoom, type RoomPolicy } from "./rooms.ts";
+import { dmUsers, readRoom, type RoomPolicy } from "./rooms.ts";
 import type { ChatMessage, MessageChange, User } from "../types.ts";
 import type {
   ChangeAck,
@@ -50,6 +50,7 @@ export interface ChatContext {
     | "setReadMarker"
     | "readMarkers"
     | "addMembership"
+    | "touchRoom"
     | "memberships"
     | "findMessage"
     | "changeMessage"
@@ -120,11 +121,16 @@ function roomOf(ctx: ChatContext, payload: unknown, required = false): string {
   return room;
 }
 
-/** Records, in the background, that `users` take part in `room` (for their room lists). */
-function remember(ctx: ChatContext, room: string, users: string[]): void {
-  for (const user of users) {
-    ctx.store.addMembership(user, room).catch((error) => ctx.onBackgroundError?.(error));
-  }
+/**
+ * Records, in the background, that this connection's user touched `room`, which keeps their read
+ * marker and membership there from expiring; `join` makes them a member. The store writes each
+ * at most once per refresh interval, so this costs no KV write per message.
+ */
+function touch(ctx: ChatContext, room: string, join = false): void {
+  const user = ctx.identity.user.id;
+  const report = (error: unknown) => ctx.onBackgroundError?.(error);
+  if (join) ctx.store.addMembership(user, room).catch(report);
+  ctx.store.touchRoom(user, room).catch(report);
 }
 
 /** `message {room?, message, clientId?}`: stores the message, then it is broadcast; acks it. */
@@ -145,9 +151,15 @@ export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Suc
   } catch (error) {
     throw new CodedError("internal", "the message could not be stored", {}, { cause: error });
   }
-  if (result.created && room.startsWith("dm:")) {
+  if (result.created) {
+    const dm = dmUsers(room);
     // A DM exists from its first message: it shows in both users' room lists.
-    remember(ctx, room, room.slice(3).split(":"));
+    const peer = dm?.find((user) => user !== ctx.identity.user.id);
+    if (peer !== undefined) {
+      ctx.store.addMembership(peer, room, ctx.identity.user.id)
+        .catch((error) => ctx.onBackgroundError?.(error));
+    }
+    touch(ctx, room, dm !== undefined);
   }
   return { ok: true, message: result.message, duplicate: !result.created };
 }
@@ -199,7 +211,7 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
     throw new CodedError("internal", "history could not be read", {}, { cause: error });
   }
   // Nothing awaited between the history and this ack: no live message can come before it.
-  remember(ctx, room, [ctx.identity.user.id]);
+  touch(ctx, room, true);
   const user = ctx.identity.user;
   // The joiner is always listed, last, within the bound.
   if (!online.some((member) => member.id === user.id)) {

@@ -3,6 +3,7 @@
  * sort by creation time, so KV's key order is each room's history order and paging is a range
  * list. Read markers live under `["reads", user, room]` and memberships under
  * `["members", user, room]`, so a room's unread count and a user's room list are range reads too.
+ * Both expire `membershipMaxAgeMs` after the user last touched the room (sent, read or joined).
  *
  * @example
  * ```ts
@@ -20,6 +21,7 @@ import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
 import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
 import type { MessageStore } from "./message_store.ts";
+import { RateLimiter } from "../rate_limit.ts";
 import { RecentWindow, RoomWindows } from "./recent.ts";
 import {
   createIdGenerator,
@@ -67,7 +69,30 @@ export interface KvStoreOptions {
    * `general`).
    */
   defaultRoom?: string;
+  /**
+   * Read markers and memberships expire this long after the user last touched the room: sent to
+   * it, read it or joined it (default {@link DEFAULT_MEMBERSHIP_MAX_AGE_MS}).
+   */
+  membershipMaxAgeMs?: number;
+  /**
+   * Memberships one user may create in other users' room lists (a DM's first message) per minute,
+   * on this instance; the rest are not recorded (default 30, as many at once).
+   */
+  peerMembershipsPerMinute?: number;
+  /** The clock that memberships, read markers, bans and retention are measured by (tests move it). */
+  now?: () => number;
 }
+
+/** How long read markers and memberships outlive the user's last touch of the room, by default. */
+export const DEFAULT_MEMBERSHIP_MAX_AGE_MS = 90 * 24 * 60 * 60 * 1000;
+/**
+ * A touched marker or membership is rewritten at most this often (or a tenth of its lifetime when
+ * shorter), so sending and reading do not cost a KV write each.
+ */
+const MAX_REFRESH_INTERVAL_MS = 60 * 60 * 1000;
+/** Touches remembered to throttle refreshes; the least recently refreshed are forgotten first. */
+const MAX_REMEMBERED_TOUCHES = 10_000;
+const DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE = 30;
 
 /** Rooms whose recent windows are kept, by default. */
 const DEFAULT_ROOM_WINDOWS = 256;
@@ -82,9 +107,12 @@ const MEMBERS = "members";
 const BANS = "bans";
 /** `["ids", id]` names the room of a message, so it can be found by its id alone. */
 const IDS = "ids";
-/** The key layout's version: 2 keys messages by room. */
+/**
+ * The key layout's version: 2 keys messages by room; 3 stores read markers and memberships with
+ * the time they were last touched, and an expiry.
+ */
 const LAYOUT_KEY = ["meta", "layout"];
-const LAYOUT = 2;
+const LAYOUT = 3;
 const DEFAULT_AFTER_LIMIT = 1000;
 const DEFAULT_DEDUPE_TTL_MS = 24 * 60 * 60 * 1000;
 const MEMORY_PATH = ":memory:";
@@ -96,6 +124,9 @@ const GET_MANY_LIMIT = 10;
 // A failed check means a clientId was stored before (a retry) or by another process meanwhile:
 // read and try again, a few times.
 const MAX_APPEND_ATTEMPTS = 5;
+// Changes of one message on this instance wait their turn; only another instance sharing the KV
+// store can make a change's check fail, so a few retries, spread by jitter, are enough.
+const MAX_CHANGE_ATTEMPTS = 10;
 
 type DedupeKey = [typeof DEDUPE, string, string];
 
@@ -110,6 +141,17 @@ function keyString(key: DedupeKey): string {
 /** A dedupe entry names the message it stored: `[room, id]` (before rooms: the id alone). */
 type DedupeValue = [string, string] | string;
 
+/** A membership: when its user last touched the room (layout 2 stored `true`). */
+interface Membership {
+  touchedAt: number;
+}
+/** A read marker: the last message seen, and when (layout 2 stored the id alone). */
+interface ReadMarker {
+  lastId: string;
+  touchedAt: number;
+}
+type TouchKind = typeof MEMBERS | typeof READS;
+
 /** Message history kept in a Deno KV database, which the store owns and closes. */
 export class KvMessageStore implements MessageStore {
   readonly #kv: Deno.Kv;
@@ -122,12 +164,29 @@ export class KvMessageStore implements MessageStore {
   /** Other rooms' newest messages, when kept in memory. */
   readonly #rooms?: RoomWindows;
   readonly defaultRoom: string;
+  readonly #now: () => number;
+  readonly #membershipMaxAgeMs: number;
+  readonly #refreshIntervalMs: number;
+  /**
+   * When this instance last wrote each marker or membership (by {@link touchKey}), and whether it
+   * exists: a touch within the refresh interval costs nothing.
+   */
+  readonly #touches = new Map<string, { at: number; present: boolean }>();
+  /** Memberships each user created for others, per minute. */
+  readonly #peerMemberships: RateLimiter;
+  /** The tail of each message's pending changes; removed once idle. */
+  readonly #changes = new Map<string, Promise<unknown>>();
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
     this.#kv = kv;
     this.#generateId = options.generateId ?? createIdGenerator();
     this.#options = options;
     this.defaultRoom = options.defaultRoom ?? DEFAULT_ROOM;
+    this.#now = options.now ?? Date.now;
+    this.#membershipMaxAgeMs = options.membershipMaxAgeMs ?? DEFAULT_MEMBERSHIP_MAX_AGE_MS;
+    this.#refreshIntervalMs = Math.min(this.#membershipMaxAgeMs / 10, MAX_REFRESH_INTERVAL_MS);
+    const perMinute = options.peerMembershipsPerMinute ?? DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE;
+    this.#peerMemberships = new RateLimiter({ perMinute, burst: perMinute }, this.#now);
     const size = Math.min(options.recentWindow ?? 0, options.maxCount ?? Infinity);
     if (size > 0) this.#recent = new RecentWindow(size);
     const roomSize = Math.min(options.roomWindow ?? 0, options.maxCount ?? Infinity);
@@ -164,8 +223,15 @@ export class KvMessageStore implements MessageStore {
    * next start carries on.
    */
   async #migrate(): Promise<void> {
-    const layout = await whenUnlocked(() => this.#kv.get<number>(LAYOUT_KEY));
-    if ((layout.value ?? 0) >= LAYOUT) return;
+    const layout = (await whenUnlocked(() => this.#kv.get<number>(LAYOUT_KEY))).value ?? 0;
+    if (layout >= LAYOUT) return;
+    if (layout < 2) await this.#moveIntoRooms();
+    await this.#stampTouches();
+    await whenUnlocked(() => this.#kv.set(LAYOUT_KEY, LAYOUT));
+  }
+
+  /** Layout 1 → 2: messages stored before rooms move into the default room. */
+  async #moveIntoRooms(): Promise<void> {
     while (true) {
       const legacy: Deno.KvEntry<ChatMessage>[] = [];
       for await (const entry of this.#kv.list<ChatMessage>({ prefix: [MESSAGES] })) {
@@ -184,7 +250,34 @@ export class KvMessageStore implements MessageStore {
       }
       await whenUnlocked(() => atomic.commit());
     }
-    await whenUnlocked(() => this.#kv.set(LAYOUT_KEY, LAYOUT));
+  }
+
+  /**
+   * Layout 2 → 3: read markers and memberships stored without a touch time get one (now) and an
+   * expiry, so those of rooms nobody comes back to go; each batch is one checked commit.
+   */
+  async #stampTouches(): Promise<void> {
+    const touchedAt = this.#now();
+    for (const kind of [READS, MEMBERS] as const) {
+      const legacy: Deno.KvEntry<unknown>[] = [];
+      const flush = async () => {
+        const atomic = this.#kv.atomic();
+        for (const entry of legacy.splice(0)) {
+          const value = kind === READS
+            ? { lastId: entry.value as string, touchedAt } satisfies ReadMarker
+            : { touchedAt } satisfies Membership;
+          atomic.check(entry).set(entry.key, value, { expireIn: this.#membershipMaxAgeMs });
+        }
+        // A failed check means the entry was written meanwhile, in the new form.
+        await whenUnlocked(() => atomic.commit());
+      };
+      for await (const entry of this.#kv.list({ prefix: [kind] })) {
+        if (touchTime(entry.value) !== undefined) continue;
+        legacy.push(entry);
+        if (legacy.length === MAX_BATCH_CHECKS) await flush();
+      }
+      if (legacy.length > 0) await flush();
+    }
   }
 
   async append(input: NewMessage): Promise<ChatMessage> {
@@ -388,7 +481,7 @@ export class KvMessageStore implements MessageStore {
   /** The oldest id still within `maxAgeMs`, when messages expire. */
   #youngestId(): string | undefined {
     const { maxAgeMs } = this.#options;
-    return maxAgeMs === undefined ? undefined : firstIdAt(Date.now() - maxAgeMs);
+    return maxAgeMs === undefined ? undefined : firstIdAt(this.#now() - maxAgeMs);
   }
 
   async after(
@@ -425,12 +518,99 @@ export class KvMessageStore implements MessageStore {
 
   async setReadMarker(userId: string, room: string, lastId: string): Promise<void> {
     checkId(lastId);
-    await whenUnlocked(() => this.#kv.set([READS, userId, room], lastId));
+    const touchedAt = this.#now();
+    const marker: ReadMarker = { lastId, touchedAt };
+    await whenUnlocked(() =>
+      this.#kv.set([READS, userId, room], marker, { expireIn: this.#membershipMaxAgeMs })
+    );
+    this.#noteTouch(READS, userId, room, touchedAt, true);
+    // Reading a room touches it: its membership lives on too.
+    await this.#refresh(userId, room, [MEMBERS]);
   }
 
   async readMarkers(userId: string, rooms: readonly string[]): Promise<(string | undefined)[]> {
-    const markers = await this.#getMany<string>(rooms.map((room) => [READS, userId, room]));
-    return markers.map((marker) => marker ?? undefined);
+    const markers = await this.#getMany<unknown>(rooms.map((room) => [READS, userId, room]));
+    return markers.map((marker) => this.#isLive(marker) ? markerId(marker) : undefined);
+  }
+
+  async addMembership(userId: string, room: string, by: string = userId): Promise<void> {
+    const now = this.#now();
+    const known = this.#touches.get(touchKey(MEMBERS, userId, room));
+    if (known?.present && now - known.at < this.#refreshIntervalMs) return;
+    // A user filling others' room lists (DMs to invented or many peers) is held to a rate.
+    if (by !== userId && !this.#peerMemberships.take(by).ok) return;
+    const membership: Membership = { touchedAt: now };
+    await whenUnlocked(() =>
+      this.#kv.set([MEMBERS, userId, room], membership, { expireIn: this.#membershipMaxAgeMs })
+    );
+    this.#noteTouch(MEMBERS, userId, room, now, true);
+  }
+
+  async touchRoom(userId: string, room: string): Promise<void> {
+    await this.#refresh(userId, room, [MEMBERS, READS]);
+  }
+
+  async memberships(userId: string, limit: number): Promise<string[]> {
+    checkLimit(limit);
+    if (limit === 0) return [];
+    return await whenUnlocked(async () => {
+      const rooms: string[] = [];
+      for await (const entry of this.#kv.list({ prefix: [MEMBERS, userId] })) {
+        if (!this.#isLive(entry.value)) continue;
+        rooms.push(entry.key[2] as string);
+        if (rooms.length === limit) break;
+      }
+      return rooms;
+    });
+  }
+
+  /**
+   * Rewrites `userId`'s existing entries of these kinds in `room` with a fresh touch time and
+   * expiry, skipping those this instance wrote within the refresh interval.
+   */
+  async #refresh(userId: string, room: string, kinds: readonly TouchKind[]): Promise<void> {
+    const now = this.#now();
+    const stale = kinds.filter((kind) => {
+      const known = this.#touches.get(touchKey(kind, userId, room));
+      return known === undefined || now - known.at >= this.#refreshIntervalMs;
+    });
+    if (stale.length === 0) return;
+    const entries = await whenUnlocked(() =>
+      this.#kv.getMany<unknown[]>(stale.map((kind) => [kind, userId, room]))
+    );
+    const live = entries.map((entry) => this.#isLive(entry.value));
+    if (live.includes(true)) {
+      const atomic = this.#kv.atomic();
+      entries.forEach((entry, index) => {
+        atomic.check(entry);
+        if (!live[index]) return;
+        const value = entry.key[0] === READS
+          ? { lastId: markerId(entry.value), touchedAt: now } satisfies ReadMarker
+          : { touchedAt: now } satisfies Membership;
+        atomic.set(entry.key, value, { expireIn: this.#membershipMaxAgeMs });
+      });
+      // A failed check: one was written meanwhile, freshly; the next touch tries again.
+      if (!(await whenUnlocked(() => atomic.commit())).ok) return;
+    }
+    stale.forEach((kind, index) => this.#noteTouch(kind, userId, room, now, live[index]));
+  }
+
+  /** Whether a marker or membership is within its age (KV deletes expired entries lazily). */
+  #isLive(value: unknown): boolean {
+    const touchedAt = touchTime(value);
+    // Layout 2 entries have no touch time until the migration stamps them.
+    if (touchedAt === undefined) return value !== null && value !== undefined;
+    return this.#now() - touchedAt < this.#membershipMaxAgeMs;
+  }
+
+  #noteTouch(kind: TouchKind, userId: string, room: string, at: number, present: boolean): void {
+    const key = touchKey(kind, userId, room);
+    // Re-inserted, so the map's order is refresh order and the first entry the stalest.
+    this.#touches.delete(key);
+    if (this.#touches.size >= MAX_REMEMBERED_TOUCHES) {
+      this.#touches.delete(this.#touches.keys().next().value!);
+    }
+    this.#touches.set(key, { at, present });
   }
 
   async findMessage(id: string): Promise<ChatMessage | undefined> {
@@ -442,19 +622,32 @@ export class KvMessageStore implements MessageStore {
     return value ?? undefined;
   }
 
-  async changeMessage(
+  changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined> {
+    // Changes of one message run one after the other, in the order asked: none races another.
+    const previous = this.#changes.get(id) ?? Promise.resolve();
+    const result = previous.then(() => this.#change(id, change, at));
+    const tail = result.catch(() => {});
+    this.#changes.set(id, tail);
+    tail.then(() => {
+      if (this.#changes.get(id) === tail) this.#changes.delete(id);
+    });
+    return result;
+  }
+
+  async #change(
     id: string,
     change: MessageChange,
     at: Date,
   ): Promise<ChatMessage | undefined> {
-    for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt++) {
-      if (!isMessageId(id)) return undefined;
+    if (!isMessageId(id)) return undefined;
+    for (let attempt = 1, delay = 2;; attempt++, delay = Math.min(delay * 2, 50)) {
       const { value: room } = await whenUnlocked(() => this.#kv.get<string>([IDS, id]));
       const key = [MESSAGES, room ?? this.defaultRoom, id];
       const entry = await whenUnlocked(() => this.#kv.get<ChatMessage>(key));
       const stored = entry.value;
       if (!stored) return undefined;
-      if (stored.deleted) return stored;
+      // Deleting twice changes nothing; a deleted message has no text left to edit.
+      if (stored.deleted) return "deleted" in change ? stored : undefined;
       const changed: ChatMessage = "deleted" in change
         ? { ...stored, message: "", deleted: true, editedAt: at.toISOString() }
         : { ...stored, message: change.message, editedAt: at.toISOString() };
@@ -462,27 +655,32 @@ export class KvMessageStore implements MessageStore {
       const { maxAgeMs } = this.#options;
       const expireIn = maxAgeMs === undefined
         ? undefined
-        : Math.max(1, timeOfId(id) + maxAgeMs - Date.now());
+        : Math.max(1, timeOfId(id) + maxAgeMs - this.#now());
       const result = await whenUnlocked(() =>
         this.#kv.atomic().check(entry).set(key, changed, expireIn ? { expireIn } : {}).commit()
       );
-      if (!result.ok) continue;
-      this.#recent?.replace(changed);
-      this.#rooms?.replace(changed);
-      return changed;
+      if (result.ok) {
+        this.#recent?.replace(changed);
+        this.#rooms?.replace(changed);
+        return changed;
+      }
+      // Another instance sharing the store changed it meanwhile: read again, after a jittered wait.
+      if (attempt === MAX_CHANGE_ATTEMPTS) {
+        throw new Error(`message ${id} kept changing under this edit`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
     }
-    throw new Error(`message ${id} kept changing under this edit`);
   }
 
   async setBan(userId: string, ban: Ban): Promise<void> {
-    const expireIn = ban.until === undefined ? undefined : Math.max(1, ban.until - Date.now());
+    const expireIn = ban.until === undefined ? undefined : Math.max(1, ban.until - this.#now());
     await whenUnlocked(() => this.#kv.set([BANS, userId], ban, expireIn ? { expireIn } : {}));
   }
 
   async getBan(userId: string): Promise<Ban | undefined> {
     const { value } = await whenUnlocked(() => this.#kv.get<Ban>([BANS, userId]));
     // KV deletes expired entries lazily: a ban past its end is over.
-    if (!value || (value.until !== undefined && value.until <= Date.now())) return undefined;
+    if (!value || (value.until !== undefined && value.until <= this.#now())) return undefined;
     return value;
   }
 
@@ -490,21 +688,6 @@ export class KvMessageStore implements MessageStore {
     const existed = (await this.getBan(userId)) !== undefined;
     await whenUnlocked(() => this.#kv.delete([BANS, userId]));
     return existed;
-  }
-
-  async addMembership(userId: string, room: string): Promise<void> {
-    await whenUnlocked(() => this.#kv.set([MEMBERS, userId, room], true));
-  }
-
-  async memberships(userId: string, limit: number): Promise<string[]> {
-    checkLimit(limit);
-    return await whenUnlocked(async () => {
-      const rooms: string[] = [];
-      for await (const entry of this.#kv.list({ prefix: [MEMBERS, userId] }, { limit })) {
-        rooms.push(entry.key[2] as string);
-      }
-      return rooms;
-    });
   }
 
   /**
@@ -552,6 +735,23 @@ export class KvMessageStore implements MessageStore {
       return messages;
     });
   }
+}
+
+/** The key of a touch in {@link KvMessageStore}'s memory of them. */
+function touchKey(kind: TouchKind, userId: string, room: string): string {
+  return `${kind}\u0000${userId}\u0000${room}`;
+}
+
+/** When a marker or membership was last touched; undefined for a layout 2 entry. */
+function touchTime(value: unknown): number | undefined {
+  return typeof value === "object" && value !== null && "touchedAt" in value
+    ? Number(value.touchedAt)
+    : undefined;
+}
+
+/** The message id of a read marker, in either layout. */
+function markerId(value: unknown): string {
+  return typeof value === "string" ? value : (value as ReadMarker).lastId;
 }
 
 /** Splits a batch into chunks that each fit one KV atomic commit. */

@@ -25,19 +25,29 @@ export interface MessageStore {
   before(id: string, limit: number, room?: string): Promise<ChatMessage[]>;
   /** How many messages of `room` come after `afterId` (all, without it), counting up to `cap`. */
   countAfter(room: string, afterId: string | undefined, cap: number): Promise<number>;
-  /** Stores `userId`'s read marker in `room`: the last message they have seen. */
+  /**
+   * Stores `userId`'s read marker in `room`: the last message they have seen. Reading touches the
+   * room: markers and memberships expire once their user has not touched the room for a while.
+   */
   setReadMarker(userId: string, room: string, lastId: string): Promise<void>;
-  /** `userId`'s read marker in each of `rooms` (undefined where none). */
+  /** `userId`'s read marker in each of `rooms` (undefined where none, or expired). */
   readMarkers(userId: string, rooms: readonly string[]): Promise<(string | undefined)[]>;
-  /** Records that `userId` takes part in `room` (joined it, or a DM was started with them). */
-  addMembership(userId: string, room: string): Promise<void>;
-  /** The rooms `userId` takes part in, at most `limit`, in name order. */
+  /**
+   * Records that `userId` takes part in `room` (joined it, or a DM was started with them), or
+   * that they still do. `by` is who made them a member when it is someone else (a DM's sender):
+   * how many such memberships one user creates is bounded.
+   */
+  addMembership(userId: string, room: string, by?: string): Promise<void>;
+  /** `userId` touched `room` (sent to it, joined it): keeps their marker and membership there. */
+  touchRoom(userId: string, room: string): Promise<void>;
+  /** The rooms `userId` takes part in, at most `limit`, in name order (expired ones left out). */
   memberships(userId: string, limit: number): Promise<string[]>;
   /** The stored message with this id (a tombstone once deleted), in whichever room it is. */
   findMessage(id: string): Promise<ChatMessage | undefined>;
   /**
    * Applies `change` to the stored message (`editedAt` becomes `at`); the message as stored now,
-   * or undefined when there is none. Deleting twice changes nothing.
+   * or undefined when there is none, or when an edit finds it deleted. Deleting twice changes
+   * nothing. Changes of one message apply one at a time, in the order they were asked for.
    */
   changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined>;
   /** Bans `userId` until `ban.until` (ms since epoch; forever without it). */

@@ -59,6 +59,7 @@ export async function startChat(
     recentWindow: Math.max(config.historyLimit, config.catchupLimit) + 1,
     roomWindow: config.historyLimit + 1,
     defaultRoom: config.defaultRoom,
+    membershipMaxAgeMs: config.membershipMaxAgeMs,
   });
   const app = createApp(config, store, options);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
