@@ -15,6 +15,8 @@ import {
   createIdGenerator,
   instanceNumber,
   isKvFile,
+  KvFileBusy,
+  KvFileLock,
   KvMessageStore,
   LeaseHeld,
   openKv,
@@ -53,43 +55,69 @@ for (const warning of configWarnings(config)) {
 if (config.vectoredWrites) Deno.env.set("DENO_USE_WRITEV", "1");
 else Deno.env.delete("DENO_USE_WRITEV");
 
+const isRemoteKv = /^https?:/.test(config.kvPath);
+
 function cannotOpenStore(error: unknown): never {
-  const variable = /^https?:/.test(config.kvPath) ? "KV_URL" : "KV_PATH";
+  const variable = isRemoteKv ? "KV_URL" : "KV_PATH";
   const hint = error instanceof Deno.errors.NotCapable
     ? " (`deno task start` may write only under ./data; see docs/operations.md)"
     : "";
   fail(`cannot open ${variable} "${config.kvPath}": ${reasonOf(error)}${hint}`);
 }
 
+/** The one line for a KV held by an instance this one cannot share it with; exits 1. */
+function kvInUse(variable: string, error: KvFileBusy | LeaseHeld): never {
+  const rule = error.code === "kv_redis_differs"
+    ? "instances share one KV file only when every one sets the same REDIS_URL"
+    : "one instance per KV file, unless every instance sets REDIS_URL";
+  console.error(
+    `chat server: ${variable} "${config.kvPath}" is in use, ${error.message} (${rule})`,
+  );
+  Deno.exit(1);
+}
+
+// Instances sharing a KV through Redis see each other's messages; any other second writer would
+// serve stale history from memory and could repeat message ids. On a local file the kernel keeps
+// that rule: a lock it drops when the process dies, so a killed server restarts at once.
+let fileLock: KvFileLock | undefined;
+if (isKvFile(config.kvPath)) {
+  try {
+    fileLock = await KvFileLock.acquire(config.kvPath, {
+      instanceId: config.instanceId,
+      ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
+    });
+  } catch (error) {
+    if (!(error instanceof KvFileBusy)) cannotOpenStore(error);
+    kvInUse("KV_PATH", error);
+  }
+}
+
 let kv: Deno.Kv;
 try {
   kv = await openKv(config.kvPath);
 } catch (error) {
+  fileLock?.release();
   cannotOpenStore(error);
 }
 
-// Instances sharing a file through Redis see each other's messages; any other second writer would
-// serve stale history from memory and could repeat message ids: one writer per file, then.
+// A remote KV has no lock to take: a lease in the database itself, which a killed holder keeps
+// until it runs out.
 let lease: WriterLease | undefined;
-if (isKvFile(config.kvPath) && !config.redisUrl) {
+if (isRemoteKv && !config.redisUrl) {
   try {
     lease = await WriterLease.acquire(kv, {
       instanceId: config.instanceId,
       durationMs: config.kvLeaseMs,
       onLost(holder) {
-        console.error(`chat server: lost KV_PATH to instance "${holder?.instanceId ?? "?"}"`);
+        console.error(`chat server: lost KV_URL to instance "${holder?.instanceId ?? "?"}"`);
         log.error("kv.lease_lost", { holder: holder?.instanceId ?? null });
-        void shutdown("KV_PATH taken over", 1);
+        void shutdown("KV_URL taken over", 1);
       },
     });
   } catch (error) {
     kv.close();
     if (!(error instanceof LeaseHeld)) cannotOpenStore(error);
-    console.error(
-      `chat server: KV_PATH "${config.kvPath}" is in use, ${error.message} ` +
-        "(one instance per KV file, unless every instance sets REDIS_URL)",
-    );
-    Deno.exit(1);
+    kvInUse("KV_URL", error);
   }
 }
 
@@ -109,6 +137,7 @@ try {
 } catch (error) {
   await lease?.release();
   kv.close();
+  fileLock?.release();
   cannotOpenStore(error);
 }
 
@@ -119,6 +148,7 @@ if (config.redisUrl) {
   } catch (error) {
     await lease?.release();
     store.close();
+    fileLock?.release();
     fail(reasonOf(error));
   }
 }
@@ -137,6 +167,7 @@ async function releaseAll(): Promise<void> {
   await cluster?.close();
   await lease?.release();
   store.close();
+  fileLock?.release();
 }
 
 async function readTlsFile(variable: string, path: string): Promise<string> {
@@ -207,6 +238,7 @@ async function shutdown(reason: string, exitCode = 0): Promise<void> {
   await cluster?.close();
   await lease?.release();
   store.close();
+  fileLock?.release();
   clearTimeout(deadline);
   log.info("shutdown.finished", { reason });
   Deno.exit(exitCode);

@@ -88,9 +88,9 @@ export const SETTINGS = {
     default: 15_000,
     min: 1000,
     max: 600_000,
-    doc: "One writer per KV file: without `REDIS_URL`, a second instance on the same `KV_PATH` " +
-      "exits 1. A killed instance's claim runs out this long after its last renewal (every third " +
-      "of it); a restart before then is refused.",
+    doc: "`KV_URL` without `REDIS_URL`: one instance holds a lease in the KV, and a second exits " +
+      "1. A killed instance's lease runs out this long after its last renewal (every third of it); " +
+      "a restart before then is refused. (A `KV_PATH` file has a lock instead.)",
   }),
   redisUrl: url("REDIS_URL", {
     protocols: ["redis:", "rediss:"],

@@ -3,6 +3,7 @@ import { io as connect } from "socket.io-client";
 import { sleep, tokenFor, within } from "./helpers/chat_server.ts";
 import { runMain, startMain } from "./helpers/main_process.ts";
 import { closing, tempDir } from "./helpers/dispose.ts";
+import { hasRedis, startRedis } from "./helpers/redis_server.ts";
 
 Deno.test("main: exits 1 with one clear line when JWT_SECRET is missing", async () => {
   const { code, stderr } = await runMain({ JWT_SECRET: "" });
@@ -85,23 +86,112 @@ Deno.test("main: a JWT_SECRET under 32 bytes starts with one warning line", asyn
   assert.ok(!long.errors().includes("WARNING"), long.errors());
 });
 
+/** The rule a refusal ends with when one instance of the two has no Redis. */
+const ONE_INSTANCE = String.raw`\(one instance per KV file, unless every instance sets REDIS_URL\)`;
+/** The rule a refusal ends with when another Redis group holds the file. */
+const SAME_REDIS = String
+  .raw`\(instances share one KV file only when every one sets the same REDIS_URL\)`;
+
+/** `runMain` that expects the one-line refusal of an in-use KV file, exit code 1. */
+async function refusedKv(env: Record<string, string>, line: RegExp): Promise<void> {
+  const { code, stderr } = await runMain(env);
+  assert.equal(code, 1, stderr);
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  assert.match(stderr.trim(), line);
+}
+
 Deno.test("main: a second instance on the same KV_PATH without REDIS_URL exits 1 with one line", async () => {
   await using temp = await tempDir();
   // A secret long enough that no warning shares stderr with the refusal.
   const env = { KV_PATH: `${temp.path}/chat.kv`, JWT_SECRET: "x".repeat(32) };
   await using first = await startMain({ ...env, INSTANCE_ID: "first" });
-  const { code, stderr } = await runMain({ ...env, INSTANCE_ID: "second" });
-  assert.equal(code, 1);
-  assert.equal(stderr.trim().split("\n").length, 1, stderr);
-  assert.match(
-    stderr.trim(),
-    /^chat server: KV_PATH ".+" is in use, held by instance "first" until \S+Z \(one instance per KV file, unless every instance sets REDIS_URL\)$/,
+  await refusedKv(
+    { ...env, INSTANCE_ID: "second" },
+    new RegExp(
+      `^chat server: KV_PATH ".+" is in use, held by instance "first", process ${first.pid} ` +
+        `${ONE_INSTANCE}$`,
+    ),
   );
   // A clean stop frees the file at once.
   first.child.kill("SIGTERM");
   assert.equal((await first.child.status).code, 0);
   const next = await startMain({ ...env, INSTANCE_ID: "next" });
   await next.stop();
+});
+
+Deno.test("main: killed with SIGKILL, it restarts on the same KV_PATH at once and keeps its history", async () => {
+  await using temp = await tempDir();
+  const env = { KV_PATH: `${temp.path}/chat.kv` };
+  const killed = await startMain({ ...env, INSTANCE_ID: "killed" });
+  {
+    using socket = closing(connect(killed.url, {
+      auth: { token: await tokenFor("alice") },
+      transports: ["websocket"],
+      reconnection: false,
+    }));
+    await within(new Promise((resolve) => socket.once("load", resolve)), 5000, "load");
+    const ack = await within(socket.emitWithAck("message", { message: "before" }), 5000, "ack");
+    assert.equal(ack.ok, true);
+  }
+  killed.child.kill("SIGKILL");
+  await killed.child.status;
+  // No wait: the kernel dropped the dead process's lock with it.
+  await using restarted = await startMain({ ...env, INSTANCE_ID: "restarted" });
+  using socket = closing(connect(restarted.url, {
+    auth: { token: await tokenFor("alice") },
+    transports: ["websocket"],
+    reconnection: false,
+  }));
+  const history = await within(
+    new Promise<{ message: string }[]>((resolve) => socket.once("load", resolve)),
+    5000,
+    "load",
+  );
+  assert.deepEqual(history.map((m) => m.message), ["before"]);
+});
+
+Deno.test({
+  name: hasRedis()
+    ? "main: instances on one KV_PATH must agree on REDIS_URL, or the newcomer exits 1 with one line"
+    : "main: REDIS_URL agreement skipped because /usr/bin/redis-server is not installed",
+  ignore: !hasRedis(),
+  async fn() {
+    await using temp = await tempDir();
+    await using redis = await startRedis();
+    const env = { KV_PATH: `${temp.path}/chat.kv`, JWT_SECRET: "x".repeat(32), LOG_LEVEL: "error" };
+    const redisName = redis.url.replace("redis://", "").replaceAll(".", String.raw`\.`) + "/0";
+    {
+      await using alone = await startMain({ ...env, INSTANCE_ID: "alone" });
+      await refusedKv(
+        { ...env, INSTANCE_ID: "clustered", REDIS_URL: redis.url },
+        new RegExp(
+          `^chat server: KV_PATH ".+" is in use, held by instance "alone", process ${alone.pid}, ` +
+            `without Redis, but this instance has Redis ${redisName} ${ONE_INSTANCE}$`,
+        ),
+      );
+    }
+    await using clustered = await startMain({ ...env, INSTANCE_ID: "a", REDIS_URL: redis.url });
+    await refusedKv(
+      { ...env, INSTANCE_ID: "alone" },
+      new RegExp(
+        `^chat server: KV_PATH ".+" is in use, held by instance "a", process ${clustered.pid}, ` +
+          `and any others with Redis ${redisName}, but this instance has no Redis ${SAME_REDIS}$`,
+      ),
+    );
+    // Another Redis (nothing needs to listen there: the refusal comes before connecting).
+    await refusedKv(
+      { ...env, INSTANCE_ID: "b", REDIS_URL: `${redis.url}/1` },
+      new RegExp(
+        `^chat server: KV_PATH ".+" is in use, held by instance "a", process ${clustered.pid}, ` +
+          `and any others with Redis ${redisName}, but this instance has Redis .+/1 ${SAME_REDIS}$`,
+      ),
+    );
+    // The same Redis shares the file.
+    await using second = await startMain({ ...env, INSTANCE_ID: "b", REDIS_URL: redis.url });
+    const health = await fetch(`${second.url}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+  },
 });
 
 Deno.test("main: TLS_CERT_FILE and TLS_KEY_FILE serve HTTPS and WSS", async () => {

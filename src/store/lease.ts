@@ -1,8 +1,9 @@
 /**
- * One writer per KV file: a lease kept in the database itself. The holder renews it on a
- * heartbeat and deletes it on a clean shutdown; a crashed holder's lease simply runs out, and the
- * next instance takes it over. A second live instance finds it held and must not start: its
- * in-memory history window and message ids assume it is the only writer.
+ * One writer per remote KV (`KV_URL`): a lease kept in the database itself, where no process
+ * shares a kernel to hold a lock (a local KV file has the lock of `kv_lock.ts` instead).
+ * The holder renews it on a heartbeat and deletes it on a clean shutdown; a crashed holder's lease
+ * simply runs out, and the next instance takes it over. A second live instance finds it held and
+ * must not start: its in-memory history window and message ids assume it is the only writer.
  *
  * @example
  * ```ts

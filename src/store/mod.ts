@@ -14,6 +14,16 @@
 export type { MessageStore } from "./message_store.ts";
 export { PartialAppendError } from "./append_error.ts";
 export { DEFAULT_ROOM, isKvFile, KvMessageStore, openKv, openKvStore, StoreError } from "./kv.ts";
+export {
+  KvFileBusy,
+  type KvFileBusyCode,
+  KvFileLock,
+  type KvLockHolder,
+  type KvLockOptions,
+  lockPathOf,
+  redisIdentity,
+  setupLockPathOf,
+} from "./kv_lock.ts";
 export { LEASE_DEFAULTS, LeaseHeld, type LeaseHolder, WriterLease } from "./lease.ts";
 export type { KvStoreOptions, StoreErrorCode } from "./kv.ts";
 export { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "./id.ts";

@@ -15,8 +15,8 @@ export function hasRedis(): boolean {
   }
 }
 
-/** A running redis-server. */
-export interface RedisServer {
+/** A running redis-server; `await using` stops it. */
+export interface RedisServer extends AsyncDisposable {
   url: string;
   /** Stops it (SIGKILL) and waits for the exit. */
   stop(): Promise<void>;
@@ -46,5 +46,6 @@ export async function startRedis(): Promise<RedisServer> {
       server = undefined;
     },
     start,
+    [Symbol.asyncDispose]: () => server?.stop() ?? Promise.resolve(),
   };
 }
