@@ -22,7 +22,16 @@ import { Server } from "socket.io";
 import { adapterFor } from "./adapter.ts";
 import { apiRoute } from "./api.ts";
 import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
-import { attachChat, type ChatServer, deliverTo, RoomPolicy, socketDirectory } from "./chat/mod.ts";
+import {
+  announceChange,
+  attachChat,
+  type ChatServer,
+  ChatService,
+  deliverTo,
+  disconnectEverywhere,
+  RoomPolicy,
+  socketDirectory,
+} from "./chat/mod.ts";
 import { createClientAddress } from "./client_address.ts";
 import type { Cluster } from "./cluster.ts";
 import { type Config, largestHistoryBytes } from "./config.ts";
@@ -151,15 +160,27 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     gatherMs: config.commitGatherMs,
   });
   const directory = options.cluster ? socketDirectory(io, log) : undefined;
+  const policy = new RoomPolicy(config.publicRooms);
+  const service = new ChatService({
+    timeline,
+    store,
+    policy,
+    editWindowMs: config.editWindowMs,
+    canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
+    announceChange: (message) => announceChange(io, message),
+    disconnectUser: (userId) => disconnectEverywhere(io, userId, log),
+    log,
+    now: options.now,
+  });
   const chat = attachChat(io, {
+    service,
     connectionRecovery: config.connectionRecoveryMs > 0,
     timeline,
     store,
-    policy: new RoomPolicy(config.publicRooms),
+    policy,
     defaultRoom: config.defaultRoom,
     maxRoomsPerSocket: config.maxRoomsPerSocket,
     maxListedUsers: config.maxListedUsers,
-    editWindowMs: config.editWindowMs,
     verifyToken: createTokenVerifier(config.auth),
     maxMessageLength: config.maxMessageLength,
     catchupLimit: config.catchupLimit,
@@ -182,7 +203,6 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     errorEventsPerSecond: config.errorEventsPerSecond,
     connectionsElsewhere: directory?.elsewhere,
     presence: directory ? new ClusterPresence(directory) : new LocalPresence(),
-    canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
     clockToleranceMs: config.auth.clockToleranceSeconds * 1000,
     now: options.now,
     log,
@@ -222,7 +242,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     store,
     maxMessageLength: config.maxMessageLength,
     membersOf: (room) => chat.membersOf(room),
-    disconnectUser: (userId) => chat.disconnectUser(userId),
+    disconnectUser: (userId) => service.disconnect(userId),
     onRequest: (route, status) => metrics.apiRequest(route, status),
     onModerated: (action, message) =>
       log.info("message.changed", {

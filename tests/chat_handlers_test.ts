@@ -21,7 +21,8 @@ import {
 } from "../src/chat/handlers.ts";
 import { EventGate, REFUSAL_LOG_INTERVAL_MS } from "../src/chat/events.ts";
 import { dmRoom, RoomPolicy } from "../src/chat/rooms.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger, silentLogger } from "../src/log.ts";
+import { ChatService } from "../src/chat/service.ts";
 import { openKvStore } from "../src/store/mod.ts";
 import { Timeline } from "../src/timeline.ts";
 import type { ChatMessage } from "../src/types.ts";
@@ -29,23 +30,39 @@ import type { ChatMessage } from "../src/types.ts";
 const alice: Identity = { user: { id: "alice", name: "Alice" }, scopes: [], rooms: [] };
 
 /** A context over a fresh in-memory store; `using` closes it. */
-async function contextFor(overrides: Partial<ChatContext> = {}) {
+async function contextFor(
+  overrides: Partial<ChatContext> = {},
+  { canWrite = (_: Identity): boolean => true }: { canWrite?: (identity: Identity) => boolean } =
+    {},
+) {
   const store = await openKvStore(":memory:");
   const timeline = new Timeline(store, { historyLimit: 50, deliver: () => {} });
   let clock = Date.now();
   const typed: (boolean | string)[] = [];
   const joined = new Set<string>();
   const announced: ChatMessage[] = [];
+  const policy = new RoomPolicy(["general", "team-*"]);
+  const service = new ChatService({
+    timeline,
+    store,
+    policy,
+    editWindowMs: 60_000,
+    canWrite,
+    announceChange: (message) => announced.push(message),
+    disconnectUser: () => Promise.resolve(),
+    log: silentLogger,
+    now: () => clock,
+  });
   const ctx: ChatContext = {
     identity: alice,
     timeline,
     store,
-    policy: new RoomPolicy(["general", "team-*"]),
+    service,
+    policy,
     defaultRoom: "general",
     maxRoomsPerSocket: 3,
     maxListedUsers: 1000,
     maxMessageLength: 10,
-    canWrite: () => true,
     verifyToken: (token) => Promise.resolve({ ...alice, user: { id: token, name: token } }),
     joined: () => joined,
     subscribe: (room) =>
@@ -56,8 +73,6 @@ async function contextFor(overrides: Partial<ChatContext> = {}) {
         }, { room }).catch(reject);
       }),
     unsubscribe: (room) => joined.delete(room),
-    editWindowMs: 60_000,
-    announceChange: (message) => announced.push(message),
     membersOf: (room) => Promise.resolve(room === "team-red" ? [{ id: "bob", name: "Bob" }] : []),
     sendTyping: (room, typing) => typed.push(room === "general" ? typing : `${room}:${typing}`),
     now: () => clock,
@@ -108,7 +123,7 @@ Deno.test("handlers: onMessage refuses bad payloads, long text and read-only tok
     await codeOf(() => onMessage(chat.ctx, { message: "x".repeat(11) })),
     "message_too_long",
   );
-  await using readOnly = await contextFor({ canWrite: () => false });
+  await using readOnly = await contextFor({}, { canWrite: () => false });
   assert.equal(await codeOf(() => onMessage(readOnly.ctx, { message: "hi" })), "forbidden");
   assert.equal(await codeOf(() => onHistory(chat.ctx, { limit: 0 })), "invalid_payload");
 });
@@ -122,7 +137,7 @@ Deno.test("handlers: onTyping forwards changes, drops repeats within the throttl
   onTyping(chat.ctx, { typing: false });
   assert.deepEqual(chat.typed, [true, true, false]);
   assert.equal(await codeOf(() => onTyping(chat.ctx, { typing: "yes" })), "invalid_payload");
-  await using readOnly = await contextFor({ canWrite: () => false });
+  await using readOnly = await contextFor({}, { canWrite: () => false });
   assert.equal(await codeOf(() => onTyping(readOnly.ctx, { typing: true })), "forbidden");
   assert.deepEqual(readOnly.typed, []);
 });

@@ -17,6 +17,39 @@ export function userRoom(userId: string): string {
 /** How long a cluster-wide socket query waits for the other instances. */
 const DIRECTORY_TIMEOUT_MS = 1000;
 
+/** How long {@link disconnectEverywhere} waits for other instances to close a user's sockets. */
+const DISCONNECT_TIMEOUT_MS = 3000;
+/** How often it looks again meanwhile. */
+const DISCONNECT_RECHECK_MS = 25;
+
+/**
+ * Closes every socket of `userId` on every instance, and resolves once none is left (or after
+ * {@link DISCONNECT_TIMEOUT_MS}, with a warning): a ban's answer means the user is out.
+ */
+export async function disconnectEverywhere(
+  io: ChatServer,
+  userId: string,
+  log: Logger,
+): Promise<void> {
+  const sockets = () => io.in(userRoom(userId));
+  const deadline = performance.now() + DISCONNECT_TIMEOUT_MS;
+  for (;;) {
+    sockets().disconnectSockets(true);
+    let left: number;
+    try {
+      left = (await sockets().timeout(DIRECTORY_TIMEOUT_MS).fetchSockets()).length;
+    } catch (error) {
+      log.warn("disconnect.partial", { user: userId, error });
+      return;
+    }
+    if (left === 0) return;
+    if (performance.now() > deadline) {
+      return log.warn("disconnect.slow", { user: userId, sockets: left });
+    }
+    await new Promise((resolve) => setTimeout(resolve, DISCONNECT_RECHECK_MS));
+  }
+}
+
 type Found = { id: string; data: SocketData; handshake: { issued: number } };
 
 /**

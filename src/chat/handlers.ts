@@ -18,8 +18,9 @@ import { CodedError } from "../errors.ts";
 import { readHistoryQuery, readMessage, readRefresh, readTyping } from "../payloads.ts";
 import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "../timeline.ts";
-import { dmUsers, readRoom, type RoomPolicy } from "./rooms.ts";
-import type { ChatMessage, MessageChange, User } from "../types.ts";
+import { readRoom, type RoomPolicy } from "./rooms.ts";
+import type { ChatMessage, User } from "../types.ts";
+import type { ChatService, Principal } from "./service.ts";
 import type {
   ChangeAck,
   HistoryAck,
@@ -45,22 +46,10 @@ export interface ChatContext {
   /** Read markers, memberships and unread counts. */
   readonly store: Pick<
     MessageStore,
-    | "latest"
-    | "countAfter"
-    | "setReadMarker"
-    | "readMarkers"
-    | "addMembership"
-    | "touchRoom"
-    | "memberships"
-    | "findMessage"
-    | "changeMessage"
+    "latest" | "countAfter" | "setReadMarker" | "readMarkers" | "memberships"
   >;
-  /** How long authors may edit or delete their messages (ms); moderators always may. */
-  readonly editWindowMs: number;
-  /** Tells the message's room it changed. */
-  readonly announceChange: (message: ChatMessage) => void;
-  /** Records who changed whose message (never the text). */
-  readonly onModerated?: (action: "edit" | "delete", message: ChatMessage, by: string) => void;
+  /** The chat's rules shared with the server API: publish, change, room checks. */
+  readonly service: ChatService;
   /** Who may use which room. */
   readonly policy: RoomPolicy;
   /** The room of events that name none. */
@@ -69,8 +58,6 @@ export interface ChatContext {
   readonly maxRoomsPerSocket: number;
   /** Longest accepted message in characters (code points), after trimming. */
   readonly maxMessageLength: number;
-  /** Whether an identity may send (messages and typing); everyone may read. */
-  readonly canWrite: (identity: Identity) => boolean;
   readonly verifyToken: (token: string) => Promise<Identity>;
   /** The rooms this connection is in. */
   readonly joined: () => ReadonlySet<string>;
@@ -89,8 +76,6 @@ export interface ChatContext {
   readonly sendTyping: (room: string, typing: boolean) => void;
   /** Called when `auth:refresh` replaced the identity (the expiry moves). */
   readonly onIdentityChanged?: (identity: Identity) => void;
-  /** Reports a background failure (a membership that could not be recorded). */
-  readonly onBackgroundError?: (error: unknown) => void;
   readonly now: () => number;
   /** The last typing state forwarded, per room. */
   typingState?: Map<string, { typing: boolean; at: number }>;
@@ -105,32 +90,19 @@ export const UNREAD_CAP = 100;
 
 type Success<T> = Extract<T, { ok: true }>;
 
-function requireWrite(ctx: ChatContext): void {
-  if (!ctx.canWrite(ctx.identity)) {
-    throw new CodedError("forbidden", "this token may read but not write");
-  }
-}
-
 /** The `room` field of an object payload (the payload readers already checked it is one). */
 function roomOf(ctx: ChatContext, payload: unknown, required = false): string {
   const field = typeof payload === "object" && payload !== null
     ? (payload as { room?: unknown }).room
     : undefined;
   const room = readRoom(field, required ? undefined : ctx.defaultRoom);
-  ctx.policy.check(ctx.identity, room);
+  ctx.service.checkRoom(room, principal(ctx));
   return room;
 }
 
-/**
- * Records, in the background, that this connection's user touched `room`, which keeps their read
- * marker and membership there from expiring; `join` makes them a member. The store writes each
- * at most once per refresh interval, so this costs no KV write per message.
- */
-function touch(ctx: ChatContext, room: string, join = false): void {
-  const user = ctx.identity.user.id;
-  const report = (error: unknown) => ctx.onBackgroundError?.(error);
-  if (join) ctx.store.addMembership(user, room).catch(report);
-  ctx.store.touchRoom(user, room).catch(report);
+/** The connection's user, as the service's rules see them. */
+function principal(ctx: ChatContext): Principal {
+  return { kind: "user", identity: ctx.identity };
 }
 
 /** `message {room?, message, clientId?}`: stores the message, then it is broadcast; acks it. */
@@ -139,28 +111,8 @@ export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Suc
   const receivedAt = performance.now();
   const input = readMessage(payload, ctx.maxMessageLength);
   const room = roomOf(ctx, payload);
-  requireWrite(ctx);
-  let result;
-  try {
-    result = await ctx.timeline.publish({
-      room,
-      user: ctx.identity.user,
-      message: input.text,
-      clientId: input.clientId,
-    }, receivedAt);
-  } catch (error) {
-    throw new CodedError("internal", "the message could not be stored", {}, { cause: error });
-  }
-  if (result.created) {
-    const dm = dmUsers(room);
-    // A DM exists from its first message: it shows in both users' room lists.
-    const peer = dm?.find((user) => user !== ctx.identity.user.id);
-    if (peer !== undefined) {
-      ctx.store.addMembership(peer, room, ctx.identity.user.id)
-        .catch((error) => ctx.onBackgroundError?.(error));
-    }
-    touch(ctx, room, dm !== undefined);
-  }
+  const publication = { room, message: input.text, clientId: input.clientId };
+  const result = await ctx.service.publish(publication, principal(ctx), receivedAt);
   return { ok: true, message: result.message, duplicate: !result.created };
 }
 
@@ -180,7 +132,7 @@ export async function onHistory(ctx: ChatContext, payload: unknown): Promise<Suc
 export function onTyping(ctx: ChatContext, payload: unknown): void {
   const typing = readTyping(payload);
   const room = roomOf(ctx, payload);
-  requireWrite(ctx);
+  ctx.service.requireWrite(ctx.identity);
   const now = ctx.now();
   ctx.typingState ??= new Map();
   const last = ctx.typingState.get(room);
@@ -211,7 +163,7 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
     throw new CodedError("internal", "history could not be read", {}, { cause: error });
   }
   // Nothing awaited between the history and this ack: no live message can come before it.
-  touch(ctx, room, true);
+  ctx.service.touchRoom(ctx.identity.user.id, room, true);
   const user = ctx.identity.user;
   // The joiner is always listed, last, within the bound.
   if (!online.some((member) => member.id === user.id)) {
@@ -277,68 +229,23 @@ export async function onRooms(ctx: ChatContext): Promise<Success<RoomsAck>> {
   }
 }
 
-/** The scope that lets a token edit and delete anyone's messages, at any time. */
-export const MODERATE_SCOPE = "chat:moderate";
-
-/**
- * Finds the message a change names and checks this user may change it: its author within the
- * edit window, or a moderator. A message in a room the user may not use is `not_found`.
- */
-async function changeable(ctx: ChatContext, payload: unknown, example: string) {
-  const fields = objectPayload(payload, example);
-  if (!isMessageId(fields.id)) throw new CodedError("invalid_payload", "`id` must be a message id");
-  requireWrite(ctx);
-  const message = await ctx.store.findMessage(fields.id);
-  if (!message || !ctx.policy.canJoin(ctx.identity, message.room)) {
-    throw new CodedError("not_found", "no such message");
-  }
-  const moderator = ctx.identity.scopes.includes(MODERATE_SCOPE);
-  const mine = message.user.id === ctx.identity.user.id;
-  const age = ctx.now() - Date.parse(message.createdAt);
-  if (!moderator && !(mine && age <= ctx.editWindowMs)) {
-    throw new CodedError(
-      "forbidden",
-      mine ? "the time to change this message has passed" : "this is someone else's message",
-    );
-  }
-  return { fields, message };
-}
-
-/** Applies a change and tells the room; a change that changes nothing is not announced. */
-async function applyChange(
-  ctx: ChatContext,
-  message: ChatMessage,
-  change: MessageChange,
-  action: "edit" | "delete",
-): Promise<Success<ChangeAck>> {
-  let changed: ChatMessage | undefined;
-  try {
-    changed = await ctx.store.changeMessage(message.id, change, new Date(ctx.now()));
-  } catch (error) {
-    throw new CodedError("internal", "the message could not be changed", {}, { cause: error });
-  }
-  if (!changed) throw new CodedError("not_found", "no such message");
-  if (changed !== message && !(message.deleted && changed.deleted)) {
-    ctx.onModerated?.(action, changed, ctx.identity.user.id);
-    ctx.announceChange(changed);
-  }
-  return { ok: true, message: changed };
-}
-
 /** `message:edit {id, message}`: new text for a message, announced as `message:updated`. */
 export async function onEdit(ctx: ChatContext, payload: unknown): Promise<Success<ChangeAck>> {
-  const { fields, message } = await changeable(ctx, payload, '{ id: "<message id>", message }');
-  const input = readMessage({ message: fields.message }, ctx.maxMessageLength);
-  if (message.deleted) throw new CodedError("not_found", "this message was deleted");
-  if (message.message === input.text) return { ok: true, message };
-  return await applyChange(ctx, message, { message: input.text }, "edit");
+  const fields = objectPayload(payload, '{ id: "<message id>", message }');
+  const id = readMessageId(fields.id);
+  const text = readMessage({ message: fields.message }, ctx.maxMessageLength).text;
+  return { ok: true, message: await ctx.service.change(id, { message: text }, principal(ctx)) };
 }
 
 /** `message:delete {id}`: the message becomes a tombstone, announced as `message:deleted`. */
 export async function onDelete(ctx: ChatContext, payload: unknown): Promise<Success<ChangeAck>> {
-  const { message } = await changeable(ctx, payload, '{ id: "<message id>" }');
-  if (message.deleted) return { ok: true, message };
-  return await applyChange(ctx, message, { deleted: true }, "delete");
+  const id = readMessageId(objectPayload(payload, '{ id: "<message id>" }').id);
+  return { ok: true, message: await ctx.service.change(id, { deleted: true }, principal(ctx)) };
+}
+
+function readMessageId(value: unknown): string {
+  if (!isMessageId(value)) throw new CodedError("invalid_payload", "`id` must be a message id");
+  return value;
 }
 
 /** `auth:refresh {token}`: a newer token for the same user replaces the connection's. */

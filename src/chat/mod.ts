@@ -22,13 +22,14 @@ import { type Presence, PresenceFeed } from "../presence.ts";
 import type { Timeline } from "../timeline.ts";
 import { Admission, type RecoveringAdapter } from "./admission.ts";
 import { loadRooms } from "./catch_up.ts";
-import { announceChange, CHAT_ROOM, roomKey } from "./delivery.ts";
+import { CHAT_ROOM, roomKey } from "./delivery.ts";
 import { userRoom } from "./directory.ts";
 import { dispatchEvent, type EventBudgets, type EventContext, EventGate } from "./events.ts";
 import type { ChatContext, Subscription } from "./handlers.ts";
 import { RoomPresence } from "./room_presence.ts";
+import type { ChatService } from "./service.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
-import type { Ban, ChatMessage, User } from "../types.ts";
+import type { Ban, User } from "../types.ts";
 
 export {
   announceChange,
@@ -39,7 +40,8 @@ export {
   roomKey,
 } from "./delivery.ts";
 export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
-export { socketDirectory, userRoom } from "./directory.ts";
+export { disconnectEverywhere, socketDirectory, userRoom } from "./directory.ts";
+export { ChatService, MODERATE_SCOPE, type Principal, SYSTEM_USER } from "./service.ts";
 export type { EventBudgets } from "./events.ts";
 export { TYPING_THROTTLE_MS } from "./handlers.ts";
 export type * from "./types.ts";
@@ -57,8 +59,8 @@ export interface ChatOptions {
   maxRoomsPerSocket: number;
   /** Most users a `presence` snapshot or a join's `online` lists (`MAX_LISTED_USERS`). */
   maxListedUsers: number;
-  /** How long authors may edit or delete their messages, in ms (`EDIT_WINDOW`). */
-  editWindowMs: number;
+  /** The chat's rules, shared with the server API. */
+  service: ChatService;
   verifyToken: (token: string) => Promise<Identity>;
   /** Longest accepted message in characters (Unicode code points), after trimming. */
   maxMessageLength: number;
@@ -78,8 +80,6 @@ export interface ChatOptions {
   banOf?: (userId: string) => Promise<Ban | undefined>;
   /** The user's connections on other instances (with Redis). */
   connectionsElsewhere?: (userId: string) => Promise<number>;
-  /** Whether this identity may send messages and typing (scopes); everyone may read. */
-  canWrite: (identity: Identity) => boolean;
   /** Who is online: this process's connections, or every instance's. */
   presence: Presence;
   /** How long joins and leaves are gathered before they are announced (default 100 ms). */
@@ -100,22 +100,12 @@ export interface Chat {
   usersOnline(): number;
   /** Rooms other than the default with someone in them on this instance (room presence's map). */
   roomsOccupied(): number;
-  /**
-   * Closes every socket of `userId` on every instance, and resolves once none is left (or after
-   * {@link DISCONNECT_TIMEOUT_MS}, with a warning): a ban's answer means the user is out.
-   */
-  disconnectUser(userId: string): Promise<void>;
   /** Stops pending presence announcements (call on shutdown). */
   close(): void;
 }
 
 /** How long a cluster-wide question about a room's members waits for the other instances. */
 const DIRECTORY_TIMEOUT_MS = 1000;
-
-/** How long {@link Chat.disconnectUser} waits for other instances to close a user's sockets. */
-const DISCONNECT_TIMEOUT_MS = 3000;
-/** How often it looks again meanwhile. */
-const DISCONNECT_RECHECK_MS = 25;
 
 /** The longest delay a timer takes (setTimeout fires at once beyond it). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -157,6 +147,9 @@ class Connection implements EventContext {
   get store(): ChatContext["store"] {
     return this.shared.options.store;
   }
+  get service(): ChatService {
+    return this.shared.options.service;
+  }
   get policy(): RoomPolicy {
     return this.shared.options.policy;
   }
@@ -172,14 +165,8 @@ class Connection implements EventContext {
   get maxListedUsers(): number {
     return this.shared.options.maxListedUsers;
   }
-  get editWindowMs(): number {
-    return this.shared.options.editWindowMs;
-  }
   now(): number {
     return this.shared.now();
-  }
-  canWrite(identity: Identity): boolean {
-    return this.shared.options.canWrite(identity);
   }
   verifyToken(token: string): Promise<Identity> {
     return this.shared.options.verifyToken(token);
@@ -201,27 +188,12 @@ class Connection implements EventContext {
   membersOf(room: string): Promise<User[]> {
     return this.shared.membersOf(room);
   }
-  announceChange(message: ChatMessage): void {
-    announceChange(this.shared.io, message);
-  }
-  onModerated(action: "edit" | "delete", message: ChatMessage, by: string): void {
-    this.shared.options.log.info("message.changed", {
-      action,
-      id: message.id,
-      room: message.room,
-      by,
-      author: message.user.id,
-    });
-  }
   sendTyping(room: string, typing: boolean): void {
     const user = this.identity.user;
     this.socket.to(roomKey(room)).volatile.emit("typing", { room, user, typing });
   }
   onIdentityChanged(): void {
     this.watchExpiry();
-  }
-  onBackgroundError(error: unknown): void {
-    this.shared.options.log.warn("membership.failed", { user: this.identity.user.id, error });
   }
 
   /**
@@ -487,25 +459,6 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       const users = new Set<string>();
       for (const socket of io.of("/").sockets.values()) users.add(socket.data.identity.user.id);
       return users.size;
-    },
-    async disconnectUser(userId) {
-      const sockets = () => io.in(userRoom(userId));
-      const deadline = performance.now() + DISCONNECT_TIMEOUT_MS;
-      for (;;) {
-        sockets().disconnectSockets(true);
-        let left: number;
-        try {
-          left = (await sockets().timeout(DIRECTORY_TIMEOUT_MS).fetchSockets()).length;
-        } catch (error) {
-          log.warn("disconnect.partial", { user: userId, error });
-          return;
-        }
-        if (left === 0) return;
-        if (performance.now() > deadline) {
-          return log.warn("disconnect.slow", { user: userId, sockets: left });
-        }
-        await new Promise((resolve) => setTimeout(resolve, DISCONNECT_RECHECK_MS));
-      }
     },
     close() {
       feed.close();
