@@ -77,6 +77,8 @@ export const DEFAULT_ROOM = "general";
 
 const MESSAGES = "messages";
 const DEDUPE = "dedupe";
+/** The server API's clientIds, apart from the sockets' (whose keys predate it). */
+const DEDUPE_API = "dedupe_api";
 const READS = "reads";
 const MEMBERS = "members";
 const BANS = "bans";
@@ -97,10 +99,11 @@ const GET_MANY_LIMIT = 10;
 // read and try again, a few times.
 const MAX_APPEND_ATTEMPTS = 5;
 
-type DedupeKey = [typeof DEDUPE, string, string];
+type DedupeKey = [typeof DEDUPE | typeof DEDUPE_API, string, string];
 
 function dedupeKey(input: NewMessage): DedupeKey | undefined {
-  return input.clientId === undefined ? undefined : [DEDUPE, input.user.id, input.clientId];
+  if (input.clientId === undefined) return undefined;
+  return [input.source === "api" ? DEDUPE_API : DEDUPE, input.user.id, input.clientId];
 }
 
 function keyString(key: DedupeKey): string {
