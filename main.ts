@@ -9,7 +9,7 @@
 import { createApp } from "./src/app.ts";
 import { type Config, ConfigError, configWarnings, loadConfig } from "./src/config.ts";
 import { createLogger } from "./src/log.ts";
-import { pageRoutes } from "./src/page.ts";
+import { pageRoutes } from "./src/http/page.ts";
 import { type Cluster, connectCluster } from "./src/cluster.ts";
 import {
   createIdGenerator,

@@ -26,7 +26,9 @@ export async function mintDevToken(who) {
     body: JSON.stringify(who),
   });
   const body = await response.json();
-  if (!response.ok) throw new Error(body.message ?? `Dev login failed (${response.status}).`);
+  if (!response.ok) {
+    throw new Error(body.error?.message ?? `Dev login failed (${response.status}).`);
+  }
   return body;
 }
 

@@ -18,9 +18,9 @@
  * ```
  * @module
  */
+import type { Hono } from "hono";
 import { Server } from "socket.io";
 import { adapterFor } from "./adapter.ts";
-import { apiRoute } from "./api.ts";
 import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
 import {
   announceChange,
@@ -42,7 +42,7 @@ import {
   ENGINE_DEFAULTS,
   refusalReason,
 } from "./engine/mod.ts";
-import { createHttpHandler, type Readiness, type Route, withSecurityHeaders } from "./http.ts";
+import { createHttpHandler, type Readiness, withSecurityHeaders } from "./http/mod.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { ClusterPresence, LocalPresence } from "./presence.ts";
@@ -73,8 +73,8 @@ export interface AppOptions {
   log?: Logger;
   /** Redis fan-out to other instances; without it the chat is this process alone. */
   cluster?: Cluster;
-  /** Extra HTTP routes (the demo page). */
-  routes?: Route[];
+  /** Extra HTTP routes (the demo page), mounted at `/`. */
+  routes?: Hono;
   /** The chat's clock: token expiry, budgets, edit windows (tests move it). */
   now?: () => number;
 }
@@ -235,29 +235,22 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     }
     return { ready, checks };
   };
-  const api = apiRoute({
+  const api = config.apiKey === undefined ? undefined : {
     key: config.apiKey,
     io,
     timeline,
-    store,
+    service,
     maxMessageLength: config.maxMessageLength,
-    membersOf: (room) => chat.membersOf(room),
-    disconnectUser: (userId) => service.disconnect(userId),
-    onRequest: (route, status) => metrics.apiRequest(route, status),
-    onModerated: (action, message) =>
-      log.info("message.changed", {
-        action,
-        id: message.id,
-        room: message.room,
-        by: "api",
-        author: message.user.id,
-      }),
+    membersOf: (room: string) => chat.membersOf(room),
+    onRequest: (route: string, status: number) => metrics.apiRequest(route, status),
     stats: () => ({
       connections: engine.clients.size,
       sockets: io.of("/").sockets.size,
       rooms: [...io.of("/").adapter.rooms.keys()].filter((name) => name.startsWith("room:")).length,
     }),
-  });
+    authFailuresPerMinute: config.apiAuthFailuresPerMinute,
+    clientAddress,
+  };
   const http = createHttpHandler({
     readiness,
     metrics: {
@@ -265,7 +258,10 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       contentType: metrics.contentType,
       token: config.metricsToken,
     },
-    routes: [api, ...options.routes ?? []],
+    api,
+    routes: options.routes,
+    tls: config.tls !== undefined,
+    log,
   });
 
   return {
@@ -273,9 +269,8 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     engine,
     metrics,
     async handler(request, info) {
-      const response = engine.matches(new URL(request.url))
-        ? await engine.handleRequest(request, info)
-        : await http(request);
+      if (!engine.matches(new URL(request.url))) return http(request, info);
+      const response = await engine.handleRequest(request, info);
       return withSecurityHeaders(response, { tls: config.tls !== undefined });
     },
     beginShutdown() {

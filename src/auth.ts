@@ -90,7 +90,8 @@ const SIGNING_ALGORITHM = "HS256";
 const DEFAULT_TTL_SECONDS = 3600;
 /** Longest user id (`sub`), in UTF-16 code units. */
 export const MAX_USER_ID_LENGTH = 256;
-const MAX_NAME_LENGTH = 100;
+/** Longest display name a token or the server API may give, in UTF-16 code units. */
+export const MAX_NAME_LENGTH = 100;
 /**
  * Characters that show nothing or change the direction of what follows: format (Cf: bidi controls,
  * zero-width spaces and joiners, the soft hyphen…) and control (Cc) characters, line and paragraph
@@ -305,7 +306,7 @@ export function createTokenVerifier(
       throw invalidToken(`token name must be a string of at most ${MAX_NAME_LENGTH} characters`);
     }
     const identity: Identity = {
-      user: { id: sub, name: cleanDisplayName(name ?? "") || cleanDisplayName(sub) || NAMELESS },
+      user: { id: sub, name: displayNameOf(sub, name) },
       scopes: readScopes(payload),
       rooms: readRooms(payload),
     };
@@ -336,6 +337,14 @@ const CONTROL_CHARACTER = /\p{Cc}/u;
  */
 export function cleanDisplayName(name: string): string {
   return name.replace(INVISIBLE_CHARACTERS, "").normalize("NFC").trim();
+}
+
+/**
+ * The name shown for user `id` who gave `name` (a token's `name`, the server API's `userName`):
+ * the name cleaned by {@link cleanDisplayName}, else the cleaned id, else "anonymous".
+ */
+export function displayNameOf(id: string, name?: string): string {
+  return cleanDisplayName(name ?? "") || cleanDisplayName(id) || NAMELESS;
 }
 
 /** True when the token behind `identity` granted `scope` (e.g. {@link WRITE_SCOPE}). */

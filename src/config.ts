@@ -307,6 +307,14 @@ export const SETTINGS = {
     doc: "Turns on the server API under `/api/v1/`; requests carry `Authorization: Bearer " +
       "<API_KEY>`.",
   }),
+  apiAuthFailuresPerMinute: integer("API_AUTH_FAILURES_PER_MIN", {
+    default: 30,
+    min: 1,
+    max: 1_000_000,
+    doc: "Wrong `API_KEY`s one client address may present per minute (all at once, at most); " +
+      "past that every API request from the address answers 429 `rate_limited` with " +
+      "`Retry-After` until the budget refills. Other addresses are not affected.",
+  }),
   metricsToken: text("METRICS_TOKEN", {
     allowed: "text",
     defaultDoc: "unset (open)",

@@ -22,15 +22,18 @@ export const ERROR_CODES = {
   already_connected: "connect: this transport session already carries a socket (one per session)",
   invalid_payload: "a payload of the wrong shape, or an event with too many arguments",
   message_too_long: "a message longer than `MAX_MESSAGE_LENGTH` characters",
-  rate_limited: "over the event's budget; `retryAfterMs` says when to try again; nothing stored",
+  rate_limited:
+    "over the event's budget; `retryAfterMs` says when to try again; nothing stored. Server API: too many wrong keys from the address (HTTP 429, `Retry-After`)",
   forbidden:
     "the token lacks the scope the event needs, the room is not the user's to use, or `auth:refresh` names another user",
   too_many_rooms: "`join` while the connection is in `MAX_ROOMS_PER_SOCKET` rooms",
   internal: "the server could not store or read; nothing was broadcast",
   banned: "connect: the user is banned; `until` says when it ends (ms since epoch), if it does",
-  unauthorized: "server API: no `Authorization: Bearer <API_KEY>`, or the wrong key",
-  not_found: "server API: no such route, room or message",
-  payload_too_large: "server API: a request body over 64 KB",
+  unauthorized:
+    "server API or `/metrics`: no `Authorization: Bearer` with `API_KEY` (`METRICS_TOKEN`), or the wrong one",
+  not_found: "HTTP: no such route; server API: no such message or ban",
+  payload_too_large:
+    "HTTP: a request body over its limit (64 KB for the server API, 4 KB for dev login)",
 } as const;
 
 /** A stable error code. */

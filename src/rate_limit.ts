@@ -17,7 +17,15 @@ export interface RateLimit {
   perMinute: number;
   /** Most tokens a key can hold (and so spend at once). */
   burst: number;
+  /**
+   * Most keys remembered at once (default {@link RATE_LIMIT_DEFAULTS}.maxKeys): past it the
+   * oldest bucket is forgotten, so a flood of new keys (addresses) cannot grow memory without end.
+   */
+  maxKeys?: number;
 }
+
+/** Defaults of {@link RateLimit}. */
+export const RATE_LIMIT_DEFAULTS = { maxKeys: 100_000 } as const;
 
 /** The outcome of {@link RateLimiter.take}. */
 export type RateVerdict = { ok: true } | { ok: false; retryAfterMs: number };
@@ -30,7 +38,7 @@ interface Bucket {
 /** Idle buckets are full again after this long at most, so forgetting them changes nothing. */
 const SWEEP_EVERY = 1024;
 
-/** Per-key token buckets. Memory stays bounded: full buckets are forgotten. */
+/** Per-key token buckets. Memory stays bounded: full buckets are forgotten, and at most `maxKeys` kept. */
 export class RateLimiter {
   #buckets = new Map<string, Bucket>();
   #takes = 0;
@@ -41,12 +49,35 @@ export class RateLimiter {
   take(key: string): RateVerdict {
     const now = this.now();
     if (++this.#takes % SWEEP_EVERY === 0) this.#sweep(now);
-    const bucket = this.#refill(this.#buckets.get(key), now);
-    this.#buckets.set(key, bucket);
+    const known = this.#buckets.get(key);
+    const bucket = this.#refill(known, now);
+    if (!known) {
+      if (this.#buckets.size >= (this.limit.maxKeys ?? RATE_LIMIT_DEFAULTS.maxKeys)) {
+        this.#buckets.delete(this.#buckets.keys().next().value!);
+      }
+      this.#buckets.set(key, bucket);
+    }
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
       return { ok: true };
     }
+    return this.#refusal(bucket);
+  }
+
+  /** What {@link take} would answer, without spending a token. */
+  peek(key: string): RateVerdict {
+    const known = this.#buckets.get(key);
+    if (!known) return { ok: true };
+    const bucket = this.#refill(known, this.now());
+    return bucket.tokens >= 1 ? { ok: true } : this.#refusal(bucket);
+  }
+
+  /** How many keys are remembered now. */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  #refusal(bucket: Bucket): RateVerdict {
     const msPerToken = 60_000 / this.limit.perMinute;
     return { ok: false, retryAfterMs: Math.ceil((1 - bucket.tokens) * msPerToken) };
   }
@@ -71,7 +102,8 @@ export class RateLimiter {
 
   #refill(bucket: Bucket | undefined, now: number): Bucket {
     if (!bucket) return { tokens: this.limit.burst, updatedAt: now };
-    const regained = ((now - bucket.updatedAt) * this.limit.perMinute) / 60_000;
+    // A clock that steps back regains nothing (and takes nothing back).
+    const regained = (Math.max(0, now - bucket.updatedAt) * this.limit.perMinute) / 60_000;
     bucket.tokens = Math.min(this.limit.burst, bucket.tokens + regained);
     bucket.updatedAt = now;
     return bucket;

@@ -39,6 +39,11 @@ export interface NewMessage {
    * `clientId` stores nothing and returns the first message.
    */
   clientId?: string;
+  /**
+   * Who sent it: the server API's `clientId`s are a namespace of their own, so an API publish
+   * never answers for a socket message of the same user (default: a socket).
+   */
+  source?: "socket" | "api";
 }
 
 /** The outcome of storing one message: the stored message, and whether this call created it. */

@@ -5,12 +5,14 @@
 import assert from "node:assert/strict";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
-import { OPENAPI } from "../src/api_openapi.ts";
+import { apiDocument } from "../src/http/api_routes.ts";
 import { ChatClient, startChat, type TestServer, tokenFor, within } from "./helpers/chat_server.ts";
 import { tempDir } from "./helpers/dispose.ts";
 
 const KEY = "test-api-key-0123456789";
 
+/** The document the API serves, generated from its route declarations. */
+const OPENAPI = apiDocument();
 const ajv = new Ajv2020({ strict: false });
 (addFormats as unknown as { default: (ajv: Ajv2020) => void }).default(ajv);
 ajv.addSchema({ $id: "openapi", components: OPENAPI.components });
@@ -176,6 +178,7 @@ Deno.test("api: presence, rooms and stats describe who is connected", async () =
   assert.equal(stats.body.sockets, 2);
   const document = await call(server, "GET", "/openapi.json");
   assert.equal(document.body.openapi, "3.1.0");
+  assert.deepEqual(document.body, JSON.parse(JSON.stringify(OPENAPI)), "the served document");
   await call(server, "GET", "/rooms", { key: "wrong-key-wrong-key" });
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   assert.match(metrics, /^chat_api_requests_total\{route="rooms",status="200"\} 1$/m);
@@ -303,4 +306,135 @@ Deno.test("api: PATCH and DELETE change a message, announce it, and answer 404 f
     documented: "/messages/{id}",
   });
   assert.equal(none.status, 404);
+});
+
+Deno.test("api: a chunked body without Content-Length is cut off past the limit, not read whole", async () => {
+  await using server = await startChat({ apiKey: KEY });
+  // In front of the app, a server that counts what the app reads of each request body.
+  let read = 0;
+  const counting = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      read += chunk.byteLength;
+      controller.enqueue(chunk);
+    },
+  });
+  await using front = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request, info) =>
+      server.app.handler(new Request(request, { body: request.body?.pipeThrough(counting) }), info),
+  );
+  const gigabyte = 1024 ** 3;
+  const chunk = new Uint8Array(64 * 1024).fill(0x20);
+  let pulled = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled >= gigabyte) return controller.close();
+      pulled += chunk.byteLength;
+      controller.enqueue(chunk);
+    },
+  });
+  const response = await fetch(
+    `http://127.0.0.1:${front.addr.port}/api/v1/rooms/general/messages`,
+    {
+      method: "POST",
+      headers: { Authorization: `Bearer ${KEY}`, "Content-Type": "application/json" },
+      body,
+    },
+  );
+  assert.equal(response.status, 413);
+  assert.equal((await response.json()).error.code, "payload_too_large");
+  assert.ok(read <= 2 * 1024 * 1024, `the server read ${read} bytes of the 1 GB body`);
+  // The client got further only by filling the sockets' buffers.
+  assert.ok(pulled <= 32 * 1024 * 1024, `${pulled} bytes were pulled from the 1 GB body`);
+  assert.deepEqual(await server.store.latest(10), [], "nothing stored");
+});
+
+Deno.test("api: wrong keys are limited per client address; a right key from elsewhere is not", async () => {
+  // The test client is 127.0.0.1: as a trusted proxy, X-Forwarded-For names the client.
+  await using server = await startChat({
+    apiKey: KEY,
+    apiAuthFailuresPerMinute: 3,
+    trustedProxies: ["127.0.0.1"],
+  });
+  const from = (address: string, key: string) =>
+    fetch(`${server.url}/api/v1/rooms`, {
+      headers: { Authorization: `Bearer ${key}`, "X-Forwarded-For": address },
+    });
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const wrong = await from("203.0.113.7", `wrong-key-${attempt}-0123456789`);
+    assert.equal(wrong.status, 401, `attempt ${attempt}`);
+    await wrong.body?.cancel();
+  }
+  for (const key of ["wrong-key-3-0123456789", KEY]) {
+    const limited = await from("203.0.113.7", key);
+    assert.equal(limited.status, 429, "the address is refused, whatever key it tries now");
+    const retryAfter = Number(limited.headers.get("retry-after"));
+    assert.ok(retryAfter >= 1 && retryAfter <= 20, `Retry-After: ${retryAfter}`);
+    assert.equal((await limited.json()).error.code, "rate_limited");
+  }
+  const elsewhere = await from("198.51.100.1", KEY);
+  assert.equal(elsewhere.status, 200);
+  await elsewhere.body?.cancel();
+  // The 429 is documented: checked against the document like every answer.
+  await call(server, "GET", "/rooms", { key: null });
+});
+
+Deno.test("api: API and socket clientIds are apart: neither answers for the other; API retries still deduplicate", async () => {
+  await using server = await startChat({ apiKey: KEY });
+  using alice = await ChatClient.join(server.url, "alice");
+  const documented = "/rooms/{room}/messages";
+  const publish = (clientId: string) =>
+    call(server, "POST", "/rooms/general/messages", {
+      body: { message: `from the API ${clientId}`, userId: "alice", clientId },
+      documented,
+    });
+  const byApi = await publish("alice-cid-1");
+  assert.equal(byApi.status, 201);
+  const bySocket = await alice.send({ message: "from the socket", clientId: "alice-cid-1" });
+  assert.ok(bySocket.ok);
+  assert.equal(bySocket.duplicate, false);
+  assert.equal(bySocket.message.message, "from the socket");
+
+  const socketFirst = await alice.send({ message: "socket first", clientId: "alice-cid-2" });
+  assert.ok(socketFirst.ok && !socketFirst.duplicate);
+  const apiAfter = await publish("alice-cid-2");
+  assert.equal(apiAfter.status, 201);
+  assert.notEqual(apiAfter.body.message.id, socketFirst.message.id);
+
+  const retry = await publish("alice-cid-1");
+  assert.equal(retry.status, 200);
+  assert.equal(retry.body.duplicate, true);
+  assert.equal(retry.body.message.id, byApi.body.message.id);
+  const socketRetry = await alice.send({ message: "from the socket", clientId: "alice-cid-1" });
+  assert.ok(socketRetry.ok && socketRetry.duplicate);
+  assert.equal(socketRetry.message.id, bySocket.message.id);
+});
+
+Deno.test("api: userName is cleaned as a token's name is", async () => {
+  await using server = await startChat({ apiKey: KEY });
+  const documented = "/rooms/{room}/messages";
+  for (
+    const [userName, shown] of [
+      ["\u202Eevil\u200b  ", "evil"],
+      ["  Zoe\u0301 ", "Zo\u00e9"],
+      ["\u200b\u2066", "eve"],
+      ["<script>\u200f", "<script>"],
+    ]
+  ) {
+    const posted = await call(server, "POST", "/rooms/general/messages", {
+      body: { message: "hi", userId: "eve", userName },
+      documented,
+    });
+    assert.equal(posted.status, 201, JSON.stringify(userName));
+    assert.deepEqual(
+      posted.body.message.user,
+      { id: "eve", name: shown },
+      JSON.stringify(userName),
+    );
+  }
+  const tooLong = await call(server, "POST", "/rooms/general/messages", {
+    body: { message: "hi", userId: "eve", userName: "x".repeat(101) },
+    documented,
+  });
+  assert.equal(tooLong.status, 400);
 });

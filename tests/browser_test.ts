@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { ChatSocket } from "../src/chat/mod.ts";
 import { type Config, DEFAULTS } from "../src/config.ts";
-import { type PageOptions, pageRoutes } from "../src/page.ts";
+import { type PageOptions, pageRoutes } from "../src/http/page.ts";
 import {
   ChatClient,
   SECRET,

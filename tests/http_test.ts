@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatClient, sleep, startChat, tokenFor } from "./helpers/chat_server.ts";
 import { createLogger } from "../src/log.ts";
-import { pageRoutes } from "../src/page.ts";
+import { pageRoutes } from "../src/http/page.ts";
 
 Deno.test("http: /healthz is ok and unknown routes are a JSON 404", async () => {
   await using server = await startChat();
@@ -10,7 +10,9 @@ Deno.test("http: /healthz is ok and unknown routes are a JSON 404", async () => 
   assert.deepEqual(await health.json(), { status: "ok" });
   const missing = await fetch(`${server.url}/nope`);
   assert.equal(missing.status, 404);
-  assert.equal((await missing.json()).code, "not_found");
+  assert.deepEqual(await missing.json(), {
+    error: { code: "not_found", message: "no route for GET /nope" },
+  });
 });
 
 Deno.test("http: every response is nosniff, and HSTS when TLS is configured", async () => {
@@ -184,7 +186,9 @@ Deno.test("http: METRICS_TOKEN guards /metrics", async () => {
   const anonymous = await scrape();
   assert.equal(anonymous.status, 401);
   assert.equal(anonymous.headers.get("www-authenticate"), 'Bearer realm="metrics"');
-  await anonymous.body?.cancel();
+  assert.deepEqual(await anonymous.json(), {
+    error: { code: "unauthorized", message: "metrics need a Bearer token" },
+  });
   const wrong = await scrape({ Authorization: "Bearer scrape-secreT" });
   assert.equal(wrong.status, 401);
   await wrong.body?.cancel();

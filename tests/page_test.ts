@@ -1,9 +1,14 @@
 import assert from "node:assert/strict";
 import { createTokenVerifier } from "../src/auth.ts";
-import { createHttpHandler } from "../src/http.ts";
+import { createHttpHandler } from "../src/http/mod.ts";
 import { dmRoom as serverDmRoom, isRoomId as serverIsRoomId } from "../src/chat/rooms.ts";
 import { DEFAULTS } from "../src/config.ts";
-import { MAX_DEV_LOGIN_BODY, PAGE_SCRIPTS, type PageOptions, pageRoutes } from "../src/page.ts";
+import {
+  MAX_DEV_LOGIN_BODY,
+  PAGE_SCRIPTS,
+  type PageOptions,
+  pageRoutes,
+} from "../src/http/page.ts";
 import { readMessage } from "../src/payloads.ts";
 import {
   Budget,
@@ -122,7 +127,7 @@ Deno.test("page: HEAD answers the headers without a body; POST to a file is a 40
     assert.equal(await head.text(), "");
     const post = await fetch(`${url}/app.js`, { method: "POST" });
     assert.equal(post.status, 404);
-    assert.equal((await post.json()).code, "not_found");
+    assert.equal((await post.json()).error.code, "not_found");
   });
 });
 
@@ -183,7 +188,7 @@ Deno.test("page: /dev/token refuses any id outside dev-", async () => {
       const response = await postToken(url, JSON.stringify({ id, name: "Mallory" }));
       assert.equal(response.status, 400, id);
       assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
-      const error = await response.json();
+      const { error } = await response.json();
       assert.equal(error.code, "invalid_payload", id);
       assert.match(error.message, /dev login mints only dev- users/, id);
     }
@@ -201,7 +206,7 @@ Deno.test("page: /dev/token is a JSON 404 when dev login is off", async () => {
   await withPageServer({}, async (url) => {
     const response = await postToken(url, JSON.stringify({ name: "Mallory" }));
     assert.equal(response.status, 404);
-    assert.equal((await response.json()).code, "not_found");
+    assert.equal((await response.json()).error.code, "not_found");
   });
 });
 
@@ -223,7 +228,7 @@ Deno.test("page: /dev/token refuses bad bodies with invalid_payload", async () =
     for (const body of bad) {
       const response = await postToken(url, body);
       assert.equal(response.status, 400, body);
-      const error = await response.json();
+      const { error } = await response.json();
       assert.equal(error.code, "invalid_payload", body);
       assert.equal(typeof error.message, "string");
     }
@@ -238,7 +243,7 @@ Deno.test("page: /dev/token refuses a body over 4 KB", async () => {
     const padded = JSON.stringify({ name: "Ok", pad: "x".repeat(MAX_DEV_LOGIN_BODY) });
     const declared = await postToken(url, padded);
     assert.equal(declared.status, 413);
-    assert.equal((await declared.json()).code, "payload_too_large");
+    assert.equal((await declared.json()).error.code, "payload_too_large");
     // Streamed, so no Content-Length to trust: the limit holds while reading.
     const streamed = await postToken(url, ReadableStream.from([new TextEncoder().encode(padded)]));
     assert.equal(streamed.status, 413);

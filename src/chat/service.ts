@@ -102,7 +102,12 @@ export class ChatService {
     }
     let result: AppendResult;
     try {
-      result = await this.#options.timeline.publish({ room, user, message, clientId }, receivedAt);
+      // The backend's clientIds are a key space of their own: never a user's retry.
+      const source = by.kind === "backend" ? "api" as const : undefined;
+      result = await this.#options.timeline.publish(
+        { room, user, message, clientId, ...(source ? { source } : {}) },
+        receivedAt,
+      );
     } catch (error) {
       throw new CodedError("internal", "the message could not be stored", {}, { cause: error });
     }

@@ -102,6 +102,8 @@ export const DEFAULT_ROOM = "general";
 
 const MESSAGES = "messages";
 const DEDUPE = "dedupe";
+/** The server API's clientIds, apart from the sockets' (whose keys predate it). */
+const DEDUPE_API = "dedupe_api";
 const READS = "reads";
 const MEMBERS = "members";
 const BANS = "bans";
@@ -128,10 +130,11 @@ const MAX_APPEND_ATTEMPTS = 5;
 // store can make a change's check fail, so a few retries, spread by jitter, are enough.
 const MAX_CHANGE_ATTEMPTS = 10;
 
-type DedupeKey = [typeof DEDUPE, string, string];
+type DedupeKey = [typeof DEDUPE | typeof DEDUPE_API, string, string];
 
 function dedupeKey(input: NewMessage): DedupeKey | undefined {
-  return input.clientId === undefined ? undefined : [DEDUPE, input.user.id, input.clientId];
+  if (input.clientId === undefined) return undefined;
+  return [input.source === "api" ? DEDUPE_API : DEDUPE, input.user.id, input.clientId];
 }
 
 function keyString(key: DedupeKey): string {

@@ -1,11 +1,11 @@
 /**
  * The browser face of the chat: the demo page (`public/`), the stock Socket.IO browser client, and
- * an optional dev login that mints tokens for whoever asks. Web-standard `Request` → `Response`.
+ * an optional dev login that mints tokens for whoever asks, as Hono routes.
  *
  * @example
  * ```ts
- * import { DEFAULTS } from "./config.ts";
- * import { createHttpHandler } from "./http.ts";
+ * import { DEFAULTS } from "../config.ts";
+ * import { createHttpHandler } from "./mod.ts";
  * import { pageRoutes } from "./page.ts";
  *
  * // The server passes them to createApp(config, store, { routes }), with its own config.
@@ -19,10 +19,12 @@
  * ```
  * @module
  */
+import { Hono } from "hono";
 import { decodeJwt } from "jose";
-import { cleanDisplayName, signToken } from "./auth.ts";
-import { type Config, DEFAULTS } from "./config.ts";
-import { json, type Route } from "./http.ts";
+import { cleanDisplayName, signToken } from "../auth.ts";
+import { type Config, DEFAULTS } from "../config.ts";
+import { readBody } from "./body.ts";
+import { HttpError, json } from "./errors.ts";
 
 /** The settings the page follows, as the chat enforces them. */
 export type PageSettings = Pick<Config, "maxMessageLength" | "defaultRoom">;
@@ -60,9 +62,9 @@ const CONTENT_SECURITY_POLICY = "default-src 'self'; connect-src 'self'; " +
   "img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; " +
   "frame-ancestors 'none'";
 
+// nosniff, like every response's, comes from the app's security headers middleware.
 const SECURITY_HEADERS = {
   "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-  "X-Content-Type-Options": "nosniff",
   "Referrer-Policy": "no-referrer",
 };
 
@@ -87,7 +89,7 @@ interface StaticFile {
 }
 
 function publicFile(name: string, contentType: string): StaticFile {
-  return { contentType, location: () => new URL(`../public/${name}`, import.meta.url) };
+  return { contentType, location: () => new URL(`../../public/${name}`, import.meta.url) };
 }
 
 /** The page's own scripts: `app.js` and the modules it imports. */
@@ -100,37 +102,6 @@ const STATIC_FILES = new Map<string, StaticFile>([
   ...PAGE_SCRIPTS.map((name): [string, StaticFile] => [`/${name}`, publicFile(name, JAVASCRIPT)]),
   [CLIENT_SCRIPT_PATH, { contentType: JAVASCRIPT, location: clientBundleUrl }],
 ]);
-
-function isRead(request: Request): boolean {
-  return request.method === "GET" || request.method === "HEAD";
-}
-
-function invalidPayload(message: string): Response {
-  return json({ code: "invalid_payload", message }, 400);
-}
-
-/** Reads at most `limit` bytes of the body; `undefined` when it is longer. */
-async function readLimited(
-  request: Request,
-  limit: number,
-): Promise<Uint8Array<ArrayBuffer> | undefined> {
-  const declared = Number(request.headers.get("content-length") ?? 0);
-  if (declared > limit) return undefined;
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of request.body ?? []) {
-    size += chunk.byteLength;
-    if (size > limit) return undefined;
-    chunks.push(chunk);
-  }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return body;
-}
 
 /** A stable user id for a display name: `dev-<slug>`, or a hash when the name has no ASCII. */
 async function devUserId(name: string): Promise<string> {
@@ -172,24 +143,17 @@ function readDevLogin(body: unknown): DevLoginRequest {
 
 /** `POST /dev/token` `{ name }` or `{ id: "dev-…", name }` → `{ token, user, expiresAt }`. */
 async function mintDevToken(
-  request: Request,
+  raw: ArrayBuffer,
   devLogin: NonNullable<PageOptions["devLogin"]>,
 ): Promise<Response> {
-  const raw = await readLimited(request, MAX_DEV_LOGIN_BODY);
-  if (raw === undefined) {
-    return json({
-      code: "payload_too_large",
-      message: `the body must be at most ${MAX_DEV_LOGIN_BODY} bytes`,
-    }, 413);
-  }
   let body: unknown;
   try {
     body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
   } catch {
-    return invalidPayload("the body must be JSON");
+    throw new HttpError("invalid_payload", "the body must be JSON");
   }
   const login = readDevLogin(body);
-  if ("error" in login) return invalidPayload(login.error);
+  if ("error" in login) throw new HttpError("invalid_payload", login.error);
   const user = { id: login.id ?? await devUserId(login.name), name: login.name };
   const token = await signToken(devLogin.secret, {
     sub: user.id,
@@ -209,9 +173,10 @@ export interface PageConfig extends PageSettings {
  * Routes of the demo page: `GET /` (index.html), `/style.css`, the page's scripts
  * ({@link PAGE_SCRIPTS}), `/socket.io/socket.io.min.js`, `GET /page-config.json` →
  * {@link PageConfig}, `GET /dev/login-enabled` → `{ enabled }`, and `POST /dev/token` (404 unless
- * `devLogin` is set). Each static file is read once, on first request.
+ * `devLogin` is set). Each static file is read once, on first request. `HEAD` is answered as `GET`
+ * without the body.
  */
-export function pageRoutes(options: PageOptions): Route[] {
+export function pageRoutes(options: PageOptions): Hono {
   const cache = new Map<string, Promise<Uint8Array<ArrayBuffer>>>();
   const load = (path: string, file: StaticFile): Promise<Uint8Array<ArrayBuffer>> => {
     let bytes = cache.get(path);
@@ -230,12 +195,11 @@ export function pageRoutes(options: PageOptions): Route[] {
     defaultRoom,
     devLogin: devLogin !== undefined,
   };
-  return [
-    async (request, url) => {
-      const file = STATIC_FILES.get(url.pathname);
-      if (file === undefined || !isRead(request)) return;
-      const body = await load(url.pathname, file);
-      return new Response(request.method === "HEAD" ? null : body, {
+  const app = new Hono();
+  for (const [path, file] of STATIC_FILES) {
+    app.get(path, async () => {
+      const body = await load(path, file);
+      return new Response(body, {
         headers: {
           "Content-Type": file.contentType,
           "Content-Length": String(body.byteLength),
@@ -243,21 +207,20 @@ export function pageRoutes(options: PageOptions): Route[] {
           ...SECURITY_HEADERS,
         },
       });
-    },
-    (request, url) => {
-      if (url.pathname !== "/page-config.json" || !isRead(request)) return;
-      return json(pageConfig);
-    },
-    (request, url) => {
-      if (url.pathname !== "/dev/login-enabled" || !isRead(request)) return;
-      return json({ enabled: devLogin !== undefined });
-    },
-    (request, url) => {
-      if (url.pathname !== "/dev/token" || request.method !== "POST") return;
-      if (devLogin === undefined) {
-        return json({ code: "not_found", message: "dev login is off (set DEV_LOGIN=1)" }, 404);
-      }
-      return mintDevToken(request, devLogin);
-    },
-  ];
+    });
+  }
+  app.get("/page-config.json", () => json(pageConfig));
+  app.get("/dev/login-enabled", () => json({ enabled: devLogin !== undefined }));
+  if (devLogin === undefined) {
+    app.post("/dev/token", () => {
+      throw new HttpError("not_found", "dev login is off (set DEV_LOGIN=1)");
+    });
+  } else {
+    app.post(
+      "/dev/token",
+      readBody({ maxBytes: MAX_DEV_LOGIN_BODY }),
+      async (c) => mintDevToken(await c.req.arrayBuffer(), devLogin),
+    );
+  }
+  return app;
 }
