@@ -94,13 +94,17 @@ Deno.test("service: edit rules and the chat's clock hold through both doors", as
 
 Deno.test("service: a ban through the API answers once the user's sockets are closed", async () => {
   await using server = await startChat({ apiKey: KEY });
-  using mallory = await ChatClient.join(server.url, "mallory");
-  using other = await ChatClient.join(server.url, "mallory");
+  using firstTab = await ChatClient.join(server.url, "mallory");
+  using secondTab = await ChatClient.join(server.url, "mallory");
+  const closed = [firstTab, secondTab].map((tab) =>
+    new Promise((resolve) => tab.socket.once("disconnect", resolve))
+  );
   const banned = await api(server, "PUT", "/users/mallory/ban", { reason: "spam" });
   assert.equal(banned.status, 200);
   const left = [...server.app.io.of("/").sockets.values()]
     .filter((socket) => socket.data.identity.user.id === "mallory");
   assert.equal(left.length, 0, "no socket of mallory is left when the API answers");
+  await Promise.all(closed);
   const past = await api(server, "PUT", "/users/bob/ban", { until: Date.now() - 1000 });
   assert.equal(past.status, 400);
 });
