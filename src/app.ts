@@ -25,6 +25,7 @@ import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
 import {
   announceChange,
   attachChat,
+  budgetsOf,
   type ChatServer,
   ChatService,
   deliverTo,
@@ -46,7 +47,7 @@ import { createHttpHandler, type Readiness, withSecurityHeaders } from "./http/m
 import { type Logger, silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { ClusterPresence, LocalPresence } from "./presence.ts";
-import { type RateLimit, RateLimiter } from "./rate_limit.ts";
+import { RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
 import { Timeline } from "./timeline.ts";
 
@@ -77,11 +78,6 @@ export interface AppOptions {
   routes?: Hono;
   /** The chat's clock: token expiry, budgets, edit windows (tests move it). */
   now?: () => number;
-}
-
-/** A per-minute budget whose burst is a sixth of it (at least one). */
-function budgetOf(perMinute: number): RateLimit {
-  return { perMinute, burst: Math.max(1, Math.ceil(perMinute / 6)) };
 }
 
 /** A handshake the app refuses: `code` is the reason the engine logs and counts it under. */
@@ -185,19 +181,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     maxMessageLength: config.maxMessageLength,
     catchupLimit: config.catchupLimit,
     historyLimit: config.historyLimit,
-    budgets: {
-      message: { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
-      typing: budgetOf(config.typingLimitPerMinute),
-      history: budgetOf(config.historyLimitPerMinute),
-      "auth:refresh": budgetOf(config.refreshLimitPerMinute),
-      join: budgetOf(config.joinLimitPerMinute),
-      leave: budgetOf(config.joinLimitPerMinute),
-      read: budgetOf(config.readLimitPerMinute),
-      rooms: budgetOf(config.roomsLimitPerMinute),
-      // Changing a message costs what sending one does, from the same allowance's size.
-      "message:edit": { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
-      "message:delete": { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
-    },
+    budgets: budgetsOf(config),
     maxSocketsPerUser: config.maxSocketsPerUser,
     banOf: (userId) => store.getBan(userId),
     errorEventsPerSecond: config.errorEventsPerSecond,

@@ -19,7 +19,9 @@ import {
   onTyping,
   TYPING_THROTTLE_MS,
 } from "../src/chat/handlers.ts";
-import { EventGate, REFUSAL_LOG_INTERVAL_MS } from "../src/chat/events.ts";
+import { type EventBudgets, EventGate, REFUSAL_LOG_INTERVAL_MS } from "../src/chat/events.ts";
+import { CLIENT_EVENTS } from "../src/chat/client_events.ts";
+import type { RateLimit } from "../src/rate_limit.ts";
 import { dmRoom, RoomPolicy } from "../src/chat/rooms.ts";
 import { createLogger, silentLogger } from "../src/log.ts";
 import { ChatService } from "../src/chat/service.ts";
@@ -92,6 +94,13 @@ async function contextFor(
   };
 }
 
+/** The same budget for every client event of the table. */
+function budgetsEach(budget: RateLimit): EventBudgets {
+  return Object.fromEntries(
+    Object.keys(CLIENT_EVENTS).map((event) => [event, budget]),
+  ) as EventBudgets;
+}
+
 /** The code a handler's refusal carries. */
 async function codeOf(work: () => unknown): Promise<string | undefined> {
   try {
@@ -156,18 +165,7 @@ Deno.test("handlers: onRefresh replaces the identity for the same user only", as
 Deno.test("event gate: each event has its own per-user budget, refilled by the clock", () => {
   let clock = 0;
   const gate = new EventGate(
-    {
-      message: { perMinute: 60, burst: 2 },
-      typing: { perMinute: 60, burst: 1 },
-      history: { perMinute: 60, burst: 1 },
-      "auth:refresh": { perMinute: 60, burst: 1 },
-      join: { perMinute: 60, burst: 1 },
-      leave: { perMinute: 60, burst: 1 },
-      read: { perMinute: 60, burst: 1 },
-      rooms: { perMinute: 60, burst: 1 },
-      "message:edit": { perMinute: 60, burst: 1 },
-      "message:delete": { perMinute: 60, burst: 1 },
-    },
+    { ...budgetsEach({ perMinute: 60, burst: 1 }), message: { perMinute: 60, burst: 2 } },
     createLogger("error", () => {}),
     { errorSent() {} },
     () => clock,
@@ -190,18 +188,7 @@ Deno.test("event gate: a user's refusals are logged at most once per interval, a
   const counted: string[] = [];
   const budget = { perMinute: 60, burst: 1 };
   const gate = new EventGate(
-    {
-      message: budget,
-      typing: budget,
-      history: budget,
-      "auth:refresh": budget,
-      join: budget,
-      leave: budget,
-      read: budget,
-      rooms: budget,
-      "message:edit": budget,
-      "message:delete": budget,
-    },
+    budgetsEach(budget),
     createLogger("info", (line) => lines.push(line)),
     { errorSent: (code) => counted.push(code) },
     () => clock,

@@ -1,51 +1,20 @@
 /**
  * The one place client events meet the chat handlers: each event is checked against its owner's
  * budget, its arguments split into payload and ack, and its outcome turned into the ack and, on
- * failure, the `error` event. Every client event has a budget; an event added here without one
- * does not type-check.
+ * failure, the `error` event. The events, their handlers and budgets come from the table in
+ * `client_events.ts`.
  * @module
  */
 import { toWireError, type WireError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { checkEventArguments } from "../payloads.ts";
-import { type RateLimit, RateLimiter } from "../rate_limit.ts";
-import {
-  type ChatContext,
-  onDelete,
-  onEdit,
-  onHistory,
-  onJoin,
-  onLeave,
-  onMessage,
-  onRead,
-  onRefresh,
-  onRooms,
-  onTyping,
-} from "./handlers.ts";
-import type { Ack, ChatObserver, ClientToServerEvents } from "./types.ts";
+import { RateLimiter } from "../rate_limit.ts";
+import { CLIENT_EVENTS, type ClientEventName, type ClientEventSpec } from "./client_events.ts";
+import type { ChatContext } from "./handlers.ts";
+import type { Ack, ChatObserver } from "./types.ts";
 
-/** The per-user budgets, one per client event. */
-export type EventBudgets = Record<keyof ClientToServerEvents, RateLimit>;
-
-interface EventSpec {
-  handle: (ctx: ChatContext, payload: unknown) => unknown;
-  /** Over budget the event is dropped without a word (it has no ack and nothing to retry). */
-  dropWhenOver?: boolean;
-}
-
-/** Every client event and its handler. */
-const EVENTS: Record<keyof ClientToServerEvents, EventSpec> = {
-  message: { handle: onMessage },
-  history: { handle: onHistory },
-  typing: { handle: onTyping, dropWhenOver: true },
-  "auth:refresh": { handle: onRefresh },
-  join: { handle: onJoin },
-  leave: { handle: onLeave },
-  read: { handle: onRead },
-  rooms: { handle: onRooms },
-  "message:edit": { handle: onEdit },
-  "message:delete": { handle: onDelete },
-};
+export type { EventBudgets } from "./client_events.ts";
+import type { EventBudgets } from "./client_events.ts";
 
 /** A refusal of one user is logged at most once in this many ms; the rest are counted. */
 export const REFUSAL_LOG_INTERVAL_MS = 10_000;
@@ -83,7 +52,7 @@ export class EventGate {
    * Spends one unit of `userId`'s budget for `event`; when it is spent, returns the refusal (a
    * plain value: a flood is refused without building an `Error` per event).
    */
-  take(event: keyof ClientToServerEvents, userId: string): WireError | undefined {
+  take(event: ClientEventName, userId: string): WireError | undefined {
     const verdict = this.#limiters[event].take(userId);
     if (verdict.ok) return undefined;
     return {
@@ -94,12 +63,12 @@ export class EventGate {
   }
 
   /** Spends up to `most` units of `userId`'s budget for `event` at once; says how many. */
-  takeUpTo(event: keyof ClientToServerEvents, userId: string, most: number): number {
+  takeUpTo(event: ClientEventName, userId: string, most: number): number {
     return this.#limiters[event].takeUpTo(userId, most);
   }
 
   /** Gives back units {@link takeUpTo} took that were not needed. */
-  giveBack(event: keyof ClientToServerEvents, userId: string, units: number): void {
+  giveBack(event: ClientEventName, userId: string, units: number): void {
     if (units > 0) this.#limiters[event].giveBack(userId, units);
   }
 
@@ -155,10 +124,10 @@ export async function dispatchEvent(
   } catch (error) {
     return ctx.report(name, toWireError(error));
   }
-  if (!Object.hasOwn(EVENTS, name)) return;
+  if (!Object.hasOwn(CLIENT_EVENTS, name)) return;
   const args = packet.slice(1);
-  const event = name as keyof ClientToServerEvents;
-  const spec = EVENTS[event];
+  const event = name as ClientEventName;
+  const spec: ClientEventSpec = CLIENT_EVENTS[event];
   const [payload, ack] = splitAck(args);
   const fail = (error: WireError) => {
     ctx.report(event, error);

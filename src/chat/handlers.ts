@@ -30,7 +30,7 @@ import type {
   RefreshAck,
   RoomsAck,
   RoomSummary,
-} from "./types.ts";
+} from "./contract.ts";
 
 /** A room's history as a joining connection gets it. */
 export interface Subscription {

@@ -43,6 +43,7 @@ export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
 export { disconnectEverywhere, socketDirectory, userRoom } from "./directory.ts";
 export { ChatService, MODERATE_SCOPE, type Principal, SYSTEM_USER } from "./service.ts";
 export type { EventBudgets } from "./events.ts";
+export { budgetsOf, CLIENT_EVENTS, type ClientEventName } from "./client_events.ts";
 export { TYPING_THROTTLE_MS } from "./handlers.ts";
 export type * from "./types.ts";
 

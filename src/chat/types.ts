@@ -7,33 +7,12 @@
 import type { Server, Socket } from "socket.io";
 import type { Identity } from "../auth.ts";
 import type { User } from "../types.ts";
-import type {
-  Ack,
-  ChangeAck,
-  HistoryAck,
-  JoinAck,
-  MessageAck,
-  OkAck,
-  RefreshAck,
-  RoomsAck,
-} from "./contract.ts";
+import type { ClientToServerEvents } from "./client_events.ts";
 import type { ServerToClientEvents } from "./contract.ts";
 
 export type * from "./contract.ts";
-
-/** Events clients send. */
-export interface ClientToServerEvents {
-  message: (payload: unknown, ack?: Ack<MessageAck>) => void;
-  history: (payload: unknown, ack?: Ack<HistoryAck>) => void;
-  typing: (payload: unknown) => void;
-  "auth:refresh": (payload: unknown, ack?: Ack<RefreshAck>) => void;
-  join: (payload: unknown, ack?: Ack<JoinAck>) => void;
-  leave: (payload: unknown, ack?: Ack<OkAck>) => void;
-  read: (payload: unknown, ack?: Ack<OkAck>) => void;
-  rooms: (payload: unknown, ack?: Ack<RoomsAck>) => void;
-  "message:edit": (payload: unknown, ack?: Ack<ChangeAck>) => void;
-  "message:delete": (payload: unknown, ack?: Ack<ChangeAck>) => void;
-}
+/** Events clients send, as the table of client events declares them. */
+export type { ClientToServerEvents } from "./client_events.ts";
 
 /** Per-socket state set at admission. */
 export interface SocketData {
