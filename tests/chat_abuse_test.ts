@@ -3,6 +3,9 @@
  * as fast as a raw WebSocket can send: the server's memory stays bounded and the other users —
  * one polling, one on a WebSocket — notice nothing.
  *
+ * Besides the events, the user reconnects naming a hundred rooms to catch up on, holds sockets that
+ * never read such a catch-up, piles up dropped sessions to recover, and guesses API keys.
+ *
  * The floods run at once for FLOOD_MS (default 2 s; `FLOOD_MS=10000 deno task test tests/chat_abuse_test.ts`
  * for the full 10 s).
  * @module
@@ -21,6 +24,83 @@ const MAX_RSS_GROWTH_BYTES = 50 * 1024 * 1024;
 async function residentBytes(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   return Number(text.match(/^process_resident_memory_bytes (\d+)/m)?.[1]);
+}
+
+const API_KEY = "abuse-test-api-key-0123456789";
+/** The sockets a user may hold (MAX_SOCKETS_PER_USER's default). */
+const MAX_SOCKETS_PER_USER = 10;
+
+/**
+ * Piles up dropped sessions and brings them all back, as a user would who wants more sockets than
+ * the cap: six stock clients connect one after another, each dropping its transport at once (which
+ * frees its place for the next), then all six come back with their session ids and stay until `ms`
+ * is over, retrying when refused. Returns how many connects socket.io reported as recovered.
+ */
+async function recoveryFlood(url: string, token: string, ms: number) {
+  const { io } = await import("socket.io-client");
+  const end = Date.now() + ms;
+  const clients = [];
+  let recovered = 0;
+  for (let n = 0; n < 6 && Date.now() < end; n++) {
+    const client = io(url, {
+      auth: { token },
+      transports: ["websocket"],
+      reconnection: false,
+      forceNew: true,
+    });
+    clients.push(client);
+    client.on("connect", () => client.recovered && recovered++);
+    // Refused while the other floods hold every place: try again until this one is in.
+    while (!client.connected && Date.now() < end) {
+      await new Promise((resolve) => {
+        client.once("connect", () => resolve(undefined));
+        client.once("connect_error", () => setTimeout(resolve, 50));
+      });
+      if (!client.connected && Date.now() < end) client.connect();
+    }
+    client.io.engine?.close();
+    await sleep(20);
+  }
+  for (const client of clients) {
+    client.on("connect_error", () => Date.now() < end && setTimeout(() => client.connect(), 50));
+    client.connect();
+  }
+  while (Date.now() < end) await sleep(50);
+  for (const client of clients) client.close();
+  return recovered;
+}
+
+/** Wrong API keys for `ms`, four at a time from one address behind the proxy: the answers. */
+async function wrongKeyFlood(url: string, ms: number) {
+  const answers: Record<number, number> = {};
+  const end = Date.now() + ms;
+  await Promise.all([1, 2, 3, 4].map(async () => {
+    while (Date.now() < end) {
+      const response = await fetch(`${url}/api/v1/stats`, {
+        headers: { Authorization: "Bearer guess", "X-Forwarded-For": "203.0.113.66" },
+      });
+      await response.body?.cancel();
+      answers[response.status] = (answers[response.status] ?? 0) + 1;
+    }
+  }));
+  return answers;
+}
+
+/** Polls the server's socket count until `done`; the most seen. */
+async function mostSockets(url: string, done: () => boolean) {
+  let most = 0;
+  while (!done()) {
+    try {
+      const response = await fetch(`${url}/api/v1/stats`, {
+        headers: { Authorization: `Bearer ${API_KEY}` },
+      });
+      most = Math.max(most, (await response.json()).sockets);
+    } catch {
+      break; // The test ended early and its server is gone.
+    }
+    await sleep(20);
+  }
+  return most;
 }
 
 /** Rooms the catch-up floods name, each with some long history in the KV file. */
@@ -173,7 +253,14 @@ Deno.test("abuse: a flood of each event from one user keeps memory bounded and d
   await using temp = await tempDir({ prefix: "chat_abuse_test_" });
   const kvPath = `${temp.path}/chat.kv`;
   const lastIds = await seedRooms(kvPath);
-  await using running = await startMain({ KV_PATH: kvPath, PUBLIC_ROOMS: "general,room-*" });
+  await using running = await startMain({
+    KV_PATH: kvPath,
+    PUBLIC_ROOMS: "general,room-*",
+    CONNECTION_RECOVERY: "60s",
+    API_KEY,
+    // The attacker's API calls come through a proxy that names them; the test's own do not.
+    TRUSTED_PROXIES: "127.0.0.1",
+  });
   using watcher = await ChatClient.join(running.url, "watcher", { transports: ["polling"] });
   using neighbour = await ChatClient.join(running.url, "neighbour", { transports: ["websocket"] });
   const disconnects: string[] = [];
@@ -201,9 +288,13 @@ Deno.test("abuse: a flood of each event from one user keeps memory bounded and d
   const before = await residentBytes(running.url);
   // Sockets that ask for every room's catch-up and never read what they are sent.
   const stalled = await Promise.all(
-    [1, 2, 3, 4].map(() => stalledConnection(running.url, { token, lastIds })),
+    [1, 2].map(() => stalledConnection(running.url, { token, lastIds })),
   );
   const catchUps = catchUpFlood(running.url, token, lastIds, FLOOD_MS);
+  const recoveries = recoveryFlood(running.url, token, FLOOD_MS);
+  const wrongKeys = wrongKeyFlood(running.url, FLOOD_MS);
+  let flooded = false;
+  const socketsAtMost = mostSockets(running.url, () => flooded);
   const replies: Record<string, string[]> = {};
   const floodConnections: Record<string, number> = {};
   // Every flood at once, one connection each, as one attacker would: the budgets are per user.
@@ -236,6 +327,10 @@ Deno.test("abuse: a flood of each event from one user keeps memory bounded and d
   await floodsDone.finally(() => flooding = false);
   await during;
   const caughtUp = await catchUps;
+  await recoveries;
+  const keyAnswers = await wrongKeys;
+  flooded = true;
+  const most = await socketsAtMost;
   assert.ok(chats >= 2, `only ${chats} messages went through during the floods`);
   await chat("after");
   const growth = await residentBytes(running.url) - before;
@@ -256,6 +351,15 @@ Deno.test("abuse: a flood of each event from one user keeps memory bounded and d
   assert.ok(caughtUp.connections >= 3, `${caughtUp.connections} catch-up connects`);
   assert.ok(caughtUp.rooms <= 10 + seconds + 1, `${caughtUp.rooms} rooms caught up`);
   const perConnect = caughtUp.connections + caughtUp.rooms;
+  // Recovered sessions are admitted like fresh ones: the user never held more than the cap
+  // (the watcher and the neighbour hold the other two).
+  assert.ok(most - 2 <= MAX_SOCKETS_PER_USER, `mallory held ${most - 2} sockets at once`);
+  // Wrong keys: a burst of 30 (and the refill) are checked, the rest refused with 429.
+  assert.ok((keyAnswers[401] ?? 0) <= 30 + seconds, `${keyAnswers[401]} wrong keys checked`);
+  assert.deepEqual(
+    Object.keys(keyAnswers).filter((status) => !["401", "429"].includes(status)),
+    [],
+  );
   assert.ok(caughtUp.messages <= perConnect * 50, `${caughtUp.messages} catch-up messages`);
   const errors = replies["bad events"].filter((data) => data.startsWith('42["error"')).length;
   // `error` events are capped per connection; acks carry every refusal.
