@@ -7,7 +7,7 @@
  * @module
  */
 import { createApp } from "./src/app.ts";
-import { type Config, ConfigError, configWarnings, loadConfig } from "./src/config.ts";
+import { type Config, ConfigError, configWarnings, loadConfig, redactUrl } from "./src/config.ts";
 import { createLogger } from "./src/log.ts";
 import { pageRoutes } from "./src/http/page.ts";
 import { type Cluster, connectCluster } from "./src/cluster.ts";
@@ -19,6 +19,7 @@ import {
   KvFileLock,
   KvMessageStore,
   LeaseHeld,
+  type MessageStore,
   openKv,
   WriterLease,
 } from "./src/store/mod.ts";
@@ -76,69 +77,98 @@ function kvInUse(variable: string, error: KvFileBusy | LeaseHeld): never {
   Deno.exit(1);
 }
 
-// Instances sharing a KV through Redis see each other's messages; any other second writer would
-// serve stale history from memory and could repeat message ids. On a local file the kernel keeps
-// that rule: a lock it drops when the process dies, so a killed server restarts at once.
 let fileLock: KvFileLock | undefined;
-if (isKvFile(config.kvPath)) {
-  try {
-    fileLock = await KvFileLock.acquire(config.kvPath, {
-      instanceId: config.instanceId,
-      ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
-    });
-  } catch (error) {
-    if (!(error instanceof KvFileBusy)) cannotOpenStore(error);
-    kvInUse("KV_PATH", error);
-  }
-}
-
-let kv: Deno.Kv;
-try {
-  kv = await openKv(config.kvPath);
-} catch (error) {
-  fileLock?.release();
-  cannotOpenStore(error);
-}
-
-// A remote KV has no lock to take: a lease in the database itself, which a killed holder keeps
-// until it runs out.
 let lease: WriterLease | undefined;
-if (isRemoteKv && !config.redisUrl) {
+let store: MessageStore;
+if (config.databaseUrl) {
+  store = await openDatabase(config.databaseUrl);
+} else {
+  store = await openKvFile();
+}
+
+/** Opens PostgreSQL and brings its schema up to date; exits 1 with one line when it cannot. */
+async function openDatabase(url: string): Promise<MessageStore> {
+  // Loaded only here: a KV server never loads the driver.
+  const { openPostgresStore } = await import("./src/store/postgres.ts");
   try {
-    lease = await WriterLease.acquire(kv, {
-      instanceId: config.instanceId,
-      durationMs: config.kvLeaseMs,
-      onLost(holder) {
-        console.error(`chat server: lost KV_URL to instance "${holder?.instanceId ?? "?"}"`);
-        log.error("kv.lease_lost", { holder: holder?.instanceId ?? null });
-        void shutdown("KV_URL taken over", 1);
-      },
+    return await openPostgresStore(url, {
+      poolSize: config.databasePoolSize,
+      statementTimeoutMs: config.databaseStatementTimeoutMs,
+      maxAgeMs: config.historyMaxAgeMs,
+      membershipMaxAgeMs: config.membershipMaxAgeMs,
+      maxCount: config.historyMaxCount,
+      defaultRoom: config.defaultRoom,
     });
   } catch (error) {
-    kv.close();
-    if (!(error instanceof LeaseHeld)) cannotOpenStore(error);
-    kvInUse("KV_URL", error);
+    fail(`cannot open DATABASE_URL "${redactUrl(url)}": ${reasonOf(error)}`);
   }
 }
 
-let store: KvMessageStore;
-try {
-  store = new KvMessageStore(kv, {
-    maxAgeMs: config.historyMaxAgeMs,
-    membershipMaxAgeMs: config.membershipMaxAgeMs,
-    maxCount: config.historyMaxCount,
-    generateId: createIdGenerator(Date.now, instanceNumber(config.instanceId)),
-    defaultRoom: config.defaultRoom,
-    // Serve history from memory, unless other instances write to the same store.
-    recentWindow: config.redisUrl ? 0 : Math.max(config.historyLimit, config.catchupLimit) + 1,
-    roomWindow: config.redisUrl ? 0 : config.historyLimit + 1,
-  });
-  await store.warm();
-} catch (error) {
-  await lease?.release();
-  kv.close();
-  fileLock?.release();
-  cannotOpenStore(error);
+/** Takes the KV's lock (or lease) and opens it; exits 1 with one line when it cannot. */
+async function openKvFile(): Promise<KvMessageStore> {
+  // Instances sharing a KV through Redis see each other's messages; any other second writer would
+  // serve stale history from memory and could repeat message ids. On a local file the kernel keeps
+  // that rule: a lock it drops when the process dies, so a killed server restarts at once.
+  if (isKvFile(config.kvPath)) {
+    try {
+      fileLock = await KvFileLock.acquire(config.kvPath, {
+        instanceId: config.instanceId,
+        ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
+      });
+    } catch (error) {
+      if (!(error instanceof KvFileBusy)) cannotOpenStore(error);
+      kvInUse("KV_PATH", error);
+    }
+  }
+
+  let kv: Deno.Kv;
+  try {
+    kv = await openKv(config.kvPath);
+  } catch (error) {
+    fileLock?.release();
+    cannotOpenStore(error);
+  }
+
+  // A remote KV has no lock to take: a lease in the database itself, which a killed holder keeps
+  // until it runs out.
+  if (isRemoteKv && !config.redisUrl) {
+    try {
+      lease = await WriterLease.acquire(kv, {
+        instanceId: config.instanceId,
+        durationMs: config.kvLeaseMs,
+        onLost(holder) {
+          console.error(`chat server: lost KV_URL to instance "${holder?.instanceId ?? "?"}"`);
+          log.error("kv.lease_lost", { holder: holder?.instanceId ?? null });
+          void shutdown("KV_URL taken over", 1);
+        },
+      });
+    } catch (error) {
+      kv.close();
+      if (!(error instanceof LeaseHeld)) cannotOpenStore(error);
+      kvInUse("KV_URL", error);
+    }
+  }
+
+  let kvStore: KvMessageStore;
+  try {
+    kvStore = new KvMessageStore(kv, {
+      maxAgeMs: config.historyMaxAgeMs,
+      membershipMaxAgeMs: config.membershipMaxAgeMs,
+      maxCount: config.historyMaxCount,
+      generateId: createIdGenerator(Date.now, instanceNumber(config.instanceId)),
+      defaultRoom: config.defaultRoom,
+      // Serve history from memory, unless other instances write to the same store.
+      recentWindow: config.redisUrl ? 0 : Math.max(config.historyLimit, config.catchupLimit) + 1,
+      roomWindow: config.redisUrl ? 0 : config.historyLimit + 1,
+    });
+    await kvStore.warm();
+  } catch (error) {
+    await lease?.release();
+    kv.close();
+    fileLock?.release();
+    cannotOpenStore(error);
+  }
+  return kvStore;
 }
 
 let cluster: Cluster | undefined;
@@ -147,7 +177,7 @@ if (config.redisUrl) {
     cluster = await connectCluster(config.redisUrl, log);
   } catch (error) {
     await lease?.release();
-    store.close();
+    await store.close();
     fileLock?.release();
     fail(reasonOf(error));
   }
@@ -166,7 +196,7 @@ if (devLoginSecret) {
 async function releaseAll(): Promise<void> {
   await cluster?.close();
   await lease?.release();
-  store.close();
+  await store.close();
   fileLock?.release();
 }
 
@@ -199,7 +229,10 @@ try {
     ...tls,
     onListen({ hostname, port }) {
       const url = `${config.tls ? "https" : "http"}://${hostname}:${port}`;
-      console.error(`chat server listening on ${url} (kv: ${config.kvPath})`);
+      const where = config.databaseUrl
+        ? `postgres: ${redactUrl(config.databaseUrl)}`
+        : `kv: ${config.kvPath}`;
+      console.error(`chat server listening on ${url} (${where})`);
       log.info("server.started", {
         url,
         hostname,
@@ -237,7 +270,7 @@ async function shutdown(reason: string, exitCode = 0): Promise<void> {
   await server.shutdown();
   await cluster?.close();
   await lease?.release();
-  store.close();
+  await store.close();
   fileLock?.release();
   clearTimeout(deadline);
   log.info("shutdown.finished", { reason });

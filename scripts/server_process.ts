@@ -46,7 +46,8 @@ export interface ServerProcess extends AsyncDisposable {
   /** Everything it wrote to stderr so far; with `stderrLog`, only until it was ready. */
   errors(): string;
   /**
-   * Sends SIGTERM, then SIGKILL if it has not exited after `graceMs` (straight away when 0), and
+   * Sends SIGTERM (or the `stopSignal` it was started with), then SIGKILL if it has not exited
+   * after `graceMs` (straight away when 0), and
    * waits for the exit; does nothing more when it already exited.
    */
   stop(graceMs?: number): Promise<void>;
@@ -74,6 +75,9 @@ export interface ServerProcessOptions {
   clearEnv?: boolean;
   /** Working directory (default: ours). */
   cwd?: string | URL;
+  /** Run as this user and group (a server that refuses root, like PostgreSQL; default: ours). */
+  uid?: number;
+  gid?: number;
   /** Raise the server's soft `ulimit -n` to this, capped at the hard limit (default: unchanged). */
   fdLimit?: number;
   /** Keep its stdout for {@link ServerProcess.output}, or drop it (default "keep"). */
@@ -86,6 +90,8 @@ export interface ServerProcessOptions {
   readyTimeoutMs?: number;
   /** {@link ServerProcess.stop}'s default wait between SIGTERM and SIGKILL (default 10 s). */
   stopGraceMs?: number;
+  /** The signal {@link ServerProcess.stop} asks it to stop with (default SIGTERM). */
+  stopSignal?: Deno.Signal;
 }
 
 /** A TCP port free on `hostname` right now, for a server that must be told its port. */
@@ -106,7 +112,10 @@ export function withFdLimit(argv: string[], limit: number): string[] {
   return ["bash", "-c", `${raise} && exec "$@"`, "bash", ...argv];
 }
 
-type CommandSettings = Omit<ServerProcessOptions, "ready" | "name" | "stdout" | "stopGraceMs">;
+type CommandSettings = Omit<
+  ServerProcessOptions,
+  "ready" | "name" | "stdout" | "stopGraceMs" | "stopSignal"
+>;
 
 /** The command line: `prefix`, then the fd-limit wrapper when `fdLimit` is set, then `argv`. */
 function command(options: CommandSettings, io: Deno.CommandOptions): Deno.Command {
@@ -114,8 +123,8 @@ function command(options: CommandSettings, io: Deno.CommandOptions): Deno.Comman
     ? options.argv
     : withFdLimit(options.argv, options.fdLimit);
   const [program, ...args] = [...(options.prefix ?? []), ...server];
-  const { env, clearEnv, cwd } = options;
-  return new Deno.Command(program, { args, env, clearEnv, cwd, stdin: "null", ...io });
+  const { env, clearEnv, cwd, uid, gid } = options;
+  return new Deno.Command(program, { args, env, clearEnv, cwd, uid, gid, stdin: "null", ...io });
 }
 
 /** Keeps reading `stream` into `append` so the child never blocks on a full pipe. */
@@ -176,7 +185,7 @@ export async function spawnServerProcess(options: ServerProcessOptions): Promise
       if (graceMs <= 0) kill();
       else {
         try {
-          child.kill("SIGTERM");
+          child.kill(options.stopSignal ?? "SIGTERM");
         } catch { /* exited meanwhile */ }
         timer = setTimeout(kill, graceMs);
       }

@@ -92,6 +92,28 @@ export const SETTINGS = {
       "1. A killed instance's lease runs out this long after its last renewal (every third of it); " +
       "a restart before then is refused. (A `KV_PATH` file has a lock instead.)",
   }),
+  databaseUrl: custom("DATABASE_URL", parseDatabaseUrl, {
+    allowed: "`postgres://` or `postgresql://` URL",
+    defaultDoc: "unset (the KV store)",
+    doc:
+      "PostgreSQL holds the history, memberships, read markers and bans instead of Deno KV (not " +
+      "with `KV_PATH` or `KV_URL`), so instances on several hosts share one history " +
+      "(`postgres://chat:secret@db.internal:5432/chat?sslmode=verify-full`). TLS as `sslmode` " +
+      "says: `disable` (the default), `prefer`, `require` (unverified), `verify-full`. Tables are " +
+      "created and migrated at start. See [scaling.md](scaling.md).",
+  }),
+  databasePoolSize: integer("DATABASE_POOL_SIZE", {
+    default: 10,
+    min: 1,
+    max: 1000,
+    doc: "Most connections one instance opens to `DATABASE_URL`.",
+  }),
+  databaseStatementTimeoutMs: duration("DATABASE_STATEMENT_TIMEOUT", {
+    default: 10_000,
+    max: 3_600_000,
+    doc: "A `DATABASE_URL` statement running longer is cancelled and its request fails; `0`: no " +
+      "limit.",
+  }),
   redisUrl: url("REDIS_URL", {
     protocols: ["redis:", "rediss:"],
     defaultDoc: "unset (one instance)",
@@ -364,6 +386,13 @@ export function loadConfig(env: Env): Config {
   if (kvUrl !== undefined && settingText(SETTINGS.kvPath, env) !== undefined) {
     throw new ConfigError("KV_URL", "set KV_PATH or KV_URL, not both");
   }
+  const kvSet = kvUrl !== undefined || settingText(SETTINGS.kvPath, env) !== undefined;
+  if (settings.databaseUrl !== undefined && kvSet) {
+    throw new ConfigError(
+      "DATABASE_URL",
+      "set DATABASE_URL or KV_PATH/KV_URL, not both (the history is in one store)",
+    );
+  }
   const config: Config = {
     ...settings,
     auth,
@@ -444,6 +473,27 @@ function checkHistoryMaxCount(config: Config, env: Env): void {
     `expected a whole number from ${historyLimit} (HISTORY_LIMIT) to ${max}, ` +
       `got "${settingText(SETTINGS.historyMaxCount, env)}"`,
   );
+}
+
+const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+
+/** A PostgreSQL URL; refusals never repeat it, as it may hold a password. */
+function parseDatabaseUrl(text: string, refuse: (detail: string) => never): string {
+  if (!URL.canParse(text) || !["postgres:", "postgresql:"].includes(new URL(text).protocol)) {
+    refuse("expected a URL starting with postgres:// or postgresql://");
+  }
+  const sslmode = new URL(text).searchParams.get("sslmode");
+  if (sslmode !== null && !SSL_MODES.includes(sslmode)) {
+    refuse(`sslmode must be one of ${SSL_MODES.join(", ")}, got "${sslmode}"`);
+  }
+  return text;
+}
+
+/** `url` with its password left out, for logs and error lines. */
+export function redactUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password !== "") parsed.password = "***";
+  return parsed.href;
 }
 
 function parseCorsOrigins(text: string, refuse: (detail: string) => never): string[] | "*" {

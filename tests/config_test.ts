@@ -118,6 +118,8 @@ Deno.test("config: every variable is parsed", () => {
     SHUTDOWN_TIMEOUT: "3s",
     REDIS_URL: "redis://127.0.0.1:6379/0",
     INSTANCE_ID: "chat-1",
+    DATABASE_POOL_SIZE: "5",
+    DATABASE_STATEMENT_TIMEOUT: "5s",
   });
   assert.deepEqual(config, {
     auth: SECRET_AUTH,
@@ -125,6 +127,8 @@ Deno.test("config: every variable is parsed", () => {
     hostname: "127.0.0.1",
     kvPath: ":memory:",
     kvLeaseMs: 30_000,
+    databasePoolSize: 5,
+    databaseStatementTimeoutMs: 5000,
     redisUrl: "redis://127.0.0.1:6379/0",
     instanceId: "chat-1",
     historyLimit: 20,
@@ -175,6 +179,38 @@ Deno.test("config: every variable is parsed", () => {
   assert.match(loadConfig(BASE).instanceId, /^[0-9a-f]{8}$/);
 });
 
+Deno.test("config: DATABASE_URL puts the history in PostgreSQL, instead of KV, never both", () => {
+  const kv = loadConfig(BASE);
+  assert.equal(kv.databaseUrl, undefined);
+  assert.equal(kv.databasePoolSize, 10);
+  assert.equal(kv.databaseStatementTimeoutMs, 10_000);
+  const url = "postgres://chat:pw@db.internal:5432/chat?sslmode=verify-full";
+  const config = loadConfig({
+    ...BASE,
+    DATABASE_URL: url,
+    DATABASE_POOL_SIZE: "25",
+    DATABASE_STATEMENT_TIMEOUT: "30s",
+  });
+  assert.equal(config.databaseUrl, url);
+  assert.equal(config.databasePoolSize, 25);
+  assert.equal(config.databaseStatementTimeoutMs, 30_000);
+  assert.equal(
+    loadConfig({ ...BASE, DATABASE_STATEMENT_TIMEOUT: "0" }).databaseStatementTimeoutMs,
+    0,
+  );
+  const kvSettings: Record<string, string>[] = [
+    { KV_PATH: "./data/chat.kv" },
+    { KV_URL: "https://kv.example/db" },
+  ];
+  for (const kvSetting of kvSettings) {
+    const error = refusal({ DATABASE_URL: url, ...kvSetting });
+    assert.equal(error.variable, "DATABASE_URL");
+    assert.match(error.message, /not both/);
+  }
+  const badScheme = refusal({ DATABASE_URL: "mysql://chat:hunter2@db.internal/chat" });
+  assert.ok(!badScheme.message.includes("hunter2"), "a refusal never repeats the password");
+});
+
 Deno.test("config: invalid values are refused with the variable's name", () => {
   const cases: [string, string][] = [
     ["PORT", "http"],
@@ -214,6 +250,10 @@ Deno.test("config: invalid values are refused with the variable's name", () => {
     ["KV_LEASE", "1h"],
     ["KV_LEASE", "long"],
     ["TRUSTED_PROXIES", "127.0.0.1, proxy.internal"],
+    ["DATABASE_URL", "mysql://db.internal/chat"],
+    ["DATABASE_URL", "postgres://db.internal/chat?sslmode=sometimes"],
+    ["DATABASE_POOL_SIZE", "0"],
+    ["DATABASE_STATEMENT_TIMEOUT", "2h"],
   ];
   for (const [variable, value] of cases) {
     const error = refusal({ [variable]: value });

@@ -51,6 +51,7 @@ const STATIC_TASKS: Record<string, string> = {
 /** Settings that make `deno task start` need a service this test does not run. */
 const SERVICE_VARIABLES: Record<string, string> = {
   REDIS_URL: "needs Redis",
+  DATABASE_URL: "needs PostgreSQL",
   KV_URL: "needs a KV Connect server",
   JWT_JWKS_URL: "needs an identity provider",
   TLS_CERT_FILE: "needs a certificate",

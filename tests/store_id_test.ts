@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "../src/store/id.ts";
+import {
+  createIdGenerator,
+  instanceNumber,
+  isMessageId,
+  MAX_ROOM_NUMBER,
+  MAX_ROOM_SEQUENCE,
+  sequencedId,
+  timeOfId,
+} from "../src/store/id.ts";
 
 Deno.test("id: ids are 26 Crockford base32 characters", () => {
   const id = createIdGenerator()();
@@ -79,4 +87,22 @@ Deno.test("id: instances stamped in the id keep ids of several writers apart in 
   assert.notEqual(instanceNumber("instance-a"), instanceNumber("instance-b"));
   assert.equal(instanceNumber("instance-a"), instanceNumber("instance-a"));
   assert.throws(() => createIdGenerator(frozen, 70_000), RangeError);
+});
+
+Deno.test("id: sequenced ids are message ids that sort by time, then by the room's sequence", () => {
+  const time = 1_700_000_000_000;
+  const ids = [
+    sequencedId(time, 7, 1),
+    sequencedId(time, 7, 2),
+    sequencedId(time, 7, 2 ** 32),
+    sequencedId(time, 7, MAX_ROOM_SEQUENCE),
+    sequencedId(time + 1, 7, 1),
+  ];
+  assert.ok(ids.every(isMessageId));
+  assert.deepEqual([...ids].sort(), ids);
+  assert.equal(timeOfId(ids[0]), time);
+  assert.notEqual(sequencedId(time, 8, 1), ids[0], "another room's first message differs");
+  assert.throws(() => sequencedId(time, MAX_ROOM_NUMBER + 1, 1), RangeError);
+  assert.throws(() => sequencedId(time, 1, MAX_ROOM_SEQUENCE + 1), RangeError);
+  assert.throws(() => sequencedId(-1, 1, 1), RangeError);
 });

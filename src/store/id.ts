@@ -93,6 +93,31 @@ export function createIdGenerator(
   };
 }
 
+/** Room numbers a {@link sequencedId} can carry: 32 bits. */
+export const MAX_ROOM_NUMBER = 2 ** 32 - 1;
+/** Messages one room can number in {@link sequencedId}s: 48 bits. */
+export const MAX_ROOM_SEQUENCE = 2 ** 48 - 1;
+
+/**
+ * The id of a room's `sequence`-th message, for a store that numbers each room's messages in its
+ * commit (PostgreSQL): `time` (which the store keeps from going back within a room), then 32 bits
+ * of the room's number and 48 of the sequence. Within a room such ids sort by sequence; the room
+ * number keeps them unique across rooms.
+ */
+export function sequencedId(time: number, roomNumber: number, sequence: number): string {
+  if (!Number.isSafeInteger(time) || time < 0 || time > MAX_TIME) {
+    throw new RangeError(`time ${time} is outside the 48-bit millisecond range`);
+  }
+  if (!Number.isInteger(roomNumber) || roomNumber < 0 || roomNumber > MAX_ROOM_NUMBER) {
+    throw new RangeError(`room number ${roomNumber} is outside 0-${MAX_ROOM_NUMBER}`);
+  }
+  if (!Number.isInteger(sequence) || sequence < 0 || sequence > MAX_ROOM_SEQUENCE) {
+    throw new RangeError(`sequence ${sequence} is outside 0-${MAX_ROOM_SEQUENCE}`);
+  }
+  const suffix = (BigInt(roomNumber) << 48n) | BigInt(sequence);
+  return encode(BigInt(time), TIME_LENGTH) + encode(suffix, RANDOM_LENGTH);
+}
+
 /** The millisecond timestamp (ms since epoch) encoded in the first 10 characters of an id. */
 export function timeOfId(id: string): number {
   if (!isMessageId(id)) throw new RangeError(`"${id}" is not a message id`);

@@ -30,17 +30,18 @@ import {
   type MessageIdGenerator,
   timeOfId,
 } from "./id.ts";
-
-/** Why a store call was refused. */
-export type StoreErrorCode = "invalid_id" | "invalid_limit";
-
-/** A store call rejected for its arguments; `code` is stable, the message is for humans. */
-export class StoreError extends Error {
-  constructor(readonly code: StoreErrorCode, message: string) {
-    super(message);
-    this.name = "StoreError";
-  }
-}
+import {
+  checkId,
+  checkLimit,
+  DEFAULT_AFTER_LIMIT,
+  DEFAULT_DEDUPE_TTL_MS,
+  DEFAULT_MEMBERSHIP_MAX_AGE_MS,
+  DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE,
+  DEFAULT_ROOM,
+  KeyedQueue,
+  type TouchKind,
+  TouchMemory,
+} from "./rules.ts";
 
 /** Options for {@link KvMessageStore}. */
 export interface KvStoreOptions {
@@ -83,29 +84,15 @@ export interface KvStoreOptions {
   now?: () => number;
 }
 
-/** How long read markers and memberships outlive the user's last touch of the room, by default. */
-export const DEFAULT_MEMBERSHIP_MAX_AGE_MS = 90 * 24 * 60 * 60 * 1000;
-/**
- * A touched marker or membership is rewritten at most this often (or a tenth of its lifetime when
- * shorter), so sending and reading do not cost a KV write each.
- */
-const MAX_REFRESH_INTERVAL_MS = 60 * 60 * 1000;
-/** Touches remembered to throttle refreshes; the least recently refreshed are forgotten first. */
-const MAX_REMEMBERED_TOUCHES = 10_000;
-const DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE = 30;
-
 /** Rooms whose recent windows are kept, by default. */
 const DEFAULT_ROOM_WINDOWS = 256;
-
-/** The default room when none is configured. */
-export const DEFAULT_ROOM = "general";
 
 const MESSAGES = "messages";
 const DEDUPE = "dedupe";
 /** The server API's clientIds, apart from the sockets' (whose keys predate it). */
 const DEDUPE_API = "dedupe_api";
-const READS = "reads";
-const MEMBERS = "members";
+const READS = "reads" satisfies TouchKind;
+const MEMBERS = "members" satisfies TouchKind;
 const BANS = "bans";
 /** `["ids", id]` names the room of a message, so it can be found by its id alone. */
 const IDS = "ids";
@@ -115,8 +102,6 @@ const IDS = "ids";
  */
 const LAYOUT_KEY = ["meta", "layout"];
 const LAYOUT = 3;
-const DEFAULT_AFTER_LIMIT = 1000;
-const DEFAULT_DEDUPE_TTL_MS = 24 * 60 * 60 * 1000;
 const MEMORY_PATH = ":memory:";
 // Deno KV caps one atomic commit at 1000 mutations, 100 checks and ~800 KB, getMany at 10 keys.
 const MAX_BATCH_MESSAGES = 400;
@@ -153,7 +138,6 @@ interface ReadMarker {
   lastId: string;
   touchedAt: number;
 }
-type TouchKind = typeof MEMBERS | typeof READS;
 
 /** Message history kept in a Deno KV database, which the store owns and closes. */
 export class KvMessageStore implements MessageStore {
@@ -169,16 +153,12 @@ export class KvMessageStore implements MessageStore {
   readonly defaultRoom: string;
   readonly #now: () => number;
   readonly #membershipMaxAgeMs: number;
-  readonly #refreshIntervalMs: number;
-  /**
-   * When this instance last wrote each marker or membership (by {@link touchKey}), and whether it
-   * exists: a touch within the refresh interval costs nothing.
-   */
-  readonly #touches = new Map<string, { at: number; present: boolean }>();
+  /** Which markers and memberships this instance refreshed lately. */
+  readonly #touches: TouchMemory;
   /** Memberships each user created for others, per minute. */
   readonly #peerMemberships: RateLimiter;
-  /** The tail of each message's pending changes; removed once idle. */
-  readonly #changes = new Map<string, Promise<unknown>>();
+  /** Each message's pending changes. */
+  readonly #changes = new KeyedQueue();
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
     this.#kv = kv;
@@ -187,7 +167,7 @@ export class KvMessageStore implements MessageStore {
     this.defaultRoom = options.defaultRoom ?? DEFAULT_ROOM;
     this.#now = options.now ?? Date.now;
     this.#membershipMaxAgeMs = options.membershipMaxAgeMs ?? DEFAULT_MEMBERSHIP_MAX_AGE_MS;
-    this.#refreshIntervalMs = Math.min(this.#membershipMaxAgeMs / 10, MAX_REFRESH_INTERVAL_MS);
+    this.#touches = new TouchMemory(this.#membershipMaxAgeMs);
     const perMinute = options.peerMembershipsPerMinute ?? DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE;
     this.#peerMemberships = new RateLimiter({ perMinute, burst: perMinute }, this.#now);
     const size = Math.min(options.recentWindow ?? 0, options.maxCount ?? Infinity);
@@ -526,7 +506,7 @@ export class KvMessageStore implements MessageStore {
     await whenUnlocked(() =>
       this.#kv.set([READS, userId, room], marker, { expireIn: this.#membershipMaxAgeMs })
     );
-    this.#noteTouch(READS, userId, room, touchedAt, true);
+    this.#touches.note(READS, userId, room, touchedAt, true);
     // Reading a room touches it: its membership lives on too.
     await this.#refresh(userId, room, [MEMBERS]);
   }
@@ -538,15 +518,14 @@ export class KvMessageStore implements MessageStore {
 
   async addMembership(userId: string, room: string, by: string = userId): Promise<void> {
     const now = this.#now();
-    const known = this.#touches.get(touchKey(MEMBERS, userId, room));
-    if (known?.present && now - known.at < this.#refreshIntervalMs) return;
+    if (this.#touches.isFresh(MEMBERS, userId, room, now)) return;
     // A user filling others' room lists (DMs to invented or many peers) is held to a rate.
     if (by !== userId && !this.#peerMemberships.take(by).ok) return;
     const membership: Membership = { touchedAt: now };
     await whenUnlocked(() =>
       this.#kv.set([MEMBERS, userId, room], membership, { expireIn: this.#membershipMaxAgeMs })
     );
-    this.#noteTouch(MEMBERS, userId, room, now, true);
+    this.#touches.note(MEMBERS, userId, room, now, true);
   }
 
   async touchRoom(userId: string, room: string): Promise<void> {
@@ -573,10 +552,7 @@ export class KvMessageStore implements MessageStore {
    */
   async #refresh(userId: string, room: string, kinds: readonly TouchKind[]): Promise<void> {
     const now = this.#now();
-    const stale = kinds.filter((kind) => {
-      const known = this.#touches.get(touchKey(kind, userId, room));
-      return known === undefined || now - known.at >= this.#refreshIntervalMs;
-    });
+    const stale = this.#touches.stale(kinds, userId, room, now);
     if (stale.length === 0) return;
     const entries = await whenUnlocked(() =>
       this.#kv.getMany<unknown[]>(stale.map((kind) => [kind, userId, room]))
@@ -595,7 +571,7 @@ export class KvMessageStore implements MessageStore {
       // A failed check: one was written meanwhile, freshly; the next touch tries again.
       if (!(await whenUnlocked(() => atomic.commit())).ok) return;
     }
-    stale.forEach((kind, index) => this.#noteTouch(kind, userId, room, now, live[index]));
+    stale.forEach((kind, index) => this.#touches.note(kind, userId, room, now, live[index]));
   }
 
   /** Whether a marker or membership is within its age (KV deletes expired entries lazily). */
@@ -604,16 +580,6 @@ export class KvMessageStore implements MessageStore {
     // Layout 2 entries have no touch time until the migration stamps them.
     if (touchedAt === undefined) return value !== null && value !== undefined;
     return this.#now() - touchedAt < this.#membershipMaxAgeMs;
-  }
-
-  #noteTouch(kind: TouchKind, userId: string, room: string, at: number, present: boolean): void {
-    const key = touchKey(kind, userId, room);
-    // Re-inserted, so the map's order is refresh order and the first entry the stalest.
-    this.#touches.delete(key);
-    if (this.#touches.size >= MAX_REMEMBERED_TOUCHES) {
-      this.#touches.delete(this.#touches.keys().next().value!);
-    }
-    this.#touches.set(key, { at, present });
   }
 
   async findMessage(id: string): Promise<ChatMessage | undefined> {
@@ -627,14 +593,7 @@ export class KvMessageStore implements MessageStore {
 
   changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined> {
     // Changes of one message run one after the other, in the order asked: none races another.
-    const previous = this.#changes.get(id) ?? Promise.resolve();
-    const result = previous.then(() => this.#change(id, change, at));
-    const tail = result.catch(() => {});
-    this.#changes.set(id, tail);
-    tail.then(() => {
-      if (this.#changes.get(id) === tail) this.#changes.delete(id);
-    });
-    return result;
+    return this.#changes.run(id, () => this.#change(id, change, at));
   }
 
   async #change(
@@ -740,11 +699,6 @@ export class KvMessageStore implements MessageStore {
   }
 }
 
-/** The key of a touch in {@link KvMessageStore}'s memory of them. */
-function touchKey(kind: TouchKind, userId: string, room: string): string {
-  return `${kind}\u0000${userId}\u0000${room}`;
-}
-
 /** When a marker or membership was last touched; undefined for a layout 2 entry. */
 function touchTime(value: unknown): number | undefined {
   return typeof value === "object" && value !== null && "touchedAt" in value
@@ -806,18 +760,6 @@ export async function whenUnlocked<T>(operation: () => Promise<T>): Promise<T> {
 
 /** Another writer stored one of the batch's clientIds between our read and our commit. */
 class DedupeConflict extends Error {}
-
-function checkId(id: string): void {
-  if (!isMessageId(id)) {
-    throw new StoreError("invalid_id", `"${String(id)}" is not a message id`);
-  }
-}
-
-function checkLimit(limit: number): void {
-  if (!Number.isSafeInteger(limit) || limit < 0) {
-    throw new StoreError("invalid_limit", `limit must be a whole number ≥ 0, got ${limit}`);
-  }
-}
 
 /** Whether `path` names a KV file (not `:memory:`, not a KV Connect URL). */
 export function isKvFile(path: string): boolean {

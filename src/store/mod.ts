@@ -13,7 +13,8 @@
 
 export type { MessageStore } from "./message_store.ts";
 export { PartialAppendError } from "./append_error.ts";
-export { DEFAULT_ROOM, isKvFile, KvMessageStore, openKv, openKvStore, StoreError } from "./kv.ts";
+export { isKvFile, KvMessageStore, openKv, openKvStore } from "./kv.ts";
+export { DEFAULT_ROOM, StoreError } from "./rules.ts";
 export {
   KvFileBusy,
   type KvFileBusyCode,
@@ -25,6 +26,7 @@ export {
   setupLockPathOf,
 } from "./kv_lock.ts";
 export { LEASE_DEFAULTS, LeaseHeld, type LeaseHolder, WriterLease } from "./lease.ts";
-export type { KvStoreOptions, StoreErrorCode } from "./kv.ts";
+export type { KvStoreOptions } from "./kv.ts";
+export type { StoreErrorCode } from "./rules.ts";
 export { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "./id.ts";
 export type { MessageIdGenerator } from "./id.ts";

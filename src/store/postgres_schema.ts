@@ -1,0 +1,125 @@
+/**
+ * The PostgreSQL store's tables, as numbered migrations applied at start. Each instance migrates
+ * in one transaction under an advisory lock, so instances starting together wait for the first
+ * and find its work done; `schema_migrations` records what was applied.
+ *
+ * Text columns that order (ids, rooms, users) use the "C" collation: byte order, which is the
+ * order of Deno KV's keys and of JavaScript's string comparison for these ASCII-ordered values.
+ * Times are milliseconds since the epoch (`bigint`), as the store's clock gives them.
+ * @module
+ */
+import type postgres from "postgres";
+
+/** One step of the schema: applied once, in `version` order. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Every migration, oldest first; append, never edit one that shipped. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "chat history, dedupe, markers, memberships, bans",
+    sql: `
+      -- Each room's last id: messages are numbered in the commit, under this row's lock.
+      CREATE TABLE rooms (
+        room text COLLATE "C" PRIMARY KEY,
+        room_number bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        last_time bigint NOT NULL DEFAULT 0,
+        last_sequence bigint NOT NULL DEFAULT 0
+      );
+      CREATE TABLE messages (
+        room text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        user_id text NOT NULL,
+        user_name text NOT NULL,
+        body text NOT NULL,
+        created_at bigint NOT NULL,
+        edited_at bigint,
+        deleted boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (room, id)
+      );
+      CREATE UNIQUE INDEX messages_id ON messages (id);
+      -- One row per remembered clientId, per source: a socket's ('') and the server API's
+      -- ('api') are key spaces of their own.
+      CREATE TABLE dedupe (
+        user_id text COLLATE "C" NOT NULL,
+        source text COLLATE "C" NOT NULL DEFAULT '',
+        client_id text COLLATE "C" NOT NULL,
+        room text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        expires_at bigint NOT NULL,
+        PRIMARY KEY (user_id, source, client_id)
+      );
+      CREATE INDEX dedupe_expires_at ON dedupe (expires_at);
+      CREATE TABLE read_markers (
+        user_id text COLLATE "C" NOT NULL,
+        room text COLLATE "C" NOT NULL,
+        last_id text COLLATE "C" NOT NULL,
+        touched_at bigint NOT NULL,
+        PRIMARY KEY (user_id, room)
+      );
+      CREATE INDEX read_markers_touched_at ON read_markers (touched_at);
+      CREATE TABLE memberships (
+        user_id text COLLATE "C" NOT NULL,
+        room text COLLATE "C" NOT NULL,
+        touched_at bigint NOT NULL,
+        PRIMARY KEY (user_id, room)
+      );
+      CREATE INDEX memberships_touched_at ON memberships (touched_at);
+      CREATE TABLE bans (
+        user_id text COLLATE "C" PRIMARY KEY,
+        until bigint,
+        reason text,
+        since bigint NOT NULL
+      );
+    `,
+  },
+];
+
+/** The advisory lock every instance takes to migrate: one at a time. */
+const MIGRATION_LOCK = 0x63686174; // "chat"
+
+/** The database's schema is newer than this server's: a downgrade it must not write to. */
+export class SchemaTooNew extends Error {
+  readonly code = "schema_too_new";
+  constructor(readonly applied: number, readonly known: number) {
+    super(`the database's schema is at version ${applied}, this server knows up to ${known}`);
+    this.name = "SchemaTooNew";
+  }
+}
+
+/** Applies the migrations `sql`'s database lacks; returns how many it applied. */
+export async function migrate(
+  sql: postgres.Sql,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<number> {
+  return await sql.begin(async (tx) => {
+    // Another instance may hold the lock for a while: the wait is not a slow statement.
+    await tx`SET LOCAL statement_timeout = 0`;
+    await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+    await tx`
+      CREATE TABLE IF NOT EXISTS schema_migrations (
+        version integer PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`;
+    const rows = await tx<{ version: number }[]>`SELECT version FROM schema_migrations`;
+    const applied = new Set(rows.map((row) => row.version));
+    const known = migrations.at(-1)?.version ?? 0;
+    const newest = Math.max(0, ...applied);
+    if (newest > known) throw new SchemaTooNew(newest, known);
+    let count = 0;
+    for (const migration of migrations) {
+      if (applied.has(migration.version)) continue;
+      await tx.unsafe(migration.sql);
+      await tx`
+        INSERT INTO schema_migrations (version, name)
+        VALUES (${migration.version}, ${migration.name})`;
+      count++;
+    }
+    return count;
+  });
+}

@@ -1,0 +1,640 @@
+/**
+ * The `MessageStore` contract, run against every backend: Deno KV in memory, a KV file, and
+ * PostgreSQL (a throwaway cluster, one for this file; its tests skip themselves, saying so, when
+ * PostgreSQL is not installed). What only one backend does is tested in its own file.
+ */
+import assert from "node:assert/strict";
+import {
+  createIdGenerator,
+  isMessageId,
+  type MessageStore,
+  openKvStore,
+  StoreError,
+} from "../src/store/mod.ts";
+import { openPostgresStore } from "../src/store/postgres.ts";
+import type { ChatMessage } from "../src/types.ts";
+import { tempDir } from "./helpers/dispose.ts";
+import { hasPostgres, type PostgresServer, startPostgres } from "./helpers/postgres_server.ts";
+
+/** The options every backend takes alike. */
+interface ContractOptions {
+  now?: () => number;
+  maxAgeMs?: number;
+  maxCount?: number;
+  membershipMaxAgeMs?: number;
+  peerMembershipsPerMinute?: number;
+  defaultRoom?: string;
+}
+
+/** A store as the tests hold it: closed by `await using`, trimmed on demand. */
+type ContractStore = MessageStore & AsyncDisposable & { trim(room?: string): Promise<void> };
+
+/** One test's empty storage, on which stores are opened (and reopened, where it keeps data). */
+interface Storage extends AsyncDisposable {
+  open(options?: ContractOptions): Promise<ContractStore>;
+}
+
+interface Backend {
+  name: string;
+  /** Why its tests are skipped, when they are. */
+  missing?: string;
+  /** Stores opened on one storage see each other's writes, and a reopened one finds them. */
+  shared: boolean;
+  /** Ids are one order per room across stores sharing the storage (assigned in the commit). */
+  ordersAcrossStores: boolean;
+  storage(): Promise<Storage>;
+}
+
+function disposable<T extends MessageStore & { trim(room?: string): Promise<void> }>(
+  store: T,
+): T & AsyncDisposable {
+  return Object.assign(store, { [Symbol.asyncDispose]: async () => await store.close() });
+}
+
+function kvOptions(options: ContractOptions) {
+  // The KV store's ids come from a generator: give it the same clock.
+  return options.now ? { ...options, generateId: createIdGenerator(options.now) } : options;
+}
+
+let postgresServer: PostgresServer | undefined;
+if (hasPostgres()) {
+  Deno.test.beforeAll(async () => {
+    postgresServer = await startPostgres();
+  });
+  Deno.test.afterAll(async () => {
+    await postgresServer?.[Symbol.asyncDispose]();
+  });
+}
+
+const BACKENDS: Backend[] = [
+  {
+    name: "kv :memory:",
+    shared: false,
+    ordersAcrossStores: false,
+    storage: () =>
+      Promise.resolve({
+        open: async (options = {}) => disposable(await openKvStore(":memory:", kvOptions(options))),
+        [Symbol.asyncDispose]: () => Promise.resolve(),
+      }),
+  },
+  {
+    name: "kv file",
+    shared: true,
+    // Each store's ids come from its own clock and instance number.
+    ordersAcrossStores: false,
+    async storage() {
+      const temp = await tempDir({ prefix: "chat_contract_" });
+      return {
+        open: async (options = {}) =>
+          disposable(await openKvStore(`${temp.path}/chat.kv`, kvOptions(options))),
+        [Symbol.asyncDispose]: () => temp[Symbol.asyncDispose](),
+      };
+    },
+  },
+  {
+    name: "postgres",
+    missing: hasPostgres() ? undefined : "/usr/lib/postgresql/15/bin is not installed",
+    shared: true,
+    ordersAcrossStores: true,
+    async storage() {
+      const url = await postgresServer!.createDatabase();
+      return {
+        open: async (options = {}) => await openPostgresStore(url, { poolSize: 4, ...options }),
+        [Symbol.asyncDispose]: () => Promise.resolve(),
+      };
+    },
+  },
+];
+
+/** Which backends a test runs on. */
+interface Needs {
+  shared?: boolean;
+  ordersAcrossStores?: boolean;
+}
+
+/** Registers `name` once per backend that meets `needs`; a missing backend's test says why. */
+function contract(
+  name: string,
+  needs: Needs,
+  run: (storage: Storage) => Promise<void>,
+): void;
+function contract(name: string, run: (storage: Storage) => Promise<void>): void;
+function contract(
+  name: string,
+  needsOrRun: Needs | ((storage: Storage) => Promise<void>),
+  maybeRun?: (storage: Storage) => Promise<void>,
+): void {
+  const needs = typeof needsOrRun === "function" ? {} : needsOrRun;
+  const run = typeof needsOrRun === "function" ? needsOrRun : maybeRun!;
+  for (const backend of BACKENDS) {
+    if (needs.shared && !backend.shared) continue;
+    if (needs.ordersAcrossStores && !backend.ordersAcrossStores) continue;
+    Deno.test({
+      name: backend.missing
+        ? `store (${backend.name}): ${name} — skipped because ${backend.missing}`
+        : `store (${backend.name}): ${name}`,
+      ignore: backend.missing !== undefined,
+      async fn() {
+        await using storage = await backend.storage();
+        await run(storage);
+      },
+    });
+  }
+}
+
+const ada = { id: "u1", name: "Ada" };
+const texts = (messages: ChatMessage[]) => messages.map((message) => message.message);
+const DAY = 86_400_000;
+
+async function appendEach(store: MessageStore, count: number, room?: string) {
+  const saved: ChatMessage[] = [];
+  for (let index = 0; index < count; index++) {
+    saved.push(await store.append({ room, user: ada, message: `message ${index}` }));
+  }
+  return saved;
+}
+
+contract("append returns the message with an id and createdAt", async (storage) => {
+  await using store = await storage.open();
+  const before = Date.now();
+  const saved = await store.append({ user: ada, message: "hello" });
+  assert.ok(isMessageId(saved.id));
+  assert.deepEqual(saved.user, ada);
+  assert.equal(saved.message, "hello");
+  const createdAt = Date.parse(saved.createdAt);
+  assert.equal(new Date(createdAt).toISOString(), saved.createdAt);
+  assert.ok(createdAt >= before && createdAt <= Date.now());
+  assert.deepEqual(await store.latest(10), [saved]);
+  assert.deepEqual(await store.findMessage(saved.id), saved);
+});
+
+contract("latest returns the newest messages, oldest first", async (storage) => {
+  await using store = await storage.open();
+  assert.deepEqual(await store.latest(5), []);
+  const saved = await appendEach(store, 12);
+  assert.deepEqual(await store.latest(0), []);
+  assert.deepEqual(await store.latest(1), saved.slice(-1));
+  assert.deepEqual(await store.latest(5), saved.slice(-5));
+  assert.deepEqual(await store.latest(50), saved);
+});
+
+contract(
+  "messages in the same millisecond, or after the clock stepped back, keep their order",
+  async (storage) => {
+    let now = 1_700_000_000_000;
+    await using store = await storage.open({ now: () => now });
+    const saved = await appendEach(store, 30);
+    now -= 5000;
+    saved.push(...await appendEach(store, 5));
+    assert.deepEqual(texts(await store.latest(50)), texts(saved));
+    const ids = saved.map((message) => message.id);
+    assert.deepEqual([...ids].sort(), ids);
+    assert.equal(new Set(ids).size, ids.length);
+    assert.ok(
+      saved.slice(0, 30).every((message) => message.createdAt === "2023-11-14T22:13:20.000Z"),
+    );
+  },
+);
+
+contract("after and before exclude the given id and page the whole history", async (storage) => {
+  await using store = await storage.open();
+  const saved = (await store.appendMany(
+    [...Array(120)].map((_, index) => ({ user: ada, message: `message ${index}` })),
+  )).map((result) => result.message);
+  assert.deepEqual(await store.after(saved[49].id, 10), saved.slice(50, 60));
+  assert.deepEqual(await store.after(saved[0].id), saved.slice(1));
+  assert.deepEqual(await store.after(saved[119].id), []);
+  assert.deepEqual(await store.before(saved[50].id, 10), saved.slice(40, 50));
+  assert.deepEqual(await store.before(saved[5].id, 10), saved.slice(0, 5));
+  assert.deepEqual(await store.before(saved[0].id, 10), []);
+  assert.deepEqual(await store.before(saved[50].id, 0), []);
+
+  const forward: ChatMessage[] = [];
+  let cursor = createIdGenerator(() => 0)();
+  for (;;) {
+    const page = await store.after(cursor, 17);
+    if (page.length === 0) break;
+    forward.push(...page);
+    cursor = page[page.length - 1].id;
+  }
+  assert.deepEqual(forward, saved);
+
+  const backward = await store.latest(17);
+  for (;;) {
+    const page = await store.before(backward[0].id, 17);
+    if (page.length === 0) break;
+    backward.unshift(...page);
+  }
+  assert.deepEqual(backward, saved);
+});
+
+contract("after and before accept ids of messages that were never stored", async (storage) => {
+  await using store = await storage.open();
+  const saved = await appendEach(store, 3);
+  const ancient = createIdGenerator(() => 0)();
+  assert.deepEqual(await store.after(ancient), saved);
+  assert.deepEqual(await store.before(ancient, 10), []);
+  assert.equal(await store.findMessage(ancient), undefined);
+  assert.equal(await store.findMessage("not-an-id"), undefined);
+});
+
+contract("malformed ids and limits are refused with a StoreError code", async (storage) => {
+  await using store = await storage.open();
+  const code = (expected: string) => (error: unknown) =>
+    error instanceof StoreError && error.code === expected;
+  for (const id of ["", "42", "not-an-id", "01arz3ndektsv4rrffq69g5fav"]) {
+    await assert.rejects(store.after(id), code("invalid_id"));
+    await assert.rejects(store.before(id, 5), code("invalid_id"));
+    await assert.rejects(store.countAfter("general", id, 5), code("invalid_id"));
+  }
+  await assert.rejects(store.latest(-1), code("invalid_limit"));
+  await assert.rejects(store.latest(1.5), code("invalid_limit"));
+  await assert.rejects(store.memberships("u", -1), code("invalid_limit"));
+});
+
+contract(
+  "any string is stored as it was sent: NUL, lone surrogates, private use",
+  async (storage) => {
+    await using store = await storage.open();
+    const odd = [
+      "a\u0000b",
+      "\uD800 lone",
+      "tail \uDC00",
+      "\uE000 and \uE0000041",
+      "😀 ok",
+      "\\u0000",
+    ];
+    const user = { id: "u\uE000", name: "N\u0000me\uD800" };
+    const saved = await store.appendMany(odd.map((message, n) => ({
+      user,
+      message,
+      clientId: `c\u0000${n}`,
+    })));
+    const history = await store.latest(10);
+    assert.deepEqual(texts(history), odd);
+    assert.deepEqual(history[1].user, user);
+    const again = await store.append({ user, message: "retry", clientId: "c\u00001" });
+    assert.deepEqual(again, saved[1].message);
+    const edited = await store.changeMessage(
+      saved[0].message.id,
+      { message: "\u0000!" },
+      new Date(),
+    );
+    assert.equal(edited?.message, "\u0000!");
+    await store.setBan("u\uE000", { since: 1, reason: "r\u0000" });
+    assert.deepEqual(await store.getBan("u\uE000"), { since: 1, reason: "r\u0000" });
+  },
+);
+
+contract("a history is kept across close and reopen", { shared: true }, async (storage) => {
+  let saved: ChatMessage[];
+  {
+    await using first = await storage.open();
+    saved = await appendEach(first, 5);
+    await first.append({ user: ada, message: "with a clientId", clientId: "abc" });
+  }
+  await using second = await storage.open();
+  const history = await second.latest(10);
+  assert.deepEqual(history.slice(0, 5), saved);
+  const [retry] = await second.appendMany([{ user: ada, message: "again", clientId: "abc" }]);
+  assert.deepEqual(retry, { message: history[5], created: false }, "clientIds are remembered");
+  const next = await second.append({ user: ada, message: "after reopen" });
+  assert.ok(next.id > history[5].id);
+  assert.deepEqual(await second.after(history[5].id), [next]);
+});
+
+contract("appendMany stores a large batch in order", async (storage) => {
+  await using store = await storage.open();
+  const inputs = [...Array(1200)].map((_, index) => ({
+    user: ada,
+    message: `${index} ${"x".repeat(index % 7 === 0 ? 1500 : 10)}`,
+  }));
+  const results = await store.appendMany(inputs);
+  assert.ok(results.every((result) => result.created));
+  const saved = results.map((result) => result.message);
+  assert.deepEqual(texts(saved), inputs.map((input) => input.message));
+  const ids = saved.map((message) => message.id);
+  assert.deepEqual(ids, [...ids].sort());
+  assert.equal(new Set(ids).size, ids.length);
+  assert.deepEqual(await store.after(ids[0], 2000), saved.slice(1));
+  assert.deepEqual(await store.appendMany([]), []);
+});
+
+contract("the server API's clientIds are a key space apart from the sockets'", async (storage) => {
+  await using store = await storage.open();
+  const [bySocket, byApi] = await store.appendMany([
+    { user: ada, message: "from ada's socket", clientId: "cid-1" },
+    { user: ada, message: "from the API as ada", clientId: "cid-1", source: "api" },
+  ]);
+  assert.ok(bySocket.created && byApi.created, "neither is the other's retry");
+  const apiRetry = await store.appendMany([
+    { user: ada, message: "API retry", clientId: "cid-1", source: "api" },
+  ]);
+  assert.deepEqual(apiRetry, [{ message: byApi.message, created: false }]);
+  const socketRetry = await store.append({ user: ada, message: "socket retry", clientId: "cid-1" });
+  assert.deepEqual(socketRetry, bySocket.message);
+});
+
+contract(
+  "a repeated clientId stores one message, per user, within and across batches",
+  async (storage) => {
+    await using store = await storage.open();
+    const bob = { id: "u2", name: "Bob" };
+    const first = await store.appendMany([
+      { user: ada, message: "once", clientId: "c1" },
+      { user: ada, message: "once (retry in the same batch)", clientId: "c1" },
+      { user: bob, message: "bob's c1", clientId: "c1" },
+      { user: ada, message: "no clientId" },
+    ]);
+    assert.deepEqual(first.map((r) => r.created), [true, false, true, true]);
+    assert.equal(first[1].message, first[0].message);
+    const again = await store.append({ user: ada, message: "once (later retry)", clientId: "c1" });
+    assert.deepEqual(again, first[0].message);
+    assert.deepEqual(texts(await store.latest(10)), ["once", "bob's c1", "no clientId"]);
+    // 450 messages with 300 distinct clientIds: a repeat returns the first.
+    const many = await store.appendMany([...Array(450)].map((_, n) => ({
+      user: ada,
+      message: `m${n}`,
+      clientId: `k${n % 300}`,
+    })));
+    assert.equal(many.filter((result) => result.created).length, 300);
+    many.slice(300).forEach((result, index) => {
+      assert.equal(result.created, false);
+      assert.deepEqual(result.message, many[index].message);
+    });
+  },
+);
+
+contract("a clientId retried in another room answers with the first message", async (storage) => {
+  await using store = await storage.open();
+  const [first] = await store.appendMany([{
+    room: "team",
+    user: ada,
+    message: "a",
+    clientId: "c",
+  }]);
+  const [again] = await store.appendMany([{
+    room: "other",
+    user: ada,
+    message: "a",
+    clientId: "c",
+  }]);
+  assert.equal(again.created, false);
+  assert.deepEqual(again.message, first.message);
+  assert.deepEqual(await store.latest(10, undefined, "other"), []);
+});
+
+contract(
+  "two stores on one storage share their clientIds, even sent at once",
+  { shared: true },
+  async (storage) => {
+    await using first = await storage.open();
+    await using second = await storage.open();
+    const saved = await first.append({ user: ada, message: "shared", clientId: "same" });
+    assert.deepEqual(
+      await second.append({ user: ada, message: "shared", clientId: "same" }),
+      saved,
+    );
+    const racing = await Promise.all(
+      [...Array(10)].map((_, n) =>
+        (n % 2 === 0 ? first : second).appendMany([
+          { user: ada, message: `race ${n}`, clientId: `race-${Math.floor(n / 2)}` },
+        ])
+      ),
+    );
+    const created = racing.flat().filter((result) => result.created);
+    assert.equal(created.length, 5);
+    assert.equal((await second.latest(100)).length, 6);
+  },
+);
+
+contract("latest(limit, afterId) returns the newest messages after an id", async (storage) => {
+  await using store = await storage.open();
+  const saved = await appendEach(store, 20);
+  assert.deepEqual(await store.latest(5, saved[9].id), saved.slice(15));
+  assert.deepEqual(await store.latest(50, saved[9].id), saved.slice(10));
+  assert.deepEqual(await store.latest(5, saved[19].id), []);
+});
+
+contract("maxCount trims the oldest messages and keeps the newest", async (storage) => {
+  await using store = await storage.open({ maxCount: 60 });
+  const saved = await appendEach(store, 130);
+  const kept = await store.latest(1000);
+  assert.ok(kept.length <= 60 + 50, `trimmed as it went: ${kept.length} left`);
+  assert.deepEqual(kept, saved.slice(-kept.length), "only the oldest were removed");
+  await store.trim();
+  assert.deepEqual(await store.latest(1000), saved.slice(-60));
+});
+
+contract("maxAgeMs hides expired messages from every read", async (storage) => {
+  let now = Date.now() - 10_000;
+  await using store = await storage.open({ maxAgeMs: 5_000, now: () => now });
+  const old = await appendEach(store, 3);
+  now = Date.now();
+  const fresh = await appendEach(store, 3);
+  assert.deepEqual(await store.latest(10), fresh);
+  assert.deepEqual(await store.after(old[0].id), fresh);
+  assert.deepEqual(await store.before(fresh[2].id, 10), fresh.slice(0, 2));
+  assert.deepEqual(await store.before(old[2].id, 10), []);
+  assert.equal(await store.countAfter("general", undefined, 100), 3);
+});
+
+contract("ping answers while open and fails once closed", async (storage) => {
+  const store = await storage.open();
+  await store.ping();
+  await store.close();
+  await assert.rejects(store.ping());
+});
+
+contract("rooms keep separate histories; a message carries its room", async (storage) => {
+  await using store = await storage.open();
+  const general = await store.append({ user: ada, message: "in general" });
+  const team = await store.append({ room: "team", user: ada, message: "in team" });
+  const team2 = await store.append({ room: "team", user: ada, message: "again" });
+  assert.equal(general.room, "general");
+  assert.equal(team.room, "team");
+  assert.notEqual(team.id, general.id);
+  assert.deepEqual(await store.latest(10), [general]);
+  assert.deepEqual(await store.latest(10, undefined, "team"), [team, team2]);
+  assert.deepEqual(await store.before(team2.id, 10, "team"), [team]);
+  assert.deepEqual(await store.after(team.id, 10, "team"), [team2]);
+  assert.deepEqual(await store.latest(10, undefined, "empty"), []);
+  assert.deepEqual(await store.findMessage(team2.id), team2);
+  assert.equal(await store.countAfter("team", undefined, 100), 2);
+  assert.equal(await store.countAfter("team", team.id, 100), 1);
+  assert.equal(await store.countAfter("team", undefined, 1), 1, "counting stops at the cap");
+});
+
+contract("the default room is configurable", async (storage) => {
+  await using store = await storage.open({ defaultRoom: "lobby" });
+  const saved = await store.append({ user: ada, message: "hi" });
+  assert.equal(saved.room, "lobby");
+  assert.deepEqual(await store.latest(10, undefined, "lobby"), [saved]);
+});
+
+contract(
+  "edits and deletes apply once each; a deleted message stays as a tombstone",
+  async (storage) => {
+    await using store = await storage.open();
+    const saved = await store.append({ user: ada, message: "draft" });
+    const at = new Date("2030-01-02T03:04:05.678Z");
+    const edited = await store.changeMessage(saved.id, { message: "final" }, at);
+    assert.deepEqual(edited, { ...saved, message: "final", editedAt: at.toISOString() });
+    assert.deepEqual(await store.latest(10), [edited]);
+    const deleted = await store.changeMessage(saved.id, { deleted: true }, at);
+    assert.deepEqual(deleted, { ...saved, message: "", editedAt: at.toISOString(), deleted: true });
+    const later = new Date(at.getTime() + 1000);
+    assert.deepEqual(await store.changeMessage(saved.id, { deleted: true }, later), deleted);
+    assert.equal(await store.changeMessage(saved.id, { message: "x" }, later), undefined);
+    assert.deepEqual(await store.findMessage(saved.id), deleted);
+    const unknown = createIdGenerator()();
+    assert.equal(await store.changeMessage(unknown, { message: "x" }, later), undefined);
+  },
+);
+
+contract(
+  "concurrent changes of one message from two stores all apply",
+  { shared: true },
+  async (storage) => {
+    await using first = await storage.open();
+    await using second = await storage.open();
+    const message = await first.append({ user: ada, message: "draft" });
+    const changed = await Promise.all(
+      [...Array(16)].map((_, index) =>
+        (index % 2 === 0 ? first : second).changeMessage(
+          message.id,
+          { message: `edit ${index}` },
+          new Date(),
+        )
+      ),
+    );
+    assert.ok(changed.every((result) => result?.message.startsWith("edit")));
+    const stored = await first.findMessage(message.id);
+    assert.ok(changed.some((result) => result?.message === stored?.message));
+    const removed = await first.changeMessage(message.id, { deleted: true }, new Date());
+    assert.equal(removed?.deleted, true);
+    const late = await second.changeMessage(message.id, { message: "too late" }, new Date());
+    assert.equal(late, undefined, "a deleted message has nothing left to edit");
+  },
+);
+
+contract("read markers and memberships are per user and room", async (storage) => {
+  await using store = await storage.open();
+  const message = await store.append({ room: "team", user: ada, message: "hi" });
+  await store.setReadMarker("alice", "team", message.id);
+  assert.deepEqual(await store.readMarkers("alice", ["team", "general"]), [message.id, undefined]);
+  assert.deepEqual(await store.readMarkers("bob", ["team"]), [undefined]);
+  await store.addMembership("alice", "team");
+  await store.addMembership("alice", "dm:alice:bob");
+  await store.addMembership("bob", "dm:alice:bob");
+  assert.deepEqual(await store.memberships("alice", 10), ["dm:alice:bob", "team"]);
+  assert.deepEqual(await store.memberships("alice", 1), ["dm:alice:bob"]);
+  assert.deepEqual(await store.memberships("alice", 0), []);
+});
+
+contract(
+  "markers and memberships untouched for membershipMaxAgeMs are gone; touched ones stay",
+  async (storage) => {
+    let now = Date.now();
+    await using store = await storage.open({ membershipMaxAgeMs: 10 * DAY, now: () => now });
+    const message = await store.append({ room: "team", user: ada, message: "hi" });
+    for (const room of ["team", "quiet", "dm:alice:bob"]) {
+      await store.addMembership("alice", room);
+      await store.setReadMarker("alice", room, message.id);
+    }
+    now += 6 * DAY;
+    await store.touchRoom("alice", "team"); // sent or joined
+    await store.setReadMarker("alice", "dm:alice:bob", message.id); // read
+    now += 6 * DAY;
+    assert.deepEqual(await store.memberships("alice", 10), ["dm:alice:bob", "team"]);
+    assert.deepEqual(await store.readMarkers("alice", ["team", "quiet", "dm:alice:bob"]), [
+      message.id,
+      undefined,
+      message.id,
+    ]);
+    now += 10 * DAY;
+    assert.deepEqual(await store.memberships("alice", 10), []);
+    assert.deepEqual(await store.readMarkers("alice", ["team", "dm:alice:bob"]), [
+      undefined,
+      undefined,
+    ]);
+    // A touch does not bring back what expired; a join does.
+    await store.touchRoom("alice", "team");
+    assert.deepEqual(await store.memberships("alice", 10), []);
+    await store.addMembership("alice", "team");
+    assert.deepEqual(await store.memberships("alice", 10), ["team"]);
+  },
+);
+
+contract(
+  "one user creates a bounded number of memberships in others' room lists",
+  async (storage) => {
+    const now = Date.now();
+    await using store = await storage.open({ peerMembershipsPerMinute: 30, now: () => now });
+    const peers = [...Array(100)].map((_, index) => `peer${index}`);
+    for (const peer of peers) await store.addMembership(peer, `dm:mallory:${peer}`, "mallory");
+    const listed = await Promise.all(peers.map((peer) => store.memberships(peer, 10)));
+    assert.equal(listed.filter((rooms) => rooms.length > 0).length, 30);
+    await store.addMembership("mallory", "dm:mallory:peer99");
+    await store.addMembership("alice", "dm:alice:bob", "bob");
+    assert.deepEqual(await store.memberships("mallory", 10), ["dm:mallory:peer99"]);
+    assert.deepEqual(await store.memberships("alice", 10), ["dm:alice:bob"], "others are not held");
+  },
+);
+
+contract("bans last until their end or until lifted", async (storage) => {
+  let now = Date.now();
+  await using store = await storage.open({ now: () => now });
+  assert.equal(await store.getBan("mallory"), undefined);
+  await store.setBan("mallory", { since: now, until: now + 60_000, reason: "spam" });
+  await store.setBan("eve", { since: now });
+  assert.deepEqual(await store.getBan("mallory"), {
+    since: now,
+    until: now + 60_000,
+    reason: "spam",
+  });
+  assert.deepEqual(await store.getBan("eve"), { since: now });
+  now += 60_000;
+  assert.equal(await store.getBan("mallory"), undefined, "over at its end");
+  assert.equal(await store.deleteBan("mallory"), false);
+  assert.equal(await store.deleteBan("eve"), true);
+  assert.equal(await store.getBan("eve"), undefined);
+  assert.equal(await store.deleteBan("eve"), false);
+});
+
+contract("a reader following a room from one store never skips what another store committed", {
+  shared: true,
+  ordersAcrossStores: true,
+}, async (storage) => {
+  await using reader = await storage.open();
+  // The writers' clocks disagree by seconds: ids still follow commit order.
+  const skews = [0, -3000, 2000];
+  const writers = await Promise.all(
+    skews.map((skew) => storage.open({ now: () => Date.now() + skew })),
+  );
+  try {
+    const writing = Promise.all(writers.map(async (writer, w) => {
+      for (let batch = 0; batch < 20; batch++) {
+        await writer.appendMany([...Array(1 + (batch % 3))].map((_, n) => ({
+          room: "busy",
+          user: { id: `w${w}`, name: `W${w}` },
+          message: `${w}.${batch}.${n}`,
+        })));
+      }
+    }));
+    const followed: ChatMessage[] = [];
+    let done = false;
+    writing.finally(() => done = true);
+    for (;;) {
+      const finished = done;
+      const lastId = followed.at(-1)?.id ?? createIdGenerator(() => 0)();
+      followed.push(...await reader.after(lastId, 1000, "busy"));
+      if (finished) break;
+    }
+    await writing;
+    assert.deepEqual(followed, await reader.latest(1000, undefined, "busy"));
+    assert.equal(followed.length, 3 * (7 * 1 + 7 * 2 + 6 * 3));
+  } finally {
+    for (const writer of writers) await writer.close();
+  }
+});
