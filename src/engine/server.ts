@@ -245,7 +245,9 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       return transport;
     }
-    const session = this.clients.get(sid);
+    let session = this.clients.get(sid);
+    // Closed now if its pong is overdue, however late its timer runs: then the sid is unknown.
+    if (session?.expireIfOverdue()) session = undefined;
     if (!session) {
       if (transport === "polling" && this.#owedCloses.has(sid)) return transport;
       throw new RequestError(400, ERROR_CODES.UNKNOWN_SID, "Session ID unknown", { sid });
