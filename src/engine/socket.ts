@@ -247,7 +247,9 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
       if (packet.type === "ping" && packet.data === "probe") {
         transport.send([{ type: "pong", data: "probe" }]);
         this.emit("upgrading", transport);
-        sendNoop();
+        // No noop at once, as in engine.io: the client may send its upgrade packet right after
+        // the probe and poll again, and that GET may be read before the packet. Answered now it
+        // would see the upgrade undone; still waiting when the packet comes, it is refused.
         clearInterval(noopTimer);
         noopTimer = setInterval(sendNoop, UPGRADE_NOOP_INTERVAL_MS);
       } else if (packet.type === "upgrade" && this.readyState !== "closed") {
