@@ -14,6 +14,7 @@ import {
   until,
   waitFor,
 } from "./helpers/engine_server.ts";
+import { stall } from "./helpers/time.ts";
 
 /** Handshakes over polling and returns the server side of the session too. */
 async function openSession(target: EngineServer): Promise<{ sid: string; session: EngineSocket }> {
@@ -192,6 +193,40 @@ Deno.test("polling: a client that polls and sends but never pongs closes at ping
   assert.equal(reason, "ping timeout");
   assert.equal(await response, "1");
   assert.ok(elapsed >= 790 && elapsed < 1_150, `closed ${elapsed} ms after the handshake`);
+});
+
+Deno.test("polling: a poll after pingInterval + pingTimeout finds the session closed, however late the timers run", async () => {
+  // The official suite's case: it polls 500 ms after the handshake and wants a 400. Here neither
+  // heartbeat timer can fire before the poll is read, as on a loaded machine.
+  await using target = startEngine({ pingInterval: 300, pingTimeout: 200 });
+  const { sid, session } = await openSession(target);
+  const closed = waitFor<[string]>(session, "close");
+  stall(300 + 200 + 50);
+  const response = await request(target.url({ sid }));
+  assert.equal(response.status, 400, response.body);
+  assert.deepEqual(errorOf(response), {
+    code: ERROR_CODES.UNKNOWN_SID,
+    message: "Session ID unknown",
+  });
+  assert.equal((await closed)[0], "ping timeout");
+  assert.equal(target.engine.clientsCount, 0);
+});
+
+Deno.test("polling: a ping timer that fires late does not push the pong deadline back", async () => {
+  // The ping is due at 300 ms and the pong at 1,300 ms. The stall sends the ping 700 ms late:
+  // timed from the ping, the session would live to ~2,000 ms.
+  await using target = startEngine({ pingInterval: 300, pingTimeout: 1_000 });
+  const started = performance.now();
+  const { session } = await openSession(target);
+  const closed = waitFor<[string]>(session, "close", 5_000);
+  stall(1_000);
+  const [reason] = await closed;
+  const elapsed = performance.now() - started;
+  assert.equal(reason, "ping timeout");
+  assert.ok(
+    elapsed >= 1_290 && elapsed < 1_700,
+    `closed ${Math.round(elapsed)} ms after the handshake`,
+  );
 });
 
 Deno.test("polling: closing the session from the server answers the pending GET", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { type EngineSocket, ERROR_CODES } from "../src/engine/mod.ts";
+import { type ConnectionError, type EngineSocket, ERROR_CODES } from "../src/engine/mod.ts";
 import {
   type EngineServer,
   errorOf,
@@ -233,6 +233,36 @@ Deno.test("websocket: upgrade from polling moves the session to the websocket", 
   const received = waitFor<[string]>(session, "message");
   ws.send("4from client");
   assert.deepEqual(await received, ["from client"]);
+});
+
+Deno.test("websocket: a poll sent after the upgrade packet but read before it is refused as a late poll", async () => {
+  // The official suite sends 2probe and 5, then polls: Deno may read that GET (another
+  // connection) before either frame. Here it is read first for sure.
+  await using target = startEngine();
+  const { sid } = await pollingHandshake(target);
+  const session = target.engine.clients.get(sid)!;
+  const refusals: ConnectionError[] = [];
+  target.engine.on("connection_error", (refusal) => refusals.push(refusal));
+  await using ws = new RawWebSocket(target.url({ transport: "websocket", sid }, "ws"));
+  await ws.opened;
+  const polled = request(target.url({ sid }));
+  await until(() => session.transport.writable, 2_000, "the GET to be pending");
+  const upgraded = waitFor(session, "upgrade");
+  ws.send("2probe");
+  ws.send("5");
+  await upgraded;
+
+  const response = await polled;
+  assert.equal(response.status, 400, response.body);
+  assert.deepEqual(errorOf(response), { code: ERROR_CODES.BAD_REQUEST, message: "Bad request" });
+  assert.deepEqual(refusals.map((refusal) => refusal.context), [
+    { name: "TRANSPORT_MISMATCH", transport: "polling", previousTransport: "websocket" },
+  ]);
+  assert.equal(await ws.nextText(), "3probe");
+  const received = waitFor<[string]>(session, "message");
+  ws.send("4hello");
+  assert.deepEqual(await received, ["hello"]);
+  assert.equal(session.readyState, "open");
 });
 
 Deno.test("websocket: polling requests on an upgraded sid get 400 Bad request and the websocket carries on", () =>

@@ -70,6 +70,15 @@ export class RequestError {
   ) {}
 }
 
+/** A request on a transport its session has left: a poll after the upgrade to a WebSocket. */
+export function transportMismatch(transport: string, currentTransport: string): RequestError {
+  return new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad request", {
+    name: "TRANSPORT_MISMATCH",
+    transport,
+    previousTransport: currentTransport,
+  });
+}
+
 /** A JSON error response in the Engine.IO error shape. */
 export function errorResponse(
   status: number,

@@ -24,6 +24,7 @@ import {
   RefusalLog,
   refusalReason,
   RequestError,
+  transportMismatch,
 } from "./refusals.ts";
 import {
   BACKLOG_CEILING_FACTOR,
@@ -192,7 +193,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     try {
       const sid = url.searchParams.get("sid");
       const transport = this.#verify(request, url, sid);
-      if (sid !== null) return this.#onSessionRequest(request, headers, sid, transport);
+      // Awaited: a poll still waiting when its session upgrades is refused from there.
+      if (sid !== null) return await this.#onSessionRequest(request, headers, sid, transport);
       if (this.#allowRequest) {
         try {
           await this.#allowRequest(request, info);
@@ -245,7 +247,9 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       return transport;
     }
-    const session = this.clients.get(sid);
+    let session = this.clients.get(sid);
+    // Closed now if its pong is overdue, however late its timer runs: then the sid is unknown.
+    if (session?.expireIfOverdue()) session = undefined;
     if (!session) {
       if (transport === "polling" && this.#owedCloses.has(sid)) return transport;
       throw new RequestError(400, ERROR_CODES.UNKNOWN_SID, "Session ID unknown", { sid });
@@ -253,11 +257,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     const current = session.transport;
     if (transport === "polling" && current.name !== "polling") {
       // Late polls of an upgraded session are refused; its WebSocket carries on.
-      throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad request", {
-        name: "TRANSPORT_MISMATCH",
-        transport,
-        previousTransport: current.name,
-      });
+      throw transportMismatch(transport, current.name);
     }
     if (transport === "polling" && request.method !== "GET" && request.method !== "POST") {
       throw new RequestError(400, ERROR_CODES.BAD_REQUEST, "Bad request method", {

@@ -123,6 +123,8 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
   #writeBufferSize = 0;
   #pingIntervalTimer?: ReturnType<typeof setTimeout>;
   #pingTimeoutTimer?: ReturnType<typeof setTimeout>;
+  /** When the pong is due (`performance.now()`): see {@link expireIfOverdue}. */
+  #pongDeadline = Infinity;
   #sentSinceBacklogCheck = 0;
   /** Packets the client may still send now; unset until its first packet (a full bucket). */
   #packetTokens?: number;
@@ -208,6 +210,18 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     this.#onClose(reason);
   }
 
+  /**
+   * Closes the session ("ping timeout") when its pong is overdue, and says whether it did. Timers
+   * fire late on a busy machine: a request checked here finds the session as the heartbeat
+   * defines it (gone pingInterval + pingTimeout after the open packet or the last pong), not as
+   * a late timer left it.
+   */
+  expireIfOverdue(): boolean {
+    if (this.readyState === "closed" || performance.now() < this.#pongDeadline) return false;
+    this.#onClose("ping timeout");
+    return true;
+  }
+
   /** Starts an upgrade to `transport` (a WebSocket opened with this session's sid). */
   upgrade(transport: Transport): void {
     this.#upgradeState = "upgrading";
@@ -233,7 +247,9 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
       if (packet.type === "ping" && packet.data === "probe") {
         transport.send([{ type: "pong", data: "probe" }]);
         this.emit("upgrading", transport);
-        sendNoop();
+        // No noop at once, as in engine.io: the client may send its upgrade packet right after
+        // the probe and poll again, and that GET may be read before the packet. Answered now it
+        // would see the upgrade undone; still waiting when the packet comes, it is refused.
         clearInterval(noopTimer);
         noopTimer = setInterval(sendNoop, UPGRADE_NOOP_INTERVAL_MS);
       } else if (packet.type === "upgrade" && this.readyState !== "closed") {
@@ -277,6 +293,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     this.emit("packet", packet);
     switch (packet.type) {
       case "pong":
+        if (this.expireIfOverdue()) return;
         clearTimeout(this.#pingTimeoutTimer);
         this.#pingTimeoutTimer = undefined;
         this.#schedulePing();
@@ -298,10 +315,6 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     }
   }
 
-  /**
-   * Pings pingInterval after the open packet or the last pong; only a pong within pingTimeout of
-   * the ping keeps the session (other packets do not, as in engine.io 6).
-   */
   /** One token of the session's packet bucket (refilled at maxPacketsPerSecond, holding 10 s). */
   #takePacketToken(): boolean {
     const rate = this.options.maxPacketsPerSecond;
@@ -318,16 +331,24 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     return true;
   }
 
+  /**
+   * Pings pingInterval after the open packet or the last pong; only a pong within pingTimeout of
+   * when the ping was due keeps the session (other packets do not, as in engine.io 6).
+   */
   #schedulePing(): void {
     clearTimeout(this.#pingIntervalTimer);
+    const { pingInterval, pingTimeout } = this.options;
+    // The deadline counts from when the ping is due, as the client's own timer does: a ping
+    // timer that fires late must not push the timeout back by its lateness.
+    this.#pongDeadline = performance.now() + pingInterval + pingTimeout;
     this.#pingIntervalTimer = setTimeout(() => {
       this.#sendPacket("ping");
       clearTimeout(this.#pingTimeoutTimer);
       this.#pingTimeoutTimer = setTimeout(
         () => this.#onClose("ping timeout"),
-        this.options.pingTimeout,
+        Math.max(0, this.#pongDeadline - performance.now()),
       );
-    }, this.options.pingInterval);
+    }, pingInterval);
   }
 
   /**

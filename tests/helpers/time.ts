@@ -19,6 +19,17 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * Blocks the event loop for `ms`, as a loaded machine does now and then: timers due meanwhile
+ * fire late, and requests sent meanwhile are read after it.
+ */
+export function stall(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // Busy on purpose.
+  }
+}
+
 /** Rejects after `ms` with `what` in the message, unless `promise` settles first. */
 export function within<T>(promise: Promise<T>, ms = 2_000, what = "a promise"): Promise<T> {
   let timer: ReturnType<typeof setTimeout>;

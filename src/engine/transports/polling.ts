@@ -4,7 +4,7 @@
  * @module
  */
 import { decodePayload, encodePayload, type Packet, PacketParseError } from "../parser.ts";
-import { ERROR_CODES, errorResponse } from "../refusals.ts";
+import { ERROR_CODES, errorResponse, type RequestError, transportMismatch } from "../refusals.ts";
 import { Transport } from "../transport.ts";
 
 /** Options the polling transport needs. */
@@ -19,6 +19,8 @@ interface PendingPoll {
   request: Request;
   headers: Headers;
   resolve: (response: Response) => void;
+  /** Refuses the GET as the engine refuses a request (`connection_error`, error body). */
+  reject: (refusal: RequestError) => void;
 }
 
 /** Thrown by {@link readBodyWithin} when a body exceeds the limit. */
@@ -106,8 +108,8 @@ export class PollingTransport extends Transport {
       const payload = encodePayload([{ type: "noop" }, { type: "close" }]);
       return Promise.resolve(new Response(payload, { headers }));
     }
-    return new Promise((resolve) => {
-      const pending = { request, headers, resolve };
+    return new Promise((resolve, reject) => {
+      const pending = { request, headers, resolve, reject };
       this.#pending = pending;
       request.signal.addEventListener("abort", () => {
         if (this.#pending === pending) {
@@ -175,9 +177,17 @@ export class PollingTransport extends Transport {
     pending.resolve(new Response(encodePayload(packets), { headers: pending.headers }));
   }
 
-  /** After an upgrade the waiting GET, if any, is answered with a noop so no packet is lost. */
+  /**
+   * Dropped after an upgrade; nothing is lost, the session's buffer moves to the WebSocket. A
+   * client's poll has returned (to the upgrade's noops) before it sends the upgrade packet, so a
+   * GET still waiting was sent after that packet and read first (it came on another connection;
+   * Deno reads a WebSocket's frames one event-loop turn each): it is refused as a poll arriving
+   * after the upgrade is.
+   */
   override discard(): void {
-    this.send([{ type: "noop" }]);
+    const pending = this.#pending;
+    this.#pending = undefined;
+    pending?.reject(transportMismatch(this.name, "websocket"));
     super.discard();
   }
 
