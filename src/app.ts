@@ -173,6 +173,8 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       leave: budgetOf(config.joinLimitPerMinute),
       read: budgetOf(config.readLimitPerMinute),
       rooms: budgetOf(config.roomsLimitPerMinute),
+      // Browsing costs about what a room list does: the same allowance's size, a budget apart.
+      "rooms:browse": budgetOf(config.roomsLimitPerMinute),
       // Changing a message costs what sending one does, from the same allowance's size.
       "message:edit": { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },
       "message:delete": { perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst },

@@ -342,6 +342,48 @@ Deno.test("kv store: read markers and memberships are per user and room", async 
   assert.deepEqual(await store.memberships("alice", 1), ["dm:alice:bob"]);
 });
 
+Deno.test("kv store: listRooms pages through the rooms holding messages, by name, never a DM", async () => {
+  using store = await openKvStore(":memory:");
+  const user = { id: "u", name: "U" };
+  for (const room of ["team-b", "dm:a:b", "dm:c:d", "general", "team-a", "team-b", "dmz", "zoo"]) {
+    await store.append({ room, user, message: "hi" });
+  }
+  assert.deepEqual(await store.listRooms({ limit: 10 }), [
+    "dmz",
+    "general",
+    "team-a",
+    "team-b",
+    "zoo",
+  ]);
+  assert.deepEqual(await store.listRooms({ limit: 2 }), ["dmz", "general"]);
+  assert.deepEqual(await store.listRooms({ after: "general", limit: 2 }), ["team-a", "team-b"]);
+  assert.deepEqual(await store.listRooms({ prefix: "team-", limit: 10 }), ["team-a", "team-b"]);
+  assert.deepEqual(await store.listRooms({ prefix: "team-", after: "team-a", limit: 10 }), [
+    "team-b",
+  ]);
+  assert.deepEqual(await store.listRooms({ prefix: "d", limit: 10 }), ["dmz"]);
+  assert.deepEqual(await store.listRooms({ prefix: "team-", after: "a", limit: 10 }), [
+    "team-a",
+    "team-b",
+  ]);
+  assert.deepEqual(await store.listRooms({ prefix: "x", limit: 10 }), []);
+  assert.deepEqual(await store.listRooms({ limit: 0 }), []);
+});
+
+Deno.test("kv store: listRooms leaves out a room whose messages have all expired", async () => {
+  let now = Date.now();
+  using store = new KvMessageStore(await Deno.openKv(":memory:"), {
+    generateId: createIdGenerator(() => now),
+    maxAgeMs: 60_000,
+    now: () => now,
+  });
+  const user = { id: "u", name: "U" };
+  await store.append({ room: "old", user, message: "long ago" });
+  now += 120_000;
+  await store.append({ room: "new", user, message: "just now" });
+  assert.deepEqual(await store.listRooms({ limit: 10 }), ["new"]);
+});
+
 Deno.test("kv store: messages stored before rooms move into the default room on open, once", async () => {
   await using temp = await tempFile({ suffix: ".kv" });
   const path = temp.path;

@@ -11,6 +11,7 @@ import { checkEventArguments } from "../payloads.ts";
 import { type RateLimit, RateLimiter } from "../rate_limit.ts";
 import {
   type ChatContext,
+  onBrowseRooms,
   onDelete,
   onEdit,
   onHistory,
@@ -43,6 +44,7 @@ const EVENTS: Record<keyof ClientToServerEvents, EventSpec> = {
   leave: { handle: onLeave },
   read: { handle: onRead },
   rooms: { handle: onRooms },
+  "rooms:browse": { handle: onBrowseRooms },
   "message:edit": { handle: onEdit },
   "message:delete": { handle: onDelete },
 };

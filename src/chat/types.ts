@@ -9,6 +9,7 @@ import type { Identity } from "../auth.ts";
 import type { User } from "../types.ts";
 import type {
   Ack,
+  BrowseAck,
   ChangeAck,
   HistoryAck,
   JoinAck,
@@ -31,6 +32,7 @@ export interface ClientToServerEvents {
   leave: (payload: unknown, ack?: Ack<OkAck>) => void;
   read: (payload: unknown, ack?: Ack<OkAck>) => void;
   rooms: (payload: unknown, ack?: Ack<RoomsAck>) => void;
+  "rooms:browse": (payload: unknown, ack?: Ack<BrowseAck>) => void;
   "message:edit": (payload: unknown, ack?: Ack<ChangeAck>) => void;
   "message:delete": (payload: unknown, ack?: Ack<ChangeAck>) => void;
 }
