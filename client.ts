@@ -25,6 +25,7 @@
  * @module
  */
 import type {
+  BrowseAck,
   ChangeAck,
   HistoryAck,
   JoinAck,
@@ -79,6 +80,13 @@ export interface ReadPayload {
   lastId: string;
 }
 
+/** `rooms:browse`: a page of the rooms this user may join, those starting with `prefix`. */
+export interface BrowsePayload {
+  prefix?: string;
+  /** The previous page's `next`. */
+  after?: string;
+}
+
 /** Events a client sends, with their acks. */
 export interface ClientToServerEvents {
   message: (payload: MessagePayload, ack: (result: MessageAck) => void) => void;
@@ -89,6 +97,7 @@ export interface ClientToServerEvents {
   leave: (payload: RoomPayload, ack: (result: OkAck) => void) => void;
   read: (payload: ReadPayload, ack: (result: OkAck) => void) => void;
   rooms: (ack: (result: RoomsAck) => void) => void;
+  "rooms:browse": (payload: BrowsePayload, ack: (result: BrowseAck) => void) => void;
   "message:edit": (
     payload: { id: string; message: string },
     ack: (result: ChangeAck) => void,

@@ -8,9 +8,17 @@
  * stock Socket.IO browser client, which `/socket.io/socket.io.min.js` puts on `window.io`. User
  * text is only ever set as text.
  */
-import { Budget, characterCount, describe, dmRoom, isRoomId } from "./format.js";
+import {
+  Budget,
+  characterCount,
+  cleanToken,
+  describe,
+  describeLoginError,
+  dmRoom,
+  isRoomId,
+} from "./format.js";
 import { Outbox } from "./outbox.js";
-import { make, Rooms } from "./rooms.js";
+import { devBadge, make, Rooms } from "./rooms.js";
 import { mintDevToken, Session } from "./session.js";
 
 /** @typedef {import("./format.js").User} User */
@@ -19,6 +27,10 @@ import { mintDevToken, Session } from "./session.js";
 /** @typedef {import("./rooms.js").Room} Room */
 /** @typedef {{ ok: true, messages: ChatMessage[], hasMore: boolean } | { ok: false, error: ChatError }} HistoryAck */
 /** @typedef {{ room: string, unread: number, lastMessage?: ChatMessage }} RoomSummary */
+/**
+ * @typedef {{ ok: true, rooms: { room: string }[], next?: string, patterns: string[] }
+ *   | { ok: false, error: ChatError }} BrowseAck
+ */
 /** @typedef {{ maxMessageLength: number, defaultRoom: string, devLogin: boolean }} PageConfig */
 /**
  * The parts of a socket.io-client `Socket` this page uses.
@@ -45,6 +57,8 @@ const HISTORY_PAGE = 50;
 const FOLLOW_SLACK_PX = 80;
 /** The room list is asked for as the server allows (`rooms`: 12 a minute, 2 at once)… */
 const ROOMS_BUDGET = { burst: 2, intervalMs: 5000 };
+/** Room browsing is asked for as the server allows (`rooms:browse`: 12 a minute, 2 at once). */
+const BROWSE_BUDGET = { burst: 2, intervalMs: 5000 };
 /** …when messages arrive, and this often anyway, for DMs others start. */
 const ROOMS_POLL_MS = 30_000;
 /** A read marker waits this long for more messages before it is sent. */
@@ -73,6 +87,7 @@ const view = {
   devLogin: /** @type {HTMLFormElement} */ (element("dev-login")),
   devName: /** @type {HTMLInputElement} */ (element("dev-name")),
   tokenLogin: /** @type {HTMLFormElement} */ (element("token-login")),
+  tokenBox: /** @type {HTMLDetailsElement} */ (element("token-box")),
   tokenInput: /** @type {HTMLTextAreaElement} */ (element("token-input")),
   loginError: element("login-error"),
   chat: element("chat"),
@@ -87,6 +102,19 @@ const view = {
   newMessages: /** @type {HTMLButtonElement} */ (element("new-messages")),
   typing: element("typing"),
   notice: element("notice"),
+  outboxStatus: element("outbox-status"),
+  outboxSummary: element("outbox-summary"),
+  retryNow: /** @type {HTMLButtonElement} */ (element("retry-now")),
+  browse: /** @type {HTMLButtonElement} */ (element("browse")),
+  roomDialog: /** @type {HTMLDialogElement} */ (element("room-dialog")),
+  roomForm: /** @type {HTMLFormElement} */ (element("room-form")),
+  roomDialogClose: /** @type {HTMLButtonElement} */ (element("room-dialog-close")),
+  roomSearch: /** @type {HTMLInputElement} */ (element("room-search")),
+  roomRules: element("room-rules"),
+  roomResults: element("room-results"),
+  roomMore: /** @type {HTMLButtonElement} */ (element("room-more")),
+  roomDialogError: element("room-dialog-error"),
+  roomCreate: /** @type {HTMLButtonElement} */ (element("room-create")),
   composer: /** @type {HTMLFormElement} */ (element("composer")),
   input: /** @type {HTMLTextAreaElement} */ (element("message-input")),
   counter: element("counter"),
@@ -160,16 +188,51 @@ const outbox = new Outbox({
     return socket.timeout(ACK_TIMEOUT_MS).emitWithAck("message", payload);
   },
   onChange(entry) {
-    const { room, hadFocus } = rooms.drawOutgoing(entry, () => outbox.retry(entry));
+    const { room, hadFocus } = rooms.drawOutgoing(entry, {
+      retry: () => outbox.retry(entry),
+      discard: () => {
+        outbox.discard(entry);
+        rooms.removeOutgoing(entry.room, entry.clientId);
+        view.input.focus();
+        renderOutboxStatus();
+      },
+      waiting: socket?.connected ? "Waiting to send…" : "Waiting for the connection…",
+    });
     // Retry pressed from the keyboard: the focus goes on to the message box, not to the page.
     if (hadFocus) view.input.focus();
     if (room.id === rooms.current) updateEmpty();
+    renderOutboxStatus();
   },
   onDelivered(entry, message) {
     const room = rooms.removeOutgoing(entry.room, entry.clientId);
     noteArrivals(room, addMessages(room, [message]));
+    renderOutboxStatus();
   },
+  onHold: () => renderOutboxStatus(),
+  storage: globalThis.localStorage,
 });
+/** @type {ReturnType<typeof setInterval> | undefined} */
+let holdCountdown;
+
+/** One line for everything waiting to go out, with Retry now while a rate limit holds it. */
+function renderOutboxStatus() {
+  const waiting = outbox.waiting;
+  const heldUntil = outbox.heldUntil;
+  view.outboxStatus.hidden = waiting === 0 ||
+    (heldUntil === undefined && socket?.connected === true);
+  view.retryNow.hidden = heldUntil === undefined;
+  const count = waiting === 1 ? "1 message" : `${waiting} messages`;
+  if (heldUntil !== undefined) {
+    const seconds = Math.max(1, Math.ceil((heldUntil - Date.now()) / 1000));
+    view.outboxSummary.textContent =
+      `${count} waiting: you are sending too fast. Sending again in ${seconds} s, in order.`;
+    holdCountdown ??= setInterval(renderOutboxStatus, 1000);
+    return;
+  }
+  clearInterval(holdCountdown);
+  holdCountdown = undefined;
+  view.outboxSummary.textContent = `${count} will be sent when the connection is back.`;
+}
 
 // ---- rooms
 
@@ -275,15 +338,9 @@ async function join(room) {
  * @param {ChatError} error
  */
 function refuseRoom(room, error) {
-  room.state = "none";
-  showNotice(describe(error));
-  if (!room.listed && room.messages.length === 0) {
-    rooms.forget(room.id);
-    if (room.id === rooms.current) {
-      history.replaceState(null, "", `#${settings.defaultRoom}`);
-      showRoom(settings.defaultRoom);
-    }
-  }
+  room.state = "refused";
+  // The notice stays with the room: it goes once the person moves on, with the room.
+  showNotice(describe(error), room);
   renderRooms();
 }
 
@@ -298,6 +355,13 @@ function showRoom(id) {
     previous.scrollTop = view.scroller.scrollTop;
     announceTyping(false);
     void sendRead(previous);
+    // A room that refused us and holds nothing goes, and what was said about it with it.
+    if (previous.state === "refused") {
+      delete previous.notice;
+      if (!previous.listed && previous.messages.length === 0 && previous.outgoing.size === 0) {
+        rooms.forget(previous.id);
+      }
+    }
   }
   rooms.current = id;
   const room = rooms.visible();
@@ -308,17 +372,22 @@ function showRoom(id) {
   updateLoadOlder();
   updateEmpty();
   renderTyping();
+  renderNotice();
   if (room.following || room.scrollTop === undefined) scrollToEnd();
   else view.scroller.scrollTop = room.scrollTop;
   if (room.state === "none") void join(room);
-  else markRead(room);
+  else if (room.state === "joined") markRead(room);
   renderRooms();
 }
 
 /** The room's name where it shows: heading, log, message box and document title. */
 function showRoomName() {
   const label = rooms.label(rooms.current);
-  view.roomTitle.replaceChildren(make("bdi", "", label));
+  const dm = rooms.isDm(rooms.current);
+  view.roomTitle.replaceChildren(
+    ...dm ? [make("span", "room-kind", "Direct message with ")] : [],
+    make("bdi", "", label),
+  );
   rooms.visible().log.setAttribute("aria-label", `Messages in ${label}`);
   view.input.setAttribute("aria-label", `Message ${label}`);
   updateUnseen();
@@ -401,10 +470,26 @@ function setStatus(state, text) {
   view.presenceStale.hidden = connected || socket === undefined;
 }
 
-/** @param {string} [text] */
-function showNotice(text) {
-  view.notice.hidden = !text;
-  view.notice.textContent = text ?? "";
+/**
+ * Says something about a room (the one on screen by default); cleared with no text.
+ * @param {string} [text]
+ * @param {Room} [room]
+ */
+function showNotice(text, room = rooms.visible()) {
+  if (text) room.notice = text;
+  else delete room.notice;
+  if (room.id === rooms.current) renderNotice();
+}
+
+function renderNotice() {
+  const room = rooms.visible();
+  view.notice.hidden = !room.notice;
+  const browse = make("button", "quiet", "Browse rooms");
+  browse.setAttribute("type", "button");
+  browse.addEventListener("click", () => openRoomDialog());
+  view.notice.replaceChildren(
+    ...room.notice ? [room.notice, ...room.state === "refused" ? [" ", browse] : []] : [],
+  );
 }
 
 function isFollowing() {
@@ -447,7 +532,7 @@ function renderPresence() {
     const name = make("bdi", "name", user.name);
     if (user.id === rooms.me?.id) {
       const row = make("span", "person-row");
-      row.append(avatar, name, make("span", "you", "(you)"));
+      row.append(avatar, name, ...devBadge(user), make("span", "you", "(you)"));
       item.append(row);
       return item;
     }
@@ -455,7 +540,9 @@ function renderPresence() {
     const button = make("button", "person-row person-button");
     button.setAttribute("type", "button");
     button.title = `Message ${user.name} directly`;
-    button.append(avatar, make("span", "sr-only", "Message "), name);
+    const action = make("span", "dm-action", "Message");
+    action.setAttribute("aria-hidden", "true");
+    button.append(avatar, make("span", "sr-only", "Message "), name, ...devBadge(user), action);
     button.addEventListener("click", () => startDirectMessage(user));
     item.append(button);
     return item;
@@ -541,6 +628,140 @@ function announceTyping(typing) {
   socket.emit("typing", { room: rooms.current, typing });
 }
 
+// ---- finding and creating rooms
+
+const browseBudget = new Budget(BROWSE_BUDGET.burst, BROWSE_BUDGET.intervalMs);
+/** What browsing found: the rooms starting with `prefix`, every page so far. */
+const browsing = {
+  prefix: "",
+  /** @type {string[]} */
+  rooms: [],
+  /** @type {string | undefined} */
+  next: undefined,
+  /** @type {string[]} */
+  patterns: [],
+  loaded: false,
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  timer: undefined,
+};
+
+/**
+ * Asks the server for a page of the rooms this user may join.
+ * @param {string} prefix
+ * @param {string} [after]
+ */
+async function browseRooms(prefix, after) {
+  view.roomDialogError.textContent = "";
+  const wait = browseBudget.wait();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  if (!socket?.connected) {
+    view.roomDialogError.textContent = "Not connected: the rooms show once the chat is back.";
+    return;
+  }
+  browseBudget.take();
+  try {
+    /** @type {BrowseAck} */
+    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck(
+      "rooms:browse",
+      after === undefined ? { prefix } : { prefix, after },
+    );
+    if (!ack.ok) {
+      view.roomDialogError.textContent = describe(ack.error);
+      return;
+    }
+    if (after === undefined) browsing.rooms = [];
+    browsing.prefix = prefix;
+    browsing.rooms.push(...ack.rooms.map((entry) => entry.room));
+    browsing.next = ack.next;
+    browsing.patterns = ack.patterns;
+    browsing.loaded = true;
+  } catch {
+    view.roomDialogError.textContent = "No answer from the server; try again.";
+  }
+  renderRoomDialog();
+}
+
+/** The search box as a room id: lower case, no leading #, spaces as hyphens. */
+function searchedRoom() {
+  return view.roomSearch.value.trim().toLowerCase().replace(/^#/, "").replace(/\s+/g, "-");
+}
+
+/** @param {string} room */
+function mayJoin(room) {
+  return browsing.patterns.some((pattern) =>
+    pattern.endsWith("*") ? room.startsWith(pattern.slice(0, -1)) : pattern === room
+  );
+}
+
+function renderRoomDialog() {
+  const query = searchedRoom();
+  const shown = browsing.rooms.filter((room) => room.startsWith(query));
+  const items = shown.map((room) => {
+    const item = make("li", "");
+    const link = /** @type {HTMLAnchorElement} */ (make("a", "room-result"));
+    link.href = `#${room}`;
+    link.append(make("bdi", "room-name", `#${room}`));
+    const known = rooms.all().find((candidate) => candidate.id === room);
+    if (known?.state === "joined") link.append(make("span", "joined", "joined"));
+    link.addEventListener("click", () => view.roomDialog.close());
+    item.append(link);
+    return item;
+  });
+  if (!browsing.loaded) items.push(make("li", "hint", "Looking for rooms…"));
+  else if (shown.length === 0) items.push(make("li", "hint", "No room by that name yet."));
+  view.roomResults.replaceChildren(...items);
+  view.roomMore.hidden = browsing.next === undefined;
+  const prefixes = browsing.patterns.filter((pattern) => pattern.endsWith("*"))
+    .map((pattern) => `${pattern.slice(0, -1)}…`);
+  const creatable = query !== "" && isRoomId(query) && !query.startsWith("dm:") &&
+    !shown.includes(query) && mayJoin(query);
+  view.roomCreate.hidden = !creatable;
+  view.roomCreate.textContent = `Create #${query}`;
+  view.roomRules.textContent = !browsing.loaded
+    ? ""
+    : prefixes.length === 0
+    ? "This server lets you use the rooms listed here only."
+    : `New rooms can be named ${prefixes.join(" or ")} (lower-case letters, digits, - _ .).`;
+  if (query !== "" && browsing.loaded && !shown.includes(query) && !creatable) {
+    view.roomRules.textContent += ` #${query} is not a room you may create here.`;
+  }
+}
+
+function openRoomDialog() {
+  view.roomDialogError.textContent = "";
+  view.roomSearch.value = "";
+  if (!view.roomDialog.open) view.roomDialog.showModal();
+  view.roomSearch.focus();
+  renderRoomDialog();
+  void browseRooms("");
+}
+
+view.browse.addEventListener("click", () => openRoomDialog());
+view.roomDialogClose.addEventListener("click", () => view.roomDialog.close());
+view.roomSearch.addEventListener("input", () => {
+  renderRoomDialog();
+  // The list in hand holds every room under its prefix: narrowing it needs no question.
+  const query = searchedRoom();
+  clearTimeout(browsing.timer);
+  if (browsing.next === undefined && query.startsWith(browsing.prefix)) return;
+  if (!/^[a-z0-9_.-]*$/.test(query)) return;
+  browsing.timer = setTimeout(() => void browseRooms(query), 300);
+});
+view.roomMore.addEventListener("click", () => void browseRooms(browsing.prefix, browsing.next));
+view.roomForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const room = searchedRoom();
+  const first = view.roomResults.querySelector("a");
+  if (!view.roomCreate.hidden) {
+    view.roomDialog.close();
+    location.hash = `#${room}`;
+    view.input.focus();
+  } else if (first) {
+    view.roomDialog.close();
+    first.click();
+  }
+});
+
 // ---- connection
 
 /** @param {Session} current */
@@ -548,11 +769,14 @@ function connect(current) {
   session = current;
   rooms.me = current.user;
   if (rooms.me) rooms.names.set(rooms.me.id, rooms.me.name);
-  view.me.replaceChildren(...rooms.me ? ["Signed in as ", make("bdi", "", rooms.me.name)] : []);
+  view.me.replaceChildren(
+    ...rooms.me ? ["Signed in as ", make("bdi", "", rooms.me.name), ...devBadge(rooms.me)] : [],
+  );
   view.login.hidden = true;
   view.chat.hidden = false;
   view.logout.hidden = false;
   setStatus("connecting", "Connecting…");
+  if (rooms.me) outbox.restore(rooms.me.id);
   showRoom(roomFromHash());
   updateComposer();
   view.input.focus();
@@ -586,7 +810,8 @@ function connect(current) {
 
   on("connect", () => {
     setStatus("connected", "Connected");
-    showNotice();
+    if (connectProblem) showNotice();
+    connectProblem = false;
     view.tokenInput.value = "";
     if (!connection.recovered) {
       rooms.get(settings.defaultRoom);
@@ -600,6 +825,7 @@ function connect(current) {
       }
     }
     outbox.setConnection("connected");
+    redrawOutgoing();
     current.keepRenewed(async (token) => {
       if (!connection.connected) return;
       const ack = await connection.timeout(ACK_TIMEOUT_MS).emitWithAck("auth:refresh", { token });
@@ -611,6 +837,7 @@ function connect(current) {
     amTyping = false;
     clearAllTyping();
     stopRoomsRefresh();
+    redrawOutgoing();
     if (connection.active) {
       setStatus("reconnecting", "Reconnecting…");
       outbox.setConnection("reconnecting");
@@ -627,7 +854,7 @@ function connect(current) {
   });
   on("connect_error", (/** @type {Error & { data?: ChatError }} */ error) => {
     const code = error.data?.code;
-    if (code && LOGIN_AGAIN.has(code)) return logout(describe({ code }));
+    if (code && LOGIN_AGAIN.has(code)) return logout(describeLoginError(error.data ?? { code }));
     if (connection.active) {
       setStatus("reconnecting", "Reconnecting…");
       outbox.setConnection("reconnecting");
@@ -635,6 +862,7 @@ function connect(current) {
     }
     setStatus("disconnected", "Disconnected");
     outbox.setConnection("offline");
+    connectProblem = true;
     showNotice(code ? describe({ code }) : `Could not connect: ${error.message}`);
   });
   on("error", (/** @type {ChatError} */ error) => {
@@ -707,6 +935,19 @@ function connect(current) {
   });
 }
 
+/** Whether the notice on screen is about connecting (cleared once connected). */
+let connectProblem = false;
+
+/** Redraws what waits to go out, which says whether it waits for the connection. */
+function redrawOutgoing() {
+  for (const room of rooms.all()) {
+    for (const entry of outbox.entriesOf(room.id)) {
+      if (entry.state === "queued") outbox.redraw(entry);
+    }
+  }
+  renderOutboxStatus();
+}
+
 /** @param {string} [reason] */
 function logout(reason) {
   const pasted = session !== undefined && !session.isDev;
@@ -717,6 +958,7 @@ function logout(reason) {
   connection?.disconnect();
   stopRoomsRefresh();
   outbox.clear();
+  renderOutboxStatus();
   rooms.clear();
   rooms.me = undefined;
   online.clear();
@@ -741,6 +983,9 @@ function showLogin(reason, pasted = false) {
   view.login.hidden = false;
   view.loginError.textContent = reason ?? "";
   view.devLogin.hidden = !settings.devLogin;
+  // One card: with dev login the token form folds under "I have a token"; without, it is the card.
+  view.tokenBox.classList.toggle("only", !settings.devLogin);
+  if (!settings.devLogin || pasted) view.tokenBox.open = true;
   (settings.devLogin && !pasted ? view.devName : view.tokenInput).focus();
 }
 
@@ -748,7 +993,7 @@ function showLogin(reason, pasted = false) {
 
 view.tokenLogin.addEventListener("submit", (event) => {
   event.preventDefault();
-  const token = view.tokenInput.value.trim();
+  const token = cleanToken(view.tokenInput.value);
   if (token === "") return;
   view.loginError.textContent = "";
   // The box keeps the token until the server accepts it, so a rejected one can be fixed.

@@ -11,11 +11,11 @@
  */
 /** @typedef {{ code: string, message?: string, retryAfterMs?: number }} ChatError */
 
-/** Plain-words versions of the server's error codes, and of the page's own `offline`. */
+/** Plain-words versions of the server's error codes, and of the page's own `no_answer`. */
 const ERROR_SENTENCES = /** @type {Record<string, string>} */ ({
   auth_required: "No token was sent. Log in again.",
   invalid_token: "The server did not accept this token. Log in again.",
-  token_expired: "Your login has expired. Log in again.",
+  token_expired: "This token has expired. Log in again, or mint a new one.",
   auth_unavailable: "The server cannot check tokens right now. Try again in a moment.",
   too_many_connections: "You have too many chat tabs open. Close one, then reconnect.",
   invalid_payload: "The server did not understand that request.",
@@ -24,7 +24,6 @@ const ERROR_SENTENCES = /** @type {Record<string, string>} */ ({
   forbidden: "Your login does not allow that.",
   too_many_rooms: "You are in too many rooms at once; reload the page to start afresh.",
   internal: "Something went wrong on the server; nothing was sent. Try again.",
-  offline: "You were offline; nothing was sent.",
   no_answer: "The server did not answer; it may not have been sent.",
 });
 
@@ -39,6 +38,54 @@ export function describe(error) {
   }
   if (error.code === "forbidden" && error.message) sentence += ` (${error.message})`;
   return sentence;
+}
+
+/** What the server's `invalid_token` messages (src/auth.ts) mean, in the page's words. */
+const TOKEN_PROBLEMS = /** @type {[RegExp, string][]} */ ([
+  [/malformed/, "That is not a token: a JWT is three parts joined by dots (eyJ….eyJ….…)."],
+  [
+    /signature is invalid/,
+    "This token was not signed by this server: it was minted with another JWT_SECRET or key.",
+  ],
+  [/algorithm/, "This token is signed with an algorithm this server does not accept."],
+  [/not valid yet/, "This token is not valid yet (its nbf is in the future)."],
+  [/subject|no issuer|issuer|audience|kid|key set/, "The server did not accept this token: "],
+]);
+
+/**
+ * Why a login failed, from `connect_error`'s `data`: expired, not signed here, malformed…
+ * @param {ChatError} error
+ */
+export function describeLoginError(error) {
+  if (error.code === "invalid_token" && error.message) {
+    for (const [pattern, sentence] of TOKEN_PROBLEMS) {
+      if (!pattern.test(error.message)) continue;
+      return sentence.endsWith(": ") ? `${sentence}${error.message}.` : sentence;
+    }
+    return `The server did not accept this token: ${error.message}.`;
+  }
+  return describe(error);
+}
+
+/**
+ * A pasted token as the server wants it: without spaces, quotes or a leading `Bearer `.
+ * @param {string} pasted
+ */
+export function cleanToken(pasted) {
+  return pasted.trim().replace(/^bearer\s+/i, "").replace(/^["']|["']$/g, "").trim();
+}
+
+/** Dev login mints only `dev-` user ids (src/page.ts), so no real user can look like one. */
+const DEV_ID_PREFIX = "dev-";
+/** The server API publishes as this user (src/api.ts). */
+export const SYSTEM_USER_ID = "system";
+
+/**
+ * Whether a user came from dev login.
+ * @param {User} user
+ */
+export function isDevUser(user) {
+  return user.id.startsWith(DEV_ID_PREFIX);
 }
 
 /**

@@ -1,9 +1,11 @@
 // @ts-check
 /**
- * Messages on their way to the server. Each keeps its `clientId` from the first try to the last,
- * so the server stores it once however often it is sent. A message is delivered, or stays here
- * marked failed with the reason until the person retries it: none is ever dropped. No DOM here;
- * the page draws each entry from `onChange`.
+ * Messages on their way to the server, sent one at a time in the order they were written. Each
+ * keeps its `clientId` from the first try to the last, so the server stores it once however
+ * often it is sent, and each is kept in the browser's storage until the server has it: a reload
+ * sends what was left. A rate limit holds the queue until the server's `retryAfterMs`, then it
+ * goes on by itself; only a refusal that waiting cannot fix marks a message failed, for the
+ * person to retry or discard. No DOM here; the page draws from `onChange` and `onHold`.
  */
 
 /** @typedef {import("./format.js").ChatMessage} ChatMessage */
@@ -14,54 +16,70 @@
  */
 /** @typedef {{ room: string, message: string, clientId: string }} MessagePayload */
 /**
- * One message on its way: `sending` (sent, no ack yet), `waiting` (for the connection), or
- * `failed` (with the `error` that stopped it).
+ * One message on its way: `queued` (for its turn, the connection or the end of a rate limit),
+ * `sending` (sent, no ack yet) or `failed` (with the `error` that stopped it).
  * @typedef {{
  *   clientId: string,
  *   room: string,
  *   text: string,
  *   createdAt: string,
- *   state: "sending" | "waiting" | "failed",
+ *   seq: number,
+ *   state: "queued" | "sending" | "failed",
+ *   attempts: number,
  *   error?: ChatError,
  * }} OutboxEntry
  */
+/** @typedef {"connected" | "reconnecting" | "offline"} ConnectionState */
 /**
- * "connected"; "reconnecting" (the client is trying); "offline" (it has stopped trying).
- * @typedef {"connected" | "reconnecting" | "offline"} ConnectionState
+ * The part of the Web Storage API the outbox uses (`localStorage`, or a stand-in in tests).
+ * @typedef {{
+ *   readonly length: number,
+ *   key(index: number): string | null,
+ *   getItem(key: string): string | null,
+ *   setItem(key: string, value: string): void,
+ *   removeItem(key: string): void,
+ * }} OutboxStorage
  */
 /**
  * @typedef {{
  *   send(payload: MessagePayload): Promise<MessageAck>,
  *   onChange(entry: OutboxEntry): void,
  *   onDelivered(entry: OutboxEntry, message: ChatMessage): void,
- *   offlineLimitMs?: number,
+ *   onHold?(until: number | undefined): void,
+ *   storage?: OutboxStorage,
  *   sendAttempts?: number,
  *   newId?: () => string,
+ *   now?: () => number,
  * }} OutboxOptions
  */
 
-/** How long a message waits for a lost connection before it is marked failed. */
-export const OFFLINE_LIMIT_MS = 20_000;
 /** Sends of one message without an answer before it is marked failed. */
 export const SEND_ATTEMPTS = 3;
-/** After Retry, a message refused as `rate_limited` is sent again when allowed, this often. */
-export const PATIENT_ATTEMPTS = 6;
-
-/** @param {number} ms */
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Where entries are kept: `chat.outbox.<user id>.<clientId>`. */
+export const STORAGE_PREFIX = "chat.outbox.";
 
 export class Outbox {
   /** @type {OutboxEntry[]} */
   #entries = [];
   /** @type {ConnectionState} */
   #connection = "offline";
-  /** @type {Set<(online: boolean) => void>} */
-  #waiters = new Set();
+  /** Until when the server asked us to wait (ms since epoch); 0 when not held. */
+  #heldUntil = 0;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #holdTimer;
+  #pumping = false;
+  /** @type {string | undefined} */
+  #userId;
+  #seq = 0;
   #options;
 
   /** @param {OutboxOptions} options */
   constructor(options) {
     this.#options = options;
+  }
+
+  #now() {
+    return (this.#options.now ?? Date.now)();
   }
 
   /**
@@ -72,8 +90,52 @@ export class Outbox {
     return this.#entries.filter((entry) => entry.room === room);
   }
 
+  /** Until when a rate limit holds the queue (ms since epoch), or undefined. */
+  get heldUntil() {
+    return this.#heldUntil > this.#now() ? this.#heldUntil : undefined;
+  }
+
+  /** How many messages wait to be sent (not failed). */
+  get waiting() {
+    return this.#entries.filter((entry) => entry.state !== "failed").length;
+  }
+
   /**
-   * Sends `text` to `room`; the entry is reported at once, and again as it changes.
+   * Takes up the messages `userId` left unsent in this browser (a reload, another tab closed),
+   * in the order they were written, and sends them under their own `clientId`s.
+   * @param {string} userId
+   */
+  restore(userId) {
+    this.#userId = userId;
+    const storage = this.#options.storage;
+    if (!storage) return;
+    const prefix = `${STORAGE_PREFIX}${userId}.`;
+    /** @type {OutboxEntry[]} */
+    const found = [];
+    for (let index = 0; index < storage.length; index++) {
+      const key = storage.key(index);
+      if (!key?.startsWith(prefix)) continue;
+      try {
+        const saved = JSON.parse(storage.getItem(key) ?? "null");
+        if (this.#entries.some((entry) => entry.clientId === saved.clientId)) continue;
+        if (typeof saved.text !== "string" || typeof saved.room !== "string") continue;
+        found.push({ ...saved, state: "queued", attempts: 0 });
+      } catch {
+        storage.removeItem(key);
+      }
+    }
+    found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.seq - b.seq);
+    for (const entry of found) {
+      this.#seq = Math.max(this.#seq, entry.seq);
+      this.#entries.push(entry);
+      this.#options.onChange(entry);
+    }
+    void this.#pump();
+  }
+
+  /**
+   * Sends `text` to `room` after what is already queued; the entry is reported at once, and
+   * again as it changes.
    * @param {string} room
    * @param {string} text
    */
@@ -83,87 +145,130 @@ export class Outbox {
       clientId: (this.#options.newId ?? (() => crypto.randomUUID()))(),
       room,
       text,
-      createdAt: new Date().toISOString(),
-      state: "sending",
+      createdAt: new Date(this.#now()).toISOString(),
+      seq: ++this.#seq,
+      state: "queued",
+      attempts: 0,
     };
     this.#entries.push(entry);
+    this.#save(entry);
     this.#options.onChange(entry);
-    void this.#deliver(entry, false);
+    void this.#pump();
     return entry;
   }
 
   /**
-   * Sends a failed entry again with the same `clientId`; a rate limit is waited out this time.
+   * Queues a failed entry again, with the same `clientId`.
    * @param {OutboxEntry} entry
    */
   retry(entry) {
     if (entry.state !== "failed" || !this.#entries.includes(entry)) return;
-    void this.#deliver(entry, true);
+    entry.attempts = 0;
+    this.#update(entry, "queued");
+    void this.#pump();
+  }
+
+  /**
+   * Drops an entry that was not sent (the person gave up on it).
+   * @param {OutboxEntry} entry
+   */
+  discard(entry) {
+    if (entry.state === "sending" || !this.#entries.includes(entry)) return;
+    this.#remove(entry);
+  }
+
+  /** Ends a rate-limit hold now: the queue is sent again at once. */
+  retryNow() {
+    this.#hold(0);
+    void this.#pump();
+  }
+
+  /**
+   * Reports an entry again, as it is (its circumstances changed: the connection came or went).
+   * @param {OutboxEntry} entry
+   */
+  redraw(entry) {
+    if (this.#entries.includes(entry)) this.#options.onChange(entry);
   }
 
   /** @param {ConnectionState} state */
   setConnection(state) {
     this.#connection = state;
-    if (state === "reconnecting") return;
-    for (const wake of this.#waiters) wake(state === "connected");
-    this.#waiters.clear();
+    if (state === "connected") void this.#pump();
   }
 
-  /** Forgets every entry (on logout). */
+  /** Forgets the entries here (on logout); the browser's storage keeps them for the next login. */
   clear() {
     this.#entries = [];
-    this.setConnection("offline");
+    this.#userId = undefined;
+    this.#hold(0);
+    this.#connection = "offline";
   }
 
-  /**
-   * @param {OutboxEntry} entry
-   * @param {boolean} patient whether to wait out a rate limit rather than fail
-   */
-  async #deliver(entry, patient) {
-    const payload = { room: entry.room, message: entry.text, clientId: entry.clientId };
-    const attempts = patient ? PATIENT_ATTEMPTS : SEND_ATTEMPTS;
-    for (let attempt = 1;; attempt++) {
-      if (this.#connection !== "connected") {
-        this.#update(entry, "waiting");
-        if (!await this.#connected()) return this.#fail(entry, { code: "offline" });
+  /** Sends queued entries one at a time, in order, while connected and not held. */
+  async #pump() {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#connection === "connected" && this.heldUntil === undefined) {
+        const entry = this.#entries.find((candidate) => candidate.state === "queued");
+        if (!entry) break;
+        await this.#sendOne(entry);
       }
-      this.#update(entry, "sending");
-      /** @type {MessageAck} */
-      let ack;
-      try {
-        ack = await this.#options.send(payload);
-      } catch {
-        // No ack in time. The server may have it: the same clientId makes a resend harmless.
-        if (attempt >= attempts) return this.#fail(entry, { code: "no_answer" });
-        continue;
-      }
-      if (!this.#entries.includes(entry)) return;
-      if (ack.ok) {
-        this.#entries.splice(this.#entries.indexOf(entry), 1);
-        this.#options.onDelivered(entry, ack.message);
-        return;
-      }
-      if (!patient || ack.error.code !== "rate_limited" || attempt >= attempts) {
-        return this.#fail(entry, ack.error);
-      }
-      await sleep(ack.error.retryAfterMs ?? 1000);
+    } finally {
+      this.#pumping = false;
     }
   }
 
-  /** Resolves true once connected, false once offline for good or after the offline limit. */
-  #connected() {
-    if (this.#connection === "connected") return Promise.resolve(true);
-    if (this.#connection === "offline") return Promise.resolve(false);
-    return new Promise((resolve) => {
-      /** @param {boolean} online */
-      const wake = (online) => {
-        clearTimeout(timer);
-        this.#waiters.delete(wake);
-        resolve(online);
-      };
-      const timer = setTimeout(() => wake(false), this.#options.offlineLimitMs ?? OFFLINE_LIMIT_MS);
-      this.#waiters.add(wake);
-    });
+  /** @param {OutboxEntry} entry */
+  async #sendOne(entry) {
+    this.#update(entry, "sending");
+    /** @type {MessageAck} */
+    let ack;
+    try {
+      ack = await this.#options.send({
+        room: entry.room,
+        message: entry.text,
+        clientId: entry.clientId,
+      });
+    } catch {
+      if (!this.#entries.includes(entry)) return;
+      // No ack in time. The server may have it: the same clientId makes a resend harmless. A
+      // lost connection is no fault of the message: it waits for the next one.
+      const counts = this.#connection === "connected";
+      if (counts) entry.attempts++;
+      if (entry.attempts >= (this.#options.sendAttempts ?? SEND_ATTEMPTS)) {
+        return this.#fail(entry, { code: "no_answer" });
+      }
+      return this.#update(entry, "queued");
+    }
+    if (!this.#entries.includes(entry)) return;
+    if (ack.ok) {
+      this.#remove(entry);
+      this.#options.onDelivered(entry, ack.message);
+      return;
+    }
+    if (ack.error.code === "rate_limited") {
+      this.#update(entry, "queued");
+      this.#hold(this.#now() + (ack.error.retryAfterMs ?? 1000));
+      return;
+    }
+    this.#fail(entry, ack.error);
+  }
+
+  /** @param {number} until */
+  #hold(until) {
+    clearTimeout(this.#holdTimer);
+    this.#heldUntil = until;
+    const wait = until - this.#now();
+    if (wait > 0) {
+      this.#holdTimer = setTimeout(() => {
+        this.#heldUntil = 0;
+        this.#options.onHold?.(undefined);
+        void this.#pump();
+      }, wait);
+    }
+    this.#options.onHold?.(wait > 0 ? until : undefined);
   }
 
   /**
@@ -182,8 +287,29 @@ export class Outbox {
    * @param {ChatError} error
    */
   #fail(entry, error) {
-    if (!this.#entries.includes(entry)) return;
     entry.error = error;
     this.#update(entry, "failed");
+  }
+
+  /** @param {OutboxEntry} entry */
+  #remove(entry) {
+    this.#entries.splice(this.#entries.indexOf(entry), 1);
+    if (this.#userId !== undefined) {
+      this.#options.storage?.removeItem(`${STORAGE_PREFIX}${this.#userId}.${entry.clientId}`);
+    }
+  }
+
+  /** @param {OutboxEntry} entry */
+  #save(entry) {
+    if (this.#userId === undefined) return;
+    const { clientId, room, text, createdAt, seq } = entry;
+    try {
+      this.#options.storage?.setItem(
+        `${STORAGE_PREFIX}${this.#userId}.${clientId}`,
+        JSON.stringify({ clientId, room, text, createdAt, seq }),
+      );
+    } catch {
+      // Storage full or off: the message is still sent from memory.
+    }
   }
 }

@@ -11,7 +11,9 @@ import {
   dmPeer,
   formatTime,
   HueAssigner,
+  isDevUser,
   linkSegments,
+  SYSTEM_USER_ID,
 } from "./format.js";
 
 /** @typedef {import("./format.js").User} User */
@@ -21,14 +23,16 @@ import {
  * A room as the page knows it. `state`: not joined, joining (its history is on the way) or
  * joined; the page rejoins every room it is in after a reconnect. `catchUp` gathers the history
  * `load`s of a (re)connection until the room's `loaded`. `readWanted` is the newest message seen
- * on screen; `readSent` the newest the server has stored as read.
+ * on screen; `readSent` the newest the server has stored as read. `notice` is what the page has
+ * to say about this room (a refusal), shown while it is on screen and gone with it.
  * @typedef {{
  *   id: string,
  *   log: HTMLElement,
  *   messages: ChatMessage[],
  *   items: Map<string, HTMLElement>,
  *   outgoing: Map<string, HTMLElement>,
- *   state: "none" | "joining" | "joined",
+ *   state: "none" | "joining" | "joined" | "refused",
+ *   notice?: string,
  *   hasMore: boolean,
  *   unread: number,
  *   listed: boolean,
@@ -56,6 +60,17 @@ export function make(tag, className, text) {
   node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+/**
+ * A small "dev" tag for a user from dev login: anyone may log in under any name there.
+ * @param {User} user
+ */
+export function devBadge(user) {
+  if (!isDevUser(user)) return [];
+  const badge = make("span", "dev-badge", "dev");
+  badge.title = "Dev login: anyone can pick this name";
+  return [badge];
 }
 
 export class Rooms {
@@ -121,6 +136,14 @@ export class Rooms {
   clear() {
     for (const room of this.#rooms.values()) clearTimeout(room.readTimer);
     this.#rooms.clear();
+  }
+
+  /**
+   * Whether `id` is one of this user's DMs.
+   * @param {string} id
+   */
+  isDm(id) {
+    return this.me !== undefined && dmPeer(id, this.me.id) !== undefined;
   }
 
   /**
@@ -208,11 +231,12 @@ export class Rooms {
   }
 
   /**
-   * Draws (or redraws in place) a message of the outbox, below the room's stored messages.
+   * Draws (or redraws in place) a message of the outbox, below the room's stored messages. A
+   * queued one says why it waits (`waiting`); a failed one says why and offers Retry and Discard.
    * @param {OutboxEntry} entry
-   * @param {() => void} retry
+   * @param {{ retry: () => void, discard: () => void, waiting: string }} actions
    */
-  drawOutgoing(entry, retry) {
+  drawOutgoing(entry, { retry, discard, waiting }) {
     const room = this.get(entry.room);
     const author = this.me ?? { id: "", name: "You" };
     const item = this.#render({ user: author, createdAt: entry.createdAt, message: entry.text });
@@ -220,12 +244,16 @@ export class Rooms {
     item.dataset.clientId = entry.clientId;
     const status = make("p", "delivery");
     if (entry.state === "failed" && entry.error) {
-      const button = make("button", "quiet retry", "Retry");
-      button.setAttribute("type", "button");
-      button.addEventListener("click", retry);
-      status.append(`Not sent: ${describe(entry.error)} `, button);
+      const again = make("button", "quiet retry", "Retry");
+      again.setAttribute("type", "button");
+      again.addEventListener("click", retry);
+      const drop = make("button", "quiet retry", "Discard");
+      drop.setAttribute("type", "button");
+      drop.setAttribute("aria-label", "Discard this unsent message");
+      drop.addEventListener("click", discard);
+      status.append(`Not sent: ${describe(entry.error)} `, again, drop);
     } else {
-      status.textContent = entry.state === "waiting" ? "Waiting for the connection…" : "Sending…";
+      status.textContent = entry.state === "sending" ? "Sending…" : waiting;
     }
     item.append(status);
     const old = room.outgoing.get(entry.clientId);
@@ -277,6 +305,13 @@ export class Rooms {
     const item = make("li", "");
     const link = /** @type {HTMLAnchorElement} */ (make("a", "room-link"));
     link.href = `#${room.id}`;
+    if (this.isDm(room.id)) {
+      const peer = /** @type {string} */ (dmPeer(room.id, this.me?.id ?? ""));
+      const label = this.label(room.id);
+      const avatar = make("span", `avatar small ${this.hues.classOf(peer)}`, [...label][0] ?? "?");
+      avatar.setAttribute("aria-hidden", "true");
+      link.append(avatar, make("span", "sr-only", "Direct message with "));
+    }
     link.append(make("bdi", "room-name", this.label(room.id)));
     if (room.id === this.current) link.setAttribute("aria-current", "page");
     if (room.unread > 0) {
@@ -297,14 +332,18 @@ export class Rooms {
     const item = make("article", "message");
     if (continued) item.classList.add("continued");
     if (this.me && message.user.id === this.me.id) item.classList.add("mine");
+    const system = message.user.id === SYSTEM_USER_ID;
+    if (system) item.classList.add("system");
     const header = make("div", "meta");
     // <bdi> and dir="auto" keep a right-to-left (or direction-overriding) name or text to itself.
-    const author = make("bdi", `author ${this.hues.classOf(message.user.id)}`, message.user.name);
+    const author = system
+      ? make("bdi", "author", message.user.name)
+      : make("bdi", `author ${this.hues.classOf(message.user.id)}`, message.user.name);
     const time =
       /** @type {HTMLTimeElement} */ (make("time", "time", formatTime(message.createdAt)));
     time.dateTime = message.createdAt;
     time.title = new Date(message.createdAt).toLocaleString();
-    header.append(author, time);
+    header.append(author, ...devBadge(message.user), time);
     if (message.deleted) {
       item.classList.add("deleted");
       item.append(header, make("p", "text removed", "This message was deleted."));

@@ -1,9 +1,10 @@
-import { decodeJwt } from "jose";
+import { decodeJwt, SignJWT } from "jose";
 import assert from "node:assert/strict";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { ChatSocket } from "../src/chat/mod.ts";
 import { type Config, DEFAULTS } from "../src/config.ts";
 import { type PageOptions, pageRoutes } from "../src/http/page.ts";
+import { signToken } from "../src/auth.ts";
 import {
   ChatClient,
   SECRET,
@@ -275,7 +276,8 @@ step(
     await bob.locator(SENT).nth(before.length - 1).waitFor();
     assert.deepEqual(await messageTexts(bob), before);
     assert.equal(await bob.locator("#load-older").isHidden(), true);
-    assert.equal(await bob.locator("#me").textContent(), "Signed in as Bob");
+    assert.equal(await bob.locator("#me bdi").textContent(), "Bob");
+    assert.equal(await bob.locator("#me .dev-badge").textContent(), "dev");
     assert.equal(await bob.evaluate(() => "__pwned" in globalThis), false);
     await bob.locator("#online-count", { hasText: "2" }).waitFor();
 
@@ -322,6 +324,36 @@ step(
     await waitForMessage(bob, "Anyone in red?");
     assert.deepEqual(await sidebar(bob), ["#general", "#team-red"]);
 
+    // A room by the Browse / create control: Bob creates one, Alice finds it there and joins.
+    await bob.getByRole("button", { name: "Browse / create room" }).click();
+    await bob.locator("#room-results .room-result", { hasText: "#team-red" }).waitFor();
+    await bob.locator("#room-search").fill("Team Blue");
+    await bob.getByRole("button", { name: "Create #team-blue" }).click();
+    await bob.locator("#room-title", { hasText: "#team-blue" }).waitFor();
+    assert.equal(await focused(bob), "message-input");
+    await send(bob, "Blue team starts here.");
+    await waitForMessage(bob, "Blue team starts");
+    await alice.getByRole("button", { name: "Browse / create room" }).click();
+    assert.equal(await alice.locator("#room-dialog").getAttribute("open"), "");
+    await alice.locator("#room-search").fill("team-b");
+    await alice.locator(".room-result", { hasText: "#team-blue" }).click();
+    await waitForMessage(alice, "Blue team starts");
+    assert.deepEqual(await sidebar(alice), ["#general", "#team-blue", "#team-red"]);
+    // A name outside PUBLIC_ROOMS cannot be created, and the dialog says which names can.
+    await alice.getByRole("button", { name: "Browse / create room" }).click();
+    await alice.locator("#room-search").fill("ops");
+    await alice.locator("#room-rules", { hasText: "#ops is not a room you may create" }).waitFor();
+    assert.match(await alice.locator("#room-rules").textContent() ?? "", /named team-…/);
+    assert.equal(await alice.locator("#room-create").isHidden(), true);
+    await alice.keyboard.press("Escape");
+    // A refusal belongs to its room: said there, gone once the person moves on.
+    await alice.evaluate(() => location.hash = "#ops");
+    await alice.locator("#notice", { hasText: 'you may not use room "ops"' }).waitFor();
+    await alice.locator(".room-link", { hasText: "#team-red" }).click();
+    await alice.locator("#room-title", { hasText: "#team-red" }).waitFor();
+    assert.equal(await alice.locator("#notice").isHidden(), true);
+    assert.deepEqual(await sidebar(alice), ["#general", "#team-blue", "#team-red"]);
+
     // A reload stays in the room of the hash.
     await alice.reload();
     await connected(alice);
@@ -331,7 +363,7 @@ step(
 
     // A DM from the presence list: dm:<a>:<b>, the two ids sorted.
     await bob.getByRole("button", { name: "Message Alice" }).click();
-    await bob.locator("#room-title", { hasText: "Alice" }).waitFor();
+    await bob.locator("#room-title", { hasText: "Direct message with Alice" }).waitFor();
     assert.equal(decodeURIComponent(new URL(bob.url()).hash), "#dm:dev-alice:dev-bob");
     assert.equal(await focused(bob), "message-input");
     await send(bob, "Psst, Alice.");
@@ -341,10 +373,10 @@ step(
     await send(bob, "Lunch at noon, everyone?");
     await alice.locator(".room-link", { hasText: "Bob" }).locator(".badge", { hasText: "1" })
       .waitFor({ timeout: 10_000 });
-    assert.deepEqual(await sidebar(alice), ["#general 1", "#team-red", "Bob 1"]);
+    assert.deepEqual(await sidebar(alice), ["#general 1", "#team-blue", "#team-red", "Bob 1"]);
     await alice.locator(".room-link", { hasText: "Bob" }).click();
     await waitForMessage(alice, "Psst");
-    assert.deepEqual(await sidebar(alice), ["#general 1", "#team-red", "Bob"]);
+    assert.deepEqual(await sidebar(alice), ["#general 1", "#team-blue", "#team-red", "Bob"]);
     // The read marker is the newest message of the room on screen.
     const psst = await alice.locator(SENT).last().getAttribute("data-id");
     for (let tries = 0; tries < 50; tries++) {
@@ -362,10 +394,11 @@ step(
     await alice.locator('#status[data-state="disconnected"]').waitFor();
     assert.equal(await alice.locator("#people").getAttribute("class"), "people stale");
     assert.equal(await alice.locator("#presence-stale").isVisible(), true);
+    // Offline, a message waits for the connection, however long, and says so once.
     await send(alice, "Are you still there?");
-    const failed = alice.locator(`${LOG} .message.failed`);
-    await failed.waitFor();
-    assert.match(await failed.locator(".delivery").textContent() ?? "", /offline/);
+    await alice.locator(`${LOG} .outgoing .delivery`, { hasText: "Waiting for the connection" })
+      .waitFor();
+    await alice.locator("#outbox-status", { hasText: "1 message will be sent when" }).waitFor();
 
     // Missed meanwhile, in three rooms.
     await send(bob, "While you were away: general.");
@@ -384,8 +417,8 @@ step(
       "team-red",
     ]);
     await waitForMessage(alice, "just us");
-    await failed.getByRole("button", { name: "Retry" }).click();
     await waitForMessage(alice, "Are you still there?");
+    assert.equal(await alice.locator("#outbox-status").isHidden(), true);
     await waitForMessage(bob, "Are you still there?");
     assert.equal(await alice.locator(`${LOG} .outgoing`).count(), 0);
     assert.deepEqual(await messageTexts(alice), [
@@ -393,7 +426,7 @@ step(
       "While you were away: just us.",
       "Are you still there?",
     ]);
-    assert.deepEqual(await sidebar(alice), ["#general 2", "#team-red 1", "Bob"]);
+    assert.deepEqual(await sidebar(alice), ["#general 2", "#team-blue", "#team-red 1", "Bob"]);
     await alice.locator(".room-link", { hasText: "#team-red" }).click();
     await waitForMessage(alice, "While you were away: red.");
     assert.deepEqual(await messageTexts(alice), [
@@ -408,7 +441,7 @@ step(
 );
 
 step(
-  "sending: a burst of 23 is each sent or failed with Retry, Retry delivers, and the box follows the server's limit",
+  "sending: a burst of 23 goes in order, the 3 over the rate limit wait behind one line, survive a reload and go by themselves; the box follows the server's limit",
   async (browser) => {
     // The chat's clock stands still while the burst is typed, so no budget refills however slowly
     // the keys go in, and runs on from there for the retries.
@@ -431,28 +464,39 @@ step(
       await dora.keyboard.insertText(text);
       await dora.keyboard.press("Enter");
     }
-    // The server takes 20 at once, then one a second: the rest fail, each with its reason.
-    const pending = dora.locator(`${LOG} .outgoing.pending`);
-    await gone(dora, `${LOG} .pending`);
-    const failed = dora.locator(`${LOG} .message.failed`);
-    const failedTexts = await failed.locator(".text").allTextContents();
+    // The server takes 20 at once; the other 3 wait behind one line, not a red card each.
+    const status = dora.locator("#outbox-status", { hasText: "3 messages waiting" });
+    await status.waitFor();
+    assert.match(await status.textContent() ?? "", /sending too fast\. Sending again in \d+ s/);
+    await waitForMessage(dora, "Burst 20");
+    assert.equal(await dora.locator(`${LOG} .failed`).count(), 0);
+    assert.deepEqual(await dora.locator(`${LOG} .outgoing .text`).allTextContents(), [
+      "Burst 21",
+      "Burst 22",
+      "Burst 23",
+    ]);
+    // Retry now asks again at once: the clock still stands, so they go on waiting.
+    await dora.getByRole("button", { name: "Retry now" }).click();
+    await status.waitFor();
+    // A reload keeps them: they come back from the browser's storage, still waiting.
+    await dora.reload();
+    await connected(dora);
+    await dora.locator(`${LOG} .outgoing`).nth(2).waitFor();
+    assert.deepEqual(await dora.locator(`${LOG} .outgoing .text`).allTextContents(), [
+      "Burst 21",
+      "Burst 22",
+      "Burst 23",
+    ]);
+    await status.waitFor();
+    // Once the server's wait is over they go by themselves, in order, each stored once.
     behind = Date.now() - pausedAt;
     pausedAt = undefined;
-    assert.equal(failedTexts.length, 3, "the three past the burst of 20 are refused");
-    assert.deepEqual([...await messageTexts(dora), ...failedTexts].sort(), [...burst].sort());
-    for (const reason of await failed.locator(".delivery").allTextContents()) {
-      assert.match(
-        reason,
-        /^Not sent: You are sending messages too fast\. Try again in \d+ s\. Retry$/,
-      );
-    }
-    const retry = dora.getByRole("button", { name: "Retry" });
-    while (await retry.count() > 0) await retry.first().click();
-    await gone(dora, `${LOG} .outgoing`, 10_000);
-    assert.equal(await pending.count(), 0);
-    assert.deepEqual((await messageTexts(dora)).sort(), [...burst].sort());
+    await gone(dora, `${LOG} .outgoing`, 20_000);
+    assert.deepEqual(await messageTexts(dora), burst);
     await erin.waitFor(() => erin.live.length === burst.length, "the whole burst");
-    assert.deepEqual(erin.live.map((message) => message.message).sort(), [...burst].sort());
+    assert.deepEqual(erin.live.map((message) => message.message), burst);
+    assert.equal(await status.isHidden(), true);
+    assert.equal(await dora.evaluate("localStorage.length"), 0);
 
     // The counter counts against the server's limit, and the page refuses what it would.
     await input.fill("x".repeat(120));
@@ -514,13 +558,35 @@ step(
     const [socket] = socketsOf(chat.server, "dev-kim");
     const firstExpiry = decodeJwt(socket.handshake.auth.token).exp! * 1000;
 
+    assert.equal(await kim.locator("#me .dev-badge").textContent(), "dev");
+
+    // One login card: the token form is folded under dev login, and says what is wrong.
     const mallory = await chat.visit("Mallory");
-    await mallory.locator("#token-input").fill("not-a-token");
+    await mallory.locator("#dev-name").waitFor();
+    assert.equal(await mallory.locator("#token-input").isVisible(), false);
+    await mallory.getByText("I have a token").click();
+    const other = await signToken("another-secret-that-is-long-enough", { sub: "mallory" });
+    const expired = await new SignJWT({}).setProtectedHeader({ alg: "HS256" })
+      .setSubject("mallory").setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+      .sign(new TextEncoder().encode(SECRET));
+    const problems: [string, string][] = [
+      ["not-a-token", "That is not a token"],
+      [other, "not signed by this server"],
+      [expired, "This token has expired"],
+    ];
+    for (const [token, problem] of problems) {
+      await mallory.locator("#token-input").fill(token);
+      await mallory.locator("#token-input").press("Enter");
+      await mallory.locator("#login-error", { hasText: problem }).waitFor();
+      assert.equal(await mallory.locator("#token-input").inputValue(), token);
+      assert.equal(await focused(mallory), "token-input");
+      assert.equal(await mallory.locator("#chat").isHidden(), true);
+    }
+    // A token pasted with its "Bearer " is taken as the token.
+    await mallory.locator("#token-input").fill(`Bearer ${await tokenFor("mallory", "Mallory")}`);
     await mallory.locator("#token-input").press("Enter");
-    await mallory.locator("#login-error", { hasText: "did not accept this token" }).waitFor();
-    assert.equal(await mallory.locator("#token-input").inputValue(), "not-a-token");
-    assert.equal(await focused(mallory), "token-input");
-    assert.equal(await mallory.locator("#chat").isHidden(), true);
+    await connected(mallory);
+    assert.equal(await mallory.locator("#me").textContent(), "Signed in as Mallory");
 
     // Past the first token's expiry the same connection still sends: auth:refresh moved it on.
     await new Promise((resolve) =>
@@ -655,6 +721,14 @@ step(
         const suffix = colorScheme === "light" ? "" : "-dark";
         await ada.screenshot({ path: `docs/screenshot${suffix}.png` });
       }
+      // The room dialog, by keyboard: opened, searched, closed with Escape.
+      await ada.getByRole("button", { name: "Browse / create room" }).focus();
+      await ada.keyboard.press("Enter");
+      await ada.locator(".room-result", { hasText: "#team-red" }).waitFor();
+      assert.equal(await focused(ada), "room-search");
+      assert.deepEqual(await seriousViolations(ada, axe.source), [], `dialog, ${colorScheme}`);
+      await ada.keyboard.press("Escape");
+      assert.equal(await ada.locator("#room-dialog").getAttribute("open"), null);
     }
 
     // On a phone the rooms and people become strips above the messages; nothing runs off.
@@ -664,6 +738,100 @@ step(
     assert.equal(await ada.locator("#message-input").isVisible(), true);
     if (UPDATE_SCREENSHOTS) await ada.screenshot({ path: "docs/screenshot-phone.png" });
 
+    assert.deepEqual(chat.problems, []);
+  },
+);
+
+/** Where an element is on screen, or undefined when it is not shown. */
+function box(page: Page, selector: string) {
+  return page.locator(selector).first().boundingBox();
+}
+
+/** Where the text of the first element matching `selector` starts, in whole pixels. */
+function textLeft(page: Page, selector: string): Promise<number> {
+  return page.evaluate(`(() => {
+    const range = document.createRange();
+    range.selectNodeContents(document.querySelector(${JSON.stringify(selector)}));
+    return Math.round(range.getBoundingClientRect().x);
+  })()`);
+}
+
+step(
+  "layout: after 60 messages the document never scrolls at desktop and phone sizes, light and dark; only the panes do",
+  async (browser) => {
+    await using chat = await startBrowserChat(browser, {
+      rateLimitBurst: 100,
+      apiKey: "layout-test-api-key",
+    });
+    const erin = await chat.client("erin", "Erin");
+    const dora = await chat.open("Dora");
+    // Two in a row from one author, again and again: the groups that once pushed the page down.
+    for (let i = 1; i <= 60; i++) {
+      const ack = await erin.send({ message: `Message ${i}: ${"words ".repeat(i % 7)}` });
+      assert.ok(ack.ok);
+    }
+    // A message from the server API is the system's, and looks it.
+    const published = await fetch(`${chat.server.url}/api/v1/rooms/general/messages`, {
+      method: "POST",
+      headers: {
+        Authorization: "Bearer layout-test-api-key",
+        "Content-Type": "application/json",
+      },
+      body: JSON.stringify({ message: "Maintenance at noon" }),
+    });
+    assert.equal(published.status, 201);
+    await published.body?.cancel();
+    await waitForMessage(dora, "Maintenance at noon");
+    await waitForMessage(dora, "Message 60");
+    assert.equal(await dora.locator(`${SENT}.system`).count(), 1);
+    assert.equal(await dora.locator(`${SENT}.system .author`).textContent(), "System");
+
+    const sizes = [{ width: 1280, height: 800 }, { width: 390, height: 844 }];
+    for (const size of sizes) {
+      for (const colorScheme of ["light", "dark"] as const) {
+        const where = `${size.width}×${size.height} ${colorScheme}`;
+        await dora.setViewportSize(size);
+        await dora.emulateMedia({ colorScheme });
+        const page = await dora.evaluate(`({
+          width: document.documentElement.scrollWidth,
+          height: document.documentElement.scrollHeight,
+        })`);
+        assert.deepEqual(page, size, `${where}: the document is the viewport`);
+        // Scrolling over any pane leaves the header and the composer where they are.
+        for (const pane of ["#scroller", ".rooms", "#people"]) {
+          const paneBox = await box(dora, pane);
+          assert.ok(paneBox, `${where}: ${pane} is shown`);
+          await dora.mouse.move(paneBox.x + 5, paneBox.y + 5);
+          await dora.mouse.wheel(0, -2000);
+          await dora.mouse.wheel(0, 2000);
+          assert.equal(await dora.evaluate("scrollY"), 0, `${where}: ${pane}`);
+          assert.equal((await box(dora, ".bar"))?.y, 0, `${where}: ${pane}`);
+          const composer = await box(dora, "#composer");
+          assert.ok(composer && composer.y + composer.height <= size.height + 0.5, where);
+        }
+        // The messages scroll within their pane.
+        const scroller = await dora.locator("#scroller").evaluate((node) => ({
+          scrollHeight: node.scrollHeight,
+          clientHeight: node.clientHeight,
+        }));
+        assert.ok(scroller.scrollHeight > scroller.clientHeight, `${where}: the log scrolls`);
+        if (size.width > 600) {
+          // The sidebar's text lines up with the header's, and Online names look like buttons.
+          const title = await textLeft(dora, ".bar h1");
+          assert.equal(await textLeft(dora, ".rooms h2"), title, `${where}: sidebar heading`);
+          assert.equal(await textLeft(dora, ".room-name"), title, `${where}: room name`);
+          assert.equal(await dora.locator("#presence .dm-action").first().isVisible(), true);
+        } else {
+          // On a phone the room shows once, in the strip, not again as a heading.
+          const heading = await box(dora, "#room-title");
+          assert.ok(heading && heading.width <= 1, `${where}: the room's heading is not shown`);
+        }
+        type Styles = { getComputedStyle(node: unknown): { cursor: string } };
+        const cursor = await dora.locator("#presence .person-button").first()
+          .evaluate((node) => (globalThis as unknown as Styles).getComputedStyle(node).cursor);
+        assert.equal(cursor, "pointer");
+      }
+    }
     assert.deepEqual(chat.problems, []);
   },
 );

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { signToken } from "../src/auth.ts";
-import type { JoinAck, OkAck, RoomsAck } from "../src/chat/mod.ts";
+import type { BrowseAck, JoinAck, OkAck, RoomsAck } from "../src/chat/mod.ts";
+import { BROWSE_PAGE } from "../src/chat/handlers.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { ChatClient, SECRET, sleep, startChat, within } from "./helpers/chat_server.ts";
 import { tempDir } from "./helpers/dispose.ts";
@@ -127,6 +128,96 @@ Deno.test("rooms: a token's rooms claim opens its rooms and patterns, nothing el
   assert.equal(!refused.ok && refused.error.code, "forbidden");
   const malformed = await ask<JoinAck>(plain, "join", { room: "Not A Room" });
   assert.equal(!malformed.ok && malformed.error.code, "invalid_payload");
+});
+
+/** The rooms of a `rooms:browse` ack, or its refusal's code. */
+async function browse(client: ChatClient, payload?: unknown): Promise<string[] | string> {
+  const ack = await ask<BrowseAck>(client, "rooms:browse", payload);
+  return ack.ok ? ack.rooms.map((entry) => entry.room) : ack.error.code;
+}
+
+Deno.test("rooms:browse: the rooms a user may join, by name, a page at a time", async () => {
+  await using server = await startChat({
+    publicRooms: ["general", "team-*"],
+    roomsLimitPerMinute: 600,
+  });
+  const user = { id: "seed", name: "Seed" };
+  const teams = Array.from(
+    { length: BROWSE_PAGE + 5 },
+    (_, i) => `team-${String(i).padStart(2, "0")}`,
+  );
+  for (const room of teams) await server.store.append({ room, user, message: "hi" });
+  using alice = await ChatClient.join(server.url, "alice");
+  const first = await ask<BrowseAck>(alice, "rooms:browse", {});
+  assert.ok(first.ok);
+  assert.equal(first.rooms.length, BROWSE_PAGE);
+  // general has no message yet: named in PUBLIC_ROOMS, it is listed all the same.
+  assert.deepEqual(first.rooms.slice(0, 2), [{ room: "general" }, { room: "team-00" }]);
+  assert.deepEqual(first.patterns, ["general", "team-*"]);
+  assert.equal(first.next, first.rooms.at(-1)?.room);
+  const second = await ask<BrowseAck>(alice, "rooms:browse", { after: first.next });
+  assert.ok(second.ok && second.next === undefined);
+  assert.deepEqual(
+    [...first.rooms, ...second.rooms].map((entry) => entry.room),
+    ["general", ...teams],
+  );
+  assert.deepEqual(await browse(alice, { prefix: "team-5" }), teams.filter((r) => r >= "team-5"));
+  assert.deepEqual(await browse(alice, { prefix: "gen" }), ["general"]);
+  assert.deepEqual(await browse(alice, { prefix: "zzz" }), []);
+  // A payload may be left out.
+  assert.equal((await browse(alice)).length, BROWSE_PAGE);
+});
+
+Deno.test("rooms:browse: never a DM, nor a room outside the user's public and claimed patterns", async () => {
+  await using server = await startChat({
+    publicRooms: ["general", "team-*"],
+    roomsLimitPerMinute: 600,
+  });
+  const user = { id: "seed", name: "Seed" };
+  for (const room of ["team-red", "secret-plans", "ops", "dm:alice:bob", "dm:carol:dave"]) {
+    await server.store.append({ room, user, message: "hi" });
+  }
+  using alice = await ChatClient.join(server.url, "alice");
+  using mallory = await joinWithRooms(server.url, "mallory", ["*", "dm:*", "secret-*"]);
+  assert.deepEqual(await browse(alice), ["general", "team-red"]);
+  assert.deepEqual(await browse(alice, { prefix: "dm" }), []);
+  assert.deepEqual(await browse(alice, { prefix: "secret" }), []);
+  // A claim of every named room lists them all, and still no DM, not even by prefix.
+  assert.deepEqual(await browse(mallory), ["general", "ops", "secret-plans", "team-red"]);
+  assert.deepEqual(await browse(mallory, { prefix: "d" }), []);
+  assert.deepEqual(await browse(mallory, { after: "dm:alice:bob" }), [
+    "general",
+    "ops",
+    "secret-plans",
+    "team-red",
+  ]);
+});
+
+Deno.test("rooms:browse: a bad payload is invalid_payload", async () => {
+  await using server = await startChat({ roomsLimitPerMinute: 600 });
+  using alice = await ChatClient.join(server.url, "alice");
+  const bad = [
+    5,
+    "team",
+    [1],
+    { prefix: "Team" },
+    { prefix: 5 },
+    { prefix: "x".repeat(65) },
+    { after: "Not a room" },
+    { after: 7 },
+  ];
+  for (const payload of bad) {
+    assert.equal(await browse(alice, payload), "invalid_payload", JSON.stringify(payload));
+  }
+});
+
+Deno.test("rooms:browse: over its budget (the size of the rooms list's) it is rate_limited", async () => {
+  await using server = await startChat({ roomsLimitPerMinute: 6 });
+  using alice = await ChatClient.join(server.url, "alice");
+  assert.deepEqual(await browse(alice), ["general"]);
+  const refused = await ask<BrowseAck>(alice, "rooms:browse", {});
+  assert.equal(!refused.ok && refused.error.code, "rate_limited");
+  assert.ok(!refused.ok && (refused.error.retryAfterMs ?? 0) > 0);
 });
 
 Deno.test("rooms: read markers drive the unread counts of the rooms list", async () => {

@@ -40,6 +40,8 @@ Deno.test("client.ts: a typed socket.io-client speaks every event the server ans
   assert.deepEqual(read, { ok: true });
   const rooms = await socket.emitWithAck("rooms");
   assert.ok(rooms.ok && rooms.rooms.some((summary) => summary.room === "team-a"));
+  const browsed = await socket.emitWithAck("rooms:browse", { prefix: "team-" });
+  assert.ok(browsed.ok && browsed.rooms.some((entry) => entry.room === "team-a"));
   const refreshed = await socket.emitWithAck("auth:refresh", { token: await tokenFor("typed") });
   assert.ok(refreshed.ok);
   socket.emit("typing", { room: "team-a", typing: true });

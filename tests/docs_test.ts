@@ -223,7 +223,8 @@ function shellCommands(block: CodeBlock): ShellCommand[] {
       const env: Record<string, string> = {};
       while (list.length > 0 && ASSIGNMENT.test(list[0])) {
         const [, name, value] = list.shift()!.match(ASSIGNMENT)!;
-        env[name] = value;
+        // The shell removes the quotes of `PUBLIC_ROOMS="general,team-*"`.
+        env[name] = value.replace(/^(["'])(.*)\1$/s, "$2");
       }
       if (isExport || list.length === 0) Object.assign(exported, env);
       else commands.push({ where, env: { ...exported, ...env }, words: list });

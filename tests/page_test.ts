@@ -22,7 +22,7 @@ import {
   linkSegments,
   renewalDelay,
 } from "../public/format.js";
-import { Outbox, type OutboxEntry } from "../public/outbox.js";
+import { Outbox } from "../public/outbox.js";
 import { SECRET, startChat } from "./helpers/chat_server.ts";
 
 /** The page routes alone behind the HTTP handler, on an ephemeral port. */
@@ -348,11 +348,35 @@ Deno.test("page: the rooms budget allows a burst, then one per interval", () => 
 
 type Ack = Awaited<ReturnType<ConstructorParameters<typeof Outbox>[0]["send"]>>;
 
+/** A `localStorage` stand-in. */
+class MemoryStorage {
+  #items = new Map<string, string>();
+  get length() {
+    return this.#items.size;
+  }
+  key(index: number) {
+    return [...this.#items.keys()][index] ?? null;
+  }
+  getItem(key: string) {
+    return this.#items.get(key) ?? null;
+  }
+  setItem(key: string, value: string) {
+    this.#items.set(key, value);
+  }
+  removeItem(key: string) {
+    this.#items.delete(key);
+  }
+  keys() {
+    return [...this.#items.keys()];
+  }
+}
+
 /** An outbox whose sends are answered from `answers`, in order; what it reports is recorded. */
-function scriptedOutbox(answers: (Ack | "no answer")[]) {
+function scriptedOutbox(answers: (Ack | "no answer")[], storage = new MemoryStorage()) {
   const sent: { clientId: string; message: string }[] = [];
   const delivered: string[] = [];
   const changes: string[] = [];
+  const holds: (number | undefined)[] = [];
   let stored = 0;
   const outbox = new Outbox({
     send(payload) {
@@ -363,10 +387,11 @@ function scriptedOutbox(answers: (Ack | "no answer")[]) {
     },
     onChange: (entry) => changes.push(`${entry.text}: ${entry.state}`),
     onDelivered: (entry) => delivered.push(entry.text),
-    offlineLimitMs: 50,
+    onHold: (until) => holds.push(until),
+    storage,
     newId: () => `client-${++stored}`,
   });
-  return { outbox, sent, delivered, changes };
+  return { outbox, sent, delivered, changes, holds, storage };
 }
 
 const stored = (message: string): Ack => ({
@@ -385,63 +410,113 @@ const refused = (code: string, retryAfterMs?: number): Ack => ({
   error: { code, message: code, retryAfterMs },
 });
 
-/** Resolves once `entry` is no longer on its way (delivered or failed). */
-async function settled(outbox: Outbox, entry: OutboxEntry): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (entry.state === "failed" || !outbox.entriesOf(entry.room).includes(entry)) return;
+/** Resolves once `done()` holds (polling), or fails after 2 s. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (done()) return;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
-  throw new Error(`${entry.text} never settled`);
+  throw new Error(`never: ${what}`);
 }
 
-Deno.test("page outbox: a refused message stays, failed with the reason; Retry resends it with its clientId and waits out the rate limit", async () => {
-  const { outbox, sent, delivered, changes } = scriptedOutbox([
-    refused("rate_limited", 10),
-    refused("rate_limited", 10),
-    stored("hi"),
+Deno.test("page outbox: messages go one at a time, in order; a rate limit holds the queue, then it goes on by itself", async () => {
+  const { outbox, sent, delivered, changes, holds } = scriptedOutbox([
+    stored("one"),
+    refused("rate_limited", 20),
+    stored("two"),
+    stored("three"),
   ]);
   outbox.setConnection("connected");
-  const entry = outbox.add("general", "hi");
-  await settled(outbox, entry);
-  assert.equal(entry.state, "failed");
-  assert.equal(entry.error?.code, "rate_limited");
-  assert.deepEqual(outbox.entriesOf("general"), [entry]);
-  outbox.retry(entry);
-  await settled(outbox, entry);
-  assert.deepEqual(delivered, ["hi"]);
-  assert.deepEqual(outbox.entriesOf("general"), []);
-  assert.deepEqual(sent.map((payload) => payload.clientId), ["client-1", "client-1", "client-1"]);
-  assert.deepEqual(changes, ["hi: sending", "hi: failed", "hi: sending"]);
+  outbox.restore("ada");
+  for (const text of ["one", "two", "three"]) outbox.add("general", text);
+  await until(() => delivered.length === 3, "all three delivered");
+  assert.deepEqual(delivered, ["one", "two", "three"]);
+  assert.deepEqual(sent.map((payload) => payload.clientId), [
+    "client-1",
+    "client-2",
+    "client-2",
+    "client-3",
+  ]);
+  assert.ok(!changes.some((change) => change.endsWith("failed")), "a rate limit fails nothing");
+  assert.equal(holds.length, 2);
+  assert.ok(holds[0]! > Date.now() - 1000 && holds[1] === undefined, "held, then released");
+  assert.equal(outbox.waiting, 0);
 });
 
-Deno.test("page outbox: no answer is asked again with the same clientId, then fails", async () => {
-  const { outbox, sent } = scriptedOutbox(["no answer", "no answer", "no answer"]);
+Deno.test("page outbox: Retry now ends a hold at once", async () => {
+  const { outbox, delivered } = scriptedOutbox([refused("rate_limited", 60_000), stored("hi")]);
+  outbox.setConnection("connected");
+  outbox.add("general", "hi");
+  await until(() => outbox.heldUntil !== undefined, "held");
+  assert.equal(outbox.waiting, 1);
+  outbox.retryNow();
+  await until(() => delivered.length === 1, "delivered");
+  assert.equal(outbox.heldUntil, undefined);
+});
+
+Deno.test("page outbox: no answer is asked again with the same clientId, then fails; Retry resends it", async () => {
+  const { outbox, sent, delivered } = scriptedOutbox([
+    "no answer",
+    "no answer",
+    "no answer",
+    stored("anyone?"),
+  ]);
   outbox.setConnection("connected");
   const entry = outbox.add("general", "anyone?");
-  await settled(outbox, entry);
+  await until(() => entry.state === "failed", "failed");
   assert.equal(entry.error?.code, "no_answer");
   assert.equal(sent.length, 3);
+  outbox.retry(entry);
+  await until(() => delivered.length === 1, "delivered");
   assert.equal(new Set(sent.map((payload) => payload.clientId)).size, 1);
 });
 
-Deno.test("page outbox: a message waits for the connection; offline for good or too long, it fails", async () => {
-  const { outbox, sent, delivered, changes } = scriptedOutbox([stored("later")]);
-  outbox.setConnection("reconnecting");
-  const waiting = outbox.add("general", "later");
-  assert.equal(waiting.state, "waiting");
+Deno.test("page outbox: a refusal waiting cannot fix fails that message only; Discard drops it", async () => {
+  const { outbox, delivered, storage } = scriptedOutbox([refused("forbidden"), stored("fine")]);
   outbox.setConnection("connected");
-  await settled(outbox, waiting);
-  assert.deepEqual(delivered, ["later"]);
-  assert.deepEqual(changes, ["later: sending", "later: waiting", "later: sending"]);
+  outbox.restore("ada");
+  const bad = outbox.add("secret", "nope");
+  outbox.add("general", "fine");
+  await until(() => delivered.length === 1, "the next one delivered");
+  assert.equal(bad.state, "failed");
+  assert.equal(bad.error?.code, "forbidden");
+  assert.deepEqual(storage.keys(), ["chat.outbox.ada.client-1"]);
+  outbox.discard(bad);
+  assert.deepEqual(outbox.entriesOf("secret"), []);
+  assert.deepEqual(storage.keys(), []);
+});
 
-  outbox.setConnection("reconnecting");
-  const tooLong = outbox.add("general", "too long");
-  await settled(outbox, tooLong);
-  assert.equal(tooLong.error?.code, "offline");
+Deno.test("page outbox: messages wait for the connection, however long, and survive a reload with their clientIds", async () => {
+  const storage = new MemoryStorage();
+  const before = scriptedOutbox([], storage);
+  before.outbox.restore("ada");
+  before.outbox.setConnection("reconnecting");
+  for (const text of ["first", "second", "third"]) before.outbox.add("general", text);
+  assert.equal(before.outbox.waiting, 3);
+  assert.deepEqual(before.sent, []);
+  before.outbox.clear();
+  // Another user's entries stay theirs.
+  storage.setItem(
+    "chat.outbox.bob.x",
+    JSON.stringify({
+      clientId: "x",
+      room: "general",
+      text: "bob's",
+      createdAt: new Date().toISOString(),
+      seq: 1,
+    }),
+  );
 
-  outbox.setConnection("offline");
-  const offline = outbox.add("general", "offline");
-  await settled(outbox, offline);
-  assert.equal(offline.error?.code, "offline");
-  assert.equal(sent.length, 1);
+  const after = scriptedOutbox([stored("first"), stored("second"), stored("third")], storage);
+  after.outbox.restore("ada");
+  assert.deepEqual(after.changes, ["first: queued", "second: queued", "third: queued"]);
+  after.outbox.setConnection("connected");
+  await until(() => after.delivered.length === 3, "all delivered");
+  assert.deepEqual(after.delivered, ["first", "second", "third"]);
+  assert.deepEqual(after.sent.map((payload) => payload.clientId), [
+    "client-1",
+    "client-2",
+    "client-3",
+  ]);
+  assert.deepEqual(storage.keys(), ["chat.outbox.bob.x"]);
 });

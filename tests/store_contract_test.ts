@@ -439,6 +439,49 @@ contract("maxAgeMs hides expired messages from every read", async (storage) => {
   assert.equal(await store.countAfter("general", undefined, 100), 3);
 });
 
+contract(
+  "listRooms pages through the rooms holding messages, by name, never a DM",
+  async (storage) => {
+    await using store = await storage.open();
+    const user = { id: "u", name: "U" };
+    for (
+      const room of ["team-b", "dm:a:b", "dm:c:d", "general", "team-a", "team-b", "dmz", "zoo"]
+    ) {
+      await store.append({ room, user, message: "hi" });
+    }
+    assert.deepEqual(await store.listRooms({ limit: 10 }), [
+      "dmz",
+      "general",
+      "team-a",
+      "team-b",
+      "zoo",
+    ]);
+    assert.deepEqual(await store.listRooms({ limit: 2 }), ["dmz", "general"]);
+    assert.deepEqual(await store.listRooms({ after: "general", limit: 2 }), ["team-a", "team-b"]);
+    assert.deepEqual(await store.listRooms({ prefix: "team-", limit: 10 }), ["team-a", "team-b"]);
+    assert.deepEqual(await store.listRooms({ prefix: "team-", after: "team-a", limit: 10 }), [
+      "team-b",
+    ]);
+    assert.deepEqual(await store.listRooms({ prefix: "d", limit: 10 }), ["dmz"]);
+    assert.deepEqual(await store.listRooms({ prefix: "team-", after: "a", limit: 10 }), [
+      "team-a",
+      "team-b",
+    ]);
+    assert.deepEqual(await store.listRooms({ prefix: "x", limit: 10 }), []);
+    assert.deepEqual(await store.listRooms({ limit: 0 }), []);
+  },
+);
+
+contract("listRooms leaves out a room whose messages have all expired", async (storage) => {
+  let now = Date.now() - 120_000;
+  await using store = await storage.open({ maxAgeMs: 60_000, now: () => now });
+  const user = { id: "u", name: "U" };
+  await store.append({ room: "old", user, message: "long ago" });
+  now = Date.now();
+  await store.append({ room: "new", user, message: "just now" });
+  assert.deepEqual(await store.listRooms({ limit: 10 }), ["new"]);
+});
+
 contract("ping answers while open and fails once closed", async (storage) => {
   const store = await storage.open();
   await store.ping();

@@ -19,6 +19,7 @@ import type { RateLimit } from "../rate_limit.ts";
 import type { Ack, Failure } from "./contract.ts";
 import {
   type ChatContext,
+  onBrowseRooms,
   onDelete,
   onEdit,
   onHistory,
@@ -62,6 +63,8 @@ export const CLIENT_EVENTS = {
   leave: { handle: onLeave, budget: { perMinute: "joinLimitPerMinute" } },
   read: { handle: onRead, budget: { perMinute: "readLimitPerMinute" } },
   rooms: { handle: onRooms, budget: { perMinute: "roomsLimitPerMinute" } },
+  // Browsing costs about what a room list does: the same allowance's size, a budget apart.
+  "rooms:browse": { handle: onBrowseRooms, budget: { perMinute: "roomsLimitPerMinute" } },
   // Changing a message costs what sending one does, from the same allowance's size.
   "message:edit": {
     handle: onEdit,

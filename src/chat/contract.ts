@@ -49,6 +49,19 @@ export interface RoomSummary {
 /** What a `rooms` ack receives. */
 export type RoomsAck = { ok: true; rooms: RoomSummary[] } | Failure;
 
+/** One room in the `rooms:browse` ack: a room the user may join. */
+export interface BrowsedRoom {
+  room: string;
+}
+/**
+ * What a `rooms:browse` ack receives: a page of the rooms this user may join, in name order;
+ * `next`, when set, is the `after` of the next page. `patterns` are the ids and `prefix-*`
+ * patterns the user may join at all (a new room is created by its first message under one).
+ */
+export type BrowseAck =
+  | { ok: true; rooms: BrowsedRoom[]; next?: string; patterns: string[] }
+  | Failure;
+
 /** The `loaded` event: the history `load`s sent on connect for one room are complete. */
 export interface LoadedInfo {
   room: string;

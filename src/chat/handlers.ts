@@ -18,10 +18,11 @@ import { CodedError } from "../errors.ts";
 import { readHistoryQuery, readMessage, readRefresh, readTyping } from "../payloads.ts";
 import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "../timeline.ts";
-import { readRoom, type RoomPolicy } from "./rooms.ts";
+import { dmUsers, isRoomId, readRoom, type RoomPolicy } from "./rooms.ts";
 import type { ChatMessage, User } from "../types.ts";
 import type { ChatService, Principal } from "./service.ts";
 import type {
+  BrowseAck,
   ChangeAck,
   HistoryAck,
   JoinAck,
@@ -46,7 +47,7 @@ export interface ChatContext {
   /** Read markers, memberships and unread counts. */
   readonly store: Pick<
     MessageStore,
-    "latest" | "countAfter" | "setReadMarker" | "readMarkers" | "memberships"
+    "latest" | "countAfter" | "setReadMarker" | "readMarkers" | "memberships" | "listRooms"
   >;
   /** The chat's rules shared with the server API: publish, change, room checks. */
   readonly service: ChatService;
@@ -87,6 +88,11 @@ export const TYPING_THROTTLE_MS = 1000;
 export const MAX_LISTED_ROOMS = 100;
 /** Unread counts stop at this (clients show "99+"). */
 export const UNREAD_CAP = 100;
+/** Most rooms one `rooms:browse` page lists. */
+export const BROWSE_PAGE = 50;
+/** Most `prefix-*` patterns one `rooms:browse` looks under (public ones first, then the token's). */
+export const MAX_BROWSED_PATTERNS = 10;
+const ROOM_PREFIX = /^[a-z0-9_.-]{0,64}$/;
 
 type Success<T> = Extract<T, { ok: true }>;
 
@@ -227,6 +233,55 @@ export async function onRooms(ctx: ChatContext): Promise<Success<RoomsAck>> {
   } catch (error) {
     throw new CodedError("internal", "the room list could not be read", {}, { cause: error });
   }
+}
+
+/**
+ * `rooms:browse {prefix?, after?}`: a page of the rooms this user may join — the named public and
+ * claimed rooms, and the rooms holding messages under a public or claimed `prefix-*` pattern —
+ * in name order. Never a DM: those are listed by `rooms`, to their two users only.
+ */
+export async function onBrowseRooms(
+  ctx: ChatContext,
+  payload: unknown,
+): Promise<Success<BrowseAck>> {
+  const fields = objectPayload(payload ?? {}, '{ prefix: "team-", after: "<room>" }');
+  const { prefix = "", after } = fields;
+  if (typeof prefix !== "string" || !ROOM_PREFIX.test(prefix)) {
+    throw new CodedError("invalid_payload", "`prefix` must be up to 64 of a-z 0-9 _ - .");
+  }
+  if (after !== undefined && !(typeof after === "string" && isRoomId(after))) {
+    throw new CodedError("invalid_payload", "`after` must be a room id (a page's `next`)");
+  }
+  const { identity, policy } = ctx;
+  const allowed = [...new Set([...policy.publicRooms, ...identity.rooms])]
+    .filter((pattern) => !pattern.startsWith("dm:"));
+  const found = new Set<string>();
+  const wanted = (room: string) =>
+    room.startsWith(prefix) && (after === undefined || room > after) && !dmUsers(room) &&
+    policy.canJoin(identity, room);
+  for (const room of policy.namedRooms(identity)) if (wanted(room)) found.add(room);
+  const prefixes = allowed.filter((pattern) => pattern.endsWith("*"))
+    .map((pattern) => pattern.slice(0, -1))
+    // Only where the pattern and the asked prefix overlap; the narrower of the two is read.
+    .map((own) => own.startsWith(prefix) ? own : prefix.startsWith(own) ? prefix : undefined)
+    .filter((narrowed) => narrowed !== undefined);
+  try {
+    for (const narrowed of [...new Set(prefixes)].slice(0, MAX_BROWSED_PATTERNS)) {
+      const rooms = await ctx.store.listRooms({ prefix: narrowed, after, limit: BROWSE_PAGE + 1 });
+      for (const room of rooms) if (wanted(room)) found.add(room);
+    }
+  } catch (error) {
+    throw new CodedError("internal", "the rooms could not be read", {}, { cause: error });
+  }
+  const sorted = [...found].sort();
+  const page = sorted.slice(0, BROWSE_PAGE);
+  const next = sorted.length > BROWSE_PAGE ? page.at(-1) : undefined;
+  return {
+    ok: true,
+    rooms: page.map((room) => ({ room })),
+    ...next === undefined ? {} : { next },
+    patterns: allowed,
+  };
 }
 
 /** `message:edit {id, message}`: new text for a message, announced as `message:updated`. */

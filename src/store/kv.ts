@@ -20,7 +20,7 @@
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
 import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
-import type { MessageStore } from "./message_store.ts";
+import type { MessageStore, RoomQuery } from "./message_store.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import { RecentWindow, RoomWindows } from "./recent.ts";
 import {
@@ -94,6 +94,9 @@ const DEDUPE_API = "dedupe_api";
 const READS = "reads" satisfies TouchKind;
 const MEMBERS = "members" satisfies TouchKind;
 const BANS = "bans";
+/** DM rooms' ids start with this; every one of them sorts before {@link DM_ROOMS_END}. */
+const DM_ROOM_PREFIX = "dm:";
+const DM_ROOMS_END = "dm;";
 /** `["ids", id]` names the room of a message, so it can be found by its id alone. */
 const IDS = "ids";
 /**
@@ -544,6 +547,37 @@ export class KvMessageStore implements MessageStore {
       }
       return rooms;
     });
+  }
+
+  /**
+   * Skips from room to room over the message keys: each step reads the first key past the rooms
+   * found so far, so a page of `limit` rooms costs about `limit` one-entry reads, however many
+   * messages they hold. All DM rooms are passed over in one step (they sort together).
+   */
+  async listRooms({ prefix = "", after, limit }: RoomQuery): Promise<string[]> {
+    checkLimit(limit);
+    const rooms: string[] = [];
+    let from = after !== undefined && after >= prefix ? after + "\u0000" : prefix;
+    while (rooms.length < limit) {
+      const [entry] = await whenUnlocked(() =>
+        Array.fromAsync(
+          this.#kv.list({ prefix: [MESSAGES], start: [MESSAGES, from] }, { limit: 1 }),
+        )
+      );
+      const room = entry?.key[1];
+      if (typeof room !== "string" || !room.startsWith(prefix)) break;
+      if (room.startsWith(DM_ROOM_PREFIX)) {
+        from = DM_ROOMS_END;
+        continue;
+      }
+      from = room + "\u0000";
+      // KV deletes expired messages lazily: a room whose messages all expired is not listed.
+      const youngest = this.#youngestId();
+      const live = youngest === undefined || String(entry.key[2]) >= youngest ||
+        (await this.#collect(this.#range(room), { limit: 1 })).length > 0;
+      if (live) rooms.push(room);
+    }
+    return rooms;
   }
 
   /**

@@ -4,6 +4,13 @@
  */
 import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
 
+/** What {@link MessageStore.listRooms} asks for. */
+export interface RoomQuery {
+  prefix?: string;
+  after?: string;
+  limit: number;
+}
+
 /** Ordered, append-only message history. Ids sort in creation order. */
 export interface MessageStore {
   /** Stores the message (durably, before resolving) and returns it with its id and createdAt. */
@@ -42,6 +49,12 @@ export interface MessageStore {
   touchRoom(userId: string, room: string): Promise<void>;
   /** The rooms `userId` takes part in, at most `limit`, in name order (expired ones left out). */
   memberships(userId: string, limit: number): Promise<string[]>;
+  /**
+   * Named rooms (never a DM's `dm:…`) holding at least one message, in name order: those starting
+   * with `prefix` (default: all), strictly after `after`, at most `limit`. Room browsing pages
+   * through it; each call's cost is bounded by `limit`.
+   */
+  listRooms(query: RoomQuery): Promise<string[]>;
   /** The stored message with this id (a tombstone once deleted), in whichever room it is. */
   findMessage(id: string): Promise<ChatMessage | undefined>;
   /**

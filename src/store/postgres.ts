@@ -19,7 +19,7 @@
  */
 import postgres from "postgres";
 import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
-import type { MessageStore } from "./message_store.ts";
+import type { MessageStore, RoomQuery } from "./message_store.ts";
 import { firstIdAt, isMessageId, sequencedId, timeOfId } from "./id.ts";
 import { migrate } from "./postgres_schema.ts";
 import { RateLimiter } from "../rate_limit.ts";
@@ -473,6 +473,20 @@ export class PostgresMessageStore implements MessageStore {
 
   async touchRoom(userId: string, room: string): Promise<void> {
     await this.#refresh(userId, room, ["members", "reads"]);
+  }
+
+  async listRooms({ prefix = "", after = "", limit }: RoomQuery): Promise<string[]> {
+    checkLimit(limit);
+    if (limit === 0) return [];
+    // A room row exists from its first message; a room whose messages all expired is left out.
+    const rows = await this.#sql<{ room: string }[]>`
+      SELECT r.room FROM rooms r
+      WHERE starts_with(r.room, ${prefix}) AND r.room > ${after} AND NOT starts_with(r.room, 'dm:')
+        AND EXISTS (
+          SELECT 1 FROM messages m WHERE m.room = r.room AND m.id >= ${this.#youngestId() ?? ""}
+        )
+      ORDER BY r.room LIMIT ${limit}`;
+    return rows.map((row) => row.room);
   }
 
   async memberships(userId: string, limit: number): Promise<string[]> {

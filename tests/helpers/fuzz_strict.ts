@@ -45,6 +45,7 @@ export const STRICT_BUDGETS: Record<ChatEvent, RateLimit> = {
   leave: { perMinute: 12, burst: 2 },
   read: { perMinute: 12, burst: 2 },
   rooms: { perMinute: 12, burst: 2 },
+  "rooms:browse": { perMinute: 12, burst: 2 },
   "message:edit": { perMinute: 6, burst: 3 },
   "message:delete": { perMinute: 6, burst: 3 },
 };
