@@ -8,9 +8,9 @@
  */
 import { createApp } from "./src/app.ts";
 import { type Config, ConfigError, configWarnings, loadConfig, redactUrl } from "./src/config.ts";
-import { createLogger } from "./src/log.ts";
+import { createLogger } from "./src/ops/log.ts";
 import { pageRoutes } from "./src/http/page.ts";
-import { type Cluster, connectCluster } from "./src/cluster.ts";
+import { type Cluster, connectCluster } from "./src/cluster/redis.ts";
 import {
   createIdGenerator,
   instanceNumber,

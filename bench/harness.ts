@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { signToken } from "../src/auth.ts";
+ * import { signToken } from "../src/auth/token.ts";
  * import { RawChatClient, readProcess, spawnServer } from "./harness.ts";
  *
  * await using server = await spawnServer({ fdLimit: 20_000 });
@@ -18,7 +18,7 @@
  * @module
  */
 import { io as connect } from "socket.io-client";
-import { signToken } from "../src/auth.ts";
+import { signToken } from "../src/auth/token.ts";
 import { type MainProcess, spawnMain } from "../scripts/server_process.ts";
 
 /** A `main.ts` child process; `stop()` and `await using` send SIGTERM, then SIGKILL after 10 s. */

@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-import { signToken } from "../src/auth.ts";
+import { signToken } from "../src/auth/token.ts";
 import { freePort, spawnServerProcess, START_V8_FLAGS } from "../scripts/server_process.ts";
 import { openClients, probe, readProcess } from "./harness.ts";
 

@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { openKvStore } from "../src/store/mod.ts";
-import { Timeline } from "../src/timeline.ts";
+import { Timeline } from "../src/chat/timeline.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -1,6 +1,7 @@
 /**
  * Fails when the project's own modules import each other in a cycle, type-only and dynamic
- * imports included, and prints each cycle's path. `deno task check` runs it over `main.ts` and
+ * imports included, and prints each cycle's path; and when a module under `src/` imports one of a
+ * layer above its own ({@link LAYERS}), or one of a sibling concern of the same layer. `deno task check` runs it over `main.ts` and
  * every `.ts` file under `src/`, `tests/`, `bench/` and `scripts/`; the graph is `deno info`'s.
  *
  * ```sh
@@ -160,6 +161,44 @@ async function denoInfo(module: URL): Promise<ModuleInfo> {
   return JSON.parse(new TextDecoder().decode(output.stdout));
 }
 
+/**
+ * The layers of `src/`, lowest first: a module may import its own folder and anything of a lower
+ * layer. The concerns of one layer (engine, store, auth, cluster) know nothing of each other.
+ */
+export const LAYERS: readonly (readonly string[])[] = [
+  ["src/types.ts", "src/errors.ts", "src/settings.ts", "src/duration.ts", "src/rate_limit.ts"],
+  ["src/ops/"],
+  ["src/engine/", "src/store/", "src/auth/", "src/cluster/"],
+  ["src/chat/"],
+  ["src/http/", "src/config.ts"],
+  ["src/app.ts"],
+];
+
+/** Where a `src/` module sits: its layer and its concern (the folder or file that matched). */
+function placeOf(path: string): { layer: number; concern: string } | undefined {
+  for (const [layer, concerns] of LAYERS.entries()) {
+    const concern = concerns.find((prefix) => path === prefix || path.startsWith(prefix));
+    if (concern) return { layer, concern };
+  }
+}
+
+/** Every import in `src/` that runs up a layer or across to a sibling concern, as lines. */
+export function layerViolations(graph: ImportGraph, relative: (url: string) => string): string[] {
+  const violations: string[] = [];
+  for (const [module, imports] of graph) {
+    const from = placeOf(relative(module));
+    if (!from) continue;
+    for (const target of imports) {
+      const to = placeOf(relative(target));
+      if (!to || to.concern === from.concern) continue;
+      if (to.layer > from.layer || (to.layer === from.layer && from.layer === 2)) {
+        violations.push(`${relative(module)} → ${relative(target)}`);
+      }
+    }
+  }
+  return violations.sort();
+}
+
 async function main(args: string[]): Promise<number> {
   const cwd = new URL(`file://${Deno.cwd()}/`);
   const entries = args.length > 0 ? args.map((path) => new URL(path, cwd)) : await projectModules();
@@ -177,8 +216,10 @@ async function main(args: string[]): Promise<number> {
       console.error(`  in a group that imports each other: ${modules.map(relative).join(", ")}`);
     }
   }
-  if (cycles.length > 0) return 1;
-  console.log(`no import cycles among ${graph.size} modules`);
+  const violations = layerViolations(graph, relative);
+  for (const line of violations) console.error(`import up a layer (or across one): ${line}`);
+  if (cycles.length > 0 || violations.length > 0) return 1;
+  console.log(`no import cycles among ${graph.size} modules, none up a layer`);
   return 0;
 }
 

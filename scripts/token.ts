@@ -9,8 +9,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { signToken, type TokenClaims } from "../src/auth.ts";
-import { readJwtSecret } from "../src/auth_config.ts";
+import { signToken, type TokenClaims } from "../src/auth/token.ts";
+import { readJwtSecret } from "../src/auth/settings.ts";
 import { ConfigError } from "../src/settings.ts";
 import { parseDuration } from "../src/duration.ts";
 

@@ -20,8 +20,8 @@
  */
 import type { Hono } from "hono";
 import { Server } from "socket.io";
-import { adapterFor } from "./adapter.ts";
-import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth.ts";
+import { adapterFor } from "./cluster/adapter.ts";
+import { createTokenVerifier, hasScope, WRITE_SCOPE } from "./auth/token.ts";
 import {
   announceChange,
   attachChat,
@@ -33,8 +33,8 @@ import {
   RoomPolicy,
   socketDirectory,
 } from "./chat/mod.ts";
-import { createClientAddress } from "./client_address.ts";
-import type { Cluster } from "./cluster.ts";
+import { createClientAddress } from "./http/client_address.ts";
+import type { Cluster } from "./cluster/redis.ts";
 import { type Config, largestHistoryBytes } from "./config.ts";
 import {
   BACKLOG_CEILING_FACTOR,
@@ -44,12 +44,12 @@ import {
   refusalReason,
 } from "./engine/mod.ts";
 import { createHttpHandler, type Readiness, withSecurityHeaders } from "./http/mod.ts";
-import { type Logger, silentLogger } from "./log.ts";
-import { Metrics } from "./metrics.ts";
-import { ClusterPresence, LocalPresence } from "./presence.ts";
+import { type Logger, silentLogger } from "./ops/log.ts";
+import { Metrics } from "./ops/metrics.ts";
+import { ClusterPresence, LocalPresence } from "./cluster/presence.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
-import { Timeline } from "./timeline.ts";
+import { Timeline } from "./chat/timeline.ts";
 
 /** The Socket.IO endpoint path stock clients use. */
 export const SOCKET_IO_PATH = "/socket.io/";

@@ -10,9 +10,14 @@
  * ```
  * @module
  */
-import { AUTH_SETTINGS, type AuthConfig, MIN_SECRET_BYTES, readAuthConfig } from "./auth_config.ts";
-import { parseAddressRange } from "./client_address.ts";
-import { LOG_LEVELS } from "./log.ts";
+import {
+  AUTH_SETTINGS,
+  type AuthConfig,
+  MIN_SECRET_BYTES,
+  readAuthConfig,
+} from "./auth/settings.ts";
+import { parseAddressRange } from "./http/client_address.ts";
+import { LOG_LEVELS } from "./ops/log.ts";
 import {
   boolean,
   ConfigError,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { io as connect, type Socket } from "socket.io-client";
-import { adapterFor, LeanAdapter, LeanSessionAwareAdapter } from "../src/adapter.ts";
+import { adapterFor, LeanAdapter, LeanSessionAwareAdapter } from "../src/cluster/adapter.ts";
 import { startSocketIo, waitFor } from "./helpers/engine_server.ts";
 
 type Transports = ("polling" | "websocket")[];

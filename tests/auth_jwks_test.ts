@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
-import { createTokenVerifier } from "../src/auth.ts";
-import { readAuthConfig } from "../src/auth_config.ts";
+import { createTokenVerifier } from "../src/auth/token.ts";
+import { readAuthConfig } from "../src/auth/settings.ts";
 import { rejectsWith } from "./helpers/auth.ts";
 
 const KID = "key-2026";

@@ -8,8 +8,8 @@ import {
   type JWTPayload,
   SignJWT,
 } from "jose";
-import { createTokenVerifier, hasScope } from "../src/auth.ts";
-import { readAuthConfig } from "../src/auth_config.ts";
+import { createTokenVerifier, hasScope } from "../src/auth/token.ts";
+import { readAuthConfig } from "../src/auth/settings.ts";
 import { rejectsWith } from "./helpers/auth.ts";
 import { tempDir } from "./helpers/dispose.ts";
 

@@ -10,7 +10,7 @@ import {
   isExpired,
   signToken,
   WRITE_SCOPE,
-} from "../src/auth.ts";
+} from "../src/auth/token.ts";
 
 const SECRET = "test-secret-that-is-long-enough";
 const key = new TextEncoder().encode(SECRET);

@@ -4,7 +4,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { ChatSocket } from "../src/chat/mod.ts";
 import { type Config, DEFAULTS } from "../src/config.ts";
 import { type PageOptions, pageRoutes } from "../src/http/page.ts";
-import { signToken } from "../src/auth.ts";
+import { signToken } from "../src/auth/token.ts";
 import {
   ChatClient,
   SECRET,

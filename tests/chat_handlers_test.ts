@@ -3,7 +3,7 @@
  * over in-memory Deno KV, and a clock the test moves.
  */
 import assert from "node:assert/strict";
-import type { Identity } from "../src/auth.ts";
+import type { Identity } from "../src/auth/token.ts";
 import { CodedError } from "../src/errors.ts";
 import {
   type ChatContext,
@@ -23,10 +23,10 @@ import { type EventBudgets, EventGate, REFUSAL_LOG_INTERVAL_MS } from "../src/ch
 import { CLIENT_EVENTS } from "../src/chat/client_events.ts";
 import type { RateLimit } from "../src/rate_limit.ts";
 import { dmRoom, RoomPolicy } from "../src/chat/rooms.ts";
-import { createLogger, silentLogger } from "../src/log.ts";
+import { createLogger, silentLogger } from "../src/ops/log.ts";
 import { ChatService } from "../src/chat/service.ts";
 import { openKvStore } from "../src/store/mod.ts";
-import { Timeline } from "../src/timeline.ts";
+import { Timeline } from "../src/chat/timeline.ts";
 import type { ChatMessage } from "../src/types.ts";
 
 const alice: Identity = { user: { id: "alice", name: "Alice" }, scopes: [], rooms: [] };

@@ -13,7 +13,7 @@ import {
   within,
 } from "./helpers/chat_server.ts";
 import type { ChatMessage } from "../src/types.ts";
-import { signToken } from "../src/auth.ts";
+import { signToken } from "../src/auth/token.ts";
 
 Deno.test("limits: 30 parallel connects for one user admit exactly MAX_SOCKETS_PER_USER", async () => {
   await using server = await startChat({ maxSocketsPerUser: 10, handshakeLimitPerMinute: 0 });

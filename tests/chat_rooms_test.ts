@@ -3,7 +3,7 @@
  * on every path, token-claimed rooms, unread counts, and a multi-room catch-up across a restart.
  */
 import assert from "node:assert/strict";
-import { signToken } from "../src/auth.ts";
+import { signToken } from "../src/auth/token.ts";
 import type { BrowseAck, JoinAck, OkAck, RoomsAck } from "../src/chat/mod.ts";
 import { BROWSE_PAGE } from "../src/chat/handlers.ts";
 import type { ChatMessage } from "../src/types.ts";

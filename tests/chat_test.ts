@@ -10,7 +10,7 @@ import {
   within,
 } from "./helpers/chat_server.ts";
 import { tempDir } from "./helpers/dispose.ts";
-import { signToken } from "../src/auth.ts";
+import { signToken } from "../src/auth/token.ts";
 
 const MODES: Record<string, { transports?: ("polling" | "websocket")[] }> = {
   "polling only": { transports: ["polling"] },

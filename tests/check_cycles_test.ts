@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { addModules, type Cycle, findCycles, type ImportGraph } from "../scripts/check_cycles.ts";
+import {
+  addModules,
+  type Cycle,
+  findCycles,
+  type ImportGraph,
+  layerViolations,
+} from "../scripts/check_cycles.ts";
 
 /** A graph from `module: imports` pairs, the way `deno info` would report them. */
 function graphOf(edges: Record<string, string[]>): ImportGraph {
@@ -64,4 +70,19 @@ Deno.test("check cycles: a module deno info could not load is an error", () => {
     () => addModules(new Map(), { modules: [{ specifier: "file:///p/a.ts", error: "not found" }] }),
     /a\.ts: not found/,
   );
+});
+
+Deno.test("check_cycles: an import up a layer or across a sibling concern is a violation", () => {
+  const url = (path: string) => `file:///p/${path}`;
+  const graph: ImportGraph = new Map([
+    [url("src/engine/server.ts"), new Set([url("src/chat/mod.ts"), url("src/ops/log.ts")])],
+    [url("src/store/kv.ts"), new Set([url("src/auth/token.ts"), url("src/store/id.ts")])],
+    [url("src/chat/mod.ts"), new Set([url("src/store/mod.ts"), url("src/errors.ts")])],
+    [url("src/http/mod.ts"), new Set([url("src/chat/mod.ts"), url("src/config.ts")])],
+  ]);
+  const relative = (module: string) => module.replace("file:///p/", "");
+  assert.deepEqual(layerViolations(graph, relative), [
+    "src/engine/server.ts → src/chat/mod.ts",
+    "src/store/kv.ts → src/auth/token.ts",
+  ]);
 });

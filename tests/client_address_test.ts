@@ -5,7 +5,7 @@ import {
   inRange,
   parseAddress,
   parseAddressRange,
-} from "../src/client_address.ts";
+} from "../src/http/client_address.ts";
 import { startChat } from "./helpers/chat_server.ts";
 
 function matches(address: string, range: string): boolean {

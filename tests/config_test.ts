@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AUTH_DEFAULTS } from "../src/auth_config.ts";
+import { AUTH_DEFAULTS } from "../src/auth/settings.ts";
 import {
   CONFIGURATION_PAGE,
   configurationTable,

@@ -15,7 +15,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { createTokenVerifier, signToken } from "../src/auth.ts";
+import { createTokenVerifier, signToken } from "../src/auth/token.ts";
 import { ALL_SETTINGS } from "../src/config.ts";
 import { ChatClient } from "./helpers/chat_server.ts";
 import { tempDir } from "./helpers/dispose.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { CodedError, ERROR_CODES, isErrorCode, toWireError } from "../src/errors.ts";
-import { AuthError } from "../src/auth.ts";
-import { PayloadError } from "../src/payloads.ts";
+import { AuthError } from "../src/auth/token.ts";
+import { PayloadError } from "../src/chat/payloads.ts";
 
 Deno.test("errors: docs/events.md's error table lists exactly the registry's codes", async () => {
   const page = await Deno.readTextFile(new URL("../docs/events.md", import.meta.url));

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatClient, sleep, startChat, tokenFor } from "./helpers/chat_server.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger } from "../src/ops/log.ts";
 import { pageRoutes } from "../src/http/page.ts";
 
 Deno.test("http: /healthz is ok and unknown routes are a JSON 404", async () => {

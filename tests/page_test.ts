@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createTokenVerifier } from "../src/auth.ts";
+import { createTokenVerifier } from "../src/auth/token.ts";
 import { createHttpHandler } from "../src/http/mod.ts";
 import { dmRoom as serverDmRoom, isRoomId as serverIsRoomId } from "../src/chat/rooms.ts";
 import { DEFAULTS } from "../src/config.ts";
@@ -9,7 +9,7 @@ import {
   type PageOptions,
   pageRoutes,
 } from "../src/http/page.ts";
-import { readMessage } from "../src/payloads.ts";
+import { readMessage } from "../src/chat/payloads.ts";
 import {
   Budget,
   characterCount,

@@ -5,7 +5,7 @@ import {
   PRESENCE_MAX_BATCH_USERS,
   PRESENCE_MAX_WINDOW_MS,
   PresenceFeed,
-} from "../src/presence.ts";
+} from "../src/cluster/presence.ts";
 import type { User } from "../src/types.ts";
 import { closing } from "./helpers/dispose.ts";
 import { until } from "./helpers/time.ts";

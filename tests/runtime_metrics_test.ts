@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
 import denoConfig from "../deno.json" with { type: "json" };
-import { registerRuntimeMetrics, VERSION } from "../src/runtime_metrics.ts";
+import { registerRuntimeMetrics, VERSION } from "../src/ops/runtime_metrics.ts";
 
 /** Sample name (with labels) → value, from a Prometheus text exposition. */
 function samples(text: string): Map<string, number> {
@@ -73,7 +73,7 @@ Deno.test({
   name: "runtime metrics: open and maximum file descriptors where /proc/self is readable",
   ignore: Deno.build.os !== "linux",
   async fn() {
-    const module = new URL("../src/runtime_metrics.ts", import.meta.url).href;
+    const module = new URL("../src/ops/runtime_metrics.ts", import.meta.url).href;
     const code = `
       import { Registry } from "prom-client";
       import { registerRuntimeMetrics } from "${module}";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { KvMessageStore, openKvStore } from "../src/store/mod.ts";
 import type { ChatMessage } from "../src/types.ts";
-import { Timeline } from "../src/timeline.ts";
+import { Timeline } from "../src/chat/timeline.ts";
 import { failingCommits } from "./helpers/failing_kv.ts";
 
 const user = { id: "u", name: "U" };

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createTokenVerifier } from "../src/auth.ts";
+import { createTokenVerifier } from "../src/auth/token.ts";
 import { parseTokenArgs, parseTtl, UsageError } from "../scripts/token.ts";
 
 const projectRoot = new URL("..", import.meta.url);

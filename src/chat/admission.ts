@@ -4,9 +4,9 @@
  * transport session (further CONNECT packets on it are refused).
  * @module
  */
-import { extractToken, type Identity } from "../auth.ts";
+import { extractToken, type Identity } from "../auth/token.ts";
 import { CodedError, toWireError, type WireError } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../ops/log.ts";
 import type { Ban } from "../types.ts";
 import type { ChatObserver, ChatSocket } from "./types.ts";
 

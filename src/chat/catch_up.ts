@@ -8,8 +8,8 @@
  * @module
  */
 import type { WireError } from "../errors.ts";
-import { MAX_HISTORY_PAGE } from "../payloads.ts";
-import type { Timeline } from "../timeline.ts";
+import { MAX_HISTORY_PAGE } from "./payloads.ts";
+import type { Timeline } from "./timeline.ts";
 import { sendHistory } from "./delivery.ts";
 import type { EventGate } from "./events.ts";
 import type { RoomPolicy } from "./rooms.ts";

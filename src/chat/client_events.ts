@@ -14,7 +14,6 @@
  * ```
  * @module
  */
-import type { Config } from "../config.ts";
 import type { RateLimit } from "../rate_limit.ts";
 import type { Ack, Failure } from "./contract.ts";
 import {
@@ -32,10 +31,16 @@ import {
   onTyping,
 } from "./handlers.ts";
 
-/** The settings a budget may be sized by: the whole-number ones. */
-export type BudgetSetting = {
-  [K in keyof Config]-?: Config[K] extends number ? K : never;
-}[keyof Config];
+/** The settings (their names in the server's config) that size the budgets. */
+export type BudgetSetting =
+  | "rateLimitPerMinute"
+  | "rateLimitBurst"
+  | "historyLimitPerMinute"
+  | "typingLimitPerMinute"
+  | "refreshLimitPerMinute"
+  | "joinLimitPerMinute"
+  | "readLimitPerMinute"
+  | "roomsLimitPerMinute";
 
 /** One client event's facts. */
 export interface ClientEventSpec {
@@ -92,7 +97,7 @@ export type ClientToServerEvents = {
 };
 
 /** The budgets the settings give each event. */
-export function budgetsOf(config: Pick<Config, BudgetSetting>): EventBudgets {
+export function budgetsOf(config: Readonly<Record<BudgetSetting, number>>): EventBudgets {
   const budgets = {} as EventBudgets;
   for (
     const [event, spec] of Object.entries(CLIENT_EVENTS) as [ClientEventName, ClientEventSpec][]

@@ -4,8 +4,8 @@
  * ask.
  * @module
  */
-import type { Logger } from "../log.ts";
-import type { ConnectionDirectory } from "../presence.ts";
+import type { Logger } from "../ops/log.ts";
+import type { ConnectionDirectory } from "../cluster/presence.ts";
 import type { User } from "../types.ts";
 import type { ChatServer, SocketData } from "./types.ts";
 

@@ -6,8 +6,8 @@
  * @module
  */
 import { toWireError, type WireError } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import { checkEventArguments } from "../payloads.ts";
+import type { Logger } from "../ops/log.ts";
+import { checkEventArguments } from "./payloads.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import { CLIENT_EVENTS, type ClientEventName, type ClientEventSpec } from "./client_events.ts";
 import type { ChatContext } from "./handlers.ts";

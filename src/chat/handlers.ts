@@ -13,11 +13,11 @@
  * ```
  * @module
  */
-import type { Identity } from "../auth.ts";
+import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
-import { readHistoryQuery, readMessage, readRefresh, readTyping } from "../payloads.ts";
+import { readHistoryQuery, readMessage, readRefresh, readTyping } from "./payloads.ts";
 import { isMessageId, type MessageStore } from "../store/mod.ts";
-import type { Timeline } from "../timeline.ts";
+import type { Timeline } from "./timeline.ts";
 import { dmUsers, isRoomId, readRoom, type RoomPolicy } from "./rooms.ts";
 import type { ChatMessage, User } from "../types.ts";
 import type { ChatService, Principal } from "./service.ts";

@@ -13,13 +13,13 @@
  * ```
  * @module
  */
-import { type Identity, isExpired } from "../auth.ts";
+import { type Identity, isExpired } from "../auth/token.ts";
 import { CodedError, toWireError, type WireError } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import { readLastId, readLastIds } from "../payloads.ts";
+import type { Logger } from "../ops/log.ts";
+import { readLastId, readLastIds } from "./payloads.ts";
 import type { RoomPolicy } from "./rooms.ts";
-import { type Presence, PresenceFeed } from "../presence.ts";
-import type { Timeline } from "../timeline.ts";
+import { type Presence, PresenceFeed } from "../cluster/presence.ts";
+import type { Timeline } from "./timeline.ts";
 import { Admission, type RecoveringAdapter } from "./admission.ts";
 import { loadRooms } from "./catch_up.ts";
 import { CHAT_ROOM, roomKey } from "./delivery.ts";

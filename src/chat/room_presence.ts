@@ -21,7 +21,7 @@ import {
   PRESENCE_MAX_BATCH_USERS,
   type PresenceBatching,
   presenceWindowMs,
-} from "../presence.ts";
+} from "../cluster/presence.ts";
 import type { User } from "../types.ts";
 
 interface PendingChanges {

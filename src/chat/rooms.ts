@@ -17,7 +17,7 @@
  * ```
  * @module
  */
-import type { Identity } from "../auth.ts";
+import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
 
 /** A room id other than a DM. */

@@ -12,11 +12,11 @@
  * ```
  * @module
  */
-import type { Identity } from "../auth.ts";
+import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../ops/log.ts";
 import type { MessageStore } from "../store/mod.ts";
-import type { Timeline } from "../timeline.ts";
+import type { Timeline } from "./timeline.ts";
 import type { AppendResult, Ban, ChatMessage, MessageChange, User } from "../types.ts";
 import { dmUsers, type RoomPolicy } from "./rooms.ts";
 

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Server, Socket } from "socket.io";
-import type { Identity } from "../auth.ts";
+import type { Identity } from "../auth/token.ts";
 import type { User } from "../types.ts";
 import type { ClientToServerEvents } from "./client_events.ts";
 import type { ServerToClientEvents } from "./contract.ts";

@@ -16,12 +16,12 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
-import { displayNameOf, isUserId, MAX_NAME_LENGTH } from "../auth.ts";
+import { displayNameOf, isUserId, MAX_NAME_LENGTH } from "../auth/token.ts";
 import { type ChatServer, type ChatService, type Principal, roomKey } from "../chat/mod.ts";
 import type { ConnectionInfo } from "../engine/mod.ts";
-import { readHistoryQuery, readMessage } from "../payloads.ts";
+import { readHistoryQuery, readMessage } from "../chat/payloads.ts";
 import { RateLimiter } from "../rate_limit.ts";
-import type { Timeline } from "../timeline.ts";
+import type { Timeline } from "../chat/timeline.ts";
 import type { MessageChange, User } from "../types.ts";
 import {
   API_BASE,

@@ -14,10 +14,10 @@
  * @module
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { isUserId, USER_ID_RULE } from "../auth.ts";
+import { isUserId, USER_ID_RULE } from "../auth/token.ts";
 import { isRoomId } from "../chat/rooms.ts";
 import { ERROR_CODES, type ErrorCode } from "../errors.ts";
-import { MAX_CLIENT_ID_LENGTH, MAX_HISTORY_PAGE } from "../payloads.ts";
+import { MAX_CLIENT_ID_LENGTH, MAX_HISTORY_PAGE } from "../chat/payloads.ts";
 
 /** Where the API is mounted. */
 export const API_BASE = "/api/v1";

@@ -16,7 +16,7 @@
  */
 import { Hono } from "hono";
 import type { ConnectionInfo } from "../engine/mod.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../ops/log.ts";
 import { API_BASE, type ApiOptions, apiRoutes } from "./api.ts";
 import { bearer } from "./auth.ts";
 import { errorResponse, json, renderNotFound } from "./errors.ts";

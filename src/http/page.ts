@@ -21,7 +21,7 @@
  */
 import { Hono } from "hono";
 import { decodeJwt } from "jose";
-import { cleanDisplayName, signToken } from "../auth.ts";
+import { cleanDisplayName, signToken } from "../auth/token.ts";
 import { type Config, DEFAULTS } from "../config.ts";
 import { readBody } from "./body.ts";
 import { HttpError, json } from "./errors.ts";

@@ -3,7 +3,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { AuthError, type AuthErrorCode } from "../../src/auth.ts";
+import { AuthError, type AuthErrorCode } from "../../src/auth/token.ts";
 
 /** An `assert.rejects` validator: the error is an AuthError with `code` (and `message`). */
 export function rejectsWith(code: AuthErrorCode, message?: RegExp) {

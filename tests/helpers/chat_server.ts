@@ -14,7 +14,7 @@ import { type App, type AppOptions, createApp } from "../../src/app.ts";
 import { sleep, within } from "./time.ts";
 
 export { sleep, within };
-import { signToken } from "../../src/auth.ts";
+import { signToken } from "../../src/auth/token.ts";
 import type { ChatError, LoadedInfo, MessageAck } from "../../src/chat/mod.ts";
 import { type Config, DEFAULTS } from "../../src/config.ts";
 import { type KvMessageStore, openKvStore } from "../../src/store/mod.ts";

@@ -13,7 +13,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { WRITE_SCOPE } from "../../src/auth.ts";
+import { WRITE_SCOPE } from "../../src/auth/token.ts";
 import { ERROR_EVENTS_PER_SECOND } from "../../src/chat/events.ts";
 import type { ClientToServerEvents } from "../../src/chat/mod.ts";
 import { type Config, DEFAULTS } from "../../src/config.ts";

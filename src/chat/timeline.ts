@@ -5,9 +5,9 @@
  *
  * @example
  * ```ts
- * import { openKvStore } from "./store/mod.ts";
+ * import { openKvStore } from "../store/mod.ts";
  * import { Timeline } from "./timeline.ts";
- * import type { ChatMessage } from "./types.ts";
+ * import type { ChatMessage } from "../types.ts";
  *
  * const store = await openKvStore(":memory:");
  * const deliver = (batch: ChatMessage[]) => console.log(batch);
@@ -20,8 +20,8 @@
  * ```
  * @module
  */
-import { type MessageStore, PartialAppendError } from "./store/mod.ts";
-import type { AppendResult, ChatMessage, NewMessage } from "./types.ts";
+import { type MessageStore, PartialAppendError } from "../store/mod.ts";
+import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
 
 /** Options of a {@link Timeline}. */
 export interface TimelineOptions {

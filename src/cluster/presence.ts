@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import type { User } from "./types.ts";
+import type { User } from "../types.ts";
 
 /** One connection, as presence sees it. */
 export interface Connection {

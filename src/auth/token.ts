@@ -25,9 +25,9 @@ import {
   type JWTVerifyGetKey,
   SignJWT,
 } from "jose";
-import { AUTH_DEFAULTS, type AuthConfig, type AuthKeySource } from "./auth_config.ts";
-import { CodedError } from "./errors.ts";
-import type { User } from "./types.ts";
+import { AUTH_DEFAULTS, type AuthConfig, type AuthKeySource } from "./settings.ts";
+import { CodedError } from "../errors.ts";
+import type { User } from "../types.ts";
 
 /** Stable reasons a client is refused. */
 export type AuthErrorCode =

@@ -5,8 +5,8 @@
  * @example
  * ```ts
  * import { Server } from "socket.io";
- * import { connectCluster } from "./cluster.ts";
- * import { silentLogger } from "./log.ts";
+ * import { connectCluster } from "./redis.ts";
+ * import { silentLogger } from "../ops/log.ts";
  *
  * const cluster = await connectCluster("redis://127.0.0.1:6379", silentLogger);
  * const io = new Server({ adapter: cluster.adapter });
@@ -15,7 +15,7 @@
  * ```
  * @module
  */
-import type { Logger } from "./log.ts";
+import type { Logger } from "../ops/log.ts";
 
 /** A connected Redis fan-out. */
 export interface Cluster {

@@ -2,7 +2,8 @@
  * Prometheus metrics (via `prom-client`): connections, users online, handshakes, refused
  * requests, auth failures, messages, broadcasts, delivery latency, `error` events, KV write
  * latency and event-loop lag, plus the process's own figures (see `runtime_metrics.ts`).
- * {@link Metrics} implements the chat's `ChatObserver`; the engine's handshakes and refusals and
+ * {@link Metrics} is the chat's observer (its `ChatObserver`, matched by shape: ops sits below the
+ * chat); the engine's handshakes and refusals and
  * the timeline's commits are reported to it by `app.ts`, so none of them imports this file.
  *
  * @example
@@ -20,7 +21,6 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { ChatObserver } from "./chat/mod.ts";
 import { registerRuntimeMetrics } from "./runtime_metrics.ts";
 
 /** Where the metrics read live figures from. */
@@ -38,8 +38,8 @@ export interface MetricSources {
 /** How often event-loop lag is sampled. */
 const LAG_SAMPLE_MS = 500;
 
-/** The server's metrics registry; the chat reports to it as its {@link ChatObserver}. */
-export class Metrics implements ChatObserver {
+/** The server's metrics registry; the chat reports to it as its observer. */
+export class Metrics {
   readonly registry = new Registry();
   readonly #handshakes: Counter;
   readonly #apiRequests: Counter<"route" | "status">;

@@ -22,7 +22,7 @@ import {
   type SettingValues,
   splitList,
   url,
-} from "./settings.ts";
+} from "../settings.ts";
 
 /** Where the keys that verify client tokens come from: exactly one source. */
 export type AuthKeySource =

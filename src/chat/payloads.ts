@@ -9,9 +9,9 @@
  * ```
  * @module
  */
-import { CodedError } from "./errors.ts";
-import { isRoomId } from "./chat/rooms.ts";
-import { isMessageId } from "./store/mod.ts";
+import { CodedError } from "../errors.ts";
+import { isRoomId } from "./rooms.ts";
+import { isMessageId } from "../store/mod.ts";
 
 /** Codes a refused payload carries. */
 export type PayloadErrorCode = "invalid_payload" | "message_too_long";

@@ -17,7 +17,7 @@
  */
 import process from "node:process";
 import { Counter, Gauge, type Registry } from "prom-client";
-import denoConfig from "../deno.json" with { type: "json" };
+import denoConfig from "../../deno.json" with { type: "json" };
 
 /** The server's version (`version` in `deno.json`). */
 export const VERSION: string = denoConfig.version;

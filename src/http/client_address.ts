@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import type { ConnectionInfo } from "./engine/mod.ts";
+import type { ConnectionInfo } from "../engine/mod.ts";
 
 /** A block of addresses: IPv4 is held as IPv4-mapped IPv6, so one comparison serves both. */
 export interface AddressRange {
