@@ -97,7 +97,9 @@ async function startBrowserChat(
     const page = await context.newPage();
     page.on("pageerror", (error) => problems.push(`${name}: ${error.message}`));
     page.on("console", (message) => {
-      if (message.type() === "error") problems.push(`${name}: ${message.text()}`);
+      // The URL says which request failed, when one did ("Failed to load resource").
+      const url = message.location().url;
+      if (message.type() === "error") problems.push(`${name}: ${message.text()} ${url}`.trim());
     });
     await page.goto(`${server.url}/${hash}`);
     return page;

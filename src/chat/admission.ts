@@ -6,6 +6,7 @@
  */
 import { extractToken, type Identity } from "../auth/token.ts";
 import { CodedError, toWireError, type WireError } from "../errors.ts";
+import { checkInternals, interceptRepeatConnects } from "../cluster/socketio_internals.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Ban } from "../types.ts";
 import type { ChatObserver, ChatSocket } from "./types.ts";
@@ -28,52 +29,18 @@ export interface RecoveringAdapter {
   restoreSession(pid: string, offset: string): Promise<{ data?: unknown } | null>;
 }
 
-/** A socket.io packet, as its parser decodes it. */
-interface Packet {
-  type: number;
-  nsp: string;
-  data?: unknown;
-}
-type PacketListener = (packet: Packet) => void;
-
-/** The socket.io client behind a socket: the parts {@link refuseLaterConnects} uses. */
-interface SocketIoClient {
-  nsps: Map<string, unknown>;
-  decoder: {
-    on(event: "decoded", listener: PacketListener): unknown;
-    off(event: "decoded", listener: PacketListener): unknown;
-  };
-  ondecoded: PacketListener;
-  _packet(packet: Packet): void;
-}
-
-/** socket.io's packet types (socket.io-parser), as far as they are used here. */
-const CONNECT = 0;
-const CONNECT_ERROR = 4;
-
 /**
  * Refuses, with `already_connected`, a CONNECT for a namespace the client already has a socket
  * on. socket.io itself would close the whole session, taking the first socket with it; CONNECTs
  * that arrive while the first is still being admitted are refused by the middleware.
  */
 function refuseLaterConnects(socket: ChatSocket): void {
-  const client = socket.client as unknown as SocketIoClient;
-  const original = client.ondecoded;
-  const guarded = (packet: Packet) => {
-    if (packet.type !== CONNECT || !client.nsps.has(packet.nsp || "/")) return original(packet);
+  interceptRepeatConnects(socket, () => {
     const { code, message } = toWireError(
       new CodedError("already_connected", "this transport session already has a socket"),
     );
-    client._packet({
-      type: CONNECT_ERROR,
-      nsp: packet.nsp,
-      data: { message: code, data: { code, message } },
-    });
-  };
-  client.decoder.off("decoded", original);
-  client.decoder.on("decoded", guarded);
-  // socket.io's cleanup removes whatever `ondecoded` is then.
-  client.ondecoded = guarded;
+    return { message: code, data: { code, message } };
+  });
 }
 
 /** Builds the `connect_error` a refused client receives: `message` is the code. */
@@ -84,6 +51,7 @@ function connectError(error: WireError): Error {
 /** Per-user connection counts on this instance, and the transport sessions that hold a socket. */
 export class Admission {
   #connections = new Map<string, number>();
+  #internalsChecked = false;
   /** Transport sessions (engine connections) that carry, or are admitting, a socket. */
   #sessions = new WeakSet<object>();
   /** How each admitted socket gives back what it holds; runs once. */
@@ -219,6 +187,11 @@ export class Admission {
 
   /** Guards the socket's transport session against further CONNECTs once the socket is in. */
   connected(socket: ChatSocket): void {
+    // The first connection checks that socket.io still has what the chat reaches into.
+    if (!this.#internalsChecked) {
+      checkInternals(socket);
+      this.#internalsChecked = true;
+    }
     refuseLaterConnects(socket);
   }
 }

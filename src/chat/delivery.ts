@@ -4,6 +4,7 @@
  * is several moderate frames rather than one the transport must hold whole.
  * @module
  */
+import { encodeEvent, writeEncoded } from "../cluster/socketio_internals.ts";
 import type { ChatMessage } from "../types.ts";
 import type { ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
 
@@ -60,15 +61,6 @@ export function deliverTo(
   };
 }
 
-/** socket.io's per-connection client, as far as writing an encoded packet goes. */
-interface PacketWriter {
-  encoder: { encode(packet: object): unknown[] };
-  _packet(encoded: unknown[], options: { preEncoded: true; compress: boolean }): void;
-}
-
-/** socket.io-parser's EVENT packet type. */
-const EVENT = 2;
-
 /**
  * A history's `load` packets, encoded: the connections the timeline admits together share one
  * history array, so a connect storm encodes each history once, not once per connection.
@@ -89,15 +81,12 @@ export function sendHistory(
   if (recovery) {
     for (const frame of framesOf(history)) socket.emit("load", frame);
   } else {
-    const client = socket.client as unknown as PacketWriter;
     let encoded = encodedHistories.get(history);
     if (!encoded) {
-      encoded = framesOf(history).flatMap((frame) =>
-        client.encoder.encode({ type: EVENT, nsp: socket.nsp.name, data: ["load", frame] })
-      );
+      encoded = framesOf(history).flatMap((frame) => encodeEvent(socket, ["load", frame]));
       encodedHistories.set(history, encoded);
     }
-    client._packet(encoded, { preEncoded: true, compress: true });
+    writeEncoded(socket, encoded);
   }
   socket.emit("loaded", info);
 }

@@ -13,34 +13,8 @@
  * ```
  * @module
  */
-import { Adapter, type BroadcastOptions, SessionAwareAdapter } from "socket.io-adapter";
-import type { Socket } from "socket.io";
-
-/** The parts of an adapter the walk uses; `apply` is private in socket.io-adapter's typings. */
-interface Walker {
-  apply(opts: BroadcastOptions, callback: (socket: Socket) => void): void;
-  rooms: Map<string, Set<string>>;
-  nsp: { sockets: Map<string, Socket> };
-}
-
-/** Replaces `apply` on `target`'s prototype, falling back to `base`'s for general broadcasts. */
-function installSingleRoomWalk(target: typeof Adapter, base: typeof Adapter): void {
-  const generalWalk = (base.prototype as unknown as Walker).apply;
-  (target.prototype as unknown as Walker).apply = function (this: Walker, opts, callback) {
-    const { rooms, except } = opts;
-    if (rooms.size !== 1 || (except !== undefined && except.size > 0)) {
-      return generalWalk.call(this, opts, callback);
-    }
-    const [room] = rooms;
-    const members = this.rooms.get(room);
-    if (members === undefined) return;
-    const sockets = this.nsp.sockets;
-    for (const id of members) {
-      const socket = sockets.get(id);
-      if (socket !== undefined) callback(socket);
-    }
-  };
-}
+import { Adapter, SessionAwareAdapter } from "socket.io-adapter";
+import { installSingleRoomWalk } from "./socketio_internals.ts";
 
 /** socket.io's in-memory adapter with the single-room broadcast walk. */
 export class LeanAdapter extends Adapter {}
