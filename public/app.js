@@ -787,6 +787,11 @@ function connect(current) {
   /** Rooms whose history the server sends on this connection, each before its `loaded`. */
   let catchingUp = new Set();
   const connection = io({
+    // A WebSocket from the start, long-polling only where one cannot open. Starting on polling
+    // and upgrading, a refused token raced socket.io-client's own close against its next poll,
+    // which the server must then answer 400 (the session is gone), logged by the browser.
+    transports: ["websocket", "polling"],
+    tryAllTransports: true,
     reconnectionDelay: 500,
     reconnectionDelayMax: 5000,
     auth: (/** @type {(auth: object) => void} */ reply) => {

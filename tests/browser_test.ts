@@ -827,6 +827,14 @@ step(
           // On a phone the room shows once, in the strip, not again as a heading.
           const heading = await box(dora, "#room-title");
           assert.ok(heading && heading.width <= 1, `${where}: the room's heading is not shown`);
+          // The browse button shows its "+" only, leaving the strip to the rooms and DMs, and is
+          // still named for what it does.
+          const browse = dora.getByRole("button", { name: "Browse / create room" });
+          const browseBox = await browse.boundingBox();
+          assert.ok(
+            browseBox && browseBox.width <= 48,
+            `${where}: browse is ${browseBox?.width} px`,
+          );
         }
         type Styles = { getComputedStyle(node: unknown): { cursor: string } };
         const cursor = await dora.locator("#presence .person-button").first()
