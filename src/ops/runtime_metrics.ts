@@ -60,6 +60,19 @@ const CPU_READING_SHARED_MS = 5;
  */
 export function registerRuntimeMetrics(registry: Registry): void {
   const registers = [registry];
+  registerCpuMetrics(registers);
+  registerMemoryMetrics(registers);
+  registerProcessMetrics(registers);
+  new Gauge({
+    name: "chat_build_info",
+    help: "Always 1; the labels name the server's version and its runtime's.",
+    labelNames: ["version", "deno", "v8", "typescript"],
+    registers,
+  }).set({ version: VERSION, ...Deno.version }, 1);
+}
+
+/** User, system and total CPU seconds. */
+function registerCpuMetrics(registers: Registry[]): void {
   // The three CPU counters share a reading taken for one scrape (within a few ms), so the total
   // is exactly user + system: other threads (KV's, the GC's) use CPU between two readings.
   let cpuReading = process.cpuUsage();
@@ -96,7 +109,10 @@ export function registerRuntimeMetrics(registry: Registry): void {
     "User and system CPU time in seconds.",
     (usage) => usage.user + usage.system,
   );
+}
 
+/** Resident memory and the V8 heap's. */
+function registerMemoryMetrics(registers: Registry[]): void {
   const memory = (name: string, help: string, read: (usage: Deno.MemoryUsage) => number) =>
     new Gauge({
       name,
@@ -114,13 +130,15 @@ export function registerRuntimeMetrics(registry: Registry): void {
     "Memory of objects outside the V8 heap bound to JavaScript ones, in bytes.",
     (usage) => usage.external,
   );
+}
 
+/** The start time, and open and maximum file descriptors where `/proc/self` tells them. */
+function registerProcessMetrics(registers: Registry[]): void {
   new Gauge({
     name: "process_start_time_seconds",
     help: "Start time of the process since the Unix epoch in seconds.",
     registers,
   }).set(performance.timeOrigin / 1000);
-
   if (openFds() !== undefined) {
     new Gauge({
       name: "process_open_fds",
@@ -140,11 +158,4 @@ export function registerRuntimeMetrics(registry: Registry): void {
       registers,
     }).set(limit);
   }
-
-  new Gauge({
-    name: "chat_build_info",
-    help: "Always 1; the labels name the server's version and its runtime's.",
-    labelNames: ["version", "deno", "v8", "typescript"],
-    registers,
-  }).set({ version: VERSION, ...Deno.version }, 1);
 }
