@@ -31,12 +31,13 @@ import type {
   JoinAck,
   MessageAck,
   OkAck,
+  ReactAck,
   RefreshAck,
   RoomsAck,
 } from "./src/chat/contract.ts";
 
 export type * from "./src/chat/contract.ts";
-export type { ChatMessage, User } from "./src/types.ts";
+export type { ChatMessage, Reaction, User } from "./src/types.ts";
 export type { ErrorCode } from "./src/errors.ts";
 
 /** What a client passes as socket.io's `auth` when it connects. */
@@ -87,6 +88,16 @@ export interface BrowsePayload {
   after?: string;
 }
 
+/** `react`: adds `emoji` (one emoji) to a message, or with `on: false` takes it back. */
+export interface ReactPayload {
+  /** The message's room (default: the default room). */
+  room?: string;
+  id: string;
+  emoji: string;
+  /** Default true. */
+  on?: boolean;
+}
+
 /** Events a client sends, with their acks. */
 export interface ClientToServerEvents {
   message: (payload: MessagePayload, ack: (result: MessageAck) => void) => void;
@@ -103,4 +114,5 @@ export interface ClientToServerEvents {
     ack: (result: ChangeAck) => void,
   ) => void;
   "message:delete": (payload: { id: string }, ack: (result: ChangeAck) => void) => void;
+  react: (payload: ReactPayload, ack: (result: ReactAck) => void) => void;
 }

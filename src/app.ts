@@ -30,6 +30,8 @@ import {
   ChatService,
   deliverTo,
   disconnectEverywhere,
+  REACTION_LIMITS,
+  reactionFeed,
   RoomPolicy,
   socketDirectory,
 } from "./chat/mod.ts";
@@ -49,6 +51,7 @@ import { Metrics } from "./ops/metrics.ts";
 import { ClusterPresence, LocalPresence } from "./cluster/presence.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
+import type { ChatMessage } from "./types.ts";
 import { Timeline } from "./chat/timeline.ts";
 
 /** The Socket.IO endpoint path stock clients use. */
@@ -154,7 +157,14 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     deliver: deliverTo(io, metrics),
     onCommit: (created, seconds) => metrics.messagesStored(created, seconds),
     gatherMs: config.commitGatherMs,
+    annotate: (messages): Promise<ChatMessage[]> => service.annotate(messages),
   });
+  const reactions = reactionFeed(
+    io,
+    timeline,
+    (room, ids) => store.reactionsOf(room, ids, REACTION_LIMITS.listedUsers),
+    (error) => log.warn("reactions.announce_failed", { error }),
+  );
   const directory = options.cluster ? socketDirectory(io, log) : undefined;
   const policy = new RoomPolicy(config.publicRooms);
   const service = new ChatService({
@@ -164,6 +174,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     editWindowMs: config.editWindowMs,
     canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
     announceChange: (message) => announceChange(io, message),
+    reactionsChanged: (room, id) => reactions.note(`${room}\n${id}`, { room, id }),
     disconnectUser: (userId) => disconnectEverywhere(io, userId, log),
     log,
     now: options.now,
@@ -263,6 +274,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     async close() {
       shuttingDown = true;
       await timeline.idle();
+      reactions.close();
       await io.close();
       chat.close();
       metrics.stop();

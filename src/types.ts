@@ -23,6 +23,18 @@ export interface ChatMessage {
   editedAt?: string;
   /** A deleted message, kept as a tombstone so clients that cached it can drop it. */
   deleted?: true;
+  /** Its reactions, when it has any, in the order each emoji was first used. */
+  reactions?: Reaction[];
+}
+
+/** One emoji's reactions to a message. */
+export interface Reaction {
+  /** One emoji grapheme. */
+  emoji: string;
+  /** How many users reacted with it. */
+  count: number;
+  /** Up to 20 of them (the earliest), so a client can tell its own. */
+  users: string[];
 }
 
 /** What may change in a stored message: its text, or that it is gone. */

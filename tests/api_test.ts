@@ -438,3 +438,29 @@ Deno.test("api: userName is cleaned as a token's name is", async () => {
   });
   assert.equal(tooLong.status, 400);
 });
+
+Deno.test("api: a message's reactions, and history carrying them; 404 for none", async () => {
+  await using server = await startChat({ apiKey: KEY });
+  using alice = await ChatClient.join(server.url, "alice");
+  const sent = await alice.send({ message: "react" });
+  assert.ok(sent.ok);
+  const id = sent.message.id;
+  const none = await call(server, "GET", `/messages/${id}/reactions`, {
+    documented: "/messages/{id}/reactions",
+  });
+  assert.deepEqual(none.body, { id, room: "general", reactions: [] });
+  await within(alice.socket.emitWithAck("react", { id, emoji: "👍" }), 5000, "react");
+  const reactions = [{ emoji: "👍", count: 1, users: ["alice"] }];
+  const read = await call(server, "GET", `/messages/${id}/reactions`, {
+    documented: "/messages/{id}/reactions",
+  });
+  assert.deepEqual(read.body, { id, room: "general", reactions });
+  const history = await call(server, "GET", "/rooms/general/messages", {
+    documented: "/rooms/{room}/messages",
+  });
+  assert.deepEqual(history.body.messages.at(-1).reactions, reactions);
+  const missing = await call(server, "GET", `/messages/${"0".repeat(26)}/reactions`, {
+    documented: "/messages/{id}/reactions",
+  });
+  assert.equal(missing.status, 404);
+});

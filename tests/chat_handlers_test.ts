@@ -51,6 +51,7 @@ async function contextFor(
     editWindowMs: 60_000,
     canWrite,
     announceChange: (message) => announced.push(message),
+    reactionsChanged: () => {},
     disconnectUser: () => Promise.resolve(),
     log: silentLogger,
     now: () => clock,

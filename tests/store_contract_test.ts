@@ -681,3 +681,128 @@ contract("a reader following a room from one store never skips what another stor
     for (const writer of writers) await writer.close();
   }
 });
+
+// ---- reactions
+
+const LIMITS = { maxEmoji: 3, maxPerUser: 2, listedUsers: 2 };
+const react = (
+  store: MessageStore,
+  message: ChatMessage,
+  userId: string,
+  emoji: string,
+  on = true,
+  limits = LIMITS,
+) => store.react({ room: message.room, id: message.id, userId, emoji, on }, limits);
+
+contract("reactions are added once, taken back, and listed in first-use order", async (storage) => {
+  await using store = await storage.open();
+  const [first, second] = await appendEach(store, 2, "team");
+  assert.deepEqual(await react(store, first, "u1", "👍"), {
+    status: "changed",
+    reactions: [{ emoji: "👍", count: 1, users: ["u1"] }],
+  });
+  assert.equal((await react(store, first, "u1", "👍")).status, "unchanged", "idempotent");
+  await react(store, first, "u2", "🎉");
+  const both = await react(store, first, "u2", "👍");
+  assert.deepEqual(both.reactions, [
+    { emoji: "👍", count: 2, users: ["u1", "u2"] },
+    { emoji: "🎉", count: 1, users: ["u2"] },
+  ]);
+  assert.deepEqual(
+    await store.reactionsOf("team", [first.id, second.id], 20),
+    new Map([
+      [first.id, both.reactions],
+    ]),
+  );
+  assert.equal((await react(store, first, "u3", "🎉", false)).status, "unchanged");
+  const back = await react(store, first, "u2", "🎉", false);
+  assert.deepEqual(back, {
+    status: "changed",
+    reactions: [{ emoji: "👍", count: 2, users: ["u1", "u2"] }],
+  });
+  await react(store, first, "u1", "👍", false);
+  await react(store, first, "u2", "👍", false);
+  assert.deepEqual(await store.reactionsOf("team", [first.id], 20), new Map());
+});
+
+contract("reactions are bounded per message and per user", async (storage) => {
+  await using store = await storage.open();
+  const [message] = await appendEach(store, 1);
+  await react(store, message, "u1", "👍");
+  await react(store, message, "u1", "🎉");
+  assert.equal((await react(store, message, "u1", "😀")).status, "too_many_reactions");
+  await react(store, message, "u2", "😀");
+  const refused = await react(store, message, "u3", "🚀");
+  assert.equal(refused.status, "too_many_emoji");
+  assert.equal(refused.reactions.length, 3);
+  assert.equal(
+    (await react(store, message, "u3", "👍")).status,
+    "changed",
+    "a known emoji is fine",
+  );
+  await react(store, message, "u3", "😀");
+  await react(store, message, "u2", "😀", false);
+  assert.equal(
+    (await react(store, message, "u2", "🚀")).status,
+    "too_many_emoji",
+    "😀 is u3's too",
+  );
+  await react(store, message, "u1", "🎉", false);
+  assert.equal((await react(store, message, "u2", "🚀")).status, "changed", "🎉's place is free");
+});
+
+contract("a reaction's listed users fill up again when one takes theirs back", async (storage) => {
+  await using store = await storage.open();
+  const [message] = await appendEach(store, 1);
+  for (const user of ["u1", "u2", "u3"]) await react(store, message, user, "👍");
+  const listed = (await react(store, message, "u4", "👍")).reactions;
+  assert.deepEqual(listed, [{ emoji: "👍", count: 4, users: ["u1", "u2"] }]);
+  const after = (await react(store, message, "u1", "👍", false)).reactions;
+  assert.equal(after[0].count, 3);
+  assert.equal(after[0].users.length, 2);
+  assert.ok(!after[0].users.includes("u1"));
+});
+
+contract("a reaction to a message that is not there is not_found", async (storage) => {
+  await using store = await storage.open();
+  const [message] = await appendEach(store, 1, "team");
+  const elsewhere = { ...message, room: "other" };
+  assert.deepEqual(await react(store, elsewhere, "u1", "👍"), {
+    status: "not_found",
+    reactions: [],
+  });
+  assert.deepEqual(await store.reactionsOf("other", [message.id], 20), new Map());
+});
+
+contract("concurrent reactions to one message all count, within the bounds", async (storage) => {
+  await using store = await storage.open();
+  const [message] = await appendEach(store, 1);
+  const users = Array.from({ length: 12 }, (_, index) => `u${index}`);
+  const limits = { maxEmoji: 2, maxPerUser: 10, listedUsers: 20 };
+  const outcomes = await Promise.all(
+    users.map((user, index) =>
+      react(store, message, user, ["👍", "🎉", "🚀"][index % 3], true, limits)
+    ),
+  );
+  const [reactions] = (await store.reactionsOf(message.room, [message.id], 20)).values();
+  assert.equal(reactions.length, 2, "never more than maxEmoji");
+  const stored = reactions.reduce((sum, reaction) => sum + reaction.count, 0);
+  assert.equal(stored, outcomes.filter((outcome) => outcome.status === "changed").length);
+  assert.equal(stored, 8);
+});
+
+contract("reactions are kept across close and reopen", { shared: true }, async (storage) => {
+  let message: ChatMessage;
+  {
+    await using first = await storage.open();
+    [message] = await appendEach(first, 1);
+    await react(first, message, "u1", "👍");
+  }
+  await using second = await storage.open();
+  assert.deepEqual(
+    await second.reactionsOf(message.room, [message.id], 20),
+    new Map([
+      [message.id, [{ emoji: "👍", count: 1, users: ["u1"] }]],
+    ]),
+  );
+});

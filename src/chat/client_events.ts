@@ -25,6 +25,7 @@ import {
   onJoin,
   onLeave,
   onMessage,
+  onReact,
   onRead,
   onRefresh,
   onRooms,
@@ -40,7 +41,8 @@ export type BudgetSetting =
   | "refreshLimitPerMinute"
   | "joinLimitPerMinute"
   | "readLimitPerMinute"
-  | "roomsLimitPerMinute";
+  | "roomsLimitPerMinute"
+  | "reactLimitPerMinute";
 
 /** One client event's facts. */
 export interface ClientEventSpec {
@@ -79,6 +81,7 @@ export const CLIENT_EVENTS = {
     handle: onDelete,
     budget: { perMinute: "rateLimitPerMinute", burst: "rateLimitBurst" },
   },
+  react: { handle: onReact, budget: { perMinute: "reactLimitPerMinute" } },
 } as const satisfies Record<string, ClientEventSpec>;
 
 /** A client event's name. */

@@ -5,7 +5,7 @@
  * @module
  */
 import type { WireError } from "../errors.ts";
-import type { ChatMessage, User } from "../types.ts";
+import type { ChatMessage, Reaction, User } from "../types.ts";
 
 /** The `error` event's payload, and a failed ack's `error`. */
 export type ChatError = WireError;
@@ -62,6 +62,16 @@ export type BrowseAck =
   | { ok: true; rooms: BrowsedRoom[]; next?: string; patterns: string[] }
   | Failure;
 
+/** What a `react` ack receives: the message's reactions as stored now. */
+export type ReactAck = { ok: true; room: string; id: string; reactions: Reaction[] } | Failure;
+
+/** The `message:reactions` event: a message's reactions changed; these are all of them now. */
+export interface ReactionsEvent {
+  room: string;
+  id: string;
+  reactions: Reaction[];
+}
+
 /** The `loaded` event: the history `load`s sent on connect for one room are complete. */
 export interface LoadedInfo {
   room: string;
@@ -89,6 +99,7 @@ export interface ServerToClientEvents {
   "room:presence": (event: RoomPresenceEvent) => void;
   "message:updated": (message: ChatMessage) => void;
   "message:deleted": (event: DeletedEvent) => void;
+  "message:reactions": (event: ReactionsEvent) => void;
   error: (error: ChatError) => void;
 }
 

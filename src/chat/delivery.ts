@@ -4,7 +4,9 @@
  * is several moderate frames rather than one the transport must hold whole.
  * @module
  */
-import type { ChatMessage } from "../types.ts";
+import type { ChatMessage, Reaction } from "../types.ts";
+import { LiveBatch } from "./live_batch.ts";
+import type { Timeline } from "./timeline.ts";
 import type { ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
 
 /** Every connected, authenticated socket is in this room and hears who comes and goes. */
@@ -107,4 +109,42 @@ export function announceChange(io: ChatServer, message: ChatMessage): void {
   const room = io.to(roomKey(message.room));
   if (message.deleted) room.emit("message:deleted", { id: message.id, room: message.room });
   else room.emit("message:updated", message);
+}
+
+/** How long reactions to messages are gathered before their rooms are told. */
+export const REACTIONS_BATCH_MS = 50;
+
+/** Where a reaction changed. */
+export interface ReactionTarget {
+  room: string;
+  id: string;
+}
+
+/**
+ * Tells rooms of changed reactions as `message:reactions {room, id, reactions}`, one event per
+ * message and batch, with the reactions as stored when it goes out (read in the timeline, between
+ * joins: a joiner gets either the change in its history or the event).
+ */
+export function reactionFeed(
+  io: ChatServer,
+  timeline: Pick<Timeline, "run">,
+  read: (room: string, ids: string[]) => Promise<Map<string, Reaction[]>>,
+  failed: (error: unknown) => void,
+  batchMs: number = REACTIONS_BATCH_MS,
+): LiveBatch<ReactionTarget> {
+  return new LiveBatch<ReactionTarget>((changed) => {
+    const byRoom = Map.groupBy(changed.values(), (target) => target.room);
+    timeline.run(async () => {
+      for (const [room, targets] of byRoom) {
+        const found = await read(room, targets.map((target) => target.id));
+        for (const { id } of targets) {
+          io.to(roomKey(room)).emit("message:reactions", {
+            room,
+            id,
+            reactions: found.get(id) ?? [],
+          });
+        }
+      }
+    }).catch(failed);
+  }, batchMs);
 }

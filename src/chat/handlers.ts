@@ -15,7 +15,13 @@
  */
 import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
-import { readHistoryQuery, readMessage, readRefresh, readTyping } from "./payloads.ts";
+import {
+  readHistoryQuery,
+  readMessage,
+  readReaction,
+  readRefresh,
+  readTyping,
+} from "./payloads.ts";
 import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "./timeline.ts";
 import { dmUsers, isRoomId, readRoom, type RoomPolicy } from "./rooms.ts";
@@ -28,6 +34,7 @@ import type {
   JoinAck,
   MessageAck,
   OkAck,
+  ReactAck,
   RefreshAck,
   RoomsAck,
   RoomSummary,
@@ -296,6 +303,17 @@ export async function onEdit(ctx: ChatContext, payload: unknown): Promise<Succes
 export async function onDelete(ctx: ChatContext, payload: unknown): Promise<Success<ChangeAck>> {
   const id = readMessageId(objectPayload(payload, '{ id: "<message id>" }').id);
   return { ok: true, message: await ctx.service.change(id, { deleted: true }, principal(ctx)) };
+}
+
+/** `react {room?, id, emoji, on?}`: adds (or with `on: false` takes back) the user's reaction. */
+export async function onReact(ctx: ChatContext, payload: unknown): Promise<Success<ReactAck>> {
+  const { id, emoji, on } = readReaction(payload);
+  const room = roomOf(ctx, payload);
+  const reactions = await ctx.service.react({ room, id, emoji, on }, {
+    kind: "user",
+    identity: ctx.identity,
+  });
+  return { ok: true, room, id, reactions };
 }
 
 function readMessageId(value: unknown): string {

@@ -91,6 +91,42 @@ export function readMessage(payload: unknown, maxLength: number): MessageInput {
   return { text, clientId };
 }
 
+/** Longest accepted `emoji`, in UTF-8 bytes (the longest family and flag sequences fit). */
+export const MAX_EMOJI_BYTES = 64;
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+/** A grapheme that shows as an emoji: a pictograph, a flag (regional indicators) or a keycap. */
+const EMOJI = /\p{Extended_Pictographic}|\p{Emoji_Presentation}|^[0-9#*]\uFE0F?\u20E3$/u;
+
+/** Whether `value` is exactly one emoji grapheme of at most {@link MAX_EMOJI_BYTES} bytes. */
+export function isEmoji(value: unknown): value is string {
+  if (typeof value !== "string" || value.length === 0 || value.length > MAX_EMOJI_BYTES) {
+    return false;
+  }
+  if (new TextEncoder().encode(value).length > MAX_EMOJI_BYTES) return false;
+  const [first, second] = graphemes.segment(value);
+  return first !== undefined && second === undefined && EMOJI.test(value);
+}
+
+/** A validated `react` request. */
+export interface ReactionInput {
+  id: string;
+  emoji: string;
+  on: boolean;
+}
+
+/** Reads `{ id, emoji, on? }` of `react` (`on` defaults to true); `room` is read apart. */
+export function readReaction(payload: unknown): ReactionInput {
+  const fields = readObject(payload, '{ room: "general", id: "<message id>", emoji: "👍" }');
+  const { id, emoji, on = true } = fields;
+  if (!isMessageId(id)) throw invalid("`id` must be a message id");
+  if (!isEmoji(emoji)) {
+    throw invalid(`\`emoji\` must be one emoji, at most ${MAX_EMOJI_BYTES} bytes`);
+  }
+  if (typeof on !== "boolean") throw invalid("`on` must be true or false");
+  return { id, emoji, on };
+}
+
 /** A validated `history` request. */
 export interface HistoryQuery {
   before?: string;

@@ -15,9 +15,9 @@
 import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import type { MessageStore } from "../store/mod.ts";
+import type { MessageStore, ReactionLimits } from "../store/mod.ts";
 import type { Timeline } from "./timeline.ts";
-import type { AppendResult, Ban, ChatMessage, MessageChange, User } from "../types.ts";
+import type { AppendResult, Ban, ChatMessage, MessageChange, Reaction, User } from "../types.ts";
 import { dmUsers, type RoomPolicy } from "./rooms.ts";
 
 /** Who asks: a user on a connection, or the application's backend through the server API. */
@@ -28,6 +28,21 @@ export const MODERATE_SCOPE = "chat:moderate";
 
 /** The sender of messages the backend publishes without naming a user. */
 export const SYSTEM_USER: User = { id: "system", name: "System" };
+
+/**
+ * How far reactions go: distinct emoji on one message, emoji one user puts on one message, and
+ * the users each emoji lists (so a client can tell its own).
+ */
+export const REACTION_LIMITS: ReactionLimits = { maxEmoji: 20, maxPerUser: 10, listedUsers: 20 };
+
+/** A user's reaction to a message, as a door has read it. */
+export interface ReactionRequest {
+  room: string;
+  id: string;
+  emoji: string;
+  /** Adds it (true) or takes it back (false). */
+  on: boolean;
+}
 
 /** What the service needs. */
 export interface ChatServiceOptions {
@@ -41,6 +56,8 @@ export interface ChatServiceOptions {
     | "setBan"
     | "getBan"
     | "deleteBan"
+    | "react"
+    | "reactionsOf"
   >;
   policy: RoomPolicy;
   /** How long authors may edit or delete their messages (ms); moderators and the backend always. */
@@ -49,6 +66,8 @@ export interface ChatServiceOptions {
   canWrite: (identity: Identity) => boolean;
   /** Tells a message's room it changed. */
   announceChange: (message: ChatMessage) => void;
+  /** Tells a message's room its reactions changed (batched by the caller). */
+  reactionsChanged: (room: string, id: string) => void;
   /** Closes every socket of a user on every instance; resolves once none is left. */
   disconnectUser: (userId: string) => Promise<void>;
   log: Logger;
@@ -141,6 +160,8 @@ export class ChatService {
       throw new CodedError("internal", "the message could not be changed", {}, { cause: error });
     }
     if (!changed) throw new CodedError("not_found", "no such message");
+    // The edited message keeps what lives beside it: a client replaces the one it holds.
+    if (!changed.deleted) [changed] = await this.annotate([changed]);
     if (!(message.deleted && changed.deleted)) {
       this.#options.log.info("message.changed", {
         action: "deleted" in change ? "delete" : "edit",
@@ -152,6 +173,89 @@ export class ChatService {
       this.#options.announceChange(changed);
     }
     return changed;
+  }
+
+  /**
+   * Adds or takes back a user's reaction to a message of a room they may use (elsewhere, or on a
+   * deleted message, `not_found`), within {@link REACTION_LIMITS}; the room hears of a change.
+   * Resolves with the message's reactions as stored now.
+   */
+  async react(request: ReactionRequest, by: Principal & { kind: "user" }): Promise<Reaction[]> {
+    const { room, id, emoji, on } = request;
+    this.checkRoom(room, by);
+    this.#requireWrite(by.identity);
+    const message = await this.#read(() => this.#options.store.findMessage(id));
+    if (!message || message.room !== room || message.deleted) {
+      throw new CodedError("not_found", "no such message in this room");
+    }
+    const change = { room, id, userId: by.identity.user.id, emoji, on };
+    let outcome;
+    try {
+      outcome = await this.#options.store.react(change, REACTION_LIMITS);
+    } catch (error) {
+      throw new CodedError("internal", "the reaction could not be stored", {}, { cause: error });
+    }
+    switch (outcome.status) {
+      case "not_found":
+        throw new CodedError("not_found", "no such message in this room");
+      case "too_many_emoji":
+        throw new CodedError(
+          "too_many_emoji",
+          `a message has at most ${REACTION_LIMITS.maxEmoji} different emoji`,
+        );
+      case "too_many_reactions":
+        throw new CodedError(
+          "too_many_reactions",
+          `one user puts at most ${REACTION_LIMITS.maxPerUser} emoji on a message`,
+        );
+      case "changed":
+        this.#options.reactionsChanged(room, id);
+    }
+    return outcome.reactions;
+  }
+
+  /** A message's reactions, for `by` (a user: in a room they may use); `not_found` otherwise. */
+  async reactionsOf(id: string, by: Principal): Promise<{ message: ChatMessage }> {
+    const message = await this.#read(() => this.#options.store.findMessage(id));
+    if (
+      !message || (by.kind === "user" && !this.#options.policy.canJoin(by.identity, message.room))
+    ) {
+      throw new CodedError("not_found", "no such message");
+    }
+    const [annotated] = await this.annotate([message]);
+    return { message: annotated };
+  }
+
+  /**
+   * Messages with what lives beside them: their reactions (none on a tombstone). New objects
+   * where something was added; the given messages (shared by readers) are never changed.
+   */
+  async annotate(messages: ChatMessage[]): Promise<ChatMessage[]> {
+    const live = messages.filter((message) => !message.deleted);
+    if (live.length === 0) return messages;
+    const { store } = this.#options;
+    const found = new Map<string, Reaction[]>();
+    for (const [room, ofRoom] of Map.groupBy(live, (message) => message.room)) {
+      const ids = ofRoom.map((message) => message.id);
+      for (
+        const [id, reactions] of await store.reactionsOf(room, ids, REACTION_LIMITS.listedUsers)
+      ) {
+        found.set(id, reactions);
+      }
+    }
+    if (found.size === 0) return messages;
+    return messages.map((message) => {
+      const reactions = found.get(message.id);
+      return reactions ? { ...message, reactions } : message;
+    });
+  }
+
+  async #read<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      throw new CodedError("internal", "the message could not be read", {}, { cause: error });
+    }
   }
 
   /**

@@ -202,6 +202,11 @@ export function apiRoutes(options: ApiOptions): OpenAPIHono<ApiEnv> {
     return c.json({ message: await change(c.req.valid("param").id, { deleted: true }) }, 200);
   });
 
+  app.openapi(ROUTES.reactions, async (c) => {
+    const { message } = await service.reactionsOf(c.req.valid("param").id, BACKEND);
+    return c.json({ id: message.id, room: message.room, reactions: message.reactions ?? [] }, 200);
+  });
+
   // Generated on first request, from every route registered here (this one included).
   let document: ReturnType<typeof apiDocument> | undefined;
   app.openapi(ROUTES.openapi, (c) => c.json(document ??= apiDocument(app), 200));

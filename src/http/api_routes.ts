@@ -28,6 +28,12 @@ export const MAX_BAN_REASON_LENGTH = 500;
 
 const User = z.strictObject({ id: z.string(), name: z.string() }).openapi("User");
 
+const Reaction = z.strictObject({
+  emoji: z.string(),
+  count: z.int(),
+  users: z.array(z.string()).openapi({ description: "Up to 20 of the users, the earliest." }),
+}).openapi("Reaction");
+
 const Message = z.strictObject({
   id: z.string().regex(/^[0-9A-HJKMNP-TV-Z]{26}$/),
   room: z.string(),
@@ -37,6 +43,9 @@ const Message = z.strictObject({
   editedAt: z.iso.datetime().optional(),
   deleted: z.literal(true).optional().openapi({
     description: "A tombstone: the message was deleted.",
+  }),
+  reactions: z.array(Reaction).optional().openapi({
+    description: "Its reactions, when it has any, each emoji in the order first used.",
   }),
 }).openapi("Message");
 
@@ -269,6 +278,20 @@ export const ROUTES = {
       200: json(
         "The tombstone (deleting twice answers the same).",
         z.strictObject({ message: Message }),
+      ),
+      ...failures,
+    },
+  }),
+  reactions: createRoute({
+    operationId: "reactions",
+    method: "get",
+    path: "/messages/{id}/reactions",
+    summary: "A message's reactions.",
+    request: { params: MessageParams },
+    responses: {
+      200: json(
+        "Each emoji with its count and up to 20 of its users (empty: none).",
+        z.strictObject({ id: z.string(), room: z.string(), reactions: z.array(Reaction) }),
       ),
       ...failures,
     },

@@ -19,8 +19,21 @@
 
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
-import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
-import type { MessageStore, RoomQuery } from "./message_store.ts";
+import type {
+  AppendResult,
+  Ban,
+  ChatMessage,
+  MessageChange,
+  NewMessage,
+  Reaction,
+} from "../types.ts";
+import type {
+  MessageStore,
+  ReactionChange,
+  ReactionLimits,
+  ReactionOutcome,
+  RoomQuery,
+} from "./message_store.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import { RecentWindow, RoomWindows } from "./recent.ts";
 import {
@@ -97,6 +110,17 @@ const BANS = "bans";
 /** DM rooms' ids start with this; every one of them sorts before {@link DM_ROOMS_END}. */
 const DM_ROOM_PREFIX = "dm:";
 const DM_ROOMS_END = "dm;";
+/**
+ * `["reactions", room, id, emoji]` holds one emoji's count and listed users; under the emoji `""`
+ * (which sorts first) the message's emoji in the order first used. One range read gives a page's
+ * reactions, and the `""` entry is what a new emoji's commit checks, so the bound holds.
+ */
+const REACTIONS = "reactions";
+const EMOJI_ORDER = "";
+/** `["reacted", room, id, user]`: the emoji one user has on a message (its per-user bound). */
+const REACTED = "reacted";
+/** Most `reacted` entries read to fill a listed user's place when one takes theirs back. */
+const REFILL_SCAN = 500;
 /** `["ids", id]` names the room of a message, so it can be found by its id alone. */
 const IDS = "ids";
 /**
@@ -131,6 +155,12 @@ function keyString(key: DedupeKey): string {
 
 /** A dedupe entry names the message it stored: `[room, id]` (before rooms: the id alone). */
 type DedupeValue = [string, string] | string;
+
+/** One emoji's reactions to a message, as stored. */
+interface ReactionEntry {
+  count: number;
+  users: string[];
+}
 
 /** A membership: when its user last touched the room (layout 2 stored `true`). */
 interface Membership {
@@ -666,6 +696,145 @@ export class KvMessageStore implements MessageStore {
       }
       await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
     }
+  }
+
+  async react(change: ReactionChange, limits: ReactionLimits): Promise<ReactionOutcome> {
+    const { room, id, userId, emoji, on } = change;
+    checkId(id);
+    const orderKey = [REACTIONS, room, id, EMOJI_ORDER];
+    const emojiKey = [REACTIONS, room, id, emoji];
+    const mineKey = [REACTED, room, id, userId];
+    for (let attempt = 1, delay = 2;; attempt++, delay = Math.min(delay * 2, 50)) {
+      const [message, order, entry, mine] = await whenUnlocked(() =>
+        this.#kv.getMany<[ChatMessage, string[], ReactionEntry, string[]]>([
+          [MESSAGES, room, id],
+          orderKey,
+          emojiKey,
+          mineKey,
+        ])
+      );
+      if (message.value === null) return { status: "not_found", reactions: [] };
+      const emojis = order.value ?? [];
+      const own = mine.value ?? [];
+      const current = () => this.#reactionsOfOne(room, id, limits.listedUsers);
+      if (own.includes(emoji) === on) return { status: "unchanged", reactions: await current() };
+      const atomic = this.#kv.atomic().check(order, entry, mine);
+      const options = this.#expiryOf(id);
+      if (on) {
+        if (!emojis.includes(emoji) && emojis.length >= limits.maxEmoji) {
+          return { status: "too_many_emoji", reactions: await current() };
+        }
+        if (own.length >= limits.maxPerUser) {
+          return { status: "too_many_reactions", reactions: await current() };
+        }
+        const stored = entry.value ?? { count: 0, users: [] };
+        const users = stored.users.length < limits.listedUsers
+          ? [...stored.users, userId]
+          : stored.users;
+        atomic.set(emojiKey, { count: stored.count + 1, users } satisfies ReactionEntry, options);
+        if (!emojis.includes(emoji)) atomic.set(orderKey, [...emojis, emoji], options);
+        atomic.set(mineKey, [...own, emoji], options);
+      } else {
+        const stored = entry.value ?? { count: 1, users: [] };
+        const count = stored.count - 1;
+        if (count <= 0) {
+          atomic.delete(emojiKey);
+          const rest = emojis.filter((each) => each !== emoji);
+          if (rest.length > 0) atomic.set(orderKey, rest, options);
+          else atomic.delete(orderKey);
+        } else {
+          const users = stored.users.filter((each) => each !== userId);
+          if (users.length < Math.min(count, limits.listedUsers)) {
+            users.push(...await this.#otherReactors(room, id, emoji, [...users, userId], count));
+          }
+          const kept = users.slice(0, limits.listedUsers);
+          atomic.set(emojiKey, { count, users: kept } satisfies ReactionEntry, options);
+        }
+        const rest = own.filter((each) => each !== emoji);
+        if (rest.length > 0) atomic.set(mineKey, rest, options);
+        else atomic.delete(mineKey);
+      }
+      if ((await whenUnlocked(() => atomic.commit())).ok) {
+        return { status: "changed", reactions: await current() };
+      }
+      // Another reaction to the message was stored meanwhile: read again, after a jittered wait.
+      if (attempt === MAX_CHANGE_ATTEMPTS) throw new Error(`reactions of ${id} kept changing`);
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
+    }
+  }
+
+  /** Users with `emoji` on the message besides `listed`, to fill the listed users' places. */
+  async #otherReactors(
+    room: string,
+    id: string,
+    emoji: string,
+    listed: string[],
+    most: number,
+  ): Promise<string[]> {
+    const found: string[] = [];
+    const skip = new Set(listed);
+    const entries = this.#kv.list<string[]>({ prefix: [REACTED, room, id] }, {
+      limit: REFILL_SCAN,
+    });
+    for await (const entry of entries) {
+      const user = entry.key[3] as string;
+      if (skip.has(user) || !entry.value.includes(emoji)) continue;
+      found.push(user);
+      if (found.length >= most) break;
+    }
+    return found;
+  }
+
+  async #reactionsOfOne(room: string, id: string, listedUsers: number): Promise<Reaction[]> {
+    return (await this.reactionsOf(room, [id], listedUsers)).get(id) ?? [];
+  }
+
+  async reactionsOf(
+    room: string,
+    ids: readonly string[],
+    listedUsers: number,
+  ): Promise<Map<string, Reaction[]>> {
+    const found = new Map<string, Reaction[]>();
+    if (ids.length === 0) return found;
+    const wanted = new Set(ids);
+    const sorted = [...wanted].sort();
+    // The ids of a page are neighbours in their room: one range read covers them.
+    const selector = {
+      start: [REACTIONS, room, sorted[0]],
+      end: [REACTIONS, room, sorted.at(-1)! + "\u0000"],
+    };
+    const orders = new Map<string, string[]>();
+    const entries = new Map<string, Map<string, ReactionEntry>>();
+    await whenUnlocked(async () => {
+      for await (const entry of this.#kv.list<unknown>(selector)) {
+        const [, , id, emoji] = entry.key as [string, string, string, string];
+        if (!wanted.has(id)) continue;
+        if (emoji === EMOJI_ORDER) orders.set(id, entry.value as string[]);
+        else {
+          const ofMessage = entries.get(id) ?? new Map<string, ReactionEntry>();
+          ofMessage.set(emoji, entry.value as ReactionEntry);
+          entries.set(id, ofMessage);
+        }
+      }
+    });
+    for (const [id, order] of orders) {
+      const ofMessage = entries.get(id);
+      const reactions = order.flatMap((emoji) => {
+        const entry = ofMessage?.get(emoji);
+        return entry
+          ? [{ emoji, count: entry.count, users: entry.users.slice(0, listedUsers) }]
+          : [];
+      });
+      if (reactions.length > 0) found.set(id, reactions);
+    }
+    return found;
+  }
+
+  /** A reaction lives as long as its message. */
+  #expiryOf(id: string): { expireIn?: number } {
+    const { maxAgeMs } = this.#options;
+    if (maxAgeMs === undefined) return {};
+    return { expireIn: Math.max(1, timeOfId(id) + maxAgeMs - this.#now()) };
   }
 
   async setBan(userId: string, ban: Ban): Promise<void> {

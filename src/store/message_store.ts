@@ -2,13 +2,49 @@
  * The message store contract the timeline and the app depend on; `KvMessageStore` implements it.
  * @module
  */
-import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
+import type {
+  AppendResult,
+  Ban,
+  ChatMessage,
+  MessageChange,
+  NewMessage,
+  Reaction,
+} from "../types.ts";
 
 /** What {@link MessageStore.listRooms} asks for. */
 export interface RoomQuery {
   prefix?: string;
   after?: string;
   limit: number;
+}
+
+/** A user's reaction added (`on`) or taken back, on message `id` of `room`. */
+export interface ReactionChange {
+  room: string;
+  id: string;
+  userId: string;
+  emoji: string;
+  on: boolean;
+}
+
+/** The bounds a reaction is held to, checked in the same commit that stores it. */
+export interface ReactionLimits {
+  /** Most distinct emoji on one message. */
+  maxEmoji: number;
+  /** Most emoji one user has on one message. */
+  maxPerUser: number;
+  /** Most user ids a {@link Reaction} lists. */
+  listedUsers: number;
+}
+
+/**
+ * What {@link MessageStore.react} did: `changed` (stored or taken back), `unchanged` (already so),
+ * refused over a bound, or `not_found` (no such message in that room); `reactions` is the
+ * message's reactions as stored now.
+ */
+export interface ReactionOutcome {
+  status: "changed" | "unchanged" | "too_many_emoji" | "too_many_reactions" | "not_found";
+  reactions: Reaction[];
 }
 
 /** Ordered, append-only message history. Ids sort in creation order. */
@@ -63,6 +99,20 @@ export interface MessageStore {
    * nothing. Changes of one message apply one at a time, in the order they were asked for.
    */
   changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined>;
+  /**
+   * Adds or takes back one user's reaction, within `limits`, durably and idempotently: adding
+   * twice stores one, taking back one never added changes nothing.
+   */
+  react(change: ReactionChange, limits: ReactionLimits): Promise<ReactionOutcome>;
+  /**
+   * The reactions of each of `ids` (messages of `room`) that has any, each listing up to
+   * `listedUsers` users.
+   */
+  reactionsOf(
+    room: string,
+    ids: readonly string[],
+    listedUsers: number,
+  ): Promise<Map<string, Reaction[]>>;
   /** Bans `userId` until `ban.until` (ms since epoch; forever without it). */
   setBan(userId: string, ban: Ban): Promise<void>;
   /** `userId`'s ban, while it lasts. */

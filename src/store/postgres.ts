@@ -18,8 +18,21 @@
  * @module
  */
 import postgres from "postgres";
-import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
-import type { MessageStore, RoomQuery } from "./message_store.ts";
+import type {
+  AppendResult,
+  Ban,
+  ChatMessage,
+  MessageChange,
+  NewMessage,
+  Reaction,
+} from "../types.ts";
+import type {
+  MessageStore,
+  ReactionChange,
+  ReactionLimits,
+  ReactionOutcome,
+  RoomQuery,
+} from "./message_store.ts";
 import { firstIdAt, isMessageId, sequencedId, timeOfId } from "./id.ts";
 import { migrate } from "./postgres_schema.ts";
 import { RateLimiter } from "../rate_limit.ts";
@@ -546,6 +559,66 @@ export class PostgresMessageStore implements MessageStore {
     if (rows.length > 0) return toMessage(rows[0]);
     // Deleting twice changes nothing; a deleted message has no text left to edit.
     return deleting ? await this.findMessage(id) : undefined;
+  }
+
+  async react(change: ReactionChange, limits: ReactionLimits): Promise<ReactionOutcome> {
+    const { room, id, emoji, on } = change;
+    checkId(id);
+    const user = toPgText(change.userId);
+    const status = await this.#sql.begin(async (tx): Promise<ReactionOutcome["status"]> => {
+      // The message's row lock makes one message's reactions one at a time: the bounds hold.
+      const [message] = await tx`
+        SELECT 1 FROM messages WHERE room = ${room} AND id = ${id} FOR NO KEY UPDATE`;
+      if (!message) return "not_found";
+      const own = (await tx<{ emoji: string }[]>`
+        SELECT emoji FROM reactions WHERE room = ${room} AND id = ${id} AND user_id = ${user}`)
+        .map((row) => fromPgText(row.emoji));
+      if (own.includes(emoji) === on) return "unchanged";
+      if (!on) {
+        await tx`
+          DELETE FROM reactions
+          WHERE room = ${room} AND id = ${id} AND emoji = ${toPgText(emoji)} AND user_id = ${user}`;
+        return "changed";
+      }
+      const [{ used, known }] = await tx<{ used: number; known: boolean }[]>`
+        SELECT count(DISTINCT emoji)::int AS used, bool_or(emoji = ${toPgText(emoji)}) AS known
+        FROM reactions WHERE room = ${room} AND id = ${id}`;
+      if (!known && used >= limits.maxEmoji) return "too_many_emoji";
+      if (own.length >= limits.maxPerUser) return "too_many_reactions";
+      await tx`
+        INSERT INTO reactions (room, id, emoji, user_id)
+        VALUES (${room}, ${id}, ${toPgText(emoji)}, ${user})`;
+      return "changed";
+    });
+    if (status === "not_found") return { status, reactions: [] };
+    const reactions = (await this.reactionsOf(room, [id], limits.listedUsers)).get(id) ?? [];
+    return { status, reactions };
+  }
+
+  async reactionsOf(
+    room: string,
+    ids: readonly string[],
+    listedUsers: number,
+  ): Promise<Map<string, Reaction[]>> {
+    const found = new Map<string, Reaction[]>();
+    if (ids.length === 0) return found;
+    const rows = await this.#sql<
+      { id: string; emoji: string; count: number; users: string[] }[]
+    >`
+      SELECT id, emoji, count(*)::int AS count,
+        (array_agg(user_id ORDER BY seq))[1:${listedUsers}] AS users
+      FROM reactions WHERE room = ${room} AND id = ANY(${ids as string[]}::text[])
+      GROUP BY id, emoji ORDER BY id, min(seq)`;
+    for (const row of rows) {
+      const reactions = found.get(row.id) ?? [];
+      reactions.push({
+        emoji: fromPgText(row.emoji),
+        count: row.count,
+        users: row.users.map(fromPgText),
+      });
+      found.set(row.id, reactions);
+    }
+    return found;
   }
 
   async setBan(userId: string, ban: Ban): Promise<void> {
