@@ -34,10 +34,11 @@ import type {
   ReactAck,
   RefreshAck,
   RoomsAck,
+  ThreadAck,
 } from "./src/chat/contract.ts";
 
 export type * from "./src/chat/contract.ts";
-export type { ChatMessage, Reaction, User } from "./src/types.ts";
+export type { ChatMessage, Reaction, ReplyQuote, ThreadSummary, User } from "./src/types.ts";
 export type { ErrorCode } from "./src/errors.ts";
 
 /** What a client passes as socket.io's `auth` when it connects. */
@@ -55,6 +56,16 @@ export interface MessagePayload {
   room?: string;
   message: string;
   clientId?: string;
+  /** The id of a message of the same room this answers (a reply, in its thread). */
+  replyTo?: string;
+}
+
+/** `thread`: up to `limit` (1–100, default 50) replies to message `id` before `before`. */
+export interface ThreadPayload {
+  room?: string;
+  id: string;
+  before?: string;
+  limit?: number;
 }
 
 /** `history`: up to `limit` (1–100, default 50) messages before `before` (or the latest). */
@@ -115,4 +126,5 @@ export interface ClientToServerEvents {
   ) => void;
   "message:delete": (payload: { id: string }, ack: (result: ChangeAck) => void) => void;
   react: (payload: ReactPayload, ack: (result: ReactAck) => void) => void;
+  thread: (payload: ThreadPayload, ack: (result: ThreadAck) => void) => void;
 }

@@ -34,6 +34,7 @@ import {
   reactionFeed,
   RoomPolicy,
   socketDirectory,
+  threadFeed,
 } from "./chat/mod.ts";
 import { createClientAddress } from "./http/client_address.ts";
 import type { Cluster } from "./cluster/redis.ts";
@@ -165,6 +166,12 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     (room, ids) => store.reactionsOf(room, ids, REACTION_LIMITS.listedUsers),
     (error) => log.warn("reactions.announce_failed", { error }),
   );
+  const threads = threadFeed(
+    io,
+    timeline,
+    (room, ids) => store.threadsOf(room, ids),
+    (error) => log.warn("threads.announce_failed", { error }),
+  );
   const directory = options.cluster ? socketDirectory(io, log) : undefined;
   const policy = new RoomPolicy(config.publicRooms);
   const service = new ChatService({
@@ -175,6 +182,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
     announceChange: (message) => announceChange(io, message),
     reactionsChanged: (room, id) => reactions.note(`${room}\n${id}`, { room, id }),
+    threadChanged: (room, id) => threads.note(`${room}\n${id}`, { room, id }),
     disconnectUser: (userId) => disconnectEverywhere(io, userId, log),
     log,
     now: options.now,
@@ -275,6 +283,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       shuttingDown = true;
       await timeline.idle();
       reactions.close();
+      threads.close();
       await io.close();
       chat.close();
       metrics.stop();

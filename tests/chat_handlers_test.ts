@@ -52,6 +52,7 @@ async function contextFor(
     canWrite,
     announceChange: (message) => announced.push(message),
     reactionsChanged: () => {},
+    threadChanged: () => {},
     disconnectUser: () => Promise.resolve(),
     log: silentLogger,
     now: () => clock,

@@ -806,3 +806,69 @@ contract("reactions are kept across close and reopen", { shared: true }, async (
     ]),
   );
 });
+
+// ---- replies and threads
+
+const quote = (parent: ChatMessage) => ({
+  id: parent.id,
+  user: parent.user,
+  preview: parent.message,
+  deleted: false,
+});
+
+contract("a reply keeps its quote and joins its parent's thread", async (storage) => {
+  await using store = await storage.open();
+  const [parent, other] = await appendEach(store, 2, "team");
+  const bea = { id: "u2", name: "Bea" };
+  const replies: ChatMessage[] = [];
+  for (const [index, user] of [ada, bea, ada].entries()) {
+    const [{ message }] = await store.appendMany([
+      { room: "team", user, message: `reply ${index}`, replyTo: quote(parent) },
+    ]);
+    replies.push(message);
+  }
+  assert.deepEqual(replies[0].replyTo, quote(parent));
+  assert.deepEqual(await store.findMessage(replies[1].id), replies[1]);
+  assert.deepEqual((await store.latest(10, undefined, "team")).slice(2), replies);
+  assert.deepEqual(
+    await store.threadsOf("team", [parent.id, other.id, ...replies.map((m) => m.id)]),
+    new Map([[parent.id, { count: 3, lastId: replies[2].id, users: ["u1", "u2"] }]]),
+  );
+  assert.deepEqual(await store.threadsOf("other", [parent.id]), new Map());
+  assert.deepEqual(await store.threadReplies("team", other.id, undefined, 10), []);
+  assert.deepEqual(await store.threadReplies("other", parent.id, undefined, 10), []);
+});
+
+contract("a thread pages back with no gap and no repeat", async (storage) => {
+  await using store = await storage.open();
+  const [parent] = await appendEach(store, 1);
+  const replies: ChatMessage[] = [];
+  for (let index = 0; index < 23; index++) {
+    replies.push(await store.append({ user: ada, message: `r${index}`, replyTo: quote(parent) }));
+    // Messages of the room that are not replies are not in the thread.
+    if (index % 5 === 0) await store.append({ user: ada, message: `aside ${index}` });
+  }
+  const paged: ChatMessage[] = [];
+  let before: string | undefined;
+  for (;;) {
+    const page = await store.threadReplies(parent.room, parent.id, before, 5);
+    paged.unshift(...page);
+    if (page.length < 5) break;
+    before = page[0].id;
+  }
+  assert.deepEqual(paged, replies);
+  assert.deepEqual(
+    await store.threadReplies(parent.room, parent.id, undefined, 2),
+    replies.slice(-2),
+  );
+});
+
+contract("a repeated clientId of a reply answers with the first, counted once", async (storage) => {
+  await using store = await storage.open();
+  const [parent] = await appendEach(store, 1);
+  const input = { user: ada, message: "once", clientId: "r1", replyTo: quote(parent) };
+  const [first] = await store.appendMany([input]);
+  const [again] = await store.appendMany([input]);
+  assert.deepEqual(again, { message: first.message, created: false });
+  assert.equal((await store.threadsOf(parent.room, [parent.id])).get(parent.id)?.count, 1);
+});

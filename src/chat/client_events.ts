@@ -29,6 +29,7 @@ import {
   onRead,
   onRefresh,
   onRooms,
+  onThread,
   onTyping,
 } from "./handlers.ts";
 
@@ -82,6 +83,8 @@ export const CLIENT_EVENTS = {
     budget: { perMinute: "rateLimitPerMinute", burst: "rateLimitBurst" },
   },
   react: { handle: onReact, budget: { perMinute: "reactLimitPerMinute" } },
+  // A page of a thread costs what a page of history does: the same allowance's size.
+  thread: { handle: onThread, budget: { perMinute: "historyLimitPerMinute" } },
 } as const satisfies Record<string, ClientEventSpec>;
 
 /** A client event's name. */

@@ -5,7 +5,7 @@
  * @module
  */
 import type { WireError } from "../errors.ts";
-import type { ChatMessage, Reaction, User } from "../types.ts";
+import type { ChatMessage, Reaction, ThreadSummary, User } from "../types.ts";
 
 /** The `error` event's payload, and a failed ack's `error`. */
 export type ChatError = WireError;
@@ -72,6 +72,18 @@ export interface ReactionsEvent {
   reactions: Reaction[];
 }
 
+/** What a `thread` ack receives: a page of a message's replies, oldest first. */
+export type ThreadAck =
+  | { ok: true; room: string; id: string; messages: ChatMessage[]; hasMore: boolean }
+  | Failure;
+
+/** The `message:thread` event: a message got a reply; its thread as it is now. */
+export interface ThreadEvent {
+  room: string;
+  id: string;
+  thread: ThreadSummary;
+}
+
 /** The `loaded` event: the history `load`s sent on connect for one room are complete. */
 export interface LoadedInfo {
   room: string;
@@ -100,6 +112,7 @@ export interface ServerToClientEvents {
   "message:updated": (message: ChatMessage) => void;
   "message:deleted": (event: DeletedEvent) => void;
   "message:reactions": (event: ReactionsEvent) => void;
+  "message:thread": (event: ThreadEvent) => void;
   error: (error: ChatError) => void;
 }
 

@@ -20,6 +20,7 @@ import {
   readMessage,
   readReaction,
   readRefresh,
+  readThreadQuery,
   readTyping,
 } from "./payloads.ts";
 import { isMessageId, type MessageStore } from "../store/mod.ts";
@@ -38,6 +39,7 @@ import type {
   RefreshAck,
   RoomsAck,
   RoomSummary,
+  ThreadAck,
 } from "./contract.ts";
 
 /** A room's history as a joining connection gets it. */
@@ -118,13 +120,18 @@ function principal(ctx: ChatContext): Principal {
   return { kind: "user", identity: ctx.identity };
 }
 
-/** `message {room?, message, clientId?}`: stores the message, then it is broadcast; acks it. */
+/** `message {room?, message, clientId?, replyTo?}`: stores the message, then it is broadcast; acks it. */
 export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Success<MessageAck>> {
   // Delivery latency is measured from here.
   const receivedAt = performance.now();
   const input = readMessage(payload, ctx.maxMessageLength);
   const room = roomOf(ctx, payload);
-  const publication = { room, message: input.text, clientId: input.clientId };
+  const publication = {
+    room,
+    message: input.text,
+    clientId: input.clientId,
+    ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+  };
   const result = await ctx.service.publish(publication, principal(ctx), receivedAt);
   return { ok: true, message: result.message, duplicate: !result.created };
 }
@@ -139,6 +146,14 @@ export async function onHistory(ctx: ChatContext, payload: unknown): Promise<Suc
   } catch (error) {
     throw new CodedError("internal", "history could not be read", {}, { cause: error });
   }
+}
+
+/** `thread {room?, id, before?, limit?}`: a page of a message's replies, oldest first. */
+export async function onThread(ctx: ChatContext, payload: unknown): Promise<Success<ThreadAck>> {
+  const { id, before, limit } = readThreadQuery(payload);
+  const room = roomOf(ctx, payload);
+  const page = await ctx.service.thread(room, id, { before, limit }, principal(ctx));
+  return { ok: true, room, id, ...page };
 }
 
 /** `typing {room?, typing}`: forwarded to the room; a repeat within a second is not. */

@@ -39,6 +39,7 @@ export {
   LOAD_MAX_CHARS,
   reactionFeed,
   roomKey,
+  threadFeed,
 } from "./delivery.ts";
 export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
 export { disconnectEverywhere, socketDirectory, userRoom } from "./directory.ts";

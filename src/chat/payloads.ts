@@ -62,6 +62,8 @@ export function checkEventArguments(event: readonly unknown[]): void {
 export interface MessageInput {
   text: string;
   clientId?: string;
+  /** The id of the message this answers. */
+  replyTo?: string;
 }
 
 /** Reads `{ message, clientId? }`: text trimmed, at most `maxLength` code points. */
@@ -80,15 +82,31 @@ export function readMessage(payload: unknown, maxLength: number): MessageInput {
       );
     }
   }
+  const { replyTo } = fields;
+  if (replyTo !== undefined && !isMessageId(replyTo)) {
+    throw invalid("`replyTo` must be a message id");
+  }
   const clientId = fields.clientId;
-  if (clientId === undefined) return { text };
+  if (clientId === undefined) return replyTo === undefined ? { text } : { text, replyTo };
   if (typeof clientId !== "string" || clientId.length === 0) {
     throw invalid("`clientId` must be a non-empty string");
   }
   if (clientId.length > MAX_CLIENT_ID_LENGTH) {
     throw invalid(`\`clientId\` is longer than ${MAX_CLIENT_ID_LENGTH} characters`);
   }
-  return { text, clientId };
+  return replyTo === undefined ? { text, clientId } : { text, clientId, replyTo };
+}
+
+/** A validated `thread` request: a page of one message's replies. */
+export interface ThreadQuery extends HistoryQuery {
+  id: string;
+}
+
+/** Reads `{ id, before?, limit? }` of `thread` (`limit` 1–100, default 50). */
+export function readThreadQuery(payload: unknown): ThreadQuery {
+  const { id, room: _room, ...page } = readObject(payload, '{ room: "general", id: "<id>" }');
+  if (!isMessageId(id)) throw invalid("`id` must be a message id");
+  return { id, ...readHistoryQuery(page) };
 }
 
 /** Longest accepted `emoji`, in UTF-8 bytes (the longest family and flag sequences fit). */

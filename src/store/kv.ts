@@ -26,13 +26,15 @@ import type {
   MessageChange,
   NewMessage,
   Reaction,
+  ThreadSummary,
 } from "../types.ts";
-import type {
-  MessageStore,
-  ReactionChange,
-  ReactionLimits,
-  ReactionOutcome,
-  RoomQuery,
+import {
+  type MessageStore,
+  type ReactionChange,
+  type ReactionLimits,
+  type ReactionOutcome,
+  type RoomQuery,
+  THREAD_USERS,
 } from "./message_store.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import { RecentWindow, RoomWindows } from "./recent.ts";
@@ -121,6 +123,12 @@ const EMOJI_ORDER = "";
 const REACTED = "reacted";
 /** Most `reacted` entries read to fill a listed user's place when one takes theirs back. */
 const REFILL_SCAN = 500;
+/** `["threads", room, parent, reply]` = the reply's author: a thread's replies, in order. */
+const THREADS = "threads";
+/** `["thread_counts", room, parent]`: how many replies a message has (a sum). */
+const THREAD_COUNTS = "thread_counts";
+/** Thread entries read for a summary's users. */
+const THREAD_USERS_SCAN = 50;
 /** `["ids", id]` names the room of a message, so it can be found by its id alone. */
 const IDS = "ids";
 /**
@@ -403,6 +411,7 @@ export class KvMessageStore implements MessageStore {
       user: { id: input.user.id, name: input.user.name },
       message: input.message,
       createdAt: new Date(timeOfId(id)).toISOString(),
+      ...(input.replyTo ? { replyTo: input.replyTo } : {}),
     };
   }
 
@@ -413,6 +422,11 @@ export class KvMessageStore implements MessageStore {
     for (const { message, key } of created) {
       atomic.set([MESSAGES, message.room, message.id], message, messageOptions);
       atomic.set([IDS, message.id], message.room, messageOptions);
+      if (message.replyTo) {
+        const parent = message.replyTo.id;
+        atomic.set([THREADS, message.room, parent, message.id], message.user.id, messageOptions);
+        atomic.sum([THREAD_COUNTS, message.room, parent], 1n);
+      }
       if (key) {
         atomic.check({ key, versionstamp: null });
         atomic.set(key, [message.room, message.id] satisfies DedupeValue, dedupeOptions);
@@ -830,6 +844,57 @@ export class KvMessageStore implements MessageStore {
     return found;
   }
 
+  async threadsOf(room: string, ids: readonly string[]): Promise<Map<string, ThreadSummary>> {
+    const found = new Map<string, ThreadSummary>();
+    if (ids.length === 0) return found;
+    const wanted = new Set(ids);
+    const sorted = [...wanted].sort();
+    const counts = await whenUnlocked(() =>
+      Array.fromAsync(this.#kv.list<Deno.KvU64>({
+        start: [THREAD_COUNTS, room, sorted[0]],
+        end: [THREAD_COUNTS, room, sorted.at(-1)! + "\u0000"],
+      }))
+    );
+    await Promise.all(counts.map(async ({ key, value }) => {
+      const parent = key[2] as string;
+      if (!wanted.has(parent)) return;
+      const newest = await whenUnlocked(() =>
+        Array.fromAsync(
+          this.#kv.list<string>({ prefix: [THREADS, room, parent] }, {
+            reverse: true,
+            limit: THREAD_USERS_SCAN,
+          }),
+        )
+      );
+      if (newest.length === 0) return;
+      const users = [...new Set(newest.map((entry) => entry.value))].slice(0, THREAD_USERS);
+      const lastId = newest[0].key[3] as string;
+      found.set(parent, { count: Number(value.value), lastId, users });
+    }));
+    return found;
+  }
+
+  async threadReplies(
+    room: string,
+    parentId: string,
+    before: string | undefined,
+    limit: number,
+  ): Promise<ChatMessage[]> {
+    checkId(parentId);
+    if (before !== undefined) checkId(before);
+    checkLimit(limit);
+    if (limit === 0) return [];
+    const prefix = [THREADS, room, parentId];
+    const selector = before === undefined ? { prefix } : { prefix, end: [...prefix, before] };
+    const newestFirst = await whenUnlocked(() =>
+      Array.fromAsync(this.#kv.list<string>(selector, { reverse: true, limit }))
+    );
+    const ids = newestFirst.map((entry) => entry.key[3] as string).reverse();
+    const messages = await this.#getMany<ChatMessage>(ids.map((id) => [MESSAGES, room, id]));
+    // A reply that expired or was trimmed is gone from its thread too.
+    return messages.filter((message) => message !== null);
+  }
+
   /** A reaction lives as long as its message. */
   #expiryOf(id: string): { expireIn?: number } {
     const { maxAgeMs } = this.#options;
@@ -921,8 +986,11 @@ function commitChunks(inputs: readonly NewMessage[]): NewMessage[][] {
   let checks = 0;
   let bytes = 0;
   for (const input of inputs) {
+    const quote = input.replyTo
+      ? input.replyTo.preview.length + input.replyTo.user.name.length + input.replyTo.user.id.length
+      : 0;
     const size = (input.message.length + input.user.name.length + (input.room?.length ?? 0)) * 3 +
-      512;
+      quote * 3 + 512;
     const check = input.clientId === undefined ? 0 : 1;
     const full = chunk.length === MAX_BATCH_MESSAGES || checks + check > MAX_BATCH_CHECKS ||
       bytes + size > MAX_BATCH_BYTES;

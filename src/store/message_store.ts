@@ -9,6 +9,7 @@ import type {
   MessageChange,
   NewMessage,
   Reaction,
+  ThreadSummary,
 } from "../types.ts";
 
 /** What {@link MessageStore.listRooms} asks for. */
@@ -47,9 +48,15 @@ export interface ReactionOutcome {
   reactions: Reaction[];
 }
 
+/** Most users a {@link ThreadSummary} lists. */
+export const THREAD_USERS = 10;
+
 /** Ordered, append-only message history. Ids sort in creation order. */
 export interface MessageStore {
-  /** Stores the message (durably, before resolving) and returns it with its id and createdAt. */
+  /**
+   * Stores the message (durably, before resolving) and returns it with its id and createdAt. A
+   * reply (`replyTo`) is indexed in its parent's thread in the same commit.
+   */
   append(input: NewMessage): Promise<ChatMessage>;
   /**
    * Stores several messages, in order, in as few commits as the backend allows. When a later
@@ -113,6 +120,15 @@ export interface MessageStore {
     ids: readonly string[],
     listedUsers: number,
   ): Promise<Map<string, Reaction[]>>;
+  /** The thread of each of `ids` (messages of `room`) that has replies, listing up to 10 users. */
+  threadsOf(room: string, ids: readonly string[]): Promise<Map<string, ThreadSummary>>;
+  /** Up to `limit` replies to `parentId` in `room` before `before` (or the newest), oldest first. */
+  threadReplies(
+    room: string,
+    parentId: string,
+    before: string | undefined,
+    limit: number,
+  ): Promise<ChatMessage[]>;
   /** Bans `userId` until `ban.until` (ms since epoch; forever without it). */
   setBan(userId: string, ban: Ban): Promise<void>;
   /** `userId`'s ban, while it lasts. */

@@ -19,7 +19,7 @@ export type {
 } from "./message_store.ts";
 export { PartialAppendError } from "./append_error.ts";
 export { isKvFile, KvMessageStore, openKv, openKvStore } from "./kv.ts";
-export { DEFAULT_ROOM, StoreError } from "./rules.ts";
+export { DEFAULT_ROOM, KeyedQueue, StoreError } from "./rules.ts";
 export {
   KvFileBusy,
   type KvFileBusyCode,

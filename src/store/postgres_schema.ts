@@ -79,7 +79,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 2,
-    name: "reactions",
+    name: "reactions, replies",
     sql: `
       -- One row per user and emoji on a message; they go with their message (trim, expiry).
       CREATE TABLE reactions (
@@ -93,6 +93,9 @@ export const MIGRATIONS: readonly Migration[] = [
         FOREIGN KEY (room, id) REFERENCES messages (room, id) ON DELETE CASCADE
       );
       CREATE INDEX reactions_user ON reactions (room, id, user_id);
+      -- A reply names its parent, and keeps the parent's quote as it was when sent (JSON).
+      ALTER TABLE messages ADD COLUMN reply_to text COLLATE "C", ADD COLUMN reply_quote text;
+      CREATE INDEX messages_thread ON messages (room, reply_to, id) WHERE reply_to IS NOT NULL;
     `,
   },
 ];

@@ -49,6 +49,7 @@ export const STRICT_BUDGETS: Record<ChatEvent, RateLimit> = {
   "message:edit": { perMinute: 6, burst: 3 },
   "message:delete": { perMinute: 6, burst: 3 },
   react: { perMinute: 12, burst: 2 },
+  thread: { perMinute: 12, burst: 2 },
 };
 
 /** The strict server's settings. */
