@@ -31,12 +31,14 @@ import type {
   JoinAck,
   MessageAck,
   OkAck,
+  ReactAck,
   RefreshAck,
   RoomsAck,
+  ThreadAck,
 } from "./src/chat/contract.ts";
 
 export type * from "./src/chat/contract.ts";
-export type { ChatMessage, User } from "./src/types.ts";
+export type { ChatMessage, Reaction, ReplyQuote, ThreadSummary, User } from "./src/types.ts";
 export type { ErrorCode } from "./src/errors.ts";
 
 /** What a client passes as socket.io's `auth` when it connects. */
@@ -54,6 +56,16 @@ export interface MessagePayload {
   room?: string;
   message: string;
   clientId?: string;
+  /** The id of a message of the same room this answers (a reply, in its thread). */
+  replyTo?: string;
+}
+
+/** `thread`: up to `limit` (1–100, default 50) replies to message `id` before `before`. */
+export interface ThreadPayload {
+  room?: string;
+  id: string;
+  before?: string;
+  limit?: number;
 }
 
 /** `history`: up to `limit` (1–100, default 50) messages before `before` (or the latest). */
@@ -87,6 +99,16 @@ export interface BrowsePayload {
   after?: string;
 }
 
+/** `react`: adds `emoji` (one emoji) to a message, or with `on: false` takes it back. */
+export interface ReactPayload {
+  /** The message's room (default: the default room). */
+  room?: string;
+  id: string;
+  emoji: string;
+  /** Default true. */
+  on?: boolean;
+}
+
 /** Events a client sends, with their acks. */
 export interface ClientToServerEvents {
   message: (payload: MessagePayload, ack: (result: MessageAck) => void) => void;
@@ -103,4 +125,6 @@ export interface ClientToServerEvents {
     ack: (result: ChangeAck) => void,
   ) => void;
   "message:delete": (payload: { id: string }, ack: (result: ChangeAck) => void) => void;
+  react: (payload: ReactPayload, ack: (result: ReactAck) => void) => void;
+  thread: (payload: ThreadPayload, ack: (result: ThreadAck) => void) => void;
 }

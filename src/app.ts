@@ -30,8 +30,11 @@ import {
   ChatService,
   deliverTo,
   disconnectEverywhere,
+  REACTION_LIMITS,
+  reactionFeed,
   RoomPolicy,
   socketDirectory,
+  threadFeed,
 } from "./chat/mod.ts";
 import { createClientAddress } from "./http/client_address.ts";
 import type { Cluster } from "./cluster/redis.ts";
@@ -49,6 +52,7 @@ import { Metrics } from "./ops/metrics.ts";
 import { ClusterPresence, LocalPresence } from "./cluster/presence.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
+import type { ChatMessage } from "./types.ts";
 import { Timeline } from "./chat/timeline.ts";
 
 /** The Socket.IO endpoint path stock clients use. */
@@ -154,7 +158,20 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     deliver: deliverTo(io, metrics),
     onCommit: (created, seconds) => metrics.messagesStored(created, seconds),
     gatherMs: config.commitGatherMs,
+    annotate: (messages): Promise<ChatMessage[]> => service.annotate(messages),
   });
+  const reactions = reactionFeed(
+    io,
+    timeline,
+    (room, ids) => store.reactionsOf(room, ids, REACTION_LIMITS.listedUsers),
+    (error) => log.warn("reactions.announce_failed", { error }),
+  );
+  const threads = threadFeed(
+    io,
+    timeline,
+    (room, ids) => store.threadsOf(room, ids),
+    (error) => log.warn("threads.announce_failed", { error }),
+  );
   const directory = options.cluster ? socketDirectory(io, log) : undefined;
   const policy = new RoomPolicy(config.publicRooms);
   const service = new ChatService({
@@ -164,6 +181,8 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     editWindowMs: config.editWindowMs,
     canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
     announceChange: (message) => announceChange(io, message),
+    reactionsChanged: (room, id) => reactions.note(`${room}\n${id}`, { room, id }),
+    threadChanged: (room, id) => threads.note(`${room}\n${id}`, { room, id }),
     disconnectUser: (userId) => disconnectEverywhere(io, userId, log),
     log,
     now: options.now,
@@ -263,6 +282,8 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     async close() {
       shuttingDown = true;
       await timeline.idle();
+      reactions.close();
+      threads.close();
       await io.close();
       chat.close();
       metrics.stop();

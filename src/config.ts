@@ -301,6 +301,12 @@ export const SETTINGS = {
     max: 1_000_000,
     doc: "`rooms` lists per user per minute, a sixth of it at once; over it `rate_limited`.",
   }),
+  reactLimitPerMinute: integer("RATE_LIMIT_REACT_PER_MIN", {
+    default: 60,
+    min: 1,
+    max: 1_000_000,
+    doc: "`react` events per user per minute, a sixth of it at once; over it `rate_limited`.",
+  }),
   errorEventsPerSecond: integer("MAX_ERROR_EVENTS_PER_SECOND", {
     default: 10,
     min: 1,

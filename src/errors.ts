@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   forbidden:
     "the token lacks the scope the event needs, the room is not the user's to use, or `auth:refresh` names another user",
   too_many_rooms: "`join` while the connection is in `MAX_ROOMS_PER_SOCKET` rooms",
+  too_many_emoji: "`react` with a new emoji on a message that already has 20 different ones",
+  too_many_reactions: "`react` by a user who already has 10 emoji on that message",
   internal: "the server could not store or read; nothing was broadcast",
   banned: "connect: the user is banned; `until` says when it ends (ms since epoch), if it does",
   unauthorized:

@@ -23,6 +23,41 @@ export interface ChatMessage {
   editedAt?: string;
   /** A deleted message, kept as a tombstone so clients that cached it can drop it. */
   deleted?: true;
+  /** Its reactions, when it has any, in the order each emoji was first used. */
+  reactions?: Reaction[];
+  /** The message it answers (same room), as that message is now. */
+  replyTo?: ReplyQuote;
+  /** Its replies, when it has any. */
+  thread?: ThreadSummary;
+}
+
+/** The message a reply answers: who wrote it and how it begins. */
+export interface ReplyQuote {
+  id: string;
+  user: User;
+  /** Its first 100 characters (code points); `""` once deleted. */
+  preview: string;
+  /** It was deleted. */
+  deleted: boolean;
+}
+
+/** A message's replies. */
+export interface ThreadSummary {
+  count: number;
+  /** The newest reply's id. */
+  lastId: string;
+  /** Up to 10 users who replied, the latest first. */
+  users: string[];
+}
+
+/** One emoji's reactions to a message. */
+export interface Reaction {
+  /** One emoji grapheme. */
+  emoji: string;
+  /** How many users reacted with it. */
+  count: number;
+  /** Up to 20 of them (the earliest), so a client can tell its own. */
+  users: string[];
 }
 
 /** What may change in a stored message: its text, or that it is gone. */
@@ -44,6 +79,8 @@ export interface NewMessage {
    * never answers for a socket message of the same user (default: a socket).
    */
   source?: "socket" | "api";
+  /** The message it answers, quoted as it was when this was sent; indexed in its thread. */
+  replyTo?: ReplyQuote;
 }
 
 /** The outcome of storing one message: the stored message, and whether this call created it. */

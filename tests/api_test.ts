@@ -438,3 +438,65 @@ Deno.test("api: userName is cleaned as a token's name is", async () => {
   });
   assert.equal(tooLong.status, 400);
 });
+
+Deno.test("api: a message's reactions, and history carrying them; 404 for none", async () => {
+  await using server = await startChat({ apiKey: KEY });
+  using alice = await ChatClient.join(server.url, "alice");
+  const sent = await alice.send({ message: "react" });
+  assert.ok(sent.ok);
+  const id = sent.message.id;
+  const none = await call(server, "GET", `/messages/${id}/reactions`, {
+    documented: "/messages/{id}/reactions",
+  });
+  assert.deepEqual(none.body, { id, room: "general", reactions: [] });
+  await within(alice.socket.emitWithAck("react", { id, emoji: "👍" }), 5000, "react");
+  const reactions = [{ emoji: "👍", count: 1, users: ["alice"] }];
+  const read = await call(server, "GET", `/messages/${id}/reactions`, {
+    documented: "/messages/{id}/reactions",
+  });
+  assert.deepEqual(read.body, { id, room: "general", reactions });
+  const history = await call(server, "GET", "/rooms/general/messages", {
+    documented: "/rooms/{room}/messages",
+  });
+  assert.deepEqual(history.body.messages.at(-1).reactions, reactions);
+  const missing = await call(server, "GET", `/messages/${"0".repeat(26)}/reactions`, {
+    documented: "/messages/{id}/reactions",
+  });
+  assert.equal(missing.status, 404);
+});
+
+Deno.test("api: publish a reply with replyTo; read a thread; history carries quote and thread", async () => {
+  await using server = await startChat({ apiKey: KEY });
+  const publish = (body: unknown) =>
+    call(server, "POST", "/rooms/general/messages", { body, documented: "/rooms/{room}/messages" });
+  const parent = (await publish({ message: "question" })).body.message;
+  const reply = await publish({ message: "answer", userId: "bob", replyTo: parent.id });
+  assert.equal(reply.status, 201);
+  assert.deepEqual(reply.body.message.replyTo, {
+    id: parent.id,
+    user: { id: "system", name: "System" },
+    preview: "question",
+    deleted: false,
+  });
+  const thread = await call(server, "GET", `/rooms/general/messages/${parent.id}/thread`, {
+    documented: "/rooms/{room}/messages/{id}/thread",
+  });
+  assert.deepEqual(thread.body, { messages: [reply.body.message], hasMore: false });
+  const history = await call(server, "GET", "/rooms/general/messages", {
+    documented: "/rooms/{room}/messages",
+  });
+  assert.deepEqual(history.body.messages[0].thread, {
+    count: 1,
+    lastId: reply.body.message.id,
+    users: ["bob"],
+  });
+  const elsewhere = await call(server, "POST", "/rooms/other/messages", {
+    body: { message: "x", replyTo: parent.id },
+    documented: "/rooms/{room}/messages",
+  });
+  assert.equal(elsewhere.status, 404);
+  const missing = await call(server, "GET", `/rooms/other/messages/${parent.id}/thread`, {
+    documented: "/rooms/{room}/messages/{id}/thread",
+  });
+  assert.equal(missing.status, 404);
+});

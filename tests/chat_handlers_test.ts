@@ -51,6 +51,8 @@ async function contextFor(
     editWindowMs: 60_000,
     canWrite,
     announceChange: (message) => announced.push(message),
+    reactionsChanged: () => {},
+    threadChanged: () => {},
     disconnectUser: () => Promise.resolve(),
     log: silentLogger,
     now: () => clock,

@@ -681,3 +681,194 @@ contract("a reader following a room from one store never skips what another stor
     for (const writer of writers) await writer.close();
   }
 });
+
+// ---- reactions
+
+const LIMITS = { maxEmoji: 3, maxPerUser: 2, listedUsers: 2 };
+const react = (
+  store: MessageStore,
+  message: ChatMessage,
+  userId: string,
+  emoji: string,
+  on = true,
+  limits = LIMITS,
+) => store.react({ room: message.room, id: message.id, userId, emoji, on }, limits);
+
+contract("reactions are added once, taken back, and listed in first-use order", async (storage) => {
+  await using store = await storage.open();
+  const [first, second] = await appendEach(store, 2, "team");
+  assert.deepEqual(await react(store, first, "u1", "👍"), {
+    status: "changed",
+    reactions: [{ emoji: "👍", count: 1, users: ["u1"] }],
+  });
+  assert.equal((await react(store, first, "u1", "👍")).status, "unchanged", "idempotent");
+  await react(store, first, "u2", "🎉");
+  const both = await react(store, first, "u2", "👍");
+  assert.deepEqual(both.reactions, [
+    { emoji: "👍", count: 2, users: ["u1", "u2"] },
+    { emoji: "🎉", count: 1, users: ["u2"] },
+  ]);
+  assert.deepEqual(
+    await store.reactionsOf("team", [first.id, second.id], 20),
+    new Map([
+      [first.id, both.reactions],
+    ]),
+  );
+  assert.equal((await react(store, first, "u3", "🎉", false)).status, "unchanged");
+  const back = await react(store, first, "u2", "🎉", false);
+  assert.deepEqual(back, {
+    status: "changed",
+    reactions: [{ emoji: "👍", count: 2, users: ["u1", "u2"] }],
+  });
+  await react(store, first, "u1", "👍", false);
+  await react(store, first, "u2", "👍", false);
+  assert.deepEqual(await store.reactionsOf("team", [first.id], 20), new Map());
+});
+
+contract("reactions are bounded per message and per user", async (storage) => {
+  await using store = await storage.open();
+  const [message] = await appendEach(store, 1);
+  await react(store, message, "u1", "👍");
+  await react(store, message, "u1", "🎉");
+  assert.equal((await react(store, message, "u1", "😀")).status, "too_many_reactions");
+  await react(store, message, "u2", "😀");
+  const refused = await react(store, message, "u3", "🚀");
+  assert.equal(refused.status, "too_many_emoji");
+  assert.equal(refused.reactions.length, 3);
+  assert.equal(
+    (await react(store, message, "u3", "👍")).status,
+    "changed",
+    "a known emoji is fine",
+  );
+  await react(store, message, "u3", "😀");
+  await react(store, message, "u2", "😀", false);
+  assert.equal(
+    (await react(store, message, "u2", "🚀")).status,
+    "too_many_emoji",
+    "😀 is u3's too",
+  );
+  await react(store, message, "u1", "🎉", false);
+  assert.equal((await react(store, message, "u2", "🚀")).status, "changed", "🎉's place is free");
+});
+
+contract("a reaction's listed users fill up again when one takes theirs back", async (storage) => {
+  await using store = await storage.open();
+  const [message] = await appendEach(store, 1);
+  for (const user of ["u1", "u2", "u3"]) await react(store, message, user, "👍");
+  const listed = (await react(store, message, "u4", "👍")).reactions;
+  assert.deepEqual(listed, [{ emoji: "👍", count: 4, users: ["u1", "u2"] }]);
+  const after = (await react(store, message, "u1", "👍", false)).reactions;
+  assert.equal(after[0].count, 3);
+  assert.equal(after[0].users.length, 2);
+  assert.ok(!after[0].users.includes("u1"));
+});
+
+contract("a reaction to a message that is not there is not_found", async (storage) => {
+  await using store = await storage.open();
+  const [message] = await appendEach(store, 1, "team");
+  const elsewhere = { ...message, room: "other" };
+  assert.deepEqual(await react(store, elsewhere, "u1", "👍"), {
+    status: "not_found",
+    reactions: [],
+  });
+  assert.deepEqual(await store.reactionsOf("other", [message.id], 20), new Map());
+});
+
+contract("concurrent reactions to one message all count, within the bounds", async (storage) => {
+  await using store = await storage.open();
+  const [message] = await appendEach(store, 1);
+  const users = Array.from({ length: 12 }, (_, index) => `u${index}`);
+  const limits = { maxEmoji: 2, maxPerUser: 10, listedUsers: 20 };
+  const outcomes = await Promise.all(
+    users.map((user, index) =>
+      react(store, message, user, ["👍", "🎉", "🚀"][index % 3], true, limits)
+    ),
+  );
+  const [reactions] = (await store.reactionsOf(message.room, [message.id], 20)).values();
+  assert.equal(reactions.length, 2, "never more than maxEmoji");
+  const stored = reactions.reduce((sum, reaction) => sum + reaction.count, 0);
+  assert.equal(stored, outcomes.filter((outcome) => outcome.status === "changed").length);
+  assert.equal(stored, 8);
+});
+
+contract("reactions are kept across close and reopen", { shared: true }, async (storage) => {
+  let message: ChatMessage;
+  {
+    await using first = await storage.open();
+    [message] = await appendEach(first, 1);
+    await react(first, message, "u1", "👍");
+  }
+  await using second = await storage.open();
+  assert.deepEqual(
+    await second.reactionsOf(message.room, [message.id], 20),
+    new Map([
+      [message.id, [{ emoji: "👍", count: 1, users: ["u1"] }]],
+    ]),
+  );
+});
+
+// ---- replies and threads
+
+const quote = (parent: ChatMessage) => ({
+  id: parent.id,
+  user: parent.user,
+  preview: parent.message,
+  deleted: false,
+});
+
+contract("a reply keeps its quote and joins its parent's thread", async (storage) => {
+  await using store = await storage.open();
+  const [parent, other] = await appendEach(store, 2, "team");
+  const bea = { id: "u2", name: "Bea" };
+  const replies: ChatMessage[] = [];
+  for (const [index, user] of [ada, bea, ada].entries()) {
+    const [{ message }] = await store.appendMany([
+      { room: "team", user, message: `reply ${index}`, replyTo: quote(parent) },
+    ]);
+    replies.push(message);
+  }
+  assert.deepEqual(replies[0].replyTo, quote(parent));
+  assert.deepEqual(await store.findMessage(replies[1].id), replies[1]);
+  assert.deepEqual((await store.latest(10, undefined, "team")).slice(2), replies);
+  assert.deepEqual(
+    await store.threadsOf("team", [parent.id, other.id, ...replies.map((m) => m.id)]),
+    new Map([[parent.id, { count: 3, lastId: replies[2].id, users: ["u1", "u2"] }]]),
+  );
+  assert.deepEqual(await store.threadsOf("other", [parent.id]), new Map());
+  assert.deepEqual(await store.threadReplies("team", other.id, undefined, 10), []);
+  assert.deepEqual(await store.threadReplies("other", parent.id, undefined, 10), []);
+});
+
+contract("a thread pages back with no gap and no repeat", async (storage) => {
+  await using store = await storage.open();
+  const [parent] = await appendEach(store, 1);
+  const replies: ChatMessage[] = [];
+  for (let index = 0; index < 23; index++) {
+    replies.push(await store.append({ user: ada, message: `r${index}`, replyTo: quote(parent) }));
+    // Messages of the room that are not replies are not in the thread.
+    if (index % 5 === 0) await store.append({ user: ada, message: `aside ${index}` });
+  }
+  const paged: ChatMessage[] = [];
+  let before: string | undefined;
+  for (;;) {
+    const page = await store.threadReplies(parent.room, parent.id, before, 5);
+    paged.unshift(...page);
+    if (page.length < 5) break;
+    before = page[0].id;
+  }
+  assert.deepEqual(paged, replies);
+  assert.deepEqual(
+    await store.threadReplies(parent.room, parent.id, undefined, 2),
+    replies.slice(-2),
+  );
+});
+
+contract("a repeated clientId of a reply answers with the first, counted once", async (storage) => {
+  await using store = await storage.open();
+  const [parent] = await appendEach(store, 1);
+  const input = { user: ada, message: "once", clientId: "r1", replyTo: quote(parent) };
+  const [first] = await store.appendMany([input]);
+  const [again] = await store.appendMany([input]);
+  assert.deepEqual(again, { message: first.message, created: false });
+  assert.equal((await store.threadsOf(parent.room, [parent.id])).get(parent.id)?.count, 1);
+});

@@ -25,9 +25,11 @@ import {
   onJoin,
   onLeave,
   onMessage,
+  onReact,
   onRead,
   onRefresh,
   onRooms,
+  onThread,
   onTyping,
 } from "./handlers.ts";
 
@@ -40,7 +42,8 @@ export type BudgetSetting =
   | "refreshLimitPerMinute"
   | "joinLimitPerMinute"
   | "readLimitPerMinute"
-  | "roomsLimitPerMinute";
+  | "roomsLimitPerMinute"
+  | "reactLimitPerMinute";
 
 /** One client event's facts. */
 export interface ClientEventSpec {
@@ -79,6 +82,9 @@ export const CLIENT_EVENTS = {
     handle: onDelete,
     budget: { perMinute: "rateLimitPerMinute", burst: "rateLimitBurst" },
   },
+  react: { handle: onReact, budget: { perMinute: "reactLimitPerMinute" } },
+  // A page of a thread costs what a page of history does: the same allowance's size.
+  thread: { handle: onThread, budget: { perMinute: "historyLimitPerMinute" } },
 } as const satisfies Record<string, ClientEventSpec>;
 
 /** A client event's name. */

@@ -5,7 +5,7 @@
  * @module
  */
 import type { WireError } from "../errors.ts";
-import type { ChatMessage, User } from "../types.ts";
+import type { ChatMessage, Reaction, ThreadSummary, User } from "../types.ts";
 
 /** The `error` event's payload, and a failed ack's `error`. */
 export type ChatError = WireError;
@@ -62,6 +62,28 @@ export type BrowseAck =
   | { ok: true; rooms: BrowsedRoom[]; next?: string; patterns: string[] }
   | Failure;
 
+/** What a `react` ack receives: the message's reactions as stored now. */
+export type ReactAck = { ok: true; room: string; id: string; reactions: Reaction[] } | Failure;
+
+/** The `message:reactions` event: a message's reactions changed; these are all of them now. */
+export interface ReactionsEvent {
+  room: string;
+  id: string;
+  reactions: Reaction[];
+}
+
+/** What a `thread` ack receives: a page of a message's replies, oldest first. */
+export type ThreadAck =
+  | { ok: true; room: string; id: string; messages: ChatMessage[]; hasMore: boolean }
+  | Failure;
+
+/** The `message:thread` event: a message got a reply; its thread as it is now. */
+export interface ThreadEvent {
+  room: string;
+  id: string;
+  thread: ThreadSummary;
+}
+
 /** The `loaded` event: the history `load`s sent on connect for one room are complete. */
 export interface LoadedInfo {
   room: string;
@@ -89,6 +111,8 @@ export interface ServerToClientEvents {
   "room:presence": (event: RoomPresenceEvent) => void;
   "message:updated": (message: ChatMessage) => void;
   "message:deleted": (event: DeletedEvent) => void;
+  "message:reactions": (event: ReactionsEvent) => void;
+  "message:thread": (event: ThreadEvent) => void;
   error: (error: ChatError) => void;
 }
 

@@ -5,7 +5,9 @@
  * @module
  */
 import { encodeEvent, writeEncoded } from "../cluster/socketio_internals.ts";
-import type { ChatMessage } from "../types.ts";
+import type { ChatMessage, Reaction, ThreadSummary } from "../types.ts";
+import { LiveBatch } from "./live_batch.ts";
+import type { Timeline } from "./timeline.ts";
 import type { ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
 
 /** Every connected, authenticated socket is in this room and hears who comes and goes. */
@@ -96,4 +98,74 @@ export function announceChange(io: ChatServer, message: ChatMessage): void {
   const room = io.to(roomKey(message.room));
   if (message.deleted) room.emit("message:deleted", { id: message.id, room: message.room });
   else room.emit("message:updated", message);
+}
+
+/** How long changes beside messages (reactions, threads) are gathered before rooms are told. */
+export const CHANGES_BATCH_MS = 50;
+
+/** A message whose reactions or thread changed. */
+export interface ChangedMessage {
+  room: string;
+  id: string;
+}
+
+/**
+ * Changes beside messages, batched: each batch reads what changed as stored when it goes out and
+ * tells each message's room once. The read and the telling run in the timeline, between joins: a
+ * joiner gets each change either in its history or as an event.
+ */
+function changeFeed<T>(
+  timeline: Pick<Timeline, "run">,
+  read: (room: string, ids: string[]) => Promise<Map<string, T>>,
+  announce: (room: string, id: string, found: T | undefined) => void,
+  failed: (error: unknown) => void,
+  batchMs: number,
+): LiveBatch<ChangedMessage> {
+  return new LiveBatch<ChangedMessage>((changed) => {
+    const byRoom = Map.groupBy(changed.values(), (target) => target.room);
+    timeline.run(async () => {
+      for (const [room, targets] of byRoom) {
+        const found = await read(room, targets.map((target) => target.id));
+        for (const { id } of targets) announce(room, id, found.get(id));
+      }
+    }).catch(failed);
+  }, batchMs);
+}
+
+/** Tells rooms of changed reactions: `message:reactions {room, id, reactions}`, all of them now. */
+export function reactionFeed(
+  io: ChatServer,
+  timeline: Pick<Timeline, "run">,
+  read: (room: string, ids: string[]) => Promise<Map<string, Reaction[]>>,
+  failed: (error: unknown) => void,
+  batchMs: number = CHANGES_BATCH_MS,
+): LiveBatch<ChangedMessage> {
+  return changeFeed(
+    timeline,
+    read,
+    (room, id, reactions) => {
+      io.to(roomKey(room)).emit("message:reactions", { room, id, reactions: reactions ?? [] });
+    },
+    failed,
+    batchMs,
+  );
+}
+
+/** Tells rooms of threads that grew: `message:thread {room, id, thread}`. */
+export function threadFeed(
+  io: ChatServer,
+  timeline: Pick<Timeline, "run">,
+  read: (room: string, ids: string[]) => Promise<Map<string, ThreadSummary>>,
+  failed: (error: unknown) => void,
+  batchMs: number = CHANGES_BATCH_MS,
+): LiveBatch<ChangedMessage> {
+  return changeFeed(
+    timeline,
+    read,
+    (room, id, thread) => {
+      if (thread) io.to(roomKey(room)).emit("message:thread", { room, id, thread });
+    },
+    failed,
+    batchMs,
+  );
 }

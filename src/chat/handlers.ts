@@ -15,7 +15,14 @@
  */
 import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
-import { readHistoryQuery, readMessage, readRefresh, readTyping } from "./payloads.ts";
+import {
+  readHistoryQuery,
+  readMessage,
+  readReaction,
+  readRefresh,
+  readThreadQuery,
+  readTyping,
+} from "./payloads.ts";
 import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "./timeline.ts";
 import { dmUsers, isRoomId, readRoom, type RoomPolicy } from "./rooms.ts";
@@ -28,9 +35,11 @@ import type {
   JoinAck,
   MessageAck,
   OkAck,
+  ReactAck,
   RefreshAck,
   RoomsAck,
   RoomSummary,
+  ThreadAck,
 } from "./contract.ts";
 
 /** A room's history as a joining connection gets it. */
@@ -111,13 +120,18 @@ function principal(ctx: ChatContext): Principal {
   return { kind: "user", identity: ctx.identity };
 }
 
-/** `message {room?, message, clientId?}`: stores the message, then it is broadcast; acks it. */
+/** `message {room?, message, clientId?, replyTo?}`: stores the message, then it is broadcast; acks it. */
 export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Success<MessageAck>> {
   // Delivery latency is measured from here.
   const receivedAt = performance.now();
   const input = readMessage(payload, ctx.maxMessageLength);
   const room = roomOf(ctx, payload);
-  const publication = { room, message: input.text, clientId: input.clientId };
+  const publication = {
+    room,
+    message: input.text,
+    clientId: input.clientId,
+    ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+  };
   const result = await ctx.service.publish(publication, principal(ctx), receivedAt);
   return { ok: true, message: result.message, duplicate: !result.created };
 }
@@ -132,6 +146,14 @@ export async function onHistory(ctx: ChatContext, payload: unknown): Promise<Suc
   } catch (error) {
     throw new CodedError("internal", "history could not be read", {}, { cause: error });
   }
+}
+
+/** `thread {room?, id, before?, limit?}`: a page of a message's replies, oldest first. */
+export async function onThread(ctx: ChatContext, payload: unknown): Promise<Success<ThreadAck>> {
+  const { id, before, limit } = readThreadQuery(payload);
+  const room = roomOf(ctx, payload);
+  const page = await ctx.service.thread(room, id, { before, limit }, principal(ctx));
+  return { ok: true, room, id, ...page };
 }
 
 /** `typing {room?, typing}`: forwarded to the room; a repeat within a second is not. */
@@ -296,6 +318,17 @@ export async function onEdit(ctx: ChatContext, payload: unknown): Promise<Succes
 export async function onDelete(ctx: ChatContext, payload: unknown): Promise<Success<ChangeAck>> {
   const id = readMessageId(objectPayload(payload, '{ id: "<message id>" }').id);
   return { ok: true, message: await ctx.service.change(id, { deleted: true }, principal(ctx)) };
+}
+
+/** `react {room?, id, emoji, on?}`: adds (or with `on: false` takes back) the user's reaction. */
+export async function onReact(ctx: ChatContext, payload: unknown): Promise<Success<ReactAck>> {
+  const { id, emoji, on } = readReaction(payload);
+  const room = roomOf(ctx, payload);
+  const reactions = await ctx.service.react({ room, id, emoji, on }, {
+    kind: "user",
+    identity: ctx.identity,
+  });
+  return { ok: true, room, id, reactions };
 }
 
 function readMessageId(value: unknown): string {

@@ -37,11 +37,19 @@ export {
   deliverTo,
   framesOf,
   LOAD_MAX_CHARS,
+  reactionFeed,
   roomKey,
+  threadFeed,
 } from "./delivery.ts";
 export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
 export { disconnectEverywhere, socketDirectory, userRoom } from "./directory.ts";
-export { ChatService, MODERATE_SCOPE, type Principal, SYSTEM_USER } from "./service.ts";
+export {
+  ChatService,
+  MODERATE_SCOPE,
+  type Principal,
+  REACTION_LIMITS,
+  SYSTEM_USER,
+} from "./service.ts";
 export type { EventBudgets } from "./events.ts";
 export { budgetsOf, CLIENT_EVENTS, type ClientEventName } from "./client_events.ts";
 export { TYPING_THROTTLE_MS } from "./handlers.ts";

@@ -62,6 +62,8 @@ export function checkEventArguments(event: readonly unknown[]): void {
 export interface MessageInput {
   text: string;
   clientId?: string;
+  /** The id of the message this answers. */
+  replyTo?: string;
 }
 
 /** Reads `{ message, clientId? }`: text trimmed, at most `maxLength` code points. */
@@ -80,15 +82,67 @@ export function readMessage(payload: unknown, maxLength: number): MessageInput {
       );
     }
   }
+  const { replyTo } = fields;
+  if (replyTo !== undefined && !isMessageId(replyTo)) {
+    throw invalid("`replyTo` must be a message id");
+  }
   const clientId = fields.clientId;
-  if (clientId === undefined) return { text };
+  if (clientId === undefined) return replyTo === undefined ? { text } : { text, replyTo };
   if (typeof clientId !== "string" || clientId.length === 0) {
     throw invalid("`clientId` must be a non-empty string");
   }
   if (clientId.length > MAX_CLIENT_ID_LENGTH) {
     throw invalid(`\`clientId\` is longer than ${MAX_CLIENT_ID_LENGTH} characters`);
   }
-  return { text, clientId };
+  return replyTo === undefined ? { text, clientId } : { text, clientId, replyTo };
+}
+
+/** A validated `thread` request: a page of one message's replies. */
+export interface ThreadQuery extends HistoryQuery {
+  id: string;
+}
+
+/** Reads `{ id, before?, limit? }` of `thread` (`limit` 1–100, default 50). */
+export function readThreadQuery(payload: unknown): ThreadQuery {
+  const { id, room: _room, ...page } = readObject(payload, '{ room: "general", id: "<id>" }');
+  if (!isMessageId(id)) throw invalid("`id` must be a message id");
+  return { id, ...readHistoryQuery(page) };
+}
+
+/** Longest accepted `emoji`, in UTF-8 bytes (the longest family and flag sequences fit). */
+export const MAX_EMOJI_BYTES = 64;
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+/** A grapheme that shows as an emoji: a pictograph, a flag (regional indicators) or a keycap. */
+const EMOJI = /\p{Extended_Pictographic}|\p{Emoji_Presentation}|^[0-9#*]\uFE0F?\u20E3$/u;
+
+/** Whether `value` is exactly one emoji grapheme of at most {@link MAX_EMOJI_BYTES} bytes. */
+export function isEmoji(value: unknown): value is string {
+  if (typeof value !== "string" || value.length === 0 || value.length > MAX_EMOJI_BYTES) {
+    return false;
+  }
+  if (new TextEncoder().encode(value).length > MAX_EMOJI_BYTES) return false;
+  const [first, second] = graphemes.segment(value);
+  return first !== undefined && second === undefined && EMOJI.test(value);
+}
+
+/** A validated `react` request. */
+export interface ReactionInput {
+  id: string;
+  emoji: string;
+  on: boolean;
+}
+
+/** Reads `{ id, emoji, on? }` of `react` (`on` defaults to true); `room` is read apart. */
+export function readReaction(payload: unknown): ReactionInput {
+  const fields = readObject(payload, '{ room: "general", id: "<message id>", emoji: "👍" }');
+  const { id, emoji, on = true } = fields;
+  if (!isMessageId(id)) throw invalid("`id` must be a message id");
+  if (!isEmoji(emoji)) {
+    throw invalid(`\`emoji\` must be one emoji, at most ${MAX_EMOJI_BYTES} bytes`);
+  }
+  if (typeof on !== "boolean") throw invalid("`on` must be true or false");
+  return { id, emoji, on };
 }
 
 /** A validated `history` request. */

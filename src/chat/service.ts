@@ -15,9 +15,18 @@
 import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import type { MessageStore } from "../store/mod.ts";
+import { KeyedQueue, type MessageStore, type ReactionLimits } from "../store/mod.ts";
 import type { Timeline } from "./timeline.ts";
-import type { AppendResult, Ban, ChatMessage, MessageChange, User } from "../types.ts";
+import type {
+  AppendResult,
+  Ban,
+  ChatMessage,
+  MessageChange,
+  Reaction,
+  ReplyQuote,
+  ThreadSummary,
+  User,
+} from "../types.ts";
 import { dmUsers, type RoomPolicy } from "./rooms.ts";
 
 /** Who asks: a user on a connection, or the application's backend through the server API. */
@@ -28,6 +37,21 @@ export const MODERATE_SCOPE = "chat:moderate";
 
 /** The sender of messages the backend publishes without naming a user. */
 export const SYSTEM_USER: User = { id: "system", name: "System" };
+
+/**
+ * How far reactions go: distinct emoji on one message, emoji one user puts on one message, and
+ * the users each emoji lists (so a client can tell its own).
+ */
+export const REACTION_LIMITS: ReactionLimits = { maxEmoji: 20, maxPerUser: 10, listedUsers: 20 };
+
+/** A user's reaction to a message, as a door has read it. */
+export interface ReactionRequest {
+  room: string;
+  id: string;
+  emoji: string;
+  /** Adds it (true) or takes it back (false). */
+  on: boolean;
+}
 
 /** What the service needs. */
 export interface ChatServiceOptions {
@@ -41,6 +65,10 @@ export interface ChatServiceOptions {
     | "setBan"
     | "getBan"
     | "deleteBan"
+    | "react"
+    | "reactionsOf"
+    | "threadsOf"
+    | "threadReplies"
   >;
   policy: RoomPolicy;
   /** How long authors may edit or delete their messages (ms); moderators and the backend always. */
@@ -49,6 +77,10 @@ export interface ChatServiceOptions {
   canWrite: (identity: Identity) => boolean;
   /** Tells a message's room it changed. */
   announceChange: (message: ChatMessage) => void;
+  /** Tells a message's room its reactions changed (batched by the caller). */
+  reactionsChanged: (room: string, id: string) => void;
+  /** Tells a message's room its thread changed: a reply came (batched by the caller). */
+  threadChanged: (room: string, id: string) => void;
   /** Closes every socket of a user on every instance; resolves once none is left. */
   disconnectUser: (userId: string) => Promise<void>;
   log: Logger;
@@ -63,11 +95,25 @@ export interface Publication {
   clientId?: string;
   /** The author when the backend publishes (default {@link SYSTEM_USER}); a user is themself. */
   user?: User;
+  /** The id of the message (of the same room) this answers. */
+  replyTo?: string;
+}
+
+/** How much of a message a reply quotes, in characters (code points). */
+export const PREVIEW_LENGTH = 100;
+
+/** The quote of `parent` a reply carries, as the parent is now. */
+export function quoteOf(parent: ChatMessage): ReplyQuote {
+  const deleted = parent.deleted === true;
+  const preview = deleted ? "" : [...parent.message].slice(0, PREVIEW_LENGTH).join("");
+  return { id: parent.id, user: parent.user, preview, deleted };
 }
 
 /** The chat's rules; one per server. */
 export class ChatService {
   readonly #options: ChatServiceOptions;
+  /** Each message's changes under way, one at a time. */
+  readonly #changes = new KeyedQueue();
   readonly now: () => number;
 
   constructor(options: ChatServiceOptions) {
@@ -100,18 +146,31 @@ export class ChatService {
       this.#requireWrite(by.identity);
       user = by.identity.user;
     }
+    const replyTo = publication.replyTo === undefined
+      ? undefined
+      : quoteOf(await this.#parent(room, publication.replyTo));
     let result: AppendResult;
     try {
       // The backend's clientIds are a key space of their own: never a user's retry.
       const source = by.kind === "backend" ? "api" as const : undefined;
       result = await this.#options.timeline.publish(
-        { room, user, message, clientId, ...(source ? { source } : {}) },
+        {
+          room,
+          user,
+          message,
+          clientId,
+          ...(source ? { source } : {}),
+          ...(replyTo ? { replyTo } : {}),
+        },
         receivedAt,
       );
     } catch (error) {
       throw new CodedError("internal", "the message could not be stored", {}, { cause: error });
     }
-    if (result.created) this.#recordSender(user.id, room, by);
+    if (result.created) {
+      this.#recordSender(user.id, room, by);
+      if (replyTo) this.#options.threadChanged(room, replyTo.id);
+    }
     return result;
   }
 
@@ -134,13 +193,18 @@ export class ChatService {
     }
     const unchanged = "deleted" in change ? message.deleted : message.message === change.message;
     if (unchanged) return message;
-    let changed: ChatMessage | undefined;
-    try {
-      changed = await this.#options.store.changeMessage(id, change, new Date(this.now()));
-    } catch (error) {
-      throw new CodedError("internal", "the message could not be changed", {}, { cause: error });
-    }
-    if (!changed) throw new CodedError("not_found", "no such message");
+    // The edited message keeps what lives beside it (a client replaces the one it holds); the
+    // queue keeps the answers in the order the store applied the changes.
+    const changed = await this.#changes.run(id, async () => {
+      let stored: ChatMessage | undefined;
+      try {
+        stored = await this.#options.store.changeMessage(id, change, new Date(this.now()));
+      } catch (error) {
+        throw new CodedError("internal", "the message could not be changed", {}, { cause: error });
+      }
+      if (!stored) throw new CodedError("not_found", "no such message");
+      return stored.deleted ? stored : (await this.annotate([stored]))[0];
+    });
     if (!(message.deleted && changed.deleted)) {
       this.#options.log.info("message.changed", {
         action: "deleted" in change ? "delete" : "edit",
@@ -152,6 +216,154 @@ export class ChatService {
       this.#options.announceChange(changed);
     }
     return changed;
+  }
+
+  /**
+   * Adds or takes back a user's reaction to a message of a room they may use (elsewhere, or on a
+   * deleted message, `not_found`), within {@link REACTION_LIMITS}; the room hears of a change.
+   * Resolves with the message's reactions as stored now.
+   */
+  async react(request: ReactionRequest, by: Principal & { kind: "user" }): Promise<Reaction[]> {
+    const { room, id, emoji, on } = request;
+    this.checkRoom(room, by);
+    this.#requireWrite(by.identity);
+    const message = await this.#read(() => this.#options.store.findMessage(id));
+    if (!message || message.room !== room || message.deleted) {
+      throw new CodedError("not_found", "no such message in this room");
+    }
+    const change = { room, id, userId: by.identity.user.id, emoji, on };
+    let outcome;
+    try {
+      outcome = await this.#options.store.react(change, REACTION_LIMITS);
+    } catch (error) {
+      throw new CodedError("internal", "the reaction could not be stored", {}, { cause: error });
+    }
+    switch (outcome.status) {
+      case "not_found":
+        throw new CodedError("not_found", "no such message in this room");
+      case "too_many_emoji":
+        throw new CodedError(
+          "too_many_emoji",
+          `a message has at most ${REACTION_LIMITS.maxEmoji} different emoji`,
+        );
+      case "too_many_reactions":
+        throw new CodedError(
+          "too_many_reactions",
+          `one user puts at most ${REACTION_LIMITS.maxPerUser} emoji on a message`,
+        );
+      case "changed":
+        this.#options.reactionsChanged(room, id);
+    }
+    return outcome.reactions;
+  }
+
+  /**
+   * A page of the replies to message `id` of `room` (a room `by` may use): up to `limit` before
+   * `before` (or the newest), oldest first; `hasMore` when older ones exist.
+   */
+  async thread(
+    room: string,
+    id: string,
+    page: { before?: string; limit: number },
+    by: Principal,
+  ): Promise<{ messages: ChatMessage[]; hasMore: boolean }> {
+    this.checkRoom(room, by);
+    const parent = await this.#read(() => this.#options.store.findMessage(id));
+    if (!parent || parent.room !== room) throw new CodedError("not_found", "no such message");
+    const replies = await this.#read(() =>
+      this.#options.store.threadReplies(room, id, page.before, page.limit + 1)
+    );
+    const hasMore = replies.length > page.limit;
+    const messages = await this.annotate(hasMore ? replies.slice(1) : replies);
+    return { messages, hasMore };
+  }
+
+  /** The message a reply in `room` answers: one of that room, not deleted. */
+  async #parent(room: string, id: string): Promise<ChatMessage> {
+    const parent = await this.#read(() => this.#options.store.findMessage(id));
+    if (!parent || parent.room !== room || parent.deleted) {
+      throw new CodedError("not_found", "`replyTo` names no message of this room");
+    }
+    return parent;
+  }
+
+  /** A message's reactions, for `by` (a user: in a room they may use); `not_found` otherwise. */
+  async reactionsOf(id: string, by: Principal): Promise<{ message: ChatMessage }> {
+    const message = await this.#read(() => this.#options.store.findMessage(id));
+    if (
+      !message || (by.kind === "user" && !this.#options.policy.canJoin(by.identity, message.room))
+    ) {
+      throw new CodedError("not_found", "no such message");
+    }
+    const [annotated] = await this.annotate([message]);
+    return { message: annotated };
+  }
+
+  /**
+   * Messages with what lives beside them: their reactions (none on a tombstone), their threads,
+   * and the quote of the message a reply answers as that message is now — read here, at read
+   * time, so an edit or delete of a parent shows in every reply without rewriting any. New
+   * objects where something was added; the given messages (shared by readers) are never changed.
+   */
+  async annotate(messages: ChatMessage[]): Promise<ChatMessage[]> {
+    if (messages.length === 0) return messages;
+    const { store } = this.#options;
+    const reactions = new Map<string, Reaction[]>();
+    const threads = new Map<string, ThreadSummary>();
+    for (const [room, ofRoom] of Map.groupBy(messages, (message) => message.room)) {
+      const ids = ofRoom.map((message) => message.id);
+      const live = ofRoom.filter((message) => !message.deleted).map((message) => message.id);
+      const [reactionsFound, threadsFound] = await Promise.all([
+        live.length === 0
+          ? new Map<string, Reaction[]>()
+          : store.reactionsOf(room, live, REACTION_LIMITS.listedUsers),
+        store.threadsOf(room, ids),
+      ]);
+      for (const [id, found] of reactionsFound) reactions.set(id, found);
+      for (const [id, found] of threadsFound) threads.set(id, found);
+    }
+    const quotes = await this.#currentQuotes(messages);
+    if (reactions.size === 0 && threads.size === 0 && quotes.size === 0) return messages;
+    return messages.map((message) => {
+      const found = {
+        ...(reactions.has(message.id) ? { reactions: reactions.get(message.id) } : {}),
+        ...(threads.has(message.id) ? { thread: threads.get(message.id) } : {}),
+        ...(message.replyTo && quotes.has(message.replyTo.id)
+          ? { replyTo: quotes.get(message.replyTo.id) }
+          : {}),
+      };
+      return Object.keys(found).length === 0 ? message : { ...message, ...found };
+    });
+  }
+
+  /** The quotes, as their parents are now, of the replies among `messages` whose quote changed. */
+  async #currentQuotes(messages: ChatMessage[]): Promise<Map<string, ReplyQuote>> {
+    const quotes = new Map<string, ReplyQuote>();
+    const held = new Map(messages.map((message) => [message.id, message]));
+    const parents = new Set<string>();
+    for (const { replyTo } of messages) if (replyTo) parents.add(replyTo.id);
+    await Promise.all([...parents].map(async (id) => {
+      // A parent in the same page needs no read.
+      const parent = held.get(id) ?? await this.#options.store.findMessage(id);
+      // A parent that expired or was trimmed: the quote kept is what is known.
+      if (parent) quotes.set(id, quoteOf(parent));
+    }));
+    for (const { replyTo } of messages) {
+      const quote = replyTo && quotes.get(replyTo.id);
+      if (
+        quote && quote.preview === replyTo.preview && quote.deleted === replyTo.deleted &&
+        quote.user.name === replyTo.user.name
+      ) quotes.delete(replyTo.id);
+    }
+    return quotes;
+  }
+
+  async #read<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      throw new CodedError("internal", "the message could not be read", {}, { cause: error });
+    }
   }
 
   /**

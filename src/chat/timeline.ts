@@ -41,6 +41,11 @@ export interface TimelineOptions {
    * Only applies while commits carry several messages, so a quiet chat never waits.
    */
   gatherMs?: number;
+  /**
+   * Adds to messages read from the store what lives beside them (their reactions), before a
+   * joining reader or a history page gets them; returns new objects, never changes the given.
+   */
+  annotate?: (messages: ChatMessage[]) => Promise<ChatMessage[]>;
 }
 
 /** Which history a joining reader wants. */
@@ -73,10 +78,17 @@ interface PendingJoin {
   reject: (error: unknown) => void;
 }
 
+interface PendingTask {
+  task: () => Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
 /** Orders writes and joins over a {@link MessageStore}. */
 export class Timeline {
   #messages: PendingMessage[] = [];
   #joins: PendingJoin[] = [];
+  #tasks: PendingTask[] = [];
   #running?: Promise<void>;
   readonly #maxBatch: number;
   /** Messages in the previous commit: more than one means messages are arriving together. */
@@ -114,6 +126,18 @@ export class Timeline {
   }
 
   /**
+   * Runs `task` between commits and joins, never during one: a task that reads what changed
+   * beside the messages (reactions) and tells the rooms reaches every reader, because a reader
+   * joining before it is in the room by then and one joining after reads the change itself.
+   */
+  run(task: () => Promise<void>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#tasks.push({ task, resolve, reject });
+      this.#start();
+    });
+  }
+
+  /**
    * A page of older history of `room` (default: the default room): up to `limit` messages before
    * `beforeId` (or the latest).
    */
@@ -126,7 +150,7 @@ export class Timeline {
       ? await this.store.latest(limit + 1, undefined, room)
       : await this.store.before(beforeId, limit + 1, room);
     const hasMore = messages.length > limit;
-    return [hasMore ? messages.slice(1) : messages, { hasMore }];
+    return [await this.#annotate(hasMore ? messages.slice(1) : messages), { hasMore }];
   }
 
   /** Resolves once every queued message and join is done. */
@@ -138,15 +162,31 @@ export class Timeline {
     this.#running ??= this.#run().finally(() => {
       this.#running = undefined;
       // Work queued after the loop's last check and before this cleanup must not wait.
-      if (this.#messages.length > 0 || this.#joins.length > 0) this.#start();
+      if (this.#pending()) this.#start();
     });
   }
 
+  #pending(): boolean {
+    return this.#messages.length > 0 || this.#joins.length > 0 || this.#tasks.length > 0;
+  }
+
   async #run(): Promise<void> {
-    while (this.#messages.length > 0 || this.#joins.length > 0) {
+    while (this.#pending()) {
       if (this.#messages.length > 0) await this.#commitBatch();
       if (this.#joins.length > 0) await this.#admitReaders();
+      if (this.#tasks.length > 0) await this.#runTasks();
     }
+  }
+
+  async #runTasks(): Promise<void> {
+    for (const { task, resolve, reject } of this.#tasks.splice(0)) {
+      await task().then(resolve, reject);
+    }
+  }
+
+  #annotate(messages: ChatMessage[]): Promise<ChatMessage[]> {
+    const { annotate } = this.options;
+    return annotate && messages.length > 0 ? annotate(messages) : Promise.resolve(messages);
   }
 
   async #commitBatch(): Promise<void> {
@@ -202,14 +242,15 @@ export class Timeline {
   async #admitGroup(joins: PendingJoin[]): Promise<void> {
     const { room, afterId, limit = this.options.historyLimit } = joins[0].options;
     let history: ChatMessage[];
+    let hasMore: boolean;
     try {
       history = await this.store.latest(limit + 1, afterId, room);
+      hasMore = history.length > limit;
+      history = await this.#annotate(hasMore ? history.slice(1) : history);
     } catch (error) {
       for (const join of joins) join.reject(error);
       return;
     }
-    const hasMore = history.length > limit;
-    if (hasMore) history = history.slice(1);
     for (const join of joins) {
       try {
         join.onHistory(history, { hasMore });

@@ -19,7 +19,7 @@ import { matchedRoutes } from "hono/route";
 import { displayNameOf, isUserId, MAX_NAME_LENGTH } from "../auth/token.ts";
 import { type ChatServer, type ChatService, type Principal, roomKey } from "../chat/mod.ts";
 import type { ConnectionInfo } from "../engine/mod.ts";
-import { readHistoryQuery, readMessage } from "../chat/payloads.ts";
+import { readHistoryQuery, readMessage, readThreadQuery } from "../chat/payloads.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import type { Timeline } from "../chat/timeline.ts";
 import type { MessageChange, User } from "../types.ts";
@@ -134,7 +134,13 @@ export function apiRoutes(options: ApiOptions): OpenAPIHono<ApiEnv> {
     const input = readMessage(body, options.maxMessageLength);
     const user = body.userId === undefined ? undefined : apiUser(body.userId, body.userName);
     const { message, created } = await service.publish(
-      { room, message: input.text, clientId: input.clientId, ...(user ? { user } : {}) },
+      {
+        room,
+        message: input.text,
+        clientId: input.clientId,
+        ...(user ? { user } : {}),
+        ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+      },
       BACKEND,
     );
     return created
@@ -200,6 +206,22 @@ export function apiRoutes(options: ApiOptions): OpenAPIHono<ApiEnv> {
 
   app.openapi(ROUTES.delete, async (c) => {
     return c.json({ message: await change(c.req.valid("param").id, { deleted: true }) }, 200);
+  });
+
+  app.openapi(ROUTES.thread, async (c) => {
+    const { room, id } = c.req.valid("param");
+    const { before, limit } = c.req.valid("query");
+    const query = readThreadQuery({
+      id,
+      before,
+      limit: limit === undefined ? undefined : Number(limit),
+    });
+    return c.json(await service.thread(room, query.id, query, BACKEND), 200);
+  });
+
+  app.openapi(ROUTES.reactions, async (c) => {
+    const { message } = await service.reactionsOf(c.req.valid("param").id, BACKEND);
+    return c.json({ id: message.id, room: message.room, reactions: message.reactions ?? [] }, 200);
   });
 
   // Generated on first request, from every route registered here (this one included).

@@ -28,6 +28,25 @@ export const MAX_BAN_REASON_LENGTH = 500;
 
 const User = z.strictObject({ id: z.string(), name: z.string() }).openapi("User");
 
+const Reaction = z.strictObject({
+  emoji: z.string(),
+  count: z.int(),
+  users: z.array(z.string()).openapi({ description: "Up to 20 of the users, the earliest." }),
+}).openapi("Reaction");
+
+const ReplyQuote = z.strictObject({
+  id: z.string(),
+  user: User,
+  preview: z.string().openapi({ description: "Its first 100 characters, as it is now." }),
+  deleted: z.boolean(),
+}).openapi("ReplyQuote");
+
+const Thread = z.strictObject({
+  count: z.int(),
+  lastId: z.string(),
+  users: z.array(z.string()).openapi({ description: "Up to 10 who replied, latest first." }),
+}).openapi("Thread");
+
 const Message = z.strictObject({
   id: z.string().regex(/^[0-9A-HJKMNP-TV-Z]{26}$/),
   room: z.string(),
@@ -38,6 +57,11 @@ const Message = z.strictObject({
   deleted: z.literal(true).optional().openapi({
     description: "A tombstone: the message was deleted.",
   }),
+  reactions: z.array(Reaction).optional().openapi({
+    description: "Its reactions, when it has any, each emoji in the order first used.",
+  }),
+  replyTo: ReplyQuote.optional().openapi({ description: "The message this one answers." }),
+  thread: Thread.optional().openapi({ description: "Its replies, when it has any." }),
 }).openapi("Message");
 
 const Ban = z.strictObject({
@@ -116,6 +140,9 @@ export const ROUTES = {
                 description: "Retries with the same one store one message. The API's " +
                   "clientIds are apart from the user's sockets' ones.",
                 maxLength: MAX_CLIENT_ID_LENGTH,
+              }),
+              replyTo: z.string().optional().openapi({
+                description: "The id of a message of this room this one answers.",
               }),
             }),
           },
@@ -269,6 +296,44 @@ export const ROUTES = {
       200: json(
         "The tombstone (deleting twice answers the same).",
         z.strictObject({ message: Message }),
+      ),
+      ...failures,
+    },
+  }),
+  thread: createRoute({
+    operationId: "thread",
+    method: "get",
+    path: "/rooms/{room}/messages/{id}/thread",
+    summary: "A page of a message's replies, oldest first.",
+    request: {
+      params: RoomParams.extend({ id: z.string().openapi({ description: "A message id." }) }),
+      query: z.object({
+        before: z.string().optional(),
+        limit: z.string().optional().openapi({
+          type: "integer",
+          minimum: 1,
+          maximum: MAX_HISTORY_PAGE,
+        }),
+      }),
+    },
+    responses: {
+      200: json(
+        "Up to `limit` (default 50) replies before `before` (or the newest).",
+        z.strictObject({ messages: z.array(Message), hasMore: z.boolean() }),
+      ),
+      ...failures,
+    },
+  }),
+  reactions: createRoute({
+    operationId: "reactions",
+    method: "get",
+    path: "/messages/{id}/reactions",
+    summary: "A message's reactions.",
+    request: { params: MessageParams },
+    responses: {
+      200: json(
+        "Each emoji with its count and up to 20 of its users (empty: none).",
+        z.strictObject({ id: z.string(), room: z.string(), reactions: z.array(Reaction) }),
       ),
       ...failures,
     },

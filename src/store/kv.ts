@@ -19,8 +19,23 @@
 
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
-import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
-import type { MessageStore, RoomQuery } from "./message_store.ts";
+import type {
+  AppendResult,
+  Ban,
+  ChatMessage,
+  MessageChange,
+  NewMessage,
+  Reaction,
+  ThreadSummary,
+} from "../types.ts";
+import {
+  type MessageStore,
+  type ReactionChange,
+  type ReactionLimits,
+  type ReactionOutcome,
+  type RoomQuery,
+  THREAD_USERS,
+} from "./message_store.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import { RecentWindow, RoomWindows } from "./recent.ts";
 import {
@@ -97,6 +112,23 @@ const BANS = "bans";
 /** DM rooms' ids start with this; every one of them sorts before {@link DM_ROOMS_END}. */
 const DM_ROOM_PREFIX = "dm:";
 const DM_ROOMS_END = "dm;";
+/**
+ * `["reactions", room, id, emoji]` holds one emoji's count and listed users; under the emoji `""`
+ * (which sorts first) the message's emoji in the order first used. One range read gives a page's
+ * reactions, and the `""` entry is what a new emoji's commit checks, so the bound holds.
+ */
+const REACTIONS = "reactions";
+const EMOJI_ORDER = "";
+/** `["reacted", room, id, user]`: the emoji one user has on a message (its per-user bound). */
+const REACTED = "reacted";
+/** Most `reacted` entries read to fill a listed user's place when one takes theirs back. */
+const REFILL_SCAN = 500;
+/** `["threads", room, parent, reply]` = the reply's author: a thread's replies, in order. */
+const THREADS = "threads";
+/** `["thread_counts", room, parent]`: how many replies a message has (a sum). */
+const THREAD_COUNTS = "thread_counts";
+/** Thread entries read for a summary's users. */
+const THREAD_USERS_SCAN = 50;
 /** `["ids", id]` names the room of a message, so it can be found by its id alone. */
 const IDS = "ids";
 /**
@@ -131,6 +163,12 @@ function keyString(key: DedupeKey): string {
 
 /** A dedupe entry names the message it stored: `[room, id]` (before rooms: the id alone). */
 type DedupeValue = [string, string] | string;
+
+/** One emoji's reactions to a message, as stored. */
+interface ReactionEntry {
+  count: number;
+  users: string[];
+}
 
 /** A membership: when its user last touched the room (layout 2 stored `true`). */
 interface Membership {
@@ -373,6 +411,7 @@ export class KvMessageStore implements MessageStore {
       user: { id: input.user.id, name: input.user.name },
       message: input.message,
       createdAt: new Date(timeOfId(id)).toISOString(),
+      ...(input.replyTo ? { replyTo: input.replyTo } : {}),
     };
   }
 
@@ -383,6 +422,11 @@ export class KvMessageStore implements MessageStore {
     for (const { message, key } of created) {
       atomic.set([MESSAGES, message.room, message.id], message, messageOptions);
       atomic.set([IDS, message.id], message.room, messageOptions);
+      if (message.replyTo) {
+        const parent = message.replyTo.id;
+        atomic.set([THREADS, message.room, parent, message.id], message.user.id, messageOptions);
+        atomic.sum([THREAD_COUNTS, message.room, parent], 1n);
+      }
       if (key) {
         atomic.check({ key, versionstamp: null });
         atomic.set(key, [message.room, message.id] satisfies DedupeValue, dedupeOptions);
@@ -668,6 +712,196 @@ export class KvMessageStore implements MessageStore {
     }
   }
 
+  async react(change: ReactionChange, limits: ReactionLimits): Promise<ReactionOutcome> {
+    const { room, id, userId, emoji, on } = change;
+    checkId(id);
+    const orderKey = [REACTIONS, room, id, EMOJI_ORDER];
+    const emojiKey = [REACTIONS, room, id, emoji];
+    const mineKey = [REACTED, room, id, userId];
+    for (let attempt = 1, delay = 2;; attempt++, delay = Math.min(delay * 2, 50)) {
+      const [message, order, entry, mine] = await whenUnlocked(() =>
+        this.#kv.getMany<[ChatMessage, string[], ReactionEntry, string[]]>([
+          [MESSAGES, room, id],
+          orderKey,
+          emojiKey,
+          mineKey,
+        ])
+      );
+      if (message.value === null) return { status: "not_found", reactions: [] };
+      const emojis = order.value ?? [];
+      const own = mine.value ?? [];
+      const current = () => this.#reactionsOfOne(room, id, limits.listedUsers);
+      if (own.includes(emoji) === on) return { status: "unchanged", reactions: await current() };
+      const atomic = this.#kv.atomic().check(order, entry, mine);
+      const options = this.#expiryOf(id);
+      if (on) {
+        if (!emojis.includes(emoji) && emojis.length >= limits.maxEmoji) {
+          return { status: "too_many_emoji", reactions: await current() };
+        }
+        if (own.length >= limits.maxPerUser) {
+          return { status: "too_many_reactions", reactions: await current() };
+        }
+        const stored = entry.value ?? { count: 0, users: [] };
+        const users = stored.users.length < limits.listedUsers
+          ? [...stored.users, userId]
+          : stored.users;
+        atomic.set(emojiKey, { count: stored.count + 1, users } satisfies ReactionEntry, options);
+        if (!emojis.includes(emoji)) atomic.set(orderKey, [...emojis, emoji], options);
+        atomic.set(mineKey, [...own, emoji], options);
+      } else {
+        const stored = entry.value ?? { count: 1, users: [] };
+        const count = stored.count - 1;
+        if (count <= 0) {
+          atomic.delete(emojiKey);
+          const rest = emojis.filter((each) => each !== emoji);
+          if (rest.length > 0) atomic.set(orderKey, rest, options);
+          else atomic.delete(orderKey);
+        } else {
+          const users = stored.users.filter((each) => each !== userId);
+          if (users.length < Math.min(count, limits.listedUsers)) {
+            users.push(...await this.#otherReactors(room, id, emoji, [...users, userId], count));
+          }
+          const kept = users.slice(0, limits.listedUsers);
+          atomic.set(emojiKey, { count, users: kept } satisfies ReactionEntry, options);
+        }
+        const rest = own.filter((each) => each !== emoji);
+        if (rest.length > 0) atomic.set(mineKey, rest, options);
+        else atomic.delete(mineKey);
+      }
+      if ((await whenUnlocked(() => atomic.commit())).ok) {
+        return { status: "changed", reactions: await current() };
+      }
+      // Another reaction to the message was stored meanwhile: read again, after a jittered wait.
+      if (attempt === MAX_CHANGE_ATTEMPTS) throw new Error(`reactions of ${id} kept changing`);
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
+    }
+  }
+
+  /** Users with `emoji` on the message besides `listed`, to fill the listed users' places. */
+  async #otherReactors(
+    room: string,
+    id: string,
+    emoji: string,
+    listed: string[],
+    most: number,
+  ): Promise<string[]> {
+    const found: string[] = [];
+    const skip = new Set(listed);
+    const entries = this.#kv.list<string[]>({ prefix: [REACTED, room, id] }, {
+      limit: REFILL_SCAN,
+    });
+    for await (const entry of entries) {
+      const user = entry.key[3] as string;
+      if (skip.has(user) || !entry.value.includes(emoji)) continue;
+      found.push(user);
+      if (found.length >= most) break;
+    }
+    return found;
+  }
+
+  async #reactionsOfOne(room: string, id: string, listedUsers: number): Promise<Reaction[]> {
+    return (await this.reactionsOf(room, [id], listedUsers)).get(id) ?? [];
+  }
+
+  async reactionsOf(
+    room: string,
+    ids: readonly string[],
+    listedUsers: number,
+  ): Promise<Map<string, Reaction[]>> {
+    const found = new Map<string, Reaction[]>();
+    if (ids.length === 0) return found;
+    const wanted = new Set(ids);
+    const sorted = [...wanted].sort();
+    // The ids of a page are neighbours in their room: one range read covers them.
+    const selector = {
+      start: [REACTIONS, room, sorted[0]],
+      end: [REACTIONS, room, sorted.at(-1)! + "\u0000"],
+    };
+    const orders = new Map<string, string[]>();
+    const entries = new Map<string, Map<string, ReactionEntry>>();
+    await whenUnlocked(async () => {
+      for await (const entry of this.#kv.list<unknown>(selector)) {
+        const [, , id, emoji] = entry.key as [string, string, string, string];
+        if (!wanted.has(id)) continue;
+        if (emoji === EMOJI_ORDER) orders.set(id, entry.value as string[]);
+        else {
+          const ofMessage = entries.get(id) ?? new Map<string, ReactionEntry>();
+          ofMessage.set(emoji, entry.value as ReactionEntry);
+          entries.set(id, ofMessage);
+        }
+      }
+    });
+    for (const [id, order] of orders) {
+      const ofMessage = entries.get(id);
+      const reactions = order.flatMap((emoji) => {
+        const entry = ofMessage?.get(emoji);
+        return entry
+          ? [{ emoji, count: entry.count, users: entry.users.slice(0, listedUsers) }]
+          : [];
+      });
+      if (reactions.length > 0) found.set(id, reactions);
+    }
+    return found;
+  }
+
+  async threadsOf(room: string, ids: readonly string[]): Promise<Map<string, ThreadSummary>> {
+    const found = new Map<string, ThreadSummary>();
+    if (ids.length === 0) return found;
+    const wanted = new Set(ids);
+    const sorted = [...wanted].sort();
+    const counts = await whenUnlocked(() =>
+      Array.fromAsync(this.#kv.list<Deno.KvU64>({
+        start: [THREAD_COUNTS, room, sorted[0]],
+        end: [THREAD_COUNTS, room, sorted.at(-1)! + "\u0000"],
+      }))
+    );
+    await Promise.all(counts.map(async ({ key, value }) => {
+      const parent = key[2] as string;
+      if (!wanted.has(parent)) return;
+      const newest = await whenUnlocked(() =>
+        Array.fromAsync(
+          this.#kv.list<string>({ prefix: [THREADS, room, parent] }, {
+            reverse: true,
+            limit: THREAD_USERS_SCAN,
+          }),
+        )
+      );
+      if (newest.length === 0) return;
+      const users = [...new Set(newest.map((entry) => entry.value))].slice(0, THREAD_USERS);
+      const lastId = newest[0].key[3] as string;
+      found.set(parent, { count: Number(value.value), lastId, users });
+    }));
+    return found;
+  }
+
+  async threadReplies(
+    room: string,
+    parentId: string,
+    before: string | undefined,
+    limit: number,
+  ): Promise<ChatMessage[]> {
+    checkId(parentId);
+    if (before !== undefined) checkId(before);
+    checkLimit(limit);
+    if (limit === 0) return [];
+    const prefix = [THREADS, room, parentId];
+    const selector = before === undefined ? { prefix } : { prefix, end: [...prefix, before] };
+    const newestFirst = await whenUnlocked(() =>
+      Array.fromAsync(this.#kv.list<string>(selector, { reverse: true, limit }))
+    );
+    const ids = newestFirst.map((entry) => entry.key[3] as string).reverse();
+    const messages = await this.#getMany<ChatMessage>(ids.map((id) => [MESSAGES, room, id]));
+    // A reply that expired or was trimmed is gone from its thread too.
+    return messages.filter((message) => message !== null);
+  }
+
+  /** A reaction lives as long as its message. */
+  #expiryOf(id: string): { expireIn?: number } {
+    const { maxAgeMs } = this.#options;
+    if (maxAgeMs === undefined) return {};
+    return { expireIn: Math.max(1, timeOfId(id) + maxAgeMs - this.#now()) };
+  }
+
   async setBan(userId: string, ban: Ban): Promise<void> {
     const expireIn = ban.until === undefined ? undefined : Math.max(1, ban.until - this.#now());
     await whenUnlocked(() => this.#kv.set([BANS, userId], ban, expireIn ? { expireIn } : {}));
@@ -752,8 +986,11 @@ function commitChunks(inputs: readonly NewMessage[]): NewMessage[][] {
   let checks = 0;
   let bytes = 0;
   for (const input of inputs) {
+    const quote = input.replyTo
+      ? input.replyTo.preview.length + input.replyTo.user.name.length + input.replyTo.user.id.length
+      : 0;
     const size = (input.message.length + input.user.name.length + (input.room?.length ?? 0)) * 3 +
-      512;
+      quote * 3 + 512;
     const check = input.clientId === undefined ? 0 : 1;
     const full = chunk.length === MAX_BATCH_MESSAGES || checks + check > MAX_BATCH_CHECKS ||
       bytes + size > MAX_BATCH_BYTES;

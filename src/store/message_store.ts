@@ -2,7 +2,15 @@
  * The message store contract the timeline and the app depend on; `KvMessageStore` implements it.
  * @module
  */
-import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
+import type {
+  AppendResult,
+  Ban,
+  ChatMessage,
+  MessageChange,
+  NewMessage,
+  Reaction,
+  ThreadSummary,
+} from "../types.ts";
 
 /** What {@link MessageStore.listRooms} asks for. */
 export interface RoomQuery {
@@ -11,9 +19,44 @@ export interface RoomQuery {
   limit: number;
 }
 
+/** A user's reaction added (`on`) or taken back, on message `id` of `room`. */
+export interface ReactionChange {
+  room: string;
+  id: string;
+  userId: string;
+  emoji: string;
+  on: boolean;
+}
+
+/** The bounds a reaction is held to, checked in the same commit that stores it. */
+export interface ReactionLimits {
+  /** Most distinct emoji on one message. */
+  maxEmoji: number;
+  /** Most emoji one user has on one message. */
+  maxPerUser: number;
+  /** Most user ids a {@link Reaction} lists. */
+  listedUsers: number;
+}
+
+/**
+ * What {@link MessageStore.react} did: `changed` (stored or taken back), `unchanged` (already so),
+ * refused over a bound, or `not_found` (no such message in that room); `reactions` is the
+ * message's reactions as stored now.
+ */
+export interface ReactionOutcome {
+  status: "changed" | "unchanged" | "too_many_emoji" | "too_many_reactions" | "not_found";
+  reactions: Reaction[];
+}
+
+/** Most users a {@link ThreadSummary} lists. */
+export const THREAD_USERS = 10;
+
 /** Ordered, append-only message history. Ids sort in creation order. */
 export interface MessageStore {
-  /** Stores the message (durably, before resolving) and returns it with its id and createdAt. */
+  /**
+   * Stores the message (durably, before resolving) and returns it with its id and createdAt. A
+   * reply (`replyTo`) is indexed in its parent's thread in the same commit.
+   */
   append(input: NewMessage): Promise<ChatMessage>;
   /**
    * Stores several messages, in order, in as few commits as the backend allows. When a later
@@ -63,6 +106,29 @@ export interface MessageStore {
    * nothing. Changes of one message apply one at a time, in the order they were asked for.
    */
   changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined>;
+  /**
+   * Adds or takes back one user's reaction, within `limits`, durably and idempotently: adding
+   * twice stores one, taking back one never added changes nothing.
+   */
+  react(change: ReactionChange, limits: ReactionLimits): Promise<ReactionOutcome>;
+  /**
+   * The reactions of each of `ids` (messages of `room`) that has any, each listing up to
+   * `listedUsers` users.
+   */
+  reactionsOf(
+    room: string,
+    ids: readonly string[],
+    listedUsers: number,
+  ): Promise<Map<string, Reaction[]>>;
+  /** The thread of each of `ids` (messages of `room`) that has replies, listing up to 10 users. */
+  threadsOf(room: string, ids: readonly string[]): Promise<Map<string, ThreadSummary>>;
+  /** Up to `limit` replies to `parentId` in `room` before `before` (or the newest), oldest first. */
+  threadReplies(
+    room: string,
+    parentId: string,
+    before: string | undefined,
+    limit: number,
+  ): Promise<ChatMessage[]>;
   /** Bans `userId` until `ban.until` (ms since epoch; forever without it). */
   setBan(userId: string, ban: Ban): Promise<void>;
   /** `userId`'s ban, while it lasts. */

@@ -11,10 +11,15 @@
  * @module
  */
 
-export type { MessageStore } from "./message_store.ts";
+export type {
+  MessageStore,
+  ReactionChange,
+  ReactionLimits,
+  ReactionOutcome,
+} from "./message_store.ts";
 export { PartialAppendError } from "./append_error.ts";
 export { isKvFile, KvMessageStore, openKv, openKvStore } from "./kv.ts";
-export { DEFAULT_ROOM, StoreError } from "./rules.ts";
+export { DEFAULT_ROOM, KeyedQueue, StoreError } from "./rules.ts";
 export {
   KvFileBusy,
   type KvFileBusyCode,

@@ -18,8 +18,23 @@
  * @module
  */
 import postgres from "postgres";
-import type { AppendResult, Ban, ChatMessage, MessageChange, NewMessage } from "../types.ts";
-import type { MessageStore, RoomQuery } from "./message_store.ts";
+import type {
+  AppendResult,
+  Ban,
+  ChatMessage,
+  MessageChange,
+  NewMessage,
+  Reaction,
+  ThreadSummary,
+} from "../types.ts";
+import {
+  type MessageStore,
+  type ReactionChange,
+  type ReactionLimits,
+  type ReactionOutcome,
+  type RoomQuery,
+  THREAD_USERS,
+} from "./message_store.ts";
 import { firstIdAt, isMessageId, sequencedId, timeOfId } from "./id.ts";
 import { migrate } from "./postgres_schema.ts";
 import { RateLimiter } from "../rate_limit.ts";
@@ -83,9 +98,11 @@ interface MessageRow {
   created_at: string;
   edited_at: string | null;
   deleted: boolean;
+  reply_quote: string | null;
 }
 
-const MESSAGE_COLUMNS = "room, id, user_id, user_name, body, created_at, edited_at, deleted";
+const MESSAGE_COLUMNS =
+  "room, id, user_id, user_name, body, created_at, edited_at, deleted, reply_quote";
 
 function toMessage(row: MessageRow): ChatMessage {
   const message: ChatMessage = {
@@ -97,6 +114,7 @@ function toMessage(row: MessageRow): ChatMessage {
   };
   if (row.edited_at !== null) message.editedAt = new Date(Number(row.edited_at)).toISOString();
   if (row.deleted) message.deleted = true;
+  if (row.reply_quote !== null) message.replyTo = JSON.parse(row.reply_quote);
   return message;
 }
 
@@ -185,14 +203,16 @@ export class PostgresMessageStore implements MessageStore {
     const created = candidates.filter((candidate) => !earlier.has(candidate.clientKey ?? ""));
     if (created.length > 0) {
       await tx`
-        INSERT INTO messages (room, id, user_id, user_name, body, created_at)
+        INSERT INTO messages (room, id, user_id, user_name, body, created_at, reply_to, reply_quote)
         SELECT * FROM unnest(
           ${created.map((c) => c.room)}::text[],
           ${created.map((c) => c.id!)}::text[],
           ${created.map((c) => toPgText(c.input.user.id))}::text[],
           ${created.map((c) => toPgText(c.input.user.name))}::text[],
           ${created.map((c) => toPgText(c.input.message))}::text[],
-          ${created.map((c) => timeOfId(c.id!))}::bigint[]
+          ${created.map((c) => timeOfId(c.id!))}::bigint[],
+          ${created.map((c) => c.input.replyTo?.id ?? null)}::text[],
+          ${created.map((c) => c.input.replyTo ? JSON.stringify(c.input.replyTo) : null)}::text[]
         )`;
     }
     for (const candidate of candidates) {
@@ -215,6 +235,7 @@ export class PostgresMessageStore implements MessageStore {
       user: { id: input.user.id, name: input.user.name },
       message: input.message,
       createdAt: new Date(timeOfId(id!)).toISOString(),
+      ...(input.replyTo ? { replyTo: input.replyTo } : {}),
     };
   }
 
@@ -300,7 +321,8 @@ export class PostgresMessageStore implements MessageStore {
     >`
       SELECT d.user_id AS key_user, d.source AS key_source, d.client_id AS key_client,
         d.room AS room, d.id AS key_id,
-        m.id, m.user_id, m.user_name, m.body, m.created_at, m.edited_at, m.deleted
+        m.id, m.user_id, m.user_name, m.body, m.created_at, m.edited_at, m.deleted,
+        m.reply_quote
       FROM dedupe d LEFT JOIN messages m ON m.room = d.room AND m.id = d.id
       WHERE (d.user_id, d.source, d.client_id) IN (
         SELECT * FROM unnest(
@@ -546,6 +568,113 @@ export class PostgresMessageStore implements MessageStore {
     if (rows.length > 0) return toMessage(rows[0]);
     // Deleting twice changes nothing; a deleted message has no text left to edit.
     return deleting ? await this.findMessage(id) : undefined;
+  }
+
+  async react(change: ReactionChange, limits: ReactionLimits): Promise<ReactionOutcome> {
+    const { room, id, emoji, on } = change;
+    checkId(id);
+    const user = toPgText(change.userId);
+    const status = await this.#sql.begin(async (tx): Promise<ReactionOutcome["status"]> => {
+      // The message's row lock makes one message's reactions one at a time: the bounds hold.
+      const [message] = await tx`
+        SELECT 1 FROM messages WHERE room = ${room} AND id = ${id} FOR NO KEY UPDATE`;
+      if (!message) return "not_found";
+      const own = (await tx<{ emoji: string }[]>`
+        SELECT emoji FROM reactions WHERE room = ${room} AND id = ${id} AND user_id = ${user}`)
+        .map((row) => fromPgText(row.emoji));
+      if (own.includes(emoji) === on) return "unchanged";
+      if (!on) {
+        await tx`
+          DELETE FROM reactions
+          WHERE room = ${room} AND id = ${id} AND emoji = ${toPgText(emoji)} AND user_id = ${user}`;
+        return "changed";
+      }
+      const [{ used, known }] = await tx<{ used: number; known: boolean }[]>`
+        SELECT count(DISTINCT emoji)::int AS used, bool_or(emoji = ${toPgText(emoji)}) AS known
+        FROM reactions WHERE room = ${room} AND id = ${id}`;
+      if (!known && used >= limits.maxEmoji) return "too_many_emoji";
+      if (own.length >= limits.maxPerUser) return "too_many_reactions";
+      await tx`
+        INSERT INTO reactions (room, id, emoji, user_id)
+        VALUES (${room}, ${id}, ${toPgText(emoji)}, ${user})`;
+      return "changed";
+    });
+    if (status === "not_found") return { status, reactions: [] };
+    const reactions = (await this.reactionsOf(room, [id], limits.listedUsers)).get(id) ?? [];
+    return { status, reactions };
+  }
+
+  async reactionsOf(
+    room: string,
+    ids: readonly string[],
+    listedUsers: number,
+  ): Promise<Map<string, Reaction[]>> {
+    const found = new Map<string, Reaction[]>();
+    if (ids.length === 0) return found;
+    const rows = await this.#sql<
+      { id: string; emoji: string; count: number; users: string[] }[]
+    >`
+      SELECT id, emoji, count(*)::int AS count,
+        (array_agg(user_id ORDER BY seq))[1:${listedUsers}] AS users
+      FROM reactions WHERE room = ${room} AND id = ANY(${ids as string[]}::text[])
+      GROUP BY id, emoji ORDER BY id, min(seq)`;
+    for (const row of rows) {
+      const reactions = found.get(row.id) ?? [];
+      reactions.push({
+        emoji: fromPgText(row.emoji),
+        count: row.count,
+        users: row.users.map(fromPgText),
+      });
+      found.set(row.id, reactions);
+    }
+    return found;
+  }
+
+  async threadsOf(room: string, ids: readonly string[]): Promise<Map<string, ThreadSummary>> {
+    const found = new Map<string, ThreadSummary>();
+    if (ids.length === 0) return found;
+    const { from } = this.#lowerBound();
+    const rows = await this.#sql<
+      { parent: string; user_id: string; count: number; last_id: string }[]
+    >`
+      SELECT reply_to AS parent, user_id, count(*)::int AS count, max(id) AS last_id
+      FROM messages WHERE room = ${room} AND reply_to = ANY(${ids as string[]}::text[])
+        AND id >= ${from}
+      GROUP BY reply_to, user_id ORDER BY reply_to, max(id) DESC`;
+    for (const row of rows) {
+      const thread = found.get(row.parent);
+      if (!thread) {
+        found.set(row.parent, {
+          count: row.count,
+          lastId: row.last_id,
+          users: [fromPgText(row.user_id)],
+        });
+        continue;
+      }
+      thread.count += row.count;
+      if (thread.users.length < THREAD_USERS) thread.users.push(fromPgText(row.user_id));
+    }
+    return found;
+  }
+
+  async threadReplies(
+    room: string,
+    parentId: string,
+    before: string | undefined,
+    limit: number,
+  ): Promise<ChatMessage[]> {
+    checkId(parentId);
+    if (before !== undefined) checkId(before);
+    checkLimit(limit);
+    if (limit === 0) return [];
+    const { from } = this.#lowerBound();
+    const rows = await this.#sql.unsafe<MessageRow[]>(
+      `SELECT ${MESSAGE_COLUMNS} FROM messages
+       WHERE room = $1 AND reply_to = $2 AND id >= $3 AND ($4::text IS NULL OR id < $4)
+       ORDER BY id DESC LIMIT $5`,
+      [room, parentId, from, before ?? null, limit],
+    );
+    return rows.map(toMessage).reverse();
   }
 
   async setBan(userId: string, ban: Ban): Promise<void> {

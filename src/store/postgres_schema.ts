@@ -77,6 +77,27 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "reactions, replies",
+    sql: `
+      -- One row per user and emoji on a message; they go with their message (trim, expiry).
+      CREATE TABLE reactions (
+        room text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        emoji text COLLATE "C" NOT NULL,
+        user_id text COLLATE "C" NOT NULL,
+        -- The order reactions came in: emoji are listed by their first, users by theirs.
+        seq bigint GENERATED ALWAYS AS IDENTITY,
+        PRIMARY KEY (room, id, emoji, user_id),
+        FOREIGN KEY (room, id) REFERENCES messages (room, id) ON DELETE CASCADE
+      );
+      CREATE INDEX reactions_user ON reactions (room, id, user_id);
+      -- A reply names its parent, and keeps the parent's quote as it was when sent (JSON).
+      ALTER TABLE messages ADD COLUMN reply_to text COLLATE "C", ADD COLUMN reply_quote text;
+      CREATE INDEX messages_thread ON messages (room, reply_to, id) WHERE reply_to IS NOT NULL;
+    `,
+  },
 ];
 
 /** The advisory lock every instance takes to migrate: one at a time. */

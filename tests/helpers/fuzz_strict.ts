@@ -48,6 +48,8 @@ export const STRICT_BUDGETS: Record<ChatEvent, RateLimit> = {
   "rooms:browse": { perMinute: 12, burst: 2 },
   "message:edit": { perMinute: 6, burst: 3 },
   "message:delete": { perMinute: 6, burst: 3 },
+  react: { perMinute: 12, burst: 2 },
+  thread: { perMinute: 12, burst: 2 },
 };
 
 /** The strict server's settings. */
@@ -61,6 +63,7 @@ export const STRICT_CONFIG: Partial<Config> = {
   joinLimitPerMinute: STRICT_BUDGETS.join.perMinute,
   readLimitPerMinute: STRICT_BUDGETS.read.perMinute,
   roomsLimitPerMinute: STRICT_BUDGETS.rooms.perMinute,
+  reactLimitPerMinute: STRICT_BUDGETS.react.perMinute,
   handshakeLimitPerMinute: 0,
   maxSocketsPerUser: 1000,
   historyLimit: 3,
