@@ -870,8 +870,25 @@ function connect(current) {
     connectProblem = true;
     showNotice(code ? describe({ code }) : `Could not connect: ${error.message}`);
   });
-  on("error", (/** @type {ChatError} */ error) => {
+  on("error", (/** @type {ChatError & { room?: string }} */ error) => {
     if (error.code === "token_expired") return logout(describe(error));
+    // A room of the reconnect's catch-up the server did not rejoin: it is joined again later
+    // (over the join budget: once the budget allows), else shown refused.
+    const skipped = error.room === undefined
+      ? undefined
+      : rooms.all().find((room) => room.id === error.room && catchingUp.has(room.id));
+    if (skipped) {
+      catchingUp.delete(skipped.id);
+      delete skipped.catchUp;
+      if (error.code === "forbidden") return refuseRoom(skipped, error);
+      skipped.state = "none";
+      if (error.code === "rate_limited") {
+        setTimeout(() => socket === connection && void join(skipped), error.retryAfterMs ?? 1000);
+      } else if (skipped.id === rooms.current) {
+        void join(skipped);
+      }
+      return renderRooms();
+    }
     if (!ANSWERED_BY_ACK.has(error.code)) showNotice(describe(error));
   });
 

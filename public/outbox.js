@@ -58,6 +58,15 @@ export const SEND_ATTEMPTS = 3;
 /** Where entries are kept: `chat.outbox.<user id>.<clientId>`. */
 export const STORAGE_PREFIX = "chat.outbox.";
 
+/**
+ * A user id as a storage key's part: %-encoded, dots too, so one user's prefix is never the start
+ * of another's (`alice.` of `alice.bob.`).
+ * @param {string} userId
+ */
+function storageName(userId) {
+  return encodeURIComponent(userId).replaceAll(".", "%2E");
+}
+
 export class Outbox {
   /** @type {OutboxEntry[]} */
   #entries = [];
@@ -109,7 +118,7 @@ export class Outbox {
     this.#userId = userId;
     const storage = this.#options.storage;
     if (!storage) return;
-    const prefix = `${STORAGE_PREFIX}${userId}.`;
+    const prefix = `${STORAGE_PREFIX}${storageName(userId)}.`;
     /** @type {OutboxEntry[]} */
     const found = [];
     for (let index = 0; index < storage.length; index++) {
@@ -295,8 +304,16 @@ export class Outbox {
   #remove(entry) {
     this.#entries.splice(this.#entries.indexOf(entry), 1);
     if (this.#userId !== undefined) {
-      this.#options.storage?.removeItem(`${STORAGE_PREFIX}${this.#userId}.${entry.clientId}`);
+      this.#options.storage?.removeItem(this.#keyOf(entry.clientId));
     }
+  }
+
+  /**
+   * Where a message waits in storage, under its user's {@link storageName}.
+   * @param {string} clientId
+   */
+  #keyOf(clientId) {
+    return `${STORAGE_PREFIX}${storageName(this.#userId ?? "")}.${clientId}`;
   }
 
   /** @param {OutboxEntry} entry */
@@ -305,7 +322,7 @@ export class Outbox {
     const { clientId, room, text, createdAt, seq } = entry;
     try {
       this.#options.storage?.setItem(
-        `${STORAGE_PREFIX}${this.#userId}.${clientId}`,
+        this.#keyOf(clientId),
         JSON.stringify({ clientId, room, text, createdAt, seq }),
       );
     } catch {

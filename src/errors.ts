@@ -47,6 +47,8 @@ export interface ErrorDetails {
   retryAfterMs?: number;
   /** With `banned`: when the ban ends, in ms since epoch (absent: until it is lifted). */
   until?: number;
+  /** With a refusal of one room of the catch-up on connect: that room (join it later). */
+  room?: string;
 }
 
 /** An error as clients receive it. */

@@ -65,6 +65,11 @@ Deno.test("catch-up: rooms named in lastIds spend the user's join budget, across
     assert.equal(entered + refused, 4 * 30);
     const refusal = clients[3].errors.find((error) => error.code === "rate_limited");
     assert.match(refusal?.message ?? "", /room "room-\d+" was not rejoined/);
+    assert.match(
+      String((refusal as { room?: string })?.room),
+      /^room-\d+$/,
+      "the refusal names its room",
+    );
     // Someone else's budget is whole.
     const other = await connectWith(
       server.url,

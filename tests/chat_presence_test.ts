@@ -186,3 +186,32 @@ Deno.test("presence: a join ack's list of the default room plus the changes afte
   await sleep(400);
   assert.deepEqual([...view].sort(), ["carol", "xavier"]);
 });
+
+Deno.test("presence: a socket gone before it arrived is never listed, however slow the ban's re-read", async () => {
+  await using server = await startChat();
+  const getBan = server.store.getBan.bind(server.store);
+  let slow = false;
+  server.store.getBan = async (userId: string) => {
+    if (slow) await new Promise((resolve) => setTimeout(resolve, 30));
+    return await getBan(userId);
+  };
+  const token = await tokenFor("ghost");
+  for (const delay of [false, true]) {
+    slow = delay;
+    for (let n = 0; n < 3; n++) {
+      const ghost = new ChatClient(server.url, { auth: { token }, transports: ["websocket"] });
+      await new Promise<void>((resolve) => ghost.socket.once("connect", () => resolve()));
+      ghost.close();
+    }
+  }
+  slow = false;
+  for (let n = 0; n < 100 && server.app.io.of("/").sockets.size > 0; n++) await sleep(20);
+  assert.equal(server.app.io.of("/").sockets.size, 0, "every ghost socket gone");
+  // Whatever the ghosts' arrivals were still doing is done once a newcomer's snapshot goes out.
+  await sleep(100);
+  using observer = new ChatClient(server.url, { auth: { token: await tokenFor("observer") } });
+  let snapshot: User[] | undefined;
+  observer.socket.on("presence", (users: User[]) => snapshot = users);
+  await observer.waitFor(() => snapshot !== undefined, "the presence snapshot");
+  assert.deepEqual(snapshot!.map((user) => user.id), ["observer"]);
+});

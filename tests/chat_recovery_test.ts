@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { ChatClient, startChat, tokenFor } from "./helpers/chat_server.ts";
 import { until } from "./helpers/time.ts";
 import type { TestServer } from "./helpers/chat_server.ts";
+import type { ChatMessage } from "../src/types.ts";
 
 /** A client that can drop its transport and come back with its session id (no auto-reconnect). */
 async function recoverable(server: TestServer, sub: string): Promise<ChatClient> {
@@ -82,4 +83,43 @@ Deno.test("recovery: restoring dropped sessions cannot beat MAX_SOCKETS_PER_USER
   } finally {
     for (const client of clients) client.close();
   }
+});
+
+Deno.test("recovery: a message sent while the comeback is checked still reaches the restored session", async () => {
+  await using server = await startChat({ connectionRecoveryMs: 60_000 });
+  using alice = await recoverable(server, "alice");
+  using bob = await ChatClient.join(server.url, "bob");
+  const received: string[] = [];
+  alice.socket.on("load", (messages: ChatMessage[]) => {
+    for (const message of messages) received.push(message.message);
+  });
+  await drop(server, alice);
+  assert.ok((await bob.send({ message: "while away" })).ok);
+  // The ban is read for the comeback; bob's message lands while that read is pending.
+  const getBan = server.store.getBan.bind(server.store);
+  let during: Promise<unknown> | undefined;
+  server.store.getBan = (userId: string) => {
+    if (userId === "alice" && !during) during = bob.send({ message: "during the check" });
+    return during ? during.then(() => getBan(userId)) : getBan(userId);
+  };
+  assert.equal(await comeBack(alice), "recovered");
+  assert.ok((await bob.send({ message: "after" })).ok);
+  await alice.waitFor(() => received.includes("after"), "alice's live messages");
+  assert.deepEqual(received.filter((text) => text !== ""), [
+    "while away",
+    "during the check",
+    "after",
+  ]);
+});
+
+Deno.test("recovery: a comeback with another user's token is not restored", async () => {
+  await using server = await startChat({ connectionRecoveryMs: 60_000 });
+  using alice = await recoverable(server, "alice");
+  await drop(server, alice);
+  // The session id is alice's; the token now offered is mallory's.
+  const token = await tokenFor("mallory");
+  (alice.socket as unknown as { auth: Record<string, unknown> }).auth = { token };
+  assert.equal(await comeBack(alice), "fresh");
+  assert.equal(socketsOf(server, "alice"), 0);
+  assert.equal(socketsOf(server, "mallory"), 1);
 });

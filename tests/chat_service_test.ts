@@ -107,4 +107,8 @@ Deno.test("service: a ban through the API answers once the user's sockets are cl
   await Promise.all(closed);
   const past = await api(server, "PUT", "/users/bob/ban", { until: Date.now() - 1000 });
   assert.equal(past.status, 400);
+  // A time past what a store can expire at is the caller's error, not the server's.
+  const farFuture = await api(server, "PUT", "/users/bob/ban", { until: 8.64e15 });
+  assert.equal(farFuture.status, 400);
+  assert.equal(farFuture.body.error.code, "invalid_payload");
 });

@@ -520,3 +520,20 @@ Deno.test("page outbox: messages wait for the connection, however long, and surv
   ]);
   assert.deepEqual(storage.keys(), ["chat.outbox.bob.x"]);
 });
+
+Deno.test("page outbox: one user's unsent messages never go out as another's whose id starts the same", async () => {
+  const storage = new MemoryStorage();
+  const dotted = scriptedOutbox([], storage);
+  dotted.outbox.restore("alice.bob");
+  dotted.outbox.add("dm:alice.bob:carol", "a draft of alice.bob");
+  dotted.outbox.clear();
+  const alice = scriptedOutbox([stored("hi")], storage);
+  alice.outbox.setConnection("connected");
+  alice.outbox.restore("alice");
+  assert.deepEqual(alice.sent, [], "alice sends nothing of alice.bob's");
+  assert.equal(storage.keys().length, 1, "alice.bob's draft stays for alice.bob");
+  const back = scriptedOutbox([stored("a draft of alice.bob")], storage);
+  back.outbox.setConnection("connected");
+  back.outbox.restore("alice.bob");
+  await until(() => back.delivered.length === 1, "alice.bob's draft sent as alice.bob");
+});

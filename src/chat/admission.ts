@@ -6,7 +6,12 @@
  */
 import { extractToken, type Identity } from "../auth/token.ts";
 import { CodedError, toWireError, type WireError } from "../errors.ts";
-import { checkInternals, interceptRepeatConnects } from "../cluster/socketio_internals.ts";
+import {
+  checkInternals,
+  gateSessionRestore,
+  interceptRepeatConnects,
+} from "../cluster/socketio_internals.ts";
+import type { Namespace } from "socket.io";
 import type { Logger } from "../ops/log.ts";
 import type { Ban } from "../types.ts";
 import type { ChatObserver, ChatSocket } from "./types.ts";
@@ -22,11 +27,6 @@ export interface AdmissionOptions {
   connectionsElsewhere?: (userId: string) => Promise<number>;
   log: Logger;
   observer: Pick<ChatObserver, "connectRefused">;
-}
-
-/** The adapter's session restore (socket.io's connection state recovery), which we gate. */
-export interface RecoveringAdapter {
-  restoreSession(pid: string, offset: string): Promise<{ data?: unknown } | null>;
 }
 
 /**
@@ -52,6 +52,8 @@ function connectError(error: WireError): Error {
 export class Admission {
   #connections = new Map<string, number>();
   #internalsChecked = false;
+  /** The identity a recovery attempt's token proved, by connection, until the socket is adopted. */
+  #verified = new WeakMap<object, Identity>();
   /** Transport sessions (engine connections) that carry, or are admitting, a socket. */
   #sessions = new WeakSet<object>();
   /** How each admitted socket gives back what it holds; runs once. */
@@ -112,42 +114,51 @@ export class Admission {
   };
 
   /**
-   * Registers a socket that skipped the middleware (a recovered session): it holds a connection
-   * and its session like any other, if the user has one to spare; false (nothing held) if not.
-   * True at once for a socket the middleware admitted.
+   * Registers a socket that skipped the middleware (a recovered session): it takes the identity
+   * {@link guardRecovery} verified for it and holds a connection and its session like any other,
+   * if the user has one to spare. Answers the refusal otherwise (nothing held). A socket the
+   * middleware admitted is let through.
    */
-  adopt(socket: ChatSocket): boolean {
-    if (this.#releases.has(socket)) return true;
-    const userId = socket.data.identity.user.id;
-    if (!this.#reserve(userId)) return false;
+  adopt(socket: ChatSocket): WireError | undefined {
+    if (this.#releases.has(socket)) return undefined;
+    const verified = this.#verified.get(socket.client);
+    this.#verified.delete(socket.client);
+    const restored = socket.data.identity;
+    if (!verified || verified.user.id !== restored.user.id) {
+      return { code: "invalid_token", message: "the token is not the restored session's user" };
+    }
+    // The token sent now (its expiry, scopes, rooms); the name the session was announced with.
+    socket.data.identity = { ...verified, user: restored.user };
+    const userId = restored.user.id;
+    if (!this.#reserve(userId)) return toWireError(this.#tooMany());
     this.#sessions.add(socket.conn as object);
     this.#track(socket, this.#holding(socket.conn as object, userId));
-    return true;
-  }
-
-  /** The refusal of a recovered socket that {@link adopt} could not take in. */
-  tooMany(): WireError {
-    return toWireError(this.#tooMany());
+    return undefined;
   }
 
   /**
    * Lets socket.io restore a dropped session (which skips the middleware) only for a user who
-   * could connect afresh now: not banned, token unexpired, a connection to spare. Otherwise the
-   * client's CONNECT goes through the middleware like a new one, which checks the token it sends
-   * now and says why it is refused, if it is.
+   * would be admitted afresh now, checked before the restore: the token the client sends now is
+   * valid and unexpired, the user is not banned and has a connection to spare. Otherwise the
+   * client's CONNECT is taken as a new one, which the middleware admits or refuses, saying why.
    */
-  guardRecovery(adapter: RecoveringAdapter, expired: (identity: Identity) => boolean): void {
-    const restore = adapter.restoreSession.bind(adapter);
-    adapter.restoreSession = async (pid, offset) => {
-      const session = await restore(pid, offset);
-      const identity = (session?.data as { identity?: Identity } | undefined)?.identity;
-      if (!session || !identity) return session;
-      const userId = identity.user.id;
-      if (expired(identity) || await this.options.banOf?.(userId)) return null;
-      const elsewhere = await this.options.connectionsElsewhere?.(userId) ?? 0;
-      if (elsewhere + this.connections(userId) >= this.options.maxSocketsPerUser) return null;
-      return session;
-    };
+  guardRecovery(namespace: Namespace, expired: (identity: Identity) => boolean): void {
+    gateSessionRestore(namespace, async ({ auth, headers, client }) => {
+      try {
+        const identity = await this.options.verifyToken(extractToken(auth, headers) ?? "");
+        if (expired(identity)) return false;
+        const userId = identity.user.id;
+        if (await this.options.banOf?.(userId)) return false;
+        const elsewhere = await this.options.connectionsElsewhere?.(userId) ?? 0;
+        if (elsewhere + this.connections(userId) >= this.options.maxSocketsPerUser) return false;
+        this.#verified.set(client, identity);
+        // Only the session of the user the token is for.
+        return (data) => (data as { identity?: Identity })?.identity?.user.id === userId;
+      } catch {
+        // A token that does not verify: the middleware refuses the fresh connect with its code.
+        return false;
+      }
+    });
   }
 
   /** Gives back the socket's connection and session (on disconnect; idempotent). */

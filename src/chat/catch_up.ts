@@ -7,12 +7,12 @@
  * before, so a client that stops reading holds one room's history at most.
  * @module
  */
-import type { WireError } from "../errors.ts";
+import { toWireError, type WireError } from "../errors.ts";
 import { MAX_HISTORY_PAGE } from "./payloads.ts";
 import type { Timeline } from "./timeline.ts";
-import { sendHistory } from "./delivery.ts";
+import { joinedRooms, sendHistory } from "./delivery.ts";
 import type { EventGate } from "./events.ts";
-import type { RoomPolicy } from "./rooms.ts";
+import { type RoomPolicy, tooManyRooms } from "./rooms.ts";
 import type { ChatSocket } from "./types.ts";
 
 /** The next room loads once the client has less than this left to read. */
@@ -52,41 +52,42 @@ export async function loadRooms(
   report: (error: WireError) => void,
   entered: (room: string) => void,
 ): Promise<void> {
-  let joined = 0;
   for (const [room, afterId] of rooms) {
     if (!socket.connected) return;
+    // A `join` while the catch-up paused put the socket in the room already, with its history.
+    if (joinedRooms(socket).has(room)) continue;
     if (room !== options.defaultRoom) {
-      const refusal = refusalOf(socket, room, joined, options);
+      const refusal = refusalOf(socket, room, options);
       if (refusal) {
         report(refusal);
         continue;
       }
     }
-    joined++;
     await loadRoom(socket, room, afterId, options, entered);
     await readDown(socket);
   }
 }
 
-/** Why `room` may not be rejoined now; spends its `join` when it may. */
+/**
+ * Why `room` may not be rejoined now, naming it (`room`), as a `join` of it would be refused;
+ * spends its `join` when it may.
+ */
 function refusalOf(
   socket: ChatSocket,
   room: string,
-  joined: number,
   options: CatchUpOptions,
 ): WireError | undefined {
   const identity = socket.data.identity;
   if (!options.policy.canJoin(identity, room)) {
-    return { code: "forbidden", message: `you may not use room "${room}"` };
+    return { code: "forbidden", message: `you may not use room "${room}"`, room };
   }
-  if (joined >= options.maxRoomsPerSocket) {
-    return {
-      code: "too_many_rooms",
-      message: `room "${room}" was not rejoined: at most ${options.maxRoomsPerSocket} rooms`,
-    };
+  if (joinedRooms(socket).size >= options.maxRoomsPerSocket) {
+    return toWireError(tooManyRooms(options.maxRoomsPerSocket, { room }));
   }
   const refusal = options.gate.take("join", identity.user.id);
-  if (refusal) return { ...refusal, message: `room "${room}" was not rejoined: too many joins` };
+  if (refusal) {
+    return { ...refusal, message: `room "${room}" was not rejoined: too many joins`, room };
+  }
 }
 
 /** One room's history (after `afterId`, when given), paid for by the user's `history` budget. */

@@ -18,6 +18,16 @@ export function roomKey(room: string): string {
   return `room:${room}`;
 }
 
+/** The chat rooms a socket is in. */
+export function joinedRooms(socket: ChatSocket): Set<string> {
+  const rooms = new Set<string>();
+  for (const name of socket.rooms) {
+    if (name.startsWith(ROOM_KEY_PREFIX)) rooms.add(name.slice(ROOM_KEY_PREFIX.length));
+  }
+  return rooms;
+}
+const ROOM_KEY_PREFIX = roomKey("");
+
 /** Most message text in one `load`: more is split over several frames. */
 export const LOAD_MAX_CHARS = 32 * 1024;
 

@@ -25,7 +25,7 @@ import {
 } from "./payloads.ts";
 import { isMessageId, type MessageStore } from "../store/mod.ts";
 import type { Timeline } from "./timeline.ts";
-import { dmUsers, isRoomId, readRoom, type RoomPolicy } from "./rooms.ts";
+import { dmUsers, isRoomId, readRoom, type RoomPolicy, tooManyRooms } from "./rooms.ts";
 import type { ChatMessage, User } from "../types.ts";
 import type { ChatService, Principal } from "./service.ts";
 import type {
@@ -176,10 +176,7 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
   const room = roomOf(ctx, objectPayload(payload, '{ room: "general" }'), true);
   const joined = ctx.joined();
   if (!joined.has(room) && joined.size >= ctx.maxRoomsPerSocket) {
-    throw new CodedError(
-      "too_many_rooms",
-      `a connection may be in at most ${ctx.maxRoomsPerSocket} rooms; leave one first`,
-    );
+    throw tooManyRooms(ctx.maxRoomsPerSocket);
   }
   let subscription: Subscription;
   let online: User[];

@@ -20,9 +20,10 @@ import { readLastId, readLastIds } from "./payloads.ts";
 import type { RoomPolicy } from "./rooms.ts";
 import { type Presence, PresenceFeed } from "../cluster/presence.ts";
 import type { Timeline } from "./timeline.ts";
-import { Admission, type RecoveringAdapter } from "./admission.ts";
+import { Admission } from "./admission.ts";
+import type { Namespace } from "socket.io";
 import { loadRooms } from "./catch_up.ts";
-import { CHAT_ROOM, roomKey } from "./delivery.ts";
+import { CHAT_ROOM, joinedRooms, roomKey } from "./delivery.ts";
 import { userRoom } from "./directory.ts";
 import { dispatchEvent, type EventBudgets, type EventContext, EventGate } from "./events.ts";
 import type { ChatContext, Subscription } from "./handlers.ts";
@@ -250,12 +251,28 @@ function checkExpiry(connection: Connection): void {
   else connection.watchExpiry();
 }
 
-/** Reads the user's ban once more; a banned user's socket is told and closed. */
+/**
+ * Reads the user's ban once more; a banned user's socket is told and closed. A read that fails
+ * closes it too (`internal`): the socket cannot be let in unchecked, and the rejection must not
+ * reach the events waiting on it.
+ */
 async function stillUnbanned(
   connection: Connection,
   banOf: (userId: string) => Promise<Ban | undefined>,
+  log: Logger,
 ): Promise<boolean> {
-  const ban = await banOf(connection.identity.user.id);
+  let ban: Ban | undefined;
+  try {
+    ban = await banOf(connection.identity.user.id);
+  } catch (error) {
+    log.warn("ban.read_failed", { user: connection.identity.user.id, error });
+    connection.report("connection", {
+      code: "internal",
+      message: "the server could not check this connection; reconnect",
+    });
+    connection.socket.disconnect(true);
+    return false;
+  }
   if (!ban) return true;
   const details = ban.until ? { until: ban.until } : {};
   connection.report(
@@ -265,16 +282,6 @@ async function stillUnbanned(
   connection.socket.disconnect(true);
   return false;
 }
-
-/** The chat rooms a socket is in. */
-function joinedRooms(socket: ChatSocket): Set<string> {
-  const rooms = new Set<string>();
-  for (const name of socket.rooms) {
-    if (name.startsWith(ROOM_KEY_PREFIX)) rooms.add(name.slice(ROOM_KEY_PREFIX.length));
-  }
-  return rooms;
-}
-const ROOM_KEY_PREFIX = roomKey("");
 
 /**
  * The rooms a connecting client catches up: `auth.lastIds` (`{ room: lastSeenId }`) and
@@ -375,7 +382,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   if (options.connectionRecovery) {
     const clockTolerance = options.clockToleranceMs;
     admission.guardRecovery(
-      io.of("/").adapter as unknown as RecoveringAdapter,
+      io.of("/") as unknown as Namespace,
       (identity) => isExpired(identity, now(), clockTolerance),
     );
   }
@@ -383,8 +390,9 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
 
   io.on("connection", (socket: ChatSocket) => {
     const connection = new Connection(socket, shared);
-    if (!admission.adopt(socket)) {
-      connection.report("connection", admission.tooMany());
+    const refusal = admission.adopt(socket);
+    if (refusal) {
+      connection.report("connection", refusal);
       return void socket.disconnect(true);
     }
     admission.connected(socket);
@@ -393,7 +401,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     // user room (below) a ban's disconnect reaches it, so the ban is read again, and until it is,
     // the socket's events wait and it is sent no history.
     let unbanned: Promise<boolean> | undefined = options.banOf
-      ? stillUnbanned(connection, options.banOf).finally(() => unbanned = undefined)
+      ? stillUnbanned(connection, options.banOf, log).finally(() => unbanned = undefined)
       : undefined;
     // One middleware takes every client event and handles it; socket.io never emits them, so a
     // connection holds no listener per event, and an event's arguments are checked before anything
@@ -417,6 +425,14 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       recovered: socket.recovered,
     });
     const presenceEntry = { socketId: socket.id, user, since: socket.handshake.issued };
+    // Arrival and departure run in that order: a socket gone before it arrived never arrives, so
+    // a connect closed at once (or during the ban's re-read) leaves no one listed online.
+    const arrived = (async () => {
+      if (unbanned && !(await unbanned)) return false;
+      if (!socket.connected) return false;
+      if (await presence.arrive(presenceEntry)) feed.joined(user);
+      return true;
+    })();
     socket.on("disconnecting", () => {
       for (const room of joinedRooms(socket)) roomPresence.exit(room, user);
     });
@@ -424,7 +440,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       admission.release(socket);
       connection.stopWatchingExpiry();
       log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
-      presence.depart(presenceEntry).then((wentOffline) => {
+      arrived.then((did) => did && presence.depart(presenceEntry)).then((wentOffline) => {
         if (wentOffline) feed.left(user);
       }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
     });
@@ -433,8 +449,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     socket.join(userRoom(user.id));
 
     const admit = async () => {
-      if (unbanned && !(await unbanned)) return;
-      if (await presence.arrive(presenceEntry)) feed.joined(user);
+      if (!(await arrived)) return;
       // A socket.io session recovery replays what was missed and restores the rooms.
       if (socket.recovered) return void feed.welcome(socket.id);
       const rooms = catchUpsOf(

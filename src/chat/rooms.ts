@@ -18,7 +18,7 @@
  * @module
  */
 import type { Identity } from "../auth/token.ts";
-import { CodedError } from "../errors.ts";
+import { CodedError, type ErrorDetails } from "../errors.ts";
 
 /** A room id other than a DM. */
 export const ROOM_ID_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
@@ -91,4 +91,13 @@ export class RoomPolicy {
       throw new CodedError("forbidden", `you may not use room "${room}"`);
     }
   }
+}
+
+/** The refusal of one room too many for a connection (`MAX_ROOMS_PER_SOCKET`). */
+export function tooManyRooms(maxRoomsPerSocket: number, details: ErrorDetails = {}): CodedError {
+  return new CodedError(
+    "too_many_rooms",
+    `a connection may be in at most ${maxRoomsPerSocket} rooms; leave one first`,
+    details,
+  );
 }

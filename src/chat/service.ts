@@ -35,6 +35,9 @@ export type Principal = { kind: "user"; identity: Identity } | { kind: "backend"
 /** The scope that lets a token edit and delete anyone's messages, at any time. */
 export const MODERATE_SCOPE = "chat:moderate";
 
+/** The longest ban with an end (100 years): past it every store may not keep a time to expire. */
+export const MAX_BAN_MS = 100 * 365.25 * 24 * 3600 * 1000;
+
 /** The sender of messages the backend publishes without naming a user. */
 export const SYSTEM_USER: User = { id: "system", name: "System" };
 
@@ -373,6 +376,12 @@ export class ChatService {
   async ban(userId: string, terms: { until?: number; reason?: string }): Promise<Ban> {
     if (terms.until !== undefined && terms.until <= this.now()) {
       throw new CodedError("invalid_payload", "`until` must be a time in the future");
+    }
+    if (terms.until !== undefined && terms.until > this.now() + MAX_BAN_MS) {
+      throw new CodedError(
+        "invalid_payload",
+        "`until` must be within 100 years; a ban without `until` lasts until it is lifted",
+      );
     }
     const ban: Ban = { since: this.now(), ...terms };
     await this.#options.store.setBan(userId, ban);

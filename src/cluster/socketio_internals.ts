@@ -12,7 +12,7 @@
  * ```
  * @module
  */
-import type { Socket } from "socket.io";
+import { Namespace, type Socket } from "socket.io";
 import { Adapter, type BroadcastOptions, SessionAwareAdapter } from "socket.io-adapter";
 
 /** A socket.io packet, as its parser encodes and decodes it. */
@@ -39,6 +39,32 @@ interface Client {
   };
   ondecoded: PacketListener;
   nsps: Map<string, unknown>;
+}
+
+/** The namespace's socket factory (private in socket.io's typings). */
+interface SocketFactory {
+  /**
+   * Why: a recovery attempt (`auth.pid`, `auth.offset`) restores its session here, before any
+   * middleware; gating it here, before the restore, keeps the restore and the socket's joining
+   * its rooms in one step (broadcasts made in between would be lost).
+   */
+  _createSocket(client: unknown, auth: Record<string, unknown>): Promise<Socket>;
+}
+
+/** An adapter that keeps sessions for recovery. */
+interface SessionStore {
+  /** Why: the restored session's user is checked before the socket replays what it missed. */
+  restoreSession(pid: string, offset: string): Promise<{ data?: unknown } | null>;
+}
+
+/** What a recovery gate is told of the attempt. */
+export interface RecoveryAttempt {
+  /** The engine connection's request headers (for an `Authorization` header). */
+  headers: Record<string, string | string[] | undefined>;
+  /** The CONNECT packet's `auth`, with `pid` and `offset`. */
+  auth: Record<string, unknown>;
+  /** The connection: the restored socket's `client`, to match it up after the restore. */
+  client: object;
 }
 
 /** The adapter's broadcast walk (private in socket.io-adapter's typings). */
@@ -114,6 +140,47 @@ export function interceptRepeatConnects(socket: Socket, refusal: () => unknown):
   client.decoder.on("decoded", guarded);
   // socket.io's cleanup removes whatever `ondecoded` is then.
   client.ondecoded = guarded;
+}
+
+/**
+ * Lets socket.io restore a dropped session (connection state recovery) only when `admit`, asked
+ * before the restore, says so and its answer accepts the session's data (the user it was for);
+ * otherwise the CONNECT is taken as a fresh one (without `pid` and `offset`), which goes through
+ * the middleware. The data is checked between the restore and the socket's creation, with no
+ * I/O in between: nothing broadcast meanwhile is lost, and nothing replayed reaches a client the
+ * session was not for.
+ */
+export function gateSessionRestore(
+  namespace: Namespace,
+  admit: (attempt: RecoveryAttempt) => Promise<((data: unknown) => boolean) | false>,
+): void {
+  const adapter = namespace.adapter as unknown as SessionStore;
+  const restore = adapter.restoreSession.bind(adapter);
+  /** The check each recovery attempt under way applies to its session's data, by `pid`. */
+  const accepts = new Map<string, (data: unknown) => boolean>();
+  adapter.restoreSession = async (pid, offset) => {
+    const session = await restore(pid, offset);
+    const accept = accepts.get(pid);
+    return session && accept && !accept(session.data) ? null : session;
+  };
+  const factory = namespace as unknown as SocketFactory;
+  const create = factory._createSocket.bind(namespace);
+  factory._createSocket = async (client, auth) => {
+    const { pid, offset } = auth ?? {};
+    if (typeof pid !== "string" || typeof offset !== "string") return create(client, auth);
+    const { request } = client as { request: { headers: RecoveryAttempt["headers"] } };
+    const accept = await admit({ headers: request.headers, auth, client: client as object });
+    if (!accept || accepts.has(pid)) {
+      const { pid: _pid, offset: _offset, ...fresh } = auth;
+      return create(client, fresh);
+    }
+    accepts.set(pid, accept);
+    try {
+      return await create(client, auth);
+    } finally {
+      accepts.delete(pid);
+    }
+  };
 }
 
 /**
