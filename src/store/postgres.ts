@@ -638,7 +638,7 @@ export async function openPostgresStore(
 }
 
 /** The driver's `ssl` for the URL's `sslmode` (libpq's names; unset: no TLS). */
-function sslOf(url: string): boolean | "require" | "allow" | "prefer" | "verify-full" {
+export function sslOf(url: string): boolean | "require" | "allow" | "prefer" | "verify-full" {
   const mode = new URL(url).searchParams.get("sslmode");
   if (mode === null || mode === "disable") return false;
   if (mode === "verify-ca") return "verify-full";
