@@ -26,6 +26,8 @@ export function hasPostgres(): boolean {
 export interface PostgresServer extends AsyncDisposable {
   /** The superuser's URL of the `postgres` database. */
   url: string;
+  /** The postmaster's pid while it runs (its backends are its children). */
+  pid(): number | undefined;
   /** Creates an empty database and returns its URL. */
   createDatabase(): Promise<string>;
   /** Stops the server (fast shutdown) and waits for the exit; its files stay. */
@@ -119,6 +121,7 @@ export async function startPostgres(options: PostgresServerOptions = {}): Promis
     let databases = 0;
     return {
       url,
+      pid: () => server?.pid,
       async createDatabase() {
         const name = `chat_${++databases}`;
         const sql = postgres(url, { max: 1, onnotice: () => {} });
