@@ -33,7 +33,7 @@
  */
 import { SignJWT } from "jose";
 import { io, type Socket } from "socket.io-client";
-import { cpuMicros, machineBusyMicros, rssKb } from "./proc.ts";
+import { cpuMicros, machineBusyMicros, rssKb, treeCpuMicros } from "./proc.ts";
 
 /** Load generator options; defaults in {@link LOADGEN_DEFAULTS}. */
 export interface LoadOptions {
@@ -59,6 +59,8 @@ export interface LoadOptions {
   pid: string;
   /** redis-server's pid, to sample its CPU time apart from the servers' (0: don't). */
   redisPid: number;
+  /** PostgreSQL's postmaster pid: its and its backends' CPU time, apart (0: don't). */
+  postgresPid: number;
   /** Messages a separate client sends to every server before the clients connect (the history). */
   seed: number;
   /** `fanout` only: messages sent, and seconds between them. */
@@ -82,6 +84,7 @@ export const LOADGEN_DEFAULTS: Omit<LoadOptions, "url" | "secret"> = {
   concurrency: 100,
   pid: "",
   redisPid: 0,
+  postgresPid: 0,
   seed: 0,
   messages: 5,
   intervalSeconds: 2,
@@ -151,6 +154,8 @@ export interface LoadResult {
     processes?: number;
     /** redis-server's CPU over the window (not in `cpuMicros`), with `--redis-pid`. */
     redisCpuMicros?: number;
+    /** PostgreSQL's CPU over the window, backends included (not in `cpuMicros`). */
+    postgresCpuMicros?: number;
   };
   loadgenCpuPercent: number;
   /** The load generator's own RSS with every client connected, in KB. */
@@ -675,6 +680,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const senders = raw.slice(0, Math.min(options.senders, raw.length));
   const cpu = () => pids.reduce((sum, pid) => sum + cpuMicros(pid), 0);
   const redisCpu = () => (options.redisPid ? cpuMicros(options.redisPid) : 0);
+  const postgresCpu = () => (options.postgresPid ? treeCpuMicros(options.postgresPid) : 0);
 
   // Client i (the probe is client 0) connects to server i mod the number of servers. The first
   // client of each server connects before the others, alone: the servers' memory is read once the
@@ -722,6 +728,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   let sent = 0;
   let windowCpu = 0;
   let windowRedisCpu = 0;
+  let windowPostgresCpu = 0;
   let loadgenCpu = 0;
   let otherCpu = 0;
   let kvCommits = NaN;
@@ -737,6 +744,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const kvBefore = await scrapeKv();
     const cpuBefore = cpu();
     const redisBefore = redisCpu();
+    const postgresBefore = postgresCpu();
     const loadgenBefore = cpuMicros(Deno.pid);
     const machineBefore = machineBusyMicros();
     recorder.windowStart = now();
@@ -744,8 +752,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       recorder.windowEnd = now();
       windowCpu = cpu() - cpuBefore;
       windowRedisCpu = redisCpu() - redisBefore;
+      windowPostgresCpu = postgresCpu() - postgresBefore;
       loadgenCpu = cpuMicros(Deno.pid) - loadgenBefore;
-      otherCpu = machineBusyMicros() - machineBefore - loadgenCpu - windowCpu - windowRedisCpu;
+      otherCpu = machineBusyMicros() - machineBefore - loadgenCpu - windowCpu - windowRedisCpu -
+        windowPostgresCpu;
       windowSeconds = (recorder.windowEnd - recorder.windowStart) / 1000;
       kvCommits = (await scrapeKv() - kvBefore) / windowSeconds;
     };
@@ -860,6 +870,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         kvCommitsPerSecond: options.metrics ? kvCommits : undefined,
         processes: pids.length,
         redisCpuMicros: options.redisPid ? windowRedisCpu : undefined,
+        postgresCpuMicros: options.postgresPid ? windowPostgresCpu : undefined,
       }
       : undefined,
     loadgenCpuPercent: windowSeconds ? loadgenCpu / (windowSeconds * 10_000) : 0,
@@ -908,6 +919,7 @@ export function parseLoadArgs(args: string[]): LoadOptions {
     concurrency: number("concurrency", d.concurrency),
     pid: values.pid ?? d.pid,
     redisPid: number("redis-pid", d.redisPid),
+    postgresPid: number("postgres-pid", d.postgresPid),
     seed: number("seed", d.seed),
     messages: number("messages", d.messages),
     intervalSeconds: number("interval", d.intervalSeconds),

@@ -30,3 +30,22 @@ export function machineBusyMicros(): number {
     .map(Number);
   return (user + nice + system + irq + softirq + steal) * (1_000_000 / CLOCK_TICKS_PER_SECOND);
 }
+
+/**
+ * User + system CPU time of `pid` and of its children alive now, in microseconds: PostgreSQL's
+ * postmaster and its backends (one process per connection) and background workers.
+ */
+export function treeCpuMicros(pid: number): number {
+  let total = cpuMicros(pid);
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (parent === pid) total += cpuMicros(Number(entry.name));
+    } catch {
+      // It exited meanwhile: its CPU is gone with it (a backend lives as long as its connection).
+    }
+  }
+  return total;
+}

@@ -118,6 +118,8 @@ interface Summary {
   /** redis-server's CPU per delivery (T; not in `cpuPerDelivery`). */
   redisCpuPerDelivery: number;
   redisCpuPercent: number;
+  /** PostgreSQL's CPU per delivery, its backends included (not in `cpuPerDelivery`). */
+  postgresCpuPerDelivery: number;
   /** F: per run the median over its messages, then the median of runs. */
   fanoutLast: number;
   fanoutP50: number;
@@ -176,6 +178,12 @@ function summarize(runs: RunFigures[]): Summary {
           (run.result.deliveriesPerSecond * run.result.windowSeconds)
         : NaN
     ),
+    postgresCpuPerDelivery: m((run) =>
+      run.result.server?.postgresCpuMicros !== undefined
+        ? run.result.server.postgresCpuMicros /
+          (run.result.deliveriesPerSecond * run.result.windowSeconds)
+        : NaN
+    ),
     redisCpuPercent: m((run) =>
       run.result.server?.redisCpuMicros !== undefined
         ? run.result.server.redisCpuMicros / (run.result.windowSeconds * 10_000)
@@ -227,6 +235,7 @@ function trafficSection(report: Report, scenario: string, labels: Map<string, st
     fmt(s.p99, 1),
     fmt(s.max, 1),
     fmt(s.cpuPerDelivery, 1),
+    fmt(s.postgresCpuPerDelivery, 2),
     fmt(s.serverCpuPercent),
     fmt(s.connectMs),
     fmt(s.rssIdleMb, 1),
@@ -245,6 +254,7 @@ function trafficSection(report: Report, scenario: string, labels: Map<string, st
     "p99 ms",
     "max ms",
     "CPU µs/delivery",
+    "PostgreSQL CPU µs/delivery (not included)",
     "server CPU %",
     "connect ms",
     "RSS idle MB",
@@ -401,6 +411,7 @@ function clusterSection(report: Report, labels: Map<string, string>): string {
     fmt(s.p99, 1),
     fmt(s.cpuPerDelivery, 1),
     fmt(s.redisCpuPerDelivery, 2),
+    fmt(s.postgresCpuPerDelivery, 2),
     fmt(s.serverCpuPercent),
     fmt(s.redisCpuPercent),
     fmt(s.rssPerClientKb, 1),
@@ -416,6 +427,7 @@ function clusterSection(report: Report, labels: Map<string, string>): string {
     "p99 ms",
     "CPU µs/delivery, both instances",
     "redis-server CPU µs/delivery (not included)",
+    "PostgreSQL CPU µs/delivery (not included)",
     "instances' CPU %",
     "redis-server CPU %",
     "RSS/client KB",

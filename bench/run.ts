@@ -30,6 +30,7 @@ import {
 } from "../scripts/server_process.ts";
 import type { LoadOptions, LoadResult } from "./loadgen.ts";
 import { rssKb } from "./proc.ts";
+import { startPostgres } from "../tests/helpers/postgres_server.ts";
 import {
   computeTargets,
   type Environment,
@@ -73,6 +74,10 @@ interface ServerSpec {
   rooms: boolean;
   /** Shares fan-out through Redis when given `REDIS_URL`: runs T. */
   cluster: boolean;
+  /** Keeps its history in a PostgreSQL the run starts (`DATABASE_URL`). */
+  postgres?: boolean;
+  /** The only scenarios it runs, when set. */
+  only?: string[];
 }
 
 /** One load generator run's shape. */
@@ -131,6 +136,17 @@ const SERVERS: ServerSpec[] = [
     rooms: true,
     cluster: true,
     env: (port) => ({ ...OURS_ENV, PORT: String(port), KV_PATH: ":memory:" }),
+  },
+  {
+    name: "ours-pg",
+    label: "ours (PostgreSQL)",
+    metrics: true,
+    rooms: true,
+    cluster: true,
+    postgres: true,
+    // Next to the KV file where the store is what is measured: one instance (B), two (T).
+    only: ["B", "T"],
+    env: (port) => ({ ...OURS_ENV, PORT: String(port), KV_PATH: "" }),
   },
   {
     name: "reference",
@@ -301,12 +317,17 @@ async function measure(
   const dataDir = await Deno.makeTempDir({ prefix: "chat-bench-" });
   const servers: Running[] = [];
   let redis: Running | undefined;
+  // Durable, as in production: fsync at each commit, as the KV file does.
+  const postgres = spec.postgres ? await startPostgres({ durable: true }) : undefined;
   try {
+    const databaseUrl: Record<string, string> = postgres
+      ? { DATABASE_URL: await postgres.createDatabase() }
+      : {};
     if (load.instances) redis = await startRedis(options.pin);
     for (let index = 0; index < (load.instances ?? 1); index++) {
       const env: Record<string, string> = redis
-        ? { REDIS_URL: redis.url, INSTANCE_ID: `bench-${index}` }
-        : {};
+        ? { ...databaseUrl, REDIS_URL: redis.url, INSTANCE_ID: `bench-${index}` }
+        : databaseUrl;
       servers.push(await startServer(spec, options.pin, dataDir, env, index));
     }
     const result = await runLoadgen([
@@ -317,6 +338,7 @@ async function measure(
       "--pid",
       servers.map((server) => server.process.pid).join(","),
       ...(redis ? ["--redis-pid", String(redis.process.pid)] : []),
+      ...(postgres ? ["--postgres-pid", String(postgres.pid())] : []),
       "--seed",
       String(HISTORY),
       "--clients",
@@ -363,6 +385,14 @@ async function measure(
                 )
               } µs, `
               : "") +
+            (postgres
+              ? `postgres ${
+                num(
+                  (r.server?.postgresCpuMicros ?? NaN) / (r.deliveriesPerSecond * r.windowSeconds),
+                  2,
+                )
+              } µs, `
+              : "") +
             `${num(r.messagesPerFrame, 2)} msg/frame, ${num(rssPerClient, 1)} KB/client, ` +
             `${history}, ${others}`),
     );
@@ -370,6 +400,7 @@ async function measure(
   } finally {
     for (const server of servers) await server.process.stop();
     await redis?.process.stop();
+    await postgres?.[Symbol.asyncDispose]();
     await Deno.remove(dataDir, { recursive: true });
   }
 }
@@ -483,7 +514,9 @@ async function main(): Promise<void> {
   for (const scenario of options.scenarios) {
     console.error(`bench: scenario ${scenario}`);
     const runnable = specs.filter((spec) => {
-      const skip = ROOM_SCENARIOS.includes(scenario) && !spec.rooms
+      const skip = spec.only && !spec.only.includes(scenario)
+        ? `it runs only ${spec.only.join(", ")}`
+        : ROOM_SCENARIOS.includes(scenario) && !spec.rooms
         ? "it has no rooms"
         : CLUSTER_SCENARIOS.includes(scenario) && !spec.cluster
         ? "it cannot share fan-out through Redis"

@@ -46,6 +46,7 @@ const STATIC_TASKS: Record<string, string> = {
   bench: "runs for 10 to 20 minutes",
   "bench:kv": "runs for minutes",
   compile: "downloads the denort runtime (network)",
+  "migrate-to-postgres": "needs PostgreSQL; tests/migrate_to_postgres_test.ts runs it",
 };
 
 /** Settings that make `deno task start` need a service this test does not run. */

@@ -753,6 +753,9 @@ export async function openPostgresStore(
     ssl: sslOf(url),
     idle_timeout: 60,
     connect_timeout: 10,
+    // The driver's own backoff grows to 20 s while the database is down: sends would hang that
+    // long before failing, and recover that late once it is back. At most 1 s keeps both short.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2),
     connection: { application_name: "chat-server", statement_timeout: statementTimeoutMs },
     // Notices ("already exists, skipping") are not the operator's business; stdout is JSON logs.
     onnotice: () => {},
@@ -767,7 +770,7 @@ export async function openPostgresStore(
 }
 
 /** The driver's `ssl` for the URL's `sslmode` (libpq's names; unset: no TLS). */
-function sslOf(url: string): boolean | "require" | "allow" | "prefer" | "verify-full" {
+export function sslOf(url: string): boolean | "require" | "allow" | "prefer" | "verify-full" {
   const mode = new URL(url).searchParams.get("sslmode");
   if (mode === null || mode === "disable") return false;
   if (mode === "verify-ca") return "verify-full";

@@ -17,14 +17,16 @@ const BASE_ENV = { JWT_SECRET: SECRET, PORT: "0", HOST: "127.0.0.1", KV_PATH: ":
 
 /**
  * Starts main.ts with `env` and waits for its listening line. Its stderr is copied to the test's
- * own unless `captureStderr` is set (read it with `errors()` either way).
+ * own unless `captureStderr` is set (read it with `errors()` either way). `cwd` is its working
+ * directory: an instance of another host, with a disk of its own (default: ours).
  */
 export function startMain(
   env: Record<string, string>,
-  { captureStderr = false } = {},
+  { captureStderr = false, cwd }: { captureStderr?: boolean; cwd?: string } = {},
 ): Promise<RunningMain> {
   return spawnMain({
     env: { ...BASE_ENV, ...env },
+    cwd,
     echoStderr: !captureStderr,
     // A test's server holds nothing worth a graceful shutdown; tests that check one send SIGTERM.
     stopGraceMs: 0,

@@ -11,6 +11,7 @@ import { freePort, type ServerProcess, spawnServerProcess } from "../../scripts/
 const BIN = "/usr/lib/postgresql/15/bin";
 const INITDB = `${BIN}/initdb`;
 const POSTGRES = `${BIN}/postgres`;
+const PG_ISREADY = `${BIN}/pg_isready`;
 
 /** Whether Debian's PostgreSQL 15 is installed (`.ci/run` installs it). */
 export function hasPostgres(): boolean {
@@ -25,6 +26,8 @@ export function hasPostgres(): boolean {
 export interface PostgresServer extends AsyncDisposable {
   /** The superuser's URL of the `postgres` database. */
   url: string;
+  /** The postmaster's pid while it runs (its backends are its children). */
+  pid(): number | undefined;
   /** Creates an empty database and returns its URL. */
   createDatabase(): Promise<string>;
   /** Stops the server (fast shutdown) and waits for the exit; its files stay. */
@@ -53,20 +56,24 @@ function serverUser(): { uid: number; gid: number } | undefined {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-/** Waits until the server answers a query: it listens a moment before it accepts sessions. */
-async function acceptingQueries(url: string, timeoutMs = 30_000): Promise<void> {
+/**
+ * Waits until the server accepts sessions (it listens a moment before): `pg_isready`, not the
+ * driver, whose connection to a server still starting up can throw from a timer after `end()`
+ * ("Cannot read properties of null (reading 'write')"), outside any promise a test could catch.
+ */
+async function acceptingQueries(port: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (true) {
-    const sql = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} });
-    try {
-      await sql`SELECT 1`;
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    } finally {
-      await sql.end();
+    const { success, stdout } = await new Deno.Command(PG_ISREADY, {
+      args: ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-t", "5"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (success) return;
+    if (Date.now() > deadline) {
+      throw new Error(`postgres on ${port} is not ready: ${new TextDecoder().decode(stdout)}`);
     }
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -108,12 +115,13 @@ export async function startPostgres(options: PostgresServerOptions = {}): Promis
         stopSignal: "SIGINT",
         stopGraceMs: 10_000,
       });
-      await acceptingQueries(url);
+      await acceptingQueries(port);
     };
     await start();
     let databases = 0;
     return {
       url,
+      pid: () => server?.pid,
       async createDatabase() {
         const name = `chat_${++databases}`;
         const sql = postgres(url, { max: 1, onnotice: () => {} });
