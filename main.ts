@@ -89,9 +89,9 @@ if (config.databaseUrl) {
 /** Opens PostgreSQL and brings its schema up to date; exits 1 with one line when it cannot. */
 async function openDatabase(url: string): Promise<MessageStore> {
   // Loaded only here: a KV server never loads the driver.
-  const { openPostgresStore } = await import("./src/store/postgres.ts");
+  const { isDriverFault, openPostgresStore } = await import("./src/store/postgres.ts");
   try {
-    return await openPostgresStore(url, {
+    const store = await openPostgresStore(url, {
       poolSize: config.databasePoolSize,
       statementTimeoutMs: config.databaseStatementTimeoutMs,
       maxAgeMs: config.historyMaxAgeMs,
@@ -99,6 +99,15 @@ async function openDatabase(url: string): Promise<MessageStore> {
       maxCount: config.historyMaxCount,
       defaultRoom: config.defaultRoom,
     });
+    // The driver's known fault (a write to a connection that died mid-transaction) is thrown
+    // where nothing can catch it: the server keeps running on a fresh pool instead of exiting.
+    globalThis.addEventListener("error", (event) => {
+      if (!isDriverFault(event.error)) return;
+      event.preventDefault();
+      log.error("store.driver_fault", { error: event.error });
+      store.recycle();
+    });
+    return store;
   } catch (error) {
     fail(`cannot open DATABASE_URL "${redactUrl(url)}": ${reasonOf(error)}`);
   }

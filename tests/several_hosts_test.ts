@@ -30,27 +30,15 @@ if (available) {
   });
 }
 
-function hostsTest(name: string, fn: () => Promise<void>, knownBug?: string): void {
+function hostsTest(name: string, fn: () => Promise<void>): void {
   Deno.test({
-    name: knownBug !== undefined
-      ? `several hosts: ${name} — skipped: ${knownBug}`
-      : available
+    name: available
       ? `several hosts: ${name}`
       : `several hosts: ${name} — skipped because PostgreSQL 15 or redis-server is not installed`,
-    ignore: !available || knownBug !== undefined,
+    ignore: !available,
     fn,
   });
 }
-
-/**
- * postgres@3.4.10 crashes the process when a connection dies inside `sql.begin()`: its own
- * ROLLBACK is written from a timer to the closed socket (porsager/postgres#1208, fix unmerged in
- * #1209 and #1215). Stopping PostgreSQL under load kills main.ts so in about 2 runs of 5; the
- * test below passes in the others (`CHAT_TEST_PG_RESTART=1` runs it). It runs again once the
- * driver is fixed or replaced.
- */
-const DRIVER_CRASH = "postgres@3.4.10 crashes the server when PostgreSQL stops mid-transaction " +
-  "(porsager/postgres#1208)";
 
 const API_KEY = "several-hosts-test-api-key";
 const ENV = {
@@ -441,5 +429,4 @@ hostsTest(
       probe.close();
     }
   },
-  Deno.env.get("CHAT_TEST_PG_RESTART") === "1" ? undefined : DRIVER_CRASH,
 );

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { freePort } from "../scripts/server_process.ts";
-import { openPostgresStore } from "../src/store/postgres.ts";
+import { isDriverFault, openPostgresStore } from "../src/store/postgres.ts";
 import { migrate, MIGRATIONS, SchemaTooNew } from "../src/store/postgres_schema.ts";
 import { fromPgText, toPgText } from "../src/store/postgres_text.ts";
 import { hasPostgres, type PostgresServer, startPostgres } from "./helpers/postgres_server.ts";
@@ -79,4 +79,17 @@ Deno.test("postgres text: what PostgreSQL cannot hold is escaped one-to-one; the
   }
   assert.equal(toPgText("plain é😀"), "plain é😀");
   assert.notEqual(toPgText("\u0000"), toPgText("\uE0000000"));
+});
+
+Deno.test("postgres store: the driver's known fault is told apart from every other error", () => {
+  const fault = new TypeError("Cannot read properties of null (reading 'write')");
+  fault.stack = `TypeError: ${fault.message}\n    at nextWrite ` +
+    "(file:///root/.cache/deno/npm/registry.npmjs.org/postgres/3.4.10/src/connection.js:255:22)";
+  assert.equal(isDriverFault(fault), true);
+  const ours = new TypeError("Cannot read properties of null (reading 'write')");
+  ours.stack =
+    `TypeError: ${ours.message}\n    at send (file:///srv/chat/src/chat/delivery.ts:9:1)`;
+  assert.equal(isDriverFault(ours), false);
+  assert.equal(isDriverFault(new Error("connection closed")), false);
+  assert.equal(isDriverFault("reading 'write'"), false);
 });

@@ -130,7 +130,9 @@ interface Candidate {
 
 /** Message history kept in PostgreSQL; the store owns its connection pool and ends it. */
 export class PostgresMessageStore implements MessageStore {
-  readonly #sql: postgres.Sql;
+  #sql: postgres.Sql;
+  /** Opens a fresh pool, for {@link recycle}. */
+  readonly #connect?: () => postgres.Sql;
   readonly #options: PostgresStoreOptions;
   readonly defaultRoom: string;
   readonly #now: () => number;
@@ -142,8 +144,13 @@ export class PostgresMessageStore implements MessageStore {
   #appendsSinceTrim = new Map<string, number>();
   #lastSweep = -Infinity;
 
-  constructor(sql: postgres.Sql, options: PostgresStoreOptions = {}) {
+  constructor(
+    sql: postgres.Sql,
+    options: PostgresStoreOptions = {},
+    connect?: () => postgres.Sql,
+  ) {
     this.#sql = sql;
+    this.#connect = connect;
     this.#options = options;
     this.defaultRoom = options.defaultRoom ?? DEFAULT_ROOM;
     this.#now = options.now ?? Date.now;
@@ -710,6 +717,17 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   /** Ends the pool, waiting up to 5 s for queries under way. */
+  /**
+   * Swaps the pool for a fresh one and ends the old one: after {@link isDriverFault}, whose
+   * connection would never write again. Queries still on the old pool fail (`internal`).
+   */
+  recycle(): void {
+    if (!this.#connect) return;
+    const old = this.#sql;
+    this.#sql = this.#connect();
+    old.end({ timeout: 0 }).catch(() => {});
+  }
+
   async close(): Promise<void> {
     await this.#sql.end({ timeout: 5 });
   }
@@ -747,26 +765,40 @@ export async function openPostgresStore(
 ): Promise<PostgresMessageStore> {
   const { poolSize = DEFAULT_POOL_SIZE, statementTimeoutMs = DEFAULT_STATEMENT_TIMEOUT_MS } =
     options;
-  const sql = postgres(url, {
-    max: poolSize,
-    // Options the driver would otherwise take from PG* variables: config.ts reads the environment.
-    ssl: sslOf(url),
-    idle_timeout: 60,
-    connect_timeout: 10,
-    // The driver's own backoff grows to 20 s while the database is down: sends would hang that
-    // long before failing, and recover that late once it is back. At most 1 s keeps both short.
-    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2),
-    connection: { application_name: "chat-server", statement_timeout: statementTimeoutMs },
-    // Notices ("already exists, skipping") are not the operator's business; stdout is JSON logs.
-    onnotice: () => {},
-  });
+  const connect = () =>
+    postgres(url, {
+      max: poolSize,
+      // Options the driver would otherwise take from PG* variables: config.ts reads the environment.
+      ssl: sslOf(url),
+      idle_timeout: 60,
+      connect_timeout: 10,
+      // The driver's own backoff grows to 20 s while the database is down: sends would hang that
+      // long before failing, and recover that late once it is back. At most 1 s keeps both short.
+      backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2),
+      connection: { application_name: "chat-server", statement_timeout: statementTimeoutMs },
+      // Notices ("already exists, skipping") are not the operator's business; stdout is JSON logs.
+      onnotice: () => {},
+    });
+  const sql = connect();
   try {
     await migrate(sql);
   } catch (error) {
     await sql.end({ timeout: 1 });
     throw error;
   }
-  return new PostgresMessageStore(sql, options);
+  return new PostgresMessageStore(sql, options, connect);
+}
+
+/**
+ * Whether an uncaught error is the driver's known fault: postgres@3.4 writes a transaction's
+ * ROLLBACK from a timer to a connection that died under it (porsager/postgres#1208, unfixed in
+ * 3.4.10). Thrown where no query can catch it, it would end the process; the connection it leaves
+ * behind is wedged, so the server catches it and {@link PostgresMessageStore.recycle}s the pool.
+ */
+export function isDriverFault(error: unknown): boolean {
+  return error instanceof TypeError &&
+    /reading 'write'/.test(error.message) &&
+    /[\\/]postgres[\\/@][^\n]*connection\.js/.test(error.stack ?? "");
 }
 
 /** The driver's `ssl` for the URL's `sslmode` (libpq's names; unset: no TLS). */
