@@ -39,7 +39,7 @@ export {
   LOAD_MAX_CHARS,
   roomKey,
 } from "./delivery.ts";
-export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
+export { dmRoom, dmUsers, isRoomId, RoomPolicy } from "./rooms.ts";
 export { disconnectEverywhere, socketDirectory, userRoom } from "./directory.ts";
 export { ChatService, MODERATE_SCOPE, type Principal, SYSTEM_USER } from "./service.ts";
 export type { EventBudgets } from "./events.ts";
@@ -91,6 +91,20 @@ export interface ChatOptions {
   now?: () => number;
   log: Logger;
   observer: Pick<ChatObserver, "connectRefused" | "errorSent">;
+  /** Told of comings and goings (webhooks). */
+  hooks?: PresenceHooks;
+}
+
+/** Who is told when users come online, go offline, and enter and leave rooms. */
+export interface PresenceHooks {
+  /** The user's first connection anywhere. */
+  online(user: User): void;
+  /** The user's last connection anywhere closed. */
+  offline(user: User): void;
+  /** The user's first connection in `room` on this instance (never the default room). */
+  joined(room: string, user: User): void;
+  /** The user's last connection in `room` on this instance left it. */
+  left(room: string, user: User): void;
 }
 
 /** What {@link attachChat} leaves running. */
@@ -329,6 +343,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   // The default room's comings and goings are the global presence events.
   const roomPresence = new RoomPresence((room, joined, left) => {
     io.to(roomKey(room)).emit("room:presence", { room, joined, left });
+    for (const user of joined) options.hooks?.joined(room, user);
+    for (const user of left) options.hooks?.left(room, user);
   }, batching);
   const enterRoom = (socket: ChatSocket, room: string) => {
     if (socket.rooms.has(roomKey(room))) return;
@@ -417,7 +433,9 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       connection.stopWatchingExpiry();
       log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
       presence.depart(presenceEntry).then((wentOffline) => {
-        if (wentOffline) feed.left(user);
+        if (!wentOffline) return;
+        feed.left(user);
+        options.hooks?.offline(user);
       }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
     });
     // A recovered session skipped the token check at admission: its token may have expired since.
@@ -426,7 +444,10 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
 
     const admit = async () => {
       if (unbanned && !(await unbanned)) return;
-      if (await presence.arrive(presenceEntry)) feed.joined(user);
+      if (await presence.arrive(presenceEntry)) {
+        feed.joined(user);
+        options.hooks?.online(user);
+      }
       // A socket.io session recovery replays what was missed and restores the rooms.
       if (socket.recovered) return void feed.welcome(socket.id);
       const rooms = catchUpsOf(

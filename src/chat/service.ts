@@ -15,7 +15,7 @@
 import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import type { MessageStore } from "../store/mod.ts";
+import type { MessageStore, OutboxWriter } from "../store/mod.ts";
 import type { Timeline } from "./timeline.ts";
 import type { AppendResult, Ban, ChatMessage, MessageChange, User } from "../types.ts";
 import { dmUsers, type RoomPolicy } from "./rooms.ts";
@@ -49,6 +49,8 @@ export interface ChatServiceOptions {
   canWrite: (identity: Identity) => boolean;
   /** Tells a message's room it changed. */
   announceChange: (message: ChatMessage) => void;
+  /** What a change also writes to the store's outbox, in its commit (webhooks). */
+  changeOutbox?: OutboxWriter;
   /** Closes every socket of a user on every instance; resolves once none is left. */
   disconnectUser: (userId: string) => Promise<void>;
   log: Logger;
@@ -136,7 +138,12 @@ export class ChatService {
     if (unchanged) return message;
     let changed: ChatMessage | undefined;
     try {
-      changed = await this.#options.store.changeMessage(id, change, new Date(this.now()));
+      changed = await this.#options.store.changeMessage(
+        id,
+        change,
+        new Date(this.now()),
+        this.#options.changeOutbox,
+      );
     } catch (error) {
       throw new CodedError("internal", "the message could not be changed", {}, { cause: error });
     }

@@ -20,7 +20,7 @@
  * ```
  * @module
  */
-import { type MessageStore, PartialAppendError } from "../store/mod.ts";
+import { type MessageStore, type OutboxWriter, PartialAppendError } from "../store/mod.ts";
 import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
 
 /** Options of a {@link Timeline}. */
@@ -41,6 +41,8 @@ export interface TimelineOptions {
    * Only applies while commits carry several messages, so a quiet chat never waits.
    */
   gatherMs?: number;
+  /** What each commit also writes to the store's outbox about the messages it creates (webhooks). */
+  outbox?: OutboxWriter;
 }
 
 /** Which history a joining reader wants. */
@@ -160,7 +162,10 @@ export class Timeline {
     let failure: unknown;
     const started = performance.now();
     try {
-      results = await this.store.appendMany(batch.map((pending) => pending.input));
+      results = await this.store.appendMany(
+        batch.map((pending) => pending.input),
+        this.options.outbox,
+      );
     } catch (error) {
       if (!(error instanceof PartialAppendError)) {
         for (const pending of batch) pending.reject(error);
