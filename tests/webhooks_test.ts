@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { ChatClient, startChat, type TestServer } from "./helpers/chat_server.ts";
 import { WEBHOOK_SECRET, WebhookReceiver } from "./helpers/webhook_receiver.ts";
-import { within } from "./helpers/time.ts";
+import { until, within } from "./helpers/time.ts";
+import { tempDir } from "./helpers/dispose.ts";
 import type { Config } from "../src/config.ts";
 import type { AppOptions } from "../src/app.ts";
 import type { ChatMessage } from "../src/types.ts";
@@ -82,4 +83,188 @@ Deno.test("webhooks: every event type arrives, signed so standardwebhooks verifi
   }
   const ids = receiver.delivered.map((event) => event.id);
   assert.equal(new Set(ids).size, ids.length, "ids are unique");
+});
+
+/** A metric's value in the app's scrape (0 when absent). */
+async function metric(server: TestServer, name: string): Promise<number> {
+  const text = await server.app.metrics.render();
+  const line = text.split("\n").find((line) => line.startsWith(name + " "));
+  return line === undefined ? 0 : Number(line.split(" ")[1]);
+}
+
+async function outboxEmpty(server: TestServer, what: string): Promise<void> {
+  let depth = -1;
+  const poll = async () => {
+    while ((depth = (await server.store.outboxStats()).depth) > 0) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+  await within(poll(), 10_000, `${what} (outbox depth ${depth})`);
+}
+
+Deno.test("webhooks: a receiver down (503, then timeouts) gets every event once back, same ids, in room order", async () => {
+  await using receiver = await WebhookReceiver.start();
+  receiver.answer = 503;
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.created"],
+    webhookTimeoutMs: 200,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  const sent: ChatMessage[] = [];
+  for (let n = 0; n < 6; n++) {
+    sent.push(await send(alice, n % 2 === 0 ? "team-a" : "team-b", `m${n}`));
+  }
+  await until(() => receiver.attempts.length >= 4, 10_000, "attempts answered 503");
+  receiver.answer = "hang";
+  await until(
+    () => receiver.attempts.filter((attempt) => attempt.answered === "hang").length >= 2,
+    10_000,
+    "attempts that time out",
+  );
+  receiver.answer = 204;
+  await receiver.until((events) => events.length === 6, "all six once the receiver is back");
+  await closed(alice);
+
+  assert.equal(receiver.rejected, 0);
+  const delivered = receiver.delivered;
+  assert.equal(new Set(delivered.map((event) => event.id)).size, 6, "each event once");
+  for (const room of ["team-a", "team-b"]) {
+    assert.deepEqual(
+      delivered.filter((event) => event.data.room === room).map((event) => event.data),
+      sent.filter((message) => message.room === room),
+      `${room} in order`,
+    );
+  }
+  // Every failed attempt was at an event later delivered under the same id, with the same body.
+  const byId = new Map(delivered.map((event) => [event.id, event.body]));
+  for (const attempt of receiver.attempts) assert.equal(byId.get(attempt.id), attempt.body);
+  assert.ok(await metric(server, "chat_webhooks_failed_total") >= 6);
+  assert.ok(await metric(server, "chat_webhooks_retried_total") >= 6);
+  assert.equal(await metric(server, "chat_webhooks_sent_total"), 6);
+});
+
+Deno.test("webhooks: an event unsent past WEBHOOK_MAX_AGE is dropped and counted", async () => {
+  await using receiver = await WebhookReceiver.start();
+  receiver.answer = 503;
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.created"],
+    webhookMaxAgeMs: 1000,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  const lost = await send(alice, "team-a", "never delivered");
+  await until(() => receiver.attempts.length > 0, 5000, "an attempt");
+  await outboxEmpty(server, "the expired event dropped");
+  assert.equal(await metric(server, 'chat_webhooks_dropped_total{reason="expired"}'), 1);
+  receiver.answer = 204;
+  const kept = await send(alice, "team-a", "delivered");
+  await receiver.until((events) => events.length === 1, "the next event");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data.id), [kept.id]);
+  assert.ok(
+    receiver.attempts.every((attempt) => attempt.data.id !== lost.id || attempt.answered === 503),
+  );
+});
+
+Deno.test("webhooks: a full outbox drops its oldest events, counted, and keeps the newest", async () => {
+  await using receiver = await WebhookReceiver.start();
+  receiver.answer = 503;
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.created"],
+    webhookOutboxMax: 3,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  const sent: ChatMessage[] = [];
+  for (let n = 0; n < 8; n++) sent.push(await send(alice, "team-a", `m${n}`));
+  await until(
+    () => receiver.attempts.length > 0,
+    5000,
+    "an attempt while down",
+  );
+  const dropped = () => metric(server, 'chat_webhooks_dropped_total{reason="full"}');
+  await within(
+    (async () => {
+      while (await dropped() < 5) await new Promise((resolve) => setTimeout(resolve, 10));
+    })(),
+    10_000,
+    "five dropped",
+  );
+  receiver.answer = 204;
+  await receiver.until((events) => events.length === 3, "the three newest");
+  await outboxEmpty(server, "the rest sent");
+  await closed(alice);
+  assert.equal(await dropped(), 5);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), sent.slice(5));
+});
+
+Deno.test("webhooks: message.missed gathers a user's burst of DMs into one event", async () => {
+  await using receiver = await WebhookReceiver.start();
+  // Long enough for the burst to be stored before the first DM is due.
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.missed"],
+    missedAfterMs: 1500,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  const dms = [];
+  for (let n = 0; n < 3; n++) dms.push(await send(alice, "dm:alice:bob", `dm ${n}`));
+  const other = await send(alice, "dm:alice:carol", "for carol");
+  await receiver.until((events) => events.length === 2, "one per user");
+  await outboxEmpty(server, "every candidate settled");
+  await closed(alice);
+  const byUser = new Map(receiver.delivered.map((event) => [event.data.user.id, event.data]));
+  assert.deepEqual(byUser.get("bob"), { user: { id: "bob" }, messages: dms });
+  assert.deepEqual(byUser.get("carol"), { user: { id: "carol" }, messages: [other] });
+  assert.equal(receiver.delivered.length, 2);
+});
+
+Deno.test("webhooks: no message.missed for a DM read in time, or to a user connected", async () => {
+  await using receiver = await WebhookReceiver.start();
+  // Long enough for the read marker to be stored before the DM is due.
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.missed"],
+    missedAfterMs: 1500,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  const carol = await ChatClient.join(server.url, "carol");
+  // Bob reads it on another device meanwhile; carol is connected all along and never reads.
+  const toBob = await send(alice, "dm:alice:bob", "read elsewhere");
+  await server.store.setReadMarker("bob", toBob.room, toBob.id);
+  await send(alice, "dm:alice:carol", "seen live");
+  await outboxEmpty(server, "both candidates settled");
+  // A DM bob has not read still is: the check above did not let everything through.
+  const unread = await send(alice, "dm:alice:bob", "unread");
+  await receiver.until((events) => events.length === 1, "the unread one");
+  await closed(carol);
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [unread] },
+  ]);
+});
+
+Deno.test("webhooks: two instances sharing a KV file send each event once", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using temp = await tempDir({ prefix: "chat_webhooks_" });
+  const kvPath = `${temp.path}/chat.kv`;
+  await using first = await hooked(receiver, { kvPath, webhookEvents: ["message.created"] });
+  await using second = await hooked(receiver, { kvPath, webhookEvents: ["message.created"] });
+  const [alice, bob] = await Promise.all([
+    ChatClient.join(first.url, "alice"),
+    ChatClient.join(second.url, "bob"),
+  ]);
+  const sent = (await Promise.all([alice, bob].map(async (client, index) => {
+    const messages = [];
+    for (let n = 0; n < 15; n++) messages.push(await send(client, `team-${index}`, `m${n}`));
+    return messages;
+  }))).flat();
+  await receiver.until((events) => events.length >= sent.length, "every event");
+  await outboxEmpty(first, "both instances done");
+  await Promise.all([closed(alice), closed(bob)]);
+  const ids = receiver.attempts.map((attempt) => attempt.id);
+  assert.equal(ids.length, sent.length, "one attempt each: no event sent by both");
+  assert.equal(new Set(ids).size, sent.length);
+  for (const room of ["team-0", "team-1"]) {
+    assert.deepEqual(
+      receiver.delivered.filter((event) => event.data.room === room).map((event) => event.data),
+      sent.filter((message) => message.room === room),
+    );
+  }
 });

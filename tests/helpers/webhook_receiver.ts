@@ -41,6 +41,8 @@ export class WebhookReceiver implements AsyncDisposable {
   answer: number | "hang" = 204;
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
   readonly #verifier: Webhook;
+  /** Ends every request held unanswered (on dispose). */
+  readonly #released = Promise.withResolvers<void>();
 
   private constructor(secret: string) {
     this.#verifier = new Webhook(secret);
@@ -94,14 +96,16 @@ export class WebhookReceiver implements AsyncDisposable {
       answered,
     });
     if (answered === "hang") {
-      // Held until the sender gives up and closes the connection.
-      await new Promise((resolve) => request.signal.addEventListener("abort", resolve));
+      // Held until the sender gives up and closes the connection, or the receiver stops.
+      const aborted = new Promise((resolve) => request.signal.addEventListener("abort", resolve));
+      await Promise.race([aborted, this.#released.promise]);
       return new Response(null, { status: 503 });
     }
     return new Response(null, { status: answered });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    this.#released.resolve();
     await this.#server.shutdown();
   }
 }
