@@ -268,3 +268,23 @@ Deno.test("webhooks: two instances sharing a KV file send each event once", asyn
     );
   }
 });
+
+Deno.test("webhooks: a page reload is neither user.offline nor user.online", async () => {
+  await using receiver = await WebhookReceiver.start();
+  // Long enough for a reconnect to land within it.
+  await using server = await hooked(receiver, {
+    webhookEvents: ["user.online", "user.offline"],
+    webhookDebounceMs: 2000,
+  });
+  const first = await ChatClient.join(server.url, "alice");
+  await receiver.until((events) => events.length === 1, "user.online");
+  await closed(first);
+  const reloaded = await ChatClient.join(server.url, "alice");
+  await closed(reloaded);
+  const lastClose = Date.now();
+  await receiver.until((events) => events.length === 2, "user.offline after the last close");
+  await outboxEmpty(server, "nothing else pending");
+  assert.deepEqual(receiver.delivered.map((event) => event.type), ["user.online", "user.offline"]);
+  // The offline is the last close's, after the debounce: the reload's was never sent.
+  assert.ok(Date.parse(receiver.delivered[1].timestamp) >= lastClose + 1900);
+});
