@@ -169,6 +169,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ["src/types.ts", "src/errors.ts", "src/settings.ts", "src/duration.ts", "src/rate_limit.ts"],
   ["src/ops/"],
   ["src/engine/", "src/store/", "src/auth/", "src/cluster/"],
+  ["src/hooks/"],
   ["src/chat/"],
   ["src/http/", "src/config.ts"],
   ["src/app.ts"],

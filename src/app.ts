@@ -30,11 +30,14 @@ import {
   ChatService,
   deliverTo,
   disconnectEverywhere,
+  dmUsers,
   REACTION_LIMITS,
   reactionFeed,
+  roomKey,
   RoomPolicy,
   socketDirectory,
   threadFeed,
+  userRoom,
 } from "./chat/mod.ts";
 import { createClientAddress } from "./http/client_address.ts";
 import type { Cluster } from "./cluster/redis.ts";
@@ -50,6 +53,7 @@ import { createHttpHandler, type Readiness, withSecurityHeaders } from "./http/m
 import { type Logger, silentLogger } from "./ops/log.ts";
 import { Metrics } from "./ops/metrics.ts";
 import { ClusterPresence, LocalPresence } from "./cluster/presence.ts";
+import { type WebhookDependencies, Webhooks } from "./hooks/mod.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
 import type { ChatMessage } from "./types.ts";
@@ -82,7 +86,12 @@ export interface AppOptions {
   routes?: Hono;
   /** The chat's clock: token expiry, budgets, edit windows (tests move it). */
   now?: () => number;
+  /** The webhook sender's retry and poll timing (tests shorten it). */
+  webhookTiming?: WebhookDependencies["sender"];
 }
+
+/** How long a webhook's question about a user's rooms waits for the other instances. */
+const ROOM_CHECK_TIMEOUT_MS = 1000;
 
 /** A handshake the app refuses: `code` is the reason the engine logs and counts it under. */
 class HandshakeRefused extends Error {
@@ -153,12 +162,43 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       : undefined,
   });
   io.bind(engine);
+  const directory = options.cluster ? socketDirectory(io, log) : undefined;
+  const presence = directory ? new ClusterPresence(directory) : new LocalPresence();
+  // Without WEBHOOK_URL there is no outbox writer: the store writes nothing more.
+  const webhooks = config.webhookUrls.length === 0 ? undefined : new Webhooks({
+    urls: config.webhookUrls,
+    secret: config.webhookSecret!,
+    events: config.webhookEvents,
+    timeoutMs: config.webhookTimeoutMs,
+    maxAgeMs: config.webhookMaxAgeMs,
+    outboxMax: config.webhookOutboxMax,
+    missedAfterMs: config.missedAfterMs,
+    debounceMs: config.webhookDebounceMs,
+  }, {
+    store,
+    owner: `${config.instanceId}-${crypto.randomUUID().slice(0, 8)}`,
+    isConnected: async (userId) => (await presence.connections(userId)) > 0,
+    async inRoom(room, userId) {
+      const sockets = await io.in(userRoom(userId)).timeout(ROOM_CHECK_TIMEOUT_MS).fetchSockets();
+      return sockets.some((socket) => socket.rooms.has(roomKey(room)));
+    },
+    recipientsOf: (message) =>
+      (dmUsers(message.room) ?? []).filter((userId) => userId !== message.user.id),
+    observer: metrics,
+    log,
+    now: options.now,
+    sender: options.webhookTiming,
+  });
   const timeline = new Timeline(store, {
     historyLimit: config.historyLimit,
     deliver: deliverTo(io, metrics),
-    onCommit: (created, seconds) => metrics.messagesStored(created, seconds),
+    onCommit: (created, seconds) => {
+      metrics.messagesStored(created, seconds);
+      if (created > 0) webhooks?.nudge();
+    },
     gatherMs: config.commitGatherMs,
     annotate: (messages): Promise<ChatMessage[]> => service.annotate(messages),
+    outbox: webhooks?.created,
   });
   const reactions = reactionFeed(
     io,
@@ -172,7 +212,6 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     (room, ids) => store.threadsOf(room, ids),
     (error) => log.warn("threads.announce_failed", { error }),
   );
-  const directory = options.cluster ? socketDirectory(io, log) : undefined;
   const policy = new RoomPolicy(config.publicRooms);
   const service = new ChatService({
     timeline,
@@ -180,7 +219,11 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     policy,
     editWindowMs: config.editWindowMs,
     canWrite: (identity) => !config.auth.requireWriteScope || hasScope(identity, WRITE_SCOPE),
-    announceChange: (message) => announceChange(io, message),
+    announceChange: (message) => {
+      announceChange(io, message);
+      webhooks?.nudge();
+    },
+    changeOutbox: webhooks?.changed,
     reactionsChanged: (room, id) => reactions.note(`${room}\n${id}`, { room, id }),
     threadChanged: (room, id) => threads.note(`${room}\n${id}`, { room, id }),
     disconnectUser: (userId) => disconnectEverywhere(io, userId, log),
@@ -205,7 +248,8 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     banOf: (userId) => store.getBan(userId),
     errorEventsPerSecond: config.errorEventsPerSecond,
     connectionsElsewhere: directory?.elsewhere,
-    presence: directory ? new ClusterPresence(directory) : new LocalPresence(),
+    presence,
+    hooks: webhooks,
     clockToleranceMs: config.auth.clockToleranceSeconds * 1000,
     now: options.now,
     log,
@@ -286,6 +330,8 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       threads.close();
       await io.close();
       chat.close();
+      // After every socket is gone: their users' offline events are enqueued, then sending stops.
+      await webhooks?.close();
       metrics.stop();
     },
   };

@@ -18,6 +18,7 @@ import {
 } from "./auth/settings.ts";
 import { parseAddressRange } from "./http/client_address.ts";
 import { LOG_LEVELS } from "./ops/log.ts";
+import { EVENT_TYPES, type EventType } from "./hooks/mod.ts";
 import {
   boolean,
   ConfigError,
@@ -348,6 +349,60 @@ export const SETTINGS = {
       "past that every API request from the address answers 429 `rate_limited` with " +
       "`Retry-After` until the budget refills. Other addresses are not affected.",
   }),
+  webhookUrls: custom("WEBHOOK_URL", parseWebhookUrls, {
+    default: [],
+    allowed: "`http://` or `https://` URLs, comma-separated",
+    defaultDoc: "unset (no webhooks)",
+    doc: "Your backend's endpoints: each event is POSTed to each, signed per Standard Webhooks " +
+      "with `WEBHOOK_SECRET`, at least once and in order per room (see " +
+      "[webhooks.md](webhooks.md)). Unset, nothing is written to the outbox.",
+  }),
+  webhookSecret: custom("WEBHOOK_SECRET", parseWebhookSecret, {
+    allowed: "`whsec_` and the base64 of 24–64 random bytes",
+    defaultDoc: "unset",
+    doc: "The key webhooks are signed with (`whsec_$(openssl rand -base64 32)`); needed with " +
+      "`WEBHOOK_URL`. Receivers verify with the `standardwebhooks` library.",
+  }),
+  webhookEvents: custom("WEBHOOK_EVENTS", parseEventTypes, {
+    default: [...EVENT_TYPES],
+    allowed: "event types, comma-separated",
+    defaultDoc: "all",
+    doc: `Which events are sent: ${EVENT_TYPES.map((type) => `\`${type}\``).join(", ")}.`,
+  }),
+  webhookTimeoutMs: duration("WEBHOOK_TIMEOUT", {
+    default: 10_000,
+    min: 100,
+    max: 600_000,
+    doc: "How long a receiver has to answer; no answer counts as a failure and is retried.",
+  }),
+  webhookMaxAgeMs: duration("WEBHOOK_MAX_AGE", {
+    default: 86_400_000,
+    min: 1000,
+    max: 30 * 86_400_000,
+    doc: "An event still unsent this long after it happened is dropped and counted " +
+      '(`chat_webhooks_dropped_total{reason="expired"}`); until then failures are retried, ' +
+      "1 s, 2 s, 4 s, … up to a minute apart.",
+  }),
+  webhookOutboxMax: integer("WEBHOOK_OUTBOX_MAX", {
+    default: 100_000,
+    min: 1,
+    max: 10_000_000,
+    doc: "Most events the outbox keeps while receivers are down; past it the oldest are dropped " +
+      'and counted (`reason="full"`): the chat itself never waits for a receiver.',
+  }),
+  webhookDebounceMs: duration("WEBHOOK_DEBOUNCE", {
+    default: 5000,
+    max: 600_000,
+    doc: "How long `user.offline` and `room.member_left` wait for the user to come back (a page " +
+      "reload) before they are sent; back in time, neither that event nor the next " +
+      "`user.online`/`room.member_joined` is sent.",
+  }),
+  missedAfterMs: duration("MISSED_AFTER", {
+    default: 30_000,
+    max: 7 * 86_400_000,
+    doc: "A DM left unread this long by a user with no connection anywhere gives one " +
+      "`message.missed` webhook, with every such DM of that user gathered meanwhile.",
+  }),
   metricsToken: text("METRICS_TOKEN", {
     allowed: "text",
     defaultDoc: "unset (open)",
@@ -428,7 +483,45 @@ export function loadConfig(env: Env): Config {
     );
   }
   checkDeliverable(config);
+  if (config.webhookUrls.length > 0 && config.webhookSecret === undefined) {
+    throw new ConfigError("WEBHOOK_SECRET", "is required with WEBHOOK_URL: webhooks are signed");
+  }
   return config;
+}
+
+function parseWebhookUrls(text: string, refuse: (detail: string) => never): string[] {
+  const urls = splitList(text);
+  for (const url of urls) {
+    if (!URL.canParse(url) || !["http:", "https:"].includes(new URL(url).protocol)) {
+      refuse(`"${url}" is not an http:// or https:// URL`);
+    }
+  }
+  return urls;
+}
+
+/** Standard Webhooks secrets: `whsec_` and base64 of 24 to 64 bytes. */
+function parseWebhookSecret(text: string, refuse: (detail: string) => never): string {
+  const base64 = text.startsWith("whsec_") ? text.slice("whsec_".length) : undefined;
+  let bytes = 0;
+  try {
+    bytes = base64 === undefined ? 0 : atob(base64).length;
+  } catch {
+    // Not base64: refused below.
+  }
+  if (bytes < 24 || bytes > 64) {
+    refuse("expected whsec_ followed by the base64 of 24 to 64 random bytes");
+  }
+  return text;
+}
+
+function parseEventTypes(text: string, refuse: (detail: string) => never): EventType[] {
+  const types = splitList(text);
+  for (const type of types) {
+    if (!(EVENT_TYPES as readonly string[]).includes(type)) {
+      refuse(`"${type}" is not one of ${EVENT_TYPES.join(", ")}`);
+    }
+  }
+  return types as EventType[];
 }
 
 /** A named room: 1–64 of `a-z 0-9 _ - .`, starting with a letter or digit. */

@@ -72,6 +72,31 @@ Deno.test("config: JWT_SECRET is required", () => {
   assert.throws(() => loadConfig({ JWT_SECRET: "" }), ConfigError);
 });
 
+const WEBHOOK_SECRET = "whsec_" + btoa("0123456789abcdef0123456789abcdef");
+
+Deno.test("config: webhooks need a whsec_ secret of 24–64 bytes, http(s) URLs and known events", () => {
+  const refused = (env: Record<string, string>, variable: string, pattern: RegExp) =>
+    assert.throws(
+      () => loadConfig({ ...BASE, ...env }),
+      (error: ConfigError) => error.variable === variable && pattern.test(error.message),
+    );
+  const url = { WEBHOOK_URL: "https://a.example/hooks" };
+  refused(url, "WEBHOOK_SECRET", /required with WEBHOOK_URL/);
+  refused({ ...url, WEBHOOK_SECRET: "not-whsec" }, "WEBHOOK_SECRET", /whsec_/);
+  refused({ ...url, WEBHOOK_SECRET: "whsec_" + btoa("short") }, "WEBHOOK_SECRET", /24 to 64/);
+  refused({ ...url, WEBHOOK_SECRET: "whsec_%%%" }, "WEBHOOK_SECRET", /base64/);
+  refused({ WEBHOOK_URL: "ftp://a.example/" }, "WEBHOOK_URL", /http/);
+  refused({ WEBHOOK_EVENTS: "message.created,message.exploded" }, "WEBHOOK_EVENTS", /exploded/);
+  const config = loadConfig({ ...BASE, ...url, WEBHOOK_SECRET });
+  assert.equal(config.webhookEvents.length, 8, "all by default");
+  // A refusal never repeats the secret.
+  assert.throws(
+    () => loadConfig({ ...BASE, ...url, WEBHOOK_SECRET: "whsec_c2VjcmV0" }),
+    (error: ConfigError) => !error.message.includes("c2VjcmV0"),
+  );
+  assert.deepEqual(loadConfig(BASE).webhookUrls, [], "off by default");
+});
+
 Deno.test("config: every variable is parsed", () => {
   const config = loadConfig({
     ...BASE,
@@ -121,6 +146,14 @@ Deno.test("config: every variable is parsed", () => {
     INSTANCE_ID: "chat-1",
     DATABASE_POOL_SIZE: "5",
     DATABASE_STATEMENT_TIMEOUT: "5s",
+    WEBHOOK_URL: "https://a.example/hooks, http://b.internal:8080/",
+    WEBHOOK_SECRET: WEBHOOK_SECRET,
+    WEBHOOK_EVENTS: "message.created, message.missed",
+    WEBHOOK_TIMEOUT: "2s",
+    WEBHOOK_MAX_AGE: "1h",
+    WEBHOOK_OUTBOX_MAX: "500",
+    WEBHOOK_DEBOUNCE: "1s",
+    MISSED_AFTER: "1m",
   });
   assert.deepEqual(config, {
     auth: SECRET_AUTH,
@@ -170,6 +203,14 @@ Deno.test("config: every variable is parsed", () => {
     metricsToken: "scrape-me",
     logLevel: "debug",
     shutdownTimeoutMs: 3000,
+    webhookUrls: ["https://a.example/hooks", "http://b.internal:8080/"],
+    webhookSecret: WEBHOOK_SECRET,
+    webhookEvents: ["message.created", "message.missed"],
+    webhookTimeoutMs: 2000,
+    webhookMaxAgeMs: 3_600_000,
+    webhookOutboxMax: 500,
+    webhookDebounceMs: 1000,
+    missedAfterMs: 60_000,
   });
   assert.equal(loadConfig({ ...BASE, CORS_ORIGIN: "*" }).corsOrigin, "*");
   const remote = loadConfig({ ...BASE, KV_URL: "https://kv.example/db" });

@@ -42,7 +42,7 @@ export {
   roomKey,
   threadFeed,
 } from "./delivery.ts";
-export { dmRoom, isRoomId, RoomPolicy } from "./rooms.ts";
+export { dmRoom, dmUsers, isRoomId, RoomPolicy } from "./rooms.ts";
 export { disconnectEverywhere, socketDirectory, userRoom } from "./directory.ts";
 export {
   ChatService,
@@ -100,6 +100,20 @@ export interface ChatOptions {
   now?: () => number;
   log: Logger;
   observer: Pick<ChatObserver, "connectRefused" | "errorSent">;
+  /** Told of comings and goings (webhooks). */
+  hooks?: PresenceHooks;
+}
+
+/** Who is told when users come online, go offline, and enter and leave rooms. */
+export interface PresenceHooks {
+  /** The user's first connection anywhere. */
+  online(user: User): void;
+  /** The user's last connection anywhere closed. */
+  offline(user: User): void;
+  /** The user's first connection in `room` on this instance (never the default room). */
+  joined(room: string, user: User): void;
+  /** The user's last connection in `room` on this instance left it. */
+  left(room: string, user: User): void;
 }
 
 /** What {@link attachChat} leaves running. */
@@ -344,6 +358,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
   // The default room's comings and goings are the global presence events.
   const roomPresence = new RoomPresence((room, joined, left) => {
     io.to(roomKey(room)).emit("room:presence", { room, joined, left });
+    for (const user of joined) options.hooks?.joined(room, user);
+    for (const user of left) options.hooks?.left(room, user);
   }, batching);
   const enterRoom = (socket: ChatSocket, room: string) => {
     if (socket.rooms.has(roomKey(room))) return;
@@ -430,7 +446,10 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     const arrived = (async () => {
       if (unbanned && !(await unbanned)) return false;
       if (!socket.connected) return false;
-      if (await presence.arrive(presenceEntry)) feed.joined(user);
+      if (await presence.arrive(presenceEntry)) {
+        feed.joined(user);
+        options.hooks?.online(user);
+      }
       return true;
     })();
     socket.on("disconnecting", () => {
@@ -441,7 +460,9 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       connection.stopWatchingExpiry();
       log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
       arrived.then((did) => did && presence.depart(presenceEntry)).then((wentOffline) => {
-        if (wentOffline) feed.left(user);
+        if (!wentOffline) return;
+        feed.left(user);
+        options.hooks?.offline(user);
       }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
     });
     // A recovered session skipped the token check at admission: its token may have expired since.

@@ -15,7 +15,12 @@
 import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import { KeyedQueue, type MessageStore, type ReactionLimits } from "../store/mod.ts";
+import {
+  KeyedQueue,
+  type MessageStore,
+  type OutboxWriter,
+  type ReactionLimits,
+} from "../store/mod.ts";
 import type { Timeline } from "./timeline.ts";
 import type {
   AppendResult,
@@ -84,6 +89,8 @@ export interface ChatServiceOptions {
   reactionsChanged: (room: string, id: string) => void;
   /** Tells a message's room its thread changed: a reply came (batched by the caller). */
   threadChanged: (room: string, id: string) => void;
+  /** What a change also writes to the store's outbox, in its commit (webhooks). */
+  changeOutbox?: OutboxWriter;
   /** Closes every socket of a user on every instance; resolves once none is left. */
   disconnectUser: (userId: string) => Promise<void>;
   log: Logger;
@@ -201,7 +208,12 @@ export class ChatService {
     const changed = await this.#changes.run(id, async () => {
       let stored: ChatMessage | undefined;
       try {
-        stored = await this.#options.store.changeMessage(id, change, new Date(this.now()));
+        stored = await this.#options.store.changeMessage(
+          id,
+          change,
+          new Date(this.now()),
+          this.#options.changeOutbox,
+        );
       } catch (error) {
         throw new CodedError("internal", "the message could not be changed", {}, { cause: error });
       }

@@ -20,7 +20,7 @@
  * ```
  * @module
  */
-import { type MessageStore, PartialAppendError } from "../store/mod.ts";
+import { type MessageStore, type OutboxWriter, PartialAppendError } from "../store/mod.ts";
 import type { AppendResult, ChatMessage, NewMessage } from "../types.ts";
 
 /** Options of a {@link Timeline}. */
@@ -46,6 +46,8 @@ export interface TimelineOptions {
    * joining reader or a history page gets them; returns new objects, never changes the given.
    */
   annotate?: (messages: ChatMessage[]) => Promise<ChatMessage[]>;
+  /** What each commit also writes to the store's outbox about the messages it creates (webhooks). */
+  outbox?: OutboxWriter;
 }
 
 /** Which history a joining reader wants. */
@@ -200,7 +202,10 @@ export class Timeline {
     let failure: unknown;
     const started = performance.now();
     try {
-      results = await this.store.appendMany(batch.map((pending) => pending.input));
+      results = await this.store.appendMany(
+        batch.map((pending) => pending.input),
+        this.options.outbox,
+      );
     } catch (error) {
       if (!(error instanceof PartialAppendError)) {
         for (const pending of batch) pending.reject(error);

@@ -50,6 +50,12 @@ export class Metrics {
   readonly #errors: Counter<"code">;
   readonly #kvWrites: Histogram;
   readonly #deliveries: Histogram;
+  readonly #webhooksSent: Counter;
+  readonly #webhooksFailed: Counter;
+  readonly #webhooksRetried: Counter;
+  readonly #webhooksDropped: Counter<"reason">;
+  readonly #outboxDepth: Gauge;
+  readonly #outboxOldest: Gauge;
   #lagSeconds = 0;
   #lagTimer?: ReturnType<typeof setInterval>;
 
@@ -151,6 +157,38 @@ export class Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
+    this.#webhooksSent = new Counter({
+      name: "chat_webhooks_sent_total",
+      help: "Webhook events a receiver accepted (2xx), each counted once per receiver.",
+      registers,
+    });
+    this.#webhooksFailed = new Counter({
+      name: "chat_webhooks_failed_total",
+      help: "Webhook attempts that failed: a non-2xx answer, a timeout or no connection.",
+      registers,
+    });
+    this.#webhooksRetried = new Counter({
+      name: "chat_webhooks_retried_total",
+      help: "Webhook events scheduled for another attempt after a failure.",
+      registers,
+    });
+    this.#webhooksDropped = new Counter({
+      name: "chat_webhooks_dropped_total",
+      help: "Webhook events dropped unsent: expired (WEBHOOK_MAX_AGE), full (WEBHOOK_OUTBOX_MAX) " +
+        "or target_removed (its URL left WEBHOOK_URL).",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#outboxDepth = new Gauge({
+      name: "chat_webhook_outbox_depth",
+      help: "Events waiting in the outbox (every instance's), as last measured.",
+      registers,
+    });
+    this.#outboxOldest = new Gauge({
+      name: "chat_webhook_outbox_oldest_seconds",
+      help: "Age of the oldest event waiting in the outbox, as last measured (0 when empty).",
+      registers,
+    });
     const lag = () => this.#lagSeconds;
     new Gauge({
       name: "chat_event_loop_lag_seconds",
@@ -222,5 +260,31 @@ export class Metrics {
 
   errorSent(code: string): void {
     this.#errors.inc({ code });
+  }
+
+  /** Webhooks: a receiver accepted an event. */
+  webhookSent(): void {
+    this.#webhooksSent.inc();
+  }
+
+  /** Webhooks: an attempt failed. */
+  webhookFailed(): void {
+    this.#webhooksFailed.inc();
+  }
+
+  /** Webhooks: a failed event will be tried again. */
+  webhookRetried(): void {
+    this.#webhooksRetried.inc();
+  }
+
+  /** Webhooks: `count` events were dropped unsent. */
+  webhookDropped(reason: string, count: number): void {
+    this.#webhooksDropped.inc({ reason }, count);
+  }
+
+  /** Webhooks: the outbox holds `depth` events, the oldest `oldestSeconds` old. */
+  outboxMeasured(depth: number, oldestSeconds: number): void {
+    this.#outboxDepth.set(depth);
+    this.#outboxOldest.set(oldestSeconds);
   }
 }

@@ -19,6 +19,21 @@
 
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
+import { KvOutbox } from "./kv_outbox.ts";
+import { whenUnlocked } from "./kv_unlocked.ts";
+
+export { whenUnlocked };
+import type {
+  OutboxClaim,
+  OutboxDraft,
+  OutboxEntry,
+  OutboxLimits,
+  OutboxSettlement,
+  OutboxStats,
+  OutboxTransition,
+  OutboxTrimmed,
+  OutboxWriter,
+} from "./outbox.ts";
 import type {
   AppendResult,
   Ban,
@@ -140,6 +155,9 @@ const LAYOUT = 3;
 const MEMORY_PATH = ":memory:";
 // Deno KV caps one atomic commit at 1000 mutations, 100 checks and ~800 KB, getMany at 10 keys.
 const MAX_BATCH_MESSAGES = 400;
+const MAX_MUTATIONS = 1000;
+/** Mutations one message takes: its entry, its id's entry, its clientId's entry. */
+const MUTATIONS_PER_MESSAGE = 3;
 const MAX_BATCH_CHECKS = 100;
 const MAX_BATCH_BYTES = 400_000;
 const GET_MANY_LIMIT = 10;
@@ -200,6 +218,7 @@ export class KvMessageStore implements MessageStore {
   readonly #peerMemberships: RateLimiter;
   /** Each message's pending changes. */
   readonly #changes = new KeyedQueue();
+  readonly #outbox: KvOutbox;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
     this.#kv = kv;
@@ -211,6 +230,7 @@ export class KvMessageStore implements MessageStore {
     this.#touches = new TouchMemory(this.#membershipMaxAgeMs);
     const perMinute = options.peerMembershipsPerMinute ?? DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE;
     this.#peerMemberships = new RateLimiter({ perMinute, burst: perMinute }, this.#now);
+    this.#outbox = new KvOutbox(kv, this.#now);
     const size = Math.min(options.recentWindow ?? 0, options.maxCount ?? Infinity);
     if (size > 0) this.#recent = new RecentWindow(size);
     const roomSize = Math.min(options.roomWindow ?? 0, options.maxCount ?? Infinity);
@@ -309,14 +329,17 @@ export class KvMessageStore implements MessageStore {
     return result.message;
   }
 
-  async appendMany(inputs: readonly NewMessage[]): Promise<AppendResult[]> {
+  async appendMany(
+    inputs: readonly NewMessage[],
+    outbox?: OutboxWriter,
+  ): Promise<AppendResult[]> {
     const results: AppendResult[] = [];
     // Each chunk is one atomic commit: a conflict retries that chunk alone, never one stored.
-    for (const chunk of commitChunks(inputs)) {
+    for (const chunk of commitChunks(inputs, outbox?.maxPerMessage ?? 0)) {
       for (let attempt = 1;; attempt++) {
         try {
           // Retries are rare: try the commit first and read earlier clientIds only if it fails.
-          results.push(...await this.#tryAppend(chunk, attempt > 1));
+          results.push(...await this.#tryAppend(chunk, attempt > 1, outbox));
           break;
         } catch (error) {
           if (error instanceof DedupeConflict && attempt < MAX_APPEND_ATTEMPTS) continue;
@@ -329,7 +352,11 @@ export class KvMessageStore implements MessageStore {
     return results;
   }
 
-  async #tryAppend(inputs: readonly NewMessage[], readFirst: boolean): Promise<AppendResult[]> {
+  async #tryAppend(
+    inputs: readonly NewMessage[],
+    readFirst: boolean,
+    outbox: OutboxWriter | undefined,
+  ): Promise<AppendResult[]> {
     // Without the read, a clientId stored earlier makes the commit's check fail: then we read.
     const earlier = readFirst ? await this.#findEarlier(inputs) : new Map<string, ChatMessage>();
     const results: AppendResult[] = [];
@@ -347,7 +374,7 @@ export class KvMessageStore implements MessageStore {
       created.push({ message, key });
       results.push({ message, created: true });
     }
-    await this.#commit(created);
+    await this.#commit(created, outbox);
     const messages = created.map((entry) => entry.message);
     this.#recent?.add(messages.filter((message) => message.room === this.defaultRoom));
     this.#rooms?.add(messages.filter((message) => message.room !== this.defaultRoom));
@@ -415,7 +442,10 @@ export class KvMessageStore implements MessageStore {
     };
   }
 
-  async #commit(created: { message: ChatMessage; key?: DedupeKey }[]): Promise<void> {
+  async #commit(
+    created: { message: ChatMessage; key?: DedupeKey }[],
+    outbox: OutboxWriter | undefined,
+  ): Promise<void> {
     const messageOptions = this.#options.maxAgeMs ? { expireIn: this.#options.maxAgeMs } : {};
     const dedupeOptions = { expireIn: this.#options.dedupeTtlMs ?? DEFAULT_DEDUPE_TTL_MS };
     const atomic = this.#kv.atomic();
@@ -431,6 +461,13 @@ export class KvMessageStore implements MessageStore {
         atomic.check({ key, versionstamp: null });
         atomic.set(key, [message.room, message.id] satisfies DedupeValue, dedupeOptions);
       }
+    }
+    // The events describing these messages commit with them, or not at all.
+    if (outbox) {
+      this.#outbox.addTo(
+        atomic,
+        created.flatMap(({ message }) => draftsOf(outbox, message)),
+      );
     }
     const result = await whenUnlocked(() => atomic.commit());
     if (!result.ok) throw new DedupeConflict();
@@ -669,15 +706,21 @@ export class KvMessageStore implements MessageStore {
     return value ?? undefined;
   }
 
-  changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined> {
+  changeMessage(
+    id: string,
+    change: MessageChange,
+    at: Date,
+    outbox?: OutboxWriter,
+  ): Promise<ChatMessage | undefined> {
     // Changes of one message run one after the other, in the order asked: none races another.
-    return this.#changes.run(id, () => this.#change(id, change, at));
+    return this.#changes.run(id, () => this.#change(id, change, at, outbox));
   }
 
   async #change(
     id: string,
     change: MessageChange,
     at: Date,
+    outbox: OutboxWriter | undefined,
   ): Promise<ChatMessage | undefined> {
     if (!isMessageId(id)) return undefined;
     for (let attempt = 1, delay = 2;; attempt++, delay = Math.min(delay * 2, 50)) {
@@ -696,9 +739,9 @@ export class KvMessageStore implements MessageStore {
       const expireIn = maxAgeMs === undefined
         ? undefined
         : Math.max(1, timeOfId(id) + maxAgeMs - this.#now());
-      const result = await whenUnlocked(() =>
-        this.#kv.atomic().check(entry).set(key, changed, expireIn ? { expireIn } : {}).commit()
-      );
+      const atomic = this.#kv.atomic().check(entry).set(key, changed, expireIn ? { expireIn } : {});
+      if (outbox) this.#outbox.addTo(atomic, draftsOf(outbox, changed));
+      const result = await whenUnlocked(() => atomic.commit());
       if (result.ok) {
         this.#recent?.replace(changed);
         this.#rooms?.replace(changed);
@@ -940,6 +983,30 @@ export class KvMessageStore implements MessageStore {
     return { prefix };
   }
 
+  enqueueOutbox(drafts: readonly OutboxDraft[], transition?: OutboxTransition): Promise<boolean> {
+    return this.#outbox.enqueueOutbox(drafts, transition);
+  }
+
+  claimOutbox(claim: OutboxClaim): Promise<OutboxEntry[]> {
+    return this.#outbox.claimOutbox(claim);
+  }
+
+  settleOutbox(
+    owner: string,
+    settlements: readonly OutboxSettlement[],
+    then?: readonly OutboxDraft[],
+  ): Promise<void> {
+    return this.#outbox.settleOutbox(owner, settlements, then);
+  }
+
+  outboxStats(): Promise<OutboxStats> {
+    return this.#outbox.outboxStats();
+  }
+
+  trimOutbox(limits: OutboxLimits): Promise<OutboxTrimmed> {
+    return this.#outbox.trimOutbox(limits);
+  }
+
   async ping(): Promise<void> {
     await whenUnlocked(() => this.#kv.get([MESSAGES]));
   }
@@ -979,20 +1046,29 @@ function markerId(value: unknown): string {
   return typeof value === "string" ? value : (value as ReadMarker).lastId;
 }
 
-/** Splits a batch into chunks that each fit one KV atomic commit. */
-function commitChunks(inputs: readonly NewMessage[]): NewMessage[][] {
+/**
+ * Splits a batch into chunks that each fit one KV atomic commit, with up to `draftsPerMessage`
+ * outbox entries (each a copy of its message, at most) per message.
+ */
+function commitChunks(inputs: readonly NewMessage[], draftsPerMessage: number): NewMessage[][] {
   const chunks: NewMessage[][] = [];
   let chunk: NewMessage[] = [];
   let checks = 0;
   let bytes = 0;
+  // One mutation of each commit is the outbox's depth counter.
+  const maxMessages = draftsPerMessage === 0 ? MAX_BATCH_MESSAGES : Math.min(
+    MAX_BATCH_MESSAGES,
+    Math.floor((MAX_MUTATIONS - 1) / (MUTATIONS_PER_MESSAGE + draftsPerMessage)),
+  );
   for (const input of inputs) {
     const quote = input.replyTo
       ? input.replyTo.preview.length + input.replyTo.user.name.length + input.replyTo.user.id.length
       : 0;
-    const size = (input.message.length + input.user.name.length + (input.room?.length ?? 0)) * 3 +
-      quote * 3 + 512;
+    const text = input.message.length + input.user.name.length + (input.room?.length ?? 0) + quote;
+    // An outbox entry holds its message as JSON, where a control character takes 6 bytes.
+    const size = text * 3 + 512 + draftsPerMessage * (text * 6 + 1024);
     const check = input.clientId === undefined ? 0 : 1;
-    const full = chunk.length === MAX_BATCH_MESSAGES || checks + check > MAX_BATCH_CHECKS ||
+    const full = chunk.length === maxMessages || checks + check > MAX_BATCH_CHECKS ||
       bytes + size > MAX_BATCH_BYTES;
     if (full && chunk.length > 0) {
       chunks.push(chunk);
@@ -1006,27 +1082,6 @@ function commitChunks(inputs: readonly NewMessage[]): NewMessage[][] {
   }
   if (chunk.length > 0) chunks.push(chunk);
   return chunks;
-}
-
-/** How long an operation keeps retrying while another process holds the database lock. */
-const LOCK_WAIT_MS = 5_000;
-
-/**
- * Runs a KV operation, retrying while another process sharing the same file holds its lock:
- * Deno KV's SQLite backend reports "database is locked" instead of waiting. Nothing was written
- * by a refused attempt, so retrying is safe.
- */
-export async function whenUnlocked<T>(operation: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (let delay = 2;; delay = Math.min(delay * 2, 50)) {
-    try {
-      return await operation();
-    } catch (error) {
-      const locked = error instanceof Error && /database is (locked|busy)/.test(error.message);
-      if (!locked || Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
-    }
-  }
 }
 
 /** Another writer stored one of the batch's clientIds between our read and our commit. */
@@ -1055,4 +1110,15 @@ export async function openKvStore(
   const store = new KvMessageStore(await openKv(path), options);
   await store.warm();
   return store;
+}
+
+/** The writer's drafts for `message`, held to the bound the commit was sized by. */
+function draftsOf(outbox: OutboxWriter, message: ChatMessage): OutboxDraft[] {
+  const drafts = outbox.draftsFor(message);
+  if (drafts.length > outbox.maxPerMessage) {
+    throw new RangeError(
+      `${drafts.length} outbox drafts for one message, over ${outbox.maxPerMessage}`,
+    );
+  }
+  return drafts;
 }

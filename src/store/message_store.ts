@@ -11,6 +11,7 @@ import type {
   Reaction,
   ThreadSummary,
 } from "../types.ts";
+import type { OutboxStore, OutboxWriter } from "./outbox.ts";
 
 /** What {@link MessageStore.listRooms} asks for. */
 export interface RoomQuery {
@@ -51,8 +52,11 @@ export interface ReactionOutcome {
 /** Most users a {@link ThreadSummary} lists. */
 export const THREAD_USERS = 10;
 
-/** Ordered, append-only message history. Ids sort in creation order. */
-export interface MessageStore {
+/**
+ * Ordered, append-only message history. Ids sort in creation order. The outbox (`outbox.ts`) holds
+ * the events to send about it.
+ */
+export interface MessageStore extends OutboxStore {
   /**
    * Stores the message (durably, before resolving) and returns it with its id and createdAt. A
    * reply (`replyTo`) is indexed in its parent's thread in the same commit.
@@ -61,9 +65,10 @@ export interface MessageStore {
   /**
    * Stores several messages, in order, in as few commits as the backend allows. When a later
    * commit fails after earlier ones were stored, rejects with a `PartialAppendError` naming
-   * the stored ones (a prefix of `inputs`); any other rejection stored nothing.
+   * the stored ones (a prefix of `inputs`); any other rejection stored nothing. With `outbox`, each
+   * created message's drafts are stored in the commit that stores it.
    */
-  appendMany(inputs: readonly NewMessage[]): Promise<AppendResult[]>;
+  appendMany(inputs: readonly NewMessage[], outbox?: OutboxWriter): Promise<AppendResult[]>;
   /**
    * The newest `limit` messages of `room` (default: the default room), oldest first; only those
    * after `afterId` when given.
@@ -103,9 +108,16 @@ export interface MessageStore {
   /**
    * Applies `change` to the stored message (`editedAt` becomes `at`); the message as stored now,
    * or undefined when there is none, or when an edit finds it deleted. Deleting twice changes
-   * nothing. Changes of one message apply one at a time, in the order they were asked for.
+   * nothing. Changes of one message apply one at a time, in the order they were asked for. With
+   * `outbox`, the changed message's drafts are stored in the commit that changes it (none when
+   * nothing changed).
    */
-  changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined>;
+  changeMessage(
+    id: string,
+    change: MessageChange,
+    at: Date,
+    outbox?: OutboxWriter,
+  ): Promise<ChatMessage | undefined>;
   /**
    * Adds or takes back one user's reaction, within `limits`, durably and idempotently: adding
    * twice stores one, taking back one never added changes nothing.

@@ -32,6 +32,18 @@ export {
 } from "./kv_lock.ts";
 export { LEASE_DEFAULTS, LeaseHeld, type LeaseHolder, WriterLease } from "./lease.ts";
 export type { KvStoreOptions } from "./kv.ts";
+export type {
+  OutboxClaim,
+  OutboxDraft,
+  OutboxEntry,
+  OutboxLimits,
+  OutboxSettlement,
+  OutboxStats,
+  OutboxStore,
+  OutboxTransition,
+  OutboxTrimmed,
+  OutboxWriter,
+} from "./outbox.ts";
 export type { StoreErrorCode } from "./rules.ts";
 export { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "./id.ts";
 export type { MessageIdGenerator } from "./id.ts";

@@ -51,6 +51,18 @@ import {
   TouchMemory,
 } from "./rules.ts";
 import { fromPgText, toPgText } from "./postgres_text.ts";
+import { PostgresOutbox } from "./postgres_outbox.ts";
+import type {
+  OutboxClaim,
+  OutboxDraft,
+  OutboxEntry,
+  OutboxLimits,
+  OutboxSettlement,
+  OutboxStats,
+  OutboxTransition,
+  OutboxTrimmed,
+  OutboxWriter,
+} from "./outbox.ts";
 
 /** Options for {@link PostgresMessageStore}: the same rules as the KV store's. */
 export interface PostgresStoreOptions {
@@ -143,6 +155,7 @@ export class PostgresMessageStore implements MessageStore {
   /** Messages stored per room since that room was last trimmed to `maxCount`. */
   #appendsSinceTrim = new Map<string, number>();
   #lastSweep = -Infinity;
+  readonly #outbox: PostgresOutbox;
 
   constructor(
     sql: postgres.Sql,
@@ -158,6 +171,7 @@ export class PostgresMessageStore implements MessageStore {
     this.#touches = new TouchMemory(this.#membershipMaxAgeMs);
     const perMinute = options.peerMembershipsPerMinute ?? DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE;
     this.#peerMemberships = new RateLimiter({ perMinute, burst: perMinute }, this.#now);
+    this.#outbox = new PostgresOutbox(sql, this.#now);
   }
 
   async append(input: NewMessage): Promise<ChatMessage> {
@@ -165,12 +179,15 @@ export class PostgresMessageStore implements MessageStore {
     return result.message;
   }
 
-  async appendMany(inputs: readonly NewMessage[]): Promise<AppendResult[]> {
+  async appendMany(
+    inputs: readonly NewMessage[],
+    outbox?: OutboxWriter,
+  ): Promise<AppendResult[]> {
     if (inputs.length === 0) return [];
     let results: AppendResult[];
     for (let attempt = 1;; attempt++) {
       try {
-        results = await this.#sql.begin((tx) => this.#appendIn(tx, inputs));
+        results = await this.#sql.begin((tx) => this.#appendIn(tx, inputs, outbox));
         break;
       } catch (error) {
         const code = (error as { code?: string }).code;
@@ -182,7 +199,11 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   /** The batch's transaction: number the new messages, claim their clientIds, insert them. */
-  async #appendIn(tx: postgres.TransactionSql, inputs: readonly NewMessage[]) {
+  async #appendIn(
+    tx: postgres.TransactionSql,
+    inputs: readonly NewMessage[],
+    outbox: OutboxWriter | undefined,
+  ) {
     const now = this.#now();
     const results: AppendResult[] = new Array(inputs.length);
     const candidates: Candidate[] = [];
@@ -230,6 +251,11 @@ export class PostgresMessageStore implements MessageStore {
     }
     for (const [index, first] of repeats) {
       results[index] = { message: results[first].message, created: false };
+    }
+    // The events describing these messages commit with them, under their rooms' locks.
+    if (outbox) {
+      const messages = results.filter((result) => result.created).map((result) => result.message);
+      await this.#outbox.insert(tx, messages.flatMap((message) => outbox.draftsFor(message)));
     }
     return results;
   }
@@ -558,21 +584,42 @@ export class PostgresMessageStore implements MessageStore {
     return rows.length === 0 ? undefined : toMessage(rows[0]);
   }
 
-  changeMessage(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined> {
+  changeMessage(
+    id: string,
+    change: MessageChange,
+    at: Date,
+    outbox?: OutboxWriter,
+  ): Promise<ChatMessage | undefined> {
     // The database serialises changes of one row; the queue keeps this instance's in asked order.
-    return this.#changes.run(id, () => this.#change(id, change, at));
+    return this.#changes.run(id, () => this.#change(id, change, at, outbox));
   }
 
-  async #change(id: string, change: MessageChange, at: Date): Promise<ChatMessage | undefined> {
+  async #change(
+    id: string,
+    change: MessageChange,
+    at: Date,
+    outbox: OutboxWriter | undefined,
+  ): Promise<ChatMessage | undefined> {
     if (!isMessageId(id)) return undefined;
     const deleting = "deleted" in change;
     const body = deleting ? "" : toPgText(change.message);
-    const rows = await this.#sql.unsafe<MessageRow[]>(
-      `UPDATE messages SET body = $2, edited_at = $3, deleted = $4
-       WHERE id = $1 AND NOT deleted RETURNING ${MESSAGE_COLUMNS}`,
-      [id, body, at.getTime(), deleting],
-    );
-    if (rows.length > 0) return toMessage(rows[0]);
+    const update = async (sql: postgres.Sql | postgres.TransactionSql) => {
+      const rows = await sql.unsafe<MessageRow[]>(
+        `UPDATE messages SET body = $2, edited_at = $3, deleted = $4
+         WHERE id = $1 AND NOT deleted RETURNING ${MESSAGE_COLUMNS}`,
+        [id, body, at.getTime(), deleting],
+      );
+      return rows.length > 0 ? toMessage(rows[0]) : undefined;
+    };
+    // Without an outbox the change is one statement; with one, its events join its transaction.
+    const changed = outbox
+      ? await this.#sql.begin(async (tx) => {
+        const message = await update(tx);
+        if (message) await this.#outbox.insert(tx, outbox.draftsFor(message));
+        return message;
+      })
+      : await update(this.#sql);
+    if (changed) return changed;
     // Deleting twice changes nothing; a deleted message has no text left to edit.
     return deleting ? await this.findMessage(id) : undefined;
   }
@@ -710,6 +757,30 @@ export class PostgresMessageStore implements MessageStore {
       DELETE FROM bans WHERE user_id = ${toPgText(userId)}
       RETURNING until IS NULL OR until > ${this.#now()} AS live`;
     return rows.length > 0 && rows[0].live === true;
+  }
+
+  enqueueOutbox(drafts: readonly OutboxDraft[], transition?: OutboxTransition): Promise<boolean> {
+    return this.#outbox.enqueueOutbox(drafts, transition);
+  }
+
+  claimOutbox(claim: OutboxClaim): Promise<OutboxEntry[]> {
+    return this.#outbox.claimOutbox(claim);
+  }
+
+  settleOutbox(
+    owner: string,
+    settlements: readonly OutboxSettlement[],
+    then?: readonly OutboxDraft[],
+  ): Promise<void> {
+    return this.#outbox.settleOutbox(owner, settlements, then);
+  }
+
+  outboxStats(): Promise<OutboxStats> {
+    return this.#outbox.outboxStats();
+  }
+
+  trimOutbox(limits: OutboxLimits): Promise<OutboxTrimmed> {
+    return this.#outbox.trimOutbox(limits);
   }
 
   async ping(): Promise<void> {

@@ -98,6 +98,33 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX messages_thread ON messages (room, reply_to, id) WHERE reply_to IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: "webhook outbox",
+    sql: `
+      -- Events to send, in the order they were stored (seq); each stream's in that order.
+      CREATE TABLE outbox (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id text NOT NULL,
+        target text NOT NULL,
+        stream text COLLATE "C" NOT NULL,
+        body text NOT NULL,
+        created_at bigint NOT NULL,
+        due_at bigint NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        owner text,
+        claimed_until bigint
+      );
+      CREATE INDEX outbox_created_at ON outbox (created_at);
+      -- The last state each transition key was in (a user online, a member in a room).
+      CREATE TABLE outbox_states (
+        key text COLLATE "C" PRIMARY KEY,
+        state text NOT NULL,
+        expires_at bigint NOT NULL
+      );
+      CREATE INDEX outbox_states_expires_at ON outbox_states (expires_at);
+    `,
+  },
 ];
 
 /** The advisory lock every instance takes to migrate: one at a time. */

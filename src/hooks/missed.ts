@@ -1,0 +1,84 @@
+/**
+ * `message.missed`: a DM (a mention, once they exist) to a user, left unread while they had no
+ * connection anywhere. Each such message leaves a candidate in the outbox, in the commit that
+ * stores it, due `missedAfterMs` later, on the user's own stream. When the user's oldest candidate
+ * is due, the sender hands over all of theirs at once (up to its per-stream count): if the user is
+ * connected somewhere, or has read them, nothing is sent; else one `message.missed` with the
+ * unread ones, enqueued in the commit that deletes the candidates. A burst of DMs is one event,
+ * and a restart loses no candidate.
+ *
+ * @example
+ * A sketch: `store`, `targets` and the presence check come from the app.
+ * ```ts ignore
+ * const missed = new MissedMessages({ targets, missedAfterMs: 30_000, store, isConnected, now });
+ * const drafts = missed.candidates(message, ["bob"]); // in the commit that stores `message`
+ * const outcome = await missed.settle(entries); // the sender's `deferred`
+ * ```
+ * @module
+ */
+import type { MessageStore, OutboxDraft, OutboxEntry } from "../store/mod.ts";
+import type { ChatMessage } from "../types.ts";
+import { eventDrafts, newEventId } from "./events.ts";
+import type { DeferredOutcome } from "./sender.ts";
+
+/** The stream of a user's candidates (target `""`). */
+const STREAM_PREFIX = "missed:";
+
+/** What a candidate remembers. */
+interface Candidate {
+  user: string;
+  message: ChatMessage;
+}
+
+/** Options of {@link MissedMessages}. */
+export interface MissedOptions {
+  /** The webhook URLs the event goes to. */
+  targets: readonly string[];
+  /** How long a message may stay unread before it is missed (ms). */
+  missedAfterMs: number;
+  store: Pick<MessageStore, "readMarkers">;
+  /** Whether the user has a connection on any instance. */
+  isConnected: (userId: string) => Promise<boolean>;
+  now: () => number;
+}
+
+/** Candidates for `message.missed`, and what becomes of them when due. */
+export class MissedMessages {
+  constructor(private readonly options: MissedOptions) {}
+
+  /** A candidate per recipient of `message`, due once it may count as missed. */
+  candidates(message: ChatMessage, recipients: readonly string[]): OutboxDraft[] {
+    const notBefore = Date.parse(message.createdAt) + this.options.missedAfterMs;
+    return recipients.map((user) => ({
+      id: newEventId(),
+      target: "",
+      stream: STREAM_PREFIX + user,
+      body: JSON.stringify({ user, message } satisfies Candidate),
+      notBefore,
+    }));
+  }
+
+  /** One user's due candidates: a `message.missed` with those unread, unless they are online. */
+  async settle(entries: OutboxEntry[]): Promise<DeferredOutcome> {
+    const settlements = entries.map(({ key }) => ({ key, outcome: "done" as const }));
+    const candidates = entries.map((entry) => JSON.parse(entry.body) as Candidate);
+    const user = candidates[0].user;
+    if (await this.options.isConnected(user)) return { settlements, then: [] };
+    const rooms = [...new Set(candidates.map(({ message }) => message.room))];
+    const markers = await this.options.store.readMarkers(user, rooms);
+    const readUpTo = new Map(rooms.map((room, index) => [room, markers[index]]));
+    const unread = candidates.map(({ message }) => message).filter((message) => {
+      const marker = readUpTo.get(message.room);
+      return marker === undefined || marker < message.id;
+    });
+    if (unread.length === 0) return { settlements, then: [] };
+    const then = eventDrafts(
+      this.options.targets,
+      "message.missed",
+      { user: { id: user }, messages: unread },
+      `user:${user}`,
+      this.options.now(),
+    );
+    return { settlements, then };
+  }
+}
