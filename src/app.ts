@@ -26,6 +26,8 @@ import {
   announceChange,
   attachChat,
   budgetsOf,
+  type Chat,
+  type ChatOptions,
   type ChatServer,
   ChatService,
   deliverTo,
@@ -49,10 +51,15 @@ import {
   ENGINE_DEFAULTS,
   refusalReason,
 } from "./engine/mod.ts";
-import { createHttpHandler, type Readiness, withSecurityHeaders } from "./http/mod.ts";
+import {
+  type ApiOptions,
+  createHttpHandler,
+  type Readiness,
+  withSecurityHeaders,
+} from "./http/mod.ts";
 import { type Logger, silentLogger } from "./ops/log.ts";
 import { Metrics } from "./ops/metrics.ts";
-import { ClusterPresence, LocalPresence } from "./cluster/presence.ts";
+import { ClusterPresence, LocalPresence, type Presence } from "./cluster/presence.ts";
 import { type WebhookDependencies, Webhooks } from "./hooks/mod.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
@@ -108,13 +115,73 @@ class HandshakeRefused extends Error {
 export function createApp(config: Config, store: MessageStore, options: AppOptions = {}): App {
   const log = options.log ?? silentLogger;
   let shuttingDown = false;
+  // Behind trusted proxies the client is named by X-Forwarded-For: limits and logs key on it.
+  const clientAddress = createClientAddress(config.trustedProxies);
+  const engine = engineFor(config, log, clientAddress, () => shuttingDown);
+  // Read at scrape time, once the chat below is attached.
+  const attached: { chat?: Chat } = {};
+  const metrics = metricsFor(engine, store, () => attached.chat);
+  const io = socketIoFor(config, engine, options.cluster);
+  const directory = options.cluster ? socketDirectory(io, log) : undefined;
+  const presence = directory ? new ClusterPresence(directory) : new LocalPresence();
+  const webhooks = webhooksFor(config, { store, io, presence, metrics, log, options });
+  const parts = chatFor(config, {
+    io,
+    store,
+    log,
+    metrics,
+    webhooks,
+    presence,
+    directory,
+    options,
+  });
+  attached.chat = parts.chat;
+  const http = createHttpHandler({
+    readiness: () => readinessOf(store, options.cluster, shuttingDown),
+    metrics: {
+      render: () => metrics.render(),
+      contentType: metrics.contentType,
+      token: config.metricsToken,
+    },
+    api: apiOptionsFor(config, { io, engine, metrics, clientAddress, ...parts }),
+    routes: options.routes,
+    tls: config.tls !== undefined,
+    log,
+  });
+  return {
+    io,
+    engine,
+    metrics,
+    async handler(request, info) {
+      if (!engine.matches(new URL(request.url))) return http(request, info);
+      const response = await engine.handleRequest(request, info);
+      return withSecurityHeaders(response, { tls: config.tls !== undefined });
+    },
+    beginShutdown() {
+      shuttingDown = true;
+    },
+    async close() {
+      shuttingDown = true;
+      await parts.close();
+      // After every socket is gone: their users' offline events are enqueued, then sending stops.
+      await webhooks?.close();
+      metrics.stop();
+    },
+  };
+}
+
+/** The Engine.IO server: its limits, CORS, and the handshakes it refuses. */
+function engineFor(
+  config: Config,
+  log: Logger,
+  clientAddress: (request: Request, info: ConnectionInfo) => string,
+  shuttingDown: () => boolean,
+): Engine {
   const handshakes = new RateLimiter({
     perMinute: config.handshakeLimitPerMinute,
     burst: Math.max(1, Math.ceil(config.handshakeLimitPerMinute / 4)),
   });
-  // Behind trusted proxies the client is named by X-Forwarded-For: limits and logs key on it.
-  const clientAddress = createClientAddress(config.trustedProxies);
-  const engine = new Engine({
+  return new Engine({
     path: SOCKET_IO_PATH,
     pingInterval: config.pingInterval,
     pingTimeout: config.pingTimeout,
@@ -129,7 +196,9 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     clientAddress,
     logger: log,
     allowRequest(request, info) {
-      if (shuttingDown) throw new HandshakeRefused("shutting_down", "server is shutting down", 503);
+      if (shuttingDown()) {
+        throw new HandshakeRefused("shutting_down", "server is shutting down", 503);
+      }
       if (config.handshakeLimitPerMinute === 0) return;
       if (!handshakes.take(clientAddress(request, info)).ok) {
         const message = "too many connections from this address";
@@ -137,23 +206,30 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       }
     },
   });
+}
+
+/** The metrics registry, fed by the engine's handshakes and refusals. */
+function metricsFor(engine: Engine, store: MessageStore, chat: () => Chat | undefined): Metrics {
   const metrics = new Metrics({
     socketsByTransport() {
       const counts: Record<string, number> = { polling: 0, websocket: 0 };
       for (const session of engine.clients.values()) counts[session.transport.name]++;
       return counts;
     },
-    // Read at scrape time, once the chat below is attached.
-    usersOnline: () => chat.usersOnline(),
-    roomsOccupied: () => chat.roomsOccupied(),
+    usersOnline: () => chat()?.usersOnline() ?? 0,
+    roomsOccupied: () => chat()?.roomsOccupied() ?? 0,
     recentWindows: () => store.memory?.() ?? { rooms: 0, messages: 0 },
   }).start();
   engine.on("connection", () => metrics.handshake());
   engine.on("connection_error", (error) => metrics.requestRefused(refusalReason(error)));
+  return metrics;
+}
 
+/** socket.io on the engine, with the adapter for one instance or the cluster's. */
+function socketIoFor(config: Config, engine: Engine, cluster: Cluster | undefined): ChatServer {
   const io: ChatServer = new Server({
     serveClient: false,
-    adapter: options.cluster?.adapter ?? adapterFor({ recovery: config.connectionRecoveryMs > 0 }),
+    adapter: cluster?.adapter ?? adapterFor({ recovery: config.connectionRecoveryMs > 0 }),
     // A recovered session skips the auth middleware: socket.io admits it by its private session
     // id, and running async middleware there would lose broadcasts made meanwhile. The chat lets
     // a session be restored only where a fresh connect would be admitted (ban, expiry, socket cap).
@@ -162,10 +238,24 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       : undefined,
   });
   io.bind(engine);
-  const directory = options.cluster ? socketDirectory(io, log) : undefined;
-  const presence = directory ? new ClusterPresence(directory) : new LocalPresence();
-  // Without WEBHOOK_URL there is no outbox writer: the store writes nothing more.
-  const webhooks = config.webhookUrls.length === 0 ? undefined : new Webhooks({
+  return io;
+}
+
+/** What the builders below share. */
+interface Parts {
+  io: ChatServer;
+  store: MessageStore;
+  log: Logger;
+  metrics: Metrics;
+  presence: Presence;
+  options: AppOptions;
+}
+
+/** The webhook sender, when `WEBHOOK_URL` is set; without it the store writes nothing more. */
+function webhooksFor(config: Config, parts: Parts): Webhooks | undefined {
+  if (config.webhookUrls.length === 0) return undefined;
+  const { store, io, presence, metrics, log, options } = parts;
+  return new Webhooks({
     urls: config.webhookUrls,
     secret: config.webhookSecret!,
     events: config.webhookEvents,
@@ -189,7 +279,26 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     now: options.now,
     sender: options.webhookTiming,
   });
-  const timeline = new Timeline(store, {
+}
+
+/** The chat: its timeline, its live feeds, its rules (the service) and the socket side. */
+interface ChatParts {
+  timeline: Timeline;
+  service: ChatService;
+  chat: Chat;
+  /** Stores what is queued, then disconnects every client. */
+  close(): Promise<void>;
+}
+
+function chatFor(
+  config: Config,
+  parts: Parts & {
+    webhooks?: Webhooks;
+    directory?: { elsewhere(userId: string): Promise<number> };
+  },
+): ChatParts {
+  const { io, store, log, metrics, webhooks, options } = parts;
+  const timeline: Timeline = new Timeline(store, {
     historyLimit: config.historyLimit,
     deliver: deliverTo(io, metrics),
     onCommit: (created, seconds) => {
@@ -200,20 +309,21 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     annotate: (messages): Promise<ChatMessage[]> => service.annotate(messages),
     outbox: webhooks?.created,
   });
+  const warn = (event: string) => (error: unknown) => log.warn(event, { error });
   const reactions = reactionFeed(
     io,
     timeline,
     (room, ids) => store.reactionsOf(room, ids, REACTION_LIMITS.listedUsers),
-    (error) => log.warn("reactions.announce_failed", { error }),
+    warn("reactions.announce_failed"),
   );
   const threads = threadFeed(
     io,
     timeline,
     (room, ids) => store.threadsOf(room, ids),
-    (error) => log.warn("threads.announce_failed", { error }),
+    warn("threads.announce_failed"),
   );
   const policy = new RoomPolicy(config.publicRooms);
-  const service = new ChatService({
+  const service: ChatService = new ChatService({
     timeline,
     store,
     policy,
@@ -230,12 +340,39 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     log,
     now: options.now,
   });
-  const chat = attachChat(io, {
-    service,
-    connectionRecovery: config.connectionRecoveryMs > 0,
+  const chat = attachChat(io, chatOptionsFor(config, { ...parts, timeline, service, policy }));
+  return {
     timeline,
+    service,
+    chat,
+    async close() {
+      await timeline.idle();
+      reactions.close();
+      threads.close();
+      await io.close();
+      chat.close();
+    },
+  };
+}
+
+/** What the socket side of the chat is told. */
+function chatOptionsFor(
+  config: Config,
+  parts: Parts & {
+    timeline: Timeline;
+    service: ChatService;
+    policy: RoomPolicy;
+    webhooks?: Webhooks;
+    directory?: { elsewhere(userId: string): Promise<number> };
+  },
+): ChatOptions {
+  const { store } = parts;
+  return {
+    service: parts.service,
+    connectionRecovery: config.connectionRecoveryMs > 0,
+    timeline: parts.timeline,
     store,
-    policy,
+    policy: parts.policy,
     defaultRoom: config.defaultRoom,
     maxRoomsPerSocket: config.maxRoomsPerSocket,
     maxListedUsers: config.maxListedUsers,
@@ -245,94 +382,79 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     historyLimit: config.historyLimit,
     budgets: budgetsOf(config),
     maxSocketsPerUser: config.maxSocketsPerUser,
-    banOf: (userId) => store.getBan(userId),
+    banOf: (userId: string) => store.getBan(userId),
     errorEventsPerSecond: config.errorEventsPerSecond,
-    connectionsElsewhere: directory?.elsewhere,
-    presence,
-    hooks: webhooks,
+    connectionsElsewhere: parts.directory?.elsewhere,
+    presence: parts.presence,
+    hooks: parts.webhooks,
     clockToleranceMs: config.auth.clockToleranceSeconds * 1000,
-    now: options.now,
-    log,
-    observer: metrics,
-  });
-
-  const readiness = async (): Promise<Readiness> => {
-    let storeCheck = "ok";
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        store.ping(),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error("timeout")), STORE_PROBE_TIMEOUT_MS);
-        }),
-      ]);
-    } catch (error) {
-      storeCheck = error instanceof Error && error.message === "timeout" ? "timeout" : "error";
-    } finally {
-      clearTimeout(timer);
-    }
-    const checks: Record<string, string> = {
-      store: storeCheck,
-      shutdown: shuttingDown ? "in progress" : "no",
-    };
-    let ready = storeCheck === "ok" && !shuttingDown;
-    if (options.cluster) {
-      checks.redis = options.cluster.healthy() ? "ok" : "unreachable";
-      ready &&= options.cluster.healthy();
-    }
-    return { ready, checks };
+    now: parts.options.now,
+    log: parts.log,
+    observer: parts.metrics,
   };
-  const api = config.apiKey === undefined ? undefined : {
+}
+
+/** Whether this instance takes work: its store answers, Redis is up, it is not shutting down. */
+async function readinessOf(
+  store: MessageStore,
+  cluster: Cluster | undefined,
+  shuttingDown: boolean,
+): Promise<Readiness> {
+  let storeCheck = "ok";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      store.ping(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("timeout")), STORE_PROBE_TIMEOUT_MS);
+      }),
+    ]);
+  } catch (error) {
+    storeCheck = error instanceof Error && error.message === "timeout" ? "timeout" : "error";
+  } finally {
+    clearTimeout(timer);
+  }
+  const checks: Record<string, string> = {
+    store: storeCheck,
+    shutdown: shuttingDown ? "in progress" : "no",
+  };
+  let ready = storeCheck === "ok" && !shuttingDown;
+  if (cluster) {
+    checks.redis = cluster.healthy() ? "ok" : "unreachable";
+    ready &&= cluster.healthy();
+  }
+  return { ready, checks };
+}
+
+/** The server API's options, when `API_KEY` is set. */
+function apiOptionsFor(
+  config: Config,
+  parts: {
+    io: ChatServer;
+    engine: Engine;
+    metrics: Metrics;
+    timeline: Timeline;
+    service: ChatService;
+    chat: Chat;
+    clientAddress: (request: Request, info: ConnectionInfo) => string;
+  },
+): ApiOptions | undefined {
+  if (config.apiKey === undefined) return undefined;
+  const { io, engine, metrics, chat } = parts;
+  return {
     key: config.apiKey,
     io,
-    timeline,
-    service,
+    timeline: parts.timeline,
+    service: parts.service,
     maxMessageLength: config.maxMessageLength,
-    membersOf: (room: string) => chat.membersOf(room),
-    onRequest: (route: string, status: number) => metrics.apiRequest(route, status),
+    membersOf: (room) => chat.membersOf(room),
+    onRequest: (route, status) => metrics.apiRequest(route, status),
     stats: () => ({
       connections: engine.clients.size,
       sockets: io.of("/").sockets.size,
       rooms: [...io.of("/").adapter.rooms.keys()].filter((name) => name.startsWith("room:")).length,
     }),
     authFailuresPerMinute: config.apiAuthFailuresPerMinute,
-    clientAddress,
-  };
-  const http = createHttpHandler({
-    readiness,
-    metrics: {
-      render: () => metrics.render(),
-      contentType: metrics.contentType,
-      token: config.metricsToken,
-    },
-    api,
-    routes: options.routes,
-    tls: config.tls !== undefined,
-    log,
-  });
-
-  return {
-    io,
-    engine,
-    metrics,
-    async handler(request, info) {
-      if (!engine.matches(new URL(request.url))) return http(request, info);
-      const response = await engine.handleRequest(request, info);
-      return withSecurityHeaders(response, { tls: config.tls !== undefined });
-    },
-    beginShutdown() {
-      shuttingDown = true;
-    },
-    async close() {
-      shuttingDown = true;
-      await timeline.idle();
-      reactions.close();
-      threads.close();
-      await io.close();
-      chat.close();
-      // After every socket is gone: their users' offline events are enqueued, then sending stops.
-      await webhooks?.close();
-      metrics.stop();
-    },
+    clientAddress: parts.clientAddress,
   };
 }

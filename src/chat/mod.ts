@@ -135,11 +135,20 @@ const DIRECTORY_TIMEOUT_MS = 1000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** What every connection's context shares: built once per server. */
-interface Shared {
+interface Shared extends ChatPresence {
   readonly io: ChatServer;
   readonly options: ChatOptions;
   readonly now: () => number;
   readonly gate: EventGate;
+  readonly admission: Admission;
+}
+
+/** Who is where, announced in batches: the server's presence feed and each room's. */
+interface ChatPresence {
+  /** The default room's comings and goings: `user:joined`, `user:left`, newcomers' snapshots. */
+  readonly feed: PresenceFeed;
+  /** Other rooms' comings and goings: `room:presence`. */
+  readonly roomPresence: RoomPresence;
   readonly enterRoom: (socket: ChatSocket, room: string) => void;
   readonly leaveRoom: (socket: ChatSocket, room: string) => void;
   readonly membersOf: (room: string) => Promise<User[]>;
@@ -326,13 +335,50 @@ function catchUpsOf(
 
 /** Attaches the chat rules to a socket.io server. */
 export function attachChat(io: ChatServer, options: ChatOptions): Chat {
-  const { log, observer, presence } = options;
   const now = options.now ?? Date.now;
+  const presence = chatPresence(io, options);
+  const gate = new EventGate(
+    options.budgets,
+    options.log,
+    options.observer,
+    now,
+    options.errorEventsPerSecond,
+  );
+  const admission = new Admission(options);
+  io.use(admission.middleware);
+  if (options.connectionRecovery) {
+    const clockTolerance = options.clockToleranceMs;
+    admission.guardRecovery(
+      io.of("/") as unknown as Namespace,
+      (identity) => isExpired(identity, now(), clockTolerance),
+    );
+  }
+  const shared: Shared = { io, options, now, gate, admission, ...presence };
+  io.on("connection", (socket: ChatSocket) => onConnection(shared, socket));
+  return {
+    membersOf: presence.membersOf,
+    // Counted from this instance's sockets: presence may span the cluster.
+    roomsOccupied: () => presence.roomPresence.rooms,
+    usersOnline() {
+      const users = new Set<string>();
+      for (const socket of io.of("/").sockets.values()) users.add(socket.data.identity.user.id);
+      return users.size;
+    },
+    close() {
+      presence.feed.close();
+      presence.roomPresence.close();
+    },
+  };
+}
+
+/** The presence feed, room presence, and entering, leaving and listing rooms. */
+function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
+  const { log, presence } = options;
   // Batches are announced in order, each after the snapshot its newcomers get: a slow snapshot
   // (asked across instances) must not let a later batch overtake an earlier one.
   let announced = Promise.resolve();
   const batching = { batchMs: options.presenceBatchMs, cancelOut: !presence.shared };
-  const feed = new PresenceFeed(
+  const feed: PresenceFeed = new PresenceFeed(
     (joined, left, welcomed) => {
       announced = announced.then(async () => {
         if (welcomed.length > 0) {
@@ -361,153 +407,166 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     for (const user of joined) options.hooks?.joined(room, user);
     for (const user of left) options.hooks?.left(room, user);
   }, batching);
-  const enterRoom = (socket: ChatSocket, room: string) => {
-    if (socket.rooms.has(roomKey(room))) return;
-    socket.join(roomKey(room));
-    if (room !== options.defaultRoom) roomPresence.enter(room, socket.data.identity.user);
-  };
-  const leaveRoom = (socket: ChatSocket, room: string) => {
-    if (!socket.rooms.has(roomKey(room))) return;
-    socket.leave(roomKey(room));
-    if (room !== options.defaultRoom) roomPresence.exit(room, socket.data.identity.user);
-  };
-  const membersOf = async (room: string): Promise<User[]> => {
-    // Changes pending now or while the list is fetched may show in it: they may not cancel out.
-    // The default room's comings and goings are the feed's (user:joined / user:left).
-    const observed = () =>
-      room === options.defaultRoom ? feed.observed() : roomPresence.observed(room);
-    observed();
-    let sockets;
-    try {
-      sockets = await io.in(roomKey(room)).timeout(DIRECTORY_TIMEOUT_MS).fetchSockets();
-    } catch (error) {
-      log.warn("presence.partial", { room, error });
-      sockets = await io.local.in(roomKey(room)).fetchSockets();
-    }
-    observed();
-    const users = new Map<string, User>();
-    for (const { data } of sockets) {
-      if (users.size === options.maxListedUsers) break;
-      users.set(data.identity.user.id, data.identity.user);
-    }
-    return [...users.values()];
-  };
-  const gate = new EventGate(options.budgets, log, observer, now, options.errorEventsPerSecond);
-  const admission = new Admission(options);
-  io.use(admission.middleware);
-  if (options.connectionRecovery) {
-    const clockTolerance = options.clockToleranceMs;
-    admission.guardRecovery(
-      io.of("/") as unknown as Namespace,
-      (identity) => isExpired(identity, now(), clockTolerance),
-    );
-  }
-  const shared: Shared = { io, options, now, gate, enterRoom, leaveRoom, membersOf };
-
-  io.on("connection", (socket: ChatSocket) => {
-    const connection = new Connection(socket, shared);
-    const refusal = admission.adopt(socket);
-    if (refusal) {
-      connection.report("connection", refusal);
-      return void socket.disconnect(true);
-    }
-    admission.connected(socket);
-    const user = socket.data.identity.user;
-    // A ban set while this socket was admitted found no socket to close: once the socket is in its
-    // user room (below) a ban's disconnect reaches it, so the ban is read again, and until it is,
-    // the socket's events wait and it is sent no history.
-    let unbanned: Promise<boolean> | undefined = options.banOf
-      ? stillUnbanned(connection, options.banOf, log).finally(() => unbanned = undefined)
-      : undefined;
-    // One middleware takes every client event and handles it; socket.io never emits them, so a
-    // connection holds no listener per event, and an event's arguments are checked before anything
-    // spreads them. A timer may run late: the expiry is checked on every event too.
-    socket.use((event) => {
-      if (connection.expired()) return connection.endExpired();
-      if (unbanned) {
-        return void unbanned.then((ok) => {
-          if (ok) void dispatchEvent(connection, gate, event);
-        });
-      }
-      void dispatchEvent(connection, gate, event);
-    });
-    connection.watchExpiry();
-
-    log.info("socket.connected", {
-      socket: socket.id,
-      user: user.id,
-      transport: socket.conn.transport.name,
-      address: socket.handshake.address,
-      recovered: socket.recovered,
-    });
-    const presenceEntry = { socketId: socket.id, user, since: socket.handshake.issued };
-    // Arrival and departure run in that order: a socket gone before it arrived never arrives, so
-    // a connect closed at once (or during the ban's re-read) leaves no one listed online.
-    const arrived = (async () => {
-      if (unbanned && !(await unbanned)) return false;
-      if (!socket.connected) return false;
-      if (await presence.arrive(presenceEntry)) {
-        feed.joined(user);
-        options.hooks?.online(user);
-      }
-      return true;
-    })();
-    socket.on("disconnecting", () => {
-      for (const room of joinedRooms(socket)) roomPresence.exit(room, user);
-    });
-    socket.on("disconnect", (reason) => {
-      admission.release(socket);
-      connection.stopWatchingExpiry();
-      log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
-      arrived.then((did) => did && presence.depart(presenceEntry)).then((wentOffline) => {
-        if (!wentOffline) return;
-        feed.left(user);
-        options.hooks?.offline(user);
-      }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
-    });
-    // A recovered session skipped the token check at admission: its token may have expired since.
-    if (connection.expired()) return connection.endExpired();
-    socket.join(userRoom(user.id));
-
-    const admit = async () => {
-      if (!(await arrived)) return;
-      // A socket.io session recovery replays what was missed and restores the rooms.
-      if (socket.recovered) return void feed.welcome(socket.id);
-      const rooms = catchUpsOf(
-        socket.handshake.auth,
-        options.defaultRoom,
-        (error) => connection.report("connection", error),
-      );
-      await loadRooms(
-        socket,
-        rooms,
-        { ...options, gate },
-        (error) => connection.report("connection", error),
-        (room) => {
-          enterRoom(socket, room);
-          if (room !== options.defaultRoom) return;
-          socket.join(CHAT_ROOM);
-          feed.welcome(socket.id);
-        },
-      );
-    };
-    admit().catch((error) => {
-      log.warn("admit.failed", { socket: socket.id, error });
-      connection.report("connection", { code: "internal", message: "history could not be loaded" });
-    });
-  });
+  // Changes pending now or while a room's members are fetched may show in the list: they may not
+  // cancel out. The default room's comings and goings are the feed's (user:joined / user:left).
+  const observed = (room: string) =>
+    room === options.defaultRoom ? feed.observed() : roomPresence.observed(room);
   return {
-    membersOf,
-    // Counted from this instance's sockets: presence may span the cluster.
-    roomsOccupied: () => roomPresence.rooms,
-    usersOnline() {
-      const users = new Set<string>();
-      for (const socket of io.of("/").sockets.values()) users.add(socket.data.identity.user.id);
-      return users.size;
+    feed,
+    roomPresence,
+    enterRoom(socket, room) {
+      if (socket.rooms.has(roomKey(room))) return;
+      socket.join(roomKey(room));
+      if (room !== options.defaultRoom) roomPresence.enter(room, socket.data.identity.user);
     },
-    close() {
-      feed.close();
-      roomPresence.close();
+    leaveRoom(socket, room) {
+      if (!socket.rooms.has(roomKey(room))) return;
+      socket.leave(roomKey(room));
+      if (room !== options.defaultRoom) roomPresence.exit(room, socket.data.identity.user);
     },
+    membersOf: (room) => membersOfRoom(io, options, room, () => observed(room)),
   };
+}
+
+/** The users with a connection in `room` on every instance (this one's, if others are slow). */
+async function membersOfRoom(
+  io: ChatServer,
+  options: ChatOptions,
+  room: string,
+  observed: () => void,
+): Promise<User[]> {
+  observed();
+  let sockets;
+  try {
+    sockets = await io.in(roomKey(room)).timeout(DIRECTORY_TIMEOUT_MS).fetchSockets();
+  } catch (error) {
+    options.log.warn("presence.partial", { room, error });
+    sockets = await io.local.in(roomKey(room)).fetchSockets();
+  }
+  observed();
+  const users = new Map<string, User>();
+  for (const { data } of sockets) {
+    if (users.size === options.maxListedUsers) break;
+    users.set(data.identity.user.id, data.identity.user);
+  }
+  return [...users.values()];
+}
+
+/** A socket that passed the middleware (or was recovered): it is admitted, then loaded. */
+function onConnection(shared: Shared, socket: ChatSocket): void {
+  const { admission, options } = shared;
+  const connection = new Connection(socket, shared);
+  const refusal = admission.adopt(socket);
+  if (refusal) {
+    connection.report("connection", refusal);
+    return void socket.disconnect(true);
+  }
+  admission.connected(socket);
+  const unbanned = gateEvents(shared, connection);
+  connection.watchExpiry();
+  const user = socket.data.identity.user;
+  options.log.info("socket.connected", {
+    socket: socket.id,
+    user: user.id,
+    transport: socket.conn.transport.name,
+    address: socket.handshake.address,
+    recovered: socket.recovered,
+  });
+  const arrived = trackPresence(shared, connection, unbanned);
+  // A recovered session skipped the token check at admission: its token may have expired since.
+  if (connection.expired()) return connection.endExpired();
+  socket.join(userRoom(user.id));
+  loadHistory(shared, connection, arrived).catch((error) => {
+    options.log.warn("admit.failed", { socket: socket.id, error });
+    connection.report("connection", { code: "internal", message: "history could not be loaded" });
+  });
+}
+
+/**
+ * Takes every client event of the socket through one middleware, once the user's ban has been
+ * read again; resolves whether the socket may stay. A ban set while this socket was admitted found
+ * no socket to close: once the socket is in its user room a ban's disconnect reaches it, so the
+ * ban is read again, and until it is, the socket's events wait.
+ */
+function gateEvents(shared: Shared, connection: Connection): Promise<boolean> {
+  const { banOf, log } = shared.options;
+  let unbanned: Promise<boolean> | undefined = banOf
+    ? stillUnbanned(connection, banOf, log).finally(() => unbanned = undefined)
+    : undefined;
+  const cleared = unbanned ?? Promise.resolve(true);
+  // socket.io never emits client events, so a connection holds no listener per event, and an
+  // event's arguments are checked before anything spreads them. A timer may run late: the
+  // expiry is checked on every event too.
+  connection.socket.use((event) => {
+    if (connection.expired()) return connection.endExpired();
+    if (unbanned) {
+      return void unbanned.then((ok) => {
+        if (ok) void dispatchEvent(connection, shared.gate, event);
+      });
+    }
+    void dispatchEvent(connection, shared.gate, event);
+  });
+  return cleared;
+}
+
+/**
+ * Announces the socket's user once it may stay, and their leaving when it goes. Arrival and
+ * departure run in that order: a socket gone before it arrived never arrives, so a connect
+ * closed at once (or during the ban's re-read) leaves no one listed online.
+ */
+function trackPresence(
+  shared: Shared,
+  connection: Connection,
+  unbanned: Promise<boolean>,
+): Promise<boolean> {
+  const { feed, roomPresence, admission } = shared;
+  const { presence, log } = shared.options;
+  const { socket } = connection;
+  const user = socket.data.identity.user;
+  const entry = { socketId: socket.id, user, since: socket.handshake.issued };
+  const arrived = (async () => {
+    if (!(await unbanned) || !socket.connected) return false;
+    if (await presence.arrive(entry)) {
+      feed.joined(user);
+      shared.options.hooks?.online(user);
+    }
+    return true;
+  })();
+  socket.on("disconnecting", () => {
+    for (const room of joinedRooms(socket)) roomPresence.exit(room, user);
+  });
+  socket.on("disconnect", (reason) => {
+    admission.release(socket);
+    connection.stopWatchingExpiry();
+    log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
+    arrived.then((did) => did && presence.depart(entry)).then((wentOffline) => {
+      if (!wentOffline) return;
+      feed.left(user);
+      shared.options.hooks?.offline(user);
+    }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
+  });
+  return arrived;
+}
+
+/**
+ * Sends the socket its history once it has arrived: the default room's and the catch-up of the
+ * rooms it names, as far as allowed. A recovered session had what it missed replayed.
+ */
+async function loadHistory(
+  shared: Shared,
+  connection: Connection,
+  arrived: Promise<boolean>,
+): Promise<void> {
+  const { options, gate, feed } = shared;
+  const { socket } = connection;
+  if (!(await arrived)) return;
+  if (socket.recovered) return void feed.welcome(socket.id);
+  const report = (error: WireError) => connection.report("connection", error);
+  const rooms = catchUpsOf(socket.handshake.auth, options.defaultRoom, report);
+  await loadRooms(socket, rooms, { ...options, gate }, report, (room) => {
+    shared.enterRoom(socket, room);
+    if (room !== options.defaultRoom) return;
+    socket.join(CHAT_ROOM);
+    feed.welcome(socket.id);
+  });
 }

@@ -99,7 +99,6 @@ function apiUser(userId: string, userName: string | undefined): User {
 
 /** Builds the API, to be mounted at {@link API_BASE}. */
 export function apiRoutes(options: ApiOptions): OpenAPIHono<ApiEnv> {
-  const { io, timeline, service } = options;
   const app = new OpenAPIHono<ApiEnv>({
     defaultHook(result) {
       if (result.success) return;
@@ -113,7 +112,6 @@ export function apiRoutes(options: ApiOptions): OpenAPIHono<ApiEnv> {
     perMinute: options.authFailuresPerMinute,
     burst: options.authFailuresPerMinute,
   });
-  const withBody = readBody({ maxBytes: MAX_API_BODY_BYTES, asJson: true });
 
   app.use(async (c, next) => {
     await next();
@@ -128,6 +126,21 @@ export function apiRoutes(options: ApiOptions): OpenAPIHono<ApiEnv> {
   }));
   app.use(wellFormedPath, nameRoute);
 
+  messageRoutes(app, options);
+  roomRoutes(app, options);
+  userRoutes(app, options);
+  // Generated on first request, from every route registered here (this one included).
+  let document: ReturnType<typeof apiDocument> | undefined;
+  app.openapi(ROUTES.openapi, (c) => c.json(document ??= apiDocument(app), 200));
+  return app;
+}
+
+/** A body reader for the routes that take one (limited while it is read). */
+const withBody = readBody({ maxBytes: MAX_API_BODY_BYTES, asJson: true });
+
+/** Publishing, history, edits, deletes, threads and reactions. */
+function messageRoutes(app: OpenAPIHono<ApiEnv>, options: ApiOptions): void {
+  const { timeline, service } = options;
   app.openapi({ ...ROUTES.publish, middleware: [withBody] }, async (c) => {
     const { room } = c.req.valid("param");
     const body = c.req.valid("json");
@@ -159,44 +172,6 @@ export function apiRoutes(options: ApiOptions): OpenAPIHono<ApiEnv> {
     return c.json({ messages, hasMore }, 200);
   });
 
-  app.openapi(ROUTES.presence, async (c) => {
-    const { room } = c.req.valid("param");
-    return c.json({ room, users: await options.membersOf(room) }, 200);
-  });
-
-  app.openapi(ROUTES.rooms, (c) => {
-    const active = [];
-    for (const [name, members] of io.of("/").adapter.rooms) {
-      if (name.startsWith(roomKey(""))) {
-        active.push({ room: name.slice(roomKey("").length), connections: members.size });
-      }
-    }
-    active.sort((a, b) => b.connections - a.connections || a.room.localeCompare(b.room));
-    return c.json({ rooms: active }, 200);
-  });
-
-  app.openapi(ROUTES.stats, (c) => c.json(options.stats(), 200));
-
-  app.openapi(ROUTES.disconnect, async (c) => {
-    await service.disconnect(c.req.valid("param").id);
-    return c.json({ ok: true as const }, 200);
-  });
-
-  app.openapi({ ...ROUTES.ban, middleware: [withBody] }, async (c) => {
-    const userId = c.req.valid("param").id;
-    const { until, reason } = c.req.valid("json");
-    const ban = await service.ban(userId, {
-      ...(until === undefined ? {} : { until }),
-      ...(reason === undefined ? {} : { reason }),
-    });
-    return c.json({ userId, ban }, 200);
-  });
-
-  app.openapi(ROUTES.unban, async (c) => {
-    await service.unban(c.req.valid("param").id);
-    return c.body(null, 204, { "Cache-Control": "no-store" });
-  });
-
   const change = (id: string, change: MessageChange) => service.change(id, change, BACKEND);
 
   app.openapi({ ...ROUTES.edit, middleware: [withBody] }, async (c) => {
@@ -223,9 +198,50 @@ export function apiRoutes(options: ApiOptions): OpenAPIHono<ApiEnv> {
     const { message } = await service.reactionsOf(c.req.valid("param").id, BACKEND);
     return c.json({ id: message.id, room: message.room, reactions: message.reactions ?? [] }, 200);
   });
+}
 
-  // Generated on first request, from every route registered here (this one included).
-  let document: ReturnType<typeof apiDocument> | undefined;
-  app.openapi(ROUTES.openapi, (c) => c.json(document ??= apiDocument(app), 200));
-  return app;
+/** Who is in a room, which rooms are in use, the instance's figures. */
+function roomRoutes(app: OpenAPIHono<ApiEnv>, options: ApiOptions): void {
+  const { io } = options;
+  app.openapi(ROUTES.presence, async (c) => {
+    const { room } = c.req.valid("param");
+    return c.json({ room, users: await options.membersOf(room) }, 200);
+  });
+
+  app.openapi(ROUTES.rooms, (c) => {
+    const active = [];
+    for (const [name, members] of io.of("/").adapter.rooms) {
+      if (name.startsWith(roomKey(""))) {
+        active.push({ room: name.slice(roomKey("").length), connections: members.size });
+      }
+    }
+    active.sort((a, b) => b.connections - a.connections || a.room.localeCompare(b.room));
+    return c.json({ rooms: active }, 200);
+  });
+
+  app.openapi(ROUTES.stats, (c) => c.json(options.stats(), 200));
+}
+
+/** Disconnecting, banning and unbanning users. */
+function userRoutes(app: OpenAPIHono<ApiEnv>, options: ApiOptions): void {
+  const { service } = options;
+  app.openapi(ROUTES.disconnect, async (c) => {
+    await service.disconnect(c.req.valid("param").id);
+    return c.json({ ok: true as const }, 200);
+  });
+
+  app.openapi({ ...ROUTES.ban, middleware: [withBody] }, async (c) => {
+    const userId = c.req.valid("param").id;
+    const { until, reason } = c.req.valid("json");
+    const ban = await service.ban(userId, {
+      ...(until === undefined ? {} : { until }),
+      ...(reason === undefined ? {} : { reason }),
+    });
+    return c.json({ userId, ban }, 200);
+  });
+
+  app.openapi(ROUTES.unban, async (c) => {
+    await service.unban(c.req.valid("param").id);
+    return c.body(null, 204, { "Cache-Control": "no-store" });
+  });
 }

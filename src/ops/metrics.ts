@@ -41,163 +41,16 @@ const LAG_SAMPLE_MS = 500;
 /** The server's metrics registry; the chat reports to it as its observer. */
 export class Metrics {
   readonly registry = new Registry();
-  readonly #handshakes: Counter;
-  readonly #apiRequests: Counter<"route" | "status">;
-  readonly #refusedRequests: Counter<"reason">;
-  readonly #refusals: Counter<"code">;
-  readonly #stored: Counter;
-  readonly #broadcasts: Counter;
-  readonly #errors: Counter<"code">;
-  readonly #kvWrites: Histogram;
-  readonly #deliveries: Histogram;
-  readonly #webhooksSent: Counter;
-  readonly #webhooksFailed: Counter;
-  readonly #webhooksRetried: Counter;
-  readonly #webhooksDropped: Counter<"reason">;
-  readonly #outboxDepth: Gauge;
-  readonly #outboxOldest: Gauge;
+  readonly #chat: ReturnType<typeof chatMetrics>;
+  readonly #hooks: ReturnType<typeof webhookMetrics>;
   #lagSeconds = 0;
   #lagTimer?: ReturnType<typeof setInterval>;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
-    new Gauge({
-      name: "chat_sockets_connected",
-      help: "Open client sessions, by transport.",
-      labelNames: ["transport"],
-      registers,
-      collect() {
-        this.reset();
-        for (const [transport, count] of Object.entries(sources.socketsByTransport())) {
-          this.set({ transport }, count);
-        }
-      },
-    });
-    new Gauge({
-      name: "chat_users_online",
-      help: "Distinct users connected to this instance.",
-      registers,
-      collect() {
-        this.set(sources.usersOnline());
-      },
-    });
-    new Gauge({
-      name: "chat_rooms_occupied",
-      help: "Rooms besides the default with a connection in them on this instance.",
-      registers,
-      collect() {
-        this.set(sources.roomsOccupied?.() ?? 0);
-      },
-    });
-    new Gauge({
-      name: "chat_recent_window_messages",
-      help: "Messages held in memory by the store's recent windows, over every room.",
-      registers,
-      collect() {
-        this.set(sources.recentWindows?.().messages ?? 0);
-      },
-    });
-    new Gauge({
-      name: "chat_recent_window_rooms",
-      help:
-        "Rooms whose recent messages the store holds in memory (at most 256 besides the default).",
-      registers,
-      collect() {
-        this.set(sources.recentWindows?.().rooms ?? 0);
-      },
-    });
-    this.#apiRequests = new Counter({
-      name: "chat_api_requests_total",
-      help: "Server API requests, by route and HTTP status.",
-      labelNames: ["route", "status"],
-      registers,
-    });
-    this.#handshakes = new Counter({
-      name: "chat_handshakes_total",
-      help: "Transport sessions opened.",
-      registers,
-    });
-    this.#refusedRequests = new Counter({
-      name: "chat_requests_refused_total",
-      help: "Engine.IO requests refused (unknown sid, CORS, handshake limit, …), by reason.",
-      labelNames: ["reason"],
-      registers,
-    });
-    this.#refusals = new Counter({
-      name: "chat_connections_refused_total",
-      help: "Socket.IO connections refused by auth or limits, by code (auth failures included).",
-      labelNames: ["code"],
-      registers,
-    });
-    this.#stored = new Counter({
-      name: "chat_messages_stored_total",
-      help: "Messages written to the store.",
-      registers,
-    });
-    this.#broadcasts = new Counter({
-      name: "chat_broadcasts_total",
-      help: "Messages broadcast to the chat room.",
-      registers,
-    });
-    this.#errors = new Counter({
-      name: "chat_error_events_total",
-      help: "`error` events sent to clients, by code.",
-      labelNames: ["code"],
-      registers,
-    });
-    this.#kvWrites = new Histogram({
-      name: "chat_kv_write_seconds",
-      help: "Duration of one KV commit of a message batch.",
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
-      registers,
-    });
-    this.#deliveries = new Histogram({
-      name: "chat_delivery_seconds",
-      help: "From a message's arrival at the server to its broadcast to its room.",
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers,
-    });
-    this.#webhooksSent = new Counter({
-      name: "chat_webhooks_sent_total",
-      help: "Webhook events a receiver accepted (2xx), each counted once per receiver.",
-      registers,
-    });
-    this.#webhooksFailed = new Counter({
-      name: "chat_webhooks_failed_total",
-      help: "Webhook attempts that failed: a non-2xx answer, a timeout or no connection.",
-      registers,
-    });
-    this.#webhooksRetried = new Counter({
-      name: "chat_webhooks_retried_total",
-      help: "Webhook events scheduled for another attempt after a failure.",
-      registers,
-    });
-    this.#webhooksDropped = new Counter({
-      name: "chat_webhooks_dropped_total",
-      help: "Webhook events dropped unsent: expired (WEBHOOK_MAX_AGE), full (WEBHOOK_OUTBOX_MAX) " +
-        "or target_removed (its URL left WEBHOOK_URL).",
-      labelNames: ["reason"],
-      registers,
-    });
-    this.#outboxDepth = new Gauge({
-      name: "chat_webhook_outbox_depth",
-      help: "Events waiting in the outbox (every instance's), as last measured.",
-      registers,
-    });
-    this.#outboxOldest = new Gauge({
-      name: "chat_webhook_outbox_oldest_seconds",
-      help: "Age of the oldest event waiting in the outbox, as last measured (0 when empty).",
-      registers,
-    });
-    const lag = () => this.#lagSeconds;
-    new Gauge({
-      name: "chat_event_loop_lag_seconds",
-      help: `Worst event-loop delay over the last ${LAG_SAMPLE_MS} ms.`,
-      registers,
-      collect() {
-        this.set(lag());
-      },
-    });
+    registerGauges(registers, sources, () => this.#lagSeconds);
+    this.#chat = chatMetrics(registers);
+    this.#hooks = webhookMetrics(registers);
     registerRuntimeMetrics(this.registry);
   }
 
@@ -230,61 +83,213 @@ export class Metrics {
 
   /** Engine: a transport session was opened (an Engine.IO handshake succeeded). */
   handshake(): void {
-    this.#handshakes.inc();
+    this.#chat.handshakes.inc();
   }
 
   /** Server API: a request to `route` was answered with `status`. */
   apiRequest(route: string, status: number): void {
-    this.#apiRequests.inc({ route, status: String(status) });
+    this.#chat.apiRequests.inc({ route, status: String(status) });
   }
 
   /** Engine: a request was refused; `reason` is one lower_snake word (`unknown_sid`). */
   requestRefused(reason: string): void {
-    this.#refusedRequests.inc({ reason });
+    this.#chat.refusedRequests.inc({ reason });
   }
 
   /** Store: `count` messages were stored in one KV commit taking `seconds`. */
   messagesStored(count: number, seconds: number): void {
-    this.#stored.inc(count);
-    this.#kvWrites.observe(seconds);
+    this.#chat.stored.inc(count);
+    this.#chat.kvWrites.observe(seconds);
   }
 
   connectRefused(code: string): void {
-    this.#refusals.inc({ code });
+    this.#chat.refusals.inc({ code });
   }
 
   broadcast(seconds: number): void {
-    this.#broadcasts.inc();
-    this.#deliveries.observe(seconds);
+    this.#chat.broadcasts.inc();
+    this.#chat.deliveries.observe(seconds);
   }
 
   errorSent(code: string): void {
-    this.#errors.inc({ code });
+    this.#chat.errors.inc({ code });
   }
 
   /** Webhooks: a receiver accepted an event. */
   webhookSent(): void {
-    this.#webhooksSent.inc();
+    this.#hooks.sent.inc();
   }
 
   /** Webhooks: an attempt failed. */
   webhookFailed(): void {
-    this.#webhooksFailed.inc();
+    this.#hooks.failed.inc();
   }
 
   /** Webhooks: a failed event will be tried again. */
   webhookRetried(): void {
-    this.#webhooksRetried.inc();
+    this.#hooks.retried.inc();
   }
 
   /** Webhooks: `count` events were dropped unsent. */
   webhookDropped(reason: string, count: number): void {
-    this.#webhooksDropped.inc({ reason }, count);
+    this.#hooks.dropped.inc({ reason }, count);
   }
 
   /** Webhooks: the outbox holds `depth` events, the oldest `oldestSeconds` old. */
   outboxMeasured(depth: number, oldestSeconds: number): void {
-    this.#outboxDepth.set(depth);
-    this.#outboxOldest.set(oldestSeconds);
+    this.#hooks.outboxDepth.set(depth);
+    this.#hooks.outboxOldest.set(oldestSeconds);
   }
+}
+
+/** The gauges read from the server and the event loop at scrape time. */
+function registerGauges(registers: Registry[], sources: MetricSources, lag: () => number): void {
+  new Gauge({
+    name: "chat_sockets_connected",
+    help: "Open client sessions, by transport.",
+    labelNames: ["transport"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [transport, count] of Object.entries(sources.socketsByTransport())) {
+        this.set({ transport }, count);
+      }
+    },
+  });
+  new Gauge({
+    name: "chat_users_online",
+    help: "Distinct users connected to this instance.",
+    registers,
+    collect() {
+      this.set(sources.usersOnline());
+    },
+  });
+  new Gauge({
+    name: "chat_rooms_occupied",
+    help: "Rooms besides the default with a connection in them on this instance.",
+    registers,
+    collect() {
+      this.set(sources.roomsOccupied?.() ?? 0);
+    },
+  });
+  new Gauge({
+    name: "chat_recent_window_messages",
+    help: "Messages held in memory by the store's recent windows, over every room.",
+    registers,
+    collect() {
+      this.set(sources.recentWindows?.().messages ?? 0);
+    },
+  });
+  new Gauge({
+    name: "chat_recent_window_rooms",
+    help:
+      "Rooms whose recent messages the store holds in memory (at most 256 besides the default).",
+    registers,
+    collect() {
+      this.set(sources.recentWindows?.().rooms ?? 0);
+    },
+  });
+  new Gauge({
+    name: "chat_event_loop_lag_seconds",
+    help: `Worst event-loop delay over the last ${LAG_SAMPLE_MS} ms.`,
+    registers,
+    collect() {
+      this.set(lag());
+    },
+  });
+}
+
+/** The counters and histograms of what the chat does. */
+function chatMetrics(registers: Registry[]) {
+  return {
+    apiRequests: new Counter({
+      name: "chat_api_requests_total",
+      help: "Server API requests, by route and HTTP status.",
+      labelNames: ["route", "status"],
+      registers,
+    }),
+    handshakes: new Counter({
+      name: "chat_handshakes_total",
+      help: "Transport sessions opened.",
+      registers,
+    }),
+    refusedRequests: new Counter({
+      name: "chat_requests_refused_total",
+      help: "Engine.IO requests refused (unknown sid, CORS, handshake limit, …), by reason.",
+      labelNames: ["reason"],
+      registers,
+    }),
+    refusals: new Counter({
+      name: "chat_connections_refused_total",
+      help: "Socket.IO connections refused by auth or limits, by code (auth failures included).",
+      labelNames: ["code"],
+      registers,
+    }),
+    stored: new Counter({
+      name: "chat_messages_stored_total",
+      help: "Messages written to the store.",
+      registers,
+    }),
+    broadcasts: new Counter({
+      name: "chat_broadcasts_total",
+      help: "Messages broadcast to the chat room.",
+      registers,
+    }),
+    errors: new Counter({
+      name: "chat_error_events_total",
+      help: "`error` events sent to clients, by code.",
+      labelNames: ["code"],
+      registers,
+    }),
+    kvWrites: new Histogram({
+      name: "chat_kv_write_seconds",
+      help: "Duration of one KV commit of a message batch.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
+    deliveries: new Histogram({
+      name: "chat_delivery_seconds",
+      help: "From a message's arrival at the server to its broadcast to its room.",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+  };
+}
+
+/** The webhooks' counters and the outbox's gauges. */
+function webhookMetrics(registers: Registry[]) {
+  return {
+    sent: new Counter({
+      name: "chat_webhooks_sent_total",
+      help: "Webhook events a receiver accepted (2xx), each counted once per receiver.",
+      registers,
+    }),
+    failed: new Counter({
+      name: "chat_webhooks_failed_total",
+      help: "Webhook attempts that failed: a non-2xx answer, a timeout or no connection.",
+      registers,
+    }),
+    retried: new Counter({
+      name: "chat_webhooks_retried_total",
+      help: "Webhook events scheduled for another attempt after a failure.",
+      registers,
+    }),
+    dropped: new Counter({
+      name: "chat_webhooks_dropped_total",
+      help: "Webhook events dropped unsent: expired (WEBHOOK_MAX_AGE), full (WEBHOOK_OUTBOX_MAX) " +
+        "or target_removed (its URL left WEBHOOK_URL).",
+      labelNames: ["reason"],
+      registers,
+    }),
+    outboxDepth: new Gauge({
+      name: "chat_webhook_outbox_depth",
+      help: "Events waiting in the outbox (every instance's), as last measured.",
+      registers,
+    }),
+    outboxOldest: new Gauge({
+      name: "chat_webhook_outbox_oldest_seconds",
+      help: "Age of the oldest event waiting in the outbox, as last measured (0 when empty).",
+      registers,
+    }),
+  };
 }
