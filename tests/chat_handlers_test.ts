@@ -53,6 +53,7 @@ async function contextFor(
     announceChange: (message) => announced.push(message),
     reactionsChanged: () => {},
     threadChanged: () => {},
+    mentioned: () => {},
     disconnectUser: () => Promise.resolve(),
     log: silentLogger,
     now: () => clock,

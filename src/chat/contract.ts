@@ -43,6 +43,8 @@ export interface RoomSummary {
   room: string;
   /** Messages after the user's read marker (all, without one), counted up to 100. */
   unread: number;
+  /** Of those, the messages that mention the user (not their own), counted up to 100. */
+  mentions: number;
   /** The newest message, when the room has any. */
   lastMessage?: ChatMessage;
 }
@@ -84,6 +86,12 @@ export interface ThreadEvent {
   thread: ThreadSummary;
 }
 
+/** The `mention` event: a new message mentions you, in a room you may read (joined or not). */
+export interface MentionEvent {
+  room: string;
+  message: ChatMessage;
+}
+
 /** The `loaded` event: the history `load`s sent on connect for one room are complete. */
 export interface LoadedInfo {
   room: string;
@@ -113,6 +121,7 @@ export interface ServerToClientEvents {
   "message:deleted": (event: DeletedEvent) => void;
   "message:reactions": (event: ReactionsEvent) => void;
   "message:thread": (event: ThreadEvent) => void;
+  mention: (event: MentionEvent) => void;
   error: (error: ChatError) => void;
 }
 

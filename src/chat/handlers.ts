@@ -56,7 +56,13 @@ export interface ChatContext {
   /** Read markers, memberships and unread counts. */
   readonly store: Pick<
     MessageStore,
-    "latest" | "countAfter" | "setReadMarker" | "readMarkers" | "memberships" | "listRooms"
+    | "latest"
+    | "countAfter"
+    | "countMentions"
+    | "setReadMarker"
+    | "readMarkers"
+    | "memberships"
+    | "listRooms"
   >;
   /** The chat's rules shared with the server API: publish, change, room checks. */
   readonly service: ChatService;
@@ -120,7 +126,7 @@ function principal(ctx: ChatContext): Principal {
   return { kind: "user", identity: ctx.identity };
 }
 
-/** `message {room?, message, clientId?, replyTo?}`: stores the message, then it is broadcast; acks it. */
+/** `message {room?, message, clientId?, replyTo?, mentions?}`: stores the message, then it is broadcast; acks it. */
 export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Success<MessageAck>> {
   // Delivery latency is measured from here.
   const receivedAt = performance.now();
@@ -131,6 +137,7 @@ export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Suc
     message: input.text,
     clientId: input.clientId,
     ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+    ...(input.mentions === undefined ? {} : { mentions: input.mentions }),
   };
   const result = await ctx.service.publish(publication, principal(ctx), receivedAt);
   return { ok: true, message: result.message, duplicate: !result.created };
@@ -230,7 +237,8 @@ export async function onRead(ctx: ChatContext, payload: unknown): Promise<Succes
 
 /**
  * `rooms`: the rooms this user may see — the named public rooms, those named in the token, and
- * those they joined or have a DM in — with unread counts and the last message, latest first.
+ * those they joined or have a DM in — with unread counts, unread mentions and the last message,
+ * latest first.
  */
 export async function onRooms(ctx: ChatContext): Promise<Success<RoomsAck>> {
   const { identity, store } = ctx;
@@ -244,11 +252,12 @@ export async function onRooms(ctx: ChatContext): Promise<Success<RoomsAck>> {
       .slice(0, MAX_LISTED_ROOMS);
     const markers = await store.readMarkers(userId, rooms);
     const summaries = await Promise.all(rooms.map(async (room, index): Promise<RoomSummary> => {
-      const [[lastMessage], unread] = await Promise.all([
+      const [[lastMessage], unread, mentions] = await Promise.all([
         store.latest(1, undefined, room),
         store.countAfter(room, markers[index], UNREAD_CAP),
+        store.countMentions(room, userId, markers[index], UNREAD_CAP),
       ]);
-      return lastMessage ? { room, unread, lastMessage } : { room, unread };
+      return lastMessage ? { room, unread, mentions, lastMessage } : { room, unread, mentions };
     }));
     summaries.sort((a, b) => (b.lastMessage?.id ?? "").localeCompare(a.lastMessage?.id ?? ""));
     return { ok: true, rooms: summaries };

@@ -37,6 +37,7 @@ export {
   deliverTo,
   framesOf,
   LOAD_MAX_CHARS,
+  mentionNotifier,
   reactionFeed,
   roomKey,
   threadFeed,

@@ -81,6 +81,11 @@ export interface ChatServiceOptions {
   reactionsChanged: (room: string, id: string) => void;
   /** Tells a message's room its thread changed: a reply came (batched by the caller). */
   threadChanged: (room: string, id: string) => void;
+  /**
+   * Tells the users a new message mentions, those who may read its room, on all their
+   * connections (the author is not told of their own mention).
+   */
+  mentioned: (message: ChatMessage) => void;
   /** Closes every socket of a user on every instance; resolves once none is left. */
   disconnectUser: (userId: string) => Promise<void>;
   log: Logger;
@@ -97,6 +102,8 @@ export interface Publication {
   user?: User;
   /** The id of the message (of the same room) this answers. */
   replyTo?: string;
+  /** The users it mentions (ids, each once). */
+  mentions?: string[];
 }
 
 /** How much of a message a reply quotes, in characters (code points). */
@@ -161,6 +168,7 @@ export class ChatService {
           clientId,
           ...(source ? { source } : {}),
           ...(replyTo ? { replyTo } : {}),
+          ...(publication.mentions?.length ? { mentions: publication.mentions } : {}),
         },
         receivedAt,
       );
@@ -170,6 +178,7 @@ export class ChatService {
     if (result.created) {
       this.#recordSender(user.id, room, by);
       if (replyTo) this.#options.threadChanged(room, replyTo.id);
+      if (result.message.mentions) this.#options.mentioned(result.message);
     }
     return result;
   }

@@ -140,6 +140,7 @@ export function apiRoutes(options: ApiOptions): OpenAPIHono<ApiEnv> {
         clientId: input.clientId,
         ...(user ? { user } : {}),
         ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+        ...(input.mentions === undefined ? {} : { mentions: input.mentions }),
       },
       BACKEND,
     );
