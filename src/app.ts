@@ -33,6 +33,7 @@ import {
   mentionNotifier,
   REACTION_LIMITS,
   reactionFeed,
+  readFeed,
   RoomPolicy,
   socketDirectory,
   threadFeed,
@@ -173,6 +174,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     (room, ids) => store.threadsOf(room, ids),
     (error) => log.warn("threads.announce_failed", { error }),
   );
+  const receipts = readFeed(io);
   const directory = options.cluster ? socketDirectory(io, log) : undefined;
   const policy = new RoomPolicy(config.publicRooms);
   const service = new ChatService({
@@ -185,6 +187,9 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     reactionsChanged: (room, id) => reactions.note(`${room}\n${id}`, { room, id }),
     threadChanged: (room, id) => threads.note(`${room}\n${id}`, { room, id }),
     mentioned: mentionNotifier(io, policy, (error) => log.warn("mentions.failed", { error })),
+    readReceipts: config.readReceipts,
+    readChanged: (room, position) =>
+      receipts.note(`${room}\n${position.user}`, { room, ...position }),
     disconnectUser: (userId) => disconnectEverywhere(io, userId, log),
     log,
     now: options.now,
@@ -286,6 +291,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
       await timeline.idle();
       reactions.close();
       threads.close();
+      receipts.close();
       await io.close();
       chat.close();
       metrics.stop();

@@ -7,6 +7,7 @@
 import { encodeEvent, writeEncoded } from "../cluster/socketio_internals.ts";
 import { mentionedOthers } from "../store/mod.ts";
 import type { ChatMessage, Reaction, ThreadSummary } from "../types.ts";
+import type { ReadPosition } from "./contract.ts";
 import { userRoom } from "./directory.ts";
 import { LiveBatch } from "./live_batch.ts";
 import { dmUsers, type RoomPolicy } from "./rooms.ts";
@@ -201,4 +202,26 @@ export function mentionNotifier(
       if (allowed.length > 0) io.to(allowed.map((socket) => socket.id)).emit("mention", event);
     }).catch(failed);
   };
+}
+
+/** A read marker that moved, in its room. */
+export interface MovedMarker extends ReadPosition {
+  room: string;
+}
+
+/**
+ * Tells rooms of moved read markers (read receipts): `room:read {room, reads}`, gathered like
+ * reactions, each user once a batch with their latest marker. Only the room's members hear it:
+ * a DM's receipts reach its two users alone.
+ */
+export function readFeed(
+  io: ChatServer,
+  batchMs: number = CHANGES_BATCH_MS,
+): LiveBatch<MovedMarker> {
+  return new LiveBatch<MovedMarker>((moved) => {
+    for (const [room, markers] of Map.groupBy(moved.values(), (marker) => marker.room)) {
+      const reads = markers.map(({ user, lastId }) => ({ user, lastId }));
+      io.to(roomKey(room)).emit("room:read", { room, reads });
+    }
+  }, batchMs);
 }

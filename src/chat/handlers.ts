@@ -36,6 +36,7 @@ import type {
   MessageAck,
   OkAck,
   ReactAck,
+  ReadPosition,
   RefreshAck,
   RoomsAck,
   RoomSummary,
@@ -59,7 +60,6 @@ export interface ChatContext {
     | "latest"
     | "countAfter"
     | "countMentions"
-    | "setReadMarker"
     | "readMarkers"
     | "memberships"
     | "listRooms"
@@ -122,7 +122,7 @@ function roomOf(ctx: ChatContext, payload: unknown, required = false): string {
 }
 
 /** The connection's user, as the service's rules see them. */
-function principal(ctx: ChatContext): Principal {
+function principal(ctx: ChatContext): Principal & { kind: "user" } {
   return { kind: "user", identity: ctx.identity };
 }
 
@@ -190,9 +190,13 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
   }
   let subscription: Subscription;
   let online: User[];
+  let reads: ReadPosition[];
   try {
     // Asked before joining: once joined, nothing may be awaited before the ack goes out.
-    online = await ctx.membersOf(room);
+    [online, reads] = await Promise.all([
+      ctx.membersOf(room),
+      ctx.service.readPositions(room, ctx.maxListedUsers, principal(ctx)),
+    ]);
     subscription = await ctx.subscribe(room);
   } catch (error) {
     throw new CodedError("internal", "history could not be read", {}, { cause: error });
@@ -210,6 +214,7 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
     messages: subscription.messages,
     hasMore: subscription.hasMore,
     online,
+    reads,
   };
 }
 
@@ -220,18 +225,14 @@ export function onLeave(ctx: ChatContext, payload: unknown): Success<OkAck> {
   return { ok: true };
 }
 
-/** `read {room, lastId}`: stores the user's read marker. */
+/** `read {room, lastId}`: stores the user's read marker; the room hears of it (receipts). */
 export async function onRead(ctx: ChatContext, payload: unknown): Promise<Success<OkAck>> {
   const fields = objectPayload(payload, '{ room: "general", lastId: "<message id>" }');
   const room = roomOf(ctx, fields, true);
   if (!isMessageId(fields.lastId)) {
     throw new CodedError("invalid_payload", "`lastId` must be a message id");
   }
-  try {
-    await ctx.store.setReadMarker(ctx.identity.user.id, room, fields.lastId);
-  } catch (error) {
-    throw new CodedError("internal", "the read marker could not be stored", {}, { cause: error });
-  }
+  await ctx.service.markRead(room, fields.lastId, principal(ctx));
   return { ok: true };
 }
 

@@ -39,6 +39,7 @@ export {
   LOAD_MAX_CHARS,
   mentionNotifier,
   reactionFeed,
+  readFeed,
   roomKey,
   threadFeed,
 } from "./delivery.ts";

@@ -15,7 +15,12 @@
 import type { Identity } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import { KeyedQueue, type MessageStore, type ReactionLimits } from "../store/mod.ts";
+import {
+  KeyedQueue,
+  type MessageStore,
+  type ReactionLimits,
+  type ReadPosition,
+} from "../store/mod.ts";
 import type { Timeline } from "./timeline.ts";
 import type {
   AppendResult,
@@ -69,6 +74,8 @@ export interface ChatServiceOptions {
     | "reactionsOf"
     | "threadsOf"
     | "threadReplies"
+    | "setReadMarker"
+    | "readPositions"
   >;
   policy: RoomPolicy;
   /** How long authors may edit or delete their messages (ms); moderators and the backend always. */
@@ -86,6 +93,10 @@ export interface ChatServiceOptions {
    * connections (the author is not told of their own mention).
    */
   mentioned: (message: ChatMessage) => void;
+  /** Read receipts (`READ_RECEIPTS`): markers are announced and listed to a room's members. */
+  readReceipts: boolean;
+  /** Tells a room a user's read marker moved (batched by the caller). */
+  readChanged: (room: string, position: ReadPosition) => void;
   /** Closes every socket of a user on every instance; resolves once none is left. */
   disconnectUser: (userId: string) => Promise<void>;
   log: Logger;
@@ -285,6 +296,31 @@ export class ChatService {
     const hasMore = replies.length > page.limit;
     const messages = await this.annotate(hasMore ? replies.slice(1) : replies);
     return { messages, hasMore };
+  }
+
+  /**
+   * Stores a user's read marker in a room they may use (it counts their unread messages on every
+   * device) and, with read receipts on, tells the room.
+   */
+  async markRead(room: string, lastId: string, by: Principal & { kind: "user" }): Promise<void> {
+    this.checkRoom(room, by);
+    const user = by.identity.user.id;
+    try {
+      await this.#options.store.setReadMarker(user, room, lastId);
+    } catch (error) {
+      throw new CodedError("internal", "the read marker could not be stored", {}, { cause: error });
+    }
+    if (this.#options.readReceipts) this.#options.readChanged(room, { user, lastId });
+  }
+
+  /**
+   * The read positions of `room`'s members, up to `limit`, for `by` (a room they may use); none
+   * with read receipts off.
+   */
+  async readPositions(room: string, limit: number, by: Principal): Promise<ReadPosition[]> {
+    this.checkRoom(room, by);
+    if (!this.#options.readReceipts) return [];
+    return await this.#read(() => this.#options.store.readPositions(room, limit));
   }
 
   /** The message a reply in `room` answers: one of that room, not deleted. */
