@@ -58,6 +58,8 @@ export interface MessagePayload {
   clientId?: string;
   /** The id of a message of the same room this answers (a reply, in its thread). */
   replyTo?: string;
+  /** Up to 20 user ids it mentions: those who may read the room get a `mention` event. */
+  mentions?: string[];
 }
 
 /** `thread`: up to `limit` (1–100, default 50) replies to message `id` before `before`. */

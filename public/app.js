@@ -14,8 +14,10 @@ import {
   cleanToken,
   describe,
   describeLoginError,
+  dmPeer,
   dmRoom,
   isRoomId,
+  SYSTEM_USER_ID,
 } from "./format.js";
 import { Outbox } from "./outbox.js";
 import { devBadge, make, Rooms } from "./rooms.js";
@@ -26,7 +28,10 @@ import { mintDevToken, Session } from "./session.js";
 /** @typedef {import("./format.js").ChatError} ChatError */
 /** @typedef {import("./rooms.js").Room} Room */
 /** @typedef {{ ok: true, messages: ChatMessage[], hasMore: boolean } | { ok: false, error: ChatError }} HistoryAck */
-/** @typedef {{ room: string, unread: number, lastMessage?: ChatMessage }} RoomSummary */
+/**
+ * @typedef {{ room: string, unread: number, mentions: number, lastMessage?: ChatMessage }}
+ *   RoomSummary
+ */
 /**
  * @typedef {{ ok: true, rooms: { room: string }[], next?: string, patterns: string[] }
  *   | { ok: false, error: ChatError }} BrowseAck
@@ -122,6 +127,17 @@ const view = {
   presenceStale: element("presence-stale"),
   onlineCount: element("online-count"),
   presence: element("presence"),
+  replyBar: element("reply-bar"),
+  replyText: element("reply-text"),
+  replyCancel: /** @type {HTMLButtonElement} */ (element("reply-cancel")),
+  mentionList: element("mention-list"),
+  threadDialog: /** @type {HTMLDialogElement} */ (element("thread-dialog")),
+  threadTitle: element("thread-title"),
+  threadClose: /** @type {HTMLButtonElement} */ (element("thread-close")),
+  threadParent: element("thread-parent"),
+  threadReplies: element("thread-replies"),
+  threadMore: /** @type {HTMLButtonElement} */ (element("thread-more")),
+  threadReply: /** @type {HTMLButtonElement} */ (element("thread-reply")),
 };
 
 /** The server's limits, or its defaults when the page cannot ask. */
@@ -165,6 +181,41 @@ rooms.onChange = async (
   if (!ack.ok) return showNotice(describe(ack.error));
   rooms.change(ack.message);
 };
+rooms.onMessageAction = {
+  /**
+   * @param {ChatMessage} message
+   * @param {string} emoji
+   * @param {boolean} on
+   */
+  async react(message, emoji, on) {
+    if (!socket) return;
+    const ack = await socket.timeout(ACK_TIMEOUT_MS)
+      .emitWithAck("react", { room: message.room, id: message.id, emoji, on })
+      .catch(() => undefined);
+    if (!ack) return showNotice("The server did not answer; try again.");
+    if (!ack.ok) return showNotice(describe(ack.error));
+    applyToMessage(message.room, message.id, { reactions: ack.reactions });
+  },
+  /** @param {ChatMessage} message */
+  reply(message) {
+    startReply(message);
+  },
+  /** @param {ChatMessage} message */
+  thread(message) {
+    void openThread(message);
+  },
+};
+/** The message the composer answers, if any. */
+/** @type {ChatMessage | undefined} */
+let replyingTo;
+/** The thread on screen in the thread panel, if any, and its oldest reply shown. */
+/** @type {{ parent: ChatMessage, oldest?: string } | undefined} */
+let openedThread;
+/** Who the composer's text mentions: display name → user id, as picked from the list. */
+const picked = new Map();
+/** The people the `@` list offers now, and which one is highlighted. */
+/** @type {{ people: User[], index: number, start: number }} */
+const mentionChoice = { people: [], index: 0, start: -1 };
 /** Messages that arrived in the room on screen while it was scrolled up. */
 let unseen = 0;
 /** @type {Map<string, User>} */
@@ -245,11 +296,163 @@ function addMessages(room, messages) {
   const onScreen = room.id === rooms.current;
   const follow = onScreen && isFollowing();
   const fresh = rooms.add(room, messages);
+  renderSeen(room);
+  if (openedThread) {
+    const replies = fresh.filter((message) => message.replyTo?.id === openedThread?.parent.id);
+    for (const reply of replies) view.threadReplies.append(rooms.renderPlain(reply));
+  }
   if (onScreen) {
     updateEmpty();
     if (follow) scrollToEnd();
   }
   return fresh;
+}
+
+/**
+ * Replaces fields of a message the room holds (its reactions, its thread) and redraws it.
+ * @param {string} roomId
+ * @param {string} id
+ * @param {Partial<ChatMessage>} fields
+ */
+function applyToMessage(roomId, id, fields) {
+  const held = rooms.get(roomId).messages.find((message) => message.id === id);
+  if (held) rooms.change({ ...held, ...fields });
+}
+
+/**
+ * "Seen" under the user's newest message of a DM once the peer has read it, "Seen by N" in a
+ * room: the members whose read marker has reached it.
+ * @param {Room} room
+ */
+function renderSeen(room) {
+  const me = rooms.me?.id;
+  const mine = room.messages.findLast((message) => message.user.id === me);
+  let readers = 0;
+  if (mine) {
+    for (const [user, lastId] of room.reads) if (user !== me && lastId >= mine.id) readers++;
+  }
+  const text = readers === 0 ? "" : rooms.isDm(room.id) ? "Seen" : `Seen by ${readers}`;
+  rooms.showSeen(room, text);
+}
+
+/**
+ * Puts a message above the composer as the one the next message answers.
+ * @param {ChatMessage} message
+ */
+function startReply(message) {
+  replyingTo = message;
+  view.replyText.replaceChildren(
+    "Replying to ",
+    make("bdi", "quote-author", message.user.name),
+    ": ",
+    make("span", "quote-text", [...message.message].slice(0, 100).join("")),
+  );
+  view.replyBar.hidden = false;
+  view.input.focus();
+}
+
+function cancelReply() {
+  replyingTo = undefined;
+  view.replyBar.hidden = true;
+}
+
+/**
+ * Opens the thread panel on a message: it, then its replies, oldest first.
+ * @param {ChatMessage} parent
+ */
+async function openThread(parent) {
+  openedThread = { parent };
+  view.threadParent.replaceChildren(rooms.renderPlain(parent));
+  view.threadReplies.replaceChildren();
+  view.threadMore.hidden = true;
+  if (!view.threadDialog.open) view.threadDialog.showModal();
+  view.threadClose.focus();
+  await loadReplies();
+}
+
+/** Loads a page of the open thread's replies, older than those shown. */
+async function loadReplies() {
+  const thread = openedThread;
+  if (!socket || !thread) return;
+  const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("thread", {
+    room: thread.parent.room,
+    id: thread.parent.id,
+    ...(thread.oldest ? { before: thread.oldest } : {}),
+  }).catch(() => undefined);
+  if (openedThread !== thread) return;
+  if (!ack?.ok) return showNotice(ack ? describe(ack.error) : "No answer from the server.");
+  const messages = /** @type {ChatMessage[]} */ (ack.messages);
+  thread.oldest = messages[0]?.id ?? thread.oldest;
+  view.threadReplies.prepend(...messages.map((message) => rooms.renderPlain(message)));
+  view.threadMore.hidden = !ack.hasMore;
+}
+
+/**
+ * The people the `@` list offers in a room: those in it now and those who wrote in it.
+ * @param {Room} room
+ */
+function peopleOf(room) {
+  /** @type {Map<string, User>} */
+  const people = new Map();
+  for (const user of room.people) people.set(user.id, user);
+  for (const message of room.messages) {
+    if (message.user.id !== SYSTEM_USER_ID) people.set(message.user.id, message.user);
+  }
+  const peer = rooms.me ? dmPeer(room.id, rooms.me.id) : undefined;
+  if (peer) people.set(peer, { id: peer, name: rooms.names.get(peer) ?? peer });
+  if (rooms.me) people.delete(rooms.me.id);
+  return [...people.values()];
+}
+
+/** Shows the `@` list for the word before the caret, or hides it. */
+function updateMentionList() {
+  const before = view.input.value.slice(0, view.input.selectionStart ?? 0);
+  const match = /(?:^|\s)@([^\s@]{0,32})$/.exec(before);
+  const query = match?.[1].toLowerCase();
+  const people = query === undefined ? [] : peopleOf(rooms.visible())
+    .filter((user) => user.name.toLowerCase().startsWith(query) || user.id.startsWith(query))
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .slice(0, 6);
+  mentionChoice.people = people;
+  mentionChoice.index = 0;
+  mentionChoice.start = match ? before.length - match[1].length - 1 : -1;
+  renderMentionList();
+}
+
+function renderMentionList() {
+  const { people, index } = mentionChoice;
+  view.mentionList.hidden = people.length === 0;
+  view.mentionList.replaceChildren(...people.map((user, at) => {
+    const option = make("li", "mention-option");
+    option.id = `mention-${at}`;
+    option.setAttribute("role", "option");
+    option.setAttribute("aria-selected", String(at === index));
+    option.append(make("bdi", "", user.name));
+    option.addEventListener("mousedown", (event) => event.preventDefault());
+    option.addEventListener("click", () => pickMention(at));
+    return option;
+  }));
+  if (people.length > 0) view.input.setAttribute("aria-activedescendant", `mention-${index}`);
+  else view.input.removeAttribute("aria-activedescendant");
+}
+
+/**
+ * Puts the chosen person's `@name` in place of the word being typed.
+ * @param {number} index
+ */
+function pickMention(index) {
+  const user = mentionChoice.people[index];
+  if (!user) return;
+  const { value } = view.input;
+  const caret = view.input.selectionStart ?? value.length;
+  const inserted = `@${user.name} `;
+  view.input.value = value.slice(0, mentionChoice.start) + inserted + value.slice(caret);
+  const at = mentionChoice.start + inserted.length;
+  view.input.setSelectionRange(at, at);
+  picked.set(user.name, user.id);
+  mentionChoice.people = [];
+  renderMentionList();
+  updateComposer();
 }
 
 /**
@@ -317,6 +520,12 @@ async function join(room) {
     const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("join", { room: room.id });
     if (!ack.ok) return refuseRoom(room, ack.error);
     room.state = "joined";
+    room.people = ack.online;
+    room.reads = new Map(
+      ack.reads.map((
+        /** @type {{ user: string, lastId: string }} */ read,
+      ) => [read.user, read.lastId]),
+    );
     if (room.messages.length === 0) room.hasMore = ack.hasMore;
     // Its history, not news: the room list's next refresh says how much of it is unread.
     addMessages(room, ack.messages);
@@ -365,7 +574,7 @@ function showRoom(id) {
   }
   rooms.current = id;
   const room = rooms.visible();
-  room.unread = 0;
+  room.unread = room.mentions = 0;
   unseen = 0;
   view.logSlot.replaceChildren(room.log);
   showRoomName();
@@ -433,8 +642,8 @@ async function refreshRooms() {
       // A read marker on its way, or stored while the list was read: the page counts better.
       const reading = (room.readWanted ?? "") > (room.readSent ?? "") ||
         (room.readStoredAt ?? 0) > askedAt;
-      if (room.id === rooms.current) room.unread = 0;
-      else if (!reading) room.unread = summary.unread;
+      if (room.id === rooms.current) room.unread = room.mentions = 0;
+      else if (!reading) [room.unread, room.mentions] = [summary.unread, summary.mentions];
       const last = summary.lastMessage;
       if (last && (!room.lastMessage || room.lastMessage.id < last.id)) room.lastMessage = last;
       if (last) rooms.names.set(last.user.id, last.user.name);
@@ -945,6 +1154,27 @@ function connect(current) {
     const held = rooms.get(room).messages.find((message) => message.id === id);
     if (held) rooms.change({ ...held, message: "", deleted: true });
   });
+  on("message:reactions", (/** @type {{ room: string, id: string, reactions: any[] }} */ event) => {
+    applyToMessage(event.room, event.id, { reactions: event.reactions });
+  });
+  on("message:thread", (/** @type {{ room: string, id: string, thread: any }} */ event) => {
+    applyToMessage(event.room, event.id, { thread: event.thread });
+  });
+  on("mention", (/** @type {{ room: string, message: ChatMessage }} */ { room: id, message }) => {
+    const room = rooms.get(id);
+    room.listed = true;
+    rooms.names.set(message.user.id, message.user.name);
+    if (id !== rooms.current) room.mentions++;
+    renderRooms();
+  });
+  on("room:read", (/** @type {{ room: string, reads: { user: string, lastId: string }[] }} */ {
+    room: id,
+    reads,
+  }) => {
+    const room = rooms.get(id);
+    for (const { user, lastId } of reads) room.reads.set(user, lastId);
+    renderSeen(room);
+  });
   on("typing", (/** @type {{ room: string, user: User, typing: boolean }} */ event) => {
     const { room, user, typing } = event;
     clearTyping(room, user.id);
@@ -1057,8 +1287,54 @@ view.composer.addEventListener("submit", (event) => {
   updateComposer();
   announceTyping(false);
   showNotice();
-  outbox.add(rooms.current, text);
+  const mentions = [...picked].filter(([name]) => text.includes(`@${name}`)).map(([, id]) => id);
+  picked.clear();
+  const replyTo = replyingTo?.room === rooms.current ? replyingTo.id : undefined;
+  cancelReply();
+  outbox.add(rooms.current, text, {
+    ...(replyTo ? { replyTo } : {}),
+    ...(mentions.length > 0 ? { mentions: [...new Set(mentions)].slice(0, 20) } : {}),
+  });
   scrollToEnd();
+});
+
+// The `@` list takes the arrows, Enter, Tab and Escape while it is open.
+view.input.addEventListener("keydown", (event) => {
+  const count = mentionChoice.people.length;
+  if (count === 0 || event.isComposing) return;
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    mentionChoice.index = (mentionChoice.index + (event.key === "ArrowDown" ? 1 : count - 1)) %
+      count;
+    renderMentionList();
+  } else if (event.key === "Enter" || event.key === "Tab") {
+    pickMention(mentionChoice.index);
+  } else if (event.key === "Escape") {
+    mentionChoice.people = [];
+    renderMentionList();
+  } else {
+    return;
+  }
+  event.preventDefault();
+  event.stopImmediatePropagation();
+});
+
+view.input.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && replyingTo) cancelReply();
+});
+
+view.replyCancel.addEventListener("click", () => {
+  cancelReply();
+  view.input.focus();
+});
+view.threadClose.addEventListener("click", () => view.threadDialog.close());
+view.threadDialog.addEventListener("close", () => {
+  openedThread = undefined;
+});
+view.threadMore.addEventListener("click", () => void loadReplies());
+view.threadReply.addEventListener("click", () => {
+  const parent = openedThread?.parent;
+  view.threadDialog.close();
+  if (parent) startReply(parent);
 });
 
 view.input.addEventListener("keydown", (event) => {
@@ -1069,6 +1345,7 @@ view.input.addEventListener("keydown", (event) => {
 
 view.input.addEventListener("input", () => {
   updateComposer();
+  updateMentionList();
   announceTyping(view.input.value.trim() !== "");
 });
 

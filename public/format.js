@@ -5,9 +5,13 @@
  */
 
 /** @typedef {{ id: string, name: string }} User */
+/** @typedef {{ emoji: string, count: number, users: string[] }} Reaction */
+/** @typedef {{ id: string, user: User, preview: string, deleted: boolean }} ReplyQuote */
+/** @typedef {{ count: number, lastId: string, users: string[] }} ThreadSummary */
 /**
  * @typedef {{ id: string, room: string, user: User, message: string, createdAt: string,
- *   editedAt?: string, deleted?: true }} ChatMessage
+ *   editedAt?: string, deleted?: true, reactions?: Reaction[], replyTo?: ReplyQuote,
+ *   thread?: ThreadSummary, mentions?: string[] }} ChatMessage
  */
 /** @typedef {{ code: string, message?: string, retryAfterMs?: number }} ChatError */
 

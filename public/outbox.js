@@ -14,7 +14,12 @@
  * @typedef {{ ok: true, message: ChatMessage, duplicate: boolean }
  *   | { ok: false, error: ChatError }} MessageAck
  */
-/** @typedef {{ room: string, message: string, clientId: string }} MessagePayload */
+/**
+ * @typedef {{ room: string, message: string, clientId: string, replyTo?: string,
+ *   mentions?: string[] }} MessagePayload
+ */
+/** What a message carries besides its text: the message it answers, the users it mentions. */
+/** @typedef {{ replyTo?: string, mentions?: string[] }} MessageExtras */
 /**
  * One message on its way: `queued` (for its turn, the connection or the end of a rate limit),
  * `sending` (sent, no ack yet) or `failed` (with the `error` that stopped it).
@@ -22,6 +27,8 @@
  *   clientId: string,
  *   room: string,
  *   text: string,
+ *   replyTo?: string,
+ *   mentions?: string[],
  *   createdAt: string,
  *   seq: number,
  *   state: "queued" | "sending" | "failed",
@@ -147,13 +154,15 @@ export class Outbox {
    * again as it changes.
    * @param {string} room
    * @param {string} text
+   * @param {MessageExtras} [extras]
    */
-  add(room, text) {
+  add(room, text, extras = {}) {
     /** @type {OutboxEntry} */
     const entry = {
       clientId: (this.#options.newId ?? (() => crypto.randomUUID()))(),
       room,
       text,
+      ...extrasOf(extras),
       createdAt: new Date(this.#now()).toISOString(),
       seq: ++this.#seq,
       state: "queued",
@@ -239,6 +248,7 @@ export class Outbox {
         room: entry.room,
         message: entry.text,
         clientId: entry.clientId,
+        ...extrasOf(entry),
       });
     } catch {
       if (!this.#entries.includes(entry)) return;
@@ -323,10 +333,26 @@ export class Outbox {
     try {
       this.#options.storage?.setItem(
         this.#keyOf(clientId),
-        JSON.stringify({ clientId, room, text, createdAt, seq }),
+        JSON.stringify({ clientId, room, text, createdAt, seq, ...extrasOf(entry) }),
       );
     } catch {
       // Storage full or off: the message is still sent from memory.
     }
   }
+}
+
+/**
+ * The extras worth sending: a `replyTo` string, a non-empty `mentions` array of strings.
+ * @param {{ replyTo?: unknown, mentions?: unknown }} source
+ * @returns {MessageExtras}
+ */
+function extrasOf(source) {
+  /** @type {MessageExtras} */
+  const extras = {};
+  if (typeof source.replyTo === "string") extras.replyTo = source.replyTo;
+  const { mentions } = source;
+  if (Array.isArray(mentions) && mentions.length > 0) {
+    extras.mentions = mentions.filter((id) => typeof id === "string");
+  }
+  return extras;
 }

@@ -18,6 +18,8 @@ import {
 
 /** @typedef {import("./format.js").User} User */
 /** @typedef {import("./format.js").ChatMessage} ChatMessage */
+/** @typedef {import("./format.js").Reaction} Reaction */
+/** @typedef {import("./format.js").ReplyQuote} ReplyQuote */
 /** @typedef {import("./outbox.js").OutboxEntry} OutboxEntry */
 /**
  * A room as the page knows it. `state`: not joined, joining (its history is on the way) or
@@ -44,8 +46,15 @@ import {
  *   catchUp?: ChatMessage[],
  *   scrollTop?: number,
  *   following: boolean,
+ *   reads: Map<string, string>,
+ *   mentions: number,
+ *   people: User[],
+ *   seen?: HTMLElement,
  * }} Room
  */
+
+/** The emoji the reaction picker offers. */
+export const PICKER_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢", "👀", "🙏"];
 
 /** Unread counts from this on show as "99+" (the server counts no further). */
 const UNREAD_SHOWN = 100;
@@ -89,6 +98,15 @@ export class Rooms {
    * @type {((action: "edit" | "delete", id: string, text: string) => void) | undefined}
    */
   onChange;
+  /**
+   * Asked to add (`on`) or take back a reaction, to reply to a message, or to open its thread.
+   * @type {{
+   *   react(message: ChatMessage, emoji: string, on: boolean): void,
+   *   reply(message: ChatMessage): void,
+   *   thread(message: ChatMessage): void,
+   * } | undefined}
+   */
+  onMessageAction;
 
   /** @param {string} defaultRoom */
   constructor(defaultRoom) {
@@ -114,6 +132,9 @@ export class Rooms {
         unread: 0,
         listed: false,
         following: true,
+        reads: new Map(),
+        mentions: 0,
+        people: [],
       };
       this.#rooms.set(id, room);
     }
@@ -216,8 +237,45 @@ export class Rooms {
     if (index >= 0) room.messages[index] = message;
     const redrawn = this.#render(message, item.classList.contains("continued"));
     redrawn.dataset.id = message.id;
+    // A redraw under the keyboard's focus (a reaction chip pressed) keeps it where it was.
+    const focusKey = item.contains(document.activeElement)
+      ? /** @type {HTMLElement} */ (document.activeElement).dataset.focusKey
+      : undefined;
     item.replaceWith(redrawn);
     room.items.set(message.id, redrawn);
+    if (focusKey !== undefined) {
+      /** @type {HTMLElement | null} */ (redrawn.querySelector(
+        `[data-focus-key="${CSS.escape(focusKey)}"]`,
+      ))
+        ?.focus();
+    }
+  }
+
+  /**
+   * A message drawn on its own (the thread panel): no actions, nothing to edit.
+   * @param {ChatMessage} message
+   */
+  renderPlain(message) {
+    return this.#render({ ...message, id: undefined });
+  }
+
+  /**
+   * Shows `text` ("Seen", "Seen by 3") under the user's own newest message of the room; none
+   * without text.
+   * @param {Room} room
+   * @param {string} text
+   */
+  showSeen(room, text) {
+    const mine = this.me && room.messages.findLast((message) => message.user.id === this.me?.id);
+    const item = mine && room.items.get(mine.id);
+    if (!item || text === "") {
+      room.seen?.remove();
+      delete room.seen;
+      return;
+    }
+    room.seen ??= make("p", "seen");
+    room.seen.textContent = text;
+    if (item.nextElementSibling !== room.seen) item.after(room.seen);
   }
 
   /**
@@ -314,6 +372,11 @@ export class Rooms {
     }
     link.append(make("bdi", "room-name", this.label(room.id)));
     if (room.id === this.current) link.setAttribute("aria-current", "page");
+    if (room.mentions > 0 && room.id !== this.current) {
+      const badge = make("span", "badge mention-badge", "@");
+      badge.append(make("span", "sr-only", " mentions you"));
+      link.append(badge);
+    }
     if (room.unread > 0) {
       const count = room.unread >= UNREAD_SHOWN ? "99+" : String(room.unread);
       const badge = make("span", "badge", count);
@@ -325,7 +388,9 @@ export class Rooms {
   }
 
   /**
-   * @param {{ id?: string, user: User, createdAt: string, message: string, editedAt?: string, deleted?: boolean }} message
+   * @param {{ id?: string, room?: string, user: User, createdAt: string, message: string,
+   *   editedAt?: string, deleted?: boolean, reactions?: Reaction[], replyTo?: ReplyQuote,
+   *   thread?: { count: number }, mentions?: string[] }} message
    * @param {boolean} [continued] the same author's group goes on: no name of its own on screen
    */
   #render(message, continued = false) {
@@ -361,9 +426,118 @@ export class Rooms {
       remove.addEventListener("click", () => this.onChange?.("delete", id, message.message));
       header.append(edit, remove);
     }
-    item.append(header, renderText(message.message));
+    if (message.replyTo) item.append(header, this.#quote(message.replyTo));
+    else item.append(header);
+    if (this.me && message.mentions?.includes(this.me.id) && !mine) {
+      item.classList.add("mentions-me");
+      header.append(make("span", "mention-flag", "mentions you"));
+    }
+    item.append(renderText(message.message));
+    if (message.id !== undefined && message.room !== undefined) {
+      item.append(this.#actions(/** @type {ChatMessage} */ (message)));
+    }
     return item;
   }
+
+  /**
+   * The quote of the message a reply answers.
+   * @param {ReplyQuote} quote
+   */
+  #quote(quote) {
+    const block = make("blockquote", "quote");
+    block.append(make("span", "sr-only", "Replying to "));
+    block.append(make("bdi", "quote-author", quote.user.name));
+    const preview = make("span", "quote-text", quote.deleted ? "deleted message" : quote.preview);
+    preview.dir = "auto";
+    block.append(" ", preview);
+    return block;
+  }
+
+  /**
+   * A stored message's reactions (a chip per emoji, pressed when one is the user's), the picker,
+   * Reply, and its thread's count.
+   * @param {ChatMessage} message
+   */
+  #actions(message) {
+    const row = make("div", "actions");
+    const me = this.me?.id ?? "";
+    const act = this.onMessageAction;
+    for (const reaction of message.reactions ?? []) {
+      const mine = reaction.users.includes(me);
+      const chip = button(
+        `chip${mine ? " mine" : ""}`,
+        `${reaction.emoji} ${reaction.count}`,
+        `${reaction.emoji} ${reaction.count} ${reaction.count === 1 ? "reaction" : "reactions"}` +
+          (mine ? ", yours: press to take it back" : ": press to add yours"),
+        `react:${reaction.emoji}`,
+      );
+      chip.setAttribute("aria-pressed", String(mine));
+      chip.addEventListener("click", () => act?.react(message, reaction.emoji, !mine));
+      row.append(chip);
+    }
+    const picker = make("div", "picker");
+    picker.setAttribute("role", "group");
+    picker.setAttribute("aria-label", "Pick a reaction");
+    picker.hidden = true;
+    const open = button("link-button add-reaction", "+😀", "Add a reaction", "picker");
+    open.setAttribute("aria-expanded", "false");
+    const close = () => {
+      picker.hidden = true;
+      open.setAttribute("aria-expanded", "false");
+    };
+    open.addEventListener("click", () => {
+      picker.hidden = !picker.hidden;
+      open.setAttribute("aria-expanded", String(!picker.hidden));
+      if (!picker.hidden) /** @type {HTMLElement} */ (picker.firstElementChild)?.focus();
+    });
+    for (const emoji of PICKER_EMOJI) {
+      const choice = button("pick", emoji, `React with ${emoji}`, `pick:${emoji}`);
+      choice.addEventListener("click", () => {
+        close();
+        open.focus();
+        act?.react(message, emoji, true);
+      });
+      picker.append(choice);
+    }
+    picker.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape") return;
+      event.stopPropagation();
+      close();
+      open.focus();
+    });
+    const reply = button("link-button", "Reply", "Reply to this message", "reply");
+    reply.addEventListener("click", () => act?.reply(message));
+    row.append(open, reply);
+    if (message.thread && message.thread.count > 0) {
+      const count = message.thread.count;
+      const label = count === 1 ? "1 reply" : `${count} replies`;
+      const thread = button(
+        "link-button thread-link",
+        label,
+        `${label}: open the thread`,
+        "thread",
+      );
+      thread.addEventListener("click", () => act?.thread(message));
+      row.append(thread);
+    }
+    row.append(picker);
+    return row;
+  }
+}
+
+/**
+ * A button that says `text` and is named `label` for assistive technology.
+ * @param {string} className
+ * @param {string} text
+ * @param {string} label
+ * @param {string} focusKey what finds it again after a redraw
+ */
+function button(className, text, label, focusKey) {
+  const element = /** @type {HTMLButtonElement} */ (make("button", className, text));
+  element.type = "button";
+  element.setAttribute("aria-label", label);
+  element.dataset.focusKey = focusKey;
+  return element;
 }
 
 /**

@@ -33,8 +33,10 @@ import {
   deliverTo,
   disconnectEverywhere,
   dmUsers,
+  mentionNotifier,
   REACTION_LIMITS,
   reactionFeed,
+  readFeed,
   roomKey,
   RoomPolicy,
   socketDirectory,
@@ -322,6 +324,7 @@ function chatFor(
     (room, ids) => store.threadsOf(room, ids),
     warn("threads.announce_failed"),
   );
+  const receipts = readFeed(io);
   const policy = new RoomPolicy(config.publicRooms);
   const service: ChatService = new ChatService({
     timeline,
@@ -336,6 +339,10 @@ function chatFor(
     changeOutbox: webhooks?.changed,
     reactionsChanged: (room, id) => reactions.note(`${room}\n${id}`, { room, id }),
     threadChanged: (room, id) => threads.note(`${room}\n${id}`, { room, id }),
+    mentioned: mentionNotifier(io, policy, warn("mentions.failed")),
+    readReceipts: config.readReceipts,
+    readChanged: (room, position) =>
+      receipts.note(`${room}\n${position.user}`, { room, ...position }),
     disconnectUser: (userId) => disconnectEverywhere(io, userId, log),
     log,
     now: options.now,
@@ -349,6 +356,7 @@ function chatFor(
       await timeline.idle();
       reactions.close();
       threads.close();
+      receipts.close();
       await io.close();
       chat.close();
     },

@@ -283,6 +283,12 @@ export const SETTINGS = {
     doc: "Most users a `presence` snapshot or a `join` ack's `online` lists; `user:joined` and " +
       "`user:left` still report everyone. Bounds what each connect costs when many are online.",
   }),
+  readReceipts: boolean("READ_RECEIPTS", {
+    default: true,
+    doc: "Read receipts: `read` markers are announced to the room (`room:read`) and a `join` " +
+      "ack lists the members' read positions. `0` keeps them private (`reads` is then empty); " +
+      "markers still count unread.",
+  }),
   joinLimitPerMinute: integer("RATE_LIMIT_JOIN_PER_MIN", {
     default: 60,
     min: 1,

@@ -29,6 +29,8 @@ export interface ChatMessage {
   replyTo?: ReplyQuote;
   /** Its replies, when it has any. */
   thread?: ThreadSummary;
+  /** The users it mentions (ids, each once), when it mentions any. */
+  mentions?: string[];
 }
 
 /** The message a reply answers: who wrote it and how it begins. */
@@ -81,6 +83,8 @@ export interface NewMessage {
   source?: "socket" | "api";
   /** The message it answers, quoted as it was when this was sent; indexed in its thread. */
   replyTo?: ReplyQuote;
+  /** The users it mentions (ids, each once); indexed for their unread mentions. */
+  mentions?: string[];
 }
 
 /** The outcome of storing one message: the stored message, and whether this call created it. */

@@ -866,3 +866,61 @@ step("edits: an author edits and deletes a message; the other page shows both", 
   await connected(bob);
   await bob.locator(".message.deleted .removed").waitFor();
 });
+
+step(
+  "conversation: react from the picker, reply with an @ mention, open the thread, see a receipt; axe-clean in light and dark",
+  async (browser) => {
+    await using chat = await startBrowserChat(browser);
+    const { default: axe } = await import("axe-core");
+    const alice = await chat.open("Alice");
+    const bob = await chat.open("Bob");
+    await send(alice, "Lunch at noon?");
+    await waitForMessage(bob, "Lunch at noon?");
+    const asked = bob.locator(SENT, { hasText: "Lunch at noon?" }).first();
+
+    // A reaction from the picker, by keyboard.
+    await asked.getByRole("button", { name: "Add a reaction" }).focus();
+    await bob.keyboard.press("Enter");
+    const thumbs = asked.getByRole("button", { name: "React with 👍" });
+    await thumbs.waitFor();
+    await bob.keyboard.press("Enter");
+    await alice.getByRole("button", { name: "👍 1 reaction: press to add yours" }).waitFor();
+    await bob.getByRole("button", { name: "👍 1 reaction, yours: press to take it back" })
+      .waitFor();
+
+    // A reply quoting the message, mentioning Alice picked from the @ list.
+    await asked.getByRole("button", { name: "Reply to this message" }).click();
+    await bob.locator("#reply-bar", { hasText: "Replying to Alice" }).waitFor();
+    assert.equal(await focused(bob), "message-input");
+    await bob.locator("#message-input").pressSequentially("@Al");
+    await bob.getByRole("option", { name: "Alice" }).waitFor();
+    await bob.keyboard.press("Enter");
+    await bob.locator("#message-input").pressSequentially("yes!");
+    await bob.keyboard.press("Enter");
+    const reply = alice.locator(`${SENT}.mentions-me`, { hasText: "@Alice yes!" });
+    await reply.waitFor();
+    await reply.locator(".quote", { hasText: "Lunch at noon?" }).waitFor();
+    assert.equal(await bob.locator("#reply-bar").isHidden(), true);
+
+    // Bob has read Alice's question: she sees it under her message.
+    await alice.locator(`${LOG} .seen`, { hasText: "Seen by 1" }).waitFor();
+
+    // The thread, from the message's reply count.
+    await alice.getByRole("button", { name: "1 reply: open the thread" }).click();
+    await alice.locator("#thread-replies .text", { hasText: "@Alice yes!" }).waitFor();
+    for (const colorScheme of ["light", "dark"] as const) {
+      await alice.emulateMedia({ colorScheme });
+      assert.deepEqual(await seriousViolations(alice, axe.source), [], `thread, ${colorScheme}`);
+    }
+    await alice.keyboard.press("Escape");
+    await alice.locator("#thread-dialog[open]").waitFor({ state: "detached" });
+    await asked.getByRole("button", { name: "Add a reaction" }).click();
+    for (const colorScheme of ["light", "dark"] as const) {
+      await alice.emulateMedia({ colorScheme });
+      await bob.emulateMedia({ colorScheme });
+      assert.deepEqual(await seriousViolations(alice, axe.source), [], `chat, ${colorScheme}`);
+      assert.deepEqual(await seriousViolations(bob, axe.source), [], `picker, ${colorScheme}`);
+    }
+    assert.deepEqual(chat.problems, []);
+  },
+);

@@ -53,6 +53,9 @@ async function contextFor(
     announceChange: (message) => announced.push(message),
     reactionsChanged: () => {},
     threadChanged: () => {},
+    mentioned: () => {},
+    readReceipts: true,
+    readChanged: () => {},
     disconnectUser: () => Promise.resolve(),
     log: silentLogger,
     now: () => clock,
@@ -232,6 +235,7 @@ Deno.test("handlers: join, message, history, read and rooms per room", async () 
     messages: [],
     hasMore: false,
     online: [{ id: "bob", name: "Bob" }, alice.user],
+    reads: [],
   });
   assert.ok(chat.joined.has("team-red"));
   const sent = await onMessage(chat.ctx, { room: "team-red", message: "hi team" });

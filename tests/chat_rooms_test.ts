@@ -37,6 +37,7 @@ Deno.test("rooms: members of a room receive its messages; others and leavers do 
     messages: [],
     hasMore: false,
     online: [{ id: "alice", name: "alice" }],
+    reads: [],
   });
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   assert.match(metrics, /^chat_rooms_occupied 1$/m, "team-red is occupied");

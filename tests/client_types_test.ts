@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { io, type Socket } from "socket.io-client";
-import type { ClientToServerEvents, LoadedInfo, ServerToClientEvents } from "../client.ts";
+import type {
+  ClientToServerEvents,
+  LoadedInfo,
+  MentionEvent,
+  RoomReadEvent,
+  ServerToClientEvents,
+} from "../client.ts";
 import type { ClientToServerEvents as ServerSideEvents } from "../src/chat/types.ts";
 import { startChat, tokenFor, within } from "./helpers/chat_server.ts";
 import { closing } from "./helpers/dispose.ts";
@@ -32,12 +38,38 @@ Deno.test("client.ts: a typed socket.io-client speaks every event the server ans
   assert.equal(loaded.room, "general");
   const joined = await socket.emitWithAck("join", { room: "team-a" });
   assert.ok(joined.ok && joined.room === "team-a");
-  const sent = await socket.emitWithAck("message", { room: "team-a", message: "typed" });
+  assert.ok(joined.ok && Array.isArray(joined.reads));
+  const receipt = new Promise<RoomReadEvent>((resolve) => socket.once("room:read", resolve));
+  socket.on("mention", (event: MentionEvent) => assert.fail(`no self-mention: ${event.room}`));
+  const sent = await socket.emitWithAck("message", {
+    room: "team-a",
+    message: "typed @typed",
+    mentions: ["typed"],
+  });
   assert.ok(sent.ok && sent.message.room === "team-a");
+  assert.deepEqual(sent.message.mentions, ["typed"]);
+  const reacted = await socket.emitWithAck("react", {
+    room: "team-a",
+    id: sent.message.id,
+    emoji: "👍",
+  });
+  assert.ok(reacted.ok && reacted.reactions[0].users[0] === "typed");
+  const reply = await socket.emitWithAck("message", {
+    room: "team-a",
+    message: "a reply",
+    replyTo: sent.message.id,
+  });
+  assert.ok(reply.ok && reply.message.replyTo?.id === sent.message.id);
+  const thread = await socket.emitWithAck("thread", { room: "team-a", id: sent.message.id });
+  assert.ok(thread.ok && thread.messages[0].id === reply.message.id);
   const page = await socket.emitWithAck("history", { room: "team-a", limit: 5 });
-  assert.ok(page.ok && page.messages.length === 1);
+  assert.ok(page.ok && page.messages.length === 2);
   const read = await socket.emitWithAck("read", { room: "team-a", lastId: sent.message.id });
   assert.deepEqual(read, { ok: true });
+  assert.deepEqual(await within(receipt, 5000, "room:read"), {
+    room: "team-a",
+    reads: [{ user: "typed", lastId: sent.message.id }],
+  });
   const rooms = await socket.emitWithAck("rooms");
   assert.ok(rooms.ok && rooms.rooms.some((summary) => summary.room === "team-a"));
   const browsed = await socket.emitWithAck("rooms:browse", { prefix: "team-" });

@@ -1,11 +1,17 @@
 import assert from "node:assert/strict";
-import { ChatClient, sleep, tokenFor, within } from "./helpers/chat_server.ts";
+import { ChatClient, SECRET, sleep, tokenFor, within } from "./helpers/chat_server.ts";
+import { signToken } from "../src/auth/token.ts";
 import { type RunningMain, startMain } from "./helpers/main_process.ts";
 import { hasRedis, type RedisServer, startRedis } from "./helpers/redis_server.ts";
 import { until } from "./helpers/time.ts";
 import type { ChatMessage, User } from "../src/types.ts";
 
 const websocket = { transports: ["websocket" as const] };
+
+/** A token for `sub` whose `rooms` claim opens `rooms`. */
+function signed(sub: string, rooms: string[]): Promise<string> {
+  return signToken(SECRET, { sub, rooms });
+}
 
 /**
  * Two instances of main.ts (`a`, `b`) on one Redis and one KV file, with `extraEnv`; `join` connects
@@ -294,5 +300,79 @@ Deno.test({
       }
       for (const client of clients) client.close();
     }
+  },
+});
+
+Deno.test({
+  name: hasRedis()
+    ? "cluster: read receipts and mentions cross instances, to members and the mentioned only"
+    : "cluster: receipts skipped because /usr/bin/redis-server is not installed",
+  ignore: !hasRedis(),
+  async fn() {
+    await using cluster = await startCluster({ PUBLIC_ROOMS: "general" });
+    const { a, b, join, clients } = cluster;
+    const ask = <T>(client: ChatClient, event: string, payload: unknown) =>
+      within<T>(client.socket.emitWithAck(event, payload), 5000, `${event} ack`);
+    const alice = await join(a, "alice");
+    const bob = await join(b, "bob");
+    // Carol's token opens "ops"; dave's does not: a mention there reaches carol alone.
+    const claimed = (sub: string, rooms: string[]) =>
+      new ChatClient(b.url, {
+        ...websocket,
+        auth: async (cb) => cb({ token: await signed(sub, rooms) }),
+      });
+    const carol = claimed("carol", ["ops"]);
+    const dave = claimed("dave", []);
+    clients.push(carol, dave);
+    for (const client of [carol, dave]) {
+      await client.waitFor(() => client.loaded !== undefined, "history");
+    }
+    const reads: { room: string; reads: { user: string; lastId: string }[] }[] = [];
+    alice.socket.on("room:read", (event: (typeof reads)[number]) => reads.push(event));
+    const mentioned = new Map<string, string[]>();
+    for (const [name, client] of [["carol", carol], ["dave", dave]] as const) {
+      mentioned.set(name, []);
+      client.socket.on(
+        "mention",
+        (event: { room: string }) => mentioned.get(name)!.push(event.room),
+      );
+    }
+    await sleep(200);
+
+    const sent = await alice.send({ message: "seen on B?" });
+    assert.ok(sent.ok);
+    await bob.waitFor(() => bob.live.some((m) => m.id === sent.message.id), "B has it");
+    assert.ok(
+      (await ask<{ ok: boolean }>(bob, "read", { room: "general", lastId: sent.message.id })).ok,
+    );
+    await alice.waitFor(
+      () => reads.some((event) => event.reads.some((read) => read.user === "bob")),
+      "A hears B's receipt",
+    );
+    assert.deepEqual(reads.at(-1), {
+      room: "general",
+      reads: [{ user: "bob", lastId: sent.message.id }],
+    });
+    const joined = await ask<{ ok: boolean; reads: unknown[] }>(alice, "join", { room: "general" });
+    assert.deepEqual(joined.reads, [{ user: "bob", lastId: sent.message.id }]);
+
+    const aliceOps = new ChatClient(a.url, {
+      ...websocket,
+      auth: async (cb) => cb({ token: await signed("alice", ["ops"]) }),
+    });
+    clients.push(aliceOps);
+    await aliceOps.waitFor(() => aliceOps.loaded !== undefined, "history");
+    const ops = await aliceOps.send({
+      room: "ops",
+      message: "@carol @dave",
+      mentions: ["carol", "dave"],
+    });
+    assert.ok(ops.ok);
+    await carol.waitFor(() => mentioned.get("carol")!.length === 1, "carol on B hears");
+    const open = await alice.send({ message: "@dave", mentions: ["dave"] });
+    assert.ok(open.ok);
+    await dave.waitFor(() => mentioned.get("dave")!.length === 1, "dave hears general's");
+    assert.deepEqual(mentioned.get("dave"), ["general"], "never ops'");
+    assert.deepEqual(mentioned.get("carol"), ["ops"]);
   },
 });

@@ -1091,3 +1091,84 @@ contract("outbox: stores sharing the storage never hand out one entry twice", {
     for (const store of stores) await store.close();
   }
 });
+
+contract(
+  "a message keeps its mentions; unread mentions count per user after a marker",
+  async (storage) => {
+    const bob = { id: "bob", name: "Bob" };
+    {
+      await using store = await storage.open();
+      const [plain] = await appendEach(store, 1, "team");
+      const [one, two] = await store.appendMany([
+        { room: "team", user: ada, message: "@bob @carol", mentions: ["bob", "carol"] },
+        { room: "team", user: bob, message: "@bob is me", mentions: ["bob", "u1"] },
+      ]).then((results) => results.map((result) => result.message));
+      assert.deepEqual(one.mentions, ["bob", "carol"]);
+      assert.equal(plain.mentions, undefined);
+      assert.deepEqual((await store.findMessage(one.id))?.mentions, ["bob", "carol"]);
+      assert.deepEqual((await store.latest(3, undefined, "team")).map((m) => m.mentions), [
+        undefined,
+        ["bob", "carol"],
+        ["bob", "u1"],
+      ]);
+      // Counted: others' messages only, after the marker, in that room, up to the cap.
+      assert.equal(await store.countMentions("team", "bob", undefined, 100), 1);
+      assert.equal(await store.countMentions("team", "u1", undefined, 100), 1);
+      assert.equal(await store.countMentions("team", "carol", plain.id, 100), 1);
+      assert.equal(await store.countMentions("team", "carol", one.id, 100), 0);
+      assert.equal(await store.countMentions("team", "carol", undefined, 0), 0);
+      assert.equal(await store.countMentions("general", "carol", undefined, 100), 0);
+      assert.equal(await store.countMentions("team", "dave", undefined, 100), 0);
+      await store.changeMessage(two.id, { deleted: true }, new Date());
+      assert.equal(await store.countMentions("team", "u1", undefined, 100), 0, "deleted: gone");
+    }
+  },
+);
+
+contract("mentions are kept across close and reopen", { shared: true }, async (storage) => {
+  {
+    await using store = await storage.open();
+    await store.append({ room: "team", user: ada, message: "@bob", mentions: ["bob"] });
+  }
+  await using reopened = await storage.open();
+  const [kept] = await reopened.latest(1, undefined, "team");
+  assert.deepEqual(kept.mentions, ["bob"]);
+  assert.equal(await reopened.countMentions("team", "bob", undefined, 100), 1);
+});
+
+contract("unread mentions stop at the cap", async (storage) => {
+  await using store = await storage.open();
+  await store.appendMany(
+    [...Array(5)].map((_, index) => ({
+      room: "team",
+      user: ada,
+      message: `@bob ${index}`,
+      mentions: ["bob"],
+    })),
+  );
+  assert.equal(await store.countMentions("team", "bob", undefined, 3), 3);
+  assert.equal(await store.countMentions("team", "bob", undefined, 10), 5);
+});
+
+contract("a room's read positions list each user's marker, bounded", async (storage) => {
+  let now = Date.now();
+  await using store = await storage.open({ membershipMaxAgeMs: 10 * DAY, now: () => now });
+  const [first, second] = await appendEach(store, 2, "team");
+  await store.setReadMarker("alice", "team", first.id);
+  await store.setReadMarker("bob", "team", first.id);
+  await store.setReadMarker("bob", "team", second.id);
+  await store.setReadMarker("carol", "other", second.id);
+  const sorted = (positions: { user: string; lastId: string }[]) =>
+    [...positions].sort((a, b) => a.user.localeCompare(b.user));
+  assert.deepEqual(sorted(await store.readPositions("team", 10)), [
+    { user: "alice", lastId: first.id },
+    { user: "bob", lastId: second.id },
+  ]);
+  assert.equal((await store.readPositions("team", 1)).length, 1);
+  assert.deepEqual(await store.readPositions("team", 0), []);
+  assert.deepEqual(await store.readPositions("quiet", 10), []);
+  now += 6 * DAY;
+  await store.setReadMarker("alice", "team", second.id);
+  now += 6 * DAY;
+  assert.deepEqual(await store.readPositions("team", 10), [{ user: "alice", lastId: second.id }]);
+});

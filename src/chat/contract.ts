@@ -18,10 +18,32 @@ export type MessageAck = { ok: true; message: ChatMessage; duplicate: boolean } 
 export type HistoryAck = { ok: true; messages: ChatMessage[]; hasMore: boolean } | Failure;
 /** What an `auth:refresh` ack receives. */
 export type RefreshAck = { ok: true; expiresAt: number | null } | Failure;
-/** What a `join` ack receives: the room's latest history. */
+/** A user's read marker in a room: the last message they have seen there. */
+export interface ReadPosition {
+  user: string;
+  lastId: string;
+}
+
+/**
+ * What a `join` ack receives: the room's latest history, who is in it, and its members' read
+ * positions (empty with read receipts off).
+ */
 export type JoinAck =
-  | { ok: true; room: string; messages: ChatMessage[]; hasMore: boolean; online: User[] }
+  | {
+    ok: true;
+    room: string;
+    messages: ChatMessage[];
+    hasMore: boolean;
+    online: User[];
+    reads: ReadPosition[];
+  }
   | Failure;
+
+/** The `room:read` event: members of a room you are in moved their read markers. */
+export interface RoomReadEvent {
+  room: string;
+  reads: ReadPosition[];
+}
 
 /** The `room:presence` event: who came into or left a room since the last one. */
 export interface RoomPresenceEvent {
@@ -43,6 +65,8 @@ export interface RoomSummary {
   room: string;
   /** Messages after the user's read marker (all, without one), counted up to 100. */
   unread: number;
+  /** Of those, the messages that mention the user (not their own), counted up to 100. */
+  mentions: number;
   /** The newest message, when the room has any. */
   lastMessage?: ChatMessage;
 }
@@ -84,6 +108,12 @@ export interface ThreadEvent {
   thread: ThreadSummary;
 }
 
+/** The `mention` event: a new message mentions you, in a room you may read (joined or not). */
+export interface MentionEvent {
+  room: string;
+  message: ChatMessage;
+}
+
 /** The `loaded` event: the history `load`s sent on connect for one room are complete. */
 export interface LoadedInfo {
   room: string;
@@ -113,6 +143,8 @@ export interface ServerToClientEvents {
   "message:deleted": (event: DeletedEvent) => void;
   "message:reactions": (event: ReactionsEvent) => void;
   "message:thread": (event: ThreadEvent) => void;
+  mention: (event: MentionEvent) => void;
+  "room:read": (event: RoomReadEvent) => void;
   error: (error: ChatError) => void;
 }
 

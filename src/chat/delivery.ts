@@ -5,8 +5,12 @@
  * @module
  */
 import { encodeEvent, writeEncoded } from "../cluster/socketio_internals.ts";
+import { mentionedOthers } from "../store/mod.ts";
 import type { ChatMessage, Reaction, ThreadSummary } from "../types.ts";
+import type { ReadPosition } from "./contract.ts";
+import { userRoom } from "./directory.ts";
 import { LiveBatch } from "./live_batch.ts";
+import { dmUsers, type RoomPolicy } from "./rooms.ts";
 import type { Timeline } from "./timeline.ts";
 import type { ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
 
@@ -178,4 +182,56 @@ export function threadFeed(
     failed,
     batchMs,
   );
+}
+
+/** How long a mention in a claimed room waits for the other instances' connections. */
+const MENTION_LOOKUP_TIMEOUT_MS = 1000;
+
+/**
+ * Tells the users a new message mentions (its author left out) on every connection, in its room
+ * or not: `mention {room, message}`. Only connections that may read the room hear it: in a DM its
+ * two users', in a public room every one; in a room only a token's claim opens, each connection
+ * whose own identity may join it (looked up on every instance), so a mention never shows a room
+ * to someone it is closed to.
+ */
+export function mentionNotifier(
+  io: ChatServer,
+  policy: RoomPolicy,
+  failed: (error: unknown) => void,
+): (message: ChatMessage) => void {
+  return (message) => {
+    const { room } = message;
+    const event = { room, message };
+    const dm = dmUsers(room);
+    const mentioned = mentionedOthers(message).filter((userId) => !dm || dm.includes(userId));
+    if (mentioned.length === 0) return;
+    const users = mentioned.map(userRoom);
+    if (dm || policy.isPublic(room)) return void io.to(users).emit("mention", event);
+    io.in(users).timeout(MENTION_LOOKUP_TIMEOUT_MS).fetchSockets().then((sockets) => {
+      const allowed = sockets.filter((socket) => policy.canJoin(socket.data.identity, room));
+      if (allowed.length > 0) io.to(allowed.map((socket) => socket.id)).emit("mention", event);
+    }).catch(failed);
+  };
+}
+
+/** A read marker that moved, in its room. */
+export interface MovedMarker extends ReadPosition {
+  room: string;
+}
+
+/**
+ * Tells rooms of moved read markers (read receipts): `room:read {room, reads}`, gathered like
+ * reactions, each user once a batch with their latest marker. Only the room's members hear it:
+ * a DM's receipts reach its two users alone.
+ */
+export function readFeed(
+  io: ChatServer,
+  batchMs: number = CHANGES_BATCH_MS,
+): LiveBatch<MovedMarker> {
+  return new LiveBatch<MovedMarker>((moved) => {
+    for (const [room, markers] of Map.groupBy(moved.values(), (marker) => marker.room)) {
+      const reads = markers.map(({ user, lastId }) => ({ user, lastId }));
+      io.to(roomKey(room)).emit("room:read", { room, reads });
+    }
+  }, batchMs);
 }

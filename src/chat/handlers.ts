@@ -36,6 +36,7 @@ import type {
   MessageAck,
   OkAck,
   ReactAck,
+  ReadPosition,
   RefreshAck,
   RoomsAck,
   RoomSummary,
@@ -56,7 +57,12 @@ export interface ChatContext {
   /** Read markers, memberships and unread counts. */
   readonly store: Pick<
     MessageStore,
-    "latest" | "countAfter" | "setReadMarker" | "readMarkers" | "memberships" | "listRooms"
+    | "latest"
+    | "countAfter"
+    | "countMentions"
+    | "readMarkers"
+    | "memberships"
+    | "listRooms"
   >;
   /** The chat's rules shared with the server API: publish, change, room checks. */
   readonly service: ChatService;
@@ -116,11 +122,11 @@ function roomOf(ctx: ChatContext, payload: unknown, required = false): string {
 }
 
 /** The connection's user, as the service's rules see them. */
-function principal(ctx: ChatContext): Principal {
+function principal(ctx: ChatContext): Principal & { kind: "user" } {
   return { kind: "user", identity: ctx.identity };
 }
 
-/** `message {room?, message, clientId?, replyTo?}`: stores the message, then it is broadcast; acks it. */
+/** `message {room?, message, clientId?, replyTo?, mentions?}`: stores the message, then it is broadcast; acks it. */
 export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Success<MessageAck>> {
   // Delivery latency is measured from here.
   const receivedAt = performance.now();
@@ -131,6 +137,7 @@ export async function onMessage(ctx: ChatContext, payload: unknown): Promise<Suc
     message: input.text,
     clientId: input.clientId,
     ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+    ...(input.mentions === undefined ? {} : { mentions: input.mentions }),
   };
   const result = await ctx.service.publish(publication, principal(ctx), receivedAt);
   return { ok: true, message: result.message, duplicate: !result.created };
@@ -180,9 +187,13 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
   }
   let subscription: Subscription;
   let online: User[];
+  let reads: ReadPosition[];
   try {
     // Asked before joining: once joined, nothing may be awaited before the ack goes out.
-    online = await ctx.membersOf(room);
+    [online, reads] = await Promise.all([
+      ctx.membersOf(room),
+      ctx.service.readPositions(room, ctx.maxListedUsers, principal(ctx)),
+    ]);
     subscription = await ctx.subscribe(room);
   } catch (error) {
     throw new CodedError("internal", "history could not be read", {}, { cause: error });
@@ -200,6 +211,7 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
     messages: subscription.messages,
     hasMore: subscription.hasMore,
     online,
+    reads,
   };
 }
 
@@ -210,24 +222,21 @@ export function onLeave(ctx: ChatContext, payload: unknown): Success<OkAck> {
   return { ok: true };
 }
 
-/** `read {room, lastId}`: stores the user's read marker. */
+/** `read {room, lastId}`: stores the user's read marker; the room hears of it (receipts). */
 export async function onRead(ctx: ChatContext, payload: unknown): Promise<Success<OkAck>> {
   const fields = objectPayload(payload, '{ room: "general", lastId: "<message id>" }');
   const room = roomOf(ctx, fields, true);
   if (!isMessageId(fields.lastId)) {
     throw new CodedError("invalid_payload", "`lastId` must be a message id");
   }
-  try {
-    await ctx.store.setReadMarker(ctx.identity.user.id, room, fields.lastId);
-  } catch (error) {
-    throw new CodedError("internal", "the read marker could not be stored", {}, { cause: error });
-  }
+  await ctx.service.markRead(room, fields.lastId, principal(ctx));
   return { ok: true };
 }
 
 /**
  * `rooms`: the rooms this user may see — the named public rooms, those named in the token, and
- * those they joined or have a DM in — with unread counts and the last message, latest first.
+ * those they joined or have a DM in — with unread counts, unread mentions and the last message,
+ * latest first.
  */
 export async function onRooms(ctx: ChatContext): Promise<Success<RoomsAck>> {
   const { identity, store } = ctx;
@@ -241,11 +250,12 @@ export async function onRooms(ctx: ChatContext): Promise<Success<RoomsAck>> {
       .slice(0, MAX_LISTED_ROOMS);
     const markers = await store.readMarkers(userId, rooms);
     const summaries = await Promise.all(rooms.map(async (room, index): Promise<RoomSummary> => {
-      const [[lastMessage], unread] = await Promise.all([
+      const [[lastMessage], unread, mentions] = await Promise.all([
         store.latest(1, undefined, room),
         store.countAfter(room, markers[index], UNREAD_CAP),
+        store.countMentions(room, userId, markers[index], UNREAD_CAP),
       ]);
-      return lastMessage ? { room, unread, lastMessage } : { room, unread };
+      return lastMessage ? { room, unread, mentions, lastMessage } : { room, unread, mentions };
     }));
     summaries.sort((a, b) => (b.lastMessage?.id ?? "").localeCompare(a.lastMessage?.id ?? ""));
     return { ok: true, rooms: summaries };

@@ -38,7 +38,9 @@ export {
   deliverTo,
   framesOf,
   LOAD_MAX_CHARS,
+  mentionNotifier,
   reactionFeed,
+  readFeed,
   roomKey,
   threadFeed,
 } from "./delivery.ts";

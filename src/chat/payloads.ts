@@ -9,6 +9,7 @@
  * ```
  * @module
  */
+import { isUserId } from "../auth/token.ts";
 import { CodedError } from "../errors.ts";
 import { isRoomId } from "./rooms.ts";
 import { isMessageId } from "../store/mod.ts";
@@ -64,6 +65,8 @@ export interface MessageInput {
   clientId?: string;
   /** The id of the message this answers. */
   replyTo?: string;
+  /** The users it mentions, each once. */
+  mentions?: string[];
 }
 
 /** Reads `{ message, clientId? }`: text trimmed, at most `maxLength` code points. */
@@ -86,15 +89,36 @@ export function readMessage(payload: unknown, maxLength: number): MessageInput {
   if (replyTo !== undefined && !isMessageId(replyTo)) {
     throw invalid("`replyTo` must be a message id");
   }
+  const mentions = readMentions(fields.mentions);
+  const input: MessageInput = { text };
   const clientId = fields.clientId;
-  if (clientId === undefined) return replyTo === undefined ? { text } : { text, replyTo };
-  if (typeof clientId !== "string" || clientId.length === 0) {
-    throw invalid("`clientId` must be a non-empty string");
+  if (clientId !== undefined) {
+    if (typeof clientId !== "string" || clientId.length === 0) {
+      throw invalid("`clientId` must be a non-empty string");
+    }
+    if (clientId.length > MAX_CLIENT_ID_LENGTH) {
+      throw invalid(`\`clientId\` is longer than ${MAX_CLIENT_ID_LENGTH} characters`);
+    }
+    input.clientId = clientId;
   }
-  if (clientId.length > MAX_CLIENT_ID_LENGTH) {
-    throw invalid(`\`clientId\` is longer than ${MAX_CLIENT_ID_LENGTH} characters`);
+  if (replyTo !== undefined) input.replyTo = replyTo;
+  if (mentions.length > 0) input.mentions = mentions;
+  return input;
+}
+
+/** Most users one message may mention. */
+export const MAX_MENTIONS = 20;
+
+/** Reads `mentions`: up to {@link MAX_MENTIONS} user ids, each kept once, in the order given. */
+export function readMentions(value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value) || value.length > MAX_MENTIONS) {
+    throw invalid(`\`mentions\` must be an array of at most ${MAX_MENTIONS} user ids`);
   }
-  return replyTo === undefined ? { text, clientId } : { text, clientId, replyTo };
+  for (const userId of value) {
+    if (!isUserId(userId)) throw invalid(`\`mentions\` holds something that is not a user id`);
+  }
+  return [...new Set(value as string[])];
 }
 
 /** A validated `thread` request: a page of one message's replies. */

@@ -77,6 +77,12 @@ export class RoomPolicy {
       identity.rooms.some((pattern) => matches(pattern, room));
   }
 
+  /** Whether anyone may join `room` (`PUBLIC_ROOMS`), whatever their token claims. */
+  isPublic(room: string): boolean {
+    return !room.startsWith(DM_PREFIX) &&
+      this.publicRooms.some((pattern) => matches(pattern, room));
+  }
+
   /** The rooms named outright (not by a pattern) that this identity may join. */
   namedRooms(identity: Identity): string[] {
     const named = [...this.publicRooms, ...identity.rooms].filter((room) =>

@@ -20,6 +20,7 @@ import {
   type MessageStore,
   type OutboxWriter,
   type ReactionLimits,
+  type ReadPosition,
 } from "../store/mod.ts";
 import type { Timeline } from "./timeline.ts";
 import type {
@@ -77,6 +78,8 @@ export interface ChatServiceOptions {
     | "reactionsOf"
     | "threadsOf"
     | "threadReplies"
+    | "setReadMarker"
+    | "readPositions"
   >;
   policy: RoomPolicy;
   /** How long authors may edit or delete their messages (ms); moderators and the backend always. */
@@ -91,6 +94,15 @@ export interface ChatServiceOptions {
   threadChanged: (room: string, id: string) => void;
   /** What a change also writes to the store's outbox, in its commit (webhooks). */
   changeOutbox?: OutboxWriter;
+  /**
+   * Tells the users a new message mentions, those who may read its room, on all their
+   * connections (the author is not told of their own mention).
+   */
+  mentioned: (message: ChatMessage) => void;
+  /** Read receipts (`READ_RECEIPTS`): markers are announced and listed to a room's members. */
+  readReceipts: boolean;
+  /** Tells a room a user's read marker moved (batched by the caller). */
+  readChanged: (room: string, position: ReadPosition) => void;
   /** Closes every socket of a user on every instance; resolves once none is left. */
   disconnectUser: (userId: string) => Promise<void>;
   log: Logger;
@@ -107,6 +119,8 @@ export interface Publication {
   user?: User;
   /** The id of the message (of the same room) this answers. */
   replyTo?: string;
+  /** The users it mentions (ids, each once). */
+  mentions?: string[];
 }
 
 /** How much of a message a reply quotes, in characters (code points). */
@@ -171,6 +185,7 @@ export class ChatService {
           clientId,
           ...(source ? { source } : {}),
           ...(replyTo ? { replyTo } : {}),
+          ...(publication.mentions?.length ? { mentions: publication.mentions } : {}),
         },
         receivedAt,
       );
@@ -180,6 +195,7 @@ export class ChatService {
     if (result.created) {
       this.#recordSender(user.id, room, by);
       if (replyTo) this.#options.threadChanged(room, replyTo.id);
+      if (result.message.mentions) this.#options.mentioned(result.message);
     }
     return result;
   }
@@ -291,6 +307,31 @@ export class ChatService {
     const hasMore = replies.length > page.limit;
     const messages = await this.annotate(hasMore ? replies.slice(1) : replies);
     return { messages, hasMore };
+  }
+
+  /**
+   * Stores a user's read marker in a room they may use (it counts their unread messages on every
+   * device) and, with read receipts on, tells the room.
+   */
+  async markRead(room: string, lastId: string, by: Principal & { kind: "user" }): Promise<void> {
+    this.checkRoom(room, by);
+    const user = by.identity.user.id;
+    try {
+      await this.#options.store.setReadMarker(user, room, lastId);
+    } catch (error) {
+      throw new CodedError("internal", "the read marker could not be stored", {}, { cause: error });
+    }
+    if (this.#options.readReceipts) this.#options.readChanged(room, { user, lastId });
+  }
+
+  /**
+   * The read positions of `room`'s members, up to `limit`, for `by` (a room they may use); none
+   * with read receipts off.
+   */
+  async readPositions(room: string, limit: number, by: Principal): Promise<ReadPosition[]> {
+    this.checkRoom(room, by);
+    if (!this.#options.readReceipts) return [];
+    return await this.#read(() => this.#options.store.readPositions(room, limit));
   }
 
   /** The message a reply in `room` answers: one of that room, not deleted. */

@@ -153,6 +153,7 @@ function messageRoutes(app: OpenAPIHono<ApiEnv>, options: ApiOptions): void {
         clientId: input.clientId,
         ...(user ? { user } : {}),
         ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
+        ...(input.mentions === undefined ? {} : { mentions: input.mentions }),
       },
       BACKEND,
     );

@@ -17,7 +17,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { isUserId, USER_ID_RULE } from "../auth/token.ts";
 import { isRoomId } from "../chat/rooms.ts";
 import { ERROR_CODES, type ErrorCode } from "../errors.ts";
-import { MAX_CLIENT_ID_LENGTH, MAX_HISTORY_PAGE } from "../chat/payloads.ts";
+import { MAX_CLIENT_ID_LENGTH, MAX_HISTORY_PAGE, MAX_MENTIONS } from "../chat/payloads.ts";
 
 /** Where the API is mounted. */
 export const API_BASE = "/api/v1";
@@ -62,6 +62,9 @@ const Message = z.strictObject({
   }),
   replyTo: ReplyQuote.optional().openapi({ description: "The message this one answers." }),
   thread: Thread.optional().openapi({ description: "Its replies, when it has any." }),
+  mentions: z.array(z.string()).optional().openapi({
+    description: "The users it mentions (ids, each once), when it mentions any.",
+  }),
 }).openapi("Message");
 
 const Ban = z.strictObject({
@@ -143,6 +146,11 @@ export const ROUTES = {
               }),
               replyTo: z.string().optional().openapi({
                 description: "The id of a message of this room this one answers.",
+              }),
+              mentions: z.array(z.string()).optional().openapi({
+                description: `Up to ${MAX_MENTIONS} user ids it mentions, each kept once: ` +
+                  "those who may read the room get a `mention` event on their connections.",
+                maxItems: MAX_MENTIONS,
               }),
             }),
           },

@@ -48,6 +48,7 @@ import {
   type ReactionChange,
   type ReactionLimits,
   type ReactionOutcome,
+  type ReadPosition,
   type RoomQuery,
   THREAD_USERS,
 } from "./message_store.ts";
@@ -69,6 +70,7 @@ import {
   DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE,
   DEFAULT_ROOM,
   KeyedQueue,
+  mentionedOthers,
   type TouchKind,
   TouchMemory,
 } from "./rules.ts";
@@ -144,6 +146,10 @@ const THREADS = "threads";
 const THREAD_COUNTS = "thread_counts";
 /** Thread entries read for a summary's users. */
 const THREAD_USERS_SCAN = 50;
+/** `["mentions", room, user, id]`: a message of the room mentions the user (not its author). */
+const MENTIONS = "mentions";
+/** `["room_reads", room, user]`: a user's read marker again, by room (read receipts). */
+const ROOM_READS = "room_reads";
 /** `["ids", id]` names the room of a message, so it can be found by its id alone. */
 const IDS = "ids";
 /**
@@ -156,8 +162,6 @@ const MEMORY_PATH = ":memory:";
 // Deno KV caps one atomic commit at 1000 mutations, 100 checks and ~800 KB, getMany at 10 keys.
 const MAX_BATCH_MESSAGES = 400;
 const MAX_MUTATIONS = 1000;
-/** Mutations one message takes: its entry, its id's entry, its clientId's entry. */
-const MUTATIONS_PER_MESSAGE = 3;
 const MAX_BATCH_CHECKS = 100;
 const MAX_BATCH_BYTES = 400_000;
 const GET_MANY_LIMIT = 10;
@@ -439,6 +443,7 @@ export class KvMessageStore implements MessageStore {
       message: input.message,
       createdAt: new Date(timeOfId(id)).toISOString(),
       ...(input.replyTo ? { replyTo: input.replyTo } : {}),
+      ...(input.mentions?.length ? { mentions: input.mentions } : {}),
     };
   }
 
@@ -456,6 +461,9 @@ export class KvMessageStore implements MessageStore {
         const parent = message.replyTo.id;
         atomic.set([THREADS, message.room, parent, message.id], message.user.id, messageOptions);
         atomic.sum([THREAD_COUNTS, message.room, parent], 1n);
+      }
+      for (const userId of mentionedOthers(message)) {
+        atomic.set([MENTIONS, message.room, userId, message.id], true, messageOptions);
       }
       if (key) {
         atomic.check({ key, versionstamp: null });
@@ -587,8 +595,10 @@ export class KvMessageStore implements MessageStore {
     checkId(lastId);
     const touchedAt = this.#now();
     const marker: ReadMarker = { lastId, touchedAt };
+    const expiry = { expireIn: this.#membershipMaxAgeMs };
     await whenUnlocked(() =>
-      this.#kv.set([READS, userId, room], marker, { expireIn: this.#membershipMaxAgeMs })
+      this.#kv.atomic().set([READS, userId, room], marker, expiry)
+        .set([ROOM_READS, room, userId], marker, expiry).commit()
     );
     this.#touches.note(READS, userId, room, touchedAt, true);
     // Reading a room touches it: its membership lives on too.
@@ -598,6 +608,44 @@ export class KvMessageStore implements MessageStore {
   async readMarkers(userId: string, rooms: readonly string[]): Promise<(string | undefined)[]> {
     const markers = await this.#getMany<unknown>(rooms.map((room) => [READS, userId, room]));
     return markers.map((marker) => this.#isLive(marker) ? markerId(marker) : undefined);
+  }
+
+  async readPositions(room: string, limit: number): Promise<ReadPosition[]> {
+    checkLimit(limit);
+    if (limit === 0) return [];
+    return await whenUnlocked(async () => {
+      const positions: ReadPosition[] = [];
+      for await (const entry of this.#kv.list<ReadMarker>({ prefix: [ROOM_READS, room] })) {
+        if (!this.#isLive(entry.value)) continue;
+        positions.push({ user: entry.key[2] as string, lastId: entry.value.lastId });
+        if (positions.length === limit) break;
+      }
+      return positions;
+    });
+  }
+
+  async countMentions(
+    room: string,
+    userId: string,
+    afterId: string | undefined,
+    cap: number,
+  ): Promise<number> {
+    if (afterId !== undefined) checkId(afterId);
+    checkLimit(cap);
+    if (cap === 0) return 0;
+    const prefix = [MENTIONS, room, userId];
+    let start = afterId === undefined ? undefined : afterId + "\u0000";
+    const youngest = this.#youngestId();
+    if (youngest !== undefined && (start === undefined || youngest > start)) start = youngest;
+    const selector = start === undefined ? { prefix } : { prefix, start: [...prefix, start] };
+    const entries = await whenUnlocked(() =>
+      Array.fromAsync(this.#kv.list(selector, { limit: cap }))
+    );
+    // A mention whose message was deleted, trimmed or expired is not counted.
+    const messages = await this.#getMany<ChatMessage>(
+      entries.map((entry) => [MESSAGES, room, entry.key[3] as string]),
+    );
+    return messages.filter((message) => message !== null && !message.deleted).length;
   }
 
   async addMembership(userId: string, room: string, by: string = userId): Promise<void> {
@@ -1055,30 +1103,36 @@ function commitChunks(inputs: readonly NewMessage[], draftsPerMessage: number): 
   let chunk: NewMessage[] = [];
   let checks = 0;
   let bytes = 0;
-  // One mutation of each commit is the outbox's depth counter.
-  const maxMessages = draftsPerMessage === 0 ? MAX_BATCH_MESSAGES : Math.min(
-    MAX_BATCH_MESSAGES,
-    Math.floor((MAX_MUTATIONS - 1) / (MUTATIONS_PER_MESSAGE + draftsPerMessage)),
-  );
+  let mutations = 0;
+  // One mutation of a commit with outbox entries is the outbox's depth counter.
+  const maxMutations = draftsPerMessage === 0 ? MAX_MUTATIONS : MAX_MUTATIONS - 1;
   for (const input of inputs) {
+    const mentioned = input.mentions?.reduce((sum, userId) => sum + userId.length, 0) ?? 0;
     const quote = input.replyTo
       ? input.replyTo.preview.length + input.replyTo.user.name.length + input.replyTo.user.id.length
       : 0;
-    const text = input.message.length + input.user.name.length + (input.room?.length ?? 0) + quote;
+    const text = input.message.length + input.user.name.length + (input.room?.length ?? 0) + quote +
+      mentioned;
     // An outbox entry holds its message as JSON, where a control character takes 6 bytes.
-    const size = text * 3 + 512 + draftsPerMessage * (text * 6 + 1024);
+    const size = text * 3 + mentioned * 3 + (input.mentions?.length ?? 0) * 128 + 512 +
+      draftsPerMessage * (text * 6 + 1024);
     const check = input.clientId === undefined ? 0 : 1;
-    const full = chunk.length === maxMessages || checks + check > MAX_BATCH_CHECKS ||
-      bytes + size > MAX_BATCH_BYTES;
+    // The message, its id, its thread entries, its dedupe entry, its mentions, its outbox entries.
+    const mutation = 2 + (input.replyTo ? 2 : 0) + check + (input.mentions?.length ?? 0) +
+      draftsPerMessage;
+    const full = chunk.length === MAX_BATCH_MESSAGES || checks + check > MAX_BATCH_CHECKS ||
+      bytes + size > MAX_BATCH_BYTES || mutations + mutation > maxMutations;
     if (full && chunk.length > 0) {
       chunks.push(chunk);
       chunk = [];
       checks = 0;
       bytes = 0;
+      mutations = 0;
     }
     chunk.push(input);
     checks += check;
     bytes += size;
+    mutations += mutation;
   }
   if (chunk.length > 0) chunks.push(chunk);
   return chunks;

@@ -49,6 +49,12 @@ export interface ReactionOutcome {
   reactions: Reaction[];
 }
 
+/** A user's read marker in a room: the last message they have seen there. */
+export interface ReadPosition {
+  user: string;
+  lastId: string;
+}
+
 /** Most users a {@link ThreadSummary} lists. */
 export const THREAD_USERS = 10;
 
@@ -87,6 +93,21 @@ export interface MessageStore extends OutboxStore {
   setReadMarker(userId: string, room: string, lastId: string): Promise<void>;
   /** `userId`'s read marker in each of `rooms` (undefined where none, or expired). */
   readMarkers(userId: string, rooms: readonly string[]): Promise<(string | undefined)[]>;
+  /**
+   * The read markers of `room`'s users (read receipts): up to `limit` of them, each user once,
+   * in no particular order; expired ones left out.
+   */
+  readPositions(room: string, limit: number): Promise<ReadPosition[]>;
+  /**
+   * How many messages of `room` after `afterId` (all, without it) mention `userId`, counting up
+   * to `cap`: neither deleted ones nor the user's own.
+   */
+  countMentions(
+    room: string,
+    userId: string,
+    afterId: string | undefined,
+    cap: number,
+  ): Promise<number>;
   /**
    * Records that `userId` takes part in `room` (joined it, or a DM was started with them), or
    * that they still do. `by` is who made them a member when it is someone else (a DM's sender):

@@ -16,10 +16,11 @@ export type {
   ReactionChange,
   ReactionLimits,
   ReactionOutcome,
+  ReadPosition,
 } from "./message_store.ts";
 export { PartialAppendError } from "./append_error.ts";
 export { isKvFile, KvMessageStore, openKv, openKvStore } from "./kv.ts";
-export { DEFAULT_ROOM, KeyedQueue, StoreError } from "./rules.ts";
+export { DEFAULT_ROOM, KeyedQueue, mentionedOthers, StoreError } from "./rules.ts";
 export {
   KvFileBusy,
   type KvFileBusyCode,

@@ -32,6 +32,7 @@ import {
   type ReactionChange,
   type ReactionLimits,
   type ReactionOutcome,
+  type ReadPosition,
   type RoomQuery,
   THREAD_USERS,
 } from "./message_store.ts";
@@ -47,6 +48,7 @@ import {
   DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE,
   DEFAULT_ROOM,
   KeyedQueue,
+  mentionedOthers,
   type TouchKind,
   TouchMemory,
 } from "./rules.ts";
@@ -111,10 +113,11 @@ interface MessageRow {
   edited_at: string | null;
   deleted: boolean;
   reply_quote: string | null;
+  mentions: string | null;
 }
 
 const MESSAGE_COLUMNS =
-  "room, id, user_id, user_name, body, created_at, edited_at, deleted, reply_quote";
+  "room, id, user_id, user_name, body, created_at, edited_at, deleted, reply_quote, mentions";
 
 function toMessage(row: MessageRow): ChatMessage {
   const message: ChatMessage = {
@@ -127,6 +130,7 @@ function toMessage(row: MessageRow): ChatMessage {
   if (row.edited_at !== null) message.editedAt = new Date(Number(row.edited_at)).toISOString();
   if (row.deleted) message.deleted = true;
   if (row.reply_quote !== null) message.replyTo = JSON.parse(row.reply_quote);
+  if (row.mentions !== null) message.mentions = JSON.parse(row.mentions);
   return message;
 }
 
@@ -231,7 +235,8 @@ export class PostgresMessageStore implements MessageStore {
     const created = candidates.filter((candidate) => !earlier.has(candidate.clientKey ?? ""));
     if (created.length > 0) {
       await tx`
-        INSERT INTO messages (room, id, user_id, user_name, body, created_at, reply_to, reply_quote)
+        INSERT INTO messages
+          (room, id, user_id, user_name, body, created_at, reply_to, reply_quote, mentions)
         SELECT * FROM unnest(
           ${created.map((c) => c.room)}::text[],
           ${created.map((c) => c.id!)}::text[],
@@ -240,8 +245,12 @@ export class PostgresMessageStore implements MessageStore {
           ${created.map((c) => toPgText(c.input.message))}::text[],
           ${created.map((c) => timeOfId(c.id!))}::bigint[],
           ${created.map((c) => c.input.replyTo?.id ?? null)}::text[],
-          ${created.map((c) => c.input.replyTo ? JSON.stringify(c.input.replyTo) : null)}::text[]
+          ${created.map((c) => c.input.replyTo ? JSON.stringify(c.input.replyTo) : null)}::text[],
+          ${
+        created.map((c) => c.input.mentions?.length ? JSON.stringify(c.input.mentions) : null)
+      }::text[]
         )`;
+      await this.#indexMentions(tx, created);
     }
     for (const candidate of candidates) {
       const seen = earlier.get(candidate.clientKey ?? "");
@@ -269,7 +278,24 @@ export class PostgresMessageStore implements MessageStore {
       message: input.message,
       createdAt: new Date(timeOfId(id!)).toISOString(),
       ...(input.replyTo ? { replyTo: input.replyTo } : {}),
+      ...(input.mentions?.length ? { mentions: input.mentions } : {}),
     };
+  }
+
+  /** Indexes who the new messages mention (authors left out), in the batch's transaction. */
+  async #indexMentions(tx: postgres.TransactionSql, created: readonly Candidate[]) {
+    const rows = created.flatMap((c) =>
+      mentionedOthers(c.input).map((userId) => [c.room, toPgText(userId), c.id!])
+    );
+    if (rows.length === 0) return;
+    await tx`
+      INSERT INTO mentions (room, user_id, id)
+      SELECT * FROM unnest(
+        ${rows.map((row) => row[0])}::text[],
+        ${rows.map((row) => row[1])}::text[],
+        ${rows.map((row) => row[2])}::text[]
+      )
+      ON CONFLICT DO NOTHING`;
   }
 
   /**
@@ -355,7 +381,7 @@ export class PostgresMessageStore implements MessageStore {
       SELECT d.user_id AS key_user, d.source AS key_source, d.client_id AS key_client,
         d.room AS room, d.id AS key_id,
         m.id, m.user_id, m.user_name, m.body, m.created_at, m.edited_at, m.deleted,
-        m.reply_quote
+        m.reply_quote, m.mentions
       FROM dedupe d LEFT JOIN messages m ON m.room = d.room AND m.id = d.id
       WHERE (d.user_id, d.source, d.client_id) IN (
         SELECT * FROM unnest(
@@ -511,6 +537,35 @@ export class PostgresMessageStore implements MessageStore {
         AND touched_at > ${this.#now() - this.#membershipMaxAgeMs}`;
     const byRoom = new Map(rows.map((row) => [row.room, row.last_id]));
     return rooms.map((room) => byRoom.get(room));
+  }
+
+  async readPositions(room: string, limit: number): Promise<ReadPosition[]> {
+    checkLimit(limit);
+    if (limit === 0) return [];
+    const rows = await this.#sql<{ user_id: string; last_id: string }[]>`
+      SELECT user_id, last_id FROM read_markers
+      WHERE room = ${room} AND touched_at > ${this.#now() - this.#membershipMaxAgeMs}
+      ORDER BY touched_at DESC LIMIT ${limit}`;
+    return rows.map((row) => ({ user: fromPgText(row.user_id), lastId: row.last_id }));
+  }
+
+  async countMentions(
+    room: string,
+    userId: string,
+    afterId: string | undefined,
+    cap: number,
+  ): Promise<number> {
+    if (afterId !== undefined) checkId(afterId);
+    checkLimit(cap);
+    const { after, from } = this.#lowerBound(afterId);
+    const [{ count }] = await this.#sql<{ count: string }[]>`
+      SELECT count(*) FROM (
+        SELECT 1 FROM mentions n JOIN messages m ON m.room = n.room AND m.id = n.id
+        WHERE n.room = ${room} AND n.user_id = ${toPgText(userId)} AND n.id > ${after}
+          AND n.id >= ${from} AND NOT m.deleted
+        LIMIT ${cap}
+      ) AS counted`;
+    return Number(count);
   }
 
   async addMembership(userId: string, room: string, by: string = userId): Promise<void> {

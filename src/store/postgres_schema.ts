@@ -125,6 +125,25 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX outbox_states_expires_at ON outbox_states (expires_at);
     `,
   },
+  {
+    version: 4,
+    name: "mentions, read receipts",
+    sql: `
+      -- The users a message mentions, as given (JSON), and an index of them for unread counts:
+      -- one row per mentioned user other than the author; they go with their message.
+      ALTER TABLE messages ADD COLUMN mentions text;
+      CREATE TABLE mentions (
+        room text COLLATE "C" NOT NULL,
+        user_id text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (room, user_id, id),
+        FOREIGN KEY (room, id) REFERENCES messages (room, id) ON DELETE CASCADE
+      );
+      CREATE INDEX mentions_message ON mentions (room, id);
+      -- A room's read positions (read receipts), the latest readers first.
+      CREATE INDEX read_markers_room ON read_markers (room, touched_at);
+    `,
+  },
 ];
 
 /** The advisory lock every instance takes to migrate: one at a time. */

@@ -11,6 +11,7 @@
  * ```
  * @module
  */
+import type { ChatMessage } from "../types.ts";
 import { isMessageId } from "./id.ts";
 
 /** Why a store call was refused. */
@@ -119,4 +120,9 @@ export class KeyedQueue {
     });
     return result;
   }
+}
+
+/** The users a message mentions, its author left out: whose unread mentions it counts in. */
+export function mentionedOthers(message: Pick<ChatMessage, "user" | "mentions">): string[] {
+  return message.mentions?.filter((userId) => userId !== message.user.id) ?? [];
 }
