@@ -190,7 +190,7 @@ export class ChatService {
       : quoteOf(await this.#parent(room, publication.replyTo));
     // The backend's clientIds are a key space of their own: never a user's retry.
     const source = by.kind === "backend" ? "api" as const : undefined;
-    const dedupeKey = clientId === undefined
+    const dedupeKey = this.#options.publishHook === undefined || clientId === undefined
       ? undefined
       : `${source ?? ""}\n${user.id}\n${clientId}`;
     const asks = this.#options.publishHook !== undefined &&
@@ -214,7 +214,7 @@ export class ChatService {
     } catch (error) {
       throw new CodedError("internal", "the message could not be stored", {}, { cause: error });
     }
-    if (this.#options.publishHook && dedupeKey !== undefined) this.#remember(dedupeKey);
+    if (dedupeKey !== undefined) this.#remember(dedupeKey);
     if (result.created) {
       this.#recordSender(user.id, room, by);
       if (replyTo) this.#options.threadChanged(room, replyTo.id);
