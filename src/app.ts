@@ -30,6 +30,7 @@ import {
   type ChatOptions,
   type ChatServer,
   ChatService,
+  type ChatServiceOptions,
   deliverTo,
   disconnectEverywhere,
   dmUsers,
@@ -62,7 +63,7 @@ import {
 import { type Logger, silentLogger } from "./ops/log.ts";
 import { Metrics } from "./ops/metrics.ts";
 import { ClusterPresence, LocalPresence, type Presence } from "./cluster/presence.ts";
-import { type WebhookDependencies, Webhooks } from "./hooks/mod.ts";
+import { PublishHook, type WebhookDependencies, Webhooks } from "./hooks/mod.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
 import type { ChatMessage } from "./types.ts";
@@ -283,6 +284,25 @@ function webhooksFor(config: Config, parts: Parts): Webhooks | undefined {
   });
 }
 
+/** The publish hook, when `PUBLISH_HOOK_URL` is set: the service asks it before storing. */
+function publishHookFor(
+  config: Config,
+  { metrics, log }: Parts,
+): Partial<Pick<ChatServiceOptions, "publishHook">> {
+  if (config.publishHookUrl === undefined) return {};
+  const hook = new PublishHook(
+    {
+      url: config.publishHookUrl,
+      secret: config.webhookSecret!,
+      timeoutMs: config.publishHookTimeoutMs,
+      onFailure: config.publishHookFailure,
+    },
+    metrics,
+    log,
+  );
+  return { publishHook: { hook, maxMessageLength: config.maxMessageLength } };
+}
+
 /** The chat: its timeline, its live feeds, its rules (the service) and the socket side. */
 interface ChatParts {
   timeline: Timeline;
@@ -344,6 +364,7 @@ function chatFor(
     readChanged: (room, position) =>
       receipts.note(`${room}\n${position.user}`, { room, ...position }),
     disconnectUser: (userId) => disconnectEverywhere(io, userId, log),
+    ...publishHookFor(config, parts),
     log,
     now: options.now,
   });

@@ -18,7 +18,7 @@ import {
 } from "./auth/settings.ts";
 import { parseAddressRange } from "./http/client_address.ts";
 import { LOG_LEVELS } from "./ops/log.ts";
-import { EVENT_TYPES, type EventType } from "./hooks/mod.ts";
+import { EVENT_TYPES, type EventType, PUBLISH_HOOK_FAILURES } from "./hooks/mod.ts";
 import {
   boolean,
   ConfigError,
@@ -409,6 +409,27 @@ export const SETTINGS = {
     doc: "A DM left unread this long by a user with no connection anywhere gives one " +
       "`message.missed` webhook, with every such DM of that user gathered meanwhile.",
   }),
+  publishHookUrl: url("PUBLISH_HOOK_URL", {
+    protocols: ["http:", "https:"],
+    defaultDoc: "unset (no publish hook)",
+    doc: "Your backend's endpoint asked, in a POST signed with `WEBHOOK_SECRET`, about each " +
+      "message before it is stored: it allows, denies or modifies it (see " +
+      "[webhooks.md](webhooks.md#the-publish-hook)). Server API publishes ask too unless they " +
+      "say `skipPublishHook`.",
+  }),
+  publishHookTimeoutMs: duration("PUBLISH_HOOK_TIMEOUT", {
+    default: 2000,
+    min: 50,
+    max: 60_000,
+    doc: "How long the publish hook has to answer; later is a failure (`PUBLISH_HOOK_FAILURE`). " +
+      "The sender waits this long at most.",
+  }),
+  publishHookFailure: oneOf("PUBLISH_HOOK_FAILURE", PUBLISH_HOOK_FAILURES, {
+    default: "deny",
+    doc: "What a publish hook that fails (no answer in time, a non-2xx, a malformed answer) " +
+      "means: `deny` refuses the message (`rejected`), so nothing unchecked is shown; `allow` " +
+      "stores it, so the chat works while the backend is down.",
+  }),
   metricsToken: text("METRICS_TOKEN", {
     allowed: "text",
     defaultDoc: "unset (open)",
@@ -491,6 +512,12 @@ export function loadConfig(env: Env): Config {
   checkDeliverable(config);
   if (config.webhookUrls.length > 0 && config.webhookSecret === undefined) {
     throw new ConfigError("WEBHOOK_SECRET", "is required with WEBHOOK_URL: webhooks are signed");
+  }
+  if (config.publishHookUrl !== undefined && config.webhookSecret === undefined) {
+    throw new ConfigError(
+      "WEBHOOK_SECRET",
+      "is required with PUBLISH_HOOK_URL: the hook's requests are signed",
+    );
   }
   return config;
 }

@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   too_many_rooms: "`join` while the connection is in `MAX_ROOMS_PER_SOCKET` rooms",
   too_many_emoji: "`react` with a new emoji on a message that already has 20 different ones",
   too_many_reactions: "`react` by a user who already has 10 emoji on that message",
+  rejected:
+    "`message` or a server API publish: the publish hook (`PUBLISH_HOOK_URL`) denied it, with its reason as `message`, or could not answer under `PUBLISH_HOOK_FAILURE=deny`; nothing stored or broadcast (HTTP 422)",
   internal: "the server could not store or read; nothing was broadcast",
   banned: "connect: the user is banned; `until` says when it ends (ms since epoch), if it does",
   unauthorized:

@@ -86,6 +86,13 @@ Deno.test("config: webhooks need a whsec_ secret of 24–64 bytes, http(s) URLs 
   refused({ ...url, WEBHOOK_SECRET: "whsec_" + btoa("short") }, "WEBHOOK_SECRET", /24 to 64/);
   refused({ ...url, WEBHOOK_SECRET: "whsec_%%%" }, "WEBHOOK_SECRET", /base64/);
   refused({ WEBHOOK_URL: "ftp://a.example/" }, "WEBHOOK_URL", /http/);
+  const publish = { PUBLISH_HOOK_URL: "https://a.example/publish" };
+  refused(publish, "WEBHOOK_SECRET", /required with PUBLISH_HOOK_URL/);
+  refused(
+    { ...publish, WEBHOOK_SECRET, PUBLISH_HOOK_FAILURE: "maybe" },
+    "PUBLISH_HOOK_FAILURE",
+    /allow, deny/,
+  );
   refused({ WEBHOOK_EVENTS: "message.created,message.exploded" }, "WEBHOOK_EVENTS", /exploded/);
   const config = loadConfig({ ...BASE, ...url, WEBHOOK_SECRET });
   assert.equal(config.webhookEvents.length, 8, "all by default");
@@ -155,6 +162,9 @@ Deno.test("config: every variable is parsed", () => {
     WEBHOOK_OUTBOX_MAX: "500",
     WEBHOOK_DEBOUNCE: "1s",
     MISSED_AFTER: "1m",
+    PUBLISH_HOOK_URL: "https://a.example/publish",
+    PUBLISH_HOOK_TIMEOUT: "500ms",
+    PUBLISH_HOOK_FAILURE: "Allow",
   });
   assert.deepEqual(config, {
     auth: SECRET_AUTH,
@@ -213,6 +223,9 @@ Deno.test("config: every variable is parsed", () => {
     webhookOutboxMax: 500,
     webhookDebounceMs: 1000,
     missedAfterMs: 60_000,
+    publishHookUrl: "https://a.example/publish",
+    publishHookTimeoutMs: 500,
+    publishHookFailure: "allow",
   });
   assert.equal(loadConfig({ ...BASE, CORS_ORIGIN: "*" }).corsOrigin, "*");
   const remote = loadConfig({ ...BASE, KV_URL: "https://kv.example/db" });

@@ -48,6 +48,7 @@ export { dmRoom, dmUsers, isRoomId, RoomPolicy } from "./rooms.ts";
 export { disconnectEverywhere, socketDirectory, userRoom } from "./directory.ts";
 export {
   ChatService,
+  type ChatServiceOptions,
   MODERATE_SCOPE,
   type Principal,
   REACTION_LIMITS,

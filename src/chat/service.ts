@@ -22,6 +22,8 @@ import {
   type ReactionLimits,
   type ReadPosition,
 } from "../store/mod.ts";
+import type { PublishHook, PublishQuestion } from "../hooks/mod.ts";
+import { readMessage } from "./payloads.ts";
 import type { Timeline } from "./timeline.ts";
 import type {
   AppendResult,
@@ -105,6 +107,11 @@ export interface ChatServiceOptions {
   readChanged: (room: string, position: ReadPosition) => void;
   /** Closes every socket of a user on every instance; resolves once none is left. */
   disconnectUser: (userId: string) => Promise<void>;
+  /**
+   * The publish hook (`PUBLISH_HOOK_URL`), asked before each message is stored; a modified text
+   * is held to `maxMessageLength` as a sent one is.
+   */
+  publishHook?: { hook: PublishHook; maxMessageLength: number };
   log: Logger;
   /** The clock (tests move it). */
   now?: () => number;
@@ -121,6 +128,8 @@ export interface Publication {
   replyTo?: string;
   /** The users it mentions (ids, each once). */
   mentions?: string[];
+  /** The backend publishes without asking the publish hook (a user's messages always ask). */
+  skipPublishHook?: boolean;
 }
 
 /** How much of a message a reply quotes, in characters (code points). */
@@ -133,11 +142,16 @@ export function quoteOf(parent: ChatMessage): ReplyQuote {
   return { id: parent.id, user: parent.user, preview, deleted };
 }
 
+/** How many stored clientIds the service remembers so their retries skip the publish hook. */
+const REMEMBERED_CLIENT_IDS = 10_000;
+
 /** The chat's rules; one per server. */
 export class ChatService {
   readonly #options: ChatServiceOptions;
   /** Each message's changes under way, one at a time. */
   readonly #changes = new KeyedQueue();
+  /** Dedupe keys of messages stored lately (with a publish hook only): a retry is not re-asked. */
+  readonly #stored = new Set<string>();
   readonly now: () => number;
 
   constructor(options: ChatServiceOptions) {
@@ -163,7 +177,8 @@ export class ChatService {
     by: Principal,
     receivedAt?: number,
   ): Promise<AppendResult> {
-    const { room, message, clientId } = publication;
+    const { room, clientId } = publication;
+    let message = publication.message;
     let user = publication.user ?? SYSTEM_USER;
     if (by.kind === "user") {
       this.checkRoom(room, by);
@@ -173,10 +188,17 @@ export class ChatService {
     const replyTo = publication.replyTo === undefined
       ? undefined
       : quoteOf(await this.#parent(room, publication.replyTo));
+    // The backend's clientIds are a key space of their own: never a user's retry.
+    const source = by.kind === "backend" ? "api" as const : undefined;
+    const dedupeKey = this.#options.publishHook === undefined || clientId === undefined
+      ? undefined
+      : `${source ?? ""}\n${user.id}\n${clientId}`;
+    const asks = this.#options.publishHook !== undefined &&
+      !(by.kind === "backend" && publication.skipPublishHook) &&
+      !(dedupeKey !== undefined && this.#stored.has(dedupeKey));
+    if (asks) message = await this.#askPublishHook({ ...publication, user, message });
     let result: AppendResult;
     try {
-      // The backend's clientIds are a key space of their own: never a user's retry.
-      const source = by.kind === "backend" ? "api" as const : undefined;
       result = await this.#options.timeline.publish(
         {
           room,
@@ -192,12 +214,50 @@ export class ChatService {
     } catch (error) {
       throw new CodedError("internal", "the message could not be stored", {}, { cause: error });
     }
+    if (dedupeKey !== undefined) this.#remember(dedupeKey);
     if (result.created) {
       this.#recordSender(user.id, room, by);
       if (replyTo) this.#options.threadChanged(room, replyTo.id);
       if (result.message.mentions) this.#options.mentioned(result.message);
     }
     return result;
+  }
+
+  /**
+   * The text to store, as the publish hook decides: the same, or its modified text; throws
+   * `rejected` with the backend's reason when it denies (or failed, under `deny`).
+   */
+  async #askPublishHook(publication: Publication & { user: User }): Promise<string> {
+    const { hook, maxMessageLength } = this.#options.publishHook!;
+    const question: PublishQuestion = {
+      user: publication.user,
+      room: publication.room,
+      message: publication.message,
+      ...(publication.clientId === undefined ? {} : { clientId: publication.clientId }),
+      ...(publication.replyTo === undefined ? {} : { replyTo: publication.replyTo }),
+      ...(publication.mentions?.length ? { mentions: publication.mentions } : {}),
+    };
+    const verdict = await hook.check(
+      question,
+      (text) => readMessage({ message: text }, maxMessageLength).text,
+    );
+    switch (verdict.action) {
+      case "allow":
+        return publication.message;
+      case "modify":
+        return verdict.message;
+      case "deny":
+        throw new CodedError("rejected", verdict.reason);
+    }
+  }
+
+  /** Remembers a stored clientId, forgetting the oldest past {@link REMEMBERED_CLIENT_IDS}. */
+  #remember(dedupeKey: string): void {
+    this.#stored.delete(dedupeKey);
+    this.#stored.add(dedupeKey);
+    if (this.#stored.size > REMEMBERED_CLIENT_IDS) {
+      this.#stored.delete(this.#stored.values().next().value!);
+    }
   }
 
   /** A user touched `room`: their read marker and membership there stay alive; join adds it. */

@@ -20,3 +20,13 @@ export {
   WebhookSender,
 } from "./sender.ts";
 export { type WebhookDependencies, Webhooks, type WebhookSettings } from "./webhooks.ts";
+export {
+  PUBLISH_HOOK_FAILURES,
+  PublishHook,
+  type PublishHookFailure,
+  type PublishHookObserver,
+  type PublishHookOutcome,
+  type PublishHookSettings,
+  type PublishQuestion,
+  type PublishVerdict,
+} from "./publish.ts";

@@ -19,6 +19,7 @@
 import { Webhook } from "standardwebhooks";
 import type { Logger } from "../ops/log.ts";
 import type { OutboxDraft, OutboxEntry, OutboxSettlement, OutboxStore } from "../store/mod.ts";
+import { signedHeaders } from "./signature.ts";
 
 /** Why an event was dropped unsent. */
 export type DropReason = "expired" | "full" | "target_removed";
@@ -276,14 +277,7 @@ export class WebhookSender {
 
   /** One attempt; why it failed, or undefined on a 2xx. */
   async #post(entry: OutboxEntry): Promise<string | undefined> {
-    const attemptAt = new Date(this.#now());
-    const headers = {
-      "content-type": "application/json",
-      "user-agent": "chat-server-webhooks",
-      "webhook-id": entry.id,
-      "webhook-timestamp": String(Math.floor(attemptAt.getTime() / 1000)),
-      "webhook-signature": this.#signer.sign(entry.id, attemptAt, entry.body),
-    };
+    const headers = signedHeaders(this.#signer, entry.id, new Date(this.#now()), entry.body);
     const signal = AbortSignal.any([
       AbortSignal.timeout(this.#options.timeoutMs),
       this.#shutdown.signal,

@@ -154,6 +154,7 @@ function messageRoutes(app: OpenAPIHono<ApiEnv>, options: ApiOptions): void {
         ...(user ? { user } : {}),
         ...(input.replyTo === undefined ? {} : { replyTo: input.replyTo }),
         ...(input.mentions === undefined ? {} : { mentions: input.mentions }),
+        ...(body.skipPublishHook ? { skipPublishHook: true } : {}),
       },
       BACKEND,
     );

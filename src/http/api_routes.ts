@@ -152,6 +152,10 @@ export const ROUTES = {
                   "those who may read the room get a `mention` event on their connections.",
                 maxItems: MAX_MENTIONS,
               }),
+              skipPublishHook: z.boolean().optional().openapi({
+                description: "`true`: store it without asking the publish hook " +
+                  "(`PUBLISH_HOOK_URL`), for what your backend has checked itself.",
+              }),
             }),
           },
         },
@@ -166,6 +170,7 @@ export const ROUTES = {
         "A retry: the message stored the first time.",
         z.strictObject({ message: Message, duplicate: z.literal(true) }),
       ),
+      422: json("The publish hook denied it (`rejected`, its reason as `message`).", ErrorBody),
       ...bodyFailures,
     },
   }),

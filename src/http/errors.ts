@@ -33,6 +33,7 @@ export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   forbidden: 403,
   not_found: 404,
   payload_too_large: 413,
+  rejected: 422,
   rate_limited: 429,
 };
 

@@ -135,6 +135,11 @@ export class Metrics {
     this.#hooks.dropped.inc({ reason }, count);
   }
 
+  /** The publish hook answered (`allow`, `deny`, `modify`) or `failed`. */
+  publishHookCalled(outcome: string): void {
+    this.#hooks.publishHook.inc({ outcome });
+  }
+
   /** Webhooks: the outbox holds `depth` events, the oldest `oldestSeconds` old. */
   outboxMeasured(depth: number, oldestSeconds: number): void {
     this.#hooks.outboxDepth.set(depth);
@@ -279,6 +284,13 @@ function webhookMetrics(registers: Registry[]) {
       help: "Webhook events dropped unsent: expired (WEBHOOK_MAX_AGE), full (WEBHOOK_OUTBOX_MAX) " +
         "or target_removed (its URL left WEBHOOK_URL).",
       labelNames: ["reason"],
+      registers,
+    }),
+    publishHook: new Counter({
+      name: "chat_publish_hook_calls_total",
+      help: "Publish hook calls by outcome: allow, deny, modify, or failed (no answer in " +
+        "PUBLISH_HOOK_TIMEOUT, a non-2xx or a malformed answer).",
+      labelNames: ["outcome"],
       registers,
     }),
     outboxDepth: new Gauge({
