@@ -269,17 +269,24 @@ export class Outbox {
     }
     if (ack.error.code === "rate_limited") {
       this.#update(entry, "queued");
-      this.#hold(this.#now() + (ack.error.retryAfterMs ?? 1000));
+      const wait = ack.error.retryAfterMs ?? 1000;
+      this.#hold(this.#now() + wait, wait);
       return;
     }
     this.#fail(entry, ack.error);
   }
 
   /** @param {number} until */
-  #hold(until) {
+  /**
+   * Holds the queue until `until` (ms since epoch); 0 releases it. `wait` is how long that is from
+   * now, given by a caller that knows it: read again, a busy machine's clock could say it is over
+   * before the hold began.
+   * @param {number} until
+   * @param {number} [wait]
+   */
+  #hold(until, wait = until - this.#now()) {
     clearTimeout(this.#holdTimer);
     this.#heldUntil = until;
-    const wait = until - this.#now();
     if (wait > 0) {
       this.#holdTimer = setTimeout(() => {
         this.#heldUntil = 0;
