@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { ChatClient, startChat, type TestServer } from "./helpers/chat_server.ts";
 import { PushReceiver, TestBrowser } from "./helpers/push_receiver.ts";
 import { until, within } from "./helpers/time.ts";
+import { tempDir } from "./helpers/dispose.ts";
 import type { Config } from "../src/config.ts";
 import type { ChatMessage } from "../src/types.ts";
 
@@ -84,6 +85,27 @@ Deno.test("push: a missed DM is pushed, encrypted for the browser, with sender, 
   } finally {
     alice.close();
   }
+});
+
+Deno.test("push: a DM missed across a restart is still pushed (the outbox keeps it)", async () => {
+  await using receiver = await PushReceiver.start();
+  await using temp = await tempDir({ prefix: "chat_push_" });
+  const settings = { ...await vapidKeys(), kvPath: `${temp.path}/chat.kv`, missedAfterMs: 2500 };
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  {
+    await using first = await pushing(settings);
+    await first.store.addPushSubscription("bob", bob.subscription, 10);
+    const alice = await ChatClient.join(first.url, "alice");
+    await send(alice, "dm:alice:bob", "before the restart");
+    alice.close();
+  }
+  assert.equal(receiver.pushes.length, 0, "stopped before the DM counted as missed");
+  await using second = await pushing(settings);
+  await until(() => receiver.pushes.length > 0, 10_000, "the push after the restart");
+  await outboxEmpty(second);
+  assert.equal(receiver.pushes.length, 1);
+  const payload = JSON.parse(await bob.decrypt(receiver.pushes[0].body));
+  assert.equal(payload.body, "before the restart");
 });
 
 Deno.test("push: a push service answering 410 has its subscription removed", async () => {
