@@ -1,7 +1,8 @@
 /**
  * Webhooks for the chat: the writers that put `message.*` events (and `message.missed`
  * candidates) into the outbox in the commit of the change they describe, the presence and room
- * events, and the sender. Built only when `WEBHOOK_URL` is set: without it nothing is written.
+ * events, and the sender. Built only when `WEBHOOK_URL` or the `VAPID_*` keys are set (Web Push
+ * pushes missed DMs from the same outbox): without either nothing is written.
  *
  * A user goes offline, or leaves a room, only once they have stayed away for `debounceMs` (a page
  * reload is no event), checked across instances; each such state is kept in the store
