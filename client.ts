@@ -111,6 +111,14 @@ export interface ReactPayload {
   on?: boolean;
 }
 
+/** A browser's push subscription (`PushSubscription.toJSON()`), for `push:subscribe`. */
+export interface PushSubscribePayload {
+  /** An `https://` URL of at most 1024 characters. */
+  endpoint: string;
+  /** base64url: a P-256 public key (65 bytes) and 16 bytes. */
+  keys: { p256dh: string; auth: string };
+}
+
 /** Events a client sends, with their acks. */
 export interface ClientToServerEvents {
   message: (payload: MessagePayload, ack: (result: MessageAck) => void) => void;
@@ -129,4 +137,7 @@ export interface ClientToServerEvents {
   "message:delete": (payload: { id: string }, ack: (result: ChangeAck) => void) => void;
   react: (payload: ReactPayload, ack: (result: ReactAck) => void) => void;
   thread: (payload: ThreadPayload, ack: (result: ThreadAck) => void) => void;
+  /** With Web Push on: the browser's `PushSubscription.toJSON()`. */
+  "push:subscribe": (payload: PushSubscribePayload, ack: (result: OkAck) => void) => void;
+  "push:unsubscribe": (payload: { endpoint: string }, ack: (result: OkAck) => void) => void;
 }

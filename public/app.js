@@ -20,6 +20,7 @@ import {
   SYSTEM_USER_ID,
 } from "./format.js";
 import { Outbox } from "./outbox.js";
+import { enablePush, pushAvailable } from "./push.js";
 import { devBadge, make, Rooms } from "./rooms.js";
 import { mintDevToken, Session } from "./session.js";
 
@@ -36,7 +37,10 @@ import { mintDevToken, Session } from "./session.js";
  * @typedef {{ ok: true, rooms: { room: string }[], next?: string, patterns: string[] }
  *   | { ok: false, error: ChatError }} BrowseAck
  */
-/** @typedef {{ maxMessageLength: number, defaultRoom: string, devLogin: boolean }} PageConfig */
+/**
+ * @typedef {{ maxMessageLength: number, defaultRoom: string, devLogin: boolean,
+ *   vapidPublicKey?: string }} PageConfig
+ */
 /**
  * The parts of a socket.io-client `Socket` this page uses.
  * @typedef {{
@@ -86,6 +90,7 @@ function element(id) {
 const view = {
   status: element("status"),
   me: element("me"),
+  notify: /** @type {HTMLButtonElement} */ (element("notify")),
   reconnect: /** @type {HTMLButtonElement} */ (element("reconnect")),
   logout: /** @type {HTMLButtonElement} */ (element("logout")),
   login: element("login"),
@@ -148,7 +153,11 @@ async function loadPageConfig() {
   } catch {
     // Shown as a connection problem once the socket tries.
   }
-  return { maxMessageLength: 2000, defaultRoom: "general", devLogin: false };
+  return /** @type {PageConfig} */ ({
+    maxMessageLength: 2000,
+    defaultRoom: "general",
+    devLogin: false,
+  });
 }
 
 // ---- state
@@ -984,6 +993,7 @@ function connect(current) {
   view.login.hidden = true;
   view.chat.hidden = false;
   view.logout.hidden = false;
+  view.notify.hidden = !pushAvailable(settings, pushGlobals());
   setStatus("connecting", "Connecting…");
   if (rooms.me) outbox.restore(rooms.me.id);
   showRoom(roomFromHash());
@@ -1218,6 +1228,7 @@ function logout(reason) {
   clearAllTyping();
   view.chat.hidden = true;
   view.logout.hidden = true;
+  view.notify.hidden = true;
   view.me.textContent = "";
   unseen = 0;
   updateUnseen();
@@ -1395,6 +1406,44 @@ addEventListener("hashchange", () => {
   if (session) showRoom(roomFromHash());
 });
 
+/** What "Notify me" needs of the browser (absent where it cannot push). */
+function pushGlobals() {
+  return {
+    serviceWorker: navigator.serviceWorker,
+    Notification: globalThis.Notification,
+    PushManager: /** @type {{ PushManager?: unknown }} */ (globalThis).PushManager,
+  };
+}
+
+/** "Notify me": subscribes this browser, so DMs missed while away are pushed to it. */
+async function notifyMe() {
+  const key = settings.vapidPublicKey;
+  if (key === undefined || socket === undefined) return;
+  const connected = socket;
+  view.notify.disabled = true;
+  try {
+    const outcome = await enablePush(
+      key,
+      pushGlobals(),
+      (subscription) =>
+        connected.timeout(ACK_TIMEOUT_MS).emitWithAck("push:subscribe", subscription),
+    );
+    if (outcome === "subscribed") view.notify.textContent = "Notifications on";
+    else {
+      showNotice(
+        outcome === "denied"
+          ? "Notifications are blocked in this browser."
+          : "The server did not take this browser's subscription.",
+      );
+    }
+  } catch {
+    showNotice("Notifications could not be turned on; try again later.");
+  } finally {
+    view.notify.disabled = false;
+  }
+}
+
+view.notify.addEventListener("click", () => void notifyMe());
 view.reconnect.addEventListener("click", () => socket?.connect());
 view.logout.addEventListener("click", () => logout());
 

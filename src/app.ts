@@ -63,7 +63,7 @@ import {
 import { type Logger, silentLogger } from "./ops/log.ts";
 import { Metrics } from "./ops/metrics.ts";
 import { ClusterPresence, LocalPresence, type Presence } from "./cluster/presence.ts";
-import { PublishHook, type WebhookDependencies, Webhooks } from "./hooks/mod.ts";
+import { PublishHook, type PushSettings, type WebhookDependencies, Webhooks } from "./hooks/mod.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import type { MessageStore } from "./store/mod.ts";
 import type { ChatMessage } from "./types.ts";
@@ -254,14 +254,20 @@ interface Parts {
   options: AppOptions;
 }
 
-/** The webhook sender, when `WEBHOOK_URL` is set; without it the store writes nothing more. */
+/**
+ * The webhook sender, when `WEBHOOK_URL` or the VAPID keys are set (Web Push rides on the
+ * missed-message outbox); without either the store writes nothing more.
+ */
 function webhooksFor(config: Config, parts: Parts): Webhooks | undefined {
-  if (config.webhookUrls.length === 0) return undefined;
+  const push = pushSettingsOf(config);
+  if (config.webhookUrls.length === 0 && push === undefined) return undefined;
   const { store, io, presence, metrics, log, options } = parts;
   return new Webhooks({
     urls: config.webhookUrls,
-    secret: config.webhookSecret!,
-    events: config.webhookEvents,
+    secret: config.webhookSecret,
+    // Without URLs no event is written: push needs only the missed-message candidates.
+    events: config.webhookUrls.length > 0 ? config.webhookEvents : [],
+    push,
     timeoutMs: config.webhookTimeoutMs,
     maxAgeMs: config.webhookMaxAgeMs,
     outboxMax: config.webhookOutboxMax,
@@ -277,11 +283,24 @@ function webhooksFor(config: Config, parts: Parts): Webhooks | undefined {
     },
     recipientsOf: (message) =>
       (dmUsers(message.room) ?? []).filter((userId) => userId !== message.user.id),
+    async mayRead(userId, room) {
+      const members = dmUsers(room);
+      if (members !== undefined && !members.includes(userId)) return false;
+      return (await store.getBan(userId)) === undefined;
+    },
     observer: metrics,
     log,
     now: options.now,
     sender: options.webhookTiming,
   });
+}
+
+/** Web Push's settings, when the three `VAPID_*` are set. */
+function pushSettingsOf(config: Config): PushSettings | undefined {
+  const { vapidPublicKey, vapidPrivateKey, vapidSubject } = config;
+  if (vapidPublicKey === undefined || vapidPrivateKey === undefined) return undefined;
+  if (vapidSubject === undefined) return undefined;
+  return { publicKey: vapidPublicKey, privateKey: vapidPrivateKey, subject: vapidSubject };
 }
 
 /** The publish hook, when `PUBLISH_HOOK_URL` is set: the service asks it before storing. */
@@ -404,6 +423,7 @@ function chatOptionsFor(
     policy: parts.policy,
     defaultRoom: config.defaultRoom,
     maxRoomsPerSocket: config.maxRoomsPerSocket,
+    pushEnabled: pushSettingsOf(config) !== undefined,
     maxListedUsers: config.maxListedUsers,
     verifyToken: createTokenVerifier(config.auth),
     maxMessageLength: config.maxMessageLength,

@@ -430,6 +430,29 @@ export const SETTINGS = {
       "means: `deny` refuses the message (`rejected`), so nothing unchecked is shown; `allow` " +
       "stores it, so the chat works while the backend is down.",
   }),
+  vapidPublicKey: text("VAPID_PUBLIC_KEY", {
+    allowed: "base64url of an uncompressed P-256 public key (87 characters)",
+    pattern: /^B[A-Za-z0-9_-]{86}$/,
+    expected: "the base64url of 65 bytes (`npx web-push generate-vapid-keys`)",
+    defaultDoc: "unset (no Web Push)",
+    doc: "With `VAPID_PRIVATE_KEY` and `VAPID_SUBJECT`, turns on Web Push: the page offers " +
+      '"Notify me", and a missed DM is pushed to the user\'s browsers (see [push.md](push.md)).',
+  }),
+  vapidPrivateKey: text("VAPID_PRIVATE_KEY", {
+    allowed: "base64url of a P-256 private key (43 characters)",
+    pattern: /^[A-Za-z0-9_-]{43}$/,
+    expected: "the base64url of 32 bytes",
+    defaultDoc: "unset",
+    doc: "The private half of the VAPID key pair; needed with `VAPID_PUBLIC_KEY`.",
+  }),
+  vapidSubject: text("VAPID_SUBJECT", {
+    allowed: "a `mailto:` or `https:` URL",
+    pattern: /^(mailto:\S+@\S+|https:\/\/\S+)$/,
+    expected: "a mailto: or https:// URL",
+    defaultDoc: "unset",
+    doc: "How push services reach the operator (`mailto:ops@example.com`); needed with " +
+      "`VAPID_PUBLIC_KEY`.",
+  }),
   metricsToken: text("METRICS_TOKEN", {
     allowed: "text",
     defaultDoc: "unset (open)",
@@ -513,6 +536,7 @@ export function loadConfig(env: Env): Config {
   if (config.webhookUrls.length > 0 && config.webhookSecret === undefined) {
     throw new ConfigError("WEBHOOK_SECRET", "is required with WEBHOOK_URL: webhooks are signed");
   }
+  checkVapid(config);
   if (config.publishHookUrl !== undefined && config.webhookSecret === undefined) {
     throw new ConfigError(
       "WEBHOOK_SECRET",
@@ -520,6 +544,20 @@ export function loadConfig(env: Env): Config {
     );
   }
   return config;
+}
+
+/** Web Push needs all three VAPID settings, or none. */
+function checkVapid(config: Config): void {
+  const given = [config.vapidPublicKey, config.vapidPrivateKey, config.vapidSubject];
+  if (given.every((value) => value === undefined) || given.every((value) => value !== undefined)) {
+    return;
+  }
+  const missing = (["VAPID_PUBLIC_KEY", "VAPID_PRIVATE_KEY", "VAPID_SUBJECT"] as const)
+    .filter((_, index) => given[index] === undefined);
+  throw new ConfigError(
+    missing[0],
+    "is required with the other VAPID_ settings: Web Push needs all three",
+  );
 }
 
 function parseWebhookUrls(text: string, refuse: (detail: string) => never): string[] {

@@ -25,7 +25,7 @@ export const ERROR_CODES = {
   rate_limited:
     "over the event's budget; `retryAfterMs` says when to try again; nothing stored. Server API: too many wrong keys from the address (HTTP 429, `Retry-After`)",
   forbidden:
-    "the token lacks the scope the event needs, the room is not the user's to use, or `auth:refresh` names another user",
+    "the token lacks the scope the event needs, the room is not the user's to use, `auth:refresh` names another user, or `push:*` while Web Push is off",
   too_many_rooms: "`join` while the connection is in `MAX_ROOMS_PER_SOCKET` rooms",
   too_many_emoji: "`react` with a new emoji on a message that already has 20 different ones",
   too_many_reactions: "`react` by a user who already has 10 emoji on that message",

@@ -68,6 +68,7 @@ async function contextFor(
     policy,
     defaultRoom: "general",
     maxRoomsPerSocket: 3,
+    pushEnabled: false,
     maxListedUsers: 1000,
     maxMessageLength: 10,
     verifyToken: (token) => Promise.resolve({ ...alice, user: { id: token, name: token } }),

@@ -608,3 +608,34 @@ Deno.test("config: DEV_LOGIN with JWT_ALGORITHMS that refuse HS256 is refused at
     true,
   );
 });
+
+Deno.test("config: VAPID keys come all three or none, each in its shape", () => {
+  const vapid = {
+    VAPID_PUBLIC_KEY: "B" + "k".repeat(86),
+    VAPID_PRIVATE_KEY: "p".repeat(43),
+    VAPID_SUBJECT: "mailto:ops@example.com",
+  };
+  const config = loadConfig({ ...BASE, ...vapid });
+  assert.equal(config.vapidPublicKey, vapid.VAPID_PUBLIC_KEY);
+  assert.equal(config.vapidSubject, "mailto:ops@example.com");
+  assert.equal(
+    loadConfig({ ...BASE, ...vapid, VAPID_SUBJECT: "https://a.example" }).vapidSubject,
+    "https://a.example",
+  );
+  assert.equal(loadConfig(BASE).vapidPublicKey, undefined);
+  const { VAPID_SUBJECT: _, ...noSubject } = vapid;
+  assert.equal(refusal(noSubject).variable, "VAPID_SUBJECT");
+  assert.equal(
+    refusal({ VAPID_PRIVATE_KEY: vapid.VAPID_PRIVATE_KEY }).variable,
+    "VAPID_PUBLIC_KEY",
+  );
+  assert.equal(
+    refusal({ ...vapid, VAPID_PUBLIC_KEY: "k".repeat(87) }).variable,
+    "VAPID_PUBLIC_KEY",
+  );
+  assert.equal(
+    refusal({ ...vapid, VAPID_PRIVATE_KEY: "p".repeat(42) }).variable,
+    "VAPID_PRIVATE_KEY",
+  );
+  assert.equal(refusal({ ...vapid, VAPID_SUBJECT: "http://a.example" }).variable, "VAPID_SUBJECT");
+});

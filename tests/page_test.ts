@@ -23,6 +23,7 @@ import {
   renewalDelay,
 } from "../public/format.js";
 import { Outbox } from "../public/outbox.js";
+import { base64urlBytes, enablePush, pushAvailable } from "../public/push.js";
 import { SECRET, startChat } from "./helpers/chat_server.ts";
 
 /** The page routes alone behind the HTTP handler, on an ephemeral port. */
@@ -117,6 +118,81 @@ Deno.test("page: /page-config.json tells the page the chat's limits and whether 
       devLogin: true,
     });
   });
+});
+
+const VAPID = {
+  vapidPublicKey: "B" + "A".repeat(86),
+  vapidPrivateKey: "p".repeat(43),
+  vapidSubject: "mailto:ops@example.com",
+};
+
+Deno.test("page: with VAPID keys /page-config.json gives the public key (never the private one)", async () => {
+  await withPageServer({ config: { ...DEFAULTS, ...VAPID } }, async (url) => {
+    const body = await (await fetch(`${url}/page-config.json`)).json();
+    assert.equal(body.vapidPublicKey, VAPID.vapidPublicKey);
+    assert.ok(!JSON.stringify(body).includes(VAPID.vapidPrivateKey));
+  });
+});
+
+Deno.test("page: the service worker is served as JavaScript, at the root, for the whole page", async () => {
+  await withPageServer({}, async (url) => {
+    const response = await fetch(`${url}/sw.js`);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-type"), "text/javascript; charset=utf-8");
+    assert.equal(response.headers.get("service-worker-allowed"), "/");
+    const text = await response.text();
+    assert.match(text, /addEventListener\("push"/);
+    assert.match(text, /addEventListener\("notificationclick"/);
+  });
+  const page = await Deno.readTextFile(new URL("../public/index.html", import.meta.url));
+  assert.match(page, /<button id="notify" type="button" class="quiet" hidden>Notify me<\/button>/);
+});
+
+Deno.test("page: Notify me registers /sw.js, subscribes with the server's key and sends push:subscribe", async () => {
+  const key = VAPID.vapidPublicKey;
+  const calls: unknown[][] = [];
+  const subscription = { endpoint: "https://push.example/1", keys: { p256dh: "p", auth: "a" } };
+  const globals = {
+    Notification: { requestPermission: () => Promise.resolve("granted") },
+    PushManager: class {},
+    serviceWorker: {
+      register(url: string, options: { scope: string }) {
+        calls.push(["register", url, options]);
+        return Promise.resolve({
+          pushManager: {
+            subscribe(options: { userVisibleOnly: boolean; applicationServerKey: Uint8Array }) {
+              calls.push(["subscribe", options.userVisibleOnly, [...options.applicationServerKey]]);
+              return Promise.resolve({ toJSON: () => subscription });
+            },
+          },
+        });
+      },
+    },
+  };
+  assert.equal(pushAvailable({ vapidPublicKey: key }, globals), true);
+  assert.equal(pushAvailable({}, globals), false, "no key: no button");
+  assert.equal(
+    pushAvailable({ vapidPublicKey: key }, { ...globals, PushManager: undefined }),
+    false,
+  );
+  const outcome = await enablePush(key, globals, (payload) => {
+    calls.push(["push:subscribe", payload]);
+    return Promise.resolve({ ok: true });
+  });
+  assert.equal(outcome, "subscribed");
+  const keyBytes = base64urlBytes(key);
+  assert.equal(keyBytes.length, 65);
+  assert.equal(keyBytes[0], 4);
+  assert.deepEqual(calls, [
+    ["register", "/sw.js", { scope: "/" }],
+    ["subscribe", true, [...keyBytes]],
+    ["push:subscribe", subscription],
+  ]);
+  const denied = {
+    ...globals,
+    Notification: { requestPermission: () => Promise.resolve("denied") },
+  };
+  assert.equal(await enablePush(key, denied, () => Promise.resolve({ ok: true })), "denied");
 });
 
 Deno.test("page: HEAD answers the headers without a body; POST to a file is a 404", async () => {

@@ -647,6 +647,47 @@ contract("bans last until their end or until lifted", async (storage) => {
   assert.equal(await store.deleteBan("eve"), false);
 });
 
+// ---- web push subscriptions
+
+const subscription = (n: number) => ({
+  endpoint: `https://push.example/send/${n}`,
+  keys: { p256dh: `key${n}`, auth: `auth${n}` },
+});
+
+contract("push subscriptions are kept per user, newest max, oldest dropped", async (storage) => {
+  let now = Date.now();
+  await using store = await storage.open({ now: () => now });
+  assert.deepEqual(await store.pushSubscriptions("ada"), []);
+  for (const n of [1, 2, 3]) {
+    await store.addPushSubscription("ada", subscription(n), 2);
+    now += 1;
+  }
+  assert.deepEqual(await store.pushSubscriptions("ada"), [subscription(2), subscription(3)]);
+  await store.addPushSubscription(
+    "ada",
+    { ...subscription(2), keys: { p256dh: "k", auth: "a" } },
+    2,
+  );
+  assert.deepEqual(
+    await store.pushSubscriptions("ada"),
+    [subscription(3), { ...subscription(2), keys: { p256dh: "k", auth: "a" } }],
+    "the same endpoint is replaced, and becomes the newest",
+  );
+  assert.equal(await store.removePushSubscription("ada", subscription(3).endpoint), true);
+  assert.equal(await store.removePushSubscription("ada", subscription(3).endpoint), false);
+  assert.equal(await store.removePushSubscription("bob", subscription(2).endpoint), false);
+  assert.equal((await store.pushSubscriptions("ada")).length, 1);
+});
+
+contract("a browser subscribed by another user leaves its previous user", async (storage) => {
+  await using store = await storage.open();
+  await store.addPushSubscription("ada", subscription(1), 10);
+  await store.addPushSubscription("bob", subscription(1), 10);
+  assert.deepEqual(await store.pushSubscriptions("ada"), []);
+  assert.deepEqual(await store.pushSubscriptions("bob"), [subscription(1)]);
+  assert.equal(await store.removePushSubscription("ada", subscription(1).endpoint), false);
+});
+
 contract("a reader following a room from one store never skips what another store committed", {
   shared: true,
   ordersAcrossStores: true,

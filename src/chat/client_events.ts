@@ -32,6 +32,7 @@ import {
   onThread,
   onTyping,
 } from "./handlers.ts";
+import { onPushSubscribe, onPushUnsubscribe } from "./push.ts";
 
 /** The settings (their names in the server's config) that size the budgets. */
 export type BudgetSetting =
@@ -85,6 +86,9 @@ export const CLIENT_EVENTS = {
   react: { handle: onReact, budget: { perMinute: "reactLimitPerMinute" } },
   // A page of a thread costs what a page of history does: the same allowance's size.
   thread: { handle: onThread, budget: { perMinute: "historyLimitPerMinute" } },
+  // A subscription is asked for about as rarely as a room is joined: that allowance's size.
+  "push:subscribe": { handle: onPushSubscribe, budget: { perMinute: "joinLimitPerMinute" } },
+  "push:unsubscribe": { handle: onPushUnsubscribe, budget: { perMinute: "joinLimitPerMinute" } },
 } as const satisfies Record<string, ClientEventSpec>;
 
 /** A client event's name. */

@@ -63,7 +63,11 @@ export interface ChatContext {
     | "readMarkers"
     | "memberships"
     | "listRooms"
+    | "addPushSubscription"
+    | "removePushSubscription"
   >;
+  /** Whether Web Push is on (`VAPID_*` set): else `push:*` events are refused. */
+  readonly pushEnabled: boolean;
   /** The chat's rules shared with the server API: publish, change, room checks. */
   readonly service: ChatService;
   /** Who may use which room. */
@@ -109,7 +113,7 @@ export const BROWSE_PAGE = 50;
 export const MAX_BROWSED_PATTERNS = 10;
 const ROOM_PREFIX = /^[a-z0-9_.-]{0,64}$/;
 
-type Success<T> = Extract<T, { ok: true }>;
+export type Success<T> = Extract<T, { ok: true }>;
 
 /** The `room` field of an object payload (the payload readers already checked it is one). */
 function roomOf(ctx: ChatContext, payload: unknown, required = false): string {

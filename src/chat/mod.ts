@@ -68,6 +68,8 @@ export interface ChatOptions {
   policy: RoomPolicy;
   /** The room every connection is in and events without a room go to (`DEFAULT_ROOM`). */
   defaultRoom: string;
+  /** Whether Web Push is on (`VAPID_*` set). */
+  pushEnabled?: boolean;
   /** Most rooms one connection may be in (`MAX_ROOMS_PER_SOCKET`). */
   maxRoomsPerSocket: number;
   /** Most users a `presence` snapshot or a join's `online` lists (`MAX_LISTED_USERS`). */
@@ -191,6 +193,9 @@ class Connection implements EventContext {
   }
   get defaultRoom(): string {
     return this.shared.options.defaultRoom;
+  }
+  get pushEnabled(): boolean {
+    return this.shared.options.pushEnabled ?? false;
   }
   get maxRoomsPerSocket(): number {
     return this.shared.options.maxRoomsPerSocket;

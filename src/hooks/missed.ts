@@ -4,7 +4,7 @@
  * stores it, due `missedAfterMs` later, on the user's own stream. When the user's oldest candidate
  * is due, the sender hands over all of theirs at once (up to its per-stream count): if the user is
  * connected somewhere, or has read them, nothing is sent; else one `message.missed` with the
- * unread ones, enqueued in the commit that deletes the candidates. A burst of DMs is one event,
+ * unread ones (and a push job, with Web Push), enqueued in the commit that deletes the candidates. A burst of DMs is one event,
  * and a restart loses no candidate.
  *
  * @example
@@ -19,6 +19,7 @@
 import type { MessageStore, OutboxDraft, OutboxEntry } from "../store/mod.ts";
 import type { ChatMessage } from "../types.ts";
 import { eventDrafts, newEventId } from "./events.ts";
+import { pushDraft } from "./push.ts";
 import type { DeferredOutcome } from "./sender.ts";
 
 /** The stream of a user's candidates (target `""`). */
@@ -32,8 +33,10 @@ interface Candidate {
 
 /** Options of {@link MissedMessages}. */
 export interface MissedOptions {
-  /** The webhook URLs the event goes to. */
+  /** The webhook URLs the event goes to (none: no `message.missed` webhook). */
   targets: readonly string[];
+  /** Whether a missed message is also pushed to the user's browsers (Web Push). */
+  push: boolean;
   /** How long a message may stay unread before it is missed (ms). */
   missedAfterMs: number;
   store: Pick<MessageStore, "readMarkers">;
@@ -79,6 +82,7 @@ export class MissedMessages {
       `user:${user}`,
       this.options.now(),
     );
+    if (this.options.push) then.push(pushDraft(user, unread));
     return { settlements, then };
   }
 }

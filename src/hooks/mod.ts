@@ -19,6 +19,13 @@ export {
   type WebhookObserver,
   WebhookSender,
 } from "./sender.ts";
+export {
+  notificationOf,
+  type PushNotification,
+  PushNotifier,
+  type PushObserver,
+  type PushSettings,
+} from "./push.ts";
 export { type WebhookDependencies, Webhooks, type WebhookSettings } from "./webhooks.ts";
 export {
   PUBLISH_HOOK_FAILURES,

@@ -46,8 +46,8 @@ export interface SenderOptions {
   owner: string;
   /** The webhook URLs; entries for others (removed from the settings since) are dropped. */
   targets: readonly string[];
-  /** The `whsec_…` secret. */
-  secret: string;
+  /** The `whsec_…` secret (none when there are no targets: only deferred work). */
+  secret?: string;
   /** Handles one stream's entries for target `""`. */
   deferred?: (entries: OutboxEntry[]) => Promise<DeferredOutcome>;
   observer: WebhookObserver;
@@ -87,8 +87,8 @@ const CLAIM_LIMIT = 100;
 
 /** Sends the outbox's events; one per server. */
 export class WebhookSender {
-  readonly #options: SenderOptions & Required<Omit<SenderOptions, "deferred" | "now">>;
-  readonly #signer: Webhook;
+  readonly #options: SenderOptions & Required<Omit<SenderOptions, "deferred" | "now" | "secret">>;
+  readonly #signer?: Webhook;
   readonly #targets: Set<string>;
   readonly #now: () => number;
   readonly #shutdown = new AbortController();
@@ -99,7 +99,7 @@ export class WebhookSender {
 
   constructor(options: SenderOptions) {
     this.#options = { ...SENDER_DEFAULTS, ...options };
-    this.#signer = new Webhook(options.secret);
+    if (options.secret !== undefined) this.#signer = new Webhook(options.secret);
     this.#targets = new Set(options.targets);
     this.#now = options.now ?? Date.now;
   }
@@ -277,6 +277,7 @@ export class WebhookSender {
 
   /** One attempt; why it failed, or undefined on a 2xx. */
   async #post(entry: OutboxEntry): Promise<string | undefined> {
+    if (this.#signer === undefined) return "no WEBHOOK_SECRET";
     const headers = signedHeaders(this.#signer, entry.id, new Date(this.#now()), entry.body);
     const signal = AbortSignal.any([
       AbortSignal.timeout(this.#options.timeoutMs),

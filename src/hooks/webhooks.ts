@@ -1,7 +1,8 @@
 /**
  * Webhooks for the chat: the writers that put `message.*` events (and `message.missed`
  * candidates) into the outbox in the commit of the change they describe, the presence and room
- * events, and the sender. Built only when `WEBHOOK_URL` is set: without it nothing is written.
+ * events, and the sender. Built only when `WEBHOOK_URL` or the `VAPID_*` keys are set (Web Push
+ * pushes missed DMs from the same outbox): without either nothing is written.
  *
  * A user goes offline, or leaves a room, only once they have stayed away for `debounceMs` (a page
  * reload is no event), checked across instances; each such state is kept in the store
@@ -22,18 +23,22 @@ import type { MessageStore, OutboxDraft, OutboxWriter } from "../store/mod.ts";
 import type { ChatMessage, User } from "../types.ts";
 import { type EventData, eventDrafts, type EventType } from "./events.ts";
 import { MissedMessages } from "./missed.ts";
+import { PUSH_STREAM_PREFIX, PushNotifier, type PushObserver, type PushSettings } from "./push.ts";
 import { type SenderOptions, type WebhookObserver, WebhookSender } from "./sender.ts";
 
 /** The operator's settings (`WEBHOOK_*`, `MISSED_AFTER`). */
 export interface WebhookSettings {
   urls: readonly string[];
-  secret: string;
+  /** Needed with `urls`. */
+  secret?: string;
   events: readonly EventType[];
   timeoutMs: number;
   maxAgeMs: number;
   outboxMax: number;
   missedAfterMs: number;
   debounceMs: number;
+  /** With Web Push, missed messages are pushed too (even with no `urls`). */
+  push?: PushSettings;
 }
 
 /** What the webhooks need from the server. */
@@ -47,7 +52,9 @@ export interface WebhookDependencies {
   inRoom: (room: string, userId: string) => Promise<boolean>;
   /** Who may miss `message`: a DM's other user (mentioned users join here once they exist). */
   recipientsOf: (message: ChatMessage) => string[];
-  observer: WebhookObserver;
+  /** Whether the user may read `room` now (Web Push tells nobody about a room they may not). */
+  mayRead?: (userId: string, room: string) => Promise<boolean>;
+  observer: WebhookObserver & PushObserver;
   log: Logger;
   now?: () => number;
   /** The sender's timing, for tests (retries, polling). */
@@ -83,8 +90,11 @@ export class Webhooks {
     this.#dependencies = dependencies;
     this.#types = new Set(settings.events);
     this.#now = dependencies.now ?? Date.now;
+    const missedWebhook = this.#types.has("message.missed");
+    const missedAny = missedWebhook || settings.push !== undefined;
     this.#missed = new MissedMessages({
-      targets: settings.urls,
+      targets: missedWebhook ? settings.urls : [],
+      push: settings.push !== undefined,
       missedAfterMs: settings.missedAfterMs,
       store: dependencies.store,
       isConnected: dependencies.isConnected,
@@ -93,10 +103,10 @@ export class Webhooks {
     const perEvent = settings.urls.length;
     this.created = {
       maxPerMessage: (this.#types.has("message.created") ? perEvent : 0) +
-        (this.#types.has("message.missed") ? MAX_RECIPIENTS : 0),
+        (missedAny ? MAX_RECIPIENTS : 0),
       draftsFor: (message) => [
         ...this.#drafts("message.created", message, `room:${message.room}`),
-        ...(this.#types.has("message.missed")
+        ...(missedAny
           ? this.#missed.candidates(
             message,
             dependencies.recipientsOf(message).slice(0, MAX_RECIPIENTS),
@@ -113,12 +123,22 @@ export class Webhooks {
           `room:${message.room}`,
         ),
     };
+    const push = settings.push && new PushNotifier(settings.push, {
+      store: dependencies.store,
+      mayRead: dependencies.mayRead ?? (() => Promise.resolve(true)),
+      observer: dependencies.observer,
+      log: dependencies.log,
+      timeoutMs: settings.timeoutMs,
+    });
     this.#sender = new WebhookSender({
       store: dependencies.store,
       owner: dependencies.owner,
       targets: settings.urls,
       secret: settings.secret,
-      deferred: (entries) => this.#missed.settle(entries),
+      deferred: (entries) =>
+        push && entries[0].stream.startsWith(PUSH_STREAM_PREFIX)
+          ? push.settle(entries)
+          : this.#missed.settle(entries),
       observer: dependencies.observer,
       log: dependencies.log,
       timeoutMs: settings.timeoutMs,

@@ -27,7 +27,9 @@ import { readBody } from "./body.ts";
 import { HttpError, json } from "./errors.ts";
 
 /** The settings the page follows, as the chat enforces them. */
-export type PageSettings = Pick<Config, "maxMessageLength" | "defaultRoom">;
+export type PageSettings =
+  & Pick<Config, "maxMessageLength" | "defaultRoom">
+  & Partial<Pick<Config, "vapidPublicKey" | "vapidPrivateKey" | "vapidSubject">>;
 
 /** What {@link pageRoutes} serves. */
 export interface PageOptions {
@@ -85,6 +87,8 @@ async function clientBundleUrl(): Promise<URL> {
 
 interface StaticFile {
   contentType: string;
+  /** Headers of its own. */
+  headers?: Record<string, string>;
   location: () => URL | Promise<URL>;
 }
 
@@ -93,7 +97,17 @@ function publicFile(name: string, contentType: string): StaticFile {
 }
 
 /** The page's own scripts: `app.js` and the modules it imports. */
-export const PAGE_SCRIPTS = ["app.js", "format.js", "outbox.js", "rooms.js", "session.js"] as const;
+export const PAGE_SCRIPTS = [
+  "app.js",
+  "format.js",
+  "outbox.js",
+  "push.js",
+  "rooms.js",
+  "session.js",
+] as const;
+
+/** The service worker: at the root, so its scope is the whole page. */
+export const SERVICE_WORKER_PATH = "/sw.js";
 
 const STATIC_FILES = new Map<string, StaticFile>([
   ["/", publicFile("index.html", HTML)],
@@ -101,6 +115,10 @@ const STATIC_FILES = new Map<string, StaticFile>([
   ["/style.css", publicFile("style.css", CSS)],
   ...PAGE_SCRIPTS.map((name): [string, StaticFile] => [`/${name}`, publicFile(name, JAVASCRIPT)]),
   [CLIENT_SCRIPT_PATH, { contentType: JAVASCRIPT, location: clientBundleUrl }],
+  [SERVICE_WORKER_PATH, {
+    ...publicFile("sw.js", JAVASCRIPT),
+    headers: { "Service-Worker-Allowed": "/" },
+  }],
 ]);
 
 /** A stable user id for a display name: `dev-<slug>`, or a hash when the name has no ASCII. */
@@ -167,11 +185,13 @@ async function mintDevToken(
 export interface PageConfig extends PageSettings {
   /** Whether `POST /dev/token` mints tokens. */
   devLogin: boolean;
+  /** With Web Push on (all three `VAPID_*`): the key the browser subscribes with. */
+  vapidPublicKey?: string;
 }
 
 /**
  * Routes of the demo page: `GET /` (index.html), `/style.css`, the page's scripts
- * ({@link PAGE_SCRIPTS}), `/socket.io/socket.io.min.js`, `GET /page-config.json` →
+ * ({@link PAGE_SCRIPTS}), the service worker `/sw.js`, `/socket.io/socket.io.min.js`, `GET /page-config.json` →
  * {@link PageConfig}, `GET /dev/login-enabled` → `{ enabled }`, and `POST /dev/token` (404 unless
  * `devLogin` is set). Each static file is read once, on first request. `HEAD` is answered as `GET`
  * without the body.
@@ -189,11 +209,13 @@ export function pageRoutes(options: PageOptions): Hono {
     return bytes;
   };
   const { devLogin } = options;
-  const { maxMessageLength, defaultRoom } = options.config ?? DEFAULTS;
+  const { maxMessageLength, defaultRoom, vapidPublicKey, vapidPrivateKey, vapidSubject } =
+    (options.config ?? DEFAULTS) as PageSettings;
   const pageConfig: PageConfig = {
     maxMessageLength,
     defaultRoom,
     devLogin: devLogin !== undefined,
+    ...(vapidPublicKey && vapidPrivateKey && vapidSubject ? { vapidPublicKey } : {}),
   };
   const app = new Hono();
   for (const [path, file] of STATIC_FILES) {
@@ -205,6 +227,7 @@ export function pageRoutes(options: PageOptions): Hono {
           "Content-Length": String(body.byteLength),
           "Cache-Control": "no-cache",
           ...SECURITY_HEADERS,
+          ...file.headers,
         },
       });
     });

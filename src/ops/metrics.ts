@@ -135,6 +135,11 @@ export class Metrics {
     this.#hooks.dropped.inc({ reason }, count);
   }
 
+  /** Web Push: an attempt was `sent`, found its subscription `gone` (removed), or `failed`. */
+  pushAttempted(outcome: string): void {
+    this.#hooks.push.inc({ outcome });
+  }
+
   /** The publish hook answered (`allow`, `deny`, `modify`) or `failed`. */
   publishHookCalled(outcome: string): void {
     this.#hooks.publishHook.inc({ outcome });
@@ -284,6 +289,13 @@ function webhookMetrics(registers: Registry[]) {
       help: "Webhook events dropped unsent: expired (WEBHOOK_MAX_AGE), full (WEBHOOK_OUTBOX_MAX) " +
         "or target_removed (its URL left WEBHOOK_URL).",
       labelNames: ["reason"],
+      registers,
+    }),
+    push: new Counter({
+      name: "chat_push_notifications_total",
+      help: "Web Push attempts by outcome: sent (2xx), gone (404/410: the subscription was " +
+        "removed) or failed (not retried).",
+      labelNames: ["outcome"],
       registers,
     }),
     publishHook: new Counter({

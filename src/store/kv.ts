@@ -20,6 +20,7 @@
 import { dirname } from "node:path";
 import { PartialAppendError } from "./append_error.ts";
 import { KvOutbox } from "./kv_outbox.ts";
+import { KvPushSubscriptions } from "./kv_push.ts";
 import { whenUnlocked } from "./kv_unlocked.ts";
 
 export { whenUnlocked };
@@ -45,6 +46,7 @@ import type {
 } from "../types.ts";
 import {
   type MessageStore,
+  type PushSubscriptionRecord,
   type ReactionChange,
   type ReactionLimits,
   type ReactionOutcome,
@@ -223,6 +225,7 @@ export class KvMessageStore implements MessageStore {
   /** Each message's pending changes. */
   readonly #changes = new KeyedQueue();
   readonly #outbox: KvOutbox;
+  readonly #push: KvPushSubscriptions;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
     this.#kv = kv;
@@ -235,6 +238,7 @@ export class KvMessageStore implements MessageStore {
     const perMinute = options.peerMembershipsPerMinute ?? DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE;
     this.#peerMemberships = new RateLimiter({ perMinute, burst: perMinute }, this.#now);
     this.#outbox = new KvOutbox(kv, this.#now);
+    this.#push = new KvPushSubscriptions(kv, this.#now);
     const size = Math.min(options.recentWindow ?? 0, options.maxCount ?? Infinity);
     if (size > 0) this.#recent = new RecentWindow(size);
     const roomSize = Math.min(options.roomWindow ?? 0, options.maxCount ?? Infinity);
@@ -1003,6 +1007,22 @@ export class KvMessageStore implements MessageStore {
     // KV deletes expired entries lazily: a ban past its end is over.
     if (!value || (value.until !== undefined && value.until <= this.#now())) return undefined;
     return value;
+  }
+
+  addPushSubscription(
+    userId: string,
+    subscription: PushSubscriptionRecord,
+    max: number,
+  ): Promise<void> {
+    return this.#push.add(userId, subscription, max);
+  }
+
+  pushSubscriptions(userId: string): Promise<PushSubscriptionRecord[]> {
+    return this.#push.list(userId);
+  }
+
+  removePushSubscription(userId: string, endpoint: string): Promise<boolean> {
+    return this.#push.remove(userId, endpoint);
   }
 
   async deleteBan(userId: string): Promise<boolean> {

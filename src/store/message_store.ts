@@ -55,6 +55,12 @@ export interface ReadPosition {
   lastId: string;
 }
 
+/** A browser's Web Push subscription, as the Push API gives it (`keys` are base64url). */
+export interface PushSubscriptionRecord {
+  endpoint: string;
+  keys: { p256dh: string; auth: string };
+}
+
 /** Most users a {@link ThreadSummary} lists. */
 export const THREAD_USERS = 10;
 
@@ -168,6 +174,20 @@ export interface MessageStore extends OutboxStore {
   getBan(userId: string): Promise<Ban | undefined>;
   /** Lifts `userId`'s ban; whether there was one. */
   deleteBan(userId: string): Promise<boolean>;
+  /**
+   * Stores `userId`'s push subscription (replacing one with the same endpoint, whoever had it: a
+   * browser belongs to whoever subscribed it last), keeping their newest `max`: older ones are
+   * dropped.
+   */
+  addPushSubscription(
+    userId: string,
+    subscription: PushSubscriptionRecord,
+    max: number,
+  ): Promise<void>;
+  /** `userId`'s push subscriptions, oldest first. */
+  pushSubscriptions(userId: string): Promise<PushSubscriptionRecord[]>;
+  /** Removes `userId`'s subscription with this endpoint; whether there was one. */
+  removePushSubscription(userId: string, endpoint: string): Promise<boolean>;
   /** What in-memory windows of recent messages hold, when the store keeps any. */
   memory?(): { rooms: number; messages: number };
   /** Resolves when the backend answers a read (a readiness probe); rejects otherwise. */

@@ -13,6 +13,7 @@
 
 export type {
   MessageStore,
+  PushSubscriptionRecord,
   ReactionChange,
   ReactionLimits,
   ReactionOutcome,

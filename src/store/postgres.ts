@@ -29,6 +29,7 @@ import type {
 } from "../types.ts";
 import {
   type MessageStore,
+  type PushSubscriptionRecord,
   type ReactionChange,
   type ReactionLimits,
   type ReactionOutcome,
@@ -805,6 +806,43 @@ export class PostgresMessageStore implements MessageStore {
     if (row.until !== null) ban.until = Number(row.until);
     if (row.reason !== null) ban.reason = fromPgText(row.reason);
     return ban;
+  }
+
+  async addPushSubscription(
+    userId: string,
+    subscription: PushSubscriptionRecord,
+    max: number,
+  ): Promise<void> {
+    const user = toPgText(userId);
+    const { endpoint, keys } = subscription;
+    await this.#sql.begin(async (tx) => {
+      // A new row each time: its seq says it is the user's newest.
+      await tx`DELETE FROM push_subscriptions WHERE endpoint = ${toPgText(endpoint)}`;
+      await tx`
+        INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth)
+        VALUES (${toPgText(endpoint)}, ${user}, ${toPgText(keys.p256dh)}, ${toPgText(keys.auth)})`;
+      await tx`
+        DELETE FROM push_subscriptions WHERE user_id = ${user} AND seq NOT IN (
+          SELECT seq FROM push_subscriptions WHERE user_id = ${user} ORDER BY seq DESC LIMIT ${max}
+        )`;
+    });
+  }
+
+  async pushSubscriptions(userId: string): Promise<PushSubscriptionRecord[]> {
+    const rows = await this.#sql<{ endpoint: string; p256dh: string; auth: string }[]>`
+      SELECT endpoint, p256dh, auth FROM push_subscriptions
+      WHERE user_id = ${toPgText(userId)} ORDER BY seq`;
+    return rows.map((row) => ({
+      endpoint: fromPgText(row.endpoint),
+      keys: { p256dh: fromPgText(row.p256dh), auth: fromPgText(row.auth) },
+    }));
+  }
+
+  async removePushSubscription(userId: string, endpoint: string): Promise<boolean> {
+    const rows = await this.#sql`
+      DELETE FROM push_subscriptions
+      WHERE user_id = ${toPgText(userId)} AND endpoint = ${toPgText(endpoint)} RETURNING 1`;
+    return rows.length > 0;
   }
 
   async deleteBan(userId: string): Promise<boolean> {

@@ -144,6 +144,21 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX read_markers_room ON read_markers (room, touched_at);
     `,
   },
+  {
+    version: 5,
+    name: "web push subscriptions",
+    sql: `
+      -- One row per browser (its endpoint), owned by whoever subscribed it last.
+      CREATE TABLE push_subscriptions (
+        endpoint text PRIMARY KEY,
+        user_id text COLLATE "C" NOT NULL,
+        p256dh text NOT NULL,
+        auth text NOT NULL,
+        seq bigint GENERATED ALWAYS AS IDENTITY
+      );
+      CREATE INDEX push_subscriptions_user ON push_subscriptions (user_id, seq);
+    `,
+  },
 ];
 
 /** The advisory lock every instance takes to migrate: one at a time. */

@@ -50,6 +50,8 @@ export const STRICT_BUDGETS: Record<ChatEvent, RateLimit> = {
   "message:delete": { perMinute: 6, burst: 3 },
   react: { perMinute: 12, burst: 2 },
   thread: { perMinute: 12, burst: 2 },
+  "push:subscribe": { perMinute: 12, burst: 2 },
+  "push:unsubscribe": { perMinute: 12, burst: 2 },
 };
 
 /** The strict server's settings. */

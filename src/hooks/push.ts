@@ -1,0 +1,169 @@
+/**
+ * Web Push: a `message.missed` also leaves a push job in the outbox (target `""`, on the user's
+ * `push:` stream), in the commit that settles the missed candidates, so a restart loses none.
+ * When the sender hands a job over, it is encrypted (RFC 8291, `aes128gcm`) and signed (VAPID) by
+ * npm `web-push` for each of the user's subscriptions and POSTed with `fetch`: the library's own
+ * `sendNotification` insists on Node's `https` module, while `generateRequestDetails` gives the
+ * request to send any way we like. A push service answering 404 or 410 has forgotten the
+ * subscription: it is removed. Other failures are logged and counted, not retried: a retry would
+ * repeat the notification on the browsers that did get it.
+ *
+ * @example
+ * A sketch: the webhooks' `deferred` hands `push:` streams to `settle`.
+ * ```ts ignore
+ * const push = new PushNotifier(settings, { store, mayRead, observer, log });
+ * const drafts = pushDrafts("bob", unreadMessages); // with the `message.missed` event
+ * const outcome = await push.settle(entries);
+ * ```
+ * @module
+ */
+import type { Logger } from "../ops/log.ts";
+import type { MessageStore, OutboxEntry, PushSubscriptionRecord } from "../store/mod.ts";
+import type { ChatMessage } from "../types.ts";
+import { newEventId } from "./events.ts";
+import type { DeferredOutcome } from "./sender.ts";
+
+/**
+ * npm `web-push`, loaded on first use: its encryption library reads an environment variable when
+ * loaded, which a server without Web Push (or the config table's script) need not allow.
+ */
+let webPush: Promise<typeof import("web-push").default> | undefined;
+function loadWebPush() {
+  webPush ??= import("web-push").then((module) => module.default);
+  return webPush;
+}
+
+/** The stream of a user's push jobs (target `""`). */
+export const PUSH_STREAM_PREFIX = "push:";
+
+/** Longest preview of a message a notification shows. */
+const PREVIEW_LENGTH = 120;
+
+/** A push service's answers meaning the subscription is gone for good. */
+const GONE = new Set([404, 410]);
+
+/** The operator's VAPID key pair and contact (`VAPID_*`). */
+export interface PushSettings {
+  publicKey: string;
+  privateKey: string;
+  subject: string;
+}
+
+/** What a notification carries; the service worker shows it and opens `url` on click. */
+export interface PushNotification {
+  title: string;
+  body: string;
+  room: string;
+  url: string;
+}
+
+/** What a push job remembers. */
+interface PushJob {
+  user: string;
+  messages: ChatMessage[];
+}
+
+/** Who is told what the notifier did (the metrics, matched by shape). */
+export interface PushObserver {
+  /** `sent` (2xx), `gone` (404/410: removed) or `failed`. */
+  pushAttempted(outcome: "sent" | "gone" | "failed"): void;
+}
+
+/** What the notifier needs from the server. */
+export interface PushDependencies {
+  store: Pick<MessageStore, "pushSubscriptions" | "removePushSubscription">;
+  /** Whether `userId` may read `room` now: nobody is told about a room they may not read. */
+  mayRead: (userId: string, room: string) => Promise<boolean>;
+  observer: PushObserver;
+  log: Logger;
+  /** A push service's answer must come within this (ms). */
+  timeoutMs: number;
+}
+
+/** The push job for a user's unread messages (those of a `message.missed`). */
+export function pushDraft(user: string, messages: ChatMessage[]) {
+  return {
+    id: newEventId(),
+    target: "",
+    stream: PUSH_STREAM_PREFIX + user,
+    body: JSON.stringify({ user, messages } satisfies PushJob),
+  };
+}
+
+/** The notification for the newest of `messages`, which `user` may read. */
+export function notificationOf(messages: readonly ChatMessage[]): PushNotification {
+  const newest = messages[messages.length - 1];
+  const text = newest.message.length > PREVIEW_LENGTH
+    ? `${newest.message.slice(0, PREVIEW_LENGTH - 1)}…`
+    : newest.message;
+  const more = messages.length > 1 ? ` (+${messages.length - 1} more)` : "";
+  return {
+    title: newest.user.name,
+    body: text + more,
+    room: newest.room,
+    url: `/#${encodeURIComponent(newest.room)}`,
+  };
+}
+
+/** Sends push jobs to the subscriptions of their user. */
+export class PushNotifier {
+  readonly #settings: PushSettings;
+  readonly #dependencies: PushDependencies;
+
+  constructor(settings: PushSettings, dependencies: PushDependencies) {
+    this.#settings = settings;
+    this.#dependencies = dependencies;
+  }
+
+  /** One user's due push jobs: each sent once to each subscription, then done. */
+  async settle(entries: OutboxEntry[]): Promise<DeferredOutcome> {
+    for (const entry of entries) {
+      const job = JSON.parse(entry.body) as PushJob;
+      const readable = [];
+      for (const message of job.messages) {
+        if (await this.#dependencies.mayRead(job.user, message.room)) readable.push(message);
+      }
+      if (readable.length === 0) continue;
+      const subscriptions = await this.#dependencies.store.pushSubscriptions(job.user);
+      const payload = JSON.stringify(notificationOf(readable));
+      await Promise.all(
+        subscriptions.map((subscription) => this.#send(job.user, subscription, payload)),
+      );
+    }
+    return { settlements: entries.map(({ key }) => ({ key, outcome: "done" })), then: [] };
+  }
+
+  async #send(user: string, subscription: PushSubscriptionRecord, payload: string) {
+    const { store, observer, log, timeoutMs } = this.#dependencies;
+    try {
+      const webpush = await loadWebPush();
+      const details = webpush.generateRequestDetails(subscription, payload, {
+        vapidDetails: this.#settings,
+        contentEncoding: "aes128gcm",
+        TTL: 86_400,
+      });
+      // fetch sets the length itself; the other headers go as strings.
+      const headers = Object.entries(details.headers as Record<string, string | number>)
+        .filter(([name]) => name.toLowerCase() !== "content-length")
+        .map(([name, value]): [string, string] => [name, String(value)]);
+      const response = await fetch(details.endpoint, {
+        method: details.method,
+        headers,
+        body: details.body as Uint8Array<ArrayBuffer> | null,
+        signal: AbortSignal.timeout(timeoutMs),
+        redirect: "manual",
+      });
+      await response.body?.cancel();
+      if (response.ok) return observer.pushAttempted("sent");
+      if (GONE.has(response.status)) {
+        await store.removePushSubscription(user, subscription.endpoint);
+        return observer.pushAttempted("gone");
+      }
+      observer.pushAttempted("failed");
+      log.warn("push.failed", { user, status: response.status });
+    } catch (error) {
+      observer.pushAttempted("failed");
+      log.warn("push.failed", { user, error });
+    }
+  }
+}

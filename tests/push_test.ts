@@ -1,0 +1,201 @@
+/**
+ * Web Push end to end: a chat server with VAPID keys (and no webhooks) pushes a missed DM to a
+ * local push service, which the test's browser keys decrypt (RFC 8291); a 410 removes the
+ * subscription; nobody is pushed a room they may not read; `push:subscribe` takes only a
+ * well-formed subscription. Polls and retries are shortened; waits are for conditions.
+ */
+import assert from "node:assert/strict";
+import { ChatClient, startChat, type TestServer } from "./helpers/chat_server.ts";
+import { PushReceiver, TestBrowser } from "./helpers/push_receiver.ts";
+import { until, within } from "./helpers/time.ts";
+import { tempDir } from "./helpers/dispose.ts";
+import type { Config } from "../src/config.ts";
+import type { ChatMessage } from "../src/types.ts";
+
+function base64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
+    .replace(/=+$/, "");
+}
+
+/** A fresh VAPID key pair, as `npx web-push generate-vapid-keys` gives one. */
+async function vapidKeys(): Promise<Partial<Config>> {
+  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+  ]) as CryptoKeyPair;
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const { d } = await crypto.subtle.exportKey("jwk", pair.privateKey);
+  return {
+    vapidPublicKey: base64url(publicKey),
+    vapidPrivateKey: d!,
+    vapidSubject: "mailto:ops@example.com",
+  };
+}
+
+async function pushing(overrides: Partial<Config> = {}): Promise<TestServer> {
+  return startChat({
+    ...await vapidKeys(),
+    missedAfterMs: 200,
+    publicRooms: ["general"],
+    rateLimitBurst: 1000,
+    ...overrides,
+  }, { webhookTiming: { retryBaseMs: 20, retryMaxMs: 100, pollMs: 20, maintainMs: 20 } });
+}
+
+async function send(client: ChatClient, room: string, message: string): Promise<ChatMessage> {
+  const answer = await within(client.socket.emitWithAck("message", { room, message }), 5000, "ack");
+  assert.equal(answer.ok, true, JSON.stringify(answer));
+  return answer.message;
+}
+
+/** Waits until `condition` (asked of the store) holds. */
+async function untilStored(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const poll = async () => {
+    while (!await condition()) await new Promise((resolve) => setTimeout(resolve, 10));
+  };
+  await within(poll(), 10_000, what);
+}
+
+async function outboxEmpty(server: TestServer): Promise<void> {
+  await untilStored(async () => (await server.store.outboxStats()).depth === 0, "outbox empty");
+}
+
+Deno.test("push: a missed DM is pushed, encrypted for the browser, with sender, preview and room", async () => {
+  await using receiver = await PushReceiver.start();
+  await using server = await pushing();
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  const mallory = await TestBrowser.create(`${receiver.url}/mallory`);
+  await server.store.addPushSubscription("bob", bob.subscription, 10);
+  await server.store.addPushSubscription("mallory", mallory.subscription, 10);
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    await send(alice, "dm:alice:bob", "are you there?");
+    await until(() => receiver.pushes.length > 0, 10_000, "a push");
+    await outboxEmpty(server);
+    assert.deepEqual(receiver.pushes.map((push) => push.path), ["/bob"], "mallory gets nothing");
+    const [push] = receiver.pushes;
+    assert.equal(push.headers.get("content-encoding"), "aes128gcm");
+    assert.match(push.headers.get("authorization") ?? "", /^vapid t=[\w-]+\.[\w-]+\.[\w-]+, k=/);
+    assert.deepEqual(JSON.parse(await bob.decrypt(push.body)), {
+      title: "alice",
+      body: "are you there?",
+      room: "dm:alice:bob",
+      url: "/#dm%3Aalice%3Abob",
+    });
+    assert.equal(await metric(server, 'chat_push_notifications_total{outcome="sent"}'), 1);
+  } finally {
+    alice.close();
+  }
+});
+
+Deno.test("push: a DM missed across a restart is still pushed (the outbox keeps it)", async () => {
+  await using receiver = await PushReceiver.start();
+  await using temp = await tempDir({ prefix: "chat_push_" });
+  const settings = { ...await vapidKeys(), kvPath: `${temp.path}/chat.kv`, missedAfterMs: 2500 };
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  {
+    await using first = await pushing(settings);
+    await first.store.addPushSubscription("bob", bob.subscription, 10);
+    const alice = await ChatClient.join(first.url, "alice");
+    await send(alice, "dm:alice:bob", "before the restart");
+    alice.close();
+  }
+  assert.equal(receiver.pushes.length, 0, "stopped before the DM counted as missed");
+  await using second = await pushing(settings);
+  await until(() => receiver.pushes.length > 0, 10_000, "the push after the restart");
+  await outboxEmpty(second);
+  assert.equal(receiver.pushes.length, 1);
+  const payload = JSON.parse(await bob.decrypt(receiver.pushes[0].body));
+  assert.equal(payload.body, "before the restart");
+});
+
+Deno.test("push: a push service answering 410 has its subscription removed", async () => {
+  await using receiver = await PushReceiver.start();
+  receiver.answer = 410;
+  await using server = await pushing();
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  await server.store.addPushSubscription("bob", bob.subscription, 10);
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    await send(alice, "dm:alice:bob", "hello?");
+    await untilStored(
+      async () => (await server.store.pushSubscriptions("bob")).length === 0,
+      "the subscription removed",
+    );
+    assert.equal(receiver.pushes.length, 1);
+  } finally {
+    alice.close();
+  }
+});
+
+Deno.test("push: a user who may not read the room (banned meanwhile) is pushed nothing", async () => {
+  await using receiver = await PushReceiver.start();
+  await using server = await pushing({ missedAfterMs: 300 });
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  await server.store.addPushSubscription("bob", bob.subscription, 10);
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    await send(alice, "dm:alice:bob", "secret plans");
+    await server.store.setBan("bob", { since: Date.now() });
+    await outboxEmpty(server);
+    assert.equal(receiver.pushes.length, 0);
+  } finally {
+    alice.close();
+  }
+});
+
+Deno.test("push: push:subscribe stores a well-formed subscription and refuses a bad one", async () => {
+  await using server = await pushing();
+  const carol = await ChatClient.join(server.url, "carol");
+  try {
+    const browser = await TestBrowser.create("https://push.example/send/abc");
+    const emit = (event: string, payload: unknown) =>
+      within(carol.socket.emitWithAck(event, payload), 5000, `${event} ack`);
+    assert.deepEqual(await emit("push:subscribe", browser.subscription), { ok: true });
+    assert.deepEqual(await server.store.pushSubscriptions("carol"), [browser.subscription]);
+    const { keys } = browser.subscription;
+    const bad = [
+      null,
+      "https://push.example/x",
+      { ...browser.subscription, endpoint: "http://push.example/x" },
+      { ...browser.subscription, endpoint: `https://push.example/${"x".repeat(1024)}` },
+      { ...browser.subscription, keys: { ...keys, p256dh: keys.p256dh.slice(1) } },
+      { ...browser.subscription, keys: { ...keys, auth: keys.auth + "AA" } },
+      { endpoint: browser.subscription.endpoint },
+    ];
+    for (const payload of bad) {
+      const answer = await emit("push:subscribe", payload);
+      assert.equal(answer.ok, false, JSON.stringify(payload));
+      assert.equal(answer.error.code, "invalid_payload");
+    }
+    const gone = { endpoint: browser.subscription.endpoint };
+    assert.deepEqual(await emit("push:unsubscribe", gone), { ok: true });
+    assert.deepEqual(await server.store.pushSubscriptions("carol"), []);
+  } finally {
+    carol.close();
+  }
+});
+
+Deno.test("push: without VAPID keys push:subscribe is forbidden", async () => {
+  await using server = await startChat();
+  const dave = await ChatClient.join(server.url, "dave");
+  try {
+    const browser = await TestBrowser.create("https://push.example/send/abc");
+    const answer = await within(
+      dave.socket.emitWithAck("push:subscribe", browser.subscription),
+      5000,
+      "ack",
+    );
+    assert.equal(answer.ok, false);
+    assert.equal(answer.error.code, "forbidden");
+    assert.deepEqual(await server.store.pushSubscriptions("dave"), []);
+  } finally {
+    dave.close();
+  }
+});
+
+/** A metric's value in the app's scrape (0 when absent). */
+async function metric(server: TestServer, name: string): Promise<number> {
+  const text = await server.app.metrics.render();
+  const line = text.split("\n").find((line) => line.startsWith(name + " "));
+  return line === undefined ? 0 : Number(line.split(" ")[1]);
+}
