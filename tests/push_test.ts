@@ -56,7 +56,10 @@ async function untilStored(condition: () => Promise<boolean>, what: string): Pro
 }
 
 async function outboxEmpty(server: TestServer): Promise<void> {
-  await untilStored(async () => (await server.store.outboxStats()).depth === 0, "outbox empty");
+  await untilStored(
+    async () => (await server.store.outbox.outboxStats()).depth === 0,
+    "outbox empty",
+  );
 }
 
 Deno.test("push: a missed DM is pushed, encrypted for the browser, with sender, preview and room", async () => {

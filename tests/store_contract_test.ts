@@ -944,7 +944,7 @@ contract("outbox: appendMany's writer stores each created message's events in it
   storage,
 ) => {
   await using store = await storage.open();
-  assert.deepEqual(await store.outboxStats(), { depth: 0 });
+  assert.deepEqual(await store.outbox.outboxStats(), { depth: 0 });
   const [first] = await store.appendMany(
     [{ user: ada, message: "one", clientId: "c1" }, { room: "x", user: ada, message: "two" }],
     roomWriter(2),
@@ -952,8 +952,8 @@ contract("outbox: appendMany's writer stores each created message's events in it
   // A retry creates nothing, so it describes nothing.
   await store.appendMany([{ user: ada, message: "one", clientId: "c1" }], roomWriter(2));
   await store.appendMany([{ user: ada, message: "no writer" }]);
-  assert.equal((await store.outboxStats()).depth, 4);
-  const entries = await store.claimOutbox(CLAIM);
+  assert.equal((await store.outbox.outboxStats()).depth, 4);
+  const entries = await store.outbox.claimOutbox(CLAIM);
   assert.deepEqual(entries.map((entry) => entry.id), [
     `created:${first.message.id}:0`,
     `created:${first.message.id}:1`,
@@ -974,8 +974,8 @@ contract(
       clientId: `c${n}`,
     }));
     const results = await store.appendMany(inputs, roomWriter(3));
-    assert.equal((await store.outboxStats()).depth, 1350);
-    const claimed = await store.claimOutbox({ ...CLAIM, perStream: 100 });
+    assert.equal((await store.outbox.outboxStats()).depth, 1350);
+    const claimed = await store.outbox.claimOutbox({ ...CLAIM, perStream: 100 });
     assert.deepEqual(
       claimed.map((entry) => entry.id),
       results.slice(0, 34).flatMap(({ message }) =>
@@ -996,7 +996,7 @@ contract("outbox: changeMessage's writer stores the change's events, none for no
   await store.changeMessage(saved.id, { deleted: true }, at, roomWriter(1, "deleted"));
   await store.changeMessage(saved.id, { deleted: true }, at, roomWriter(1, "deleted"));
   await store.changeMessage(saved.id, { message: "too late" }, at, roomWriter(1, "updated"));
-  const entries = await store.claimOutbox(CLAIM);
+  const entries = await store.outbox.claimOutbox(CLAIM);
   assert.deepEqual(entries.map((entry) => JSON.parse(entry.body).type), ["updated", "deleted"]);
   assert.equal(JSON.parse(entries[0].body).data.message, "edited");
   assert.equal(JSON.parse(entries[1].body).data.deleted, true);
@@ -1007,60 +1007,76 @@ contract("outbox: claims hand out each stream in order, never what is held or no
 ) => {
   let now = Date.now();
   await using store = await storage.open({ now: () => now });
-  await store.enqueueOutbox([draft("a1", "a"), draft("b1", "b"), draft("a2", "a")]);
-  await store.enqueueOutbox([draft("a3", "a"), draft("c1", "c", now + 5000), draft("c2", "c")]);
-  const first = await store.claimOutbox({ ...CLAIM, perStream: 2 });
+  await store.outbox.enqueueOutbox([draft("a1", "a"), draft("b1", "b"), draft("a2", "a")]);
+  await store.outbox.enqueueOutbox([
+    draft("a3", "a"),
+    draft("c1", "c", now + 5000),
+    draft("c2", "c"),
+  ]);
+  const first = await store.outbox.claimOutbox({ ...CLAIM, perStream: 2 });
   assert.deepEqual(first.map((entry) => entry.id), ["a1", "b1", "a2"]);
   // Held by "one" until its lease ends: "two" gets nothing of those streams.
-  assert.deepEqual(await store.claimOutbox({ ...CLAIM, owner: "two" }), []);
+  assert.deepEqual(await store.outbox.claimOutbox({ ...CLAIM, owner: "two" }), []);
   const [a1, b1, a2] = first;
-  await store.settleOutbox("one", [
+  await store.outbox.settleOutbox("one", [
     { key: a1.key, outcome: "done" },
     { key: a2.key, outcome: "retry", dueAt: now + 1000 },
     { key: b1.key, outcome: "release" },
   ]);
-  assert.deepEqual((await store.claimOutbox(CLAIM)).map((entry) => entry.id), ["b1"]);
+  assert.deepEqual((await store.outbox.claimOutbox(CLAIM)).map((entry) => entry.id), ["b1"]);
   now += 1000;
-  const retried = await store.claimOutbox({ ...CLAIM, owner: "two" });
+  const retried = await store.outbox.claimOutbox({ ...CLAIM, owner: "two" });
   assert.deepEqual(retried.map((entry) => [entry.id, entry.attempts]), [["a2", 1], ["a3", 0]]);
   now += 4000;
   // A stream's head due brings the rest of it along, due or not.
-  assert.deepEqual((await store.claimOutbox(CLAIM)).map((entry) => entry.id), ["c1", "c2"]);
+  assert.deepEqual((await store.outbox.claimOutbox(CLAIM)).map((entry) => entry.id), ["c1", "c2"]);
   // A lease that ran out frees the entries; the late owner's retry is ignored, its done is not.
   now += CLAIM.leaseMs;
-  const taken = await store.claimOutbox({ ...CLAIM, owner: "three", limit: 2 });
+  const taken = await store.outbox.claimOutbox({ ...CLAIM, owner: "three", limit: 2 });
   assert.deepEqual(taken.map((entry) => entry.id), ["b1", "a2"]);
-  await store.settleOutbox("two", [{ key: taken[1].key, outcome: "retry", dueAt: now + 9999 }]);
-  await store.settleOutbox("one", [{ key: taken[0].key, outcome: "done" }]);
-  await store.settleOutbox("three", [{ key: taken[1].key, outcome: "release" }]);
-  assert.deepEqual((await store.claimOutbox({ ...CLAIM, limit: 1 })).map((entry) => entry.id), [
-    "a2",
-  ]);
-  assert.equal((await store.outboxStats()).depth, 4);
+  await store.outbox.settleOutbox("two", [{
+    key: taken[1].key,
+    outcome: "retry",
+    dueAt: now + 9999,
+  }]);
+  await store.outbox.settleOutbox("one", [{ key: taken[0].key, outcome: "done" }]);
+  await store.outbox.settleOutbox("three", [{ key: taken[1].key, outcome: "release" }]);
+  assert.deepEqual(
+    (await store.outbox.claimOutbox({ ...CLAIM, limit: 1 })).map((entry) => entry.id),
+    [
+      "a2",
+    ],
+  );
+  assert.equal((await store.outbox.outboxStats()).depth, 4);
 });
 
 contract("outbox: settling enqueues follow-up events in the same commit", async (storage) => {
   await using store = await storage.open();
-  await store.enqueueOutbox([draft("pending", "missed:bob")]);
-  const [pending] = await store.claimOutbox(CLAIM);
-  await store.settleOutbox("one", [{ key: pending.key, outcome: "done" }], [draft("sent", "x")]);
-  const [next] = await store.claimOutbox(CLAIM);
+  await store.outbox.enqueueOutbox([draft("pending", "missed:bob")]);
+  const [pending] = await store.outbox.claimOutbox(CLAIM);
+  await store.outbox.settleOutbox("one", [{ key: pending.key, outcome: "done" }], [
+    draft("sent", "x"),
+  ]);
+  const [next] = await store.outbox.claimOutbox(CLAIM);
   assert.equal(next.id, "sent");
-  assert.equal((await store.outboxStats()).depth, 1);
+  assert.equal((await store.outbox.outboxStats()).depth, 1);
 });
 
 contract("outbox: a transition enqueues only when it changes the state", async (storage) => {
   await using store = await storage.open();
   const online = { key: "presence:u1", state: "online" };
-  assert.equal(await store.enqueueOutbox([draft("on1", "u1")], online), true);
-  assert.equal(await store.enqueueOutbox([draft("on2", "u1")], online), false);
+  assert.equal(await store.outbox.enqueueOutbox([draft("on1", "u1")], online), true);
+  assert.equal(await store.outbox.enqueueOutbox([draft("on2", "u1")], online), false);
   assert.equal(
-    await store.enqueueOutbox([draft("off", "u1")], { ...online, state: "offline" }),
+    await store.outbox.enqueueOutbox([draft("off", "u1")], { ...online, state: "offline" }),
     true,
   );
-  assert.equal(await store.enqueueOutbox([draft("on3", "u1")], online), true);
-  assert.equal(await store.enqueueOutbox([draft("other", "u2")], { ...online, key: "p:u2" }), true);
-  const ids = (await store.claimOutbox(CLAIM)).map((entry) => entry.id);
+  assert.equal(await store.outbox.enqueueOutbox([draft("on3", "u1")], online), true);
+  assert.equal(
+    await store.outbox.enqueueOutbox([draft("other", "u2")], { ...online, key: "p:u2" }),
+    true,
+  );
+  const ids = (await store.outbox.claimOutbox(CLAIM)).map((entry) => entry.id);
   assert.deepEqual(ids, ["on1", "off", "on3", "other"]);
 });
 
@@ -1069,30 +1085,30 @@ contract("outbox: trim drops the oldest past the bound and the too old, counted"
 ) => {
   let now = Date.now();
   await using store = await storage.open({ now: () => now });
-  await store.enqueueOutbox([draft("old1", "a"), draft("old2", "b")]);
+  await store.outbox.enqueueOutbox([draft("old1", "a"), draft("old2", "b")]);
   now += 1000;
-  await store.enqueueOutbox([1, 2, 3, 4, 5].map((n) => draft(`new${n}`, `s${n}`)));
-  assert.deepEqual(await store.outboxStats(), { depth: 7, oldestAt: now - 1000 });
-  assert.deepEqual(await store.trimOutbox({ maxDepth: 4, storedAfter: 0 }), {
+  await store.outbox.enqueueOutbox([1, 2, 3, 4, 5].map((n) => draft(`new${n}`, `s${n}`)));
+  assert.deepEqual(await store.outbox.outboxStats(), { depth: 7, oldestAt: now - 1000 });
+  assert.deepEqual(await store.outbox.trimOutbox({ maxDepth: 4, storedAfter: 0 }), {
     full: 3,
     expired: 0,
   });
-  assert.deepEqual(await store.trimOutbox({ maxDepth: 10, storedAfter: now }), {
+  assert.deepEqual(await store.outbox.trimOutbox({ maxDepth: 10, storedAfter: now }), {
     full: 0,
     expired: 0,
   });
-  assert.deepEqual((await store.claimOutbox(CLAIM)).map((entry) => entry.id), [
+  assert.deepEqual((await store.outbox.claimOutbox(CLAIM)).map((entry) => entry.id), [
     "new2",
     "new3",
     "new4",
     "new5",
   ]);
   now += 1;
-  assert.deepEqual(await store.trimOutbox({ maxDepth: 10, storedAfter: now }), {
+  assert.deepEqual(await store.outbox.trimOutbox({ maxDepth: 10, storedAfter: now }), {
     full: 0,
     expired: 4,
   });
-  assert.deepEqual(await store.outboxStats(), { depth: 0 });
+  assert.deepEqual(await store.outbox.outboxStats(), { depth: 0 });
 });
 
 contract("outbox: kept across close and reopen", { shared: true }, async (storage) => {
@@ -1101,7 +1117,7 @@ contract("outbox: kept across close and reopen", { shared: true }, async (storag
     await first.appendMany([{ user: ada, message: "unsent" }], roomWriter());
   }
   await using second = await storage.open();
-  const [entry] = await second.claimOutbox(CLAIM);
+  const [entry] = await second.outbox.claimOutbox(CLAIM);
   assert.equal(JSON.parse(entry.body).data.message, "unsent");
 });
 
@@ -1111,16 +1127,19 @@ contract("outbox: stores sharing the storage never hand out one entry twice", {
   const stores = await Promise.all([storage.open(), storage.open(), storage.open()]);
   try {
     const streams = ["a", "b", "c", "d"];
-    await stores[0].enqueueOutbox(
+    await stores[0].outbox.enqueueOutbox(
       [...Array(60)].map((_, n) => draft(`e${n}`, streams[n % streams.length])),
     );
     const sent: string[] = [];
     await Promise.all(stores.map(async (store, index) => {
       const owner = `owner${index}`;
-      while ((await store.outboxStats()).depth > 0) {
-        const claimed = await store.claimOutbox({ ...CLAIM, owner, perStream: 3 });
+      while ((await store.outbox.outboxStats()).depth > 0) {
+        const claimed = await store.outbox.claimOutbox({ ...CLAIM, owner, perStream: 3 });
         sent.push(...claimed.map((entry) => entry.id));
-        await store.settleOutbox(owner, claimed.map(({ key }) => ({ key, outcome: "done" })));
+        await store.outbox.settleOutbox(
+          owner,
+          claimed.map(({ key }) => ({ key, outcome: "done" })),
+        );
       }
     }));
     assert.equal(sent.length, 60, "each once");

@@ -95,7 +95,7 @@ async function metric(server: TestServer, name: string): Promise<number> {
 async function outboxEmpty(server: TestServer, what: string): Promise<void> {
   let depth = -1;
   const poll = async () => {
-    while ((depth = (await server.store.outboxStats()).depth) > 0) {
+    while ((depth = (await server.store.outbox.outboxStats()).depth) > 0) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
   };

@@ -173,7 +173,10 @@ export class WebhookSender {
   async #maintain(): Promise<void> {
     const { store, observer, maxDepth, maxAgeMs } = this.#options;
     this.#lastMaintained = this.#now();
-    const dropped = await store.trimOutbox({ maxDepth, storedAfter: this.#now() - maxAgeMs });
+    const dropped = await store.trimOutbox({
+      maxDepth,
+      storedAfter: this.#now() - maxAgeMs,
+    });
     if (dropped.full > 0) {
       observer.webhookDropped("full", dropped.full);
       this.#options.log.warn("webhook.dropped", { reason: "full", count: dropped.full });

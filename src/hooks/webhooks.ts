@@ -131,7 +131,7 @@ export class Webhooks {
       timeoutMs: settings.timeoutMs,
     });
     this.#sender = new WebhookSender({
-      store: dependencies.store,
+      store: dependencies.store.outbox,
       owner: dependencies.owner,
       targets: settings.urls,
       secret: settings.secret,
@@ -256,7 +256,7 @@ export class Webhooks {
 
   /** Enqueues `drafts` if the key's state changes to `state` (it changes even with no drafts). */
   async #transition(key: string, state: string, drafts: OutboxDraft[]): Promise<void> {
-    if (await this.#dependencies.store.enqueueOutbox(drafts, { key, state })) this.nudge();
+    if (await this.#dependencies.store.outbox.enqueueOutbox(drafts, { key, state })) this.nudge();
   }
 
   /** Runs `task` after the key's earlier ones; failures are logged, never thrown. */

@@ -24,17 +24,7 @@ import { KvPushSubscriptions } from "./kv_push.ts";
 import { whenUnlocked } from "./kv_unlocked.ts";
 
 export { whenUnlocked };
-import type {
-  OutboxClaim,
-  OutboxDraft,
-  OutboxEntry,
-  OutboxLimits,
-  OutboxSettlement,
-  OutboxStats,
-  OutboxTransition,
-  OutboxTrimmed,
-  OutboxWriter,
-} from "./outbox.ts";
+import type { OutboxDraft, OutboxStore, OutboxWriter } from "./outbox.ts";
 import type {
   AppendResult,
   Ban,
@@ -1051,28 +1041,9 @@ export class KvMessageStore implements MessageStore {
     return { prefix };
   }
 
-  enqueueOutbox(drafts: readonly OutboxDraft[], transition?: OutboxTransition): Promise<boolean> {
-    return this.#outbox.enqueueOutbox(drafts, transition);
-  }
-
-  claimOutbox(claim: OutboxClaim): Promise<OutboxEntry[]> {
-    return this.#outbox.claimOutbox(claim);
-  }
-
-  settleOutbox(
-    owner: string,
-    settlements: readonly OutboxSettlement[],
-    then?: readonly OutboxDraft[],
-  ): Promise<void> {
-    return this.#outbox.settleOutbox(owner, settlements, then);
-  }
-
-  outboxStats(): Promise<OutboxStats> {
-    return this.#outbox.outboxStats();
-  }
-
-  trimOutbox(limits: OutboxLimits): Promise<OutboxTrimmed> {
-    return this.#outbox.trimOutbox(limits);
+  /** The events to send about this history (webhooks, push), kept beside it. */
+  get outbox(): OutboxStore {
+    return this.#outbox;
   }
 
   async ping(): Promise<void> {

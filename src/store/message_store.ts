@@ -68,7 +68,9 @@ export const THREAD_USERS = 10;
  * Ordered, append-only message history. Ids sort in creation order. The outbox (`outbox.ts`) holds
  * the events to send about it.
  */
-export interface MessageStore extends OutboxStore {
+export interface MessageStore {
+  /** The events to send about this history, written in the same commits (see `outbox.ts`). */
+  readonly outbox: OutboxStore;
   /**
    * Stores the message (durably, before resolving) and returns it with its id and createdAt. A
    * reply (`replyTo`) is indexed in its parent's thread in the same commit.

@@ -12,10 +12,10 @@
  *
  * const store = await openKvStore(":memory:");
  * const body = JSON.stringify({ type: "user.online", data: { user: { id: "u1" } } });
- * await store.enqueueOutbox([{ id: "evt_1", target: "https://backend.example/hooks", stream: "user:u1", body }]);
- * const [entry] = await store.claimOutbox({ owner: "chat-1", limit: 10, perStream: 5, leaseMs: 30_000 });
+ * await store.outbox.enqueueOutbox([{ id: "evt_1", target: "https://backend.example/hooks", stream: "user:u1", body }]);
+ * const [entry] = await store.outbox.claimOutbox({ owner: "chat-1", limit: 10, perStream: 5, leaseMs: 30_000 });
  * // … POST entry.body to entry.target …
- * await store.settleOutbox("chat-1", [{ key: entry.key, outcome: "done" }]);
+ * await store.outbox.settleOutbox("chat-1", [{ key: entry.key, outcome: "done" }]);
  * store.close();
  * ```
  * @module

@@ -55,17 +55,7 @@ import {
 } from "./rules.ts";
 import { fromPgText, toPgText } from "./postgres_text.ts";
 import { PostgresOutbox } from "./postgres_outbox.ts";
-import type {
-  OutboxClaim,
-  OutboxDraft,
-  OutboxEntry,
-  OutboxLimits,
-  OutboxSettlement,
-  OutboxStats,
-  OutboxTransition,
-  OutboxTrimmed,
-  OutboxWriter,
-} from "./outbox.ts";
+import type { OutboxStore, OutboxWriter } from "./outbox.ts";
 
 /** Options for {@link PostgresMessageStore}: the same rules as the KV store's. */
 export interface PostgresStoreOptions {
@@ -176,7 +166,7 @@ export class PostgresMessageStore implements MessageStore {
     this.#touches = new TouchMemory(this.#membershipMaxAgeMs);
     const perMinute = options.peerMembershipsPerMinute ?? DEFAULT_PEER_MEMBERSHIPS_PER_MINUTE;
     this.#peerMemberships = new RateLimiter({ perMinute, burst: perMinute }, this.#now);
-    this.#outbox = new PostgresOutbox(sql, this.#now);
+    this.#outbox = new PostgresOutbox(() => this.#sql, this.#now);
   }
 
   async append(input: NewMessage): Promise<ChatMessage> {
@@ -852,28 +842,9 @@ export class PostgresMessageStore implements MessageStore {
     return rows.length > 0 && rows[0].live === true;
   }
 
-  enqueueOutbox(drafts: readonly OutboxDraft[], transition?: OutboxTransition): Promise<boolean> {
-    return this.#outbox.enqueueOutbox(drafts, transition);
-  }
-
-  claimOutbox(claim: OutboxClaim): Promise<OutboxEntry[]> {
-    return this.#outbox.claimOutbox(claim);
-  }
-
-  settleOutbox(
-    owner: string,
-    settlements: readonly OutboxSettlement[],
-    then?: readonly OutboxDraft[],
-  ): Promise<void> {
-    return this.#outbox.settleOutbox(owner, settlements, then);
-  }
-
-  outboxStats(): Promise<OutboxStats> {
-    return this.#outbox.outboxStats();
-  }
-
-  trimOutbox(limits: OutboxLimits): Promise<OutboxTrimmed> {
-    return this.#outbox.trimOutbox(limits);
+  /** The events to send about this history (webhooks, push), kept beside it. */
+  get outbox(): OutboxStore {
+    return this.#outbox;
   }
 
   async ping(): Promise<void> {

@@ -59,11 +59,16 @@ function toEntry(row: OutboxRow): OutboxEntry {
 
 /** The outbox part of the PostgreSQL store, on its pool and clock. */
 export class PostgresOutbox implements OutboxStore {
-  readonly #sql: postgres.Sql;
+  /** The store's current pool (it swaps it after the driver's known fault). */
+  readonly #pool: () => postgres.Sql;
+
+  get #sql(): postgres.Sql {
+    return this.#pool();
+  }
   readonly #now: () => number;
 
-  constructor(sql: postgres.Sql, now: () => number) {
-    this.#sql = sql;
+  constructor(pool: () => postgres.Sql, now: () => number) {
+    this.#pool = pool;
     this.#now = now;
   }
 
