@@ -29,6 +29,7 @@ import { dispatchEvent, type EventBudgets, type EventContext, EventGate } from "
 import type { ChatContext, Subscription } from "./handlers.ts";
 import { RoomPresence } from "./room_presence.ts";
 import type { ChatService } from "./service.ts";
+import type { ReadPosition } from "./contract.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
 import type { Ban, User } from "../types.ts";
 
@@ -146,6 +147,8 @@ interface Shared extends ChatPresence {
   readonly now: () => number;
   readonly gate: EventGate;
   readonly admission: Admission;
+  /** A room's read positions for a connect's `loaded`; connects asking at once share one read. */
+  readonly readsOf: (room: string) => Promise<ReadPosition[]>;
 }
 
 /** Who is where, announced in batches: the server's presence feed and each room's. */
@@ -361,7 +364,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       (identity) => isExpired(identity, now(), clockTolerance),
     );
   }
-  const shared: Shared = { io, options, now, gate, admission, ...presence };
+  const readsOf = sharedReads(options);
+  const shared: Shared = { io, options, now, gate, admission, readsOf, ...presence };
   io.on("connection", (socket: ChatSocket) => onConnection(shared, socket));
   return {
     membersOf: presence.membersOf,
@@ -557,6 +561,24 @@ function trackPresence(
 }
 
 /**
+ * A room's read positions, bounded by `MAX_LISTED_USERS`; the connects of a storm that ask for
+ * the same room while a read is under way share it. Whether the connection may use the room was
+ * asked before (the default room, or a catch-up's `join` check).
+ */
+function sharedReads(options: ChatOptions): (room: string) => Promise<ReadPosition[]> {
+  const reading = new Map<string, Promise<ReadPosition[]>>();
+  return (room) => {
+    let reads = reading.get(room);
+    if (reads === undefined) {
+      reads = options.service.readPositions(room, options.maxListedUsers, { kind: "backend" })
+        .finally(() => reading.delete(room));
+      reading.set(room, reads);
+    }
+    return reads;
+  };
+}
+
+/**
  * Sends the socket its history once it has arrived: the default room's and the catch-up of the
  * rooms it names, as far as allowed. A recovered session had what it missed replayed.
  */
@@ -571,7 +593,8 @@ async function loadHistory(
   if (socket.recovered) return void feed.welcome(socket.id);
   const report = (error: WireError) => connection.report("connection", error);
   const rooms = catchUpsOf(socket.handshake.auth, options.defaultRoom, report);
-  await loadRooms(socket, rooms, { ...options, gate }, report, (room) => {
+  const readsOf = shared.readsOf;
+  await loadRooms(socket, rooms, { ...options, gate, readsOf }, report, (room) => {
     shared.enterRoom(socket, room);
     if (room !== options.defaultRoom) return;
     socket.join(CHAT_ROOM);
