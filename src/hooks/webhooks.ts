@@ -101,9 +101,10 @@ export class Webhooks {
       now: this.#now,
     });
     const perEvent = settings.urls.length;
+    const createdPerMessage = (this.#types.has("message.created") ? perEvent : 0) +
+      (missedAny ? MAX_RECIPIENTS : 0);
     this.created = {
-      maxPerMessage: (this.#types.has("message.created") ? perEvent : 0) +
-        (missedAny ? MAX_RECIPIENTS : 0),
+      maxDraftsFor: () => createdPerMessage,
       draftsFor: (message) => [
         ...this.#drafts("message.created", message, `room:${message.room}`),
         ...(missedAny
@@ -115,7 +116,7 @@ export class Webhooks {
       ],
     };
     this.changed = {
-      maxPerMessage: perEvent,
+      maxDraftsFor: () => perEvent,
       draftsFor: (message) =>
         this.#drafts(
           message.deleted ? "message.deleted" : "message.updated",
