@@ -189,10 +189,10 @@ const MENTION_LOOKUP_TIMEOUT_MS = 1000;
 
 /**
  * Tells the users a new message mentions (its author left out) on every connection, in its room
- * or not: `mention {room, message}`. Only connections that may read the room hear it: in a DM its
- * two users', in a public room every one; in a room only a token's claim opens, each connection
- * whose own identity may join it (looked up on every instance), so a mention never shows a room
- * to someone it is closed to.
+ * or not: `mention {room, message}`. Only connections that may read the room hear it: those of a
+ * user it is open to ({@link RoomPolicy.isOpenTo}: their DM, a public room); in a room only a
+ * token's claim opens, each connection whose own identity may join it (looked up on every
+ * instance), so a mention never shows a room to someone it is closed to.
  */
 export function mentionNotifier(
   io: ChatServer,
@@ -202,15 +202,18 @@ export function mentionNotifier(
   return (message) => {
     const { room } = message;
     const event = { room, message };
-    const dm = dmUsers(room);
-    const mentioned = mentionedOthers(message).filter((userId) => !dm || dm.includes(userId));
-    if (mentioned.length === 0) return;
-    const users = mentioned.map(userRoom);
-    if (dm || policy.isPublic(room)) return void io.to(users).emit("mention", event);
-    io.in(users).timeout(MENTION_LOOKUP_TIMEOUT_MS).fetchSockets().then((sockets) => {
-      const allowed = sockets.filter((socket) => policy.canJoin(socket.data.identity, room));
-      if (allowed.length > 0) io.to(allowed.map((socket) => socket.id)).emit("mention", event);
-    }).catch(failed);
+    const mentioned = mentionedOthers(message);
+    const open = mentioned.filter((userId) => policy.isOpenTo(userId, room));
+    if (open.length > 0) io.to(open.map(userRoom)).emit("mention", event);
+    // No token opens a DM to anyone else; elsewhere a claim may.
+    const claimed = dmUsers(room) ? [] : mentioned.filter((userId) => !open.includes(userId));
+    if (claimed.length === 0) return;
+    io.in(claimed.map(userRoom)).timeout(MENTION_LOOKUP_TIMEOUT_MS).fetchSockets().then(
+      (sockets) => {
+        const allowed = sockets.filter((socket) => policy.canJoin(socket.data.identity, room));
+        if (allowed.length > 0) io.to(allowed.map((socket) => socket.id)).emit("mention", event);
+      },
+    ).catch(failed);
   };
 }
 
