@@ -33,8 +33,9 @@ import {
   type ChatServiceOptions,
   deliverTo,
   disconnectEverywhere,
-  dmUsers,
   mentionNotifier,
+  missableBy,
+  mostMissableBy,
   REACTION_LIMITS,
   reactionFeed,
   readFeed,
@@ -285,8 +286,8 @@ function webhooksFor(config: Config, parts: Parts): Webhooks | undefined {
       const sockets = await io.in(userRoom(userId)).timeout(ROOM_CHECK_TIMEOUT_MS).fetchSockets();
       return sockets.some((socket) => socket.rooms.has(roomKey(room)));
     },
-    recipientsOf: (message) =>
-      (dmUsers(message.room) ?? []).filter((userId) => userId !== message.user.id),
+    recipientsOf: (message) => missableBy(message, policy),
+    mostRecipientsOf: mostMissableBy,
     async mayRead(userId, room) {
       if (!policy.isOpenTo(userId, room)) return false;
       return (await store.getBan(userId)) === undefined;

@@ -6,10 +6,11 @@
  */
 import { encodeEvent, writeEncoded } from "../cluster/socketio_internals.ts";
 import { mentionedOthers } from "../store/mod.ts";
-import type { ChatMessage, Reaction, ThreadSummary } from "../types.ts";
+import type { ChatMessage, NewMessage, Reaction, ThreadSummary } from "../types.ts";
 import type { ReadPosition } from "./contract.ts";
 import { userRoom } from "./directory.ts";
 import { LiveBatch } from "./live_batch.ts";
+import { MAX_MENTIONS } from "./payloads.ts";
 import { dmUsers, type RoomPolicy } from "./rooms.ts";
 import type { Timeline } from "./timeline.ts";
 import type { ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
@@ -215,6 +216,28 @@ export function mentionNotifier(
       },
     ).catch(failed);
   };
+}
+
+/**
+ * Most users one message may be missed by, known before it is stored: in a DM its two users (the
+ * backend may write as neither), elsewhere the users it mentions (at most {@link MAX_MENTIONS}).
+ */
+export function mostMissableBy(message: Pick<NewMessage, "room" | "mentions">): number {
+  if (message.room !== undefined && dmUsers(message.room)) return 2;
+  return Math.min(MAX_MENTIONS, message.mentions?.length ?? 0);
+}
+
+/**
+ * The users who may miss `message` while away (`message.missed`, Web Push): a DM's other user,
+ * and the users it mentions whom its room is open to ({@link RoomPolicy.isOpenTo}), each once,
+ * never its author; at most {@link mostMissableBy}. Bans are checked when the message is due.
+ */
+export function missableBy(message: ChatMessage, policy: RoomPolicy): string[] {
+  const recipients = new Set(dmUsers(message.room) ?? []);
+  for (const userId of mentionedOthers(message)) recipients.add(userId);
+  recipients.delete(message.user.id);
+  return [...recipients].filter((userId) => policy.isOpenTo(userId, message.room))
+    .slice(0, mostMissableBy(message));
 }
 
 /** A read marker that moved, in its room. */
