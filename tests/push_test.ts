@@ -5,12 +5,14 @@
  * well-formed subscription. Polls and retries are shortened; waits are for conditions.
  */
 import assert from "node:assert/strict";
-import { ChatClient, startChat, type TestServer } from "./helpers/chat_server.ts";
+import { ChatClient, SECRET, startChat, type TestServer } from "./helpers/chat_server.ts";
 import { PushReceiver, TestBrowser } from "./helpers/push_receiver.ts";
 import { until, within } from "./helpers/time.ts";
 import { tempDir } from "./helpers/dispose.ts";
 import type { Config } from "../src/config.ts";
 import type { ChatMessage } from "../src/types.ts";
+import { signToken } from "../src/auth/token.ts";
+import { pushDraft } from "../src/hooks/push.ts";
 
 function base64url(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
@@ -41,8 +43,14 @@ async function pushing(overrides: Partial<Config> = {}): Promise<TestServer> {
   }, { webhookTiming: { retryBaseMs: 20, retryMaxMs: 100, pollMs: 20, maintainMs: 20 } });
 }
 
-async function send(client: ChatClient, room: string, message: string): Promise<ChatMessage> {
-  const answer = await within(client.socket.emitWithAck("message", { room, message }), 5000, "ack");
+async function send(
+  client: ChatClient,
+  room: string,
+  message: string,
+  mentions?: string[],
+): Promise<ChatMessage> {
+  const payload = mentions ? { room, message, mentions } : { room, message };
+  const answer = await within(client.socket.emitWithAck("message", payload), 5000, "ack");
   assert.equal(answer.ok, true, JSON.stringify(answer));
   return answer.message;
 }
@@ -144,6 +152,62 @@ Deno.test("push: a user who may not read the room (banned meanwhile) is pushed n
   } finally {
     alice.close();
   }
+});
+
+Deno.test("push: a missed mention is pushed with sender, preview and room; never to a user the room is closed to", async () => {
+  await using receiver = await PushReceiver.start();
+  await using server = await pushing({ publicRooms: ["general", "team-*"] });
+  const browsers = new Map<string, TestBrowser>();
+  for (const user of ["bob", "carol", "erin"]) {
+    const browser = await TestBrowser.create(`${receiver.url}/${user}`);
+    await server.store.addPushSubscription(user, browser.subscription, 10);
+    browsers.set(user, browser);
+  }
+  // Alice's token opens "ops": carol, away, has no token that does.
+  const token = await signToken(SECRET, { sub: "alice", rooms: ["ops"] });
+  const alice = new ChatClient(server.url, { auth: { token } });
+  try {
+    await alice.waitFor(() => alice.loaded !== undefined, "alice's history");
+    await send(alice, "ops", "@carol the ops plans", ["carol"]);
+    await send(alice, "dm:alice:dave", "@erin not for you", ["erin"]);
+    await send(alice, "team-red", "@bob the release is out", ["bob"]);
+    await until(() => receiver.pushes.length > 0, 10_000, "a push");
+    await outboxEmpty(server);
+    assert.deepEqual(receiver.pushes.map((push) => push.path), ["/bob"], "carol, erin: nothing");
+    assert.deepEqual(JSON.parse(await browsers.get("bob")!.decrypt(receiver.pushes[0].body)), {
+      title: "alice",
+      body: "@bob the release is out",
+      room: "team-red",
+      url: "/#team-red",
+    });
+  } finally {
+    alice.close();
+  }
+});
+
+Deno.test("push: a push job for a room the user may no longer read (not public now) sends nothing", async () => {
+  await using receiver = await PushReceiver.start();
+  // "team-red" is not public on this server: a job written while it was (by an earlier
+  // configuration) must not show it. A job for a public room goes out, so the path works.
+  await using server = await pushing({ publicRooms: ["general"] });
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  await server.store.addPushSubscription("bob", bob.subscription, 10);
+  const message = (room: string, text: string): ChatMessage => ({
+    id: "01M973VBWEVAZGW0HCFZ8DCE5F",
+    room,
+    user: { id: "alice", name: "alice" },
+    message: text,
+    createdAt: new Date().toISOString(),
+    mentions: ["bob"],
+  });
+  await server.store.outbox.enqueueOutbox([
+    pushDraft("bob", [message("team-red", "@bob closed now")]),
+    pushDraft("bob", [message("general", "@bob open")]),
+  ]);
+  await until(() => receiver.pushes.length > 0, 10_000, "the open room's push");
+  await outboxEmpty(server);
+  assert.equal(receiver.pushes.length, 1);
+  assert.equal(JSON.parse(await bob.decrypt(receiver.pushes[0].body)).body, "@bob open");
 });
 
 Deno.test("push: push:subscribe stores a well-formed subscription and refuses a bad one", async () => {

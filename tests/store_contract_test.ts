@@ -919,7 +919,7 @@ contract("a repeated clientId of a reply answers with the first, counted once", 
 /** A writer giving each message `perMessage` drafts, on the message's room's stream. */
 function roomWriter(perMessage = 1, kind = "created"): OutboxWriter {
   return {
-    maxPerMessage: perMessage,
+    maxDraftsFor: () => perMessage,
     draftsFor: (message) =>
       [...Array(perMessage)].map((_, n) => ({
         id: `${kind}:${message.id}:${n}`,
@@ -982,6 +982,42 @@ contract(
         [0, 1, 2].map((n) => `created:${message.id}:${n}`)
       )
         .slice(0, 100),
+    );
+  },
+);
+
+contract(
+  "outbox: a writer's bound per message (one draft per mention) keeps every draft of a batch",
+  async (storage) => {
+    await using store = await storage.open();
+    // One draft per mentioned user, each a copy of its message, as missed-message candidates are.
+    const perMention: OutboxWriter = {
+      maxDraftsFor: (message) => message.mentions?.length ?? 0,
+      draftsFor: (message) =>
+        (message.mentions ?? []).map((userId) => ({
+          id: `missed:${message.id}:${userId}`,
+          target: "",
+          stream: `missed:${userId}`,
+          body: JSON.stringify({ user: userId, message }),
+        })),
+    };
+    const mentions = [...Array(20)].map((_, n) => `user${n}`);
+    // Alone, 40 mentioning messages hold 40 × 20 drafts and 40 × 20 mention entries: more
+    // mutations than one KV commit takes, so the batch must be split by each message's bound.
+    const inputs = [...Array(440)].map((_, n) => ({
+      user: ada,
+      message: n % 11 === 0 ? `${n} ${"x".repeat(2000)}` : `m${n}`,
+      ...(n % 11 === 0 ? { mentions } : {}),
+    }));
+    const results = await store.appendMany(inputs, perMention);
+    assert.equal(results.filter((result) => result.created).length, 440);
+    assert.equal((await store.outbox.outboxStats()).depth, 40 * 20);
+    const claimed = await store.outbox.claimOutbox({ ...CLAIM, limit: 100, perStream: 100 });
+    assert.deepEqual(
+      claimed.map((entry) => entry.id),
+      results.filter((_, n) => n % 11 === 0).slice(0, 5).flatMap(({ message }) =>
+        mentions.map((userId) => `missed:${message.id}:${userId}`)
+      ),
     );
   },
 );

@@ -4,13 +4,15 @@
  * Retries and polls are shortened; waits are for conditions, never for fixed times.
  */
 import assert from "node:assert/strict";
-import { ChatClient, startChat, type TestServer } from "./helpers/chat_server.ts";
+import { ChatClient, SECRET, startChat, type TestServer } from "./helpers/chat_server.ts";
 import { WEBHOOK_SECRET, WebhookReceiver } from "./helpers/webhook_receiver.ts";
 import { until, within } from "./helpers/time.ts";
 import { tempDir } from "./helpers/dispose.ts";
 import type { Config } from "../src/config.ts";
 import type { AppOptions } from "../src/app.ts";
 import type { ChatMessage } from "../src/types.ts";
+import { signToken } from "../src/auth/token.ts";
+import { MAX_MENTIONS } from "../src/chat/payloads.ts";
 
 const TIMING: AppOptions = {
   webhookTiming: { retryBaseMs: 20, retryMaxMs: 100, pollMs: 20, maintainMs: 20 },
@@ -34,8 +36,21 @@ async function ack<T>(client: ChatClient, event: string, payload: unknown): Prom
   return answer;
 }
 
-async function send(client: ChatClient, room: string, message: string): Promise<ChatMessage> {
-  return (await ack<{ message: ChatMessage }>(client, "message", { room, message })).message;
+async function send(
+  client: ChatClient,
+  room: string,
+  message: string,
+  mentions?: string[],
+): Promise<ChatMessage> {
+  const payload = mentions ? { room, message, mentions } : { room, message };
+  return (await ack<{ message: ChatMessage }>(client, "message", payload)).message;
+}
+
+/** Connects `sub` with a token whose `rooms` claim opens `rooms` (beside the public ones). */
+async function joinClaiming(url: string, sub: string, rooms: string[]): Promise<ChatClient> {
+  const client = new ChatClient(url, { auth: { token: await signToken(SECRET, { sub, rooms }) } });
+  await client.waitFor(() => client.loaded !== undefined, `${sub}'s history`);
+  return client;
 }
 
 async function closed(client: ChatClient): Promise<void> {
@@ -253,6 +268,96 @@ Deno.test("webhooks: no message.missed for a DM read in time, or to a user conne
   assert.deepEqual(receiver.delivered.map((event) => event.data), [
     { user: { id: "bob" }, messages: [unread] },
   ]);
+});
+
+Deno.test("webhooks: a mention of a user away is message.missed; nothing to the author, nor to a user the room is closed to or who is banned", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await hooked(receiver, { webhookEvents: ["message.missed"] });
+  // Alice's token opens "ops"; nobody else's does, and nobody away has a token to ask.
+  const alice = await joinClaiming(server.url, "alice", ["ops"]);
+  await server.store.setBan("frank", { since: Date.now() });
+  const toBob = await send(alice, "team-red", "@bob @alice @frank look", ["bob", "alice", "frank"]);
+  await send(alice, "ops", "@carol the ops plans", ["carol"]);
+  // A DM is its two users' alone: dave misses it, erin (mentioned) may not read it.
+  const toDave = await send(alice, "dm:alice:dave", "@erin is not here", ["erin"]);
+  await receiver.until((events) => events.length === 2, "bob's and dave's");
+  await outboxEmpty(server, "every candidate settled");
+  await closed(alice);
+  assert.equal(receiver.rejected, 0);
+  const byUser = new Map(receiver.delivered.map((event) => [event.data.user.id, event.data]));
+  assert.deepEqual([...byUser.keys()].toSorted(), ["bob", "dave"], "not alice, carol, erin, frank");
+  assert.deepEqual(byUser.get("bob"), { user: { id: "bob" }, messages: [toBob] });
+  assert.deepEqual(byUser.get("dave"), { user: { id: "dave" }, messages: [toDave] });
+  assert.equal(receiver.delivered.length, 2);
+  for (const event of receiver.delivered) assert.ok(!event.body.includes("ops plans"), event.body);
+});
+
+Deno.test("webhooks: no message.missed for a mention read in time, or to a user connected in another room", async () => {
+  await using receiver = await WebhookReceiver.start();
+  // Long enough for the read marker to be stored before the mention is due.
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.missed"],
+    missedAfterMs: 1500,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  // Carol is connected all along, in the default room only, and never reads team-red.
+  const carol = await ChatClient.join(server.url, "carol");
+  const mention = await send(alice, "team-red", "@bob @carol standup", ["bob", "carol"]);
+  await server.store.setReadMarker("bob", mention.room, mention.id);
+  await outboxEmpty(server, "both candidates settled");
+  // A mention bob has not read still is: the check above did not let everything through.
+  const unread = await send(alice, "team-red", "@bob again", ["bob"]);
+  await receiver.until((events) => events.length === 1, "the unread one");
+  await closed(carol);
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [unread] },
+  ]);
+});
+
+Deno.test("webhooks: DMs and mentions to one user in one window are one message.missed, each message once", async () => {
+  await using receiver = await WebhookReceiver.start();
+  // Long enough for the burst to be stored before the first message is due.
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.missed"],
+    missedAfterMs: 1500,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  const burst = [
+    await send(alice, "dm:alice:bob", "a DM"),
+    await send(alice, "team-red", "@bob a mention", ["bob"]),
+    // DM'd and mentioned by one message: listed once.
+    await send(alice, "dm:alice:bob", "@bob both", ["bob"]),
+    await send(alice, "general", "@bob @bob twice over", ["bob", "bob"]),
+  ];
+  await receiver.until((events) => events.length === 1, "one event");
+  await outboxEmpty(server, "every candidate settled");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: burst },
+  ]);
+});
+
+Deno.test("webhooks: a message mentioning the most users it may (20) gives each away their message.missed", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await hooked(receiver);
+  const alice = await ChatClient.join(server.url, "alice");
+  const mentioned = [...Array(MAX_MENTIONS)].map((_, n) => `user${n}`);
+  // Long, so its 20 candidates (each a copy) and its message.created weigh on the KV commit.
+  const sent = await send(alice, "team-red", "é".repeat(2000), mentioned);
+  await receiver.until(
+    (events) => events.filter((event) => event.type === "message.missed").length === 20,
+    "one per mentioned user",
+  );
+  await outboxEmpty(server, "every candidate settled");
+  await closed(alice);
+  const missed = receiver.ofType("message.missed").map((event) => event.data);
+  assert.deepEqual(
+    missed.map((data) => data.user.id).toSorted(),
+    mentioned.toSorted(),
+  );
+  for (const data of missed) assert.deepEqual(data.messages, [sent]);
+  assert.deepEqual(receiver.ofType("message.created").map((event) => event.data), [sent]);
 });
 
 Deno.test("webhooks: two instances sharing a KV file send each event once", async () => {

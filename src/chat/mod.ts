@@ -40,6 +40,8 @@ export {
   framesOf,
   LOAD_MAX_CHARS,
   mentionNotifier,
+  missableBy,
+  mostMissableBy,
   reactionFeed,
   readFeed,
   roomKey,

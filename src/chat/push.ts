@@ -1,8 +1,8 @@
 /**
  * `push:subscribe` and `push:unsubscribe`: a browser's Web Push subscription, stored for the
- * connection's user (at most `PUSH_SUBSCRIPTIONS_MAX`, oldest dropped) so a missed DM can be pushed
- * to it. Payloads are bounded: the endpoint an `https://` URL of at most 1 KB, the keys base64url
- * of exactly the sizes RFC 8291 gives them.
+ * connection's user (at most `PUSH_SUBSCRIPTIONS_MAX`, oldest dropped) so a missed DM or mention
+ * can be pushed to it. Payloads are bounded: the endpoint an `https://` URL of at most 1 KB, the
+ * keys base64url of exactly the sizes RFC 8291 gives them.
  * @module
  */
 import { CodedError } from "../errors.ts";

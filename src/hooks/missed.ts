@@ -1,16 +1,17 @@
 /**
- * `message.missed`: a DM (a mention, once they exist) to a user, left unread while they had no
- * connection anywhere. Each such message leaves a candidate in the outbox, in the commit that
- * stores it, due `missedAfterMs` later, on the user's own stream. When the user's oldest candidate
- * is due, the sender hands over all of theirs at once (up to its per-stream count): if the user is
- * connected somewhere, or has read them, nothing is sent; else one `message.missed` with the
- * unread ones (and a push job, with Web Push), enqueued in the commit that deletes the candidates. A burst of DMs is one event,
- * and a restart loses no candidate.
+ * `message.missed`: a DM or a mention to a user, left unread while they had no connection
+ * anywhere. Each such message leaves a candidate in the outbox, in the commit that stores it, due
+ * `missedAfterMs` later, on the user's own stream. When the user's oldest candidate is due, the
+ * sender hands over all of theirs at once (up to its per-stream count), DMs and mentions alike: if
+ * the user is connected somewhere nothing is sent; else one `message.missed` with those they have
+ * not read and may still read (not banned, the room still open to them), and a push job with Web
+ * Push, enqueued in the commit that deletes the candidates. A burst is one event, and a restart
+ * loses no candidate.
  *
  * @example
  * A sketch: `store`, `targets` and the presence check come from the app.
  * ```ts ignore
- * const missed = new MissedMessages({ targets, missedAfterMs: 30_000, store, isConnected, now });
+ * const missed = new MissedMessages({ targets, push, missedAfterMs: 30_000, store, isConnected, mayRead, now });
  * const drafts = missed.candidates(message, ["bob"]); // in the commit that stores `message`
  * const outcome = await missed.settle(entries); // the sender's `deferred`
  * ```
@@ -42,6 +43,8 @@ export interface MissedOptions {
   store: Pick<MessageStore, "readMarkers">;
   /** Whether the user has a connection on any instance. */
   isConnected: (userId: string) => Promise<boolean>;
+  /** Whether the user may read `room` now: nobody is told about a room they may not read. */
+  mayRead: (userId: string, room: string) => Promise<boolean>;
   now: () => number;
 }
 
@@ -61,16 +64,25 @@ export class MissedMessages {
     }));
   }
 
-  /** One user's due candidates: a `message.missed` with those unread, unless they are online. */
+  /**
+   * One user's due candidates: a `message.missed` with those they have not read in rooms they may
+   * still read, unless they are online.
+   */
   async settle(entries: OutboxEntry[]): Promise<DeferredOutcome> {
     const settlements = entries.map(({ key }) => ({ key, outcome: "done" as const }));
     const candidates = entries.map((entry) => JSON.parse(entry.body) as Candidate);
     const user = candidates[0].user;
     if (await this.options.isConnected(user)) return { settlements, then: [] };
-    const rooms = [...new Set(candidates.map(({ message }) => message.room))];
-    const markers = await this.options.store.readMarkers(user, rooms);
-    const readUpTo = new Map(rooms.map((room, index) => [room, markers[index]]));
+    const readable = [];
+    for (const room of new Set(candidates.map(({ message }) => message.room))) {
+      if (await this.options.mayRead(user, room)) readable.push(room);
+    }
+    if (readable.length === 0) return { settlements, then: [] };
+    const markers = await this.options.store.readMarkers(user, readable);
+    const readUpTo = new Map(readable.map((room, index) => [room, markers[index]]));
+    // A room they may not read (banned meanwhile, or no longer public) is not in `readUpTo`.
     const unread = candidates.map(({ message }) => message).filter((message) => {
+      if (!readUpTo.has(message.room)) return false;
       const marker = readUpTo.get(message.room);
       return marker === undefined || marker < message.id;
     });

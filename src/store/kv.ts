@@ -333,7 +333,7 @@ export class KvMessageStore implements MessageStore {
   ): Promise<AppendResult[]> {
     const results: AppendResult[] = [];
     // Each chunk is one atomic commit: a conflict retries that chunk alone, never one stored.
-    for (const chunk of commitChunks(inputs, outbox?.maxPerMessage ?? 0)) {
+    for (const chunk of commitChunks(inputs, outbox)) {
       for (let attempt = 1;; attempt++) {
         try {
           // Retries are rare: try the commit first and read earlier clientIds only if it fails.
@@ -1086,18 +1086,22 @@ function markerId(value: unknown): string {
 }
 
 /**
- * Splits a batch into chunks that each fit one KV atomic commit, with up to `draftsPerMessage`
- * outbox entries (each a copy of its message, at most) per message.
+ * Splits a batch into chunks that each fit one KV atomic commit, with the outbox entries (each a
+ * copy of its message, at most) the writer may give each message.
  */
-function commitChunks(inputs: readonly NewMessage[], draftsPerMessage: number): NewMessage[][] {
+function commitChunks(
+  inputs: readonly NewMessage[],
+  outbox: OutboxWriter | undefined,
+): NewMessage[][] {
   const chunks: NewMessage[][] = [];
   let chunk: NewMessage[] = [];
   let checks = 0;
   let bytes = 0;
   let mutations = 0;
   // One mutation of a commit with outbox entries is the outbox's depth counter.
-  const maxMutations = draftsPerMessage === 0 ? MAX_MUTATIONS : MAX_MUTATIONS - 1;
+  const maxMutations = outbox === undefined ? MAX_MUTATIONS : MAX_MUTATIONS - 1;
   for (const input of inputs) {
+    const draftsPerMessage = outbox?.maxDraftsFor(input) ?? 0;
     const mentioned = input.mentions?.reduce((sum, userId) => sum + userId.length, 0) ?? 0;
     const quote = input.replyTo
       ? input.replyTo.preview.length + input.replyTo.user.name.length + input.replyTo.user.id.length
@@ -1160,10 +1164,9 @@ export async function openKvStore(
 /** The writer's drafts for `message`, held to the bound the commit was sized by. */
 function draftsOf(outbox: OutboxWriter, message: ChatMessage): OutboxDraft[] {
   const drafts = outbox.draftsFor(message);
-  if (drafts.length > outbox.maxPerMessage) {
-    throw new RangeError(
-      `${drafts.length} outbox drafts for one message, over ${outbox.maxPerMessage}`,
-    );
+  const most = outbox.maxDraftsFor(message);
+  if (drafts.length > most) {
+    throw new RangeError(`${drafts.length} outbox drafts for one message, over ${most}`);
   }
   return drafts;
 }

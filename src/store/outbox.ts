@@ -20,7 +20,7 @@
  * ```
  * @module
  */
-import type { ChatMessage } from "../types.ts";
+import type { ChatMessage, NewMessage } from "../types.ts";
 
 /** An event for the outbox, before it is stored. */
 export interface OutboxDraft {
@@ -100,11 +100,12 @@ export interface OutboxTrimmed {
 }
 
 /**
- * Turns what a store call wrote into outbox drafts, stored in that call's commit. `maxPerMessage`
- * bounds how many drafts one message gives, so a batch is split into commits that fit.
+ * Turns what a store call wrote into outbox drafts, stored in that call's commit. `maxDraftsFor`
+ * bounds how many drafts a message will give, known before it is stored, so a batch is split into
+ * commits that fit; `draftsFor` gives no more.
  */
 export interface OutboxWriter {
-  maxPerMessage: number;
+  maxDraftsFor(message: NewMessage): number;
   draftsFor(message: ChatMessage): OutboxDraft[];
 }
 
