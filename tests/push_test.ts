@@ -242,6 +242,59 @@ Deno.test("push: push:subscribe stores a well-formed subscription and refuses a 
   }
 });
 
+Deno.test("push: push:subscribe refuses an endpoint a push service never has (the server would POST to it)", async () => {
+  // push:subscribe spends the join budget: enough for every case here.
+  await using server = await pushing({ joinLimitPerMinute: 600 });
+  const mallory = await ChatClient.join(server.url, "mallory");
+  try {
+    const browser = await TestBrowser.create("https://push.example/send/abc");
+    const internal = [
+      "https://127.0.0.1/x",
+      "https://127.0.0.1:6379/x",
+      "https://2130706433/x",
+      "https://0x7f000001/x",
+      "https://169.254.169.254/latest/meta-data",
+      "https://10.0.0.1/x",
+      "https://[::1]/x",
+      "https://[::ffff:127.0.0.1]/x",
+      "https://localhost/x",
+      "https://localhost./x",
+      "https://api.localhost/x",
+      "https://metadata.google.internal/computeMetadata/v1/",
+      "https://printer.local/x",
+      "https://redis/x",
+      "https://push.example:8443/x",
+      "https://user:secret@push.example/x",
+    ];
+    for (const endpoint of internal) {
+      const answer = await within(
+        mallory.socket.emitWithAck("push:subscribe", { ...browser.subscription, endpoint }),
+        5000,
+        "ack",
+      );
+      assert.equal(answer.ok, false, endpoint);
+      assert.equal(answer.error.code, "invalid_payload", endpoint);
+    }
+    assert.deepEqual(await server.store.pushSubscriptions("mallory"), []);
+    const real = [
+      "https://fcm.googleapis.com/fcm/send/abc:def",
+      "https://updates.push.services.mozilla.com/wpush/v2/gAAAA",
+      "https://web.push.apple.com/QGuQ",
+      "https://push.example:443/x",
+    ];
+    for (const endpoint of real) {
+      const answer = await within(
+        mallory.socket.emitWithAck("push:subscribe", { ...browser.subscription, endpoint }),
+        5000,
+        "ack",
+      );
+      assert.deepEqual(answer, { ok: true }, endpoint);
+    }
+  } finally {
+    mallory.close();
+  }
+});
+
 Deno.test("push: without VAPID keys push:subscribe is forbidden", async () => {
   await using server = await startChat();
   const dave = await ChatClient.join(server.url, "dave");
