@@ -1022,6 +1022,31 @@ contract(
   },
 );
 
+contract(
+  "outbox: entries too big to claim in one KV commit are handed out by later claims, in order",
+  async (storage) => {
+    await using store = await storage.open();
+    // 40 KB each as KV stores them: 30 of them are over one KV commit (about 800 KB).
+    const long = "😀".repeat(10_000);
+    const ids = [...Array(30)].map((_, n) => `long${n}`);
+    for (const id of ids) {
+      const body = JSON.stringify({ long });
+      await store.outbox.enqueueOutbox([{ ...draft(id, "room:a"), body }]);
+    }
+    const handedOut: string[] = [];
+    while (handedOut.length < ids.length) {
+      const claimed = await store.outbox.claimOutbox({ ...CLAIM, perStream: 100 });
+      assert.ok(claimed.length > 0, `a claim after ${handedOut.length} hands out more`);
+      handedOut.push(...claimed.map((entry) => entry.id));
+      await store.outbox.settleOutbox(
+        CLAIM.owner,
+        claimed.map(({ key }) => ({ key, outcome: "done" })),
+      );
+    }
+    assert.deepEqual(handedOut, ids);
+  },
+);
+
 contract("outbox: changeMessage's writer stores the change's events, none for no change", async (
   storage,
 ) => {
