@@ -1023,6 +1023,39 @@ contract(
 );
 
 contract(
+  "outbox: a writer's references (drafts naming the message, not copying it) keep every draft of a batch of long messages",
+  async (storage) => {
+    await using store = await storage.open();
+    // One copy (as message.created) and a reference per mentioned user (as missed candidates).
+    const copyAndReferences: OutboxWriter = {
+      maxDraftsFor: (message) => 1 + (message.mentions?.length ?? 0),
+      maxCopiesFor: () => 1,
+      draftsFor: (message) => [
+        { id: `created:${message.id}`, target: "", stream: "room", body: JSON.stringify(message) },
+        ...(message.mentions ?? []).map((userId) => ({
+          id: `missed:${message.id}:${userId}`,
+          target: "",
+          stream: `missed:${userId}`,
+          body: JSON.stringify({ user: userId, room: message.room, id: message.id }),
+        })),
+      ],
+    };
+    const mentions = [...Array(20)].map((_, n) => `user${n}`);
+    // 16 KB each as KV stores them: 30 messages and their copies are over one KV commit.
+    const inputs = [...Array(30)].map((_, n) => ({
+      user: ada,
+      message: `${n} ${"😀".repeat(4000)}`,
+      mentions,
+    }));
+    const results = await store.appendMany(inputs, copyAndReferences);
+    assert.equal(results.filter((result) => result.created).length, 30);
+    assert.equal((await store.outbox.outboxStats()).depth, 30 * 21);
+    const [first] = await store.outbox.claimOutbox({ ...CLAIM, limit: 1 });
+    assert.deepEqual(JSON.parse(first.body), results[0].message);
+  },
+);
+
+contract(
   "outbox: entries too big to claim in one KV commit are handed out by later claims, in order",
   async (storage) => {
     await using store = await storage.open();
