@@ -439,6 +439,8 @@ contract("maxAgeMs hides expired messages from every read", async (storage) => {
   assert.deepEqual(await store.before(fresh[2].id, 10), fresh.slice(0, 2));
   assert.deepEqual(await store.before(old[2].id, 10), []);
   assert.equal(await store.countAfter("general", undefined, 100), 3);
+  assert.equal(await store.findMessage(old[0].id), undefined);
+  assert.deepEqual(await store.findMessage(fresh[0].id), fresh[0]);
 });
 
 contract(

@@ -746,6 +746,9 @@ export class KvMessageStore implements MessageStore {
 
   async findMessage(id: string): Promise<ChatMessage | undefined> {
     if (!isMessageId(id)) return undefined;
+    // An expired message is gone, whether or not it has been deleted yet.
+    const youngest = this.#youngestId();
+    if (youngest !== undefined && id < youngest) return undefined;
     const { value: room } = await whenUnlocked(() => this.#kv.get<string>([IDS, id]));
     // Messages stored before the index went into the default room.
     const key = [MESSAGES, room ?? this.defaultRoom, id];
