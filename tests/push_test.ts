@@ -119,6 +119,41 @@ Deno.test("push: a DM missed across a restart is still pushed (the outbox keeps 
   assert.equal(payload.body, "before the restart");
 });
 
+Deno.test("push: a DM deleted before it counts as missed is pushed nothing; one edited shows its new text", async () => {
+  await using receiver = await PushReceiver.start();
+  const missedAfterMs = 1500;
+  await using server = await pushing({ missedAfterMs });
+  const browsers = new Map<string, TestBrowser>();
+  for (const user of ["bob", "carol"]) {
+    const browser = await TestBrowser.create(`${receiver.url}/${user}`);
+    await server.store.addPushSubscription(user, browser.subscription, 10);
+    browsers.set(user, browser);
+  }
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    const change = async (event: string, payload: unknown): Promise<ChatMessage> => {
+      const answer = await within(alice.socket.emitWithAck(event, payload), 5000, event);
+      assert.equal(answer.ok, true, JSON.stringify(answer));
+      return answer.message;
+    };
+    const regretted = await send(alice, "dm:alice:bob", "I regret this");
+    const deleted = await change("message:delete", { id: regretted.id });
+    const sent = await send(alice, "dm:alice:carol", "meet at 5");
+    const edited = await change("message:edit", { id: sent.id, message: "meet at 6" });
+    for (const [message, changed] of [[regretted, deleted], [sent, edited]]) {
+      const due = Date.parse(message.createdAt) + missedAfterMs;
+      assert.ok(Date.parse(changed.editedAt!) < due, "changed before it was due");
+    }
+    await until(() => receiver.pushes.length > 0, 10_000, "carol's push");
+    await outboxEmpty(server);
+    assert.deepEqual(receiver.pushes.map((push) => push.path), ["/carol"], "bob: nothing");
+    const payload = JSON.parse(await browsers.get("carol")!.decrypt(receiver.pushes[0].body));
+    assert.equal(payload.body, "meet at 6");
+  } finally {
+    alice.close();
+  }
+});
+
 Deno.test("push: a push service answering 410 has its subscription removed", async () => {
   await using receiver = await PushReceiver.start();
   receiver.answer = 410;

@@ -340,11 +340,12 @@ Deno.test("webhooks: DMs and mentions to one user in one window are one message.
 
 Deno.test("webhooks: a message mentioning the most users it may (20) gives each away their message.missed", async () => {
   await using receiver = await WebhookReceiver.start();
-  await using server = await hooked(receiver);
+  await using server = await hooked(receiver, { maxMessageLength: 10_000 });
   const alice = await ChatClient.join(server.url, "alice");
   const mentioned = [...Array(MAX_MENTIONS)].map((_, n) => `user${n}`);
-  // Long, so its 20 candidates (each a copy) and its message.created weigh on the KV commit.
-  const sent = await send(alice, "team-red", "é".repeat(2000), mentioned);
+  // The longest message, 40 KB as KV stores it: 21 copies (20 candidates and its message.created)
+  // would be over the most one KV commit takes (800 KB). Candidates name it instead.
+  const sent = await send(alice, "team-red", "😀".repeat(10_000), mentioned);
   await receiver.until(
     (events) => events.filter((event) => event.type === "message.missed").length === 20,
     "one per mentioned user",
@@ -358,6 +359,101 @@ Deno.test("webhooks: a message mentioning the most users it may (20) gives each 
   );
   for (const data of missed) assert.deepEqual(data.messages, [sent]);
   assert.deepEqual(receiver.ofType("message.created").map((event) => event.data), [sent]);
+});
+
+/** A server sending only message.missed, due late enough for a test to change messages first. */
+function missedOnly(receiver: WebhookReceiver): Promise<TestServer> {
+  return hooked(receiver, { webhookEvents: ["message.missed"], missedAfterMs: MISSED_AFTER_MS });
+}
+
+const MISSED_AFTER_MS = 1500;
+
+/** Asserts `changed` (an edit's or delete's answer) happened before `sent` counted as missed. */
+function beforeDue(sent: ChatMessage, changed: ChatMessage): void {
+  const due = Date.parse(sent.createdAt) + MISSED_AFTER_MS;
+  assert.ok(Date.parse(changed.editedAt!) < due, "changed before the candidate was due");
+}
+
+async function edit(client: ChatClient, id: string, message: string): Promise<ChatMessage> {
+  return (await ack<{ message: ChatMessage }>(client, "message:edit", { id, message })).message;
+}
+
+async function remove(client: ChatClient, id: string): Promise<ChatMessage> {
+  return (await ack<{ message: ChatMessage }>(client, "message:delete", { id })).message;
+}
+
+Deno.test("webhooks: a DM deleted before it counts as missed gives no message.missed", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await missedOnly(receiver);
+  const alice = await ChatClient.join(server.url, "alice");
+  const regretted = await send(alice, "dm:alice:bob", "I regret this");
+  beforeDue(regretted, await remove(alice, regretted.id));
+  await outboxEmpty(server, "the candidate settled");
+  assert.equal(receiver.delivered.length, 0);
+  // A DM not deleted still is missed: the check above did not hold everything back.
+  const kept = await send(alice, "dm:alice:bob", "this one stays");
+  await receiver.until((events) => events.length === 1, "the kept one");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [kept] },
+  ]);
+  assert.ok(!receiver.delivered[0].body.includes("regret"), receiver.delivered[0].body);
+});
+
+Deno.test("webhooks: a DM edited before it counts as missed is in message.missed as edited", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await missedOnly(receiver);
+  const alice = await ChatClient.join(server.url, "alice");
+  const sent = await send(alice, "dm:alice:bob", "meet at 5");
+  const edited = await edit(alice, sent.id, "meet at 6");
+  beforeDue(sent, edited);
+  await receiver.until((events) => events.length === 1, "one event");
+  await outboxEmpty(server, "the candidate settled");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [edited] },
+  ]);
+  assert.equal(edited.message, "meet at 6");
+});
+
+Deno.test("webhooks: a burst of three DMs, one deleted meanwhile, is one message.missed with the other two", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await missedOnly(receiver);
+  const alice = await ChatClient.join(server.url, "alice");
+  const burst = [];
+  for (let n = 0; n < 3; n++) burst.push(await send(alice, "dm:alice:bob", `dm ${n}`));
+  beforeDue(burst[0], await remove(alice, burst[1].id));
+  await receiver.until((events) => events.length === 1, "one event");
+  await outboxEmpty(server, "every candidate settled");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [burst[0], burst[2]] },
+  ]);
+});
+
+Deno.test("webhooks: candidates written with a copy of their message (before an upgrade) send it as stored now", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await missedOnly(receiver);
+  const alice = { id: "alice", name: "alice" };
+  const room = "dm:alice:bob";
+  // Stored without the chat (so with no candidates), then changed after the copies were taken.
+  const kept = await server.store.append({ room, user: alice, message: "kept" });
+  const edited = await server.store.append({ room, user: alice, message: "before the edit" });
+  const deleted = await server.store.append({ room, user: alice, message: "deleted" });
+  const copies = [kept, edited, deleted].map((message) => ({
+    id: `evt_copy_${message.id}`,
+    target: "",
+    stream: "missed:bob",
+    body: JSON.stringify({ user: "bob", message }),
+  }));
+  const now = await server.store.changeMessage(edited.id, { message: "after" }, new Date());
+  await server.store.changeMessage(deleted.id, { deleted: true }, new Date());
+  await server.store.outbox.enqueueOutbox(copies);
+  await receiver.until((events) => events.length === 1, "one event");
+  await outboxEmpty(server, "every candidate settled");
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [kept, now] },
+  ]);
 });
 
 Deno.test("webhooks: two instances sharing a KV file send each event once", async () => {

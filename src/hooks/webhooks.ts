@@ -109,9 +109,11 @@ export class Webhooks {
     const perEvent = settings.urls.length;
     const createdEvents = this.#types.has("message.created") ? perEvent : 0;
     // A candidate per user who may miss the message, in its commit; bounded before it is stored.
+    // Only message.created copies the message: a candidate names it.
     const { recipientsOf, mostRecipientsOf } = dependencies;
     this.created = {
       maxDraftsFor: (message) => createdEvents + (missedAny ? mostRecipientsOf(message) : 0),
+      maxCopiesFor: () => createdEvents,
       draftsFor: (message) => [
         ...this.#drafts("message.created", message, `room:${message.room}`),
         ...(missedAny

@@ -100,12 +100,21 @@ export interface OutboxTrimmed {
 }
 
 /**
+ * Most bytes a draft holds that is not a copy of its message but names it: a few ids (a user's,
+ * the room's, the message's), as a `message.missed` candidate does.
+ */
+export const REFERENCE_DRAFT_BYTES = 4096;
+
+/**
  * Turns what a store call wrote into outbox drafts, stored in that call's commit. `maxDraftsFor`
  * bounds how many drafts a message will give, known before it is stored, so a batch is split into
- * commits that fit; `draftsFor` gives no more.
+ * commits that fit; `draftsFor` gives no more. `maxCopiesFor` bounds how many of them hold a copy
+ * of the message; the others hold at most {@link REFERENCE_DRAFT_BYTES} (without it, every draft
+ * may be a copy).
  */
 export interface OutboxWriter {
   maxDraftsFor(message: NewMessage): number;
+  maxCopiesFor?(message: NewMessage): number;
   draftsFor(message: ChatMessage): OutboxDraft[];
 }
 
