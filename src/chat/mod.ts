@@ -31,6 +31,7 @@ import { RoomPresence } from "./room_presence.ts";
 import type { ChatService } from "./service.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
 import type { Ban, User } from "../types.ts";
+import { Deadlines } from "../deadlines.ts";
 
 export {
   announceChange,
@@ -136,9 +137,6 @@ export interface Chat {
 /** How long a cluster-wide question about a room's members waits for the other instances. */
 const DIRECTORY_TIMEOUT_MS = 1000;
 
-/** The longest delay a timer takes (setTimeout fires at once beyond it). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** What every connection's context shares: built once per server. */
 interface Shared extends ChatPresence {
   readonly io: ChatServer;
@@ -146,6 +144,8 @@ interface Shared extends ChatPresence {
   readonly now: () => number;
   readonly gate: EventGate;
   readonly admission: Admission;
+  /** Every connection's token expiry, on one timer. */
+  readonly expiries: Deadlines<Connection>;
 }
 
 /** Who is where, announced in batches: the server's presence feed and each room's. */
@@ -166,7 +166,8 @@ interface ChatPresence {
  */
 class Connection implements EventContext {
   typingState?: Map<string, { typing: boolean; at: number }>;
-  #expiryTimer?: ReturnType<typeof setTimeout>;
+  /** The connection's entry in the shared expiries (-1: none). */
+  #expiryKey = -1;
   /** `error` events sent in the current one-second window, and when it began. */
   #errorsSent = 0;
   #errorWindowStart = 0;
@@ -256,15 +257,16 @@ class Connection implements EventContext {
 
   /** Ends the connection once its token expires; called again when `auth:refresh` moves it. */
   watchExpiry(): void {
-    clearTimeout(this.#expiryTimer);
+    this.stopWatchingExpiry();
     const { expiresAt } = this.identity;
     if (expiresAt === undefined) return;
     const delay = expiresAt + this.shared.options.clockToleranceMs - this.now();
-    this.#expiryTimer = setTimeout(checkExpiry, Math.min(Math.max(0, delay), MAX_TIMER_MS), this);
+    this.#expiryKey = this.shared.expiries.set(this, performance.now() + Math.max(0, delay));
   }
 
   stopWatchingExpiry(): void {
-    clearTimeout(this.#expiryTimer);
+    this.shared.expiries.cancel(this, this.#expiryKey);
+    this.#expiryKey = -1;
   }
 
   endExpired(): void {
@@ -276,7 +278,7 @@ class Connection implements EventContext {
   }
 }
 
-/** A connection's expiry timer fired: a timer may run early by the clock's reckoning. */
+/** A connection's expiry came: a timer may run early by the clock's reckoning. */
 function checkExpiry(connection: Connection): void {
   if (connection.expired()) connection.endExpired();
   else connection.watchExpiry();
@@ -361,7 +363,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       (identity) => isExpired(identity, now(), clockTolerance),
     );
   }
-  const shared: Shared = { io, options, now, gate, admission, ...presence };
+  const expiries = new Deadlines<Connection>(checkExpiry);
+  const shared: Shared = { io, options, now, gate, admission, expiries, ...presence };
   io.on("connection", (socket: ChatSocket) => onConnection(shared, socket));
   return {
     membersOf: presence.membersOf,
@@ -375,6 +378,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     close() {
       presence.feed.close();
       presence.roomPresence.close();
+      expiries.clear();
     },
   };
 }
