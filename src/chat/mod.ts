@@ -27,6 +27,7 @@ import { CHAT_ROOM, joinedRooms, roomKey } from "./delivery.ts";
 import { userRoom } from "./directory.ts";
 import { dispatchEvent, type EventBudgets, type EventContext, EventGate } from "./events.ts";
 import type { ChatContext, Subscription } from "./handlers.ts";
+import { PacedBroadcasts } from "./paced.ts";
 import { RoomPresence } from "./room_presence.ts";
 import type { ChatService } from "./service.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
@@ -154,6 +155,8 @@ interface ChatPresence {
   readonly feed: PresenceFeed;
   /** Other rooms' comings and goings: `room:presence`. */
   readonly roomPresence: RoomPresence;
+  /** Drops the presence broadcasts not yet written (shutdown). */
+  readonly closeAnnouncer: () => void;
   readonly enterRoom: (socket: ChatSocket, room: string) => void;
   readonly leaveRoom: (socket: ChatSocket, room: string) => void;
   readonly membersOf: (room: string) => Promise<User[]>;
@@ -378,6 +381,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     close() {
       presence.feed.close();
       presence.roomPresence.close();
+      presence.closeAnnouncer();
       expiries.clear();
     },
   };
@@ -390,6 +394,7 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   // (asked across instances) must not let a later batch overtake an earlier one.
   let announced = Promise.resolve();
   const batching = { batchMs: options.presenceBatchMs, cancelOut: !presence.shared };
+  const announce = presenceAnnouncer(io, options);
   const feed: PresenceFeed = new PresenceFeed(
     (joined, left, welcomed) => {
       announced = announced.then(async () => {
@@ -397,14 +402,13 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
           try {
             const online = await presence.online(options.maxListedUsers);
             feed.observed();
-            // Newcomers are this instance's own sockets: no other instance needs the snapshot.
-            io.local.to(welcomed).emit("presence", online);
+            announce.snapshot(welcomed, online);
           } catch (error) {
             log.warn("presence.failed", { sockets: welcomed.length, error });
           }
         }
-        if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
-        if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
+        if (joined.length > 0) announce.toEveryone("user:joined", joined);
+        if (left.length > 0) announce.toEveryone("user:left", left);
       });
     },
     {
@@ -426,6 +430,7 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   return {
     feed,
     roomPresence,
+    closeAnnouncer: announce.close,
     enterRoom(socket, room) {
       if (socket.rooms.has(roomKey(room))) return;
       socket.join(roomKey(room));
@@ -437,6 +442,31 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
       if (room !== options.defaultRoom) roomPresence.exit(room, socket.data.identity.user);
     },
     membersOf: (room) => membersOfRoom(io, options, room, () => observed(room)),
+  };
+}
+
+/**
+ * How the default room's presence goes out. On one instance, paced ({@link PacedBroadcasts}): a
+ * connect storm's announcements reach every socket without holding a copy for each at once. With
+ * Redis they must cross to the other instances, and with connection state recovery socket.io must
+ * see every emit: there they take socket.io's own broadcast.
+ */
+function presenceAnnouncer(io: ChatServer, options: ChatOptions) {
+  if (options.presence.shared || options.connectionRecovery) {
+    return {
+      // Newcomers are this instance's own sockets: no other instance needs the snapshot.
+      snapshot: (ids: string[], online: User[]) => io.local.to(ids).emit("presence", online),
+      toEveryone: (event: "user:joined" | "user:left", users: User[]) =>
+        io.to(CHAT_ROOM).emit(event, users),
+      close: () => {},
+    };
+  }
+  const paced = new PacedBroadcasts(io);
+  return {
+    snapshot: (ids: string[], online: User[]) => paced.toSockets(ids, "presence", online),
+    toEveryone: (event: "user:joined" | "user:left", users: User[]) =>
+      paced.toRoom(CHAT_ROOM, event, users),
+    close: () => paced.close(),
   };
 }
 
