@@ -392,6 +392,8 @@ function hooksSection(report: Report, labels: Map<string, string>): string {
         fmt(s.cpuPerDelivery, 1),
         fmt(base, 1),
         ratioCell(s.cpuPerDelivery / base, target as number),
+        `${fmt(s.messagesPerFrame, 2)} / ${fmt(b.get(name)?.messagesPerFrame, 2)}`,
+        `${fmt(s.otherCpuPercent)} / ${fmt(b.get(name)?.otherCpuPercent)}`,
         scenario === "BX"
           ? `${fmt(s.reactsPerSecond, 1)} reactions/s (${fmt(s.reactsRefused)} refused), ` +
             `${fmt(s.reactionDeliveriesPerSecond)} reaction deliveries/s; ` +
@@ -408,6 +410,8 @@ function hooksSection(report: Report, labels: Map<string, string>): string {
     "CPU µs/delivery",
     "B CPU µs/delivery",
     `over B (target ≤ ${fmt(REACTIONS_CPU_TARGET, 2)} BX, ≤ ${fmt(WEBHOOKS_CPU_TARGET, 2)} BW)`,
+    "messages/frame, it / B",
+    "other CPU %, it / B",
     "what it added",
   ], rows);
 }
@@ -863,7 +867,10 @@ export function renderMarkdown(report: Report): string {
         "to all 1000 clients. **CPU µs/delivery** divides the server's CPU by message deliveries " +
         "and `message:reactions` deliveries together (each is one frame written to each client, " +
         "as a message is in B); **per message delivery alone** puts the reactions' whole cost " +
-        "on the messages. **BX / B**: against B of the same server in the same run.",
+        "on the messages. **BX / B**: against B of the same server in the same run. A " +
+        "starved server gathers more messages per commit and frame, which lowers its CPU per " +
+        "delivery: a ratio is only as good as the two messages/frame and other CPU figures " +
+        "beside it are close.",
       ]
       : []),
     ...(has("BW")
