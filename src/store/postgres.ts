@@ -936,6 +936,52 @@ export function isDriverFault(error: unknown): boolean {
     /[\\/]postgres[\\/@][^\n]*connection\.js/.test(error.stack ?? "");
 }
 
+/**
+ * Keeps the driver's known fault ({@link isDriverFault}) inside the `setImmediate` callback that
+ * throws it (the driver's deferred write), handing it to `onFault` instead; any other error is
+ * thrown as before. Thrown out of the callback, the runtime keeps the rest of that round's
+ * immediates to run later, as Node does; if one of them is cleared meanwhile (a connection that
+ * closes clears its own pending write, as every connection does when PostgreSQL stops under
+ * load), each later round throws "reading '_idleNext'" from the runtime itself, and the process
+ * exits. Returns the undo.
+ *
+ * @example
+ * ```ts ignore
+ * containDriverFaults((error) => {
+ *   log.error("store.driver_fault", { error });
+ *   store.recycle();
+ * });
+ * ```
+ */
+export function containDriverFaults(onFault: (error: TypeError) => void): () => void {
+  const original = globalThis.setImmediate;
+  const contained = function (
+    callback: (...args: unknown[]) => void,
+    ...args: unknown[]
+  ): ReturnType<typeof setImmediate> {
+    return original(function (this: unknown, ...given: unknown[]) {
+      try {
+        callback.apply(this, given);
+      } catch (error) {
+        if (!isDriverFault(error)) throw error;
+        onFault(error as TypeError);
+      }
+    }, ...args);
+  };
+  // What hangs on the original (util.promisify's custom form) stays reachable.
+  for (const key of Reflect.ownKeys(original)) {
+    if (!(key in contained)) {
+      Object.defineProperty(contained, key, Object.getOwnPropertyDescriptor(original, key)!);
+    }
+  }
+  globalThis.setImmediate = contained as typeof setImmediate;
+  return () => {
+    if (globalThis.setImmediate === (contained as typeof setImmediate)) {
+      globalThis.setImmediate = original;
+    }
+  };
+}
+
 /** The driver's `ssl` for the URL's `sslmode` (libpq's names; unset: no TLS). */
 export function sslOf(url: string): boolean | "require" | "allow" | "prefer" | "verify-full" {
   const mode = new URL(url).searchParams.get("sslmode");
