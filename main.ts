@@ -89,9 +89,8 @@ if (config.databaseUrl) {
 /** Opens PostgreSQL and brings its schema up to date; exits 1 with one line when it cannot. */
 async function openDatabase(url: string): Promise<MessageStore> {
   // Loaded only here: a KV server never loads the driver.
-  const { containDriverFaults, isDriverFault, openPostgresStore } = await import(
-    "./src/store/postgres.ts"
-  );
+  const { containDriverFaults, isDriverFault, isDriverTypeLookupFailure, openPostgresStore } =
+    await import("./src/store/postgres.ts");
   try {
     const store = await openPostgresStore(url, {
       poolSize: config.databasePoolSize,
@@ -115,6 +114,13 @@ async function openDatabase(url: string): Promise<MessageStore> {
       if (!isDriverFault(event.error)) return;
       event.preventDefault();
       recover(event.error);
+    });
+    // The driver's own type lookup, cut off by the database going away, rejects where nothing
+    // can catch it either; the connection looks the types up again when it reconnects.
+    globalThis.addEventListener("unhandledrejection", (event) => {
+      if (!isDriverTypeLookupFailure(event.reason)) return;
+      event.preventDefault();
+      log.warn("store.driver_type_lookup_failed", { error: event.reason });
     });
     return store;
   } catch (error) {

@@ -5,7 +5,12 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { freePort } from "../scripts/server_process.ts";
-import { containDriverFaults, isDriverFault, openPostgresStore } from "../src/store/postgres.ts";
+import {
+  containDriverFaults,
+  isDriverFault,
+  isDriverTypeLookupFailure,
+  openPostgresStore,
+} from "../src/store/postgres.ts";
 import { migrate, MIGRATIONS, SchemaTooNew } from "../src/store/postgres_schema.ts";
 import { fromPgText, toPgText } from "../src/store/postgres_text.ts";
 import { hasPostgres, type PostgresServer, startPostgres } from "./helpers/postgres_server.ts";
@@ -97,6 +102,28 @@ Deno.test("postgres store: the driver's known fault is told apart from every oth
   assert.equal(isDriverFault(ours), false);
   assert.equal(isDriverFault(new Error("connection closed")), false);
   assert.equal(isDriverFault("reading 'write'"), false);
+});
+
+Deno.test("postgres store: the driver's own type lookup, cut off, is told apart from every other rejection", () => {
+  // As postgres@3.4.10 rejects a query on a connection that died: the error carries its query.
+  const cutOff = (query: string) =>
+    Object.defineProperty(new Error("write CONNECTION_CLOSED 127.0.0.1:5432"), "query", {
+      value: query,
+    });
+  const lookup = `
+      select b.oid, b.typarray
+      from pg_catalog.pg_type a
+      left join pg_catalog.pg_type b on b.oid = a.typelem
+      where a.typcategory = 'A'
+      group by b.oid, b.typarray
+      order by b.oid
+    `;
+  assert.equal(isDriverTypeLookupFailure(cutOff(lookup)), true);
+  assert.equal(isDriverTypeLookupFailure(cutOff("rollback")), false);
+  assert.equal(isDriverTypeLookupFailure(cutOff("SELECT * FROM messages")), false);
+  assert.equal(isDriverTypeLookupFailure(new Error("write CONNECTION_CLOSED")), false);
+  assert.equal(isDriverTypeLookupFailure(undefined), false);
+  assert.equal(isDriverTypeLookupFailure({ query: lookup }), false);
 });
 
 Deno.test("postgres store: the driver's known fault stays inside its immediate, and the immediates after it still run when one is cleared meanwhile", async () => {

@@ -937,6 +937,19 @@ export function isDriverFault(error: unknown): boolean {
 }
 
 /**
+ * Whether an unhandled rejection is the driver's own lookup of the array types, cut off by the
+ * connection dying under it: postgres@3.4 starts it from its socket's data handler and keeps no
+ * hold of its promise, so nothing can catch it (a fresh pool's connections each look the types up
+ * as they connect, as after {@link PostgresMessageStore.recycle}). The connection looks them up
+ * again when it reconnects.
+ */
+export function isDriverTypeLookupFailure(reason: unknown): boolean {
+  const query = (reason as { query?: unknown } | undefined)?.query;
+  return reason instanceof Error && typeof query === "string" &&
+    /\bb\.typarray\b/.test(query) && /\bfrom pg_catalog\.pg_type a\b/.test(query);
+}
+
+/**
  * Keeps the driver's known fault ({@link isDriverFault}) inside the `setImmediate` callback that
  * throws it (the driver's deferred write), handing it to `onFault` instead; any other error is
  * thrown as before. Thrown out of the callback, the runtime keeps the rest of that round's
