@@ -4,9 +4,11 @@
  * PostgreSQL is not installed). What only one backend does is tested in its own file.
  */
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import {
   createIdGenerator,
   isMessageId,
+  KvMessageStore,
   type MessageStore,
   openKvStore,
   type OutboxDraft,
@@ -17,7 +19,7 @@ import { openPostgresStore } from "../src/store/postgres.ts";
 import { MAX_EVENT_BYTES, storedBytes } from "../src/hooks/events.ts";
 import { MissedMessages } from "../src/hooks/missed.ts";
 import type { ChatMessage } from "../src/types.ts";
-import { tempDir } from "./helpers/dispose.ts";
+import { closing, tempDir } from "./helpers/dispose.ts";
 import { hasPostgres, type PostgresServer, startPostgres } from "./helpers/postgres_server.ts";
 
 /** The options every backend takes alike. */
@@ -1380,4 +1382,133 @@ contract("a room's read positions list each user's marker, bounded", async (stor
   await store.setReadMarker("alice", "team", second.id);
   now += 6 * DAY;
   assert.deepEqual(await store.readPositions("team", 10), [{ user: "alice", lastId: second.id }]);
+});
+
+// ---- what goes with a message
+
+/**
+ * A room where some messages carry what others derive from them: a parent with two replies (one
+ * trimmed with it, one kept), a mention, reactions. With `maxCount: 3`, a trim leaves the last 3.
+ */
+async function derivedHistory(store: MessageStore, room = "team") {
+  const bea = { id: "u2", name: "Bea" };
+  const parent = await store.append({ room, user: ada, message: "parent" });
+  const earlyReply = await store.append({
+    room,
+    user: bea,
+    message: "early reply",
+    replyTo: quote(parent),
+  });
+  const mentioning = await store.append({ room, user: ada, message: "@bob", mentions: ["bob"] });
+  const plain = await store.append({ room, user: ada, message: "plain" });
+  const lateReply = await store.append({
+    room,
+    user: bea,
+    message: "late reply",
+    replyTo: quote(parent),
+  });
+  const last = await store.append({ room, user: ada, message: "last" });
+  for (const message of [parent, earlyReply, mentioning, lateReply]) {
+    await react(store, message, "u3", "👍");
+  }
+  return { gone: [parent, earlyReply, mentioning], kept: [plain, lateReply, last], parent };
+}
+
+/** Asserts that the store's reads find nothing derived from `gone` (messages of `room`). */
+async function assertNothingLeftOf(store: MessageStore, gone: ChatMessage[], room = "team") {
+  const ids = gone.map((message) => message.id);
+  for (const id of ids) assert.equal(await store.findMessage(id), undefined);
+  assert.deepEqual(await store.reactionsOf(room, ids, 20), new Map(), "reactions");
+  assert.deepEqual(await store.threadsOf(room, ids), new Map(), "thread summaries");
+  assert.equal(await store.countMentions(room, "bob", undefined, 100), 0, "mentions");
+}
+
+contract("a trimmed message's reactions, thread and mentions go with it", async (storage) => {
+  await using store = await storage.open({ maxCount: 3 });
+  const { gone, kept } = await derivedHistory(store);
+  await store.trim("team");
+  assert.deepEqual(await store.latest(10, undefined, "team"), kept);
+  await assertNothingLeftOf(store, gone);
+  const lateReply = kept[1];
+  assert.deepEqual(
+    await store.reactionsOf("team", [lateReply.id], 20),
+    new Map([[lateReply.id, [{ emoji: "👍", count: 1, users: ["u3"] }]]]),
+    "a kept message keeps its reactions",
+  );
+});
+
+contract("an expired message's reactions, thread and mentions go with it", async (storage) => {
+  let now = Date.now() - 10_000;
+  await using store = await storage.open({ maxAgeMs: 5_000, now: () => now });
+  const { gone, kept } = await derivedHistory(store);
+  now = Date.now();
+  assert.deepEqual(await store.latest(10, undefined, "team"), []);
+  await assertNothingLeftOf(store, [...gone, ...kept]);
+});
+
+/** Every key of `kv`, its parts as strings. */
+async function rawKeys(kv: Deno.Kv): Promise<string[][]> {
+  const entries = await Array.fromAsync(kv.list({ prefix: [] }));
+  return entries.map((entry) => entry.key.map(String));
+}
+
+Deno.test("store (kv): a trim deletes every key naming a trimmed message", async () => {
+  const kv = await Deno.openKv(":memory:");
+  using store = new KvMessageStore(kv, { maxCount: 3 });
+  const { gone, kept, parent } = await derivedHistory(store);
+  const before = await rawKeys(kv);
+  for (const prefix of ["ids", "threads", "thread_counts", "mentions", "reactions", "reacted"]) {
+    assert.ok(before.some((key) => key[0] === prefix), `the history has ${prefix} keys`);
+  }
+  await store.trim("team");
+  const goneIds = new Set(gone.map((message) => message.id));
+  const left = (await rawKeys(kv)).filter((key) => key.some((part) => goneIds.has(part)));
+  assert.deepEqual(left, [], "no key names a trimmed message");
+  assert.deepEqual(await store.threadReplies("team", parent.id, undefined, 10), []);
+  for (const message of kept) assert.deepEqual(await store.findMessage(message.id), message);
+});
+
+/** Each key prefix of a KV file and the expiry times (-1: none) of its entries. */
+function expiriesByPrefix(path: string): Map<string, number[]> {
+  using db = closing(new DatabaseSync(path, { readOnly: true }));
+  const rows = db.prepare("SELECT k, expiration_ms FROM kv").all() as {
+    k: Uint8Array;
+    expiration_ms: number;
+  }[];
+  const found = new Map<string, number[]>();
+  for (const { k, expiration_ms } of rows) {
+    // A key's first part is a string: tag 0x02, its bytes, a terminating 0x00.
+    const prefix = new TextDecoder().decode(k.subarray(1, k.indexOf(0, 1)));
+    found.set(prefix, [...found.get(prefix) ?? [], expiration_ms]);
+  }
+  return found;
+}
+
+Deno.test("store (kv file): with maxAgeMs, every key derived from a message expires", async () => {
+  await using temp = await tempDir({ prefix: "chat_expiry_" });
+  const path = `${temp.path}/chat.kv`;
+  const maxAgeMs = DAY;
+  {
+    using store = await openKvStore(path, { maxAgeMs });
+    await derivedHistory(store);
+  }
+  const expiries = expiriesByPrefix(path);
+  const latest = Date.now() + maxAgeMs;
+  for (
+    const prefix of [
+      "messages",
+      "ids",
+      "threads",
+      "thread_counts",
+      "mentions",
+      "reactions",
+      "reacted",
+    ]
+  ) {
+    const times = expiries.get(prefix) ?? [];
+    assert.ok(times.length > 0, `the history has ${prefix} keys`);
+    for (const time of times) {
+      assert.ok(time > 0 && time <= latest, `${prefix} expires by the message's end: ${time}`);
+    }
+  }
 });

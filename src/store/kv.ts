@@ -22,6 +22,8 @@ import { PartialAppendError } from "./append_error.ts";
 import { KvOutbox } from "./kv_outbox.ts";
 import { KvPushSubscriptions } from "./kv_push.ts";
 import { whenUnlocked } from "./kv_unlocked.ts";
+import { IDS, MENTIONS, MESSAGES, REACTED, REACTIONS, THREAD_COUNTS, THREADS } from "./kv_keys.ts";
+import { trimRoom } from "./kv_trim.ts";
 
 export { whenUnlocked };
 import {
@@ -116,7 +118,6 @@ export interface KvStoreOptions {
 /** Rooms whose recent windows are kept, by default. */
 const DEFAULT_ROOM_WINDOWS = 256;
 
-const MESSAGES = "messages";
 const DEDUPE = "dedupe";
 /** The server API's clientIds, apart from the sockets' (whose keys predate it). */
 const DEDUPE_API = "dedupe_api";
@@ -126,29 +127,14 @@ const BANS = "bans";
 /** DM rooms' ids start with this; every one of them sorts before {@link DM_ROOMS_END}. */
 const DM_ROOM_PREFIX = "dm:";
 const DM_ROOMS_END = "dm;";
-/**
- * `["reactions", room, id, emoji]` holds one emoji's count and listed users; under the emoji `""`
- * (which sorts first) the message's emoji in the order first used. One range read gives a page's
- * reactions, and the `""` entry is what a new emoji's commit checks, so the bound holds.
- */
-const REACTIONS = "reactions";
+/** Under this emoji (it sorts first), a message's emoji in the order first used. */
 const EMOJI_ORDER = "";
-/** `["reacted", room, id, user]`: the emoji one user has on a message (its per-user bound). */
-const REACTED = "reacted";
 /** Most `reacted` entries read to fill a listed user's place when one takes theirs back. */
 const REFILL_SCAN = 500;
-/** `["threads", room, parent, reply]` = the reply's author: a thread's replies, in order. */
-const THREADS = "threads";
-/** `["thread_counts", room, parent]`: how many replies a message has (a sum). */
-const THREAD_COUNTS = "thread_counts";
 /** Thread entries read for a summary's users. */
 const THREAD_USERS_SCAN = 50;
-/** `["mentions", room, user, id]`: a message of the room mentions the user (not its author). */
-const MENTIONS = "mentions";
 /** `["room_reads", room, user]`: a user's read marker again, by room (read receipts). */
 const ROOM_READS = "room_reads";
-/** `["ids", id]` names the room of a message, so it can be found by its id alone. */
-const IDS = "ids";
 /**
  * The key layout's version: 2 keys messages by room; 3 stores read markers and memberships with
  * the time they were last touched, and an expiry.
@@ -219,6 +205,8 @@ export class KvMessageStore implements MessageStore {
   readonly #peerMemberships: RateLimiter;
   /** Each message's pending changes. */
   readonly #changes = new KeyedQueue();
+  /** Pending appends. */
+  readonly #appends = new KeyedQueue();
   readonly #outbox: KvOutbox;
   readonly #push: KvPushSubscriptions;
 
@@ -332,9 +320,15 @@ export class KvMessageStore implements MessageStore {
     return result.message;
   }
 
-  async appendMany(
+  appendMany(inputs: readonly NewMessage[], outbox?: OutboxWriter): Promise<AppendResult[]> {
+    // One commit at a time on this instance: the checks of its counters then only fail when
+    // another instance shares the store.
+    return this.#appends.run("", () => this.#appendMany(inputs, outbox));
+  }
+
+  async #appendMany(
     inputs: readonly NewMessage[],
-    outbox?: OutboxWriter,
+    outbox: OutboxWriter | undefined,
   ): Promise<AppendResult[]> {
     const results: AppendResult[] = [];
     // Each chunk is one atomic commit: a conflict retries that chunk alone, never one stored.
@@ -345,7 +339,11 @@ export class KvMessageStore implements MessageStore {
           results.push(...await this.#tryAppend(chunk, attempt > 1, outbox));
           break;
         } catch (error) {
-          if (error instanceof DedupeConflict && attempt < MAX_APPEND_ATTEMPTS) continue;
+          if (error instanceof CommitConflict && attempt < MAX_APPEND_ATTEMPTS) {
+            // Another instance's commit won: wait a little, jittered, so the next one differs.
+            await new Promise((resolve) => setTimeout(resolve, 2 ** attempt * Math.random()));
+            continue;
+          }
           // Earlier chunks are stored for good: say which, so their senders are answered.
           throw results.length === 0 ? error : new PartialAppendError(results, error);
         }
@@ -377,7 +375,7 @@ export class KvMessageStore implements MessageStore {
       created.push({ message, key });
       results.push({ message, created: true });
     }
-    await this.#commit(created, outbox);
+    await this.#commit(created, await this.#threadCounts(created), outbox);
     const messages = created.map((entry) => entry.message);
     this.#recent?.add(messages.filter((message) => message.room === this.defaultRoom));
     this.#rooms?.add(messages.filter((message) => message.room !== this.defaultRoom));
@@ -423,14 +421,7 @@ export class KvMessageStore implements MessageStore {
   }
 
   async #getMany<T>(keys: Deno.KvKey[]): Promise<(T | null)[]> {
-    const chunks: Deno.KvKey[][] = [];
-    for (let i = 0; i < keys.length; i += GET_MANY_LIMIT) {
-      chunks.push(keys.slice(i, i + GET_MANY_LIMIT));
-    }
-    const entries = await Promise.all(
-      chunks.map((chunk) => whenUnlocked(() => this.#kv.getMany<T[]>(chunk))),
-    );
-    return entries.flat().map((entry) => entry.value as T | null);
+    return (await this.#getEntries(keys)).map((entry) => entry.value as T | null);
   }
 
   #newMessage(input: NewMessage): ChatMessage {
@@ -446,8 +437,40 @@ export class KvMessageStore implements MessageStore {
     };
   }
 
+  /**
+   * The thread counters the batch's replies add to, as stored now, and how many each gains: the
+   * commit checks them, so concurrent replies are all counted.
+   */
+  async #threadCounts(
+    created: readonly { message: ChatMessage }[],
+  ): Promise<ThreadCountChange[]> {
+    const added = new Map<string, { key: Deno.KvKey; parent: string; added: number }>();
+    for (const { message } of created) {
+      if (!message.replyTo) continue;
+      const key = [THREAD_COUNTS, message.room, message.replyTo.id];
+      const known = added.get(JSON.stringify(key));
+      if (known) known.added++;
+      else added.set(JSON.stringify(key), { key, parent: message.replyTo.id, added: 1 });
+    }
+    const changes = [...added.values()];
+    const stored = await this.#getEntries(changes.map((change) => change.key));
+    return changes.map((change, index) => ({ ...change, stored: stored[index] }));
+  }
+
+  async #getEntries(keys: Deno.KvKey[]): Promise<Deno.KvEntryMaybe<unknown>[]> {
+    const chunks: Deno.KvKey[][] = [];
+    for (let i = 0; i < keys.length; i += GET_MANY_LIMIT) {
+      chunks.push(keys.slice(i, i + GET_MANY_LIMIT));
+    }
+    const entries = await Promise.all(
+      chunks.map((chunk) => whenUnlocked(() => this.#kv.getMany<unknown[]>(chunk))),
+    );
+    return entries.flat();
+  }
+
   async #commit(
     created: { message: ChatMessage; key?: DedupeKey }[],
+    threadCounts: readonly ThreadCountChange[],
     outbox: OutboxWriter | undefined,
   ): Promise<void> {
     const messageOptions = this.#options.maxAgeMs ? { expireIn: this.#options.maxAgeMs } : {};
@@ -457,9 +480,10 @@ export class KvMessageStore implements MessageStore {
       atomic.set([MESSAGES, message.room, message.id], message, messageOptions);
       atomic.set([IDS, message.id], message.room, messageOptions);
       if (message.replyTo) {
+        // A thread goes with its parent, the older of the two.
         const parent = message.replyTo.id;
-        atomic.set([THREADS, message.room, parent, message.id], message.user.id, messageOptions);
-        atomic.sum([THREAD_COUNTS, message.room, parent], 1n);
+        const thread = [THREADS, message.room, parent, message.id];
+        atomic.set(thread, message.user.id, this.#expiryOf(parent));
       }
       for (const userId of mentionedOthers(message)) {
         atomic.set([MENTIONS, message.room, userId, message.id], true, messageOptions);
@@ -469,6 +493,10 @@ export class KvMessageStore implements MessageStore {
         atomic.set(key, [message.room, message.id] satisfies DedupeValue, dedupeOptions);
       }
     }
+    // A KV sum cannot expire: the count is a number, rewritten under a check.
+    for (const { key, parent, added, stored } of threadCounts) {
+      atomic.check(stored).set(key, countOf(stored.value) + added, this.#expiryOf(parent));
+    }
     // The events describing these messages commit with them, or not at all.
     if (outbox) {
       this.#outbox.addTo(
@@ -477,7 +505,7 @@ export class KvMessageStore implements MessageStore {
       );
     }
     const result = await whenUnlocked(() => atomic.commit());
-    if (!result.ok) throw new DedupeConflict();
+    if (!result.ok) throw new CommitConflict();
   }
 
   /**
@@ -498,32 +526,14 @@ export class KvMessageStore implements MessageStore {
     }
   }
 
-  /** Deletes the room's oldest messages beyond `maxCount` (a no-op without `maxCount`). */
+  /**
+   * Deletes the room's oldest messages beyond `maxCount`, and what derives from them (a no-op
+   * without `maxCount`).
+   */
   async trim(room: string = this.defaultRoom): Promise<void> {
     const { maxCount } = this.#options;
     if (maxCount === undefined) return;
-    let kept = 0;
-    let boundary: string | undefined;
-    const newestFirst = { reverse: true, limit: maxCount + 1 };
-    for await (const entry of this.#kv.list({ prefix: [MESSAGES, room] }, newestFirst)) {
-      if (++kept > maxCount) {
-        boundary = entry.key[2] as string;
-        break;
-      }
-    }
-    if (boundary === undefined) return;
-    let atomic = this.#kv.atomic();
-    let pending = 0;
-    const selector = { prefix: [MESSAGES, room], end: [MESSAGES, room, boundary + "\u0000"] };
-    for await (const entry of this.#kv.list(selector)) {
-      atomic.delete(entry.key);
-      if (++pending === MAX_BATCH_MESSAGES) {
-        await whenUnlocked(() => atomic.commit());
-        atomic = this.#kv.atomic();
-        pending = 0;
-      }
-    }
-    if (pending > 0) await whenUnlocked(() => atomic.commit());
+    await trimRoom(this.#kv, room, maxCount);
   }
 
   async latest(
@@ -825,7 +835,8 @@ export class KvMessageStore implements MessageStore {
       const own = mine.value ?? [];
       const current = () => this.#reactionsOfOne(room, id, limits.listedUsers);
       if (own.includes(emoji) === on) return { status: "unchanged", reactions: await current() };
-      const atomic = this.#kv.atomic().check(order, entry, mine);
+      // The message too: a reaction never outlives a trim that raced it.
+      const atomic = this.#kv.atomic().check(message, order, entry, mine);
       const options = this.#expiryOf(id);
       if (on) {
         if (!emojis.includes(emoji) && emojis.length >= limits.maxEmoji) {
@@ -902,8 +913,8 @@ export class KvMessageStore implements MessageStore {
     listedUsers: number,
   ): Promise<Map<string, Reaction[]>> {
     const found = new Map<string, Reaction[]>();
-    if (ids.length === 0) return found;
-    const wanted = new Set(ids);
+    const wanted = this.#unexpired(ids);
+    if (wanted.size === 0) return found;
     const sorted = [...wanted].sort();
     // The ids of a page are neighbours in their room: one range read covers them.
     const selector = {
@@ -939,11 +950,11 @@ export class KvMessageStore implements MessageStore {
 
   async threadsOf(room: string, ids: readonly string[]): Promise<Map<string, ThreadSummary>> {
     const found = new Map<string, ThreadSummary>();
-    if (ids.length === 0) return found;
-    const wanted = new Set(ids);
+    const wanted = this.#unexpired(ids);
+    if (wanted.size === 0) return found;
     const sorted = [...wanted].sort();
     const counts = await whenUnlocked(() =>
-      Array.fromAsync(this.#kv.list<Deno.KvU64>({
+      Array.fromAsync(this.#kv.list<unknown>({
         start: [THREAD_COUNTS, room, sorted[0]],
         end: [THREAD_COUNTS, room, sorted.at(-1)! + "\u0000"],
       }))
@@ -962,7 +973,7 @@ export class KvMessageStore implements MessageStore {
       if (newest.length === 0) return;
       const users = [...new Set(newest.map((entry) => entry.value))].slice(0, THREAD_USERS);
       const lastId = newest[0].key[3] as string;
-      found.set(parent, { count: Number(value.value), lastId, users });
+      found.set(parent, { count: countOf(value), lastId, users });
     }));
     return found;
   }
@@ -988,11 +999,17 @@ export class KvMessageStore implements MessageStore {
     return messages.filter((message) => message !== null);
   }
 
-  /** A reaction lives as long as its message. */
+  /** What derives from message `id` (its reactions, its thread) expires with it. */
   #expiryOf(id: string): { expireIn?: number } {
     const { maxAgeMs } = this.#options;
     if (maxAgeMs === undefined) return {};
-    return { expireIn: Math.max(1, timeOfId(id) + maxAgeMs - this.#now()) };
+    return { expireIn: Math.min(maxAgeMs, Math.max(1, timeOfId(id) + maxAgeMs - this.#now())) };
+  }
+
+  /** The ids that are not past `maxAgeMs`: KV deletes expired entries lazily. */
+  #unexpired(ids: readonly string[]): Set<string> {
+    const youngest = this.#youngestId();
+    return new Set(youngest === undefined ? ids : ids.filter((id) => id >= youngest));
   }
 
   async setBan(userId: string, ban: Ban): Promise<void> {
@@ -1120,7 +1137,8 @@ function commitChunks(
     // An outbox entry holds its message as JSON, where a control character takes 6 bytes.
     const size = text * 3 + mentioned * 3 + (input.mentions?.length ?? 0) * 128 + 512 +
       copies * (text * 6 + 1024) + (draftsPerMessage - copies) * REFERENCE_DRAFT_BYTES;
-    const check = input.clientId === undefined ? 0 : 1;
+    // A clientId's entry, a reply's thread counter.
+    const check = (input.clientId === undefined ? 0 : 1) + (input.replyTo ? 1 : 0);
     // The message, its id, its thread entries, its dedupe entry, its mentions, its outbox entries.
     const mutation = 2 + (input.replyTo ? 2 : 0) + check + (input.mentions?.length ?? 0) +
       draftsPerMessage;
@@ -1142,8 +1160,25 @@ function commitChunks(
   return chunks;
 }
 
-/** Another writer stored one of the batch's clientIds between our read and our commit. */
-class DedupeConflict extends Error {}
+/**
+ * Another writer stored one of the batch's clientIds, or a reply to one of its replies' parents,
+ * between our read and our commit.
+ */
+class CommitConflict extends Error {}
+
+/** A thread counter a commit rewrites: its parent, the replies it gains, the entry as read. */
+interface ThreadCountChange {
+  key: Deno.KvKey;
+  parent: string;
+  added: number;
+  stored: Deno.KvEntryMaybe<unknown>;
+}
+
+/** A thread counter's count: a number, or a `Deno.KvU64` written by a sum before. */
+function countOf(value: unknown): number {
+  if (value instanceof Deno.KvU64) return Number(value.value);
+  return typeof value === "number" ? value : 0;
+}
 
 /** Whether `path` names a KV file (not `:memory:`, not a KV Connect URL). */
 export function isKvFile(path: string): boolean {

@@ -714,12 +714,15 @@ export class PostgresMessageStore implements MessageStore {
   ): Promise<Map<string, Reaction[]>> {
     const found = new Map<string, Reaction[]>();
     if (ids.length === 0) return found;
+    // An expired message's reactions are gone, whether or not the sweep has deleted them yet.
+    const { from } = this.#lowerBound();
     const rows = await this.#sql<
       { id: string; emoji: string; count: number; users: string[] }[]
     >`
       SELECT id, emoji, count(*)::int AS count,
         (array_agg(user_id ORDER BY seq))[1:${listedUsers}] AS users
       FROM reactions WHERE room = ${room} AND id = ANY(${ids as string[]}::text[])
+        AND id >= ${from}
       GROUP BY id, emoji ORDER BY id, min(seq)`;
     for (const row of rows) {
       const reactions = found.get(row.id) ?? [];
@@ -741,8 +744,11 @@ export class PostgresMessageStore implements MessageStore {
       { parent: string; user_id: string; count: number; last_id: string }[]
     >`
       SELECT reply_to AS parent, user_id, count(*)::int AS count, max(id) AS last_id
-      FROM messages WHERE room = ${room} AND reply_to = ANY(${ids as string[]}::text[])
+      FROM messages r WHERE room = ${room} AND reply_to = ANY(${ids as string[]}::text[])
         AND id >= ${from}
+        -- A thread goes with its parent (trimmed or expired), though later replies stay.
+        AND reply_to >= ${from}
+        AND EXISTS (SELECT 1 FROM messages p WHERE p.room = r.room AND p.id = r.reply_to)
       GROUP BY reply_to, user_id ORDER BY reply_to, max(id) DESC`;
     for (const row of rows) {
       const thread = found.get(row.parent);
