@@ -1512,3 +1512,19 @@ Deno.test("store (kv file): with maxAgeMs, every key derived from a message expi
     }
   }
 });
+
+contract("concurrent replies from stores sharing the storage are all counted", {
+  shared: true,
+}, async (storage) => {
+  await using first = await storage.open();
+  await using second = await storage.open();
+  const parent = await first.append({ user: ada, message: "parent" });
+  await Promise.all(
+    [first, second].flatMap((store) =>
+      [...Array(8)].map((_, index) =>
+        store.append({ user: ada, message: `reply ${index}`, replyTo: quote(parent) })
+      )
+    ),
+  );
+  assert.equal((await first.threadsOf(parent.room, [parent.id])).get(parent.id)?.count, 16);
+});
