@@ -58,6 +58,8 @@ interface BenchOptions {
   scenarios: string[];
   /** Pin the server to CPU 0 and the load generator to CPU 1 (when `taskset` exists). */
   pin: boolean;
+  /** More servers: ours with a KV file and these settings (`--variant name:KEY=VALUE;…`). */
+  variants: ServerSpec[];
 }
 
 /** A server under test. */
@@ -176,8 +178,9 @@ function parseArgs(args: string[]): BenchOptions {
     warmupSeconds: 3,
     durationSeconds: 10,
     servers: SERVERS.map((server) => server.name),
-    scenarios: ["A", "B", "C", "D", "R", "J", "T", "F"],
+    scenarios: ["A", "B", "L", "C", "D", "R", "J", "T", "F"],
     pin: true,
+    variants: [],
   };
   for (let i = 0; i < args.length; i++) {
     const flag = args[i];
@@ -190,6 +193,7 @@ function parseArgs(args: string[]): BenchOptions {
     else if (flag === "--warmup") options.warmupSeconds = Number(args[++i]);
     else if (flag === "--servers") options.servers = args[++i].split(",");
     else if (flag === "--scenarios") options.scenarios = args[++i].toUpperCase().split(",");
+    else if (flag === "--variant") options.variants.push(variant(args[++i]));
     else throw new Error(`unknown flag ${flag}`);
   }
   // R is measured against B on the same servers in the same run.
@@ -197,6 +201,24 @@ function parseArgs(args: string[]): BenchOptions {
     options.scenarios.splice(options.scenarios.indexOf("R"), 0, "B");
   }
   return options;
+}
+
+/**
+ * `name:KEY=VALUE;KEY=VALUE`: ours with a KV file and these settings, measured beside the others
+ * (e.g. `--variant gather10:COMMIT_GATHER=10ms`).
+ */
+function variant(text: string): ServerSpec {
+  const [name, settings = ""] = text.split(/:(.*)/s);
+  const ours = SERVERS.find((spec) => spec.name === "ours-kv")!;
+  const extra = Object.fromEntries(
+    settings.split(";").filter(Boolean).map((pair) => pair.split(/=(.*)/s).slice(0, 2)),
+  );
+  return {
+    ...ours,
+    name,
+    label: `ours (KV file, ${settings.replaceAll(";", ", ")})`,
+    env: (port, dataDir) => ({ ...ours.env(port, dataDir), ...extra }),
+  };
 }
 
 /** Scenarios that need the rooms contract: servers without it skip them. */
@@ -487,7 +509,10 @@ async function main(): Promise<void> {
   }
   const pinned = options.pin && await hasTaskset();
   options.pin = pinned;
-  const specs = SERVERS.filter((spec) => options.servers.includes(spec.name));
+  const specs = [
+    ...SERVERS.filter((spec) => options.servers.includes(spec.name)),
+    ...options.variants,
+  ];
   if (specs.some((spec) => spec.name === "reference")) await ensureReferenceInstalled();
   await waitForQuiet();
   const env = await environment(options, pinned);
@@ -498,6 +523,8 @@ async function main(): Promise<void> {
     A: { clients: 100, rate: 500 },
     B: { clients: 1000, rate: 50 },
     D: { clients: 1000, rate: 0, mode: "connect" },
+    // A trickle: what a quiet chat's latency is.
+    L: { clients: 100, rate: 10 },
     // B's 50,000 deliveries/s: 500 msg/s over 10 rooms of 100, 10 senders a room at 5 msg/s each.
     R: { clients: 1000, rate: 500, mode: "rooms", rooms: 10, senders: 100 },
     J: { clients: 500, rate: 0, mode: "rooms-storm", rooms: 10 },
