@@ -19,7 +19,8 @@
  */
 import { io as connect } from "socket.io-client";
 import { signToken } from "../src/auth/token.ts";
-import { type MainProcess, spawnMain } from "../scripts/server_process.ts";
+import { MAIN_PERMISSIONS, type MainProcess, spawnMain } from "../scripts/server_process.ts";
+import { CLOCK_TICKS_PER_SECOND } from "./proc.ts";
 
 /** A `main.ts` child process; `stop()` and `await using` send SIGTERM, then SIGKILL after 10 s. */
 export interface BenchServer extends MainProcess {
@@ -32,6 +33,8 @@ export interface ServerOptions {
   env?: Record<string, string>;
   /** `ulimit -n` for the server (default 65536, capped at the hard limit). */
   fdLimit?: number;
+  /** `deno run` flags besides the permissions (say `--cpu-prof`). */
+  flags?: string[];
 }
 
 /** Starts main.ts on 127.0.0.1 port 0 with a raised fd limit and limits out of the load's way. */
@@ -51,6 +54,7 @@ export async function spawnServer(options: ServerOptions = {}): Promise<BenchSer
       ...options.env,
     },
     fdLimit: options.fdLimit ?? 65_536,
+    permissions: [...MAIN_PERMISSIONS, ...options.flags ?? []],
     listenTimeoutMs: 20_000,
     stopGraceMs: 10_000,
   });
@@ -70,6 +74,8 @@ export interface ProcessReading {
   rssKb: number;
   /** Open file descriptors. */
   fds: number;
+  /** User + system CPU time so far, in seconds. */
+  cpuSeconds: number;
 }
 
 /**
@@ -77,12 +83,16 @@ export interface ProcessReading {
  * process's /proc entries, and the test suite runs with `--allow-run` but not `-A`.
  */
 export async function readProcess(pid: number): Promise<ProcessReading> {
-  const script = `grep VmRSS: /proc/${pid}/status; ls /proc/${pid}/fd | wc -l`;
+  const script =
+    `cat /proc/${pid}/stat; grep VmRSS: /proc/${pid}/status; ls /proc/${pid}/fd | wc -l`;
   const { stdout } = await new Deno.Command("bash", { args: ["-c", script] }).output();
   const text = new TextDecoder().decode(stdout);
+  // The command name (field 2) may hold spaces; utime and stime are the 12th and 13th after it.
+  const stat = text.slice(text.indexOf(") ") + 2).split(" ");
   return {
     rssKb: Number(text.match(/VmRSS:\s+(\d+) kB/)?.[1] ?? NaN),
     fds: Number(text.trim().split("\n").at(-1)),
+    cpuSeconds: (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS_PER_SECOND,
   };
 }
 

@@ -30,7 +30,7 @@ const text = "x".repeat(120);
 
 /** The writer `Webhooks.created` is with one URL and `message.created` only. */
 const writer: OutboxWriter = {
-  maxPerMessage: 1,
+  maxDraftsFor: () => 1,
   draftsFor: (message) =>
     eventDrafts(["https://backend.example/hooks"], "message.created", message, message.room, 0),
 };

@@ -219,6 +219,8 @@ const SCENARIO_TITLES: Record<string, string> = {
   R: "R — 1000 clients in 10 rooms of 100, 500 msg/s over the rooms (≈50k deliveries/s)",
   T: "T — two instances sharing one Redis, 1000 clients (500 on each), 50 msg/s (≈50k deliveries/s)",
   F: "F — fan-out to 10,000 clients, one message at a time (5 messages, 2 s apart)",
+  S: "S — fan-out at the open-file cap (19,000 clients where it allows), one message at a time " +
+    "(5 messages, 2 s apart)",
 };
 
 /** R's CPU per delivery against B's, per server: rooms should cost at most 10 % more. */
@@ -436,8 +438,10 @@ function clusterSection(report: Report, labels: Map<string, string>): string {
   ], rows);
 }
 
-function fanoutSection(report: Report, labels: Map<string, string>): string {
-  const rows = [...summaries(report, "F")].map(([name, s]) => [
+/** F's or S's table: connects, fan-out and memory per server. */
+function fanoutSection(report: Report, labels: Map<string, string>, scenario = "F"): string {
+  const clients = report.runs.find((run) => run.scenario === scenario)?.clients ?? 10_000;
+  const rows = [...summaries(report, scenario)].map(([name, s]) => [
     labels.get(name)!,
     fmt(s.connectMs / 1000, 1),
     fmt(s.connectsPerSecond),
@@ -453,7 +457,7 @@ function fanoutSection(report: Report, labels: Map<string, string>): string {
   ]);
   return table([
     "server",
-    "10,000 connects, s",
+    `${fmt(clients)} connects, s`,
     "connects/s",
     "last client ms (median)",
     "last client ms, each message",
@@ -577,6 +581,7 @@ export function computeTargets(report: Report): Target[] {
       result: complete ? "PASS" : "MISS",
     });
   }
+  targets.push(...stormTargets(report));
   const rooms = summaries(report, "R").get(OURS);
   const single = summaries(report, "B").get(OURS);
   const roomsTarget = `Rooms: R / B CPU per delivery ≤ ${fmt(ROOMS_CPU_TARGET, 2)} (${OURS})`;
@@ -591,6 +596,61 @@ export function computeTargets(report: Report): Target[] {
     });
   }
   return targets;
+}
+
+/** Round 3's: S's connect time, fan-out and memory, and F's memory against the bare server's. */
+const STORM_CONNECT_SECONDS = 15;
+const STORM_FANOUT_MS = 300;
+const STORM_RSS_KB = 24;
+/** F's RSS per client against the bare Deno server's (the limit). */
+const FANOUT_RSS_OVER_LIMIT = 1.15;
+
+function stormTargets(report: Report): Target[] {
+  const storm = summaries(report, "S").get(OURS);
+  const clients = report.runs.find((run) => run.scenario === "S")?.clients ?? 19_000;
+  const absolute = (target: string, value: number | undefined, unit: string, limit: number) =>
+    value === undefined
+      ? { target, measured: `S for ${OURS} did not run`, result: "not measured" as const }
+      : {
+        target,
+        measured: `${fmt(value, 1)} ${unit} (median of runs, ${fmt(clients)} clients)`,
+        result: Number.isFinite(value)
+          ? (value <= limit ? "PASS" as const : "MISS" as const)
+          : "not measured" as const,
+      };
+  const fanout = summaries(report, "F");
+  const ours = fanout.get(OURS);
+  const limit = fanout.get("limit");
+  const rssTarget = `RSS per client ≤ ${FANOUT_RSS_OVER_LIMIT}× the bare Deno server's, F`;
+  return [
+    absolute(
+      `${fmt(clients)} clients connected in ≤ ${STORM_CONNECT_SECONDS} s, S`,
+      storm && storm.connectMs / 1000,
+      "s",
+      STORM_CONNECT_SECONDS,
+    ),
+    absolute(
+      `One message to all ${fmt(clients)} ≤ ${STORM_FANOUT_MS} ms (last client), S`,
+      storm?.fanoutLast,
+      "ms",
+      STORM_FANOUT_MS,
+    ),
+    absolute(`RSS per client ≤ ${STORM_RSS_KB} KB, S`, storm?.rssPerClientKb, "KB", STORM_RSS_KB),
+    !ours || !limit
+      ? {
+        target: rssTarget,
+        measured: `F for ${OURS} and limit did not run`,
+        result: "not measured",
+      }
+      : {
+        target: rssTarget,
+        measured: `${fmt(ours.rssPerClientKb, 1)} KB against ${fmt(limit.rssPerClientKb, 1)} KB: ` +
+          `${fmt(ours.rssPerClientKb / limit.rssPerClientKb, 2)}×`,
+        result: ours.rssPerClientKb / limit.rssPerClientKb <= FANOUT_RSS_OVER_LIMIT
+          ? "PASS"
+          : "MISS",
+      },
+  ];
 }
 
 function targetsSection(targets: Target[]): string {
@@ -672,6 +732,9 @@ export function renderMarkdown(report: Report): string {
     sections.push(`### ${SCENARIO_TITLES.T}\n\n${clusterSection(report, labels)}`);
   }
   if (has("F")) sections.push(`### ${SCENARIO_TITLES.F}\n\n${fanoutSection(report, labels)}`);
+  if (has("S")) {
+    sections.push(`### ${SCENARIO_TITLES.S}\n\n${fanoutSection(report, labels, "S")}`);
+  }
   const ratios = ratioSection(report);
   if (ratios) sections.push(`### Ratios\n\n${ratios}`);
   if (has("C")) {
@@ -739,6 +802,14 @@ export function renderMarkdown(report: Report): string {
         "end (idle time between messages included). **RSS/client**: with the 10,000 connected. " +
         "Ours also sends each newcomer the online list (`presence`) and everyone `user:joined` " +
         "batches while they connect; the reference and the limit server have no presence.",
+      ]
+      : []),
+    ...(has("S")
+      ? [
+        "- **S**: F at the open-file cap: 19,000 clients, or fewer when the hard `ulimit -n` " +
+        "(one descriptor per client in the server and in the load generator) leaves less room; " +
+        "the table's heading says how many ran. Its targets are absolute: connected in ≤ 15 s, " +
+        "the last client ≤ 300 ms, RSS ≤ 24 KB per client.",
       ]
       : []),
     "- **Targets**: ours (KV file) against the reference (Node socket.io) in the same run, medians " +

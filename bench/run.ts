@@ -6,7 +6,7 @@
  *
  * Scenarios: A, B (traffic), C (saturation sweep), D (connect storm), T (B over two instances of
  * a server sharing one redis-server started for the run), F (one message at a time fanned out to
- * 10,000 clients), and for servers with rooms (ours) R (B's deliveries/s in 10 rooms of 100; B runs
+ * 10,000 clients), S (F at 19,000 clients, or as many as the open-file cap allows), and for servers with rooms (ours) R (B's deliveries/s in 10 rooms of 100; B runs
  * too, as its baseline) and J (join/leave storm). Every server gets a 50-message history before
  * the clients connect. The runs of a scenario take the servers in turn (run 1 of each, then run 2
  * of each, …); C sweeps one server after the other. The results end with the targets, each PASS
@@ -18,6 +18,7 @@
  * deno run -A bench/run.ts --servers ours-kv,limit --scenarios A,D --runs 1
  * deno run -A bench/run.ts --servers ours-kv,ours-mem --scenarios R,J --quick --out /tmp/bench
  * deno run -A bench/run.ts --quick --out /tmp/bench   # results elsewhere, `latest.*` untouched
+ * deno run -A bench/run.ts --scenarios S --servers ours-kv,reference,limit --out /tmp/bench
  * ```
  * @module
  */
@@ -60,6 +61,8 @@ interface BenchOptions {
   pin: boolean;
   /** More servers: ours with a KV file and these settings (`--variant name:KEY=VALUE;…`). */
   variants: ServerSpec[];
+  /** Wait for the load average to drop first (`--no-wait`: start at once, on a shared machine). */
+  waitForQuiet: boolean;
 }
 
 /** A server under test. */
@@ -99,6 +102,20 @@ interface Load {
 const HISTORY = 50;
 /** The soft `ulimit -n` asked for the servers and the load generator (capped at the hard limit). */
 const FD_LIMIT = 65_536;
+/** S's clients where the open-file cap allows them. */
+const STORM_CLIENTS = 19_000;
+/** Descriptors a server or the load generator needs besides one per client. */
+const FD_HEADROOM = 1_000;
+
+/**
+ * S's clients: {@link STORM_CLIENTS}, or fewer when the hard `ulimit -n` (which the servers and the
+ * load generator are raised to, one descriptor per client each) leaves less room.
+ */
+async function stormClients(): Promise<number> {
+  const hard = await output(["bash", "-c", "ulimit -Hn"]);
+  const cap = hard === "unlimited" ? Infinity : Number(hard);
+  return Math.min(STORM_CLIENTS, Math.floor((cap - FD_HEADROOM) / 1000) * 1000);
+}
 
 /**
  * Our limits lifted as far as config allows (1000000 messages a minute per user is 16 666/s), and
@@ -178,14 +195,16 @@ function parseArgs(args: string[]): BenchOptions {
     warmupSeconds: 3,
     durationSeconds: 10,
     servers: SERVERS.map((server) => server.name),
-    scenarios: ["A", "B", "L", "C", "D", "R", "J", "T", "F"],
+    scenarios: ["A", "B", "L", "C", "D", "R", "J", "T", "F", "S"],
     pin: true,
     variants: [],
+    waitForQuiet: true,
   };
   for (let i = 0; i < args.length; i++) {
     const flag = args[i];
     if (flag === "--quick") [options.durationSeconds, options.runs] = [4, 1];
     else if (flag === "--no-pin") options.pin = false;
+    else if (flag === "--no-wait") options.waitForQuiet = false;
     else if (flag === "--out") RESULTS_DIR = args[++i].replace(/\/?$/, "/");
     else if (flag === "--render") options.render = args[++i];
     else if (flag === "--runs") options.runs = Number(args[++i]);
@@ -514,7 +533,7 @@ async function main(): Promise<void> {
     ...options.variants,
   ];
   if (specs.some((spec) => spec.name === "reference")) await ensureReferenceInstalled();
-  await waitForQuiet();
+  if (options.waitForQuiet) await waitForQuiet();
   const env = await environment(options, pinned);
   console.error(`bench: load average ${env.loadAverageStart}; pinned: ${pinned}`);
 
@@ -532,7 +551,15 @@ async function main(): Promise<void> {
     T: { clients: 1000, rate: 50, instances: 2 },
     // 10,000 clients; one message at a time, 5 messages 2 s apart.
     F: { clients: 10_000, rate: 0, mode: "fanout", messages: 5 },
+    // F at the open-file cap: 19,000 clients where it allows.
+    S: { clients: await stormClients(), rate: 0, mode: "fanout", messages: 5 },
   };
+  if (options.scenarios.includes("S") && scenarios.S.clients < STORM_CLIENTS) {
+    console.error(
+      `bench: S scaled down to ${scenarios.S.clients} clients: the hard ulimit -n leaves no room ` +
+        `for ${STORM_CLIENTS}`,
+    );
+  }
   const servers = specs.map(({ name, label }) => ({ name, label }));
   await Deno.mkdir(RESULTS_DIR, { recursive: true });
   // Saved after every measurement, so a crash keeps what was measured (`--render` it).

@@ -7,7 +7,11 @@
  * ```sh
  * deno task stress                      # 10,000 connections
  * deno task stress --connections 2000
+ * deno task stress --connections 19000 --profile /tmp/prof   # the server under --cpu-prof
  * ```
+ * Every 1,000 connections it prints (and the result lists) the wall time, the server's CPU time and
+ * this process's own: the clients and the probes live here, so a slowdown shows on whichever side
+ * it is.
  * This process holds one fd per connection: its own `ulimit -n` must allow N plus some (the
  * server's limit is raised with `ulimit -n` when it is spawned).
  * @module
@@ -37,6 +41,28 @@ export interface StressResult {
   fanOutMs: number;
   probes: number[];
   probeFailures: string[];
+  /** Clients that closed between their connect and the fan-out. */
+  dropped: number;
+  /** One point per 1,000 connected: cumulative seconds (wall, server CPU, this process's CPU). */
+  curve: CurvePoint[];
+}
+
+/** The connect curve at `connected` connections. */
+export interface CurvePoint {
+  connected: number;
+  wallSeconds: number;
+  serverCpuSeconds: number;
+  clientCpuSeconds: number;
+}
+
+/** How to run the stress besides its size. */
+export interface StressOptions {
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+  /** How long the server settles after the connects before its memory is read (default 2 s). */
+  settleMs?: number;
+  /** Writes the server's V8 CPU profile here (`--cpu-prof`) when set. */
+  profileDir?: string;
 }
 
 /** Users the connections are spread over (each has many tabs open). */
@@ -47,11 +73,11 @@ const FAN_OUT_TIMEOUT_MS = 60_000;
 /** Runs the stress against a fresh server; the caller prints or checks the result. */
 export async function runStress(
   connections: number,
-  log: (line: string) => void = () => {},
-  /** How long the server settles after the connects before its memory is read (default 2 s). */
-  settleMs = 2000,
+  options: StressOptions = {},
 ): Promise<StressResult> {
-  const server = await spawnServer({ fdLimit: connections + 4096 });
+  const { log = () => {}, settleMs = 2000, profileDir } = options;
+  const flags = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+  const server = await spawnServer({ fdLimit: connections + 4096, flags });
   let clients: RawChatClient[] = [];
   try {
     const tokens = await Promise.all(
@@ -83,14 +109,9 @@ export async function runStress(
         });
       }
     })();
+    const curve = await connectCurve(server.pid, log);
     const started = performance.now();
-    let reported = 0;
-    const opened = await openClients(server.url, tokens, connections, 256, (count) => {
-      if (count - reported >= 1000) {
-        reported = count;
-        log(`  ${count} connected (${((performance.now() - started) / 1000).toFixed(1)} s)`);
-      }
-    });
+    const opened = await openClients(server.url, tokens, connections, 256, curve.onProgress);
     const connectSeconds = (performance.now() - started) / 1000;
     clients = opened.clients;
     connecting = false;
@@ -107,7 +128,7 @@ export async function runStress(
     } catch (error) {
       probeFailures.push(error instanceof Error ? error.message : String(error));
     }
-    while (clients.some((client, n) => client.liveLoads <= before[n])) {
+    while (clients.some((client, n) => !client.closed && client.liveLoads <= before[n])) {
       if (performance.now() - fanOutStarted > FAN_OUT_TIMEOUT_MS) break;
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
@@ -124,11 +145,73 @@ export async function runStress(
       fanOutMs,
       probes,
       probeFailures,
+      dropped: clients.filter((client) => client.closed).length,
+      curve: await curve.points(),
     };
   } finally {
     await Promise.all(clients.map((client) => client.close()));
     await server.stop();
   }
+}
+
+/**
+ * Reads the server's and this process's CPU time at every 1,000th connection (in the background:
+ * a read must not hold the connects up), and logs each point.
+ */
+async function connectCurve(serverPid: number, log: (line: string) => void) {
+  const started = performance.now();
+  const [server, client] = await Promise.all([readProcess(serverPid), readProcess(Deno.pid)]);
+  const readings: Promise<CurvePoint>[] = [];
+  let next = 1000;
+  return {
+    onProgress(count: number) {
+      if (count < next) return;
+      next += 1000;
+      const wallSeconds = (performance.now() - started) / 1000;
+      const point = Promise.all([readProcess(serverPid), readProcess(Deno.pid)]).then(
+        ([s, c]) => ({
+          connected: count,
+          wallSeconds,
+          serverCpuSeconds: s.cpuSeconds - server.cpuSeconds,
+          clientCpuSeconds: c.cpuSeconds - client.cpuSeconds,
+        }),
+      );
+      point.then((p) =>
+        log(
+          `  ${p.connected} connected: ${p.wallSeconds.toFixed(1)} s, server CPU ` +
+            `${p.serverCpuSeconds.toFixed(1)} s, clients' CPU ${p.clientCpuSeconds.toFixed(1)} s`,
+        )
+      );
+      readings.push(point);
+    },
+    points: () => Promise.all(readings),
+  };
+}
+
+/** The connect curve as a Markdown table: cumulative and per 1,000. */
+export function curveTable(curve: CurvePoint[]): string {
+  const lines = [
+    "| connected | wall s | server CPU s | clients' CPU s | wall s / 1,000 | server CPU s / 1,000 |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  curve.forEach((point, index) => {
+    const previous = curve[index - 1] ?? {
+      connected: 0,
+      wallSeconds: 0,
+      serverCpuSeconds: 0,
+      clientCpuSeconds: 0,
+    };
+    const per = (value: number, before: number) =>
+      ((value - before) * 1000 / (point.connected - previous.connected)).toFixed(2);
+    lines.push(
+      `| ${point.connected} | ${point.wallSeconds.toFixed(1)} | ${
+        point.serverCpuSeconds.toFixed(1)
+      } | ${point.clientCpuSeconds.toFixed(1)} | ${
+        per(point.wallSeconds, previous.wallSeconds)
+      } | ${per(point.serverCpuSeconds, previous.serverCpuSeconds)} |`,
+    );
+  });
+  return lines.join("\n");
 }
 
 /** The result as Markdown rows. */
@@ -140,6 +223,7 @@ export function stressTable(result: StressResult): string {
     ["connections requested", result.requested],
     ["connections held (authenticated, history loaded)", result.connected],
     ["connections failed", result.failed],
+    ["connections dropped before the fan-out", result.dropped],
     ["time to connect all", `${result.connectSeconds.toFixed(1)} s`],
     ["server RSS before", `${(result.rssBeforeKb / 1024).toFixed(1)} MB`],
     ["server RSS with all connected", `${(result.rssAfterKb / 1024).toFixed(1)} MB`],
@@ -155,8 +239,10 @@ export function stressTable(result: StressResult): string {
 if (import.meta.main) {
   const flag = Deno.args.indexOf("--connections");
   const connections = flag >= 0 ? Number(Deno.args[flag + 1]) : 10_000;
+  const profileFlag = Deno.args.indexOf("--profile");
+  const profileDir = profileFlag >= 0 ? Deno.args[profileFlag + 1] : undefined;
   if (!Number.isInteger(connections) || connections < 1) {
-    console.error("usage: deno task stress [--connections N]");
+    console.error("usage: deno task stress [--connections N] [--profile DIR]");
     Deno.exit(2);
   }
   const limit = await fdLimit();
@@ -168,8 +254,12 @@ if (import.meta.main) {
     Deno.exit(1);
   }
   console.log(`stress: ${connections} connections`);
-  const result = await runStress(connections, console.log);
-  const table = stressTable(result);
+  const result = await runStress(connections, { log: console.log, profileDir });
+  // Through `cat`: Deno lets only --allow-all read /proc (see readProcess).
+  const { stdout } = await new Deno.Command("cat", { args: ["/proc/loadavg"] }).output();
+  const load = new TextDecoder().decode(stdout).split(" ").slice(0, 3).join(" ");
+  const table = `${stressTable(result)}\n\nLoad average at the end: ${load}\n\n` +
+    `Connect curve:\n\n${curveTable(result.curve)}`;
   const path = await writeResult(
     "stress",
     `# Stress: ${connections} WebSocket connections\n\n${new Date().toISOString()}, ` +

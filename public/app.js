@@ -1125,11 +1125,14 @@ function connect(current) {
       else noteArrivals(room, addMessages(room, ofRoom));
     }
   });
-  on("loaded", (/** @type {{ room: string, hasMore: boolean, catchUp: boolean }} */ info) => {
+  on("loaded", (
+    /** @type {{ room: string, hasMore: boolean, catchUp: boolean, reads: { user: string, lastId: string }[] }} */ info,
+  ) => {
     const room = rooms.get(info.room);
     const history = room.catchUp ?? [];
     delete room.catchUp;
     room.state = "joined";
+    room.reads = new Map(info.reads.map((read) => [read.user, read.lastId]));
     // A catch-up that could not cover the whole gap: start the room afresh.
     if (info.catchUp && info.hasMore) rooms.reset(room);
     if (!info.catchUp || info.hasMore || room.messages.length === 0) room.hasMore = info.hasMore;

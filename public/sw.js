@@ -2,7 +2,7 @@
 /// <reference lib="webworker" />
 /**
  * The chat's service worker: shows a pushed notification (`{title, body, room, url}`, sent when
- * a DM is missed) and, on a click, opens the room in an open chat tab or a new one.
+ * a DM or a mention is missed) and, on a click, opens the room in an open chat tab or a new one.
  */
 const worker = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
 

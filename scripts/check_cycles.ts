@@ -166,7 +166,14 @@ async function denoInfo(module: URL): Promise<ModuleInfo> {
  * layer. The concerns of one layer (engine, store, auth, cluster) know nothing of each other.
  */
 export const LAYERS: readonly (readonly string[])[] = [
-  ["src/types.ts", "src/errors.ts", "src/settings.ts", "src/duration.ts", "src/rate_limit.ts"],
+  [
+    "src/types.ts",
+    "src/errors.ts",
+    "src/settings.ts",
+    "src/duration.ts",
+    "src/rate_limit.ts",
+    "src/deadlines.ts",
+  ],
   ["src/ops/"],
   ["src/engine/", "src/store/", "src/auth/", "src/cluster/"],
   ["src/hooks/"],

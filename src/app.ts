@@ -33,8 +33,9 @@ import {
   type ChatServiceOptions,
   deliverTo,
   disconnectEverywhere,
-  dmUsers,
   mentionNotifier,
+  missableBy,
+  mostMissableBy,
   REACTION_LIMITS,
   reactionFeed,
   readFeed,
@@ -127,7 +128,8 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
   const io = socketIoFor(config, engine, options.cluster);
   const directory = options.cluster ? socketDirectory(io, log) : undefined;
   const presence = directory ? new ClusterPresence(directory) : new LocalPresence();
-  const webhooks = webhooksFor(config, { store, io, presence, metrics, log, options });
+  const policy = new RoomPolicy(config.publicRooms);
+  const webhooks = webhooksFor(config, { store, io, presence, policy, metrics, log, options });
   const parts = chatFor(config, {
     io,
     store,
@@ -135,6 +137,7 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     metrics,
     webhooks,
     presence,
+    policy,
     directory,
     options,
   });
@@ -251,6 +254,8 @@ interface Parts {
   log: Logger;
   metrics: Metrics;
   presence: Presence;
+  /** Who may read which room: the chat's rule, and the webhooks' for users away. */
+  policy: RoomPolicy;
   options: AppOptions;
 }
 
@@ -261,7 +266,7 @@ interface Parts {
 function webhooksFor(config: Config, parts: Parts): Webhooks | undefined {
   const push = pushSettingsOf(config);
   if (config.webhookUrls.length === 0 && push === undefined) return undefined;
-  const { store, io, presence, metrics, log, options } = parts;
+  const { store, io, presence, policy, metrics, log, options } = parts;
   return new Webhooks({
     urls: config.webhookUrls,
     secret: config.webhookSecret,
@@ -281,11 +286,10 @@ function webhooksFor(config: Config, parts: Parts): Webhooks | undefined {
       const sockets = await io.in(userRoom(userId)).timeout(ROOM_CHECK_TIMEOUT_MS).fetchSockets();
       return sockets.some((socket) => socket.rooms.has(roomKey(room)));
     },
-    recipientsOf: (message) =>
-      (dmUsers(message.room) ?? []).filter((userId) => userId !== message.user.id),
+    recipientsOf: (message) => missableBy(message, policy),
+    mostRecipientsOf: mostMissableBy,
     async mayRead(userId, room) {
-      const members = dmUsers(room);
-      if (members !== undefined && !members.includes(userId)) return false;
+      if (!policy.isOpenTo(userId, room)) return false;
       return (await store.getBan(userId)) === undefined;
     },
     observer: metrics,
@@ -338,7 +342,7 @@ function chatFor(
     directory?: { elsewhere(userId: string): Promise<number> };
   },
 ): ChatParts {
-  const { io, store, log, metrics, webhooks, options } = parts;
+  const { io, store, log, metrics, webhooks, policy, options } = parts;
   const timeline: Timeline = new Timeline(store, {
     historyLimit: config.historyLimit,
     deliver: deliverTo(io, metrics),
@@ -364,7 +368,6 @@ function chatFor(
     warn("threads.announce_failed"),
   );
   const receipts = readFeed(io);
-  const policy = new RoomPolicy(config.publicRooms);
   const service: ChatService = new ChatService({
     timeline,
     store,
@@ -387,7 +390,7 @@ function chatFor(
     log,
     now: options.now,
   });
-  const chat = attachChat(io, chatOptionsFor(config, { ...parts, timeline, service, policy }));
+  const chat = attachChat(io, chatOptionsFor(config, { ...parts, timeline, service }));
   return {
     timeline,
     service,
@@ -409,7 +412,6 @@ function chatOptionsFor(
   parts: Parts & {
     timeline: Timeline;
     service: ChatService;
-    policy: RoomPolicy;
     webhooks?: Webhooks;
     directory?: { elsewhere(userId: string): Promise<number> };
   },

@@ -410,8 +410,9 @@ export const SETTINGS = {
   missedAfterMs: duration("MISSED_AFTER", {
     default: 30_000,
     max: 7 * 86_400_000,
-    doc: "A DM left unread this long by a user with no connection anywhere gives one " +
-      "`message.missed` webhook, with every such DM of that user gathered meanwhile.",
+    doc: "A DM or a mention left unread this long by a user with no connection anywhere gives " +
+      "one `message.missed` webhook (and Web Push), with every such message of that user " +
+      "gathered meanwhile.",
   }),
   publishHookUrl: url("PUBLISH_HOOK_URL", {
     protocols: ["http:", "https:"],
@@ -440,7 +441,8 @@ export const SETTINGS = {
     expected: "the base64url of 65 bytes (`npx web-push generate-vapid-keys`)",
     defaultDoc: "unset (no Web Push)",
     doc: "With `VAPID_PRIVATE_KEY` and `VAPID_SUBJECT`, turns on Web Push: the page offers " +
-      '"Notify me", and a missed DM is pushed to the user\'s browsers (see [push.md](push.md)).',
+      '"Notify me", and a missed DM or mention is pushed to the user\'s browsers (see ' +
+      "[push.md](push.md)).",
   }),
   vapidPrivateKey: text("VAPID_PRIVATE_KEY", {
     allowed: "base64url of a P-256 private key (43 characters)",

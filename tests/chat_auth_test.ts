@@ -2,11 +2,13 @@ import assert from "node:assert/strict";
 import {
   ChatClient,
   expiredToken,
+  SECRET,
   startChat,
   TEST_AUTH,
   tokenFor,
   within,
 } from "./helpers/chat_server.ts";
+import { signToken } from "../src/auth/token.ts";
 import type { RefreshAck } from "../src/chat/mod.ts";
 
 function refresh(client: ChatClient, payload: unknown): Promise<RefreshAck> {
@@ -79,6 +81,56 @@ Deno.test("auth: auth:refresh refuses another user's token, bad tokens and bad p
   const sent = await alice.send({ message: "still alice" });
   assert.ok(sent.ok);
   assert.deepEqual(sent.message.user, { id: "alice", name: "alice" });
+});
+
+Deno.test("auth: a refreshed token that no longer opens a room takes the connection out of it", async () => {
+  await using server = await startChat();
+  const connect = async (sub: string, rooms?: string[]) => {
+    const client = new ChatClient(server.url, {
+      auth: { token: await signToken(SECRET, { sub, rooms }) },
+    });
+    await client.waitFor(() => client.loaded !== undefined, `${sub}'s history`);
+    return client;
+  };
+  using alice = await connect("alice", ["ops"]);
+  using carol = await connect("carol", ["ops"]);
+  using bob = await connect("bob", ["ops"]);
+  const ask = (client: ChatClient, event: string, payload: unknown) =>
+    within(client.socket.emitWithAck(event, payload), 5000, `${event} ack`);
+  for (const client of [alice, carol, bob]) {
+    assert.equal((await ask(client, "join", { room: "ops" })).ok, true);
+  }
+  const heard = (client: ChatClient) => {
+    const events: string[] = [];
+    for (const event of ["message:reactions", "message:thread", "room:read", "mention"]) {
+      client.socket.on(event, () => events.push(event));
+    }
+    return events;
+  };
+  const bobHeard = heard(bob);
+  const carolHeard = heard(carol);
+  const ack = await refresh(bob, { token: await signToken(SECRET, { sub: "bob" }) });
+  assert.equal(ack.ok, true);
+  const secret = await ask(alice, "message", {
+    room: "ops",
+    message: "ops only",
+    mentions: ["bob"],
+  });
+  assert.ok(secret.ok);
+  await ask(alice, "react", { room: "ops", id: secret.message.id, emoji: "👍" });
+  await ask(alice, "message", { room: "ops", message: "a reply", replyTo: secret.message.id });
+  await ask(alice, "read", { room: "ops", lastId: secret.message.id });
+  await carol.waitFor(
+    () => ["message:reactions", "message:thread", "room:read"].every((e) => carolHeard.includes(e)),
+    "carol hears the room",
+  );
+  // Sent to bob after all of the above: once it is there, so is anything of ops sent to him.
+  assert.ok((await alice.send({ message: "general marker" })).ok);
+  await bob.waitFor(() => bob.live.some((m) => m.message === "general marker"), "the marker");
+  assert.deepEqual(bob.live.map((m) => m.room), ["general"]);
+  assert.deepEqual(bobHeard, []);
+  const again = await ask(bob, "join", { room: "ops" });
+  assert.equal(!again.ok && again.error.code, "forbidden");
 });
 
 Deno.test("auth: a display name is cleaned of bidi controls, while message text is kept as sent", async () => {

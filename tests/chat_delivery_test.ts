@@ -120,10 +120,11 @@ Deno.test("delivery: the catch-up is capped at CATCHUP_LIMIT with hasMore", asyn
     room: "general",
     hasMore: true,
     catchUp: true,
+    reads: [],
   }]);
   assert.deepEqual(await loadInfo(sent[16].id), [
     sent.slice(17),
-    { room: "general", hasMore: false, catchUp: true },
+    { room: "general", hasMore: false, catchUp: true, reads: [] },
   ]);
 });
 

@@ -150,6 +150,12 @@ Deno.test("reactions: bad input, other rooms' and deleted messages, and the boun
       { id, emoji: 1 },
       { id, emoji: "👍 " },
       { id, emoji: "👨‍👩‍👧‍👦".repeat(3) },
+      // One grapheme, but not only an emoji: marks piled on it, or selectors that show nothing
+      // more (a look-alike of 👍 under another key), or a prefix that joins it.
+      { id, emoji: "👍" + "\u0301".repeat(30) },
+      { id, emoji: "👍" + "\uFE0F".repeat(20) },
+      { id, emoji: "👍\u200D\u200D" },
+      { id, emoji: "\u0600👍" },
       { id, emoji: "👍", on: "yes" },
       { id: "nope", emoji: "👍" },
       { emoji: "👍" },
@@ -160,6 +166,9 @@ Deno.test("reactions: bad input, other rooms' and deleted messages, and the boun
   }
   for (const emoji of ["👨‍👩‍👧‍👦", "🇯🇵", "1️⃣", "❤️", "👍🏽"]) {
     assert.equal(await code({ id, emoji }), "ok", emoji);
+  }
+  for (const emoji of ["🏴󠁧󠁢󠁥󠁮󠁧󠁿", "©️", "🧑🏽‍🚀"]) {
+    assert.equal(await code({ id: gone.message.id, emoji }), "ok", emoji);
   }
   assert.equal(await code({ id, emoji: "👍", room: "team" }), "not_found", "another room's id");
   assert.equal(await code({ id: "0".repeat(26), emoji: "👍" }), "not_found");

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type {
   JoinAck,
+  LoadedInfo,
   OkAck,
   ReactAck,
   ReactionsEvent,
@@ -14,7 +15,7 @@ import type {
   RoomsAck,
 } from "../src/chat/mod.ts";
 import { dmRoom } from "../src/chat/rooms.ts";
-import { ChatClient, startChat, within } from "./helpers/chat_server.ts";
+import { ChatClient, startChat, tokenFor, within } from "./helpers/chat_server.ts";
 
 const TRANSPORTS = [["websocket"], ["polling"]] as const;
 
@@ -77,6 +78,58 @@ for (const transports of TRANSPORTS) {
     );
   });
 
+  Deno.test(`receipts (${transports[0]}): a connect's loaded lists the read positions of each room it starts in`, async () => {
+    await using server = await startChat({ publicRooms: ["general", "team"] });
+    using alice = await ChatClient.join(server.url, "alice", options);
+    using bob = await ChatClient.join(server.url, "bob", options);
+    assert.deepEqual(alice.loaded?.reads, []);
+    assert.ok((await ask<JoinAck>(alice, "join", { room: "team" })).ok);
+    const inGeneral = await alice.send({ message: "hello all" });
+    const inTeam = await alice.send({ room: "team", message: "hello team" });
+    const dm = dmRoom("alice", "bob");
+    const inDm = await alice.send({ room: dm, message: "hello bob" });
+    assert.ok(inGeneral.ok && inTeam.ok && inDm.ok);
+    for (const { room, id } of [inGeneral.message, inTeam.message, inDm.message]) {
+      assert.ok((await ask<OkAck>(bob, "read", { room, lastId: id })).ok);
+    }
+    // Carol reconnects naming team and the DM; alice, the DM's member, names both too.
+    const lastIds = { team: inTeam.message.id, [dm]: inDm.message.id };
+    const connect = async (sub: string) => {
+      const loaded: LoadedInfo[] = [];
+      const client = new ChatClient(server.url, {
+        ...options,
+        auth: { token: await tokenFor(sub), lastIds },
+      });
+      client.socket.on("loaded", (info: LoadedInfo) => loaded.push(info));
+      return { client, loaded };
+    };
+    const carol = await connect("carol");
+    const again = await connect("alice");
+    try {
+      await carol.client.waitFor(
+        () => carol.loaded.length === 2 && carol.client.errors.length === 1,
+        "carol's rooms and the DM's refusal",
+      );
+      await again.client.waitFor(() => again.loaded.length === 3, "alice's three rooms");
+      const readsOf = (loaded: LoadedInfo[]) =>
+        Object.fromEntries(loaded.map((info) => [info.room, info.reads]));
+      const bobAt = (id: string) => [{ user: "bob", lastId: id }];
+      assert.deepEqual(readsOf(carol.loaded), {
+        general: bobAt(inGeneral.message.id),
+        team: bobAt(inTeam.message.id),
+      });
+      assert.equal(carol.client.errors[0].code, "forbidden");
+      assert.deepEqual(readsOf(again.loaded), {
+        general: bobAt(inGeneral.message.id),
+        team: bobAt(inTeam.message.id),
+        [dm]: bobAt(inDm.message.id),
+      });
+    } finally {
+      carol.client.close();
+      again.client.close();
+    }
+  });
+
   Deno.test(`receipts (${transports[0]}): a DM's receipts never reach an outsider`, async () => {
     await using server = await startChat({ publicRooms: ["general"] });
     using alice = await ChatClient.join(server.url, "alice", options);
@@ -118,6 +171,8 @@ Deno.test("receipts: READ_RECEIPTS=false announces and lists nothing; markers st
   assert.ok((await ask<ReactAck>(bob, "react", { id: sent.message.id, emoji: "👀" })).ok);
   await alice.waitFor(() => reactions.length > 0, "the reaction");
   assert.deepEqual(heard, []);
+  using carol = await ChatClient.join(server.url, "carol");
+  assert.deepEqual(carol.loaded?.reads, []);
   const joined = await ask<JoinAck>(alice, "join", { room: "general" });
   assert.ok(joined.ok);
   assert.deepEqual(joined.reads, []);

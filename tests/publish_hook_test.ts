@@ -12,8 +12,35 @@ import type { ChatMessage } from "../src/types.ts";
 
 const KEY = "test-api-key-0123456789";
 
-/** What the receiver answers a question with: a JSON body, a status, or nothing (it hangs). */
-type Answer = { json: unknown } | { status: number } | "hang";
+/**
+ * What the receiver answers a question with: a JSON body, a status, nothing (it hangs), or an
+ * allow padded to `paddedBytes`, streamed in chunks as the server reads them.
+ */
+type Answer = { json: unknown } | { status: number } | "hang" | { paddedBytes: number };
+
+const PAD_CHUNK = "x".repeat(64 * 1024);
+
+/** `{"action":"allow","pad":"xxx…"}` of about `bytes`, pulled chunk by chunk; counts what went. */
+function paddedAllow(bytes: number, sent: { bytes: number }): Response {
+  const encoder = new TextEncoder();
+  let left = bytes;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(encoder.encode('{"action":"allow","pad":"'));
+    },
+    pull(controller) {
+      if (left <= 0) {
+        controller.enqueue(encoder.encode('"}'));
+        return controller.close();
+      }
+      const chunk = encoder.encode(PAD_CHUNK);
+      left -= chunk.length;
+      sent.bytes += chunk.length;
+      controller.enqueue(chunk);
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { headers: { "content-type": "application/json" } });
+}
 
 /** A backend's publish hook: verifies, records and answers each question as told. */
 class HookReceiver implements AsyncDisposable {
@@ -21,6 +48,8 @@ class HookReceiver implements AsyncDisposable {
   readonly questions: any[] = [];
   rejected = 0;
   answer: Answer = { json: { action: "allow" } };
+  /** Bytes of padding the server pulled from padded answers. */
+  readonly padding = { bytes: 0 };
   readonly #verifier = new Webhook(WEBHOOK_SECRET);
   readonly #released = Promise.withResolvers<void>();
   readonly #server = Deno.serve(
@@ -47,6 +76,7 @@ class HookReceiver implements AsyncDisposable {
       await Promise.race([aborted, this.#released.promise]);
       return new Response(null, { status: 503 });
     }
+    if ("paddedBytes" in answer) return paddedAllow(answer.paddedBytes, this.padding);
     return "json" in answer ? Response.json(answer.json) : new Response(null, answer);
   }
 
@@ -181,6 +211,22 @@ Deno.test("publish hook: a malformed answer or a non-2xx is a failure", async ()
     const ack = await send(alice, "hi");
     assert.equal(!ack.ok && ack.error.code, "rejected", JSON.stringify(answer));
   }
+  assert.deepEqual(await stored(server), []);
+});
+
+Deno.test("publish hook: a huge answer is a failure, read no further than its bound", async () => {
+  await using receiver = new HookReceiver();
+  await using server = await hooked(receiver, { publishHookTimeoutMs: 10_000 });
+  using alice = await ChatClient.join(server.url, "alice");
+  // Well-formed, and an allow: only its size is wrong. The server must not hold it all.
+  receiver.answer = { paddedBytes: 64 * 1024 * 1024 };
+  const ack = await within(send(alice, "hi"), 8000, "the ack");
+  assert.equal(!ack.ok && ack.error.code, "rejected", JSON.stringify(ack));
+  // What sockets and buffers between the two hold comes on top of what the server read.
+  assert.ok(
+    receiver.padding.bytes < 16 * 1024 * 1024,
+    `the server read ${receiver.padding.bytes} bytes of the answer`,
+  );
   assert.deepEqual(await stored(server), []);
 });
 

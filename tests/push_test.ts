@@ -5,12 +5,14 @@
  * well-formed subscription. Polls and retries are shortened; waits are for conditions.
  */
 import assert from "node:assert/strict";
-import { ChatClient, startChat, type TestServer } from "./helpers/chat_server.ts";
+import { ChatClient, SECRET, startChat, type TestServer } from "./helpers/chat_server.ts";
 import { PushReceiver, TestBrowser } from "./helpers/push_receiver.ts";
 import { until, within } from "./helpers/time.ts";
 import { tempDir } from "./helpers/dispose.ts";
 import type { Config } from "../src/config.ts";
 import type { ChatMessage } from "../src/types.ts";
+import { signToken } from "../src/auth/token.ts";
+import { pushDraft } from "../src/hooks/push.ts";
 
 function base64url(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
@@ -41,8 +43,14 @@ async function pushing(overrides: Partial<Config> = {}): Promise<TestServer> {
   }, { webhookTiming: { retryBaseMs: 20, retryMaxMs: 100, pollMs: 20, maintainMs: 20 } });
 }
 
-async function send(client: ChatClient, room: string, message: string): Promise<ChatMessage> {
-  const answer = await within(client.socket.emitWithAck("message", { room, message }), 5000, "ack");
+async function send(
+  client: ChatClient,
+  room: string,
+  message: string,
+  mentions?: string[],
+): Promise<ChatMessage> {
+  const payload = mentions ? { room, message, mentions } : { room, message };
+  const answer = await within(client.socket.emitWithAck("message", payload), 5000, "ack");
   assert.equal(answer.ok, true, JSON.stringify(answer));
   return answer.message;
 }
@@ -111,6 +119,41 @@ Deno.test("push: a DM missed across a restart is still pushed (the outbox keeps 
   assert.equal(payload.body, "before the restart");
 });
 
+Deno.test("push: a DM deleted before it counts as missed is pushed nothing; one edited shows its new text", async () => {
+  await using receiver = await PushReceiver.start();
+  const missedAfterMs = 1500;
+  await using server = await pushing({ missedAfterMs });
+  const browsers = new Map<string, TestBrowser>();
+  for (const user of ["bob", "carol"]) {
+    const browser = await TestBrowser.create(`${receiver.url}/${user}`);
+    await server.store.addPushSubscription(user, browser.subscription, 10);
+    browsers.set(user, browser);
+  }
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    const change = async (event: string, payload: unknown): Promise<ChatMessage> => {
+      const answer = await within(alice.socket.emitWithAck(event, payload), 5000, event);
+      assert.equal(answer.ok, true, JSON.stringify(answer));
+      return answer.message;
+    };
+    const regretted = await send(alice, "dm:alice:bob", "I regret this");
+    const deleted = await change("message:delete", { id: regretted.id });
+    const sent = await send(alice, "dm:alice:carol", "meet at 5");
+    const edited = await change("message:edit", { id: sent.id, message: "meet at 6" });
+    for (const [message, changed] of [[regretted, deleted], [sent, edited]]) {
+      const due = Date.parse(message.createdAt) + missedAfterMs;
+      assert.ok(Date.parse(changed.editedAt!) < due, "changed before it was due");
+    }
+    await until(() => receiver.pushes.length > 0, 10_000, "carol's push");
+    await outboxEmpty(server);
+    assert.deepEqual(receiver.pushes.map((push) => push.path), ["/carol"], "bob: nothing");
+    const payload = JSON.parse(await browsers.get("carol")!.decrypt(receiver.pushes[0].body));
+    assert.equal(payload.body, "meet at 6");
+  } finally {
+    alice.close();
+  }
+});
+
 Deno.test("push: a push service answering 410 has its subscription removed", async () => {
   await using receiver = await PushReceiver.start();
   receiver.answer = 410;
@@ -146,6 +189,62 @@ Deno.test("push: a user who may not read the room (banned meanwhile) is pushed n
   }
 });
 
+Deno.test("push: a missed mention is pushed with sender, preview and room; never to a user the room is closed to", async () => {
+  await using receiver = await PushReceiver.start();
+  await using server = await pushing({ publicRooms: ["general", "team-*"] });
+  const browsers = new Map<string, TestBrowser>();
+  for (const user of ["bob", "carol", "erin"]) {
+    const browser = await TestBrowser.create(`${receiver.url}/${user}`);
+    await server.store.addPushSubscription(user, browser.subscription, 10);
+    browsers.set(user, browser);
+  }
+  // Alice's token opens "ops": carol, away, has no token that does.
+  const token = await signToken(SECRET, { sub: "alice", rooms: ["ops"] });
+  const alice = new ChatClient(server.url, { auth: { token } });
+  try {
+    await alice.waitFor(() => alice.loaded !== undefined, "alice's history");
+    await send(alice, "ops", "@carol the ops plans", ["carol"]);
+    await send(alice, "dm:alice:dave", "@erin not for you", ["erin"]);
+    await send(alice, "team-red", "@bob the release is out", ["bob"]);
+    await until(() => receiver.pushes.length > 0, 10_000, "a push");
+    await outboxEmpty(server);
+    assert.deepEqual(receiver.pushes.map((push) => push.path), ["/bob"], "carol, erin: nothing");
+    assert.deepEqual(JSON.parse(await browsers.get("bob")!.decrypt(receiver.pushes[0].body)), {
+      title: "alice",
+      body: "@bob the release is out",
+      room: "team-red",
+      url: "/#team-red",
+    });
+  } finally {
+    alice.close();
+  }
+});
+
+Deno.test("push: a push job for a room the user may no longer read (not public now) sends nothing", async () => {
+  await using receiver = await PushReceiver.start();
+  // "team-red" is not public on this server: a job written while it was (by an earlier
+  // configuration) must not show it. A job for a public room goes out, so the path works.
+  await using server = await pushing({ publicRooms: ["general"] });
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  await server.store.addPushSubscription("bob", bob.subscription, 10);
+  const message = (room: string, text: string): ChatMessage => ({
+    id: "01M973VBWEVAZGW0HCFZ8DCE5F",
+    room,
+    user: { id: "alice", name: "alice" },
+    message: text,
+    createdAt: new Date().toISOString(),
+    mentions: ["bob"],
+  });
+  await server.store.outbox.enqueueOutbox([
+    pushDraft("bob", [message("team-red", "@bob closed now")]),
+    pushDraft("bob", [message("general", "@bob open")]),
+  ]);
+  await until(() => receiver.pushes.length > 0, 10_000, "the open room's push");
+  await outboxEmpty(server);
+  assert.equal(receiver.pushes.length, 1);
+  assert.equal(JSON.parse(await bob.decrypt(receiver.pushes[0].body)).body, "@bob open");
+});
+
 Deno.test("push: push:subscribe stores a well-formed subscription and refuses a bad one", async () => {
   await using server = await pushing();
   const carol = await ChatClient.join(server.url, "carol");
@@ -175,6 +274,59 @@ Deno.test("push: push:subscribe stores a well-formed subscription and refuses a 
     assert.deepEqual(await server.store.pushSubscriptions("carol"), []);
   } finally {
     carol.close();
+  }
+});
+
+Deno.test("push: push:subscribe refuses an endpoint a push service never has (the server would POST to it)", async () => {
+  // push:subscribe spends the join budget: enough for every case here.
+  await using server = await pushing({ joinLimitPerMinute: 600 });
+  const mallory = await ChatClient.join(server.url, "mallory");
+  try {
+    const browser = await TestBrowser.create("https://push.example/send/abc");
+    const internal = [
+      "https://127.0.0.1/x",
+      "https://127.0.0.1:6379/x",
+      "https://2130706433/x",
+      "https://0x7f000001/x",
+      "https://169.254.169.254/latest/meta-data",
+      "https://10.0.0.1/x",
+      "https://[::1]/x",
+      "https://[::ffff:127.0.0.1]/x",
+      "https://localhost/x",
+      "https://localhost./x",
+      "https://api.localhost/x",
+      "https://metadata.google.internal/computeMetadata/v1/",
+      "https://printer.local/x",
+      "https://redis/x",
+      "https://push.example:8443/x",
+      "https://user:secret@push.example/x",
+    ];
+    for (const endpoint of internal) {
+      const answer = await within(
+        mallory.socket.emitWithAck("push:subscribe", { ...browser.subscription, endpoint }),
+        5000,
+        "ack",
+      );
+      assert.equal(answer.ok, false, endpoint);
+      assert.equal(answer.error.code, "invalid_payload", endpoint);
+    }
+    assert.deepEqual(await server.store.pushSubscriptions("mallory"), []);
+    const real = [
+      "https://fcm.googleapis.com/fcm/send/abc:def",
+      "https://updates.push.services.mozilla.com/wpush/v2/gAAAA",
+      "https://web.push.apple.com/QGuQ",
+      "https://push.example:443/x",
+    ];
+    for (const endpoint of real) {
+      const answer = await within(
+        mallory.socket.emitWithAck("push:subscribe", { ...browser.subscription, endpoint }),
+        5000,
+        "ack",
+      );
+      assert.deepEqual(answer, { ok: true }, endpoint);
+    }
+  } finally {
+    mallory.close();
   }
 });
 

@@ -97,7 +97,12 @@ for (const transport of ["polling", "websocket"] as const) {
       assert.equal(observed.transport, transport);
       assert.deepEqual(observed.history, []);
       assert.equal(observed.historyFrames, 1);
-      assert.deepEqual(observed.loaded, { room: "general", hasMore: false, catchUp: false });
+      assert.deepEqual(observed.loaded, {
+        room: "general",
+        hasMore: false,
+        catchUp: false,
+        reads: [],
+      });
 
       const ack = observed.ack;
       assert.ok(ack.ok, JSON.stringify(ack));
@@ -140,6 +145,11 @@ Deno.test({
     const observed = await runPythonClient(server.url, "py", "websocket");
     assert.equal(observed.historyFrames, 1);
     assert.deepEqual(observed.history, seeded);
-    assert.deepEqual(observed.loaded, { room: "general", hasMore: false, catchUp: false });
+    assert.deepEqual(observed.loaded, {
+      room: "general",
+      hasMore: false,
+      catchUp: false,
+      reads: [],
+    });
   },
 });

@@ -439,6 +439,8 @@ contract("maxAgeMs hides expired messages from every read", async (storage) => {
   assert.deepEqual(await store.before(fresh[2].id, 10), fresh.slice(0, 2));
   assert.deepEqual(await store.before(old[2].id, 10), []);
   assert.equal(await store.countAfter("general", undefined, 100), 3);
+  assert.equal(await store.findMessage(old[0].id), undefined);
+  assert.deepEqual(await store.findMessage(fresh[0].id), fresh[0]);
 });
 
 contract(
@@ -919,7 +921,7 @@ contract("a repeated clientId of a reply answers with the first, counted once", 
 /** A writer giving each message `perMessage` drafts, on the message's room's stream. */
 function roomWriter(perMessage = 1, kind = "created"): OutboxWriter {
   return {
-    maxPerMessage: perMessage,
+    maxDraftsFor: () => perMessage,
     draftsFor: (message) =>
       [...Array(perMessage)].map((_, n) => ({
         id: `${kind}:${message.id}:${n}`,
@@ -983,6 +985,100 @@ contract(
       )
         .slice(0, 100),
     );
+  },
+);
+
+contract(
+  "outbox: a writer's bound per message (one draft per mention) keeps every draft of a batch",
+  async (storage) => {
+    await using store = await storage.open();
+    // One draft per mentioned user, each a copy of its message, as missed-message candidates are.
+    const perMention: OutboxWriter = {
+      maxDraftsFor: (message) => message.mentions?.length ?? 0,
+      draftsFor: (message) =>
+        (message.mentions ?? []).map((userId) => ({
+          id: `missed:${message.id}:${userId}`,
+          target: "",
+          stream: `missed:${userId}`,
+          body: JSON.stringify({ user: userId, message }),
+        })),
+    };
+    const mentions = [...Array(20)].map((_, n) => `user${n}`);
+    // Alone, 40 mentioning messages hold 40 × 20 drafts and 40 × 20 mention entries: more
+    // mutations than one KV commit takes, so the batch must be split by each message's bound.
+    const inputs = [...Array(440)].map((_, n) => ({
+      user: ada,
+      message: n % 11 === 0 ? `${n} ${"x".repeat(2000)}` : `m${n}`,
+      ...(n % 11 === 0 ? { mentions } : {}),
+    }));
+    const results = await store.appendMany(inputs, perMention);
+    assert.equal(results.filter((result) => result.created).length, 440);
+    assert.equal((await store.outbox.outboxStats()).depth, 40 * 20);
+    const claimed = await store.outbox.claimOutbox({ ...CLAIM, limit: 100, perStream: 100 });
+    assert.deepEqual(
+      claimed.map((entry) => entry.id),
+      results.filter((_, n) => n % 11 === 0).slice(0, 5).flatMap(({ message }) =>
+        mentions.map((userId) => `missed:${message.id}:${userId}`)
+      ),
+    );
+  },
+);
+
+contract(
+  "outbox: a writer's references (drafts naming the message, not copying it) keep every draft of a batch of long messages",
+  async (storage) => {
+    await using store = await storage.open();
+    // One copy (as message.created) and a reference per mentioned user (as missed candidates).
+    const copyAndReferences: OutboxWriter = {
+      maxDraftsFor: (message) => 1 + (message.mentions?.length ?? 0),
+      maxCopiesFor: () => 1,
+      draftsFor: (message) => [
+        { id: `created:${message.id}`, target: "", stream: "room", body: JSON.stringify(message) },
+        ...(message.mentions ?? []).map((userId) => ({
+          id: `missed:${message.id}:${userId}`,
+          target: "",
+          stream: `missed:${userId}`,
+          body: JSON.stringify({ user: userId, room: message.room, id: message.id }),
+        })),
+      ],
+    };
+    const mentions = [...Array(20)].map((_, n) => `user${n}`);
+    // 16 KB each as KV stores them: 30 messages and their copies are over one KV commit.
+    const inputs = [...Array(30)].map((_, n) => ({
+      user: ada,
+      message: `${n} ${"😀".repeat(4000)}`,
+      mentions,
+    }));
+    const results = await store.appendMany(inputs, copyAndReferences);
+    assert.equal(results.filter((result) => result.created).length, 30);
+    assert.equal((await store.outbox.outboxStats()).depth, 30 * 21);
+    const [first] = await store.outbox.claimOutbox({ ...CLAIM, limit: 1 });
+    assert.deepEqual(JSON.parse(first.body), results[0].message);
+  },
+);
+
+contract(
+  "outbox: entries too big to claim in one KV commit are handed out by later claims, in order",
+  async (storage) => {
+    await using store = await storage.open();
+    // 40 KB each as KV stores them: 30 of them are over one KV commit (about 800 KB).
+    const long = "😀".repeat(10_000);
+    const ids = [...Array(30)].map((_, n) => `long${n}`);
+    for (const id of ids) {
+      const body = JSON.stringify({ long });
+      await store.outbox.enqueueOutbox([{ ...draft(id, "room:a"), body }]);
+    }
+    const handedOut: string[] = [];
+    while (handedOut.length < ids.length) {
+      const claimed = await store.outbox.claimOutbox({ ...CLAIM, perStream: 100 });
+      assert.ok(claimed.length > 0, `a claim after ${handedOut.length} hands out more`);
+      handedOut.push(...claimed.map((entry) => entry.id));
+      await store.outbox.settleOutbox(
+        CLAIM.owner,
+        claimed.map(({ key }) => ({ key, outcome: "done" })),
+      );
+    }
+    assert.deepEqual(handedOut, ids);
   },
 );
 

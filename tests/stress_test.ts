@@ -7,7 +7,7 @@ import { runStress } from "../bench/stress.ts";
 
 Deno.test("stress: 1,000 concurrent connections are held, and a stock client still chats", async () => {
   // A short settle: the memory bound below is loose enough not to need the bench's 2 s.
-  const result = await runStress(1_000, () => {}, 250);
+  const result = await runStress(1_000, { settleMs: 250 });
   assert.equal(result.failed, 0);
   assert.equal(result.connected, 1_000);
   assert.deepEqual(result.probeFailures, []);

@@ -4,13 +4,15 @@
  * Retries and polls are shortened; waits are for conditions, never for fixed times.
  */
 import assert from "node:assert/strict";
-import { ChatClient, startChat, type TestServer } from "./helpers/chat_server.ts";
+import { ChatClient, SECRET, startChat, type TestServer } from "./helpers/chat_server.ts";
 import { WEBHOOK_SECRET, WebhookReceiver } from "./helpers/webhook_receiver.ts";
 import { until, within } from "./helpers/time.ts";
 import { tempDir } from "./helpers/dispose.ts";
 import type { Config } from "../src/config.ts";
 import type { AppOptions } from "../src/app.ts";
 import type { ChatMessage } from "../src/types.ts";
+import { signToken } from "../src/auth/token.ts";
+import { MAX_MENTIONS } from "../src/chat/payloads.ts";
 
 const TIMING: AppOptions = {
   webhookTiming: { retryBaseMs: 20, retryMaxMs: 100, pollMs: 20, maintainMs: 20 },
@@ -34,8 +36,21 @@ async function ack<T>(client: ChatClient, event: string, payload: unknown): Prom
   return answer;
 }
 
-async function send(client: ChatClient, room: string, message: string): Promise<ChatMessage> {
-  return (await ack<{ message: ChatMessage }>(client, "message", { room, message })).message;
+async function send(
+  client: ChatClient,
+  room: string,
+  message: string,
+  mentions?: string[],
+): Promise<ChatMessage> {
+  const payload = mentions ? { room, message, mentions } : { room, message };
+  return (await ack<{ message: ChatMessage }>(client, "message", payload)).message;
+}
+
+/** Connects `sub` with a token whose `rooms` claim opens `rooms` (beside the public ones). */
+async function joinClaiming(url: string, sub: string, rooms: string[]): Promise<ChatClient> {
+  const client = new ChatClient(url, { auth: { token: await signToken(SECRET, { sub, rooms }) } });
+  await client.waitFor(() => client.loaded !== undefined, `${sub}'s history`);
+  return client;
 }
 
 async function closed(client: ChatClient): Promise<void> {
@@ -252,6 +267,192 @@ Deno.test("webhooks: no message.missed for a DM read in time, or to a user conne
   await closed(alice);
   assert.deepEqual(receiver.delivered.map((event) => event.data), [
     { user: { id: "bob" }, messages: [unread] },
+  ]);
+});
+
+Deno.test("webhooks: a mention of a user away is message.missed; nothing to the author, nor to a user the room is closed to or who is banned", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await hooked(receiver, { webhookEvents: ["message.missed"] });
+  // Alice's token opens "ops"; nobody else's does, and nobody away has a token to ask.
+  const alice = await joinClaiming(server.url, "alice", ["ops"]);
+  await server.store.setBan("frank", { since: Date.now() });
+  const toBob = await send(alice, "team-red", "@bob @alice @frank look", ["bob", "alice", "frank"]);
+  await send(alice, "ops", "@carol the ops plans", ["carol"]);
+  // A DM is its two users' alone: dave misses it, erin (mentioned) may not read it.
+  const toDave = await send(alice, "dm:alice:dave", "@erin is not here", ["erin"]);
+  await receiver.until((events) => events.length === 2, "bob's and dave's");
+  await outboxEmpty(server, "every candidate settled");
+  await closed(alice);
+  assert.equal(receiver.rejected, 0);
+  const byUser = new Map(receiver.delivered.map((event) => [event.data.user.id, event.data]));
+  assert.deepEqual([...byUser.keys()].toSorted(), ["bob", "dave"], "not alice, carol, erin, frank");
+  assert.deepEqual(byUser.get("bob"), { user: { id: "bob" }, messages: [toBob] });
+  assert.deepEqual(byUser.get("dave"), { user: { id: "dave" }, messages: [toDave] });
+  assert.equal(receiver.delivered.length, 2);
+  for (const event of receiver.delivered) assert.ok(!event.body.includes("ops plans"), event.body);
+});
+
+Deno.test("webhooks: no message.missed for a mention read in time, or to a user connected in another room", async () => {
+  await using receiver = await WebhookReceiver.start();
+  // Long enough for the read marker to be stored before the mention is due.
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.missed"],
+    missedAfterMs: 1500,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  // Carol is connected all along, in the default room only, and never reads team-red.
+  const carol = await ChatClient.join(server.url, "carol");
+  const mention = await send(alice, "team-red", "@bob @carol standup", ["bob", "carol"]);
+  await server.store.setReadMarker("bob", mention.room, mention.id);
+  await outboxEmpty(server, "both candidates settled");
+  // A mention bob has not read still is: the check above did not let everything through.
+  const unread = await send(alice, "team-red", "@bob again", ["bob"]);
+  await receiver.until((events) => events.length === 1, "the unread one");
+  await closed(carol);
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [unread] },
+  ]);
+});
+
+Deno.test("webhooks: DMs and mentions to one user in one window are one message.missed, each message once", async () => {
+  await using receiver = await WebhookReceiver.start();
+  // Long enough for the burst to be stored before the first message is due.
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.missed"],
+    missedAfterMs: 1500,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  const burst = [
+    await send(alice, "dm:alice:bob", "a DM"),
+    await send(alice, "team-red", "@bob a mention", ["bob"]),
+    // DM'd and mentioned by one message: listed once.
+    await send(alice, "dm:alice:bob", "@bob both", ["bob"]),
+    await send(alice, "general", "@bob @bob twice over", ["bob", "bob"]),
+  ];
+  await receiver.until((events) => events.length === 1, "one event");
+  await outboxEmpty(server, "every candidate settled");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: burst },
+  ]);
+});
+
+Deno.test("webhooks: a message mentioning the most users it may (20) gives each away their message.missed", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await hooked(receiver, { maxMessageLength: 10_000 });
+  const alice = await ChatClient.join(server.url, "alice");
+  const mentioned = [...Array(MAX_MENTIONS)].map((_, n) => `user${n}`);
+  // The longest message, 40 KB as KV stores it: 21 copies (20 candidates and its message.created)
+  // would be over the most one KV commit takes (800 KB). Candidates name it instead.
+  const sent = await send(alice, "team-red", "😀".repeat(10_000), mentioned);
+  await receiver.until(
+    (events) => events.filter((event) => event.type === "message.missed").length === 20,
+    "one per mentioned user",
+  );
+  await outboxEmpty(server, "every candidate settled");
+  await closed(alice);
+  const missed = receiver.ofType("message.missed").map((event) => event.data);
+  assert.deepEqual(
+    missed.map((data) => data.user.id).toSorted(),
+    mentioned.toSorted(),
+  );
+  for (const data of missed) assert.deepEqual(data.messages, [sent]);
+  assert.deepEqual(receiver.ofType("message.created").map((event) => event.data), [sent]);
+});
+
+/** A server sending only message.missed, due late enough for a test to change messages first. */
+function missedOnly(receiver: WebhookReceiver): Promise<TestServer> {
+  return hooked(receiver, { webhookEvents: ["message.missed"], missedAfterMs: MISSED_AFTER_MS });
+}
+
+const MISSED_AFTER_MS = 1500;
+
+/** Asserts `changed` (an edit's or delete's answer) happened before `sent` counted as missed. */
+function beforeDue(sent: ChatMessage, changed: ChatMessage): void {
+  const due = Date.parse(sent.createdAt) + MISSED_AFTER_MS;
+  assert.ok(Date.parse(changed.editedAt!) < due, "changed before the candidate was due");
+}
+
+async function edit(client: ChatClient, id: string, message: string): Promise<ChatMessage> {
+  return (await ack<{ message: ChatMessage }>(client, "message:edit", { id, message })).message;
+}
+
+async function remove(client: ChatClient, id: string): Promise<ChatMessage> {
+  return (await ack<{ message: ChatMessage }>(client, "message:delete", { id })).message;
+}
+
+Deno.test("webhooks: a DM deleted before it counts as missed gives no message.missed", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await missedOnly(receiver);
+  const alice = await ChatClient.join(server.url, "alice");
+  const regretted = await send(alice, "dm:alice:bob", "I regret this");
+  beforeDue(regretted, await remove(alice, regretted.id));
+  await outboxEmpty(server, "the candidate settled");
+  assert.equal(receiver.delivered.length, 0);
+  // A DM not deleted still is missed: the check above did not hold everything back.
+  const kept = await send(alice, "dm:alice:bob", "this one stays");
+  await receiver.until((events) => events.length === 1, "the kept one");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [kept] },
+  ]);
+  assert.ok(!receiver.delivered[0].body.includes("regret"), receiver.delivered[0].body);
+});
+
+Deno.test("webhooks: a DM edited before it counts as missed is in message.missed as edited", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await missedOnly(receiver);
+  const alice = await ChatClient.join(server.url, "alice");
+  const sent = await send(alice, "dm:alice:bob", "meet at 5");
+  const edited = await edit(alice, sent.id, "meet at 6");
+  beforeDue(sent, edited);
+  await receiver.until((events) => events.length === 1, "one event");
+  await outboxEmpty(server, "the candidate settled");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [edited] },
+  ]);
+  assert.equal(edited.message, "meet at 6");
+});
+
+Deno.test("webhooks: a burst of three DMs, one deleted meanwhile, is one message.missed with the other two", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await missedOnly(receiver);
+  const alice = await ChatClient.join(server.url, "alice");
+  const burst = [];
+  for (let n = 0; n < 3; n++) burst.push(await send(alice, "dm:alice:bob", `dm ${n}`));
+  beforeDue(burst[0], await remove(alice, burst[1].id));
+  await receiver.until((events) => events.length === 1, "one event");
+  await outboxEmpty(server, "every candidate settled");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [burst[0], burst[2]] },
+  ]);
+});
+
+Deno.test("webhooks: candidates written with a copy of their message (before an upgrade) send it as stored now", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await missedOnly(receiver);
+  const alice = { id: "alice", name: "alice" };
+  const room = "dm:alice:bob";
+  // Stored without the chat (so with no candidates), then changed after the copies were taken.
+  const kept = await server.store.append({ room, user: alice, message: "kept" });
+  const edited = await server.store.append({ room, user: alice, message: "before the edit" });
+  const deleted = await server.store.append({ room, user: alice, message: "deleted" });
+  const copies = [kept, edited, deleted].map((message) => ({
+    id: `evt_copy_${message.id}`,
+    target: "",
+    stream: "missed:bob",
+    body: JSON.stringify({ user: "bob", message }),
+  }));
+  const now = await server.store.changeMessage(edited.id, { message: "after" }, new Date());
+  await server.store.changeMessage(deleted.id, { deleted: true }, new Date());
+  await server.store.outbox.enqueueOutbox(copies);
+  await receiver.until((events) => events.length === 1, "one event");
+  await outboxEmpty(server, "every candidate settled");
+  assert.deepEqual(receiver.delivered.map((event) => event.data), [
+    { user: { id: "bob" }, messages: [kept, now] },
   ]);
 });
 

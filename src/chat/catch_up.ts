@@ -14,6 +14,7 @@ import { joinedRooms, sendHistory } from "./delivery.ts";
 import type { EventGate } from "./events.ts";
 import { type RoomPolicy, tooManyRooms } from "./rooms.ts";
 import type { ChatSocket } from "./types.ts";
+import type { ReadPosition } from "./contract.ts";
 
 /** The next room loads once the client has less than this left to read. */
 export const CATCH_UP_BACKLOG_BYTES = 256 * 1024;
@@ -33,6 +34,8 @@ export interface CatchUpOptions {
   catchupLimit: number;
   /** Whether socket.io's connection state recovery is on (it must see every emit). */
   connectionRecovery?: boolean;
+  /** The room's read positions, as a join's ack lists them. */
+  readsOf: (room: string) => Promise<ReadPosition[]>;
 }
 
 /** The parts of a transport session the pacing reads (the engine's; others are not paced). */
@@ -109,10 +112,12 @@ async function loadRoom(
     : Math.min(catchupLimit, free + pages * MAX_HISTORY_PAGE);
   let loaded = 0;
   try {
+    // Asked before the history, as a join's are: a marker moved later is a `room:read` to come.
+    const reads = await options.readsOf(room);
     await options.timeline.join((history, { hasMore }) => {
       loaded = history.length;
       if (!socket.connected) return;
-      const info = { room, hasMore, catchUp: afterId !== undefined };
+      const info = { room, hasMore, catchUp: afterId !== undefined, reads };
       sendHistory(socket, history, info, options.connectionRecovery);
       entered(room);
     }, { room, afterId, limit });

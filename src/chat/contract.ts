@@ -121,6 +121,11 @@ export interface LoadedInfo {
   hasMore: boolean;
   /** Whether this was a catch-up after `auth.lastId` rather than the latest history. */
   catchUp: boolean;
+  /**
+   * The room's members' read positions, as a join's ack lists them (empty with
+   * `READ_RECEIPTS=false`); `room:read` events move them on from here.
+   */
+  reads: ReadPosition[];
 }
 
 /** A typing change of another user. */

@@ -6,10 +6,11 @@
  */
 import { encodeEvent, writeEncoded } from "../cluster/socketio_internals.ts";
 import { mentionedOthers } from "../store/mod.ts";
-import type { ChatMessage, Reaction, ThreadSummary } from "../types.ts";
+import type { ChatMessage, NewMessage, Reaction, ThreadSummary } from "../types.ts";
 import type { ReadPosition } from "./contract.ts";
 import { userRoom } from "./directory.ts";
 import { LiveBatch } from "./live_batch.ts";
+import { MAX_MENTIONS } from "./payloads.ts";
 import { dmUsers, type RoomPolicy } from "./rooms.ts";
 import type { Timeline } from "./timeline.ts";
 import type { ChatObserver, ChatServer, ChatSocket, LoadedInfo } from "./types.ts";
@@ -189,10 +190,10 @@ const MENTION_LOOKUP_TIMEOUT_MS = 1000;
 
 /**
  * Tells the users a new message mentions (its author left out) on every connection, in its room
- * or not: `mention {room, message}`. Only connections that may read the room hear it: in a DM its
- * two users', in a public room every one; in a room only a token's claim opens, each connection
- * whose own identity may join it (looked up on every instance), so a mention never shows a room
- * to someone it is closed to.
+ * or not: `mention {room, message}`. Only connections that may read the room hear it: those of a
+ * user it is open to ({@link RoomPolicy.isOpenTo}: their DM, a public room); in a room only a
+ * token's claim opens, each connection whose own identity may join it (looked up on every
+ * instance), so a mention never shows a room to someone it is closed to.
  */
 export function mentionNotifier(
   io: ChatServer,
@@ -202,16 +203,41 @@ export function mentionNotifier(
   return (message) => {
     const { room } = message;
     const event = { room, message };
-    const dm = dmUsers(room);
-    const mentioned = mentionedOthers(message).filter((userId) => !dm || dm.includes(userId));
-    if (mentioned.length === 0) return;
-    const users = mentioned.map(userRoom);
-    if (dm || policy.isPublic(room)) return void io.to(users).emit("mention", event);
-    io.in(users).timeout(MENTION_LOOKUP_TIMEOUT_MS).fetchSockets().then((sockets) => {
-      const allowed = sockets.filter((socket) => policy.canJoin(socket.data.identity, room));
-      if (allowed.length > 0) io.to(allowed.map((socket) => socket.id)).emit("mention", event);
-    }).catch(failed);
+    const mentioned = mentionedOthers(message);
+    const open = mentioned.filter((userId) => policy.isOpenTo(userId, room));
+    if (open.length > 0) io.to(open.map(userRoom)).emit("mention", event);
+    // No token opens a DM to anyone else; elsewhere a claim may.
+    const claimed = dmUsers(room) ? [] : mentioned.filter((userId) => !open.includes(userId));
+    if (claimed.length === 0) return;
+    io.in(claimed.map(userRoom)).timeout(MENTION_LOOKUP_TIMEOUT_MS).fetchSockets().then(
+      (sockets) => {
+        const allowed = sockets.filter((socket) => policy.canJoin(socket.data.identity, room));
+        if (allowed.length > 0) io.to(allowed.map((socket) => socket.id)).emit("mention", event);
+      },
+    ).catch(failed);
   };
+}
+
+/**
+ * Most users one message may be missed by, known before it is stored: in a DM its two users (the
+ * backend may write as neither), elsewhere the users it mentions (at most {@link MAX_MENTIONS}).
+ */
+export function mostMissableBy(message: Pick<NewMessage, "room" | "mentions">): number {
+  if (message.room !== undefined && dmUsers(message.room)) return 2;
+  return Math.min(MAX_MENTIONS, message.mentions?.length ?? 0);
+}
+
+/**
+ * The users who may miss `message` while away (`message.missed`, Web Push): a DM's other user,
+ * and the users it mentions whom its room is open to ({@link RoomPolicy.isOpenTo}), each once,
+ * never its author; at most {@link mostMissableBy}. Bans are checked when the message is due.
+ */
+export function missableBy(message: ChatMessage, policy: RoomPolicy): string[] {
+  const recipients = new Set(dmUsers(message.room) ?? []);
+  for (const userId of mentionedOthers(message)) recipients.add(userId);
+  recipients.delete(message.user.id);
+  return [...recipients].filter((userId) => policy.isOpenTo(userId, message.room))
+    .slice(0, mostMissableBy(message));
 }
 
 /** A read marker that moved, in its room. */

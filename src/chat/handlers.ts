@@ -347,7 +347,10 @@ function readMessageId(value: unknown): string {
   return value;
 }
 
-/** `auth:refresh {token}`: a newer token for the same user replaces the connection's. */
+/**
+ * `auth:refresh {token}`: a newer token for the same user replaces the connection's, and the
+ * rooms it no longer opens are left.
+ */
 export async function onRefresh(ctx: ChatContext, payload: unknown): Promise<Success<RefreshAck>> {
   const identity = await ctx.verifyToken(readRefresh(payload));
   const user = ctx.identity.user;
@@ -356,6 +359,10 @@ export async function onRefresh(ctx: ChatContext, payload: unknown): Promise<Suc
   }
   // The display name stays the one the connection was announced with.
   ctx.identity = { ...identity, user };
+  // A room the new token no longer opens is left: none of it may reach this connection now.
+  for (const room of ctx.joined()) {
+    if (room !== ctx.defaultRoom && !ctx.policy.canJoin(ctx.identity, room)) ctx.unsubscribe(room);
+  }
   ctx.onIdentityChanged?.(ctx.identity);
   return { ok: true, expiresAt: identity.expiresAt ?? null };
 }

@@ -27,10 +27,13 @@ import { CHAT_ROOM, joinedRooms, roomKey } from "./delivery.ts";
 import { userRoom } from "./directory.ts";
 import { dispatchEvent, type EventBudgets, type EventContext, EventGate } from "./events.ts";
 import type { ChatContext, Subscription } from "./handlers.ts";
+import { PacedBroadcasts } from "./paced.ts";
 import { RoomPresence } from "./room_presence.ts";
 import type { ChatService } from "./service.ts";
+import type { ReadPosition } from "./contract.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
 import type { Ban, User } from "../types.ts";
+import { Deadlines } from "../deadlines.ts";
 
 export {
   announceChange,
@@ -39,6 +42,8 @@ export {
   framesOf,
   LOAD_MAX_CHARS,
   mentionNotifier,
+  missableBy,
+  mostMissableBy,
   reactionFeed,
   readFeed,
   roomKey,
@@ -136,9 +141,6 @@ export interface Chat {
 /** How long a cluster-wide question about a room's members waits for the other instances. */
 const DIRECTORY_TIMEOUT_MS = 1000;
 
-/** The longest delay a timer takes (setTimeout fires at once beyond it). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** What every connection's context shares: built once per server. */
 interface Shared extends ChatPresence {
   readonly io: ChatServer;
@@ -146,6 +148,10 @@ interface Shared extends ChatPresence {
   readonly now: () => number;
   readonly gate: EventGate;
   readonly admission: Admission;
+  /** A room's read positions for a connect's `loaded`; connects asking at once share one read. */
+  readonly readsOf: (room: string) => Promise<ReadPosition[]>;
+  /** Every connection's token expiry, on one timer. */
+  readonly expiries: Deadlines<Connection>;
 }
 
 /** Who is where, announced in batches: the server's presence feed and each room's. */
@@ -154,6 +160,8 @@ interface ChatPresence {
   readonly feed: PresenceFeed;
   /** Other rooms' comings and goings: `room:presence`. */
   readonly roomPresence: RoomPresence;
+  /** Drops the presence broadcasts not yet written (shutdown). */
+  readonly closeAnnouncer: () => void;
   readonly enterRoom: (socket: ChatSocket, room: string) => void;
   readonly leaveRoom: (socket: ChatSocket, room: string) => void;
   readonly membersOf: (room: string) => Promise<User[]>;
@@ -166,7 +174,8 @@ interface ChatPresence {
  */
 class Connection implements EventContext {
   typingState?: Map<string, { typing: boolean; at: number }>;
-  #expiryTimer?: ReturnType<typeof setTimeout>;
+  /** The connection's entry in the shared expiries (-1: none). */
+  #expiryKey = -1;
   /** `error` events sent in the current one-second window, and when it began. */
   #errorsSent = 0;
   #errorWindowStart = 0;
@@ -256,15 +265,16 @@ class Connection implements EventContext {
 
   /** Ends the connection once its token expires; called again when `auth:refresh` moves it. */
   watchExpiry(): void {
-    clearTimeout(this.#expiryTimer);
+    this.stopWatchingExpiry();
     const { expiresAt } = this.identity;
     if (expiresAt === undefined) return;
     const delay = expiresAt + this.shared.options.clockToleranceMs - this.now();
-    this.#expiryTimer = setTimeout(checkExpiry, Math.min(Math.max(0, delay), MAX_TIMER_MS), this);
+    this.#expiryKey = this.shared.expiries.set(this, performance.now() + Math.max(0, delay));
   }
 
   stopWatchingExpiry(): void {
-    clearTimeout(this.#expiryTimer);
+    this.shared.expiries.cancel(this, this.#expiryKey);
+    this.#expiryKey = -1;
   }
 
   endExpired(): void {
@@ -276,7 +286,7 @@ class Connection implements EventContext {
   }
 }
 
-/** A connection's expiry timer fired: a timer may run early by the clock's reckoning. */
+/** A connection's expiry came: a timer may run early by the clock's reckoning. */
 function checkExpiry(connection: Connection): void {
   if (connection.expired()) connection.endExpired();
   else connection.watchExpiry();
@@ -361,7 +371,9 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
       (identity) => isExpired(identity, now(), clockTolerance),
     );
   }
-  const shared: Shared = { io, options, now, gate, admission, ...presence };
+  const readsOf = sharedReads(options);
+  const expiries = new Deadlines<Connection>(checkExpiry);
+  const shared: Shared = { io, options, now, gate, admission, readsOf, expiries, ...presence };
   io.on("connection", (socket: ChatSocket) => onConnection(shared, socket));
   return {
     membersOf: presence.membersOf,
@@ -375,6 +387,8 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     close() {
       presence.feed.close();
       presence.roomPresence.close();
+      presence.closeAnnouncer();
+      expiries.clear();
     },
   };
 }
@@ -386,6 +400,7 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   // (asked across instances) must not let a later batch overtake an earlier one.
   let announced = Promise.resolve();
   const batching = { batchMs: options.presenceBatchMs, cancelOut: !presence.shared };
+  const announce = presenceAnnouncer(io, options);
   const feed: PresenceFeed = new PresenceFeed(
     (joined, left, welcomed) => {
       announced = announced.then(async () => {
@@ -393,14 +408,13 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
           try {
             const online = await presence.online(options.maxListedUsers);
             feed.observed();
-            // Newcomers are this instance's own sockets: no other instance needs the snapshot.
-            io.local.to(welcomed).emit("presence", online);
+            announce.snapshot(welcomed, online);
           } catch (error) {
             log.warn("presence.failed", { sockets: welcomed.length, error });
           }
         }
-        if (joined.length > 0) io.to(CHAT_ROOM).emit("user:joined", joined);
-        if (left.length > 0) io.to(CHAT_ROOM).emit("user:left", left);
+        if (joined.length > 0) announce.toEveryone("user:joined", joined);
+        if (left.length > 0) announce.toEveryone("user:left", left);
       });
     },
     {
@@ -422,6 +436,7 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   return {
     feed,
     roomPresence,
+    closeAnnouncer: announce.close,
     enterRoom(socket, room) {
       if (socket.rooms.has(roomKey(room))) return;
       socket.join(roomKey(room));
@@ -433,6 +448,31 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
       if (room !== options.defaultRoom) roomPresence.exit(room, socket.data.identity.user);
     },
     membersOf: (room) => membersOfRoom(io, options, room, () => observed(room)),
+  };
+}
+
+/**
+ * How the default room's presence goes out. On one instance, paced ({@link PacedBroadcasts}): a
+ * connect storm's announcements reach every socket without holding a copy for each at once. With
+ * Redis they must cross to the other instances, and with connection state recovery socket.io must
+ * see every emit: there they take socket.io's own broadcast.
+ */
+function presenceAnnouncer(io: ChatServer, options: ChatOptions) {
+  if (options.presence.shared || options.connectionRecovery) {
+    return {
+      // Newcomers are this instance's own sockets: no other instance needs the snapshot.
+      snapshot: (ids: string[], online: User[]) => io.local.to(ids).emit("presence", online),
+      toEveryone: (event: "user:joined" | "user:left", users: User[]) =>
+        io.to(CHAT_ROOM).emit(event, users),
+      close: () => {},
+    };
+  }
+  const paced = new PacedBroadcasts(io);
+  return {
+    snapshot: (ids: string[], online: User[]) => paced.toSockets(ids, "presence", online),
+    toEveryone: (event: "user:joined" | "user:left", users: User[]) =>
+      paced.toRoom(CHAT_ROOM, event, users),
+    close: () => paced.close(),
   };
 }
 
@@ -557,6 +597,24 @@ function trackPresence(
 }
 
 /**
+ * A room's read positions, bounded by `MAX_LISTED_USERS`; the connects of a storm that ask for
+ * the same room while a read is under way share it. Whether the connection may use the room was
+ * asked before (the default room, or a catch-up's `join` check).
+ */
+function sharedReads(options: ChatOptions): (room: string) => Promise<ReadPosition[]> {
+  const reading = new Map<string, Promise<ReadPosition[]>>();
+  return (room) => {
+    let reads = reading.get(room);
+    if (reads === undefined) {
+      reads = options.service.readPositions(room, options.maxListedUsers, { kind: "backend" })
+        .finally(() => reading.delete(room));
+      reading.set(room, reads);
+    }
+    return reads;
+  };
+}
+
+/**
  * Sends the socket its history once it has arrived: the default room's and the catch-up of the
  * rooms it names, as far as allowed. A recovered session had what it missed replayed.
  */
@@ -571,7 +629,8 @@ async function loadHistory(
   if (socket.recovered) return void feed.welcome(socket.id);
   const report = (error: WireError) => connection.report("connection", error);
   const rooms = catchUpsOf(socket.handshake.auth, options.defaultRoom, report);
-  await loadRooms(socket, rooms, { ...options, gate }, report, (room) => {
+  const readsOf = shared.readsOf;
+  await loadRooms(socket, rooms, { ...options, gate, readsOf }, report, (room) => {
     shared.enterRoom(socket, room);
     if (room !== options.defaultRoom) return;
     socket.join(CHAT_ROOM);

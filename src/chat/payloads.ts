@@ -140,12 +140,21 @@ const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
 /** A grapheme that shows as an emoji: a pictograph, a flag (regional indicators) or a keycap. */
 const EMOJI = /\p{Extended_Pictographic}|\p{Emoji_Presentation}|^[0-9#*]\uFE0F?\u20E3$/u;
 
+/**
+ * What an emoji is made of: pictographs, skin tones, joiners, selectors, tags, keycaps. Not
+ * combining marks or other characters a grapheme can carry, which a reaction would show piled on.
+ */
+const EMOJI_PARTS = /^[\p{Emoji}\p{Emoji_Component}]+$/u;
+/** A selector or joiner twice in a row shows nothing more: a look-alike under another key. */
+const REPEATED_JOINER = /(\uFE0F|\u200D)\1/;
+
 /** Whether `value` is exactly one emoji grapheme of at most {@link MAX_EMOJI_BYTES} bytes. */
 export function isEmoji(value: unknown): value is string {
   if (typeof value !== "string" || value.length === 0 || value.length > MAX_EMOJI_BYTES) {
     return false;
   }
   if (new TextEncoder().encode(value).length > MAX_EMOJI_BYTES) return false;
+  if (!EMOJI_PARTS.test(value) || REPEATED_JOINER.test(value)) return false;
   const [first, second] = graphemes.segment(value);
   return first !== undefined && second === undefined && EMOJI.test(value);
 }

@@ -1,8 +1,9 @@
 /**
  * `push:subscribe` and `push:unsubscribe`: a browser's Web Push subscription, stored for the
- * connection's user (at most `PUSH_SUBSCRIPTIONS_MAX`, oldest dropped) so a missed DM can be pushed
- * to it. Payloads are bounded: the endpoint an `https://` URL of at most 1 KB, the keys base64url
- * of exactly the sizes RFC 8291 gives them.
+ * connection's user (at most `PUSH_SUBSCRIPTIONS_MAX`, oldest dropped) so a missed DM or mention can be
+ * pushed to it. Payloads are bounded: the endpoint an `https://` URL of at most 1 KB, the keys base64url
+ * of exactly the sizes RFC 8291 gives them. The server POSTs to each endpoint, so one must name a
+ * push service's host, never an address inside the server's network.
  * @module
  */
 import { CodedError } from "../errors.ts";
@@ -42,10 +43,33 @@ function readEndpoint(value: unknown): string {
   return value;
 }
 
+/** Names that only ever lead inside a network: loopback, mDNS, cloud metadata, home networks. */
+const INTERNAL_NAMES = /(^|\.)(localhost|local|internal|home\.arpa)$/;
+
+/**
+ * Whether an endpoint could be a push service's: a dotted DNS name on the default port, without
+ * user info. The server POSTs to every stored endpoint, so an IP address (loopback, private,
+ * metadata), `localhost` or a single-label name would let a user aim its requests inside.
+ */
+function isPushServiceUrl(endpoint: string): boolean {
+  const url = new URL(endpoint);
+  const host = url.hostname.replace(/\.$/, "");
+  const ipAddress = host.startsWith("[") || /^[\d.]+$/.test(host);
+  return url.port === "" && url.username === "" && url.password === "" && !ipAddress &&
+    host.includes(".") && !INTERNAL_NAMES.test(host);
+}
+
 /** Reads a `push:subscribe` payload, as the browser's `PushSubscription.toJSON()` gives it. */
 export function readPushSubscription(payload: unknown): PushSubscriptionRecord {
   const fields = fieldsOf(payload);
   const endpoint = readEndpoint(fields.endpoint);
+  if (!isPushServiceUrl(endpoint)) {
+    throw new CodedError(
+      "invalid_payload",
+      "`endpoint` must be a push service's: a DNS name on the default port, not an IP address " +
+        "or an internal name",
+    );
+  }
   const keys = typeof fields.keys === "object" && fields.keys !== null
     ? fields.keys as Record<string, unknown>
     : {};

@@ -14,6 +14,7 @@
  * policy.canJoin(identity, "ops"); // true: the token's claim
  * policy.canJoin(identity, dmRoom("bob", "alice")); // true: "dm:alice:bob"
  * policy.canJoin(identity, "dm:bob:carol"); // false
+ * policy.isOpenTo("alice", "ops"); // false: only a token opens it
  * ```
  * @module
  */
@@ -81,6 +82,16 @@ export class RoomPolicy {
   isPublic(room: string): boolean {
     return !room.startsWith(DM_PREFIX) &&
       this.publicRooms.some((pattern) => matches(pattern, room));
+  }
+
+  /**
+   * Whether `userId` may read `room` whatever token they hold: a DM is theirs, or the room is
+   * public. A room only a token's claim opens is not: with no connection there is no token to ask,
+   * so a user away is told nothing of it.
+   */
+  isOpenTo(userId: string, room: string): boolean {
+    const dm = dmUsers(room);
+    return dm ? dm.includes(userId) : this.isPublic(room);
   }
 
   /** The rooms named outright (not by a pattern) that this identity may join. */

@@ -15,6 +15,7 @@
  * @module
  */
 import { EventEmitter } from "node:events";
+import { Deadlines } from "../deadlines.ts";
 import { applyCors, type CorsOptions } from "./cors.ts";
 import {
   type ConnectionError,
@@ -123,6 +124,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   readonly options: SessionOptions & { path: string };
   readonly clients = new Map<string, EngineSocket>();
   readonly #owedCloses = new Map<string, OwedClose>();
+  /** Every session's heartbeat on one timer. */
+  readonly #heartbeats = new Deadlines<EngineSocket>((session) => session.heartbeatDue());
   #cors?: CorsOptions;
   #allowRequest?: EngineOptions["allowRequest"];
   #clientAddress: NonNullable<EngineOptions["clientAddress"]>;
@@ -313,7 +316,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     } else {
       transport = new PollingTransport(this.options);
     }
-    const session = new EngineSocket(id, transport, described, this.options);
+    const session = new EngineSocket(id, transport, described, this.options, this.#heartbeats);
     this.clients.set(id, session);
     session.once("close", (reason) => {
       this.clients.delete(id);

@@ -4,6 +4,7 @@
  * @module
  */
 import { EventEmitter } from "node:events";
+import type { Deadlines } from "../deadlines.ts";
 import { encodeMessageText, type Packet, type PacketData, type PacketType } from "./parser.ts";
 import { type Transport, TransportError } from "./transport.ts";
 
@@ -121,8 +122,10 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
   #writeBuffer: Packet[] = [];
   /** Size of `#writeBuffer`'s data, in bytes for binary and UTF-16 units for text. */
   #writeBufferSize = 0;
-  #pingIntervalTimer?: ReturnType<typeof setTimeout>;
-  #pingTimeoutTimer?: ReturnType<typeof setTimeout>;
+  /** The heartbeat's entry in the engine's deadlines (-1: none): the next ping, or the pong's. */
+  #heartbeatKey = -1;
+  /** A ping went out and its pong has not come back. */
+  #awaitingPong = false;
   /** When the pong is due (`performance.now()`): see {@link expireIfOverdue}. */
   #pongDeadline = Infinity;
   #sentSinceBacklogCheck = 0;
@@ -137,6 +140,8 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     transport: Transport,
     readonly request: HandshakeRequest,
     private readonly options: SessionOptions,
+    /** The engine's heartbeats: every session's next ping or pong deadline, on one timer. */
+    private readonly heartbeats: Deadlines<EngineSocket>,
   ) {
     super();
     this.transport = transport;
@@ -294,8 +299,6 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     switch (packet.type) {
       case "pong":
         if (this.expireIfOverdue()) return;
-        clearTimeout(this.#pingTimeoutTimer);
-        this.#pingTimeoutTimer = undefined;
         this.#schedulePing();
         this.emit("heartbeat");
         break;
@@ -336,19 +339,24 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
    * when the ping was due keeps the session (other packets do not, as in engine.io 6).
    */
   #schedulePing(): void {
-    clearTimeout(this.#pingIntervalTimer);
+    this.heartbeats.cancel(this, this.#heartbeatKey);
     const { pingInterval, pingTimeout } = this.options;
+    const now = performance.now();
     // The deadline counts from when the ping is due, as the client's own timer does: a ping
-    // timer that fires late must not push the timeout back by its lateness.
-    this.#pongDeadline = performance.now() + pingInterval + pingTimeout;
-    this.#pingIntervalTimer = setTimeout(() => {
-      this.#sendPacket("ping");
-      clearTimeout(this.#pingTimeoutTimer);
-      this.#pingTimeoutTimer = setTimeout(
-        () => this.#onClose("ping timeout"),
-        Math.max(0, this.#pongDeadline - performance.now()),
-      );
-    }, pingInterval);
+    // that goes out late must not push the timeout back by its lateness.
+    this.#pongDeadline = now + pingInterval + pingTimeout;
+    this.#awaitingPong = false;
+    this.#heartbeatKey = this.heartbeats.set(this, now + pingInterval);
+  }
+
+  /** The engine's deadlines say the heartbeat is due: the ping goes out, or the pong is late. */
+  heartbeatDue(): void {
+    this.#heartbeatKey = -1;
+    if (this.readyState === "closed") return;
+    if (this.#awaitingPong) return this.#onClose("ping timeout");
+    this.#sendPacket("ping");
+    this.#awaitingPong = true;
+    this.#heartbeatKey = this.heartbeats.set(this, this.#pongDeadline);
   }
 
   /**
@@ -426,8 +434,8 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
   #onClose(reason: CloseReason, description?: Error): void {
     if (this.readyState === "closed") return;
     this.readyState = "closed";
-    clearTimeout(this.#pingIntervalTimer);
-    clearTimeout(this.#pingTimeoutTimer);
+    this.heartbeats.cancel(this, this.#heartbeatKey);
+    this.#heartbeatKey = -1;
     clearTimeout(this.#backlogTimer);
     this.#upgradeCleanup?.();
     this.#writeBuffer = [];

@@ -42,7 +42,7 @@ export interface EventData {
   "message.updated": ChatMessage;
   /** The tombstone: `message` is `""`, `deleted: true`, `editedAt` is when. */
   "message.deleted": ChatMessage;
-  /** A user's unread DMs (mentions, once they exist), oldest first, while they were away. */
+  /** A user's unread DMs and mentions, oldest first, while they were away. */
   "message.missed": { user: { id: string }; messages: ChatMessage[] };
   "user.online": { user: User };
   "user.offline": { user: User };

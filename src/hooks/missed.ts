@@ -1,16 +1,20 @@
 /**
- * `message.missed`: a DM (a mention, once they exist) to a user, left unread while they had no
- * connection anywhere. Each such message leaves a candidate in the outbox, in the commit that
- * stores it, due `missedAfterMs` later, on the user's own stream. When the user's oldest candidate
- * is due, the sender hands over all of theirs at once (up to its per-stream count): if the user is
- * connected somewhere, or has read them, nothing is sent; else one `message.missed` with the
- * unread ones (and a push job, with Web Push), enqueued in the commit that deletes the candidates. A burst of DMs is one event,
- * and a restart loses no candidate.
+ * `message.missed`: a DM or a mention to a user, left unread while they had no connection
+ * anywhere. Each such message leaves a candidate in the outbox, in the commit that stores it, due
+ * `missedAfterMs` later, on the user's own stream. A candidate names its message (room and id),
+ * never copies it: a commit of a long message mentioning many users stays small, and what is sent
+ * is the message as it is when due. When the user's oldest candidate is due, the sender hands over
+ * all of theirs at once (up to its per-stream count), DMs and mentions alike: if the user is
+ * connected somewhere nothing is sent; else one `message.missed` with those they have not read and
+ * may still read (not banned, the room still open to them), each read from the store as it is now
+ * (edited: its new text; deleted, or gone with retention: left out), and a push job with Web Push,
+ * enqueued in the commit that deletes the candidates. A burst is one event, and a restart loses no
+ * candidate.
  *
  * @example
  * A sketch: `store`, `targets` and the presence check come from the app.
  * ```ts ignore
- * const missed = new MissedMessages({ targets, missedAfterMs: 30_000, store, isConnected, now });
+ * const missed = new MissedMessages({ targets, push, missedAfterMs: 30_000, store, isConnected, mayRead, now });
  * const drafts = missed.candidates(message, ["bob"]); // in the commit that stores `message`
  * const outcome = await missed.settle(entries); // the sender's `deferred`
  * ```
@@ -25,10 +29,24 @@ import type { DeferredOutcome } from "./sender.ts";
 /** The stream of a user's candidates (target `""`). */
 const STREAM_PREFIX = "missed:";
 
-/** What a candidate remembers. */
+/** What a candidate remembers: whom it is for, and the message by its room and id. */
 interface Candidate {
   user: string;
+  room: string;
+  id: string;
+}
+
+/** A candidate as earlier versions wrote it, with a copy of the message: only its id is used. */
+interface CopyCandidate {
+  user: string;
   message: ChatMessage;
+}
+
+/** A stored candidate's body, in either form. */
+function candidateOf(body: string): Candidate {
+  const stored = JSON.parse(body) as Candidate | CopyCandidate;
+  if (!("message" in stored)) return stored;
+  return { user: stored.user, room: stored.message.room, id: stored.message.id };
 }
 
 /** Options of {@link MissedMessages}. */
@@ -39,9 +57,11 @@ export interface MissedOptions {
   push: boolean;
   /** How long a message may stay unread before it is missed (ms). */
   missedAfterMs: number;
-  store: Pick<MessageStore, "readMarkers">;
+  store: Pick<MessageStore, "readMarkers" | "findMessage">;
   /** Whether the user has a connection on any instance. */
   isConnected: (userId: string) => Promise<boolean>;
+  /** Whether the user may read `room` now: nobody is told about a room they may not read. */
+  mayRead: (userId: string, room: string) => Promise<boolean>;
   now: () => number;
 }
 
@@ -52,28 +72,26 @@ export class MissedMessages {
   /** A candidate per recipient of `message`, due once it may count as missed. */
   candidates(message: ChatMessage, recipients: readonly string[]): OutboxDraft[] {
     const notBefore = Date.parse(message.createdAt) + this.options.missedAfterMs;
+    const { room, id } = message;
     return recipients.map((user) => ({
       id: newEventId(),
       target: "",
       stream: STREAM_PREFIX + user,
-      body: JSON.stringify({ user, message } satisfies Candidate),
+      body: JSON.stringify({ user, room, id } satisfies Candidate),
       notBefore,
     }));
   }
 
-  /** One user's due candidates: a `message.missed` with those unread, unless they are online. */
+  /**
+   * One user's due candidates: a `message.missed` with those they have not read in rooms they may
+   * still read, as stored now, unless they are online.
+   */
   async settle(entries: OutboxEntry[]): Promise<DeferredOutcome> {
     const settlements = entries.map(({ key }) => ({ key, outcome: "done" as const }));
-    const candidates = entries.map((entry) => JSON.parse(entry.body) as Candidate);
+    const candidates = entries.map((entry) => candidateOf(entry.body));
     const user = candidates[0].user;
     if (await this.options.isConnected(user)) return { settlements, then: [] };
-    const rooms = [...new Set(candidates.map(({ message }) => message.room))];
-    const markers = await this.options.store.readMarkers(user, rooms);
-    const readUpTo = new Map(rooms.map((room, index) => [room, markers[index]]));
-    const unread = candidates.map(({ message }) => message).filter((message) => {
-      const marker = readUpTo.get(message.room);
-      return marker === undefined || marker < message.id;
-    });
+    const unread = await this.#current(await this.#unread(user, candidates));
     if (unread.length === 0) return { settlements, then: [] };
     const then = eventDrafts(
       this.options.targets,
@@ -84,5 +102,32 @@ export class MissedMessages {
     );
     if (this.options.push) then.push(pushDraft(user, unread));
     return { settlements, then };
+  }
+
+  /** The candidates in rooms `user` may still read, past their read marker there. */
+  async #unread(user: string, candidates: Candidate[]): Promise<Candidate[]> {
+    const readable = [];
+    for (const room of new Set(candidates.map(({ room }) => room))) {
+      if (await this.options.mayRead(user, room)) readable.push(room);
+    }
+    if (readable.length === 0) return [];
+    const markers = await this.options.store.readMarkers(user, readable);
+    const readUpTo = new Map(readable.map((room, index) => [room, markers[index]]));
+    // A room they may not read (banned meanwhile, or no longer public) is not in `readUpTo`.
+    return candidates.filter(({ room, id }) => {
+      if (!readUpTo.has(room)) return false;
+      const marker = readUpTo.get(room);
+      return marker === undefined || marker < id;
+    });
+  }
+
+  /** The candidates' messages as stored now: a deleted one, or one gone (retention), left out. */
+  async #current(candidates: Candidate[]): Promise<ChatMessage[]> {
+    const found = await Promise.all(
+      candidates.map(({ id }) => this.options.store.findMessage(id)),
+    );
+    return found.filter((message, index): message is ChatMessage =>
+      message !== undefined && !message.deleted && message.room === candidates[index].room
+    );
   }
 }

@@ -117,8 +117,31 @@ export class PublishHook {
       await response.body?.cancel();
       throw new Error(`status ${response.status}`);
     }
-    return await response.json();
+    return JSON.parse(await readAnswer(response));
   }
+}
+
+/**
+ * Largest answer read: a modified text of `MAX_MESSAGE_LENGTH` (10,000 at most) code points,
+ * each up to 12 bytes as JSON escapes, fits with room to spare; past it the answer is a failure,
+ * so a backend gone wrong cannot make the server hold what it sends.
+ */
+const MAX_ANSWER_BYTES = 256 * 1024;
+
+/** The answer's text, read no further than {@link MAX_ANSWER_BYTES}. */
+async function readAnswer(response: Response): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.length;
+    if (size > MAX_ANSWER_BYTES) {
+      await response.body?.cancel();
+      throw new Error(`an answer over ${MAX_ANSWER_BYTES} bytes`);
+    }
+    text += decoder.decode(chunk, { stream: true });
+  }
+  return text + decoder.decode();
 }
 
 /** The verdict an answer holds; throws on anything else. */

@@ -2,7 +2,7 @@
  * Webhooks for the chat: the writers that put `message.*` events (and `message.missed`
  * candidates) into the outbox in the commit of the change they describe, the presence and room
  * events, and the sender. Built only when `WEBHOOK_URL` or the `VAPID_*` keys are set (Web Push
- * pushes missed DMs from the same outbox): without either nothing is written.
+ * pushes missed DMs and mentions from the same outbox): without either nothing is written.
  *
  * A user goes offline, or leaves a room, only once they have stayed away for `debounceMs` (a page
  * reload is no event), checked across instances; each such state is kept in the store
@@ -11,7 +11,7 @@
  * @example
  * A sketch: the app passes its store, presence checks and metrics.
  * ```ts ignore
- * const webhooks = new Webhooks(settings, { store, owner, isConnected, inRoom, recipientsOf, observer, log });
+ * const webhooks = new Webhooks(settings, { store, owner, isConnected, inRoom, recipientsOf, mostRecipientsOf, mayRead, observer, log });
  * await store.appendMany(inputs, webhooks.created); // message.created in the same commit
  * webhooks.online(user);
  * await webhooks.close();
@@ -20,7 +20,7 @@
  */
 import type { Logger } from "../ops/log.ts";
 import type { MessageStore, OutboxDraft, OutboxWriter } from "../store/mod.ts";
-import type { ChatMessage, User } from "../types.ts";
+import type { ChatMessage, NewMessage, User } from "../types.ts";
 import { type EventData, eventDrafts, type EventType } from "./events.ts";
 import { MissedMessages } from "./missed.ts";
 import { PUSH_STREAM_PREFIX, PushNotifier, type PushObserver, type PushSettings } from "./push.ts";
@@ -50,19 +50,24 @@ export interface WebhookDependencies {
   isConnected: (userId: string) => Promise<boolean>;
   /** Whether the user has a connection in `room` on any instance. */
   inRoom: (room: string, userId: string) => Promise<boolean>;
-  /** Who may miss `message`: a DM's other user (mentioned users join here once they exist). */
+  /**
+   * Who may miss `message`: a DM's other user, and the users it mentions who may read its room;
+   * at most `mostRecipientsOf(message)`.
+   */
   recipientsOf: (message: ChatMessage) => string[];
-  /** Whether the user may read `room` now (Web Push tells nobody about a room they may not). */
-  mayRead?: (userId: string, room: string) => Promise<boolean>;
+  /** Most users `recipientsOf` may name for a message, known before it is stored. */
+  mostRecipientsOf: (message: NewMessage) => number;
+  /**
+   * Whether the user may read `room` now (not banned, among others): checked again when a missed
+   * message is due and when it is pushed, so nobody is told about a room they may not read.
+   */
+  mayRead: (userId: string, room: string) => Promise<boolean>;
   observer: WebhookObserver & PushObserver;
   log: Logger;
   now?: () => number;
   /** The sender's timing, for tests (retries, polling). */
   sender?: Partial<Pick<SenderOptions, "retryBaseMs" | "retryMaxMs" | "pollMs" | "maintainMs">>;
 }
-
-/** Most users one message can be missed by: a DM's other user. */
-const MAX_RECIPIENTS = 1;
 
 /** The chat's webhooks: writers, presence events, and the sender. */
 export class Webhooks {
@@ -98,24 +103,29 @@ export class Webhooks {
       missedAfterMs: settings.missedAfterMs,
       store: dependencies.store,
       isConnected: dependencies.isConnected,
+      mayRead: dependencies.mayRead,
       now: this.#now,
     });
     const perEvent = settings.urls.length;
+    const createdEvents = this.#types.has("message.created") ? perEvent : 0;
+    // A candidate per user who may miss the message, in its commit; bounded before it is stored.
+    // Only message.created copies the message: a candidate names it.
+    const { recipientsOf, mostRecipientsOf } = dependencies;
     this.created = {
-      maxPerMessage: (this.#types.has("message.created") ? perEvent : 0) +
-        (missedAny ? MAX_RECIPIENTS : 0),
+      maxDraftsFor: (message) => createdEvents + (missedAny ? mostRecipientsOf(message) : 0),
+      maxCopiesFor: () => createdEvents,
       draftsFor: (message) => [
         ...this.#drafts("message.created", message, `room:${message.room}`),
         ...(missedAny
           ? this.#missed.candidates(
             message,
-            dependencies.recipientsOf(message).slice(0, MAX_RECIPIENTS),
+            recipientsOf(message).slice(0, mostRecipientsOf(message)),
           )
           : []),
       ],
     };
     this.changed = {
-      maxPerMessage: perEvent,
+      maxDraftsFor: () => perEvent,
       draftsFor: (message) =>
         this.#drafts(
           message.deleted ? "message.deleted" : "message.updated",
@@ -125,7 +135,7 @@ export class Webhooks {
     };
     const push = settings.push && new PushNotifier(settings.push, {
       store: dependencies.store,
-      mayRead: dependencies.mayRead ?? (() => Promise.resolve(true)),
+      mayRead: dependencies.mayRead,
       observer: dependencies.observer,
       log: dependencies.log,
       timeoutMs: settings.timeoutMs,

@@ -24,7 +24,12 @@ import { KvPushSubscriptions } from "./kv_push.ts";
 import { whenUnlocked } from "./kv_unlocked.ts";
 
 export { whenUnlocked };
-import type { OutboxDraft, OutboxStore, OutboxWriter } from "./outbox.ts";
+import {
+  type OutboxDraft,
+  type OutboxStore,
+  type OutboxWriter,
+  REFERENCE_DRAFT_BYTES,
+} from "./outbox.ts";
 import type {
   AppendResult,
   Ban,
@@ -333,7 +338,7 @@ export class KvMessageStore implements MessageStore {
   ): Promise<AppendResult[]> {
     const results: AppendResult[] = [];
     // Each chunk is one atomic commit: a conflict retries that chunk alone, never one stored.
-    for (const chunk of commitChunks(inputs, outbox?.maxPerMessage ?? 0)) {
+    for (const chunk of commitChunks(inputs, outbox)) {
       for (let attempt = 1;; attempt++) {
         try {
           // Retries are rare: try the commit first and read earlier clientIds only if it fails.
@@ -741,6 +746,9 @@ export class KvMessageStore implements MessageStore {
 
   async findMessage(id: string): Promise<ChatMessage | undefined> {
     if (!isMessageId(id)) return undefined;
+    // An expired message is gone, whether or not it has been deleted yet.
+    const youngest = this.#youngestId();
+    if (youngest !== undefined && id < youngest) return undefined;
     const { value: room } = await whenUnlocked(() => this.#kv.get<string>([IDS, id]));
     // Messages stored before the index went into the default room.
     const key = [MESSAGES, room ?? this.defaultRoom, id];
@@ -1086,18 +1094,23 @@ function markerId(value: unknown): string {
 }
 
 /**
- * Splits a batch into chunks that each fit one KV atomic commit, with up to `draftsPerMessage`
- * outbox entries (each a copy of its message, at most) per message.
+ * Splits a batch into chunks that each fit one KV atomic commit, with the outbox entries the writer
+ * may give each message: copies of it, and references to it (a few ids each).
  */
-function commitChunks(inputs: readonly NewMessage[], draftsPerMessage: number): NewMessage[][] {
+function commitChunks(
+  inputs: readonly NewMessage[],
+  outbox: OutboxWriter | undefined,
+): NewMessage[][] {
   const chunks: NewMessage[][] = [];
   let chunk: NewMessage[] = [];
   let checks = 0;
   let bytes = 0;
   let mutations = 0;
   // One mutation of a commit with outbox entries is the outbox's depth counter.
-  const maxMutations = draftsPerMessage === 0 ? MAX_MUTATIONS : MAX_MUTATIONS - 1;
+  const maxMutations = outbox === undefined ? MAX_MUTATIONS : MAX_MUTATIONS - 1;
   for (const input of inputs) {
+    const draftsPerMessage = outbox?.maxDraftsFor(input) ?? 0;
+    const copies = Math.min(outbox?.maxCopiesFor?.(input) ?? draftsPerMessage, draftsPerMessage);
     const mentioned = input.mentions?.reduce((sum, userId) => sum + userId.length, 0) ?? 0;
     const quote = input.replyTo
       ? input.replyTo.preview.length + input.replyTo.user.name.length + input.replyTo.user.id.length
@@ -1106,7 +1119,7 @@ function commitChunks(inputs: readonly NewMessage[], draftsPerMessage: number): 
       mentioned;
     // An outbox entry holds its message as JSON, where a control character takes 6 bytes.
     const size = text * 3 + mentioned * 3 + (input.mentions?.length ?? 0) * 128 + 512 +
-      draftsPerMessage * (text * 6 + 1024);
+      copies * (text * 6 + 1024) + (draftsPerMessage - copies) * REFERENCE_DRAFT_BYTES;
     const check = input.clientId === undefined ? 0 : 1;
     // The message, its id, its thread entries, its dedupe entry, its mentions, its outbox entries.
     const mutation = 2 + (input.replyTo ? 2 : 0) + check + (input.mentions?.length ?? 0) +
@@ -1160,10 +1173,9 @@ export async function openKvStore(
 /** The writer's drafts for `message`, held to the bound the commit was sized by. */
 function draftsOf(outbox: OutboxWriter, message: ChatMessage): OutboxDraft[] {
   const drafts = outbox.draftsFor(message);
-  if (drafts.length > outbox.maxPerMessage) {
-    throw new RangeError(
-      `${drafts.length} outbox drafts for one message, over ${outbox.maxPerMessage}`,
-    );
+  const most = outbox.maxDraftsFor(message);
+  if (drafts.length > most) {
+    throw new RangeError(`${drafts.length} outbox drafts for one message, over ${most}`);
   }
   return drafts;
 }

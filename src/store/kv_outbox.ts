@@ -29,6 +29,11 @@ const TRANSITIONS = "outbox_state";
 /** Entries one commit deletes when trimming (KV checks at most 100 keys per commit). */
 const TRIM_BATCH = 100;
 const GET_MANY_LIMIT = 10;
+/**
+ * Most bytes of entries one claim rewrites, counted as at most two a UTF-16 unit: a KV commit takes
+ * 800 KiB, which 20 entries each holding a long message (40 KB) would be over.
+ */
+const MAX_CLAIM_BYTES = 600_000;
 /** A commit that lost a race (another instance changed an entry) is tried again this often. */
 const MAX_ATTEMPTS = 5;
 const U64 = 2n ** 64n;
@@ -96,9 +101,10 @@ export class KvOutbox implements OutboxStore {
     const entries = await whenUnlocked(() =>
       Array.fromAsync(this.#kv.list<StoredEntry>({ prefix: [OUTBOX] }, { limit: CLAIM_SCAN_LIMIT }))
     );
-    const picked = selectClaims(entries.map((entry) => entry.value), claim, now).map((index) =>
+    const selected = selectClaims(entries.map((entry) => entry.value), claim, now).map((index) =>
       entries[index]
     );
+    const picked = fitting(selected, claim.owner);
     if (picked.length === 0) return [];
     const atomic = this.#kv.atomic();
     for (const entry of picked) {
@@ -189,6 +195,21 @@ export class KvOutbox implements OutboxStore {
     );
     return entries.flat();
   }
+}
+
+/**
+ * The oldest of `entries` whose claims fit one commit (at least one: an entry alone fits), so
+ * the rest wait for the next claim, their streams still in order.
+ */
+function fitting(entries: Deno.KvEntry<StoredEntry>[], owner: string): Deno.KvEntry<StoredEntry>[] {
+  let bytes = 0;
+  const fit = entries.findIndex((entry, index) => {
+    const { id, target, stream, body } = entry.value;
+    // V8 stores a string in one or two bytes per UTF-16 unit.
+    bytes += 2 * (id.length + target.length + stream.length + body.length + owner.length) + 256;
+    return index > 0 && bytes > MAX_CLAIM_BYTES;
+  });
+  return fit === -1 ? entries : entries.slice(0, fit);
 }
 
 function toEntry(key: Deno.KvKey, stored: StoredEntry): OutboxEntry {

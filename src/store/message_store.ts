@@ -132,7 +132,10 @@ export interface MessageStore {
    * through it; each call's cost is bounded by `limit`.
    */
   listRooms(query: RoomQuery): Promise<string[]>;
-  /** The stored message with this id (a tombstone once deleted), in whichever room it is. */
+  /**
+   * The stored message with this id (a tombstone once deleted), in whichever room it is; undefined
+   * once trimmed or past `maxAgeMs`.
+   */
   findMessage(id: string): Promise<ChatMessage | undefined>;
   /**
    * Applies `change` to the stored message (`editedAt` becomes `at`); the message as stored now,

@@ -46,6 +46,7 @@ export type {
   OutboxTrimmed,
   OutboxWriter,
 } from "./outbox.ts";
+export { REFERENCE_DRAFT_BYTES } from "./outbox.ts";
 export type { StoreErrorCode } from "./rules.ts";
 export { createIdGenerator, instanceNumber, isMessageId, timeOfId } from "./id.ts";
 export type { MessageIdGenerator } from "./id.ts";

@@ -20,7 +20,7 @@
  * ```
  * @module
  */
-import type { ChatMessage } from "../types.ts";
+import type { ChatMessage, NewMessage } from "../types.ts";
 
 /** An event for the outbox, before it is stored. */
 export interface OutboxDraft {
@@ -100,11 +100,21 @@ export interface OutboxTrimmed {
 }
 
 /**
- * Turns what a store call wrote into outbox drafts, stored in that call's commit. `maxPerMessage`
- * bounds how many drafts one message gives, so a batch is split into commits that fit.
+ * Most bytes a draft holds that is not a copy of its message but names it: a few ids (a user's,
+ * the room's, the message's), as a `message.missed` candidate does.
+ */
+export const REFERENCE_DRAFT_BYTES = 4096;
+
+/**
+ * Turns what a store call wrote into outbox drafts, stored in that call's commit. `maxDraftsFor`
+ * bounds how many drafts a message will give, known before it is stored, so a batch is split into
+ * commits that fit; `draftsFor` gives no more. `maxCopiesFor` bounds how many of them hold a copy
+ * of the message; the others hold at most {@link REFERENCE_DRAFT_BYTES} (without it, every draft
+ * may be a copy).
  */
 export interface OutboxWriter {
-  maxPerMessage: number;
+  maxDraftsFor(message: NewMessage): number;
+  maxCopiesFor?(message: NewMessage): number;
   draftsFor(message: ChatMessage): OutboxDraft[];
 }
 

@@ -623,6 +623,9 @@ export class PostgresMessageStore implements MessageStore {
 
   async findMessage(id: string): Promise<ChatMessage | undefined> {
     if (!isMessageId(id)) return undefined;
+    // An expired message is gone, whether or not it has been deleted yet.
+    const youngest = this.#youngestId();
+    if (youngest !== undefined && id < youngest) return undefined;
     const rows = await this.#sql.unsafe<MessageRow[]>(
       `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = $1`,
       [id],
