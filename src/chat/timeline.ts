@@ -103,7 +103,7 @@ export function gatherDelay(commitMs: number, oldestAt: number, now: number): nu
   return Math.max(0, deadline - now);
 }
 
-let GATHER_FACTOR = Number(Deno.env.get("CHAT_GATHER_FACTOR") ?? "1");
+const GATHER_FACTOR = Number(Deno.env.get("CHAT_GATHER_FACTOR") ?? "1");
 
 /** Orders writes and joins over a {@link MessageStore}. */
 export class Timeline {
@@ -271,7 +271,9 @@ export class Timeline {
     for (const join of this.#joins.splice(0)) {
       const { room = "", afterId = "", limit = "" } = join.options;
       const key = JSON.stringify([room, afterId, limit]);
-      groups.set(key, [...groups.get(key) ?? [], join]);
+      const group = groups.get(key);
+      if (group) group.push(join);
+      else groups.set(key, [join]);
     }
     await Promise.all([...groups.values()].map((joins) => this.#admitGroup(joins)));
   }
