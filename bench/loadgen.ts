@@ -10,6 +10,13 @@
  * it, as fast as the acks come back), `connect` (connects only) and `fanout` (one sender sends
  * `--messages` messages `--interval` seconds apart; each is timed until the last client has it).
  *
+ * `--react-every K` (traffic and rooms): after one of every K messages a sender sends, it reacts
+ * (`react`, 👍) to the last message it received; every client counts the `message:reactions`
+ * events it gets, and CPU per delivery divides by message and reaction deliveries together.
+ * `--webhook-receiver URL` (a `bench/webhook_receiver.ts` the server's `WEBHOOK_URL` points at):
+ * once sending stops, times until the server's outbox depth (`/metrics`) is 0 and the receiver
+ * has one `message.created` per message sent (the seeded history included).
+ *
  * Before any client connects, `--seed N` has a separate client send N messages to every server
  * (acked one by one), so each connect carries an N-message history; the probe reports the history
  * length it got. `--url` and `--pid` take comma-separated lists (several instances sharing one
@@ -28,6 +35,9 @@
  * deno run -A bench/loadgen.ts --url http://127.0.0.1:3000,http://127.0.0.1:3001 --pid 11,12 \
  *   --redis-pid 10 --secret … --clients 1000 --senders 10 --rate 50 --seed 50
  * deno run -A bench/loadgen.ts --url … --secret … --mode fanout --clients 10000 --messages 5
+ * deno run -A bench/loadgen.ts --url … --secret … --clients 1000 --rate 50 --react-every 10
+ * deno run -A bench/loadgen.ts --url … --secret … --clients 1000 --rate 50 --metrics \
+ *   --webhook-receiver http://127.0.0.1:4000
  * ```
  * @module
  */
@@ -70,6 +80,10 @@ export interface LoadOptions {
   metrics: boolean;
   /** Longest wait for late deliveries after the window, in seconds. */
   drainSeconds: number;
+  /** A sender reacts after one of every this many messages it sends (0: never). */
+  reactEvery: number;
+  /** The webhook receiver's URL, to time the outbox's drain after the load ("": no webhooks). */
+  webhookReceiver: string;
 }
 
 export const LOADGEN_DEFAULTS: Omit<LoadOptions, "url" | "secret"> = {
@@ -90,6 +104,8 @@ export const LOADGEN_DEFAULTS: Omit<LoadOptions, "url" | "secret"> = {
   intervalSeconds: 2,
   metrics: false,
   drainSeconds: 10,
+  reactEvery: 0,
+  webhookReceiver: "",
 };
 
 /** What one load generator run measured. */
@@ -136,11 +152,23 @@ export interface LoadResult {
     /** Clients that had each message. */
     reached: number[];
   };
+  /** `--react-every` only: reactions sent in the window, and the events they gave. */
+  reactions?: {
+    sent: number;
+    /** Acked with `ok: false`. */
+    refused: number;
+    /** `message:reactions` events received by all clients in the window. */
+    deliveries: number;
+    deliveriesPerSecond: number;
+  };
+  /** `--webhook-receiver` only: the outbox's drain after the load (ms after sending stopped). */
+  webhooks?: WebhookDrain;
   /** Clients whose connection closed before the end. */
   disconnects: number;
   windowSeconds: number;
   server?: {
     cpuMicros: number;
+    /** Per delivery of a message or of a `message:reactions` event. */
     cpuMicrosPerDelivery: number;
     cpuMicrosPerConnect: number;
     /** Summed over the server processes. */
@@ -162,6 +190,22 @@ export interface LoadResult {
   loadgenRssKb: number;
   /** CPU used by everything else on the machine during the window (100 = one core). */
   otherCpuPercent: number;
+}
+
+/** How the outbox drained after the load, in ms after the senders stopped (NaN: not in time). */
+export interface WebhookDrain {
+  /** `message.created` events due: the seeded history and every message sent. */
+  expected: number;
+  /** Distinct `message.created` events the receiver had at the end of the wait. */
+  received: number;
+  /** POSTs of an event the receiver already had. */
+  duplicates: number;
+  /** The receiver had every event. */
+  receivedAllMs: number;
+  /** The receiver had every event and `/metrics` said the outbox was empty. */
+  drainMs: number;
+  /** The outbox depth `/metrics` showed last. */
+  depth: number;
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -208,6 +252,11 @@ class Recorder {
   receivedInWindow = 0;
   /** Live `load` frames received while the window was open (a frame may carry several messages). */
   framesInWindow = 0;
+  /** `message:reactions` events received while the window was open. */
+  reactionsInWindow = 0;
+  /** Reactions sent while the window was open, and those refused. */
+  reactsInWindow = 0;
+  reactsRefused = 0;
   /** Deliveries of messages sent in the window. */
   delivered = 0;
   sentInWindow = 0;
@@ -233,6 +282,12 @@ class Recorder {
     if (at >= this.windowStart && at < this.windowEnd) this.framesInWindow++;
   }
 
+  /** Counts one `message:reactions` event. */
+  reaction(): void {
+    const at = now();
+    if (at >= this.windowStart && at < this.windowEnd) this.reactionsInWindow++;
+  }
+
   latencies(): Float64Array {
     return this.#latencies.subarray(0, this.delivered).sort();
   }
@@ -248,9 +303,18 @@ function percentile(sorted: Float64Array | number[], fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)];
 }
 
+/** Whether `bytes[at…]` starts with `prefix`. */
+function startsWith(bytes: Uint8Array, at: number, prefix: Uint8Array): boolean {
+  for (let i = 0; i < prefix.length; i++) if (bytes[at + i] !== prefix[i]) return false;
+  return true;
+}
+
 /** Engine.IO / Socket.IO frame heads the raw client tells apart, as char codes. */
 const CHAR = { "0": 48, "2": 50, "3": 51, "4": 52 } as const;
 const LOAD_EVENT = new TextEncoder().encode('["load",');
+const REACTIONS_EVENT = new TextEncoder().encode('["message:reactions",');
+/** What the bench reacts with. */
+const REACTION_EMOJI = "👍";
 /** How a successful ack's body starts (`43<id>[{"ok":true,…}]`). */
 const ACK_OK = new TextEncoder().encode('[{"ok":true');
 const encoder = new TextEncoder();
@@ -270,6 +334,10 @@ class RawClient {
   #writing = false;
   /** Acks awaited by {@link request}, by ack id: each settles with whether it said `ok: true`. */
   #pending = new Map<number, { resolve: (ok: boolean) => void; reject: (error: Error) => void }>();
+  /** Set by senders that react: then live `load` frames are parsed for {@link latestId}. */
+  trackLatest = false;
+  /** The id of the last live message received (with {@link trackLatest}). */
+  latestId?: string;
 
   /**
    * @param bufferSize the read buffer's first size (it grows to fit a frame): small when there
@@ -316,8 +384,9 @@ class RawClient {
       if (type === CHAR["4"]) {
         const kind = buffer[start + 1];
         if (kind === CHAR["2"]) {
-          for (let i = 0; i < LOAD_EVENT.length; i++) {
-            if (buffer[start + 2 + i] !== LOAD_EVENT[i]) return;
+          if (!startsWith(buffer, start + 2, LOAD_EVENT)) {
+            if (startsWith(buffer, start + 2, REACTIONS_EVENT)) this.recorder.reaction();
+            return;
           }
           if (!isLoaded) {
             isLoaded = true;
@@ -327,6 +396,10 @@ class RawClient {
           // time at the head of each message text is read, straight from the bytes: decoding the
           // whole frame would make the generator's cost grow with the server's frame size.
           this.recorder.frame();
+          if (this.trackLatest) {
+            const [, messages] = JSON.parse(decoder.decode(buffer.subarray(start + 2, end)));
+            this.latestId = messages.at(-1)?.id ?? this.latestId;
+          }
           for (let at = findMessageField(buffer, start + 2, end); at >= 0;) {
             this.recorder.record(readNumber(buffer, at, end));
             at = findMessageField(buffer, at, end);
@@ -490,6 +563,7 @@ class Probe {
           this.seen.set(key, (this.seen.get(key) ?? 0) + 1);
         }
       });
+      socket.on("message:reactions", () => this.recorder.reaction());
       socket.on("connect_error", (error) => reject(error));
       socket.on("disconnect", () => {
         if (!this.#closing) this.recorder.disconnects++;
@@ -598,6 +672,52 @@ async function scrapeKvCommits(url: string): Promise<number> {
   return match ? Number(match[1]) : NaN;
 }
 
+async function scrapeOutboxDepth(url: string): Promise<number> {
+  const text = await (await fetch(new URL("/metrics", url))).text();
+  const match = text.match(/^chat_webhook_outbox_depth(?:\{[^}]*\})? (\S+)$/m);
+  return match ? Number(match[1]) : NaN;
+}
+
+/** Longest wait for the outbox to drain after the load. */
+const WEBHOOK_DRAIN_TIMEOUT_MS = 30_000;
+
+/**
+ * From `stoppedAt` (when sending stopped), polls the receiver's counts and the server's outbox
+ * depth every 50 ms until the receiver has `expected` `message.created` events and the depth is 0.
+ */
+async function watchOutbox(
+  serverUrl: string,
+  receiverUrl: string,
+  expected: number,
+  stoppedAt: number,
+): Promise<WebhookDrain> {
+  const drain: WebhookDrain = {
+    expected,
+    received: 0,
+    duplicates: 0,
+    receivedAllMs: NaN,
+    drainMs: NaN,
+    depth: NaN,
+  };
+  while (performance.now() - stoppedAt < WEBHOOK_DRAIN_TIMEOUT_MS) {
+    const [counts, depth] = await Promise.all([
+      fetch(new URL("/count", receiverUrl)).then((response) => response.json()),
+      scrapeOutboxDepth(serverUrl),
+    ]);
+    const at = performance.now() - stoppedAt;
+    drain.received = counts.types["message.created"] ?? 0;
+    drain.duplicates = counts.duplicates;
+    drain.depth = depth;
+    if (drain.received >= expected && Number.isNaN(drain.receivedAllMs)) drain.receivedAllMs = at;
+    if (drain.received >= expected && depth === 0) {
+      drain.drainMs = at;
+      break;
+    }
+    await sleep(50);
+  }
+  return drain;
+}
+
 /** Runs every task (a connect, a join), at most `concurrency` at a time; returns their durations. */
 async function runLimited(
   tasks: (() => Promise<void>)[],
@@ -655,6 +775,24 @@ function startStorm(clients: RawClient[], rooms: number, recorder: Recorder) {
   };
 }
 
+/**
+ * `client` reacts to the last message it received (in `room`, or the default room); counted when
+ * sent in the window, and refused when acked `ok: false`.
+ */
+function react(client: RawClient, room: string | undefined, recorder: Recorder): void {
+  const id = client.latestId;
+  if (id === undefined) return;
+  const at = now();
+  const inWindow = at >= recorder.windowStart && at < recorder.windowEnd;
+  if (inWindow) recorder.reactsInWindow++;
+  client.request("react", { ...(room ? { room } : {}), id, emoji: REACTION_EMOJI }).then(
+    (ok) => {
+      if (!ok && inWindow) recorder.reactsRefused++;
+    },
+    () => {},
+  );
+}
+
 /** Deliveries due: each room's messages sent in the window times its members. */
 function expectedDeliveries(sentTo: number[], members: number[]): number {
   return sentTo.reduce((sum, sent, room) => sum + sent * members[room], 0);
@@ -678,6 +816,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     () => new RawClient(recorder, bufferSize),
   );
   const senders = raw.slice(0, Math.min(options.senders, raw.length));
+  if (options.reactEvery > 0) { for (const sender of senders) sender.trackLatest = true; }
   const cpu = () => pids.reduce((sum, pid) => sum + cpuMicros(pid), 0);
   const redisCpu = () => (options.redisPid ? cpuMicros(options.redisPid) : 0);
   const postgresCpu = () => (options.postgresPid ? treeCpuMicros(options.postgresPid) : 0);
@@ -737,6 +876,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   let windowSeconds = 0;
   let stormed: { latencies: number[]; refused: number } | undefined;
   let fanout: LoadResult["fanout"];
+  let webhooks: WebhookDrain | undefined;
   const scrapeKv = async () =>
     options.metrics
       ? (await Promise.all(urls.map(scrapeKvCommits))).reduce((sum, count) => sum + count, 0)
@@ -770,6 +910,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   } else if (options.mode !== "connect") {
     const filler = "x".repeat(options.payloadSize);
     const started = performance.now();
+    const sentBy = new Array<number>(senders.length).fill(0);
     // One timer for all senders, in turn: rooms and senders get even, interleaved shares.
     const sendTimer = options.mode === "rooms-storm" ? undefined : setInterval(() => {
       const due = Math.floor((performance.now() - started) / 1000 * options.rate);
@@ -781,10 +922,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
           recorder.sentInWindow++;
           sentInWindowTo[room]++;
         }
-        senders[sender].send(
-          `${sentAt.toFixed(3)} ${sent} ${filler}`,
-          options.mode === "rooms" ? benchRoom(room, roomCount) : undefined,
-        );
+        const roomName = options.mode === "rooms" ? benchRoom(room, roomCount) : undefined;
+        senders[sender].send(`${sentAt.toFixed(3)} ${sent} ${filler}`, roomName);
+        // Senders take turns reacting, so reactions are spread evenly over time.
+        const mine = sentBy[sender]++;
+        if (options.reactEvery > 0 && mine % options.reactEvery === sender % options.reactEvery) {
+          react(senders[sender], roomName, recorder);
+        }
       }
     }, 5);
     const storm = options.mode === "rooms-storm"
@@ -795,6 +939,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const closeWindow = await openWindow();
     await sleep(options.durationSeconds * 1000);
     clearInterval(sendTimer);
+    const stoppedAt = performance.now();
+    // Every message sent, the seeded history included, gives one `message.created`.
+    const outboxDrain = options.webhookReceiver
+      ? watchOutbox(urls[0], options.webhookReceiver, options.seed * urls.length + sent, stoppedAt)
+      : undefined;
     await closeWindow();
     stormed = await storm?.stop(options.drainSeconds * 1000);
 
@@ -808,6 +957,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (performance.now() - quietSince > 2000) break;
       await sleep(50);
     }
+    webhooks = await outboxDrain;
   }
 
   probe.close();
@@ -856,6 +1006,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       cpuMicrosPerJoin: pids.length ? windowCpu / Math.max(1, stormed.latencies.length) : undefined,
     },
     fanout,
+    reactions: options.reactEvery > 0
+      ? {
+        sent: recorder.reactsInWindow,
+        refused: recorder.reactsRefused,
+        deliveries: recorder.reactionsInWindow,
+        deliveriesPerSecond: windowSeconds ? recorder.reactionsInWindow / windowSeconds : 0,
+      }
+      : undefined,
+    webhooks,
     disconnects: recorder.disconnects,
     windowSeconds,
     server: pids.length
@@ -863,7 +1022,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         cpuMicros: windowCpu,
         // Nothing delivered (the connect and storm modes): no figure rather than a huge one.
         cpuMicrosPerDelivery: recorder.receivedInWindow
-          ? windowCpu / recorder.receivedInWindow
+          ? windowCpu / (recorder.receivedInWindow + recorder.reactionsInWindow)
           : NaN,
         cpuMicrosPerConnect: connectCpu / inStorm.length,
         rssWithClientsKb,
@@ -927,6 +1086,8 @@ export function parseLoadArgs(args: string[]): LoadOptions {
     intervalSeconds: number("interval", d.intervalSeconds),
     metrics: values.metrics === "true",
     drainSeconds: number("drain", d.drainSeconds),
+    reactEvery: number("react-every", d.reactEvery),
+    webhookReceiver: values["webhook-receiver"] ?? d.webhookReceiver,
   };
 }
 

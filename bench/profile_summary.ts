@@ -4,7 +4,12 @@
  *
  * ```sh
  * deno run -A bench/profile_summary.ts /tmp/prof/CPU.*.cpuprofile [--top 25]
+ * deno run -A bench/profile_summary.ts /tmp/prof/CPU.*.cpuprofile --under src/hooks/ --under fetch
  * ```
+ *
+ * `--under PATTERN` (repeatable) adds the time of the samples with a frame whose
+ * `file:function` contains PATTERN anywhere on their stack: a part's inclusive time (an `await`
+ * resumes its function on a fresh stack, so the time after it counts as that function's only).
  * @module
  */
 
@@ -12,6 +17,7 @@
 interface CpuProfile {
   nodes: {
     id: number;
+    children?: number[];
     callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
   }[];
   samples: number[];
@@ -21,6 +27,8 @@ interface CpuProfile {
 }
 
 const IDLE = "(idle)";
+/** This checkout's root, shortened away from file URLs. */
+const REPOSITORY = new URL("..", import.meta.url).href;
 
 /** A function's (or file's) share of the profile. */
 export interface SelfTime {
@@ -35,8 +43,7 @@ function shortenUrl(url: string): string {
   if (!url) return "";
   const npm = url.match(/registry\.npmjs\.org\/(.+)$/) ?? url.match(/node_modules\/(.+)$/);
   if (npm) return npm[1].replace(/^\.deno\/[^/]+\/node_modules\//, "");
-  const repo = url.match(/\/work\/main\/(.+)$/);
-  if (repo) return repo[1];
+  if (url.startsWith(REPOSITORY)) return url.slice(REPOSITORY.length);
   return url.replace(/^ext:/, "ext:");
 }
 
@@ -78,6 +85,30 @@ export function summarize(
   };
 }
 
+/** Busy time of the samples with a frame matching each pattern (`file:function`) on the stack. */
+export function inclusiveTimes(profile: CpuProfile, patterns: string[]): Map<string, number> {
+  const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parents = new Map<number, number>();
+  for (const node of profile.nodes) {
+    for (const child of node.children ?? []) parents.set(child, node.id);
+  }
+  const totals = new Map(patterns.map((pattern) => [pattern, 0]));
+  profile.samples.forEach((id, index) => {
+    if (nodes.get(id)!.callFrame.functionName === IDLE) return;
+    const frames: string[] = [];
+    for (let at: number | undefined = id; at !== undefined; at = parents.get(at)) {
+      const { url, functionName } = nodes.get(at)!.callFrame;
+      frames.push(`${shortenUrl(url)}:${functionName}`);
+    }
+    for (const pattern of patterns) {
+      if (frames.some((frame) => frame.includes(pattern))) {
+        totals.set(pattern, totals.get(pattern)! + (profile.timeDeltas[index] ?? 0) / 1000);
+      }
+    }
+  });
+  return totals;
+}
+
 /** Markdown tables of the top `top` functions and files. */
 export function renderSummary(profile: CpuProfile, top = 25): string {
   const { functions, files, busyMs, idleMs } = summarize(profile);
@@ -108,17 +139,30 @@ export function renderSummary(profile: CpuProfile, top = 25): string {
 }
 
 if (import.meta.main) {
-  const topIndex = Deno.args.indexOf("--top");
-  const top = topIndex >= 0 ? Number(Deno.args[topIndex + 1]) : 25;
-  const paths = Deno.args.filter((_, index) =>
-    topIndex < 0 || (index !== topIndex && index !== topIndex + 1)
-  );
+  let top = 25;
+  const under: string[] = [];
+  const paths: string[] = [];
+  for (let index = 0; index < Deno.args.length; index++) {
+    const arg = Deno.args[index];
+    if (arg === "--top") top = Number(Deno.args[++index]);
+    else if (arg === "--under") under.push(Deno.args[++index]);
+    else paths.push(arg);
+  }
   if (paths.length === 0) {
-    console.error("usage: deno run -A bench/profile_summary.ts <file.cpuprofile> [--top 25]");
+    console.error(
+      "usage: deno run -A bench/profile_summary.ts <file.cpuprofile> [--top 25] [--under PATTERN]",
+    );
     Deno.exit(2);
   }
   for (const path of paths) {
+    const profile: CpuProfile = JSON.parse(await Deno.readTextFile(path));
     console.log(`## ${path}\n`);
-    console.log(renderSummary(JSON.parse(await Deno.readTextFile(path)), top));
+    console.log(renderSummary(profile, top));
+    if (under.length === 0) continue;
+    console.log("| under | busy ms |\n| --- | --- |");
+    for (const [pattern, ms] of inclusiveTimes(profile, under)) {
+      console.log(`| \`${pattern}\` | ${ms.toFixed(0)} |`);
+    }
+    console.log("");
   }
 }

@@ -127,6 +127,21 @@ interface Summary {
   fanoutLastAll: number[];
   /** The load generator's RSS with every client connected. */
   loadgenRssMb: number;
+  /** BX: the server's CPU over message deliveries alone (reactions' CPU still in it). */
+  cpuPerMessageDelivery: number;
+  /** BX: reactions sent per second of window, refused (all runs), `message:reactions` received. */
+  reactsPerSecond: number;
+  reactsRefused: number;
+  reactionDeliveriesPerSecond: number;
+  /** BW: per run, ms after sending stopped until the outbox was empty and the receiver had all. */
+  webhookDrainAll: number[];
+  /** BW: the slowest run's drain (NaN when a run did not drain in time). */
+  webhookDrainWorst: number;
+  /** BW: the median ms until the receiver had every event. */
+  webhookReceivedAll: number;
+  /** BW: events never received (worst run), and duplicates (all runs). */
+  webhookMissing: number;
+  webhookDuplicates: number;
 }
 
 /** The median of an array, for F's per-message figures. */
@@ -194,6 +209,36 @@ function summarize(runs: RunFigures[]): Summary {
     fanoutLastAll: runs.flatMap((run) => run.result.fanout?.lastMs ?? []),
     // Results written before it was recorded have no figure.
     loadgenRssMb: m((run) => (run.result.loadgenRssKb ?? NaN) / 1024),
+    ...hookFigures(runs, m),
+  };
+}
+
+/** The figures of BX (reactions) and BW (webhooks); NaN or nothing for other scenarios. */
+function hookFigures(
+  runs: RunFigures[],
+  m: (pick: (run: RunFigures) => number | undefined) => number,
+) {
+  const drains = runs.flatMap((run) => run.result.webhooks ? [run.result.webhooks.drainMs] : []);
+  return {
+    cpuPerMessageDelivery: m((run) =>
+      run.result.server && run.result.server.cpuMicros /
+        (run.result.deliveriesPerSecond * run.result.windowSeconds)
+    ),
+    reactsPerSecond: m((run) =>
+      run.result.reactions && run.result.reactions.sent / run.result.windowSeconds
+    ),
+    reactsRefused: runs.reduce((sum, run) => sum + (run.result.reactions?.refused ?? 0), 0),
+    reactionDeliveriesPerSecond: m((run) => run.result.reactions?.deliveriesPerSecond),
+    webhookDrainAll: drains,
+    // A run that never drained (NaN) makes the worst NaN: not a pass.
+    webhookDrainWorst: drains.length ? Math.max(...drains) : NaN,
+    webhookReceivedAll: m((run) => run.result.webhooks?.receivedAllMs),
+    webhookMissing: Math.max(
+      ...runs.map((run) =>
+        run.result.webhooks ? run.result.webhooks.expected - run.result.webhooks.received : NaN
+      ),
+    ),
+    webhookDuplicates: runs.reduce((sum, run) => sum + (run.result.webhooks?.duplicates ?? 0), 0),
   };
 }
 
@@ -221,10 +266,20 @@ const SCENARIO_TITLES: Record<string, string> = {
   F: "F — fan-out to 10,000 clients, one message at a time (5 messages, 2 s apart)",
   S: "S — fan-out at the open-file cap (19,000 clients where it allows), one message at a time " +
     "(5 messages, 2 s apart)",
+  BX:
+    "BX — B with reactions: each sender reacts after one of every ten messages it sends (≈5 reactions/s)",
+  BW:
+    "BW — B with webhooks: every `message.created` POSTed to a receiver (WEBHOOK_EVENTS=message.created)",
 };
 
 /** R's CPU per delivery against B's, per server: rooms should cost at most 10 % more. */
 const ROOMS_CPU_TARGET = 1.1;
+/** BX's CPU per delivery (messages and reaction events) against B's (issue #25). */
+const REACTIONS_CPU_TARGET = 1.1;
+/** BW's CPU per delivery against B's (issue #26). */
+const WEBHOOKS_CPU_TARGET = 1.15;
+/** BW: the outbox empty and every event received within this after the load (issue #26). */
+const WEBHOOK_DRAIN_TARGET_MS = 5000;
 
 function trafficSection(report: Report, scenario: string, labels: Map<string, string>): string {
   const rows = [...summaries(report, scenario)].map(([name, s]) => [
@@ -319,6 +374,48 @@ function roomsSection(report: Report, labels: Map<string, string>): string {
     "B CPU µs/delivery",
     `R / B (target ≤ ${fmt(ROOMS_CPU_TARGET, 2)})`,
     "probe: other rooms' messages",
+  ], rows);
+}
+
+/** A ratio against its target for a table cell: `1.04 ✓`, or `—`. */
+function ratioCell(ratio: number, target: number): string {
+  return Number.isFinite(ratio) ? `${fmt(ratio, 2)} ${ratio <= target ? "✓" : "✗"}` : "—";
+}
+
+/** BX and BW against B of the same servers in the same run, with what each added. */
+function hooksSection(report: Report, labels: Map<string, string>): string {
+  const b = summaries(report, "B");
+  const rows: string[][] = [];
+  for (const [scenario, target] of [["BX", REACTIONS_CPU_TARGET], ["BW", WEBHOOKS_CPU_TARGET]]) {
+    for (const [name, s] of summaries(report, scenario as string)) {
+      const base = b.get(name)?.cpuPerDelivery ?? NaN;
+      rows.push([
+        scenario as string,
+        labels.get(name)!,
+        fmt(s.cpuPerDelivery, 1),
+        fmt(base, 1),
+        ratioCell(s.cpuPerDelivery / base, target as number),
+        `${fmt(s.messagesPerFrame, 2)} / ${fmt(b.get(name)?.messagesPerFrame, 2)}`,
+        `${fmt(s.otherCpuPercent)} / ${fmt(b.get(name)?.otherCpuPercent)}`,
+        scenario === "BX"
+          ? `${fmt(s.reactsPerSecond, 1)} reactions/s (${fmt(s.reactsRefused)} refused), ` +
+            `${fmt(s.reactionDeliveriesPerSecond)} reaction deliveries/s; ` +
+            `${fmt(s.cpuPerMessageDelivery, 1)} µs per message delivery alone`
+          : `drained after ${s.webhookDrainAll.map((ms) => fmt(ms / 1000, 2)).join(", ")} s ` +
+            `(receiver had all: ${fmt(s.webhookReceivedAll / 1000, 2)} s median); missing ` +
+            `${fmt(s.webhookMissing)}, duplicates ${fmt(s.webhookDuplicates)}`,
+      ]);
+    }
+  }
+  return table([
+    "scenario",
+    "server",
+    "CPU µs/delivery",
+    "B CPU µs/delivery",
+    `over B (target ≤ ${fmt(REACTIONS_CPU_TARGET, 2)} BX, ≤ ${fmt(WEBHOOKS_CPU_TARGET, 2)} BW)`,
+    "messages/frame, it / B",
+    "other CPU %, it / B",
+    "what it added",
   ], rows);
 }
 
@@ -595,6 +692,7 @@ export function computeTargets(report: Report): Target[] {
       result: verdict(ratio, (value) => value <= ROOMS_CPU_TARGET),
     });
   }
+  targets.push(...hookTargets(report, verdict, notMeasured));
   return targets;
 }
 
@@ -650,6 +748,46 @@ function stormTargets(report: Report): Target[] {
           ? "PASS"
           : "MISS",
       },
+  ];
+}
+
+/** Issues #25 and #26: BX and BW against B (ours, KV file), and BW's drain. */
+function hookTargets(
+  report: Report,
+  verdict: (value: number, pass: (value: number) => boolean) => Target["result"],
+  notMeasured: (target: string, what: string) => Target,
+): Target[] {
+  const single = summaries(report, "B").get(OURS);
+  const against = (scenario: string, limit: number, what: string): Target => {
+    const target = `${what}: ${scenario} / B CPU per delivery ≤ ${fmt(limit, 2)} (${OURS})`;
+    const s = summaries(report, scenario).get(OURS);
+    if (!s || !single) return notMeasured(target, `${scenario} and B for ${OURS}`);
+    const ratio = s.cpuPerDelivery / single.cpuPerDelivery;
+    return {
+      target,
+      measured: `${fmt(s.cpuPerDelivery, 1)} µs against ${fmt(single.cpuPerDelivery, 1)} µs: ` +
+        `${fmt(ratio, 2)}×`,
+      result: verdict(ratio, (value) => value <= limit),
+    };
+  };
+  const drainTarget = `Webhooks: the outbox drains within ${
+    fmt(WEBHOOK_DRAIN_TARGET_MS / 1000)
+  } s of the end of the load, every run (BW, ${OURS})`;
+  const hooked = summaries(report, "BW").get(OURS);
+  return [
+    against("BX", REACTIONS_CPU_TARGET, "Reactions"),
+    against("BW", WEBHOOKS_CPU_TARGET, "Webhooks"),
+    hooked
+      ? {
+        target: drainTarget,
+        measured: `${hooked.webhookDrainAll.map((ms) => fmt(ms / 1000, 2)).join(", ")} s ` +
+          `(slowest ${fmt(hooked.webhookDrainWorst / 1000, 2)} s); missing ` +
+          `${fmt(hooked.webhookMissing)}, duplicates ${fmt(hooked.webhookDuplicates)}`,
+        result: hooked.webhookMissing > 0
+          ? "MISS"
+          : verdict(hooked.webhookDrainWorst, (ms) => ms <= WEBHOOK_DRAIN_TARGET_MS),
+      }
+      : notMeasured(drainTarget, `BW for ${OURS}`),
   ];
 }
 
@@ -712,6 +850,12 @@ export function renderMarkdown(report: Report): string {
           "contract (`join`, `leave`, `room` on messages).",
         ]
         : []),
+      ...(has("BX") || has("BW")
+        ? [
+          "- BX and BW run for ours only: the reference and the limit server have no reactions " +
+          "or webhooks.",
+        ]
+        : []),
     ].join("\n"),
   ];
   for (const scenario of ["A", "B", "L"]) {
@@ -727,6 +871,12 @@ export function renderMarkdown(report: Report): string {
       "### J — join/leave storm (500 clients, each joins a random `bench-*` room of 10 and " +
         `leaves it, as fast as the acks come back)\n\n${stormSection(report, labels)}`,
     );
+  }
+  for (const scenario of ["BX", "BW"]) {
+    if (has(scenario)) sections.push(trafficSection(report, scenario, labels));
+  }
+  if (has("BX") || has("BW")) {
+    sections.push(`### Reactions and webhooks against B\n\n${hooksSection(report, labels)}`);
   }
   if (has("T")) {
     sections.push(`### ${SCENARIO_TITLES.T}\n\n${clusterSection(report, labels)}`);
@@ -772,6 +922,30 @@ export function renderMarkdown(report: Report): string {
         "probe is in `bench-0` and must get that room's messages once and no other room's. " +
         "**R / B**: R's CPU per delivery over B's for the same server in the same run (a run of R " +
         "always runs B too).",
+      ]
+      : []),
+    ...(has("BX")
+      ? [
+        "- **BX**: B's load, and each sender, after one of every ten messages it sends, reacts " +
+        "(👍) to the last message it received: 5 reactions/s, each a `message:reactions` event " +
+        "to all 1000 clients. **CPU µs/delivery** divides the server's CPU by message deliveries " +
+        "and `message:reactions` deliveries together (each is one frame written to each client, " +
+        "as a message is in B); **per message delivery alone** puts the reactions' whole cost " +
+        "on the messages. **BX / B**: against B of the same server in the same run. A " +
+        "starved server gathers more messages per commit and frame, which lowers its CPU per " +
+        "delivery: a ratio is only as good as the two messages/frame and other CPU figures " +
+        "beside it are close.",
+      ]
+      : []),
+    ...(has("BW")
+      ? [
+        "- **BW**: B's load with `WEBHOOK_URL` on `bench/webhook_receiver.ts` (its own process, on " +
+        "the load generator's CPU when pinned; 204 at once, no signature check) and " +
+        "`WEBHOOK_EVENTS=message.created`: every message is written to the outbox in its commit " +
+        "and POSTed, signed. **drained after**: from the moment the senders stopped until " +
+        "`chat_webhook_outbox_depth` on `/metrics` read 0 and the receiver had one event per " +
+        "message sent (the 50 seeded included), polled every 50 ms; the server refreshes " +
+        "the gauge every second, so it can lag by up to a second. **BW / B**: as BX.",
       ]
       : []),
     ...(has("J")

@@ -6,10 +6,14 @@
  *
  * Scenarios: A, B (traffic), C (saturation sweep), D (connect storm), T (B over two instances of
  * a server sharing one redis-server started for the run), F (one message at a time fanned out to
- * 10,000 clients), S (F at 19,000 clients, or as many as the open-file cap allows), and for servers with rooms (ours) R (B's deliveries/s in 10 rooms of 100; B runs
- * too, as its baseline) and J (join/leave storm). Every server gets a 50-message history before
+ * 10,000 clients), S (F at 19,000 clients, or as many as the open-file cap allows), and for
+ * servers with rooms (ours) R (B's deliveries/s in 10 rooms of 100; B runs too, as its baseline)
+ * and J (join/leave storm), and for ours BX (B with a reaction after one message in ten) and BW (B
+ * with a webhook receiver on every `message.created`, the outbox's drain timed after the load),
+ * each with B as its baseline. Every server gets a 50-message history before
  * the clients connect. The runs of a scenario take the servers in turn (run 1 of each, then run 2
- * of each, …); C sweeps one server after the other. The results end with the targets, each PASS
+ * of each, …), and BX and BW take turns with B (B, BX, BW, B, …); C sweeps one server after the
+ * other. The results end with the targets, each PASS
  * or MISS.
  *
  * ```sh
@@ -17,6 +21,7 @@
  * deno run -A bench/run.ts --quick    # 4 s windows, 1 run
  * deno run -A bench/run.ts --servers ours-kv,limit --scenarios A,D --runs 1
  * deno run -A bench/run.ts --servers ours-kv,ours-mem --scenarios R,J --quick --out /tmp/bench
+ * deno run -A bench/run.ts --servers ours-kv --scenarios B,BX,BW --runs 3 --out /tmp/bench
  * deno run -A bench/run.ts --quick --out /tmp/bench   # results elsewhere, `latest.*` untouched
  * deno run -A bench/run.ts --scenarios S --servers ours-kv,reference,limit --out /tmp/bench
  * ```
@@ -79,6 +84,8 @@ interface ServerSpec {
   rooms: boolean;
   /** Shares fan-out through Redis when given `REDIS_URL`: runs T. */
   cluster: boolean;
+  /** Has reactions (`react`, `message:reactions`) and webhooks (`WEBHOOK_URL`): runs BX and BW. */
+  hooks: boolean;
   /** Keeps its history in a PostgreSQL the run starts (`DATABASE_URL`). */
   postgres?: boolean;
   /** The only scenarios it runs, when set. */
@@ -96,6 +103,10 @@ interface Load {
   instances?: number;
   /** `fanout` mode: messages sent, 2 s apart. */
   messages?: number;
+  /** Each sender reacts after one of every this many messages it sends (BX). */
+  reactEvery?: number;
+  /** A webhook receiver gets every `message.created` (BW). */
+  webhooks?: boolean;
 }
 
 /** Messages every server holds before the clients connect: each connect gets a full history. */
@@ -132,6 +143,7 @@ const OURS_ENV = {
   RATE_LIMIT_ROOMS_PER_MIN: "1000000",
   RATE_LIMIT_TYPING_PER_MIN: "1000000",
   RATE_LIMIT_HISTORY_PER_MIN: "1000000",
+  RATE_LIMIT_REACT_PER_MIN: "1000000",
   MAX_PACKETS_PER_SECOND: "0",
   MAX_ERROR_EVENTS_PER_SECOND: "1000000",
   HANDSHAKE_LIMIT_PER_MIN: "0",
@@ -146,6 +158,7 @@ const SERVERS: ServerSpec[] = [
     metrics: true,
     rooms: true,
     cluster: true,
+    hooks: true,
     env: (port, dataDir) => ({ ...OURS_ENV, PORT: String(port), KV_PATH: `${dataDir}/chat.kv` }),
   },
   {
@@ -154,6 +167,7 @@ const SERVERS: ServerSpec[] = [
     metrics: true,
     rooms: true,
     cluster: true,
+    hooks: true,
     env: (port) => ({ ...OURS_ENV, PORT: String(port), KV_PATH: ":memory:" }),
   },
   {
@@ -162,6 +176,7 @@ const SERVERS: ServerSpec[] = [
     metrics: true,
     rooms: true,
     cluster: true,
+    hooks: true,
     postgres: true,
     // Next to the KV file where the store is what is measured: one instance (B), two (T).
     only: ["B", "T"],
@@ -173,6 +188,7 @@ const SERVERS: ServerSpec[] = [
     metrics: false,
     rooms: false,
     cluster: true,
+    hooks: false,
     argv: ["node", `${REFERENCE_DIR}server.mjs`],
     env: (port) => ({ JWT_SECRET, PORT: String(port), HOSTNAME: "127.0.0.1" }),
   },
@@ -182,6 +198,7 @@ const SERVERS: ServerSpec[] = [
     metrics: false,
     rooms: false,
     cluster: false,
+    hooks: false,
     argv: [Deno.execPath(), "run", "-A", `${BENCH_DIR}limit_server.ts`],
     env: (port) => ({ PORT: String(port), HOSTNAME: "127.0.0.1" }),
   },
@@ -195,7 +212,7 @@ function parseArgs(args: string[]): BenchOptions {
     warmupSeconds: 3,
     durationSeconds: 10,
     servers: SERVERS.map((server) => server.name),
-    scenarios: ["A", "B", "L", "C", "D", "R", "J", "T", "F", "S"],
+    scenarios: ["A", "B", "L", "C", "D", "R", "J", "T", "F", "S", "BX", "BW"],
     pin: true,
     variants: [],
     waitForQuiet: true,
@@ -215,10 +232,9 @@ function parseArgs(args: string[]): BenchOptions {
     else if (flag === "--variant") options.variants.push(variant(args[++i]));
     else throw new Error(`unknown flag ${flag}`);
   }
-  // R is measured against B on the same servers in the same run.
-  if (options.scenarios.includes("R") && !options.scenarios.includes("B")) {
-    options.scenarios.splice(options.scenarios.indexOf("R"), 0, "B");
-  }
+  // R, BX and BW are measured against B on the same servers in the same run.
+  const againstB = options.scenarios.findIndex((scenario) => B_BASELINED.includes(scenario));
+  if (againstB >= 0 && !options.scenarios.includes("B")) options.scenarios.splice(againstB, 0, "B");
   return options;
 }
 
@@ -244,6 +260,38 @@ function variant(text: string): ServerSpec {
 const ROOM_SCENARIOS = ["R", "J"];
 /** Scenarios that need several instances sharing Redis: servers without it skip them. */
 const CLUSTER_SCENARIOS = ["T"];
+/** Scenarios that need reactions and webhooks: servers without them skip them. */
+const HOOK_SCENARIOS = ["BX", "BW"];
+/** Scenarios whose figures are read against B's in the same run: B runs too. */
+const B_BASELINED = ["R", "BX", "BW"];
+
+/** Scenarios run by run with B (B, BX, BW, B, BX, BW, …): their ratios to B share the machine. */
+const WITH_B = ["BX", "BW"];
+
+/** The scenarios in the order they run: B and those of {@link WITH_B} as one group. */
+function scenarioGroups(scenarios: string[]): string[][] {
+  return scenarios.filter((scenario) => !WITH_B.includes(scenario)).map((scenario) =>
+    scenario === "B" ? ["B", ...scenarios.filter((other) => WITH_B.includes(other))] : [scenario]
+  );
+}
+
+/** The servers that run `scenario`; each skipped one is said, with why. */
+function runnableFor(specs: ServerSpec[], scenario: string): ServerSpec[] {
+  console.error(`bench: scenario ${scenario}`);
+  return specs.filter((spec) => {
+    const skip = spec.only && !spec.only.includes(scenario)
+      ? `it runs only ${spec.only.join(", ")}`
+      : ROOM_SCENARIOS.includes(scenario) && !spec.rooms
+      ? "it has no rooms"
+      : CLUSTER_SCENARIOS.includes(scenario) && !spec.cluster
+      ? "it cannot share fan-out through Redis"
+      : HOOK_SCENARIOS.includes(scenario) && !spec.hooks
+      ? "it has no reactions or webhooks"
+      : undefined;
+    if (skip) console.error(`  ${scenario} ${spec.name}: skipped, ${skip}`);
+    return !skip;
+  });
+}
 
 async function output(args: string[], cwd = ROOT_DIR): Promise<string> {
   const { stdout } = await new Deno.Command(args[0], { args: args.slice(1), cwd, stderr: "null" })
@@ -336,6 +384,36 @@ async function startRedis(pin: boolean): Promise<Running> {
   return { process: started, url: `redis://127.0.0.1:${port}`, rssIdleKb: rssKb(started.pid) };
 }
 
+/** The key the servers sign BW's webhooks with (the receiver does not check them). */
+const WEBHOOK_SECRET = `whsec_${btoa("bench-webhook-secret-0123456789ab")}`;
+
+/**
+ * BW's webhook receiver (`bench/webhook_receiver.ts`): its own process, on the load generator's
+ * CPU when pinned, so what it costs never lands on the server's.
+ */
+async function startReceiver(pin: boolean): Promise<Running> {
+  const port = freePort();
+  const started = await spawnServerProcess({
+    argv: [Deno.execPath(), "run", "-A", `${BENCH_DIR}webhook_receiver.ts`],
+    prefix: pin ? LOADGEN_CPU : undefined,
+    env: { PORT: String(port) },
+    ready: { port },
+    stdout: "drop",
+    readyTimeoutMs: START_TIMEOUT_MS,
+    stopGraceMs: 5_000,
+  });
+  return { process: started, url: `http://127.0.0.1:${port}`, rssIdleKb: rssKb(started.pid) };
+}
+
+/** The server's webhook settings for BW: every `message.created` to `receiver`. */
+function webhookEnv(receiver: Running): Record<string, string> {
+  return {
+    WEBHOOK_URL: `${receiver.url}/hook`,
+    WEBHOOK_SECRET,
+    WEBHOOK_EVENTS: "message.created",
+  };
+}
+
 async function runLoadgen(args: string[], pin: boolean): Promise<LoadResult> {
   const [program, ...argv] = [
     ...(pin ? LOADGEN_CPU : []),
@@ -358,6 +436,7 @@ async function measure(
   const dataDir = await Deno.makeTempDir({ prefix: "chat-bench-" });
   const servers: Running[] = [];
   let redis: Running | undefined;
+  let receiver: Running | undefined;
   // Durable, as in production: fsync at each commit, as the KV file does.
   const postgres = spec.postgres ? await startPostgres({ durable: true }) : undefined;
   try {
@@ -365,10 +444,12 @@ async function measure(
       ? { DATABASE_URL: await postgres.createDatabase() }
       : {};
     if (load.instances) redis = await startRedis(options.pin);
+    if (load.webhooks) receiver = await startReceiver(options.pin);
+    const hooks = receiver ? webhookEnv(receiver) : {};
     for (let index = 0; index < (load.instances ?? 1); index++) {
       const env: Record<string, string> = redis
-        ? { ...databaseUrl, REDIS_URL: redis.url, INSTANCE_ID: `bench-${index}` }
-        : databaseUrl;
+        ? { ...databaseUrl, ...hooks, REDIS_URL: redis.url, INSTANCE_ID: `bench-${index}` }
+        : { ...databaseUrl, ...hooks };
       servers.push(await startServer(spec, options.pin, dataDir, env, index));
     }
     const result = await runLoadgen([
@@ -394,6 +475,8 @@ async function measure(
       ...(load.rooms ? ["--rooms", String(load.rooms)] : []),
       ...(load.senders ? ["--senders", String(load.senders)] : []),
       ...(load.messages ? ["--messages", String(load.messages)] : []),
+      ...(load.reactEvery ? ["--react-every", String(load.reactEvery)] : []),
+      ...(receiver ? ["--webhook-receiver", receiver.url] : []),
       ...(spec.metrics ? ["--metrics"] : []),
     ], options.pin);
     const r = result;
@@ -435,12 +518,24 @@ async function measure(
               } µs, `
               : "") +
             `${num(r.messagesPerFrame, 2)} msg/frame, ${num(rssPerClient, 1)} KB/client, ` +
+            (r.reactions
+              ? `reactions ${r.reactions.sent} sent, ${r.reactions.refused} refused, ` +
+                `${num(r.reactions.deliveriesPerSecond)} reaction deliveries/s, `
+              : "") +
+            (r.webhooks
+              ? `webhooks ${r.webhooks.received}/${r.webhooks.expected} received ` +
+                `(${r.webhooks.duplicates} duplicates) after ${
+                  num(r.webhooks.receivedAllMs)
+                } ms, ` +
+                `outbox empty after ${num(r.webhooks.drainMs)} ms, `
+              : "") +
             `${history}, ${others}`),
     );
     return { server: spec.name, scenario, ...load, rssIdleKb: sumIdle(servers), result };
   } finally {
     for (const server of servers) await server.process.stop();
     await redis?.process.stop();
+    await receiver?.process.stop();
     await postgres?.[Symbol.asyncDispose]();
     await Deno.remove(dataDir, { recursive: true });
   }
@@ -553,6 +648,10 @@ async function main(): Promise<void> {
     F: { clients: 10_000, rate: 0, mode: "fanout", messages: 5 },
     // F at the open-file cap: 19,000 clients where it allows.
     S: { clients: await stormClients(), rate: 0, mode: "fanout", messages: 5 },
+    // B, and each sender reacts to the last message it got after one of every ten it sends.
+    BX: { clients: 1000, rate: 50, reactEvery: 10 },
+    // B, with every message's `message.created` POSTed to a receiver the run starts.
+    BW: { clients: 1000, rate: 50, webhooks: true },
   };
   if (options.scenarios.includes("S") && scenarios.S.clients < STORM_CLIENTS) {
     console.error(
@@ -565,31 +664,23 @@ async function main(): Promise<void> {
   // Saved after every measurement, so a crash keeps what was measured (`--render` it).
   const checkpoint = `${RESULTS_DIR}${stamp(new Date(env.date))}.json`;
   const save = () => Deno.writeTextFile(checkpoint, JSON.stringify({ env, servers, runs }) + "\n");
-  for (const scenario of options.scenarios) {
-    console.error(`bench: scenario ${scenario}`);
-    const runnable = specs.filter((spec) => {
-      const skip = spec.only && !spec.only.includes(scenario)
-        ? `it runs only ${spec.only.join(", ")}`
-        : ROOM_SCENARIOS.includes(scenario) && !spec.rooms
-        ? "it has no rooms"
-        : CLUSTER_SCENARIOS.includes(scenario) && !spec.cluster
-        ? "it cannot share fan-out through Redis"
-        : undefined;
-      if (skip) console.error(`  ${scenario} ${spec.name}: skipped, ${skip}`);
-      return !skip;
-    });
-    if (scenario === "C") {
-      for (const spec of runnable) {
+  for (const group of scenarioGroups(options.scenarios)) {
+    const runnable = new Map(group.map((scenario) => [scenario, runnableFor(specs, scenario)]));
+    if (group[0] === "C") {
+      for (const spec of runnable.get("C")!) {
         runs.push(...await sweep(spec, options));
         await save();
       }
       continue;
     }
-    // The servers take turns, so a disturbance on the machine hits them more evenly.
+    // The servers take turns, and so do B and what is read against it, so a disturbance on the
+    // machine hits them more evenly.
     for (let run = 0; run < options.runs; run++) {
-      for (const spec of runnable) {
-        runs.push(await measure(spec, scenario, scenarios[scenario], options));
-        await save();
+      for (const [scenario, specsOf] of runnable) {
+        for (const spec of specsOf) {
+          runs.push(await measure(spec, scenario, scenarios[scenario], options));
+          await save();
+        }
       }
     }
   }

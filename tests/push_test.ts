@@ -354,3 +354,73 @@ async function metric(server: TestServer, name: string): Promise<number> {
   const line = text.split("\n").find((line) => line.startsWith(name + " "));
   return line === undefined ? 0 : Number(line.split(" ")[1]);
 }
+
+Deno.test("push: 20 long DMs missed are pushed; the push jobs hold a bounded preview, never the messages", async () => {
+  await using receiver = await PushReceiver.start();
+  // Long enough for the burst to be stored before the first DM is due.
+  await using server = await pushing({ missedAfterMs: 1500 });
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  await server.store.addPushSubscription("bob", bob.subscription, 10);
+  // Every push job the sender enqueues, as it writes it.
+  const jobs: string[] = [];
+  const outbox = server.store.outbox;
+  const settle = outbox.settleOutbox.bind(outbox);
+  outbox.settleOutbox = (owner, settlements, then = []) => {
+    jobs.push(...then.filter((draft) => draft.stream === "push:bob").map((draft) => draft.body));
+    return settle(owner, settlements, then);
+  };
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    // 80 KB as KV keeps them: more than one value holds.
+    const burst = [];
+    for (let n = 0; n < 20; n++) {
+      burst.push(await send(alice, "dm:alice:bob", `${n} ${"語".repeat(1995)}`));
+    }
+    await untilStored(async () => {
+      const shown = await Promise.all(
+        receiver.pushes.map(async (push) => JSON.parse(await bob.decrypt(push.body))),
+      );
+      return shown.some((payload) => payload.body.startsWith("19 "));
+    }, "the newest DM pushed");
+    await outboxEmpty(server);
+    assert.ok(jobs.length >= 1);
+    for (const job of jobs) assert.ok(job.length < 1000, `a push job of ${job.length} units`);
+    for (const push of receiver.pushes) {
+      const payload = JSON.parse(await bob.decrypt(push.body));
+      assert.equal(payload.title, "alice");
+      assert.equal(payload.room, "dm:alice:bob");
+      assert.ok([...payload.body].length <= 120 + " (+19 more)".length, payload.body);
+      assert.match(payload.body, /^\d+ 語+… \(\+\d+ more\)$/);
+    }
+  } finally {
+    alice.close();
+  }
+});
+
+Deno.test("push: a push job written with whole messages (before an upgrade) is still pushed", async () => {
+  await using receiver = await PushReceiver.start();
+  await using server = await pushing();
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  await server.store.addPushSubscription("bob", bob.subscription, 10);
+  const message = (text: string): ChatMessage => ({
+    id: "01M973VBWEVAZGW0HCFZ8DCE5F",
+    room: "dm:alice:bob",
+    user: { id: "alice", name: "Alice" },
+    message: text,
+    createdAt: new Date().toISOString(),
+  });
+  await server.store.outbox.enqueueOutbox([{
+    id: "evt_old_job",
+    target: "",
+    stream: "push:bob",
+    body: JSON.stringify({ user: "bob", messages: [message("first"), message("second")] }),
+  }]);
+  await until(() => receiver.pushes.length > 0, 10_000, "the push");
+  await outboxEmpty(server);
+  assert.deepEqual(JSON.parse(await bob.decrypt(receiver.pushes[0].body)), {
+    title: "Alice",
+    body: "second (+1 more)",
+    room: "dm:alice:bob",
+    url: "/#dm%3Aalice%3Abob",
+  });
+});

@@ -14,6 +14,8 @@ import {
   StoreError,
 } from "../src/store/mod.ts";
 import { openPostgresStore } from "../src/store/postgres.ts";
+import { MAX_EVENT_BYTES, storedBytes } from "../src/hooks/events.ts";
+import { MissedMessages } from "../src/hooks/missed.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { tempDir } from "./helpers/dispose.ts";
 import { hasPostgres, type PostgresServer, startPostgres } from "./helpers/postgres_server.ts";
@@ -1079,6 +1081,57 @@ contract(
       );
     }
     assert.deepEqual(handedOut, ids);
+  },
+);
+
+contract(
+  "outbox: a missed burst too big for one event is settled over several, each message once, in order",
+  async (storage) => {
+    await using store = await storage.open();
+    const target = "https://backend.example/hooks";
+    const missed = new MissedMessages({
+      targets: [target],
+      push: true,
+      missedAfterMs: 0,
+      store,
+      isConnected: () => Promise.resolve(false),
+      mayRead: () => Promise.resolve(true),
+      now: Date.now,
+    });
+    const candidates: OutboxWriter = {
+      maxDraftsFor: () => 1,
+      maxCopiesFor: () => 0,
+      draftsFor: (message) => missed.candidates(message, ["u2"]),
+    };
+    // 4 KB each as KV keeps them: 80 KB for the 20, over one KV value (64 KiB).
+    const inputs = [...Array(20)].map((_, n) => ({
+      room: "dm:u1:u2",
+      user: ada,
+      message: `${n} ${"語".repeat(1995)}`,
+    }));
+    const sent = (await store.appendMany(inputs, candidates)).map((result) => result.message);
+    const events: string[] = [];
+    const jobs: string[] = [];
+    for (let round = 0; (await store.outbox.outboxStats()).depth > 0; round++) {
+      assert.ok(round < 20, "the outbox empties");
+      const claimed = await store.outbox.claimOutbox({ ...CLAIM, perStream: 20 });
+      const due = claimed.filter((entry) => entry.stream === "missed:u2");
+      for (const entry of claimed.filter((entry) => entry.stream !== "missed:u2")) {
+        (entry.stream === "push:u2" ? jobs : events).push(entry.body);
+      }
+      const outcome = due.length > 0 ? await missed.settle(due) : { settlements: [], then: [] };
+      const others = claimed.filter((entry) => entry.stream !== "missed:u2");
+      await store.outbox.settleOutbox(CLAIM.owner, [
+        ...outcome.settlements,
+        ...others.map(({ key }) => ({ key, outcome: "done" as const })),
+      ], outcome.then);
+    }
+    assert.ok(events.length > 1, `several events: ${events.length}`);
+    assert.equal(jobs.length, events.length, "a push job beside each event");
+    for (const body of events) assert.ok(storedBytes(body) <= MAX_EVENT_BYTES);
+    for (const body of jobs) assert.ok(body.length < 1000, `a push job of ${body.length}`);
+    const messages = events.flatMap((body) => JSON.parse(body).data.messages);
+    assert.deepEqual(messages, sent, "each once, oldest first, whole");
   },
 );
 

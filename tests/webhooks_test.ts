@@ -504,3 +504,76 @@ Deno.test("webhooks: a page reload is neither user.offline nor user.online", asy
   // The offline is the last close's, after the debounce: the reload's was never sent.
   assert.ok(Date.parse(receiver.delivered[1].timestamp) >= lastClose + 1900);
 });
+
+/** Most bytes an outbox entry's body may take as Deno KV keeps a string (two per UTF-16 unit). */
+const MOST_EVENT_BYTES = 48_000;
+
+function storedBytes(body: string): number {
+  return 2 * body.length;
+}
+
+Deno.test("webhooks: 20 long DMs to a user away arrive over several message.missed, each once, in order, and the stream goes on", async () => {
+  await using receiver = await WebhookReceiver.start();
+  // Long enough for the burst to be stored before the first DM is due.
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.missed"],
+    missedAfterMs: 1500,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  // 2,000 characters outside Latin-1 (the default MAX_MESSAGE_LENGTH): 4 KB each as KV keeps
+  // them, 80 KB for the 20, over the 64 KiB a KV value holds.
+  const burst = [];
+  for (let n = 0; n < 20; n++) {
+    burst.push(await send(alice, "dm:alice:bob", `${n} ${"語".repeat(1995)}`));
+  }
+  const missedMessages = () =>
+    receiver.ofType("message.missed").flatMap((event) => event.data.messages as ChatMessage[]);
+  await receiver.until(() => missedMessages().length >= 20, "the 20 DMs", 20_000);
+  await outboxEmpty(server, "every candidate settled");
+  const events = receiver.ofType("message.missed");
+  assert.ok(events.length > 1, `several events: ${events.length}`);
+  for (const event of events) {
+    assert.equal(event.data.user.id, "bob");
+    assert.ok(storedBytes(event.body) <= MOST_EVENT_BYTES, `${storedBytes(event.body)} bytes`);
+  }
+  assert.deepEqual(missedMessages(), burst, "each once, oldest first, uncut");
+  // The stream is not stuck: a later DM is missed too.
+  const later = await send(alice, "dm:alice:bob", "still there?");
+  await receiver.until((delivered) => delivered.length === events.length + 1, "the later DM");
+  await closed(alice);
+  assert.deepEqual(receiver.delivered.at(-1)!.data, { user: { id: "bob" }, messages: [later] });
+  assert.equal(receiver.rejected, 0);
+});
+
+Deno.test("webhooks: a message too big for an event alone goes out with its text cut to fit, flagged truncated", async () => {
+  await using receiver = await WebhookReceiver.start();
+  await using server = await hooked(receiver, {
+    webhookEvents: ["message.created", "message.updated", "message.missed"],
+    maxMessageLength: 10_000,
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  // JSON writes a control character as `\u0007` (6 units), and one character outside Latin-1
+  // makes V8 keep the whole body at 2 bytes a unit: 120 KB for the longest message.
+  const text = "語" + "\u0007".repeat(9_999);
+  const sent = await send(alice, "dm:alice:bob", text, ["bob"]);
+  const edited = await edit(alice, sent.id, text.slice(0, -1) + "!");
+  await receiver.until((events) => events.length === 3, "created, updated, missed");
+  await outboxEmpty(server, "every event sent");
+  await closed(alice);
+  const cut = (data: ChatMessage & { truncated?: true }, whole: ChatMessage) => {
+    assert.equal(data.truncated, true);
+    assert.ok(data.message.length > 1000, `${data.message.length} units kept`);
+    assert.ok(whole.message.startsWith(data.message));
+    const { message: _, truncated: __, ...rest } = data;
+    const { message: ___, ...wholeRest } = whole;
+    assert.deepEqual(rest, wholeRest);
+  };
+  for (const event of receiver.delivered) {
+    assert.ok(storedBytes(event.body) <= MOST_EVENT_BYTES, `${event.type}: ${event.body.length}`);
+  }
+  cut(receiver.ofType("message.created")[0].data, sent);
+  cut(receiver.ofType("message.updated")[0].data, edited);
+  const [missed] = receiver.ofType("message.missed");
+  assert.equal(missed.data.messages.length, 1);
+  cut(missed.data.messages[0], edited);
+});

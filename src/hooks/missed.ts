@@ -8,8 +8,9 @@
  * connected somewhere nothing is sent; else one `message.missed` with those they have not read and
  * may still read (not banned, the room still open to them), each read from the store as it is now
  * (edited: its new text; deleted, or gone with retention: left out), and a push job with Web Push,
- * enqueued in the commit that deletes the candidates. A burst is one event, and a restart loses no
- * candidate.
+ * enqueued in the commit that deletes the candidates. A burst is one event while it fits a KV value
+ * (`MAX_EVENT_BYTES`): the messages past it are left as candidates, still due, for the next event
+ * (a lone message over it has its text cut). A restart loses no candidate, and none goes twice.
  *
  * @example
  * A sketch: `store`, `targets` and the presence check come from the app.
@@ -22,7 +23,15 @@
  */
 import type { MessageStore, OutboxDraft, OutboxEntry } from "../store/mod.ts";
 import type { ChatMessage } from "../types.ts";
-import { eventDrafts, newEventId } from "./events.ts";
+import {
+  cutToFit,
+  eventBody,
+  eventDrafts,
+  type EventMessage,
+  MAX_EVENT_BYTES,
+  newEventId,
+  storedBytes,
+} from "./events.ts";
 import { pushDraft } from "./push.ts";
 import type { DeferredOutcome } from "./sender.ts";
 
@@ -84,23 +93,30 @@ export class MissedMessages {
 
   /**
    * One user's due candidates: a `message.missed` with those they have not read in rooms they may
-   * still read, as stored now, unless they are online.
+   * still read, as stored now, unless they are online. The event takes them oldest first while it
+   * fits {@link MAX_EVENT_BYTES}; the candidates past it stay for the next batch, in order.
    */
   async settle(entries: OutboxEntry[]): Promise<DeferredOutcome> {
-    const settlements = entries.map(({ key }) => ({ key, outcome: "done" as const }));
+    const done = (settled: OutboxEntry[]) =>
+      settled.map(({ key }) => ({ key, outcome: "done" as const }));
     const candidates = entries.map((entry) => candidateOf(entry.body));
     const user = candidates[0].user;
-    if (await this.options.isConnected(user)) return { settlements, then: [] };
+    if (await this.options.isConnected(user)) return { settlements: done(entries), then: [] };
     const unread = await this.#current(await this.#unread(user, candidates));
-    if (unread.length === 0) return { settlements, then: [] };
-    const then = eventDrafts(
-      this.options.targets,
-      "message.missed",
-      { user: { id: user }, messages: unread },
-      `user:${user}`,
-      this.options.now(),
-    );
-    if (this.options.push) then.push(pushDraft(user, unread));
+    if (unread.length === 0) return { settlements: done(entries), then: [] };
+    const at = this.options.now();
+    const batch = missedBatch(user, unread.map(({ message }) => message), at);
+    // Up to the last message in the event, every candidate is settled (sent, read or gone).
+    const settledUpTo = batch.length === unread.length
+      ? entries.length
+      : candidates.indexOf(unread[batch.length].candidate);
+    const settlements = [
+      ...done(entries.slice(0, settledUpTo)),
+      ...entries.slice(settledUpTo).map(({ key }) => ({ key, outcome: "release" as const })),
+    ];
+    const data = { user: { id: user }, messages: batch };
+    const then = eventDrafts(this.options.targets, "message.missed", data, `user:${user}`, at);
+    if (this.options.push) then.push(pushDraft(user, batch));
     return { settlements, then };
   }
 
@@ -122,12 +138,38 @@ export class MissedMessages {
   }
 
   /** The candidates' messages as stored now: a deleted one, or one gone (retention), left out. */
-  async #current(candidates: Candidate[]): Promise<ChatMessage[]> {
+  async #current(
+    candidates: Candidate[],
+  ): Promise<{ candidate: Candidate; message: ChatMessage }[]> {
     const found = await Promise.all(
       candidates.map(({ id }) => this.options.store.findMessage(id)),
     );
-    return found.filter((message, index): message is ChatMessage =>
-      message !== undefined && !message.deleted && message.room === candidates[index].room
-    );
+    return candidates.flatMap((candidate, index) => {
+      const message = found[index];
+      if (message === undefined || message.deleted || message.room !== candidate.room) return [];
+      return [{ candidate, message }];
+    });
   }
+}
+
+/**
+ * The oldest of `messages` (at least one) whose `message.missed` body fits
+ * {@link MAX_EVENT_BYTES}; a first message over it alone has its text cut to fit.
+ */
+function missedBatch(user: string, messages: ChatMessage[], at: number): EventMessage[] {
+  const empty = storedBytes(eventBody("message.missed", { user: { id: user }, messages: [] }, at));
+  const [first, ...rest] = messages;
+  const head = cutToFit(
+    first,
+    (message) => empty + storedBytes(JSON.stringify(message)) <= MAX_EVENT_BYTES,
+  );
+  const batch: EventMessage[] = [head];
+  let bytes = empty + storedBytes(JSON.stringify(head));
+  for (const message of rest) {
+    // One more message: its JSON and a comma.
+    bytes += storedBytes(JSON.stringify(message) + ",");
+    if (bytes > MAX_EVENT_BYTES) break;
+    batch.push(message);
+  }
+  return batch;
 }

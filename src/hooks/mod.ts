@@ -20,7 +20,6 @@ export {
   WebhookSender,
 } from "./sender.ts";
 export {
-  notificationOf,
   type PushNotification,
   PushNotifier,
   type PushObserver,

@@ -1,6 +1,8 @@
 /**
  * Web Push: a `message.missed` also leaves a push job in the outbox (target `""`, on the user's
- * `push:` stream), in the commit that settles the missed candidates, so a restart loses none.
+ * `push:` stream), in the commit that settles the missed candidates, so a restart loses none. The
+ * job keeps what a notification shows (per room: the newest sender, a preview, a count), not the
+ * messages.
  * When the sender hands a job over, it is encrypted (RFC 8291, `aes128gcm`) and signed (VAPID) by
  * npm `web-push` for each of the user's subscriptions and POSTed with `fetch`: the library's own
  * `sendNotification` insists on Node's `https` module, while `generateRequestDetails` gives the
@@ -12,13 +14,18 @@
  * A sketch: the webhooks' `deferred` hands `push:` streams to `settle`.
  * ```ts ignore
  * const push = new PushNotifier(settings, { store, mayRead, observer, log });
- * const drafts = pushDrafts("bob", unreadMessages); // with the `message.missed` event
+ * const draft = pushDraft("bob", unreadMessages); // with the `message.missed` event
  * const outcome = await push.settle(entries);
  * ```
  * @module
  */
 import type { Logger } from "../ops/log.ts";
-import type { MessageStore, OutboxEntry, PushSubscriptionRecord } from "../store/mod.ts";
+import type {
+  MessageStore,
+  OutboxDraft,
+  OutboxEntry,
+  PushSubscriptionRecord,
+} from "../store/mod.ts";
 import type { ChatMessage } from "../types.ts";
 import { newEventId } from "./events.ts";
 import type { DeferredOutcome } from "./sender.ts";
@@ -57,10 +64,61 @@ export interface PushNotification {
   url: string;
 }
 
-/** What a push job remembers. */
+/**
+ * What a push job remembers: per room of its messages (ordered by their newest), what a
+ * notification of that room shows and how many messages it stands for. Never the messages: a
+ * job stays small however long they are.
+ */
 interface PushJob {
   user: string;
+  rooms: RoomSummary[];
+}
+
+/** A room's part of a push job: its newest message's sender and preview, and its count. */
+interface RoomSummary {
+  room: string;
+  /** The newest message's sender name. */
+  title: string;
+  /** The newest message's text, at most {@link PREVIEW_LENGTH} characters. */
+  preview: string;
+  count: number;
+}
+
+/** A job as earlier versions wrote it, with copies of the messages. */
+interface CopyJob {
+  user: string;
   messages: ChatMessage[];
+}
+
+/** A stored job's body, in either form. */
+function jobOf(body: string): PushJob {
+  const stored = JSON.parse(body) as PushJob | CopyJob;
+  if (!("messages" in stored)) return stored;
+  return { user: stored.user, rooms: summaries(stored.messages) };
+}
+
+/** The first {@link PREVIEW_LENGTH} characters (code points) of `text`, `…` when cut. */
+function previewOf(text: string): string {
+  const codePoints = [...text];
+  if (codePoints.length <= PREVIEW_LENGTH) return text;
+  return `${codePoints.slice(0, PREVIEW_LENGTH - 1).join("")}…`;
+}
+
+/** One summary per room of `messages` (oldest first), ordered by each room's newest. */
+function summaries(messages: readonly ChatMessage[]): RoomSummary[] {
+  const byRoom = new Map<string, RoomSummary>();
+  for (const message of messages) {
+    const count = (byRoom.get(message.room)?.count ?? 0) + 1;
+    // Deleted and set again: the room moves to the end, after the rooms of older messages.
+    byRoom.delete(message.room);
+    byRoom.set(message.room, {
+      room: message.room,
+      title: message.user.name,
+      preview: previewOf(message.message),
+      count,
+    });
+  }
+  return [...byRoom.values()];
 }
 
 /** Who is told what the notifier did (the metrics, matched by shape). */
@@ -80,26 +138,23 @@ export interface PushDependencies {
   timeoutMs: number;
 }
 
-/** The push job for a user's unread messages (those of a `message.missed`). */
-export function pushDraft(user: string, messages: ChatMessage[]) {
+/** The push job for a user's unread messages (those of a `message.missed`, oldest first). */
+export function pushDraft(user: string, messages: readonly ChatMessage[]): OutboxDraft {
   return {
     id: newEventId(),
     target: "",
     stream: PUSH_STREAM_PREFIX + user,
-    body: JSON.stringify({ user, messages } satisfies PushJob),
+    body: JSON.stringify({ user, rooms: summaries(messages) } satisfies PushJob),
   };
 }
 
-/** The notification for the newest of `messages`, which `user` may read. */
-export function notificationOf(messages: readonly ChatMessage[]): PushNotification {
-  const newest = messages[messages.length - 1];
-  const text = newest.message.length > PREVIEW_LENGTH
-    ? `${newest.message.slice(0, PREVIEW_LENGTH - 1)}…`
-    : newest.message;
-  const more = messages.length > 1 ? ` (+${messages.length - 1} more)` : "";
+/** The notification for the newest of the rooms' messages, with how many more there are. */
+function notificationOf(rooms: readonly RoomSummary[]): PushNotification {
+  const newest = rooms[rooms.length - 1];
+  const others = rooms.reduce((sum, { count }) => sum + count, 0) - 1;
   return {
-    title: newest.user.name,
-    body: text + more,
+    title: newest.title,
+    body: newest.preview + (others > 0 ? ` (+${others} more)` : ""),
     room: newest.room,
     url: `/#${encodeURIComponent(newest.room)}`,
   };
@@ -118,10 +173,10 @@ export class PushNotifier {
   /** One user's due push jobs: each sent once to each subscription, then done. */
   async settle(entries: OutboxEntry[]): Promise<DeferredOutcome> {
     for (const entry of entries) {
-      const job = JSON.parse(entry.body) as PushJob;
+      const job = jobOf(entry.body);
       const readable = [];
-      for (const message of job.messages) {
-        if (await this.#dependencies.mayRead(job.user, message.room)) readable.push(message);
+      for (const summary of job.rooms) {
+        if (await this.#dependencies.mayRead(job.user, summary.room)) readable.push(summary);
       }
       if (readable.length === 0) continue;
       const subscriptions = await this.#dependencies.store.pushSubscriptions(job.user);

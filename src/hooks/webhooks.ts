@@ -21,7 +21,7 @@
 import type { Logger } from "../ops/log.ts";
 import type { MessageStore, OutboxDraft, OutboxWriter } from "../store/mod.ts";
 import type { ChatMessage, NewMessage, User } from "../types.ts";
-import { type EventData, eventDrafts, type EventType } from "./events.ts";
+import { type EventData, eventDrafts, type EventType, fittedMessage } from "./events.ts";
 import { MissedMessages } from "./missed.ts";
 import { PUSH_STREAM_PREFIX, PushNotifier, type PushObserver, type PushSettings } from "./push.ts";
 import { type SenderOptions, type WebhookObserver, WebhookSender } from "./sender.ts";
@@ -115,7 +115,7 @@ export class Webhooks {
       maxDraftsFor: (message) => createdEvents + (missedAny ? mostRecipientsOf(message) : 0),
       maxCopiesFor: () => createdEvents,
       draftsFor: (message) => [
-        ...this.#drafts("message.created", message, `room:${message.room}`),
+        ...this.#messageDrafts("message.created", message),
         ...(missedAny
           ? this.#missed.candidates(
             message,
@@ -127,11 +127,7 @@ export class Webhooks {
     this.changed = {
       maxDraftsFor: () => perEvent,
       draftsFor: (message) =>
-        this.#drafts(
-          message.deleted ? "message.deleted" : "message.updated",
-          message,
-          `room:${message.room}`,
-        ),
+        this.#messageDrafts(message.deleted ? "message.deleted" : "message.updated", message),
     };
     const push = settings.push && new PushNotifier(settings.push, {
       store: dependencies.store,
@@ -223,6 +219,17 @@ export class Webhooks {
   ): OutboxDraft[] {
     if (!this.#types.has(type)) return [];
     return eventDrafts(this.#settings.urls, type, data, stream, this.#now());
+  }
+
+  /** A message's event on its room's stream, its text cut if it would not fit the outbox. */
+  #messageDrafts(
+    type: "message.created" | "message.updated" | "message.deleted",
+    message: ChatMessage,
+  ): OutboxDraft[] {
+    if (!this.#types.has(type) || this.#settings.urls.length === 0) return [];
+    const at = this.#now();
+    const data = fittedMessage(type, message, at);
+    return eventDrafts(this.#settings.urls, type, data, `room:${message.room}`, at);
   }
 
   /** A stream's arrival: cancels a pending leave (a reload), else announces unless already in. */
