@@ -89,7 +89,8 @@ if (config.databaseUrl) {
 /** Opens PostgreSQL and brings its schema up to date; exits 1 with one line when it cannot. */
 async function openDatabase(url: string): Promise<MessageStore> {
   // Loaded only here: a KV server never loads the driver.
-  const { isDriverFault, openPostgresStore } = await import("./src/store/postgres.ts");
+  const { containDriverFaults, isDriverFault, isDriverTypeLookupFailure, openPostgresStore } =
+    await import("./src/store/postgres.ts");
   try {
     const store = await openPostgresStore(url, {
       poolSize: config.databasePoolSize,
@@ -101,11 +102,25 @@ async function openDatabase(url: string): Promise<MessageStore> {
     });
     // The driver's known fault (a write to a connection that died mid-transaction) is thrown
     // where nothing can catch it: the server keeps running on a fresh pool instead of exiting.
+    const recover = (error: unknown) => {
+      log.error("store.driver_fault", { error });
+      store.recycle();
+    };
+    // Thrown from its deferred write, it is kept inside that callback: let out, it can break the
+    // runtime's queue of the callbacks after it, and the process exits all the same.
+    containDriverFaults(recover);
+    // Anywhere else, it reaches the global handler.
     globalThis.addEventListener("error", (event) => {
       if (!isDriverFault(event.error)) return;
       event.preventDefault();
-      log.error("store.driver_fault", { error: event.error });
-      store.recycle();
+      recover(event.error);
+    });
+    // The driver's own type lookup, cut off by the database going away, rejects where nothing
+    // can catch it either; the connection looks the types up again when it reconnects.
+    globalThis.addEventListener("unhandledrejection", (event) => {
+      if (!isDriverTypeLookupFailure(event.reason)) return;
+      event.preventDefault();
+      log.warn("store.driver_type_lookup_failed", { error: event.reason });
     });
     return store;
   } catch (error) {

@@ -12,6 +12,7 @@ import {
   tokenFor,
   within,
 } from "./helpers/chat_server.ts";
+import { until } from "./helpers/time.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { signToken } from "../src/auth/token.ts";
 
@@ -35,9 +36,9 @@ Deno.test("limits: 30 parallel connects for one user admit exactly MAX_SOCKETS_P
   ));
   assert.equal(outcomes.filter((outcome) => outcome === "connected").length, 10);
   assert.equal(outcomes.filter((outcome) => outcome === "too_many_connections").length, 20);
-  // Closing one frees its place.
+  // Closing one frees its place, once the server has seen the close.
   clients[outcomes.indexOf("connected")].close();
-  await sleep(50);
+  await until(() => server.app.io.of("/").sockets.size === 9, 5000, "the closed socket gone");
   const late = await ChatClient.join(server.url, "alice", { transports: ["websocket"] });
   late.close();
 });
@@ -109,7 +110,11 @@ Deno.test("limits: CONNECT packets sent back to back on a WebSocket admit one so
   await using raw = await rawSocket(server.url);
   const connect = `40${JSON.stringify({ token: await tokenFor("mallory") })}`;
   for (let n = 0; n < 6; n++) raw.socket.send(connect);
-  await sleep(300);
+  await until(
+    () => raw.frames.filter((frame) => frame.startsWith("4")).length >= 6,
+    5000,
+    "an answer to each CONNECT",
+  );
   const acks = raw.frames.filter((frame) => /^40\{"sid"/.test(frame));
   const refusals = raw.frames.filter((frame) => frame.startsWith("44"));
   assert.equal(acks.length, 1, raw.frames.join("\n"));

@@ -183,7 +183,12 @@ Deno.test("presence: a join ack's list of the default room plus the changes afte
   for (const user of ack.online as User[]) view.add(user.id);
   using second = new ChatClient(server.url, { auth: { token: await tokenFor("xavier") } });
   await second.waitFor(() => second.loads.length > 0, "xavier's return");
-  await sleep(400);
+  // His return is announced within a batch or two; nothing that comes after may undo it.
+  await carol.waitFor(
+    () => view.has("xavier") && view.size === 2,
+    `carol's view to hold xavier again (${[...view]})`,
+  );
+  await sleep(300);
   assert.deepEqual([...view].sort(), ["carol", "xavier"]);
 });
 

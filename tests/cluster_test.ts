@@ -135,8 +135,13 @@ Deno.test({
 
     // Redis restarts mid-test: A reports it, then fan-out resumes.
     await redis.stop();
-    await sleep(300);
-    assert.equal((await readyz(a)).status, 503);
+    await within(
+      (async () => {
+        while ((await readyz(a)).status !== 503) await sleep(50);
+      })(),
+      10_000,
+      "A to report Redis down",
+    );
     assert.ok((await alice.send({ message: "while redis is down" })).ok, "local chat goes on");
     await redis.start();
     await within(

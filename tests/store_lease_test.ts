@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LEASE_KEY, LeaseHeld, type LeaseHolder, WriterLease } from "../src/store/lease.ts";
 import { tempDir } from "./helpers/dispose.ts";
+import { sleep, within } from "./helpers/time.ts";
 
 /** Two handles on one KV file, as two processes would have, closed after `run`. */
 async function withTwoHandles(run: (first: Deno.Kv, second: Deno.Kv) => Promise<void>) {
@@ -101,12 +102,29 @@ Deno.test("lease: an expired lease (a crashed holder) is taken over; the old hol
 
 Deno.test("lease: the heartbeat keeps a live holder's lease from expiring", async () => {
   await withTwoHandles(async (first, second) => {
-    // Renewed every 100 ms; after 450 ms the first expiry is long past.
-    const lease = await WriterLease.acquire(first, { instanceId: "a", durationMs: 300 });
+    // Renewed every 100 ms. The lease's clock moves only when told, and only after the heartbeat
+    // has renewed at the current time: however late a busy machine runs the heartbeat, the lease
+    // is past its first expiry by renewals alone, not by a race between timers and the clock.
+    const clock = manualClock();
+    const firstExpiry = clock.now() + 300;
+    const lease = await WriterLease.acquire(first, { instanceId: "a", durationMs: 300, ...clock });
     try {
-      await new Promise((resolve) => setTimeout(resolve, 450));
+      for (let step = 0; step < 3; step++) {
+        clock.advance(200);
+        const renewedAt = clock.now() + 300;
+        await within(
+          (async () => {
+            while ((await first.get<LeaseHolder>(LEASE_KEY)).value?.expiresAt !== renewedAt) {
+              await sleep(10);
+            }
+          })(),
+          10_000,
+          `the heartbeat's renewal at +${(step + 1) * 200} ms`,
+        );
+      }
+      assert.ok(clock.now() > firstExpiry, "the first expiry is long past");
       const refused = await refusal(
-        WriterLease.acquire(second, { instanceId: "b", durationMs: 300 }),
+        WriterLease.acquire(second, { instanceId: "b", durationMs: 300, ...clock }),
       );
       assert.equal(refused.holder.instanceId, "a");
     } finally {

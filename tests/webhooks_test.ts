@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ChatClient, SECRET, startChat, type TestServer } from "./helpers/chat_server.ts";
-import { WEBHOOK_SECRET, WebhookReceiver } from "./helpers/webhook_receiver.ts";
+import { type Received, WEBHOOK_SECRET, WebhookReceiver } from "./helpers/webhook_receiver.ts";
 import { until, within } from "./helpers/time.ts";
 import { tempDir } from "./helpers/dispose.ts";
 import type { Config } from "../src/config.ts";
@@ -137,12 +137,19 @@ Deno.test("webhooks: a receiver down (503, then timeouts) gets every event once 
     "attempts that time out",
   );
   receiver.answer = 204;
-  await receiver.until((events) => events.length === 6, "all six once the receiver is back");
+  // At least once: an answer later than the 200 ms timeout (a busy machine) counts as a failure
+  // and the event goes again under its id, as a receiver keyed by webhook-id sees it once.
+  const firstOfEach = (events: Received[]) =>
+    events.filter((event, index) => events.findIndex((other) => other.id === event.id) === index);
+  await receiver.until(
+    (events) => firstOfEach(events).length === 6,
+    "all six once the receiver is back",
+  );
   await closed(alice);
 
   assert.equal(receiver.rejected, 0);
-  const delivered = receiver.delivered;
-  assert.equal(new Set(delivered.map((event) => event.id)).size, 6, "each event once");
+  const delivered = firstOfEach(receiver.delivered);
+  assert.equal(delivered.length, 6, "each event, and nothing else");
   for (const room of ["team-a", "team-b"]) {
     assert.deepEqual(
       delivered.filter((event) => event.data.room === room).map((event) => event.data),

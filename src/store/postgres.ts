@@ -939,6 +939,65 @@ export function isDriverFault(error: unknown): boolean {
     /[\\/]postgres[\\/@][^\n]*connection\.js/.test(error.stack ?? "");
 }
 
+/**
+ * Whether an unhandled rejection is the driver's own lookup of the array types, cut off by the
+ * connection dying under it: postgres@3.4 starts it from its socket's data handler and keeps no
+ * hold of its promise, so nothing can catch it (a fresh pool's connections each look the types up
+ * as they connect, as after {@link PostgresMessageStore.recycle}). The connection looks them up
+ * again when it reconnects.
+ */
+export function isDriverTypeLookupFailure(reason: unknown): boolean {
+  const query = (reason as { query?: unknown } | undefined)?.query;
+  return reason instanceof Error && typeof query === "string" &&
+    /\bb\.typarray\b/.test(query) && /\bfrom pg_catalog\.pg_type a\b/.test(query);
+}
+
+/**
+ * Keeps the driver's known fault ({@link isDriverFault}) inside the `setImmediate` callback that
+ * throws it (the driver's deferred write), handing it to `onFault` instead; any other error is
+ * thrown as before. Thrown out of the callback, the runtime keeps the rest of that round's
+ * immediates to run later, as Node does; if one of them is cleared meanwhile (a connection that
+ * closes clears its own pending write, as every connection does when PostgreSQL stops under
+ * load), each later round throws "reading '_idleNext'" from the runtime itself, and the process
+ * exits. Returns the undo.
+ *
+ * @example
+ * ```ts ignore
+ * containDriverFaults((error) => {
+ *   log.error("store.driver_fault", { error });
+ *   store.recycle();
+ * });
+ * ```
+ */
+export function containDriverFaults(onFault: (error: TypeError) => void): () => void {
+  const original = globalThis.setImmediate;
+  const contained = function (
+    callback: (...args: unknown[]) => void,
+    ...args: unknown[]
+  ): ReturnType<typeof setImmediate> {
+    return original(function (this: unknown, ...given: unknown[]) {
+      try {
+        callback.apply(this, given);
+      } catch (error) {
+        if (!isDriverFault(error)) throw error;
+        onFault(error as TypeError);
+      }
+    }, ...args);
+  };
+  // What hangs on the original (util.promisify's custom form) stays reachable.
+  for (const key of Reflect.ownKeys(original)) {
+    if (!(key in contained)) {
+      Object.defineProperty(contained, key, Object.getOwnPropertyDescriptor(original, key)!);
+    }
+  }
+  globalThis.setImmediate = contained as typeof setImmediate;
+  return () => {
+    if (globalThis.setImmediate === (contained as typeof setImmediate)) {
+      globalThis.setImmediate = original;
+    }
+  };
+}
+
 /** The driver's `ssl` for the URL's `sslmode` (libpq's names; unset: no TLS). */
 export function sslOf(url: string): boolean | "require" | "allow" | "prefer" | "verify-full" {
   const mode = new URL(url).searchParams.get("sslmode");
