@@ -43,6 +43,7 @@ export interface TimelineOptions {
    * waits.
    */
   gather?: number | "auto";
+
   /**
    * Adds to messages read from the store what lives beside them (their reactions), before a
    * joining reader or a history page gets them; returns new objects, never changes the given.
@@ -93,17 +94,14 @@ export const MAX_GATHER_MS = 10;
 
 /**
  * How much longer the writer gathers, under load, before committing: until the oldest waiting
- * message has waited about as long as a commit takes (`commitMs`, the store's recent pace),
- * at most {@link MAX_GATHER_MS}. A batch then costs its messages at most about one more commit
- * of latency; a store that takes longer gathers more per commit, and messages that already
- * waited for the previous commit go at once.
+ * message has waited about as long as a commit takes (`commitMs`, the store's recent pace), at
+ * most {@link MAX_GATHER_MS}. A batch then costs its messages at most about one more commit of
+ * latency; a store whose commits take longer gathers more per commit; messages that already
+ * waited that long (for the previous commit) go at once.
  */
 export function gatherDelay(commitMs: number, oldestAt: number, now: number): number {
-  const deadline = oldestAt + Math.min(MAX_GATHER_MS, commitMs * GATHER_FACTOR);
-  return Math.max(0, deadline - now);
+  return Math.max(0, oldestAt + Math.min(MAX_GATHER_MS, commitMs) - now);
 }
-
-const GATHER_FACTOR = Number(Deno.env.get("CHAT_GATHER_FACTOR") ?? "1");
 
 /** Orders writes and joins over a {@link MessageStore}. */
 export class Timeline {
