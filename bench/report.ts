@@ -260,6 +260,7 @@ function summaries(report: Report, scenario: string): Map<string, Summary> {
 const SCENARIO_TITLES: Record<string, string> = {
   A: "A — 100 clients, 500 msg/s (≈50k deliveries/s)",
   B: "B — 1000 clients, 50 msg/s (≈50k deliveries/s)",
+  L: "L — a trickle: 100 clients, 10 msg/s (≈1k deliveries/s)",
   R: "R — 1000 clients in 10 rooms of 100, 500 msg/s over the rooms (≈50k deliveries/s)",
   T: "T — two instances sharing one Redis, 1000 clients (500 on each), 50 msg/s (≈50k deliveries/s)",
   F: "F — fan-out to 10,000 clients, one message at a time (5 messages, 2 s apart)",
@@ -857,7 +858,7 @@ export function renderMarkdown(report: Report): string {
         : []),
     ].join("\n"),
   ];
-  for (const scenario of ["A", "B"]) {
+  for (const scenario of ["A", "B", "L"]) {
     if (has(scenario)) sections.push(trafficSection(report, scenario, labels));
   }
   if (has("R")) {

@@ -64,6 +64,8 @@ interface BenchOptions {
   scenarios: string[];
   /** Pin the server to CPU 0 and the load generator to CPU 1 (when `taskset` exists). */
   pin: boolean;
+  /** More servers: ours with a KV file and these settings (`--variant name:KEY=VALUE;…`). */
+  variants: ServerSpec[];
   /** Wait for the load average to drop first (`--no-wait`: start at once, on a shared machine). */
   waitForQuiet: boolean;
 }
@@ -210,8 +212,9 @@ function parseArgs(args: string[]): BenchOptions {
     warmupSeconds: 3,
     durationSeconds: 10,
     servers: SERVERS.map((server) => server.name),
-    scenarios: ["A", "B", "C", "D", "R", "J", "T", "F", "S", "BX", "BW"],
+    scenarios: ["A", "B", "L", "C", "D", "R", "J", "T", "F", "S", "BX", "BW"],
     pin: true,
+    variants: [],
     waitForQuiet: true,
   };
   for (let i = 0; i < args.length; i++) {
@@ -226,12 +229,31 @@ function parseArgs(args: string[]): BenchOptions {
     else if (flag === "--warmup") options.warmupSeconds = Number(args[++i]);
     else if (flag === "--servers") options.servers = args[++i].split(",");
     else if (flag === "--scenarios") options.scenarios = args[++i].toUpperCase().split(",");
+    else if (flag === "--variant") options.variants.push(variant(args[++i]));
     else throw new Error(`unknown flag ${flag}`);
   }
   // R, BX and BW are measured against B on the same servers in the same run.
   const againstB = options.scenarios.findIndex((scenario) => B_BASELINED.includes(scenario));
   if (againstB >= 0 && !options.scenarios.includes("B")) options.scenarios.splice(againstB, 0, "B");
   return options;
+}
+
+/**
+ * `name:KEY=VALUE;KEY=VALUE`: ours with a KV file and these settings, measured beside the others
+ * (e.g. `--variant gather10:COMMIT_GATHER=10ms`).
+ */
+function variant(text: string): ServerSpec {
+  const [name, settings = ""] = text.split(/:(.*)/s);
+  const ours = SERVERS.find((spec) => spec.name === "ours-kv")!;
+  const extra = Object.fromEntries(
+    settings.split(";").filter(Boolean).map((pair) => pair.split(/=(.*)/s).slice(0, 2)),
+  );
+  return {
+    ...ours,
+    name,
+    label: `ours (KV file, ${settings.replaceAll(";", ", ")})`,
+    env: (port, dataDir) => ({ ...ours.env(port, dataDir), ...extra }),
+  };
 }
 
 /** Scenarios that need the rooms contract: servers without it skip them. */
@@ -601,7 +623,10 @@ async function main(): Promise<void> {
   }
   const pinned = options.pin && await hasTaskset();
   options.pin = pinned;
-  const specs = SERVERS.filter((spec) => options.servers.includes(spec.name));
+  const specs = [
+    ...SERVERS.filter((spec) => options.servers.includes(spec.name)),
+    ...options.variants,
+  ];
   if (specs.some((spec) => spec.name === "reference")) await ensureReferenceInstalled();
   if (options.waitForQuiet) await waitForQuiet();
   const env = await environment(options, pinned);
@@ -612,6 +637,8 @@ async function main(): Promise<void> {
     A: { clients: 100, rate: 500 },
     B: { clients: 1000, rate: 50 },
     D: { clients: 1000, rate: 0, mode: "connect" },
+    // A trickle: what a quiet chat's latency is.
+    L: { clients: 100, rate: 10 },
     // B's 50,000 deliveries/s: 500 msg/s over 10 rooms of 100, 10 senders a room at 5 msg/s each.
     R: { clients: 1000, rate: 500, mode: "rooms", rooms: 10, senders: 100 },
     J: { clients: 500, rate: 0, mode: "rooms-storm", rooms: 10 },

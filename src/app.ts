@@ -350,7 +350,7 @@ function chatFor(
       metrics.messagesStored(created, seconds);
       if (created > 0) webhooks?.nudge();
     },
-    gatherMs: config.commitGatherMs,
+    gather: config.commitGather,
     annotate: (messages): Promise<ChatMessage[]> => service.annotate(messages),
     outbox: webhooks?.created,
   });

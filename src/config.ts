@@ -17,6 +17,7 @@ import {
   readAuthConfig,
 } from "./auth/settings.ts";
 import { parseAddressRange } from "./http/client_address.ts";
+import { parseDuration } from "./duration.ts";
 import { LOG_LEVELS } from "./ops/log.ts";
 import { EVENT_TYPES, type EventType, PUBLISH_HOOK_FAILURES } from "./hooks/mod.ts";
 import {
@@ -139,12 +140,15 @@ export const SETTINGS = {
     doc: "How long authors may edit or delete their own messages; tokens with the " +
       "`chat:moderate` scope may at any time. `0`: authors never may.",
   }),
-  commitGatherMs: duration("COMMIT_GATHER", {
-    default: 10,
-    max: 100,
-    doc: "Under load (while KV commits carry several messages), how long to gather messages " +
-      "into the next commit: fewer commits, and several messages of a room in one frame per " +
-      "recipient, for at most that much latency. A quiet chat never waits. `0` turns it off.",
+  commitGather: custom("COMMIT_GATHER", parseGather, {
+    default: "auto" as number | "auto",
+    allowed: "`auto`, or a duration of at most 100ms",
+    defaultDoc: "`auto`",
+    doc: "Under load (while commits carry several messages), how long to gather messages into " +
+      "the next commit: fewer commits, and several messages of a room in one frame per " +
+      "recipient. `auto` gathers about as long as the store's commits take (at most 10 ms), " +
+      "counted from the oldest waiting message, so a message waits at most about one commit " +
+      "more; a duration fixes the wait; `0` turns it off. A quiet chat never waits.",
   }),
   historyLimit: integer("HISTORY_LIMIT", {
     default: 50,
@@ -560,6 +564,14 @@ function checkVapid(config: Config): void {
     missing[0],
     "is required with the other VAPID_ settings: Web Push needs all three",
   );
+}
+
+/** The writer's gather: `auto`, or a duration of at most 100 ms. */
+function parseGather(text: string, refuse: (detail: string) => never): number | "auto" {
+  if (text.toLowerCase() === "auto") return "auto";
+  const ms = parseDuration(text);
+  if (ms !== undefined && ms >= 0 && ms <= 100) return ms;
+  return refuse(`expected auto or a duration of at most 100ms, got "${text}"`);
 }
 
 function parseWebhookUrls(text: string, refuse: (detail: string) => never): string[] {

@@ -185,7 +185,7 @@ Deno.test("config: every variable is parsed", () => {
     pingTimeout: 800,
     maxHttpBufferSize: 2048,
     catchupLimit: 300,
-    commitGatherMs: 5,
+    commitGather: 5,
     vectoredWrites: false,
     historyMaxAgeMs: 30 * 86_400_000,
     membershipMaxAgeMs: 30 * 86_400_000,
@@ -337,7 +337,7 @@ Deno.test("config: a refusal says what is allowed, and where a limit comes from"
       { KV_LEASE: "500ms" },
       'KV_LEASE: expected a duration from 1s to 10m (like 500ms, 90s, 15m, 12h or 30d), got "500ms"',
     ],
-    [{ COMMIT_GATHER: "1s" }, "COMMIT_GATHER: expected a duration of at most 100ms"],
+    [{ COMMIT_GATHER: "1s" }, "COMMIT_GATHER: expected auto or a duration of at most 100ms"],
     [{ HISTORY_MAX_AGE: "forever" }, "HISTORY_MAX_AGE: expected a duration of at least 1m"],
     [
       { LOG_LEVEL: "verbose" },

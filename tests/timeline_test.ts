@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { KvMessageStore, openKvStore } from "../src/store/mod.ts";
 import type { ChatMessage } from "../src/types.ts";
-import { Timeline } from "../src/chat/timeline.ts";
+import { gatherDelay, MAX_GATHER_MS, Timeline } from "../src/chat/timeline.ts";
 import { failingCommits } from "./helpers/failing_kv.ts";
 
 const user = { id: "u", name: "U" };
@@ -178,7 +178,7 @@ Deno.test("timeline: a join after an id gets the newest messages after it and ha
  * `intervalMs`; returns the texts of each delivered batch and how long "alone" took.
  */
 async function deliveredBatches(
-  gatherMs: number | undefined,
+  gather: number | "auto" | undefined,
   intervalMs: number,
   count: number,
 ): Promise<{ batches: string[][]; aloneMs: number }> {
@@ -188,7 +188,7 @@ async function deliveredBatches(
     new Timeline(store, {
       historyLimit: 10,
       deliver: (messages) => delivered.push(messages),
-      gatherMs,
+      gather,
     }),
   );
   const started = performance.now();
@@ -221,9 +221,27 @@ Deno.test("timeline: under load, messages arriving during the gather wait join t
   assert.deepEqual(batches, [["alone"], ["a1", "a2"], ["b0", "b1", "b2", "b3"]]);
 });
 
-Deno.test("timeline: without gatherMs, messages arriving one by one are committed one by one", async () => {
+Deno.test("timeline: without a gather, messages arriving one by one are committed one by one", async () => {
   // 60 ms apart: each commit is done before the next message arrives, even on a busy machine.
   const { batches } = await deliveredBatches(undefined, 60, 3);
+  assert.deepEqual(batches.slice(-3), [["b0"], ["b1"], ["b2"]]);
+});
+
+Deno.test("timeline: auto gathers about one commit's time, counted from the oldest waiting message", () => {
+  // Commits take 2 ms: a message that just arrived waits 2 ms more for company.
+  assert.equal(gatherDelay(2, 100, 100), 2);
+  // One that waited 1.5 ms for the previous commit waits only what is left.
+  assert.equal(gatherDelay(2, 100, 101.5), 0.5);
+  // One that waited longer than a commit takes goes at once.
+  assert.equal(gatherDelay(2, 100, 105), 0);
+  // A slow store gathers more, never past the bound.
+  assert.equal(gatherDelay(40, 100, 100), MAX_GATHER_MS);
+});
+
+Deno.test("timeline: auto at a trickle commits each message at once, alone", async () => {
+  const { batches, aloneMs } = await deliveredBatches("auto", 60, 3);
+  assert.ok(aloneMs < MAX_GATHER_MS * 20, `a lone message took ${aloneMs} ms`);
+  assert.deepEqual(batches[0], ["alone"]);
   assert.deepEqual(batches.slice(-3), [["b0"], ["b1"], ["b2"]]);
 });
 

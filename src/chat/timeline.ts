@@ -37,10 +37,13 @@ export interface TimelineOptions {
   /** Told of each commit: how many messages it created and how long it took. */
   onCommit?: (created: number, seconds: number) => void;
   /**
-   * Under load, how long to gather messages before the next commit (default 0: commit at once).
-   * Only applies while commits carry several messages, so a quiet chat never waits.
+   * Under load, how long to gather messages before the next commit: `"auto"` (as long as the
+   * store's commits take, see {@link gatherDelay}), or a fixed number of milliseconds (default
+   * 0: commit at once). Only applies while commits carry several messages, so a quiet chat never
+   * waits.
    */
-  gatherMs?: number;
+  gather?: number | "auto";
+
   /**
    * Adds to messages read from the store what lives beside them (their reactions), before a
    * joining reader or a history page gets them; returns new objects, never changes the given.
@@ -86,6 +89,20 @@ interface PendingTask {
   reject: (error: unknown) => void;
 }
 
+/** The longest the writer gathers in `"auto"`, however slow the store's commits. */
+export const MAX_GATHER_MS = 10;
+
+/**
+ * How much longer the writer gathers, under load, before committing: until the oldest waiting
+ * message has waited about as long as a commit takes (`commitMs`, the store's recent pace), at
+ * most {@link MAX_GATHER_MS}. A batch then costs its messages at most about one more commit of
+ * latency; a store whose commits take longer gathers more per commit; messages that already
+ * waited that long (for the previous commit) go at once.
+ */
+export function gatherDelay(commitMs: number, oldestAt: number, now: number): number {
+  return Math.max(0, oldestAt + Math.min(MAX_GATHER_MS, commitMs) - now);
+}
+
 /** Orders writes and joins over a {@link MessageStore}. */
 export class Timeline {
   #messages: PendingMessage[] = [];
@@ -95,6 +112,8 @@ export class Timeline {
   readonly #maxBatch: number;
   /** Messages in the previous commit: more than one means messages are arriving together. */
   #lastBatchSize = 0;
+  /** How long the store's recent commits took, in ms (a moving average). */
+  #commitMs = 0;
 
   constructor(private readonly store: MessageStore, private readonly options: TimelineOptions) {
     this.#maxBatch = options.maxBatch ?? 128;
@@ -191,11 +210,20 @@ export class Timeline {
     return annotate && messages.length > 0 ? annotate(messages) : Promise.resolve(messages);
   }
 
+  /** How long to gather before this commit, in ms: 0 unless messages arrive together. */
+  #gatherWait(): number {
+    const { gather = 0 } = this.options;
+    const queued = this.#messages.length;
+    if (queued >= this.#maxBatch) return 0;
+    // Several messages in the last commit, or several waiting for this one: they come together.
+    if (gather !== "auto") return this.#lastBatchSize > 1 ? gather : 0;
+    if (Math.max(this.#lastBatchSize, queued) <= 1) return 0;
+    return gatherDelay(this.#commitMs, this.#messages[0].receivedAt, performance.now());
+  }
+
   async #commitBatch(): Promise<void> {
-    const gatherMs = this.options.gatherMs ?? 0;
-    if (gatherMs > 0 && this.#lastBatchSize > 1 && this.#messages.length < this.#maxBatch) {
-      await new Promise((resolve) => setTimeout(resolve, gatherMs));
-    }
+    const wait = this.#gatherWait();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const batch = this.#messages.splice(0, this.#maxBatch);
     this.#lastBatchSize = batch.length;
     let results: AppendResult[];
@@ -206,6 +234,8 @@ export class Timeline {
         batch.map((pending) => pending.input),
         this.options.outbox,
       );
+      const took = performance.now() - started;
+      this.#commitMs = this.#commitMs === 0 ? took : this.#commitMs * 0.8 + took * 0.2;
     } catch (error) {
       if (!(error instanceof PartialAppendError)) {
         for (const pending of batch) pending.reject(error);
@@ -239,7 +269,9 @@ export class Timeline {
     for (const join of this.#joins.splice(0)) {
       const { room = "", afterId = "", limit = "" } = join.options;
       const key = JSON.stringify([room, afterId, limit]);
-      groups.set(key, [...groups.get(key) ?? [], join]);
+      const group = groups.get(key);
+      if (group) group.push(join);
+      else groups.set(key, [join]);
     }
     await Promise.all([...groups.values()].map((joins) => this.#admitGroup(joins)));
   }
