@@ -361,7 +361,7 @@ export const SETTINGS = {
   }),
   webhookUrls: custom("WEBHOOK_URL", parseWebhookUrls, {
     default: [],
-    allowed: "`http://` or `https://` URLs, comma-separated",
+    allowed: "`http://` or `https://` URLs, comma-separated, at most 8",
     defaultDoc: "unset (no webhooks)",
     doc: "Your backend's endpoints: each event is POSTed to each, signed per Standard Webhooks " +
       "with `WEBHOOK_SECRET`, at least once and in order per room (see " +
@@ -574,8 +574,17 @@ function parseGather(text: string, refuse: (detail: string) => never): number | 
   return refuse(`expected auto or a duration of at most 100ms, got "${text}"`);
 }
 
+/**
+ * Most webhook URLs: each event is written once per URL in the commit of its change, so with KV
+ * eight copies of an event (each under 48 KB) and the message itself stay within one commit.
+ */
+export const MAX_WEBHOOK_URLS = 8;
+
 function parseWebhookUrls(text: string, refuse: (detail: string) => never): string[] {
   const urls = splitList(text);
+  if (urls.length > MAX_WEBHOOK_URLS) {
+    refuse(`at most ${MAX_WEBHOOK_URLS} URLs, got ${urls.length} (fan out in your backend)`);
+  }
   for (const url of urls) {
     if (!URL.canParse(url) || !["http:", "https:"].includes(new URL(url).protocol)) {
       refuse(`"${url}" is not an http:// or https:// URL`);

@@ -86,6 +86,8 @@ Deno.test("config: webhooks need a whsec_ secret of 24–64 bytes, http(s) URLs 
   refused({ ...url, WEBHOOK_SECRET: "whsec_" + btoa("short") }, "WEBHOOK_SECRET", /24 to 64/);
   refused({ ...url, WEBHOOK_SECRET: "whsec_%%%" }, "WEBHOOK_SECRET", /base64/);
   refused({ WEBHOOK_URL: "ftp://a.example/" }, "WEBHOOK_URL", /http/);
+  const nine = Array.from({ length: 9 }, (_, n) => `https://h${n}.example/`).join(",");
+  refused({ WEBHOOK_URL: nine }, "WEBHOOK_URL", /at most 8 URLs, got 9/);
   const publish = { PUBLISH_HOOK_URL: "https://a.example/publish" };
   refused(publish, "WEBHOOK_SECRET", /required with PUBLISH_HOOK_URL/);
   refused(

@@ -8,7 +8,7 @@ import { ChatClient, SECRET, startChat, type TestServer } from "./helpers/chat_s
 import { type Received, WEBHOOK_SECRET, WebhookReceiver } from "./helpers/webhook_receiver.ts";
 import { until, within } from "./helpers/time.ts";
 import { tempDir } from "./helpers/dispose.ts";
-import type { Config } from "../src/config.ts";
+import { type Config, MAX_WEBHOOK_URLS } from "../src/config.ts";
 import type { AppOptions } from "../src/app.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { signToken } from "../src/auth/token.ts";
@@ -366,6 +366,26 @@ Deno.test("webhooks: a message mentioning the most users it may (20) gives each 
   );
   for (const data of missed) assert.deepEqual(data.messages, [sent]);
   assert.deepEqual(receiver.ofType("message.created").map((event) => event.data), [sent]);
+});
+
+Deno.test("webhooks: the longest message mentioning 20 users is stored with the most webhook URLs (8)", async () => {
+  await using receiver = await WebhookReceiver.start();
+  const urls = [...Array(MAX_WEBHOOK_URLS)].map((_, n) => `${receiver.url}?target=${n}`);
+  await using server = await hooked(receiver, {
+    maxMessageLength: 10_000,
+    webhookUrls: urls,
+    webhookEvents: ["message.created", "message.missed"],
+  });
+  const alice = await ChatClient.join(server.url, "alice");
+  const mentioned = [...Array(MAX_MENTIONS)].map((_, n) => `user${n}`);
+  // Eight copies of its message.created, 20 candidates and the message: one KV commit holds them.
+  const sent = await send(alice, "team-red", "😀".repeat(10_000), mentioned);
+  const total = MAX_WEBHOOK_URLS * (1 + MAX_MENTIONS);
+  await receiver.until((events) => events.length === total, `${total} events`);
+  await outboxEmpty(server, "every event sent");
+  await closed(alice);
+  const created = receiver.ofType("message.created").map((event) => event.data);
+  assert.deepEqual(created, Array(MAX_WEBHOOK_URLS).fill(sent));
 });
 
 /** A server sending only message.missed, due late enough for a test to change messages first. */
