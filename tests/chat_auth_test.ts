@@ -133,6 +133,41 @@ Deno.test("auth: a refreshed token that no longer opens a room takes the connect
   assert.equal(!again.ok && again.error.code, "forbidden");
 });
 
+Deno.test("auth: a join under way when a refresh drops its room does not put the connection in it", async () => {
+  await using server = await startChat({ refreshLimitPerMinute: 600, joinLimitPerMinute: 600 });
+  const withOps = () => signToken(SECRET, { sub: "bob", rooms: ["ops"] });
+  const withoutOps = () => signToken(SECRET, { sub: "bob" });
+  const connect = async (sub: string) => {
+    const client = new ChatClient(server.url, {
+      auth: { token: await signToken(SECRET, { sub, rooms: ["ops"] }) },
+    });
+    await client.waitFor(() => client.loaded !== undefined, `${sub}'s history`);
+    return client;
+  };
+  using alice = await connect("alice");
+  using bob = await connect("bob");
+  const ask = (client: ChatClient, event: string, payload: unknown) =>
+    within(client.socket.emitWithAck(event, payload), 5000, `${event} ack`);
+  assert.equal((await ask(alice, "join", { room: "ops" })).ok, true);
+  for (let round = 0; round < 10; round++) {
+    const reopened = await refresh(bob, { token: await withOps() });
+    assert.equal(reopened.ok, true, JSON.stringify(reopened));
+    const token = await withoutOps();
+    // The join is asked with ops open; the refresh that closes it arrives while the join runs.
+    const [joined, refreshed] = await Promise.all([
+      ask(bob, "join", { room: "ops" }),
+      refresh(bob, { token }),
+    ]);
+    assert.equal(refreshed.ok, true, JSON.stringify(refreshed));
+    if (!joined.ok) assert.equal(joined.error.code, "forbidden");
+    assert.ok((await alice.send({ room: "ops", message: `ops ${round}` })).ok);
+    const marker = `marker ${round}`;
+    assert.ok((await alice.send({ message: marker })).ok);
+    await bob.waitFor(() => bob.live.some((m) => m.message === marker), marker);
+    assert.deepEqual(bob.live.filter((m) => m.room === "ops").map((m) => m.message), []);
+  }
+});
+
 Deno.test("auth: a display name is cleaned of bidi controls, while message text is kept as sent", async () => {
   await using server = await startChat();
   using client = new ChatClient(server.url, {

@@ -200,6 +200,7 @@ export async function onJoin(ctx: ChatContext, payload: unknown): Promise<Succes
     ]);
     subscription = await ctx.subscribe(room);
   } catch (error) {
+    if (error instanceof CodedError) throw error;
     throw new CodedError("internal", "history could not be read", {}, { cause: error });
   }
   // Nothing awaited between the history and this ack: no live message can come before it.

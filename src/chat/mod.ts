@@ -162,7 +162,11 @@ interface ChatPresence {
   readonly roomPresence: RoomPresence;
   /** Drops the presence broadcasts not yet written (shutdown). */
   readonly closeAnnouncer: () => void;
-  readonly enterRoom: (socket: ChatSocket, room: string) => void;
+  /**
+   * Puts the socket in the room, unless its identity now (a token refreshed meanwhile) no longer
+   * opens it: then false.
+   */
+  readonly enterRoom: (socket: ChatSocket, room: string) => boolean;
   readonly leaveRoom: (socket: ChatSocket, room: string) => void;
   readonly membersOf: (room: string) => Promise<User[]>;
 }
@@ -227,7 +231,9 @@ class Connection implements EventContext {
   subscribe(room: string): Promise<Subscription> {
     return new Promise((resolve, reject) => {
       this.timeline.join((messages, { hasMore }) => {
-        if (this.socket.connected) this.shared.enterRoom(this.socket, room);
+        if (this.socket.connected && !this.shared.enterRoom(this.socket, room)) {
+          return reject(new CodedError("forbidden", `you may not use room "${room}"`));
+        }
         resolve({ messages, hasMore });
       }, { room }).catch(reject);
     });
@@ -438,9 +444,13 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
     roomPresence,
     closeAnnouncer: announce.close,
     enterRoom(socket, room) {
-      if (socket.rooms.has(roomKey(room))) return;
+      if (socket.rooms.has(roomKey(room))) return true;
+      const identity = socket.data.identity;
+      // A join or catch-up asked with the token before a refresh that dropped the room.
+      if (room !== options.defaultRoom && !options.policy.canJoin(identity, room)) return false;
       socket.join(roomKey(room));
-      if (room !== options.defaultRoom) roomPresence.enter(room, socket.data.identity.user);
+      if (room !== options.defaultRoom) roomPresence.enter(room, identity.user);
+      return true;
     },
     leaveRoom(socket, room) {
       if (!socket.rooms.has(roomKey(room))) return;
@@ -631,7 +641,9 @@ async function loadHistory(
   const rooms = catchUpsOf(socket.handshake.auth, options.defaultRoom, report);
   const readsOf = shared.readsOf;
   await loadRooms(socket, rooms, { ...options, gate, readsOf }, report, (room) => {
-    shared.enterRoom(socket, room);
+    if (!shared.enterRoom(socket, room)) {
+      return report({ code: "forbidden", message: `you may not use room "${room}"`, room });
+    }
     if (room !== options.defaultRoom) return;
     socket.join(CHAT_ROOM);
     feed.welcome(socket.id);
