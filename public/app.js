@@ -1054,6 +1054,11 @@ function connect(current) {
       if (!connection.connected) return;
       const ack = await connection.timeout(ACK_TIMEOUT_MS).emitWithAck("auth:refresh", { token });
       if (!ack.ok) throw new Error(ack.error.code);
+      // Rooms the new token no longer opens: the server took the connection out of them.
+      for (const id of ack.left) {
+        const room = rooms.get(id);
+        if (room) refuseRoom(room, { code: "forbidden", message: `you may not use room "${id}"` });
+      }
     });
     scheduleRoomsRefresh(0);
   });

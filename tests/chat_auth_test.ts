@@ -110,7 +110,8 @@ Deno.test("auth: a refreshed token that no longer opens a room takes the connect
   const bobHeard = heard(bob);
   const carolHeard = heard(carol);
   const ack = await refresh(bob, { token: await signToken(SECRET, { sub: "bob" }) });
-  assert.equal(ack.ok, true);
+  assert.ok(ack.ok);
+  assert.deepEqual(ack.left, ["ops"]);
   const secret = await ask(alice, "message", {
     room: "ops",
     message: "ops only",

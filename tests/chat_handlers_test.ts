@@ -163,7 +163,7 @@ Deno.test("handlers: onRefresh replaces the identity for the same user only", as
   assert.equal(await codeOf(() => onRefresh(chat.ctx, { token: "mallory" })), "forbidden");
   assert.equal(chat.ctx.identity, alice);
   const ack = await onRefresh(chat.ctx, { token: "alice" });
-  assert.deepEqual(ack, { ok: true, expiresAt: null });
+  assert.deepEqual(ack, { ok: true, expiresAt: null, left: [] });
   assert.equal(changed.length, 1);
   assert.deepEqual(chat.ctx.identity.user, alice.user, "the announced name is kept");
 });

@@ -17,7 +17,11 @@ export type MessageAck = { ok: true; message: ChatMessage; duplicate: boolean } 
 /** What a `history` ack receives. */
 export type HistoryAck = { ok: true; messages: ChatMessage[]; hasMore: boolean } | Failure;
 /** What an `auth:refresh` ack receives. */
-export type RefreshAck = { ok: true; expiresAt: number | null } | Failure;
+/**
+ * The `auth:refresh` ack: the new token's expiry, and the rooms the connection left because the
+ * new token no longer opens them.
+ */
+export type RefreshAck = { ok: true; expiresAt: number | null; left: string[] } | Failure;
 /** A user's read marker in a room: the last message they have seen there. */
 export interface ReadPosition {
   user: string;

@@ -361,11 +361,12 @@ export async function onRefresh(ctx: ChatContext, payload: unknown): Promise<Suc
   // The display name stays the one the connection was announced with.
   ctx.identity = { ...identity, user };
   // A room the new token no longer opens is left: none of it may reach this connection now.
-  for (const room of ctx.joined()) {
-    if (room !== ctx.defaultRoom && !ctx.policy.canJoin(ctx.identity, room)) ctx.unsubscribe(room);
-  }
+  const left = [...ctx.joined()].filter((room) =>
+    room !== ctx.defaultRoom && !ctx.policy.canJoin(ctx.identity, room)
+  );
+  for (const room of left) ctx.unsubscribe(room);
   ctx.onIdentityChanged?.(ctx.identity);
-  return { ok: true, expiresAt: identity.expiresAt ?? null };
+  return { ok: true, expiresAt: identity.expiresAt ?? null, left };
 }
 
 /** Only a plain object will do. */
