@@ -304,7 +304,12 @@ function pushSettingsOf(config: Config): PushSettings | undefined {
   const { vapidPublicKey, vapidPrivateKey, vapidSubject } = config;
   if (vapidPublicKey === undefined || vapidPrivateKey === undefined) return undefined;
   if (vapidSubject === undefined) return undefined;
-  return { publicKey: vapidPublicKey, privateKey: vapidPrivateKey, subject: vapidSubject };
+  return {
+    publicKey: vapidPublicKey,
+    privateKey: vapidPrivateKey,
+    subject: vapidSubject,
+    privateEndpoints: config.pushPrivateEndpoints,
+  };
 }
 
 /** The publish hook, when `PUBLISH_HOOK_URL` is set: the service asks it before storing. */

@@ -459,6 +459,12 @@ export const SETTINGS = {
     doc: "How push services reach the operator (`mailto:ops@example.com`); needed with " +
       "`VAPID_PUBLIC_KEY`.",
   }),
+  pushPrivateEndpoints: boolean("PUSH_PRIVATE_ENDPOINTS", {
+    default: false,
+    doc: "Push to endpoints whose names resolve to loopback, private or link-local addresses " +
+      "(a push service inside your network). Off, the server resolves each endpoint's name " +
+      "before sending and removes a subscription that leads inside unsent (see push.md).",
+  }),
   metricsToken: text("METRICS_TOKEN", {
     allowed: "text",
     defaultDoc: "unset (open)",

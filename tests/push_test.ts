@@ -12,7 +12,9 @@ import { tempDir } from "./helpers/dispose.ts";
 import type { Config } from "../src/config.ts";
 import type { ChatMessage } from "../src/types.ts";
 import { signToken } from "../src/auth/token.ts";
-import { pushDraft } from "../src/hooks/push.ts";
+import { isPublicAddress, pushDraft, PushNotifier, type PushOutcome } from "../src/hooks/push.ts";
+import { openKvStore } from "../src/store/mod.ts";
+import { createLogger } from "../src/ops/log.ts";
 
 function base64url(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
@@ -39,6 +41,8 @@ async function pushing(overrides: Partial<Config> = {}): Promise<TestServer> {
     missedAfterMs: 200,
     publicRooms: ["general"],
     rateLimitBurst: 1000,
+    // The test's push service listens on loopback.
+    pushPrivateEndpoints: true,
     ...overrides,
   }, { webhookTiming: { retryBaseMs: 20, retryMaxMs: 100, pollMs: 20, maintainMs: 20 } });
 }
@@ -423,4 +427,111 @@ Deno.test("push: a push job written with whole messages (before an upgrade) is s
     room: "dm:alice:bob",
     url: "/#dm%3Aalice%3Abob",
   });
+});
+
+Deno.test("push: an endpoint that leads inside is not sent to, and its subscription is removed", async () => {
+  await using receiver = await PushReceiver.start();
+  // The default: push services are on the internet. The receiver is on 127.0.0.1.
+  await using server = await pushing({ pushPrivateEndpoints: false });
+  const bob = await TestBrowser.create(`${receiver.url}/bob`);
+  await server.store.addPushSubscription("bob", bob.subscription, 10);
+  const alice = await ChatClient.join(server.url, "alice");
+  try {
+    await send(alice, "dm:alice:bob", "are you there?");
+    await untilStored(
+      async () => await metric(server, 'chat_push_notifications_total{outcome="refused"}') === 1,
+      "the push refused",
+    );
+    await outboxEmpty(server);
+    assert.equal(receiver.pushes.length, 0, "nothing reached the inside address");
+    assert.deepEqual(await server.store.pushSubscriptions("bob"), []);
+  } finally {
+    alice.close();
+  }
+});
+
+Deno.test("push: isPublicAddress takes only global unicast addresses", () => {
+  const inside = [
+    "127.0.0.1",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "0.0.0.0",
+    "224.0.0.1",
+    "255.255.255.255",
+    "::1",
+    "::",
+    "fe80::1",
+    "fd00::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "64:ff9b::7f00:1",
+    "2001:db8::1",
+    "not an address",
+  ];
+  for (const address of inside) assert.equal(isPublicAddress(address), false, address);
+  for (const address of ["93.184.216.34", "8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8"]) {
+    assert.equal(isPublicAddress(address), true, address);
+  }
+});
+
+Deno.test("push: a DNS name is resolved before each push; one address inside is enough to refuse", async () => {
+  const store = await openKvStore(":memory:");
+  try {
+    const records = new Map<string, string[]>([
+      ["loopback.push.test", ["127.0.0.1"]],
+      ["metadata.push.test", ["::ffff:169.254.169.254"]],
+      ["mixed.push.test", ["93.184.216.34", "10.0.0.7"]],
+      // A public address: passes the check, then fails to connect here (`.invalid` never resolves).
+      ["public.push.invalid", ["93.184.216.34"]],
+    ]);
+    const outcomes: PushOutcome[] = [];
+    const resolved: string[] = [];
+    const keys = await vapidKeys();
+    const settings = {
+      publicKey: keys.vapidPublicKey!,
+      privateKey: keys.vapidPrivateKey!,
+      subject: keys.vapidSubject!,
+    };
+    const notifier = new PushNotifier(settings, {
+      store,
+      mayRead: () => Promise.resolve(true),
+      observer: { pushAttempted: (outcome) => outcomes.push(outcome) },
+      log: createLogger("error"),
+      timeoutMs: 2000,
+      resolve: (host) => {
+        resolved.push(host);
+        return Promise.resolve(records.get(host) ?? []);
+      },
+    });
+    for (const host of records.keys()) {
+      const browser = await TestBrowser.create(`https://${host}/push/${host}`);
+      await store.addPushSubscription(`user-${host}`, browser.subscription, 10);
+    }
+    const message = (user: string): ChatMessage => ({
+      id: "01M973VBWEVAZGW0HCFZ8DCE5F",
+      room: `dm:alice:${user}`,
+      user: { id: "alice", name: "Alice" },
+      message: "hello",
+      createdAt: new Date().toISOString(),
+    });
+    const entries = [...records.keys()].map((host, index) => ({
+      ...pushDraft(`user-${host}`, [message(`user-${host}`)]),
+      key: String(index),
+      createdAt: Date.now(),
+      attempts: 0,
+      dueAt: Date.now(),
+    }));
+    await notifier.settle(entries);
+    assert.deepEqual(resolved, [...records.keys()]);
+    assert.deepEqual(outcomes, ["refused", "refused", "refused", "failed"]);
+    for (const host of records.keys()) {
+      const kept = (await store.pushSubscriptions(`user-${host}`)).length;
+      assert.equal(kept, host === "public.push.invalid" ? 1 : 0, host);
+    }
+  } finally {
+    store.close();
+  }
 });

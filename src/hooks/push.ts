@@ -9,6 +9,9 @@
  * request to send any way we like. A push service answering 404 or 410 has forgotten the
  * subscription: it is removed. Other failures are logged and counted, not retried: a retry would
  * repeat the notification on the browsers that did get it.
+ * Before each request the endpoint's name is resolved: one that leads to a loopback, private,
+ * link-local or other non-public address is not sent to and its subscription is removed (unless
+ * the operator's push service lives inside, {@link PushSettings.privateEndpoints}).
  *
  * @example
  * A sketch: the webhooks' `deferred` hands `push:` streams to `settle`.
@@ -19,6 +22,7 @@
  * ```
  * @module
  */
+import ipaddr from "ipaddr.js";
 import type { Logger } from "../ops/log.ts";
 import type {
   MessageStore,
@@ -54,6 +58,11 @@ export interface PushSettings {
   publicKey: string;
   privateKey: string;
   subject: string;
+  /**
+   * Push to endpoints whose names lead to loopback, private or link-local addresses too (a push
+   * service inside the operator's network); off: such a subscription is removed unsent.
+   */
+  privateEndpoints?: boolean;
 }
 
 /** What a notification carries; the service worker shows it and opens `url` on click. */
@@ -123,8 +132,35 @@ function summaries(messages: readonly ChatMessage[]): RoomSummary[] {
 
 /** Who is told what the notifier did (the metrics, matched by shape). */
 export interface PushObserver {
-  /** `sent` (2xx), `gone` (404/410: removed) or `failed`. */
-  pushAttempted(outcome: "sent" | "gone" | "failed"): void;
+  /**
+   * `sent` (2xx), `gone` (404/410: removed), `refused` (the endpoint leads inside: removed, not
+   * sent) or `failed`.
+   */
+  pushAttempted(outcome: PushOutcome): void;
+}
+
+/** What became of one push to one subscription. */
+export type PushOutcome = "sent" | "gone" | "refused" | "failed";
+
+/** A host name's addresses (IPv4 and IPv6), as DNS gives them now. */
+export type ResolveHost = (host: string) => Promise<string[]>;
+
+/** The host's A and AAAA records; fails only when it has neither. */
+export const resolveHost: ResolveHost = async (host) => {
+  const answers = await Promise.allSettled([
+    Deno.resolveDns(host, "A"),
+    Deno.resolveDns(host, "AAAA"),
+  ]);
+  const addresses = answers.flatMap((answer) => answer.status === "fulfilled" ? answer.value : []);
+  if (addresses.length > 0) return addresses;
+  const failure = answers.find((answer) => answer.status === "rejected");
+  throw failure?.reason ?? new Error(`${host} has no address`);
+};
+
+/** Whether `address` is a public (global unicast) one: not loopback, private, link-local, … */
+export function isPublicAddress(address: string): boolean {
+  // `process` reads an IPv4-mapped IPv6 address as the IPv4 address it carries.
+  return ipaddr.isValid(address) && ipaddr.process(address).range() === "unicast";
 }
 
 /** What the notifier needs from the server. */
@@ -136,6 +172,8 @@ export interface PushDependencies {
   log: Logger;
   /** A push service's answer must come within this (ms). */
   timeoutMs: number;
+  /** How endpoints' names are resolved before each push (default: DNS, {@link resolveHost}). */
+  resolve?: ResolveHost;
 }
 
 /** The push job for a user's unread messages (those of a `message.missed`, oldest first). */
@@ -191,6 +229,11 @@ export class PushNotifier {
   async #send(user: string, subscription: PushSubscriptionRecord, payload: string) {
     const { store, observer, log, timeoutMs } = this.#dependencies;
     try {
+      if (!await this.#leadsOutside(subscription.endpoint)) {
+        await store.removePushSubscription(user, subscription.endpoint);
+        log.warn("push.refused", { user, host: new URL(subscription.endpoint).hostname });
+        return observer.pushAttempted("refused");
+      }
       const webpush = await loadWebPush();
       const details = webpush.generateRequestDetails(subscription, payload, {
         vapidDetails: this.#settings,
@@ -220,5 +263,19 @@ export class PushNotifier {
       observer.pushAttempted("failed");
       log.warn("push.failed", { user, error });
     }
+  }
+
+  /**
+   * Whether every address the endpoint's host has now is public. The name was checked when the
+   * subscription was stored, but what it resolves to is its owner's to change; an address that
+   * changes between this answer and `fetch`'s own lookup is the egress firewall's to stop.
+   */
+  async #leadsOutside(endpoint: string): Promise<boolean> {
+    if (this.#settings.privateEndpoints) return true;
+    const host = new URL(endpoint).hostname.replace(/^\[(.*)\]$/, "$1");
+    const addresses = ipaddr.isValid(host)
+      ? [host]
+      : await (this.#dependencies.resolve ?? resolveHost)(host);
+    return addresses.every(isPublicAddress);
   }
 }

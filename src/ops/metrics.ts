@@ -135,7 +135,10 @@ export class Metrics {
     this.#hooks.dropped.inc({ reason }, count);
   }
 
-  /** Web Push: an attempt was `sent`, found its subscription `gone` (removed), or `failed`. */
+  /**
+   * Web Push: an attempt was `sent`, found its subscription `gone` (removed), `refused` (its
+   * endpoint leads inside: removed unsent), or `failed`.
+   */
   pushAttempted(outcome: string): void {
     this.#hooks.push.inc({ outcome });
   }
@@ -294,7 +297,8 @@ function webhookMetrics(registers: Registry[]) {
     push: new Counter({
       name: "chat_push_notifications_total",
       help: "Web Push attempts by outcome: sent (2xx), gone (404/410: the subscription was " +
-        "removed) or failed (not retried).",
+        "removed), refused (the endpoint resolved to an inside address: removed unsent) or " +
+        "failed (not retried).",
       labelNames: ["outcome"],
       registers,
     }),
