@@ -9,6 +9,7 @@
  * ```
  * @module
  */
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { openKvStore } from "../src/store/mod.ts";
 import { Timeline } from "../src/chat/timeline.ts";
@@ -74,6 +75,54 @@ async function measure(mode: "timeline" | "one commit each", clientIds: boolean)
   }
 }
 
+/** CPU of the whole process (every thread) per message, commits of `batch` messages one at a time. */
+interface CpuRow {
+  batch: number;
+  userUs: number;
+  systemUs: number;
+  commitMs: number;
+}
+
+/**
+ * What a commit costs in CPU, by its size: sequential commits over 10 rooms, with clientIds, as
+ * the timeline makes them. Shows what gathering saves (the fixed part of a commit is shared).
+ */
+async function commitCpu(batch: number): Promise<CpuRow> {
+  const dir = await Deno.makeTempDir();
+  const store = await openKvStore(`${dir}/chat.kv`);
+  let n = 0;
+  const commit = () =>
+    store.appendMany(
+      Array.from({ length: batch }, () => ({
+        user,
+        message: text,
+        room: `room-${n % 10}`,
+        clientId: `c${n++}`,
+      })),
+    );
+  try {
+    for (let i = 0; i < 100; i++) await commit(); // warm-up
+    const commits = Math.ceil(2000 / batch);
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    for (let i = 0; i < commits; i++) await commit();
+    const { user: userUs, system: systemUs } = process.cpuUsage(cpu);
+    const messages = commits * batch;
+    return {
+      batch,
+      userUs: userUs / messages,
+      systemUs: systemUs / messages,
+      commitMs: (performance.now() - started) / commits,
+    };
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const cpuRows: CpuRow[] = [];
+for (const batch of [1, 2, 5, 10, 20]) cpuRows.push(await commitCpu(batch));
+
 const rows: Row[] = [];
 for (const clientIds of [false, true]) {
   for (const mode of ["one commit each", "timeline"] as const) {
@@ -92,6 +141,17 @@ const table = [
     `| ${row.mode} | ${row.clientIds ? "yes" : "no"} | ${row.stored} | ${
       Math.round(row.perSecond)
     } | ${row.p50.toFixed(1)} | ${row.p99.toFixed(1)} |`
+  ),
+  "",
+  "CPU of the process (all threads: SQLite's and the kernel's work for it included) per message,",
+  "2,000 messages committed one commit after another, by messages per commit:",
+  "",
+  "| messages per commit | CPU µs per message | of which user | system | ms per commit |",
+  "| --- | --- | --- | --- | --- |",
+  ...cpuRows.map((row) =>
+    `| ${row.batch} | ${(row.userUs + row.systemUs).toFixed(0)} | ${row.userUs.toFixed(0)} | ${
+      row.systemUs.toFixed(0)
+    } | ${row.commitMs.toFixed(2)} |`
   ),
 ].join("\n") + "\n";
 console.log(table);
