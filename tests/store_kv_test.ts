@@ -180,3 +180,37 @@ Deno.test("kv store: markers and memberships stored without a touch time get one
   assert.deepEqual(await store.readMarkers("alice", ["team"]), [undefined]);
   assert.deepEqual(await store.memberships("alice", 10), []);
 });
+
+Deno.test("kv store: id and mention entries an earlier trim left behind are swept on open, the rest kept", async () => {
+  await using temp = await tempFile({ suffix: ".kv" });
+  const kept: ChatMessage[] = [];
+  const trimmed: ChatMessage[] = [];
+  {
+    using store = await openKvStore(temp.path);
+    for (let n = 0; n < 150; n++) {
+      const room = n % 2 === 0 ? "team" : "general";
+      const message = await store.append({ room, user: ada, message: `m${n}`, mentions: ["bob"] });
+      (n % 3 === 0 ? trimmed : kept).push(message);
+    }
+  }
+  const entries = async (kv: Deno.Kv, prefix: Deno.KvKey) =>
+    (await Array.fromAsync(kv.list({ prefix }))).map((entry) => entry.key);
+  {
+    // What a trim before layout 4 did: the messages went, their id and mention entries stayed.
+    using kv = await Deno.openKv(temp.path);
+    for (const { room, id } of trimmed) await kv.delete(["messages", room, id]);
+    await kv.set(["meta", "layout"], 3);
+    assert.equal((await entries(kv, ["ids"])).length, 150);
+    assert.equal((await entries(kv, ["mentions"])).length, 150);
+  }
+  {
+    using store = await openKvStore(temp.path);
+    assert.deepEqual(texts(await store.latest(100, undefined, "team")).length, 50);
+  }
+  using kv = await Deno.openKv(temp.path);
+  const ids = (await entries(kv, ["ids"])).map((key) => key[1]).sort();
+  assert.deepEqual(ids, kept.map((message) => message.id).sort());
+  const mentions = (await entries(kv, ["mentions"])).map((key) => key[3]).sort();
+  assert.deepEqual(mentions, kept.map((message) => message.id).sort());
+  assert.equal((await kv.get(["meta", "layout"])).value, 4);
+});

@@ -137,10 +137,11 @@ const THREAD_USERS_SCAN = 50;
 const ROOM_READS = "room_reads";
 /**
  * The key layout's version: 2 keys messages by room; 3 stores read markers and memberships with
- * the time they were last touched, and an expiry.
+ * the time they were last touched, and an expiry; 4: no id or mention entry outlives its message
+ * (trims before it left them behind).
  */
 const LAYOUT_KEY = ["meta", "layout"];
-const LAYOUT = 3;
+const LAYOUT = 4;
 const MEMORY_PATH = ":memory:";
 // Deno KV caps one atomic commit at 1000 mutations, 100 checks and ~800 KB, getMany at 10 keys.
 const MAX_BATCH_MESSAGES = 400;
@@ -261,7 +262,8 @@ export class KvMessageStore implements MessageStore {
     const layout = (await whenUnlocked(() => this.#kv.get<number>(LAYOUT_KEY))).value ?? 0;
     if (layout >= LAYOUT) return;
     if (layout < 2) await this.#moveIntoRooms();
-    await this.#stampTouches();
+    if (layout < 3) await this.#stampTouches();
+    await this.#sweepLeftBehind();
     await whenUnlocked(() => this.#kv.set(LAYOUT_KEY, LAYOUT));
   }
 
@@ -313,6 +315,40 @@ export class KvMessageStore implements MessageStore {
       }
       if (legacy.length > 0) await flush();
     }
+  }
+
+  /**
+   * Layout 3 → 4: deletes the id and mention entries whose message a trim deleted before trims
+   * took them too (one scan of each space, on the first start after the upgrade). Only a trim
+   * deletes a message, and a message is written in one commit with its entries, so an entry
+   * without its message is always left behind, never early.
+   */
+  async #sweepLeftBehind(): Promise<void> {
+    await this.#sweep<string>([IDS], (key, room) => [MESSAGES, room, key[1]]);
+    await this.#sweep<unknown>([MENTIONS], (key) => [MESSAGES, key[1], key[3]]);
+  }
+
+  async #sweep<T>(
+    prefix: Deno.KvKey,
+    messageKeyOf: (key: Deno.KvKey, value: T) => Deno.KvKey,
+  ): Promise<void> {
+    const page: Deno.KvEntry<T>[] = [];
+    const flush = async () => {
+      const entries = page.splice(0);
+      const messages = await this.#getEntries(
+        entries.map((entry) => messageKeyOf(entry.key, entry.value)),
+      );
+      const gone = entries.filter((_, index) => messages[index].versionstamp === null);
+      if (gone.length === 0) return;
+      const atomic = this.#kv.atomic();
+      for (const entry of gone) atomic.delete(entry.key);
+      await whenUnlocked(() => atomic.commit());
+    };
+    for await (const entry of this.#kv.list<T>({ prefix })) {
+      page.push(entry);
+      if (page.length === MAX_BATCH_CHECKS) await flush();
+    }
+    await flush();
   }
 
   async append(input: NewMessage): Promise<ChatMessage> {
