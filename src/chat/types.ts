@@ -25,6 +25,8 @@ export interface ServerSideEvents {
   "presence:users": (limit: number, answer: (users: User[]) => void) => void;
   /** Every other instance answers with how many distinct users it has connected. */
   "presence:count": (answer: (count: number) => void) => void;
+  /** An instance's presence feed switched between naming users and counting them. */
+  "presence:listing": (listed: boolean) => void;
 }
 
 /** The socket.io server type the chat runs on. */
