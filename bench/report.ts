@@ -974,8 +974,10 @@ export function renderMarkdown(report: Report): string {
         "generator (one process reading 10,000 sockets) sees it, median of the 5 messages. " +
         "**CPU µs/delivery**: all the server's CPU from the first send to the last message's " +
         "end (idle time between messages included). **RSS/client**: with the 10,000 connected. " +
-        "Ours also sends each newcomer the online list (`presence`) and everyone `user:joined` " +
-        "batches while they connect; the reference and the limit server have no presence.",
+        "Ours also sends each newcomer the online list (`presence`, a sample of 1,000 once more " +
+        "are online) and everyone its presence batches while they connect (`user:joined` up to " +
+        "1,000 online, then one `presence:count` per batch); the reference and the limit server " +
+        "have no presence.",
       ]
       : []),
     ...(has("S")

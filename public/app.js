@@ -130,6 +130,7 @@ const view = {
   counter: element("counter"),
   people: element("people"),
   presenceStale: element("presence-stale"),
+  presenceSample: element("presence-sample"),
   onlineCount: element("online-count"),
   presence: element("presence"),
   replyBar: element("reply-bar"),
@@ -229,6 +230,11 @@ const mentionChoice = { people: [], index: 0, start: -1 };
 let unseen = 0;
 /** @type {Map<string, User>} */
 const online = new Map();
+/**
+ * How many are online, and whether `online` is all of them and kept current (`presence:count`):
+ * with more than the server lists, it is a sample and `user:joined`/`user:left` stop.
+ */
+const onlineCount = { online: 0, listed: true };
 /** Who is typing, by room and user. */
 /** @type {Map<string, Map<string, { user: User, timer: ReturnType<typeof setTimeout> }>>} */
 const typists = new Map();
@@ -765,7 +771,8 @@ function renderPresence() {
     item.append(button);
     return item;
   }));
-  view.onlineCount.textContent = String(people.length);
+  view.onlineCount.textContent = String(onlineCount.listed ? people.length : onlineCount.online);
+  view.presenceSample.hidden = onlineCount.listed;
 }
 
 /** @param {User[]} users */
@@ -1038,6 +1045,8 @@ function connect(current) {
     connectProblem = false;
     view.tokenInput.value = "";
     if (!connection.recovered) {
+      // A new session's `presence` is everyone, unless a `presence:count` follows it.
+      onlineCount.listed = true;
       rooms.get(settings.defaultRoom);
       for (const room of rooms.all()) {
         if (catchingUp.has(room.id)) {
@@ -1156,13 +1165,23 @@ function connect(current) {
     for (const user of users) online.set(user.id, user);
     learnNames(users);
   });
+  // Counted: the list is a sample, kept as it came, and named changes are ignored (near the limit
+  // another instance's may still arrive for a moment). Listed again: the `presence` that follows
+  // is everyone.
+  on("presence:count", (/** @type {{ online: number, listed: boolean }} */ count) => {
+    onlineCount.online = count.online;
+    onlineCount.listed = count.listed;
+    renderPresence();
+  });
   on("user:joined", (/** @type {User[]} */ users) => {
-    for (const user of users) online.set(user.id, user);
+    if (onlineCount.listed) {
+      for (const user of users) online.set(user.id, user);
+    }
     learnNames(users);
   });
   on("user:left", (/** @type {User[]} */ users) => {
     for (const user of users) {
-      online.delete(user.id);
+      if (onlineCount.listed) online.delete(user.id);
       for (const room of typists.keys()) clearTyping(room, user.id);
     }
     renderPresence();
@@ -1232,6 +1251,7 @@ function logout(reason) {
   rooms.clear();
   rooms.me = undefined;
   online.clear();
+  onlineCount.listed = true;
   renderPresence();
   clearAllTyping();
   view.chat.hidden = true;

@@ -284,8 +284,11 @@ export const SETTINGS = {
     default: 1000,
     min: 1,
     max: 100_000,
-    doc: "Most users a `presence` snapshot or a `join` ack's `online` lists; `user:joined` and " +
-      "`user:left` still report everyone. Bounds what each connect costs when many are online.",
+    doc: "Most users a `presence` snapshot or a `join` ack's `online` lists. With more online, " +
+      "`user:joined` and `user:left` stop and each batch sends one `presence:count` " +
+      "`{ online, listed: false }` instead; they resume (after `presence:count` with " +
+      "`listed: true` and a fresh `presence`) once at most 90 % of it are online. Bounds what " +
+      "each connect costs when many are online: a snapshot and a small frame per batch.",
   }),
   readReceipts: boolean("READ_RECEIPTS", {
     default: true,

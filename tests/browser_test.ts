@@ -868,6 +868,37 @@ step("edits: an author edits and deletes a message; the other page shows both", 
 });
 
 step(
+  "presence: above MAX_LISTED_USERS the Online list shows the count and says it is a sample; under 90 % of it the list is whole again",
+  async (browser) => {
+    await using chat = await startBrowserChat(browser, { maxListedUsers: 3 });
+    const alice = await chat.open("Alice");
+    const others = [];
+    for (const name of ["Bob", "Carol", "Dan"]) others.push(await chat.client(name, name));
+    await alice.locator("#online-count", { hasText: "4" }).waitFor();
+    await alice.locator("#presence-sample").waitFor();
+    // A newcomer gets a sample of three, and the count of everyone.
+    const erin = await chat.open("Erin");
+    await erin.locator("#online-count", { hasText: "5" }).waitFor();
+    await erin.locator("#presence-sample").waitFor();
+    assert.ok((await erin.locator("#presence .name").count()) <= 3);
+    await alice.locator("#online-count", { hasText: "5" }).waitFor();
+    // Down to two (90 % of three): everyone named again, and changes follow.
+    for (const client of others) client.close();
+    await alice.locator("#online-count", { hasText: "2" }).waitFor();
+    await alice.locator("#presence-sample").waitFor({ state: "hidden" });
+    assert.deepEqual(await alice.locator("#presence .name").allTextContents(), ["Alice", "Erin"]);
+    await chat.client("Bob", "Bob");
+    await alice.locator("#online-count", { hasText: "3" }).waitFor();
+    assert.deepEqual(await alice.locator("#presence .name").allTextContents(), [
+      "Alice",
+      "Bob",
+      "Erin",
+    ]);
+    assert.deepEqual(chat.problems, []);
+  },
+);
+
+step(
   "conversation: react from the picker, reply with an @ mention, open the thread, see a receipt; axe-clean in light and dark",
   async (browser) => {
     await using chat = await startBrowserChat(browser);

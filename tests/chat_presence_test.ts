@@ -138,7 +138,7 @@ Deno.test("presence: clients connecting together each get a snapshot after their
   }
 });
 
-Deno.test("presence: MAX_LISTED_USERS bounds the snapshot and a join's online list; joins and leaves still reach everyone", async () => {
+Deno.test("presence: MAX_LISTED_USERS bounds the snapshot and a join's online list; room presence still names everyone", async () => {
   await using server = await startChat({ maxListedUsers: 2, publicRooms: ["general", "team-*"] });
   using alice = await ChatClient.join(server.url, "alice");
   using bob = await ChatClient.join(server.url, "bob");
@@ -155,12 +155,89 @@ Deno.test("presence: MAX_LISTED_USERS bounds the snapshot and a join's online li
   const join = await dave.socket.emitWithAck("join", { room: "team-red" });
   assert.equal(join.ok, true);
   assert.equal(join.online.length, 2, "the join ack lists two of the four in the room");
-  const seenByAlice = watchPresence(alice, "alice");
+  const inTeamRed: string[] = [];
+  alice.socket.on("room:presence", (event: { joined: User[]; left: User[] }) => {
+    event.joined.forEach((user) => inTeamRed.push(`+${user.id}`));
+    event.left.forEach((user) => inTeamRed.push(`-${user.id}`));
+  });
   using erin = await ChatClient.join(server.url, "erin");
-  await alice.waitFor(() => seenByAlice.events.includes("+erin"), "erin's join reaches alice");
+  assert.equal((await erin.socket.emitWithAck("join", { room: "team-red" })).ok, true);
+  await alice.waitFor(() => inTeamRed.includes("+erin"), "erin's arrival in team-red");
   erin.close();
-  await alice.waitFor(() => seenByAlice.events.includes("-erin"), "erin's leave reaches alice");
+  await alice.waitFor(() => inTeamRed.includes("-erin"), "erin's leaving team-red");
 });
+
+/**
+ * Every presence event a client gets, in order: `+id`, `-id`, `count:N:listed`, `list:ids`. With
+ * connection state recovery, socket.io appends an offset argument to each broadcast.
+ */
+function presenceLog(client: ChatClient, recovery: boolean): string[] {
+  const log: string[] = [];
+  const ids = (users: User[]) => users.map((user) => user.id).sort().join(",");
+  client.socket.on("presence", (users: User[]) => log.push(`list:${ids(users)}`));
+  client.socket.on("user:joined", (users: User[]) => users.forEach((u) => log.push(`+${u.id}`)));
+  client.socket.on("user:left", (users: User[]) => users.forEach((u) => log.push(`-${u.id}`)));
+  client.socket.on("presence:count", (...args: unknown[]) => {
+    assert.equal(args.length, recovery ? 2 : 1, "one argument");
+    const { online, listed, ...rest } = args[0] as { online: number; listed: boolean };
+    assert.deepEqual(rest, {});
+    log.push(`count:${online}:${listed}`);
+  });
+  return log;
+}
+
+for (const recovery of [false, true]) {
+  Deno.test(`presence: above MAX_LISTED_USERS online, joins and leaves are counted, not named, until 90 % of it${recovery ? " (connection recovery: socket.io's broadcasts)" : ""}`, async () => {
+    await using server = await startChat({
+      maxListedUsers: 3,
+      connectionRecoveryMs: recovery ? 60_000 : 0,
+    });
+    using u1 = new ChatClient(server.url, { auth: { token: await tokenFor("u1") } });
+    const seen = presenceLog(u1, recovery);
+    await u1.waitFor(() => seen.length > 0, "u1's presence");
+    const connected = new Map<string, ChatClient>();
+    const expect = async (events: string[], what: string) => {
+      await u1.waitFor(() => seen.length >= events.length, what);
+      await sleep(150);
+      assert.deepEqual(seen.splice(0), events, what);
+    };
+    const come = async (id: string, events: string[]) => {
+      connected.set(id, await ChatClient.join(server.url, id));
+      await expect(events, `${id} comes`);
+    };
+    const go = async (id: string, events: string[]) => {
+      connected.get(id)!.close();
+      connected.delete(id);
+      await expect(events, `${id} goes`);
+    };
+    try {
+      await expect(["list:u1", "+u1"], "u1's snapshot, then its own arrival");
+      await come("u2", ["+u2"]);
+      await come("u3", ["+u3"]);
+      await come("u4", ["count:4:false"]);
+      await come("u5", ["count:5:false"]);
+      // A newcomer gets a sample of the list, then the count that says it is one.
+      using u6 = new ChatClient(server.url, { auth: { token: await tokenFor("u6") } });
+      const newcomer = presenceLog(u6, recovery);
+      await u6.waitFor(() => newcomer.length >= 2, "u6's snapshot and count");
+      await sleep(150);
+      assert.equal(newcomer.length, 2, `${newcomer}`);
+      assert.match(newcomer[0], /^list:(u\d,){2}u\d$/, "three of the six");
+      assert.equal(newcomer[1], "count:6:false");
+      await expect(["count:6:false"], "u6 comes");
+      u6.close();
+      await expect(["count:5:false"], "u6 goes");
+      await go("u5", ["count:4:false"]);
+      await go("u4", ["count:3:false"]);
+      // 2 is 90 % of 3, rounded down: the list again, whole, and then named changes.
+      await go("u3", ["count:2:true", "list:u1,u2"]);
+      await come("u7", ["+u7"]);
+      await go("u7", ["-u7"]);
+    } finally {
+      for (const client of connected.values()) client.close();
+    }
+  });
+}
 
 Deno.test("presence: a join ack's list of the default room plus the changes after it stays right when a user blinks meanwhile", async () => {
   await using server = await startChat({ connectionRecoveryMs: 0 });

@@ -8,6 +8,7 @@ import type {
   ClientToServerEvents,
   LoadedInfo,
   MentionEvent,
+  PresenceCount,
   RoomReadEvent,
   ServerToClientEvents,
 } from "../client.ts";
@@ -30,6 +31,9 @@ Deno.test("client.ts: a typed socket.io-client speaks every event the server ans
       forceNew: true,
     }),
   );
+  socket.on("presence:count", (count: PresenceCount) => {
+    assert.fail(`one user online is listed, not counted: ${count.online} ${count.listed}`);
+  });
   const loaded = await within(
     new Promise<LoadedInfo>((resolve) => socket.once("loaded", resolve)),
     5000,

@@ -381,3 +381,45 @@ Deno.test({
     assert.deepEqual(mentioned.get("carol"), ["ops"]);
   },
 });
+
+Deno.test({
+  name: hasRedis()
+    ? "cluster: above MAX_LISTED_USERS online across instances, both count users, and name them again together"
+    : "cluster: presence counts skipped because /usr/bin/redis-server is not installed",
+  ignore: !hasRedis(),
+  async fn() {
+    await using cluster = await startCluster({ MAX_LISTED_USERS: "2" });
+    const { a, b, join } = cluster;
+    const alice = await join(a, "alice");
+    const seenByAlice: string[] = [];
+    const record = (client: ChatClient, seen: string[]) => {
+      client.socket.on("presence", (users: User[]) => seen.push(`list:${users.length}`));
+      client.socket.on(
+        "user:joined",
+        (users: User[]) => users.forEach((u) => seen.push(`+${u.id}`)),
+      );
+      client.socket.on("user:left", (users: User[]) => users.forEach((u) => seen.push(`-${u.id}`)));
+      client.socket.on(
+        "presence:count",
+        ({ online, listed }: { online: number; listed: boolean }) =>
+          seen.push(`count:${online}:${listed}`),
+      );
+    };
+    record(alice, seenByAlice);
+    const bob = await join(b, "bob");
+    await until(() => seenByAlice.includes("+bob"), 8000, "bob's join, named");
+    const seenByBob: string[] = [];
+    record(bob, seenByBob);
+    // Carol on A makes three: A's count adds B's, and reaches bob on B.
+    const carol = await join(a, "carol");
+    await until(() => seenByBob.includes("count:3:false"), 8000, "the count on B");
+    assert.ok(!seenByBob.includes("+carol"), "carol is counted, not named");
+    carol.close();
+    await until(() => seenByBob.includes("count:2:false"), 8000, "still counted at the limit");
+    // Bob leaves on B, whose own batches never went over: B switches back all the same.
+    seenByAlice.length = 0;
+    bob.close();
+    await until(() => seenByAlice.includes("list:1"), 8000, "the list again, on A");
+    assert.deepEqual(seenByAlice, ["count:1:true", "list:1"]);
+  },
+});

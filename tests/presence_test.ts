@@ -5,6 +5,7 @@ import {
   PRESENCE_MAX_BATCH_USERS,
   PRESENCE_MAX_WINDOW_MS,
   PresenceFeed,
+  PresenceListing,
 } from "../src/cluster/presence.ts";
 import type { User } from "../src/types.ts";
 import { closing } from "./helpers/dispose.ts";
@@ -51,9 +52,11 @@ Deno.test("local presence: counts tabs per user", async () => {
   assert.equal(await presence.connections("ada"), 2);
   assert.deepEqual(await presence.online(), [ada]);
   assert.deepEqual(await presence.online(0), [], "at most the limit");
+  assert.equal(await presence.count(), 1, "one user however many tabs");
   assert.equal(await presence.depart(tab("s1", ada)), false);
   assert.equal(await presence.depart(tab("s2", ada)), true);
   assert.deepEqual(await presence.online(), []);
+  assert.equal(await presence.count(), 0);
 });
 
 Deno.test("cluster presence: the oldest of simultaneous tabs announces, once", async () => {
@@ -68,6 +71,7 @@ Deno.test("cluster presence: the oldest of simultaneous tabs announces, once", a
       Promise.resolve(
         [...new Map(connections.map((c) => [c.user.id, c.user])).values()].slice(0, limit),
       ),
+    count: () => Promise.resolve(2),
   });
   assert.equal(presence.shared, true, "other instances list its users");
   assert.equal(await presence.arrive(connections[1]), true, "a sorts before b");
@@ -75,6 +79,7 @@ Deno.test("cluster presence: the oldest of simultaneous tabs announces, once", a
   assert.equal(await presence.connections("ada"), 2);
   assert.deepEqual(await presence.online(), [ada, bo]);
   assert.deepEqual(await presence.online(1), [ada], "at most the limit");
+  assert.equal(await presence.count(), 2, "the directory's count");
   assert.equal(await presence.depart(connections[2]), false, "bo is still listed");
 });
 
@@ -207,4 +212,40 @@ Deno.test("presence feed: a batch goes out once it holds PRESENCE_MAX_BATCH_USER
   feed.joined(ada);
   feed.flush();
   assert.deepEqual(announced, [PRESENCE_MAX_BATCH_USERS + 10, 1], "the next batch starts afresh");
+});
+
+Deno.test("presence listing: names users up to the limit, counts above it, names them again at 90 %", () => {
+  const listing = new PresenceListing(10);
+  assert.equal(listing.relistAt, 9);
+  assert.deepEqual([listing.update(10), listing.listed], [false, true], "at the limit: listed");
+  assert.deepEqual([listing.update(11), listing.listed], [true, false], "one more: counted");
+  assert.deepEqual([listing.update(10), listing.listed], [false, false], "back at the limit");
+  assert.deepEqual([listing.update(9), listing.listed], [true, true], "at 90 %: listed again");
+  assert.deepEqual([listing.update(10), listing.listed], [false, true]);
+  assert.equal(new PresenceListing(1000).relistAt, 900);
+  assert.equal(new PresenceListing(3).relistAt, 2);
+});
+
+Deno.test("presence feed: while users are counted, a batch waits its window however many changed", async () => {
+  const announced: number[] = [];
+  let listed = false;
+  using feed = closing(
+    new PresenceFeed((joined) => announced.push(joined.length), {
+      batchMs: 20,
+      audience: () => 5_000,
+      listed: () => listed,
+    }),
+  );
+  const started = performance.now();
+  for (let n = 0; n < PRESENCE_MAX_BATCH_USERS + 10; n++) {
+    feed.joined({ id: `u${n}`, name: `U${n}` });
+  }
+  await until(() => announced.length > 0, 2_000, "the batch");
+  const waited = performance.now() - started;
+  assert.ok(waited >= 499, `a counted batch waited ${waited} ms, its window`);
+  assert.deepEqual(announced, [PRESENCE_MAX_BATCH_USERS + 10]);
+  listed = true;
+  for (let n = 0; n < PRESENCE_MAX_BATCH_USERS; n++) feed.joined({ id: `v${n}`, name: `V${n}` });
+  await until(() => announced.length > 1, 200, "a full named batch at once");
+  assert.deepEqual(announced, [PRESENCE_MAX_BATCH_USERS + 10, PRESENCE_MAX_BATCH_USERS]);
 });

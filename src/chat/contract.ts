@@ -132,6 +132,17 @@ export interface LoadedInfo {
   reads: ReadPosition[];
 }
 
+/**
+ * The `presence:count` event: how many users are online, and whether the client's list of them is
+ * kept current. `listed: false`: more are online than a `presence` snapshot lists
+ * (`MAX_LISTED_USERS`), and `user:joined` / `user:left` stop until `listed: true`, which a fresh
+ * `presence` follows.
+ */
+export interface PresenceCount {
+  online: number;
+  listed: boolean;
+}
+
 /** A typing change of another user. */
 export interface TypingEvent {
   room: string;
@@ -146,6 +157,7 @@ export interface ServerToClientEvents {
   presence: (users: User[]) => void;
   "user:joined": (users: User[]) => void;
   "user:left": (users: User[]) => void;
+  "presence:count": (count: PresenceCount) => void;
   typing: (event: TypingEvent) => void;
   "room:presence": (event: RoomPresenceEvent) => void;
   "message:updated": (message: ChatMessage) => void;

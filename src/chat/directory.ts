@@ -50,6 +50,34 @@ export async function disconnectEverywhere(
   }
 }
 
+/** How many distinct users have a connection to this instance. */
+export function usersConnected(io: ChatServer): number {
+  const users = new Set<string>();
+  for (const socket of io.of("/").sockets.values()) users.add(socket.data.identity.user.id);
+  return users.size;
+}
+
+/**
+ * The other instances' answers to a server-side question. socket.io's own wait for them is 5 s;
+ * one that died would hold every question that long: past {@link DIRECTORY_TIMEOUT_MS} (or on a
+ * failure) there are none, and this instance's own answer stands alone.
+ */
+async function askOthers(ask: () => Promise<unknown[]>, log: Logger): Promise<unknown[]> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return await Promise.race([
+    ask().catch((error) => {
+      log.warn("presence.partial", { error });
+      return [];
+    }),
+    new Promise<unknown[]>((resolve) => {
+      timer = setTimeout(() => {
+        log.warn("presence.partial", { error: "an instance did not answer in time" });
+        resolve([]);
+      }, DIRECTORY_TIMEOUT_MS);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 type Found = { id: string; data: SocketData; handshake: { issued: number } };
 
 /**
@@ -75,6 +103,7 @@ export function socketDirectory(io: ChatServer, log: Logger): ConnectionDirector
   io.on("presence:users", (limit, answer) => {
     answer(localUsers(Number.isFinite(limit) && limit >= 0 ? Math.floor(limit) : Infinity));
   });
+  io.on("presence:count", (answer) => answer(usersConnected(io)));
   const toConnections = (sockets: Found[]) =>
     sockets.map((socket) => ({
       socketId: socket.id,
@@ -100,23 +129,16 @@ export function socketDirectory(io: ChatServer, log: Logger): ConnectionDirector
         }
       };
       add(localUsers(limit));
-      // socket.io's own wait for the other instances is 5 s; one that died would hold every
-      // snapshot that long: past DIRECTORY_TIMEOUT_MS this instance's users are the answer.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const answers = await Promise.race([
-        io.serverSideEmitWithAck("presence:users", limit).catch((error) => {
-          log.warn("presence.partial", { error });
-          return [];
-        }),
-        new Promise<unknown[]>((resolve) => {
-          timer = setTimeout(() => {
-            log.warn("presence.partial", { error: "an instance did not answer in time" });
-            resolve([]);
-          }, DIRECTORY_TIMEOUT_MS);
-        }),
-      ]).finally(() => clearTimeout(timer));
+      const answers = await askOthers(() => io.serverSideEmitWithAck("presence:users", limit), log);
       for (const users of answers) if (Array.isArray(users)) add(users);
       return [...found.values()];
+    },
+    async count() {
+      const answers = await askOthers(() => io.serverSideEmitWithAck("presence:count"), log);
+      return answers.reduce<number>(
+        (total, count) => total + (typeof count === "number" ? count : 0),
+        usersConnected(io),
+      );
     },
     async elsewhere(userId) {
       const local = io.sockets.sockets;

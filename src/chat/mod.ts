@@ -18,19 +18,19 @@ import { CodedError, toWireError, type WireError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { readLastId, readLastIds } from "./payloads.ts";
 import type { RoomPolicy } from "./rooms.ts";
-import { type Presence, PresenceFeed } from "../cluster/presence.ts";
+import { type Presence, PresenceFeed, PresenceListing } from "../cluster/presence.ts";
 import type { Timeline } from "./timeline.ts";
 import { Admission } from "./admission.ts";
 import type { Namespace } from "socket.io";
 import { loadRooms } from "./catch_up.ts";
 import { CHAT_ROOM, joinedRooms, roomKey } from "./delivery.ts";
-import { userRoom } from "./directory.ts";
+import { userRoom, usersConnected } from "./directory.ts";
 import { dispatchEvent, type EventBudgets, type EventContext, EventGate } from "./events.ts";
 import type { ChatContext, Subscription } from "./handlers.ts";
 import { PacedBroadcasts } from "./paced.ts";
 import { RoomPresence } from "./room_presence.ts";
 import type { ChatService } from "./service.ts";
-import type { ReadPosition } from "./contract.ts";
+import type { ReadPosition, ServerToClientEvents } from "./contract.ts";
 import type { ChatObserver, ChatServer, ChatSocket } from "./types.ts";
 import type { Ban, User } from "../types.ts";
 import { Deadlines } from "../deadlines.ts";
@@ -77,7 +77,10 @@ export interface ChatOptions {
   pushEnabled?: boolean;
   /** Most rooms one connection may be in (`MAX_ROOMS_PER_SOCKET`). */
   maxRoomsPerSocket: number;
-  /** Most users a `presence` snapshot or a join's `online` lists (`MAX_LISTED_USERS`). */
+  /**
+   * Most users a `presence` snapshot or a join's `online` lists (`MAX_LISTED_USERS`); with more
+   * online, the feed counts them (`presence:count`) instead of naming them.
+   */
   maxListedUsers: number;
   /** The chat's rules, shared with the server API. */
   service: ChatService;
@@ -156,7 +159,10 @@ interface Shared extends ChatPresence {
 
 /** Who is where, announced in batches: the server's presence feed and each room's. */
 interface ChatPresence {
-  /** The default room's comings and goings: `user:joined`, `user:left`, newcomers' snapshots. */
+  /**
+   * The default room's comings and goings: `user:joined`, `user:left` (or `presence:count` with
+   * many online), newcomers' snapshots.
+   */
   readonly feed: PresenceFeed;
   /** Other rooms' comings and goings: `room:presence`. */
   readonly roomPresence: RoomPresence;
@@ -385,11 +391,7 @@ export function attachChat(io: ChatServer, options: ChatOptions): Chat {
     membersOf: presence.membersOf,
     // Counted from this instance's sockets: presence may span the cluster.
     roomsOccupied: () => presence.roomPresence.rooms,
-    usersOnline() {
-      const users = new Set<string>();
-      for (const socket of io.of("/").sockets.values()) users.add(socket.data.identity.user.id);
-      return users.size;
-    },
+    usersOnline: () => usersConnected(io),
     close() {
       presence.feed.close();
       presence.roomPresence.close();
@@ -406,29 +408,29 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   // (asked across instances) must not let a later batch overtake an earlier one.
   let announced = Promise.resolve();
   const batching = { batchMs: options.presenceBatchMs, cancelOut: !presence.shared };
-  const announce = presenceAnnouncer(io, options);
+  const listing = new PresenceListing(options.maxListedUsers);
   const feed: PresenceFeed = new PresenceFeed(
     (joined, left, welcomed) => {
-      announced = announced.then(async () => {
-        if (welcomed.length > 0) {
-          try {
-            const online = await presence.online(options.maxListedUsers);
-            feed.observed();
-            announce.snapshot(welcomed, online);
-          } catch (error) {
-            log.warn("presence.failed", { sockets: welcomed.length, error });
-          }
-        }
-        if (joined.length > 0) announce.toEveryone("user:joined", joined);
-        if (left.length > 0) announce.toEveryone("user:left", left);
-      });
+      announced = announced.then(() => announceBatch(parts, { joined, left, welcomed }))
+        .catch((error) => log.warn("presence.failed", { sockets: welcomed.length, error }));
     },
     {
       ...batching,
       // A big audience makes changes wait longer (a frame each): this instance's share of it.
       audience: () => io.of("/").adapter.rooms.get(CHAT_ROOM)?.size ?? 0,
+      listed: () => listing.listed,
     },
   );
+  const parts: FeedParts = {
+    options,
+    feed,
+    listing,
+    announce: presenceAnnouncer(io, options),
+    // Instances sharing presence switch together: a client told by one that users are counted
+    // must not go on getting another's named changes.
+    shareSwitch: (listed) => presence.shared && io.serverSideEmit("presence:listing", listed),
+  };
+  if (presence.shared) io.on("presence:listing", (listed) => listing.follow(listed === true));
   // The default room's comings and goings are the global presence events.
   const roomPresence = new RoomPresence((room, joined, left) => {
     io.to(roomKey(room)).emit("room:presence", { room, joined, left });
@@ -442,7 +444,7 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   return {
     feed,
     roomPresence,
-    closeAnnouncer: announce.close,
+    closeAnnouncer: parts.announce.close,
     enterRoom(socket, room) {
       if (socket.rooms.has(roomKey(room))) return true;
       const identity = socket.data.identity;
@@ -461,27 +463,105 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   };
 }
 
+/** What announcing a batch of the default room's presence takes. */
+interface FeedParts {
+  readonly options: ChatOptions;
+  readonly feed: PresenceFeed;
+  /** Whether the feed names users or counts them, as of the last batch. */
+  readonly listing: PresenceListing;
+  readonly announce: PresenceAnnouncer;
+  /** Tells the other instances (with Redis) that a batch here switched the listing. */
+  readonly shareSwitch: (listed: boolean) => void;
+}
+
+/**
+ * Announces one batch of the default room's presence, by how many users are online now. Listed
+ * (at most `MAX_LISTED_USERS`): the newcomers' snapshot, then the joins and leaves. Counted (above
+ * it): the newcomers' snapshot, a sample, then `presence:count` to everyone instead of the changes,
+ * one small frame per batch whoever came and went. Listed again ({@link PresenceListing}'s
+ * threshold): `presence:count`, then a fresh snapshot to everyone, which shows this batch's
+ * changes; the changes still pending follow as joins and leaves.
+ */
+async function announceBatch(
+  { options, feed, listing, announce, shareSwitch }: FeedParts,
+  { joined, left, welcomed }: { joined: User[]; left: User[]; welcomed: string[] },
+): Promise<void> {
+  const { presence, maxListedUsers, log } = options;
+  const online = await presence.count();
+  const switched = listing.update(online);
+  if (switched) shareSwitch(listing.listed);
+  const count = { online, listed: listing.listed };
+  const snapshot = async () => {
+    const users = await presence.online(maxListedUsers);
+    feed.observed();
+    return users;
+  };
+  if (switched && listing.listed) {
+    const users = await snapshot();
+    announce.toEveryone("presence:count", count);
+    return announce.toEveryone("presence", users);
+  }
+  if (welcomed.length > 0) {
+    try {
+      announce.toSockets(welcomed, "presence", await snapshot());
+    } catch (error) {
+      log.warn("presence.failed", { sockets: welcomed.length, error });
+    }
+  }
+  if (listing.listed) {
+    if (joined.length > 0) announce.toEveryone("user:joined", joined);
+    if (left.length > 0) announce.toEveryone("user:left", left);
+  } else if (switched || joined.length > 0 || left.length > 0) {
+    announce.toEveryone("presence:count", count);
+  } else if (welcomed.length > 0) announce.toSockets(welcomed, "presence:count", count);
+}
+
+/** The default room's presence events. */
+type PresenceEvents = Pick<
+  ServerToClientEvents,
+  "presence" | "user:joined" | "user:left" | "presence:count"
+>;
+
+/** Sends the default room's presence events. */
+interface PresenceAnnouncer {
+  /** To this instance's sockets with these ids. */
+  toSockets<E extends keyof PresenceEvents>(
+    ids: string[],
+    event: E,
+    payload: Parameters<PresenceEvents[E]>[0],
+  ): void;
+  /** To every socket in the default room (on every instance). */
+  toEveryone<E extends keyof PresenceEvents>(
+    event: E,
+    payload: Parameters<PresenceEvents[E]>[0],
+  ): void;
+  /** Drops what is not yet written (shutdown). */
+  close(): void;
+}
+
 /**
  * How the default room's presence goes out. On one instance, paced ({@link PacedBroadcasts}): a
  * connect storm's announcements reach every socket without holding a copy for each at once. With
  * Redis they must cross to the other instances, and with connection state recovery socket.io must
  * see every emit: there they take socket.io's own broadcast.
  */
-function presenceAnnouncer(io: ChatServer, options: ChatOptions) {
+function presenceAnnouncer(io: ChatServer, options: ChatOptions): PresenceAnnouncer {
   if (options.presence.shared || options.connectionRecovery) {
+    // socket.io's typed `emit` takes no event name of a union type; the announcer's own is typed.
+    type Emitter = { emit(event: string, payload: unknown): boolean };
     return {
       // Newcomers are this instance's own sockets: no other instance needs the snapshot.
-      snapshot: (ids: string[], online: User[]) => io.local.to(ids).emit("presence", online),
-      toEveryone: (event: "user:joined" | "user:left", users: User[]) =>
-        io.to(CHAT_ROOM).emit(event, users),
+      toSockets: (ids, event, payload) =>
+        void (io.local.to(ids) as unknown as Emitter).emit(event, payload),
+      toEveryone: (event, payload) =>
+        void (io.to(CHAT_ROOM) as unknown as Emitter).emit(event, payload),
       close: () => {},
     };
   }
   const paced = new PacedBroadcasts(io);
   return {
-    snapshot: (ids: string[], online: User[]) => paced.toSockets(ids, "presence", online),
-    toEveryone: (event: "user:joined" | "user:left", users: User[]) =>
-      paced.toRoom(CHAT_ROOM, event, users),
+    toSockets: (ids, event, payload) => paced.toSockets(ids, event, payload),
+    toEveryone: (event, payload) => paced.toRoom(CHAT_ROOM, event, payload),
     close: () => paced.close(),
   };
 }

@@ -23,6 +23,10 @@ export interface SocketData {
 export interface ServerSideEvents {
   /** Every other instance answers with up to `limit` of its connected users, each once. */
   "presence:users": (limit: number, answer: (users: User[]) => void) => void;
+  /** Every other instance answers with how many distinct users it has connected. */
+  "presence:count": (answer: (count: number) => void) => void;
+  /** An instance's presence feed switched between naming users and counting them. */
+  "presence:listing": (listed: boolean) => void;
 }
 
 /** The socket.io server type the chat runs on. */

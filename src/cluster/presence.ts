@@ -8,6 +8,7 @@
  * const presence = new LocalPresence();
  * await presence.arrive({ socketId: "s1", user: { id: "u1", name: "Ada" }, since: Date.now() }); // true
  * await presence.online(); // [{ id: "u1", name: "Ada" }]
+ * await presence.count(); // 1
  * ```
  * @module
  */
@@ -36,6 +37,12 @@ export interface Presence {
   connections(userId: string): Promise<number>;
   /** Everyone online, each once; at most `limit` (default: all). */
   online(limit?: number): Promise<User[]>;
+  /**
+   * How many users are online. Across instances each counts its own users and the counts are
+   * added: a user connected to two instances counts twice (one number crosses per instance, not
+   * the users).
+   */
+  count(): Promise<number>;
 }
 
 /** Online users of this process. */
@@ -70,6 +77,10 @@ export class LocalPresence implements Presence {
     }
     return Promise.resolve(users);
   }
+
+  count(): Promise<number> {
+    return Promise.resolve(this.#users.size);
+  }
 }
 
 /** Every instance's live connections (socket.io's `fetchSockets()` across the adapter). */
@@ -78,6 +89,8 @@ export interface ConnectionDirectory {
   ofUser(userId: string): Promise<Connection[]>;
   /** Users with a connection on any instance, each once, at most `limit`. */
   users(limit: number): Promise<User[]>;
+  /** Each instance's count of its connected users, added up. */
+  count(): Promise<number>;
 }
 
 /**
@@ -108,6 +121,57 @@ export class ClusterPresence implements Presence {
 
   online(limit = Infinity): Promise<User[]> {
     return this.directory.users(limit);
+  }
+
+  count(): Promise<number> {
+    return this.directory.count();
+  }
+}
+
+/** Share of `MAX_LISTED_USERS` online at or under which a feed that stopped naming users resumes. */
+export const RELIST_SHARE = 0.9;
+
+/**
+ * Whether the presence feed names who comes and goes. Each change named is a frame to every
+ * client, so with N users connecting that is N² frames: above `maxListed` users online (the most a
+ * snapshot lists) the feed sends counts instead, and it names users again only once at most
+ * {@link RELIST_SHARE} of `maxListed` are online, so a count hovering at the limit does not make
+ * every client rebuild its list again and again.
+ *
+ * @example
+ * ```ts
+ * const listing = new PresenceListing(1000);
+ * listing.update(1001); // true: no longer listed
+ * listing.update(950); // false: still counted, until 900
+ * listing.listed; // false
+ * ```
+ */
+export class PresenceListing {
+  #listed = true;
+
+  constructor(readonly maxListed: number) {}
+
+  /** Whether users are named (`user:joined` / `user:left`) rather than counted. */
+  get listed(): boolean {
+    return this.#listed;
+  }
+
+  /** The most users online at which a feed that counts names users again. */
+  get relistAt(): number {
+    return Math.floor(this.maxListed * RELIST_SHARE);
+  }
+
+  /** Takes a switch made elsewhere (by another instance sharing the presence). */
+  follow(listed: boolean): void {
+    this.#listed = listed;
+  }
+
+  /** Takes the number of users online now; true when that switches between naming and counting. */
+  update(online: number): boolean {
+    const listed = online <= (this.#listed ? this.maxListed : this.relistAt);
+    const switched = listed !== this.#listed;
+    this.#listed = listed;
+    return switched;
   }
 }
 
@@ -178,7 +242,7 @@ export function presenceWindowMs(batchMs: number, recipients: number): number {
  * newcomer's snapshot went out between them and showed the first.
  *
  * A batch is `batchMs` long, and longer for a big audience ({@link presenceWindowMs}), but
- * goes out once it holds {@link PRESENCE_MAX_BATCH_USERS} changes.
+ * goes out once it holds {@link PRESENCE_MAX_BATCH_USERS} changes while they are named.
  * Newcomers waiting for their first snapshot of who is online are batched every
  * `batchMs` whatever the audience (one snapshot built and encoded per batch, not per connection);
  * changes still pending then follow later, and clients apply them as set operations.
@@ -203,6 +267,7 @@ export class PresenceFeed {
 
   private readonly batchMs: number;
   private readonly audience: () => number;
+  private readonly listed: () => boolean;
   private readonly cancelOut: boolean;
 
   constructor(
@@ -210,10 +275,17 @@ export class PresenceFeed {
     options: PresenceBatching & {
       /** How many clients an announcement reaches (default 0: the batch). */
       audience?: () => number;
+      /**
+       * Whether the announcement names the users (default: always). While it only counts them
+       * ({@link PresenceListing}), its frame is small however many changed: a batch then waits its
+       * window rather than going out at {@link PRESENCE_MAX_BATCH_USERS}.
+       */
+      listed?: () => boolean;
     } = {},
   ) {
     this.batchMs = options.batchMs ?? 100;
     this.audience = options.audience ?? (() => 0);
+    this.listed = options.listed ?? (() => true);
     this.cancelOut = options.cancelOut ?? true;
   }
 
@@ -287,8 +359,12 @@ export class PresenceFeed {
   /** Whether the pending changes go out at `time`: a small audience's batch, a full one, or late. */
   #changesDue(time: number): boolean {
     const window = this.windowMs();
-    return window <= this.batchMs || this.#pending.size >= PRESENCE_MAX_BATCH_USERS ||
-      time >= this.#pendingSince + window;
+    return window <= this.batchMs || this.#full() || time >= this.#pendingSince + window;
+  }
+
+  /** Whether the pending changes make a batch of their own: as many as a named batch holds. */
+  #full(): boolean {
+    return this.#pending.size >= PRESENCE_MAX_BATCH_USERS && this.listed();
   }
 
   #note(user: User, change: "joined" | "left"): void {
@@ -308,7 +384,7 @@ export class PresenceFeed {
     const now = performance.now();
     const changes = this.#pending.size === 0
       ? Infinity
-      : this.#pending.size >= PRESENCE_MAX_BATCH_USERS
+      : this.#full()
       ? now
       : this.#pendingSince + this.windowMs();
     const welcomes = this.#welcome.length > 0 ? now + this.batchMs : Infinity;
