@@ -159,8 +159,9 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
     engine,
     metrics,
     async handler(request, info) {
-      if (!engine.matches(new URL(request.url))) return http(request, info);
-      const response = await engine.handleRequest(request, info);
+      const url = new URL(request.url);
+      if (!engine.matches(url)) return http(request, info);
+      const response = await engine.handleRequest(request, info, url);
       return withSecurityHeaders(response, { tls: config.tls !== undefined });
     },
     beginShutdown() {

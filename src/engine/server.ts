@@ -86,9 +86,27 @@ interface OwedClose {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** Random bytes in a session id: 120 bits, 20 base64url characters. */
+const SESSION_ID_BYTES = 15;
+/** Session ids' randomness, drawn for 256 sessions at a time: one runtime call, not one each. */
+const sessionIdPool = new Uint8Array(SESSION_ID_BYTES * 256);
+let sessionIdOffset = sessionIdPool.length;
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 function generateSessionId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(15));
-  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+  if (sessionIdOffset === sessionIdPool.length) {
+    crypto.getRandomValues(sessionIdPool);
+    sessionIdOffset = 0;
+  }
+  let id = "";
+  const end = sessionIdOffset + SESSION_ID_BYTES;
+  for (; sessionIdOffset < end; sessionIdOffset += 3) {
+    const bits = sessionIdPool[sessionIdOffset] << 16 | sessionIdPool[sessionIdOffset + 1] << 8 |
+      sessionIdPool[sessionIdOffset + 2];
+    id += BASE64URL[bits >> 18] + BASE64URL[bits >> 12 & 63] + BASE64URL[bits >> 6 & 63] +
+      BASE64URL[bits & 63];
+  }
+  return id;
 }
 
 function remoteAddressOf(info: ConnectionInfo): string {
@@ -170,14 +188,18 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** A `Deno.serve` handler: the engine's path, and 404 everywhere else. */
   handler(): (request: Request, info: ConnectionInfo) => Promise<Response> {
     return (request, info) => {
-      if (this.matches(new URL(request.url))) return this.handleRequest(request, info);
+      const url = new URL(request.url);
+      if (this.matches(url)) return this.handleRequest(request, info, url);
       return Promise.resolve(new Response("Not Found", { status: 404 }));
     };
   }
 
-  /** Handles one request on the engine's path. */
-  async handleRequest(request: Request, info: ConnectionInfo): Promise<Response> {
-    const url = new URL(request.url);
+  /** Handles one request on the engine's path; `url` is `request.url`, when already parsed. */
+  async handleRequest(
+    request: Request,
+    info: ConnectionInfo,
+    url = new URL(request.url),
+  ): Promise<Response> {
     const headers = new Headers();
     if (this.#cors && !applyCors(this.#cors, request, headers)) {
       return this.#refuse(

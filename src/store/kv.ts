@@ -53,6 +53,7 @@ import {
 } from "./message_store.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import { RecentWindow, RoomWindows } from "./recent.ts";
+import { ReadBatch } from "./read_batch.ts";
 import {
   createIdGenerator,
   firstIdAt,
@@ -210,6 +211,10 @@ export class KvMessageStore implements MessageStore {
   readonly #appends = new KeyedQueue();
   readonly #outbox: KvOutbox;
   readonly #push: KvPushSubscriptions;
+  /** Ban reads asked at once (a connect storm asks twice per connect) share a `getMany`. */
+  readonly #bans = new ReadBatch<Ban | null>((users) =>
+    this.#getMany<Ban>(users.map((userId) => [BANS, userId]))
+  );
 
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
     this.#kv = kv;
@@ -1054,7 +1059,7 @@ export class KvMessageStore implements MessageStore {
   }
 
   async getBan(userId: string): Promise<Ban | undefined> {
-    const { value } = await whenUnlocked(() => this.#kv.get<Ban>([BANS, userId]));
+    const value = await this.#bans.read(userId);
     // KV deletes expired entries lazily: a ban past its end is over.
     if (!value || (value.until !== undefined && value.until <= this.#now())) return undefined;
     return value;
