@@ -6,7 +6,7 @@
 import { EventEmitter } from "node:events";
 import type { Deadlines } from "../deadlines.ts";
 import { encodeMessageText, type Packet, type PacketData, type PacketType } from "./parser.ts";
-import { type Transport, TransportError } from "./transport.ts";
+import { type Transport, TransportError, type TransportListener } from "./transport.ts";
 
 /** Why a session closed, as reported to socket.io (`disconnect` reason). */
 export type CloseReason =
@@ -113,7 +113,7 @@ export interface EngineSocketEvents {
 }
 
 /** An Engine.IO session; its events are {@link EngineSocketEvents}. */
-export class EngineSocket extends EventEmitter<EngineSocketEvents> {
+export class EngineSocket extends EventEmitter<EngineSocketEvents> implements TransportListener {
   /** Protocol revision; socket.io reads it. */
   readonly protocol = 4;
   readyState: ReadyState = "opening";
@@ -145,7 +145,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
   ) {
     super();
     this.transport = transport;
-    this.#bind(transport);
+    transport.listen(this);
   }
 
   /** The client's IP address. */
@@ -235,7 +235,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     const cleanup = () => {
       clearTimeout(upgradeTimer);
       clearInterval(noopTimer);
-      transport.removeAllListeners();
+      transport.listen(undefined);
       this.#upgradeCleanup = undefined;
     };
     const fail = () => {
@@ -248,7 +248,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
         this.transport.send([{ type: "noop" }]);
       }
     };
-    transport.on("packet", (packet: Packet) => {
+    const onProbePacket = (packet: Packet) => {
       if (packet.type === "ping" && packet.data === "probe") {
         transport.send([{ type: "pong", data: "probe" }]);
         this.emit("upgrading", transport);
@@ -260,34 +260,40 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
       } else if (packet.type === "upgrade" && this.readyState !== "closed") {
         cleanup();
         this.#upgradeState = "upgraded";
-        const previous = this.transport;
-        previous.removeAllListeners();
-        previous.discard();
+        this.transport.discard();
         this.transport = transport;
-        this.#bind(transport);
+        transport.listen(this);
         this.emit("upgrade", transport);
         this.#flush();
       } else {
         fail();
       }
+    };
+    transport.listen({
+      onTransportPacket: onProbePacket,
+      onTransportDrain: () => {},
+      onTransportError: fail,
+      onTransportClose: fail,
     });
-    transport.once("close", fail);
-    transport.once("error", fail);
     this.#upgradeCleanup = fail;
   }
 
-  #bind(transport: Transport): void {
-    transport.on("packet", (packet: Packet) => this.#onPacket(packet));
-    transport.on("drain", () => this.#flush());
-    // As in engine.io, a transport error only closes the session (the error is the close
-    // description): emitting "error" would throw when nobody listens, before the close ran.
-    transport.once("error", (error: TransportError) => {
-      this.#onClose(error.code === "parse_error" ? "parse error" : "transport error", error);
-    });
-    transport.once("close", () => this.#onClose("transport close"));
+  /** What the current transport reports: see {@link TransportListener}. */
+  onTransportDrain(): void {
+    this.#flush();
   }
 
-  #onPacket(packet: Packet): void {
+  onTransportError(error: TransportError): void {
+    // As in engine.io, a transport error only closes the session (the error is the close
+    // description): emitting "error" would throw when nobody listens, before the close ran.
+    this.#onClose(error.code === "parse_error" ? "parse error" : "transport error", error);
+  }
+
+  onTransportClose(): void {
+    this.#onClose("transport close");
+  }
+
+  onTransportPacket(packet: Packet): void {
     if (this.readyState !== "open") return;
     if (!this.#takePacketToken()) {
       return this.#onClose(
@@ -441,7 +447,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     this.#writeBuffer = [];
     this.#writeBufferSize = 0;
     const transport = this.transport;
-    transport.removeAllListeners();
+    transport.listen(undefined);
     transport.close();
     this.emit("close", reason, description);
   }

@@ -121,7 +121,7 @@ export class PollingTransport extends Transport {
         }
       }, { once: true });
       this.writable = true;
-      this.emit("drain");
+      this.onDrain();
     });
   }
 

@@ -54,7 +54,7 @@ export class WebSocketTransport extends Transport {
         // Closed before the handshake completed (see doClose): close it now that it can be.
         if (this.readyState !== "open") return this.socket.close();
         this.writable = true;
-        this.emit("drain");
+        this.onDrain();
         return;
       case "error":
         return this.onError("websocket_error", "the WebSocket failed");
