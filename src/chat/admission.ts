@@ -193,7 +193,8 @@ export class Admission {
   /** Releases when the socket disconnects, or when its transport closes before it connected. */
   #track(socket: ChatSocket, release: () => void): void {
     this.#releases.set(socket, release);
-    socket.conn.once("close", release);
+    // `on`, not `once`: a session closes once, and `once` costs a wrapper per connection.
+    socket.conn.on("close", release);
   }
 
   /** Guards the socket's transport session against further CONNECTs once the socket is in. */

@@ -31,6 +31,7 @@ import {
   BACKLOG_CEILING_FACTOR,
   EngineSocket,
   type HandshakeRequest,
+  type SessionHost,
   type SessionOptions,
 } from "./socket.ts";
 import type { Transport } from "./transport.ts";
@@ -124,8 +125,14 @@ export class Engine extends EventEmitter<EngineEvents> {
   readonly options: SessionOptions & { path: string };
   readonly clients = new Map<string, EngineSocket>();
   readonly #owedCloses = new Map<string, OwedClose>();
-  /** Every session's heartbeat on one timer. */
-  readonly #heartbeats = new Deadlines<EngineSocket>((session) => session.heartbeatDue());
+  /** What every session shares: the heartbeats on one timer, and its leaving `clients`. */
+  readonly #sessionHost: SessionHost = {
+    heartbeats: new Deadlines<EngineSocket>((session) => session.heartbeatDue()),
+    sessionClosed: (session, reason) => {
+      this.clients.delete(session.id);
+      if (reason === "forced close") this.#oweClose(session.id, session.transport);
+    },
+  };
   #cors?: CorsOptions;
   #allowRequest?: EngineOptions["allowRequest"];
   #clientAddress: NonNullable<EngineOptions["clientAddress"]>;
@@ -316,12 +323,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     } else {
       transport = new PollingTransport(this.options);
     }
-    const session = new EngineSocket(id, transport, described, this.options, this.#heartbeats);
+    const session = new EngineSocket(id, transport, described, this.options, this.#sessionHost);
     this.clients.set(id, session);
-    session.once("close", (reason) => {
-      this.clients.delete(id);
-      if (reason === "forced close") this.#oweClose(id, session.transport);
-    });
     session.open();
     const response = upgradeResponse
       ? Promise.resolve(upgradeResponse)

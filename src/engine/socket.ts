@@ -28,6 +28,14 @@ export interface HandshakeRequest {
   connection: { encrypted: boolean; remoteAddress: string };
 }
 
+/** What a session shares with the other sessions of its engine: one object per engine. */
+export interface SessionHost {
+  /** Every session's next ping or pong deadline, on one timer. */
+  readonly heartbeats: Deadlines<EngineSocket>;
+  /** Told once when a session closes, before its `close` event. */
+  sessionClosed(session: EngineSocket, reason: CloseReason): void;
+}
+
 /**
  * How far over {@link SessionOptions.maxBufferedBytes} a backlog may grow during its grace period
  * before the session is closed at once, unless {@link SessionOptions.backlogCeilingBytes} says.
@@ -140,8 +148,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> implements Tr
     transport: Transport,
     readonly request: HandshakeRequest,
     private readonly options: SessionOptions,
-    /** The engine's heartbeats: every session's next ping or pong deadline, on one timer. */
-    private readonly heartbeats: Deadlines<EngineSocket>,
+    private readonly host: SessionHost,
   ) {
     super();
     this.transport = transport;
@@ -345,14 +352,14 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> implements Tr
    * when the ping was due keeps the session (other packets do not, as in engine.io 6).
    */
   #schedulePing(): void {
-    this.heartbeats.cancel(this, this.#heartbeatKey);
+    this.host.heartbeats.cancel(this, this.#heartbeatKey);
     const { pingInterval, pingTimeout } = this.options;
     const now = performance.now();
     // The deadline counts from when the ping is due, as the client's own timer does: a ping
     // that goes out late must not push the timeout back by its lateness.
     this.#pongDeadline = now + pingInterval + pingTimeout;
     this.#awaitingPong = false;
-    this.#heartbeatKey = this.heartbeats.set(this, now + pingInterval);
+    this.#heartbeatKey = this.host.heartbeats.set(this, now + pingInterval);
   }
 
   /** The engine's deadlines say the heartbeat is due: the ping goes out, or the pong is late. */
@@ -362,7 +369,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> implements Tr
     if (this.#awaitingPong) return this.#onClose("ping timeout");
     this.#sendPacket("ping");
     this.#awaitingPong = true;
-    this.#heartbeatKey = this.heartbeats.set(this, this.#pongDeadline);
+    this.#heartbeatKey = this.host.heartbeats.set(this, this.#pongDeadline);
   }
 
   /**
@@ -440,7 +447,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> implements Tr
   #onClose(reason: CloseReason, description?: Error): void {
     if (this.readyState === "closed") return;
     this.readyState = "closed";
-    this.heartbeats.cancel(this, this.#heartbeatKey);
+    this.host.heartbeats.cancel(this, this.#heartbeatKey);
     this.#heartbeatKey = -1;
     clearTimeout(this.#backlogTimer);
     this.#upgradeCleanup?.();
@@ -449,6 +456,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> implements Tr
     const transport = this.transport;
     transport.listen(undefined);
     transport.close();
+    this.host.sessionClosed(this, reason);
     this.emit("close", reason, description);
   }
 }
