@@ -57,6 +57,12 @@ export interface EngineOptions extends Partial<SessionOptions> {
   allowRequest?: (request: Request, info: ConnectionInfo) => void | Promise<void>;
   /** The client's address for `handshake.address` (default: the TCP peer's). */
   clientAddress?: (request: Request, info: ConnectionInfo) => string;
+  /**
+   * The request headers a session keeps for socket.io's `handshake.headers` (lower-case names);
+   * default: all, as engine.io. They live as long as the session: a browser's (cookies, user
+   * agent, `Accept-*`) are often over 1 KB.
+   */
+  handshakeHeaders?: readonly string[];
   /** Accepts a WebSocket upgrade (default `Deno.upgradeWebSocket` without idle pings). */
   upgradeWebSocket?: (request: Request) => { socket: WebSocket; response: Response };
   /**
@@ -137,6 +143,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   #allowRequest?: EngineOptions["allowRequest"];
   #clientAddress: NonNullable<EngineOptions["clientAddress"]>;
   #upgradeWebSocket: NonNullable<EngineOptions["upgradeWebSocket"]>;
+  #handshakeHeaders?: readonly string[];
   #refusalLog?: RefusalLog;
 
   constructor(options: EngineOptions = {}) {
@@ -161,6 +168,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.#allowRequest = options.allowRequest;
     this.#clientAddress = options.clientAddress ?? ((_request, info) => remoteAddressOf(info));
     this.#upgradeWebSocket = options.upgradeWebSocket ?? defaultUpgrade;
+    this.#handshakeHeaders = options.handshakeHeaders?.map((name) => name.toLowerCase());
     if (options.logger) this.#refusalLog = new RefusalLog(options.logger);
   }
 
@@ -362,7 +370,14 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   #describe(request: Request, url: URL, info: ConnectionInfo): HandshakeRequest {
     const headers: Record<string, string> = {};
-    request.headers.forEach((value, name) => headers[name] = value);
+    if (this.#handshakeHeaders) {
+      for (const name of this.#handshakeHeaders) {
+        const value = request.headers.get(name);
+        if (value !== null) headers[name] = value;
+      }
+    } else {
+      request.headers.forEach((value, name) => headers[name] = value);
+    }
     return {
       url: url.pathname + url.search,
       method: request.method,
