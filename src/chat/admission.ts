@@ -35,12 +35,15 @@ export interface AdmissionOptions {
  * that arrive while the first is still being admitted are refused by the middleware.
  */
 function refuseLaterConnects(socket: ChatSocket): void {
-  interceptRepeatConnects(socket, () => {
-    const { code, message } = toWireError(
-      new CodedError("already_connected", "this transport session already has a socket"),
-    );
-    return { message: code, data: { code, message } };
-  });
+  interceptRepeatConnects(socket, repeatConnectRefusal);
+}
+
+/** The CONNECT_ERROR payload of a repeated CONNECT (one function for every connection). */
+function repeatConnectRefusal(): unknown {
+  const { code, message } = toWireError(
+    new CodedError("already_connected", "this transport session already has a socket"),
+  );
+  return { message: code, data: { code, message } };
 }
 
 /** Builds the `connect_error` a refused client receives: `message` is the code. */
