@@ -43,8 +43,8 @@ export abstract class Transport {
   #listener?: TransportListener;
 
   abstract readonly name: TransportName;
-  /** Transports this one may upgrade to. */
-  abstract readonly upgradesTo: TransportName[];
+  /** Transports this one may upgrade to (one array per transport class, not per session). */
+  abstract readonly upgradesTo: readonly TransportName[];
 
   /** Bytes handed to `send()` that have not reached the network yet. */
   get bufferedAmount(): number {

@@ -4,7 +4,7 @@
  * @module
  */
 import { decodePacket, encodePacket, type Packet, PacketParseError } from "../parser.ts";
-import { Transport } from "../transport.ts";
+import { Transport, type TransportName } from "../transport.ts";
 
 /** Options the WebSocket transport needs. */
 export interface WebSocketOptions {
@@ -16,6 +16,8 @@ const encoder = new TextEncoder();
 
 /** WebSocket close code for a frame over the limit ("Message Too Big", as `ws` sends it). */
 const MESSAGE_TOO_BIG = 1009;
+
+const NO_UPGRADES: readonly TransportName[] = Object.freeze([]);
 
 /** The WebSocket events a transport listens to. */
 const SOCKET_EVENTS = ["open", "message", "error", "close"] as const;
@@ -31,7 +33,9 @@ function exceeds(data: string | ArrayBuffer, limit: number): boolean {
 /** The WebSocket transport of one session. */
 export class WebSocketTransport extends Transport {
   readonly name = "websocket";
-  readonly upgradesTo: ("polling" | "websocket")[] = [];
+  get upgradesTo(): readonly TransportName[] {
+    return NO_UPGRADES;
+  }
   override readonly sendsEachPacket = true;
   /** The close code to send, when the close has a reason the client should see. */
   #closeCode?: number;
