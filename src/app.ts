@@ -177,6 +177,13 @@ export function createApp(config: Config, store: MessageStore, options: AppOptio
   };
 }
 
+/**
+ * The headers a connection keeps for `socket.handshake.headers`: what the chat reads (a token in
+ * `Authorization`) and socket.io (`Origin`, for `handshake.xdomain`). The rest were read at the
+ * handshake (the client's address) or never.
+ */
+const HANDSHAKE_HEADERS = ["authorization", "origin"];
+
 /** The Engine.IO server: its limits, CORS, and the handshakes it refuses. */
 function engineFor(
   config: Config,
@@ -201,6 +208,7 @@ function engineFor(
     ),
     cors: config.corsOrigin ? { origin: config.corsOrigin, credentials: true } : undefined,
     clientAddress,
+    handshakeHeaders: HANDSHAKE_HEADERS,
     logger: log,
     allowRequest(request, info) {
       if (shuttingDown()) {

@@ -173,3 +173,17 @@ Deno.test("socketio: the heartbeat keeps an idle client connected", async () => 
   assert.ok(client.connected);
   assert.ok(socket.connected);
 });
+
+Deno.test("socketio: handshakeHeaders keeps only the named headers in socket.handshake", async () => {
+  await using target = startSocketIo({ handshakeHeaders: ["Authorization", "origin"] });
+  const connected = waitFor<[ServerSocket]>(target.io, "connection");
+  await using _client = closedOnDispose(connect(target.origin, {
+    reconnection: false,
+    forceNew: true,
+    transports: ["websocket"],
+    extraHeaders: { Authorization: "Bearer kept", "X-Dropped": "dropped" },
+  }));
+  const [socket] = await connected;
+  assert.deepEqual(socket.handshake.headers, { authorization: "Bearer kept" });
+  assert.equal(socket.handshake.address, "127.0.0.1");
+});

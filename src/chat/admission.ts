@@ -35,12 +35,15 @@ export interface AdmissionOptions {
  * that arrive while the first is still being admitted are refused by the middleware.
  */
 function refuseLaterConnects(socket: ChatSocket): void {
-  interceptRepeatConnects(socket, () => {
-    const { code, message } = toWireError(
-      new CodedError("already_connected", "this transport session already has a socket"),
-    );
-    return { message: code, data: { code, message } };
-  });
+  interceptRepeatConnects(socket, repeatConnectRefusal);
+}
+
+/** The CONNECT_ERROR payload of a repeated CONNECT (one function for every connection). */
+function repeatConnectRefusal(): unknown {
+  const { code, message } = toWireError(
+    new CodedError("already_connected", "this transport session already has a socket"),
+  );
+  return { message: code, data: { code, message } };
 }
 
 /** Builds the `connect_error` a refused client receives: `message` is the code. */
@@ -193,7 +196,8 @@ export class Admission {
   /** Releases when the socket disconnects, or when its transport closes before it connected. */
   #track(socket: ChatSocket, release: () => void): void {
     this.#releases.set(socket, release);
-    socket.conn.once("close", release);
+    // `on`, not `once`: a session closes once, and `once` costs a wrapper per connection.
+    socket.conn.on("close", release);
   }
 
   /** Guards the socket's transport session against further CONNECTs once the socket is in. */

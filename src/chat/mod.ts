@@ -18,7 +18,12 @@ import { CodedError, toWireError, type WireError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { readLastId, readLastIds } from "./payloads.ts";
 import type { RoomPolicy } from "./rooms.ts";
-import { type Presence, PresenceFeed, PresenceListing } from "../cluster/presence.ts";
+import {
+  type Connection as PresenceEntry,
+  type Presence,
+  PresenceFeed,
+  PresenceListing,
+} from "../cluster/presence.ts";
 import type { Timeline } from "./timeline.ts";
 import { Admission } from "./admission.ts";
 import type { Namespace } from "socket.io";
@@ -657,33 +662,54 @@ function trackPresence(
   connection: Connection,
   unbanned: Promise<boolean>,
 ): Promise<boolean> {
-  const { feed, roomPresence, admission } = shared;
-  const { presence, log } = shared.options;
   const { socket } = connection;
   const user = socket.data.identity.user;
   const entry = { socketId: socket.id, user, since: socket.handshake.issued };
-  const arrived = (async () => {
-    if (!(await unbanned) || !socket.connected) return false;
-    if (await presence.arrive(entry)) {
-      feed.joined(user);
-      shared.options.hooks?.online(user);
-    }
-    return true;
-  })();
+  const arrived = arrive(shared, connection, entry, unbanned);
+  watchDeparture(shared, connection, entry, arrived);
+  return arrived;
+}
+
+/** Lists the user once the connection may stay: see {@link trackPresence}. */
+async function arrive(
+  shared: Shared,
+  connection: Connection,
+  entry: PresenceEntry,
+  unbanned: Promise<boolean>,
+): Promise<boolean> {
+  if (!(await unbanned) || !connection.socket.connected) return false;
+  if (await shared.options.presence.arrive(entry)) {
+    shared.feed.joined(entry.user);
+    shared.options.hooks?.online(entry.user);
+  }
+  return true;
+}
+
+/**
+ * The socket's leaving: its rooms' presence, its admission and expiry, and its user's departure.
+ * Its own function, so the listeners kept for the connection's life hold only what they use.
+ */
+function watchDeparture(
+  shared: Shared,
+  connection: Connection,
+  entry: PresenceEntry,
+  arrived: Promise<boolean>,
+): void {
+  const { socket } = connection;
   socket.on("disconnecting", () => {
-    for (const room of joinedRooms(socket)) roomPresence.exit(room, user);
+    for (const room of joinedRooms(socket)) shared.roomPresence.exit(room, entry.user);
   });
   socket.on("disconnect", (reason) => {
-    admission.release(socket);
+    const { presence, log } = shared.options;
+    shared.admission.release(socket);
     connection.stopWatchingExpiry();
-    log.info("socket.disconnected", { socket: socket.id, user: user.id, reason });
+    log.info("socket.disconnected", { socket: socket.id, user: entry.user.id, reason });
     arrived.then((did) => did && presence.depart(entry)).then((wentOffline) => {
       if (!wentOffline) return;
-      feed.left(user);
-      shared.options.hooks?.offline(user);
+      shared.feed.left(entry.user);
+      shared.options.hooks?.offline(entry.user);
     }).catch((error) => log.warn("presence.failed", { socket: socket.id, error }));
   });
-  return arrived;
 }
 
 /**

@@ -31,6 +31,7 @@ import {
   BACKLOG_CEILING_FACTOR,
   EngineSocket,
   type HandshakeRequest,
+  type SessionHost,
   type SessionOptions,
 } from "./socket.ts";
 import type { Transport } from "./transport.ts";
@@ -56,6 +57,12 @@ export interface EngineOptions extends Partial<SessionOptions> {
   allowRequest?: (request: Request, info: ConnectionInfo) => void | Promise<void>;
   /** The client's address for `handshake.address` (default: the TCP peer's). */
   clientAddress?: (request: Request, info: ConnectionInfo) => string;
+  /**
+   * The request headers a session keeps for socket.io's `handshake.headers` (lower-case names);
+   * default: all, as engine.io. They live as long as the session: a browser's (cookies, user
+   * agent, `Accept-*`) are often over 1 KB.
+   */
+  handshakeHeaders?: readonly string[];
   /** Accepts a WebSocket upgrade (default `Deno.upgradeWebSocket` without idle pings). */
   upgradeWebSocket?: (request: Request) => { socket: WebSocket; response: Response };
   /**
@@ -142,12 +149,19 @@ export class Engine extends EventEmitter<EngineEvents> {
   readonly options: SessionOptions & { path: string };
   readonly clients = new Map<string, EngineSocket>();
   readonly #owedCloses = new Map<string, OwedClose>();
-  /** Every session's heartbeat on one timer. */
-  readonly #heartbeats = new Deadlines<EngineSocket>((session) => session.heartbeatDue());
+  /** What every session shares: the heartbeats on one timer, and its leaving `clients`. */
+  readonly #sessionHost: SessionHost = {
+    heartbeats: new Deadlines<EngineSocket>((session) => session.heartbeatDue()),
+    sessionClosed: (session, reason) => {
+      this.clients.delete(session.id);
+      if (reason === "forced close") this.#oweClose(session.id, session.transport);
+    },
+  };
   #cors?: CorsOptions;
   #allowRequest?: EngineOptions["allowRequest"];
   #clientAddress: NonNullable<EngineOptions["clientAddress"]>;
   #upgradeWebSocket: NonNullable<EngineOptions["upgradeWebSocket"]>;
+  #handshakeHeaders?: readonly string[];
   #refusalLog?: RefusalLog;
 
   constructor(options: EngineOptions = {}) {
@@ -172,6 +186,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.#allowRequest = options.allowRequest;
     this.#clientAddress = options.clientAddress ?? ((_request, info) => remoteAddressOf(info));
     this.#upgradeWebSocket = options.upgradeWebSocket ?? defaultUpgrade;
+    this.#handshakeHeaders = options.handshakeHeaders?.map((name) => name.toLowerCase());
     if (options.logger) this.#refusalLog = new RefusalLog(options.logger);
   }
 
@@ -338,12 +353,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     } else {
       transport = new PollingTransport(this.options);
     }
-    const session = new EngineSocket(id, transport, described, this.options, this.#heartbeats);
+    const session = new EngineSocket(id, transport, described, this.options, this.#sessionHost);
     this.clients.set(id, session);
-    session.once("close", (reason) => {
-      this.clients.delete(id);
-      if (reason === "forced close") this.#oweClose(id, session.transport);
-    });
     session.open();
     const response = upgradeResponse
       ? Promise.resolve(upgradeResponse)
@@ -381,7 +392,14 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   #describe(request: Request, url: URL, info: ConnectionInfo): HandshakeRequest {
     const headers: Record<string, string> = {};
-    request.headers.forEach((value, name) => headers[name] = value);
+    if (this.#handshakeHeaders) {
+      for (const name of this.#handshakeHeaders) {
+        const value = request.headers.get(name);
+        if (value !== null) headers[name] = value;
+      }
+    } else {
+      request.headers.forEach((value, name) => headers[name] = value);
+    }
     return {
       url: url.pathname + url.search,
       method: request.method,

@@ -6,7 +6,7 @@
 import { EventEmitter } from "node:events";
 import type { Deadlines } from "../deadlines.ts";
 import { encodeMessageText, type Packet, type PacketData, type PacketType } from "./parser.ts";
-import { type Transport, TransportError } from "./transport.ts";
+import { type Transport, TransportError, type TransportListener } from "./transport.ts";
 
 /** Why a session closed, as reported to socket.io (`disconnect` reason). */
 export type CloseReason =
@@ -26,6 +26,14 @@ export interface HandshakeRequest {
   headers: Record<string, string>;
   _query: Record<string, string>;
   connection: { encrypted: boolean; remoteAddress: string };
+}
+
+/** What a session shares with the other sessions of its engine: one object per engine. */
+export interface SessionHost {
+  /** Every session's next ping or pong deadline, on one timer. */
+  readonly heartbeats: Deadlines<EngineSocket>;
+  /** Told once when a session closes, before its `close` event. */
+  sessionClosed(session: EngineSocket, reason: CloseReason): void;
 }
 
 /**
@@ -113,7 +121,7 @@ export interface EngineSocketEvents {
 }
 
 /** An Engine.IO session; its events are {@link EngineSocketEvents}. */
-export class EngineSocket extends EventEmitter<EngineSocketEvents> {
+export class EngineSocket extends EventEmitter<EngineSocketEvents> implements TransportListener {
   /** Protocol revision; socket.io reads it. */
   readonly protocol = 4;
   readyState: ReadyState = "opening";
@@ -140,12 +148,11 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     transport: Transport,
     readonly request: HandshakeRequest,
     private readonly options: SessionOptions,
-    /** The engine's heartbeats: every session's next ping or pong deadline, on one timer. */
-    private readonly heartbeats: Deadlines<EngineSocket>,
+    private readonly host: SessionHost,
   ) {
     super();
     this.transport = transport;
-    this.#bind(transport);
+    transport.listen(this);
   }
 
   /** The client's IP address. */
@@ -235,7 +242,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     const cleanup = () => {
       clearTimeout(upgradeTimer);
       clearInterval(noopTimer);
-      transport.removeAllListeners();
+      transport.listen(undefined);
       this.#upgradeCleanup = undefined;
     };
     const fail = () => {
@@ -248,7 +255,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
         this.transport.send([{ type: "noop" }]);
       }
     };
-    transport.on("packet", (packet: Packet) => {
+    const onProbePacket = (packet: Packet) => {
       if (packet.type === "ping" && packet.data === "probe") {
         transport.send([{ type: "pong", data: "probe" }]);
         this.emit("upgrading", transport);
@@ -260,34 +267,40 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
       } else if (packet.type === "upgrade" && this.readyState !== "closed") {
         cleanup();
         this.#upgradeState = "upgraded";
-        const previous = this.transport;
-        previous.removeAllListeners();
-        previous.discard();
+        this.transport.discard();
         this.transport = transport;
-        this.#bind(transport);
+        transport.listen(this);
         this.emit("upgrade", transport);
         this.#flush();
       } else {
         fail();
       }
+    };
+    transport.listen({
+      onTransportPacket: onProbePacket,
+      onTransportDrain: () => {},
+      onTransportError: fail,
+      onTransportClose: fail,
     });
-    transport.once("close", fail);
-    transport.once("error", fail);
     this.#upgradeCleanup = fail;
   }
 
-  #bind(transport: Transport): void {
-    transport.on("packet", (packet: Packet) => this.#onPacket(packet));
-    transport.on("drain", () => this.#flush());
-    // As in engine.io, a transport error only closes the session (the error is the close
-    // description): emitting "error" would throw when nobody listens, before the close ran.
-    transport.once("error", (error: TransportError) => {
-      this.#onClose(error.code === "parse_error" ? "parse error" : "transport error", error);
-    });
-    transport.once("close", () => this.#onClose("transport close"));
+  /** What the current transport reports: see {@link TransportListener}. */
+  onTransportDrain(): void {
+    this.#flush();
   }
 
-  #onPacket(packet: Packet): void {
+  onTransportError(error: TransportError): void {
+    // As in engine.io, a transport error only closes the session (the error is the close
+    // description): emitting "error" would throw when nobody listens, before the close ran.
+    this.#onClose(error.code === "parse_error" ? "parse error" : "transport error", error);
+  }
+
+  onTransportClose(): void {
+    this.#onClose("transport close");
+  }
+
+  onTransportPacket(packet: Packet): void {
     if (this.readyState !== "open") return;
     if (!this.#takePacketToken()) {
       return this.#onClose(
@@ -339,14 +352,14 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
    * when the ping was due keeps the session (other packets do not, as in engine.io 6).
    */
   #schedulePing(): void {
-    this.heartbeats.cancel(this, this.#heartbeatKey);
+    this.host.heartbeats.cancel(this, this.#heartbeatKey);
     const { pingInterval, pingTimeout } = this.options;
     const now = performance.now();
     // The deadline counts from when the ping is due, as the client's own timer does: a ping
     // that goes out late must not push the timeout back by its lateness.
     this.#pongDeadline = now + pingInterval + pingTimeout;
     this.#awaitingPong = false;
-    this.#heartbeatKey = this.heartbeats.set(this, now + pingInterval);
+    this.#heartbeatKey = this.host.heartbeats.set(this, now + pingInterval);
   }
 
   /** The engine's deadlines say the heartbeat is due: the ping goes out, or the pong is late. */
@@ -356,7 +369,7 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
     if (this.#awaitingPong) return this.#onClose("ping timeout");
     this.#sendPacket("ping");
     this.#awaitingPong = true;
-    this.#heartbeatKey = this.heartbeats.set(this, this.#pongDeadline);
+    this.#heartbeatKey = this.host.heartbeats.set(this, this.#pongDeadline);
   }
 
   /**
@@ -434,15 +447,16 @@ export class EngineSocket extends EventEmitter<EngineSocketEvents> {
   #onClose(reason: CloseReason, description?: Error): void {
     if (this.readyState === "closed") return;
     this.readyState = "closed";
-    this.heartbeats.cancel(this, this.#heartbeatKey);
+    this.host.heartbeats.cancel(this, this.#heartbeatKey);
     this.#heartbeatKey = -1;
     clearTimeout(this.#backlogTimer);
     this.#upgradeCleanup?.();
     this.#writeBuffer = [];
     this.#writeBufferSize = 0;
     const transport = this.transport;
-    transport.removeAllListeners();
+    transport.listen(undefined);
     transport.close();
+    this.host.sessionClosed(this, reason);
     this.emit("close", reason, description);
   }
 }

@@ -1,9 +1,8 @@
 /**
  * The runtime-neutral base of an Engine.IO transport: it turns wire data into packets for its
- * session and reports `packet`, `drain`, `error` and `close`.
+ * session and reports packets, `drain`, errors and the close to its {@link TransportListener}.
  * @module
  */
-import { EventEmitter } from "node:events";
 import type { Packet } from "./parser.ts";
 
 /** Transport names, as they appear in the `transport` query parameter. */
@@ -20,27 +19,32 @@ export class TransportError extends Error {
   }
 }
 
-/** What a transport reports to its session. */
-export interface TransportEvents {
+/**
+ * Who a transport reports to: its session, or the upgrade probing it. One listener at a time, as
+ * methods rather than an emitter's listeners: a session then costs no closures or listener
+ * arrays for its transport.
+ */
+export interface TransportListener {
   /** A packet arrived from the client (never `close`: that closes the transport). */
-  packet: [packet: Packet];
+  onTransportPacket(packet: Packet): void;
   /** The transport can send now. */
-  drain: [];
+  onTransportDrain(): void;
   /** The transport failed; its session closes with this as the description. */
-  error: [error: TransportError];
+  onTransportError(error: TransportError): void;
   /** The transport closed. */
-  close: [];
+  onTransportClose(): void;
 }
 
-/** Base class of the polling and WebSocket transports; its events are {@link TransportEvents}. */
-export abstract class Transport extends EventEmitter<TransportEvents> {
+/** Base class of the polling and WebSocket transports; they report to a {@link TransportListener}. */
+export abstract class Transport {
   /** Whether `send()` reaches the client now. */
   writable = false;
   readyState: TransportState = "open";
+  #listener?: TransportListener;
 
   abstract readonly name: TransportName;
-  /** Transports this one may upgrade to. */
-  abstract readonly upgradesTo: TransportName[];
+  /** Transports this one may upgrade to (one array per transport class, not per session). */
+  abstract readonly upgradesTo: readonly TransportName[];
 
   /** Bytes handed to `send()` that have not reached the network yet. */
   get bufferedAmount(): number {
@@ -64,16 +68,21 @@ export abstract class Transport extends EventEmitter<TransportEvents> {
    */
   readonly sendsEachPacket: boolean = false;
 
-  /** Closes the transport; `close` is emitted once it is closed. */
+  /** Closes the transport; its listener is told once it is closed. */
   close(): void {
     if (this.readyState !== "open") return;
     this.readyState = "closing";
     this.doClose();
   }
 
+  /** Reports to `listener` from now on; `undefined` stops the reports. */
+  listen(listener: TransportListener | undefined): void {
+    this.#listener = listener;
+  }
+
   /** Drops the transport after an upgrade, answering any waiting request without a close. */
   discard(): void {
-    this.removeAllListeners();
+    this.#listener = undefined;
     this.readyState = "closed";
     this.writable = false;
   }
@@ -85,7 +94,11 @@ export abstract class Transport extends EventEmitter<TransportEvents> {
       this.onClosePacket();
       return;
     }
-    this.emit("packet", packet);
+    this.#listener?.onTransportPacket(packet);
+  }
+
+  protected onDrain(): void {
+    this.#listener?.onTransportDrain();
   }
 
   /** The client asked to close the session: the transport closes ("transport close"). */
@@ -95,13 +108,13 @@ export abstract class Transport extends EventEmitter<TransportEvents> {
 
   protected onError(code: string, message: string): void {
     if (this.readyState === "closed") return;
-    this.emit("error", new TransportError(code, message));
+    this.#listener?.onTransportError(new TransportError(code, message));
   }
 
   protected onClose(): void {
     if (this.readyState === "closed") return;
     this.readyState = "closed";
     this.writable = false;
-    this.emit("close");
+    this.#listener?.onTransportClose();
   }
 }

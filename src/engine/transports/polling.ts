@@ -5,7 +5,7 @@
  */
 import { decodePayload, encodePayload, type Packet, PacketParseError } from "../parser.ts";
 import { ERROR_CODES, errorResponse, type RequestError, transportMismatch } from "../refusals.ts";
-import { Transport } from "../transport.ts";
+import { Transport, type TransportName } from "../transport.ts";
 
 /** Options the polling transport needs. */
 export interface PollingOptions {
@@ -72,10 +72,14 @@ async function readBodyWithin(request: Request, limit: number, timeoutMs: number
 
 const { BAD_REQUEST } = ERROR_CODES;
 
+const UPGRADES: readonly TransportName[] = Object.freeze(["websocket"]);
+
 /** The long-polling transport of one session. */
 export class PollingTransport extends Transport {
   readonly name = "polling";
-  readonly upgradesTo: ("polling" | "websocket")[] = ["websocket"];
+  get upgradesTo(): readonly TransportName[] {
+    return UPGRADES;
+  }
   #pending?: PendingPoll;
   #postInFlight = false;
   #closeUndelivered = false;
@@ -121,7 +125,7 @@ export class PollingTransport extends Transport {
         }
       }, { once: true });
       this.writable = true;
-      this.emit("drain");
+      this.onDrain();
     });
   }
 
