@@ -8,6 +8,7 @@
  * deno task stress                      # 10,000 connections
  * deno task stress --connections 2000
  * deno task stress --connections 19000 --profile /tmp/prof   # the server under --cpu-prof
+ * deno task stress --connections 19000 --users 19000          # a user per connection (as S)
  * ```
  * Every 1,000 connections it prints (and the result lists) the wall time, the server's CPU time and
  * this process's own: the clients and the probes live here, so a slowdown shows on whichever side
@@ -63,10 +64,12 @@ export interface StressOptions {
   settleMs?: number;
   /** Writes the server's V8 CPU profile here (`--cpu-prof`) when set. */
   profileDir?: string;
+  /**
+   * Users the connections are spread over (default 100: each has many tabs open, and presence
+   * stays small); as many as connections for a crowd of distinct users, as bench scenario S.
+   */
+  users?: number;
 }
-
-/** Users the connections are spread over (each has many tabs open). */
-const USERS = 100;
 /** How long the fan-out of one message to every connection may take. */
 const FAN_OUT_TIMEOUT_MS = 60_000;
 
@@ -75,13 +78,13 @@ export async function runStress(
   connections: number,
   options: StressOptions = {},
 ): Promise<StressResult> {
-  const { log = () => {}, settleMs = 2000, profileDir } = options;
+  const { log = () => {}, settleMs = 2000, profileDir, users = 100 } = options;
   const flags = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
   const server = await spawnServer({ fdLimit: connections + 4096, flags });
   let clients: RawChatClient[] = [];
   try {
     const tokens = await Promise.all(
-      Array.from({ length: USERS }, (_, n) => benchToken(server, `load-${n}`)),
+      Array.from({ length: users }, (_, n) => benchToken(server, `load-${n}`)),
     );
     const probeToken = await benchToken(server, "probe");
     // Warm up (first connection compiles the handlers) before the baseline is read.
@@ -241,8 +244,10 @@ if (import.meta.main) {
   const connections = flag >= 0 ? Number(Deno.args[flag + 1]) : 10_000;
   const profileFlag = Deno.args.indexOf("--profile");
   const profileDir = profileFlag >= 0 ? Deno.args[profileFlag + 1] : undefined;
-  if (!Number.isInteger(connections) || connections < 1) {
-    console.error("usage: deno task stress [--connections N] [--profile DIR]");
+  const usersFlag = Deno.args.indexOf("--users");
+  const users = usersFlag >= 0 ? Number(Deno.args[usersFlag + 1]) : 100;
+  if (!Number.isInteger(connections) || connections < 1 || !Number.isInteger(users) || users < 1) {
+    console.error("usage: deno task stress [--connections N] [--users N] [--profile DIR]");
     Deno.exit(2);
   }
   const limit = await fdLimit();
@@ -254,7 +259,7 @@ if (import.meta.main) {
     Deno.exit(1);
   }
   console.log(`stress: ${connections} connections`);
-  const result = await runStress(connections, { log: console.log, profileDir });
+  const result = await runStress(connections, { log: console.log, profileDir, users });
   // Through `cat`: Deno lets only --allow-all read /proc (see readProcess).
   const { stdout } = await new Deno.Command("cat", { args: ["/proc/loadavg"] }).output();
   const load = new TextDecoder().decode(stdout).split(" ").slice(0, 3).join(" ");
