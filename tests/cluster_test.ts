@@ -423,3 +423,46 @@ Deno.test({
     assert.deepEqual(seenByAlice, ["count:1:true", "list:1"]);
   },
 });
+
+Deno.test({
+  name: hasRedis()
+    ? "cluster: an instance that starts while the others count users counts them too"
+    : "cluster: a late instance's presence skipped because /usr/bin/redis-server is not installed",
+  ignore: !hasRedis(),
+  async fn() {
+    // 20 listed at most, named again at 18: 19 and 20 online keep whatever the feed does.
+    await using cluster = await startCluster({ MAX_LISTED_USERS: "20" });
+    const { a, env, join } = cluster;
+    const seen: string[] = [];
+    const first = await join(a, "user-0");
+    first.socket.on("user:joined", (users: User[]) => users.forEach((u) => seen.push(`+${u.id}`)));
+    first.socket.on(
+      "presence:count",
+      ({ online, listed }: { online: number; listed: boolean }) =>
+        seen.push(`count:${online}:${listed}`),
+    );
+    const crowd = await Promise.all(
+      Array.from({ length: 20 }, (_, index) => join(a, `user-${index + 1}`)),
+    );
+    await until(() => seen.includes("count:21:false"), 8000, "21 online, counted");
+    crowd.slice(0, 2).forEach((client) => client.close());
+    await until(() => seen.includes("count:19:false"), 8000, "19 online, still counted");
+    const c = await startMain({ ...env, INSTANCE_ID: "c" });
+    try {
+      const late = new ChatClient(c.url, { ...websocket, auth: { token: await tokenFor("late") } });
+      cluster.clients.push(late);
+      const lateSeen: string[] = [];
+      late.socket.on(
+        "presence:count",
+        ({ online, listed }: { online: number; listed: boolean }) =>
+          lateSeen.push(`count:${online}:${listed}`),
+      );
+      await until(() => seen.includes("count:20:false") || seen.includes("+late"), 8000, "late");
+      assert.ok(!seen.includes("+late"), "counted: the newcomer is not named");
+      await until(() => lateSeen.includes("count:20:false"), 8000, "the newcomer's count");
+    } finally {
+      cluster.clients.forEach((client) => client.close());
+      await c.stop();
+    }
+  },
+});

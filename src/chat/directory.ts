@@ -62,7 +62,7 @@ export function usersConnected(io: ChatServer): number {
  * one that died would hold every question that long: past {@link DIRECTORY_TIMEOUT_MS} (or on a
  * failure) there are none, and this instance's own answer stands alone.
  */
-async function askOthers(ask: () => Promise<unknown[]>, log: Logger): Promise<unknown[]> {
+export async function askOthers(ask: () => Promise<unknown[]>, log: Logger): Promise<unknown[]> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   return await Promise.race([
     ask().catch((error) => {

@@ -29,7 +29,7 @@ import { Admission } from "./admission.ts";
 import type { Namespace } from "socket.io";
 import { loadRooms } from "./catch_up.ts";
 import { CHAT_ROOM, joinedRooms, roomKey } from "./delivery.ts";
-import { userRoom, usersConnected } from "./directory.ts";
+import { askOthers, userRoom, usersConnected } from "./directory.ts";
 import { dispatchEvent, type EventBudgets, type EventContext, EventGate } from "./events.ts";
 import type { ChatContext, Subscription } from "./handlers.ts";
 import { PacedBroadcasts } from "./paced.ts";
@@ -414,10 +414,17 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   let announced = Promise.resolve();
   const batching = { batchMs: options.presenceBatchMs, cancelOut: !presence.shared };
   const listing = new PresenceListing(options.maxListedUsers);
+  // An instance sharing presence takes the others' listing before its first batch.
+  let listingJoined = !presence.shared;
   const feed: PresenceFeed = new PresenceFeed(
     (joined, left, welcomed) => {
-      announced = announced.then(() => announceBatch(parts, { joined, left, welcomed }))
-        .catch((error) => log.warn("presence.failed", { sockets: welcomed.length, error }));
+      announced = announced.then(async () => {
+        if (!listingJoined) {
+          listingJoined = true;
+          await joinListing(io, listing, log);
+        }
+        await announceBatch(parts, { joined, left, welcomed });
+      }).catch((error) => log.warn("presence.failed", { sockets: welcomed.length, error }));
     },
     {
       ...batching,
@@ -435,7 +442,10 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
     // must not go on getting another's named changes.
     shareSwitch: (listed) => presence.shared && io.serverSideEmit("presence:listing", listed),
   };
-  if (presence.shared) io.on("presence:listing", (listed) => listing.follow(listed === true));
+  if (presence.shared) {
+    io.on("presence:listing", (listed) => listing.follow(listed === true));
+    io.on("presence:listed", (answer) => answer(listing.listed));
+  }
   // The default room's comings and goings are the global presence events.
   const roomPresence = new RoomPresence((room, joined, left) => {
     io.to(roomKey(room)).emit("room:presence", { room, joined, left });
@@ -466,6 +476,16 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
     },
     membersOf: (room) => membersOfRoom(io, options, room, () => observed(room)),
   };
+}
+
+/**
+ * Takes the other instances' listing: one that starts while they count users (and the count is
+ * between the two thresholds, where its own would stay listed) must not name its newcomers to
+ * everyone. Any instance counting wins; the next batch's count decides from there.
+ */
+async function joinListing(io: ChatServer, listing: PresenceListing, log: Logger): Promise<void> {
+  const answers = await askOthers(() => io.serverSideEmitWithAck("presence:listed"), log);
+  if (answers.includes(false)) listing.follow(false);
 }
 
 /** What announcing a batch of the default room's presence takes. */

@@ -25,6 +25,8 @@ export interface ServerSideEvents {
   "presence:users": (limit: number, answer: (users: User[]) => void) => void;
   /** Every other instance answers with how many distinct users it has connected. */
   "presence:count": (answer: (count: number) => void) => void;
+  /** Every other instance answers whether its presence feed names users (true) or counts them. */
+  "presence:listed": (answer: (listed: boolean) => void) => void;
   /** An instance's presence feed switched between naming users and counting them. */
   "presence:listing": (listed: boolean) => void;
 }
