@@ -443,7 +443,16 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
     shareSwitch: (listed) => presence.shared && io.serverSideEmit("presence:listing", listed),
   };
   if (presence.shared) {
-    io.on("presence:listing", (listed) => listing.follow(listed === true));
+    io.on("presence:listing", (listed) => {
+      const counting = !listing.listed;
+      listing.follow(listed === true);
+      // A count this instance sent before it heard of the switch travels its own path and may
+      // reach clients after the other's `listed: true`: say it again, after that count.
+      if (listed === true && counting) {
+        announced = announced.then(() => relist(parts))
+          .catch((error) => log.warn("presence.failed", { error }));
+      }
+    });
     io.on("presence:listed", (answer) => answer(listing.listed));
   }
   // The default room's comings and goings are the global presence events.
@@ -486,6 +495,19 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
 async function joinListing(io: ChatServer, listing: PresenceListing, log: Logger): Promise<void> {
   const answers = await askOthers(() => io.serverSideEmitWithAck("presence:listed"), log);
   if (answers.includes(false)) listing.follow(false);
+}
+
+/**
+ * After following another instance's switch back to naming users: `presence:count` with `listed:
+ * true` and a fresh snapshot to everyone, behind anything this instance announced while counting.
+ */
+async function relist({ options, feed, listing, announce }: FeedParts): Promise<void> {
+  if (!listing.listed) return;
+  const online = await options.presence.count();
+  const users = await options.presence.online(options.maxListedUsers);
+  feed.observed();
+  announce.toEveryone("presence:count", { online, listed: true });
+  announce.toEveryone("presence", users);
 }
 
 /** What announcing a batch of the default room's presence takes. */
