@@ -382,6 +382,18 @@ Deno.test({
   },
 });
 
+/** Notes a client's presence as it comes: `list:N`, `+id`, `-id`, `count:N:listed`. */
+function recordPresence(client: ChatClient, seen: string[]): void {
+  client.socket.on("presence", (users: User[]) => seen.push(`list:${users.length}`));
+  client.socket.on("user:joined", (users: User[]) => users.forEach((u) => seen.push(`+${u.id}`)));
+  client.socket.on("user:left", (users: User[]) => users.forEach((u) => seen.push(`-${u.id}`)));
+  client.socket.on(
+    "presence:count",
+    ({ online, listed }: { online: number; listed: boolean }) =>
+      seen.push(`count:${online}:${listed}`),
+  );
+}
+
 Deno.test({
   name: hasRedis()
     ? "cluster: above MAX_LISTED_USERS online across instances, both count users, and name them again together"
@@ -392,24 +404,11 @@ Deno.test({
     const { a, b, join } = cluster;
     const alice = await join(a, "alice");
     const seenByAlice: string[] = [];
-    const record = (client: ChatClient, seen: string[]) => {
-      client.socket.on("presence", (users: User[]) => seen.push(`list:${users.length}`));
-      client.socket.on(
-        "user:joined",
-        (users: User[]) => users.forEach((u) => seen.push(`+${u.id}`)),
-      );
-      client.socket.on("user:left", (users: User[]) => users.forEach((u) => seen.push(`-${u.id}`)));
-      client.socket.on(
-        "presence:count",
-        ({ online, listed }: { online: number; listed: boolean }) =>
-          seen.push(`count:${online}:${listed}`),
-      );
-    };
-    record(alice, seenByAlice);
+    recordPresence(alice, seenByAlice);
     const bob = await join(b, "bob");
     await until(() => seenByAlice.includes("+bob"), 8000, "bob's join, named");
     const seenByBob: string[] = [];
-    record(bob, seenByBob);
+    recordPresence(bob, seenByBob);
     // Carol on A makes three: A's count adds B's, and reaches bob on B.
     const carol = await join(a, "carol");
     await until(() => seenByBob.includes("count:3:false"), 8000, "the count on B");
@@ -440,12 +439,7 @@ Deno.test({
     const { a, env, join } = cluster;
     const seen: string[] = [];
     const first = await join(a, "user-0");
-    first.socket.on("user:joined", (users: User[]) => users.forEach((u) => seen.push(`+${u.id}`)));
-    first.socket.on(
-      "presence:count",
-      ({ online, listed }: { online: number; listed: boolean }) =>
-        seen.push(`count:${online}:${listed}`),
-    );
+    recordPresence(first, seen);
     const crowd = await Promise.all(
       Array.from({ length: 20 }, (_, index) => join(a, `user-${index + 1}`)),
     );
@@ -457,11 +451,7 @@ Deno.test({
       const late = new ChatClient(c.url, { ...websocket, auth: { token: await tokenFor("late") } });
       cluster.clients.push(late);
       const lateSeen: string[] = [];
-      late.socket.on(
-        "presence:count",
-        ({ online, listed }: { online: number; listed: boolean }) =>
-          lateSeen.push(`count:${online}:${listed}`),
-      );
+      recordPresence(late, lateSeen);
       await until(() => seen.includes("count:20:false") || seen.includes("+late"), 8000, "late");
       assert.ok(!seen.includes("+late"), "counted: the newcomer is not named");
       await until(() => lateSeen.includes("count:20:false"), 8000, "the newcomer's count");
