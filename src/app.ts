@@ -99,6 +99,8 @@ export interface AppOptions {
   now?: () => number;
   /** The webhook sender's retry and poll timing (tests shorten it). */
   webhookTiming?: WebhookDependencies["sender"];
+  /** How long the presence feed counts users at least once it started (tests shorten it). */
+  presenceHoldMs?: number;
 }
 
 /** How long a webhook's question about a user's rooms waits for the other instances. */
@@ -454,6 +456,7 @@ function chatOptionsFor(
     hooks: parts.webhooks,
     clockToleranceMs: config.auth.clockToleranceSeconds * 1000,
     now: parts.options.now,
+    presenceHoldMs: parts.options.presenceHoldMs,
     log: parts.log,
     observer: parts.metrics,
   };

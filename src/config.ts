@@ -287,7 +287,8 @@ export const SETTINGS = {
     doc: "Most users a `presence` snapshot or a `join` ack's `online` lists. With more online, " +
       "`user:joined` and `user:left` stop and each batch sends one `presence:count` " +
       "`{ online, listed: false }` instead; they resume (after `presence:count` with " +
-      "`listed: true` and a fresh `presence`) once at most 90 % of it are online. Bounds what " +
+      "`listed: true` and a fresh `presence`) once at most 90 % of it are online, 5 s after " +
+      "the counting began at the soonest. Bounds what " +
       "each connect costs when many are online: a snapshot and a small frame per batch.",
   }),
   readReceipts: boolean("READ_RECEIPTS", {

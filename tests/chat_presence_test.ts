@@ -191,7 +191,7 @@ for (const recovery of [false, true]) {
     await using server = await startChat({
       maxListedUsers: 3,
       connectionRecoveryMs: recovery ? 60_000 : 0,
-    });
+    }, { presenceHoldMs: 0 });
     using u1 = new ChatClient(server.url, { auth: { token: await tokenFor("u1") } });
     const seen = presenceLog(u1, recovery);
     await u1.waitFor(() => seen.length > 0, "u1's presence");
@@ -238,6 +238,29 @@ for (const recovery of [false, true]) {
     }
   });
 }
+
+Deno.test("presence: users going over MAX_LISTED_USERS and straight back keep the feed counting for its hold, then everyone gets the list once", async () => {
+  const holdMs = 1500;
+  await using server = await startChat({ maxListedUsers: 3 }, { presenceHoldMs: holdMs });
+  using u1 = new ChatClient(server.url, { auth: { token: await tokenFor("u1") } });
+  const seen = presenceLog(u1, false);
+  using _u2 = await ChatClient.join(server.url, "u2");
+  await u1.waitFor(() => seen.includes("+u2"), "u2 named");
+  // Two more together, then gone together: over the limit and back under 90 % of it.
+  const flappers = await Promise.all(["f1", "f2"].map((id) => ChatClient.join(server.url, id)));
+  await u1.waitFor(() => seen.includes("count:4:false"), "counted");
+  const counting = performance.now();
+  seen.length = 0;
+  flappers.forEach((client) => client.close());
+  await u1.waitFor(() => seen.includes("count:2:false"), "under the limit, still counted");
+  assert.ok(!seen.some((event) => event.startsWith("list:")), "no list within the hold");
+  // Nobody comes or goes after that: the list comes once the hold is over, and only once.
+  await u1.waitFor(() => seen.includes("list:u1,u2"), "the list after the hold", holdMs + 3000);
+  assert.ok(performance.now() - counting >= holdMs - 150, "not before the hold ended");
+  await sleep(300);
+  assert.deepEqual(seen.slice(-2), ["count:2:true", "list:u1,u2"]);
+  assert.equal(seen.filter((event) => event.startsWith("list:")).length, 1, `${seen}`);
+});
 
 Deno.test("presence: a join ack's list of the default room plus the changes after it stays right when a user blinks meanwhile", async () => {
   await using server = await startChat({ connectionRecoveryMs: 0 });

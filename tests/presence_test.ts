@@ -215,7 +215,7 @@ Deno.test("presence feed: a batch goes out once it holds PRESENCE_MAX_BATCH_USER
 });
 
 Deno.test("presence listing: names users up to the limit, counts above it, names them again at 90 %", () => {
-  const listing = new PresenceListing(10);
+  const listing = new PresenceListing(10, 0);
   assert.equal(listing.relistAt, 9);
   assert.deepEqual([listing.update(10), listing.listed], [false, true], "at the limit: listed");
   assert.deepEqual([listing.update(11), listing.listed], [true, false], "one more: counted");
@@ -224,6 +224,24 @@ Deno.test("presence listing: names users up to the limit, counts above it, names
   assert.deepEqual([listing.update(10), listing.listed], [false, true]);
   assert.equal(new PresenceListing(1000).relistAt, 900);
   assert.equal(new PresenceListing(3).relistAt, 2);
+});
+
+Deno.test("presence listing: once counting, it keeps counting for its hold however few are online", () => {
+  let now = 1000;
+  const listing = new PresenceListing(10, 5000, () => now);
+  assert.equal(listing.update(11), true, "counted from 1000");
+  now += 4999;
+  assert.equal(listing.update(5), false, "held: still counted");
+  assert.equal(listing.heldBack(5), true);
+  assert.equal(listing.relistFrom, 6000);
+  assert.equal(listing.heldBack(10), false, "over 90 %: not held, counted anyway");
+  now += 1;
+  assert.equal(listing.heldBack(5), false);
+  assert.deepEqual([listing.update(5), listing.listed], [true, true], "named again at 6000");
+  // Following another instance's switch to counting starts the hold too.
+  listing.follow(false);
+  now += 100;
+  assert.deepEqual([listing.update(1), listing.listed], [false, false]);
 });
 
 Deno.test("presence feed: while users are counted, a batch waits its window however many changed", async () => {

@@ -20,6 +20,7 @@ import { readLastId, readLastIds } from "./payloads.ts";
 import type { RoomPolicy } from "./rooms.ts";
 import {
   type Connection as PresenceEntry,
+  EarliestTimer,
   type Presence,
   PresenceFeed,
   PresenceListing,
@@ -112,6 +113,8 @@ export interface ChatOptions {
   presence: Presence;
   /** How long joins and leaves are gathered before they are announced (default 100 ms). */
   presenceBatchMs?: number;
+  /** How long the feed counts users at least once it started (default 5 s; tests shorten it). */
+  presenceHoldMs?: number;
   /** Clock skew forgiven on a token's `exp`, in ms. */
   clockToleranceMs: number;
   /** The clock (tests move it). */
@@ -412,20 +415,27 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   // Batches are announced in order, each after the snapshot its newcomers get: a slow snapshot
   // (asked across instances) must not let a later batch overtake an earlier one.
   let announced = Promise.resolve();
+  const enqueue = (work: () => Promise<void>) => {
+    announced = announced.then(work).catch((error) => log.warn("presence.failed", { error }));
+  };
   const batching = { batchMs: options.presenceBatchMs, cancelOut: !presence.shared };
-  const listing = new PresenceListing(options.maxListedUsers);
+  const listing = new PresenceListing(options.maxListedUsers, options.presenceHoldMs);
+  // A switch back to naming users held back (PresenceListing's hold) is looked at again when the
+  // hold ends, whether or not anyone comes or goes by then.
+  const recheck = new EarliestTimer(() =>
+    enqueue(() => announceBatch(parts, { joined: [], left: [], welcomed: [] }))
+  );
   // An instance sharing presence takes the others' listing before its first batch.
   let listingJoined = !presence.shared;
   const feed: PresenceFeed = new PresenceFeed(
-    (joined, left, welcomed) => {
-      announced = announced.then(async () => {
+    (joined, left, welcomed) =>
+      enqueue(async () => {
         if (!listingJoined) {
           listingJoined = true;
           await joinListing(io, listing, log);
         }
         await announceBatch(parts, { joined, left, welcomed });
-      }).catch((error) => log.warn("presence.failed", { sockets: welcomed.length, error }));
-    },
+      }),
     {
       ...batching,
       // A big audience makes changes wait longer (a frame each): this instance's share of it.
@@ -441,20 +451,9 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
     // Instances sharing presence switch together: a client told by one that users are counted
     // must not go on getting another's named changes.
     shareSwitch: (listed) => presence.shared && io.serverSideEmit("presence:listing", listed),
+    recheckAt: (time) => recheck.at(time),
   };
-  if (presence.shared) {
-    io.on("presence:listing", (listed) => {
-      const counting = !listing.listed;
-      listing.follow(listed === true);
-      // A count this instance sent before it heard of the switch travels its own path and may
-      // reach clients after the other's `listed: true`: say it again, after that count.
-      if (listed === true && counting) {
-        announced = announced.then(() => relist(parts))
-          .catch((error) => log.warn("presence.failed", { error }));
-      }
-    });
-    io.on("presence:listed", (answer) => answer(listing.listed));
-  }
+  if (presence.shared) followListing(io, parts, enqueue);
   // The default room's comings and goings are the global presence events.
   const roomPresence = new RoomPresence((room, joined, left) => {
     io.to(roomKey(room)).emit("room:presence", { room, joined, left });
@@ -468,7 +467,10 @@ function chatPresence(io: ChatServer, options: ChatOptions): ChatPresence {
   return {
     feed,
     roomPresence,
-    closeAnnouncer: parts.announce.close,
+    closeAnnouncer() {
+      recheck.clear();
+      parts.announce.close();
+    },
     enterRoom(socket, room) {
       if (socket.rooms.has(roomKey(room))) return true;
       const identity = socket.data.identity;
@@ -497,6 +499,23 @@ async function joinListing(io: ChatServer, listing: PresenceListing, log: Logger
   if (answers.includes(false)) listing.follow(false);
 }
 
+/** Takes the other instances' switches between naming and counting users, and answers theirs. */
+function followListing(
+  io: ChatServer,
+  parts: FeedParts,
+  enqueue: (work: () => Promise<void>) => void,
+): void {
+  const { listing } = parts;
+  io.on("presence:listing", (listed) => {
+    const counting = !listing.listed;
+    listing.follow(listed === true);
+    // A count this instance sent before it heard of the switch travels its own path and may
+    // reach clients after the other's `listed: true`: say it again, after that count.
+    if (listed === true && counting) enqueue(() => relist(parts));
+  });
+  io.on("presence:listed", (answer) => answer(listing.listed));
+}
+
 /**
  * After following another instance's switch back to naming users: `presence:count` with `listed:
  * true` and a fresh snapshot to everyone, behind anything this instance announced while counting.
@@ -519,6 +538,8 @@ interface FeedParts {
   readonly announce: PresenceAnnouncer;
   /** Tells the other instances (with Redis) that a batch here switched the listing. */
   readonly shareSwitch: (listed: boolean) => void;
+  /** Announces an empty batch at `time` (`performance.now()`): a held-back switch is due then. */
+  readonly recheckAt: (time: number) => void;
 }
 
 /**
@@ -530,12 +551,13 @@ interface FeedParts {
  * changes; the changes still pending follow as joins and leaves.
  */
 async function announceBatch(
-  { options, feed, listing, announce, shareSwitch }: FeedParts,
+  { options, feed, listing, announce, shareSwitch, recheckAt }: FeedParts,
   { joined, left, welcomed }: { joined: User[]; left: User[]; welcomed: string[] },
 ): Promise<void> {
   const { presence, maxListedUsers, log } = options;
   const online = await presence.count();
   const switched = listing.update(online);
+  if (listing.heldBack(online)) recheckAt(listing.relistFrom);
   if (switched) shareSwitch(listing.listed);
   const count = { online, listed: listing.listed };
   const snapshot = async () => {

@@ -148,8 +148,19 @@ export const RELIST_SHARE = 0.9;
  */
 export class PresenceListing {
   #listed = true;
+  /** When the feed last went from naming users to counting them (`now()`'s clock). */
+  #countingSince = -Infinity;
 
-  constructor(readonly maxListed: number) {}
+  /**
+   * @param holdMs how long the feed keeps counting at least, once it started (default
+   * {@link RELIST_HOLD_MS}): naming users again sends every client a snapshot, so users going over
+   * and back under the limit together must not make that happen on every batch.
+   */
+  constructor(
+    readonly maxListed: number,
+    readonly holdMs: number = RELIST_HOLD_MS,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** Whether users are named (`user:joined` / `user:left`) rather than counted. */
   get listed(): boolean {
@@ -161,19 +172,39 @@ export class PresenceListing {
     return Math.floor(this.maxListed * RELIST_SHARE);
   }
 
+  /** When a feed counting few enough users may name them again (`now()`'s clock). */
+  get relistFrom(): number {
+    return this.#countingSince + this.holdMs;
+  }
+
   /** Takes a switch made elsewhere (by another instance sharing the presence). */
   follow(listed: boolean): void {
+    if (this.#listed && !listed) this.#countingSince = this.now();
     this.#listed = listed;
   }
 
-  /** Takes the number of users online now; true when that switches between naming and counting. */
+  /**
+   * Takes the number of users online now; true when that switches between naming and counting.
+   * Few enough to name again within {@link holdMs} of the switch to counting: still counted
+   * ({@link relistFrom} says until when).
+   */
   update(online: number): boolean {
-    const listed = online <= (this.#listed ? this.maxListed : this.relistAt);
+    let listed = online <= (this.#listed ? this.maxListed : this.relistAt);
+    if (listed && !this.#listed && this.now() < this.relistFrom) listed = false;
     const switched = listed !== this.#listed;
+    if (switched && !listed) this.#countingSince = this.now();
     this.#listed = listed;
     return switched;
   }
+
+  /** Whether `online` users would be named now but for the hold. */
+  heldBack(online: number): boolean {
+    return !this.#listed && online <= this.relistAt && this.now() < this.relistFrom;
+  }
 }
+
+/** How long a feed that started counting users keeps counting at least. */
+export const RELIST_HOLD_MS = 5000;
 
 /** How long announcements wait per client that will receive them, in a big room. */
 export const PRESENCE_MS_PER_RECIPIENT = 0.1;
