@@ -5,7 +5,13 @@
  * well-formed subscription. Polls and retries are shortened; waits are for conditions.
  */
 import assert from "node:assert/strict";
-import { ChatClient, SECRET, startChat, type TestServer } from "./helpers/chat_server.ts";
+import {
+  ChatClient,
+  SECRET,
+  sendMessage as send,
+  startChat,
+  type TestServer,
+} from "./helpers/chat_server.ts";
 import { PushReceiver, TestBrowser } from "./helpers/push_receiver.ts";
 import { until, within } from "./helpers/time.ts";
 import { tempDir } from "./helpers/dispose.ts";
@@ -45,18 +51,6 @@ async function pushing(overrides: Partial<Config> = {}): Promise<TestServer> {
     pushPrivateEndpoints: true,
     ...overrides,
   }, { webhookTiming: { retryBaseMs: 20, retryMaxMs: 100, pollMs: 20, maintainMs: 20 } });
-}
-
-async function send(
-  client: ChatClient,
-  room: string,
-  message: string,
-  mentions?: string[],
-): Promise<ChatMessage> {
-  const payload = mentions ? { room, message, mentions } : { room, message };
-  const answer = await within(client.socket.emitWithAck("message", payload), 5000, "ack");
-  assert.equal(answer.ok, true, JSON.stringify(answer));
-  return answer.message;
 }
 
 /** Waits until `condition` (asked of the store) holds. */

@@ -4,7 +4,13 @@
  * Retries and polls are shortened; waits are for conditions, never for fixed times.
  */
 import assert from "node:assert/strict";
-import { ChatClient, SECRET, startChat, type TestServer } from "./helpers/chat_server.ts";
+import {
+  ChatClient,
+  SECRET,
+  sendMessage as send,
+  startChat,
+  type TestServer,
+} from "./helpers/chat_server.ts";
 import { type Received, WEBHOOK_SECRET, WebhookReceiver } from "./helpers/webhook_receiver.ts";
 import { until, within } from "./helpers/time.ts";
 import { tempDir } from "./helpers/dispose.ts";
@@ -34,16 +40,6 @@ async function ack<T>(client: ChatClient, event: string, payload: unknown): Prom
   const answer = await within(client.socket.emitWithAck(event, payload), 5000, `${event} ack`);
   assert.equal(answer.ok, true, JSON.stringify(answer));
   return answer;
-}
-
-async function send(
-  client: ChatClient,
-  room: string,
-  message: string,
-  mentions?: string[],
-): Promise<ChatMessage> {
-  const payload = mentions ? { room, message, mentions } : { room, message };
-  return (await ack<{ message: ChatMessage }>(client, "message", payload)).message;
 }
 
 /** Connects `sub` with a token whose `rooms` claim opens `rooms` (beside the public ones). */

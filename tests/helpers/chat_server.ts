@@ -3,6 +3,7 @@
  * socket.io-client connections that record what they receive.
  * @module
  */
+import assert from "node:assert/strict";
 import { SignJWT } from "jose";
 import {
   io as connect,
@@ -204,4 +205,16 @@ export class ChatClient {
   #notify(): void {
     for (const waiter of [...this.#waiters]) waiter();
   }
+}
+
+/** Sends `message` to `room` (mentioning `mentions`), asserts the ack is ok, returns the message. */
+export async function sendMessage(
+  client: ChatClient,
+  room: string,
+  message: string,
+  mentions?: string[],
+): Promise<ChatMessage> {
+  const answer = await client.send(mentions ? { room, message, mentions } : { room, message });
+  assert.equal(answer.ok, true, JSON.stringify(answer));
+  return (answer as { message: ChatMessage }).message;
 }
